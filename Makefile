@@ -1,0 +1,28 @@
+# The README's two commands: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell md5sum requirements.txt | cut -c1-8)
+PORT ?= 8501
+
+.PHONY: run test setup pretrain-deps pretrain bench
+
+$(STAMP): requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+
+test: setup
+	$(PY) -m pytest -q
+
+# Only pretraining needs the MOSES corpus; its declared dependencies do not install on current Python.
+pretrain-deps: setup
+	$(PY) -m pip install -q --no-deps molsets==0.3.1
+
+pretrain: pretrain-deps
+	$(PY) -m chemlm_engine pretrain --output pretrain_work/chemlm-mini --max-steps 4000

@@ -1,0 +1,198 @@
+"""Command line: ``python -m chemlm_engine …``. Parses arguments and calls the library, nothing else."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+from tqdm import tqdm
+
+app = typer.Typer(help="ChemLM Studio engine: fine-tune chemical language models from the command line.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+def _store(db: str | None):
+    from .store import RunStore
+
+    return RunStore(db)
+
+
+@app.command()
+def train(
+    backbone: str = typer.Option(None, help="Model folder or hub id (default: the embedded ChemLM-mini)."),
+    method: str = typer.Option("baseline", help="baseline | mlm (masked LM on the task SMILES first)."),
+    epochs: int = typer.Option(20),
+    seed: int = typer.Option(0, help="Seed for the split, initialisation and batch order."),
+    data: str = typer.Option("lipophilicity", help="'lipophilicity' (bundled) or a CSV path."),
+    smiles_column: str | None = typer.Option(None),
+    label_column: str | None = typer.Option(None),
+    split: str = typer.Option("random", help="random | scaffold"),
+    subset: int | None = typer.Option(None, help="Use a seeded random subset of N molecules."),
+    learning_rate: float = typer.Option(1e-4),
+    batch_size: int = typer.Option(32),
+    patience: int = typer.Option(0, help="Early-stopping patience in epochs (0 = off)."),
+    pooling: str = typer.Option("mean"),
+    trust_remote_code: bool = typer.Option(False, help="Run code shipped with a hub model (MoLFormer-XL needs it)."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (JSON value)."),
+    name: str = typer.Option(""),
+    db: str | None = typer.Option(None, help="SQLAlchemy URL of the run store (default: $CHEMLM_HOME/runs.db)."),
+) -> None:
+    """Fine-tune a regressor; prints a JSON line with the run id and test metrics last."""
+    from .config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+    from .jobs import run_job
+
+    options = {}
+    for item in option:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    spec = JobSpec(method=method, name=name, options=options,
+                   data=DataSpec(source=data, smiles_column=smiles_column, label_column=label_column, split=split,
+                                 split_seed=seed, subset=subset),
+                   model=ModelSpec(backbone=backbone or DEFAULT_BACKBONE, trust_remote_code=trust_remote_code,
+                                   pooling=pooling),
+                   train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                                     patience=patience, seed=seed))
+    store = _store(db)
+    bar = tqdm(total=1000, desc=method, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+
+    def report(fraction: float, message: str) -> None:
+        bar.n = int(fraction * 1000)
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    run_id = run_job(spec, store, progress=report)
+    bar.close()
+    record = store.get_run(run_id)
+    typer.echo(json.dumps({"run_id": run_id, "status": record.status, **record.metrics}))
+
+
+@app.command()
+def predict(
+    model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
+    smiles: list[str] = typer.Option([], "--smiles", "-s", help="SMILES to predict (repeatable)."),
+    input: Path | None = typer.Option(None, "--input", "-i", help="CSV with a SMILES column."),
+    smiles_column: str | None = typer.Option(None),
+    output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: stdout)."),
+    db: str | None = typer.Option(None),
+) -> None:
+    """Predict logD for SMILES; invalid SMILES get their own row with the reason."""
+    from .config import DEFAULT_REGRESSOR
+    from .model import RegressionModel
+    from .predict import predict_csv, predict_smiles
+
+    if not smiles and input is None:
+        raise typer.BadParameter("give --smiles or --input")
+    folder = _resolve_model(model or DEFAULT_REGRESSOR, db)
+    regressor = RegressionModel.load(folder)
+    frame = predict_csv(regressor, input, smiles_column) if input is not None else predict_smiles(regressor, smiles)
+    if output is None:
+        typer.echo(frame.to_csv(index=False))
+    else:
+        frame.to_csv(output, index=False)
+        n_bad = int(frame["error"].notna().sum())
+        typer.echo(f"wrote {len(frame)} rows ({n_bad} invalid) to {output}", err=True)
+
+
+def _resolve_model(model: str, db: str | None) -> Path:
+    """A model folder, or the model of a stored run."""
+    path = Path(model)
+    if path.exists():
+        return path
+    from .errors import RunNotFoundError
+
+    try:
+        record = _store(db).get_run(model)
+    except RunNotFoundError:
+        raise typer.BadParameter(f"{model!r} is neither a model folder nor a run id") from None
+    if not record.model_path:
+        raise typer.BadParameter(f"run {model} has no saved model (status {record.status})")
+    return Path(record.model_path)
+
+
+@runs_app.command("list")
+def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = typer.Option(None)) -> None:
+    """All runs, newest first."""
+    frame = _store(db).runs_frame()
+    if as_json:
+        typer.echo(frame.to_json(orient="records", date_format="iso"))
+    elif frame.empty:
+        typer.echo("no runs yet")
+    else:
+        cols = ["id", "method", "status", "backbone", "split", "seed", "test_mse", "test_r2", "duration_s"]
+        typer.echo(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, db: str | None = typer.Option(None)) -> None:
+    """One run: spec, status, metrics, per-epoch table, error."""
+    store = _store(db)
+    record = store.get_run(run_id)
+    typer.echo(json.dumps({"id": record.id, "status": record.status, "method": record.method,
+                           "metrics": record.metrics, "info": record.info, "spec": record.spec,
+                           "versions": record.versions, "model_path": record.model_path}, indent=2))
+    epochs = store.epochs(run_id)
+    if not epochs.empty:
+        typer.echo(epochs.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if record.error:
+        typer.echo(f"error: {record.error}\n{record.traceback}")
+
+
+@app.command()
+def pretrain(
+    output: Path = typer.Option(Path("pretrain_work/chemlm-mini"), help="Output folder (checkpoints inside)."),
+    max_steps: int = typer.Option(4000, help="Optimizer steps."),
+    batch_size: int = typer.Option(128),
+    learning_rate: float = typer.Option(7e-4),
+    hidden_size: int = typer.Option(256),
+    num_layers: int = typer.Option(4),
+    num_heads: int = typer.Option(4),
+    intermediate_size: int = typer.Option(1024),
+    descriptor_weight: float = typer.Option(1.0, help="Weight of the RDKit-descriptor regression loss (0 = off)."),
+    checkpoint_every: int = typer.Option(250),
+    seed: int = typer.Option(0),
+    corpus: Path | None = typer.Option(None, help="CSV with a SMILES column; default: MOSES from `molsets`."),
+) -> None:
+    """Pretrain a SMILES BERT (masked LM + descriptor regression) on MOSES; resumes from checkpoints."""
+    from .data import load_lipophilicity
+    from .methods.mlm import PretrainConfig, load_moses_smiles, pretrain as run_pretrain
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if corpus is None:
+        smiles = load_moses_smiles()
+    else:
+        import pandas as pd
+
+        frame = pd.read_csv(corpus)
+        smiles = frame["SMILES" if "SMILES" in frame else "smiles"].tolist()
+    lipo, _ = load_lipophilicity()
+    config = PretrainConfig(hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
+                            intermediate_size=intermediate_size, batch_size=batch_size, learning_rate=learning_rate,
+                            max_steps=max_steps, descriptor_weight=descriptor_weight,
+                            checkpoint_every=checkpoint_every, seed=seed)
+    bar = tqdm(total=max_steps, desc="pretrain", unit="step")
+
+    def report(p: dict) -> None:
+        bar.n = p["step"]
+        bar.set_postfix(mlm=f"{p['mlm_loss']:.3f}", desc=f"{p['descriptor_loss']:.3f}",
+                        mol_s=f"{p['molecules_per_s']:.0f}", refresh=False)
+        bar.refresh()
+
+    result = run_pretrain(smiles, output, config, exclude=set(lipo.smiles), vocabulary_smiles=lipo.smiles,
+                          progress=report)
+    bar.close()
+    typer.echo(json.dumps({"steps": result.steps, "eval": result.eval, "output": result.output_dir}))
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level.")) -> None:
+    """ChemLM Studio engine."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

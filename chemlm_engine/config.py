@@ -1,0 +1,111 @@
+"""Frozen, JSON-serialisable settings for every job. A run stores its full ``JobSpec``."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec",
+           "METHOD_NAMES"]
+
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+DEFAULT_BACKBONE = str(ASSETS_DIR / "chemlm-mini")
+DEFAULT_REGRESSOR = str(ASSETS_DIR / "lipo-regressor")
+METHOD_NAMES = ("baseline", "mlm")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which molecules, and how they are split. ``source`` is ``"lipophilicity"`` or a CSV path."""
+
+    source: str = "lipophilicity"
+    smiles_column: str | None = None
+    label_column: str | None = None
+    split: str = "random"
+    split_seed: int = 0
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    subset: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in ("random", "scaffold"):
+            raise ValueError(f"split must be 'random' or 'scaffold', not {self.split!r}")
+        if len(self.fractions) != 3 or abs(sum(self.fractions) - 1) > 1e-6:
+            raise ValueError(f"fractions must be three numbers summing to 1, got {self.fractions}")
+        if self.subset is not None and self.subset < 10:
+            raise ValueError("subset must be at least 10 molecules")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Backbone (local folder or hub id) and regression head."""
+
+    backbone: str = DEFAULT_BACKBONE
+    trust_remote_code: bool = False
+    pooling: str = "mean"
+    dropout: float = 0.1
+    head_hidden: int = 256
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', not {self.pooling!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The fit loop's recipe."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    head_learning_rate: float | None = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    patience: int = 0
+    max_length: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be positive")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be positive")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job: a method applied to data with a model and recipe. ``options`` holds method settings."""
+
+    method: str = "baseline"
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    options: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.method not in METHOD_NAMES:
+            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHOD_NAMES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> JobSpec:
+        data = dict(raw.get("data", {}))
+        if "fractions" in data:
+            data["fractions"] = tuple(data["fractions"])
+        return cls(method=raw.get("method", "baseline"), data=DataSpec(**data), model=ModelSpec(**raw.get("model", {})),
+                   train=TrainConfig(**raw.get("train", {})), options=dict(raw.get("options", {})),
+                   name=raw.get("name", ""))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> JobSpec:
+        return cls.from_dict(json.loads(text))

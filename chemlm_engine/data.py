@@ -1,0 +1,278 @@
+"""Molecule data: the bundled Lipophilicity set, user CSVs with row-level reports, splits, length bins."""
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import pandas as pd
+from rdkit import Chem, rdBase
+from rdkit.Chem.Scaffolds import MurckoScaffold
+
+from .errors import DataError, InvalidSmilesError
+
+__all__ = [
+    "RowIssue", "DataReport", "MoleculeData", "Split",
+    "canonicalize", "try_canonicalize", "load_lipophilicity", "read_csv", "molecules_from_frame",
+    "random_split", "scaffold_split", "make_split", "length_stats", "length_bins", "data_hash",
+]
+
+SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles")
+LABEL_COLUMNS = ("exp", "label", "Label", "y", "target", "logD", "logd")
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    """One problem with one input row (1-based ``row`` as a user counts data rows)."""
+
+    row: int
+    input: str
+    reason: str
+
+
+@dataclass
+class DataReport:
+    """What happened to every input row that did not become a training molecule as given."""
+
+    n_rows: int = 0
+    invalid: list[RowIssue] = field(default_factory=list)
+    unlabeled: list[RowIssue] = field(default_factory=list)
+    duplicates: list[RowIssue] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        """All issues as one table with a ``kind`` column."""
+        rows = [{"kind": kind, "row": i.row, "input": i.input, "reason": i.reason}
+                for kind, issues in (("invalid", self.invalid), ("unlabeled", self.unlabeled),
+                                     ("duplicate", self.duplicates)) for i in issues]
+        return pd.DataFrame(rows, columns=["kind", "row", "input", "reason"])
+
+    def summary(self) -> str:
+        return (f"{self.n_rows} rows: {len(self.invalid)} invalid SMILES, {len(self.unlabeled)} unlabeled, "
+                f"{len(self.duplicates)} duplicates merged")
+
+
+@dataclass
+class MoleculeData:
+    """Canonical SMILES with labels (one entry per unique molecule)."""
+
+    smiles: list[str]
+    labels: np.ndarray
+    names: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.smiles)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> MoleculeData:
+        idx = [int(i) for i in idx]
+        return MoleculeData([self.smiles[i] for i in idx], self.labels[idx],
+                            None if self.names is None else [self.names[i] for i in idx])
+
+    def concat(self, other: MoleculeData) -> MoleculeData:
+        names = None if self.names is None or other.names is None else self.names + other.names
+        return MoleculeData(self.smiles + other.smiles, np.concatenate([self.labels, other.labels]), names)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Index arrays into a :class:`MoleculeData`."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def canonicalize(smiles: str) -> str:
+    """Return RDKit's canonical SMILES or raise :class:`InvalidSmilesError` with the reason."""
+    text = (smiles or "").strip()
+    if not text:
+        raise InvalidSmilesError("empty SMILES")
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(text, sanitize=False)
+        if mol is None:
+            raise InvalidSmilesError("cannot parse SMILES (syntax error)")
+        try:
+            Chem.SanitizeMol(mol)
+        except Exception as exc:  # RDKit raises several sanitisation exception types
+            raise InvalidSmilesError(f"invalid chemistry: {exc}") from None
+    if mol.GetNumAtoms() == 0:
+        raise InvalidSmilesError("no atoms")
+    return Chem.MolToSmiles(mol)
+
+
+def try_canonicalize(smiles: str) -> tuple[str | None, str | None]:
+    """``(canonical, None)`` or ``(None, reason)``; never raises."""
+    try:
+        return canonicalize(smiles), None
+    except InvalidSmilesError as exc:
+        return None, str(exc)
+
+
+def _pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            raise DataError(f"{what} column {wanted!r} not found; columns are {list(columns)}")
+        return wanted
+    for name in candidates:
+        if name in columns:
+            return name
+    lower = {c.lower(): c for c in columns}
+    for name in candidates:
+        if name.lower() in lower:
+            return lower[name.lower()]
+    raise DataError(f"no {what} column found (looked for {', '.join(candidates)}); name it explicitly")
+
+
+def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, label_col: str | None = None,
+                         name_col: str | None = None) -> tuple[MoleculeData, DataReport]:
+    """Validate, canonicalise and de-duplicate a table of SMILES and labels.
+
+    Invalid SMILES, missing / non-numeric labels and duplicate molecules are reported row by row;
+    duplicates are merged into their first occurrence with the mean label.
+    """
+    smiles_col = _pick_column(list(frame.columns), smiles_col, SMILES_COLUMNS, "SMILES")
+    label_col = _pick_column(list(frame.columns), label_col, LABEL_COLUMNS, "label")
+    report = DataReport(n_rows=len(frame))
+    labels = pd.to_numeric(frame[label_col], errors="coerce")
+    first_row: dict[str, int] = {}
+    grouped: dict[str, list[float]] = {}
+    names: dict[str, str] = {}
+    for pos, (raw, raw_label, label) in enumerate(zip(frame[smiles_col], frame[label_col], labels)):
+        row = pos + 1
+        text = "" if pd.isna(raw) else str(raw)
+        canonical, reason = try_canonicalize(text)
+        if canonical is None:
+            report.invalid.append(RowIssue(row, text, reason or "invalid"))
+            continue
+        if pd.isna(label) or not np.isfinite(label):
+            why = "missing label" if pd.isna(raw_label) or str(raw_label).strip() == "" else \
+                f"label {raw_label!r} is not a number"
+            report.unlabeled.append(RowIssue(row, text, why))
+            continue
+        if canonical in grouped:
+            report.duplicates.append(RowIssue(row, text, f"same molecule as row {first_row[canonical]}; "
+                                                         "labels averaged"))
+        else:
+            first_row[canonical] = row
+            grouped[canonical] = []
+            names[canonical] = str(frame[name_col].iloc[pos]) if name_col else str(row)
+        grouped[canonical].append(float(label))
+    if not grouped:
+        raise DataError(f"no usable molecules: {report.summary()}")
+    smiles = list(grouped)
+    return MoleculeData(smiles, np.array([np.mean(grouped[s]) for s in smiles], dtype=np.float64),
+                        [names[s] for s in smiles]), report
+
+
+def read_csv(source: str | Path | IO, smiles_col: str | None = None, label_col: str | None = None,
+             ) -> tuple[MoleculeData, DataReport]:
+    """Read a user CSV (path or file object); see :func:`molecules_from_frame`."""
+    try:
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read CSV: {exc}") from None
+    return molecules_from_frame(frame, smiles_col, label_col)
+
+
+@lru_cache(maxsize=1)
+def _lipophilicity() -> tuple[MoleculeData, DataReport]:
+    path = importlib.resources.files("chemloader") / "datasets" / "_local" / "Lipophilicity.csv"
+    with path.open("r") as handle:
+        frame = pd.read_csv(handle)
+    return molecules_from_frame(frame, "smiles", "exp", name_col="CMPD_CHEMBLID")
+
+
+def load_lipophilicity() -> tuple[MoleculeData, DataReport]:
+    """MoleculeNet Lipophilicity (logD at pH 7.4) as shipped in the ``chemloader`` package."""
+    data, report = _lipophilicity()
+    return data.subset(range(len(data))), report
+
+
+def _sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, int]:
+    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise DataError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    n_train = int(round(fractions[0] * n))
+    n_val = int(round(fractions[1] * n))
+    return n_train, n_val
+
+
+def random_split(n: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
+    """Shuffle ``range(n)`` with ``seed`` and cut it into train / validation / test."""
+    n_train, n_val = _sizes(n, fractions)
+    order = np.random.default_rng(seed).permutation(n)
+    return Split(np.sort(order[:n_train]), np.sort(order[n_train:n_train + n_val]),
+                 np.sort(order[n_train + n_val:]))
+
+
+def murcko_scaffold(smiles: str) -> str:
+    """Bemis–Murcko scaffold SMILES ('' for acyclic molecules)."""
+    return MurckoScaffold.MurckoScaffoldSmiles(smiles=smiles, includeChirality=False)
+
+
+def scaffold_split(smiles: Sequence[str], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                   seed: int = 0) -> Split:
+    """Bemis–Murcko scaffold split: no scaffold is shared between parts.
+
+    Balanced like chemprop's: scaffold sets too big for validation or test go to training first,
+    the rest in a seeded random order, so the split varies with the seed.
+    """
+    n_train, n_val = _sizes(len(smiles), fractions)
+    groups: dict[str, list[int]] = {}
+    for i, smi in enumerate(smiles):
+        groups.setdefault(murcko_scaffold(smi), []).append(i)
+    sets = list(groups.values())
+    n_test = len(smiles) - n_train - n_val
+    big = [s for s in sets if len(s) > n_val / 2 or len(s) > n_test / 2]
+    small = [s for s in sets if not (len(s) > n_val / 2 or len(s) > n_test / 2)]
+    rng = np.random.default_rng(seed)
+    rng.shuffle(big)
+    rng.shuffle(small)
+    train: list[int] = []
+    val: list[int] = []
+    test: list[int] = []
+    for group in big + small:
+        if len(train) + len(group) <= n_train:
+            train.extend(group)
+        elif len(val) + len(group) <= n_val:
+            val.extend(group)
+        else:
+            test.extend(group)
+    return Split(np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int)),
+                 np.sort(np.array(test, dtype=int)))
+
+
+def make_split(data: MoleculeData, kind: str = "random", fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+               seed: int = 0) -> Split:
+    """Dispatch to :func:`random_split` or :func:`scaffold_split`."""
+    if kind == "random":
+        return random_split(len(data), fractions, seed)
+    if kind == "scaffold":
+        return scaffold_split(data.smiles, fractions, seed)
+    raise DataError(f"unknown split {kind!r}; use 'random' or 'scaffold'")
+
+
+def length_stats(smiles: Sequence[str]) -> dict[str, float]:
+    """Summary statistics of SMILES string lengths."""
+    lengths = np.array([len(s) for s in smiles])
+    return {"count": int(lengths.size), "min": int(lengths.min()), "max": int(lengths.max()),
+            "mean": float(lengths.mean()), "median": float(np.median(lengths)), "std": float(lengths.std())}
+
+
+def length_bins(smiles: Sequence[str], n_bins: int = 20) -> pd.DataFrame:
+    """Equal-width SMILES-length bins: bin range, frequency and cumulative frequency."""
+    lengths = np.array([len(s) for s in smiles])
+    counts, edges = np.histogram(lengths, bins=n_bins)
+    return pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "frequency": counts,
+                         "cumulative_frequency": np.cumsum(counts)})
+
+
+def data_hash(data: MoleculeData) -> str:
+    """SHA-256 over the canonical SMILES and labels, to tie a run to its exact data."""
+    digest = hashlib.sha256()
+    for smi, label in zip(data.smiles, data.labels):
+        digest.update(f"{smi}\t{label:.6g}\n".encode())
+    return digest.hexdigest()[:16]

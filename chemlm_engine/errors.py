@@ -1,0 +1,40 @@
+"""Domain errors raised by the engine; the app and CLI turn them into readable messages."""
+from __future__ import annotations
+
+__all__ = [
+    "ChemLMError",
+    "InvalidSmilesError",
+    "DataError",
+    "ModelLoadError",
+    "TrainingDivergedError",
+    "JobCancelledError",
+    "RunNotFoundError",
+]
+
+
+class ChemLMError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class InvalidSmilesError(ChemLMError):
+    """A SMILES string that RDKit cannot parse."""
+
+
+class DataError(ChemLMError):
+    """A data file or column that cannot be used (missing column, no valid rows, ...)."""
+
+
+class ModelLoadError(ChemLMError):
+    """A model folder or hub id that cannot be loaded."""
+
+
+class TrainingDivergedError(ChemLMError):
+    """The loss became NaN or infinite."""
+
+
+class JobCancelledError(ChemLMError):
+    """A job was cancelled by the user."""
+
+
+class RunNotFoundError(ChemLMError):
+    """No run with the given id exists in the store."""

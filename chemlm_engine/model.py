@@ -1,0 +1,188 @@
+"""Backbones (local folder or hub id) and the regression model: backbone + pooling + dropout + MLP head."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from .config import ModelSpec
+from .errors import ModelLoadError
+
+__all__ = ["load_backbone", "RegressionModel", "best_device", "count_parameters", "load_training_set"]
+
+log = logging.getLogger(__name__)
+REGRESSOR_FILE = "regressor.json"
+HEAD_FILE = "head.safetensors"
+TRAINING_SET_FILE = "training_set.csv"
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
+def best_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_backbone(name_or_path: str | Path, trust_remote_code: bool = False, masked_lm: bool = False,
+                  ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load an encoder (or its masked-LM form) and its tokenizer from a local folder or a hub id.
+
+    ``trust_remote_code`` runs code shipped with the model (MoLFormer-XL needs it); it is never
+    switched on unless the caller asks.
+    """
+    source = str(name_or_path)
+    auto = AutoModelForMaskedLM if masked_lm else AutoModel
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        with _quiet_loading():  # an encoder loaded from a masked-LM checkpoint leaves the LM head unused
+            model = auto.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        hint = " (this model ships its own code: enable trust_remote_code)" if "trust_remote_code" in str(exc) else ""
+        raise ModelLoadError(f"cannot load backbone {source!r}: {exc}{hint}") from exc
+    if not masked_lm and getattr(model, "pooler", None) is not None:
+        model.pooler = None  # unused (we pool ourselves); its untrained weights would only add noise
+    return model, tokenizer
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+class RegressionModel(nn.Module):
+    """Backbone + pooling (CLS or mean) + dropout + MLP head; predicts standardised labels.
+
+    ``label_mean`` / ``label_std`` (fitted on the training split) are buffers saved with the model;
+    :meth:`to_label_units` converts outputs back to labels.
+    """
+
+    def __init__(self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.spec = spec
+        hidden = backbone.config.hidden_size
+        self.dropout = nn.Dropout(spec.dropout)
+        if spec.head_hidden > 0:
+            self.head = nn.Sequential(nn.Linear(hidden, spec.head_hidden), nn.GELU(), nn.Dropout(spec.dropout),
+                                      nn.Linear(spec.head_hidden, 1))
+        else:
+            self.head = nn.Sequential(nn.Linear(hidden, 1))
+        self.register_buffer("label_mean", torch.zeros(()))
+        self.register_buffer("label_std", torch.ones(()))
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, seed: int | None = None) -> RegressionModel:
+        """Load the backbone and add a fresh head (initialised from ``seed`` when given)."""
+        backbone, tokenizer = load_backbone(spec.backbone, spec.trust_remote_code)
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(backbone, tokenizer, spec)
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest token sequence the backbone accepts (special tokens included)."""
+        return int(min(getattr(self.backbone.config, "max_position_embeddings", 512) or 512, 512))
+
+    def set_label_scaler(self, labels: np.ndarray) -> None:
+        self.label_mean.fill_(float(np.mean(labels)))
+        self.label_std.fill_(float(max(np.std(labels), 1e-6)))
+
+    def to_label_units(self, standardized: torch.Tensor) -> torch.Tensor:
+        return standardized * self.label_std + self.label_mean
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """CLS (first token) or attention-masked mean of the last hidden state."""
+        if self.spec.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pool(hidden, attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Standardised predictions, shape (batch,)."""
+        pooled = self.encode(input_ids, attention_mask)
+        return self.head(self.dropout(pooled)).squeeze(-1).float()
+
+    def save(self, folder: str | Path, training_smiles: list[str] | None = None,
+             training_labels: np.ndarray | None = None) -> Path:
+        """Write one folder: ``regressor.json``, ``backbone/``, ``head.safetensors``, tokenizer files and
+        (optionally) the training set, which prediction uses for nearest-neighbour similarity."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(folder / "backbone")
+        self.tokenizer.save_pretrained(folder)
+        head_state = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        head_state["label_mean"] = self.label_mean.detach().cpu().reshape(1)
+        head_state["label_std"] = self.label_std.detach().cpu().reshape(1)
+        save_file(head_state, str(folder / HEAD_FILE))
+        meta = {"format": "chemlm-regressor/1", "pooling": self.spec.pooling, "dropout": self.spec.dropout,
+                "head_hidden": self.spec.head_hidden, "backbone_source": self.spec.backbone,
+                "trust_remote_code": self.spec.trust_remote_code,
+                "label_mean": float(self.label_mean), "label_std": float(self.label_std)}
+        (folder / REGRESSOR_FILE).write_text(json.dumps(meta, indent=2))
+        if training_smiles is not None:
+            import pandas as pd
+
+            pd.DataFrame({"smiles": training_smiles,
+                          "label": training_labels if training_labels is not None else np.nan}
+                         ).to_csv(folder / TRAINING_SET_FILE, index=False)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: torch.device | str | None = None) -> RegressionModel:
+        """Load a folder written by :meth:`save`."""
+        folder = Path(folder)
+        meta_path = folder / REGRESSOR_FILE
+        if not meta_path.exists():
+            raise ModelLoadError(f"{folder} is not a ChemLM regressor folder (no {REGRESSOR_FILE})")
+        meta = json.loads(meta_path.read_text())
+        spec = ModelSpec(backbone=str(folder / "backbone"), trust_remote_code=meta["trust_remote_code"],
+                         pooling=meta["pooling"], dropout=meta["dropout"], head_hidden=meta["head_hidden"])
+        try:
+            with _quiet_loading():
+                backbone = AutoModel.from_pretrained(folder / "backbone", trust_remote_code=spec.trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load regressor {folder}: {exc}") from exc
+        if getattr(backbone, "pooler", None) is not None:
+            backbone.pooler = None
+        model = cls(backbone, tokenizer, spec)
+        state = load_file(str(folder / HEAD_FILE))
+        model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
+        model.label_mean.fill_(float(state["label_mean"][0]))
+        model.label_std.fill_(float(state["label_std"][0]))
+        model.eval()
+        return model.to(device or best_device())
+
+
+def load_training_set(folder: str | Path) -> tuple[list[str], np.ndarray] | None:
+    """Training SMILES and labels saved with a model folder, if any."""
+    path = Path(folder) / TRAINING_SET_FILE
+    if not path.exists():
+        return None
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    return frame["smiles"].tolist(), frame["label"].to_numpy()

@@ -1,0 +1,62 @@
+"""Batch prediction: one output row per input, with the error for rows that cannot be predicted."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import pandas as pd
+
+from .data import SMILES_COLUMNS, _pick_column, try_canonicalize
+from .errors import DataError
+from .model import RegressionModel
+from .training import encode_smiles, predict_encoded
+
+__all__ = ["predict_smiles", "predict_csv", "parse_pasted"]
+
+
+def parse_pasted(text: str) -> tuple[list[str], list[str]]:
+    """Split pasted text into SMILES and names: one molecule per line, optional name after a space or tab."""
+    smiles: list[str] = []
+    names: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split(maxsplit=1)
+        smiles.append(parts[0])
+        names.append(parts[1].strip() if len(parts) > 1 else "")
+    return smiles, names
+
+
+def predict_smiles(model: RegressionModel, smiles: Sequence[str], names: Sequence[str] | None = None,
+                   batch_size: int = 128) -> pd.DataFrame:
+    """Predict every valid SMILES; invalid ones get a row with ``error`` set and no prediction.
+
+    Columns: ``row`` (1-based), ``name``, ``input``, ``canonical_smiles``, ``prediction``, ``error``.
+    """
+    rows = []
+    for i, raw in enumerate(smiles):
+        canonical, reason = try_canonicalize(str(raw))
+        rows.append({"row": i + 1, "name": names[i] if names is not None else "", "input": raw,
+                     "canonical_smiles": canonical, "prediction": np.nan, "error": reason})
+    frame = pd.DataFrame(rows, columns=["row", "name", "input", "canonical_smiles", "prediction", "error"])
+    valid = frame.index[frame["error"].isna()]
+    if len(valid):
+        encoded = encode_smiles(model.tokenizer, frame.loc[valid, "canonical_smiles"].tolist(),
+                                model.max_tokens)
+        frame.loc[valid, "prediction"] = predict_encoded(model, encoded, batch_size)
+    return frame
+
+
+def predict_csv(model: RegressionModel, source: str | Path | IO, smiles_column: str | None = None,
+                name_column: str | None = None) -> pd.DataFrame:
+    """Predict a CSV's SMILES column (auto-detected unless named); see :func:`predict_smiles`."""
+    try:
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read CSV: {exc}") from None
+    column = _pick_column(list(frame.columns), smiles_column, SMILES_COLUMNS, "SMILES")
+    names = frame[name_column].tolist() if name_column else None
+    return predict_smiles(model, frame[column].tolist(), names)

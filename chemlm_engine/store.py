@@ -1,0 +1,294 @@
+"""The run store: runs, per-epoch metrics and per-molecule results in SQLAlchemy (SQLite by default).
+
+Pages and the CLI only read it; jobs write it. SQLite runs in WAL mode so reads never wait for a writer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Float, ForeignKey, Integer, String, Text, create_engine, event, select, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from .errors import RunNotFoundError
+
+__all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES"]
+
+RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
+ACTIVE_STATUSES = ("queued", "running")
+
+
+def default_home() -> Path:
+    """``$CHEMLM_HOME`` or ``./runs``: where the database and run artifacts live."""
+    return Path(os.environ.get("CHEMLM_HOME", "runs")).resolve()
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Run(_Base):
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    method: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    spec: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metrics: Mapped[str] = mapped_column(Text, default="{}")
+    info: Mapped[str] = mapped_column(Text, default="{}")
+    versions: Mapped[str] = mapped_column(Text, default="{}")
+    data_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class _Epoch(_Base):
+    __tablename__ = "epoch_metrics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(50), default="train")
+    epoch: Mapped[int] = mapped_column(Integer)
+    values: Mapped[str] = mapped_column(Text)
+
+
+class _Molecule(_Base):
+    __tablename__ = "molecule_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(50), index=True)
+    split: Mapped[str] = mapped_column(String(20), default="")
+    smiles: Mapped[str] = mapped_column(Text)
+    label: Mapped[float | None] = mapped_column(Float, nullable=True)
+    prediction: Mapped[float | None] = mapped_column(Float, nullable=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    extra: Mapped[str] = mapped_column(Text, default="{}")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as plain data (safe to hand to any thread)."""
+
+    id: str
+    name: str
+    method: str
+    status: str
+    spec: dict[str, Any]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    progress: float
+    message: str
+    error: str | None
+    traceback: str | None
+    metrics: dict[str, Any]
+    info: dict[str, Any]
+    versions: dict[str, str]
+    data_hash: str | None
+    model_path: str | None
+    pid: int | None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at
+
+
+def _record(row: _Run) -> RunRecord:
+    return RunRecord(row.id, row.name, row.method, row.status, json.loads(row.spec), row.created_at, row.started_at,
+                     row.finished_at, row.progress, row.message, row.error, row.traceback, json.loads(row.metrics),
+                     json.loads(row.info), json.loads(row.versions), row.data_hash, row.model_path, row.pid)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe floats (NaN -> None)."""
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+class RunStore:
+    """Runs and their results. ``url`` is any SQLAlchemy URL; default ``sqlite:///$CHEMLM_HOME/runs.db``."""
+
+    def __init__(self, url: str | None = None, home: str | Path | None = None) -> None:
+        self.home = Path(home) if home is not None else default_home()
+        if url is None:
+            self.home.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{self.home / 'runs.db'}"
+        self.url = url
+        self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}
+                                    if url.startswith("sqlite") else {})
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _Base.metadata.create_all(self.engine)
+
+    def artifact_dir(self, run_id: str) -> Path:
+        path = self.home / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- writing -------------------------------------------------------------------------------
+    def create_run(self, spec: dict[str, Any], method: str, name: str = "") -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        with Session(self.engine) as session, session.begin():
+            session.add(_Run(id=run_id, name=name, method=method, status="queued", spec=json.dumps(spec),
+                             created_at=time.time(), progress=0.0, message="queued",
+                             pid=os.getpid(), host=socket.gethostname()))
+        return run_id
+
+    def _update(self, run_id: str, **values: Any) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(_Run).where(_Run.id == run_id).values(**values))
+
+    def start(self, run_id: str, versions: dict[str, str]) -> None:
+        self._update(run_id, status="running", started_at=time.time(), pid=os.getpid(), host=socket.gethostname(),
+                     versions=json.dumps(versions), message="starting")
+
+    def set_progress(self, run_id: str, fraction: float, message: str = "") -> None:
+        self._update(run_id, progress=float(min(max(fraction, 0.0), 1.0)), message=message)
+
+    def set_info(self, run_id: str, **info: Any) -> None:
+        """Merge keys into the run's ``info`` (data hash, parameter counts, sizes ...)."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(_Run, run_id)
+            merged = {**json.loads(row.info), **{k: _clean(v) for k, v in info.items()}}
+            row.info = json.dumps(merged)
+            if "data_hash" in info:
+                row.data_hash = info["data_hash"]
+
+    def add_epoch(self, run_id: str, epoch: int, values: dict[str, Any], stage: str = "train") -> None:
+        with Session(self.engine) as session, session.begin():
+            session.add(_Epoch(run_id=run_id, stage=stage, epoch=epoch,
+                               values=json.dumps({k: _clean(v) for k, v in values.items()})))
+
+    def add_molecules(self, run_id: str, kind: str, frame: pd.DataFrame) -> None:
+        """Store per-molecule rows; ``frame`` has ``smiles`` and any of label, prediction, score, split;
+        other columns go to ``extra``."""
+        known = {"smiles", "label", "prediction", "score", "split"}
+        extra_cols = [c for c in frame.columns if c not in known]
+        rows = []
+        for rec in frame.to_dict("records"):
+            rows.append(_Molecule(run_id=run_id, kind=kind, split=str(rec.get("split", "") or ""),
+                                  smiles=str(rec["smiles"]), label=_num(rec.get("label")),
+                                  prediction=_num(rec.get("prediction")), score=_num(rec.get("score")),
+                                  extra=json.dumps({c: _clean(_plain(rec[c])) for c in extra_cols})))
+        with Session(self.engine) as session, session.begin():
+            session.add_all(rows)
+
+    def finish(self, run_id: str, metrics: dict[str, Any], model_path: str | None = None) -> None:
+        self._update(run_id, status="finished", finished_at=time.time(), progress=1.0, message="finished",
+                     metrics=json.dumps({k: _clean(v) for k, v in metrics.items()}), model_path=model_path)
+
+    def fail(self, run_id: str, error: str, traceback: str) -> None:
+        self._update(run_id, status="failed", finished_at=time.time(), error=error, traceback=traceback,
+                     message="failed")
+
+    def cancel(self, run_id: str, message: str = "cancelled by user") -> None:
+        self._update(run_id, status="cancelled", finished_at=time.time(), message=message)
+
+    def mark_interrupted(self) -> list[str]:
+        """Mark queued or running runs whose process (on this host) is dead as ``interrupted``."""
+        this_host = socket.gethostname()
+        with Session(self.engine) as session, session.begin():
+            rows = session.scalars(select(_Run).where(_Run.status.in_(ACTIVE_STATUSES))).all()
+            dead = [r for r in rows if (r.host in (None, this_host)) and
+                    (r.pid is None or not _alive(r.pid))]
+            for row in dead:
+                row.status, row.message, row.finished_at = "interrupted", "the process running it stopped", time.time()
+            return [r.id for r in dead]
+
+    # -- reading -------------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> RunRecord:
+        with Session(self.engine) as session:
+            row = session.get(_Run, run_id)
+            if row is None:
+                raise RunNotFoundError(f"no run {run_id!r} in {self.url}")
+            return _record(row)
+
+    def runs(self, status: str | None = None) -> list[RunRecord]:
+        with Session(self.engine) as session:
+            query = select(_Run).order_by(_Run.created_at.desc())
+            if status is not None:
+                query = query.where(_Run.status == status)
+            return [_record(r) for r in session.scalars(query)]
+
+    def runs_frame(self) -> pd.DataFrame:
+        """One row per run: id, name, method, status, backbone, split, seed, test metrics, duration."""
+        records = []
+        for r in self.runs():
+            spec = r.spec
+            records.append({
+                "id": r.id, "name": r.name, "method": r.method, "status": r.status,
+                "backbone": Path(spec.get("model", {}).get("backbone", "")).name or spec.get("model", {}).get("backbone"),
+                "dataset": Path(str(spec.get("data", {}).get("source", ""))).name,
+                "split": spec.get("data", {}).get("split"), "seed": spec.get("train", {}).get("seed"),
+                **{f"test_{k}": r.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
+                "trainable_params": r.info.get("trainable_params"),
+                "duration_s": r.duration, "created": pd.Timestamp(r.created_at, unit="s"),
+            })
+        return pd.DataFrame(records)
+
+    def epochs(self, run_id: str, stage: str | None = None) -> pd.DataFrame:
+        with Session(self.engine) as session:
+            query = select(_Epoch).where(_Epoch.run_id == run_id).order_by(_Epoch.id)
+            if stage is not None:
+                query = query.where(_Epoch.stage == stage)
+            rows = [{"stage": e.stage, "epoch": e.epoch, **json.loads(e.values)} for e in session.scalars(query)]
+        return pd.DataFrame(rows)
+
+    def molecules(self, run_id: str, kind: str | None = None) -> pd.DataFrame:
+        with Session(self.engine) as session:
+            query = select(_Molecule).where(_Molecule.run_id == run_id).order_by(_Molecule.id)
+            if kind is not None:
+                query = query.where(_Molecule.kind == kind)
+            rows = [{"kind": m.kind, "split": m.split, "smiles": m.smiles, "label": m.label,
+                     "prediction": m.prediction, "score": m.score, **json.loads(m.extra)}
+                    for m in session.scalars(query)]
+        return pd.DataFrame(rows)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars for JSON."""
+    return value.item() if hasattr(value, "item") else value

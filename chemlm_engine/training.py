@@ -1,0 +1,233 @@
+"""The one fit loop: AdamW, warm-up + linear decay, clipping, dynamic padding, length-bucketed batches,
+early stopping on validation MSE, per-epoch metrics, progress / cancel callbacks."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from threading import Event
+
+import numpy as np
+import torch
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from .config import TrainConfig
+from .data import MoleculeData
+from .errors import JobCancelledError, TrainingDivergedError
+from .model import RegressionModel
+
+__all__ = ["EpochMetrics", "FitResult", "TrainCallbacks", "fit", "regression_metrics", "encode_smiles",
+           "length_bucketed_batches", "collate", "predict_encoded", "seed_everything", "autocast"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_mse: float
+    val_mse: float
+    val_rmse: float
+    val_mae: float
+    val_r2: float
+    learning_rate: float
+    seconds: float
+    n_train: int
+
+
+@dataclass
+class FitResult:
+    history: list[EpochMetrics]
+    best_epoch: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"history": [asdict(m) for m in self.history], "best_epoch": self.best_epoch, "seconds": self.seconds}
+
+
+@dataclass
+class TrainCallbacks:
+    """Hooks called from the training thread. ``cancel`` is checked before every batch."""
+
+    on_batch: Callable[[int, int, int], None] | None = None  # (epoch, batch index, batches this epoch)
+    on_epoch: Callable[[EpochMetrics], None] | None = None
+    cancel: Event | None = None
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE and R² (scikit-learn)."""
+    mse = float(mean_squared_error(y_true, y_pred))
+    r2 = float(r2_score(y_true, y_pred)) if len(y_true) > 1 else math.nan
+    return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(mean_absolute_error(y_true, y_pred)), "r2": r2}
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, nothing on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def encode_smiles(tokenizer, smiles: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per molecule (special tokens included, truncated to ``max_length``)."""
+    return tokenizer(list(smiles), truncation=True, max_length=max_length)["input_ids"]
+
+
+def length_bucketed_batches(indices: np.ndarray, lengths: Sequence[int], batch_size: int,
+                            rng: np.random.Generator, bucket_batches: int = 50) -> list[np.ndarray]:
+    """Shuffle, sort by length inside buckets of ``bucket_batches`` batches, cut, shuffle batch order.
+
+    Batches hold molecules of similar length, so dynamic padding wastes little compute.
+    """
+    order = rng.permutation(np.asarray(indices))
+    batches: list[np.ndarray] = []
+    span = batch_size * bucket_batches
+    for start in range(0, len(order), span):
+        chunk = order[start:start + span]
+        chunk = chunk[np.argsort([lengths[i] for i in chunk], kind="stable")]
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def collate(encoded: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad a batch to its longest member; returns ``(input_ids, attention_mask)``."""
+    width = max(len(ids) for ids in encoded)
+    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, ids in enumerate(encoded):
+        input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[row, :len(ids)] = 1
+    return input_ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], batch_size: int = 128,
+                    mc_dropout: bool = False) -> np.ndarray:
+    """Predictions in label units, in input order (length-sorted internally for speed).
+
+    With ``mc_dropout`` only dropout layers are put in training mode (one stochastic pass).
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    if mc_dropout:
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.train()
+    order = np.argsort([len(e) for e in encoded], kind="stable")
+    out = np.empty(len(encoded), dtype=np.float64)
+    pad_id = model.tokenizer.pad_token_id
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        input_ids, mask = collate([encoded[i] for i in idx], pad_id, device)
+        with autocast(device):
+            pred = model.to_label_units(model(input_ids, mask))
+        out[idx] = pred.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def _param_groups(model: RegressionModel, config: TrainConfig) -> list[dict]:
+    """No weight decay on biases and norms; the freshly initialised head may learn faster."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_head = name.startswith("head.")
+        no_decay = param.ndim < 2 or "norm" in name.lower()
+        groups.setdefault((is_head, no_decay), []).append(param)
+    head_lr = config.head_learning_rate or config.learning_rate
+    return [{"params": params, "lr": head_lr if is_head else config.learning_rate,
+             "weight_decay": 0.0 if no_decay else config.weight_decay}
+            for (is_head, no_decay), params in groups.items()]
+
+
+def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, config: TrainConfig,
+        callbacks: TrainCallbacks | None = None,
+        epoch_indices: Callable[[int], np.ndarray] | None = None) -> FitResult:
+    """Train ``model`` in place on ``train``; keep the weights of the best validation epoch.
+
+    ``epoch_indices(epoch)`` (1-based) may restrict the training molecules seen in an epoch
+    (curriculum learning); by default every epoch sees all of them. Raises
+    :class:`TrainingDivergedError` on a NaN/Inf loss and :class:`JobCancelledError` on cancel.
+    """
+    callbacks = callbacks or TrainCallbacks()
+    seed_everything(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = next(model.parameters()).device
+    model.set_label_scaler(train.labels)
+    max_length = min(config.max_length, model.max_tokens)
+    encoded = encode_smiles(model.tokenizer, train.smiles, max_length)
+    lengths = [len(e) for e in encoded]
+    val_encoded = encode_smiles(model.tokenizer, val.smiles, max_length) if val is not None else None
+    targets = torch.tensor((train.labels - float(model.label_mean)) / float(model.label_std), dtype=torch.float32)
+    pick = epoch_indices or (lambda _epoch: np.arange(len(train)))
+    plan = [pick(epoch) for epoch in range(1, config.epochs + 1)]
+    total_steps = sum(math.ceil(len(p) / config.batch_size) for p in plan)
+    optimizer = torch.optim.AdamW(_param_groups(model, config))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    label_var = float(model.label_std) ** 2
+    history: list[EpochMetrics] = []
+    best_mse, best_epoch, best_state, stale = math.inf, 0, None, 0
+    started = time.time()
+    for epoch, indices in enumerate(plan, start=1):
+        epoch_start = time.time()
+        model.train()
+        batches = length_bucketed_batches(indices, lengths, config.batch_size, rng)
+        loss_sum, n_seen = 0.0, 0
+        for b, batch in enumerate(batches):
+            if callbacks.cancel is not None and callbacks.cancel.is_set():
+                raise JobCancelledError(f"cancelled in epoch {epoch}")
+            input_ids, mask = collate([encoded[i] for i in batch], model.tokenizer.pad_token_id, device)
+            with autocast(device):
+                pred = model(input_ids, mask)
+            loss = nn.functional.mse_loss(pred, targets[batch].to(device))
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"loss became {loss.item()} in epoch {epoch}, batch {b + 1}; lower the learning rate")
+            loss.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.item() * len(batch)
+            n_seen += len(batch)
+            if callbacks.on_batch is not None:
+                callbacks.on_batch(epoch, b + 1, len(batches))
+        train_mse = loss_sum / max(n_seen, 1) * label_var
+        if val_encoded is not None and len(val_encoded) > 0:
+            val_metrics = regression_metrics(val.labels, predict_encoded(model, val_encoded))
+        else:
+            val_metrics = {"mse": train_mse, "rmse": math.sqrt(train_mse), "mae": math.nan, "r2": math.nan}
+        metrics = EpochMetrics(epoch, train_mse, val_metrics["mse"], val_metrics["rmse"], val_metrics["mae"],
+                               val_metrics["r2"], scheduler.get_last_lr()[0], time.time() - epoch_start,
+                               int(len(indices)))
+        history.append(metrics)
+        log.info("epoch %d: %s", epoch, metrics)
+        if callbacks.on_epoch is not None:
+            callbacks.on_epoch(metrics)
+        if metrics.val_mse < best_mse:
+            best_mse, best_epoch, stale = metrics.val_mse, epoch, 0
+            best_state = copy.deepcopy(model.state_dict()) if val_encoded is not None else None
+        else:
+            stale += 1
+            if config.patience and stale >= config.patience:
+                log.info("early stopping after epoch %d (best %d)", epoch, best_epoch)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(history, best_epoch, time.time() - started)

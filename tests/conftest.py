@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny randomly initialised SMILES BERT stands in for a real backbone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+from chemlm_engine.data import load_lipophilicity
+from chemlm_engine.store import RunStore
+from chemlm_engine.tokenizer import build_smiles_tokenizer
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def lipo():
+    data, _ = load_lipophilicity()
+    return data
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory, lipo) -> Path:
+    """A 2-layer, hidden-32 BERT masked LM with a SMILES tokenizer, saved as a Hugging Face folder."""
+    folder = tmp_path_factory.mktemp("tiny-backbone")
+    tokenizer = build_smiles_tokenizer(lipo.smiles)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture()
+def store(tmp_path) -> RunStore:
+    return RunStore(home=tmp_path / "runs")

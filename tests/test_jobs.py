@@ -1,0 +1,86 @@
+import threading
+
+import pytest
+
+from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.errors import JobCancelledError
+from chemlm_engine.jobs import JobManager, run_job
+from chemlm_engine.model import RegressionModel
+
+
+def _spec(backbone, epochs=2, source="lipophilicity", subset=120, **train) -> JobSpec:
+    return JobSpec(data=DataSpec(source=source, subset=subset),
+                   model=ModelSpec(backbone=str(backbone), head_hidden=16),
+                   train=TrainConfig(epochs=epochs, batch_size=16, **train))
+
+
+def test_run_job_stores_spec_epochs_metrics_predictions_and_model(tiny_backbone, store):
+    spec = _spec(tiny_backbone)
+    run_id = run_job(spec, store)
+    record = store.get_run(run_id)
+    assert record.status == "finished"
+    assert JobSpec.from_dict(record.spec) == spec
+    assert {"test_mse", "test_rmse", "test_mae", "test_r2"} <= set(record.metrics)
+    assert record.versions["torch"] and record.data_hash and record.info["n_train"] == 96
+    epochs = store.epochs(run_id)
+    assert epochs["epoch"].tolist() == [1, 2] and {"train_mse", "val_mse", "val_r2"} <= set(epochs.columns)
+    preds = store.molecules(run_id, "prediction")
+    assert len(preds) == 12 and preds["prediction"].notna().all()
+    model = RegressionModel.load(record.model_path)
+    assert model.tokenizer.pad_token == "<pad>"
+
+
+def test_failed_job_keeps_traceback_and_the_next_job_runs(tiny_backbone, store, tmp_path):
+    manager = JobManager(store)
+    bad = manager.submit(_spec(tiny_backbone, source=str(tmp_path / "missing.csv")))
+    good = manager.submit(_spec(tiny_backbone, epochs=1))
+    failed = manager.wait(bad, timeout=120)
+    assert failed.status == "failed"
+    assert "missing.csv" in failed.error and "Traceback" in failed.traceback
+    assert manager.wait(good, timeout=300).status == "finished"
+
+
+def test_cancel_stops_a_running_job_within_a_batch(tiny_backbone, store):
+    manager = JobManager(store)
+    run_id = manager.submit(_spec(tiny_backbone, epochs=200, subset=400))
+    while store.get_run(run_id).progress == 0:  # wait until it is inside the fit loop
+        threading.Event().wait(0.05)
+    manager.cancel(run_id)
+    record = manager.wait(run_id, timeout=60)
+    assert record.status == "cancelled"
+    assert len(store.epochs(run_id)) < 200
+
+
+def test_cancelled_run_job_raises_and_is_recorded(tiny_backbone, store):
+    event = threading.Event()
+    event.set()
+    with pytest.raises(JobCancelledError):
+        run_job(_spec(tiny_backbone), store, cancel=event)
+    assert store.runs()[0].status == "cancelled"
+
+
+def test_runs_left_running_by_a_dead_process_are_interrupted(store):
+    run_id = store.create_run({}, "baseline")
+    store._update(run_id, status="running", pid=2**22 + 12345)  # no such process
+    alive = store.create_run({}, "baseline")  # queued by this (living) process
+    manager = JobManager(store)
+    assert manager.interrupted == [run_id]
+    assert store.get_run(run_id).status == "interrupted"
+    assert store.get_run(alive).status == "queued"
+
+
+def test_store_reads_while_a_job_writes(tiny_backbone, store):
+    manager = JobManager(store)
+    run_id = manager.submit(_spec(tiny_backbone, epochs=3))
+    seen = set()
+    while True:
+        record = store.get_run(run_id)  # a reader polling like the dashboard does
+        seen.add(record.status)
+        store.epochs(run_id)
+        if record.status not in ("queued", "running"):
+            break
+        threading.Event().wait(0.02)
+    assert record.status == "finished" and "running" in seen
+    assert store.url.startswith("sqlite")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

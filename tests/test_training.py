@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+
+from chemlm_engine.config import ModelSpec, TrainConfig
+from chemlm_engine.data import MoleculeData
+from chemlm_engine.errors import TrainingDivergedError
+from chemlm_engine.model import RegressionModel, count_parameters, load_backbone
+from chemlm_engine.predict import predict_smiles
+from chemlm_engine.training import fit, length_bucketed_batches
+
+
+def _model(backbone, **kw) -> RegressionModel:
+    return RegressionModel.from_spec(ModelSpec(backbone=str(backbone), head_hidden=32, dropout=0.0, **kw), seed=0)
+
+
+def test_small_training_set_is_overfit(tiny_backbone, lipo):
+    train = lipo.subset(range(48))
+    model = _model(tiny_backbone)
+    result = fit(model, train, None, TrainConfig(epochs=25, batch_size=16, learning_rate=2e-3,
+                                                 head_learning_rate=3e-3, warmup_ratio=0.0))
+    first, last = result.history[0].train_mse, result.history[-1].train_mse
+    assert last < 0.5 * first
+
+
+def test_fit_is_deterministic_for_a_seed(tiny_backbone, lipo):
+    train, val = lipo.subset(range(40)), lipo.subset(range(40, 60))
+    config = TrainConfig(epochs=2, batch_size=8, seed=7)
+    a = fit(_model(tiny_backbone), train, val, config)
+    b = fit(_model(tiny_backbone), train, val, config)
+    assert [m.val_mse for m in a.history] == [m.val_mse for m in b.history]
+
+
+def test_save_then_load_predicts_identically(tiny_backbone, lipo, tmp_path):
+    model = _model(tiny_backbone, pooling="cls")
+    fit(model, lipo.subset(range(32)), lipo.subset(range(32, 40)), TrainConfig(epochs=1, batch_size=8))
+    smiles = lipo.smiles[100:120]
+    before = predict_smiles(model, smiles)["prediction"].to_numpy()
+    model.save(tmp_path / "m", lipo.smiles[:32], lipo.labels[:32])
+    loaded = RegressionModel.load(tmp_path / "m")
+    after = predict_smiles(loaded, smiles)["prediction"].to_numpy()
+    np.testing.assert_allclose(before, after, rtol=1e-6, atol=1e-6)
+    assert loaded.spec.pooling == "cls"
+    assert float(loaded.label_mean) == pytest.approx(float(np.mean(lipo.labels[:32])))
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_backbone):
+    bad = MoleculeData(["CCO", "CCN", "CCC", "CCCl"], np.array([1.0, np.inf, 2.0, 0.5]))
+    with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
+        fit(_model(tiny_backbone), bad, None, TrainConfig(epochs=1, batch_size=4))
+
+
+def test_batches_are_length_bucketed_and_cover_each_index_once():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 100, size=500).tolist()
+    batches = length_bucketed_batches(np.arange(500), lengths, 20, rng, bucket_batches=25)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(500))
+    spread = np.mean([np.ptp([lengths[i] for i in b]) for b in batches])
+    assert spread < 15  # random batches of 20 would span ~85
+
+
+def test_invalid_rows_do_not_stop_a_batch_prediction(tiny_backbone):
+    model = _model(tiny_backbone)
+    smiles = ["CCO"] * 999 + ["C1CC"]
+    frame = predict_smiles(model, smiles)
+    assert frame["prediction"].notna().sum() == 999
+    assert frame.loc[999, "error"] and np.isnan(frame.loc[999, "prediction"])
+
+
+def test_trust_remote_code_is_off_unless_asked(tiny_backbone):
+    model, tokenizer = load_backbone(tiny_backbone)
+    assert getattr(model.config, "auto_map", None) is None
+    trainable, total = count_parameters(model)
+    assert trainable == total > 0
+    assert tokenizer.mask_token == "<mask>"
