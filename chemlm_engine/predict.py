@@ -8,12 +8,21 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from rdkit import Chem, DataStructs, rdBase
+from rdkit.Chem import rdFingerprintGenerator
+
 from .data import SMILES_COLUMNS, _pick_column, try_canonicalize
 from .errors import DataError
 from .model import RegressionModel
 from .training import encode_smiles, predict_encoded
 
-__all__ = ["predict_smiles", "predict_csv", "parse_pasted"]
+__all__ = ["predict_smiles", "predict_csv", "parse_pasted", "nearest_neighbours", "add_applicability_domain",
+           "DOMAIN_SIMILARITY"]
+
+# Below this Tanimoto similarity to the nearest training molecule (Morgan radius 2, 2048 bits) a
+# prediction is flagged as outside the applicability domain: such pairs rarely share a chemical series.
+DOMAIN_SIMILARITY = 0.3
+_MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
 
 
 def parse_pasted(text: str) -> tuple[list[str], list[str]]:
@@ -60,3 +69,36 @@ def predict_csv(model: RegressionModel, source: str | Path | IO, smiles_column: 
     column = _pick_column(list(frame.columns), smiles_column, SMILES_COLUMNS, "SMILES")
     names = frame[name_column].tolist() if name_column else None
     return predict_smiles(model, frame[column].tolist(), names)
+
+
+def _fingerprints(smiles: Sequence[str]) -> list:
+    with rdBase.BlockLogs():
+        return [_MORGAN.GetFingerprint(Chem.MolFromSmiles(s)) for s in smiles]
+
+
+def nearest_neighbours(query: Sequence[str], reference: Sequence[str]) -> pd.DataFrame:
+    """For each (valid, canonical) query SMILES, the most similar reference molecule and its Tanimoto
+    similarity on Morgan fingerprints (radius 2, 2048 bits)."""
+    ref_fps = _fingerprints(reference)
+    rows = []
+    for fp in _fingerprints(query):
+        sims = np.asarray(DataStructs.BulkTanimotoSimilarity(fp, ref_fps))
+        best = int(sims.argmax())
+        rows.append({"nearest_training_smiles": reference[best], "similarity": float(sims[best])})
+    return pd.DataFrame(rows, columns=["nearest_training_smiles", "similarity"])
+
+
+def add_applicability_domain(frame: pd.DataFrame, training_smiles: Sequence[str],
+                             threshold: float = DOMAIN_SIMILARITY) -> pd.DataFrame:
+    """Add the nearest training molecule, its similarity and ``in_domain`` to a prediction table."""
+    out = frame.copy()
+    out["nearest_training_smiles"] = None
+    out["similarity"] = np.nan
+    out["in_domain"] = None
+    valid = out.index[out["error"].isna()]
+    if len(valid) and len(training_smiles):
+        nn = nearest_neighbours(out.loc[valid, "canonical_smiles"].tolist(), list(training_smiles))
+        out.loc[valid, "nearest_training_smiles"] = nn["nearest_training_smiles"].to_numpy()
+        out.loc[valid, "similarity"] = nn["similarity"].to_numpy()
+        out.loc[valid, "in_domain"] = nn["similarity"].to_numpy() >= threshold
+    return out

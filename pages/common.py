@@ -1,0 +1,96 @@
+"""Shared Streamlit plumbing for the pages: one store and one JobManager per process, cached models."""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from chemlm_engine.config import DEFAULT_REGRESSOR
+from chemlm_engine.jobs import JobManager
+from chemlm_engine.model import RegressionModel, load_training_set
+from chemlm_engine.store import RunRecord, RunStore, default_home
+
+DEFAULT_MODEL_LABEL = "Embedded default (assets/lipo-regressor)"
+
+
+@st.cache_resource
+def get_store(home: str) -> RunStore:
+    return RunStore(home=home)
+
+
+@st.cache_resource
+def get_manager(home: str) -> JobManager:
+    """One JobManager per process (and store); it marks runs of dead processes as interrupted."""
+    return JobManager(get_store(home))
+
+
+def store() -> RunStore:
+    return get_store(str(default_home()))
+
+
+def manager() -> JobManager:
+    return get_manager(str(default_home()))
+
+
+@st.cache_resource(max_entries=4)
+def load_model(folder: str) -> RegressionModel:
+    return RegressionModel.load(folder)
+
+
+@st.cache_data(max_entries=8)
+def training_smiles(folder: str) -> list[str]:
+    saved = load_training_set(folder)
+    return saved[0] if saved else []
+
+
+def device_label() -> str:
+    if torch.cuda.is_available():
+        return f"CUDA · {torch.cuda.get_device_name(0)}"
+    return f"CPU · {torch.get_num_threads()} threads"
+
+
+def model_choices() -> dict[str, str]:
+    """Label -> model folder: the embedded default (when shipped) and every finished run with a model."""
+    choices = {}
+    if Path(DEFAULT_REGRESSOR, "regressor.json").exists():
+        choices[DEFAULT_MODEL_LABEL] = DEFAULT_REGRESSOR
+    for run in store().runs(status="finished"):
+        if run.model_path and Path(run.model_path).exists():
+            choices[run_label(run)] = run.model_path
+    return choices
+
+
+def run_label(run: RunRecord) -> str:
+    r2 = run.metrics.get("test_r2")
+    score = f" · test R² {r2:.3f}" if isinstance(r2, float) else ""
+    return f"{run.id} · {run.method}{score}"
+
+
+def save_upload(data: bytes, suffix: str = ".csv") -> Path:
+    """Keep an uploaded file in the run store so a background job (and a rerun) can read it."""
+    folder = default_home() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (hashlib.sha256(data).hexdigest()[:16] + suffix)
+    if not path.exists():
+        path.write_bytes(data)
+    return path
+
+
+def eta_text(run: RunRecord) -> str:
+    """Elapsed time and a linear ETA from the stored progress fraction."""
+    if run.started_at is None:
+        return "waiting in the queue"
+    elapsed = time.time() - run.started_at
+    if run.progress <= 0.01:
+        return f"{elapsed:.0f} s elapsed"
+    remaining = elapsed * (1 - run.progress) / run.progress
+    return f"{elapsed:.0f} s elapsed · about {remaining:.0f} s left"
+
+
+def metrics_row(run: RunRecord) -> pd.DataFrame:
+    keys = ["test_mse", "test_rmse", "test_mae", "test_r2", "val_mse", "best_epoch", "seconds_per_epoch"]
+    return pd.DataFrame([{k: run.metrics.get(k) for k in keys}])

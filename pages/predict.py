@@ -1,0 +1,58 @@
+"""Predict: logD for pasted or uploaded SMILES, with structures and an applicability-domain check."""
+import streamlit as st
+
+from chemlm_engine.depict import molecule_image_uri
+from chemlm_engine.errors import ChemLMError
+from chemlm_engine.predict import DOMAIN_SIMILARITY, add_applicability_domain, parse_pasted, predict_csv, \
+    predict_smiles
+from pages.common import load_model, model_choices, training_smiles
+
+st.title("Predict logD")
+
+choices = model_choices()
+if not choices:
+    st.warning("No model available yet: train one on the Train page.")
+    st.stop()
+model_label = st.selectbox("Model", list(choices))
+folder = choices[model_label]
+
+mode = st.radio("Input", ["Paste SMILES", "Upload CSV"], horizontal=True)
+text, upload = "", None
+if mode == "Paste SMILES":
+    text = st.text_area("One SMILES per line, optionally followed by a name (space or tab)", height=160,
+                        placeholder="CC(=O)Oc1ccccc1C(=O)O aspirin\nCn1cnc2c1c(=O)n(C)c(=O)n2C caffeine")
+else:
+    upload = st.file_uploader("CSV with a SMILES column", type=["csv"])
+
+if st.button("Predict", type="primary"):
+    try:
+        model = load_model(folder)
+        if mode == "Paste SMILES":
+            smiles, names = parse_pasted(text)
+            if not smiles:
+                st.warning("Paste at least one SMILES.")
+                st.stop()
+            result = predict_smiles(model, smiles, names)
+        elif upload is not None:
+            result = predict_csv(model, upload)
+        else:
+            st.warning("Upload a CSV first.")
+            st.stop()
+        st.session_state["predictions"] = add_applicability_domain(result, training_smiles(folder))
+    except ChemLMError as exc:
+        st.error(str(exc))
+
+result = st.session_state.get("predictions")
+if result is not None:
+    n_bad = int(result["error"].notna().sum())
+    st.caption(f"{len(result) - n_bad} predicted · {n_bad} invalid · similarity below {DOMAIN_SIMILARITY} "
+               "to every training molecule is flagged as outside the applicability domain")
+    shown = result.copy()
+    shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["canonical_smiles"]])
+    st.dataframe(shown, hide_index=True, row_height=90, column_config={
+        "structure": st.column_config.ImageColumn("structure", width="small"),
+        "prediction": st.column_config.NumberColumn("predicted logD", format="%.2f"),
+        "similarity": st.column_config.NumberColumn("Tanimoto to nearest", format="%.2f"),
+        "in_domain": st.column_config.CheckboxColumn("in domain"),
+    })
+    st.download_button("Download CSV", result.to_csv(index=False), "predictions.csv", "text/csv")

@@ -1,0 +1,132 @@
+"""Train: launch runs in the background, watch them live, inspect finished runs."""
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from chemlm_engine.config import DEFAULT_BACKBONE, METHOD_NAMES, DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.data import read_csv
+from chemlm_engine.errors import ChemLMError
+from pages.common import eta_text, manager, metrics_row, run_label, save_upload, store
+
+st.title("Train")
+
+# -- a new run ------------------------------------------------------------------------------------
+st.subheader("New run")
+left, right = st.columns(2)
+with left:
+    dataset = st.radio("Dataset", ["Bundled Lipophilicity (4,200 molecules)", "Upload a CSV"], horizontal=True)
+    source = "lipophilicity"
+    if dataset == "Upload a CSV":
+        upload = st.file_uploader("CSV with a SMILES column and a label column", type=["csv"])
+        if upload is None:
+            source = None
+        else:
+            path = save_upload(upload.getvalue())
+            try:
+                data, report = read_csv(path)
+                st.caption(f"{len(data)} molecules ready · {report.summary()}")
+                if len(report.to_frame()):
+                    st.dataframe(report.to_frame(), hide_index=True, height=180)
+                source = str(path)
+            except ChemLMError as exc:
+                st.error(str(exc))
+                source = None
+    split = st.radio("Split (80/10/10)", ["random", "scaffold"], horizontal=True)
+    seed = int(st.number_input("Seed", min_value=0, value=0, step=1))
+    subset = int(st.number_input("Use a random subset of N molecules (0 = all)", min_value=0, value=0, step=100))
+with right:
+    backbone_kind = st.radio("Backbone", ["Embedded ChemLM-mini", "Local folder or hub id"], horizontal=True)
+    backbone = DEFAULT_BACKBONE
+    trust = False
+    if backbone_kind != "Embedded ChemLM-mini":
+        backbone = st.text_input("Folder path or hub id", placeholder="ibm/MoLFormer-XL-both-10pct").strip()
+        trust = st.checkbox("Trust remote code", help="Some hub models (MoLFormer-XL) ship their own Python code. "
+                            "Enabling this runs that code on this machine: only do it for models you trust.")
+    method = st.selectbox("Method", METHOD_NAMES,
+                          format_func={"baseline": "baseline (full fine-tuning)",
+                                       "mlm": "mlm (masked LM on the task SMILES, then regression)"}.get)
+    c1, c2, c3 = st.columns(3)
+    epochs = int(c1.number_input("Epochs", 1, 500, 20))
+    learning_rate = float(c2.number_input("Learning rate", 1e-6, 1e-1, 1e-4, format="%.0e"))
+    batch_size = int(c3.number_input("Batch size", 1, 512, 32))
+
+if st.button("Start training", type="primary", disabled=source is None or not backbone):
+    try:
+        spec = JobSpec(method=method,
+                       data=DataSpec(source=source, split=split, split_seed=seed, subset=subset or None),
+                       model=ModelSpec(backbone=backbone, trust_remote_code=trust),
+                       train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed))
+        run_id = manager().submit(spec)
+        st.success(f"Queued run {run_id}. It trains in the background; follow it below.")
+    except (ValueError, ChemLMError) as exc:
+        st.error(str(exc))
+
+
+# -- live view --------------------------------------------------------------------------------------
+@st.fragment(run_every=2)
+def live_jobs() -> None:
+    st.subheader("Running jobs")
+    active = [r for r in store().runs() if r.status in ("queued", "running")]
+    if not active:
+        st.caption("No job is running.")
+    for run in active:
+        with st.container(border=True):
+            cols = st.columns([5, 1])
+            cols[0].markdown(f"**{run_label(run)}** · {run.status} · {eta_text(run)}")
+            if cols[1].button("Cancel", key=f"cancel-{run.id}"):
+                manager().cancel(run.id)
+            st.progress(run.progress, text=run.message)
+            epochs = store().epochs(run.id, stage="train")
+            if not epochs.empty:
+                curves = epochs.melt(id_vars="epoch", value_vars=["train_mse", "val_mse"], var_name="curve",
+                                     value_name="MSE")
+                st.plotly_chart(px.line(curves, x="epoch", y="MSE", color="curve", markers=True, height=260),
+                                key=f"curve-{run.id}")
+
+
+live_jobs()
+
+
+# -- runs -------------------------------------------------------------------------------------------
+@st.fragment(run_every=5)
+def runs_table() -> None:
+    st.subheader("Runs")
+    frame = store().runs_frame()
+    if frame.empty:
+        st.caption("No runs yet.")
+        return
+    st.dataframe(frame.drop(columns=["name"]), hide_index=True, height=240,
+                 column_config={"duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f")})
+
+
+runs_table()
+
+runs = store().runs()
+if runs:
+    st.subheader("Run detail")
+    chosen = st.selectbox("Run", runs, format_func=lambda r: f"{run_label(r)} · {r.status}")
+    run = store().get_run(chosen.id)
+    st.markdown(f"**Status:** {run.status} · {run.message}")
+    if run.status == "failed":
+        st.error(run.error)
+        st.code(run.traceback or "", language="text")
+    if run.metrics:
+        st.dataframe(metrics_row(run), hide_index=True)
+    epochs = store().epochs(run.id)
+    if not epochs.empty:
+        st.markdown("**Per-epoch metrics**")
+        st.dataframe(epochs, hide_index=True)
+    preds = store().molecules(run.id, "prediction")
+    if not preds.empty:
+        preds["residual"] = preds["prediction"] - preds["label"]
+        a, b = st.columns(2)
+        lo, hi = float(min(preds.label.min(), preds.prediction.min())), float(max(preds.label.max(),
+                                                                                 preds.prediction.max()))
+        parity = px.scatter(preds, x="label", y="prediction", hover_data=["smiles"], opacity=0.6,
+                            title="Parity (test split)", labels={"label": "measured", "prediction": "predicted"})
+        parity.add_shape(type="line", x0=lo, y0=lo, x1=hi, y1=hi, line={"dash": "dash", "color": "grey"})
+        a.plotly_chart(parity, key="parity")
+        b.plotly_chart(px.histogram(preds, x="residual", nbins=40, title="Residuals (predicted − measured)"),
+                       key="residuals")
+    with st.expander("Full spec, versions and run info"):
+        st.json({"spec": run.spec, "info": run.info, "versions": run.versions, "model_path": run.model_path})

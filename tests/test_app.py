@@ -1,0 +1,84 @@
+"""The app's pages through Streamlit's AppTest (no browser)."""
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.jobs import run_job
+from chemlm_engine.store import RunStore
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["pages/home.py", "pages/train.py", "pages/predict.py"]
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+@pytest.fixture()
+def finished_run(home, tiny_backbone) -> str:
+    spec = JobSpec(data=DataSpec(subset=80), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   train=TrainConfig(epochs=1, batch_size=16))
+    return run_job(spec, RunStore(home=home))
+
+
+def _app(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    if page != "pages/home.py":
+        at.switch_page(page).run()
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exceptions(page, home, finished_run):
+    at = _app(page)
+    assert not at.exception
+    assert at.title[0].value in ("ChemLM Studio", "Train", "Predict logD")
+
+
+def test_sidebar_shows_device_store_and_jobs(home):
+    at = _app("pages/home.py")
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    assert "Device" in captions and str(home) in captions and "Jobs" in captions
+
+
+def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_backbone):
+    at = _app("pages/train.py")
+    at.radio[2].set_value("Local folder or hub id").run()
+    at.text_input[0].set_value(str(tiny_backbone)).run()
+    inputs = {n.label: n for n in at.number_input}
+    inputs["Use a random subset of N molecules (0 = all)"].set_value(100)
+    inputs["Epochs"].set_value(2)
+    at.run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert "Queued run" in at.success[0].value
+    store = RunStore(home=home)
+    run_id = store.runs()[0].id
+    deadline = time.time() + 240
+    while store.get_run(run_id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+    assert store.get_run(run_id).status == "finished"
+    at.run()
+    assert not at.exception
+    detail = [d.value for d in at.dataframe]
+    assert any("test_r2" in df.columns and df["test_r2"].notna().all() for df in detail)
+    assert any({"train_mse", "val_mse", "val_r2"} <= set(df.columns) for df in detail)
+
+
+def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, finished_run):
+    at = _app("pages/predict.py")
+    assert finished_run in at.selectbox[0].value
+    at.text_area[0].set_value("CCO ethanol\nC1CC broken\nc1ccccc1O phenol").run()
+    at.button[0].click().run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["prediction"].notna().sum() == 2
+    bad = table[table["error"].notna()]
+    assert bad["input"].tolist() == ["C1CC"] and bad["name"].tolist() == ["broken"]
+    assert table["similarity"].notna().sum() == 2
