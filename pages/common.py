@@ -17,6 +17,24 @@ from chemlm_engine.store import RunRecord, RunStore, default_home
 DEFAULT_MODEL_LABEL = "Embedded default (assets/lipo-regressor)"
 
 
+def use_app_navigation() -> None:
+    """Route a page visit through app.py's ``st.navigation``.
+
+    Streamlit starts each process in its legacy multipage mode when a ``pages/`` folder exists and
+    stays there until app.py has run once, so a first visit straight to ``/predict`` would run the
+    page alone (no sidebar, the folder's files listed as pages). Leave that mode and rerun, once per
+    session (Streamlit's AppTest re-enters the legacy mode on every run; rerunning there would drop
+    button clicks).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        if not st.session_state.get("_left_legacy_navigation"):
+            st.session_state["_left_legacy_navigation"] = True
+            st.rerun()
+
+
 @st.cache_resource
 def get_store(home: str) -> RunStore:
     return RunStore(home=home)

@@ -6,7 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from chemlm_engine.config import DEFAULT_REGRESSOR
+from pages.common import use_app_navigation
 
+use_app_navigation()
 st.title("ChemLM Studio")
 st.markdown(
     "Fine-tune chemical language models (SMILES transformers) on molecular property regression — "

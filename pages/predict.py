@@ -5,8 +5,9 @@ from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.predict import DOMAIN_SIMILARITY, add_applicability_domain, parse_pasted, predict_csv, \
     predict_smiles
-from pages.common import load_model, model_choices, training_smiles
+from pages.common import use_app_navigation, load_model, model_choices, training_smiles
 
+use_app_navigation()
 st.title("Predict logD")
 
 choices = model_choices()
@@ -49,8 +50,10 @@ if result is not None:
                "to every training molecule is flagged as outside the applicability domain")
     shown = result.copy()
     shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["canonical_smiles"]])
-    st.dataframe(shown, hide_index=True, row_height=90, column_config={
-        "structure": st.column_config.ImageColumn("structure", width="small"),
+    order = ["structure", "name", "input", "prediction", "error", "canonical_smiles", "similarity", "in_domain",
+             "nearest_training_smiles"]
+    st.dataframe(shown, hide_index=True, row_height=90, column_order=order, column_config={
+        "structure": st.column_config.ImageColumn("structure", width="medium"),
         "prediction": st.column_config.NumberColumn("predicted logD", format="%.2f"),
         "similarity": st.column_config.NumberColumn("Tanimoto to nearest", format="%.2f"),
         "in_domain": st.column_config.CheckboxColumn("in domain"),

@@ -6,8 +6,9 @@ import streamlit as st
 from chemlm_engine.config import DEFAULT_BACKBONE, METHOD_NAMES, DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import read_csv
 from chemlm_engine.errors import ChemLMError
-from pages.common import eta_text, manager, metrics_row, run_label, save_upload, store
+from pages.common import use_app_navigation, eta_text, manager, metrics_row, run_label, save_upload, store
 
+use_app_navigation()
 st.title("Train")
 
 # -- a new run ------------------------------------------------------------------------------------
