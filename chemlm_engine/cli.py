@@ -117,6 +117,23 @@ def _resolve_model(model: str, db: str | None) -> Path:
     return Path(record.model_path)
 
 
+@app.command()
+def export(run_id: str, destination: Path, description: str = typer.Option("", help="One line for the app."),
+           db: str | None = typer.Option(None)) -> None:
+    """Copy a finished run's model folder to DESTINATION with ``metrics.json`` (spec and test metrics)."""
+    import shutil
+
+    record = _store(db).get_run(run_id)
+    if record.status != "finished" or not record.model_path:
+        raise typer.BadParameter(f"run {run_id} has no finished model (status {record.status})")
+    shutil.copytree(record.model_path, destination, dirs_exist_ok=True)
+    test = {k[len("test_"):]: v for k, v in record.metrics.items() if k.startswith("test_")}
+    (destination / "metrics.json").write_text(json.dumps(
+        {"run_id": run_id, "description": description, "test": test, "metrics": record.metrics,
+         "spec": record.spec, "versions": record.versions, "data_hash": record.data_hash}, indent=2))
+    typer.echo(f"exported {run_id} to {destination}")
+
+
 @runs_app.command("list")
 def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = typer.Option(None)) -> None:
     """All runs, newest first."""

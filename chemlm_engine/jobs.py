@@ -112,7 +112,7 @@ def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec |
     def on_epoch(m: EpochMetrics) -> None:
         ctx.store.add_epoch(ctx.run_id, m.epoch, m.__dict__, stage=stage)
 
-    result = fit(model, data.train, data.val, spec.train, TrainCallbacks(on_batch, on_epoch, ctx.cancel),
+    result = fit(model, data.train, data.val if len(data.val) else None, spec.train, TrainCallbacks(on_batch, on_epoch, ctx.cancel),
                  epoch_indices=epoch_indices)
     test_pred = predict_encoded(model, encode_smiles(model.tokenizer, data.test.smiles, model.max_tokens))
     test = regression_metrics(data.test.labels, test_pred)
@@ -128,6 +128,11 @@ def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec |
 
 
 def _baseline(ctx: JobContext, data: SplitData) -> dict[str, float]:
+    """Full fine-tuning. Option ``train_on_val``: fit on training + validation for the fixed number
+    of epochs (no model selection), as for a model that ships."""
+    if ctx.spec.options.get("train_on_val"):
+        empty = MoleculeData([], np.zeros(0))
+        data = SplitData(data.train.concat(data.val), empty, data.test, data.report)
     _, metrics = train_and_evaluate(ctx, data)
     return metrics
 

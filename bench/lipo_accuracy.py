@@ -1,0 +1,128 @@
+"""Lipophilicity accuracy benchmark: ChemLM-mini fine-tuned vs its random-init twin, vs MLM-then-regression,
+vs random forests on Morgan fingerprints and RDKit 2D descriptors. Same splits and seeds for all.
+
+    .venv/bin/python bench/lipo_accuracy.py --splits random scaffold --seeds 0 1 2
+
+Prints a Markdown table (mean ± std over seeds) and writes bench/results/lipo_accuracy.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rdkit import Chem, rdBase
+from rdkit.Chem import Descriptors, rdFingerprintGenerator
+from sklearn.ensemble import RandomForestRegressor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig  # noqa: E402
+from chemlm_engine.jobs import load_job_data, run_job  # noqa: E402
+from chemlm_engine.store import RunStore  # noqa: E402
+from chemlm_engine.training import regression_metrics  # noqa: E402
+
+MODELS = ("chemlm", "random-init", "mlm", "rf-morgan", "rf-descriptors")
+
+
+def random_init_twin(backbone: str, folder: Path, seed: int) -> str:
+    """Same architecture and tokenizer as ``backbone``, freshly initialised weights."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(backbone)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(backbone).save_pretrained(folder)
+    return str(folder)
+
+
+def morgan(smiles: list[str]) -> np.ndarray:
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    return np.stack([gen.GetFingerprintAsNumPy(Chem.MolFromSmiles(s)) for s in smiles]).astype(np.float32)
+
+
+def descriptors(smiles: list[str], cache: Path) -> np.ndarray:
+    """All RDKit 2D descriptors (slow: cached by SMILES list hash)."""
+    import hashlib
+
+    key = hashlib.sha256("\n".join(smiles).encode()).hexdigest()[:16]
+    path = cache / f"descriptors-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    with rdBase.BlockLogs():
+        rows = [list(Descriptors.CalcMolDescriptors(Chem.MolFromSmiles(s)).values()) for s in smiles]
+    values = np.nan_to_num(np.asarray(rows, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    values = np.clip(values, -1e6, 1e6).astype(np.float32)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, values)
+    return values
+
+
+def random_forest(kind: str, data, seed: int, cache: Path) -> dict[str, float]:
+    featurise = morgan if kind == "rf-morgan" else (lambda s: descriptors(s, cache))
+    started = time.time()
+    forest = RandomForestRegressor(n_estimators=500, n_jobs=-1, random_state=seed)
+    forest.fit(featurise(data.train.smiles), data.train.labels)
+    metrics = regression_metrics(data.test.labels, forest.predict(featurise(data.test.smiles)))
+    return {**{f"test_{k}": v for k, v in metrics.items()}, "fit_seconds": time.time() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--splits", nargs="+", default=["random", "scaffold"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
+    parser.add_argument("--mlm-epochs", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=Path("bench/results/lipo_accuracy.json"))
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="lipo-bench-"))
+    store = RunStore(home=work / "runs")
+    results = json.loads(args.output.read_text()) if args.output.exists() else []
+    for split in args.splits:
+        for seed in args.seeds:
+            data_spec = DataSpec(split=split, split_seed=seed)
+            data = load_job_data(JobSpec(data=data_spec))
+            for model in args.models:
+                if any(r["model"] == model and r["split"] == split and r["seed"] == seed and
+                       r["epochs"] == args.epochs for r in results):
+                    continue  # resume: already measured
+                if model.startswith("rf-"):
+                    metrics = random_forest(model, data, seed, work.parent / "lipo-bench-cache")
+                else:
+                    backbone = args.backbone if model != "random-init" else \
+                        random_init_twin(args.backbone, work / f"random-init-{seed}", seed)
+                    spec = JobSpec(method="mlm" if model == "mlm" else "baseline", data=data_spec,
+                                   model=ModelSpec(backbone=backbone), options={"mlm_epochs": args.mlm_epochs}
+                                   if model == "mlm" else {}, train=TrainConfig(epochs=args.epochs, seed=seed))
+                    metrics = store.get_run(run_job(spec, store)).metrics
+                row = {"model": model, "split": split, "seed": seed, "epochs": args.epochs, **metrics}
+                print(json.dumps(row), flush=True)
+                results.append(row)
+                args.output.parent.mkdir(parents=True, exist_ok=True)
+                args.output.write_text(json.dumps(results, indent=2))
+    print_table(results)
+
+
+def print_table(results: list[dict]) -> None:
+    print("\n| model | split | seeds | test RMSE | test MAE | test R² | s / epoch |")
+    print("|---|---|---|---|---|---|---|")
+    keys = sorted({(r["model"], r["split"]) for r in results}, key=lambda k: (k[1], MODELS.index(k[0])))
+    for model, split in keys:
+        rows = [r for r in results if r["model"] == model and r["split"] == split]
+
+        def cell(key: str) -> str:
+            values = [r[key] for r in rows if r.get(key) is not None]
+            return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "–"
+
+        print(f"| {model} | {split} | {len(rows)} | {cell('test_rmse')} | {cell('test_mae')} | {cell('test_r2')} "
+              f"| {cell('seconds_per_epoch') if not model.startswith('rf-') else '–'} |")
+
+
+if __name__ == "__main__":
+    main()
