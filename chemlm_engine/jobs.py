@@ -167,10 +167,32 @@ def _mlm_then_regression(ctx: JobContext, data: SplitData) -> dict[str, float]:
     return {**metrics, "mlm_eval_loss": result.eval.get("mlm_loss", math.nan)}
 
 
+def _curriculum(ctx: JobContext, data: SplitData) -> dict[str, float]:
+    """Curriculum learning: options ``difficulty`` (smiles_length | heavy_atoms | tokens), ``pacing``
+    (linear | sqrt | step) and ``pacing_steps``."""
+    from transformers import AutoTokenizer
+
+    from .methods.curriculum import CurriculumSampler, difficulty
+
+    opts = ctx.spec.options
+    measure = opts.get("difficulty", "smiles_length")
+    tokenizer = AutoTokenizer.from_pretrained(ctx.spec.model.backbone,
+                                              trust_remote_code=ctx.spec.model.trust_remote_code) \
+        if measure == "tokens" else None
+    sampler = CurriculumSampler(difficulty(data.train.smiles, measure, tokenizer), ctx.spec.train.epochs,
+                                ctx.spec.train.batch_size, opts.get("pacing", "linear"),
+                                int(opts.get("pacing_steps", 4)))
+    for row in sampler.plan():
+        ctx.store.add_epoch(ctx.run_id, row["epoch"], row, stage="curriculum")
+    _, metrics = train_and_evaluate(ctx, data, epoch_indices=sampler)
+    return metrics
+
+
 # Method name -> function(ctx, data) -> test metrics. Later methods add themselves here.
 METHODS: dict[str, Callable[[JobContext, SplitData], dict[str, float]]] = {
     "baseline": _baseline,
     "mlm": _mlm_then_regression,
+    "curriculum": _curriculum,
 }
 
 

@@ -9,8 +9,10 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from chemlm_engine.config import DEFAULT_REGRESSOR
-from chemlm_engine.jobs import JobManager
+from chemlm_engine.config import DEFAULT_BACKBONE, DEFAULT_REGRESSOR, DataSpec, JobSpec
+from chemlm_engine.data import read_csv
+from chemlm_engine.errors import ChemLMError
+from chemlm_engine.jobs import JobManager, load_job_data
 from chemlm_engine.model import RegressionModel, load_training_set
 from chemlm_engine.store import RunRecord, RunStore, default_home
 
@@ -96,6 +98,44 @@ def save_upload(data: bytes, suffix: str = ".csv") -> Path:
     if not path.exists():
         path.write_bytes(data)
     return path
+
+
+def dataset_picker() -> str | None:
+    """Bundled Lipophilicity or an uploaded CSV (with its row-level report shown); returns the
+    ``DataSpec.source`` or ``None`` while no usable file is uploaded."""
+    choice = st.radio("Dataset", ["Bundled Lipophilicity (4,200 molecules)", "Upload a CSV"], horizontal=True)
+    if choice != "Upload a CSV":
+        return "lipophilicity"
+    upload = st.file_uploader("CSV with a SMILES column and a label column", type=["csv"])
+    if upload is None:
+        return None
+    path = save_upload(upload.getvalue())
+    try:
+        data, report = read_csv(path)
+    except ChemLMError as exc:
+        st.error(str(exc))
+        return None
+    st.caption(f"{len(data)} molecules ready · {report.summary()}")
+    if len(report.to_frame()):
+        st.dataframe(report.to_frame(), hide_index=True, height=180)
+    return str(path)
+
+
+def backbone_picker() -> tuple[str, bool]:
+    """Embedded ChemLM-mini, a local folder or a hub id; ``trust_remote_code`` only by explicit opt-in."""
+    kind = st.radio("Backbone", ["Embedded ChemLM-mini", "Local folder or hub id"], horizontal=True)
+    if kind == "Embedded ChemLM-mini":
+        return DEFAULT_BACKBONE, False
+    backbone = st.text_input("Folder path or hub id", placeholder="ibm/MoLFormer-XL-both-10pct").strip()
+    trust = st.checkbox("Trust remote code", help="Some hub models (MoLFormer-XL) ship their own Python code. "
+                        "Enabling this runs that code on this machine: only do it for models you trust.")
+    return backbone, trust
+
+
+@st.cache_data(max_entries=8)
+def split_data(source: str, split: str, seed: int):
+    """Training / validation / test parts of a dataset (cached)."""
+    return load_job_data(JobSpec(data=DataSpec(source=source, split=split, split_seed=seed)))
 
 
 def eta_text(run: RunRecord) -> str:

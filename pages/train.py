@@ -3,49 +3,28 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.config import DEFAULT_BACKBONE, METHOD_NAMES, DataSpec, JobSpec, ModelSpec, TrainConfig
-from chemlm_engine.data import read_csv
+from chemlm_engine.config import METHOD_NAMES, DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import ChemLMError
-from pages.common import use_app_navigation, eta_text, manager, metrics_row, run_label, save_upload, store
+from pages.common import (backbone_picker, dataset_picker, eta_text, manager, metrics_row, run_label, store,
+                          use_app_navigation)
 
 use_app_navigation()
 st.title("Train")
+METHOD_LABELS = {"baseline": "baseline (full fine-tuning)", "mlm": "mlm (masked LM on the task SMILES, then regression)",
+                 "curriculum": "curriculum (short SMILES first; settings on the Curriculum page)"}
 
 # -- a new run ------------------------------------------------------------------------------------
 st.subheader("New run")
 left, right = st.columns(2)
 with left:
-    dataset = st.radio("Dataset", ["Bundled Lipophilicity (4,200 molecules)", "Upload a CSV"], horizontal=True)
-    source = "lipophilicity"
-    if dataset == "Upload a CSV":
-        upload = st.file_uploader("CSV with a SMILES column and a label column", type=["csv"])
-        if upload is None:
-            source = None
-        else:
-            path = save_upload(upload.getvalue())
-            try:
-                data, report = read_csv(path)
-                st.caption(f"{len(data)} molecules ready · {report.summary()}")
-                if len(report.to_frame()):
-                    st.dataframe(report.to_frame(), hide_index=True, height=180)
-                source = str(path)
-            except ChemLMError as exc:
-                st.error(str(exc))
-                source = None
+    source = dataset_picker()
     split = st.radio("Split (80/10/10)", ["random", "scaffold"], horizontal=True)
     seed = int(st.number_input("Seed", min_value=0, value=0, step=1))
     subset = int(st.number_input("Use a random subset of N molecules (0 = all)", min_value=0, value=0, step=100))
 with right:
-    backbone_kind = st.radio("Backbone", ["Embedded ChemLM-mini", "Local folder or hub id"], horizontal=True)
-    backbone = DEFAULT_BACKBONE
-    trust = False
-    if backbone_kind != "Embedded ChemLM-mini":
-        backbone = st.text_input("Folder path or hub id", placeholder="ibm/MoLFormer-XL-both-10pct").strip()
-        trust = st.checkbox("Trust remote code", help="Some hub models (MoLFormer-XL) ship their own Python code. "
-                            "Enabling this runs that code on this machine: only do it for models you trust.")
+    backbone, trust = backbone_picker()
     method = st.selectbox("Method", METHOD_NAMES,
-                          format_func={"baseline": "baseline (full fine-tuning)",
-                                       "mlm": "mlm (masked LM on the task SMILES, then regression)"}.get)
+                          format_func=lambda m: METHOD_LABELS.get(m, m))
     c1, c2, c3 = st.columns(3)
     epochs = int(c1.number_input("Epochs", 1, 500, 20))
     learning_rate = float(c2.number_input("Learning rate", 1e-6, 1e-1, 1e-4, format="%.0e"))

@@ -10,7 +10,7 @@ from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["pages/home.py", "pages/train.py", "pages/predict.py"]
+PAGES = ["pages/home.py", "pages/train.py", "pages/predict.py", "pages/curriculum.py"]
 
 
 @pytest.fixture()
@@ -38,7 +38,7 @@ def _app(page: str) -> AppTest:
 def test_every_page_renders_without_exceptions(page, home, finished_run):
     at = _app(page)
     assert not at.exception
-    assert at.title[0].value in ("ChemLM Studio", "Train", "Predict logD")
+    assert at.title[0].value in ("ChemLM Studio", "Train", "Predict logD", "Curriculum learning")
 
 
 def test_sidebar_shows_device_store_and_jobs(home):
@@ -82,3 +82,24 @@ def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, f
     bad = table[table["error"].notna()]
     assert bad["input"].tolist() == ["C1CC"] and bad["name"].tolist() == ["broken"]
     assert table["similarity"].notna().sum() == 2
+
+
+def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbone):
+    at = _app("pages/curriculum.py")
+    bins = at.dataframe[0].value
+    assert len(bins) == 20 and bins["cumulative_frequency"].iloc[-1] == 4200
+    at.radio[2].set_value("Local folder or hub id").run()
+    at.text_input[0].set_value(str(tiny_backbone)).run()
+    {n.label: n for n in at.number_input}["Epochs"].set_value(1).run()
+    at.button[0].click().run()
+    assert not at.exception and "Queued pair" in at.success[0].value
+    store = RunStore(home=home)
+    runs = store.runs()
+    assert sorted(r.method for r in runs) == ["baseline", "curriculum"]
+    assert runs[0].name == runs[1].name and runs[0].spec["train"] == runs[1].spec["train"]
+    from pages.common import get_manager
+
+    for run in runs:  # full-size runs are not needed here: cancel them through the app's job manager
+        get_manager(str(home)).cancel(run.id)
+    for run in runs:
+        assert get_manager(str(home)).wait(run.id, timeout=120).status == "cancelled"

@@ -1,0 +1,88 @@
+"""Curriculum learning: easy molecules first. Difficulty is the SMILES length by default (heavy-atom
+and token counts are offered too); a pacing function raises the admissible threshold each epoch."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rdkit import Chem
+
+from ..training import length_bucketed_batches
+
+__all__ = ["DIFFICULTIES", "PACINGS", "difficulty", "pacing_thresholds", "CurriculumSampler"]
+
+DIFFICULTIES = ("smiles_length", "heavy_atoms", "tokens")
+PACINGS = ("linear", "sqrt", "step")
+
+
+def difficulty(smiles: Sequence[str], measure: str = "smiles_length", tokenizer=None) -> np.ndarray:
+    """Difficulty of each molecule: SMILES length, heavy-atom count, or token count (needs ``tokenizer``)."""
+    if measure == "smiles_length":
+        return np.array([len(s) for s in smiles], dtype=float)
+    if measure == "heavy_atoms":
+        return np.array([Chem.MolFromSmiles(s).GetNumHeavyAtoms() for s in smiles], dtype=float)
+    if measure == "tokens":
+        if tokenizer is None:
+            raise ValueError("token-count difficulty needs the model's tokenizer")
+        return np.array([len(ids) for ids in tokenizer(list(smiles), add_special_tokens=False)["input_ids"]],
+                        dtype=float)
+    raise ValueError(f"unknown difficulty {measure!r}; choose from {', '.join(DIFFICULTIES)}")
+
+
+def pacing_thresholds(easiest: float, hardest: float, epochs: int, pacing: str = "linear",
+                      steps: int = 4) -> np.ndarray:
+    """Admissible difficulty per epoch (1..E): from ``easiest`` at epoch 1 to ``hardest`` at epoch E.
+
+    linear: ``easiest + (hardest - easiest) * (e - 1) / (E - 1)``; sqrt rises faster early on;
+    step raises it in ``steps`` equal stages.
+    """
+    if pacing not in PACINGS:
+        raise ValueError(f"unknown pacing {pacing!r}; choose from {', '.join(PACINGS)}")
+    if epochs == 1:
+        return np.array([hardest], dtype=float)
+    progress = np.arange(epochs) / (epochs - 1)
+    if pacing == "sqrt":
+        progress = np.sqrt(progress)
+    elif pacing == "step":
+        progress = np.floor(progress * steps) / steps
+    return easiest + (hardest - easiest) * progress
+
+
+@dataclass
+class CurriculumSampler:
+    """Indices of the admissible training molecules for each epoch (1-based) — pass it to ``fit`` as
+    ``epoch_indices``; the fit loop then cuts them into length-bucketed batches. At least one full
+    batch (the easiest molecules) is always admitted."""
+
+    difficulties: np.ndarray
+    epochs: int
+    batch_size: int
+    pacing: str = "linear"
+    steps: int = 4
+
+    def __post_init__(self) -> None:
+        self.thresholds = pacing_thresholds(float(self.difficulties.min()), float(self.difficulties.max()),
+                                            self.epochs, self.pacing, self.steps)
+        self._by_difficulty = np.argsort(self.difficulties, kind="stable")
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        admitted = np.flatnonzero(self.difficulties <= self.thresholds[epoch - 1])
+        minimum = min(self.batch_size, len(self.difficulties))
+        if len(admitted) < minimum:
+            admitted = np.sort(self._by_difficulty[:minimum])
+        return admitted
+
+    def batches(self, epoch: int, lengths: Sequence[int], rng: np.random.Generator) -> list[np.ndarray]:
+        """The length-bucketed batches the fit loop would draw in ``epoch``."""
+        return length_bucketed_batches(self(epoch), lengths, self.batch_size, rng)
+
+    def plan(self) -> list[dict[str, float]]:
+        """Threshold and number of admissible molecules per epoch (for charts)."""
+        return [{"epoch": e, "threshold": float(self.thresholds[e - 1]), "admissible": int(len(self(e)))}
+                for e in range(1, self.epochs + 1)]
+
+    @property
+    def total_steps(self) -> int:
+        return sum(math.ceil(len(self(e)) / self.batch_size) for e in range(1, self.epochs + 1))
