@@ -1,5 +1,4 @@
 """Train: launch runs in the background, watch them live, inspect finished runs."""
-import pandas as pd
 import plotly.express as px
 import streamlit as st
 

@@ -1,7 +1,6 @@
 import json
 
 import numpy as np
-import torch
 
 from chemlm_engine.methods.mlm import DESCRIPTORS, DescriptorScaler, PretrainConfig, compute_descriptors, \
     load_checkpoint_state, pretrain

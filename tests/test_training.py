@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from chemlm_engine.config import ModelSpec, TrainConfig
 from chemlm_engine.data import MoleculeData

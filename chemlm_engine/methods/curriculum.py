@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 from rdkit import Chem
 
+from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..training import length_bucketed_batches
 
-__all__ = ["DIFFICULTIES", "PACINGS", "difficulty", "pacing_thresholds", "CurriculumSampler"]
+__all__ = ["DIFFICULTIES", "PACINGS", "difficulty", "pacing_thresholds", "CurriculumSampler", "run_curriculum"]
 
 DIFFICULTIES = ("smiles_length", "heavy_atoms", "tokens")
 PACINGS = ("linear", "sqrt", "step")
@@ -86,3 +87,22 @@ class CurriculumSampler:
     @property
     def total_steps(self) -> int:
         return sum(math.ceil(len(self(e)) / self.batch_size) for e in range(1, self.epochs + 1))
+
+
+def run_curriculum(ctx: JobContext, data: SplitData) -> dict[str, float]:
+    """Curriculum learning: options ``difficulty`` (smiles_length | heavy_atoms | tokens), ``pacing``
+    (linear | sqrt | step) and ``pacing_steps``."""
+    from transformers import AutoTokenizer
+
+    opts = ctx.spec.options
+    measure = opts.get("difficulty", "smiles_length")
+    tokenizer = AutoTokenizer.from_pretrained(ctx.spec.model.backbone,
+                                              trust_remote_code=ctx.spec.model.trust_remote_code) \
+        if measure == "tokens" else None
+    sampler = CurriculumSampler(difficulty(data.train.smiles, measure, tokenizer), ctx.spec.train.epochs,
+                                ctx.spec.train.batch_size, opts.get("pacing", "linear"),
+                                int(opts.get("pacing_steps", 4)))
+    for row in sampler.plan():
+        ctx.store.add_epoch(ctx.run_id, row["epoch"], row, stage="curriculum")
+    _, metrics = train_and_evaluate(ctx, data, epoch_indices=sampler)
+    return metrics

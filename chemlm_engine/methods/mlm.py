@@ -12,7 +12,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from threading import Event
 
@@ -28,10 +28,11 @@ from transformers import (BertConfig, BertForMaskedLM, DataCollatorForLanguageMo
 
 from ..errors import JobCancelledError, TrainingDivergedError
 from ..model import load_backbone
+from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..tokenizer import build_smiles_tokenizer
 
 __all__ = ["PretrainConfig", "DESCRIPTORS", "compute_descriptors", "DescriptorScaler", "pretrain", "PretrainResult",
-           "moses_corpus_path", "load_moses_smiles",
+           "moses_corpus_path", "load_moses_smiles", "run_mlm_then_regression",
            "load_checkpoint_state"]
 
 log = logging.getLogger(__name__)
@@ -361,3 +362,31 @@ def load_moses_smiles() -> list[str]:
     import pandas as pd
 
     return pd.read_csv(moses_corpus_path())["SMILES"].tolist()
+
+
+def run_mlm_then_regression(ctx: JobContext, data: SplitData) -> dict[str, float]:
+    """Unsupervised fine-tuning: masked LM on the task's training + validation SMILES, then regression."""
+    opts = ctx.spec.options
+    smiles = data.train.smiles + data.val.smiles
+    batch_size = int(opts.get("mlm_batch_size", 32))
+    epochs = int(opts.get("mlm_epochs", 3))
+    steps = max(1, math.ceil(len(smiles) / batch_size) * epochs)
+    config = PretrainConfig(batch_size=batch_size, learning_rate=float(opts.get("mlm_learning_rate", 1e-4)),
+                            max_steps=steps, warmup_steps=max(1, steps // 10), descriptor_weight=0.0,
+                            checkpoint_every=steps + 1, n_eval=min(200, max(1, len(smiles) // 10)),
+                            seed=ctx.spec.train.seed)
+
+    def on_step(p: dict) -> None:
+        ctx.check_cancel()
+        ctx.progress(0.3 * p["step"] / p["max_steps"], f"masked LM: step {p['step']}/{p['max_steps']}, "
+                                                       f"loss {p['mlm_loss']:.3f}")
+        if p["step"] % max(1, steps // epochs) == 0:
+            ctx.store.add_epoch(ctx.run_id, p["step"] // max(1, steps // epochs), {"mlm_loss": p["mlm_loss"]},
+                                stage="mlm")
+
+    result = pretrain(smiles, ctx.artifacts / "mlm", config, init_from=ctx.spec.model.backbone,
+                      trust_remote_code=ctx.spec.model.trust_remote_code, progress=on_step, cancel=ctx.cancel)
+    ctx.store.set_info(ctx.run_id, mlm_steps=result.steps, mlm_eval_loss=result.eval.get("mlm_loss"))
+    adapted = replace(ctx.spec.model, backbone=str(ctx.artifacts / "mlm"))
+    _, metrics = train_and_evaluate(ctx, data, adapted, span=(0.3, 1.0))
+    return {**metrics, "mlm_eval_loss": result.eval.get("mlm_loss", math.nan)}

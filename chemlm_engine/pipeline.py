@@ -1,0 +1,109 @@
+"""The steps every method shares: load and split a job's data, report progress, train and evaluate a
+regressor and record it. Methods (``methods/``) compose these; ``jobs`` dispatches to them."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import JobSpec, ModelSpec
+from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read_csv
+from .errors import JobCancelledError
+from .model import RegressionModel, best_device, count_parameters
+from .store import RunStore
+from .training import EpochMetrics, TrainCallbacks, encode_smiles, fit, predict_encoded, regression_metrics
+
+__all__ = ["SplitData", "load_job_data", "JobContext", "train_and_evaluate", "ProgressFn"]
+
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass
+class SplitData:
+    train: MoleculeData
+    val: MoleculeData
+    test: MoleculeData
+    report: DataReport
+
+
+def load_job_data(spec: JobSpec) -> SplitData:
+    """Load, validate and split the data a spec names (``subset`` picks a seeded random sample first)."""
+    if spec.data.source == "lipophilicity":
+        data, report = load_lipophilicity()
+    else:
+        data, report = read_csv(spec.data.source, spec.data.smiles_column, spec.data.label_column)
+    if spec.data.subset is not None and spec.data.subset < len(data):
+        pick = np.random.default_rng(spec.data.split_seed).choice(len(data), spec.data.subset, replace=False)
+        data = data.subset(np.sort(pick))
+    split = make_split(data, spec.data.split, spec.data.fractions, spec.data.split_seed)
+    return SplitData(data.subset(split.train), data.subset(split.val), data.subset(split.test), report)
+
+
+@dataclass
+class JobContext:
+    """What a method needs to run and report: spec, store, run id, cancel flag and progress."""
+
+    spec: JobSpec
+    store: RunStore
+    run_id: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    on_progress: ProgressFn | None = None
+    _last_write: float = 0.0
+
+    @property
+    def artifacts(self) -> Path:
+        return self.store.artifact_dir(self.run_id)
+
+    def progress(self, fraction: float, message: str, force: bool = False) -> None:
+        """Report progress; store writes are throttled to two per second."""
+        if self.on_progress is not None:
+            self.on_progress(fraction, message)
+        now = time.time()
+        if force or now - self._last_write > 0.5:
+            self._last_write = now
+            self.store.set_progress(self.run_id, fraction, message)
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise JobCancelledError("cancelled by user")
+
+
+def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec | None = None,
+                       stage: str = "train", span: tuple[float, float] = (0.0, 1.0),
+                       epoch_indices: Callable[[int], np.ndarray] | None = None,
+                       save: bool = True) -> tuple[RegressionModel, dict[str, float]]:
+    """Fit a regressor on ``data.train`` (selecting on ``data.val``), evaluate on ``data.test``, store
+    epochs, test predictions and (with ``save``) the model folder. Returns the model and test metrics."""
+    spec = ctx.spec
+    model = RegressionModel.from_spec(model_spec or spec.model, seed=spec.train.seed).to(best_device())
+    trainable, total = count_parameters(model)
+    ctx.store.set_info(ctx.run_id, trainable_params=trainable, total_params=total,
+                       trainable_pct=100.0 * trainable / total, device=str(best_device()))
+    epochs = spec.train.epochs
+    lo, hi = span
+
+    def on_batch(epoch: int, batch: int, n_batches: int) -> None:
+        done = (epoch - 1 + batch / n_batches) / epochs
+        ctx.progress(lo + (hi - lo) * done, f"{stage}: epoch {epoch}/{epochs}, batch {batch}/{n_batches}")
+
+    def on_epoch(m: EpochMetrics) -> None:
+        ctx.store.add_epoch(ctx.run_id, m.epoch, m.__dict__, stage=stage)
+
+    result = fit(model, data.train, data.val if len(data.val) else None, spec.train, TrainCallbacks(on_batch, on_epoch, ctx.cancel),
+                 epoch_indices=epoch_indices)
+    test_pred = predict_encoded(model, encode_smiles(model.tokenizer, data.test.smiles, model.max_tokens))
+    test = regression_metrics(data.test.labels, test_pred)
+    best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
+    metrics = {**{f"test_{k}": v for k, v in test.items()}, "val_mse": best.val_mse, "val_r2": best.val_r2,
+               "train_mse": best.train_mse, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+               "train_seconds": result.seconds, "seconds_per_epoch": result.seconds / max(len(result.history), 1)}
+    ctx.store.add_molecules(ctx.run_id, "prediction", pd.DataFrame(
+        {"smiles": data.test.smiles, "label": data.test.labels, "prediction": test_pred, "split": "test"}))
+    if save:
+        model.save(ctx.artifacts / "model", data.train.smiles, data.train.labels)
+    return model, metrics
