@@ -10,6 +10,7 @@ pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/science:"),
     st.Page("pages/curriculum.py", title="Curriculum", icon=":material/stairs:"),
+    st.Page("pages/uncertainty.py", title="Uncertainty", icon=":material/blur_on:"),
 ]
 page = st.navigation(pages)
 

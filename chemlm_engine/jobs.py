@@ -18,6 +18,7 @@ from .data import MoleculeData, data_hash
 from .errors import JobCancelledError
 from .methods.curriculum import run_curriculum
 from .methods.mlm import run_mlm_then_regression
+from .methods.uncertainty import run_uncertainty
 from .pipeline import JobContext, ProgressFn, SplitData, load_job_data, train_and_evaluate
 from .store import RunStore
 
@@ -52,6 +53,7 @@ METHODS: dict[str, Callable[[JobContext, SplitData], dict[str, float]]] = {
     "baseline": _baseline,
     "mlm": run_mlm_then_regression,
     "curriculum": run_curriculum,
+    "uncertainty": run_uncertainty,
 }
 
 

@@ -76,9 +76,10 @@ class JobContext:
 def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec | None = None,
                        stage: str = "train", span: tuple[float, float] = (0.0, 1.0),
                        epoch_indices: Callable[[int], np.ndarray] | None = None,
-                       save: bool = True) -> tuple[RegressionModel, dict[str, float]]:
-    """Fit a regressor on ``data.train`` (selecting on ``data.val``), evaluate on ``data.test``, store
-    epochs, test predictions and (with ``save``) the model folder. Returns the model and test metrics."""
+                       final: bool = True) -> tuple[RegressionModel, dict[str, float]]:
+    """Fit a regressor on ``data.train`` (selecting on ``data.val``), evaluate on ``data.test`` and store
+    the epochs. The ``final`` model of a run also stores its test predictions and model folder.
+    Returns the model and its metrics."""
     spec = ctx.spec
     model = RegressionModel.from_spec(model_spec or spec.model, seed=spec.train.seed).to(best_device())
     trainable, total = count_parameters(model)
@@ -94,16 +95,16 @@ def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec |
     def on_epoch(m: EpochMetrics) -> None:
         ctx.store.add_epoch(ctx.run_id, m.epoch, m.__dict__, stage=stage)
 
-    result = fit(model, data.train, data.val if len(data.val) else None, spec.train, TrainCallbacks(on_batch, on_epoch, ctx.cancel),
-                 epoch_indices=epoch_indices)
+    callbacks = TrainCallbacks(on_batch, on_epoch, ctx.cancel)
+    result = fit(model, data.train, data.val if len(data.val) else None, spec.train, callbacks, epoch_indices)
     test_pred = predict_encoded(model, encode_smiles(model.tokenizer, data.test.smiles, model.max_tokens))
     test = regression_metrics(data.test.labels, test_pred)
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
     metrics = {**{f"test_{k}": v for k, v in test.items()}, "val_mse": best.val_mse, "val_r2": best.val_r2,
                "train_mse": best.train_mse, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": result.seconds, "seconds_per_epoch": result.seconds / max(len(result.history), 1)}
-    ctx.store.add_molecules(ctx.run_id, "prediction", pd.DataFrame(
-        {"smiles": data.test.smiles, "label": data.test.labels, "prediction": test_pred, "split": "test"}))
-    if save:
+    if final:
+        ctx.store.add_molecules(ctx.run_id, "prediction", pd.DataFrame(
+            {"smiles": data.test.smiles, "label": data.test.labels, "prediction": test_pred, "split": "test"}))
         model.save(ctx.artifacts / "model", data.train.smiles, data.train.labels)
     return model, metrics

@@ -40,10 +40,11 @@ def parse_pasted(text: str) -> tuple[list[str], list[str]]:
 
 
 def predict_smiles(model: RegressionModel, smiles: Sequence[str], names: Sequence[str] | None = None,
-                   batch_size: int = 128) -> pd.DataFrame:
+                   batch_size: int = 128, mc_passes: int = 0) -> pd.DataFrame:
     """Predict every valid SMILES; invalid ones get a row with ``error`` set and no prediction.
 
-    Columns: ``row`` (1-based), ``name``, ``input``, ``canonical_smiles``, ``prediction``, ``error``.
+    Columns: ``row`` (1-based), ``name``, ``input``, ``canonical_smiles``, ``prediction``, ``error``;
+    with ``mc_passes`` > 1 also ``uncertainty``, the MC-dropout standard deviation.
     """
     rows = []
     for i, raw in enumerate(smiles):
@@ -56,11 +57,18 @@ def predict_smiles(model: RegressionModel, smiles: Sequence[str], names: Sequenc
         encoded = encode_smiles(model.tokenizer, frame.loc[valid, "canonical_smiles"].tolist(),
                                 model.max_tokens)
         frame.loc[valid, "prediction"] = predict_encoded(model, encoded, batch_size)
+    if mc_passes > 1:
+        from .methods.uncertainty import mc_dropout
+
+        frame["uncertainty"] = np.nan
+        if len(valid):
+            _, std = mc_dropout(model, frame.loc[valid, "canonical_smiles"].tolist(), mc_passes)
+            frame.loc[valid, "uncertainty"] = std
     return frame
 
 
 def predict_csv(model: RegressionModel, source: str | Path | IO, smiles_column: str | None = None,
-                name_column: str | None = None) -> pd.DataFrame:
+                name_column: str | None = None, mc_passes: int = 0) -> pd.DataFrame:
     """Predict a CSV's SMILES column (auto-detected unless named); see :func:`predict_smiles`."""
     try:
         frame = pd.read_csv(source, dtype=str, keep_default_na=False)
@@ -68,7 +76,7 @@ def predict_csv(model: RegressionModel, source: str | Path | IO, smiles_column: 
         raise DataError(f"cannot read CSV: {exc}") from None
     column = _pick_column(list(frame.columns), smiles_column, SMILES_COLUMNS, "SMILES")
     names = frame[name_column].tolist() if name_column else None
-    return predict_smiles(model, frame[column].tolist(), names)
+    return predict_smiles(model, frame[column].tolist(), names, mc_passes=mc_passes)
 
 
 def _fingerprints(smiles: Sequence[str]) -> list:

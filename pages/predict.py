@@ -25,6 +25,9 @@ if mode == "Paste SMILES":
 else:
     upload = st.file_uploader("CSV with a SMILES column", type=["csv"])
 
+with_uncertainty = st.checkbox("MC-dropout uncertainty (20 stochastic passes)", value=True)
+passes = 20 if with_uncertainty else 0
+
 if st.button("Predict", type="primary"):
     try:
         model = load_model(folder)
@@ -33,9 +36,9 @@ if st.button("Predict", type="primary"):
             if not smiles:
                 st.warning("Paste at least one SMILES.")
                 st.stop()
-            result = predict_smiles(model, smiles, names)
+            result = predict_smiles(model, smiles, names, mc_passes=passes)
         elif upload is not None:
-            result = predict_csv(model, upload)
+            result = predict_csv(model, upload, mc_passes=passes)
         else:
             st.warning("Upload a CSV first.")
             st.stop()
@@ -50,11 +53,12 @@ if result is not None:
                "to every training molecule is flagged as outside the applicability domain")
     shown = result.copy()
     shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["canonical_smiles"]])
-    order = ["structure", "name", "input", "prediction", "error", "canonical_smiles", "similarity", "in_domain",
+    order = ["structure", "name", "input", "prediction", "uncertainty", "error", "canonical_smiles", "similarity", "in_domain",
              "nearest_training_smiles"]
     st.dataframe(shown, hide_index=True, row_height=90, column_order=order, column_config={
         "structure": st.column_config.ImageColumn("structure", width="medium"),
         "prediction": st.column_config.NumberColumn("predicted logD", format="%.2f"),
+        "uncertainty": st.column_config.NumberColumn("± (MC-dropout std)", format="%.2f"),
         "similarity": st.column_config.NumberColumn("Tanimoto to nearest", format="%.2f"),
         "in_domain": st.column_config.CheckboxColumn("in domain"),
     })

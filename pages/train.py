@@ -10,7 +10,8 @@ from pages.common import (backbone_picker, dataset_picker, eta_text, manager, me
 use_app_navigation()
 st.title("Train")
 METHOD_LABELS = {"baseline": "baseline (full fine-tuning)", "mlm": "mlm (masked LM on the task SMILES, then regression)",
-                 "curriculum": "curriculum (short SMILES first; settings on the Curriculum page)"}
+                 "curriculum": "curriculum (short SMILES first; settings on the Curriculum page)",
+                 "uncertainty": "uncertainty (active learning; settings on the Uncertainty page)"}
 
 # -- a new run ------------------------------------------------------------------------------------
 st.subheader("New run")

@@ -10,7 +10,7 @@ from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["pages/home.py", "pages/train.py", "pages/predict.py", "pages/curriculum.py"]
+PAGES = ["pages/home.py", "pages/train.py", "pages/predict.py", "pages/curriculum.py", "pages/uncertainty.py"]
 
 
 @pytest.fixture()
@@ -38,7 +38,8 @@ def _app(page: str) -> AppTest:
 def test_every_page_renders_without_exceptions(page, home, finished_run):
     at = _app(page)
     assert not at.exception
-    assert at.title[0].value in ("ChemLM Studio", "Train", "Predict logD", "Curriculum learning")
+    assert at.title[0].value in ("ChemLM Studio", "Train", "Predict logD", "Curriculum learning",
+                                  "Uncertainty and active learning")
 
 
 def test_sidebar_shows_device_store_and_jobs(home):
@@ -82,6 +83,7 @@ def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, f
     bad = table[table["error"].notna()]
     assert bad["input"].tolist() == ["C1CC"] and bad["name"].tolist() == ["broken"]
     assert table["similarity"].notna().sum() == 2
+    assert table["uncertainty"].notna().sum() == 2
 
 
 def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbone):
@@ -103,3 +105,17 @@ def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbo
         get_manager(str(home)).cancel(run.id)
     for run in runs:
         assert get_manager(str(home)).wait(run.id, timeout=120).status == "cancelled"
+
+
+def test_uncertainty_page_shows_a_finished_sweep(home, tiny_backbone):
+    spec = JobSpec(method="uncertainty", data=DataSpec(subset=120),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=1),
+                   options={"initial_size": 30, "sweep": [10, 20], "passes": 3})
+    run_id = run_job(spec, RunStore(home=home))
+    at = _app("pages/uncertainty.py")
+    assert not at.exception
+    assert at.selectbox[0].value.id == run_id
+    tables = [d.value for d in at.dataframe]
+    assert any(list(t.columns[:2]) == ["n", "strategy"] and len(t) == 4 for t in tables)
+    assert any("structure" in t.columns and len(t) == 20 for t in tables)
+    assert any("Spearman" in p.proto.spec for p in at.get("plotly_chart"))

@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy.stats import spearmanr
 from torch import nn
 
+from ..data import MoleculeData, read_csv
 from ..model import RegressionModel
+from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..training import autocast, collate, encode_smiles
 
-__all__ = ["mc_dropout", "select_most_uncertain", "select_random"]
+__all__ = ["mc_dropout", "select_most_uncertain", "select_random", "run_uncertainty"]
 
 
 @torch.no_grad()
@@ -57,3 +62,84 @@ def select_most_uncertain(std: np.ndarray, n: int) -> np.ndarray:
 def select_random(size: int, n: int, seed: int) -> np.ndarray:
     """The random control: ``n`` indices drawn without replacement."""
     return np.random.default_rng(seed).choice(size, min(n, size), replace=False)
+
+
+def _pool(ctx: JobContext, data: SplitData, rest: np.ndarray) -> MoleculeData:
+    """The acquisition pool: an uploaded CSV (minus molecules already in any split), else the
+    training molecules outside the initial labelled set."""
+    path = ctx.spec.options.get("pool")
+    if not path:
+        return data.train.subset(rest)
+    pool, report = read_csv(path)
+    known = set(data.train.smiles) | set(data.val.smiles) | set(data.test.smiles)
+    keep = [i for i, s in enumerate(pool.smiles) if s not in known]
+    ctx.store.set_info(ctx.run_id, pool_report=report.summary(), pool_dropped_known=len(pool) - len(keep))
+    return pool.subset(keep)
+
+
+def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
+    """Active learning by MC-dropout uncertainty sampling, with its random control.
+
+    Options: ``initial_size`` (labelled molecules to start from, default 500), ``acquire`` (N, default
+    256), ``rounds`` (default 1), ``passes`` (T, default 20), ``strategy`` (uncertainty | random),
+    ``pool`` (CSV path; default: training molecules not yet labelled) and ``sweep`` (a list of N:
+    both strategies are run for every N from the same initial model and stored as a table).
+    """
+    opts = ctx.spec.options
+    seed = ctx.spec.train.seed
+    passes = int(opts.get("passes", 20))
+    sweep = [int(n) for n in opts.get("sweep", [])]
+    rounds = 1 if sweep else int(opts.get("rounds", 1))
+    strategy = opts.get("strategy", "uncertainty")
+    initial_ids = select_random(len(data.train), int(opts.get("initial_size", 500)), seed)
+    rest = np.setdiff1d(np.arange(len(data.train)), initial_ids)
+    labelled = data.train.subset(np.sort(initial_ids))
+    pool = _pool(ctx, data, rest)
+    n_fits = 1 + (2 * len(sweep) if sweep else rounds)
+    span = lambda k: (k / n_fits, (k + 1) / n_fits)  # noqa: E731 - progress share of the k-th fit
+
+    model, metrics = train_and_evaluate(ctx, replace(data, train=labelled), stage="initial", span=span(0),
+                                        final=False)
+    _, pool_std = mc_dropout(model, pool.smiles, passes, seed=seed)
+    ctx.store.add_molecules(ctx.run_id, "pool_uncertainty", pd.DataFrame(
+        {"smiles": pool.smiles, "label": pool.labels, "score": pool_std, "split": "pool"}))
+    if sweep:
+        rows = []
+        for k, n in enumerate(sweep):
+            for j, how in enumerate(("uncertainty", "random")):
+                pick = select_most_uncertain(pool_std, n) if how == "uncertainty" else select_random(len(pool), n, seed)
+                last = k == len(sweep) - 1 and how == "uncertainty"
+                fitted, m = train_and_evaluate(ctx, replace(data, train=labelled.concat(pool.subset(pick))),
+                                               stage=f"sweep-{how}-{n}", span=span(1 + 2 * k + j), final=last)
+                rows.append({"n": n, "strategy": how, "train_mse": m["train_mse"], "val_mse": m["val_mse"],
+                             "test_mse": m["test_mse"], "test_r2": m["test_r2"]})
+                ctx.store.add_epoch(ctx.run_id, len(rows), rows[-1], stage="sweep")
+                if last:
+                    metrics, model = m, fitted
+        selected = select_most_uncertain(pool_std, sweep[-1])
+        ctx.store.add_molecules(ctx.run_id, "acquired", pd.DataFrame(
+            {"smiles": [pool.smiles[i] for i in selected], "label": pool.labels[selected],
+             "score": pool_std[selected], "round": 1}))
+    else:
+        available = np.arange(len(pool))
+        std = pool_std
+        for r in range(1, rounds + 1):
+            n = min(int(opts.get("acquire", 256)), len(available))
+            local = select_most_uncertain(std, n) if strategy == "uncertainty" else select_random(len(available), n,
+                                                                                                    seed + r)
+            chosen = available[local]
+            ctx.store.add_molecules(ctx.run_id, "acquired", pd.DataFrame(
+                {"smiles": [pool.smiles[i] for i in chosen], "label": pool.labels[chosen], "score": std[local],
+                 "round": r}))
+            labelled = labelled.concat(pool.subset(chosen))
+            available = np.setdiff1d(available, chosen)
+            model, metrics = train_and_evaluate(ctx, replace(data, train=labelled), stage=f"round-{r}",
+                                                span=span(r), final=r == rounds)
+            if r < rounds:
+                _, std = mc_dropout(model, [pool.smiles[i] for i in available], passes, seed=seed)
+    test_mean, test_std = mc_dropout(model, data.test.smiles, passes, seed=seed)
+    ctx.store.add_molecules(ctx.run_id, "test_uncertainty", pd.DataFrame(
+        {"smiles": data.test.smiles, "label": data.test.labels, "prediction": test_mean, "score": test_std,
+         "split": "test"}))
+    rho = spearmanr(test_std, np.abs(test_mean - data.test.labels)).statistic
+    return {**metrics, "n_labelled": len(labelled), "uncertainty_error_spearman": float(rho)}

@@ -1,0 +1,76 @@
+"""Uncertainty: MC-dropout distributions, is the uncertainty informative, and active learning vs random."""
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+from scipy.stats import spearmanr
+
+from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.depict import molecule_image_uri
+from pages.common import backbone_picker, dataset_picker, manager, run_label, store, use_app_navigation
+
+use_app_navigation()
+st.title("Uncertainty and active learning")
+st.caption("MC dropout: the spread of predictions over stochastic forward passes with dropout on. Active "
+           "learning starts from a small labelled subset and adds the most uncertain pool molecules.")
+
+with st.expander("Launch an active-learning run", expanded=not store().runs()):
+    left, right = st.columns(2)
+    with left:
+        source = dataset_picker()
+        split = st.radio("Split (80/10/10)", ["random", "scaffold"], horizontal=True)
+        seed = int(st.number_input("Seed", min_value=0, value=0))
+        initial = int(st.number_input("Initial labelled molecules", 10, 10000, 500))
+    with right:
+        backbone, trust = backbone_picker()
+        sweep = st.checkbox("N-sweep (25, 64, 128, 256, 512, 1000) with the random control at every N", value=True)
+        c1, c2, c3 = st.columns(3)
+        acquire = int(c1.number_input("Acquire N", 1, 10000, 256, disabled=sweep))
+        rounds = int(c2.number_input("Rounds", 1, 20, 1, disabled=sweep))
+        passes = int(c3.number_input("MC passes T", 2, 200, 20))
+        c4, c5 = st.columns(2)
+        strategy = c4.radio("Strategy", ["uncertainty", "random"], horizontal=True, disabled=sweep)
+        epochs = int(c5.number_input("Epochs per fit", 1, 500, 20))
+    if st.button("Launch", type="primary", disabled=source is None or not backbone):
+        options = {"initial_size": initial, "passes": passes}
+        options.update({"sweep": [25, 64, 128, 256, 512, 1000]} if sweep else
+                       {"acquire": acquire, "rounds": rounds, "strategy": strategy})
+        run_id = manager().submit(JobSpec(
+            method="uncertainty", options=options, data=DataSpec(source=source, split=split, split_seed=seed),
+            model=ModelSpec(backbone=backbone, trust_remote_code=trust), train=TrainConfig(epochs=epochs, seed=seed)))
+        st.success(f"Queued run {run_id}.")
+
+runs = [r for r in store().runs(status="finished") if r.method == "uncertainty"]
+if not runs:
+    st.info("No finished active-learning run yet.")
+    st.stop()
+run = st.selectbox("Run", runs, format_func=run_label)
+pool = store().molecules(run.id, "pool_uncertainty")
+test = store().molecules(run.id, "test_uncertainty")
+acquired = store().molecules(run.id, "acquired")
+
+a, b = st.columns(2)
+both = pd.concat([pool.assign(set="pool (initial model)"), test.assign(set="test (final model)")])
+a.plotly_chart(px.histogram(both, x="score", color="set", barmode="overlay", nbins=40, histnorm="probability",
+                            labels={"score": "MC-dropout std (logD units)"}, title="Uncertainty distributions"))
+test["abs_error"] = (test["prediction"] - test["label"]).abs()
+rho = spearmanr(test["score"], test["abs_error"]).statistic
+b.plotly_chart(px.scatter(test, x="score", y="abs_error", hover_data=["smiles"], opacity=0.6,
+                          labels={"score": "uncertainty (std)", "abs_error": "|error|"},
+                          title=f"Test set: uncertainty vs error · Spearman ρ = {rho:.2f}"))
+
+sweep_table = store().epochs(run.id, stage="sweep")
+if not sweep_table.empty:
+    st.subheader("N-sweep: uncertainty sampling vs random")
+    c, d = st.columns(2)
+    c.plotly_chart(px.line(sweep_table, x="n", y="test_mse", color="strategy", markers=True, log_x=True))
+    d.plotly_chart(px.line(sweep_table, x="n", y="test_r2", color="strategy", markers=True, log_x=True))
+    st.dataframe(sweep_table.drop(columns=["stage", "epoch"]), hide_index=True)
+
+st.subheader(f"Selected molecules ({len(acquired)})")
+shown = acquired.sort_values("score", ascending=False).head(200)
+shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["smiles"]])
+st.dataframe(shown[["structure", "smiles", "label", "score", "round"]], hide_index=True, row_height=80,
+             column_config={"structure": st.column_config.ImageColumn(), "score": "uncertainty"})
+st.download_button("Download selected + test uncertainties (CSV)",
+                   pd.concat([acquired.assign(set="acquired"), test.assign(set="test")]).to_csv(index=False),
+                   f"uncertainty-{run.id}.csv", "text/csv")

@@ -1,0 +1,64 @@
+import numpy as np
+
+from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.jobs import run_job
+from chemlm_engine.methods.uncertainty import mc_dropout, select_most_uncertain, select_random
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.predict import predict_smiles
+
+
+def _model(backbone):
+    return RegressionModel.from_spec(ModelSpec(backbone=str(backbone), head_hidden=16, dropout=0.2), seed=0)
+
+
+def test_dropout_is_active_in_mc_passes_and_off_in_normal_prediction(tiny_backbone, lipo):
+    model = _model(tiny_backbone).eval()
+    smiles = lipo.smiles[:30]
+    first = predict_smiles(model, smiles)["prediction"].to_numpy()
+    second = predict_smiles(model, smiles)["prediction"].to_numpy()
+    np.testing.assert_array_equal(first, second)
+    mean, std = mc_dropout(model, smiles, passes=8)
+    assert np.all(std > 0)
+    assert not model.training and not any(m.training for m in model.modules())  # restored afterwards
+    np.testing.assert_array_equal(predict_smiles(model, smiles)["prediction"].to_numpy(), first)
+    again_mean, again_std = mc_dropout(model, smiles, passes=8)
+    np.testing.assert_allclose(again_std, std)  # seeded: reproducible
+
+
+def test_prediction_table_carries_uncertainty_and_keeps_invalid_rows(tiny_backbone):
+    frame = predict_smiles(_model(tiny_backbone), ["CCO", "C1CC", "c1ccccc1O"], mc_passes=5)
+    assert frame["uncertainty"].notna().tolist() == [True, False, True]
+
+
+def test_selection_takes_the_largest_standard_deviations():
+    std = np.array([0.1, 0.5, 0.2, 0.9, 0.5, 0.05])
+    assert select_most_uncertain(std, 3).tolist() == [3, 1, 4]
+    picked = select_random(6, 3, seed=1)
+    assert len(set(picked.tolist())) == 3 and picked.tolist() == select_random(6, 3, seed=1).tolist()
+
+
+def test_acquisition_run_trains_end_to_end_and_stores_selection(tiny_backbone, store):
+    spec = JobSpec(method="uncertainty", data=DataSpec(subset=200),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   train=TrainConfig(epochs=1, batch_size=16),
+                   options={"initial_size": 40, "acquire": 30, "passes": 4})
+    record = store.get_run(run_job(spec, store))
+    assert record.status == "finished" and record.metrics["n_labelled"] == 70
+    pool = store.molecules(record.id, "pool_uncertainty")
+    acquired = store.molecules(record.id, "acquired")
+    assert len(pool) == 160 - 40 and len(acquired) == 30
+    assert acquired["score"].min() >= pool["score"].nlargest(30).min() - 1e-12
+    assert len(store.molecules(record.id, "test_uncertainty")) == 20
+    assert -1 <= record.metrics["uncertainty_error_spearman"] <= 1
+
+
+def test_sweep_runs_uncertainty_and_random_at_every_n(tiny_backbone, store):
+    spec = JobSpec(method="uncertainty", data=DataSpec(subset=150),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   train=TrainConfig(epochs=1, batch_size=16),
+                   options={"initial_size": 30, "sweep": [10, 40], "passes": 3})
+    record = store.get_run(run_job(spec, store))
+    table = store.epochs(record.id, stage="sweep")
+    assert list(zip(table["n"], table["strategy"])) == [(10, "uncertainty"), (10, "random"), (40, "uncertainty"),
+                                                       (40, "random")]
+    assert table[["train_mse", "val_mse", "test_mse", "test_r2"]].notna().all().all()
