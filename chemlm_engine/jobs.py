@@ -18,6 +18,7 @@ from .data import MoleculeData, data_hash
 from .errors import JobCancelledError
 from .methods.curriculum import run_curriculum
 from .methods.mlm import run_mlm_then_regression
+from .methods.peft import run_strategy
 from .methods.uncertainty import run_uncertainty
 from .pipeline import JobContext, ProgressFn, SplitData, load_job_data, train_and_evaluate
 from .store import RunStore
@@ -54,6 +55,10 @@ METHODS: dict[str, Callable[[JobContext, SplitData], dict[str, float]]] = {
     "mlm": run_mlm_then_regression,
     "curriculum": run_curriculum,
     "uncertainty": run_uncertainty,
+    "bitfit": run_strategy,
+    "lora": run_strategy,
+    "ia3": run_strategy,
+    "ia3-pooled": run_strategy,
 }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from peft import PeftModel
 from torch import nn
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
@@ -88,6 +89,11 @@ class RegressionModel(nn.Module):
             self.head = nn.Sequential(nn.Linear(hidden, 1))
         self.register_buffer("label_mean", torch.zeros(()))
         self.register_buffer("label_std", torch.ones(()))
+        self.pooled_scale: nn.Parameter | None = None
+
+    def enable_pooled_scale(self) -> None:
+        """Add one learned scaling vector (initialised to ones) multiplied into the pooled embedding."""
+        self.pooled_scale = nn.Parameter(torch.ones(self.backbone.config.hidden_size))
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, seed: int | None = None) -> RegressionModel:
@@ -123,6 +129,8 @@ class RegressionModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Standardised predictions, shape (batch,)."""
         pooled = self.encode(input_ids, attention_mask)
+        if self.pooled_scale is not None:
+            pooled = pooled * self.pooled_scale
         return self.head(self.dropout(pooled)).squeeze(-1).float()
 
     def save(self, folder: str | Path, training_smiles: list[str] | None = None,
@@ -131,15 +139,19 @@ class RegressionModel(nn.Module):
         (optionally) the training set, which prediction uses for nearest-neighbour similarity."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(folder / "backbone")
+        adapter = isinstance(self.backbone, PeftModel)
+        # peft adapters are saved alone (peft format) and re-attached to the base backbone on load
+        self.backbone.save_pretrained(folder / ("adapter" if adapter else "backbone"))
         self.tokenizer.save_pretrained(folder)
         head_state = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         head_state["label_mean"] = self.label_mean.detach().cpu().reshape(1)
         head_state["label_std"] = self.label_std.detach().cpu().reshape(1)
+        if self.pooled_scale is not None:
+            head_state["pooled_scale"] = self.pooled_scale.detach().cpu().contiguous()
         save_file(head_state, str(folder / HEAD_FILE))
         meta = {"format": "chemlm-regressor/1", "pooling": self.spec.pooling, "dropout": self.spec.dropout,
                 "head_hidden": self.spec.head_hidden, "backbone_source": self.spec.backbone,
-                "trust_remote_code": self.spec.trust_remote_code,
+                "trust_remote_code": self.spec.trust_remote_code, "adapter": adapter,
                 "label_mean": float(self.label_mean), "label_std": float(self.label_std)}
         (folder / REGRESSOR_FILE).write_text(json.dumps(meta, indent=2))
         if training_smiles is not None:
@@ -158,18 +170,25 @@ class RegressionModel(nn.Module):
         if not meta_path.exists():
             raise ModelLoadError(f"{folder} is not a ChemLM regressor folder (no {REGRESSOR_FILE})")
         meta = json.loads(meta_path.read_text())
-        spec = ModelSpec(backbone=str(folder / "backbone"), trust_remote_code=meta["trust_remote_code"],
+        adapter = meta.get("adapter", False)
+        base = meta["backbone_source"] if adapter else str(folder / "backbone")
+        spec = ModelSpec(backbone=base, trust_remote_code=meta["trust_remote_code"],
                          pooling=meta["pooling"], dropout=meta["dropout"], head_hidden=meta["head_hidden"])
         try:
             with _quiet_loading():
-                backbone = AutoModel.from_pretrained(folder / "backbone", trust_remote_code=spec.trust_remote_code)
+                backbone = AutoModel.from_pretrained(base, trust_remote_code=spec.trust_remote_code)
             tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load regressor {folder}: {exc}") from exc
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None
+        if adapter:
+            backbone = PeftModel.from_pretrained(backbone, folder / "adapter")
         model = cls(backbone, tokenizer, spec)
         state = load_file(str(folder / HEAD_FILE))
+        if "pooled_scale" in state:
+            model.enable_pooled_scale()
+            model.pooled_scale.data.copy_(state["pooled_scale"])
         model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
         model.label_mean.fill_(float(state["label_mean"][0]))
         model.label_std.fill_(float(state["label_std"][0]))

@@ -76,12 +76,17 @@ class JobContext:
 def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec | None = None,
                        stage: str = "train", span: tuple[float, float] = (0.0, 1.0),
                        epoch_indices: Callable[[int], np.ndarray] | None = None,
-                       final: bool = True) -> tuple[RegressionModel, dict[str, float]]:
+                       final: bool = True,
+                       prepare: Callable[[RegressionModel], RegressionModel] | None = None,
+                       ) -> tuple[RegressionModel, dict[str, float]]:
     """Fit a regressor on ``data.train`` (selecting on ``data.val``), evaluate on ``data.test`` and store
     the epochs. The ``final`` model of a run also stores its test predictions and model folder.
-    Returns the model and its metrics."""
+    ``prepare`` adapts a fresh model before training (freezing, adapters). Returns the model and metrics."""
     spec = ctx.spec
-    model = RegressionModel.from_spec(model_spec or spec.model, seed=spec.train.seed).to(best_device())
+    model = RegressionModel.from_spec(model_spec or spec.model, seed=spec.train.seed)
+    if prepare is not None:
+        model = prepare(model)
+    model = model.to(best_device())
     trainable, total = count_parameters(model)
     ctx.store.set_info(ctx.run_id, trainable_params=trainable, total_params=total,
                        trainable_pct=100.0 * trainable / total, device=str(best_device()))

@@ -1,0 +1,83 @@
+"""Fine-tuning strategies: full, BitFit, LoRA and IA3 (the ``peft`` library), and ``ia3-pooled`` — one
+learned scaling vector on the pooled embedding with the backbone frozen."""
+from __future__ import annotations
+
+import re
+
+from peft import IA3Config, LoraConfig, get_peft_model
+from torch import nn
+
+from ..model import RegressionModel, count_parameters
+from ..pipeline import JobContext, SplitData, train_and_evaluate
+
+__all__ = ["STRATEGIES", "apply_strategy", "attention_modules", "run_strategy"]
+
+STRATEGIES = ("full", "bitfit", "lora", "ia3", "ia3-pooled")
+_QUERY_KEY_VALUE = ("query", "key", "value", "q_proj", "k_proj", "v_proj", "q_lin", "k_lin", "v_lin")
+
+
+def attention_modules(backbone: nn.Module, which: tuple[str, ...] = _QUERY_KEY_VALUE) -> list[str]:
+    """Names of the attention projection ``nn.Linear`` layers (BERT, RoBERTa, MoLFormer, Llama-style ...)."""
+    names = [name for name, module in backbone.named_modules()
+             if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in which]
+    if not names:
+        raise ValueError("no attention projections found in this backbone; name target modules explicitly")
+    return names
+
+
+def feed_forward_output_modules(backbone: nn.Module) -> list[str]:
+    """The second linear layer of each feed-forward block (its input is the FFN activation IA3 scales)."""
+    pattern = re.compile(r"(.*\.)?(layer|layers)\.\d+\.(output\.dense|mlp\.down_proj|ffn\.lin2|output_dense)$")
+    return [name for name, module in backbone.named_modules() if isinstance(module, nn.Linear) and
+            pattern.match(name) and "attention" not in name]
+
+
+def _freeze_backbone(model: RegressionModel) -> None:
+    for param in model.backbone.parameters():
+        param.requires_grad = False
+
+
+def apply_strategy(model: RegressionModel, strategy: str, rank: int = 8, alpha: int = 16,
+                   lora_dropout: float = 0.1) -> RegressionModel:
+    """Make only the strategy's parameters trainable (the regression head always trains)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if strategy == "bitfit":
+        for name, param in model.backbone.named_parameters():
+            param.requires_grad = name.endswith(".bias")
+    elif strategy == "lora":
+        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=lora_dropout,
+                            target_modules=attention_modules(model.backbone))
+        model.backbone = get_peft_model(model.backbone, config)
+    elif strategy == "ia3":
+        ffn = feed_forward_output_modules(model.backbone)
+        targets = attention_modules(model.backbone, ("key", "value", "k_proj", "v_proj", "k_lin", "v_lin")) + ffn
+        model.backbone = get_peft_model(model.backbone, IA3Config(target_modules=targets, feedforward_modules=ffn))
+    elif strategy == "ia3-pooled":
+        _freeze_backbone(model)
+        model.enable_pooled_scale()
+    return model
+
+
+def run_strategy(ctx: JobContext, data: SplitData) -> dict[str, float]:
+    """Fine-tune with ``spec.method`` as the strategy. LoRA options: ``rank``, ``alpha``, ``lora_dropout``
+    and ``sweep_ranks`` (a list: one fit per rank, stored as a table; the last rank's model is kept)."""
+    opts = ctx.spec.options
+    strategy = "full" if ctx.spec.method == "baseline" else ctx.spec.method
+    ranks = [int(r) for r in opts.get("sweep_ranks", [])] if strategy == "lora" else []
+    settings = dict(alpha=int(opts.get("alpha", 16)), lora_dropout=float(opts.get("lora_dropout", 0.1)))
+    if not ranks:
+        prepare = lambda m: apply_strategy(m, strategy, int(opts.get("rank", 8)), **settings)  # noqa: E731
+        _, metrics = train_and_evaluate(ctx, data, prepare=prepare)
+        return metrics
+    metrics: dict[str, float] = {}
+    for k, rank in enumerate(ranks):
+        model, metrics = train_and_evaluate(
+            ctx, data, stage=f"rank-{rank}", span=(k / len(ranks), (k + 1) / len(ranks)),
+            final=k == len(ranks) - 1, prepare=lambda m, r=rank: apply_strategy(m, "lora", r, **settings))
+        trainable, total = count_parameters(model)
+        row = {"rank": rank, "trainable_params": trainable, **{key: metrics[key] for key in
+               ("train_mse", "val_mse", "test_mse", "test_rmse", "test_r2")}}
+        ctx.store.add_epoch(ctx.run_id, k + 1, row, stage="sweep")
+    return {**metrics, "rank": ranks[-1]}
+
