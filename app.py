@@ -11,6 +11,7 @@ pages = [
     st.Page("pages/predict.py", title="Predict", icon=":material/science:"),
     st.Page("pages/curriculum.py", title="Curriculum", icon=":material/stairs:"),
     st.Page("pages/uncertainty.py", title="Uncertainty", icon=":material/blur_on:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
 ]
 page = st.navigation(pages)
 

@@ -11,7 +11,9 @@ use_app_navigation()
 st.title("Train")
 METHOD_LABELS = {"baseline": "baseline (full fine-tuning)", "mlm": "mlm (masked LM on the task SMILES, then regression)",
                  "curriculum": "curriculum (short SMILES first; settings on the Curriculum page)",
-                 "uncertainty": "uncertainty (active learning; settings on the Uncertainty page)"}
+                 "uncertainty": "uncertainty (active learning; settings on the Uncertainty page)",
+                 "bitfit": "BitFit (biases + head)", "lora": "LoRA (rank 8 on q, k, v)",
+                 "ia3": "IA3 (keys, values, feed-forward)", "ia3-pooled": "IA3 pooled (one scaling vector)"}
 
 # -- a new run ------------------------------------------------------------------------------------
 st.subheader("New run")

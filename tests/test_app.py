@@ -10,7 +10,8 @@ from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["pages/home.py", "pages/train.py", "pages/predict.py", "pages/curriculum.py", "pages/uncertainty.py"]
+PAGES = ["pages/home.py", "pages/train.py", "pages/predict.py", "pages/curriculum.py", "pages/uncertainty.py",
+         "pages/compare.py"]
 
 
 @pytest.fixture()
@@ -39,7 +40,7 @@ def test_every_page_renders_without_exceptions(page, home, finished_run):
     at = _app(page)
     assert not at.exception
     assert at.title[0].value in ("ChemLM Studio", "Train", "Predict logD", "Curriculum learning",
-                                  "Uncertainty and active learning")
+                                  "Uncertainty and active learning", "Compare methods")
 
 
 def test_sidebar_shows_device_store_and_jobs(home):
