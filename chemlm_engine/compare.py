@@ -62,7 +62,10 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     for metric in METRICS:
         out[metric] = grouped[metric].mean()
         out[f"{metric}_std"] = grouped[metric].std(ddof=0).fillna(0.0)
-    return out.reset_index()
+    order = [label for label, _, _ in SUITE]
+    out = out.reset_index()
+    return out.sort_values("group", key=lambda g: g.map(lambda x: order.index(x) if x in order else len(order)),
+                           kind="stable").reset_index(drop=True)
 
 
 def suite_specs(base: JobSpec, seeds: list[int]) -> list[JobSpec]:

@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from ..data import MoleculeData, read_csv
+from ..errors import DataError
 from ..model import RegressionModel
 from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..training import autocast, collate, encode_smiles
@@ -25,6 +26,8 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
     the dropout layers active. Each batch is tiled ``passes`` times and run as one forward pass."""
     if passes < 2:
         raise ValueError("MC dropout needs at least 2 passes")
+    if len(smiles) == 0:
+        return np.zeros(0), np.zeros(0)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -80,7 +83,8 @@ def _pool(ctx: JobContext, data: SplitData, rest: np.ndarray) -> MoleculeData:
 def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
     """Active learning by MC-dropout uncertainty sampling, with its random control.
 
-    Options: ``initial_size`` (labelled molecules to start from, default 500), ``acquire`` (N, default
+    Options: ``initial_size`` (labelled molecules to start from; default 500, at most a quarter of
+    the training split), ``acquire`` (N, default
     256), ``rounds`` (default 1), ``passes`` (T, default 20), ``strategy`` (uncertainty | random),
     ``pool`` (CSV path; default: training molecules not yet labelled) and ``sweep`` (a list of N:
     both strategies are run for every N from the same initial model and stored as a table).
@@ -91,10 +95,16 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
     sweep = [int(n) for n in opts.get("sweep", [])]
     rounds = 1 if sweep else int(opts.get("rounds", 1))
     strategy = opts.get("strategy", "uncertainty")
-    initial_ids = select_random(len(data.train), int(opts.get("initial_size", 500)), seed)
+    initial_size = int(opts.get("initial_size", min(500, len(data.train) // 4)))
+    if not 0 < initial_size < len(data.train):
+        raise DataError(f"initial_size must be between 1 and {len(data.train) - 1} (the training split), "
+                        f"got {initial_size}")
+    initial_ids = select_random(len(data.train), initial_size, seed)
     rest = np.setdiff1d(np.arange(len(data.train)), initial_ids)
     labelled = data.train.subset(np.sort(initial_ids))
     pool = _pool(ctx, data, rest)
+    if len(pool) == 0:
+        raise DataError("the acquisition pool is empty")
     n_fits = 1 + (2 * len(sweep) if sweep else rounds)
     span = lambda k: (k / n_fits, (k + 1) / n_fits)  # noqa: E731 - progress share of the k-th fit
 
