@@ -13,7 +13,8 @@ __all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "M
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_BACKBONE = str(ASSETS_DIR / "chemlm-mini")
 DEFAULT_REGRESSOR = str(ASSETS_DIR / "lipo-regressor")
-METHOD_NAMES = ("baseline", "mlm", "curriculum", "uncertainty", "bitfit", "lora", "ia3", "ia3-pooled")
+METHOD_NAMES = ("baseline", "mlm", "curriculum", "uncertainty", "bitfit", "lora", "ia3", "ia3-pooled",
+                "influence")
 
 
 @dataclass(frozen=True)

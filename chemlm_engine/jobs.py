@@ -17,6 +17,7 @@ from .config import JobSpec
 from .data import MoleculeData, data_hash
 from .errors import JobCancelledError
 from .methods.curriculum import run_curriculum
+from .methods.influence import run_influence
 from .methods.mlm import run_mlm_then_regression
 from .methods.peft import run_strategy
 from .methods.uncertainty import run_uncertainty
@@ -59,6 +60,7 @@ METHODS: dict[str, Callable[[JobContext, SplitData], dict[str, float]]] = {
     "lora": run_strategy,
     "ia3": run_strategy,
     "ia3-pooled": run_strategy,
+    "influence": run_influence,
 }
 
 
