@@ -9,6 +9,7 @@ pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/science:"),
+    st.Page("pages/influence.py", title="Influence", icon=":material/hub:"),
     st.Page("pages/curriculum.py", title="Curriculum", icon=":material/stairs:"),
     st.Page("pages/uncertainty.py", title="Uncertainty", icon=":material/blur_on:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),

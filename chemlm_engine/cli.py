@@ -75,6 +75,43 @@ def train(
 
 
 @app.command()
+def influence(
+    base_run: str = typer.Argument(..., help="Finished run whose data, split, recipe and seed are reused."),
+    pool: Path | None = typer.Option(None, help="CSV of external molecules (default: held-out 30 % of training)."),
+    k: list[int] = typer.Option([16, 32, 64, 100], "--k", help="Top-k sizes for the sweep (repeatable)."),
+    solver: str = typer.Option("lissa", help="lissa | cg | exact"),
+    scope: str = typer.Option("last_layer", help="head | last_layer | last_N | all"),
+    damping: float = typer.Option(0.01),
+    scale: float = typer.Option(50.0),
+    depth: int = typer.Option(200),
+    repeats: int = typer.Option(2),
+    corrupt_fraction: float = typer.Option(0.0, help="Shift this share of pool labels by ±3σ."),
+    db: str | None = typer.Option(None),
+) -> None:
+    """Score external molecules by influence on the validation loss, retrain with the top-k, compare."""
+    from .config import JobSpec
+    from .jobs import run_job
+
+    store = _store(db)
+    base = store.get_run(base_run)
+    options = {"k": k, "solver": solver, "scope": scope, "damping": damping, "scale": scale, "depth": depth,
+               "repeats": repeats, "corrupt_fraction": corrupt_fraction, **({"pool": str(pool)} if pool else {})}
+    spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
+                              "name": f"influence of {base_run}"})
+    bar = tqdm(total=1000, desc="influence", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+
+    def report(fraction: float, message: str) -> None:
+        bar.n = int(fraction * 1000)
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    run_id = run_job(spec, store, progress=report)
+    bar.close()
+    record = store.get_run(run_id)
+    typer.echo(json.dumps({"run_id": run_id, "status": record.status, **record.metrics}))
+
+
+@app.command()
 def predict(
     model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
     smiles: list[str] = typer.Option([], "--smiles", "-s", help="SMILES to predict (repeatable)."),

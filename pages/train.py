@@ -13,7 +13,8 @@ METHOD_LABELS = {"baseline": "baseline (full fine-tuning)", "mlm": "mlm (masked 
                  "curriculum": "curriculum (short SMILES first; settings on the Curriculum page)",
                  "uncertainty": "uncertainty (active learning; settings on the Uncertainty page)",
                  "bitfit": "BitFit (biases + head)", "lora": "LoRA (rank 8 on q, k, v)",
-                 "ia3": "IA3 (keys, values, feed-forward)", "ia3-pooled": "IA3 pooled (one scaling vector)"}
+                 "ia3": "IA3 (keys, values, feed-forward)", "ia3-pooled": "IA3 pooled (one scaling vector)",
+                 "influence": "influence (held-out pool; settings on the Influence page)"}
 
 # -- a new run ------------------------------------------------------------------------------------
 st.subheader("New run")

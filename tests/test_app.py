@@ -11,7 +11,7 @@ from chemlm_engine.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/home.py", "pages/train.py", "pages/predict.py", "pages/curriculum.py", "pages/uncertainty.py",
-         "pages/compare.py"]
+         "pages/compare.py", "pages/influence.py"]
 
 
 @pytest.fixture()
@@ -40,7 +40,8 @@ def test_every_page_renders_without_exceptions(page, home, finished_run):
     at = _app(page)
     assert not at.exception
     assert at.title[0].value in ("ChemLM Studio", "Train", "Predict logD", "Curriculum learning",
-                                  "Uncertainty and active learning", "Compare methods")
+                                  "Uncertainty and active learning", "Compare methods",
+                                  "Influence-based data selection")
 
 
 def test_sidebar_shows_device_store_and_jobs(home):
