@@ -16,6 +16,23 @@ runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 
+def _run_with_progress(spec, store) -> None:
+    """Run a job with a tqdm bar; print its run id, status and metrics as the last (JSON) line."""
+    from .jobs import run_job
+
+    bar = tqdm(total=1000, desc=spec.method, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+
+    def report(fraction: float, message: str) -> None:
+        bar.n = int(fraction * 1000)
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    run_id = run_job(spec, store, progress=report)
+    bar.close()
+    record = store.get_run(run_id)
+    typer.echo(json.dumps({"run_id": run_id, "status": record.status, **record.metrics}))
+
+
 def _store(db: str | None):
     from .store import RunStore
 
@@ -25,7 +42,8 @@ def _store(db: str | None):
 @app.command()
 def train(
     backbone: str = typer.Option(None, help="Model folder or hub id (default: the embedded ChemLM-mini)."),
-    method: str = typer.Option("baseline", help="baseline | mlm (masked LM on the task SMILES first)."),
+    method: str = typer.Option("baseline", help="baseline | mlm | curriculum | uncertainty | bitfit | lora | ia3 | "
+                               "ia3-pooled | influence (method settings with -o KEY=VALUE)."),
     epochs: int = typer.Option(20),
     seed: int = typer.Option(0, help="Seed for the split, initialisation and batch order."),
     data: str = typer.Option("lipophilicity", help="'lipophilicity' (bundled) or a CSV path."),
@@ -44,7 +62,6 @@ def train(
 ) -> None:
     """Fine-tune a regressor; prints a JSON line with the run id and test metrics last."""
     from .config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
-    from .jobs import run_job
 
     options = {}
     for item in option:
@@ -61,17 +78,7 @@ def train(
                    train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                                      patience=patience, seed=seed))
     store = _store(db)
-    bar = tqdm(total=1000, desc=method, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
-
-    def report(fraction: float, message: str) -> None:
-        bar.n = int(fraction * 1000)
-        bar.set_postfix_str(message, refresh=False)
-        bar.refresh()
-
-    run_id = run_job(spec, store, progress=report)
-    bar.close()
-    record = store.get_run(run_id)
-    typer.echo(json.dumps({"run_id": run_id, "status": record.status, **record.metrics}))
+    _run_with_progress(spec, store)
 
 
 @app.command()
@@ -90,7 +97,6 @@ def influence(
 ) -> None:
     """Score external molecules by influence on the validation loss, retrain with the top-k, compare."""
     from .config import JobSpec
-    from .jobs import run_job
 
     store = _store(db)
     base = store.get_run(base_run)
@@ -98,17 +104,7 @@ def influence(
                "repeats": repeats, "corrupt_fraction": corrupt_fraction, **({"pool": str(pool)} if pool else {})}
     spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
                               "name": f"influence of {base_run}"})
-    bar = tqdm(total=1000, desc="influence", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
-
-    def report(fraction: float, message: str) -> None:
-        bar.n = int(fraction * 1000)
-        bar.set_postfix_str(message, refresh=False)
-        bar.refresh()
-
-    run_id = run_job(spec, store, progress=report)
-    bar.close()
-    record = store.get_run(run_id)
-    typer.echo(json.dumps({"run_id": run_id, "status": record.status, **record.metrics}))
+    _run_with_progress(spec, store)
 
 
 @app.command()
