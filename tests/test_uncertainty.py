@@ -19,6 +19,8 @@ def test_dropout_is_active_in_mc_passes_and_off_in_normal_prediction(tiny_backbo
     np.testing.assert_array_equal(first, second)
     mean, std = mc_dropout(model, smiles, passes=8)
     assert np.all(std > 0)
+    _, full_std = mc_dropout(model, smiles, passes=8, scope="full")
+    assert np.all(full_std > 0) and not np.allclose(full_std, std)
     assert not model.training and not any(m.training for m in model.modules())  # restored afterwards
     np.testing.assert_array_equal(predict_smiles(model, smiles)["prediction"].to_numpy(), first)
     again_mean, again_std = mc_dropout(model, smiles, passes=8)

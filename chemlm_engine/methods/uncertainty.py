@@ -21,17 +21,25 @@ __all__ = ["mc_dropout", "select_most_uncertain", "select_random", "run_uncertai
 
 @torch.no_grad()
 def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, batch_size: int = 64,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+               seed: int = 0, scope: str = "head") -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation (label units) over ``passes`` stochastic forward passes with only
-    the dropout layers active. Each batch is tiled ``passes`` times and run as one forward pass."""
+    the dropout layers active (everything else in eval mode).
+
+    ``scope="head"`` (default) encodes each molecule once and samples the dropout of the pooled
+    embedding and the head — 1,000 molecules in seconds on a CPU; ``scope="full"`` also samples the
+    backbone's dropout (each batch tiled ``passes`` times: ``passes`` times the cost of a prediction).
+    """
     if passes < 2:
         raise ValueError("MC dropout needs at least 2 passes")
+    if scope not in ("head", "full"):
+        raise ValueError(f"scope must be 'head' or 'full', not {scope!r}")
     if len(smiles) == 0:
         return np.zeros(0), np.zeros(0)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    sampled = [model.dropout, *model.head.modules()] if scope == "head" else list(model.modules())
+    dropouts = [m for m in sampled if isinstance(m, nn.Dropout)]
     for module in dropouts:
         module.train()
     generator_state = torch.get_rng_state()
@@ -45,7 +53,13 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
             idx = order[start:start + batch_size]
             input_ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device)
             with autocast(device):
-                out = model(input_ids.repeat(passes, 1), mask.repeat(passes, 1))
+                if scope == "head":
+                    pooled = model.encode(input_ids, mask)
+                    if model.pooled_scale is not None:
+                        pooled = pooled * model.pooled_scale
+                    out = model.head(model.dropout(pooled.repeat(passes, 1))).squeeze(-1)
+                else:
+                    out = model(input_ids.repeat(passes, 1), mask.repeat(passes, 1))
             samples = model.to_label_units(out.float()).reshape(passes, len(idx)).cpu().numpy()
             mean[idx] = samples.mean(0)
             std[idx] = samples.std(0, ddof=1)
@@ -86,12 +100,14 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
     Options: ``initial_size`` (labelled molecules to start from; default 500, at most a quarter of
     the training split), ``acquire`` (N, default
     256), ``rounds`` (default 1), ``passes`` (T, default 20), ``strategy`` (uncertainty | random),
-    ``pool`` (CSV path; default: training molecules not yet labelled) and ``sweep`` (a list of N:
+    ``mc_scope`` (head | full, see :func:`mc_dropout`), ``pool`` (CSV path; default: training
+    molecules not yet labelled) and ``sweep`` (a list of N:
     both strategies are run for every N from the same initial model and stored as a table).
     """
     opts = ctx.spec.options
     seed = ctx.spec.train.seed
     passes = int(opts.get("passes", 20))
+    mc_scope = opts.get("mc_scope", "head")
     sweep = [int(n) for n in opts.get("sweep", [])]
     rounds = 1 if sweep else int(opts.get("rounds", 1))
     strategy = opts.get("strategy", "uncertainty")
@@ -110,7 +126,7 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
 
     model, metrics = train_and_evaluate(ctx, replace(data, train=labelled), stage="initial", span=span(0),
                                         final=False)
-    _, pool_std = mc_dropout(model, pool.smiles, passes, seed=seed)
+    _, pool_std = mc_dropout(model, pool.smiles, passes, seed=seed, scope=mc_scope)
     ctx.store.add_molecules(ctx.run_id, "pool_uncertainty", pd.DataFrame(
         {"smiles": pool.smiles, "label": pool.labels, "score": pool_std, "split": "pool"}))
     if sweep:
@@ -146,8 +162,9 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
             model, metrics = train_and_evaluate(ctx, replace(data, train=labelled), stage=f"round-{r}",
                                                 span=span(r), final=r == rounds)
             if r < rounds:
-                _, std = mc_dropout(model, [pool.smiles[i] for i in available], passes, seed=seed)
-    test_mean, test_std = mc_dropout(model, data.test.smiles, passes, seed=seed)
+                _, std = mc_dropout(model, [pool.smiles[i] for i in available], passes, seed=seed,
+                                    scope=mc_scope)
+    test_mean, test_std = mc_dropout(model, data.test.smiles, passes, seed=seed, scope=mc_scope)
     ctx.store.add_molecules(ctx.run_id, "test_uncertainty", pd.DataFrame(
         {"smiles": data.test.smiles, "label": data.test.labels, "prediction": test_mean, "score": test_std,
          "split": "test"}))
