@@ -95,3 +95,26 @@ def test_predict_three_pasted_smiles_in_a_real_browser(app_url, page, tmp_path):
     shot = _screenshot_dir(tmp_path) / "predict.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tmp_path, tiny_backbone):
+    page.goto(f"{app_url}/train")
+    page.get_by_text("Local folder or hub id").click()
+    folder = page.get_by_label("Folder path or hub id")
+    folder.fill(str(tiny_backbone))
+    folder.press("Enter")
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("200")
+    epochs.press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Queued run").wait_for()
+    page.get_by_text("train: epoch").first.wait_for()  # the live view shows the running job's progress
+    # loss curves appear after the first epoch
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=120_000)
+    page.wait_for_timeout(2500)
+    shot = _screenshot_dir(tmp_path) / "train.png"
+    page.screenshot(path=str(shot), full_page=True)
+    page.get_by_role("button", name="Cancel").first.click()
+    page.get_by_text("No job is running.").wait_for(timeout=60_000)
+    assert shot.stat().st_size > 10_000

@@ -137,3 +137,18 @@ def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatc
     assert any("structure" in t.columns and len(t) == 10 for t in tables)  # most helpful / most harmful
     assert any(list(t.columns[:2]) == ["rank", "smiles"] and len(t) == 28 for t in tables)
     assert any("AUROC" in m.label for m in at.metric)
+
+
+def test_scope_all_tracks_lora_adapters(tiny_backbone, lipo):
+    from chemlm_engine.methods.peft import apply_strategy
+    from chemlm_engine.model import count_parameters
+
+    model = apply_strategy(RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0),
+                           "lora", rank=2)
+    inf = TransformerInfluence(model, "all")
+    assert inf.n_params == count_parameters(model)[0]
+    assert all("lora_" in name or name.startswith("head.") for name in inf.params)
+    inputs = inf.features(lipo.smiles[:4], lipo.labels[:4])
+    grads = inf.grads(inputs)
+    assert grads.shape == (4, inf.n_params)
+    torch.testing.assert_close(grads.mean(0), mean_grad(inf.loss, inf.params, inputs), rtol=1e-4, atol=1e-6)
