@@ -9,6 +9,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import metadata
 
 import numpy as np
@@ -44,8 +45,7 @@ def _baseline(ctx: JobContext, data: SplitData) -> dict[str, float]:
     """Full fine-tuning. Option ``train_on_val``: fit on training + validation for the fixed number
     of epochs (no model selection), as for a model that ships."""
     if ctx.spec.options.get("train_on_val"):
-        empty = MoleculeData([], np.zeros(0))
-        data = SplitData(data.train.concat(data.val), empty, data.test, data.report)
+        data = replace(data, train=data.train.concat(data.val), val=MoleculeData([], np.zeros(0)))
     _, metrics = train_and_evaluate(ctx, data)
     return metrics
 

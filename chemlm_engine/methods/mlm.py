@@ -323,9 +323,9 @@ def pretrain(smiles: Sequence[str], output_dir: str | Path, config: PretrainConf
             progress({"step": step, "max_steps": config.max_steps, "mlm_loss": ema,
                       "descriptor_loss": desc_loss.item() if head is not None else math.nan,
                       "molecules_per_s": (step * config.batch_size - molecules_at_start) / max(elapsed, 1e-9)})
-        if step % config.checkpoint_every == 0 or step == config.max_steps:
+        if step % config.checkpoint_every == 0:
             _save_checkpoint(ckpt, model, head, tokenizer, optimizer, scheduler, step, stream, scaler, config)
-            if step % (config.checkpoint_every * 4) == 0 or step == config.max_steps:
+            if step % (config.checkpoint_every * 4) == 0:
                 metrics = _evaluate(model, head, batcher, eval_smiles, eval_desc if head else None,
                                     config.batch_size)
                 log.info("step %d eval %s", step, metrics)
