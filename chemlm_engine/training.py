@@ -229,5 +229,7 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+    else:  # no validation data: no model selection, the last epoch's weights are kept
+        best_epoch = len(history)
     model.eval()
     return FitResult(history, best_epoch, time.time() - started)

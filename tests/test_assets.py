@@ -1,0 +1,29 @@
+"""The embedded models in assets/ (shipped with the repository)."""
+import json
+
+import numpy as np
+
+from chemlm_engine.config import DEFAULT_BACKBONE, DEFAULT_REGRESSOR
+from chemlm_engine.data import make_split
+from chemlm_engine.model import RegressionModel, load_backbone, load_training_set
+from chemlm_engine.predict import predict_smiles
+from chemlm_engine.training import regression_metrics
+
+
+def test_shipped_regressor_predicts_the_bundled_test_split(lipo):
+    model = RegressionModel.load(DEFAULT_REGRESSOR, "cpu")
+    test = lipo.subset(make_split(lipo, "random", seed=0).test)
+    predictions = predict_smiles(model, test.smiles)["prediction"].to_numpy()
+    assert np.all(np.isfinite(predictions))
+    assert regression_metrics(test.labels, predictions)["r2"] > 0.3  # a sanity floor, not the target
+    trained_on = set(load_training_set(DEFAULT_REGRESSOR)[0])
+    assert not trained_on & set(test.smiles)  # the test split was held out
+
+
+def test_shipped_backbone_is_small_and_pretrained_without_lipophilicity(lipo):
+    model, tokenizer = load_backbone(DEFAULT_BACKBONE)
+    assert 3e6 <= sum(p.numel() for p in model.parameters()) <= 12e6
+    summary = json.loads(open(f"{DEFAULT_BACKBONE}/pretrain_summary.json").read())
+    assert summary["steps"] == summary["config"]["max_steps"] and summary["excluded"] >= 0
+    for smi in lipo.smiles[:200]:
+        assert "<unk>" not in tokenizer.convert_ids_to_tokens(tokenizer(smi)["input_ids"])
