@@ -112,6 +112,7 @@ def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tm
     page.get_by_text("train: epoch").first.wait_for()  # the live view shows the running job's progress
     # loss curves appear after the first epoch
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=120_000)
+    page.get_by_text("Running jobs").scroll_into_view_if_needed()
     page.wait_for_timeout(2500)
     shot = _screenshot_dir(tmp_path) / "train.png"
     page.screenshot(path=str(shot), full_page=True)
