@@ -84,11 +84,15 @@ def runs_table() -> None:
 
 runs_table()
 
-runs = store().runs()
-if runs:
+@st.fragment(run_every=5)
+def run_detail() -> None:
+    """Refreshes by itself, so a run that finishes while the page is open shows its results."""
+    runs = store().runs()
+    if not runs:
+        return
     st.subheader("Run detail")
-    chosen = st.selectbox("Run", runs, format_func=lambda r: f"{run_label(r)} · {r.status}")
-    run = store().get_run(chosen.id)
+    labels = {r.id: f"{run_label(r)} · {r.status}" for r in runs}
+    run = store().get_run(st.selectbox("Run", list(labels), format_func=labels.get, key="detail-run"))
     st.markdown(f"**Status:** {run.status} · {run.message}")
     if run.status == "failed":
         st.error(run.error)
@@ -113,3 +117,6 @@ if runs:
                        key="residuals")
     with st.expander("Full spec, versions and run info"):
         st.json({"spec": run.spec, "info": run.info, "versions": run.versions, "model_path": run.model_path})
+
+
+run_detail()
