@@ -47,7 +47,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for row in summary.to_dict("records"):
         cells = " | ".join(f"{row[m]:.3f} ± {row[m + '_std']:.3f}" for m in METRICS)
-        print(f"| {row['group']} | {row['runs']} | {cells} | {row['trainable_params']:,.0f} | {row['wall_s']:.0f} |")
+        print(f"| {row['group']} | {row['runs']} | {cells} | {row['trainable_params']:,.0f} | {row['duration_s']:.0f} |")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(summary.to_json(orient="records", indent=2))
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -39,18 +37,10 @@ def method_group(spec: dict) -> str:
 
 
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
-    """One row per finished run with its group, filters (dataset, split, backbone, seed) and metrics."""
-    rows = []
-    for run in runs:
-        if run.status != "finished":
-            continue
-        spec = run.spec
-        rows.append({"run": run.id, "group": method_group(spec), "dataset": Path(spec["data"]["source"]).name,
-                     "split": spec["data"]["split"], "backbone": Path(spec["model"]["backbone"]).name,
-                     "seed": spec["train"]["seed"], **{m: run.metrics.get(m) for m in METRICS},
-                     "trainable_params": run.info.get("trainable_params"), "wall_s": run.duration})
-    return pd.DataFrame(rows, columns=["run", "group", "dataset", "split", "backbone", "seed", *METRICS,
-                                       "trainable_params", "wall_s"])
+    """One row per finished run (:meth:`RunRecord.summary`) with its comparison group."""
+    rows = [{"group": method_group(run.spec), **run.summary()} for run in runs if run.status == "finished"]
+    return pd.DataFrame(rows, columns=["group", "id", "name", "method", "status", "backbone", "dataset", "split",
+                                       "seed", *METRICS, "trainable_params", "duration_s", "created"])
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -58,7 +48,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame()
     grouped = table.groupby("group", sort=False)
-    out = grouped.agg(runs=("run", "count"), trainable_params=("trainable_params", "mean"), wall_s=("wall_s", "mean"))
+    out = grouped.agg(runs=("id", "count"), trainable_params=("trainable_params", "mean"),
+                      duration_s=("duration_s", "mean"))
     for metric in METRICS:
         out[metric] = grouped[metric].mean()
         out[f"{metric}_std"] = grouped[metric].std(ddof=0).fillna(0.0)

@@ -128,7 +128,10 @@ class RegressionModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Standardised predictions, shape (batch,)."""
-        pooled = self.encode(input_ids, attention_mask)
+        return self.head_output(self.encode(input_ids, attention_mask))
+
+    def head_output(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Standardised predictions from pooled embeddings (scaling vector, dropout, head)."""
         if self.pooled_scale is not None:
             pooled = pooled * self.pooled_scale
         return self.head(self.dropout(pooled)).squeeze(-1).float()

@@ -108,6 +108,17 @@ class RunRecord:
             return None
         return (self.finished_at or time.time()) - self.started_at
 
+    def summary(self) -> dict[str, Any]:
+        """The run as one table row: id, method, status, backbone, data, split, seed, test metrics, size, time."""
+        model, data = self.spec.get("model", {}), self.spec.get("data", {})
+        return {"id": self.id, "name": self.name, "method": self.method, "status": self.status,
+                "backbone": Path(model.get("backbone", "")).name or model.get("backbone"),
+                "dataset": Path(str(data.get("source", ""))).name, "split": data.get("split"),
+                "seed": self.spec.get("train", {}).get("seed"),
+                **{f"test_{k}": self.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
+                "trainable_params": self.info.get("trainable_params"), "duration_s": self.duration,
+                "created": pd.Timestamp(self.created_at, unit="s")}
+
 
 def _record(row: _Run) -> RunRecord:
     return RunRecord(row.id, row.name, row.method, row.status, json.loads(row.spec), row.created_at, row.started_at,
@@ -228,20 +239,8 @@ class RunStore:
             return [_record(r) for r in session.scalars(query)]
 
     def runs_frame(self) -> pd.DataFrame:
-        """One row per run: id, name, method, status, backbone, split, seed, test metrics, duration."""
-        records = []
-        for r in self.runs():
-            spec = r.spec
-            records.append({
-                "id": r.id, "name": r.name, "method": r.method, "status": r.status,
-                "backbone": Path(spec.get("model", {}).get("backbone", "")).name or spec.get("model", {}).get("backbone"),
-                "dataset": Path(str(spec.get("data", {}).get("source", ""))).name,
-                "split": spec.get("data", {}).get("split"), "seed": spec.get("train", {}).get("seed"),
-                **{f"test_{k}": r.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
-                "trainable_params": r.info.get("trainable_params"),
-                "duration_s": r.duration, "created": pd.Timestamp(r.created_at, unit="s"),
-            })
-        return pd.DataFrame(records)
+        """One row per run (see :meth:`RunRecord.summary`), newest first."""
+        return pd.DataFrame([r.summary() for r in self.runs()])
 
     def epochs(self, run_id: str, stage: str | None = None) -> pd.DataFrame:
         with Session(self.engine) as session:

@@ -44,8 +44,8 @@ def comparison() -> None:
         return
     best = best_rows(summary)
     st.caption("Best per metric: " + ", ".join(f"{m.replace('test_', '')} → **{g}**" for m, g in best.items()))
-    columns = ["group", "runs", *[c for m in METRICS for c in (m, f"{m}_std")], "trainable_params", "wall_s"]
-    styled = summary[columns].style.format(precision=3).format({"trainable_params": "{:,.0f}", "wall_s": "{:.0f}"})
+    columns = ["group", "runs", *[c for m in METRICS for c in (m, f"{m}_std")], "trainable_params", "duration_s"]
+    styled = summary[columns].style.format(precision=3).format({"trainable_params": "{:,.0f}", "duration_s": "{:.0f}"})
     styled = styled.highlight_min(subset=["test_mse", "test_rmse", "test_mae"], color="#c8e6c9")
     styled = styled.highlight_max(subset=["test_r2"], color="#c8e6c9")
     st.dataframe(styled, hide_index=True)

@@ -53,11 +53,8 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
             idx = order[start:start + batch_size]
             input_ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device)
             with autocast(device):
-                if scope == "head":
-                    pooled = model.encode(input_ids, mask)
-                    if model.pooled_scale is not None:
-                        pooled = pooled * model.pooled_scale
-                    out = model.head(model.dropout(pooled.repeat(passes, 1))).squeeze(-1)
+                if scope == "head":  # encode once, sample only the head's dropout
+                    out = model.head_output(model.encode(input_ids, mask).repeat(passes, 1))
                 else:
                     out = model(input_ids.repeat(passes, 1), mask.repeat(passes, 1))
             samples = model.to_label_units(out.float()).reshape(passes, len(idx)).cpu().numpy()
