@@ -46,13 +46,11 @@ def test_last_layer_gradients_match_autograd_on_the_full_model(trained, lipo):
     offset = sum(p.numel() for n, p in inf.params.items() if list(inf.params).index(n) < list(inf.params).index(name))
     for i in range(4):
         trained.zero_grad()
-        ids, mask = inputs[0][i:i + 1], inputs[1][i:i + 1]
         full_ids = torch.tensor([trained.tokenizer(lipo.smiles[i])["input_ids"]])
         pred = trained(full_ids, torch.ones_like(full_ids))
         ((pred - inputs[2][i]) ** 2).sum().backward()
         np.testing.assert_allclose(grads[i, offset:offset + param.numel()].numpy(), param.grad.reshape(-1).numpy(),
                                    rtol=1e-3, atol=1e-5)
-        del ids, mask
 
 
 def test_convex_case_matches_leave_one_out_retraining():

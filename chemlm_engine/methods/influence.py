@@ -284,11 +284,7 @@ class TransformerInfluence:
         """Inputs for :meth:`loss`: cached hidden states entering the tracked layers (or token ids for
         ``scope='all'``), masks, and standardised labels — all padded to one common length."""
         encoded = encode_smiles(self.model.tokenizer, smiles, self.max_tokens)
-        width = max(len(e) for e in encoded)
-        pad = self.model.tokenizer.pad_token_id
-        ids, mask = collate([e + [pad] * (width - len(e)) for e in encoded], pad, torch.device("cpu"))
-        mask = (ids != pad).long() if pad is not None else mask
-        mask[:, 0] = 1
+        ids, mask = collate(encoded, self.model.tokenizer.pad_token_id, torch.device("cpu"))
         y = (torch.tensor(labels, dtype=torch.float32) - self.model.label_mean) / self.model.label_std
         if self.n_layers is None:
             return ids, mask, y
