@@ -55,6 +55,7 @@ def train(
     batch_size: int = typer.Option(32),
     patience: int = typer.Option(0, help="Early-stopping patience in epochs (0 = off)."),
     pooling: str = typer.Option("mean"),
+    precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it natively) | fp32 | bf16"),
     trust_remote_code: bool = typer.Option(False, help="Run code shipped with a hub model (MoLFormer-XL needs it)."),
     option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (JSON value)."),
     name: str = typer.Option(""),
@@ -76,7 +77,7 @@ def train(
                    model=ModelSpec(backbone=backbone or DEFAULT_BACKBONE, trust_remote_code=trust_remote_code,
                                    pooling=pooling),
                    train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                                     patience=patience, seed=seed))
+                                     patience=patience, seed=seed, precision=precision))
     store = _store(db)
     _run_with_progress(spec, store)
 

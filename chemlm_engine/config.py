@@ -55,6 +55,9 @@ class ModelSpec:
             raise ValueError("dropout must be in [0, 1)")
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The fit loop's recipe."""
@@ -69,10 +72,14 @@ class TrainConfig:
     patience: int = 0
     max_length: int = 256
     seed: int = 0
+    # "auto": bf16 autocast where the hardware computes bf16 natively (CUDA, AVX512-BF16/AMX CPUs), else fp32.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be positive")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be positive")
 

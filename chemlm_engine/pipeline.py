@@ -16,7 +16,8 @@ from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read
 from .errors import JobCancelledError
 from .model import RegressionModel, best_device, count_parameters
 from .store import RunStore
-from .training import EpochMetrics, TrainCallbacks, encode_smiles, fit, predict_encoded, regression_metrics
+from .training import (EpochMetrics, TrainCallbacks, encode_smiles, fit, predict_encoded, regression_metrics,
+                       resolve_precision)
 
 __all__ = ["SplitData", "load_job_data", "JobContext", "train_and_evaluate", "ProgressFn"]
 
@@ -89,7 +90,8 @@ def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec |
     model = model.to(best_device())
     trainable, total = count_parameters(model)
     ctx.store.set_info(ctx.run_id, trainable_params=trainable, total_params=total,
-                       trainable_pct=100.0 * trainable / total, device=str(best_device()))
+                       trainable_pct=100.0 * trainable / total, device=str(best_device()),
+                       precision=resolve_precision(spec.train.precision, best_device()))
     epochs = spec.train.epochs
     lo, hi = span
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from threading import Event
 
 import numpy as np
@@ -23,7 +25,8 @@ from .errors import JobCancelledError, TrainingDivergedError
 from .model import RegressionModel
 
 __all__ = ["EpochMetrics", "FitResult", "TrainCallbacks", "fit", "regression_metrics", "encode_smiles",
-           "length_bucketed_batches", "collate", "predict_encoded", "seed_everything", "autocast"]
+           "length_bucketed_batches", "collate", "predict_encoded", "seed_everything", "autocast",
+           "resolve_precision", "cpu_has_native_bf16"]
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +75,27 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: CPU bf16 matmuls are then ~1.7x faster than fp32 (emulated bf16 is slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` becomes ``"bf16"`` on CUDA and on CPUs with native bf16, else ``"fp32"``."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
+
+
+def autocast(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA always (inference included); on CPU only when ``precision`` asks for it."""
+    if device.type == "cuda" or resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -191,7 +211,7 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
             if callbacks.cancel is not None and callbacks.cancel.is_set():
                 raise JobCancelledError(f"cancelled in epoch {epoch}")
             input_ids, mask = collate([encoded[i] for i in batch], model.tokenizer.pad_token_id, device)
-            with autocast(device):
+            with autocast(device, config.precision):
                 pred = model(input_ids, mask)
             loss = nn.functional.mse_loss(pred, targets[batch].to(device))
             if not torch.isfinite(loss):

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
+import torch
 
 from chemlm_engine.config import ModelSpec, TrainConfig
 from chemlm_engine.data import MoleculeData
 from chemlm_engine.errors import TrainingDivergedError
 from chemlm_engine.model import RegressionModel, count_parameters, load_backbone
 from chemlm_engine.predict import predict_smiles
-from chemlm_engine.training import fit, length_bucketed_batches
+from chemlm_engine.training import cpu_has_native_bf16, fit, length_bucketed_batches, resolve_precision
 
 
 def _model(backbone, **kw) -> RegressionModel:
@@ -73,3 +74,23 @@ def test_trust_remote_code_is_off_unless_asked(tiny_backbone):
     trainable, total = count_parameters(model)
     assert trainable == total > 0
     assert tokenizer.mask_token == "<mask>"
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_precision_sets_the_dtype_of_the_training_forward(tiny_backbone, lipo, precision, dtype):
+    model = _model(tiny_backbone)
+    seen: set[torch.dtype] = set()
+    model.head[0].register_forward_hook(lambda _m, _i, out: seen.add(out.dtype) if model.training else None)
+    result = fit(model, lipo.subset(range(48)), None, TrainConfig(
+        epochs=15, batch_size=16, learning_rate=2e-3, head_learning_rate=3e-3, warmup_ratio=0.0, precision=precision))
+    assert seen == {dtype}
+    assert result.history[-1].train_mse < 0.7 * result.history[0].train_mse  # bf16 still learns
+    assert next(model.parameters()).dtype == torch.float32  # master weights stay fp32
+
+
+def test_auto_precision_is_bf16_on_cuda_and_explicit_choices_win():
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")
