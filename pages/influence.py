@@ -12,7 +12,9 @@ use_app_navigation()
 st.title("Influence-based data selection")
 st.caption("Score = g_val · H⁻¹ g_z: adding molecule z is predicted to change the validation loss by about "
            "−score / n. **Positive scores help, negative scores hurt.** The inverse-Hessian product is computed "
-           "once (LiSSA, CG or exact); each molecule then costs one gradient and one dot product.")
+           "once (LiSSA, CG or exact); each molecule then costs one gradient and one dot product. "
+           "**Self-influence** g_z · H⁻¹ g_z flags suspected mislabelled molecules: how far the model would have "
+           "to move to fit a label (first-order influence cannot see random-sign label noise).")
 
 finished = [r for r in store().runs(status="finished") if r.method not in ("influence",)]
 with st.expander("Launch an influence job", expanded=not finished or not store().runs()):
@@ -58,7 +60,9 @@ scores = store().molecules(run.id, "influence")
 if scores.empty:
     st.stop()
 if "mislabel_auroc" in run.metrics:
-    st.metric("Corrupted labels ranked as harmful (AUROC, chance = 0.5)", f"{run.metrics['mislabel_auroc']:.3f}")
+    m1, m2 = st.columns(2)
+    m1.metric("Corrupted labels found by self-influence (AUROC, chance = 0.5)", f"{run.metrics['mislabel_auroc']:.3f}")
+    m2.metric("… by a negative influence score (AUROC)", f"{run.metrics['mislabel_auroc_first_order']:.3f}")
 
 a, b = st.columns(2)
 a.plotly_chart(px.histogram(scores, x="score", color="corrupted" if scores["corrupted"].any() else None, nbins=50,
@@ -80,7 +84,8 @@ def gallery(frame: pd.DataFrame, title: str) -> None:
     st.markdown(f"**{title}**")
     shown = frame.copy()
     shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["smiles"]])
-    st.dataframe(shown[["structure", "smiles", "label", "score", "rank", "corrupted"]], hide_index=True,
+    st.dataframe(shown[["structure", "smiles", "label", "score", "rank", "self_influence", "corrupted"]],
+                 hide_index=True,
                  row_height=80, column_config={"structure": st.column_config.ImageColumn()})
 
 
@@ -90,6 +95,8 @@ with left:
     gallery(ranked.head(10), "Most helpful")
 with right:
     gallery(ranked.tail(10).iloc[::-1], "Most harmful")
+gallery(scores.sort_values("self_influence", ascending=False).head(10),
+        "Suspected mislabelled (highest self-influence)")
 st.subheader("All pool molecules")
-st.dataframe(ranked[["rank", "smiles", "label", "score", "corrupted"]], hide_index=True)
+st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "corrupted"]], hide_index=True)
 st.download_button("Download scores (CSV)", ranked.to_csv(index=False), f"influence-{run.id}.csv", "text/csv")
