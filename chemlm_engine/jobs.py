@@ -25,7 +25,7 @@ from .methods.uncertainty import run_uncertainty
 from .pipeline import JobContext, ProgressFn, SplitData, load_job_data, train_and_evaluate
 from .store import RunStore
 
-__all__ = ["run_job", "JobManager", "package_versions", "load_job_data", "METHODS"]
+__all__ = ["run_job", "JobManager", "EXECUTORS", "package_versions", "load_job_data", "METHODS"]
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,15 @@ METHODS: dict[str, Callable[[JobContext, SplitData], dict[str, float]]] = {
 
 
 def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress: ProgressFn | None = None,
-            cancel: threading.Event | None = None) -> str:
-    """Execute ``spec`` and record it in ``store``; returns the run id.
+            cancel: threading.Event | None = None, mapper: Callable | None = None) -> str:
+    """Execute ``spec`` and record it in ``store``; returns the run id. ``mapper`` runs a sweep's
+    independent points (default: one after the other, here; on a cluster: as Ray tasks).
 
     A cancelled job is stored as ``cancelled`` and a crashed one as ``failed`` with its traceback;
     both re-raise so the caller sees what happened.
     """
     run_id = run_id or store.create_run(spec.to_dict(), spec.method, spec.name)
-    ctx = JobContext(spec, store, run_id, cancel or threading.Event(), progress)
+    ctx = JobContext(spec, store, run_id, cancel or threading.Event(), progress, mapper)
     store.start(run_id, package_versions())
     try:
         data = load_job_data(spec)
@@ -93,20 +94,34 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
     return run_id
 
 
+EXECUTORS = ("thread", "ray")
+
+
 class JobManager:
-    """Runs submitted jobs on background threads, in order. One per process.
+    """Runs submitted jobs on background threads, in order (``executor="thread"``, one per process), or
+    as Ray tasks on a cluster (``executor="ray"``, see :mod:`chemlm_engine.cluster`); same interface.
 
     At start-up, runs left ``queued`` / ``running`` by a process that no longer exists are marked
     ``interrupted``.
     """
 
-    def __init__(self, store: RunStore, workers: int = 1) -> None:
+    def __init__(self, store: RunStore, workers: int = 1, executor: str = "thread",
+                 ray_address: str | None = None, cpus_per_job: int = 1) -> None:
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
         self.store = store
+        self.executor = executor
         self.interrupted = store.mark_interrupted()
         self._queue: queue.Queue[tuple[str, JobSpec] | None] = queue.Queue()
         self._cancel: dict[str, threading.Event] = {}
         self._running: set[str] = set()
         self._lock = threading.Lock()
+        self._ray = None
+        if executor == "ray":
+            from .cluster import RayJobs
+
+            self._ray = RayJobs(store, ray_address, cpus_per_job)
+            workers = 0
         self._threads = [threading.Thread(target=self._work, name=f"chemlm-job-{i}", daemon=True)
                          for i in range(workers)]
         for thread in self._threads:
@@ -115,6 +130,9 @@ class JobManager:
     def submit(self, spec: JobSpec) -> str:
         """Queue a job; returns its run id at once."""
         run_id = self.store.create_run(spec.to_dict(), spec.method, spec.name)
+        if self._ray is not None:
+            self._ray.submit(run_id, spec)
+            return run_id
         with self._lock:
             self._cancel[run_id] = threading.Event()
         self._queue.put((run_id, spec))
@@ -122,6 +140,9 @@ class JobManager:
 
     def cancel(self, run_id: str) -> None:
         """Cancel a queued job, or stop a running one within one batch."""
+        if self._ray is not None:
+            self._ray.cancel(run_id)
+            return
         with self._lock:
             event = self._cancel.get(run_id)
         if event is not None:
@@ -131,6 +152,8 @@ class JobManager:
 
     def active(self) -> list[str]:
         """Ids of jobs queued or running in this manager."""
+        if self._ray is not None:
+            return self._ray.active()
         with self._lock:
             return list(self._cancel)
 
@@ -139,7 +162,8 @@ class JobManager:
         deadline = time.time() + timeout
         while time.time() < deadline:
             record = self.store.get_run(run_id)
-            if record.status not in ("queued", "running") and run_id not in self._running:
+            if record.status not in ("queued", "running") and run_id not in self._running and \
+                    run_id not in self.active():
                 return record
             time.sleep(poll)
         raise TimeoutError(f"run {run_id} still {self.store.get_run(run_id).status} after {timeout} s")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,7 +55,20 @@ class JobContext:
     run_id: str
     cancel: threading.Event = field(default_factory=threading.Event)
     on_progress: ProgressFn | None = None
+    mapper: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None
     _last_write: float = 0.0
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``[fn(x) for x in items]`` — or fanned out as independent Ray tasks when the job runs on a
+        cluster (sweep points). ``fn`` may use this context: it travels by store URL."""
+        return self.mapper(fn, items) if self.mapper is not None else [fn(item) for item in items]
+
+    def __getstate__(self) -> dict:
+        # A context sent to another worker reconnects to the store by URL; cancel and progress stay here.
+        return {"spec": self.spec, "store": (self.store.url, str(self.store.home)), "run_id": self.run_id}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["spec"], RunStore(*state["store"]), state["run_id"])
 
     @property
     def artifacts(self) -> Path:

@@ -21,7 +21,7 @@ it exactly in the subspace of the head's last linear layer, where ``H`` is small
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -40,7 +40,7 @@ from .uncertainty import select_random
 
 __all__ = ["InfluenceDivergedError", "LissaConfig", "SolveResult", "per_sample_grads", "mean_grad", "hvp",
            "gauss_newton_vp", "lissa", "conjugate_gradient", "exact_solve", "TransformerInfluence", "flatten",
-           "score_pool", "self_influence", "corrupt_labels", "run_influence"]
+           "score_pool", "last_layer_inverse", "self_influence", "score_molecules", "corrupt_labels", "run_influence"]
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[..., torch.Tensor]  # (params, *batched_inputs) -> mean loss over the batch
@@ -354,16 +354,33 @@ def _last_linear(influence: TransformerInfluence, inputs: tuple[torch.Tensor, ..
     return torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], 1), torch.cat(residuals).double()
 
 
-def self_influence(influence: TransformerInfluence, train_inputs: tuple[torch.Tensor, ...],
-                   pool_inputs: tuple[torch.Tensor, ...], damping: float = 0.01) -> np.ndarray:
-    """``g_zᵀ (H + damping·I)⁻¹ g_z`` per pool molecule in the head's last linear layer (Gauss–Newton ``H``
-    of the training loss): large when the model disagrees with z's label where it is confident."""
+def last_layer_inverse(influence: TransformerInfluence, train_inputs: tuple[torch.Tensor, ...],
+                       damping: float = 0.01) -> torch.Tensor:
+    """``(H + damping·I)⁻¹`` of the training loss in the head's last linear layer (Gauss–Newton ``H``)."""
     a_train, _ = _last_linear(influence, train_inputs)
-    a_pool, residual = _last_linear(influence, pool_inputs)
     eye = torch.eye(a_train.shape[1], dtype=a_train.dtype)
+    return torch.linalg.inv(2.0 / len(a_train) * a_train.T @ a_train + damping * eye)
+
+
+def self_influence(influence: TransformerInfluence, pool_inputs: tuple[torch.Tensor, ...],
+                   inverse: torch.Tensor) -> np.ndarray:
+    """``g_zᵀ (H + damping·I)⁻¹ g_z`` per pool molecule in the last linear layer (``inverse`` from
+    :func:`last_layer_inverse`): large when the model must move far to fit z's label."""
+    a_pool, residual = _last_linear(influence, pool_inputs)
     g = 2.0 * residual[:, None] * a_pool
-    h_inv_g = torch.linalg.solve(2.0 / len(a_train) * a_train.T @ a_train + damping * eye, g.T).T
-    return (g * h_inv_g).sum(1).numpy()
+    return ((g @ inverse) * g).sum(1).numpy()
+
+
+def score_molecules(influence: TransformerInfluence, smiles: Sequence[str], labels: np.ndarray,
+                    direction: torch.Tensor, inverse: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Influence scores and self-influence of molecules, chunk by chunk: the frozen prefix runs per chunk,
+    so memory stays flat for any pool size."""
+    scores, selves = [np.zeros(0)], [np.zeros(0)]
+    for start in range(0, len(smiles), chunk):
+        inputs = influence.features(list(smiles[start:start + chunk]), labels[start:start + chunk])
+        scores.append(score_pool(influence, inputs, direction))
+        selves.append(self_influence(influence, inputs, inverse))
+    return np.concatenate(scores), np.concatenate(selves)
 
 
 def corrupt_labels(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -435,9 +452,15 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     solved = _solve(influence, train_inputs, g_val, opts, on_step)
     for i, row in enumerate(solved.trace):
         ctx.store.add_epoch(ctx.run_id, i + 1, row, stage="solver")
-    pool_inputs = influence.features(pool.smiles, pool.labels)
-    scores = score_pool(influence, pool_inputs, solved.vector)
-    suspicion = self_influence(influence, train_inputs, pool_inputs, float(opts.get("damping", 0.01)))
+    inverse = last_layer_inverse(influence, train_inputs, float(opts.get("damping", 0.01)))
+    shards = int(opts.get("score_shards", 1))
+    if ctx.mapper is not None and shards > 1:  # on a cluster: shard the pool across workers
+        from ..cluster import score_molecules_sharded
+
+        scores, suspicion = score_molecules_sharded(influence, pool.smiles, pool.labels, solved.vector, inverse,
+                                                    shards)
+    else:
+        scores, suspicion = score_molecules(influence, pool.smiles, pool.labels, solved.vector, inverse)
     ranks = np.empty(len(scores), dtype=int)
     ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
     ctx.store.add_molecules(ctx.run_id, "influence", pd.DataFrame(
@@ -453,10 +476,15 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     order = np.argsort(-scores, kind="stable")
     plan = [(k, "influence", order[:k]) for k in ks] + [(k, "random", select_random(len(pool), k, seed)) for k in ks]
     plan.append((len(pool), "all", np.arange(len(pool))))
-    for i, (k, how, pick) in enumerate(plan):
-        last = i == len(plan) - 1
+
+    def fit_point(i: int) -> dict[str, float]:
+        k, how, pick = plan[i]
         _, m = train_and_evaluate(ctx, replace(data, train=train.concat(pool.subset(pick))), stage=f"{how}-{k}",
-                                  span=span(1 + i), final=last)
+                                  span=span(1 + i), final=i == len(plan) - 1)
+        return m
+
+    for i, m in enumerate(ctx.map(fit_point, range(len(plan)))):  # independent fits: fanned out on a cluster
+        k, how, _ = plan[i]
         row = {"k": int(k), "selection": how, "val_mse": m["val_mse"], "test_mse": m["test_mse"],
                "test_r2": m["test_r2"], "test_rmse": m["test_rmse"]}
         ctx.store.add_epoch(ctx.run_id, i + 1, row, stage="sweep")

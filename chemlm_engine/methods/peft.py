@@ -70,14 +70,17 @@ def run_strategy(ctx: JobContext, data: SplitData) -> dict[str, float]:
         prepare = lambda m: apply_strategy(m, strategy, int(opts.get("rank", 8)), **settings)  # noqa: E731
         _, metrics = train_and_evaluate(ctx, data, prepare=prepare)
         return metrics
-    metrics: dict[str, float] = {}
-    for k, rank in enumerate(ranks):
+
+    def fit_rank(k: int) -> tuple[dict, dict[str, float]]:
         model, metrics = train_and_evaluate(
-            ctx, data, stage=f"rank-{rank}", span=(k / len(ranks), (k + 1) / len(ranks)),
-            final=k == len(ranks) - 1, prepare=lambda m, r=rank: apply_strategy(m, "lora", r, **settings))
-        trainable, total = count_parameters(model)
-        row = {"rank": rank, "trainable_params": trainable, **{key: metrics[key] for key in
+            ctx, data, stage=f"rank-{ranks[k]}", span=(k / len(ranks), (k + 1) / len(ranks)),
+            final=k == len(ranks) - 1, prepare=lambda m: apply_strategy(m, "lora", ranks[k], **settings))
+        row = {"rank": ranks[k], "trainable_params": count_parameters(model)[0], **{key: metrics[key] for key in
                ("train_mse", "val_mse", "test_mse", "test_rmse", "test_r2")}}
+        return row, metrics
+
+    results = ctx.map(fit_rank, range(len(ranks)))  # independent fits: fanned out on a cluster
+    for k, (row, _) in enumerate(results):
         ctx.store.add_epoch(ctx.run_id, k + 1, row, stage="sweep")
-    return {**metrics, "rank": ranks[-1]}
+    return {**results[-1][1], "rank": ranks[-1]}
 

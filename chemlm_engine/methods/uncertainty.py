@@ -127,18 +127,23 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
     ctx.store.add_molecules(ctx.run_id, "pool_uncertainty", pd.DataFrame(
         {"smiles": pool.smiles, "label": pool.labels, "score": pool_std, "split": "pool"}))
     if sweep:
-        rows = []
-        for k, n in enumerate(sweep):
-            for j, how in enumerate(("uncertainty", "random")):
-                pick = select_most_uncertain(pool_std, n) if how == "uncertainty" else select_random(len(pool), n, seed)
-                last = k == len(sweep) - 1 and how == "uncertainty"
-                fitted, m = train_and_evaluate(ctx, replace(data, train=labelled.concat(pool.subset(pick))),
-                                               stage=f"sweep-{how}-{n}", span=span(1 + 2 * k + j), final=last)
-                rows.append({"n": n, "strategy": how, "train_mse": m["train_mse"], "val_mse": m["val_mse"],
-                             "test_mse": m["test_mse"], "test_r2": m["test_r2"]})
-                ctx.store.add_epoch(ctx.run_id, len(rows), rows[-1], stage="sweep")
-                if last:
-                    metrics, model = m, fitted
+        points = [(k, n, how) for k, n in enumerate(sweep) for how in ("uncertainty", "random")]
+
+        def fit_point(point: tuple[int, int, str]) -> dict[str, float]:
+            k, n, how = point
+            pick = select_most_uncertain(pool_std, n) if how == "uncertainty" else select_random(len(pool), n, seed)
+            _, m = train_and_evaluate(ctx, replace(data, train=labelled.concat(pool.subset(pick))),
+                                      stage=f"sweep-{how}-{n}", span=span(1 + points.index(point)),
+                                      final=point == points[-2])  # the largest N, uncertainty: kept
+            return m
+
+        for i, ((_, n, how), m) in enumerate(zip(points, ctx.map(fit_point, points))):  # fanned out on a cluster
+            ctx.store.add_epoch(ctx.run_id, i + 1, {"n": n, "strategy": how, "train_mse": m["train_mse"],
+                                                    "val_mse": m["val_mse"], "test_mse": m["test_mse"],
+                                                    "test_r2": m["test_r2"]}, stage="sweep")
+            if i == len(points) - 2:
+                metrics = m
+        model = RegressionModel.load(ctx.artifacts / "model")
         selected = select_most_uncertain(pool_std, sweep[-1])
         ctx.store.add_molecules(ctx.run_id, "acquired", pd.DataFrame(
             {"smiles": [pool.smiles[i] for i in selected], "label": pool.labels[selected],

@@ -1,0 +1,174 @@
+"""Scale-out on Ray: jobs as Ray tasks, sweeps fanned out as Ray tasks, pool influence scoring sharded
+across workers. Ray is imported lazily: the app and the thread executor never need it.
+
+The run store is shared, not gathered: every worker writes to the same SQLAlchemy URL (PostgreSQL on a
+real cluster, the SQLite file on one machine) and artifact folder (``CHEMLM_HOME`` on a shared file
+system). That keeps per-batch progress, per-epoch metrics and the partial record of a crashed job
+visible live in the dashboard exactly as for local jobs; returning results to the driver would show
+nothing until a job ends and lose what a dying worker had written.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import JobSpec
+from .errors import JobCancelledError
+
+__all__ = ["connect", "RayJobs", "ray_map", "score_molecules_sharded"]
+
+log = logging.getLogger(__name__)
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join the Ray cluster at ``address`` (``"auto"``, ``"ray://host:10001"``) or start a local one."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+
+
+def _gpus_per_task() -> int:
+    import ray
+
+    return 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+
+
+def _cancel_board():
+    """A named actor holding the cancelled run ids; workers poll it (one per cluster namespace)."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class CancelBoard:
+        def __init__(self) -> None:
+            self.ids: set[str] = set()
+
+        def cancel(self, run_id: str) -> None:
+            self.ids.add(run_id)
+
+        def is_cancelled(self, run_id: str) -> bool:
+            return run_id in self.ids
+
+    return CancelBoard.options(name="chemlm-cancel-board", get_if_exists=True, lifetime="detached").remote()
+
+
+def _watch_cancel(board, run_id: str, event: threading.Event, done: threading.Event, every: float = 0.5) -> None:
+    import ray
+
+    while not done.wait(every):
+        if ray.get(board.is_cancelled.remote(run_id)):
+            event.set()
+            return
+
+
+def _run_on_worker(spec: dict, url: str, home: str, run_id: str, board, threads: int) -> str:
+    """Body of a job's Ray task: the same ``run_job`` as locally, with a cancel flag fed by the board."""
+    from .jobs import run_job
+    from .store import RunStore
+
+    torch.set_num_threads(threads)
+    cancel, done = threading.Event(), threading.Event()
+    threading.Thread(target=_watch_cancel, args=(board, run_id, cancel, done), daemon=True).start()
+    try:
+        run_job(JobSpec.from_dict(spec), RunStore(url, home), run_id, cancel=cancel,
+                mapper=lambda fn, items: ray_map(fn, items, threads))
+        return "finished"
+    except JobCancelledError:
+        return "cancelled"
+    finally:
+        done.set()
+
+
+class RayJobs:
+    """The Ray side of :class:`~chemlm_engine.jobs.JobManager`: one Ray task per job (one GPU each when
+    the cluster has GPUs), cancel through a shared board, and failure capture for workers that die
+    before ``run_job`` could record it."""
+
+    def __init__(self, store, address: str | None = None, cpus_per_job: int = 1) -> None:
+        import ray
+
+        connect(address)
+        self.store, self.cpus_per_job = store, cpus_per_job
+        self.board = _cancel_board()
+        self._task = ray.remote(_run_on_worker)
+        self._refs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._collect, name="chemlm-ray-collector", daemon=True).start()
+
+    def submit(self, run_id: str, spec: JobSpec) -> None:
+        ref = self._task.options(num_cpus=self.cpus_per_job, num_gpus=_gpus_per_task(), max_retries=0).remote(
+            spec.to_dict(), self.store.url, str(self.store.home), run_id, self.board, self.cpus_per_job)
+        with self._lock:
+            self._refs[run_id] = ref
+
+    def cancel(self, run_id: str) -> None:
+        import ray
+
+        self.board.cancel.remote(run_id)
+        with self._lock:
+            ref = self._refs.get(run_id)
+        if ref is not None and self.store.get_run(run_id).status == "queued":
+            ray.cancel(ref)  # not started: drop it from the cluster's queue
+
+    def active(self) -> list[str]:
+        with self._lock:
+            return list(self._refs)
+
+    def _collect(self) -> None:
+        """Forget finished tasks; record the failure of a task that died without writing it."""
+        import ray
+
+        while True:
+            with self._lock:
+                refs = dict(self._refs)
+            if not refs:
+                time.sleep(0.2)
+                continue
+            ready, _ = ray.wait(list(refs.values()), num_returns=1, timeout=0.5)
+            for ref in ready:
+                run_id = next(k for k, v in refs.items() if v == ref)
+                try:
+                    ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - any task error ends up in the store
+                    record = self.store.get_run(run_id)
+                    if record.status == "queued" and isinstance(exc, ray.exceptions.TaskCancelledError):
+                        self.store.cancel(run_id, "cancelled before it started")
+                    elif record.status in ("queued", "running"):
+                        self.store.fail(run_id, f"{type(exc).__name__}: {exc}", str(exc))
+                with self._lock:
+                    self._refs.pop(run_id, None)
+
+
+def ray_map(fn: Callable[[Any], Any], items: Sequence[Any], cpus: int = 1) -> list[Any]:
+    """``[fn(x) for x in items]`` with every call a Ray task (one GPU each where there are GPUs)."""
+    import ray
+
+    task = ray.remote(lambda x: fn(x)).options(num_cpus=cpus, num_gpus=_gpus_per_task(), max_retries=0)
+    return ray.get([task.remote(item) for item in items])
+
+
+# -- influence scoring of large pools ------------------------------------------------------------------
+def score_molecules_sharded(influence, smiles: Sequence[str], labels: np.ndarray, direction: torch.Tensor,
+                            inverse: torch.Tensor, shards: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~chemlm_engine.methods.influence.score_molecules` split over ``shards`` Ray tasks. The model
+    and the solved vectors go to the object store once (broadcast); shard borders fall on chunk borders,
+    so every molecule is scored in exactly the batch it has in the single-process path."""
+    import ray
+
+    from .methods.influence import score_molecules
+
+    refs = [ray.put(x) for x in (influence, direction, inverse)]
+    n_chunks = -(-len(smiles) // chunk)
+    borders = [int(b) * chunk for b in np.linspace(0, n_chunks, shards + 1).round()]
+    remote = ray.remote(score_molecules).options(max_retries=0)
+    parts = ray.get([remote.remote(refs[0], list(smiles[lo:hi]), labels[lo:hi], refs[1], refs[2], chunk)
+                     for lo, hi in zip(borders[:-1], borders[1:]) if lo < len(smiles)])
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
