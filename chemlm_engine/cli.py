@@ -33,6 +33,25 @@ def _run_with_progress(spec, store) -> None:
     typer.echo(json.dumps({"run_id": run_id, "status": record.status, **record.metrics}))
 
 
+def _run_on_ray(spec, store, address: str | None) -> None:
+    """Submit to a Ray cluster and follow the run in the shared store; same last JSON line."""
+    import time
+
+    from .jobs import JobManager
+
+    manager = JobManager(store, executor="ray", ray_address=address)
+    run_id = manager.submit(spec)
+    bar = tqdm(total=1000, desc=f"{spec.method} (ray)", bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+    while run_id in manager.active() or store.get_run(run_id).status in ("queued", "running"):
+        record = store.get_run(run_id)
+        bar.n = int(record.progress * 1000)
+        bar.set_postfix_str(record.message or "", refresh=True)
+        time.sleep(0.5)
+    bar.close()
+    record = store.get_run(run_id)
+    typer.echo(json.dumps({"run_id": run_id, "status": record.status, **record.metrics}))
+
+
 def _store(db: str | None):
     from .store import RunStore
 
@@ -60,6 +79,8 @@ def train(
     option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (JSON value)."),
     name: str = typer.Option(""),
     db: str | None = typer.Option(None, help="SQLAlchemy URL of the run store (default: $CHEMLM_HOME/runs.db)."),
+    executor: str = typer.Option("thread", help="thread (this process) | ray (a task on a Ray cluster)."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
 ) -> None:
     """Fine-tune a regressor; prints a JSON line with the run id and test metrics last."""
     from .config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
@@ -79,7 +100,10 @@ def train(
                    train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                                      patience=patience, seed=seed, precision=precision))
     store = _store(db)
-    _run_with_progress(spec, store)
+    if executor == "ray":
+        _run_on_ray(spec, store, ray_address)
+    else:
+        _run_with_progress(spec, store)
 
 
 @app.command()
@@ -114,7 +138,11 @@ def predict(
     smiles: list[str] = typer.Option([], "--smiles", "-s", help="SMILES to predict (repeatable)."),
     input: Path | None = typer.Option(None, "--input", "-i", help="CSV with a SMILES column."),
     smiles_column: str | None = typer.Option(None),
-    output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: stdout)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: stdout); a .parquet "
+                                       "file (a folder with --executor ray) streams a library of any size."),
+    executor: str = typer.Option("local", help="local | ray (stream the library through Ray Data)."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
+    workers: int = typer.Option(1, help="Model-holding Ray actors (with --executor ray)."),
     db: str | None = typer.Option(None),
 ) -> None:
     """Predict logD for SMILES; invalid SMILES get their own row with the reason."""
@@ -125,6 +153,10 @@ def predict(
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
     folder = _resolve_model(model or DEFAULT_REGRESSOR, db)
+    if input is not None and (executor == "ray" or input.suffix == ".parquet" or
+                              (output is not None and output.suffix == ".parquet")):
+        _predict_library(folder, input, output, smiles_column, executor, ray_address, workers)
+        return
     regressor = RegressionModel.load(folder)
     frame = predict_csv(regressor, input, smiles_column) if input is not None else predict_smiles(regressor, smiles)
     if output is None:
@@ -133,6 +165,27 @@ def predict(
         frame.to_csv(output, index=False)
         n_bad = int(frame["error"].notna().sum())
         typer.echo(f"wrote {len(frame)} rows ({n_bad} invalid) to {output}", err=True)
+
+
+def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
+                     address: str | None, workers: int) -> None:
+    from .library import predict_library, predict_library_ray
+
+    if output is None:
+        raise typer.BadParameter("library prediction writes Parquet: give --output")
+    if executor == "ray":
+        summary = predict_library_ray(folder, source, output, smiles_column, workers=workers, address=address)
+    else:
+        bar = tqdm(unit="mol", desc="predict")
+
+        def report(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        summary = predict_library(folder, source, output, smiles_column, progress=report)
+        bar.close()
+    typer.echo(f"wrote {summary.rows} rows ({summary.invalid} invalid) to {summary.output} in "
+               f"{summary.seconds:.1f} s ({summary.rows_per_second:.0f} molecules/s)", err=True)
 
 
 def _resolve_model(model: str, db: str | None) -> Path:

@@ -32,8 +32,10 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     import ray
 
     if not ray.is_initialized():
+        # A local Ray's workers import this checkout; on a real cluster install the package on every node.
+        env = {"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}} if address is None else None
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+                 configure_logging=False, runtime_env=env)
 
 
 def _gpus_per_task() -> int:
