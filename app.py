@@ -1,7 +1,8 @@
 """ChemLM Studio: Streamlit entry point (navigation and the shared sidebar)."""
 import streamlit as st
 
-from pages.common import device_label, manager, store
+from chemlm_engine.jobs import EXECUTORS
+from pages.common import device_label, executor_choice, manager, store
 
 st.set_page_config(page_title="ChemLM Studio", page_icon="🧪", layout="wide")
 
@@ -16,13 +17,24 @@ pages = [
 ]
 page = st.navigation(pages)
 
-manager()  # start the job thread (and mark jobs of a dead process as interrupted) on first load
 with st.sidebar:
     st.caption(f"**Device:** {device_label()}")
     st.caption(f"**Run store:** `{store().home}`")
-
+    executor, address = executor_choice()
+    with st.expander(f"Executor: {executor}", expanded=False):
+        st.selectbox("Run jobs on", EXECUTORS, index=EXECUTORS.index(executor), key="executor",
+                     help="thread: this machine, one job at a time. ray: every job a Ray task (one GPU each "
+                          "when the cluster has GPUs), sweeps fanned out; the run store must be shared.")
+        st.text_input("Ray address", value=address, key="ray_address", placeholder="empty: start a local Ray",
+                      disabled=st.session_state.get("executor", executor) != "ray")
+try:
+    manager()  # start the executor (and mark jobs of a dead process as interrupted) on first load
+except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached must not take the app down
+    st.sidebar.error(f"Cannot start the {executor_choice()[0]} executor: {exc}")
+with st.sidebar:
     @st.fragment(run_every=3)
     def job_list() -> None:
+        manager().active()  # lets the Ray executor record tasks that died without a word
         active = [r for r in store().runs() if r.status in ("queued", "running")]
         st.caption(f"**Jobs:** {len(active) or 'none'} active")
         for run in active:

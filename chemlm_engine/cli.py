@@ -119,6 +119,9 @@ def influence(
     repeats: int = typer.Option(2),
     corrupt_fraction: float = typer.Option(0.0, help="Shift this share of pool labels by ±3σ."),
     db: str | None = typer.Option(None),
+    executor: str = typer.Option("thread", help="thread | ray (the k-sweep fans out, the pool is sharded)."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
+    score_shards: int = typer.Option(1, help="With --executor ray: score the pool in this many shards."),
 ) -> None:
     """Score external molecules by influence on the validation loss, retrain with the top-k, compare."""
     from .config import JobSpec
@@ -126,10 +129,14 @@ def influence(
     store = _store(db)
     base = store.get_run(base_run)
     options = {"k": k, "solver": solver, "scope": scope, "damping": damping, "scale": scale, "depth": depth,
-               "repeats": repeats, "corrupt_fraction": corrupt_fraction, **({"pool": str(pool)} if pool else {})}
+               "repeats": repeats, "corrupt_fraction": corrupt_fraction, "score_shards": score_shards,
+               **({"pool": str(pool)} if pool else {})}
     spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
                               "name": f"influence of {base_run}"})
-    _run_with_progress(spec, store)
+    if executor == "ray":
+        _run_on_ray(spec, store, ray_address)
+    else:
+        _run_with_progress(spec, store)
 
 
 @app.command()

@@ -10,8 +10,9 @@ nothing until a job ends and lose what a dying worker had written.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,13 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     import ray
 
     if not ray.is_initialized():
-        # A local Ray's workers import this checkout; on a real cluster install the package on every node.
-        env = {"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}} if address is None else None
+        if address is None:
+            # A local Ray's workers inherit this environment: let them import this checkout. (A runtime_env
+            # does the same but costs ~90 s per worker start here.) On a real cluster install the package.
+            root = str(Path(__file__).resolve().parents[1])
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, runtime_env=env)
+                 configure_logging=False)
 
 
 def _gpus_per_task() -> int:
@@ -92,7 +96,7 @@ def _run_on_worker(spec: dict, url: str, home: str, run_id: str, board, threads:
 class RayJobs:
     """The Ray side of :class:`~chemlm_engine.jobs.JobManager`: one Ray task per job (one GPU each when
     the cluster has GPUs), cancel through a shared board, and failure capture for workers that die
-    before ``run_job`` could record it."""
+    before ``run_job`` could record it (whenever :meth:`active` is asked: the app's job list does)."""
 
     def __init__(self, store, address: str | None = None, cpus_per_job: int = 1) -> None:
         import ray
@@ -103,7 +107,6 @@ class RayJobs:
         self._task = ray.remote(_run_on_worker)
         self._refs: dict[str, Any] = {}
         self._lock = threading.Lock()
-        threading.Thread(target=self._collect, name="chemlm-ray-collector", daemon=True).start()
 
     def submit(self, run_id: str, spec: JobSpec) -> None:
         ref = self._task.options(num_cpus=self.cpus_per_job, num_gpus=_gpus_per_task(), max_retries=0).remote(
@@ -121,32 +124,30 @@ class RayJobs:
             ray.cancel(ref)  # not started: drop it from the cluster's queue
 
     def active(self) -> list[str]:
-        with self._lock:
-            return list(self._refs)
-
-    def _collect(self) -> None:
-        """Forget finished tasks; record the failure of a task that died without writing it."""
+        """Run ids whose tasks have not ended. Ended tasks are reconciled here (no background thread:
+        one calling Ray after ``ray.shutdown()`` kills the process)."""
         import ray
 
-        while True:
-            with self._lock:
-                refs = dict(self._refs)
-            if not refs:
-                time.sleep(0.2)
-                continue
-            ready, _ = ray.wait(list(refs.values()), num_returns=1, timeout=0.5)
-            for ref in ready:
-                run_id = next(k for k, v in refs.items() if v == ref)
-                try:
-                    ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - any task error ends up in the store
-                    record = self.store.get_run(run_id)
-                    if record.status == "queued" and isinstance(exc, ray.exceptions.TaskCancelledError):
-                        self.store.cancel(run_id, "cancelled before it started")
-                    elif record.status in ("queued", "running"):
-                        self.store.fail(run_id, f"{type(exc).__name__}: {exc}", str(exc))
-                with self._lock:
-                    self._refs.pop(run_id, None)
+        with self._lock:
+            refs = dict(self._refs)
+            if refs:
+                ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=0)
+                for run_id in [k for k, v in refs.items() if v in ready]:
+                    self._record_end(run_id, self._refs.pop(run_id))
+            return list(self._refs)
+
+    def _record_end(self, run_id: str, ref) -> None:
+        """A task that died without recording its end (worker crash, cancel before start) is recorded here."""
+        import ray
+
+        try:
+            ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - any task error ends up in the store
+            status = self.store.get_run(run_id).status
+            if status == "queued" and isinstance(exc, ray.exceptions.TaskCancelledError):
+                self.store.cancel(run_id, "cancelled before it started")
+            elif status in ("queued", "running"):
+                self.store.fail(run_id, f"{type(exc).__name__}: {exc}", str(exc))
 
 
 def ray_map(fn: Callable[[Any], Any], items: Sequence[Any], cpus: int = 1) -> list[Any]:
@@ -158,6 +159,26 @@ def ray_map(fn: Callable[[Any], Any], items: Sequence[Any], cpus: int = 1) -> li
 
 
 # -- influence scoring of large pools ------------------------------------------------------------------
+def _model_files(model) -> dict[str, bytes]:
+    """A regressor as the bytes of its saved folder (transformers models do not pickle)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp)
+        return {str(p.relative_to(tmp)): p.read_bytes() for p in Path(tmp).rglob("*") if p.is_file()}
+
+
+def _score_shard(files: dict[str, bytes], scope: str, smiles: list[str], labels: np.ndarray,
+                 direction: torch.Tensor, inverse: torch.Tensor, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    from .methods.influence import TransformerInfluence, score_molecules
+    from .model import RegressionModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            Path(tmp, name).parent.mkdir(parents=True, exist_ok=True)
+            Path(tmp, name).write_bytes(data)
+        influence = TransformerInfluence(RegressionModel.load(tmp, "cpu"), scope)
+    return score_molecules(influence, smiles, labels, direction, inverse, chunk)
+
+
 def score_molecules_sharded(influence, smiles: Sequence[str], labels: np.ndarray, direction: torch.Tensor,
                             inverse: torch.Tensor, shards: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """:func:`~chemlm_engine.methods.influence.score_molecules` split over ``shards`` Ray tasks. The model
@@ -165,12 +186,10 @@ def score_molecules_sharded(influence, smiles: Sequence[str], labels: np.ndarray
     so every molecule is scored in exactly the batch it has in the single-process path."""
     import ray
 
-    from .methods.influence import score_molecules
-
-    refs = [ray.put(x) for x in (influence, direction, inverse)]
+    refs = [ray.put(x) for x in (_model_files(influence.model), direction, inverse)]
     n_chunks = -(-len(smiles) // chunk)
     borders = [int(b) * chunk for b in np.linspace(0, n_chunks, shards + 1).round()]
-    remote = ray.remote(score_molecules).options(max_retries=0)
-    parts = ray.get([remote.remote(refs[0], list(smiles[lo:hi]), labels[lo:hi], refs[1], refs[2], chunk)
-                     for lo, hi in zip(borders[:-1], borders[1:]) if lo < len(smiles)])
+    remote = ray.remote(_score_shard).options(max_retries=0)
+    parts = ray.get([remote.remote(refs[0], influence.scope, list(smiles[lo:hi]), labels[lo:hi], refs[1], refs[2],
+                                   chunk) for lo, hi in zip(borders[:-1], borders[1:]) if lo < len(smiles)])
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -43,17 +44,23 @@ def get_store(home: str) -> RunStore:
 
 
 @st.cache_resource
-def get_manager(home: str) -> JobManager:
-    """One JobManager per process (and store); it marks runs of dead processes as interrupted."""
-    return JobManager(get_store(home))
+def get_manager(home: str, executor: str = "thread", ray_address: str | None = None) -> JobManager:
+    """One JobManager per process, store and executor; it marks runs of dead processes as interrupted."""
+    return JobManager(get_store(home), executor=executor, ray_address=ray_address or None)
 
 
 def store() -> RunStore:
     return get_store(str(default_home()))
 
 
+def executor_choice() -> tuple[str, str]:
+    """(executor, Ray address) picked in the sidebar; defaults from $CHEMLM_EXECUTOR / $CHEMLM_RAY_ADDRESS."""
+    executor = st.session_state.get("executor", os.environ.get("CHEMLM_EXECUTOR", "thread"))
+    return executor, st.session_state.get("ray_address", os.environ.get("CHEMLM_RAY_ADDRESS", ""))
+
+
 def manager() -> JobManager:
-    return get_manager(str(default_home()))
+    return get_manager(str(default_home()), *executor_choice())
 
 
 @st.cache_resource(max_entries=4)
