@@ -46,7 +46,7 @@ def get_store(home: str) -> RunStore:
 @st.cache_resource
 def get_manager(home: str, executor: str = "thread", ray_address: str | None = None) -> JobManager:
     """One JobManager per process, store and executor; it marks runs of dead processes as interrupted."""
-    return JobManager(get_store(home), executor=executor, ray_address=ray_address or None)
+    return JobManager(get_store(home), executor=executor, ray_address=ray_address)
 
 
 def store() -> RunStore:
@@ -60,7 +60,8 @@ def executor_choice() -> tuple[str, str]:
 
 
 def manager() -> JobManager:
-    return get_manager(str(default_home()), *executor_choice())
+    executor, address = executor_choice()
+    return get_manager(str(default_home()), executor, address or None)
 
 
 @st.cache_resource(max_entries=4)

@@ -106,8 +106,8 @@ def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbo
 
     for run in runs:  # full-size runs are not needed here: cancel them through the app's job manager
         get_manager(str(home)).cancel(run.id)
-    for run in runs:
-        assert get_manager(str(home)).wait(run.id, timeout=120).status == "cancelled"
+    for run in runs:  # a one-epoch tiny run may finish before the cancel reaches it
+        assert get_manager(str(home)).wait(run.id, timeout=120).status in ("cancelled", "finished")
 
 
 def test_uncertainty_page_shows_a_finished_sweep(home, tiny_backbone):

@@ -1,15 +1,16 @@
 """Ray scale-out on a local Ray (2 CPUs): same results as the single-process paths."""
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
+import ray
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import JobManager, run_job
 from chemlm_engine.library import predict_library, predict_library_ray
 from chemlm_engine.methods.influence import TransformerInfluence, last_layer_inverse, mean_grad, score_molecules
 from chemlm_engine.model import RegressionModel
-
-ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,6 @@ def test_a_running_ray_job_can_be_cancelled(local_ray, tiny_backbone, store):
     for _ in range(600):
         if store.get_run(run_id).status == "running" and len(store.epochs(run_id)) >= 1:
             break
-        import time
         time.sleep(0.2)
     manager.cancel(run_id)
     record = manager.wait(run_id, timeout=120)
