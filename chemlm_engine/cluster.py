@@ -9,7 +9,6 @@ nothing until a job ends and lose what a dying worker had written.
 """
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import threading
@@ -24,8 +23,6 @@ from .config import JobSpec
 from .errors import JobCancelledError
 
 __all__ = ["connect", "RayJobs", "ray_map", "score_molecules_sharded"]
-
-log = logging.getLogger(__name__)
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
