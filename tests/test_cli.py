@@ -29,6 +29,14 @@ def test_cli_train_predict_and_runs(tiny_backbone, tmp_path, monkeypatch):
     result = runner.invoke(app, ["predict", "--model", summary["run_id"], "--input", str(csv_in)])
     assert result.exit_code == 0 and "canonical_smiles" in result.output
 
+    # a library: streamed into Parquet, input columns kept, invalid rows reported
+    pd.DataFrame({"id": ["a", "b", "c"], "SMILES": ["CCN", "C1CC", "CC(=O)O"]}).to_parquet(tmp_path / "lib.parquet")
+    result = runner.invoke(app, ["predict", "--model", summary["run_id"], "--input", str(tmp_path / "lib.parquet"),
+                                 "--output", str(tmp_path / "out.parquet")])
+    assert result.exit_code == 0 and "3 rows (1 invalid)" in result.output
+    library = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(library["id"]) == ["a", "b", "c"] and library["prediction"].notna().tolist() == [True, False, True]
+
     listing = runner.invoke(app, ["runs", "list", "--json"])
     assert json.loads(listing.output)[0]["id"] == summary["run_id"]
     shown = runner.invoke(app, ["runs", "show", summary["run_id"]])
