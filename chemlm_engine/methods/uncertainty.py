@@ -127,17 +127,17 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
     ctx.store.add_molecules(ctx.run_id, "pool_uncertainty", pd.DataFrame(
         {"smiles": pool.smiles, "label": pool.labels, "score": pool_std, "split": "pool"}))
     if sweep:
-        points = [(k, n, how) for k, n in enumerate(sweep) for how in ("uncertainty", "random")]
+        points = [(n, how) for n in sweep for how in ("uncertainty", "random")]
 
-        def fit_point(point: tuple[int, int, str]) -> dict[str, float]:
-            k, n, how = point
+        def fit_point(i: int) -> dict[str, float]:
+            n, how = points[i]
             pick = select_most_uncertain(pool_std, n) if how == "uncertainty" else select_random(len(pool), n, seed)
             _, m = train_and_evaluate(ctx, replace(data, train=labelled.concat(pool.subset(pick))),
-                                      stage=f"sweep-{how}-{n}", span=span(1 + points.index(point)),
-                                      final=point == points[-2])  # the largest N, uncertainty: kept
+                                      stage=f"sweep-{how}-{n}", span=span(1 + i),
+                                      final=i == len(points) - 2)  # the largest N, uncertainty: kept
             return m
 
-        for i, ((_, n, how), m) in enumerate(zip(points, ctx.map(fit_point, points))):  # fanned out on a cluster
+        for i, ((n, how), m) in enumerate(zip(points, ctx.map(fit_point, range(len(points))))):  # fanned out on Ray
             ctx.store.add_epoch(ctx.run_id, i + 1, {"n": n, "strategy": how, "train_mse": m["train_mse"],
                                                     "val_mse": m["val_mse"], "test_mse": m["test_mse"],
                                                     "test_r2": m["test_r2"]}, stage="sweep")
