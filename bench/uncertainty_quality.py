@@ -1,0 +1,57 @@
+"""Is the default model's MC-dropout uncertainty informative? Spearman correlation between the
+per-molecule standard deviation and the absolute error on the held-out test split.
+
+    .venv/bin/python bench/uncertainty_quality.py
+
+The shipped regressor (assets/lipo-regressor) was trained on train + validation of the random split,
+seed 0, so that split's test part is unseen. Prints a table and writes bench/results/uncertainty_quality.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec  # noqa: E402
+from chemlm_engine.jobs import load_job_data  # noqa: E402
+from chemlm_engine.methods.uncertainty import mc_dropout  # noqa: E402
+from chemlm_engine.model import RegressionModel  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_REGRESSOR)
+    parser.add_argument("--passes", type=int, default=20)
+    parser.add_argument("--output", type=Path, default=Path("bench/results/uncertainty_quality.json"))
+    args = parser.parse_args()
+
+    test = load_job_data(JobSpec(data=DataSpec(split="random", split_seed=0))).test
+    model = RegressionModel.load(args.model, "cpu")
+    rows = []
+    for scope in ("head", "full"):
+        start = time.perf_counter()
+        mean, std = mc_dropout(model, test.smiles, args.passes, seed=0, scope=scope)
+        error = np.abs(mean - test.labels)
+        top = std >= np.quantile(std, 0.9)  # the 10 % most uncertain molecules
+        rows.append({"scope": scope, "passes": args.passes, "molecules": len(test),
+                     "spearman": float(spearmanr(std, error).statistic), "mean_std": float(std.mean()),
+                     "mae_most_uncertain_decile": float(error[top].mean()), "mae_rest": float(error[~top].mean()),
+                     "seconds": time.perf_counter() - start})
+        print(json.dumps(rows[-1]), flush=True)
+    print("\n| MC-dropout scope | T | test molecules | Spearman(std, abs error) | MAE, 10 % most uncertain | "
+          "MAE, the rest | seconds |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['scope']} | {r['passes']} | {r['molecules']} | {r['spearman']:.3f} | "
+              f"{r['mae_most_uncertain_decile']:.3f} | {r['mae_rest']:.3f} | {r['seconds']:.1f} |")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
