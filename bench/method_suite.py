@@ -29,6 +29,8 @@ from chemlm_engine.store import RunStore  # noqa: E402
 KEYS = {label: options.get("strategy", method) for label, method, options in SUITE}
 BASELINE = "full fine-tuning"
 REUSABLE = {"chemlm": BASELINE, "mlm": "MLM then regression"}  # lipo_accuracy model -> suite group
+# Δ R² is read against full fine-tuning, except for uncertainty sampling: its control is random sampling.
+REFERENCE = {"uncertainty sampling": "random sampling (control)"}
 
 
 def reused_rows(path: Path, split: str, seeds: list[int], epochs: int) -> list[dict]:
@@ -42,10 +44,10 @@ def reused_rows(path: Path, split: str, seeds: list[int], epochs: int) -> list[d
 
 
 def print_summary(rows: list[dict], split: str, epochs: int) -> None:
-    base = {r["seed"]: r["test_r2"] for r in rows if r["group"] == BASELINE}
-    print(f"\n{split} split, {epochs} epochs; Δ R² = paired difference to full fine-tuning (same seed)\n")
-    print("| method | seeds | test MSE | test RMSE | test MAE | test R² | Δ R² | trainable params | wall (s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"\n{split} split, {epochs} epochs; Δ R² = paired difference (same seed) to the reference\n")
+    print("| method | seeds | test MSE | test RMSE | test MAE | test R² | Δ R² | reference | trainable params "
+          "| wall (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label in KEYS:
         group = [r for r in rows if r["group"] == label]
         if not group:
@@ -54,10 +56,12 @@ def print_summary(rows: list[dict], split: str, epochs: int) -> None:
         def stat(values: list[float]) -> str:
             return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "–"
 
-        delta = [r["test_r2"] - base[r["seed"]] for r in group if r["seed"] in base] if label != BASELINE else []
+        reference = REFERENCE.get(label, BASELINE) if label != BASELINE else ""
+        base = {r["seed"]: r["test_r2"] for r in rows if r["group"] == reference}
+        delta = [r["test_r2"] - base[r["seed"]] for r in group if r["seed"] in base]
         params = [r["trainable_params"] for r in group if r["trainable_params"]]
         print(f"| {label} | {len(group)} | " + " | ".join(stat([r[m] for r in group]) for m in METRICS)
-              + f" | {stat(delta)} | {f'{np.mean(params):,.0f}' if params else '–'} "
+              + f" | {stat(delta)} | {reference or '–'} | {f'{np.mean(params):,.0f}' if params else '–'} "
               f"| {np.mean([r['duration_s'] for r in group]):.0f} |")
     for label in KEYS:
         rho = [r["uncertainty_error_spearman"] for r in rows if r["group"] == label
