@@ -43,6 +43,11 @@ def reused_rows(path: Path, split: str, seeds: list[int], epochs: int) -> list[d
             and r["epochs"] == epochs]
 
 
+def stat(values: list[float]) -> str:
+    """Mean ± standard deviation over seeds (population std, as bench/lipo_accuracy.py)."""
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "–"
+
+
 def print_summary(rows: list[dict], split: str, epochs: int) -> None:
     print(f"\n{split} split, {epochs} epochs; Δ R² = paired difference (same seed) to the reference\n")
     print("| method | seeds | test MSE | test RMSE | test MAE | test R² | Δ R² | reference | trainable params "
@@ -52,10 +57,6 @@ def print_summary(rows: list[dict], split: str, epochs: int) -> None:
         group = [r for r in rows if r["group"] == label]
         if not group:
             continue
-
-        def stat(values: list[float]) -> str:
-            return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "–"
-
         reference = REFERENCE.get(label, BASELINE) if label != BASELINE else ""
         base = {r["seed"]: r["test_r2"] for r in rows if r["group"] == reference}
         delta = [r["test_r2"] - base[r["seed"]] for r in group if r["seed"] in base]
@@ -67,7 +68,7 @@ def print_summary(rows: list[dict], split: str, epochs: int) -> None:
         rho = [r["uncertainty_error_spearman"] for r in rows if r["group"] == label
                and r.get("uncertainty_error_spearman") is not None]
         if rho:
-            print(f"\n{label}: Spearman(MC-dropout std, |error|) on the test split {np.mean(rho):.3f} ± {np.std(rho):.3f}")
+            print(f"\n{label}: Spearman(MC-dropout std, |error|) on the test split {stat(rho)}")
 
 
 def main() -> None:
