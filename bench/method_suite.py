@@ -28,6 +28,7 @@ from chemlm_engine.store import RunStore  # noqa: E402
 # Short command-line names of the suite entries (the random control is the uncertainty method's strategy).
 KEYS = {label: options.get("strategy", method) for label, method, options in SUITE}
 BASELINE = "full fine-tuning"
+DEFAULT_LR = TrainConfig().learning_rate
 REUSABLE = {"chemlm": BASELINE, "mlm": "MLM then regression"}  # lipo_accuracy model -> suite group
 # Δ R² is read against full fine-tuning, except for uncertainty sampling: its control is random sampling.
 REFERENCE = {"uncertainty sampling": "random sampling (control)"}
@@ -48,20 +49,28 @@ def stat(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "–"
 
 
+def row_key(row: dict) -> tuple:
+    return row["group"], row["split"], row["seed"], row["epochs"], row.get("learning_rate", DEFAULT_LR)
+
+
 def print_summary(rows: list[dict], split: str, epochs: int) -> None:
-    print(f"\n{split} split, {epochs} epochs; Δ R² = paired difference (same seed) to the reference\n")
+    print(f"\n{split} split, {epochs} epochs; Δ R² = paired difference (same seed) to the reference "
+          f"at the default learning rate\n")
     print("| method | seeds | test MSE | test RMSE | test MAE | test R² | Δ R² | reference | trainable params "
           "| wall (s) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for label in KEYS:
-        group = [r for r in rows if r["group"] == label]
+    rates = sorted({r.get("learning_rate", DEFAULT_LR) for r in rows})
+    for label, rate in [(label, rate) for rate in rates for label in KEYS]:
+        group = [r for r in rows if r["group"] == label and r.get("learning_rate", DEFAULT_LR) == rate]
         if not group:
             continue
-        reference = REFERENCE.get(label, BASELINE) if label != BASELINE else ""
-        base = {r["seed"]: r["test_r2"] for r in rows if r["group"] == reference}
+        reference = REFERENCE.get(label, BASELINE) if (label, rate) != (BASELINE, DEFAULT_LR) else ""
+        base = {r["seed"]: r["test_r2"] for r in rows if r["group"] == reference
+                and r.get("learning_rate", DEFAULT_LR) == DEFAULT_LR}
         delta = [r["test_r2"] - base[r["seed"]] for r in group if r["seed"] in base]
         params = [r["trainable_params"] for r in group if r["trainable_params"]]
-        print(f"| {label} | {len(group)} | " + " | ".join(stat([r[m] for r in group]) for m in METRICS)
+        name = label if rate == DEFAULT_LR else f"{label}, lr {rate:g}"
+        print(f"| {name} | {len(group)} | " + " | ".join(stat([r[m] for r in group]) for m in METRICS)
               + f" | {stat(delta)} | {reference or '–'} | {f'{np.mean(params):,.0f}' if params else '–'} "
               f"| {np.mean([r['duration_s'] for r in group]):.0f} |")
     for label in KEYS:
@@ -77,6 +86,8 @@ def main() -> None:
     parser.add_argument("--split", default="random", choices=["random", "scaffold"])
     parser.add_argument("--methods", nargs="+", default=list(KEYS.values()), choices=list(KEYS.values()))
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
+    parser.add_argument("--learning-rate", type=float, default=DEFAULT_LR,
+                        help="Backbone / adapter learning rate for every method (the head keeps its own).")
     parser.add_argument("--subset", type=int, default=None, help="Seeded random subset of Lipophilicity.")
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--reuse", type=Path, default=None, help="bench/lipo_accuracy.py results to reuse.")
@@ -87,23 +98,24 @@ def main() -> None:
         parser.error("--reuse needs the default backbone on the full dataset (the specs must be identical)")
 
     rows = json.loads(args.output.read_text()) if args.output.exists() else []
-    known = {(r["group"], r["split"], r["seed"], r["epochs"]) for r in rows}
+    known = {row_key(r) for r in rows}
     for row in reused_rows(args.reuse, args.split, args.seeds, args.epochs) if args.reuse else []:
-        if (row["group"], row["split"], row["seed"], row["epochs"]) not in known:
+        if row_key(row) not in known:
             rows.append(row)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     store = RunStore(home=args.home or Path(tempfile.mkdtemp(prefix="method-suite-")))
     base = JobSpec(data=DataSpec(split=args.split, subset=args.subset), model=ModelSpec(backbone=args.backbone),
-                   train=TrainConfig(epochs=args.epochs))
+                   train=TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate))
     for spec in suite_specs(base, args.seeds):
         label = spec.name.removeprefix("suite:")
-        key = (label, args.split, spec.train.seed, args.epochs)
-        if KEYS[label] not in args.methods or key in {(r["group"], r["split"], r["seed"], r["epochs"]) for r in rows}:
+        key = (label, args.split, spec.train.seed, args.epochs, args.learning_rate)
+        if KEYS[label] not in args.methods or key in {row_key(r) for r in rows}:
             continue  # not asked for, or already measured (resume)
         run = store.get_run(run_job(spec, store))
         if run.status != "finished":
             raise SystemExit(f"{label} seed {spec.train.seed} {run.status}: {run.error}")
         row = {"group": label, "split": args.split, "seed": spec.train.seed, "epochs": args.epochs,
+               "learning_rate": args.learning_rate,
                **{m: run.metrics.get(m) for m in METRICS}, "trainable_params": run.info.get("trainable_params"),
                "duration_s": run.duration, "source": "method_suite",
                "uncertainty_error_spearman": run.metrics.get("uncertainty_error_spearman")}
