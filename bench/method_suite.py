@@ -50,7 +50,9 @@ def stat(values: list[float]) -> str:
 
 
 def row_key(row: dict) -> tuple:
-    return row["group"], row["split"], row["seed"], row["epochs"], row.get("learning_rate", DEFAULT_LR)
+    """What makes two rows the same measurement (rows written before a field existed take its default)."""
+    return (row["group"], row["split"], row["seed"], row["epochs"], row.get("learning_rate", DEFAULT_LR),
+            row.get("backbone", DEFAULT_BACKBONE), row.get("subset"))
 
 
 def print_summary(rows: list[dict], split: str, epochs: int) -> None:
@@ -108,24 +110,23 @@ def main() -> None:
                    train=TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate))
     for spec in suite_specs(base, args.seeds):
         label = spec.name.removeprefix("suite:")
-        key = (label, args.split, spec.train.seed, args.epochs, args.learning_rate)
+        key = (label, args.split, spec.train.seed, args.epochs, args.learning_rate, args.backbone, args.subset)
         if KEYS[label] not in args.methods or key in {row_key(r) for r in rows}:
             continue  # not asked for, or already measured (resume)
         run = store.get_run(run_job(spec, store))
         if run.status != "finished":
             raise SystemExit(f"{label} seed {spec.train.seed} {run.status}: {run.error}")
         row = {"group": label, "split": args.split, "seed": spec.train.seed, "epochs": args.epochs,
-               "learning_rate": args.learning_rate,
+               "learning_rate": args.learning_rate, "backbone": args.backbone, "subset": args.subset,
                **{m: run.metrics.get(m) for m in METRICS}, "trainable_params": run.info.get("trainable_params"),
                "duration_s": run.duration, "source": "method_suite",
                "uncertainty_error_spearman": run.metrics.get("uncertainty_error_spearman")}
         print(json.dumps(row), flush=True)
         rows.append(row)
         args.output.write_text(json.dumps(rows, indent=2))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(rows, indent=2))
-    print_summary([r for r in rows if r["split"] == args.split and r["epochs"] == args.epochs
-                   and r["seed"] in args.seeds], args.split, args.epochs)
+    print_summary([r for r in rows if r["split"] == args.split and r["epochs"] == args.epochs and r["seed"] in args.seeds
+                   and row_key(r)[5:] == (args.backbone, args.subset)], args.split, args.epochs)
 
 
 if __name__ == "__main__":
