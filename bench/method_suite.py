@@ -104,6 +104,7 @@ def main() -> None:
     for row in reused_rows(args.reuse, args.split, args.seeds, args.epochs) if args.reuse else []:
         if row_key(row) not in known:
             rows.append(row)
+            known.add(row_key(row))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     store = RunStore(home=args.home or Path(tempfile.mkdtemp(prefix="method-suite-")))
     base = JobSpec(data=DataSpec(split=args.split, subset=args.subset), model=ModelSpec(backbone=args.backbone),
@@ -111,7 +112,7 @@ def main() -> None:
     for spec in suite_specs(base, args.seeds):
         label = spec.name.removeprefix("suite:")
         key = (label, args.split, spec.train.seed, args.epochs, args.learning_rate, args.backbone, args.subset)
-        if KEYS[label] not in args.methods or key in {row_key(r) for r in rows}:
+        if KEYS[label] not in args.methods or key in known:
             continue  # not asked for, or already measured (resume)
         run = store.get_run(run_job(spec, store))
         if run.status != "finished":
@@ -123,6 +124,7 @@ def main() -> None:
                "uncertainty_error_spearman": run.metrics.get("uncertainty_error_spearman")}
         print(json.dumps(row), flush=True)
         rows.append(row)
+        known.add(key)
         args.output.write_text(json.dumps(rows, indent=2))
     args.output.write_text(json.dumps(rows, indent=2))
     print_summary([r for r in rows if r["split"] == args.split and r["epochs"] == args.epochs and r["seed"] in args.seeds
