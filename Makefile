@@ -24,5 +24,7 @@ test: setup
 pretrain-deps: setup
 	$(PY) -m pip install -q --no-deps molsets==0.3.1
 
+# The shipped ChemLM-mini: 2 min 20 s on one H200 GPU, about 9 h on 2 CPU cores (resumes from checkpoints).
 pretrain: pretrain-deps
-	$(PY) -m chemlm_engine pretrain --output pretrain_work/chemlm-mini --max-steps 4000
+	$(PY) -m chemlm_engine pretrain --output pretrain_work/chemlm-mini --max-steps 7000 \
+		--batch-size 512 --learning-rate 1e-3 --warmup-steps 1000 --checkpoint-every 1000

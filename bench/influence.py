@@ -3,6 +3,7 @@ mislabelled-molecule detection AUROC, and the k-sweep on a real external set.
 
     .venv/bin/python bench/influence.py --pool ../shared/data/external_lipophilicity.csv
     .venv/bin/python bench/influence.py --timings-only assets/lipo-regressor   # timings alone
+    .venv/bin/python bench/influence.py --parts sweep                           # one part (results merged)
 
 Prints tables and writes bench/results/influence.json.
 """
@@ -64,9 +65,11 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("bench/results/influence.json"))
     parser.add_argument("--timings-only", type=Path, default=None, metavar="MODEL_DIR",
                         help="only the solver/scoring timings, on this trained regressor")
+    parser.add_argument("--parts", nargs="+", default=["mislabel", "timings", "sweep"],
+                        choices=["mislabel", "timings", "sweep"], help="what to measure (the rest is kept)")
     args = parser.parse_args()
+    results = json.loads(args.output.read_text()) if args.output.exists() else {}
     if args.timings_only is not None:
-        results = json.loads(args.output.read_text()) if args.output.exists() else {}
         results["timings"] = timings(str(args.timings_only), args.epochs, args.seed)
         print_timings(results["timings"])
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -76,17 +79,19 @@ def main() -> None:
     store = RunStore(home=Path(tempfile.mkdtemp(prefix="influence-bench-")))
     base = JobSpec(model=ModelSpec(backbone=args.backbone), data=DataSpec(split_seed=args.seed),
                    train=TrainConfig(epochs=args.epochs, seed=args.seed))
-    results: dict = {}
-    # Mislabelled detection: default held-out pool with 20 % of labels shifted by ±3σ.
-    run = store.get_run(run_job(JobSpec.from_dict({**base.to_dict(), "method": "influence",
-                                                   "options": {"corrupt_fraction": 0.2, "k": [100]}}), store))
-    results["mislabel"] = {"auroc_self_influence": run.metrics["mislabel_auroc"],
-                           "auroc_first_order": run.metrics["mislabel_auroc_first_order"], "run": run.id}
-    print(f"mislabelled detection AUROC (20 % corrupted, held-out pool): self-influence "
-          f"{run.metrics['mislabel_auroc']:.3f}, negative first-order score {run.metrics['mislabel_auroc_first_order']:.3f}")
-    results["timings"] = timings(run.model_path, args.epochs, args.seed)
+    if {"mislabel", "timings"} & set(args.parts):
+        # Mislabelled detection: default held-out pool with 20 % of labels shifted by ±3σ.
+        run = store.get_run(run_job(JobSpec.from_dict({**base.to_dict(), "method": "influence",
+                                                       "options": {"corrupt_fraction": 0.2, "k": [100]}}), store))
+        results["mislabel"] = {"auroc_self_influence": run.metrics["mislabel_auroc"],
+                               "auroc_first_order": run.metrics["mislabel_auroc_first_order"], "run": run.id}
+        print(f"mislabelled detection AUROC (20 % corrupted, held-out pool): self-influence "
+              f"{run.metrics['mislabel_auroc']:.3f}, "
+              f"negative first-order score {run.metrics['mislabel_auroc_first_order']:.3f}")
+        if "timings" in args.parts:
+            results["timings"] = timings(run.model_path, args.epochs, args.seed)
     # The k-sweep on the real external set.
-    if args.pool.exists():
+    if "sweep" in args.parts and args.pool.exists():
         run = store.get_run(run_job(JobSpec.from_dict({**base.to_dict(), "method": "influence",
                                                        "options": {"pool": str(args.pool), "k": [16, 32, 64, 100]}}),
                                     store))
@@ -95,7 +100,8 @@ def main() -> None:
         print("\n| k | selection | test MSE | test R² |\n|---|---|---|---|")
         for row in results["external_sweep"]:
             print(f"| {row['k']} | {row['selection']} | {row['test_mse']:.3f} | {row['test_r2']:.3f} |")
-    print_timings(results["timings"])
+    if "timings" in results:
+        print_timings(results["timings"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, default=float))
 

@@ -107,7 +107,7 @@ def main() -> None:
                                    train=TrainConfig(epochs=args.epochs, seed=seed,
                                                      precision="fp32" if model == "chemlm-fp32" else "auto"))
                     run = store.get_run(run_job(spec, store))
-                    metrics = {**run.metrics, "precision": run.info.get("precision")}
+                    metrics = {**run.metrics, **{k: run.info.get(k) for k in ("precision", "device")}}
                 row = {"model": model, "split": split, "seed": seed, "epochs": args.epochs, **metrics}
                 print(json.dumps(row), flush=True)
                 results.append(row)

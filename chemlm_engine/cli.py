@@ -267,26 +267,39 @@ def pretrain(
     num_heads: int = typer.Option(4),
     intermediate_size: int = typer.Option(1024),
     descriptor_weight: float = typer.Option(1.0, help="Weight of the RDKit-descriptor regression loss (0 = off)."),
+    warmup_steps: int = typer.Option(500),
     checkpoint_every: int = typer.Option(250),
     seed: int = typer.Option(0),
     corpus: Path | None = typer.Option(None, help="CSV with a SMILES column; default: MOSES from `molsets`."),
+    workers: int | None = typer.Option(None, help="Processes that canonicalise and describe the corpus once "
+                                       "(default: all cores); cached as OUTPUT/corpus.parquet."),
 ) -> None:
     """Pretrain a SMILES BERT (masked LM + descriptor regression) on MOSES; resumes from checkpoints."""
     from .data import load_lipophilicity
-    from .methods.mlm import PretrainConfig, load_moses_smiles, pretrain as run_pretrain
+    from .methods.mlm import PretrainConfig, PreparedCorpus, load_moses_smiles, prepare_corpus
+    from .methods.mlm import pretrain as run_pretrain
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if corpus is None:
-        smiles = load_moses_smiles()
-    else:
-        import pandas as pd
-
-        frame = pd.read_csv(corpus)
-        smiles = frame["SMILES" if "SMILES" in frame else "smiles"].tolist()
     lipo, _ = load_lipophilicity()
+    cache = output / "corpus.parquet"
+    if cache.exists():
+        prepared = PreparedCorpus.load(cache)
+    else:
+        if corpus is None:
+            smiles = load_moses_smiles()
+        else:
+            import pandas as pd
+
+            frame = pd.read_csv(corpus)
+            smiles = frame["SMILES" if "SMILES" in frame else "smiles"].tolist()
+        prepared = prepare_corpus(smiles, exclude=set(lipo.smiles), workers=workers)
+        output.mkdir(parents=True, exist_ok=True)
+        prepared.save(cache)
+    typer.echo(f"corpus: {len(prepared.smiles)} molecules ({prepared.excluded} also in Lipophilicity and "
+               f"{prepared.invalid} invalid removed)")
     config = PretrainConfig(hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
                             intermediate_size=intermediate_size, batch_size=batch_size, learning_rate=learning_rate,
-                            max_steps=max_steps, descriptor_weight=descriptor_weight,
+                            max_steps=max_steps, warmup_steps=warmup_steps, descriptor_weight=descriptor_weight,
                             checkpoint_every=checkpoint_every, seed=seed)
     bar = tqdm(total=max_steps, desc="pretrain", unit="step")
 
@@ -296,8 +309,7 @@ def pretrain(
                         mol_s=f"{p['molecules_per_s']:.0f}", refresh=False)
         bar.refresh()
 
-    result = run_pretrain(smiles, output, config, exclude=set(lipo.smiles), vocabulary_smiles=lipo.smiles,
-                          progress=report)
+    result = run_pretrain(prepared, output, config, vocabulary_smiles=lipo.smiles, progress=report)
     bar.close()
     typer.echo(json.dumps({"steps": result.steps, "eval": result.eval, "output": result.output_dir}))
 

@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 
-from chemlm_engine.methods.mlm import DESCRIPTORS, DescriptorScaler, PretrainConfig, compute_descriptors, \
-    load_checkpoint_state, pretrain
+from chemlm_engine.methods.mlm import DESCRIPTORS, DescriptorScaler, PreparedCorpus, PretrainConfig, \
+    compute_descriptors, load_checkpoint_state, prepare_corpus, pretrain
 from rdkit import Chem
 
 TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, batch_size=32, warmup_steps=2,
@@ -61,3 +61,49 @@ def test_descriptor_targets_use_training_statistics_only(lipo, tmp_path):
     scaler = DescriptorScaler.fit(train_desc)
     assert np.allclose(scaler.transform(train_desc).mean(0), 0, atol=1e-4)
     assert len(eval_ids) == 30
+
+
+def test_prepared_corpus_drops_invalid_excluded_and_duplicates(lipo, tmp_path):
+    smiles = lipo.smiles[:60]
+    raw = smiles + ["not a smiles", smiles[3], Chem.MolToSmiles(Chem.MolFromSmiles(smiles[4]), canonical=False,
+                                                             doRandom=True)]
+    corpus = prepare_corpus(raw, exclude={smiles[0]}, workers=2, chunk_size=16)
+    assert corpus.invalid == 1 and corpus.excluded == 1
+    assert corpus.smiles == smiles[1:]  # both spellings of molecule 4 and the repeat of 3 collapse
+    expected = np.stack([compute_descriptors(Chem.MolFromSmiles(s)) for s in smiles[1:]])
+    np.testing.assert_allclose(corpus.descriptors, expected, rtol=1e-6)
+    assert prepare_corpus(raw, exclude={smiles[0]}, workers=1).smiles == corpus.smiles
+
+    corpus.save(tmp_path / "corpus.parquet")
+    loaded = PreparedCorpus.load(tmp_path / "corpus.parquet")
+    assert loaded.smiles == corpus.smiles and (loaded.invalid, loaded.excluded) == (1, 1)
+    np.testing.assert_array_equal(loaded.descriptors, corpus.descriptors)
+
+
+def test_pretokenised_batches_equal_tokenised_ones(lipo):
+    import torch
+    from chemlm_engine.methods.mlm import _Batcher
+    from chemlm_engine.tokenizer import build_smiles_tokenizer
+
+    smiles = lipo.smiles[:50]
+    tokenizer = build_smiles_tokenizer(smiles)
+    config = PretrainConfig(**TINY)
+    ids = np.array([7, 3, 40, 12])
+    torch.manual_seed(1)
+    direct = _Batcher(tokenizer, config)([smiles[i] for i in ids])
+    torch.manual_seed(1)
+    cached = _Batcher(tokenizer, config, corpus=smiles)([smiles[i] for i in ids], ids)
+    for key in ("input_ids", "attention_mask", "labels"):
+        assert torch.equal(direct[key], cached[key])
+    masked = direct["labels"] != -100
+    assert masked.any() and not masked[direct["attention_mask"] == 0].any()  # padding is never a target
+
+
+def test_pretraining_on_a_prepared_corpus_learns(lipo, tmp_path):
+    corpus = prepare_corpus(lipo.smiles[:200], workers=1)
+    steps = []
+    result = pretrain(corpus, tmp_path / "p", PretrainConfig(max_steps=40, checkpoint_every=100, **TINY),
+                      progress=steps.append)
+    assert steps[-1]["mlm_loss"] < steps[0]["mlm_loss"] - 0.5
+    assert result.molecules_seen == 40 * TINY["batch_size"] + TINY["n_eval"]
+    assert (tmp_path / "p" / "model.safetensors").exists()
