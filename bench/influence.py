@@ -67,6 +67,7 @@ def main() -> None:
                         help="only the solver/scoring timings, on this trained regressor")
     parser.add_argument("--parts", nargs="+", default=["mislabel", "timings", "sweep"],
                         choices=["mislabel", "timings", "sweep"], help="what to measure (the rest is kept)")
+    parser.add_argument("--k", nargs="+", type=int, default=[16, 32, 64, 100], help="k-sweep points (all: always)")
     args = parser.parse_args()
     results = json.loads(args.output.read_text()) if args.output.exists() else {}
     if args.timings_only is not None:
@@ -93,11 +94,14 @@ def main() -> None:
     # The k-sweep on the real external set.
     if "sweep" in args.parts and args.pool.exists():
         run = store.get_run(run_job(JobSpec.from_dict({**base.to_dict(), "method": "influence",
-                                                       "options": {"pool": str(args.pool), "k": [16, 32, 64, 100]}}),
+                                                       "options": {"pool": str(args.pool), "k": args.k}}),
                                     store))
         sweep = store.epochs(run.id, stage="sweep")
         results["external_sweep"] = sweep.drop(columns=["stage", "epoch"]).to_dict("records")
+        results["external_base"] = {k: v for k, v in run.metrics.items() if k.startswith("base_")}
+        results["external_pool"] = {"n_pool": run.metrics["n_pool"], "run": run.id, **run.info}
         print("\n| k | selection | test MSE | test R² |\n|---|---|---|---|")
+        print(f"| 0 | base run | {run.metrics['base_test_mse']:.3f} | {run.metrics['base_test_r2']:.3f} |")
         for row in results["external_sweep"]:
             print(f"| {row['k']} | {row['selection']} | {row['test_mse']:.3f} | {row['test_r2']:.3f} |")
     if "timings" in results:

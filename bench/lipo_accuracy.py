@@ -117,8 +117,8 @@ def main() -> None:
 
 
 def print_table(results: list[dict]) -> None:
-    print("\n| model | split | seeds | test RMSE | test MAE | test R² | s / epoch |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| model | split | seeds | test RMSE | test MAE | test R² | s / epoch | device |")
+    print("|---|---|---|---|---|---|---|---|")
     keys = sorted({(r["model"], r["split"]) for r in results}, key=lambda k: (k[1], (MODELS + EXTRA_MODELS).index(k[0])))
     for model, split in keys:
         rows = [r for r in results if r["model"] == model and r["split"] == split]
@@ -127,8 +127,9 @@ def print_table(results: list[dict]) -> None:
             values = [r[key] for r in rows if r.get(key) is not None]
             return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "–"
 
+        devices = ", ".join(sorted({r.get("device") or "cpu" for r in rows}))
         print(f"| {model} | {split} | {len(rows)} | {cell('test_rmse')} | {cell('test_mae')} | {cell('test_r2')} "
-              f"| {cell('seconds_per_epoch') if not model.startswith('rf-') else '–'} |")
+              f"| {cell('seconds_per_epoch') if not model.startswith('rf-') else '–'} | {devices} |")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Our LiSSA against pyDVL's ``LissaInfluence`` on the same model, parameters, data and settings: the
-default regressor's head (true Hessian, damped until positive definite), Lipophilicity random split seed 0 as training / validation data,
-the external set as the pool. Prints wall times and score correlations; writes bench/results/pydvl_compare.json.
+default regressor's head (true Hessian, damped until positive definite), Lipophilicity random split seed 0
+as training / validation data, the external set as the pool. Prints wall times and score correlations;
+writes bench/results/pydvl_compare.json.
 
 pyDVL 0.10 pins numpy<2, so it runs in a virtual environment of its own, fed by a file of tensors:
 
-    python3 -m venv /tmp/pydvl-venv && /tmp/pydvl-venv/bin/pip install torch==2.13.0 "numpy<2" "pydvl[influence]==0.10.0"
+    python3 -m venv /tmp/pydvl-venv
+    /tmp/pydvl-venv/bin/pip install torch==2.13.0 "numpy<2" "pydvl[influence]==0.10.0"
     .venv/bin/python bench/pydvl_compare.py --pydvl-python /tmp/pydvl-venv/bin/python
 """
 from __future__ import annotations

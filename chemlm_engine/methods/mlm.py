@@ -359,8 +359,9 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path, con
              cancel: Event | None = None) -> PretrainResult:
     """Masked-LM training (plus descriptor regression when ``config.descriptor_weight > 0``).
 
-    ``smiles`` is the corpus in any order (raw SMILES, or a :class:`PreparedCorpus` for large corpora);
-    molecules in ``exclude`` (canonical SMILES) are skipped. Trains on CUDA with bf16 autocast when present.
+    ``smiles`` is the corpus in any order: raw SMILES, whose molecules in ``exclude`` (canonical SMILES) are
+    skipped, or a :class:`PreparedCorpus` for large corpora, used as prepared (exclusions already applied).
+    Trains on CUDA with bf16 autocast when present.
     A new BERT is created unless ``init_from`` names a masked-LM folder or hub id. Resumes from
     ``output_dir/checkpoint`` when it exists. The final model, tokenizer and ``pretrain_summary.json``
     are written to ``output_dir``.
