@@ -103,17 +103,15 @@ class DescriptorScaler:
         return (values - self.mean) / self.std
 
 
-def _canonical_with_descriptors(smiles: Sequence[str]) -> tuple[list[str | None], np.ndarray]:
-    """Canonical SMILES (``None`` when RDKit cannot parse it) and raw descriptors (NaN rows for those)."""
-    canonical: list[str | None] = []
-    desc = np.full((len(smiles), len(DESCRIPTORS)), np.nan, dtype=np.float32)
+def _describe(raw: str) -> tuple[str, np.ndarray] | None:
+    """Canonical SMILES and raw descriptors of one molecule; ``None`` when RDKit cannot parse it."""
+    mol = Chem.MolFromSmiles(raw)
+    return None if mol is None else (Chem.MolToSmiles(mol), compute_descriptors(mol))
+
+
+def _describe_all(smiles: Sequence[str]) -> list[tuple[str, np.ndarray] | None]:
     with rdBase.BlockLogs():
-        for i, raw in enumerate(smiles):
-            mol = Chem.MolFromSmiles(raw)
-            canonical.append(None if mol is None else Chem.MolToSmiles(mol))
-            if mol is not None:
-                desc[i] = compute_descriptors(mol)
-    return canonical, desc
+        return [_describe(raw) for raw in smiles]
 
 
 @dataclass
@@ -152,22 +150,21 @@ def prepare_corpus(smiles: Sequence[str], exclude: set[str] | None = None, worke
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_canonical_with_descriptors, chunks))
+            parts = list(pool.map(_describe_all, chunks))
     else:
-        parts = [_canonical_with_descriptors(chunk) for chunk in chunks]
+        parts = [_describe_all(chunk) for chunk in chunks]
     exclude = exclude or set()
     seen: set[str] = set()
     keep_smiles, keep_rows, invalid, excluded = [], [], 0, 0
-    for canonical, desc in parts:
-        for smi, row in zip(canonical, desc):
-            if smi is None:
-                invalid += 1
-            elif smi in exclude:
-                excluded += 1
-            elif smi not in seen:
-                seen.add(smi)
-                keep_smiles.append(smi)
-                keep_rows.append(row)
+    for described in (d for part in parts for d in part):
+        if described is None:
+            invalid += 1
+        elif described[0] in exclude:
+            excluded += 1
+        elif described[0] not in seen:
+            seen.add(described[0])
+            keep_smiles.append(described[0])
+            keep_rows.append(described[1])
     descriptors = np.stack(keep_rows) if keep_rows else np.zeros((0, len(DESCRIPTORS)), np.float32)
     return PreparedCorpus(keep_smiles, descriptors, invalid, excluded)
 
@@ -200,18 +197,15 @@ class MoleculeStream:
         desc: list[np.ndarray] = []
         with rdBase.BlockLogs():
             while len(out) < n:
-                raw = self.smiles[self.order[self.cursor % len(self.order)]]
+                described = _describe(self.smiles[self.order[self.cursor % len(self.order)]])
                 self.cursor += 1
-                mol = Chem.MolFromSmiles(raw)
-                if mol is None:
+                if described is None:
                     self.invalid += 1
-                    continue
-                canonical = Chem.MolToSmiles(mol)
-                if canonical in self.exclude:
+                elif described[0] in self.exclude:
                     self.excluded += 1
-                    continue
-                out.append(canonical)
-                desc.append(compute_descriptors(mol))
+                else:
+                    out.append(described[0])
+                    desc.append(described[1])
         return out, np.stack(desc), None
 
 
@@ -225,6 +219,9 @@ class DescriptorHead(nn.Module):
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return self.net((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
+
+    def save(self, path: Path) -> None:
+        save_file({k: v.cpu() for k, v in self.state_dict().items()}, str(path))
 
 
 def _new_model(config: PretrainConfig, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
@@ -330,7 +327,7 @@ def _save_checkpoint(ckpt: Path, model: nn.Module, head: DescriptorHead | None, 
     model.save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
     if head is not None:
-        save_file({k: v.cpu() for k, v in head.state_dict().items()}, str(tmp / "descriptor_head.safetensors"))
+        head.save(tmp / "descriptor_head.safetensors")
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "cursor": stream.cursor, "excluded": stream.excluded, "invalid": stream.invalid,
                 "rng": torch.get_rng_state(),
@@ -384,7 +381,7 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path, con
         else:
             corpus = stream.smiles
             sample = [corpus[i] for i in np.random.default_rng(config.seed + 1).permutation(len(corpus))[:100_000]]
-            tokenizer = build_smiles_tokenizer(list(sample) + list(vocabulary_smiles))
+            tokenizer = build_smiles_tokenizer(sample + list(vocabulary_smiles))
             model = _new_model(config, tokenizer)
     scaler: DescriptorScaler | None = None
     if use_descriptors:
@@ -453,7 +450,7 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path, con
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     if head is not None and scaler is not None:
-        save_file({k: v.cpu() for k, v in head.state_dict().items()}, str(out / "descriptor_head.safetensors"))
+        head.save(out / "descriptor_head.safetensors")
         (out / "descriptor_scaler.json").write_text(json.dumps(
             {"names": list(DESCRIPTORS), "mean": scaler.mean.tolist(), "std": scaler.std.tolist()}, indent=2))
     result = PretrainResult(step, float(ema or math.nan), metrics, stream.cursor, stream.excluded,
