@@ -118,6 +118,8 @@ def influence(
     depth: int = typer.Option(200),
     repeats: int = typer.Option(2),
     corrupt_fraction: float = typer.Option(0.0, help="Shift this share of pool labels by ±3σ."),
+    skip_suspects: bool = typer.Option(False, help="Leave suspected mislabelled molecules (self-influence above "
+                                       "the validation split's 99th percentile) out of the top-k."),
     db: str | None = typer.Option(None),
     executor: str = typer.Option("thread", help="thread | ray (the k-sweep fans out, the pool is sharded)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
@@ -129,7 +131,8 @@ def influence(
     store = _store(db)
     base = store.get_run(base_run)
     options = {"k": k, "solver": solver, "scope": scope, "damping": damping, "scale": scale, "depth": depth,
-               "repeats": repeats, "corrupt_fraction": corrupt_fraction, "score_shards": score_shards,
+               "repeats": repeats, "corrupt_fraction": corrupt_fraction, "skip_suspects": skip_suspects,
+               "score_shards": score_shards,
                **({"pool": str(pool)} if pool else {})}
     spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
                               "name": f"influence of {base_run}"})

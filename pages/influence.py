@@ -36,9 +36,13 @@ with st.expander("Launch an influence job", expanded=not finished or not store()
         depth = int(c6.number_input("LiSSA depth", 1, 10000, 200))
         repeats = int(c7.number_input("LiSSA repeats", 1, 20, 2))
         ks = st.multiselect("k values for the sweep", [16, 32, 64, 100, 200, 500], default=[16, 32, 64, 100])
+        skip = st.checkbox("Leave suspected mislabelled molecules out of the top-k",
+                           help="Suspects: self-influence above the validation split's 99th percentile. A "
+                                "first-order score grows with the label error, so wrong labels can rank as "
+                                "most helpful.")
         if st.button("Launch", type="primary"):
             options = {"scope": scope, "solver": solver, "damping": damping, "scale": scale, "depth": depth,
-                       "repeats": repeats, "k": ks, "corrupt_fraction": corrupt}
+                       "repeats": repeats, "k": ks, "corrupt_fraction": corrupt, "skip_suspects": skip}
             if upload is not None:
                 options["pool"] = str(save_upload(upload.getvalue()))
             try:
@@ -59,8 +63,13 @@ if run.status == "failed":
 scores = store().molecules(run.id, "influence")
 if scores.empty:
     st.stop()
+if "suspect" not in scores:  # runs from before suspects were flagged
+    scores["suspect"] = False
+m0, m1, m2 = st.columns(3)
+m0.metric("Suspected mislabelled", f"{int(scores['suspect'].sum())} of {len(scores)}",
+          help="Self-influence above the validation split's 99th percentile"
+               + (" (left out of the top-k)" if run.spec.get("options", {}).get("skip_suspects") else ""))
 if "mislabel_auroc" in run.metrics:
-    m1, m2 = st.columns(2)
     m1.metric("Corrupted labels found by self-influence (AUROC, chance = 0.5)", f"{run.metrics['mislabel_auroc']:.3f}")
     m2.metric("… by a negative influence score (AUROC)", f"{run.metrics['mislabel_auroc_first_order']:.3f}")
 
@@ -84,7 +93,7 @@ def gallery(frame: pd.DataFrame, title: str) -> None:
     st.markdown(f"**{title}**")
     shown = frame.copy()
     shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["smiles"]])
-    st.dataframe(shown[["structure", "smiles", "label", "score", "rank", "self_influence", "corrupted"]],
+    st.dataframe(shown[["structure", "smiles", "label", "score", "rank", "self_influence", "suspect", "corrupted"]],
                  hide_index=True,
                  row_height=80, column_config={"structure": st.column_config.ImageColumn()})
 
@@ -98,5 +107,5 @@ with right:
 gallery(scores.sort_values("self_influence", ascending=False).head(10),
         "Suspected mislabelled (highest self-influence)")
 st.subheader("All pool molecules")
-st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "corrupted"]], hide_index=True)
+st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "suspect", "corrupted"]], hide_index=True)
 st.download_button("Download scores (CSV)", ranked.to_csv(index=False), f"influence-{run.id}.csv", "text/csv")

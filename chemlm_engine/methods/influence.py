@@ -17,6 +17,9 @@ the model in a random direction, which helps the validation loss as often as it 
 second order, ε² against ε). Label noise is found by **self-influence** instead (Koh & Liang 2017,
 §5.4): ``g_zᵀ H⁻¹ g_z``, how far the model must move to fit z's label. :func:`self_influence` computes
 it exactly in the subspace of the head's last linear layer, where ``H`` is small enough to invert.
+Worse, the first-order score grows with a molecule's residual, so grossly wrong labels crowd the top
+of the "helps" ranking; ``skip_suspects`` leaves molecules flagged by :func:`flag_suspects` out of
+the top-k.
 """
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ from .uncertainty import select_random
 
 __all__ = ["InfluenceDivergedError", "LissaConfig", "SolveResult", "per_sample_grads", "mean_grad", "hvp",
            "gauss_newton_vp", "lissa", "conjugate_gradient", "exact_solve", "TransformerInfluence", "flatten",
-           "score_pool", "last_layer_inverse", "self_influence", "score_molecules", "corrupt_labels", "run_influence"]
+           "score_pool", "last_layer_inverse", "self_influence", "score_molecules", "corrupt_labels", "flag_suspects",
+           "run_influence"]
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[..., torch.Tensor]  # (params, *batched_inputs) -> mean loss over the batch
@@ -371,6 +375,13 @@ def self_influence(influence: TransformerInfluence, pool_inputs: tuple[torch.Ten
     return ((g @ inverse) * g).sum(1).numpy()
 
 
+def flag_suspects(pool_self_influence: np.ndarray, reference_self_influence: np.ndarray,
+                  quantile: float = 0.99) -> np.ndarray:
+    """Suspected mislabelled pool molecules: self-influence above the ``quantile`` of a trusted held-out
+    set's (the validation split: same model, labels checked, never trained on)."""
+    return pool_self_influence > np.quantile(reference_self_influence, quantile)
+
+
 def score_molecules(influence: TransformerInfluence, smiles: Sequence[str], labels: np.ndarray,
                     direction: torch.Tensor, inverse: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Influence scores and self-influence of molecules, chunk by chunk: the frozen prefix runs per chunk,
@@ -415,9 +426,10 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     training split, which the base model then never sees), ``corrupt_fraction`` (labels of that share
     of the pool shifted by ±3σ to show harmful points are found), ``scope`` (head | last_layer |
     last_N | all), ``solver`` (lissa | cg | exact), ``curvature`` (gauss-newton | hessian), LiSSA's
-    ``damping``, ``scale``, ``depth``, ``repeats``, ``lissa_batch_size``, and ``k`` (list of k for the
-    sweep; the controls are k random pool molecules and the whole pool). The run's headline test
-    metrics are those of the influence top-k with the lowest validation MSE.
+    ``damping``, ``scale``, ``depth``, ``repeats``, ``lissa_batch_size``, ``k`` (list of k for the
+    sweep; the controls are k random pool molecules and the whole pool) and ``skip_suspects`` (leave
+    suspected mislabelled molecules out of the influence top-k). The run's headline test metrics are
+    those of the influence top-k with the lowest validation MSE.
     """
     opts, seed = ctx.spec.options, ctx.spec.train.seed
     if opts.get("pool"):
@@ -443,7 +455,8 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     ctx.progress(1 / n_fits, "influence: gradients")
     influence = TransformerInfluence(model, opts.get("scope", "last_layer"))
     train_inputs = influence.features(train.smiles, train.labels)
-    g_val = mean_grad(influence.loss, influence.params, influence.features(data.val.smiles, data.val.labels))
+    val_inputs = influence.features(data.val.smiles, data.val.labels)
+    g_val = mean_grad(influence.loss, influence.params, val_inputs)
 
     def on_step(repeat: int, step: int, norm: float) -> None:
         ctx.check_cancel()
@@ -463,17 +476,20 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
         scores, suspicion = score_molecules(influence, pool.smiles, pool.labels, solved.vector, inverse)
     ranks = np.empty(len(scores), dtype=int)
     ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    suspect = flag_suspects(suspicion, self_influence(influence, val_inputs, inverse))
     ctx.store.add_molecules(ctx.run_id, "influence", pd.DataFrame(
         {"smiles": pool.smiles, "label": pool.labels, "score": scores, "rank": ranks,
-         "self_influence": suspicion, "corrupted": corrupted}))
+         "self_influence": suspicion, "suspect": suspect, "corrupted": corrupted}))
     metrics = {f"base_{k}": v for k, v in base_metrics.items() if k.startswith("test_")}
-    metrics.update({"n_pool": len(pool), "n_params_tracked": influence.n_params, "solver": solved.method})
+    metrics.update({"n_pool": len(pool), "n_params_tracked": influence.n_params, "solver": solved.method,
+                    "n_suspects": int(suspect.sum())})
     if corrupted.any():
         # How well each ranking finds the corrupted labels (0.5 = chance)
         metrics["mislabel_auroc"] = float(roc_auc_score(corrupted, suspicion))
         metrics["mislabel_auroc_first_order"] = float(roc_auc_score(corrupted, -scores))
 
-    order = np.argsort(-scores, kind="stable")
+    candidates = np.flatnonzero(~suspect) if opts.get("skip_suspects") else np.arange(len(pool))
+    order = candidates[np.argsort(-scores[candidates], kind="stable")]
     plan = [(k, "influence", order[:k]) for k in ks] + [(k, "random", select_random(len(pool), k, seed)) for k in ks]
     plan.append((len(pool), "all", np.arange(len(pool))))
 
@@ -484,8 +500,9 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
         return m
 
     for i, m in enumerate(ctx.map(fit_point, range(len(plan)))):  # independent fits: fanned out on a cluster
-        k, how, _ = plan[i]
-        row = {"k": int(k), "selection": how, "val_mse": m["val_mse"], "test_mse": m["test_mse"],
+        _, how, pick = plan[i]
+        k = len(pick)  # fewer than asked when skipped suspects leave too few candidates
+        row = {"k": k, "selection": how, "val_mse": m["val_mse"], "test_mse": m["test_mse"],
                "test_r2": m["test_r2"], "test_rmse": m["test_rmse"]}
         ctx.store.add_epoch(ctx.run_id, i + 1, row, stage="sweep")
         if how == "influence" and m["val_mse"] < metrics.get("val_mse", math.inf):
