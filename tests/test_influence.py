@@ -115,6 +115,8 @@ def test_influence_job_scores_the_pool_and_runs_the_k_sweep_with_controls(tiny_b
     # asked for 48 of 48: the influence pick is the pool minus its suspects; the controls keep them
     assert list(zip(sweep["k"], sweep["selection"])) == [(8, "influence"), (48 - n_suspects, "influence"),
                                                           (8, "random"), (48, "random"), (48, "all")]
+    influence_rows = sweep[sweep["selection"] == "influence"]  # headline = the best-validated top-k
+    assert record.metrics["best_k"] == influence_rows.loc[influence_rows["val_mse"].idxmin(), "k"]
     assert len(store.epochs(record.id, stage="solver")) == 20
 
 
