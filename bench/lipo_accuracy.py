@@ -1,7 +1,14 @@
 """Lipophilicity accuracy benchmark: ChemLM-mini fine-tuned vs its random-init twin, vs MLM-then-regression,
-vs random forests on Morgan fingerprints and RDKit 2D descriptors. Same splits and seeds for all.
+vs random forests on Morgan fingerprints and RDKit 2D descriptors, vs Chemprop v2 (D-MPNN, its defaults,
+with and without RDKit 2D features). Same splits and seeds for all.
 
     .venv/bin/python bench/lipo_accuracy.py --splits random scaffold --seeds 0 1 2
+
+Chemprop runs in a virtual environment of its own, fed this project's splits as three CSVs:
+
+    python3 -m venv /work/chemprop-venv
+    /work/chemprop-venv/bin/pip install torch==2.13.0 chemprop==2.3.1
+    .venv/bin/python bench/lipo_accuracy.py --models chemprop chemprop-rdkit --chemprop /work/chemprop-venv/bin/chemprop
 
 Prints a Markdown table (mean ± std over seeds) and writes bench/results/lipo_accuracy.json.
 """
@@ -27,7 +34,7 @@ from chemlm_engine.jobs import load_job_data, run_job  # noqa: E402
 from chemlm_engine.store import RunStore  # noqa: E402
 from chemlm_engine.training import regression_metrics  # noqa: E402
 
-MODELS = ("chemlm", "random-init", "mlm", "rf-morgan", "rf-descriptors")
+MODELS = ("chemlm", "random-init", "mlm", "rf-morgan", "rf-descriptors", "chemprop", "chemprop-rdkit")
 EXTRA_MODELS = ("chemlm-fp32",)  # the default recipe without bf16 autocast: checks that bf16 costs no accuracy
 
 
@@ -74,6 +81,35 @@ def random_forest(kind: str, data, seed: int, cache: Path) -> dict[str, float]:
     return {**{f"test_{k}": v for k, v in metrics.items()}, "fit_seconds": time.time() - started}
 
 
+def chemprop(kind: str, data, seed: int, folder: Path, executable: str) -> dict[str, float]:
+    """``chemprop train`` with its defaults on our train / validation / test CSVs (``chemprop-rdkit`` adds the
+    ``v1_rdkit_2d_normalized`` molecule features), then ``chemprop predict`` on the test CSV."""
+    import subprocess
+
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for part in ("train", "val", "test"):
+        molecules = getattr(data, part)
+        paths.append(folder / f"{part}.csv")
+        pd.DataFrame({"smiles": molecules.smiles, "logD": molecules.labels}).to_csv(paths[-1], index=False)
+    features = ["--molecule-featurizers", "v1_rdkit_2d_normalized"] if kind == "chemprop-rdkit" else []
+    started = time.time()
+    subprocess.run([executable, "train", "--data-path", *map(str, paths), "--task-type", "regression",
+                    "--smiles-columns", "smiles", "--target-columns", "logD", "--output-dir", str(folder / "model"),
+                    "--data-seed", str(seed), "--pytorch-seed", str(seed), "--accelerator", "cpu", *features],
+                   check=True, capture_output=True)
+    fit_seconds = time.time() - started
+    checkpoint = next((folder / "model").rglob("best*.pt"))
+    subprocess.run([executable, "predict", "--test-path", str(paths[2]), "--smiles-columns", "smiles",
+                    "--model-paths", str(checkpoint), "--preds-path", str(folder / "preds.csv"),
+                    "--accelerator", "cpu", *features], check=True, capture_output=True)
+    predicted = pd.read_csv(folder / "preds.csv")["logD"].to_numpy()
+    metrics = regression_metrics(data.test.labels, predicted)
+    return {**{f"test_{k}": v for k, v in metrics.items()}, "fit_seconds": fit_seconds, "device": "cpu"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--splits", nargs="+", default=["random", "scaffold"])
@@ -82,6 +118,7 @@ def main() -> None:
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--mlm-epochs", type=int, default=3)
+    parser.add_argument("--chemprop", default="chemprop", help="The chemprop executable (its own venv).")
     parser.add_argument("--output", type=Path, default=Path("bench/results/lipo_accuracy.json"))
     args = parser.parse_args()
 
@@ -98,6 +135,8 @@ def main() -> None:
                     continue  # resume: already measured
                 if model.startswith("rf-"):
                     metrics = random_forest(model, data, seed, work.parent / "lipo-bench-cache")
+                elif model.startswith("chemprop"):
+                    metrics = chemprop(model, data, seed, work / f"{model}-{split}-{seed}", args.chemprop)
                 else:
                     backbone = args.backbone if model != "random-init" else \
                         random_init_twin(args.backbone, work / f"random-init-{seed}", seed)
@@ -129,7 +168,7 @@ def print_table(results: list[dict]) -> None:
 
         devices = ", ".join(sorted({r.get("device") or "cpu" for r in rows}))
         print(f"| {model} | {split} | {len(rows)} | {cell('test_rmse')} | {cell('test_mae')} | {cell('test_r2')} "
-              f"| {cell('seconds_per_epoch') if not model.startswith('rf-') else '–'} | {devices} |")
+              f"| {cell('seconds_per_epoch') if model.startswith(('chemlm', 'random', 'mlm')) else '–'} | {devices} |")
 
 
 if __name__ == "__main__":
