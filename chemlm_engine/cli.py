@@ -3,13 +3,31 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
 from pathlib import Path
 
 import typer
 from tqdm import tqdm
 
+from .errors import ChemLMError
+
 app = typer.Typer(help="ChemLM Studio engine: fine-tune chemical language models from the command line.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
+_debug = {"on": False}
+
+
+def main() -> None:
+    """Entry point: a user error (bad input, bad setting, missing run) is one line on stderr and exit code 2;
+    ``--debug`` shows its traceback. SIGTERM stops a run like Ctrl-C: it is recorded as interrupted."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        app()
+    except ChemLMError as exc:
+        if _debug["on"]:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
@@ -153,38 +171,44 @@ def predict(
     executor: str = typer.Option("local", help="local | ray (stream the library through Ray Data)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
     workers: int = typer.Option(1, help="Model-holding Ray actors (with --executor ray)."),
+    trust_remote_code: bool = typer.Option(False, help="Let the model folder run code it ships (only for models "
+                                           "you trust; a folder cannot switch this on by itself)."),
     db: str | None = typer.Option(None),
 ) -> None:
-    """Predict logD for SMILES; invalid SMILES get their own row with the reason."""
+    """Predict logD for SMILES: one output row per input, with ``error`` for rows that cannot be predicted,
+    ``warnings`` for what the model cannot read as written and ``standardization`` for what was cleaned."""
     from .config import DEFAULT_REGRESSOR
     from .model import RegressionModel
     from .predict import predict_csv, predict_smiles
+    from .tables import write_csv
 
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
     folder = _resolve_model(model or DEFAULT_REGRESSOR, db)
     if input is not None and (executor == "ray" or input.suffix == ".parquet" or
                               (output is not None and output.suffix == ".parquet")):
-        _predict_library(folder, input, output, smiles_column, executor, ray_address, workers)
+        _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
         return
-    regressor = RegressionModel.load(folder)
+    regressor = RegressionModel.load(folder, trust_remote_code=trust_remote_code)
     frame = predict_csv(regressor, input, smiles_column) if input is not None else predict_smiles(regressor, smiles)
     if output is None:
-        typer.echo(frame.to_csv(index=False))
+        typer.echo(write_csv(frame), nl=False)
     else:
-        frame.to_csv(output, index=False)
+        write_csv(frame, output)
         n_bad = int(frame["error"].notna().sum())
-        typer.echo(f"wrote {len(frame)} rows ({n_bad} invalid) to {output}", err=True)
+        n_warned = int(frame["warnings"].notna().sum())
+        typer.echo(f"wrote {len(frame)} rows ({n_bad} invalid, {n_warned} with warnings) to {output}", err=True)
 
 
 def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
-                     address: str | None, workers: int) -> None:
+                     address: str | None, workers: int, trust_remote_code: bool) -> None:
     from .library import predict_library, predict_library_ray
 
     if output is None:
         raise typer.BadParameter("library prediction writes Parquet: give --output")
     if executor == "ray":
-        summary = predict_library_ray(folder, source, output, smiles_column, workers=workers, address=address)
+        summary = predict_library_ray(folder, source, output, smiles_column, workers=workers, address=address,
+                                      trust_remote_code=trust_remote_code)
     else:
         bar = tqdm(unit="mol", desc="predict")
 
@@ -192,7 +216,8 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
             bar.total = total
             bar.update(done - bar.n)
 
-        summary = predict_library(folder, source, output, smiles_column, progress=report)
+        summary = predict_library(folder, source, output, smiles_column, progress=report,
+                                  trust_remote_code=trust_remote_code)
         bar.close()
     typer.echo(f"wrote {summary.rows} rows ({summary.invalid} invalid) to {summary.output} in "
                f"{summary.seconds:.1f} s ({summary.rows_per_second:.0f} molecules/s)", err=True)
@@ -233,8 +258,10 @@ def export(run_id: str, destination: Path, description: str = typer.Option("", h
 
 @runs_app.command("list")
 def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = typer.Option(None)) -> None:
-    """All runs, newest first."""
-    frame = _store(db).runs_frame()
+    """All runs, newest first (runs whose process died are marked interrupted first)."""
+    store = _store(db)
+    store.mark_interrupted()
+    frame = store.runs_frame()
     if as_json:
         typer.echo(frame.to_json(orient="records", date_format="iso"))
     elif frame.empty:
@@ -248,6 +275,7 @@ def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = ty
 def runs_show(run_id: str, db: str | None = typer.Option(None)) -> None:
     """One run: spec, status, metrics, per-epoch table, error."""
     store = _store(db)
+    store.mark_interrupted()
     record = store.get_run(run_id)
     typer.echo(json.dumps({"id": record.id, "status": record.status, "method": record.method,
                            "metrics": record.metrics, "info": record.info, "spec": record.spec,
@@ -318,7 +346,9 @@ def pretrain(
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level.")) -> None:
+def options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
+            debug: bool = typer.Option(False, "--debug", help="Show the traceback of a user error.")) -> None:
     """ChemLM Studio engine."""
+    _debug["on"] = debug
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

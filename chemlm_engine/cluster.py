@@ -35,8 +35,11 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
             # does the same but costs ~90 s per worker start here.) On a real cluster install the package.
             root = str(Path(__file__).resolve().parents[1])
             os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+        # A local Ray listens on loopback only (other machines cannot submit work to it); joining a real
+        # cluster is the deliberate way to serve a team (README).
+        local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+                 configure_logging=False, **local)
 
 
 def _gpus_per_task() -> int:

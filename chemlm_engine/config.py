@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import ConfigError
+from .molecules import Standardization
 
 __all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec",
            "METHOD_NAMES"]
@@ -28,14 +32,23 @@ class DataSpec:
     split_seed: int = 0
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     subset: int | None = None
+    # RDKit standardisation before canonicalisation (largest organic fragment, neutralised; optionally the
+    # canonical tautomer). Recorded in the model folder, so prediction repeats it.
+    standardize: bool = True
+    tautomer: bool = False
 
     def __post_init__(self) -> None:
         if self.split not in ("random", "scaffold"):
-            raise ValueError(f"split must be 'random' or 'scaffold', not {self.split!r}")
-        if len(self.fractions) != 3 or abs(sum(self.fractions) - 1) > 1e-6:
-            raise ValueError(f"fractions must be three numbers summing to 1, got {self.fractions}")
+            raise ConfigError(f"split must be 'random' or 'scaffold', not {self.split!r}")
+        if len(self.fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in self.fractions) or \
+                abs(sum(self.fractions) - 1) > 1e-6:
+            raise ConfigError(f"fractions must be three non-negative numbers summing to 1, got {self.fractions}")
         if self.subset is not None and self.subset < 10:
-            raise ValueError("subset must be at least 10 molecules")
+            raise ConfigError("subset must be at least 10 molecules")
+
+    @property
+    def standardization(self) -> Standardization:
+        return Standardization(self.standardize, self.tautomer)
 
 
 @dataclass(frozen=True)
@@ -50,9 +63,9 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', not {self.pooling!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError("dropout must be in [0, 1)")
+            raise ConfigError(f"pooling must be 'cls' or 'mean', not {self.pooling!r}")
+        if not 0 <= self.dropout < 1:  # also false for NaN
+            raise ConfigError("dropout must be in [0, 1)")
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -77,11 +90,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be positive")
+            raise ConfigError("epochs and batch_size must be positive")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}")
-        if self.learning_rate <= 0:
-            raise ValueError("learning_rate must be positive")
+            raise ConfigError(f"precision must be one of {PRECISIONS}")
+        numbers = {"learning_rate": self.learning_rate, "head_learning_rate": self.head_learning_rate,
+                   "weight_decay": self.weight_decay, "warmup_ratio": self.warmup_ratio, "grad_clip": self.grad_clip}
+        for name, value in numbers.items():
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, not {value}")
+        if self.learning_rate <= 0 or (self.head_learning_rate is not None and self.head_learning_rate <= 0):
+            raise ConfigError("learning rates must be positive")
+        if not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("warmup_ratio must be in [0, 1); weight_decay and grad_clip non-negative")
 
 
 @dataclass(frozen=True)
@@ -97,7 +117,7 @@ class JobSpec:
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_NAMES:
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHOD_NAMES)}")
+            raise ConfigError(f"unknown method {self.method!r}; choose from {', '.join(METHOD_NAMES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,14 +11,15 @@ from typing import IO
 
 import numpy as np
 import pandas as pd
-from rdkit import Chem, rdBase
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from .errors import DataError, InvalidSmilesError
+from .errors import DataError
+from .molecules import Standardization, prepare_smiles
+from .tables import pick_column, read_table
 
 __all__ = [
     "RowIssue", "DataReport", "MoleculeData", "Split",
-    "canonicalize", "try_canonicalize", "load_lipophilicity", "read_csv", "molecules_from_frame",
+    "load_lipophilicity", "read_csv", "molecules_from_frame", "label_outliers",
     "random_split", "scaffold_split", "make_split", "length_stats", "length_bins", "data_hash",
 ]
 
@@ -43,17 +44,24 @@ class DataReport:
     invalid: list[RowIssue] = field(default_factory=list)
     unlabeled: list[RowIssue] = field(default_factory=list)
     duplicates: list[RowIssue] = field(default_factory=list)
+    standardized: list[RowIssue] = field(default_factory=list)
+    outliers: list[RowIssue] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
         """All issues as one table with a ``kind`` column."""
         rows = [{"kind": kind, "row": i.row, "input": i.input, "reason": i.reason}
                 for kind, issues in (("invalid", self.invalid), ("unlabeled", self.unlabeled),
-                                     ("duplicate", self.duplicates)) for i in issues]
+                                     ("duplicate", self.duplicates), ("label outlier", self.outliers),
+                                     ("standardised", self.standardized)) for i in issues]
         return pd.DataFrame(rows, columns=["kind", "row", "input", "reason"])
 
     def summary(self) -> str:
-        return (f"{self.n_rows} rows: {len(self.invalid)} invalid SMILES, {len(self.unlabeled)} unlabeled, "
-                f"{len(self.duplicates)} duplicates merged")
+        text = (f"{self.n_rows} rows: {len(self.invalid)} invalid SMILES, {len(self.unlabeled)} unlabeled, "
+                f"{len(self.duplicates)} duplicates merged, {len(self.standardized)} standardised")
+        if self.outliers:
+            text += f"; {len(self.outliers)} label outlier(s): " + "; ".join(
+                f"row {i.row} {i.reason}" for i in self.outliers[:3]) + (" ..." if len(self.outliers) > 3 else "")
+        return text
 
 
 @dataclass
@@ -86,56 +94,35 @@ class Split:
     test: np.ndarray
 
 
-def canonicalize(smiles: str) -> str:
-    """Return RDKit's canonical SMILES or raise :class:`InvalidSmilesError` with the reason."""
-    text = (smiles or "").strip()
-    if not text:
-        raise InvalidSmilesError("empty SMILES")
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(text, sanitize=False)
-        if mol is None:
-            raise InvalidSmilesError("cannot parse SMILES (syntax error)")
-        try:
-            Chem.SanitizeMol(mol)
-        except Exception as exc:  # RDKit raises several sanitisation exception types
-            raise InvalidSmilesError(f"invalid chemistry: {exc}") from None
-    if mol.GetNumAtoms() == 0:
-        raise InvalidSmilesError("no atoms")
-    return Chem.MolToSmiles(mol)
+# A label further than this many robust standard deviations (1.4826 MAD) from the median is reported.
+OUTLIER_SIGMAS = 6.0
 
 
-def try_canonicalize(smiles: str) -> tuple[str | None, str | None]:
-    """``(canonical, None)`` or ``(None, reason)``; never raises."""
-    try:
-        return canonicalize(smiles), None
-    except InvalidSmilesError as exc:
-        return None, str(exc)
-
-
-def _pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str) -> str:
-    if wanted is not None:
-        if wanted not in columns:
-            raise DataError(f"{what} column {wanted!r} not found; columns are {list(columns)}")
-        return wanted
-    for name in candidates:
-        if name in columns:
-            return name
-    lower = {c.lower(): c for c in columns}
-    for name in candidates:
-        if name.lower() in lower:
-            return lower[name.lower()]
-    raise DataError(f"no {what} column found (looked for {', '.join(candidates)}); name it explicitly")
+def label_outliers(labels: np.ndarray) -> np.ndarray:
+    """Indices of labels far outside the rest (median ± ``OUTLIER_SIGMAS`` robust standard deviations)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    if len(labels) < 5:
+        return np.zeros(0, dtype=int)
+    median = np.median(labels)
+    spread = 1.4826 * np.median(np.abs(labels - median))
+    if spread == 0:
+        spread = np.std(labels)
+    if spread == 0:
+        return np.zeros(0, dtype=int)
+    return np.flatnonzero(np.abs(labels - median) > OUTLIER_SIGMAS * spread)
 
 
 def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, label_col: str | None = None,
-                         name_col: str | None = None) -> tuple[MoleculeData, DataReport]:
-    """Validate, canonicalise and de-duplicate a table of SMILES and labels.
+                         name_col: str | None = None, standardization: Standardization = Standardization(),
+                         problems: list[str | None] | None = None) -> tuple[MoleculeData, DataReport]:
+    """Validate, standardise, canonicalise and de-duplicate a table of SMILES and labels.
 
-    Invalid SMILES, missing / non-numeric labels and duplicate molecules are reported row by row;
-    duplicates are merged into their first occurrence with the mean label.
+    Invalid SMILES (and rows with a ``problems`` entry, such as blank or ragged rows), missing / non-numeric
+    labels and duplicate molecules are reported row by row; duplicates are merged into their first
+    occurrence with the mean label. Label outliers are kept and reported.
     """
-    smiles_col = _pick_column(list(frame.columns), smiles_col, SMILES_COLUMNS, "SMILES")
-    label_col = _pick_column(list(frame.columns), label_col, LABEL_COLUMNS, "label")
+    smiles_col = pick_column(list(frame.columns), smiles_col, SMILES_COLUMNS, "SMILES")
+    label_col = pick_column(list(frame.columns), label_col, LABEL_COLUMNS, "label")
     report = DataReport(n_rows=len(frame))
     labels = pd.to_numeric(frame[label_col], errors="coerce")
     first_row: dict[str, int] = {}
@@ -144,10 +131,14 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
     for pos, (raw, raw_label, label) in enumerate(zip(frame[smiles_col], frame[label_col], labels)):
         row = pos + 1
         text = "" if pd.isna(raw) else str(raw)
-        canonical, reason = try_canonicalize(text)
-        if canonical is None:
-            report.invalid.append(RowIssue(row, text, reason or "invalid"))
+        prepared = prepare_smiles(text, standardization)
+        problem = problems[pos] if problems is not None else None
+        if problem is not None or prepared.smiles is None:
+            report.invalid.append(RowIssue(row, text, problem or prepared.error or "invalid"))
             continue
+        canonical = prepared.smiles
+        if prepared.changes:
+            report.standardized.append(RowIssue(row, text, "; ".join(prepared.changes)))
         if pd.isna(label) or not np.isfinite(label):
             why = "missing label" if pd.isna(raw_label) or str(raw_label).strip() == "" else \
                 f"label {raw_label!r} is not a number"
@@ -164,31 +155,33 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
     if not grouped:
         raise DataError(f"no usable molecules: {report.summary()}")
     smiles = list(grouped)
-    return MoleculeData(smiles, np.array([np.mean(grouped[s]) for s in smiles], dtype=np.float64),
-                        [names[s] for s in smiles]), report
+    values = np.array([np.mean(grouped[s]) for s in smiles], dtype=np.float64)
+    for i in label_outliers(values):
+        row = first_row[smiles[i]]
+        report.outliers.append(RowIssue(row, smiles[i], f"label {values[i]:.4g} is far from the others "
+                                        f"(median {np.median(values):.3g})"))
+    return MoleculeData(smiles, values, [names[s] for s in smiles]), report
 
 
 def read_csv(source: str | Path | IO, smiles_col: str | None = None, label_col: str | None = None,
-             ) -> tuple[MoleculeData, DataReport]:
+             standardization: Standardization = Standardization()) -> tuple[MoleculeData, DataReport]:
     """Read a user CSV (path or file object); see :func:`molecules_from_frame`."""
-    try:
-        frame = pd.read_csv(source, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read CSV: {exc}") from None
-    return molecules_from_frame(frame, smiles_col, label_col)
+    table = read_table(source)
+    return molecules_from_frame(table.frame, smiles_col, label_col, standardization=standardization,
+                                problems=table.problems)
 
 
-@lru_cache(maxsize=1)
-def _lipophilicity() -> tuple[MoleculeData, DataReport]:
+@lru_cache(maxsize=2)
+def _lipophilicity(standardization: Standardization) -> tuple[MoleculeData, DataReport]:
     path = importlib.resources.files("chemloader") / "datasets" / "_local" / "Lipophilicity.csv"
     with path.open("r") as handle:
         frame = pd.read_csv(handle)
-    return molecules_from_frame(frame, "smiles", "exp", name_col="CMPD_CHEMBLID")
+    return molecules_from_frame(frame, "smiles", "exp", name_col="CMPD_CHEMBLID", standardization=standardization)
 
 
-def load_lipophilicity() -> tuple[MoleculeData, DataReport]:
+def load_lipophilicity(standardization: Standardization = Standardization()) -> tuple[MoleculeData, DataReport]:
     """MoleculeNet Lipophilicity (logD at pH 7.4) as shipped in the ``chemloader`` package."""
-    data, report = _lipophilicity()
+    data, report = _lipophilicity(standardization)
     return data.subset(range(len(data))), report
 
 

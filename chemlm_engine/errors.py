@@ -5,6 +5,8 @@ __all__ = [
     "ChemLMError",
     "InvalidSmilesError",
     "DataError",
+    "ConfigError",
+    "StoreError",
     "ModelLoadError",
     "TrainingDivergedError",
     "JobCancelledError",
@@ -24,12 +26,20 @@ class DataError(ChemLMError):
     """A data file or column that cannot be used (missing column, no valid rows, ...)."""
 
 
+class ConfigError(ChemLMError, ValueError):
+    """A job setting that cannot work (unknown name, out of range, not finite)."""
+
+
+class StoreError(ChemLMError):
+    """The run store cannot be opened, read or written (disk full, not a database, ...)."""
+
+
 class ModelLoadError(ChemLMError):
     """A model folder or hub id that cannot be loaded."""
 
 
 class TrainingDivergedError(ChemLMError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite, or the validation error exploded."""
 
 
 class JobCancelledError(ChemLMError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import queue
+import shutil
 import threading
 import time
 import traceback
@@ -16,16 +17,16 @@ import numpy as np
 
 from .config import JobSpec
 from .data import MoleculeData, data_hash
-from .errors import JobCancelledError
+from .errors import JobCancelledError, TrainingDivergedError
 from .methods.curriculum import run_curriculum
 from .methods.influence import run_influence
 from .methods.mlm import run_mlm_then_regression
 from .methods.peft import run_strategy
 from .methods.uncertainty import run_uncertainty
-from .pipeline import JobContext, ProgressFn, SplitData, load_job_data, train_and_evaluate
+from .pipeline import JobContext, ProgressFn, SplitData, check_job_data, load_job_data, train_and_evaluate
 from .store import RunStore
 
-__all__ = ["run_job", "JobManager", "EXECUTORS", "package_versions", "load_job_data", "METHODS"]
+__all__ = ["run_job", "JobManager", "EXECUTORS", "package_versions", "load_job_data", "check_job_data", "METHODS"]
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,17 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
     """Execute ``spec`` and record it in ``store``; returns the run id. ``mapper`` runs a sweep's
     independent points (default: one after the other, here; on a cluster: as Ray tasks).
 
-    A cancelled job is stored as ``cancelled`` and a crashed one as ``failed`` with its traceback;
-    both re-raise so the caller sees what happened.
+    Without ``run_id`` the data is checked first and a job that cannot train raises :class:`DataError`
+    before any run is created. A cancelled job is stored as ``cancelled``, an interrupted one (SIGINT /
+    SIGTERM) as ``interrupted``, a diverged one as ``diverged`` and a crashed one as ``failed`` with its
+    traceback; all re-raise so the caller sees what happened, and none leaves a partial model folder.
     """
+    checked = check_job_data(spec) if run_id is None else None
     run_id = run_id or store.create_run(spec.to_dict(), spec.method, spec.name)
     ctx = JobContext(spec, store, run_id, cancel or threading.Event(), progress, mapper)
     store.start(run_id, package_versions())
     try:
-        data = load_job_data(spec)
+        data = checked or check_job_data(spec)
         store.set_info(run_id, data_hash=data_hash(data.train.concat(data.val).concat(data.test)),
                        n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
                        data_report=data.report.summary())
@@ -86,12 +90,24 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
         store.finish(run_id, metrics, str(model_dir) if model_dir.exists() else None)
         log.info("run %s finished: %s", run_id, metrics)
     except JobCancelledError as exc:
+        _discard_artifacts(store, run_id)
         store.cancel(run_id, str(exc))
         raise
+    except KeyboardInterrupt:
+        _discard_artifacts(store, run_id)
+        store.interrupt(run_id, "interrupted (SIGINT / SIGTERM)")
+        raise
     except BaseException as exc:
-        store.fail(run_id, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        _discard_artifacts(store, run_id)
+        status = "diverged" if isinstance(exc, TrainingDivergedError) else "failed"
+        store.fail(run_id, f"{type(exc).__name__}: {exc}", traceback.format_exc(), status=status)
         raise
     return run_id
+
+
+def _discard_artifacts(store: RunStore, run_id: str) -> None:
+    """A run that did not finish keeps no partial files (a half-written model folder would load wrong)."""
+    shutil.rmtree(store.home / run_id, ignore_errors=True)
 
 
 EXECUTORS = ("thread", "ray")
@@ -128,7 +144,8 @@ class JobManager:
             thread.start()
 
     def submit(self, spec: JobSpec) -> str:
-        """Queue a job; returns its run id at once."""
+        """Check the job's data (raises :class:`DataError` if it cannot train), queue it; returns its run id."""
+        check_job_data(spec)
         run_id = self.store.create_run(spec.to_dict(), spec.method, spec.name)
         if self._ray is not None:
             self._ray.submit(run_id, spec)

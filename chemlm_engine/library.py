@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv  # noqa: F401 - pa.csv for Ray's CSV reader
 import pyarrow.parquet as pq
 
-from .data import SMILES_COLUMNS, _pick_column
+from .data import SMILES_COLUMNS
 from .errors import DataError
 from .model import RegressionModel
 from .predict import predict_smiles
+from .tables import iter_table, pick_column
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "smiles_column_of"]
 
@@ -33,20 +33,30 @@ class LibrarySummary:
         return self.rows / max(self.seconds, 1e-9)
 
 
-def predict_frame(model: RegressionModel, frame: pd.DataFrame, smiles_column: str) -> pd.DataFrame:
-    """The input rows with ``canonical_smiles``, ``prediction`` and ``error`` (the reason a SMILES is
-    invalid; its prediction is then empty) appended."""
-    result = predict_smiles(model, frame[smiles_column].astype(str).tolist())
-    out = frame.reset_index(drop=True).copy()
-    for column in ("canonical_smiles", "prediction", "error"):
+OUTPUT_COLUMNS = ("canonical_smiles", "prediction", "error", "warnings", "standardization")
+# Row problems found while reading a CSV (blank, ragged) travel to Ray workers in this column.
+_PROBLEM_COLUMN = "__row_problem__"
+
+
+def predict_frame(model: RegressionModel, frame: pd.DataFrame, smiles_column: str,
+                  problems: list[str | None] | None = None) -> pd.DataFrame:
+    """The input rows with ``canonical_smiles``, ``prediction``, ``error`` (why a row has no prediction),
+    ``warnings`` and ``standardization`` appended; see :func:`~chemlm_engine.predict.predict_smiles`."""
+    out = frame.reset_index(drop=True)
+    if _PROBLEM_COLUMN in out.columns:
+        problems = [p or None for p in out.pop(_PROBLEM_COLUMN)]
+    result = predict_smiles(model, out[smiles_column].tolist(), problems=problems)
+    out = out.copy()
+    for column in OUTPUT_COLUMNS:
         out[column] = result[column].to_numpy()
     return out
 
 
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:
-    """One schema for every batch (an all-valid batch would otherwise get a null-typed ``error``)."""
+    """One schema for every batch (an all-valid batch would otherwise get null-typed text columns)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    for name, kind in (("canonical_smiles", pa.string()), ("prediction", pa.float64()), ("error", pa.string())):
+    for name in OUTPUT_COLUMNS:
+        kind = pa.float64() if name == "prediction" else pa.string()
         table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(kind))
     return table
 
@@ -57,8 +67,8 @@ def _is_parquet(path: Path) -> bool:
 
 def smiles_column_of(path: Path, wanted: str | None = None) -> str:
     """The SMILES column of a library file (auto-detected unless named)."""
-    columns = pq.read_schema(path).names if _is_parquet(path) else list(pd.read_csv(path, nrows=0).columns)
-    return _pick_column(columns, wanted, SMILES_COLUMNS, "SMILES")
+    columns = pq.read_schema(path).names if _is_parquet(path) else list(next(iter_table(path, 1)).frame.columns)
+    return pick_column(columns, wanted, SMILES_COLUMNS, "SMILES")
 
 
 def _row_count(path: Path) -> int:
@@ -68,30 +78,47 @@ def _row_count(path: Path) -> int:
         return max(sum(1 for _ in handle) - 1, 0)
 
 
-def _chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+def _chunks(path: Path, rows: int) -> Iterator[tuple[pd.DataFrame, list[str | None] | None]]:
+    """Batches of input rows with their reading problems (CSV: blank or ragged rows; Parquet: none)."""
     if _is_parquet(path):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield batch.to_pandas()
+            yield batch.to_pandas(), None
     else:
-        yield from pd.read_csv(path, chunksize=rows, dtype=str, keep_default_na=False)
+        for table in iter_table(path, rows):
+            yield table.frame, table.problems
+
+
+def _csv_to_parquet(source: Path, target: Path, chunk_rows: int = 65536) -> None:
+    """Stream a CSV through :func:`iter_table` into Parquet (text columns plus the row-problem column)."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for table in iter_table(source, chunk_rows):
+            frame = table.frame.assign(**{_PROBLEM_COLUMN: [p or "" for p in table.problems]})
+            arrow = pa.Table.from_pandas(frame, preserve_index=False,
+                                         schema=pa.schema([(c, pa.string()) for c in frame.columns]))
+            writer = writer or pq.ParquetWriter(target, arrow.schema)
+            writer.write_table(arrow)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def predict_library(model_dir: str | Path, source: str | Path, output: str | Path, smiles_column: str | None = None,
-                    chunk_rows: int = 4096,
-                    progress: Callable[[int, int], None] | None = None) -> LibrarySummary:
+                    chunk_rows: int = 4096, progress: Callable[[int, int], None] | None = None,
+                    trust_remote_code: bool = False) -> LibrarySummary:
     """Predict every row of ``source`` chunk by chunk into one Parquet file, written as it goes;
     ``progress(rows_done, rows_total)`` after each chunk."""
     source, output = Path(source), Path(output)
     if not source.exists():
         raise DataError(f"no such library file: {source}")
     column = smiles_column_of(source, smiles_column)
-    model = RegressionModel.load(model_dir)
+    model = RegressionModel.load(model_dir, trust_remote_code=trust_remote_code)
     total, done, invalid, started = _row_count(source), 0, 0, time.time()
     output.parent.mkdir(parents=True, exist_ok=True)
     writer: pq.ParquetWriter | None = None
     try:
-        for chunk in _chunks(source, chunk_rows):
-            table = _to_arrow(predict_frame(model, chunk, column))
+        for chunk, problems in _chunks(source, chunk_rows):
+            table = _to_arrow(predict_frame(model, chunk, column, problems))
             writer = writer or pq.ParquetWriter(output, table.schema)
             writer.write_table(table)
             done += len(chunk)
@@ -107,11 +134,12 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
 class _LibraryPredictor:
     """Ray Data actor: loads the model once, then predicts batch after batch."""
 
-    def __init__(self, model_dir: str, smiles_column: str, threads: int) -> None:
+    def __init__(self, model_dir: str, smiles_column: str, threads: int, trust_remote_code: bool) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        self.model, self.column = RegressionModel.load(model_dir), smiles_column
+        self.model = RegressionModel.load(model_dir, trust_remote_code=trust_remote_code)
+        self.column = smiles_column
 
     def __call__(self, batch: pd.DataFrame) -> pa.Table:
         return _to_arrow(predict_frame(self.model, batch, self.column))
@@ -119,7 +147,8 @@ class _LibraryPredictor:
 
 def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: str | Path,
                         smiles_column: str | None = None, workers: int = 1, batch_rows: int = 4096,
-                        cpus_per_worker: int = 1, address: str | None = None) -> LibrarySummary:
+                        cpus_per_worker: int = 1, address: str | None = None,
+                        trust_remote_code: bool = False) -> LibrarySummary:
     """Stream ``source`` through Ray Data: ``map_batches`` over ``workers`` model-holding actors (one GPU
     each where the cluster has GPUs), written incrementally as Parquet files under ``output_dir`` in
     input order. Ray Data shows its own progress bar. Size the cluster for the actors *and* Ray Data's
@@ -135,14 +164,13 @@ def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: s
     connect(address)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     started = time.time()
-    if _is_parquet(source):
-        dataset = ray.data.read_parquet(str(source))
-    else:  # every column as text, as in the local path
-        dataset = ray.data.read_csv(str(source), convert_options=pa.csv.ConvertOptions(
-            column_types={name: pa.string() for name in pd.read_csv(source, nrows=0).columns},
-            strings_can_be_null=False))
+    if not _is_parquet(source):  # read by the same reader as the local path, so rows agree one for one
+        staged = Path(output_dir).with_name(Path(output_dir).name + ".input.parquet")
+        _csv_to_parquet(source, staged)
+        source = staged
+    dataset = ray.data.read_parquet(str(source))
     predicted = dataset.map_batches(_LibraryPredictor, fn_constructor_args=(str(Path(model_dir).resolve()), column,
-                                                                           cpus_per_worker),
+                                                                           cpus_per_worker, trust_remote_code),
                                     batch_size=batch_rows, batch_format="pandas",
                                     compute=ray.data.ActorPoolStrategy(size=workers),
                                     num_cpus=cpus_per_worker, num_gpus=_gpus_per_task())

@@ -16,6 +16,7 @@ from transformers.utils import logging as hf_logging
 
 from .config import ModelSpec
 from .errors import ModelLoadError
+from .molecules import Standardization
 
 __all__ = ["load_backbone", "RegressionModel", "best_device", "count_parameters", "load_training_set"]
 
@@ -90,6 +91,8 @@ class RegressionModel(nn.Module):
         self.register_buffer("label_mean", torch.zeros(()))
         self.register_buffer("label_std", torch.ones(()))
         self.pooled_scale: nn.Parameter | None = None
+        # How input SMILES are cleaned; set by training from the data spec, read back from the folder.
+        self.standardization = Standardization()
 
     def enable_pooled_scale(self) -> None:
         """Add one learned scaling vector (initialised to ones) multiplied into the pooled embedding."""
@@ -137,9 +140,12 @@ class RegressionModel(nn.Module):
         return self.head(self.dropout(pooled)).squeeze(-1).float()
 
     def save(self, folder: str | Path, training_smiles: list[str] | None = None,
-             training_labels: np.ndarray | None = None) -> Path:
-        """Write one folder: ``regressor.json``, ``backbone/``, ``head.safetensors``, tokenizer files and
-        (optionally) the training set, which prediction uses for nearest-neighbour similarity."""
+             training_labels: np.ndarray | None = None, standardization: Standardization | None = None) -> Path:
+        """Write one folder: ``regressor.json`` (head settings, the SMILES standardisation used in training),
+        ``backbone/``, ``head.safetensors``, tokenizer files and (optionally) the training set, which
+        prediction uses for nearest-neighbour similarity."""
+        if standardization is not None:
+            self.standardization = standardization
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         adapter = isinstance(self.backbone, PeftModel)
@@ -155,7 +161,8 @@ class RegressionModel(nn.Module):
         meta = {"format": "chemlm-regressor/1", "pooling": self.spec.pooling, "dropout": self.spec.dropout,
                 "head_hidden": self.spec.head_hidden, "backbone_source": self.spec.backbone,
                 "trust_remote_code": self.spec.trust_remote_code, "adapter": adapter,
-                "label_mean": float(self.label_mean), "label_std": float(self.label_std)}
+                "label_mean": float(self.label_mean), "label_std": float(self.label_std),
+                "standardization": self.standardization.to_dict()}
         (folder / REGRESSOR_FILE).write_text(json.dumps(meta, indent=2))
         if training_smiles is not None:
             import pandas as pd
@@ -166,23 +173,36 @@ class RegressionModel(nn.Module):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device: torch.device | str | None = None) -> RegressionModel:
-        """Load a folder written by :meth:`save`."""
+    def load(cls, folder: str | Path, device: torch.device | str | None = None,
+             trust_remote_code: bool = False) -> RegressionModel:
+        """Load a folder written by :meth:`save`.
+
+        Code shipped in (or named by) a folder runs only when the caller passes ``trust_remote_code``;
+        the folder's own ``regressor.json`` cannot switch it on. A folder that needs it is refused.
+        """
         folder = Path(folder)
         meta_path = folder / REGRESSOR_FILE
         if not meta_path.exists():
             raise ModelLoadError(f"{folder} is not a ChemLM regressor folder (no {REGRESSOR_FILE})")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot read {meta_path}: {exc}") from None
+        if meta.get("trust_remote_code") and not trust_remote_code:
+            raise ModelLoadError(
+                f"{folder} needs trust_remote_code: loading it runs Python code that comes with the model. "
+                "Only if you trust its source, pass --trust-remote-code (CLI) or tick 'Trust remote code' (app).")
         adapter = meta.get("adapter", False)
         base = meta["backbone_source"] if adapter else str(folder / "backbone")
-        spec = ModelSpec(backbone=base, trust_remote_code=meta["trust_remote_code"],
+        spec = ModelSpec(backbone=base, trust_remote_code=trust_remote_code,
                          pooling=meta["pooling"], dropout=meta["dropout"], head_hidden=meta["head_hidden"])
         try:
             with _quiet_loading():
                 backbone = AutoModel.from_pretrained(base, trust_remote_code=spec.trust_remote_code)
             tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"cannot load regressor {folder}: {exc}") from exc
+            hint = " (it ships its own code: see trust_remote_code)" if "trust_remote_code" in str(exc) else ""
+            raise ModelLoadError(f"cannot load regressor {folder}: {exc}{hint}") from exc
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None
         if adapter:
@@ -195,6 +215,7 @@ class RegressionModel(nn.Module):
         model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
         model.label_mean.fill_(float(state["label_mean"][0]))
         model.label_std.fill_(float(state["label_std"][0]))
+        model.standardization = Standardization.from_dict(meta.get("standardization"))
         model.eval()
         return model.to(device or best_device())
 

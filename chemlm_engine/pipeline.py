@@ -14,13 +14,14 @@ import pandas as pd
 
 from .config import JobSpec, ModelSpec
 from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read_csv
-from .errors import JobCancelledError
+from .errors import DataError, JobCancelledError
 from .model import RegressionModel, best_device, count_parameters
 from .store import RunStore
 from .training import (EpochMetrics, TrainCallbacks, encode_smiles, fit, predict_encoded, regression_metrics,
                        resolve_precision)
 
-__all__ = ["SplitData", "load_job_data", "JobContext", "train_and_evaluate", "ProgressFn"]
+__all__ = ["SplitData", "load_job_data", "check_job_data", "JobContext", "train_and_evaluate", "ProgressFn",
+           "MIN_SPLIT_SIZES"]
 
 ProgressFn = Callable[[float, str], None]
 
@@ -36,14 +37,32 @@ class SplitData:
 def load_job_data(spec: JobSpec) -> SplitData:
     """Load, validate and split the data a spec names (``subset`` picks a seeded random sample first)."""
     if spec.data.source == "lipophilicity":
-        data, report = load_lipophilicity()
+        data, report = load_lipophilicity(spec.data.standardization)
     else:
-        data, report = read_csv(spec.data.source, spec.data.smiles_column, spec.data.label_column)
+        data, report = read_csv(spec.data.source, spec.data.smiles_column, spec.data.label_column,
+                                spec.data.standardization)
     if spec.data.subset is not None and spec.data.subset < len(data):
         pick = np.random.default_rng(spec.data.split_seed).choice(len(data), spec.data.subset, replace=False)
         data = data.subset(np.sort(pick))
     split = make_split(data, spec.data.split, spec.data.fractions, spec.data.split_seed)
     return SplitData(data.subset(split.train), data.subset(split.val), data.subset(split.test), report)
+
+
+# Fewest molecules per part with which a fit, model selection and a test R² mean anything.
+MIN_SPLIT_SIZES = {"train": 8, "val": 2, "test": 2}
+
+
+def check_job_data(spec: JobSpec) -> SplitData:
+    """The job's data, or :class:`DataError` saying why it cannot train (checked before a run is created)."""
+    data = load_job_data(spec)
+    sizes = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+    short = [f"{part} {sizes[part]} (needs {need})" for part, need in MIN_SPLIT_SIZES.items() if sizes[part] < need]
+    if short:
+        raise DataError(f"too few molecules for a {spec.data.split} split of "
+                        f"{sum(sizes.values())}: {', '.join(short)}; {data.report.summary()}")
+    if np.ptp(data.train.labels) == 0:
+        raise DataError(f"every training label is {data.train.labels[0]:g}: nothing to learn")
+    return data
 
 
 @dataclass
@@ -127,5 +146,5 @@ def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec |
     if final:
         ctx.store.add_molecules(ctx.run_id, "prediction", pd.DataFrame(
             {"smiles": data.test.smiles, "label": data.test.labels, "prediction": test_pred, "split": "test"}))
-        model.save(ctx.artifacts / "model", data.train.smiles, data.train.labels)
+        model.save(ctx.artifacts / "model", data.train.smiles, data.train.labels, spec.data.standardization)
     return model, metrics

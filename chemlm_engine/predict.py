@@ -11,13 +11,15 @@ import pandas as pd
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import rdFingerprintGenerator
 
-from .data import SMILES_COLUMNS, _pick_column, try_canonicalize
+from .data import SMILES_COLUMNS
 from .errors import DataError
 from .model import RegressionModel
+from .molecules import prepare_smiles
+from .tables import pick_column, read_table
 from .training import encode_smiles, predict_encoded
 
 __all__ = ["predict_smiles", "predict_csv", "parse_pasted", "nearest_neighbours", "add_applicability_domain",
-           "DOMAIN_SIMILARITY"]
+           "token_warnings", "DOMAIN_SIMILARITY", "PREDICTION_COLUMNS"]
 
 # Below this Tanimoto similarity to the nearest training molecule (Morgan radius 2, 2048 bits) a
 # prediction is flagged as outside the applicability domain: such pairs rarely share a chemical series.
@@ -39,24 +41,59 @@ def parse_pasted(text: str) -> tuple[list[str], list[str]]:
     return smiles, names
 
 
-def predict_smiles(model: RegressionModel, smiles: Sequence[str], names: Sequence[str] | None = None,
-                   batch_size: int = 128, mc_passes: int = 0) -> pd.DataFrame:
-    """Predict every valid SMILES; invalid ones get a row with ``error`` set and no prediction.
+def token_warnings(tokenizer, smiles: Sequence[str], max_tokens: int) -> list[str | None]:
+    """Per SMILES, what the model will not read as written: tokens outside its vocabulary (read as the
+    unknown token, so e.g. ``[Gd+3]`` and ``[Xe]`` look alike to it) and truncation to ``max_tokens``."""
+    if not smiles:
+        return []
+    encoded = tokenizer(list(smiles), return_offsets_mapping=True, verbose=False)
+    unk = tokenizer.unk_token_id
+    out: list[str | None] = []
+    for text, ids, offsets in zip(smiles, encoded["input_ids"], encoded["offset_mapping"]):
+        notes = []
+        unknown = list(dict.fromkeys(text[a:b] for i, (a, b) in zip(ids, offsets) if i == unk and b > a))
+        if unknown:
+            notes.append(f"unknown to the model, read as {tokenizer.unk_token}: {', '.join(unknown)}")
+        if len(ids) > max_tokens:
+            notes.append(f"truncated: {len(ids):,} tokens, the model reads only the first {max_tokens}")
+        out.append("; ".join(notes) or None)
+    return out
 
-    Columns: ``row`` (1-based), ``name``, ``input``, ``canonical_smiles``, ``prediction``, ``error``;
-    with ``mc_passes`` > 1 also ``uncertainty``, the MC-dropout standard deviation.
+
+PREDICTION_COLUMNS = ["row", "name", "input", "canonical_smiles", "prediction", "error", "warnings",
+                      "standardization"]
+
+
+def predict_smiles(model: RegressionModel, smiles: Sequence[str], names: Sequence[str] | None = None,
+                   batch_size: int = 128, mc_passes: int = 0,
+                   problems: Sequence[str | None] | None = None) -> pd.DataFrame:
+    """One row per input, in order: every valid SMILES predicted, every other one with its ``error``.
+
+    Inputs are standardised as the model's training data was (``standardization`` says what changed,
+    e.g. "removed [Na+]"); ``warnings`` says when the model cannot read a molecule as written (unknown
+    tokens, truncation). ``problems`` marks rows already known to be unusable (blank or ragged CSV rows).
+    Columns: ``row`` (1-based), ``name``, ``input``, ``canonical_smiles``, ``prediction``, ``error``,
+    ``warnings``, ``standardization``; with ``mc_passes`` > 1 also ``uncertainty`` (MC-dropout std).
     """
+    inputs = ["" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw) for raw in smiles]
+    labels = [""] * len(inputs) if names is None else ["" if pd.isna(n) else str(n) for n in list(names)]
+    if len(labels) != len(inputs):
+        raise DataError(f"{len(labels)} names for {len(inputs)} SMILES")
     rows = []
-    for i, raw in enumerate(smiles):
-        canonical, reason = try_canonicalize(str(raw))
-        rows.append({"row": i + 1, "name": names[i] if names is not None else "", "input": raw,
-                     "canonical_smiles": canonical, "prediction": np.nan, "error": reason})
-    frame = pd.DataFrame(rows, columns=["row", "name", "input", "canonical_smiles", "prediction", "error"])
+    for i, text in enumerate(inputs):
+        problem = problems[i] if problems is not None else None
+        prepared = prepare_smiles(text, model.standardization) if problem is None else None
+        rows.append({"row": i + 1, "name": labels[i], "input": text,
+                     "canonical_smiles": prepared.smiles if prepared else None, "prediction": np.nan,
+                     "error": problem if prepared is None else prepared.error, "warnings": None,
+                     "standardization": "; ".join(prepared.changes) if prepared and prepared.changes else None})
+    frame = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
     valid = frame.index[frame["error"].isna()]
     if len(valid):
-        encoded = encode_smiles(model.tokenizer, frame.loc[valid, "canonical_smiles"].tolist(),
-                                model.max_tokens)
-        frame.loc[valid, "prediction"] = predict_encoded(model, encoded, batch_size)
+        canonical = frame.loc[valid, "canonical_smiles"].tolist()
+        frame.loc[valid, "warnings"] = token_warnings(model.tokenizer, canonical, model.max_tokens)
+        frame.loc[valid, "prediction"] = predict_encoded(model, encode_smiles(model.tokenizer, canonical,
+                                                                              model.max_tokens), batch_size)
     if mc_passes > 1:
         from .methods.uncertainty import mc_dropout
 
@@ -69,14 +106,15 @@ def predict_smiles(model: RegressionModel, smiles: Sequence[str], names: Sequenc
 
 def predict_csv(model: RegressionModel, source: str | Path | IO, smiles_column: str | None = None,
                 name_column: str | None = None, mc_passes: int = 0) -> pd.DataFrame:
-    """Predict a CSV's SMILES column (auto-detected unless named); see :func:`predict_smiles`."""
-    try:
-        frame = pd.read_csv(source, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read CSV: {exc}") from None
-    column = _pick_column(list(frame.columns), smiles_column, SMILES_COLUMNS, "SMILES")
-    names = frame[name_column].tolist() if name_column else None
-    return predict_smiles(model, frame[column].tolist(), names, mc_passes=mc_passes)
+    """Predict a CSV's SMILES column (auto-detected unless named); see :func:`predict_smiles`. One output
+    row per data row of the file (blank and ragged rows get their error); the file's other columns follow."""
+    table = read_table(source)
+    column = pick_column(list(table.frame.columns), smiles_column, SMILES_COLUMNS, "SMILES")
+    names = table.frame[name_column].tolist() if name_column else None
+    result = predict_smiles(model, table.frame[column].tolist(), names, mc_passes=mc_passes, problems=table.problems)
+    passed = table.frame.drop(columns=[c for c in (column, name_column) if c])
+    return pd.concat([result, passed.rename(columns=lambda c: f"{c} (input)" if c in result.columns else c)],
+                     axis=1)
 
 
 def _fingerprints(smiles: Sequence[str]) -> list:

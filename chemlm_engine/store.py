@@ -4,24 +4,27 @@ Pages and the CLI only read it; jobs write it. SQLite runs in WAL mode so reads 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Float, ForeignKey, Integer, String, Text, create_engine, event, select, update
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from .errors import RunNotFoundError
+from .errors import RunNotFoundError, StoreError
 
 __all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES"]
 
-RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
+RUN_STATUSES = ("queued", "running", "finished", "failed", "diverged", "cancelled", "interrupted")
 ACTIVE_STATUSES = ("queued", "running")
 
 
@@ -146,7 +149,24 @@ class RunStore:
                                     if url.startswith("sqlite") else {})
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        _Base.metadata.create_all(self.engine)
+        try:
+            _Base.metadata.create_all(self.engine)
+        except DatabaseError as exc:
+            raise StoreError(f"cannot open the run store {url}: {exc.orig}") from None
+
+    @contextlib.contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        """A session (in a transaction when writing); database failures become one clear :class:`StoreError`."""
+        try:
+            with Session(self.engine) as session:
+                if write:
+                    with session.begin():
+                        yield session
+                else:
+                    yield session
+        except DatabaseError as exc:
+            raise StoreError(f"run store {self.url}: {exc.orig} "
+                             f"({'writing' if write else 'reading'}; is the disk full or the file damaged?)") from None
 
     def artifact_dir(self, run_id: str) -> Path:
         path = self.home / run_id
@@ -156,14 +176,14 @@ class RunStore:
     # -- writing -------------------------------------------------------------------------------
     def create_run(self, spec: dict[str, Any], method: str, name: str = "") -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        with Session(self.engine) as session, session.begin():
+        with self._session(write=True) as session:
             session.add(_Run(id=run_id, name=name, method=method, status="queued", spec=json.dumps(spec),
                              created_at=time.time(), progress=0.0, message="queued",
                              pid=os.getpid(), host=socket.gethostname()))
         return run_id
 
     def _update(self, run_id: str, **values: Any) -> None:
-        with Session(self.engine) as session, session.begin():
+        with self._session(write=True) as session:
             session.execute(update(_Run).where(_Run.id == run_id).values(**values))
 
     def start(self, run_id: str, versions: dict[str, str]) -> None:
@@ -175,7 +195,7 @@ class RunStore:
 
     def set_info(self, run_id: str, **info: Any) -> None:
         """Merge keys into the run's ``info`` (data hash, parameter counts, sizes ...)."""
-        with Session(self.engine) as session, session.begin():
+        with self._session(write=True) as session:
             row = session.get(_Run, run_id)
             merged = {**json.loads(row.info), **{k: _clean(v) for k, v in info.items()}}
             row.info = json.dumps(merged)
@@ -183,7 +203,7 @@ class RunStore:
                 row.data_hash = info["data_hash"]
 
     def add_epoch(self, run_id: str, epoch: int, values: dict[str, Any], stage: str = "train") -> None:
-        with Session(self.engine) as session, session.begin():
+        with self._session(write=True) as session:
             session.add(_Epoch(run_id=run_id, stage=stage, epoch=epoch,
                                values=json.dumps({k: _clean(v) for k, v in values.items()})))
 
@@ -198,16 +218,20 @@ class RunStore:
                                   smiles=str(rec["smiles"]), label=_num(rec.get("label")),
                                   prediction=_num(rec.get("prediction")), score=_num(rec.get("score")),
                                   extra=json.dumps({c: _clean(_plain(rec[c])) for c in extra_cols})))
-        with Session(self.engine) as session, session.begin():
+        with self._session(write=True) as session:
             session.add_all(rows)
 
     def finish(self, run_id: str, metrics: dict[str, Any], model_path: str | None = None) -> None:
         self._update(run_id, status="finished", finished_at=time.time(), progress=1.0, message="finished",
                      metrics=json.dumps({k: _clean(v) for k, v in metrics.items()}), model_path=model_path)
 
-    def fail(self, run_id: str, error: str, traceback: str) -> None:
-        self._update(run_id, status="failed", finished_at=time.time(), error=error, traceback=traceback,
-                     message="failed")
+    def fail(self, run_id: str, error: str, traceback: str, status: str = "failed") -> None:
+        """Record a crash (or, with ``status="diverged"``, a training that blew up) with its traceback."""
+        self._update(run_id, status=status, finished_at=time.time(), error=error, traceback=traceback,
+                     message=status)
+
+    def interrupt(self, run_id: str, message: str) -> None:
+        self._update(run_id, status="interrupted", finished_at=time.time(), message=message)
 
     def cancel(self, run_id: str, message: str = "cancelled by user") -> None:
         self._update(run_id, status="cancelled", finished_at=time.time(), message=message)
@@ -215,7 +239,7 @@ class RunStore:
     def mark_interrupted(self) -> list[str]:
         """Mark queued or running runs whose process (on this host) is dead as ``interrupted``."""
         this_host = socket.gethostname()
-        with Session(self.engine) as session, session.begin():
+        with self._session(write=True) as session:
             rows = session.scalars(select(_Run).where(_Run.status.in_(ACTIVE_STATUSES))).all()
             dead = [r for r in rows if (r.host in (None, this_host)) and
                     (r.pid is None or not _alive(r.pid))]
@@ -225,14 +249,14 @@ class RunStore:
 
     # -- reading -------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord:
-        with Session(self.engine) as session:
+        with self._session() as session:
             row = session.get(_Run, run_id)
             if row is None:
                 raise RunNotFoundError(f"no run {run_id!r} in {self.url}")
             return _record(row)
 
     def runs(self, status: str | None = None) -> list[RunRecord]:
-        with Session(self.engine) as session:
+        with self._session() as session:
             query = select(_Run).order_by(_Run.created_at.desc())
             if status is not None:
                 query = query.where(_Run.status == status)
@@ -243,7 +267,7 @@ class RunStore:
         return pd.DataFrame([r.summary() for r in self.runs()])
 
     def epochs(self, run_id: str, stage: str | None = None) -> pd.DataFrame:
-        with Session(self.engine) as session:
+        with self._session() as session:
             query = select(_Epoch).where(_Epoch.run_id == run_id).order_by(_Epoch.id)
             if stage is not None:
                 query = query.where(_Epoch.stage == stage)
@@ -251,7 +275,7 @@ class RunStore:
         return pd.DataFrame(rows)
 
     def molecules(self, run_id: str, kind: str | None = None) -> pd.DataFrame:
-        with Session(self.engine) as session:
+        with self._session() as session:
             query = select(_Molecule).where(_Molecule.run_id == run_id).order_by(_Molecule.id)
             if kind is not None:
                 query = query.where(_Molecule.kind == kind)
@@ -262,10 +286,16 @@ class RunStore:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    import sqlite3
+
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.OperationalError:  # a full disk or read-only medium: reading must still work
+        pass
+    finally:
+        cursor.close()
 
 
 def _alive(pid: int) -> bool:

@@ -29,6 +29,9 @@ __all__ = ["EpochMetrics", "FitResult", "TrainCallbacks", "fit", "regression_met
            "resolve_precision", "cpu_has_native_bf16"]
 
 log = logging.getLogger(__name__)
+# Predicting the training mean scores a validation MSE near the label variance; a best epoch worse than this
+# many times that did not learn, it blew up (e.g. a learning rate of 10 ends at R² -16).
+DIVERGED_FACTOR = 4.0
 
 
 @dataclass
@@ -181,7 +184,8 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
 
     ``epoch_indices(epoch)`` (1-based) may restrict the training molecules seen in an epoch
     (curriculum learning); by default every epoch sees all of them. Raises
-    :class:`TrainingDivergedError` on a NaN/Inf loss and :class:`JobCancelledError` on cancel.
+    :class:`TrainingDivergedError` on a NaN/Inf loss or when even the best epoch's validation MSE is
+    ``DIVERGED_FACTOR`` times the label variance, and :class:`JobCancelledError` on cancel.
     """
     callbacks = callbacks or TrainCallbacks()
     seed_everything(config.seed)
@@ -248,6 +252,10 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
             if config.patience and stale >= config.patience:
                 log.info("early stopping after epoch %d (best %d)", epoch, best_epoch)
                 break
+    if best_mse > DIVERGED_FACTOR * label_var:
+        raise TrainingDivergedError(
+            f"training diverged: the best validation MSE ({best_mse:.4g}, epoch {best_epoch}) is "
+            f"{best_mse / label_var:.1f}x the label variance ({label_var:.3g}); lower the learning rate")
     if best_state is not None:
         model.load_state_dict(best_state)
     else:  # no validation data: no model selection, the last epoch's weights are kept

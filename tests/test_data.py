@@ -3,7 +3,8 @@ import io
 import numpy as np
 import pytest
 
-from chemlm_engine.data import (canonicalize, length_bins, make_split, murcko_scaffold, random_split, read_csv,
+from chemlm_engine.molecules import canonicalize
+from chemlm_engine.data import (length_bins, make_split, murcko_scaffold, random_split, read_csv,
                                 scaffold_split)
 from chemlm_engine.errors import DataError, InvalidSmilesError
 

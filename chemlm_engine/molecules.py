@@ -1,0 +1,134 @@
+"""One molecule from text: input checks, RDKit parsing, standardisation (rdMolStandardize) and canonical SMILES.
+
+Every path that reads a SMILES (training data, prediction, libraries, Ray workers) goes through
+:func:`prepare_smiles`, so the limits and the clean-up are the same everywhere and recorded with a model.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from rdkit import Chem, rdBase
+from rdkit.Chem.MolStandardize import rdMolStandardize
+
+from .errors import InvalidSmilesError
+
+__all__ = ["MAX_SMILES_LENGTH", "Standardization", "PreparedSmiles", "check_smiles_text", "prepare_smiles",
+           "canonicalize", "try_canonicalize"]
+
+# RDKit's recursive SMILES writer overflows the stack (a segfault that kills the whole process, app server
+# included) somewhere between 15,000 and 20,000 chained atoms, and parsing 100,000 characters takes minutes.
+# The largest molecules in ChEMBL are a few hundred atoms; 5,000 characters is far above any of them.
+MAX_SMILES_LENGTH = 5000
+
+
+@dataclass(frozen=True)
+class Standardization:
+    """How a molecule is cleaned before it is canonicalised (the same in training and prediction).
+
+    ``enabled``: keep the largest organic fragment (drops counter-ions and solvents) and neutralise charges
+    that can be neutralised. ``tautomer``: also replace it by RDKit's canonical tautomer (slower).
+    """
+
+    enabled: bool = True
+    tautomer: bool = False
+
+    def to_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> Standardization:
+        """The recorded settings; a model folder without them was trained on unstandardised SMILES."""
+        return cls(**raw) if raw else cls(enabled=False)
+
+
+@dataclass(frozen=True)
+class PreparedSmiles:
+    """What became of one input: the canonical SMILES, or the reason there is none; what standardisation changed."""
+
+    input: str
+    smiles: str | None
+    error: str | None = None
+    changes: tuple[str, ...] = ()
+
+
+def check_smiles_text(text: str) -> str:
+    """The stripped text, or :class:`InvalidSmilesError` for what RDKit would misread or choke on.
+
+    RDKit stops reading at whitespace and at some non-ASCII characters, so ``"C C O"`` would silently
+    become methane: both are errors here, as are empty and over-long strings.
+    """
+    text = text.strip()
+    if not text:
+        raise InvalidSmilesError("empty")
+    if len(text) > MAX_SMILES_LENGTH:
+        raise InvalidSmilesError(f"too long: {len(text):,} characters (the limit is {MAX_SMILES_LENGTH:,})")
+    for position, char in enumerate(text, start=1):
+        if char.isspace():
+            raise InvalidSmilesError(f"whitespace inside the SMILES at character {position}")
+        if not char.isascii() or not char.isprintable():
+            raise InvalidSmilesError(f"character {char!r} at position {position} is not SMILES (ASCII only)")
+    return text
+
+
+def _parse(text: str) -> Chem.Mol:
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(text, sanitize=False)
+        if mol is None:
+            raise InvalidSmilesError("cannot parse SMILES (syntax error)")
+        try:
+            Chem.SanitizeMol(mol)
+        except Exception as exc:  # RDKit raises several sanitisation exception types
+            raise InvalidSmilesError(f"invalid chemistry: {exc}") from None
+    if mol.GetNumAtoms() == 0:
+        raise InvalidSmilesError("no atoms")
+    return mol
+
+
+def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, list[str]]:
+    changes: list[str] = []
+    with rdBase.BlockLogs():
+        fragments = Chem.GetMolFrags(mol, asMols=True)
+        if len(fragments) > 1:
+            mol = rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol)
+            kept = Chem.MolToSmiles(mol)
+            removed = [Chem.MolToSmiles(f) for f in fragments]
+            removed.remove(kept)
+            changes.append(f"removed {'.'.join(removed)}")
+        before = Chem.MolToSmiles(mol)
+        mol = rdMolStandardize.Uncharger(canonicalOrder=True).uncharge(mol)
+        if Chem.MolToSmiles(mol) != before:
+            changes.append("neutralised")
+        if settings.tautomer:
+            before = Chem.MolToSmiles(mol)
+            mol = rdMolStandardize.TautomerEnumerator().Canonicalize(mol)
+            if Chem.MolToSmiles(mol) != before:
+                changes.append("canonical tautomer")
+    return mol, changes
+
+
+def prepare_smiles(text: object, standardization: Standardization = Standardization()) -> PreparedSmiles:
+    """Check, parse, (optionally) standardise and canonicalise one input; never raises."""
+    raw = "" if text is None else str(text)
+    try:
+        mol = _parse(check_smiles_text(raw))
+        changes: list[str] = []
+        if standardization.enabled:
+            mol, changes = _standardize(mol, standardization)
+        with rdBase.BlockLogs():
+            return PreparedSmiles(raw, Chem.MolToSmiles(mol), None, tuple(changes))
+    except InvalidSmilesError as exc:
+        return PreparedSmiles(raw, None, str(exc))
+
+
+def canonicalize(smiles: str, standardization: Standardization = Standardization(enabled=False)) -> str:
+    """RDKit's canonical SMILES, or :class:`InvalidSmilesError` with the reason."""
+    prepared = prepare_smiles(smiles, standardization)
+    if prepared.smiles is None:
+        raise InvalidSmilesError(prepared.error)
+    return prepared.smiles
+
+
+def try_canonicalize(smiles: str) -> tuple[str | None, str | None]:
+    """``(canonical, None)`` or ``(None, reason)``; never raises."""
+    prepared = prepare_smiles(smiles, Standardization(enabled=False))
+    return prepared.smiles, prepared.error

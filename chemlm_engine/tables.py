@@ -1,0 +1,144 @@
+"""User tables in and out. Every data row of an input file becomes exactly one row, in order: a blank row
+is kept (its problem is "empty"), a row with more fields than the header is reported, never read shifted.
+Encoding (UTF-8 with or without BOM, UTF-16 with BOM) and delimiter (comma, semicolon, tab) are sniffed.
+Written CSV quotes every field that holds a line break, so a bare ``\\r`` round-trips."""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+
+from .errors import DataError
+
+__all__ = ["Table", "read_table", "iter_table", "write_csv", "pick_column", "DELIMITERS"]
+
+DELIMITERS = ",;\t"
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_SNIFF_BYTES = 64 * 1024
+
+
+@dataclass
+class Table:
+    """Text cells (``frame``, one row per data row) and, per row, what is wrong with it (``None``: nothing)."""
+
+    frame: pd.DataFrame
+    problems: list[str | None]
+    first_row: int = 1  # 1-based number of the frame's first row among the file's data rows
+
+
+def _encoding(head: bytes) -> str:
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    return "utf-8"
+
+
+def _delimiter(sample: str) -> str:
+    """csv.Sniffer restricted to comma, semicolon and tab; else the one the header line uses most."""
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        header = sample.splitlines()[0] if sample else ""
+        return max(DELIMITERS, key=lambda d: (header.count(d), d == ","))
+
+
+def _binary(source: str | Path | IO) -> IO[bytes]:
+    if isinstance(source, (str, Path)):
+        try:
+            return open(source, "rb")
+        except OSError as exc:
+            raise DataError(f"cannot open {source}: {exc.strerror}") from None
+    data = source.read()
+    return io.BytesIO(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for i, name in enumerate(names):
+        name = name.strip() or f"column_{i + 1}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}.{seen[name]}"
+        seen.setdefault(name, 0)
+        out.append(name)
+    return out
+
+
+def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Table]:
+    """Read a CSV (path or file object) in chunks of ``chunk_rows`` data rows; see the module docstring."""
+    binary = _binary(source)
+    try:
+        head = binary.read(_SNIFF_BYTES)
+        binary.seek(0)
+        encoding = _encoding(head)
+        try:
+            sample = head.decode(encoding, errors="strict" if len(head) < _SNIFF_BYTES else "ignore")
+        except UnicodeDecodeError:
+            raise DataError("the file is not UTF-8 or UTF-16 text (an Excel file? another encoding?): "
+                            "save it as CSV UTF-8") from None
+        if "\x00" in sample:
+            raise DataError("the file holds binary data, not CSV text: save it as CSV UTF-8")
+        text = io.TextIOWrapper(binary, encoding=encoding, newline="")
+        reader = csv.reader(text, delimiter=_delimiter(sample))
+        header = next(reader, None)
+        if not header:
+            raise DataError("the file is empty (no header row)")
+        columns = _unique(header)
+        rows: list[list[str]] = []
+        problems: list[str | None] = []
+        first = 1
+        for fields in reader:
+            problem = None
+            if not any(f.strip() for f in fields):
+                fields, problem = [], "empty"
+            elif len(fields) > len(columns):
+                problem = f"{len(fields)} fields but the header has {len(columns)} (a stray delimiter?)"
+            rows.append((fields + [""] * len(columns))[:len(columns)])
+            problems.append(problem)
+            if len(rows) == chunk_rows:
+                yield Table(pd.DataFrame(rows, columns=columns, dtype=str), problems, first)
+                first += len(rows)
+                rows, problems = [], []
+        if rows or first == 1:
+            yield Table(pd.DataFrame(rows, columns=columns, dtype=str), problems, first)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"the file is not {encoding} text ({exc.reason} at byte {exc.start}): "
+                        "save it as CSV UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"cannot read CSV: {exc}") from None
+    finally:
+        binary.close()
+
+
+def read_table(source: str | Path | IO) -> Table:
+    """The whole CSV as one :class:`Table`."""
+    chunks = list(iter_table(source, chunk_rows=1 << 62))
+    return chunks[0]
+
+
+def write_csv(frame: pd.DataFrame, target: str | Path | IO | None = None) -> str | None:
+    """CSV with CRLF line ends (RFC 4180), so the writer quotes any field holding ``\\r`` or ``\\n``."""
+    return frame.to_csv(target, index=False, lineterminator="\r\n")
+
+
+def pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str) -> str:
+    """``wanted`` if given (it must exist), else the first of ``candidates`` present (case-insensitive)."""
+    if wanted is not None:
+        if wanted not in columns:
+            raise DataError(f"{what} column {wanted!r} not found; columns are {list(columns)}")
+        return wanted
+    lower = {c.lower(): c for c in columns}
+    for name in candidates:
+        if name in columns:
+            return name
+        if name.lower() in lower:
+            return lower[name.lower()]
+    raise DataError(f"no {what} column found (looked for {', '.join(candidates)}); columns are {list(columns)}: "
+                    "name it explicitly")
