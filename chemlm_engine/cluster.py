@@ -10,6 +10,7 @@ nothing until a job ends and lose what a dying worker had written.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -26,7 +27,13 @@ __all__ = ["connect", "RayJobs", "ray_map", "score_molecules_sharded"]
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Join the Ray cluster at ``address`` (``"auto"``, ``"ray://host:10001"``) or start a local one."""
+    """Join the Ray cluster at ``address`` (``"auto"``, ``"ray://host:10001"``) or start a local one.
+
+    A local Ray listens on loopback only, so no other machine can submit work to it; joining a real cluster
+    is the deliberate way to serve a team (README)."""
+    if address is None and "ray" not in sys.modules:
+        # Read once, when Ray is imported: its node address becomes 127.0.0.1 (workers inherit it).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if not ray.is_initialized():
@@ -35,11 +42,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
             # does the same but costs ~90 s per worker start here.) On a real cluster install the package.
             root = str(Path(__file__).resolve().parents[1])
             os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-        # A local Ray listens on loopback only (other machines cannot submit work to it); joining a real
-        # cluster is the deliberate way to serve a team (README).
-        local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, **local)
+                 configure_logging=False)
 
 
 def _gpus_per_task() -> int:

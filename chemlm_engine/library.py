@@ -153,15 +153,15 @@ def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: s
     each where the cluster has GPUs), written incrementally as Parquet files under ``output_dir`` in
     input order. Ray Data shows its own progress bar. Size the cluster for the actors *and* Ray Data's
     read tasks (one CPU each): on a 2-CPU Ray, one worker."""
-    import ray
-
     from .cluster import _gpus_per_task, connect
 
     source = Path(source).resolve()
     if not source.exists():
         raise DataError(f"no such library file: {source}")
     column = smiles_column_of(source, smiles_column)
-    connect(address)
+    connect(address)  # before anything imports Ray: a local Ray then listens on loopback only
+    import ray
+
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     started = time.time()
     if not _is_parquet(source):  # read by the same reader as the local path, so rows agree one for one
@@ -175,5 +175,7 @@ def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: s
                                     compute=ray.data.ActorPoolStrategy(size=workers),
                                     num_cpus=cpus_per_worker, num_gpus=_gpus_per_task())
     predicted.write_parquet(str(output_dir))
+    if source.name.endswith(".input.parquet"):
+        source.unlink()
     errors = pq.read_table(str(output_dir), columns=["error"]).column("error")
     return LibrarySummary(len(errors), len(errors) - errors.null_count, time.time() - started, str(output_dir))

@@ -188,7 +188,7 @@ class RegressionModel(nn.Module):
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot read {meta_path}: {exc}") from None
-        if meta.get("trust_remote_code") and not trust_remote_code:
+        if (meta.get("trust_remote_code") or _ships_code(folder)) and not trust_remote_code:
             raise ModelLoadError(
                 f"{folder} needs trust_remote_code: loading it runs Python code that comes with the model. "
                 "Only if you trust its source, pass --trust-remote-code (CLI) or tick 'Trust remote code' (app).")
@@ -218,6 +218,17 @@ class RegressionModel(nn.Module):
         model.standardization = Standardization.from_dict(meta.get("standardization"))
         model.eval()
         return model.to(device or best_device())
+
+
+def _ships_code(folder: Path) -> bool:
+    """Whether a regressor folder's backbone or tokenizer names Python code of its own (``auto_map``)."""
+    for config in (folder / "backbone" / "config.json", folder / "tokenizer_config.json"):
+        try:
+            if "auto_map" in json.loads(config.read_text()):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def load_training_set(folder: str | Path) -> tuple[list[str], np.ndarray] | None:

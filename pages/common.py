@@ -13,7 +13,7 @@ import torch
 from chemlm_engine.config import DEFAULT_BACKBONE, DEFAULT_REGRESSOR, DataSpec, JobSpec
 from chemlm_engine.data import read_csv
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.jobs import JobManager, load_job_data
+from chemlm_engine.jobs import JobManager, check_job_data, load_job_data
 from chemlm_engine.model import RegressionModel, load_training_set
 from chemlm_engine.store import RunRecord, RunStore, default_home
 
@@ -66,7 +66,20 @@ def manager() -> JobManager:
 
 @st.cache_resource(max_entries=4)
 def load_model(folder: str) -> RegressionModel:
-    return RegressionModel.load(folder)
+    """A model folder; its code runs only for a run the user launched with 'Trust remote code' ticked."""
+    trusted = any(r.model_path == folder and r.spec.get("model", {}).get("trust_remote_code")
+                  for r in store().runs(status="finished"))
+    return RegressionModel.load(folder, trust_remote_code=trusted)
+
+
+@st.cache_data(max_entries=16, show_spinner="Checking the data …")
+def job_problem(spec_json: str) -> str | None:
+    """Why a job cannot train (too few molecules, constant labels, …), or ``None``: shown before Start."""
+    try:
+        check_job_data(JobSpec.from_json(spec_json))
+    except ChemLMError as exc:
+        return str(exc)
+    return None
 
 
 @st.cache_data(max_entries=8)

@@ -3,6 +3,7 @@ import streamlit as st
 
 from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.errors import ChemLMError
+from chemlm_engine.tables import write_csv
 from chemlm_engine.predict import DOMAIN_SIMILARITY, add_applicability_domain, parse_pasted, predict_csv, \
     predict_smiles
 from pages.common import use_app_navigation, load_model, model_choices, training_smiles
@@ -53,8 +54,13 @@ if result is not None:
                "to every training molecule is flagged as outside the applicability domain")
     shown = result.copy()
     shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["canonical_smiles"]])
-    order = ["structure", "name", "input", "prediction", "uncertainty", "error", "canonical_smiles", "similarity", "in_domain",
-             "nearest_training_smiles"]
+    n_warned = int(result["warnings"].notna().sum())
+    n_standardized = int(result["standardization"].notna().sum())
+    if n_warned or n_standardized:
+        st.info(f"{n_warned} molecule(s) with warnings (the model cannot read them exactly as written) · "
+                f"{n_standardized} standardised (salts removed, charges neutralised) — see the columns below.")
+    order = ["structure", "name", "input", "prediction", "uncertainty", "error", "warnings", "standardization",
+             "canonical_smiles", "similarity", "in_domain", "nearest_training_smiles"]
     st.dataframe(shown, hide_index=True, row_height=90, column_order=order, column_config={
         "structure": st.column_config.ImageColumn("structure", width="medium"),
         "prediction": st.column_config.NumberColumn("predicted logD", format="%.2f"),
@@ -62,4 +68,4 @@ if result is not None:
         "similarity": st.column_config.NumberColumn("Tanimoto to nearest", format="%.2f"),
         "in_domain": st.column_config.CheckboxColumn("in domain"),
     })
-    st.download_button("Download CSV", result.to_csv(index=False), "predictions.csv", "text/csv")
+    st.download_button("Download CSV", write_csv(result), "predictions.csv", "text/csv")

@@ -4,8 +4,8 @@ import streamlit as st
 
 from chemlm_engine.config import METHOD_NAMES, DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import ChemLMError
-from pages.common import (backbone_picker, dataset_picker, eta_text, manager, metrics_row, run_label, store,
-                          use_app_navigation)
+from pages.common import (backbone_picker, dataset_picker, eta_text, job_problem, manager, metrics_row, run_label,
+                          store, use_app_navigation)
 
 use_app_navigation()
 st.title("Train")
@@ -24,6 +24,9 @@ with left:
     split = st.radio("Split (80/10/10)", ["random", "scaffold"], horizontal=True)
     seed = int(st.number_input("Seed", min_value=0, value=0, step=1))
     subset = int(st.number_input("Use a random subset of N molecules (0 = all)", min_value=0, value=0, step=100))
+    standardize = st.checkbox("Standardise molecules (largest organic fragment, neutralised)", value=True,
+                              help="RDKit rdMolStandardize, recorded with the model: prediction repeats it.")
+    tautomer = st.checkbox("… and use the canonical tautomer", value=False, disabled=not standardize)
 with right:
     backbone, trust = backbone_picker()
     method = st.selectbox("Method", METHOD_NAMES,
@@ -33,15 +36,24 @@ with right:
     learning_rate = float(c2.number_input("Learning rate", 1e-6, 1e-1, 1e-4, format="%.0e"))
     batch_size = int(c3.number_input("Batch size", 1, 512, 32))
 
-if st.button("Start training", type="primary", disabled=source is None or not backbone):
+spec, problem = None, "Upload a CSV or pick the bundled data." if source is None else \
+    "Name a backbone folder or hub id." if not backbone else None
+if problem is None:
     try:
-        spec = JobSpec(method=method,
-                       data=DataSpec(source=source, split=split, split_seed=seed, subset=subset or None),
+        spec = JobSpec(method=method, data=DataSpec(source=source, split=split, split_seed=seed, subset=subset or None,
+                                                    standardize=standardize, tautomer=tautomer and standardize),
                        model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                        train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed))
+        problem = job_problem(spec.to_json())
+    except ChemLMError as exc:
+        problem = str(exc)
+if problem:
+    st.warning(f"Cannot start: {problem}")
+if st.button("Start training", type="primary", disabled=problem is not None):
+    try:
         run_id = manager().submit(spec)
         st.success(f"Queued run {run_id}. It trains in the background; follow it below.")
-    except (ValueError, ChemLMError) as exc:
+    except ChemLMError as exc:
         st.error(str(exc))
 
 
@@ -94,7 +106,7 @@ def run_detail() -> None:
     labels = {r.id: f"{run_label(r)} · {r.status}" for r in runs}
     run = store().get_run(st.selectbox("Run", list(labels), format_func=labels.get, key="detail-run"))
     st.markdown(f"**Status:** {run.status} · {run.message}")
-    if run.status == "failed":
+    if run.status in ("failed", "diverged"):
         st.error(run.error)
         st.code(run.traceback or "", language="text")
     if run.metrics:

@@ -122,3 +122,13 @@ def test_uncertainty_page_shows_a_finished_sweep(home, tiny_backbone):
     assert any(list(t.columns[:2]) == ["n", "strategy"] and len(t) == 4 for t in tables)
     assert any("structure" in t.columns and len(t) == 20 for t in tables)
     assert any("Spearman" in p.proto.spec for p in at.get("plotly_chart"))
+
+
+def test_train_disables_start_with_the_reason_for_untrainable_data(home):
+    at = _app("pages/train.py")
+    start = next(b for b in at.button if b.label == "Start training")
+    assert not start.disabled
+    next(n for n in at.number_input if n.label.startswith("Use a random subset")).set_value(12).run()
+    start = next(b for b in at.button if b.label == "Start training")
+    assert start.disabled
+    assert any("too few molecules" in w.value and "val 1 (needs 2)" in w.value for w in at.warning)

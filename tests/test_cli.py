@@ -1,9 +1,19 @@
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 from typer.testing import CliRunner
 
 from chemlm_engine.cli import app
+from chemlm_engine.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
 
 runner = CliRunner()
 
@@ -47,3 +57,50 @@ def test_cli_reports_an_unknown_model_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "home"))
     result = runner.invoke(app, ["predict", "--model", "no-such-run", "--smiles", "CCO"])
     assert result.exit_code != 0 and "neither a model folder nor a run id" in result.output
+
+
+def _cli(*args: str, env_home, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CHEMLM_HOME": str(env_home)}
+    return subprocess.run([sys.executable, "-m", "chemlm_engine", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+
+
+def test_a_user_error_is_one_line_and_exit_code_2(tmp_path):
+    result = _cli("train", "--learning-rate", "nan", env_home=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: learning_rate must be a finite number, not nan"
+    debug = _cli("--debug", "train", "--learning-rate", "nan", env_home=tmp_path)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr
+
+
+def test_sigterm_marks_a_cli_run_interrupted_and_kill_9_is_reconciled(tiny_backbone, tmp_path):
+    home = tmp_path / "home"
+    args = [sys.executable, "-m", "chemlm_engine", "train", "--backbone", str(tiny_backbone), "--epochs", "500",
+            "--subset", "200", "--batch-size", "16"]
+    store = RunStore(home=home)
+    for sig, expected in ((signal.SIGTERM, "interrupted (SIGINT / SIGTERM)"),
+                          (signal.SIGKILL, "the process running it stopped")):
+        process = subprocess.Popen(args, env={**os.environ, "CHEMLM_HOME": str(home)}, cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while not [r for r in store.runs() if r.status == "running" and r.pid == process.pid]:
+            assert time.time() < deadline and process.poll() is None, "the run never started"
+            time.sleep(0.2)
+        process.send_signal(sig)
+        process.wait(timeout=60)
+        if sig == signal.SIGKILL:
+            assert store.runs()[0].status == "running"  # nobody was left to say otherwise ...
+            assert "interrupted" in _cli("runs", "list", env_home=home).stdout  # ... until someone looks
+        record = store.runs()[0]
+        assert (record.status, record.message) == ("interrupted", expected)
+        assert not (home / record.id).exists()
+
+
+def test_predict_refuses_a_folder_that_ships_code_without_the_flag(tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(ROOT / "assets" / "lipo-regressor", folder, ignore=shutil.ignore_patterns("backbone"))
+    meta = json.loads((folder / "regressor.json").read_text())
+    (folder / "regressor.json").write_text(json.dumps({**meta, "trust_remote_code": True}))
+    result = _cli("predict", "--model", str(folder), "--smiles", "CCO", env_home=tmp_path)
+    assert result.returncode == 2 and "needs trust_remote_code" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -99,3 +99,26 @@ def test_library_prediction_on_ray_equals_the_local_predictor(local_ray, tiny_ba
     a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray")
     assert list(a["id"]) == list(b["id"]) and list(a["error"].fillna("")) == list(b["error"].fillna(""))
     np.testing.assert_allclose(b["prediction"], a["prediction"], rtol=1e-5, equal_nan=True)
+
+
+def test_a_local_ray_listens_on_loopback_only():
+    import subprocess
+    import sys
+
+    code = ("from chemlm_engine.cluster import connect; connect(num_cpus=1); import ray; "
+            "print(sorted({n['NodeManagerAddress'] for n in ray.nodes()})); ray.shutdown()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.stdout.strip().splitlines()[-1] == "['127.0.0.1']", out.stderr[-2000:]
+
+
+def test_ray_library_prediction_keeps_blank_and_ragged_rows(local_ray, tiny_backbone, lipo, tmp_path):
+    model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
+    model.set_label_scaler(lipo.labels)
+    model.save(tmp_path / "model")
+    (tmp_path / "lib.csv").write_text("id,smiles\na,CCO\n\nc,CCN\nd,CCC,extra\ne,c1ccccc1\n")
+    local = predict_library(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "local.parquet")
+    remote = predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray", batch_rows=2)
+    assert (local.rows, local.invalid) == (remote.rows, remote.invalid) == (5, 2)
+    a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray")
+    assert list(b["id"]) == list(a["id"]) == ["a", "", "c", "d", "e"]
+    assert list(b["error"].fillna("")) == list(a["error"].fillna("")) and b["error"][1] == "empty"

@@ -1,10 +1,11 @@
 import threading
+from dataclasses import replace
 
 import pytest
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import JobCancelledError
-from chemlm_engine.jobs import JobManager, run_job
+from chemlm_engine.jobs import METHODS, JobManager, run_job
 from chemlm_engine.model import RegressionModel
 
 
@@ -30,13 +31,20 @@ def test_run_job_stores_spec_epochs_metrics_predictions_and_model(tiny_backbone,
     assert model.tokenizer.pad_token == "<pad>"
 
 
-def test_failed_job_keeps_traceback_and_the_next_job_runs(tiny_backbone, store, tmp_path):
+def test_failed_job_keeps_traceback_and_the_next_job_runs(tiny_backbone, store, monkeypatch):
+    def crash(ctx, data):
+        (ctx.artifacts / "model").mkdir(parents=True)  # a partial model folder, as a full disk leaves it
+        (ctx.artifacts / "model" / "head.safetensors").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setitem(METHODS, "mlm", crash)
     manager = JobManager(store)
-    bad = manager.submit(_spec(tiny_backbone, source=str(tmp_path / "missing.csv")))
+    bad = manager.submit(replace(_spec(tiny_backbone), method="mlm"))
     good = manager.submit(_spec(tiny_backbone, epochs=1))
     failed = manager.wait(bad, timeout=120)
     assert failed.status == "failed"
-    assert "missing.csv" in failed.error and "Traceback" in failed.traceback
+    assert "No space left" in failed.error and "Traceback" in failed.traceback
+    assert not (store.home / bad).exists()  # no partial artifacts left behind
     assert manager.wait(good, timeout=300).status == "finished"
 
 

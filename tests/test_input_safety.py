@@ -1,0 +1,278 @@
+"""Bad input as a new user (or an attacker) gives it: nothing crashes, runs no code, loses a row or
+predicts a wrong molecule without saying so. One test (or more) per item of the input-safety issue."""
+import codecs
+import io
+import json
+import math
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.data import read_csv
+from chemlm_engine.errors import ConfigError, DataError, InvalidSmilesError, ModelLoadError, StoreError
+from chemlm_engine.jobs import run_job
+from chemlm_engine.library import predict_library
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.molecules import MAX_SMILES_LENGTH, Standardization, canonicalize, prepare_smiles
+from chemlm_engine.predict import PREDICTION_COLUMNS, predict_csv, predict_smiles
+from chemlm_engine.store import RunStore
+from chemlm_engine.tables import read_table, write_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def regressor_dir(tmp_path_factory, tiny_backbone, lipo) -> Path:
+    """An untrained tiny regressor saved as a model folder (standardisation on, as training records it)."""
+    model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
+    model.set_label_scaler(lipo.labels)
+    folder = tmp_path_factory.mktemp("regressor")
+    model.save(folder, lipo.smiles[:50], lipo.labels[:50], Standardization())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def regressor(regressor_dir) -> RegressionModel:
+    return RegressionModel.load(regressor_dir, "cpu")
+
+
+# -- 1, 2: crashes ----------------------------------------------------------------------------------
+def test_a_20000_atom_chain_is_an_error_row_not_a_segfault(regressor):
+    # On the old main this killed the process inside RDKit's SMILES writer.
+    result = predict_smiles(regressor, ["C" * 20000, "CCO", "C" * 100_000])
+    assert result["error"].tolist()[0] == f"too long: 20,000 characters (the limit is {MAX_SMILES_LENGTH:,})"
+    assert result["error"].tolist()[2].startswith("too long: 100,000")
+    assert np.isfinite(result.loc[1, "prediction"])
+
+
+def test_a_100000_character_csv_line_costs_one_row(regressor, tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("smiles\nCCO\n" + "C" * 100_000 + "\nCCN\n")
+    result = predict_csv(regressor, path)
+    assert result["prediction"].notna().tolist() == [True, False, True]
+    assert "too long" in result.loc[1, "error"]
+
+
+def test_names_as_a_series_with_any_index(regressor):
+    names = pd.Series(["a", "b"], index=[10, 11])
+    result = predict_smiles(regressor, pd.Series(["CCO", "CCN"], index=[5, 6]), names)
+    assert result["name"].tolist() == ["a", "b"] and result["prediction"].notna().all()
+
+
+# -- 3: no code from a model folder -----------------------------------------------------------------
+def _booby_trap(folder: Path, marker: Path, claim_trust: bool) -> None:
+    """Make ``folder``'s backbone and tokenizer point at a Python file that writes ``marker`` on import."""
+    code = f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import BertModel as Evil\n"
+    for target in (folder / "backbone", folder):
+        (target / "evil.py").write_text(code)
+    config = json.loads((folder / "backbone" / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "evil.Evil"}
+    config["model_type"] = "evil-bert"  # no built-in class: only the shipped code could load it
+    (folder / "backbone" / "config.json").write_text(json.dumps(config))
+    meta = json.loads((folder / "regressor.json").read_text())
+    meta["trust_remote_code"] = claim_trust
+    (folder / "regressor.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("claim_trust", [True, False])
+def test_a_model_folder_cannot_run_its_own_code(regressor_dir, tmp_path, claim_trust):
+    import shutil
+
+    folder = tmp_path / "gift"
+    shutil.copytree(regressor_dir, folder)
+    marker = tmp_path / "pwned"
+    _booby_trap(folder, marker, claim_trust)
+    with pytest.raises(ModelLoadError, match="trust_remote_code"):
+        RegressionModel.load(folder, "cpu")
+    assert not marker.exists()
+
+
+# -- 4: one output row per input row ----------------------------------------------------------------
+BLANKS = "id,smiles,note\nm1,CCO,first\n\nm3,CCN,third\n,,\nm5,c1ccccc1,fifth\nm6,CCC,x,extra\n"
+
+
+def test_blank_and_ragged_rows_keep_their_place(regressor, tmp_path):
+    path = tmp_path / "blanks.csv"
+    path.write_text(BLANKS)
+    result = predict_csv(regressor, path)
+    assert result["row"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert result["error"].tolist()[1] == result["error"].tolist()[3] == "empty"
+    assert "4 fields but the header has 3" in result.loc[5, "error"]
+    assert result["prediction"].notna().tolist() == [True, False, True, False, True, False]
+    assert result["id"].tolist() == ["m1", "", "m3", "", "m5", "m6"]  # the user's columns come along
+    assert result["note"].tolist()[:1] == ["first"]
+
+
+def test_the_library_path_keeps_blank_rows_too(regressor_dir, tmp_path):
+    path = tmp_path / "lib.csv"
+    path.write_text(BLANKS)
+    summary = predict_library(regressor_dir, path, tmp_path / "out.parquet", chunk_rows=2)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert summary.rows == len(out) == 6 and summary.invalid == 3
+    assert out["id"].tolist() == ["m1", "", "m3", "", "m5", "m6"] and out["error"].tolist()[1] == "empty"
+
+
+def test_training_data_reports_blank_rows_by_their_number():
+    data, report = read_csv(io.StringIO("smiles,y\nCCO,1\n\nCCN,2\nCCC,3\n"))
+    assert len(data) == 3 and [(i.row, i.reason) for i in report.invalid] == [(2, "empty")]
+
+
+def test_a_bare_carriage_return_round_trips(regressor, tmp_path):
+    path = tmp_path / "cr.csv"
+    path.write_bytes(b'smiles,note\nCCO,"a\rb"\nCCN,"c\r\nd"\n')  # quoted, as a spreadsheet writes them
+    result = predict_csv(regressor, path)
+    assert result["note"].tolist() == ["a\rb", "c\r\nd"]
+    write_csv(result, tmp_path / "out.csv")
+    back = read_table(tmp_path / "out.csv").frame
+    assert back["note"].tolist() == ["a\rb", "c\r\nd"] and len(back) == 2
+
+
+# -- 5: no silently wrong molecule ------------------------------------------------------------------
+@pytest.mark.parametrize("text, reason", [("C C O", "whitespace"), ("CCα", "not SMILES"), ("", "empty"),
+                                          ("   ", "empty"), ("C1CC", "parse")])
+def test_text_rdkit_would_misread_is_an_error(text, reason):
+    with pytest.raises(InvalidSmilesError, match=reason):
+        canonicalize(text)
+
+
+def test_unknown_tokens_and_truncation_are_warned(regressor):
+    long_chain = "C" * (regressor.max_tokens + 50)
+    result = predict_smiles(regressor, ["[Gd+3]", "[Xe]", "CCO", long_chain, "C" * 3000])
+    warnings = result["warnings"].tolist()
+    assert "[Gd+3]" in warnings[0] and "[Xe]" in warnings[1] and warnings[2] is None
+    assert f"the model reads only the first {regressor.max_tokens}" in warnings[3]
+    assert result["prediction"].notna().all()
+
+
+# -- 6: standardisation -----------------------------------------------------------------------------
+def test_salts_and_charges_are_standardised_and_said(regressor):
+    result = predict_smiles(regressor, ["CC(=O)[O-].[Na+]", "CC(=O)O", "C[NH3+].[Cl-]"])
+    assert result["canonical_smiles"].tolist() == ["CC(=O)O", "CC(=O)O", "CN"]
+    assert result.loc[0, "standardization"] == "removed [Na+]; neutralised"
+    assert result.loc[0, "prediction"] == result.loc[1, "prediction"]
+    assert pd.isna(result.loc[1, "standardization"])
+
+
+def test_standardisation_can_be_turned_off_and_is_recorded(tiny_backbone, store, tmp_path):
+    csv = tmp_path / "salts.csv"
+    smiles = ["CC(=O)[O-].[Na+]"] + ["C" * k + "N" for k in range(1, 24)]
+    pd.DataFrame({"smiles": smiles, "y": np.linspace(0, 3, len(smiles))}).to_csv(csv, index=False)
+    off = JobSpec(data=DataSpec(source=str(csv), standardize=False),
+                  model=ModelSpec(backbone=str(tiny_backbone), head_hidden=8), train=TrainConfig(epochs=1))
+    record = store.get_run(run_job(off, store))
+    assert record.spec["data"]["standardize"] is False
+    model = RegressionModel.load(record.model_path, "cpu")
+    assert model.standardization == Standardization(enabled=False)
+    assert predict_smiles(model, ["CC(=O)[O-].[Na+]"])["canonical_smiles"][0] == "CC(=O)[O-].[Na+]"
+
+
+# -- 7: what cannot train is refused before a run exists ------------------------------------------
+def _csv(tmp_path, labels, smiles=None) -> str:
+    smiles = smiles or [("C" * (i + 1)) + "O" for i in range(len(labels))]
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"smiles": smiles, "y": labels}).to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("labels, reason", [([2.0] * 30, "nothing to learn"), ([1.0, 2.0, 3.0], "too few"),
+                                            ([1.0], "too few"), ([1.0, 2.0], "too few")])
+def test_untrainable_data_is_refused_before_a_run_is_created(tiny_backbone, store, tmp_path, labels, reason):
+    spec = JobSpec(data=DataSpec(source=_csv(tmp_path, labels)), model=ModelSpec(backbone=str(tiny_backbone)))
+    with pytest.raises(DataError, match=reason):
+        run_job(spec, store)
+    assert store.runs() == []
+
+
+@pytest.mark.parametrize("setting", [{"learning_rate": math.nan}, {"learning_rate": math.inf},
+                                     {"head_learning_rate": math.nan}, {"weight_decay": math.nan},
+                                     {"warmup_ratio": math.nan}, {"grad_clip": -math.inf}])
+def test_non_finite_hyper_parameters_are_refused(setting):
+    with pytest.raises(ConfigError, match="finite|non-negative"):
+        TrainConfig(**setting)
+
+
+def test_a_label_outlier_is_reported(tmp_path):
+    labels = list(np.linspace(0, 4, 199)) + [1e30]
+    _, report = read_csv(_csv(tmp_path, labels))
+    assert [i.row for i in report.outliers] == [200]
+    assert "1e+30" in report.summary()
+
+
+def test_an_exploding_run_is_marked_diverged(tiny_backbone, store):
+    spec = JobSpec(data=DataSpec(subset=200), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   train=TrainConfig(epochs=2, batch_size=16, learning_rate=10.0, head_learning_rate=10.0,
+                                     grad_clip=0.0, warmup_ratio=0.0))
+    with pytest.raises(Exception, match="diverged|loss became"):
+        run_job(spec, store)
+    record = store.runs()[0]
+    assert record.status == "diverged" and "lower the learning rate" in record.error
+    assert not (store.home / record.id).exists()
+
+
+# -- 9: a damaged store is one clear error --------------------------------------------------------
+def test_a_damaged_store_is_a_clear_error(tmp_path):
+    home = tmp_path / "runs"
+    home.mkdir()
+    (home / "runs.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="run store"):
+        RunStore(home=home)
+
+
+# -- 11: encodings and delimiters -------------------------------------------------------------------
+TEXT = "smiles{d}name\nCCO{d}ethanol\nCCN{d}ethylamine\n"
+
+
+@pytest.mark.parametrize("encoding, bom", [("utf-8", b""), ("utf-8", codecs.BOM_UTF8),
+                                           ("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-be", codecs.BOM_UTF16_BE)])
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_encodings_and_delimiters_are_sniffed(tmp_path, encoding, bom, delimiter):
+    path = tmp_path / "in.csv"
+    path.write_bytes(bom + TEXT.format(d=delimiter).encode(encoding))
+    frame = read_table(path).frame
+    assert list(frame.columns) == ["smiles", "name"] and frame["name"].tolist() == ["ethanol", "ethylamine"]
+
+
+@pytest.mark.parametrize("payload, reason", [("smiles\nCCO\nCé\n".encode("latin-1"), "not UTF-8"),
+                                             (b"PK\x03\x04\x00\x00binary", "not UTF-8|binary"),
+                                             (b"", "empty")])
+def test_unreadable_files_get_a_clear_message(tmp_path, payload, reason):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(payload)
+    with pytest.raises(DataError, match=reason):
+        read_table(path)
+
+
+# -- 12: exposure -----------------------------------------------------------------------------------
+def test_the_app_serves_on_loopback_by_default():
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+
+
+# -- property: prediction never loses, reorders or crashes on any input ------------------------------
+SMILES_ALPHABET = "CNOSPFIBrcnos()[]=#-+@/\\%.0123456789Hl*: \tα\r\n"
+texts = st.one_of(st.text(max_size=40), st.text(alphabet=SMILES_ALPHABET, max_size=60),
+                  st.sampled_from(["CCO", "c1ccccc1", "CC(=O)[O-].[Na+]", "[Gd+3]", "", " ", "C" * 6000]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(st.lists(texts, max_size=6))
+def test_prediction_gives_one_row_per_input_for_any_strings(regressor, inputs):
+    result = predict_smiles(regressor, inputs)
+    assert list(result.columns[:len(PREDICTION_COLUMNS)]) == PREDICTION_COLUMNS
+    assert result["row"].tolist() == list(range(1, len(inputs) + 1))
+    assert result["input"].tolist() == inputs
+    assert (result["prediction"].notna() == result["error"].isna()).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.text(alphabet=SMILES_ALPHABET, max_size=120)))
+def test_preparing_any_string_never_raises(text):
+    prepared = prepare_smiles(text)
+    assert (prepared.smiles is None) != (prepared.error is None)
