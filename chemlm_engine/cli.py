@@ -88,6 +88,9 @@ def train(
     label_column: str | None = typer.Option(None),
     split: str = typer.Option("random", help="random | scaffold"),
     subset: int | None = typer.Option(None, help="Use a seeded random subset of N molecules."),
+    standardize: bool = typer.Option(True, help="RDKit standardisation (largest organic fragment, neutralised); "
+                                     "recorded with the model, repeated at prediction."),
+    tautomer: bool = typer.Option(False, help="With --standardize: also the canonical tautomer."),
     learning_rate: float = typer.Option(1e-4),
     batch_size: int = typer.Option(32),
     patience: int = typer.Option(0, help="Early-stopping patience in epochs (0 = off)."),
@@ -112,7 +115,7 @@ def train(
             options[key] = value
     spec = JobSpec(method=method, name=name, options=options,
                    data=DataSpec(source=data, smiles_column=smiles_column, label_column=label_column, split=split,
-                                 split_seed=seed, subset=subset),
+                                 split_seed=seed, subset=subset, standardize=standardize, tautomer=tautomer),
                    model=ModelSpec(backbone=backbone or DEFAULT_BACKBONE, trust_remote_code=trust_remote_code,
                                    pooling=pooling),
                    train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,

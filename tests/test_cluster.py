@@ -7,6 +7,7 @@ import pytest
 import ray
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.errors import DataError
 from chemlm_engine.jobs import JobManager, run_job
 from chemlm_engine.library import predict_library, predict_library_ray
 from chemlm_engine.methods.influence import TransformerInfluence, last_layer_inverse, mean_grad, score_molecules
@@ -40,8 +41,11 @@ def test_a_ray_job_matches_the_thread_executor(local_ray, tiny_backbone, store):
 
 def test_a_failing_ray_job_is_failed_with_its_traceback(local_ray, tiny_backbone, store):
     manager = JobManager(store, executor="ray")
-    record = manager.wait(manager.submit(_spec(tiny_backbone, data={"source": "/no/such/file.csv"})), timeout=120)
-    assert record.status == "failed" and "No such file" in record.error and "Traceback" in record.traceback
+    with pytest.raises(DataError, match="No such file"):  # refused before a run exists
+        manager.submit(_spec(tiny_backbone, data={"source": "/no/such/file.csv"}))
+    assert store.runs() == []
+    record = manager.wait(manager.submit(_spec("/no/such/backbone")), timeout=120)
+    assert record.status == "failed" and "cannot load backbone" in record.error and "Traceback" in record.traceback
 
 
 def test_a_running_ray_job_can_be_cancelled(local_ray, tiny_backbone, store):
