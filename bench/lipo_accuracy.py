@@ -32,10 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig  # noqa: E402
 from chemlm_engine.jobs import load_job_data, run_job  # noqa: E402
 from chemlm_engine.store import RunStore  # noqa: E402
-from chemlm_engine.training import regression_metrics  # noqa: E402
+from chemlm_engine.model import RegressionModel  # noqa: E402
+from chemlm_engine.training import predict_values, regression_metrics  # noqa: E402
 
 MODELS = ("chemlm", "random-init", "mlm", "rf-morgan", "rf-descriptors", "chemprop", "chemprop-rdkit")
-EXTRA_MODELS = ("chemlm-fp32",)  # the default recipe without bf16 autocast: checks that bf16 costs no accuracy
+# ChemLM-mini variants: (ModelSpec changes, TrainConfig changes). Each row also records TTA_SPELLINGS-fold
+# test-time augmentation on the same trained model (``*_tta`` keys), validation metrics included.
+VARIANTS = {"chemlm-desc": ({"descriptors": True}, {}), "chemlm-aug": ({}, {"augment": True}),
+            "chemlm-desc-aug": ({"descriptors": True}, {"augment": True})}
+EXTRA_MODELS = ("chemlm-fp32", *VARIANTS, "ensemble")  # chemlm-fp32: the default recipe without bf16 autocast
+TTA_SPELLINGS = 8
 
 
 def random_init_twin(backbone: str, folder: Path, seed: int) -> str:
@@ -81,6 +87,17 @@ def random_forest(kind: str, data, seed: int, cache: Path) -> dict[str, float]:
     return {**{f"test_{k}": v for k, v in metrics.items()}, "fit_seconds": time.time() - started}
 
 
+def with_tta(model_dir: str, data) -> dict[str, float]:
+    """Validation and test metrics of a trained model with test-time augmentation (mean over spellings)."""
+    model = RegressionModel.load(model_dir)
+    out = {}
+    for part in ("val", "test"):
+        molecules = getattr(data, part)
+        metrics = regression_metrics(molecules.labels, predict_values(model, molecules.smiles, tta=TTA_SPELLINGS))
+        out.update({f"{part}_{k}_tta": v for k, v in metrics.items()})
+    return out
+
+
 def chemprop(kind: str, data, seed: int, folder: Path, executable: str) -> dict[str, float]:
     """``chemprop train`` with its defaults on our train / validation / test CSVs (``chemprop-rdkit`` adds the
     ``v1_rdkit_2d_normalized`` molecule features), then ``chemprop predict`` on the test CSV."""
@@ -118,6 +135,10 @@ def main() -> None:
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--mlm-epochs", type=int, default=3)
+    parser.add_argument("--ensemble-config", default="chemlm", choices=["chemlm", *VARIANTS],
+                        help="The variant an 'ensemble' row trains (chosen on the validation split).")
+    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--subset", type=int, default=None, help="A seeded subset (smoke tests only).")
     parser.add_argument("--chemprop", default="chemprop", help="The chemprop executable (its own venv).")
     parser.add_argument("--output", type=Path, default=Path("bench/results/lipo_accuracy.json"))
     args = parser.parse_args()
@@ -127,7 +148,7 @@ def main() -> None:
     results = json.loads(args.output.read_text()) if args.output.exists() else []
     for split in args.splits:
         for seed in args.seeds:
-            data_spec = DataSpec(split=split, split_seed=seed)
+            data_spec = DataSpec(split=split, split_seed=seed, subset=args.subset)
             data = load_job_data(JobSpec(data=data_spec))
             for model in args.models:
                 if any(r["model"] == model and r["split"] == split and r["seed"] == seed and
@@ -140,13 +161,21 @@ def main() -> None:
                 else:
                     backbone = args.backbone if model != "random-init" else \
                         random_init_twin(args.backbone, work / f"random-init-{seed}", seed)
-                    spec = JobSpec(method="mlm" if model == "mlm" else "baseline", data=data_spec,
-                                   model=ModelSpec(backbone=backbone), options={"mlm_epochs": args.mlm_epochs}
-                                   if model == "mlm" else {},
-                                   train=TrainConfig(epochs=args.epochs, seed=seed,
+                    variant = args.ensemble_config if model == "ensemble" else model
+                    model_changes, train_changes = VARIANTS.get(variant, ({}, {}))
+                    method = {"mlm": "mlm", "ensemble": "ensemble"}.get(model, "baseline")
+                    options = {"mlm": {"mlm_epochs": args.mlm_epochs},
+                               "ensemble": {"members": args.members}}.get(model, {})
+                    spec = JobSpec(method=method, data=data_spec, model=ModelSpec(backbone=backbone, **model_changes),
+                                   options=options,
+                                   train=TrainConfig(epochs=args.epochs, seed=seed, **train_changes,
                                                      precision="fp32" if model == "chemlm-fp32" else "auto"))
                     run = store.get_run(run_job(spec, store))
                     metrics = {**run.metrics, **{k: run.info.get(k) for k in ("precision", "device")}}
+                    if model.startswith("chemlm"):
+                        metrics.update(with_tta(run.model_path, data))
+                    if model == "ensemble":
+                        metrics["config"] = variant
                 row = {"model": model, "split": split, "seed": seed, "epochs": args.epochs, **metrics}
                 print(json.dumps(row), flush=True)
                 results.append(row)

@@ -80,7 +80,7 @@ def _store(db: str | None):
 def train(
     backbone: str = typer.Option(None, help="Model folder or hub id (default: the embedded ChemLM-mini)."),
     method: str = typer.Option("baseline", help="baseline | mlm | curriculum | uncertainty | bitfit | lora | ia3 | "
-                               "ia3-pooled | influence (method settings with -o KEY=VALUE)."),
+                               "ia3-pooled | influence | ensemble (method settings with -o KEY=VALUE)."),
     epochs: int = typer.Option(20),
     seed: int = typer.Option(0, help="Seed for the split, initialisation and batch order."),
     data: str = typer.Option("lipophilicity", help="'lipophilicity' (bundled) or a CSV path."),
@@ -95,6 +95,9 @@ def train(
     batch_size: int = typer.Option(32),
     patience: int = typer.Option(0, help="Early-stopping patience in epochs (0 = off)."),
     pooling: str = typer.Option("mean"),
+    descriptors: bool = typer.Option(False, help="Feed standardised RDKit 2D descriptors to the head too."),
+    augment: bool = typer.Option(False, help="SMILES enumeration: a random spelling of every molecule each epoch."),
+    tta: int = typer.Option(0, help="Test-time augmentation: predict the mean over canonical + N random spellings."),
     precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it natively) | fp32 | bf16"),
     trust_remote_code: bool = typer.Option(False, help="Run code shipped with a hub model (MoLFormer-XL needs it)."),
     option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (JSON value)."),
@@ -117,9 +120,9 @@ def train(
                    data=DataSpec(source=data, smiles_column=smiles_column, label_column=label_column, split=split,
                                  split_seed=seed, subset=subset, standardize=standardize, tautomer=tautomer),
                    model=ModelSpec(backbone=backbone or DEFAULT_BACKBONE, trust_remote_code=trust_remote_code,
-                                   pooling=pooling),
+                                   pooling=pooling, descriptors=descriptors, tta=tta),
                    train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                                     patience=patience, seed=seed, precision=precision))
+                                     patience=patience, seed=seed, precision=precision, augment=augment))
     store = _store(db)
     if executor == "ray":
         _run_on_ray(spec, store, ray_address)
@@ -181,7 +184,7 @@ def predict(
     """Predict logD for SMILES: one output row per input, with ``error`` for rows that cannot be predicted,
     ``warnings`` for what the model cannot read as written and ``standardization`` for what was cleaned."""
     from .config import DEFAULT_REGRESSOR
-    from .model import RegressionModel
+    from .ensemble import load_predictor
     from .predict import predict_csv, predict_smiles
     from .tables import write_csv
 
@@ -192,7 +195,7 @@ def predict(
                               (output is not None and output.suffix == ".parquet")):
         _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
         return
-    regressor = RegressionModel.load(folder, trust_remote_code=trust_remote_code)
+    regressor = load_predictor(folder, trust_remote_code=trust_remote_code)
     frame = predict_csv(regressor, input, smiles_column) if input is not None else predict_smiles(regressor, smiles)
     if output is None:
         typer.echo(write_csv(frame), nl=False)

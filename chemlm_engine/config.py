@@ -18,7 +18,7 @@ ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_BACKBONE = str(ASSETS_DIR / "chemlm-mini")
 DEFAULT_REGRESSOR = str(ASSETS_DIR / "lipo-regressor")
 METHOD_NAMES = ("baseline", "mlm", "curriculum", "uncertainty", "bitfit", "lora", "ia3", "ia3-pooled",
-                "influence")
+                "influence", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,18 @@ class ModelSpec:
     pooling: str = "mean"
     dropout: float = 0.1
     head_hidden: int = 256
+    # The pooled embedding concatenated with standardised RDKit 2D descriptors (scaling fitted on training data).
+    descriptors: bool = False
+    # Test-time augmentation: predictions are the mean over the canonical and this many random SMILES spellings.
+    tta: int = 0
 
     def __post_init__(self) -> None:
         if self.pooling not in ("cls", "mean"):
             raise ConfigError(f"pooling must be 'cls' or 'mean', not {self.pooling!r}")
         if not 0 <= self.dropout < 1:  # also false for NaN
             raise ConfigError("dropout must be in [0, 1)")
+        if not 0 <= self.tta <= 64:
+            raise ConfigError("tta must be between 0 and 64 spellings")
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -87,6 +93,11 @@ class TrainConfig:
     seed: int = 0
     # "auto": bf16 autocast where the hardware computes bf16 natively (CUDA, AVX512-BF16/AMX CPUs), else fp32.
     precision: str = "auto"
+    # SMILES enumeration: every epoch each training molecule is read in a fresh random (non-canonical) spelling.
+    augment: bool = False
+    # Keep the weights of the best validation epoch (else the last epoch's: the validation split stays unused
+    # by training, e.g. to calibrate an ensemble's intervals on it).
+    select_best: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:

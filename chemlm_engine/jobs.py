@@ -19,6 +19,7 @@ from .config import JobSpec
 from .data import MoleculeData, data_hash
 from .errors import JobCancelledError, TrainingDivergedError
 from .methods.curriculum import run_curriculum
+from .methods.ensemble import run_ensemble
 from .methods.influence import run_influence
 from .methods.mlm import run_mlm_then_regression
 from .methods.peft import run_strategy
@@ -62,6 +63,7 @@ METHODS: dict[str, Callable[[JobContext, SplitData], dict[str, float]]] = {
     "ia3": run_strategy,
     "ia3-pooled": run_strategy,
     "influence": run_influence,
+    "ensemble": run_ensemble,
 }
 
 

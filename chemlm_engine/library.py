@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from .data import SMILES_COLUMNS
 from .errors import DataError
-from .model import RegressionModel
+from .ensemble import load_predictor
 from .predict import predict_smiles
 from .tables import iter_table, pick_column
 
@@ -38,7 +38,7 @@ OUTPUT_COLUMNS = ("canonical_smiles", "prediction", "error", "warnings", "standa
 _PROBLEM_COLUMN = "__row_problem__"
 
 
-def predict_frame(model: RegressionModel, frame: pd.DataFrame, smiles_column: str,
+def predict_frame(model, frame: pd.DataFrame, smiles_column: str,
                   problems: list[str | None] | None = None) -> pd.DataFrame:
     """The input rows with ``canonical_smiles``, ``prediction``, ``error`` (why a row has no prediction),
     ``warnings`` and ``standardization`` appended; see :func:`~chemlm_engine.predict.predict_smiles`."""
@@ -47,7 +47,7 @@ def predict_frame(model: RegressionModel, frame: pd.DataFrame, smiles_column: st
         problems = [p or None for p in out.pop(_PROBLEM_COLUMN)]
     result = predict_smiles(model, out[smiles_column].tolist(), problems=problems)
     out = out.copy()
-    for column in OUTPUT_COLUMNS:
+    for column in result.columns.drop(["row", "name", "input"]):  # an ensemble adds uncertainty and interval
         out[column] = result[column].to_numpy()
     return out
 
@@ -112,7 +112,7 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
     if not source.exists():
         raise DataError(f"no such library file: {source}")
     column = smiles_column_of(source, smiles_column)
-    model = RegressionModel.load(model_dir, trust_remote_code=trust_remote_code)
+    model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
     total, done, invalid, started = _row_count(source), 0, 0, time.time()
     output.parent.mkdir(parents=True, exist_ok=True)
     writer: pq.ParquetWriter | None = None
@@ -138,7 +138,7 @@ class _LibraryPredictor:
         import torch
 
         torch.set_num_threads(threads)
-        self.model = RegressionModel.load(model_dir, trust_remote_code=trust_remote_code)
+        self.model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
         self.column = smiles_column
 
     def __call__(self, batch: pd.DataFrame) -> pa.Table:

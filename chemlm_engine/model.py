@@ -15,6 +15,7 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrai
 from transformers.utils import logging as hf_logging
 
 from .config import ModelSpec
+from .descriptors import DESCRIPTOR_NAMES, DescriptorScaler
 from .errors import ModelLoadError
 from .molecules import Standardization
 
@@ -81,13 +82,15 @@ class RegressionModel(nn.Module):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.spec = spec
-        hidden = backbone.config.hidden_size
+        inputs = backbone.config.hidden_size + (len(DESCRIPTOR_NAMES) if spec.descriptors else 0)
         self.dropout = nn.Dropout(spec.dropout)
         if spec.head_hidden > 0:
-            self.head = nn.Sequential(nn.Linear(hidden, spec.head_hidden), nn.GELU(), nn.Dropout(spec.dropout),
+            self.head = nn.Sequential(nn.Linear(inputs, spec.head_hidden), nn.GELU(), nn.Dropout(spec.dropout),
                                       nn.Linear(spec.head_hidden, 1))
         else:
-            self.head = nn.Sequential(nn.Linear(hidden, 1))
+            self.head = nn.Sequential(nn.Linear(inputs, 1))
+        # Fitted on the training split by ``fit`` when ``spec.descriptors``; saved with the model.
+        self.descriptor_scaler: DescriptorScaler | None = None
         self.register_buffer("label_mean", torch.zeros(()))
         self.register_buffer("label_std", torch.ones(()))
         self.pooled_scale: nn.Parameter | None = None
@@ -129,37 +132,60 @@ class RegressionModel(nn.Module):
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.pool(hidden, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Standardised predictions, shape (batch,)."""
-        return self.head_output(self.encode(input_ids, attention_mask))
+    def molecule_features(self, smiles: list[str]) -> torch.Tensor | None:
+        """The head's extra per-molecule inputs (standardised RDKit descriptors), or ``None`` without them."""
+        if not self.spec.descriptors:
+            return None
+        if self.descriptor_scaler is None:
+            raise ModelLoadError("this model uses descriptors but has no fitted descriptor scaling")
+        return torch.from_numpy(self.descriptor_scaler.transform(smiles))
 
-    def head_output(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Standardised predictions from pooled embeddings (scaling vector, dropout, head)."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        """Standardised predictions, shape (batch,)."""
+        return self.head_output(self.encode(input_ids, attention_mask), features)
+
+    def head_output(self, pooled: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Standardised predictions from pooled embeddings (scaling vector, dropout, descriptors, head)."""
         if self.pooled_scale is not None:
             pooled = pooled * self.pooled_scale
-        return self.head(self.dropout(pooled)).squeeze(-1).float()
+        pooled = self.dropout(pooled)
+        if self.spec.descriptors:
+            if features is None:
+                raise ValueError("this model needs molecule_features() for every batch")
+            pooled = torch.cat([pooled, features.to(pooled.device, pooled.dtype)], dim=-1)
+        return self.head(pooled).squeeze(-1).float()
 
     def save(self, folder: str | Path, training_smiles: list[str] | None = None,
-             training_labels: np.ndarray | None = None, standardization: Standardization | None = None) -> Path:
+             training_labels: np.ndarray | None = None, standardization: Standardization | None = None,
+             with_tokenizer: bool = True, bf16_backbone: bool = False) -> Path:
         """Write one folder: ``regressor.json`` (head settings, the SMILES standardisation used in training),
-        ``backbone/``, ``head.safetensors``, tokenizer files and (optionally) the training set, which
-        prediction uses for nearest-neighbour similarity."""
+        ``backbone/``, ``head.safetensors``, tokenizer files (unless an ensemble shares them), descriptor
+        scaling and (optionally) the training set, which prediction uses for nearest-neighbour similarity.
+        ``bf16_backbone`` stores the backbone's weights in bf16 (half the size; loaded back as fp32)."""
         if standardization is not None:
             self.standardization = standardization
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         adapter = isinstance(self.backbone, PeftModel)
         # peft adapters are saved alone (peft format) and re-attached to the base backbone on load
-        self.backbone.save_pretrained(folder / ("adapter" if adapter else "backbone"))
-        self.tokenizer.save_pretrained(folder)
+        state = None
+        if bf16_backbone and not adapter:
+            state = {k: v.detach().to(torch.bfloat16) for k, v in self.backbone.state_dict().items()}
+        self.backbone.save_pretrained(folder / ("adapter" if adapter else "backbone"), state_dict=state)
+        if with_tokenizer:
+            self.tokenizer.save_pretrained(folder)
         head_state = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         head_state["label_mean"] = self.label_mean.detach().cpu().reshape(1)
         head_state["label_std"] = self.label_std.detach().cpu().reshape(1)
         if self.pooled_scale is not None:
             head_state["pooled_scale"] = self.pooled_scale.detach().cpu().contiguous()
         save_file(head_state, str(folder / HEAD_FILE))
+        if self.descriptor_scaler is not None:
+            self.descriptor_scaler.save(folder)
         meta = {"format": "chemlm-regressor/1", "pooling": self.spec.pooling, "dropout": self.spec.dropout,
-                "head_hidden": self.spec.head_hidden, "backbone_source": self.spec.backbone,
+                "head_hidden": self.spec.head_hidden, "descriptors": self.spec.descriptors, "tta": self.spec.tta,
+                "backbone_source": self.spec.backbone,
                 "trust_remote_code": self.spec.trust_remote_code, "adapter": adapter,
                 "label_mean": float(self.label_mean), "label_std": float(self.label_std),
                 "standardization": self.standardization.to_dict()}
@@ -194,12 +220,16 @@ class RegressionModel(nn.Module):
                 "Only if you trust its source, pass --trust-remote-code (CLI) or tick 'Trust remote code' (app).")
         adapter = meta.get("adapter", False)
         base = meta["backbone_source"] if adapter else str(folder / "backbone")
-        spec = ModelSpec(backbone=base, trust_remote_code=trust_remote_code,
-                         pooling=meta["pooling"], dropout=meta["dropout"], head_hidden=meta["head_hidden"])
+        spec = ModelSpec(backbone=base, trust_remote_code=trust_remote_code, pooling=meta["pooling"],
+                         dropout=meta["dropout"], head_hidden=meta["head_hidden"],
+                         descriptors=meta.get("descriptors", False), tta=meta.get("tta", 0))
+        # Ensemble members share one tokenizer, saved in the ensemble's folder.
+        tokenizer_dir = folder if (folder / "tokenizer_config.json").exists() else folder.parent
         try:
             with _quiet_loading():
-                backbone = AutoModel.from_pretrained(base, trust_remote_code=spec.trust_remote_code)
-            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
+                backbone = AutoModel.from_pretrained(base, trust_remote_code=spec.trust_remote_code,
+                                                     dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=spec.trust_remote_code)
         except (OSError, ValueError) as exc:
             hint = " (it ships its own code: see trust_remote_code)" if "trust_remote_code" in str(exc) else ""
             raise ModelLoadError(f"cannot load regressor {folder}: {exc}{hint}") from exc
@@ -216,6 +246,7 @@ class RegressionModel(nn.Module):
         model.label_mean.fill_(float(state["label_mean"][0]))
         model.label_std.fill_(float(state["label_std"][0]))
         model.standardization = Standardization.from_dict(meta.get("standardization"))
+        model.descriptor_scaler = DescriptorScaler.load(folder)
         model.eval()
         return model.to(device or best_device())
 

@@ -13,7 +13,7 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 from .errors import InvalidSmilesError
 
 __all__ = ["MAX_SMILES_LENGTH", "Standardization", "PreparedSmiles", "check_smiles_text", "prepare_smiles",
-           "canonicalize", "try_canonicalize"]
+           "canonicalize", "try_canonicalize", "randomize_smiles"]
 
 # RDKit's recursive SMILES writer overflows the stack (a segfault that kills the whole process, app server
 # included) somewhere between 15,000 and 20,000 chained atoms, and parsing 100,000 characters takes minutes.
@@ -132,3 +132,14 @@ def try_canonicalize(smiles: str) -> tuple[str | None, str | None]:
     """``(canonical, None)`` or ``(None, reason)``; never raises."""
     prepared = prepare_smiles(smiles, Standardization(enabled=False))
     return prepared.smiles, prepared.error
+
+
+def randomize_smiles(smiles: list[str], seed: int) -> list[str]:
+    """One random (non-canonical) spelling of each valid SMILES, reproducible from ``seed`` (SMILES enumeration)."""
+    out = []
+    with rdBase.BlockLogs():
+        for i, text in enumerate(smiles):
+            mol = Chem.MolFromSmiles(text)
+            out.append(Chem.MolToRandomSmilesVect(mol, 1, randomSeed=(seed * 1_000_003 + i) % 2**31)[0]
+                       if mol is not None and mol.GetNumAtoms() > 1 else text)
+    return out

@@ -12,15 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import JobSpec, ModelSpec
+from .config import JobSpec, ModelSpec, TrainConfig
 from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read_csv
 from .errors import DataError, JobCancelledError
 from .model import RegressionModel, best_device, count_parameters
 from .store import RunStore
-from .training import (EpochMetrics, TrainCallbacks, encode_smiles, fit, predict_encoded, regression_metrics,
-                       resolve_precision)
+from .training import EpochMetrics, TrainCallbacks, fit, predict_values, regression_metrics, resolve_precision
 
-__all__ = ["SplitData", "load_job_data", "check_job_data", "JobContext", "train_and_evaluate", "ProgressFn",
+__all__ = ["SplitData", "load_job_data", "check_job_data", "load_pool", "JobContext", "train_and_evaluate", "ProgressFn",
            "MIN_SPLIT_SIZES"]
 
 ProgressFn = Callable[[float, str], None]
@@ -46,6 +45,18 @@ def load_job_data(spec: JobSpec) -> SplitData:
         data = data.subset(np.sort(pick))
     split = make_split(data, spec.data.split, spec.data.fractions, spec.data.split_seed)
     return SplitData(data.subset(split.train), data.subset(split.val), data.subset(split.test), report)
+
+
+def load_pool(ctx: JobContext, data: SplitData, path: str) -> MoleculeData:
+    """An external pool CSV, standardised like the job's data, minus every molecule of the training,
+    validation and test splits (a test molecule must never be trained on); records what it dropped."""
+    pool, report = read_csv(path, standardization=ctx.spec.data.standardization)
+    known = set(data.train.smiles) | set(data.val.smiles) | set(data.test.smiles)
+    keep = [i for i, s in enumerate(pool.smiles) if s not in known]
+    dropped = {part: len(set(pool.smiles) & set(getattr(data, part).smiles)) for part in ("train", "val", "test")}
+    ctx.store.set_info(ctx.run_id, pool_report=report.summary(), pool_dropped=dropped,
+                       pool_dropped_known=len(pool) - len(keep))
+    return pool.subset(keep)
 
 
 # Fewest molecules per part with which a fit, model selection and a test R² mean anything.
@@ -112,20 +123,22 @@ def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec |
                        epoch_indices: Callable[[int], np.ndarray] | None = None,
                        final: bool = True,
                        prepare: Callable[[RegressionModel], RegressionModel] | None = None,
-                       ) -> tuple[RegressionModel, dict[str, float]]:
+                       train: TrainConfig | None = None) -> tuple[RegressionModel, dict[str, float]]:
     """Fit a regressor on ``data.train`` (selecting on ``data.val``), evaluate on ``data.test`` and store
     the epochs. The ``final`` model of a run also stores its test predictions and model folder.
-    ``prepare`` adapts a fresh model before training (freezing, adapters). Returns the model and metrics."""
+    ``prepare`` adapts a fresh model before training (freezing, adapters); ``train`` replaces the spec's recipe
+    (an ensemble member's seed). Returns the model and metrics."""
     spec = ctx.spec
-    model = RegressionModel.from_spec(model_spec or spec.model, seed=spec.train.seed)
+    train = train or spec.train
+    model = RegressionModel.from_spec(model_spec or spec.model, seed=train.seed)
     if prepare is not None:
         model = prepare(model)
     model = model.to(best_device())
     trainable, total = count_parameters(model)
     ctx.store.set_info(ctx.run_id, trainable_params=trainable, total_params=total,
                        trainable_pct=100.0 * trainable / total, device=str(best_device()),
-                       precision=resolve_precision(spec.train.precision, best_device()))
-    epochs = spec.train.epochs
+                       precision=resolve_precision(train.precision, best_device()))
+    epochs = train.epochs
     lo, hi = span
 
     def on_batch(epoch: int, batch: int, n_batches: int) -> None:
@@ -136,8 +149,8 @@ def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec |
         ctx.store.add_epoch(ctx.run_id, m.epoch, m.__dict__, stage=stage)
 
     callbacks = TrainCallbacks(on_batch, on_epoch, ctx.cancel)
-    result = fit(model, data.train, data.val if len(data.val) else None, spec.train, callbacks, epoch_indices)
-    test_pred = predict_encoded(model, encode_smiles(model.tokenizer, data.test.smiles, model.max_tokens))
+    result = fit(model, data.train, data.val if len(data.val) else None, train, callbacks, epoch_indices)
+    test_pred = predict_values(model, data.test.smiles)
     test = regression_metrics(data.test.labels, test_pred)
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
     metrics = {**{f"test_{k}": v for k, v in test.items()}, "val_mse": best.val_mse, "val_r2": best.val_r2,

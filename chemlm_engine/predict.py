@@ -16,7 +16,8 @@ from .errors import DataError
 from .model import RegressionModel
 from .molecules import prepare_smiles
 from .tables import pick_column, read_table
-from .training import encode_smiles, predict_encoded
+from .ensemble import Ensemble
+from .training import predict_values
 
 __all__ = ["predict_smiles", "predict_csv", "parse_pasted", "nearest_neighbours", "add_applicability_domain",
            "token_warnings", "DOMAIN_SIMILARITY", "PREDICTION_COLUMNS"]
@@ -64,7 +65,7 @@ PREDICTION_COLUMNS = ["row", "name", "input", "canonical_smiles", "prediction", 
                       "standardization"]
 
 
-def predict_smiles(model: RegressionModel, smiles: Sequence[str], names: Sequence[str] | None = None,
+def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], names: Sequence[str] | None = None,
                    batch_size: int = 128, mc_passes: int = 0,
                    problems: Sequence[str | None] | None = None) -> pd.DataFrame:
     """One row per input, in order: every valid SMILES predicted, every other one with its ``error``.
@@ -73,7 +74,9 @@ def predict_smiles(model: RegressionModel, smiles: Sequence[str], names: Sequenc
     e.g. "removed [Na+]"); ``warnings`` says when the model cannot read a molecule as written (unknown
     tokens, truncation). ``problems`` marks rows already known to be unusable (blank or ragged CSV rows).
     Columns: ``row`` (1-based), ``name``, ``input``, ``canonical_smiles``, ``prediction``, ``error``,
-    ``warnings``, ``standardization``; with ``mc_passes`` > 1 also ``uncertainty`` (MC-dropout std).
+    ``warnings``, ``standardization``; for an ensemble also ``uncertainty`` (the members' std) and, when it
+    was calibrated, ``interval_low`` / ``interval_high`` (split-conformal); for a single model with
+    ``mc_passes`` > 1 ``uncertainty`` is the MC-dropout std.
     """
     inputs = ["" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw) for raw in smiles]
     labels = [""] * len(inputs) if names is None else ["" if pd.isna(n) else str(n) for n in list(names)]
@@ -89,11 +92,20 @@ def predict_smiles(model: RegressionModel, smiles: Sequence[str], names: Sequenc
                      "standardization": "; ".join(prepared.changes) if prepared and prepared.changes else None})
     frame = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
     valid = frame.index[frame["error"].isna()]
-    if len(valid):
-        canonical = frame.loc[valid, "canonical_smiles"].tolist()
+    canonical = frame.loc[valid, "canonical_smiles"].tolist()
+    if canonical:
         frame.loc[valid, "warnings"] = token_warnings(model.tokenizer, canonical, model.max_tokens)
-        frame.loc[valid, "prediction"] = predict_encoded(model, encode_smiles(model.tokenizer, canonical,
-                                                                              model.max_tokens), batch_size)
+    if isinstance(model, Ensemble):
+        mean, std = model.predict(canonical, batch_size)
+        frame.loc[valid, "prediction"] = mean
+        frame["uncertainty"] = np.nan
+        frame.loc[valid, "uncertainty"] = std
+        if model.conformal is not None:
+            low, high = model.conformal.interval(mean, std)
+            frame[["interval_low", "interval_high"]] = np.nan
+            frame.loc[valid, "interval_low"], frame.loc[valid, "interval_high"] = low, high
+        return frame
+    frame.loc[valid, "prediction"] = predict_values(model, canonical, batch_size)
     if mc_passes > 1:
         from .methods.uncertainty import mc_dropout
 
@@ -104,7 +116,7 @@ def predict_smiles(model: RegressionModel, smiles: Sequence[str], names: Sequenc
     return frame
 
 
-def predict_csv(model: RegressionModel, source: str | Path | IO, smiles_column: str | None = None,
+def predict_csv(model: RegressionModel | Ensemble, source: str | Path | IO, smiles_column: str | None = None,
                 name_column: str | None = None, mc_passes: int = 0) -> pd.DataFrame:
     """Predict a CSV's SMILES column (auto-detected unless named); see :func:`predict_smiles`. One output
     row per data row of the file (blank and ragged rows get their error); the file's other columns follow."""

@@ -21,11 +21,13 @@ from transformers import get_linear_schedule_with_warmup
 
 from .config import TrainConfig
 from .data import MoleculeData
+from .descriptors import DescriptorScaler
 from .errors import JobCancelledError, TrainingDivergedError
 from .model import RegressionModel
+from .molecules import randomize_smiles
 
 __all__ = ["EpochMetrics", "FitResult", "TrainCallbacks", "fit", "regression_metrics", "encode_smiles",
-           "length_bucketed_batches", "collate", "predict_encoded", "seed_everything", "autocast",
+           "length_bucketed_batches", "collate", "predict_encoded", "predict_values", "seed_everything", "autocast",
            "resolve_precision", "cpu_has_native_bf16"]
 
 log = logging.getLogger(__name__)
@@ -137,10 +139,11 @@ def collate(encoded: Sequence[Sequence[int]], pad_id: int, device: torch.device)
 
 @torch.no_grad()
 def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], batch_size: int = 128,
-                    mc_dropout: bool = False) -> np.ndarray:
+                    mc_dropout: bool = False, features: torch.Tensor | None = None) -> np.ndarray:
     """Predictions in label units, in input order (length-sorted internally for speed).
 
-    With ``mc_dropout`` only dropout layers are put in training mode (one stochastic pass).
+    ``features``: the model's per-molecule head inputs (:meth:`RegressionModel.molecule_features`), row for
+    row with ``encoded``. With ``mc_dropout`` only dropout layers are put in training mode (one stochastic pass).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -156,10 +159,24 @@ def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], ba
         idx = order[start:start + batch_size]
         input_ids, mask = collate([encoded[i] for i in idx], pad_id, device)
         with autocast(device):
-            pred = model.to_label_units(model(input_ids, mask))
+            pred = model.to_label_units(model(input_ids, mask, None if features is None else features[idx]))
         out[idx] = pred.float().cpu().numpy()
     model.train(was_training)
     return out
+
+
+def predict_values(model: RegressionModel, smiles: Sequence[str], batch_size: int = 128,
+                   tta: int | None = None) -> np.ndarray:
+    """Predictions in label units for canonical SMILES: with test-time augmentation (``tta``, default the
+    model's ``spec.tta``) the mean over the canonical and ``tta`` random spellings (seeded: reproducible)."""
+    smiles = list(smiles)
+    if not smiles:
+        return np.zeros(0)
+    features = model.molecule_features(smiles)
+    spellings = [smiles] + [randomize_smiles(smiles, seed=k) for k in range(1, (model.spec.tta if tta is None
+                                                                                 else tta) + 1)]
+    return np.mean([predict_encoded(model, encode_smiles(model.tokenizer, variant, model.max_tokens), batch_size,
+                                    features=features) for variant in spellings], axis=0)
 
 
 def _param_groups(model: RegressionModel, config: TrainConfig) -> list[dict]:
@@ -192,6 +209,10 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
     rng = np.random.default_rng(config.seed)
     device = next(model.parameters()).device
     model.set_label_scaler(train.labels)
+    if model.spec.descriptors:
+        model.descriptor_scaler = DescriptorScaler.fit(train.smiles)
+    train_features = model.molecule_features(train.smiles)
+    val_features = model.molecule_features(val.smiles) if val is not None else None
     max_length = min(config.max_length, model.max_tokens)
     encoded = encode_smiles(model.tokenizer, train.smiles, max_length)
     lengths = [len(e) for e in encoded]
@@ -210,6 +231,10 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
     for epoch, indices in enumerate(plan, start=1):
         epoch_start = time.time()
         model.train()
+        if config.augment:  # SMILES enumeration: a fresh random spelling of every molecule each epoch
+            encoded = encode_smiles(model.tokenizer, randomize_smiles(train.smiles, config.seed * 1000 + epoch),
+                                    max_length)
+            lengths = [len(e) for e in encoded]
         batches = length_bucketed_batches(indices, lengths, config.batch_size, rng)
         loss_sum, n_seen = 0.0, 0
         for b, batch in enumerate(batches):
@@ -217,7 +242,7 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
                 raise JobCancelledError(f"cancelled in epoch {epoch}")
             input_ids, mask = collate([encoded[i] for i in batch], model.tokenizer.pad_token_id, device)
             with autocast(device, config.precision):
-                pred = model(input_ids, mask)
+                pred = model(input_ids, mask, None if train_features is None else train_features[batch])
             loss = nn.functional.mse_loss(pred, targets[batch].to(device))
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
@@ -234,7 +259,7 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
                 callbacks.on_batch(epoch, b + 1, len(batches))
         train_mse = loss_sum / max(n_seen, 1) * label_var
         if val_encoded is not None and len(val_encoded) > 0:
-            val_metrics = regression_metrics(val.labels, predict_encoded(model, val_encoded))
+            val_metrics = regression_metrics(val.labels, predict_encoded(model, val_encoded, features=val_features))
         else:
             val_metrics = {"mse": train_mse, "rmse": math.sqrt(train_mse), "mae": math.nan, "r2": math.nan}
         metrics = EpochMetrics(epoch, train_mse, val_metrics["mse"], val_metrics["rmse"], val_metrics["mae"],
@@ -246,7 +271,8 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
             callbacks.on_epoch(metrics)
         if metrics.val_mse < best_mse:
             best_mse, best_epoch, stale = metrics.val_mse, epoch, 0
-            best_state = copy.deepcopy(model.state_dict()) if val_encoded is not None else None
+            keep = val_encoded is not None and config.select_best
+            best_state = copy.deepcopy(model.state_dict()) if keep else None
         else:
             stale += 1
             if config.patience and stale >= config.patience:
@@ -258,7 +284,7 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
             f"{best_mse / label_var:.1f}x the label variance ({label_var:.3g}); lower the learning rate")
     if best_state is not None:
         model.load_state_dict(best_state)
-    else:  # no validation data: no model selection, the last epoch's weights are kept
+    else:  # no validation data or no selection: the last epoch's weights are kept
         best_epoch = len(history)
     model.eval()
     return FitResult(history, best_epoch, time.time() - started)

@@ -12,6 +12,7 @@ import torch
 
 from chemlm_engine.config import DEFAULT_BACKBONE, DEFAULT_REGRESSOR, DataSpec, JobSpec
 from chemlm_engine.data import read_csv
+from chemlm_engine.ensemble import Ensemble, load_predictor
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.jobs import JobManager, check_job_data, load_job_data
 from chemlm_engine.model import RegressionModel, load_training_set
@@ -65,11 +66,11 @@ def manager() -> JobManager:
 
 
 @st.cache_resource(max_entries=4)
-def load_model(folder: str) -> RegressionModel:
+def load_model(folder: str) -> RegressionModel | Ensemble:
     """A model folder; its code runs only for a run the user launched with 'Trust remote code' ticked."""
     trusted = any(r.model_path == folder and r.spec.get("model", {}).get("trust_remote_code")
                   for r in store().runs(status="finished"))
-    return RegressionModel.load(folder, trust_remote_code=trusted)
+    return load_predictor(folder, trust_remote_code=trusted)
 
 
 @st.cache_data(max_entries=16, show_spinner="Checking the data …")

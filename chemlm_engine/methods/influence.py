@@ -34,10 +34,9 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from ..data import read_csv
-from ..errors import ChemLMError
+from ..errors import ChemLMError, ConfigError
 from ..model import RegressionModel
-from ..pipeline import JobContext, SplitData, train_and_evaluate
+from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..training import collate, encode_smiles
 from .uncertainty import select_random
 
@@ -268,6 +267,9 @@ class TransformerInfluence:
     """
 
     def __init__(self, model: RegressionModel, scope: str = "last_layer", max_tokens: int | None = None) -> None:
+        if model.spec.descriptors:
+            raise ConfigError("influence does not support descriptor-augmented heads yet: use a model trained "
+                              "without --descriptors")
         self.model = model.eval()
         # Forward-mode AD (jvp) is not implemented for PyTorch's fused CPU attention kernels
         if hasattr(model.backbone, "set_attn_implementation"):
@@ -433,11 +435,7 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     """
     opts, seed = ctx.spec.options, ctx.spec.train.seed
     if opts.get("pool"):
-        pool, report = read_csv(opts["pool"])
-        known = set(data.train.smiles)
-        keep = [i for i, s in enumerate(pool.smiles) if s not in known]
-        ctx.store.set_info(ctx.run_id, pool_report=report.summary(), pool_dropped_in_training=len(pool) - len(keep))
-        pool, train = pool.subset(keep), data.train
+        pool, train = load_pool(ctx, data, opts["pool"]), data.train
     else:
         held = select_random(len(data.train), int(len(data.train) * float(opts.get("pool_fraction", 0.3))), seed)
         pool = data.train.subset(np.sort(held))

@@ -10,10 +10,10 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from ..data import MoleculeData, read_csv
+from ..data import MoleculeData
 from ..errors import DataError
 from ..model import RegressionModel
-from ..pipeline import JobContext, SplitData, train_and_evaluate
+from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..training import autocast, collate, encode_smiles
 
 __all__ = ["mc_dropout", "select_most_uncertain", "select_random", "run_uncertainty"]
@@ -45,6 +45,7 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
     generator_state = torch.get_rng_state()
     torch.manual_seed(seed)
     encoded = encode_smiles(model.tokenizer, smiles, model.max_tokens)
+    features = model.molecule_features(list(smiles))
     order = np.argsort([len(e) for e in encoded], kind="stable")
     mean = np.empty(len(encoded))
     std = np.empty(len(encoded))
@@ -52,11 +53,12 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             input_ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device)
+            extra = None if features is None else features[idx].repeat(passes, 1)
             with autocast(device):
                 if scope == "head":  # encode once, sample only the head's dropout
-                    out = model.head_output(model.encode(input_ids, mask).repeat(passes, 1))
+                    out = model.head_output(model.encode(input_ids, mask).repeat(passes, 1), extra)
                 else:
-                    out = model(input_ids.repeat(passes, 1), mask.repeat(passes, 1))
+                    out = model(input_ids.repeat(passes, 1), mask.repeat(passes, 1), extra)
             samples = model.to_label_units(out.float()).reshape(passes, len(idx)).cpu().numpy()
             mean[idx] = samples.mean(0)
             std[idx] = samples.std(0, ddof=1)
@@ -84,11 +86,7 @@ def _pool(ctx: JobContext, data: SplitData, rest: np.ndarray) -> MoleculeData:
     path = ctx.spec.options.get("pool")
     if not path:
         return data.train.subset(rest)
-    pool, report = read_csv(path)
-    known = set(data.train.smiles) | set(data.val.smiles) | set(data.test.smiles)
-    keep = [i for i, s in enumerate(pool.smiles) if s not in known]
-    ctx.store.set_info(ctx.run_id, pool_report=report.summary(), pool_dropped_known=len(pool) - len(keep))
-    return pool.subset(keep)
+    return load_pool(ctx, data, path)
 
 
 def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:

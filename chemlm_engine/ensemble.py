@@ -1,0 +1,123 @@
+"""Deep ensembles: N regressors (different seeds) in one folder, sharing a tokenizer. The prediction is the
+members' mean, the uncertainty their spread, and a split-conformal interval calibrated on held-out
+molecules turns that spread into an interval with the stated coverage."""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ModelLoadError
+from .model import RegressionModel, best_device
+from .training import predict_values
+
+__all__ = ["Conformal", "Ensemble", "load_predictor", "ENSEMBLE_FILE"]
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@dataclass(frozen=True)
+class Conformal:
+    """Normalised split-conformal interval: ``mean ± quantile · (std + epsilon)``.
+
+    The score of a calibration molecule is ``|y − mean| / (std + epsilon)``; ``quantile`` is its
+    ⌈(n+1)·coverage⌉-th smallest value, which gives at least ``coverage`` of new molecules from the same
+    distribution inside their interval. ``epsilon`` (the calibration set's median spread) keeps intervals of
+    molecules the members agree on from collapsing to zero.
+    """
+
+    coverage: float
+    quantile: float
+    epsilon: float
+    n_calibration: int
+
+    @classmethod
+    def calibrate(cls, labels: np.ndarray, mean: np.ndarray, std: np.ndarray, coverage: float = 0.9) -> Conformal:
+        if not 0 < coverage < 1:
+            raise ValueError("coverage must be in (0, 1)")
+        n = len(labels)
+        rank = math.ceil((n + 1) * coverage)
+        if rank > n:
+            raise ValueError(f"{n} calibration molecules are too few for {coverage:.0%} intervals")
+        epsilon = float(np.median(std)) or 1e-6
+        scores = np.sort(np.abs(np.asarray(labels) - mean) / (std + epsilon))
+        return cls(coverage, float(scores[rank - 1]), epsilon, n)
+
+    def interval(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        half = self.quantile * (np.asarray(std) + self.epsilon)
+        return mean - half, mean + half
+
+
+class Ensemble:
+    """Members trained alike with different seeds; :meth:`predict` gives mean and spread (std, ddof=1)."""
+
+    def __init__(self, members: Sequence[RegressionModel], conformal: Conformal | None = None) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = list(members)
+        self.conformal = conformal
+
+    @property
+    def tokenizer(self):
+        return self.members[0].tokenizer
+
+    @property
+    def max_tokens(self) -> int:
+        return self.members[0].max_tokens
+
+    @property
+    def standardization(self):
+        return self.members[0].standardization
+
+    def predict(self, smiles: Sequence[str], batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation over members, in label units (descriptors computed once: cached)."""
+        values = np.stack([predict_values(m, smiles, batch_size) for m in self.members])
+        std = values.std(axis=0, ddof=1) if len(self.members) > 1 else np.zeros(values.shape[1])
+        return values.mean(axis=0), std
+
+    def save(self, folder: str | Path, training_smiles: list[str] | None = None,
+             training_labels: np.ndarray | None = None) -> Path:
+        """One folder: ``ensemble.json``, the shared tokenizer and training set, ``member-i/`` regressor
+        folders with bf16 backbone weights (half the size; members run in fp32 or bf16 autocast anyway)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        names = []
+        for i, member in enumerate(self.members):
+            names.append(f"member-{i}")
+            member.save(folder / names[-1], with_tokenizer=False, bf16_backbone=True)
+        self.tokenizer.save_pretrained(folder)
+        if training_smiles is not None:
+            import pandas as pd
+
+            pd.DataFrame({"smiles": training_smiles, "label": training_labels if training_labels is not None
+                          else np.nan}).to_csv(folder / "training_set.csv", index=False)
+        meta = {"format": "chemlm-ensemble/1", "members": names,
+                "conformal": asdict(self.conformal) if self.conformal else None}
+        (folder / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: torch.device | str | None = None,
+             trust_remote_code: bool = False) -> Ensemble:
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / ENSEMBLE_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot read {folder / ENSEMBLE_FILE}: {exc}") from None
+        members = [RegressionModel.load(folder / name, device, trust_remote_code) for name in meta["members"]]
+        conformal = Conformal(**meta["conformal"]) if meta.get("conformal") else None
+        return cls(members, conformal)
+
+
+def load_predictor(folder: str | Path, device: torch.device | str | None = None,
+                   trust_remote_code: bool = False) -> RegressionModel | Ensemble:
+    """A regressor or an ensemble folder, whichever ``folder`` holds."""
+    folder = Path(folder)
+    if (folder / ENSEMBLE_FILE).exists():
+        return Ensemble.load(folder, device or best_device(), trust_remote_code)
+    return RegressionModel.load(folder, device, trust_remote_code)

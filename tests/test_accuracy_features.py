@@ -1,0 +1,161 @@
+"""The accuracy features: descriptor-augmented head, SMILES enumeration and test-time augmentation,
+deep ensembles with split-conformal intervals; and the shared pool loader that keeps test molecules out."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from rdkit import Chem
+
+from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.data import MoleculeData
+from chemlm_engine.descriptors import DESCRIPTOR_NAMES, DescriptorScaler, describe
+from chemlm_engine.ensemble import Conformal, Ensemble, load_predictor
+from chemlm_engine.jobs import run_job
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.molecules import randomize_smiles
+from chemlm_engine.pipeline import JobContext, load_job_data, load_pool
+from chemlm_engine.predict import predict_smiles
+from chemlm_engine.tokenizer import smiles_tokens
+from chemlm_engine.training import fit, predict_values
+
+
+def _tiny(backbone, **model) -> RegressionModel:
+    return RegressionModel.from_spec(ModelSpec(backbone=str(backbone), head_hidden=16, **model), seed=0)
+
+
+# -- descriptors ------------------------------------------------------------------------------------
+def test_descriptor_scaling_comes_from_the_training_split_only(lipo):
+    train, other = lipo.smiles[:200], lipo.smiles[200:260]
+    scaler = DescriptorScaler.fit(train)
+    raw = describe(train)
+    np.testing.assert_allclose(scaler.mean, np.where(np.isnan(raw), scaler.median, raw).mean(axis=0))
+    features = scaler.transform(other)
+    assert features.shape == (60, len(DESCRIPTOR_NAMES)) and np.isfinite(features).all()
+    assert np.abs(features).max() <= 10.0  # clipped
+
+
+def test_missing_descriptor_values_become_the_training_median(lipo, monkeypatch):
+    import chemlm_engine.descriptors as descriptors
+
+    scaler = DescriptorScaler.fit(lipo.smiles[:100])
+    monkeypatch.setattr(descriptors, "_one", lambda smiles: np.full(len(DESCRIPTOR_NAMES), np.nan))
+    descriptors._CACHE.clear()
+    try:
+        filled = scaler.transform(["CCO"])
+    finally:
+        descriptors._CACHE.clear()
+    np.testing.assert_allclose(filled[0], np.clip((scaler.median - scaler.mean) / scaler.scale, -10, 10), rtol=1e-5)
+
+
+def test_a_descriptor_model_trains_saves_and_reloads(tiny_backbone, lipo, tmp_path):
+    data = lipo.subset(range(120))
+    model = _tiny(tiny_backbone, descriptors=True)
+    fit(model, data.subset(range(100)), data.subset(range(100, 120)), TrainConfig(epochs=1, batch_size=16))
+    before = predict_values(model, lipo.smiles[200:220])
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "regressor.json").read_text())["descriptors"] is True
+    loaded = RegressionModel.load(tmp_path / "m", "cpu")
+    np.testing.assert_allclose(predict_values(loaded, lipo.smiles[200:220]), before, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.descriptor_scaler.mean, model.descriptor_scaler.mean)
+
+
+# -- SMILES enumeration -------------------------------------------------------------------------------
+def test_random_spellings_are_the_same_molecule_and_round_trip_through_the_tokenizer(lipo):
+    smiles = lipo.smiles[:500]
+    spelled = randomize_smiles(smiles, seed=7)
+    assert spelled == randomize_smiles(smiles, seed=7) and spelled != randomize_smiles(smiles, seed=8)
+    assert sum(a != b for a, b in zip(spelled, smiles)) > 400  # really non-canonical
+    for original, variant in zip(smiles, spelled):
+        assert Chem.CanonSmiles(variant) == Chem.CanonSmiles(original)
+        assert "".join(smiles_tokens(variant)) == variant
+
+
+def test_the_shipped_vocabulary_reads_random_spellings(lipo):
+    tokenizer = load_predictor_tokenizer()
+    spelled = randomize_smiles(lipo.smiles, seed=1)
+    unknown = sum(tokenizer.unk_token_id in ids for ids in tokenizer(spelled)["input_ids"])
+    assert unknown / len(spelled) < 0.002  # measured: 4 of 12,600 spellings hold a token the vocabulary lacks
+
+
+def load_predictor_tokenizer():
+    from chemlm_engine.config import DEFAULT_BACKBONE
+    from chemlm_engine.tokenizer import load_tokenizer
+
+    return load_tokenizer(DEFAULT_BACKBONE)
+
+
+def test_augmented_training_sees_other_spellings(tiny_backbone, lipo, monkeypatch):
+    import chemlm_engine.training as training
+
+    seen = []
+    real = training.randomize_smiles
+    monkeypatch.setattr(training, "randomize_smiles", lambda s, seed: seen.append(seed) or real(s, seed))
+    data = lipo.subset(range(60))
+    fit(_tiny(tiny_backbone), data.subset(range(50)), data.subset(range(50, 60)),
+        TrainConfig(epochs=3, batch_size=16, augment=True, seed=2))
+    assert seen == [2001, 2002, 2003]  # one fresh spelling per molecule and epoch
+
+
+def test_test_time_augmentation_is_the_mean_over_spellings(tiny_backbone, lipo):
+    model = _tiny(tiny_backbone).eval()
+    smiles = lipo.smiles[:30]
+    plain = predict_values(model, smiles, tta=0)
+    spellings = [smiles] + [randomize_smiles(smiles, seed=k) for k in (1, 2, 3)]
+    expected = np.mean([predict_values(model, s, tta=0) for s in spellings], axis=0)
+    np.testing.assert_allclose(predict_values(model, smiles, tta=3), expected, rtol=1e-6)
+    assert not np.allclose(expected, plain)
+
+
+# -- conformal intervals and ensembles ----------------------------------------------------------------
+def test_conformal_intervals_cover_what_they_promise():
+    rng = np.random.default_rng(0)
+    hits = []
+    for _ in range(200):
+        std = rng.uniform(0.2, 1.0, 500)
+        mean = rng.normal(size=500)
+        labels = mean + rng.normal(size=500) * std * 1.7  # miscalibrated spread: conformal must fix it
+        conformal = Conformal.calibrate(labels[:250], mean[:250], std[:250], coverage=0.9)
+        low, high = conformal.interval(mean[250:], std[250:])
+        hits.append(((labels[250:] >= low) & (labels[250:] <= high)).mean())
+    assert 0.89 <= np.mean(hits) <= 0.93
+    with pytest.raises(ValueError, match="too few"):
+        Conformal.calibrate(labels[:5], mean[:5], std[:5], coverage=0.9)
+
+
+def test_an_ensemble_job_saves_members_and_predicts_intervals(tiny_backbone, store):
+    spec = JobSpec(method="ensemble", data=DataSpec(subset=200), options={"members": 3, "coverage": 0.8},
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   train=TrainConfig(epochs=2, batch_size=16, seed=4))
+    record = store.get_run(run_job(spec, store))
+    assert record.status == "finished" and record.metrics["members"] == 3
+    assert 0 <= record.metrics["interval_coverage"] <= 1 and record.metrics["interval_width"] > 0
+    ensemble = load_predictor(record.model_path, "cpu")
+    assert isinstance(ensemble, Ensemble) and len(ensemble.members) == 3
+    assert len({(m.spec.head_hidden, m.spec.descriptors) for m in ensemble.members}) == 1  # trained alike
+    seeds_differ = not np.allclose(ensemble.members[0].head[0].weight.detach(), ensemble.members[1].head[0].weight.detach())
+    assert seeds_differ
+    result = predict_smiles(ensemble, ["CCO", "c1ccccc1O", "C1CC"])
+    assert result["prediction"].notna().tolist() == [True, True, False]
+    valid = result.iloc[:2]
+    assert (valid["interval_low"] < valid["prediction"]).all() and (valid["prediction"] < valid["interval_high"]).all()
+    assert (valid["uncertainty"] > 0).all()
+    # the stored test predictions are the members' mean (the saved members' bf16 weights move it by < 0.002)
+    stored = store.molecules(record.id, "prediction")
+    mean, _ = ensemble.predict(stored["smiles"].tolist())
+    np.testing.assert_allclose(stored["prediction"], mean, atol=2e-3)
+
+
+# -- the pool loader (a test molecule must never be trained on) --------------------------------------
+def test_the_pool_loader_drops_every_split_and_says_how_many(tiny_backbone, store, tmp_path):
+    spec = JobSpec(data=DataSpec(subset=100), model=ModelSpec(backbone=str(tiny_backbone)))
+    data = load_job_data(spec)
+    outside = ["CCCCCCCCO", "CCCCCCCCN", "CCCCCCCCCl"]
+    pool_smiles = data.train.smiles[:2] + data.val.smiles[:2] + data.test.smiles[:3] + outside
+    path = tmp_path / "pool.csv"
+    pd.DataFrame({"smiles": pool_smiles, "y": np.arange(len(pool_smiles), dtype=float)}).to_csv(path, index=False)
+    run_id = store.create_run(spec.to_dict(), "influence")
+    pool = load_pool(JobContext(spec, store, run_id), data, str(path))
+    assert sorted(pool.smiles) == sorted(Chem.CanonSmiles(s) for s in outside)
+    assert store.get_run(run_id).info["pool_dropped"] == {"train": 2, "val": 2, "test": 3}
+    assert isinstance(pool, MoleculeData)
