@@ -10,7 +10,8 @@ Chemprop runs in a virtual environment of its own, fed this project's splits as 
     /work/chemprop-venv/bin/pip install torch==2.13.0 chemprop==2.3.1
     .venv/bin/python bench/lipo_accuracy.py --models chemprop chemprop-rdkit --chemprop /work/chemprop-venv/bin/chemprop
 
-Prints a Markdown table (mean ± std over seeds) and writes bench/results/lipo_accuracy.json.
+Prints a Markdown table (mean ± std over seeds, paired Δ R² to Chemprop) and writes
+bench/results/lipo_accuracy.json (``--table`` prints the table of that file and runs nothing).
 """
 from __future__ import annotations
 
@@ -141,7 +142,11 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=None, help="A seeded subset (smoke tests only).")
     parser.add_argument("--chemprop", default="chemprop", help="The chemprop executable (its own venv).")
     parser.add_argument("--output", type=Path, default=Path("bench/results/lipo_accuracy.json"))
+    parser.add_argument("--table", action="store_true", help="Only print the table of --output.")
     args = parser.parse_args()
+    if args.table:
+        print_table(json.loads(args.output.read_text()))
+        return
 
     work = Path(tempfile.mkdtemp(prefix="lipo-bench-"))
     store = RunStore(home=work / "runs")
@@ -184,10 +189,13 @@ def main() -> None:
     print_table(results)
 
 
-def print_table(results: list[dict]) -> None:
-    print("\n| model | split | seeds | test RMSE | test MAE | test R² | s / epoch | device |")
-    print("|---|---|---|---|---|---|---|---|")
-    keys = sorted({(r["model"], r["split"]) for r in results}, key=lambda k: (k[1], (MODELS + EXTRA_MODELS).index(k[0])))
+def print_table(results: list[dict], reference: str = "chemprop") -> None:
+    """Mean ± std over seeds per model and split, and the paired Δ test R² to ``reference`` on the same seeds."""
+    print(f"\n| model | split | seeds | test MSE | test RMSE | test MAE | test R² | Δ R² vs {reference} (paired) "
+          "| val R² | s / epoch | device |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    order = MODELS + EXTRA_MODELS
+    keys = sorted({(r["model"], r["split"]) for r in results}, key=lambda k: (k[1], order.index(k[0])))
     for model, split in keys:
         rows = [r for r in results if r["model"] == model and r["split"] == split]
 
@@ -195,9 +203,14 @@ def print_table(results: list[dict]) -> None:
             values = [r[key] for r in rows if r.get(key) is not None]
             return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "–"
 
+        ref = {r["seed"]: r["test_r2"] for r in results if r["model"] == reference and r["split"] == split}
+        deltas = [r["test_r2"] - ref[r["seed"]] for r in rows if r["seed"] in ref]
+        delta = f"{np.mean(deltas):+.3f} ± {np.std(deltas):.3f} (n={len(deltas)})" if deltas and model != reference \
+            else "–"
         devices = ", ".join(sorted({r.get("device") or "cpu" for r in rows}))
-        print(f"| {model} | {split} | {len(rows)} | {cell('test_rmse')} | {cell('test_mae')} | {cell('test_r2')} "
-              f"| {cell('seconds_per_epoch') if model.startswith(('chemlm', 'random', 'mlm')) else '–'} | {devices} |")
+        per_epoch = cell("seconds_per_epoch") if model.startswith(("chemlm", "random", "mlm")) else "–"
+        print(f"| {model} | {split} | {len(rows)} | {cell('test_mse')} | {cell('test_rmse')} | {cell('test_mae')} "
+              f"| {cell('test_r2')} | {delta} | {cell('val_r2')} | {per_epoch} | {devices} |")
 
 
 if __name__ == "__main__":
