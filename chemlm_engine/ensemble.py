@@ -16,7 +16,7 @@ from .errors import ModelLoadError
 from .model import RegressionModel, best_device
 from .training import predict_values
 
-__all__ = ["Conformal", "Ensemble", "load_predictor", "ENSEMBLE_FILE"]
+__all__ = ["Conformal", "Ensemble", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -114,10 +114,14 @@ class Ensemble:
         return cls(members, conformal)
 
 
+def is_ensemble(folder: str | Path) -> bool:
+    return (Path(folder) / ENSEMBLE_FILE).exists()
+
+
 def load_predictor(folder: str | Path, device: torch.device | str | None = None,
                    trust_remote_code: bool = False) -> RegressionModel | Ensemble:
     """A regressor or an ensemble folder, whichever ``folder`` holds."""
     folder = Path(folder)
-    if (folder / ENSEMBLE_FILE).exists():
+    if is_ensemble(folder):
         return Ensemble.load(folder, device or best_device(), trust_remote_code)
     return RegressionModel.load(folder, device, trust_remote_code)

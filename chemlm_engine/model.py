@@ -91,6 +91,8 @@ class RegressionModel(nn.Module):
             self.head = nn.Sequential(nn.Linear(inputs, 1))
         # Fitted on the training split by ``fit`` when ``spec.descriptors``; saved with the model.
         self.descriptor_scaler: DescriptorScaler | None = None
+        # Prediction runs in bf16 where the hardware computes it natively (as training does), unless set to fp32.
+        self.inference_precision = "auto"
         self.register_buffer("label_mean", torch.zeros(()))
         self.register_buffer("label_std", torch.ones(()))
         self.pooled_scale: nn.Parameter | None = None

@@ -98,9 +98,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
 
 
-def autocast(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA always (inference included); on CPU only when ``precision`` asks for it."""
-    if device.type == "cuda" or resolve_precision(precision, device) == "bf16":
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """bf16 autocast when ``precision`` resolves to bf16 (see :func:`resolve_precision`), on CUDA and CPU
+    alike; ``"fp32"`` is honoured everywhere."""
+    if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -158,7 +159,7 @@ def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], ba
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         input_ids, mask = collate([encoded[i] for i in idx], pad_id, device)
-        with autocast(device):
+        with autocast(device, model.inference_precision):
             pred = model.to_label_units(model(input_ids, mask, None if features is None else features[idx]))
         out[idx] = pred.float().cpu().numpy()
     model.train(was_training)

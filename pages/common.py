@@ -98,7 +98,7 @@ def device_label() -> str:
 def model_choices() -> dict[str, str]:
     """Label -> model folder: the embedded default (when shipped) and every finished run with a model."""
     choices = {}
-    if Path(DEFAULT_REGRESSOR, "regressor.json").exists():
+    if any(Path(DEFAULT_REGRESSOR, name).exists() for name in ("regressor.json", "ensemble.json")):
         choices[DEFAULT_MODEL_LABEL] = DEFAULT_REGRESSOR
     for run in store().runs(status="finished"):
         if run.model_path and Path(run.model_path).exists():

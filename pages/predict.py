@@ -2,6 +2,7 @@
 import streamlit as st
 
 from chemlm_engine.depict import molecule_image_uri
+from chemlm_engine.ensemble import is_ensemble
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.tables import write_csv
 from chemlm_engine.predict import DOMAIN_SIMILARITY, add_applicability_domain, parse_pasted, predict_csv, \
@@ -26,8 +27,12 @@ if mode == "Paste SMILES":
 else:
     upload = st.file_uploader("CSV with a SMILES column", type=["csv"])
 
-with_uncertainty = st.checkbox("MC-dropout uncertainty (20 stochastic passes)", value=True)
-passes = 20 if with_uncertainty else 0
+ensemble = is_ensemble(folder)
+if ensemble:
+    st.caption("An ensemble: the prediction is its members' mean, ± their spread, with a calibrated 90 % interval.")
+    passes = 0
+else:
+    passes = 20 if st.checkbox("MC-dropout uncertainty (20 stochastic passes)", value=True) else 0
 
 if st.button("Predict", type="primary"):
     try:
@@ -59,12 +64,15 @@ if result is not None:
     if n_warned or n_standardized:
         st.info(f"{n_warned} molecule(s) with warnings (the model cannot read them exactly as written) · "
                 f"{n_standardized} standardised (salts removed, charges neutralised) — see the columns below.")
-    order = ["structure", "name", "input", "prediction", "uncertainty", "error", "warnings", "standardization",
-             "canonical_smiles", "similarity", "in_domain", "nearest_training_smiles"]
+    order = ["structure", "name", "input", "prediction", "uncertainty", "interval_low", "interval_high", "error",
+             "warnings", "standardization", "canonical_smiles", "similarity", "in_domain", "nearest_training_smiles"]
     st.dataframe(shown, hide_index=True, row_height=90, column_order=order, column_config={
         "structure": st.column_config.ImageColumn("structure", width="medium"),
         "prediction": st.column_config.NumberColumn("predicted logD", format="%.2f"),
-        "uncertainty": st.column_config.NumberColumn("± (MC-dropout std)", format="%.2f"),
+        "uncertainty": st.column_config.NumberColumn("± (ensemble std)" if ensemble else "± (MC-dropout std)",
+                                                     format="%.2f"),
+        "interval_low": st.column_config.NumberColumn("90 % interval from", format="%.2f"),
+        "interval_high": st.column_config.NumberColumn("to", format="%.2f"),
         "similarity": st.column_config.NumberColumn("Tanimoto to nearest", format="%.2f"),
         "in_domain": st.column_config.CheckboxColumn("in domain"),
     })

@@ -5,17 +5,22 @@ import numpy as np
 
 from chemlm_engine.config import DEFAULT_BACKBONE, DEFAULT_REGRESSOR
 from chemlm_engine.data import make_split
-from chemlm_engine.model import RegressionModel, load_backbone, load_training_set
+from chemlm_engine.ensemble import Ensemble, load_predictor
+from chemlm_engine.model import load_backbone, load_training_set
 from chemlm_engine.predict import predict_smiles
 from chemlm_engine.training import regression_metrics
 
 
 def test_shipped_regressor_predicts_the_bundled_test_split(lipo):
-    model = RegressionModel.load(DEFAULT_REGRESSOR, "cpu")
+    model = load_predictor(DEFAULT_REGRESSOR, "cpu")
     test = lipo.subset(make_split(lipo, "random", seed=0).test)
-    predictions = predict_smiles(model, test.smiles)["prediction"].to_numpy()
+    result = predict_smiles(model, test.smiles)
+    predictions = result["prediction"].to_numpy()
     assert np.all(np.isfinite(predictions))
     assert regression_metrics(test.labels, predictions)["r2"] > 0.3  # a sanity floor, not the target
+    if isinstance(model, Ensemble):  # calibrated intervals: a floor far below the stated 90 %
+        inside = (result["interval_low"] <= test.labels) & (test.labels <= result["interval_high"])
+        assert inside.mean() > 0.75
     trained_on = set(load_training_set(DEFAULT_REGRESSOR)[0])
     assert not trained_on & set(test.smiles)  # the test split was held out
 

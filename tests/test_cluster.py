@@ -121,7 +121,7 @@ def test_ray_library_prediction_keeps_blank_and_ragged_rows(local_ray, tiny_back
     model.save(tmp_path / "model")
     (tmp_path / "lib.csv").write_text("id,smiles\na,CCO\n\nc,CCN\nd,CCC,extra\ne,c1ccccc1\n")
     local = predict_library(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "local.parquet")
-    remote = predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray", batch_rows=2)
+    remote = predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray")
     assert (local.rows, local.invalid) == (remote.rows, remote.invalid) == (5, 2)
     a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray")
     assert list(b["id"]) == list(a["id"]) == ["a", "", "c", "d", "e"]

@@ -94,3 +94,15 @@ def test_auto_precision_is_bf16_on_cuda_and_explicit_choices_win():
     assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="fp8")
+
+
+def test_fp32_is_honoured_on_cuda_too():
+    import contextlib
+
+    import torch
+
+    from chemlm_engine.training import autocast, resolve_precision
+
+    assert isinstance(autocast(torch.device("cuda"), "fp32"), contextlib.nullcontext)
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"

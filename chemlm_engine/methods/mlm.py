@@ -277,7 +277,7 @@ def _losses(model: nn.Module, head: DescriptorHead | None, batch: dict[str, torc
     device = next(model.parameters()).device
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     targets = None if targets is None else targets.to(device, non_blocking=True)
-    with autocast(device):
+    with autocast(device, "bf16" if device.type == "cuda" else "fp32"):
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
                     output_hidden_states=head is not None)
         if head is None or targets is None:

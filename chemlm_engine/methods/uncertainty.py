@@ -54,7 +54,7 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
             idx = order[start:start + batch_size]
             input_ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device)
             extra = None if features is None else features[idx].repeat(passes, 1)
-            with autocast(device):
+            with autocast(device, model.inference_precision):
                 if scope == "head":  # encode once, sample only the head's dropout
                     out = model.head_output(model.encode(input_ids, mask).repeat(passes, 1), extra)
                 else:
