@@ -50,6 +50,15 @@ def get_manager(home: str, executor: str = "thread", ray_address: str | None = N
     return JobManager(get_store(home), executor=executor, ray_address=ray_address)
 
 
+def submit(*specs: JobSpec) -> list[str] | None:
+    """Queue jobs; a job that cannot train (too few molecules, constant labels, …) is an error on the page."""
+    try:
+        return [manager().submit(spec) for spec in specs]
+    except ChemLMError as exc:
+        st.error(f"Cannot start: {exc}")
+        return None
+
+
 def store() -> RunStore:
     return get_store(str(default_home()))
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 from chemlm_engine.compare import METRICS, best_rows, runs_table, suite_specs, summarize
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
-from pages.common import backbone_picker, manager, store, use_app_navigation
+from pages.common import backbone_picker, store, submit, use_app_navigation
 
 use_app_navigation()
 st.title("Compare methods")
@@ -21,9 +21,8 @@ with st.expander("Run the full comparison"):
         base = JobSpec(data=DataSpec(split=split), model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                        train=TrainConfig(epochs=epochs))
         specs = suite_specs(base, list(range(n_seeds)))
-        for spec in specs:
-            manager().submit(spec)
-        st.success(f"Queued {len(specs)} runs; results appear below as they finish.")
+        if submit(*specs):
+            st.success(f"Queued {len(specs)} runs; results appear below as they finish.")
 
 
 @st.fragment(run_every=10)

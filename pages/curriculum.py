@@ -8,7 +8,7 @@ import streamlit as st
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import length_bins
 from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, CurriculumSampler, difficulty
-from pages.common import backbone_picker, dataset_picker, manager, split_data, store, use_app_navigation
+from pages.common import backbone_picker, dataset_picker, split_data, store, submit, use_app_navigation
 
 use_app_navigation()
 st.title("Curriculum learning")
@@ -57,10 +57,10 @@ if st.button("Launch curriculum and baseline runs", type="primary", disabled=not
     common = dict(data=DataSpec(source=source, split=split, split_seed=seed),
                   model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                   train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed))
-    manager().submit(JobSpec(method="curriculum", name=f"curriculum-pair:{pair}",
-                             options={"difficulty": measure, "pacing": pacing}, **common))
-    manager().submit(JobSpec(method="baseline", name=f"curriculum-pair:{pair}", **common))
-    st.success(f"Queued pair {pair}: a curriculum run and a baseline with the same seed and epochs.")
+    if submit(JobSpec(method="curriculum", name=f"curriculum-pair:{pair}",
+                      options={"difficulty": measure, "pacing": pacing}, **common),
+              JobSpec(method="baseline", name=f"curriculum-pair:{pair}", **common)):
+        st.success(f"Queued pair {pair}: a curriculum run and a baseline with the same seed and epochs.")
 
 st.subheader("Curriculum vs baseline")
 pairs: dict[str, list] = {}

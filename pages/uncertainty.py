@@ -6,7 +6,7 @@ from scipy.stats import spearmanr
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.depict import molecule_image_uri
-from pages.common import backbone_picker, dataset_picker, manager, run_label, store, use_app_navigation
+from pages.common import backbone_picker, dataset_picker, run_label, store, submit, use_app_navigation
 
 use_app_navigation()
 st.title("Uncertainty and active learning")
@@ -34,10 +34,11 @@ with st.expander("Launch an active-learning run", expanded=not store().runs()):
         options = {"initial_size": initial, "passes": passes}
         options.update({"sweep": [25, 64, 128, 256, 512, 1000]} if sweep else
                        {"acquire": acquire, "rounds": rounds, "strategy": strategy})
-        run_id = manager().submit(JobSpec(
+        queued = submit(JobSpec(
             method="uncertainty", options=options, data=DataSpec(source=source, split=split, split_seed=seed),
             model=ModelSpec(backbone=backbone, trust_remote_code=trust), train=TrainConfig(epochs=epochs, seed=seed)))
-        st.success(f"Queued run {run_id}.")
+        if queued:
+            st.success(f"Queued run {queued[0]}.")
 
 runs = [r for r in store().runs(status="finished") if r.method == "uncertainty"]
 if not runs:
