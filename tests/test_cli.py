@@ -98,7 +98,7 @@ def test_sigterm_marks_a_cli_run_interrupted_and_kill_9_is_reconciled(tiny_backb
 
 def test_predict_refuses_a_folder_that_ships_code_without_the_flag(tmp_path):
     folder = tmp_path / "model"
-    shutil.copytree(ROOT / "assets" / "lipo-regressor", folder, ignore=shutil.ignore_patterns("backbone"))
+    shutil.copytree(ROOT / "assets" / "lipo-regressor" / "member-0", folder, ignore=shutil.ignore_patterns("backbone"))
     meta = json.loads((folder / "regressor.json").read_text())
     (folder / "regressor.json").write_text(json.dumps({**meta, "trust_remote_code": True}))
     result = _cli("predict", "--model", str(folder), "--smiles", "CCO", env_home=tmp_path)
