@@ -1,7 +1,7 @@
 """ChemLM Studio: Streamlit entry point (navigation and the shared sidebar)."""
 import streamlit as st
 
-from chemlm_engine.jobs import EXECUTORS
+from chemlm_engine.manager import EXECUTORS
 from pages.common import device_label, executor_choice, manager, store
 
 st.set_page_config(page_title="ChemLM Studio", page_icon="🧪", layout="wide")

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chemlm_engine.cluster import connect, score_molecules_sharded  # noqa: E402
+from chemlm_engine.cluster import connect, ray_map  # noqa: E402
 from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec  # noqa: E402
 from chemlm_engine.data import load_lipophilicity  # noqa: E402
 from chemlm_engine.jobs import load_job_data  # noqa: E402
 from chemlm_engine.library import predict_library, predict_library_ray  # noqa: E402
 from chemlm_engine.methods.influence import (TransformerInfluence, last_layer_inverse, mean_grad,  # noqa: E402
-                                             score_molecules)
+                                             score_molecules, score_molecules_sharded)
 from chemlm_engine.model import RegressionModel  # noqa: E402
 
 
@@ -76,7 +76,7 @@ def main() -> None:
         summary = predict_library_ray(args.model, source, work / f"ray-{workers}", workers=workers)
         record("library prediction", f"ray, {workers} worker(s)", summary.rows, summary.seconds)
         start = time.perf_counter()
-        sharded = score_molecules_sharded(influence, pool, labels, direction, inverse, shards=workers)
+        sharded = score_molecules_sharded(influence, pool, labels, direction, inverse, shards=workers, map_fn=ray_map)
         record("influence pool scoring", f"ray, {workers} worker(s)", args.pool, time.perf_counter() - start)
         assert np.allclose(sharded[0], single[0], rtol=1e-5, atol=1e-7), "sharded scores differ"
         ray.shutdown()

@@ -14,6 +14,8 @@ from .errors import ChemLMError
 
 app = typer.Typer(help="ChemLM Studio engine: fine-tune chemical language models from the command line.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
+runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 _debug = {"on": False}
 
 
@@ -28,10 +30,6 @@ def main() -> None:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-
-
-runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
-app.add_typer(runs_app, name="runs")
 
 
 def _run_with_progress(spec, store) -> None:
@@ -55,7 +53,7 @@ def _run_on_ray(spec, store, address: str | None) -> None:
     """Submit to a Ray cluster and follow the run in the shared store; same last JSON line."""
     import time
 
-    from .jobs import JobManager
+    from .manager import JobManager
 
     manager = JobManager(store, executor="ray", ray_address=address)
     run_id = manager.submit(spec)
@@ -249,16 +247,7 @@ def _resolve_model(model: str, db: str | None) -> Path:
 def export(run_id: str, destination: Path, description: str = typer.Option("", help="One line for the app."),
            db: str | None = typer.Option(None)) -> None:
     """Copy a finished run's model folder to DESTINATION with ``metrics.json`` (spec and test metrics)."""
-    import shutil
-
-    record = _store(db).get_run(run_id)
-    if record.status != "finished" or not record.model_path:
-        raise typer.BadParameter(f"run {run_id} has no finished model (status {record.status})")
-    shutil.copytree(record.model_path, destination, dirs_exist_ok=True)
-    test = {k[len("test_"):]: v for k, v in record.metrics.items() if k.startswith("test_")}
-    (destination / "metrics.json").write_text(json.dumps(
-        {"run_id": run_id, "description": description, "test": test, "metrics": record.metrics,
-         "spec": record.spec, "versions": record.versions, "data_hash": record.data_hash}, indent=2))
+    _store(db).export_model(run_id, destination, description)
     typer.echo(f"exported {run_id} to {destination}")
 
 

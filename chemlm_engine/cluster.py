@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .config import JobSpec
@@ -160,40 +158,3 @@ def ray_map(fn: Callable[[Any], Any], items: Sequence[Any], cpus: int = 1) -> li
 
     task = ray.remote(lambda x: fn(x)).options(num_cpus=cpus, num_gpus=_gpus_per_task(), max_retries=0)
     return ray.get([task.remote(item) for item in items])
-
-
-# -- influence scoring of large pools ------------------------------------------------------------------
-def _model_files(model) -> dict[str, bytes]:
-    """A regressor as the bytes of its saved folder (transformers models do not pickle)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save(tmp)
-        return {str(p.relative_to(tmp)): p.read_bytes() for p in Path(tmp).rglob("*") if p.is_file()}
-
-
-def _score_shard(files: dict[str, bytes], scope: str, smiles: list[str], labels: np.ndarray,
-                 direction: torch.Tensor, inverse: torch.Tensor, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    from .methods.influence import TransformerInfluence, score_molecules
-    from .model import RegressionModel
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, data in files.items():
-            Path(tmp, name).parent.mkdir(parents=True, exist_ok=True)
-            Path(tmp, name).write_bytes(data)
-        influence = TransformerInfluence(RegressionModel.load(tmp, "cpu"), scope)
-    return score_molecules(influence, smiles, labels, direction, inverse, chunk)
-
-
-def score_molecules_sharded(influence, smiles: Sequence[str], labels: np.ndarray, direction: torch.Tensor,
-                            inverse: torch.Tensor, shards: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`~chemlm_engine.methods.influence.score_molecules` split over ``shards`` Ray tasks. The model
-    and the solved vectors go to the object store once (broadcast); shard borders fall on chunk borders,
-    so every molecule is scored in exactly the batch it has in the single-process path."""
-    import ray
-
-    refs = [ray.put(x) for x in (_model_files(influence.model), direction, inverse)]
-    n_chunks = -(-len(smiles) // chunk)
-    borders = [int(b) * chunk for b in np.linspace(0, n_chunks, shards + 1).round()]
-    remote = ray.remote(_score_shard).options(max_retries=0)
-    parts = ray.get([remote.remote(refs[0], influence.scope, list(smiles[lo:hi]), labels[lo:hi], refs[1], refs[2],
-                                   chunk) for lo, hi in zip(borders[:-1], borders[1:]) if lo < len(smiles)])
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

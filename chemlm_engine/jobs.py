@@ -1,13 +1,11 @@
-"""Executing jobs: ``run_job`` runs one ``JobSpec`` and writes everything to the store; ``JobManager``
-runs jobs on background threads (a queue, one at a time by default) with cancel and crash capture."""
+"""Executing a job: ``run_job`` runs one ``JobSpec`` and writes everything to the store (the executors in
+:mod:`~chemlm_engine.manager` and :mod:`~chemlm_engine.cluster` call it)."""
 from __future__ import annotations
 
 import logging
 import platform
-import queue
 import shutil
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,7 +25,7 @@ from .methods.uncertainty import run_uncertainty
 from .pipeline import JobContext, ProgressFn, SplitData, check_job_data, load_job_data, train_and_evaluate
 from .store import RunStore
 
-__all__ = ["run_job", "JobManager", "EXECUTORS", "package_versions", "load_job_data", "check_job_data", "METHODS"]
+__all__ = ["run_job", "package_versions", "load_job_data", "check_job_data", "METHODS"]
 
 log = logging.getLogger(__name__)
 
@@ -110,106 +108,3 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
 def _discard_artifacts(store: RunStore, run_id: str) -> None:
     """A run that did not finish keeps no partial files (a half-written model folder would load wrong)."""
     shutil.rmtree(store.home / run_id, ignore_errors=True)
-
-
-EXECUTORS = ("thread", "ray")
-
-
-class JobManager:
-    """Runs submitted jobs on background threads, in order (``executor="thread"``, one per process), or
-    as Ray tasks on a cluster (``executor="ray"``, see :mod:`chemlm_engine.cluster`); same interface.
-
-    At start-up, runs left ``queued`` / ``running`` by a process that no longer exists are marked
-    ``interrupted``.
-    """
-
-    def __init__(self, store: RunStore, workers: int = 1, executor: str = "thread",
-                 ray_address: str | None = None, cpus_per_job: int = 1) -> None:
-        if executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
-        self.store = store
-        self.executor = executor
-        self.interrupted = store.mark_interrupted()
-        self._queue: queue.Queue[tuple[str, JobSpec] | None] = queue.Queue()
-        self._cancel: dict[str, threading.Event] = {}
-        self._running: set[str] = set()
-        self._lock = threading.Lock()
-        self._ray = None
-        if executor == "ray":
-            from .cluster import RayJobs
-
-            self._ray = RayJobs(store, ray_address, cpus_per_job)
-            workers = 0
-        self._threads = [threading.Thread(target=self._work, name=f"chemlm-job-{i}", daemon=True)
-                         for i in range(workers)]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, spec: JobSpec) -> str:
-        """Check the job's data (raises :class:`DataError` if it cannot train), queue it; returns its run id."""
-        check_job_data(spec)
-        run_id = self.store.create_run(spec.to_dict(), spec.method, spec.name)
-        if self._ray is not None:
-            self._ray.submit(run_id, spec)
-            return run_id
-        with self._lock:
-            self._cancel[run_id] = threading.Event()
-        self._queue.put((run_id, spec))
-        return run_id
-
-    def cancel(self, run_id: str) -> None:
-        """Cancel a queued job, or stop a running one within one batch."""
-        if self._ray is not None:
-            self._ray.cancel(run_id)
-            return
-        with self._lock:
-            event = self._cancel.get(run_id)
-        if event is not None:
-            event.set()
-        if self.store.get_run(run_id).status == "queued":
-            self.store.cancel(run_id, "cancelled before it started")
-
-    def active(self) -> list[str]:
-        """Ids of jobs queued or running in this manager."""
-        if self._ray is not None:
-            return self._ray.active()
-        with self._lock:
-            return list(self._cancel)
-
-    def wait(self, run_id: str, timeout: float = 600.0, poll: float = 0.1):
-        """Block until a run leaves ``queued`` / ``running`` (tests, scripts); returns its record."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            record = self.store.get_run(run_id)
-            if record.status not in ("queued", "running") and run_id not in self._running and \
-                    run_id not in self.active():
-                return record
-            time.sleep(poll)
-        raise TimeoutError(f"run {run_id} still {self.store.get_run(run_id).status} after {timeout} s")
-
-    def shutdown(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            run_id, spec = item
-            with self._lock:
-                event = self._cancel[run_id]
-                if event.is_set():
-                    self._cancel.pop(run_id, None)
-                    continue
-                self._running.add(run_id)
-            try:
-                run_job(spec, self.store, run_id, cancel=event)
-            except JobCancelledError:
-                log.info("run %s cancelled", run_id)
-            except BaseException:  # already recorded as failed with its traceback; keep serving jobs
-                log.exception("run %s failed", run_id)
-            finally:
-                with self._lock:
-                    self._running.discard(run_id)
-                    self._cancel.pop(run_id, None)

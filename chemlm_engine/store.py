@@ -247,6 +247,21 @@ class RunStore:
                 row.status, row.message, row.finished_at = "interrupted", "the process running it stopped", time.time()
             return [r.id for r in dead]
 
+    def export_model(self, run_id: str, destination: str | Path, description: str = "") -> Path:
+        """Copy a finished run's model folder to ``destination`` with ``metrics.json`` (spec, metrics, versions)."""
+        import shutil
+
+        record = self.get_run(run_id)
+        if record.status != "finished" or not record.model_path:
+            raise RunNotFoundError(f"run {run_id} has no finished model (status {record.status})")
+        destination = Path(destination)
+        shutil.copytree(record.model_path, destination, dirs_exist_ok=True)
+        test = {k[len("test_"):]: v for k, v in record.metrics.items() if k.startswith("test_")}
+        (destination / "metrics.json").write_text(json.dumps(
+            {"run_id": run_id, "description": description, "test": test, "metrics": record.metrics,
+             "spec": record.spec, "versions": record.versions, "data_hash": record.data_hash}, indent=2))
+        return destination
+
     # -- reading -------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord:
         with self._session() as session:

@@ -14,7 +14,8 @@ from chemlm_engine.config import DEFAULT_BACKBONE, DEFAULT_REGRESSOR, DataSpec, 
 from chemlm_engine.data import read_csv
 from chemlm_engine.ensemble import Ensemble, load_predictor
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.jobs import JobManager, check_job_data, load_job_data
+from chemlm_engine.jobs import check_job_data, load_job_data
+from chemlm_engine.manager import JobManager
 from chemlm_engine.model import RegressionModel, load_training_set
 from chemlm_engine.store import RunRecord, RunStore, default_home
 

@@ -51,6 +51,10 @@ def test_cli_train_predict_and_runs(tiny_backbone, tmp_path, monkeypatch):
     assert json.loads(listing.output)[0]["id"] == summary["run_id"]
     shown = runner.invoke(app, ["runs", "show", summary["run_id"]])
     assert shown.exit_code == 0 and "val_mse" in shown.output
+    exported = runner.invoke(app, ["export", summary["run_id"], str(tmp_path / "exported")])
+    assert exported.exit_code == 0, exported.output
+    metrics = json.loads((tmp_path / "exported" / "metrics.json").read_text())
+    assert metrics["test"]["rmse"] == summary["test_rmse"] and (tmp_path / "exported" / "regressor.json").exists()
 
 
 def test_cli_reports_an_unknown_model_clearly(tmp_path, monkeypatch):

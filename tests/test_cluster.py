@@ -8,7 +8,8 @@ import ray
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import DataError
-from chemlm_engine.jobs import JobManager, run_job
+from chemlm_engine.jobs import run_job
+from chemlm_engine.manager import JobManager
 from chemlm_engine.library import predict_library, predict_library_ray
 from chemlm_engine.methods.influence import TransformerInfluence, last_layer_inverse, mean_grad, score_molecules
 from chemlm_engine.model import RegressionModel
@@ -74,7 +75,8 @@ def test_a_lora_rank_sweep_fans_out_and_matches(local_ray, tiny_backbone, store)
 
 
 def test_sharded_influence_scores_equal_single_process_scores(local_ray, tiny_backbone, lipo):
-    from chemlm_engine.cluster import score_molecules_sharded
+    from chemlm_engine.cluster import ray_map
+    from chemlm_engine.methods.influence import score_molecules_sharded
 
     model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
     model.set_label_scaler(lipo.labels[:80])
@@ -84,7 +86,8 @@ def test_sharded_influence_scores_equal_single_process_scores(local_ray, tiny_ba
     inverse = last_layer_inverse(inf, train)
     pool_smiles, pool_labels = lipo.smiles[100:250], lipo.labels[100:250]
     single = score_molecules(inf, pool_smiles, pool_labels, direction, inverse, chunk=32)
-    sharded = score_molecules_sharded(inf, pool_smiles, pool_labels, direction, inverse, shards=2, chunk=32)
+    sharded = score_molecules_sharded(inf, pool_smiles, pool_labels, direction, inverse, shards=2,
+                                      map_fn=ray_map, chunk=32)
     for a, b in zip(single, sharded):
         assert len(b) == 150
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)

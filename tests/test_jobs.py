@@ -5,7 +5,8 @@ import pytest
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import JobCancelledError
-from chemlm_engine.jobs import METHODS, JobManager, run_job
+from chemlm_engine.jobs import METHODS, run_job
+from chemlm_engine.manager import JobManager
 from chemlm_engine.model import RegressionModel
 
 

@@ -24,8 +24,11 @@ the top-k.
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -466,10 +469,8 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     inverse = last_layer_inverse(influence, train_inputs, float(opts.get("damping", 0.01)))
     shards = int(opts.get("score_shards", 1))
     if ctx.mapper is not None and shards > 1:  # on a cluster: shard the pool across workers
-        from ..cluster import score_molecules_sharded
-
         scores, suspicion = score_molecules_sharded(influence, pool.smiles, pool.labels, solved.vector, inverse,
-                                                    shards)
+                                                    shards, ctx.map)
     else:
         scores, suspicion = score_molecules(influence, pool.smiles, pool.labels, solved.vector, inverse)
     ranks = np.empty(len(scores), dtype=int)
@@ -507,3 +508,36 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
             metrics.update({key: m[key] for key in ("val_mse", "test_mse", "test_rmse", "test_mae", "test_r2")},
                            best_k=int(k))
     return metrics
+
+
+# -- large pools, sharded over a cluster's workers ----------------------------------------------------
+def _model_files(model: RegressionModel) -> dict[str, bytes]:
+    """A regressor as the bytes of its saved folder (transformers models do not pickle)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp)
+        return {str(p.relative_to(tmp)): p.read_bytes() for p in Path(tmp).rglob("*") if p.is_file()}
+
+
+def _score_shard(files: dict[str, bytes], scope: str, direction: torch.Tensor, inverse: torch.Tensor, chunk: int,
+                 shard: tuple[list[str], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            Path(tmp, name).parent.mkdir(parents=True, exist_ok=True)
+            Path(tmp, name).write_bytes(data)
+        influence = TransformerInfluence(RegressionModel.load(tmp, "cpu"), scope)
+    return score_molecules(influence, shard[0], shard[1], direction, inverse, chunk)
+
+
+def score_molecules_sharded(influence: TransformerInfluence, smiles: Sequence[str], labels: np.ndarray,
+                            direction: torch.Tensor, inverse: torch.Tensor, shards: int,
+                            map_fn: Callable[[Callable, list], list], chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`score_molecules` over ``shards`` parts mapped by ``map_fn`` (on a cluster,
+    :func:`~chemlm_engine.cluster.ray_map`: the model and the solved vectors travel once, with the function).
+    Shard borders fall on chunk borders, so every molecule is scored in exactly the batch it has in the
+    single-process path."""
+    n_chunks = -(-len(smiles) // chunk)
+    borders = [int(b) * chunk for b in np.linspace(0, n_chunks, shards + 1).round()]
+    parts = [(list(smiles[lo:hi]), labels[lo:hi]) for lo, hi in zip(borders[:-1], borders[1:]) if lo < len(smiles)]
+    scored = map_fn(partial(_score_shard, _model_files(influence.model), influence.scope, direction, inverse, chunk),
+                    parts)
+    return np.concatenate([p[0] for p in scored]), np.concatenate([p[1] for p in scored])
