@@ -13,14 +13,8 @@ from sklearn.metrics import roc_auc_score
 
 from ...pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..uncertainty import select_random
-from .scores import (
-    corrupt_labels,
-    flag_suspects,
-    last_layer_inverse,
-    score_molecules,
-    score_molecules_sharded,
-    self_influence,
-)
+from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
+                     self_influence)
 from .solvers import LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad
 from .tracked import TransformerInfluence
 
