@@ -302,8 +302,8 @@ def pretrain(
 ) -> None:
     """Pretrain a SMILES BERT (masked LM + descriptor regression) on MOSES; resumes from checkpoints."""
     from .data import load_lipophilicity
-    from .methods.mlm import PretrainConfig, PreparedCorpus, load_moses_smiles, prepare_corpus
-    from .methods.mlm import pretrain as run_pretrain
+    from .methods.pretrain import PretrainConfig, PreparedCorpus, load_moses_smiles, prepare_corpus
+    from .methods.pretrain import pretrain as run_pretrain
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lipo, _ = load_lipophilicity()

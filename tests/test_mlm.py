@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from chemlm_engine.methods.mlm import DESCRIPTORS, DescriptorScaler, PreparedCorpus, PretrainConfig, \
+from chemlm_engine.methods.pretrain import DESCRIPTORS, DescriptorScaler, PreparedCorpus, PretrainConfig, \
     compute_descriptors, load_checkpoint_state, prepare_corpus, pretrain
 from rdkit import Chem
 
@@ -82,7 +82,7 @@ def test_prepared_corpus_drops_invalid_excluded_and_duplicates(lipo, tmp_path):
 
 def test_pretokenised_batches_equal_tokenised_ones(lipo):
     import torch
-    from chemlm_engine.methods.mlm import _Batcher
+    from chemlm_engine.methods.pretrain.trainer import _Batcher
     from chemlm_engine.tokenizer import build_smiles_tokenizer
 
     smiles = lipo.smiles[:50]

@@ -1,0 +1,312 @@
+"""The pretraining loop: a SMILES BERT trained by masked-language modelling plus descriptor regression,
+on CUDA with bf16 autocast where present, checkpointed and exactly resumable."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from threading import Event
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.metrics import r2_score
+from torch import nn
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    DataCollatorForLanguageModeling,
+    PreTrainedTokenizerBase,
+    get_linear_schedule_with_warmup,
+)
+
+from ...errors import JobCancelledError, TrainingDivergedError
+from ...model import best_device, load_backbone
+from ...tokenizer import build_smiles_tokenizer
+from ...training import autocast
+from .corpus import DESCRIPTORS, DescriptorScaler, MoleculeStream, PreparedCorpus
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Architecture (used only when a new model is created) and optimisation settings."""
+
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    max_length: int = 256
+    batch_size: int = 128
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    max_steps: int = 4500
+    mask_probability: float = 0.15
+    descriptor_weight: float = 1.0
+    checkpoint_every: int = 250
+    n_eval: int = 2000
+    n_descriptor_stats: int = 10000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.mask_probability < 1:
+            raise ValueError("mask_probability must be in (0, 1)")
+        if self.max_steps < 1 or self.batch_size < 1:
+            raise ValueError("max_steps and batch_size must be positive")
+
+
+class DescriptorHead(nn.Module):
+    """Regresses standardised descriptors from the mean-pooled last hidden state."""
+
+    def __init__(self, hidden_size: int, n_outputs: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, n_outputs))
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return self.net((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
+
+    def save(self, path: Path) -> None:
+        save_file({k: v.cpu() for k, v in self.state_dict().items()}, str(path))
+
+
+def _new_model(config: PretrainConfig, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
+    bert_config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(config.seed)
+    return BertForMaskedLM(bert_config)
+
+
+class _Batcher:
+    """Tokenises molecules and applies 80/10/10 masking (transformers' collator, torch global RNG).
+
+    With ``corpus``, every molecule is tokenised once up front (one parallel call into ``tokenizers``) and
+    batches are cut from a flat id array: per-batch tokenisation would otherwise starve a GPU.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: PretrainConfig,
+                 corpus: Sequence[str] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = config.max_length
+        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mask_probability)
+        self.special_ids = torch.tensor(tokenizer.all_special_ids)
+        self.flat: np.ndarray | None = None
+        if corpus is not None:
+            encoded = tokenizer(list(corpus), truncation=True, max_length=self.max_length)["input_ids"]
+            self.lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+            self.flat = np.fromiter((t for ids in encoded for t in ids), dtype=np.int64, count=int(self.offsets[-1]))
+
+    def _padded(self, ids: np.ndarray) -> torch.Tensor:
+        lengths = self.lengths[ids]
+        out = np.full((len(ids), int(lengths.max())), self.tokenizer.pad_token_id, dtype=np.int64)
+        for row, (start, length) in enumerate(zip(self.offsets[ids], lengths)):
+            out[row, :length] = self.flat[start:start + length]
+        return torch.from_numpy(out)
+
+    def __call__(self, smiles: list[str], ids: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        if self.flat is not None and ids is not None:
+            input_ids = self._padded(ids)
+        else:
+            input_ids = self.tokenizer(smiles, truncation=True, max_length=self.max_length, padding=True,
+                                       return_tensors="pt")["input_ids"]
+        attention_mask = (input_ids != self.tokenizer.pad_token_id).long()
+        masked, labels = self.collator.torch_mask_tokens(input_ids, torch.isin(input_ids, self.special_ids))
+        return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
+
+
+def _losses(model: nn.Module, head: DescriptorHead | None, batch: dict[str, torch.Tensor],
+            targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    device = next(model.parameters()).device
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    targets = None if targets is None else targets.to(device, non_blocking=True)
+    with autocast(device, "bf16" if device.type == "cuda" else "fp32"):
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                    output_hidden_states=head is not None)
+        if head is None or targets is None:
+            return out.loss, out.loss, None
+        pred = head(out.hidden_states[-1], batch["attention_mask"])
+    desc_loss = nn.functional.mse_loss(pred.float(), targets)
+    return out.loss, desc_loss, pred
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, head: DescriptorHead | None, batcher: _Batcher, smiles: list[str],
+              targets: np.ndarray | None, batch_size: int) -> dict[str, float]:
+    """Masked-token loss (fixed masking seed) and, with a head, descriptor R² on held-out molecules."""
+    model.eval()
+    state = torch.get_rng_state()
+    torch.manual_seed(12345)
+    mlm_total, n_batches, preds = 0.0, 0, []
+    for start in range(0, len(smiles), batch_size):
+        batch = batcher(smiles[start:start + batch_size])
+        t = None if targets is None else torch.from_numpy(targets[start:start + batch_size])
+        mlm_loss, _, pred = _losses(model, head, batch, t)
+        mlm_total += float(mlm_loss)
+        n_batches += 1
+        if pred is not None:
+            preds.append(pred.float().cpu().numpy())
+    torch.set_rng_state(state)
+    model.train()
+    result = {"mlm_loss": mlm_total / max(n_batches, 1)}
+    if preds and targets is not None:
+        pred_all = np.concatenate(preds)
+        for i, name in enumerate(DESCRIPTORS):
+            result[f"r2_{name}"] = float(r2_score(targets[:, i], pred_all[:, i]))
+        result["descriptor_r2_mean"] = float(np.mean([result[f"r2_{n}"] for n in DESCRIPTORS]))
+    return result
+
+
+def load_checkpoint_state(path: Path) -> dict:
+    """Trainer state of a checkpoint (plain tensors and numbers: loaded with ``weights_only=True``)."""
+    return torch.load(path / "trainer_state.pt", weights_only=True, map_location="cpu")
+
+
+def _save_checkpoint(ckpt: Path, model: nn.Module, head: DescriptorHead | None, tokenizer: PreTrainedTokenizerBase,
+                     optimizer: torch.optim.Optimizer, scheduler, step: int, stream: MoleculeStream,
+                     scaler: DescriptorScaler | None, config: PretrainConfig) -> None:
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp / "model")
+    tokenizer.save_pretrained(tmp / "model")
+    if head is not None:
+        head.save(tmp / "descriptor_head.safetensors")
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                "cursor": stream.cursor, "excluded": stream.excluded, "invalid": stream.invalid,
+                "rng": torch.get_rng_state(),
+                "scaler_mean": None if scaler is None else torch.from_numpy(scaler.mean),
+                "scaler_std": None if scaler is None else torch.from_numpy(scaler.std)},
+               tmp / "trainer_state.pt")
+    (tmp / "pretrain_config.json").write_text(json.dumps(asdict(config), indent=2))
+    shutil.rmtree(ckpt, ignore_errors=True)
+    tmp.rename(ckpt)
+
+
+@dataclass
+class PretrainResult:
+    steps: int
+    final_train_loss: float
+    eval: dict[str, float]
+    molecules_seen: int
+    excluded: int
+    seconds: float
+    output_dir: str
+
+
+def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path, config: PretrainConfig = PretrainConfig(),
+             init_from: str | Path | None = None, trust_remote_code: bool = False, exclude: set[str] | None = None,
+             vocabulary_smiles: Sequence[str] = (), progress: Callable[[dict], None] | None = None,
+             cancel: Event | None = None) -> PretrainResult:
+    """Masked-LM training (plus descriptor regression when ``config.descriptor_weight > 0``).
+
+    ``smiles`` is the corpus in any order: raw SMILES, whose molecules in ``exclude`` (canonical SMILES) are
+    skipped, or a :class:`PreparedCorpus` for large corpora, used as prepared (exclusions already applied).
+    Trains on CUDA with bf16 autocast when present.
+    A new BERT is created unless ``init_from`` names a masked-LM folder or hub id. Resumes from
+    ``output_dir/checkpoint`` when it exists. The final model, tokenizer and ``pretrain_summary.json``
+    are written to ``output_dir``.
+    """
+    out = Path(output_dir)
+    ckpt = out / "checkpoint"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    stream = MoleculeStream(smiles, config.seed, exclude)
+    eval_smiles, eval_desc, _ = stream.take(min(config.n_eval, max(len(stream.smiles) // 10, 1)))
+    use_descriptors = config.descriptor_weight > 0
+    if ckpt.exists():
+        state = load_checkpoint_state(ckpt)
+        model, tokenizer = load_backbone(ckpt / "model", trust_remote_code, masked_lm=True)
+        log.info("resuming from %s at step %d", ckpt, state["step"])
+    else:
+        state = None
+        if init_from is not None:
+            model, tokenizer = load_backbone(init_from, trust_remote_code, masked_lm=True)
+        else:
+            corpus = stream.smiles
+            sample = [corpus[i] for i in np.random.default_rng(config.seed + 1).permutation(len(corpus))[:100_000]]
+            tokenizer = build_smiles_tokenizer(sample + list(vocabulary_smiles))
+            model = _new_model(config, tokenizer)
+    scaler: DescriptorScaler | None = None
+    if use_descriptors:
+        if state is not None and state["scaler_mean"] is not None:
+            scaler = DescriptorScaler(state["scaler_mean"].numpy(), state["scaler_std"].numpy())
+        else:
+            stats_stream = MoleculeStream(smiles, config.seed, exclude)
+            stats_stream.cursor = stream.cursor  # statistics from training molecules, never the eval set
+            _, train_desc, _ = stats_stream.take(min(config.n_descriptor_stats, len(stream.smiles)))
+            scaler = DescriptorScaler.fit(train_desc)
+        eval_desc = scaler.transform(eval_desc)
+    head = DescriptorHead(model.config.hidden_size, len(DESCRIPTORS)) if use_descriptors else None
+    if head is not None and ckpt.exists() and (ckpt / "descriptor_head.safetensors").exists():
+        head.load_state_dict(load_file(str(ckpt / "descriptor_head.safetensors")))
+    device = best_device()
+    model.to(device)
+    if head is not None:
+        head.to(device)
+    params = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, config.max_steps // 10 + 1),
+                                                config.max_steps)
+    step = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        stream.cursor, stream.excluded, stream.invalid = state["cursor"], state["excluded"], state["invalid"]
+        torch.set_rng_state(state["rng"])
+    batcher = _Batcher(tokenizer, config, stream.smiles if isinstance(smiles, PreparedCorpus) else None)
+    model.train()
+    start, ema = time.time(), None
+    molecules_at_start = step * config.batch_size
+    while step < config.max_steps:
+        if cancel is not None and cancel.is_set():
+            _save_checkpoint(ckpt, model, head, tokenizer, optimizer, scheduler, step, stream, scaler, config)
+            raise JobCancelledError(f"pretraining cancelled at step {step} (checkpoint saved)")
+        batch_smiles, raw_desc, batch_ids = stream.take(config.batch_size)
+        batch = batcher(batch_smiles, batch_ids)
+        targets = torch.from_numpy(scaler.transform(raw_desc)) if scaler is not None else None
+        mlm_loss, desc_loss, _ = _losses(model, head, batch, targets)
+        loss = mlm_loss + config.descriptor_weight * desc_loss if head is not None else mlm_loss
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(f"pretraining loss is {float(loss)} at step {step}; lower the learning rate")
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        ema = mlm_loss.item() if ema is None else 0.98 * ema + 0.02 * mlm_loss.item()
+        if progress is not None:
+            elapsed = time.time() - start
+            progress({"step": step, "max_steps": config.max_steps, "mlm_loss": ema,
+                      "descriptor_loss": desc_loss.item() if head is not None else math.nan,
+                      "molecules_per_s": (step * config.batch_size - molecules_at_start) / max(elapsed, 1e-9)})
+        if step % config.checkpoint_every == 0:
+            _save_checkpoint(ckpt, model, head, tokenizer, optimizer, scheduler, step, stream, scaler, config)
+            if step % (config.checkpoint_every * 4) == 0:
+                metrics = _evaluate(model, head, batcher, eval_smiles, eval_desc if head else None,
+                                    config.batch_size)
+                log.info("step %d eval %s", step, metrics)
+                with (out / "eval_log.jsonl").open("a") as fh:
+                    fh.write(json.dumps({"step": step, **metrics}) + "\n")
+    metrics = _evaluate(model, head, batcher, eval_smiles, eval_desc if head else None, config.batch_size)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    if head is not None and scaler is not None:
+        head.save(out / "descriptor_head.safetensors")
+        (out / "descriptor_scaler.json").write_text(json.dumps(
+            {"names": list(DESCRIPTORS), "mean": scaler.mean.tolist(), "std": scaler.std.tolist()}, indent=2))
+    result = PretrainResult(step, float(ema or math.nan), metrics, stream.cursor, stream.excluded,
+                            time.time() - start, str(out))
+    (out / "pretrain_summary.json").write_text(json.dumps({**asdict(result), "config": asdict(config)}, indent=2))
+    return result
