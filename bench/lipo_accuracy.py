@@ -34,7 +34,8 @@ from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec,
 from chemlm_engine.jobs import load_job_data, run_job  # noqa: E402
 from chemlm_engine.store import RunStore  # noqa: E402
 from chemlm_engine.model import RegressionModel  # noqa: E402
-from chemlm_engine.training import predict_values, regression_metrics  # noqa: E402
+from chemlm_engine.inference import predict_values  # noqa: E402
+from chemlm_engine.training import regression_metrics  # noqa: E402
 
 MODELS = ("chemlm", "random-init", "mlm", "rf-morgan", "rf-descriptors", "chemprop", "chemprop-rdkit")
 # ChemLM-mini variants: (ModelSpec changes, TrainConfig changes). Each row also records TTA_SPELLINGS-fold

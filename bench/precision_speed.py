@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from chemlm_engine.config import ModelSpec  # noqa: E402
 from chemlm_engine.data import load_lipophilicity  # noqa: E402
 from chemlm_engine.model import RegressionModel  # noqa: E402
-from chemlm_engine.training import autocast, collate, cpu_has_native_bf16, encode_smiles  # noqa: E402
+from chemlm_engine.inference import autocast, collate, cpu_has_native_bf16, encode_smiles  # noqa: E402
 
 
 def main() -> None:

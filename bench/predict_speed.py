@@ -24,7 +24,7 @@ from chemlm_engine.data import load_lipophilicity  # noqa: E402
 from chemlm_engine.ensemble import Ensemble, load_predictor  # noqa: E402
 from chemlm_engine.model import load_training_set  # noqa: E402
 from chemlm_engine.predict import add_applicability_domain, predict_smiles  # noqa: E402
-from chemlm_engine.training import cpu_has_native_bf16  # noqa: E402
+from chemlm_engine.inference import cpu_has_native_bf16  # noqa: E402
 
 
 def _set_precision(predictor, precision: str) -> None:

@@ -21,7 +21,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec  # noqa: E402
 from chemlm_engine.jobs import load_job_data  # noqa: E402
-from chemlm_engine.methods.uncertainty import mc_dropout  # noqa: E402
+from chemlm_engine.inference import mc_dropout  # noqa: E402
 from chemlm_engine.ensemble import Ensemble, load_predictor  # noqa: E402
 from chemlm_engine.methods.ensemble import interval_quality  # noqa: E402
 

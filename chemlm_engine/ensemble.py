@@ -14,7 +14,7 @@ import torch
 
 from .errors import ModelLoadError
 from .model import RegressionModel, best_device
-from .training import predict_values
+from .inference import predict_values
 
 __all__ = ["Conformal", "Ensemble", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
 

@@ -17,7 +17,8 @@ from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read
 from .errors import DataError, JobCancelledError
 from .model import RegressionModel, best_device, count_parameters
 from .store import RunStore
-from .training import EpochMetrics, TrainCallbacks, fit, predict_values, regression_metrics, resolve_precision
+from .inference import predict_values, resolve_precision
+from .training import EpochMetrics, TrainCallbacks, fit, regression_metrics
 
 __all__ = ["SplitData", "load_job_data", "check_job_data", "load_pool", "JobContext", "train_and_evaluate", "ProgressFn",
            "MIN_SPLIT_SIZES"]

@@ -17,7 +17,7 @@ from .model import RegressionModel
 from .molecules import prepare_smiles
 from .tables import pick_column, read_table
 from .ensemble import Ensemble
-from .training import predict_values
+from .inference import mc_dropout, predict_values
 
 __all__ = ["predict_smiles", "predict_csv", "parse_pasted", "nearest_neighbours", "add_applicability_domain",
            "token_warnings", "DOMAIN_SIMILARITY", "PREDICTION_COLUMNS"]
@@ -107,8 +107,6 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
         return frame
     frame.loc[valid, "prediction"] = predict_values(model, canonical, batch_size)
     if mc_passes > 1:
-        from .methods.uncertainty import mc_dropout
-
         frame["uncertainty"] = np.nan
         if len(valid):
             _, std = mc_dropout(model, frame.loc[valid, "canonical_smiles"].tolist(), mc_passes)

@@ -2,15 +2,12 @@
 early stopping on validation MSE, per-epoch metrics, progress / cancel callbacks."""
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from threading import Event
 
 import numpy as np
@@ -23,12 +20,12 @@ from .config import TrainConfig
 from .data import MoleculeData
 from .descriptors import DescriptorScaler
 from .errors import JobCancelledError, TrainingDivergedError
+from .inference import autocast, collate, encode_smiles, predict_encoded
 from .model import RegressionModel
 from .molecules import randomize_smiles
 
-__all__ = ["EpochMetrics", "FitResult", "TrainCallbacks", "fit", "regression_metrics", "encode_smiles",
-           "length_bucketed_batches", "collate", "predict_encoded", "predict_values", "seed_everything", "autocast",
-           "resolve_precision", "cpu_has_native_bf16"]
+__all__ = ["EpochMetrics", "FitResult", "TrainCallbacks", "fit", "regression_metrics", "length_bucketed_batches",
+           "seed_everything"]
 
 log = logging.getLogger(__name__)
 # Predicting the training mean scores a validation MSE near the label variance; a best epoch worse than this
@@ -80,37 +77,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 training steps are then faster than fp32 (1.3x here, bench/precision_speed.py);
-    emulated bf16 is slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` becomes ``"bf16"`` on CUDA and on CPUs with native bf16, else ``"fp32"``."""
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
-
-
-def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """bf16 autocast when ``precision`` resolves to bf16 (see :func:`resolve_precision`), on CUDA and CPU
-    alike; ``"fp32"`` is honoured everywhere."""
-    if resolve_precision(precision, device) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def encode_smiles(tokenizer, smiles: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids per molecule (special tokens included, truncated to ``max_length``)."""
-    return tokenizer(list(smiles), truncation=True, max_length=max_length)["input_ids"]
-
-
 def length_bucketed_batches(indices: np.ndarray, lengths: Sequence[int], batch_size: int,
                             rng: np.random.Generator, bucket_batches: int = 50) -> list[np.ndarray]:
     """Shuffle, sort by length inside buckets of ``bucket_batches`` batches, cut, shuffle batch order.
@@ -125,59 +91,6 @@ def length_bucketed_batches(indices: np.ndarray, lengths: Sequence[int], batch_s
         chunk = chunk[np.argsort([lengths[i] for i in chunk], kind="stable")]
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def collate(encoded: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad a batch to its longest member; returns ``(input_ids, attention_mask)``."""
-    width = max(len(ids) for ids in encoded)
-    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, ids in enumerate(encoded):
-        input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-        mask[row, :len(ids)] = 1
-    return input_ids.to(device), mask.to(device)
-
-
-@torch.no_grad()
-def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], batch_size: int = 128,
-                    mc_dropout: bool = False, features: torch.Tensor | None = None) -> np.ndarray:
-    """Predictions in label units, in input order (length-sorted internally for speed).
-
-    ``features``: the model's per-molecule head inputs (:meth:`RegressionModel.molecule_features`), row for
-    row with ``encoded``. With ``mc_dropout`` only dropout layers are put in training mode (one stochastic pass).
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    if mc_dropout:
-        for module in model.modules():
-            if isinstance(module, nn.Dropout):
-                module.train()
-    order = np.argsort([len(e) for e in encoded], kind="stable")
-    out = np.empty(len(encoded), dtype=np.float64)
-    pad_id = model.tokenizer.pad_token_id
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        input_ids, mask = collate([encoded[i] for i in idx], pad_id, device)
-        with autocast(device, model.inference_precision):
-            pred = model.to_label_units(model(input_ids, mask, None if features is None else features[idx]))
-        out[idx] = pred.float().cpu().numpy()
-    model.train(was_training)
-    return out
-
-
-def predict_values(model: RegressionModel, smiles: Sequence[str], batch_size: int = 128,
-                   tta: int | None = None) -> np.ndarray:
-    """Predictions in label units for canonical SMILES: with test-time augmentation (``tta``, default the
-    model's ``spec.tta``) the mean over the canonical and ``tta`` random spellings (seeded: reproducible)."""
-    smiles = list(smiles)
-    if not smiles:
-        return np.zeros(0)
-    features = model.molecule_features(smiles)
-    spellings = [smiles] + [randomize_smiles(smiles, seed=k) for k in range(1, (model.spec.tta if tta is None
-                                                                                 else tta) + 1)]
-    return np.mean([predict_encoded(model, encode_smiles(model.tokenizer, variant, model.max_tokens), batch_size,
-                                    features=features) for variant in spellings], axis=0)
 
 
 def _param_groups(model: RegressionModel, config: TrainConfig) -> list[dict]:

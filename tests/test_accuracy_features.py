@@ -17,7 +17,8 @@ from chemlm_engine.molecules import randomize_smiles
 from chemlm_engine.pipeline import JobContext, load_job_data, load_pool
 from chemlm_engine.predict import predict_smiles
 from chemlm_engine.tokenizer import smiles_tokens
-from chemlm_engine.training import fit, predict_values
+from chemlm_engine.inference import predict_values
+from chemlm_engine.training import fit
 
 
 def _tiny(backbone, **model) -> RegressionModel:

@@ -7,7 +7,8 @@ from chemlm_engine.data import MoleculeData
 from chemlm_engine.errors import TrainingDivergedError
 from chemlm_engine.model import RegressionModel, count_parameters, load_backbone
 from chemlm_engine.predict import predict_smiles
-from chemlm_engine.training import cpu_has_native_bf16, fit, length_bucketed_batches, resolve_precision
+from chemlm_engine.inference import cpu_has_native_bf16, resolve_precision
+from chemlm_engine.training import fit, length_bucketed_batches
 
 
 def _model(backbone, **kw) -> RegressionModel:
@@ -101,7 +102,7 @@ def test_fp32_is_honoured_on_cuda_too():
 
     import torch
 
-    from chemlm_engine.training import autocast, resolve_precision
+    from chemlm_engine.inference import autocast, resolve_precision
 
     assert isinstance(autocast(torch.device("cuda"), "fp32"), contextlib.nullcontext)
     assert resolve_precision("fp32", torch.device("cuda")) == "fp32"

@@ -2,7 +2,8 @@ import numpy as np
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
-from chemlm_engine.methods.uncertainty import mc_dropout, select_most_uncertain, select_random
+from chemlm_engine.inference import mc_dropout
+from chemlm_engine.methods.uncertainty import select_most_uncertain, select_random
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.predict import predict_smiles
 

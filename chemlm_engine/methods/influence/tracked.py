@@ -9,7 +9,7 @@ from torch.func import functional_call, grad
 
 from ...errors import ConfigError
 from ...model import RegressionModel
-from ...training import collate, encode_smiles
+from ...inference import collate, encode_smiles
 from .solvers import MatVec, Params, flatten, gauss_newton_vp, hvp, per_sample_grads
 
 

@@ -28,7 +28,7 @@ from transformers import (
 from ...errors import JobCancelledError, TrainingDivergedError
 from ...model import best_device, load_backbone
 from ...tokenizer import build_smiles_tokenizer
-from ...training import autocast
+from ...inference import autocast
 from .corpus import DESCRIPTORS, DescriptorScaler, MoleculeStream, PreparedCorpus
 
 log = logging.getLogger(__name__)
