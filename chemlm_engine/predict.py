@@ -12,12 +12,12 @@ from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import rdFingerprintGenerator
 
 from .data import SMILES_COLUMNS
+from .ensemble import Ensemble
 from .errors import DataError
+from .inference import mc_dropout, predict_values
 from .model import RegressionModel
 from .molecules import prepare_smiles
 from .tables import pick_column, read_table
-from .ensemble import Ensemble
-from .inference import mc_dropout, predict_values
 
 __all__ = ["predict_smiles", "predict_csv", "parse_pasted", "nearest_neighbours", "add_applicability_domain",
            "token_warnings", "DOMAIN_SIMILARITY", "PREDICTION_COLUMNS"]
