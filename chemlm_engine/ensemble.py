@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import ModelLoadError
-from .model import RegressionModel, best_device
+from .model import RegressionModel, best_device, save_training_set
 from .inference import predict_values
 
 __all__ = ["Conformal", "Ensemble", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
@@ -92,10 +92,7 @@ class Ensemble:
             member.save(folder / names[-1], with_tokenizer=False, bf16_backbone=True)
         self.tokenizer.save_pretrained(folder)
         if training_smiles is not None:
-            import pandas as pd
-
-            pd.DataFrame({"smiles": training_smiles, "label": training_labels if training_labels is not None
-                          else np.nan}).to_csv(folder / "training_set.csv", index=False)
+            save_training_set(folder, training_smiles, training_labels)
         meta = {"format": "chemlm-ensemble/1", "members": names,
                 "conformal": asdict(self.conformal) if self.conformal else None}
         (folder / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=2))

@@ -19,7 +19,8 @@ from .descriptors import DESCRIPTOR_NAMES, DescriptorScaler
 from .errors import ModelLoadError
 from .molecules import Standardization
 
-__all__ = ["load_backbone", "RegressionModel", "best_device", "count_parameters", "load_training_set"]
+__all__ = ["load_backbone", "RegressionModel", "best_device", "count_parameters", "save_training_set",
+           "load_training_set"]
 
 log = logging.getLogger(__name__)
 REGRESSOR_FILE = "regressor.json"
@@ -193,11 +194,7 @@ class RegressionModel(nn.Module):
                 "standardization": self.standardization.to_dict()}
         (folder / REGRESSOR_FILE).write_text(json.dumps(meta, indent=2))
         if training_smiles is not None:
-            import pandas as pd
-
-            pd.DataFrame({"smiles": training_smiles,
-                          "label": training_labels if training_labels is not None else np.nan}
-                         ).to_csv(folder / TRAINING_SET_FILE, index=False)
+            save_training_set(folder, training_smiles, training_labels)
         return folder
 
     @classmethod
@@ -262,6 +259,14 @@ def _ships_code(folder: Path) -> bool:
         except (OSError, ValueError):
             continue
     return False
+
+
+def save_training_set(folder: str | Path, smiles: list[str], labels: np.ndarray | None) -> None:
+    """The training molecules next to a model, for nearest-neighbour similarity at prediction time."""
+    import pandas as pd
+
+    pd.DataFrame({"smiles": smiles, "label": labels if labels is not None else np.nan}).to_csv(
+        Path(folder) / TRAINING_SET_FILE, index=False)
 
 
 def load_training_set(folder: str | Path) -> tuple[list[str], np.ndarray] | None:
