@@ -25,7 +25,7 @@ from chemlm_engine.jobs import load_job_data, run_job  # noqa: E402
 from chemlm_engine.methods.influence import (LissaConfig, TransformerInfluence, conjugate_gradient,  # noqa: E402
                                              exact_solve, lissa, mean_grad, score_pool)
 from chemlm_engine.model import RegressionModel  # noqa: E402
-from chemlm_engine.store import RunStore  # noqa: E402
+from chemlm_engine.store import RunStore, Tables  # noqa: E402
 
 
 def timings(model_dir: str, epochs: int, seed: int) -> list[dict]:
@@ -99,7 +99,7 @@ def main() -> None:
         run = store.get_run(run_job(JobSpec.from_dict({**base.to_dict(), "method": "influence",
                                                        "options": {"pool": str(args.pool), "k": args.k}}),
                                     store))
-        sweep = store.epochs(run.id, stage="sweep")
+        sweep = store.table(run.id, Tables.SWEEP)
         results["external_sweep"] = sweep.drop(columns=["stage", "epoch"]).to_dict("records")
         results["external_base"] = {k: v for k, v in run.metrics.items() if k.startswith("base_")}
         results["external_pool"] = {"n_pool": run.metrics["n_pool"], "run": run.id, **run.info}
@@ -125,7 +125,7 @@ def mislabel(store: RunStore, base: JobSpec, skip_suspects: bool) -> tuple[dict,
               "n_suspects": int(pool["suspect"].sum()),
               "suspects_corrupted": int((pool["suspect"] & pool["corrupted"]).sum()),
               "base": {k: v for k, v in run.metrics.items() if k.startswith("base_")},
-              "sweep": store.epochs(run.id, stage="sweep").drop(columns=["stage", "epoch"]).to_dict("records")}
+              "sweep": store.table(run.id, Tables.SWEEP).to_dict("records")}
     print(f"mislabelled detection AUROC (20 % corrupted, held-out pool): self-influence "
           f"{result['auroc_self_influence']:.3f}, negative first-order score {result['auroc_first_order']:.3f}; "
           f"suspects {result['n_suspects']} ({result['suspects_corrupted']} corrupted); corrupted share: pool "

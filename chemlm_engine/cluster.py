@@ -21,7 +21,7 @@ import torch
 from .config import JobSpec
 from .errors import JobCancelledError
 
-__all__ = ["connect", "RayJobs", "ray_map", "score_molecules_sharded"]
+__all__ = ["connect", "RayJobs", "ray_map"]
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:

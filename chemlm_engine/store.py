@@ -22,10 +22,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from .errors import RunNotFoundError, StoreError
 
-__all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES"]
+__all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES", "Tables"]
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "diverged", "cancelled", "interrupted")
 ACTIVE_STATUSES = ("queued", "running")
+
+
+class Tables:
+    """Names of the non-epoch result tables methods write (``add_table``) and pages read (``table``)."""
+
+    SWEEP = "sweep"  # one row per point of a k / N / rank sweep
+    SOLVER = "solver"  # the inverse-HVP solver's trace
+    CURRICULUM_PLAN = "curriculum_plan"  # admissible molecules per epoch
+    MLM_LOSS = "mlm_loss"  # masked-LM loss during unsupervised fine-tuning
 
 
 def default_home() -> Path:
@@ -66,6 +75,14 @@ class _Epoch(_Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
     stage: Mapped[str] = mapped_column(String(50), default="train")
     epoch: Mapped[int] = mapped_column(Integer)
+    values: Mapped[str] = mapped_column(Text)
+
+
+class _TableRow(_Base):
+    __tablename__ = "result_tables"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(50), index=True)
     values: Mapped[str] = mapped_column(Text)
 
 
@@ -207,6 +224,13 @@ class RunStore:
             session.add(_Epoch(run_id=run_id, stage=stage, epoch=epoch,
                                values=json.dumps({k: _clean(v) for k, v in values.items()})))
 
+    def add_table(self, run_id: str, name: str, rows: list[dict[str, Any]]) -> None:
+        """Append rows to the run's named result table (see :class:`Tables`); epochs go to ``add_epoch``."""
+        with self._session(write=True) as session:
+            session.add_all(_TableRow(run_id=run_id, name=name,
+                                      values=json.dumps({k: _clean(_plain(v)) for k, v in row.items()}))
+                            for row in rows)
+
     def add_molecules(self, run_id: str, kind: str, frame: pd.DataFrame) -> None:
         """Store per-molecule rows; ``frame`` has ``smiles`` and any of label, prediction, score, split;
         other columns go to ``extra``."""
@@ -288,6 +312,12 @@ class RunStore:
                 query = query.where(_Epoch.stage == stage)
             rows = [{"stage": e.stage, "epoch": e.epoch, **json.loads(e.values)} for e in session.scalars(query)]
         return pd.DataFrame(rows)
+
+    def table(self, run_id: str, name: str) -> pd.DataFrame:
+        """A named result table of the run, rows in the order they were added."""
+        with self._session() as session:
+            query = select(_TableRow).where(_TableRow.run_id == run_id, _TableRow.name == name).order_by(_TableRow.id)
+            return pd.DataFrame([json.loads(r.values) for r in session.scalars(query)])
 
     def molecules(self, run_id: str, kind: str | None = None) -> pd.DataFrame:
         with self._session() as session:

@@ -4,6 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.config import JobSpec
+from chemlm_engine.store import Tables
 from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.errors import ChemLMError
 from pages.common import manager, run_label, save_upload, store, use_app_navigation
@@ -76,17 +77,17 @@ if "mislabel_auroc" in run.metrics:
 a, b = st.columns(2)
 a.plotly_chart(px.histogram(scores, x="score", color="corrupted" if scores["corrupted"].any() else None, nbins=50,
                             title="Influence scores (positive = helps)"))
-trace = store().epochs(run.id, stage="solver")
+trace = store().table(run.id, Tables.SOLVER)
 if not trace.empty:
     b.plotly_chart(px.line(trace, x="step", y="norm", color="repeat", title="Inverse-HVP estimate norm per step"))
 
-sweep = store().epochs(run.id, stage="sweep")
+sweep = store().table(run.id, Tables.SWEEP)
 if not sweep.empty:
     st.subheader("k-sweep: influence top-k vs random k vs all")
     c, d = st.columns(2)
     c.plotly_chart(px.line(sweep, x="k", y="test_mse", color="selection", markers=True))
     d.plotly_chart(px.line(sweep, x="k", y="test_r2", color="selection", markers=True))
-    st.dataframe(sweep.drop(columns=["stage", "epoch"]), hide_index=True)
+    st.dataframe(sweep, hide_index=True)
 
 
 def gallery(frame: pd.DataFrame, title: str) -> None:

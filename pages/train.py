@@ -71,8 +71,11 @@ def live_jobs() -> None:
             if cols[1].button("Cancel", key=f"cancel-{run.id}"):
                 manager().cancel(run.id)
             st.progress(run.progress, text=run.message)
-            epochs = store().epochs(run.id, stage="train")
-            if not epochs.empty:
+            epochs = store().epochs(run.id)
+            if not epochs.empty:  # the fit now running (a sweep or an ensemble trains several)
+                stage = epochs["stage"].iloc[-1]
+                epochs = epochs[epochs["stage"] == stage]
+                st.caption(f"fit: {stage}")
                 curves = epochs.melt(id_vars="epoch", value_vars=["train_mse", "val_mse"], var_name="curve",
                                      value_name="MSE")
                 st.plotly_chart(px.line(curves, x="epoch", y="MSE", color="curve", markers=True, height=260),

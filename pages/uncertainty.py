@@ -5,6 +5,7 @@ import streamlit as st
 from scipy.stats import spearmanr
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.store import Tables
 from chemlm_engine.depict import molecule_image_uri
 from pages.common import backbone_picker, dataset_picker, run_label, store, submit, use_app_navigation
 
@@ -59,13 +60,13 @@ b.plotly_chart(px.scatter(test, x="score", y="abs_error", hover_data=["smiles"],
                           labels={"score": "uncertainty (std)", "abs_error": "|error|"},
                           title=f"Test set: uncertainty vs error · Spearman ρ = {rho:.2f}"))
 
-sweep_table = store().epochs(run.id, stage="sweep")
+sweep_table = store().table(run.id, Tables.SWEEP)
 if not sweep_table.empty:
     st.subheader("N-sweep: uncertainty sampling vs random")
     c, d = st.columns(2)
     c.plotly_chart(px.line(sweep_table, x="n", y="test_mse", color="strategy", markers=True, log_x=True))
     d.plotly_chart(px.line(sweep_table, x="n", y="test_r2", color="strategy", markers=True, log_x=True))
-    st.dataframe(sweep_table.drop(columns=["stage", "epoch"]), hide_index=True)
+    st.dataframe(sweep_table, hide_index=True)
 
 st.subheader(f"Selected molecules ({len(acquired)})")
 shown = acquired.sort_values("score", ascending=False).head(200)

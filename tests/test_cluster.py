@@ -7,6 +7,7 @@ import pytest
 import ray
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.store import Tables
 from chemlm_engine.errors import DataError
 from chemlm_engine.jobs import run_job
 from chemlm_engine.manager import JobManager
@@ -65,11 +66,11 @@ def test_a_running_ray_job_can_be_cancelled(local_ray, tiny_backbone, store):
 
 def test_a_lora_rank_sweep_fans_out_and_matches(local_ray, tiny_backbone, store):
     spec = _spec(tiny_backbone, method="lora", options={"sweep_ranks": [2, 4]})
-    local = store.epochs(run_job(spec, store), stage="sweep")
+    local = store.table(run_job(spec, store), Tables.SWEEP)
     manager = JobManager(store, executor="ray")
     remote_id = manager.submit(spec)
     assert manager.wait(remote_id, timeout=300).status == "finished"
-    remote = store.epochs(remote_id, stage="sweep")
+    remote = store.table(remote_id, Tables.SWEEP)
     assert list(remote["rank"]) == [2, 4]
     np.testing.assert_allclose(remote["test_mse"], local["test_mse"], rtol=1e-4)
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.store import Tables
 from chemlm_engine.jobs import run_job
 from chemlm_engine.methods.curriculum import CurriculumSampler, difficulty, pacing_thresholds
 
@@ -51,7 +52,7 @@ def test_curriculum_run_trains_end_to_end_and_stores_metrics(tiny_backbone, stor
     run_id = run_job(spec, store)
     record = store.get_run(run_id)
     assert record.status == "finished" and record.metrics["test_rmse"] > 0
-    plan = store.epochs(run_id, stage="curriculum")
+    plan = store.table(run_id, Tables.CURRICULUM_PLAN)
     train = store.epochs(run_id, stage="train")
     assert plan["admissible"].tolist() == train["n_train"].tolist()
     assert plan["admissible"].iloc[0] < plan["admissible"].iloc[-1] == 120

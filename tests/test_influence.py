@@ -4,6 +4,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.store import Tables
 from chemlm_engine.jobs import run_job
 from chemlm_engine.methods.influence import (InfluenceDivergedError, LissaConfig, TransformerInfluence,
                                              conjugate_gradient, corrupt_labels, exact_solve, flag_suspects,
@@ -111,13 +112,15 @@ def test_influence_job_scores_the_pool_and_runs_the_k_sweep_with_controls(tiny_b
     assert 0 <= record.metrics["mislabel_auroc"] <= 1
     n_suspects = int(scores["suspect"].sum())
     assert record.metrics["n_suspects"] == n_suspects and n_suspects > 0
-    sweep = store.epochs(record.id, stage="sweep")
+    sweep = store.table(record.id, Tables.SWEEP)
     # asked for 48 of 48: the influence pick is the pool minus its suspects; the controls keep them
     assert list(zip(sweep["k"], sweep["selection"])) == [(8, "influence"), (48 - n_suspects, "influence"),
                                                           (8, "random"), (48, "random"), (48, "all")]
     influence_rows = sweep[sweep["selection"] == "influence"]  # headline = the best-validated top-k
     assert record.metrics["best_k"] == influence_rows.loc[influence_rows["val_mse"].idxmin(), "k"]
-    assert len(store.epochs(record.id, stage="solver")) == 20
+    assert len(store.table(record.id, Tables.SOLVER)) == 20
+    assert set(store.epochs(record.id)["stage"]) <= {"base"} | {f"{how}-{k}" for how in ("influence", "random", "all")
+                                                               for k in (8, 48, 48 - n_suspects)}
 
 
 def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.store import Tables
 from chemlm_engine.jobs import run_job
 from chemlm_engine.methods.peft import apply_strategy
 from chemlm_engine.model import RegressionModel, count_parameters
@@ -72,7 +73,7 @@ def test_lora_rank_sweep_is_one_job_with_a_table(tiny_backbone, store):
     spec = JobSpec(method="lora", data=DataSpec(subset=80), options={"sweep_ranks": [2, 4]},
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=1))
     record = store.get_run(run_job(spec, store))
-    table = store.epochs(record.id, stage="sweep")
+    table = store.table(record.id, Tables.SWEEP)
     assert table["rank"].tolist() == [2, 4]
     assert table["trainable_params"].iloc[1] > table["trainable_params"].iloc[0]
     assert table[["train_mse", "val_mse", "test_r2"]].notna().all().all()

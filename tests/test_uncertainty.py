@@ -1,6 +1,7 @@
 import numpy as np
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.store import Tables
 from chemlm_engine.jobs import run_job
 from chemlm_engine.inference import mc_dropout
 from chemlm_engine.methods.uncertainty import select_most_uncertain, select_random
@@ -61,7 +62,7 @@ def test_sweep_runs_uncertainty_and_random_at_every_n(tiny_backbone, store):
                    train=TrainConfig(epochs=1, batch_size=16),
                    options={"initial_size": 30, "sweep": [10, 40], "passes": 3})
     record = store.get_run(run_job(spec, store))
-    table = store.epochs(record.id, stage="sweep")
+    table = store.table(record.id, Tables.SWEEP)
     assert list(zip(table["n"], table["strategy"])) == [(10, "uncertainty"), (10, "random"), (40, "uncertainty"),
                                                        (40, "random")]
     assert table[["train_mse", "val_mse", "test_mse", "test_r2"]].notna().all().all()

@@ -11,6 +11,7 @@ from rdkit import Chem
 
 from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..training import length_bucketed_batches
+from ..store import Tables
 
 __all__ = ["DIFFICULTIES", "PACINGS", "difficulty", "pacing_thresholds", "CurriculumSampler", "run_curriculum"]
 
@@ -102,7 +103,6 @@ def run_curriculum(ctx: JobContext, data: SplitData) -> dict[str, float]:
     sampler = CurriculumSampler(difficulty(data.train.smiles, measure, tokenizer), ctx.spec.train.epochs,
                                 ctx.spec.train.batch_size, opts.get("pacing", "linear"),
                                 int(opts.get("pacing_steps", 4)))
-    for row in sampler.plan():
-        ctx.store.add_epoch(ctx.run_id, row["epoch"], row, stage="curriculum")
+    ctx.store.add_table(ctx.run_id, Tables.CURRICULUM_PLAN, list(sampler.plan()))
     _, metrics = train_and_evaluate(ctx, data, epoch_indices=sampler)
     return metrics

@@ -5,6 +5,7 @@ import math
 from dataclasses import replace
 
 from ..pipeline import JobContext, SplitData, train_and_evaluate
+from ..store import Tables
 from .pretrain import PretrainConfig, pretrain
 
 __all__ = ["run_mlm_then_regression"]
@@ -27,8 +28,8 @@ def run_mlm_then_regression(ctx: JobContext, data: SplitData) -> dict[str, float
         ctx.progress(0.3 * p["step"] / p["max_steps"], f"masked LM: step {p['step']}/{p['max_steps']}, "
                                                        f"loss {p['mlm_loss']:.3f}")
         if p["step"] % max(1, steps // epochs) == 0:
-            ctx.store.add_epoch(ctx.run_id, p["step"] // max(1, steps // epochs), {"mlm_loss": p["mlm_loss"]},
-                                stage="mlm")
+            ctx.store.add_table(ctx.run_id, Tables.MLM_LOSS, [{"epoch": p["step"] // max(1, steps // epochs),
+                                                               "mlm_loss": p["mlm_loss"]}])
 
     result = pretrain(smiles, ctx.artifacts / "mlm", config, init_from=ctx.spec.model.backbone,
                       trust_remote_code=ctx.spec.model.trust_remote_code, progress=on_step, cancel=ctx.cancel)

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..model import RegressionModel, count_parameters
 from ..pipeline import JobContext, SplitData, train_and_evaluate
+from ..store import Tables
 
 __all__ = ["STRATEGIES", "apply_strategy", "attention_modules", "run_strategy"]
 
@@ -80,7 +81,6 @@ def run_strategy(ctx: JobContext, data: SplitData) -> dict[str, float]:
         return row, metrics
 
     results = ctx.map(fit_rank, range(len(ranks)))  # independent fits: fanned out on a cluster
-    for k, (row, _) in enumerate(results):
-        ctx.store.add_epoch(ctx.run_id, k + 1, row, stage="sweep")
+    ctx.store.add_table(ctx.run_id, Tables.SWEEP, [row for row, _ in results])
     return {**results[-1][1], "rank": ranks[-1]}
 

@@ -12,6 +12,7 @@ from ..errors import DataError
 from ..inference import mc_dropout
 from ..model import RegressionModel
 from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
+from ..store import Tables
 
 __all__ = ["mc_dropout", "select_most_uncertain", "select_random", "run_uncertainty"]
 
@@ -82,9 +83,9 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
             return m
 
         for i, ((n, how), m) in enumerate(zip(points, ctx.map(fit_point, range(len(points))))):  # fanned out on Ray
-            ctx.store.add_epoch(ctx.run_id, i + 1, {"n": n, "strategy": how, "train_mse": m["train_mse"],
+            ctx.store.add_table(ctx.run_id, Tables.SWEEP, [{"n": n, "strategy": how, "train_mse": m["train_mse"],
                                                     "val_mse": m["val_mse"], "test_mse": m["test_mse"],
-                                                    "test_r2": m["test_r2"]}, stage="sweep")
+                                                    "test_r2": m["test_r2"]}])
             if i == len(points) - 2:
                 metrics = m
         model = RegressionModel.load(ctx.artifacts / "model")

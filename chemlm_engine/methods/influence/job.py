@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from ...pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..uncertainty import select_random
+from ...store import Tables
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
                      self_influence)
 from .solvers import LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad
@@ -74,8 +75,7 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
         ctx.progress(1 / n_fits, f"influence: LiSSA repeat {repeat}, step {step}, |x| = {norm:.3g}")
 
     solved = _solve(influence, train_inputs, g_val, opts, on_step)
-    for i, row in enumerate(solved.trace):
-        ctx.store.add_epoch(ctx.run_id, i + 1, row, stage="solver")
+    ctx.store.add_table(ctx.run_id, Tables.SOLVER, solved.trace)
     inverse = last_layer_inverse(influence, train_inputs, float(opts.get("damping", 0.01)))
     shards = int(opts.get("score_shards", 1))
     if ctx.mapper is not None and shards > 1:  # on a cluster: shard the pool across workers
@@ -113,7 +113,7 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
         k = len(pick)  # fewer than asked when skipped suspects leave too few candidates
         row = {"k": k, "selection": how, "val_mse": m["val_mse"], "test_mse": m["test_mse"],
                "test_r2": m["test_r2"], "test_rmse": m["test_rmse"]}
-        ctx.store.add_epoch(ctx.run_id, i + 1, row, stage="sweep")
+        ctx.store.add_table(ctx.run_id, Tables.SWEEP, [row])
         if how == "influence" and m["val_mse"] < metrics.get("val_mse", math.inf):
             metrics.update({key: m[key] for key in ("val_mse", "test_mse", "test_rmse", "test_mae", "test_r2")},
                            best_k=int(k))
