@@ -33,6 +33,7 @@ from .corpus import DESCRIPTORS, DescriptorScaler, MoleculeStream, PreparedCorpu
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """Architecture (used only when a new model is created) and optimisation settings."""
