@@ -87,7 +87,6 @@ def corrupt_labels(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.n
     return shifted, mask
 
 
-
 # -- large pools, sharded over a cluster's workers ----------------------------------------------------
 def _model_files(model: RegressionModel) -> dict[str, bytes]:
     """A regressor as the bytes of its saved folder (transformers models do not pickle)."""

@@ -153,7 +153,6 @@ class MoleculeStream:
         return out, np.stack(desc), None
 
 
-
 def moses_corpus_path() -> Path:
     """Path of MOSES' ``train.csv.gz`` inside the installed ``molsets`` package (never imported)."""
     import importlib.util
