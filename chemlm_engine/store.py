@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, create_engine, event, select, update
+from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.exc import DatabaseError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from .errors import RunNotFoundError, StoreError
+from .store_schema import Base, EpochRow, MoleculeRow, RunRow, TableRow
 
 __all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES", "Tables"]
 
@@ -40,63 +41,6 @@ class Tables:
 def default_home() -> Path:
     """``$CHEMLM_HOME`` or ``./runs``: where the database and run artifacts live."""
     return Path(os.environ.get("CHEMLM_HOME", "runs")).resolve()
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class _Run(_Base):
-    __tablename__ = "runs"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), default="")
-    method: Mapped[str] = mapped_column(String(50))
-    status: Mapped[str] = mapped_column(String(20), index=True)
-    spec: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[float] = mapped_column(Float)
-    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
-    message: Mapped[str] = mapped_column(Text, default="")
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
-    metrics: Mapped[str] = mapped_column(Text, default="{}")
-    info: Mapped[str] = mapped_column(Text, default="{}")
-    versions: Mapped[str] = mapped_column(Text, default="{}")
-    data_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    model_path: Mapped[str | None] = mapped_column(Text, nullable=True)
-    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    host: Mapped[str | None] = mapped_column(String(200), nullable=True)
-
-
-class _Epoch(_Base):
-    __tablename__ = "epoch_metrics"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
-    stage: Mapped[str] = mapped_column(String(50), default="train")
-    epoch: Mapped[int] = mapped_column(Integer)
-    values: Mapped[str] = mapped_column(Text)
-
-
-class _TableRow(_Base):
-    __tablename__ = "result_tables"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
-    name: Mapped[str] = mapped_column(String(50), index=True)
-    values: Mapped[str] = mapped_column(Text)
-
-
-class _Molecule(_Base):
-    __tablename__ = "molecule_results"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(50), index=True)
-    split: Mapped[str] = mapped_column(String(20), default="")
-    smiles: Mapped[str] = mapped_column(Text)
-    label: Mapped[float | None] = mapped_column(Float, nullable=True)
-    prediction: Mapped[float | None] = mapped_column(Float, nullable=True)
-    score: Mapped[float | None] = mapped_column(Float, nullable=True)
-    extra: Mapped[str] = mapped_column(Text, default="{}")
 
 
 @dataclass(frozen=True)
@@ -140,7 +84,7 @@ class RunRecord:
                 "created": pd.Timestamp(self.created_at, unit="s")}
 
 
-def _record(row: _Run) -> RunRecord:
+def _record(row: RunRow) -> RunRecord:
     return RunRecord(row.id, row.name, row.method, row.status, json.loads(row.spec), row.created_at, row.started_at,
                      row.finished_at, row.progress, row.message, row.error, row.traceback, json.loads(row.metrics),
                      json.loads(row.info), json.loads(row.versions), row.data_hash, row.model_path, row.pid)
@@ -167,7 +111,7 @@ class RunStore:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            _Base.metadata.create_all(self.engine)
+            Base.metadata.create_all(self.engine)
         except DatabaseError as exc:
             raise StoreError(f"cannot open the run store {url}: {exc.orig}") from None
 
@@ -194,14 +138,14 @@ class RunStore:
     def create_run(self, spec: dict[str, Any], method: str, name: str = "") -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         with self._session(write=True) as session:
-            session.add(_Run(id=run_id, name=name, method=method, status="queued", spec=json.dumps(spec),
+            session.add(RunRow(id=run_id, name=name, method=method, status="queued", spec=json.dumps(spec),
                              created_at=time.time(), progress=0.0, message="queued",
                              pid=os.getpid(), host=socket.gethostname()))
         return run_id
 
     def _update(self, run_id: str, **values: Any) -> None:
         with self._session(write=True) as session:
-            session.execute(update(_Run).where(_Run.id == run_id).values(**values))
+            session.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
 
     def start(self, run_id: str, versions: dict[str, str]) -> None:
         self._update(run_id, status="running", started_at=time.time(), pid=os.getpid(), host=socket.gethostname(),
@@ -213,7 +157,7 @@ class RunStore:
     def set_info(self, run_id: str, **info: Any) -> None:
         """Merge keys into the run's ``info`` (data hash, parameter counts, sizes ...)."""
         with self._session(write=True) as session:
-            row = session.get(_Run, run_id)
+            row = session.get(RunRow, run_id)
             merged = {**json.loads(row.info), **{k: _clean(v) for k, v in info.items()}}
             row.info = json.dumps(merged)
             if "data_hash" in info:
@@ -221,13 +165,13 @@ class RunStore:
 
     def add_epoch(self, run_id: str, epoch: int, values: dict[str, Any], stage: str = "train") -> None:
         with self._session(write=True) as session:
-            session.add(_Epoch(run_id=run_id, stage=stage, epoch=epoch,
+            session.add(EpochRow(run_id=run_id, stage=stage, epoch=epoch,
                                values=json.dumps({k: _clean(v) for k, v in values.items()})))
 
     def add_table(self, run_id: str, name: str, rows: list[dict[str, Any]]) -> None:
         """Append rows to the run's named result table (see :class:`Tables`); epochs go to ``add_epoch``."""
         with self._session(write=True) as session:
-            session.add_all(_TableRow(run_id=run_id, name=name,
+            session.add_all(TableRow(run_id=run_id, name=name,
                                       values=json.dumps({k: _clean(_plain(v)) for k, v in row.items()}))
                             for row in rows)
 
@@ -238,7 +182,7 @@ class RunStore:
         extra_cols = [c for c in frame.columns if c not in known]
         rows = []
         for rec in frame.to_dict("records"):
-            rows.append(_Molecule(run_id=run_id, kind=kind, split=str(rec.get("split", "") or ""),
+            rows.append(MoleculeRow(run_id=run_id, kind=kind, split=str(rec.get("split", "") or ""),
                                   smiles=str(rec["smiles"]), label=_num(rec.get("label")),
                                   prediction=_num(rec.get("prediction")), score=_num(rec.get("score")),
                                   extra=json.dumps({c: _clean(_plain(rec[c])) for c in extra_cols})))
@@ -264,7 +208,7 @@ class RunStore:
         """Mark queued or running runs whose process (on this host) is dead as ``interrupted``."""
         this_host = socket.gethostname()
         with self._session(write=True) as session:
-            rows = session.scalars(select(_Run).where(_Run.status.in_(ACTIVE_STATUSES))).all()
+            rows = session.scalars(select(RunRow).where(RunRow.status.in_(ACTIVE_STATUSES))).all()
             dead = [r for r in rows if (r.host in (None, this_host)) and
                     (r.pid is None or not _alive(r.pid))]
             for row in dead:
@@ -289,16 +233,16 @@ class RunStore:
     # -- reading -------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord:
         with self._session() as session:
-            row = session.get(_Run, run_id)
+            row = session.get(RunRow, run_id)
             if row is None:
                 raise RunNotFoundError(f"no run {run_id!r} in {self.url}")
             return _record(row)
 
     def runs(self, status: str | None = None) -> list[RunRecord]:
         with self._session() as session:
-            query = select(_Run).order_by(_Run.created_at.desc())
+            query = select(RunRow).order_by(RunRow.created_at.desc())
             if status is not None:
-                query = query.where(_Run.status == status)
+                query = query.where(RunRow.status == status)
             return [_record(r) for r in session.scalars(query)]
 
     def runs_frame(self) -> pd.DataFrame:
@@ -307,23 +251,23 @@ class RunStore:
 
     def epochs(self, run_id: str, stage: str | None = None) -> pd.DataFrame:
         with self._session() as session:
-            query = select(_Epoch).where(_Epoch.run_id == run_id).order_by(_Epoch.id)
+            query = select(EpochRow).where(EpochRow.run_id == run_id).order_by(EpochRow.id)
             if stage is not None:
-                query = query.where(_Epoch.stage == stage)
+                query = query.where(EpochRow.stage == stage)
             rows = [{"stage": e.stage, "epoch": e.epoch, **json.loads(e.values)} for e in session.scalars(query)]
         return pd.DataFrame(rows)
 
     def table(self, run_id: str, name: str) -> pd.DataFrame:
         """A named result table of the run, rows in the order they were added."""
         with self._session() as session:
-            query = select(_TableRow).where(_TableRow.run_id == run_id, _TableRow.name == name).order_by(_TableRow.id)
+            query = select(TableRow).where(TableRow.run_id == run_id, TableRow.name == name).order_by(TableRow.id)
             return pd.DataFrame([json.loads(r.values) for r in session.scalars(query)])
 
     def molecules(self, run_id: str, kind: str | None = None) -> pd.DataFrame:
         with self._session() as session:
-            query = select(_Molecule).where(_Molecule.run_id == run_id).order_by(_Molecule.id)
+            query = select(MoleculeRow).where(MoleculeRow.run_id == run_id).order_by(MoleculeRow.id)
             if kind is not None:
-                query = query.where(_Molecule.kind == kind)
+                query = query.where(MoleculeRow.kind == kind)
             rows = [{"kind": m.kind, "split": m.split, "smiles": m.smiles, "label": m.label,
                      "prediction": m.prediction, "score": m.score, **json.loads(m.extra)}
                     for m in session.scalars(query)]
