@@ -36,6 +36,9 @@ class LibrarySummary:
 OUTPUT_COLUMNS = ("canonical_smiles", "prediction", "error", "warnings", "standardization")
 # Row problems found while reading a CSV (blank, ragged) travel to Ray workers in this column.
 _PROBLEM_COLUMN = "__row_problem__"
+# Ray Data writes several Parquet files that readers may list in any order: every output row carries its
+# 1-based input row number, so the input order can always be restored.
+INPUT_ROW = "input_row"
 
 
 def predict_frame(model, frame: pd.DataFrame, smiles_column: str,
@@ -88,16 +91,21 @@ def _chunks(path: Path, rows: int) -> Iterator[tuple[pd.DataFrame, list[str | No
             yield table.frame, table.problems
 
 
-def _csv_to_parquet(source: Path, target: Path, chunk_rows: int = 65536) -> None:
-    """Stream a CSV through :func:`iter_table` into Parquet (text columns plus the row-problem column)."""
+def _stage(source: Path, target: Path, chunk_rows: int = 65536) -> None:
+    """Stream the input into one Parquet file for Ray Data, read by the same chunk reader as the local path,
+    with ``input_row`` (1-based) and, for CSV, the row-problem column."""
     writer: pq.ParquetWriter | None = None
+    done = 0
     try:
-        for table in iter_table(source, chunk_rows):
-            frame = table.frame.assign(**{_PROBLEM_COLUMN: [p or "" for p in table.problems]})
-            arrow = pa.Table.from_pandas(frame, preserve_index=False,
-                                         schema=pa.schema([(c, pa.string()) for c in frame.columns]))
+        for chunk, problems in _chunks(source, chunk_rows):
+            frame = chunk.reset_index(drop=True)
+            if problems is not None:
+                frame[_PROBLEM_COLUMN] = [p or "" for p in problems]
+            frame.insert(0, INPUT_ROW, range(done + 1, done + 1 + len(frame)))
+            done += len(frame)
+            arrow = pa.Table.from_pandas(frame, preserve_index=False)
             writer = writer or pq.ParquetWriter(target, arrow.schema)
-            writer.write_table(arrow)
+            writer.write_table(arrow.cast(writer.schema))
     finally:
         if writer is not None:
             writer.close()
@@ -150,8 +158,8 @@ def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: s
                         cpus_per_worker: int = 1, address: str | None = None,
                         trust_remote_code: bool = False) -> LibrarySummary:
     """Stream ``source`` through Ray Data: ``map_batches`` over ``workers`` model-holding actors (one GPU
-    each where the cluster has GPUs), written incrementally as Parquet files under ``output_dir`` in
-    input order. Ray Data shows its own progress bar. Size the cluster for the actors *and* Ray Data's
+    each where the cluster has GPUs), written incrementally as Parquet files under ``output_dir``; every row
+    carries ``input_row`` (readers may list the files in any order: sort by it). Ray Data shows its own progress bar. Size the cluster for the actors *and* Ray Data's
     read tasks (one CPU each): on a 2-CPU Ray, one worker."""
     from .cluster import _gpus_per_task, connect
 
@@ -164,18 +172,15 @@ def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: s
 
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     started = time.time()
-    if not _is_parquet(source):  # read by the same reader as the local path, so rows agree one for one
-        staged = Path(output_dir).with_name(Path(output_dir).name + ".input.parquet")
-        _csv_to_parquet(source, staged)
-        source = staged
-    dataset = ray.data.read_parquet(str(source))
+    staged = Path(output_dir).with_name(Path(output_dir).name + ".input.parquet")
+    _stage(source, staged)
+    dataset = ray.data.read_parquet(str(staged))
     predicted = dataset.map_batches(_LibraryPredictor, fn_constructor_args=(str(Path(model_dir).resolve()), column,
                                                                            cpus_per_worker, trust_remote_code),
                                     batch_size=batch_rows, batch_format="pandas",
                                     compute=ray.data.ActorPoolStrategy(size=workers),
                                     num_cpus=cpus_per_worker, num_gpus=_gpus_per_task())
     predicted.write_parquet(str(output_dir))
-    if source.name.endswith(".input.parquet"):
-        source.unlink()
+    staged.unlink()
     errors = pq.read_table(str(output_dir), columns=["error"]).column("error")
     return LibrarySummary(len(errors), len(errors) - errors.null_count, time.time() - started, str(output_dir))

@@ -104,7 +104,8 @@ def test_library_prediction_on_ray_equals_the_local_predictor(local_ray, tiny_ba
     local = predict_library(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "local.parquet", chunk_rows=700)
     remote = predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray", batch_rows=700)
     assert (local.rows, local.invalid) == (remote.rows, remote.invalid) == (2502, 2)
-    a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray")
+    a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray").sort_values("input_row", ignore_index=True)
+    assert b["input_row"].tolist() == list(range(1, 2503))
     assert list(a["id"]) == list(b["id"]) and list(a["error"].fillna("")) == list(b["error"].fillna(""))
     np.testing.assert_allclose(b["prediction"], a["prediction"], rtol=1e-5, equal_nan=True)
 
@@ -127,6 +128,6 @@ def test_ray_library_prediction_keeps_blank_and_ragged_rows(local_ray, tiny_back
     local = predict_library(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "local.parquet")
     remote = predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray")
     assert (local.rows, local.invalid) == (remote.rows, remote.invalid) == (5, 2)
-    a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray")
+    a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray").sort_values("input_row", ignore_index=True)
     assert list(b["id"]) == list(a["id"]) == ["a", "", "c", "d", "e"]
     assert list(b["error"].fillna("")) == list(a["error"].fillna("")) and b["error"][1] == "empty"
