@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig  # noqa: E402
-from chemlm_engine.jobs import load_job_data, run_job  # noqa: E402
-from chemlm_engine.methods.influence import (LissaConfig, TransformerInfluence, conjugate_gradient,  # noqa: E402
+from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.jobs import load_job_data, run_job
+from chemlm_engine.methods.influence import (LissaConfig, TransformerInfluence, conjugate_gradient,
                                              exact_solve, lissa, mean_grad, score_pool)
-from chemlm_engine.model import RegressionModel  # noqa: E402
-from chemlm_engine.store import RunStore, Tables  # noqa: E402
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.store import RunStore, Tables
 
 
 def timings(model_dir: str, epochs: int, seed: int) -> list[dict]:

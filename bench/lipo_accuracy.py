@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,13 +28,12 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors, rdFingerprintGenerator
 from sklearn.ensemble import RandomForestRegressor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig  # noqa: E402
-from chemlm_engine.jobs import load_job_data, run_job  # noqa: E402
-from chemlm_engine.store import RunStore  # noqa: E402
-from chemlm_engine.model import RegressionModel  # noqa: E402
-from chemlm_engine.inference import predict_values  # noqa: E402
-from chemlm_engine.training import regression_metrics  # noqa: E402
+from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.jobs import load_job_data, run_job
+from chemlm_engine.store import RunStore
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.inference import predict_values
+from chemlm_engine.training import regression_metrics
 
 MODELS = ("chemlm", "random-init", "mlm", "rf-morgan", "rf-descriptors", "chemprop", "chemprop-rdkit")
 # ChemLM-mini variants: (ModelSpec changes, TrainConfig changes). Each row also records TTA_SPELLINGS-fold

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chemlm_engine.compare import METRICS, SUITE, suite_specs  # noqa: E402
-from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig  # noqa: E402
-from chemlm_engine.jobs import run_job  # noqa: E402
-from chemlm_engine.store import RunStore  # noqa: E402
+from chemlm_engine.compare import METRICS, SUITE, suite_specs
+from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.jobs import run_job
+from chemlm_engine.store import RunStore
 
 # Short command-line names of the suite entries (the random control is the uncertainty method's strategy).
 KEYS = {label: options.get("strategy", method) for label, method, options in SUITE}

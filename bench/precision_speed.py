@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chemlm_engine.config import ModelSpec  # noqa: E402
-from chemlm_engine.data import load_lipophilicity  # noqa: E402
-from chemlm_engine.model import RegressionModel  # noqa: E402
-from chemlm_engine.inference import autocast, collate, cpu_has_native_bf16, encode_smiles  # noqa: E402
+from chemlm_engine.config import ModelSpec
+from chemlm_engine.data import load_lipophilicity
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.inference import autocast, collate, cpu_has_native_bf16, encode_smiles
 
 
 def main() -> None:

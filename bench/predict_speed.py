@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chemlm_engine import descriptors  # noqa: E402
-from chemlm_engine.config import DEFAULT_REGRESSOR  # noqa: E402
-from chemlm_engine.data import load_lipophilicity  # noqa: E402
-from chemlm_engine.ensemble import Ensemble, load_predictor  # noqa: E402
-from chemlm_engine.model import load_training_set  # noqa: E402
-from chemlm_engine.predict import add_applicability_domain, predict_smiles  # noqa: E402
-from chemlm_engine.inference import cpu_has_native_bf16  # noqa: E402
+from chemlm_engine import descriptors
+from chemlm_engine.config import DEFAULT_REGRESSOR
+from chemlm_engine.data import load_lipophilicity
+from chemlm_engine.ensemble import Ensemble, load_predictor
+from chemlm_engine.model import load_training_set
+from chemlm_engine.predict import add_applicability_domain, predict_smiles
+from chemlm_engine.inference import cpu_has_native_bf16
 
 
 def _set_precision(predictor, precision: str) -> None:

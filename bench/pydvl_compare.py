@@ -69,7 +69,6 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("bench/results/pydvl_compare.json"))
     args = parser.parse_args()
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from scipy.stats import pearsonr, spearmanr
 
     from chemlm_engine.config import DataSpec, JobSpec

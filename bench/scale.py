@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,15 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chemlm_engine.cluster import connect, ray_map  # noqa: E402
-from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec  # noqa: E402
-from chemlm_engine.data import load_lipophilicity  # noqa: E402
-from chemlm_engine.jobs import load_job_data  # noqa: E402
-from chemlm_engine.library import predict_library, predict_library_ray  # noqa: E402
-from chemlm_engine.methods.influence import (TransformerInfluence, last_layer_inverse, mean_grad,  # noqa: E402
+from chemlm_engine.cluster import connect, ray_map
+from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec
+from chemlm_engine.data import load_lipophilicity
+from chemlm_engine.jobs import load_job_data
+from chemlm_engine.library import predict_library, predict_library_ray
+from chemlm_engine.methods.influence import (TransformerInfluence, last_layer_inverse, mean_grad,
                                              score_molecules, score_molecules_sharded)
-from chemlm_engine.model import RegressionModel  # noqa: E402
+from chemlm_engine.model import RegressionModel
 
 
 def library(n: int, work: Path) -> Path:

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec  # noqa: E402
-from chemlm_engine.jobs import load_job_data  # noqa: E402
-from chemlm_engine.inference import mc_dropout  # noqa: E402
-from chemlm_engine.ensemble import Ensemble, load_predictor  # noqa: E402
-from chemlm_engine.methods.ensemble import interval_quality  # noqa: E402
+from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec
+from chemlm_engine.jobs import load_job_data
+from chemlm_engine.inference import mc_dropout
+from chemlm_engine.ensemble import Ensemble, load_predictor
+from chemlm_engine.methods.ensemble import interval_quality
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import typer
 from tqdm import tqdm
 
 from .errors import ChemLMError
+from .methods.registry import METHODS
 
 app = typer.Typer(help="ChemLM Studio engine: fine-tune chemical language models from the command line.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -77,8 +78,8 @@ def _store(db: str | None):
 @app.command()
 def train(
     backbone: str = typer.Option(None, help="Model folder or hub id (default: the embedded ChemLM-mini)."),
-    method: str = typer.Option("baseline", help="baseline | mlm | curriculum | uncertainty | bitfit | lora | ia3 | "
-                               "ia3-pooled | influence | ensemble (method settings with -o KEY=VALUE)."),
+    method: str = typer.Option("baseline", help=f"{' | '.join(METHODS)} (method settings with -o KEY=VALUE, "
+                               "checked against the method's options)."),
     epochs: int = typer.Option(20),
     seed: int = typer.Option(0, help="Seed for the split, initialisation and batch order."),
     data: str = typer.Option("lipophilicity", help="'lipophilicity' (bundled) or a CSV path."),

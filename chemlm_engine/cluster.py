@@ -13,7 +13,6 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,12 +33,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    if not ray.is_initialized():
-        if address is None:
-            # A local Ray's workers inherit this environment: let them import this checkout. (A runtime_env
-            # does the same but costs ~90 s per worker start here.) On a real cluster install the package.
-            root = str(Path(__file__).resolve().parents[1])
-            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    if not ray.is_initialized():  # workers import the installed package (`make setup` installs it editable)
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
 

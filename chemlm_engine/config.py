@@ -9,16 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .methods.registry import MethodOptions, parse_options
 from .molecules import Standardization
 
-__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec",
-           "METHOD_NAMES"]
+__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec"]
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_BACKBONE = str(ASSETS_DIR / "chemlm-mini")
 DEFAULT_REGRESSOR = str(ASSETS_DIR / "lipo-regressor")
-METHOD_NAMES = ("baseline", "mlm", "curriculum", "uncertainty", "bitfit", "lora", "ia3", "ia3-pooled",
-                "influence", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One job: a method applied to data with a model and recipe. ``options`` holds method settings."""
+    """One job: a method applied to data with a model and recipe. ``options`` holds the settings given for the
+    method in their plain JSON form (the rest take their defaults), validated against its options class."""
 
     method: str = "baseline"
     data: DataSpec = field(default_factory=DataSpec)
@@ -127,11 +126,26 @@ class JobSpec:
     name: str = ""
 
     def __post_init__(self) -> None:
-        if self.method not in METHOD_NAMES:
-            raise ConfigError(f"unknown method {self.method!r}; choose from {', '.join(METHOD_NAMES)}")
+        parse_options(self.method, self.options)  # fails early: unknown key, wrong type, out of range
+
+    @property
+    def method_options(self) -> MethodOptions:
+        """The typed options (see :data:`~chemlm_engine.methods.registry.METHODS`)."""
+        return parse_options(self.method, self.options)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        """The configuration as flat table columns: what distinguishes one kind of run from another (the seed
+        aside), options included with their defaults."""
+        options = self.method_options.to_dict()
+        return {"method": self.method, "backbone": Path(self.model.backbone).name or self.model.backbone,
+                "dataset": Path(self.data.source).name, "split": self.data.split, "seed": self.train.seed,
+                "subset": self.data.subset, "epochs": self.train.epochs, "learning_rate": self.train.learning_rate,
+                "batch_size": self.train.batch_size, "descriptors": self.model.descriptors,
+                "augment": self.train.augment, "standardize": self.data.standardize,
+                "options": json.dumps(options, sort_keys=True) if options else ""}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JobSpec:

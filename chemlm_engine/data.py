@@ -20,7 +20,7 @@ from .tables import pick_column, read_table
 __all__ = [
     "RowIssue", "DataReport", "MoleculeData", "Split",
     "load_lipophilicity", "read_csv", "molecules_from_frame", "label_outliers",
-    "random_split", "scaffold_split", "make_split", "length_stats", "length_bins", "data_hash",
+    "random_split", "scaffold_split", "make_split", "length_bins", "data_hash",
 ]
 
 SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles")
@@ -246,13 +246,6 @@ def make_split(data: MoleculeData, kind: str = "random", fractions: tuple[float,
     if kind == "scaffold":
         return scaffold_split(data.smiles, fractions, seed)
     raise DataError(f"unknown split {kind!r}; use 'random' or 'scaffold'")
-
-
-def length_stats(smiles: Sequence[str]) -> dict[str, float]:
-    """Summary statistics of SMILES string lengths."""
-    lengths = np.array([len(s) for s in smiles])
-    return {"count": int(lengths.size), "min": int(lengths.min()), "max": int(lengths.max()),
-            "mean": float(lengths.mean()), "median": float(np.median(lengths)), "std": float(lengths.std())}
 
 
 def length_bins(smiles: Sequence[str], n_bins: int = 20) -> pd.DataFrame:

@@ -62,19 +62,15 @@ def collate(encoded: Sequence[Sequence[int]], pad_id: int, device: torch.device)
 
 @torch.no_grad()
 def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], batch_size: int = 128,
-                    mc_dropout: bool = False, features: torch.Tensor | None = None) -> np.ndarray:
+                    features: torch.Tensor | None = None) -> np.ndarray:
     """Predictions in label units, in input order (length-sorted internally for speed).
 
     ``features``: the model's per-molecule head inputs (:meth:`RegressionModel.molecule_features`), row for
-    row with ``encoded``. With ``mc_dropout`` only dropout layers are put in training mode (one stochastic pass).
+    row with ``encoded``.
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    if mc_dropout:
-        for module in model.modules():
-            if isinstance(module, nn.Dropout):
-                module.train()
     order = np.argsort([len(e) for e in encoded], kind="stable")
     out = np.empty(len(encoded), dtype=np.float64)
     pad_id = model.tokenizer.pad_token_id

@@ -8,24 +8,16 @@ import shutil
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import replace
 from importlib import metadata
 
-import numpy as np
-
 from .config import JobSpec
-from .data import MoleculeData, data_hash
+from .data import data_hash
 from .errors import JobCancelledError, TrainingDivergedError
-from .methods.curriculum import run_curriculum
-from .methods.ensemble import run_ensemble
-from .methods.influence import run_influence
-from .methods.mlm import run_mlm_then_regression
-from .methods.peft import run_strategy
-from .methods.uncertainty import run_uncertainty
-from .pipeline import JobContext, ProgressFn, SplitData, check_job_data, load_job_data, train_and_evaluate
+from .methods.registry import METHODS
+from .pipeline import JobContext, ProgressFn, check_job_data, load_job_data
 from .store import RunStore
 
-__all__ = ["run_job", "package_versions", "load_job_data", "check_job_data", "METHODS"]
+__all__ = ["run_job", "package_versions", "load_job_data", "check_job_data"]
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +31,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def _baseline(ctx: JobContext, data: SplitData) -> dict[str, float]:
-    """Full fine-tuning. Option ``train_on_val``: fit on training + validation for the fixed number
-    of epochs (no model selection), as for a model that ships."""
-    if ctx.spec.options.get("train_on_val"):
-        data = replace(data, train=data.train.concat(data.val), val=MoleculeData([], np.zeros(0)))
-    _, metrics = train_and_evaluate(ctx, data)
-    return metrics
-
-
-# Method name -> function(ctx, data) -> test metrics. Later methods add themselves here.
-METHODS: dict[str, Callable[[JobContext, SplitData], dict[str, float]]] = {
-    "baseline": _baseline,
-    "mlm": run_mlm_then_regression,
-    "curriculum": run_curriculum,
-    "uncertainty": run_uncertainty,
-    "bitfit": run_strategy,
-    "lora": run_strategy,
-    "ia3": run_strategy,
-    "ia3-pooled": run_strategy,
-    "influence": run_influence,
-    "ensemble": run_ensemble,
-}
 
 
 def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress: ProgressFn | None = None,
@@ -85,7 +53,7 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
                        n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
                        data_report=data.report.summary())
         ctx.check_cancel()
-        metrics = METHODS[spec.method](ctx, data)
+        metrics = METHODS[spec.method].load()(ctx, data)
         model_dir = ctx.artifacts / "model"
         store.finish(run_id, metrics, str(model_dir) if model_dir.exists() else None)
         log.info("run %s finished: %s", run_id, metrics)

@@ -16,7 +16,7 @@ from .config import JobSpec, ModelSpec, TrainConfig
 from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read_csv
 from .errors import DataError, JobCancelledError
 from .model import RegressionModel, best_device, count_parameters
-from .store import RunStore
+from .store import RunStore, Tables
 from .inference import predict_values, resolve_precision
 from .training import EpochMetrics, TrainCallbacks, fit, regression_metrics
 
@@ -93,6 +93,14 @@ class JobContext:
         """``[fn(x) for x in items]`` — or fanned out as independent Ray tasks when the job runs on a
         cluster (sweep points). ``fn`` may use this context: it travels by store URL."""
         return self.mapper(fn, items) if self.mapper is not None else [fn(item) for item in items]
+
+    def sweep(self, points: Sequence[Any], fit: Callable[[int], dict[str, float]],
+              row: Callable[[Any, dict[str, float]], dict[str, Any]]) -> list[dict[str, float]]:
+        """Fit every point of a sweep (``fit(i)`` returns the i-th fit's metrics; fanned out on a cluster) and
+        record ``row(point, metrics)`` per point, in order, as the run's sweep table. Returns the metrics."""
+        results = self.map(fit, range(len(points)))
+        self.store.add_table(self.run_id, Tables.SWEEP, [row(p, m) for p, m in zip(points, results)])
+        return results
 
     def __getstate__(self) -> dict:
         # A context sent to another worker reconnects to the store by URL; cancel and progress stay here.

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
+from .config import JobSpec
 from .errors import RunNotFoundError, StoreError
 from .store_schema import Base, EpochRow, MoleculeRow, RunRow, TableRow
 
@@ -73,12 +74,9 @@ class RunRecord:
         return (self.finished_at or time.time()) - self.started_at
 
     def summary(self) -> dict[str, Any]:
-        """The run as one table row: id, method, status, backbone, data, split, seed, test metrics, size, time."""
-        model, data = self.spec.get("model", {}), self.spec.get("data", {})
-        return {"id": self.id, "name": self.name, "method": self.method, "status": self.status,
-                "backbone": Path(model.get("backbone", "")).name or model.get("backbone"),
-                "dataset": Path(str(data.get("source", ""))).name, "split": data.get("split"),
-                "seed": self.spec.get("train", {}).get("seed"),
+        """The run as one table row: id, status, its configuration (:meth:`JobSpec.summary`), test metrics,
+        size, time."""
+        return {"id": self.id, "name": self.name, "status": self.status, **JobSpec.from_dict(self.spec).summary(),
                 **{f"test_{k}": self.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
                 "trainable_params": self.info.get("trainable_params"), "duration_s": self.duration,
                 "created": pd.Timestamp(self.created_at, unit="s")}

@@ -2,20 +2,14 @@
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.config import METHOD_NAMES, DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import ChemLMError
+from chemlm_engine.methods.registry import METHODS
 from pages.common import (backbone_picker, dataset_picker, eta_text, job_problem, manager, metrics_row, run_label,
                           store, use_app_navigation)
 
 use_app_navigation()
 st.title("Train")
-METHOD_LABELS = {"baseline": "baseline (full fine-tuning)", "mlm": "mlm (masked LM on the task SMILES, then regression)",
-                 "curriculum": "curriculum (short SMILES first; settings on the Curriculum page)",
-                 "uncertainty": "uncertainty (active learning; settings on the Uncertainty page)",
-                 "bitfit": "BitFit (biases + head)", "lora": "LoRA (rank 8 on q, k, v)",
-                 "ia3": "IA3 (keys, values, feed-forward)", "ia3-pooled": "IA3 pooled (one scaling vector)",
-                 "influence": "influence (held-out pool; settings on the Influence page)",
-                 "ensemble": "ensemble (5 members, 90 % conformal intervals calibrated on the validation split)"}
 
 # -- a new run ------------------------------------------------------------------------------------
 st.subheader("New run")
@@ -30,8 +24,9 @@ with left:
     tautomer = st.checkbox("… and use the canonical tautomer", value=False, disabled=not standardize)
 with right:
     backbone, trust = backbone_picker()
-    method = st.selectbox("Method", METHOD_NAMES,
-                          format_func=lambda m: METHOD_LABELS.get(m, m))
+    method = st.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label,
+                          help="Method settings take their defaults here; the Curriculum, Uncertainty and Influence "
+                               "pages set them.")
     c1, c2, c3 = st.columns(3)
     epochs = int(c1.number_input("Epochs", 1, 500, 20))
     learning_rate = float(c2.number_input("Learning rate", 1e-6, 1e-1, 1e-4, format="%.0e"))

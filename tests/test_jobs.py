@@ -5,7 +5,8 @@ import pytest
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import JobCancelledError
-from chemlm_engine.jobs import METHODS, run_job
+from chemlm_engine.jobs import run_job
+from chemlm_engine.methods.registry import METHODS
 from chemlm_engine.manager import JobManager
 from chemlm_engine.model import RegressionModel
 
@@ -32,13 +33,14 @@ def test_run_job_stores_spec_epochs_metrics_predictions_and_model(tiny_backbone,
     assert model.tokenizer.pad_token == "<pad>"
 
 
-def test_failed_job_keeps_traceback_and_the_next_job_runs(tiny_backbone, store, monkeypatch):
-    def crash(ctx, data):
-        (ctx.artifacts / "model").mkdir(parents=True)  # a partial model folder, as a full disk leaves it
-        (ctx.artifacts / "model" / "head.safetensors").write_bytes(b"half")
-        raise OSError(28, "No space left on device")
+def crash(ctx, data):
+    (ctx.artifacts / "model").mkdir(parents=True)  # a partial model folder, as a full disk leaves it
+    (ctx.artifacts / "model" / "head.safetensors").write_bytes(b"half")
+    raise OSError(28, "No space left on device")
 
-    monkeypatch.setitem(METHODS, "mlm", crash)
+
+def test_failed_job_keeps_traceback_and_the_next_job_runs(tiny_backbone, store, monkeypatch):
+    monkeypatch.setitem(METHODS, "mlm", replace(METHODS["mlm"], run=f"{__name__}:crash"))
     manager = JobManager(store)
     bad = manager.submit(replace(_spec(tiny_backbone), method="mlm"))
     good = manager.submit(_spec(tiny_backbone, epochs=1))

@@ -2,7 +2,6 @@
 and token counts are offered too); a pacing function raises the admissible threshold each epoch."""
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -85,24 +84,19 @@ class CurriculumSampler:
         return [{"epoch": e, "threshold": float(self.thresholds[e - 1]), "admissible": int(len(self(e)))}
                 for e in range(1, self.epochs + 1)]
 
-    @property
-    def total_steps(self) -> int:
-        return sum(math.ceil(len(self(e)) / self.batch_size) for e in range(1, self.epochs + 1))
-
 
 def run_curriculum(ctx: JobContext, data: SplitData) -> dict[str, float]:
-    """Curriculum learning: options ``difficulty`` (smiles_length | heavy_atoms | tokens), ``pacing``
-    (linear | sqrt | step) and ``pacing_steps``."""
+    """Curriculum learning (options: :class:`~chemlm_engine.methods.registry.CurriculumOptions`)."""
     from transformers import AutoTokenizer
 
-    opts = ctx.spec.options
-    measure = opts.get("difficulty", "smiles_length")
+    opts = ctx.spec.method_options
+    measure = opts.difficulty
     tokenizer = AutoTokenizer.from_pretrained(ctx.spec.model.backbone,
                                               trust_remote_code=ctx.spec.model.trust_remote_code) \
         if measure == "tokens" else None
     sampler = CurriculumSampler(difficulty(data.train.smiles, measure, tokenizer), ctx.spec.train.epochs,
-                                ctx.spec.train.batch_size, opts.get("pacing", "linear"),
-                                int(opts.get("pacing_steps", 4)))
+                                ctx.spec.train.batch_size, opts.pacing,
+                                opts.pacing_steps)
     ctx.store.add_table(ctx.run_id, Tables.CURRICULUM_PLAN, list(sampler.plan()))
     _, metrics = train_and_evaluate(ctx, data, epoch_indices=sampler)
     return metrics

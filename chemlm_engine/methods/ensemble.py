@@ -39,13 +39,10 @@ def _calibration_split(data: SplitData, fraction: float, seed: int) -> tuple[Spl
 
 def run_ensemble(ctx: JobContext, data: SplitData) -> dict[str, float]:
     """Train the members, calibrate, evaluate the mean on the test split and save the ensemble folder."""
-    opts = ctx.spec.options
-    n_members, coverage = int(opts.get("members", 5)), float(opts.get("coverage", 0.9))
-    if n_members < 2:
-        raise ValueError("an ensemble needs at least 2 members")
-    if opts.get("train_on_val"):
-        data, calibration = _calibration_split(data, float(opts.get("calibration_fraction", 0.1)),
-                                               ctx.spec.data.split_seed)
+    opts = ctx.spec.method_options
+    n_members, coverage = opts.members, opts.coverage
+    if opts.train_on_val:
+        data, calibration = _calibration_split(data, opts.calibration_fraction, ctx.spec.data.split_seed)
     else:
         calibration = data.val
     members, member_r2 = [], []

@@ -13,12 +13,11 @@ __all__ = ["run_mlm_then_regression"]
 
 def run_mlm_then_regression(ctx: JobContext, data: SplitData) -> dict[str, float]:
     """Unsupervised fine-tuning: masked LM on the task's training + validation SMILES, then regression."""
-    opts = ctx.spec.options
+    opts = ctx.spec.method_options
     smiles = data.train.smiles + data.val.smiles
-    batch_size = int(opts.get("mlm_batch_size", 32))
-    epochs = int(opts.get("mlm_epochs", 3))
+    batch_size, epochs = opts.mlm_batch_size, opts.mlm_epochs
     steps = max(1, math.ceil(len(smiles) / batch_size) * epochs)
-    config = PretrainConfig(batch_size=batch_size, learning_rate=float(opts.get("mlm_learning_rate", 1e-4)),
+    config = PretrainConfig(batch_size=batch_size, learning_rate=opts.mlm_learning_rate,
                             max_steps=steps, warmup_steps=max(1, steps // 10), descriptor_weight=0.0,
                             checkpoint_every=steps + 1, n_eval=min(200, max(1, len(smiles) // 10)),
                             seed=ctx.spec.train.seed)

@@ -1,4 +1,4 @@
-"""Fine-tuning strategies: full, BitFit, LoRA and IA3 (the ``peft`` library), and ``ia3-pooled`` — one
+"""Parameter-efficient fine-tuning: BitFit, LoRA and IA3 (the ``peft`` library), and ``ia3-pooled`` — one
 learned scaling vector on the pooled embedding with the backbone frozen."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from torch import nn
 
 from ..model import RegressionModel, count_parameters
 from ..pipeline import JobContext, SplitData, train_and_evaluate
-from ..store import Tables
+from .registry import LoraOptions
 
 __all__ = ["STRATEGIES", "apply_strategy", "attention_modules", "run_strategy"]
 
-STRATEGIES = ("full", "bitfit", "lora", "ia3", "ia3-pooled")
+STRATEGIES = ("bitfit", "lora", "ia3", "ia3-pooled")
 _QUERY_KEY_VALUE = ("query", "key", "value", "q_proj", "k_proj", "v_proj", "q_lin", "k_lin", "v_lin")
 
 
@@ -61,26 +61,24 @@ def apply_strategy(model: RegressionModel, strategy: str, rank: int = 8, alpha: 
 
 
 def run_strategy(ctx: JobContext, data: SplitData) -> dict[str, float]:
-    """Fine-tune with ``spec.method`` as the strategy. LoRA options: ``rank``, ``alpha``, ``lora_dropout``
-    and ``sweep_ranks`` (a list: one fit per rank, stored as a table; the last rank's model is kept)."""
-    opts = ctx.spec.options
-    strategy = "full" if ctx.spec.method == "baseline" else ctx.spec.method
-    ranks = [int(r) for r in opts.get("sweep_ranks", [])] if strategy == "lora" else []
-    settings = dict(alpha=int(opts.get("alpha", 16)), lora_dropout=float(opts.get("lora_dropout", 0.1)))
+    """Fine-tune with ``spec.method`` as the strategy (LoRA's options: :class:`LoraOptions`; with
+    ``sweep_ranks`` one fit per rank, stored as a table, the last rank's model kept)."""
+    strategy, opts = ctx.spec.method, ctx.spec.method_options
+    ranks = list(opts.sweep_ranks) if isinstance(opts, LoraOptions) else []
+    settings = dict(alpha=opts.alpha, lora_dropout=opts.lora_dropout) if isinstance(opts, LoraOptions) else {}
     if not ranks:
-        prepare = lambda m: apply_strategy(m, strategy, int(opts.get("rank", 8)), **settings)  # noqa: E731
+        rank = opts.rank if isinstance(opts, LoraOptions) else 8
+        prepare = lambda m: apply_strategy(m, strategy, rank, **settings)  # noqa: E731
         _, metrics = train_and_evaluate(ctx, data, prepare=prepare)
         return metrics
 
-    def fit_rank(k: int) -> tuple[dict, dict[str, float]]:
+    def fit_rank(k: int) -> dict[str, float]:
         model, metrics = train_and_evaluate(
             ctx, data, stage=f"rank-{ranks[k]}", span=(k / len(ranks), (k + 1) / len(ranks)),
             final=k == len(ranks) - 1, prepare=lambda m: apply_strategy(m, "lora", ranks[k], **settings))
-        row = {"rank": ranks[k], "trainable_params": count_parameters(model)[0], **{key: metrics[key] for key in
-               ("train_mse", "val_mse", "test_mse", "test_rmse", "test_r2")}}
-        return row, metrics
+        return {**metrics, "trainable_params": count_parameters(model)[0]}
 
-    results = ctx.map(fit_rank, range(len(ranks)))  # independent fits: fanned out on a cluster
-    ctx.store.add_table(ctx.run_id, Tables.SWEEP, [row for row, _ in results])
-    return {**results[-1][1], "rank": ranks[-1]}
+    results = ctx.sweep(ranks, fit_rank, lambda rank, m: {"rank": rank, **{key: m[key] for key in (
+        "trainable_params", "train_mse", "val_mse", "test_mse", "test_rmse", "test_r2")}})
+    return {**results[-1], "rank": ranks[-1]}
 

@@ -12,7 +12,6 @@ from ..errors import DataError
 from ..inference import mc_dropout
 from ..model import RegressionModel
 from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
-from ..store import Tables
 
 __all__ = ["mc_dropout", "select_most_uncertain", "select_random", "run_uncertainty"]
 
@@ -30,7 +29,7 @@ def select_random(size: int, n: int, seed: int) -> np.ndarray:
 def _pool(ctx: JobContext, data: SplitData, rest: np.ndarray) -> MoleculeData:
     """The acquisition pool: an uploaded CSV (minus molecules already in any split), else the
     training molecules outside the initial labelled set."""
-    path = ctx.spec.options.get("pool")
+    path = ctx.spec.method_options.pool
     if not path:
         return data.train.subset(rest)
     return load_pool(ctx, data, path)
@@ -39,21 +38,14 @@ def _pool(ctx: JobContext, data: SplitData, rest: np.ndarray) -> MoleculeData:
 def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
     """Active learning by MC-dropout uncertainty sampling, with its random control.
 
-    Options: ``initial_size`` (labelled molecules to start from; default 500, at most a quarter of
-    the training split), ``acquire`` (N, default
-    256), ``rounds`` (default 1), ``passes`` (T, default 20), ``strategy`` (uncertainty | random),
-    ``mc_scope`` (head | full, see :func:`mc_dropout`), ``pool`` (CSV path; default: training
-    molecules not yet labelled) and ``sweep`` (a list of N:
-    both strategies are run for every N from the same initial model and stored as a table).
+    Options: :class:`~chemlm_engine.methods.registry.UncertaintyOptions` (``mc_scope``: see :func:`mc_dropout`;
+    ``sweep``: both strategies are run for every N from the same initial model and stored as a table).
     """
-    opts = ctx.spec.options
+    opts = ctx.spec.method_options
     seed = ctx.spec.train.seed
-    passes = int(opts.get("passes", 20))
-    mc_scope = opts.get("mc_scope", "head")
-    sweep = [int(n) for n in opts.get("sweep", [])]
-    rounds = 1 if sweep else int(opts.get("rounds", 1))
-    strategy = opts.get("strategy", "uncertainty")
-    initial_size = int(opts.get("initial_size", min(500, len(data.train) // 4)))
+    passes, mc_scope, strategy, sweep = opts.passes, opts.mc_scope, opts.strategy, list(opts.sweep)
+    rounds = 1 if sweep else opts.rounds
+    initial_size = opts.initial_size if opts.initial_size is not None else min(500, len(data.train) // 4)
     if not 0 < initial_size < len(data.train):
         raise DataError(f"initial_size must be between 1 and {len(data.train) - 1} (the training split), "
                         f"got {initial_size}")
@@ -82,12 +74,9 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
                                       final=i == len(points) - 2)  # the largest N, uncertainty: kept
             return m
 
-        for i, ((n, how), m) in enumerate(zip(points, ctx.map(fit_point, range(len(points))))):  # fanned out on Ray
-            ctx.store.add_table(ctx.run_id, Tables.SWEEP, [{"n": n, "strategy": how, "train_mse": m["train_mse"],
-                                                    "val_mse": m["val_mse"], "test_mse": m["test_mse"],
-                                                    "test_r2": m["test_r2"]}])
-            if i == len(points) - 2:
-                metrics = m
+        metrics = ctx.sweep(points, fit_point, lambda point, m: {
+            "n": point[0], "strategy": point[1],
+            **{key: m[key] for key in ("train_mse", "val_mse", "test_mse", "test_r2")}})[-2]
         model = RegressionModel.load(ctx.artifacts / "model")
         selected = select_most_uncertain(pool_std, sweep[-1])
         ctx.store.add_molecules(ctx.run_id, "acquired", pd.DataFrame(
@@ -97,7 +86,7 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
         available = np.arange(len(pool))
         std = pool_std
         for r in range(1, rounds + 1):
-            n = min(int(opts.get("acquire", 256)), len(available))
+            n = min(opts.acquire, len(available))
             local = select_most_uncertain(std, n) if strategy == "uncertainty" else select_random(len(available), n,
                                                                                                     seed + r)
             chosen = available[local]

@@ -14,58 +14,52 @@ from sklearn.metrics import roc_auc_score
 from ...pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..uncertainty import select_random
 from ...store import Tables
+from ..registry import InfluenceOptions
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
                      self_influence)
 from .solvers import LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad
 from .tracked import TransformerInfluence
 
 
-def _solve(influence: TransformerInfluence, train_inputs, g_val: torch.Tensor, opts: dict,
+def _solve(influence: TransformerInfluence, train_inputs, g_val: torch.Tensor, opts: InfluenceOptions,
            on_step: Callable[[int, int, float], None]) -> SolveResult:
-    solver = opts.get("solver", "lissa")
-    damping = float(opts.get("damping", 0.01))
-    curvature = influence.curvature(opts.get("curvature", "gauss-newton"))
-    if solver == "exact":
-        return exact_solve(curvature, train_inputs, g_val, damping)
-    if solver == "cg":
-        return conjugate_gradient(curvature, train_inputs, g_val, damping, int(opts.get("cg_iterations", 50)))
-    config = LissaConfig(damping=damping, scale=float(opts.get("scale", 50.0)), depth=int(opts.get("depth", 200)),
-                         repeats=int(opts.get("repeats", 2)), batch_size=int(opts.get("lissa_batch_size", 64)),
-                         seed=int(opts.get("seed", 0)))
+    curvature = influence.curvature(opts.curvature)
+    if opts.solver == "exact":
+        return exact_solve(curvature, train_inputs, g_val, opts.damping)
+    if opts.solver == "cg":
+        return conjugate_gradient(curvature, train_inputs, g_val, opts.damping, opts.cg_iterations)
+    config = LissaConfig(damping=opts.damping, scale=opts.scale, depth=opts.depth, repeats=opts.repeats,
+                         batch_size=opts.lissa_batch_size, seed=opts.seed)
     return lissa(curvature, train_inputs, g_val, config, on_step)
 
 
 def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     """Influence-based selection of external molecules, with the k-sweep and its two controls.
 
-    Options: ``pool`` (CSV of external molecules; default: a held-out ``pool_fraction`` (0.3) of the
-    training split, which the base model then never sees), ``corrupt_fraction`` (labels of that share
-    of the pool shifted by ±3σ to show harmful points are found), ``scope`` (head | last_layer |
-    last_N | all), ``solver`` (lissa | cg | exact), ``curvature`` (gauss-newton | hessian), LiSSA's
-    ``damping``, ``scale``, ``depth``, ``repeats``, ``lissa_batch_size``, ``k`` (list of k for the
-    sweep; the controls are k random pool molecules and the whole pool) and ``skip_suspects`` (leave
-    suspected mislabelled molecules out of the influence top-k). The run's headline test metrics are
+    Options: :class:`~chemlm_engine.methods.registry.InfluenceOptions`. Without ``pool``, a held-out
+    ``pool_fraction`` of the training split (which the base model then never sees) is the pool; the k-sweep's
+    controls are k random pool molecules and the whole pool. The run's headline test metrics are
     those of the influence top-k with the lowest validation MSE.
     """
-    opts, seed = ctx.spec.options, ctx.spec.train.seed
-    if opts.get("pool"):
-        pool, train = load_pool(ctx, data, opts["pool"]), data.train
+    opts, seed = ctx.spec.method_options, ctx.spec.train.seed
+    if opts.pool:
+        pool, train = load_pool(ctx, data, opts.pool), data.train
     else:
-        held = select_random(len(data.train), int(len(data.train) * float(opts.get("pool_fraction", 0.3))), seed)
+        held = select_random(len(data.train), int(len(data.train) * opts.pool_fraction), seed)
         pool = data.train.subset(np.sort(held))
         train = data.train.subset(np.setdiff1d(np.arange(len(data.train)), held))
     corrupted = np.zeros(len(pool), dtype=bool)
-    if float(opts.get("corrupt_fraction", 0.0)) > 0:
-        labels, corrupted = corrupt_labels(pool.labels, float(opts["corrupt_fraction"]), seed)
+    if opts.corrupt_fraction > 0:
+        labels, corrupted = corrupt_labels(pool.labels, opts.corrupt_fraction, seed)
         pool = replace(pool, labels=labels)
-    ks = sorted({min(int(k), len(pool)) for k in opts.get("k", [16, 32, 64, 100])})
+    ks = sorted({min(k, len(pool)) for k in opts.k})
     n_fits = 2 + 2 * len(ks)
     span = lambda i: (i / n_fits, (i + 1) / n_fits)  # noqa: E731
 
     base_data = replace(data, train=train)
     model, base_metrics = train_and_evaluate(ctx, base_data, stage="base", span=span(0), final=False)
     ctx.progress(1 / n_fits, "influence: gradients")
-    influence = TransformerInfluence(model, opts.get("scope", "last_layer"))
+    influence = TransformerInfluence(model, opts.scope)
     train_inputs = influence.features(train.smiles, train.labels)
     val_inputs = influence.features(data.val.smiles, data.val.labels)
     g_val = mean_grad(influence.loss, influence.params, val_inputs)
@@ -76,8 +70,8 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
 
     solved = _solve(influence, train_inputs, g_val, opts, on_step)
     ctx.store.add_table(ctx.run_id, Tables.SOLVER, solved.trace)
-    inverse = last_layer_inverse(influence, train_inputs, float(opts.get("damping", 0.01)))
-    shards = int(opts.get("score_shards", 1))
+    inverse = last_layer_inverse(influence, train_inputs, opts.damping)
+    shards = opts.score_shards
     if ctx.mapper is not None and shards > 1:  # on a cluster: shard the pool across workers
         scores, suspicion = score_molecules_sharded(influence, pool.smiles, pool.labels, solved.vector, inverse,
                                                     shards, ctx.map)
@@ -97,7 +91,7 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
         metrics["mislabel_auroc"] = float(roc_auc_score(corrupted, suspicion))
         metrics["mislabel_auroc_first_order"] = float(roc_auc_score(corrupted, -scores))
 
-    candidates = np.flatnonzero(~suspect) if opts.get("skip_suspects") else np.arange(len(pool))
+    candidates = np.flatnonzero(~suspect) if opts.skip_suspects else np.arange(len(pool))
     order = candidates[np.argsort(-scores[candidates], kind="stable")]
     plan = [(k, "influence", order[:k]) for k in ks] + [(k, "random", select_random(len(pool), k, seed)) for k in ks]
     plan.append((len(pool), "all", np.arange(len(pool))))
@@ -108,13 +102,11 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
                                   span=span(1 + i), final=i == len(plan) - 1)
         return m
 
-    for i, m in enumerate(ctx.map(fit_point, range(len(plan)))):  # independent fits: fanned out on a cluster
-        _, how, pick = plan[i]
-        k = len(pick)  # fewer than asked when skipped suspects leave too few candidates
-        row = {"k": k, "selection": how, "val_mse": m["val_mse"], "test_mse": m["test_mse"],
-               "test_r2": m["test_r2"], "test_rmse": m["test_rmse"]}
-        ctx.store.add_table(ctx.run_id, Tables.SWEEP, [row])
+    # k is the number actually picked: fewer than asked when skipped suspects leave too few candidates
+    results = ctx.sweep(plan, fit_point, lambda point, m: {"k": len(point[2]), "selection": point[1], **{
+        key: m[key] for key in ("val_mse", "test_mse", "test_r2", "test_rmse")}})
+    for (_, how, pick), m in zip(plan, results):
         if how == "influence" and m["val_mse"] < metrics.get("val_mse", math.inf):
             metrics.update({key: m[key] for key in ("val_mse", "test_mse", "test_rmse", "test_mae", "test_r2")},
-                           best_k=int(k))
+                           best_k=len(pick))
     return metrics

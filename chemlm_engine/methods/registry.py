@@ -1,0 +1,231 @@
+"""The method registry: one entry per method with its label, its frozen options dataclass (validated in
+``__post_init__``, peft style) and its run function.
+
+Config, jobs, compare, the pages and the CLI all read :data:`METHODS`. Run functions are named as entry
+points (``module:function``) and imported only when a job runs, so this module — read by
+:mod:`~chemlm_engine.config` — imports nothing heavy and imports keep pointing one way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["METHODS", "Method", "MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions",
+           "UncertaintyOptions", "LoraOptions", "InfluenceOptions", "EnsembleOptions", "parse_options"]
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """Base of every method's options: values are coerced to the declared types (JSON gives ``3`` for
+    ``3.0`` and lists for tuples), then each subclass's :meth:`validate` checks ranges and choices."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for an out-of-range or unknown value."""
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> MethodOptions:
+        """Options from their JSON form; an unknown key is an error naming the valid ones."""
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(raw) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown option {', '.join(map(repr, unknown))}; valid options: "
+                              f"{', '.join(valid) or 'none (this method has no options)'}")
+        return cls(**raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain JSON form stored with a run (tuples become lists when written)."""
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(f"option {name!r} needs a value")
+    kind = next(t for t in allowed if t is not type(None))
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"option {name!r} must be a list, not {value!r}")
+        return tuple(_coerce(name, v, typing.get_args(kind)[0]) for v in value)
+    if kind is bool and isinstance(value, bool) or kind is str and isinstance(value, str):
+        return value
+    if kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if kind is int and not float(value).is_integer():
+            raise ConfigError(f"option {name!r} must be a whole number, not {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(f"option {name!r} must be a finite number, not {value!r}")
+        return kind(value)
+    raise ConfigError(f"option {name!r} must be {getattr(kind, '__name__', kind)}, not {value!r}")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, f"option {name!r} must be one of {', '.join(choices)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class BaselineOptions(MethodOptions):
+    # Fit on training + validation for the fixed number of epochs (no model selection), as for a model that ships.
+    train_on_val: bool = False
+
+
+@dataclass(frozen=True)
+class MlmOptions(MethodOptions):
+    mlm_epochs: int = 3
+    mlm_batch_size: int = 32
+    mlm_learning_rate: float = 1e-4
+
+    def validate(self) -> None:
+        _check(self.mlm_epochs >= 1 and self.mlm_batch_size >= 1, "mlm_epochs and mlm_batch_size must be positive")
+        _check(self.mlm_learning_rate > 0, "mlm_learning_rate must be positive")
+
+
+@dataclass(frozen=True)
+class CurriculumOptions(MethodOptions):
+    difficulty: str = "smiles_length"  # smiles_length | heavy_atoms | tokens
+    pacing: str = "linear"  # linear | sqrt | step
+    pacing_steps: int = 4
+
+    def validate(self) -> None:
+        _choice("difficulty", self.difficulty, ("smiles_length", "heavy_atoms", "tokens"))
+        _choice("pacing", self.pacing, ("linear", "sqrt", "step"))
+        _check(self.pacing_steps >= 1, "pacing_steps must be positive")
+
+
+@dataclass(frozen=True)
+class UncertaintyOptions(MethodOptions):
+    strategy: str = "uncertainty"  # uncertainty | random (the control)
+    initial_size: int | None = None  # default: 500, at most a quarter of the training split
+    acquire: int = 256
+    rounds: int = 1
+    passes: int = 20  # MC-dropout passes
+    mc_scope: str = "head"  # head | full
+    pool: str | None = None  # CSV of unlabelled-then-labelled molecules; default: the unlabelled training split
+    sweep: tuple[int, ...] = ()  # one fit per N for both strategies, from the same initial model
+
+    def validate(self) -> None:
+        _choice("strategy", self.strategy, ("uncertainty", "random"))
+        _choice("mc_scope", self.mc_scope, ("head", "full"))
+        _check(self.acquire >= 1 and self.rounds >= 1 and self.passes >= 2,
+               "acquire and rounds must be positive, passes at least 2")
+        _check(self.initial_size is None or self.initial_size >= 1, "initial_size must be positive")
+        _check(all(n >= 1 for n in self.sweep), "sweep sizes must be positive")
+
+
+@dataclass(frozen=True)
+class LoraOptions(MethodOptions):
+    rank: int = 8
+    alpha: int = 16
+    lora_dropout: float = 0.1
+    sweep_ranks: tuple[int, ...] = ()  # one fit per rank, stored as a table; the last rank's model is kept
+
+    def validate(self) -> None:
+        _check(self.rank >= 1 and self.alpha >= 1 and all(r >= 1 for r in self.sweep_ranks),
+               "rank, alpha and sweep_ranks must be positive")
+        _check(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class InfluenceOptions(MethodOptions):
+    pool: str | None = None  # CSV of external molecules; default: a held-out pool_fraction of the training split
+    pool_fraction: float = 0.3
+    corrupt_fraction: float = 0.0  # labels of this share of the pool shifted by ±3σ (do the scores find them?)
+    k: tuple[int, ...] = (16, 32, 64, 100)
+    scope: str = "last_layer"  # head | last_layer | last_N | all
+    solver: str = "lissa"  # lissa | cg | exact
+    curvature: str = "gauss-newton"  # gauss-newton | hessian
+    damping: float = 0.01
+    scale: float = 50.0
+    depth: int = 200
+    repeats: int = 2
+    lissa_batch_size: int = 64
+    cg_iterations: int = 50
+    seed: int = 0  # LiSSA's sampling seed
+    score_shards: int = 1  # on a cluster: the pool is scored in this many shards
+    skip_suspects: bool = False  # leave suspected mislabelled molecules out of the top-k
+
+    def validate(self) -> None:
+        _choice("solver", self.solver, ("lissa", "cg", "exact"))
+        _choice("curvature", self.curvature, ("gauss-newton", "hessian"))
+        _check(self.scope in ("head", "last_layer", "all") or
+               (self.scope.startswith("last_") and self.scope[5:].isdigit() and int(self.scope[5:]) >= 1),
+               f"option 'scope' must be head, last_layer, last_N or all, not {self.scope!r}")
+        _check(0 < self.pool_fraction < 1 and 0 <= self.corrupt_fraction <= 1,
+               "pool_fraction must be in (0, 1) and corrupt_fraction in [0, 1]")
+        _check(len(self.k) > 0 and all(k >= 1 for k in self.k), "k must be a non-empty list of positive sizes")
+        _check(self.damping >= 0 and self.scale > 0, "damping must be non-negative and scale positive")
+        _check(min(self.depth, self.repeats, self.lissa_batch_size, self.cg_iterations, self.score_shards) >= 1,
+               "depth, repeats, lissa_batch_size, cg_iterations and score_shards must be positive")
+
+
+@dataclass(frozen=True)
+class EnsembleOptions(MethodOptions):
+    members: int = 5
+    coverage: float = 0.9  # of the split-conformal interval
+    # Fit on training + validation; the conformal calibration then holds out calibration_fraction of them.
+    train_on_val: bool = False
+    calibration_fraction: float = 0.1
+
+    def validate(self) -> None:
+        _check(self.members >= 2, "an ensemble needs at least 2 members")
+        _check(0 < self.coverage < 1 and 0 < self.calibration_fraction <= 0.5,
+               "coverage must be in (0, 1) and calibration_fraction in (0, 0.5]")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registry entry: what users read, what the method accepts, and what runs it."""
+
+    label: str
+    options: type[MethodOptions]
+    run: str  # entry point "module:function(ctx, data) -> test metrics"
+
+    def load(self) -> Callable:
+        """Import the run function (only a job needs it)."""
+        return EntryPoint(name="", value=self.run, group="chemlm.methods").load()
+
+
+_PEFT = "chemlm_engine.methods.peft:run_strategy"
+METHODS: dict[str, Method] = {
+    "baseline": Method("baseline (full fine-tuning)", BaselineOptions, "chemlm_engine.methods.baseline:run_baseline"),
+    "mlm": Method("MLM then regression (masked LM on the task SMILES first)", MlmOptions,
+                  "chemlm_engine.methods.mlm:run_mlm_then_regression"),
+    "curriculum": Method("curriculum (short SMILES first)", CurriculumOptions,
+                         "chemlm_engine.methods.curriculum:run_curriculum"),
+    "uncertainty": Method("uncertainty sampling (active learning)", UncertaintyOptions,
+                          "chemlm_engine.methods.uncertainty:run_uncertainty"),
+    "bitfit": Method("BitFit (biases + head)", MethodOptions, _PEFT),
+    "lora": Method("LoRA (low-rank adapters on q, k, v)", LoraOptions, _PEFT),
+    "ia3": Method("IA3 (keys, values, feed-forward)", MethodOptions, _PEFT),
+    "ia3-pooled": Method("IA3 pooled (one scaling vector)", MethodOptions, _PEFT),
+    "influence": Method("influence selection (held-out pool)", InfluenceOptions,
+                        "chemlm_engine.methods.influence.job:run_influence"),
+    "ensemble": Method("deep ensemble (conformal intervals)", EnsembleOptions,
+                       "chemlm_engine.methods.ensemble:run_ensemble"),
+}
+
+
+def parse_options(method: str, raw: Mapping[str, Any] | None = None) -> MethodOptions:
+    """The typed options of ``method`` from their JSON form (``ConfigError`` for an unknown method or key)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return METHODS[method].options.from_dict(raw or {})
