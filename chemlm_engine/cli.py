@@ -300,45 +300,20 @@ def pretrain(
     corpus: Path | None = typer.Option(None, help="CSV with a SMILES column; default: MOSES from `molsets`."),
     workers: int | None = typer.Option(None, help="Processes that canonicalise and describe the corpus once "
                                        "(default: all cores); cached as OUTPUT/corpus.parquet."),
+    name: str = typer.Option(""),
+    db: str | None = typer.Option(None, help="SQLAlchemy URL of the run store (default: $CHEMLM_HOME/runs.db)."),
 ) -> None:
-    """Pretrain a SMILES BERT (masked LM + descriptor regression) on MOSES; resumes from checkpoints."""
-    from .data import load_lipophilicity
-    from .methods.pretrain import PretrainConfig, PreparedCorpus, load_moses_smiles, prepare_corpus
-    from .methods.pretrain import pretrain as run_pretrain
+    """Pretrain a SMILES BERT (masked LM + descriptor regression) on MOSES as a recorded run (leaving out every
+    Lipophilicity molecule); resumes from OUTPUT's checkpoint. Prints the run's JSON line last."""
+    from .config import JobSpec
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    lipo, _ = load_lipophilicity()
-    cache = output / "corpus.parquet"
-    if cache.exists():
-        prepared = PreparedCorpus.load(cache)
-    else:
-        if corpus is None:
-            smiles = load_moses_smiles()
-        else:
-            import pandas as pd
-
-            frame = pd.read_csv(corpus)
-            smiles = frame["SMILES" if "SMILES" in frame else "smiles"].tolist()
-        prepared = prepare_corpus(smiles, exclude=set(lipo.smiles), workers=workers)
-        output.mkdir(parents=True, exist_ok=True)
-        prepared.save(cache)
-    typer.echo(f"corpus: {len(prepared.smiles)} molecules ({prepared.excluded} also in Lipophilicity and "
-               f"{prepared.invalid} invalid removed)")
-    config = PretrainConfig(hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
-                            intermediate_size=intermediate_size, batch_size=batch_size, learning_rate=learning_rate,
-                            max_steps=max_steps, warmup_steps=warmup_steps, descriptor_weight=descriptor_weight,
-                            checkpoint_every=checkpoint_every, seed=seed)
-    bar = tqdm(total=max_steps, desc="pretrain", unit="step")
-
-    def report(p: dict) -> None:
-        bar.n = p["step"]
-        bar.set_postfix(mlm=f"{p['mlm_loss']:.3f}", desc=f"{p['descriptor_loss']:.3f}",
-                        mol_s=f"{p['molecules_per_s']:.0f}", refresh=False)
-        bar.refresh()
-
-    result = run_pretrain(prepared, output, config, vocabulary_smiles=lipo.smiles, progress=report)
-    bar.close()
-    typer.echo(json.dumps({"steps": result.steps, "eval": result.eval, "output": result.output_dir}))
+    options = dict(output=str(output), max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+                   hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
+                   intermediate_size=intermediate_size, descriptor_weight=descriptor_weight,
+                   warmup_steps=warmup_steps, checkpoint_every=checkpoint_every, seed=seed, workers=workers,
+                   corpus=str(corpus) if corpus else None)
+    _run_with_progress(JobSpec(method="pretrain", name=name or f"pretrain {output.name}", options=options),
+                       _store(db))
 
 
 @app.callback()

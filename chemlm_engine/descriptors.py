@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors
+from sklearn.preprocessing import StandardScaler
 
 from .errors import ModelLoadError
 
@@ -69,8 +70,8 @@ class DescriptorScaler:
         raw = describe(smiles)
         median = np.nan_to_num(np.nanmedian(raw, axis=0), nan=0.0) if len(raw) else np.zeros(raw.shape[1])
         filled = np.where(np.isnan(raw), median, raw)
-        std = filled.std(axis=0)
-        return cls(list(DESCRIPTOR_NAMES), median, filled.mean(axis=0), np.where(std > 0, std, 1.0))
+        fitted = StandardScaler().fit(filled)  # a constant descriptor keeps scale 1
+        return cls(list(DESCRIPTOR_NAMES), median, fitted.mean_, fitted.scale_)
 
     def transform(self, smiles: Sequence[str]) -> np.ndarray:
         """Standardised, clipped float32 features; missing values become the training median (0 after scaling)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import create_engine, event, select, update
+from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ class Tables:
     SOLVER = "solver"  # the inverse-HVP solver's trace
     CURRICULUM_PLAN = "curriculum_plan"  # admissible molecules per epoch
     MLM_LOSS = "mlm_loss"  # masked-LM loss during unsupervised fine-tuning
+    PRETRAIN_LOSS = "pretrain_loss"  # losses and speed during pretraining
 
 
 def default_home() -> Path:
@@ -212,6 +213,22 @@ class RunStore:
             for row in dead:
                 row.status, row.message, row.finished_at = "interrupted", "the process running it stopped", time.time()
             return [r.id for r in dead]
+
+    def rename(self, run_id: str, name: str) -> None:
+        self.get_run(run_id)  # RunNotFoundError for an unknown id
+        self._update(run_id, name=name.strip())
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run that is not active: its rows in every table and its files."""
+        import shutil
+
+        if self.get_run(run_id).status in ACTIVE_STATUSES:
+            raise StoreError(f"run {run_id} is still active: cancel it first")
+        with self._session(write=True) as session:
+            for table in (EpochRow, TableRow, MoleculeRow):
+                session.execute(delete(table).where(table.run_id == run_id))
+            session.execute(delete(RunRow).where(RunRow.id == run_id))
+        shutil.rmtree(self.home / run_id, ignore_errors=True)
 
     def export_model(self, run_id: str, destination: str | Path, description: str = "") -> Path:
         """Copy a finished run's model folder to ``destination`` with ``metrics.json`` (spec, metrics, versions)."""

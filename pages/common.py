@@ -111,7 +111,7 @@ def model_choices() -> dict[str, str]:
     if any(Path(DEFAULT_REGRESSOR, name).exists() for name in ("regressor.json", "ensemble.json")):
         choices[DEFAULT_MODEL_LABEL] = DEFAULT_REGRESSOR
     for run in store().runs(status="finished"):
-        if run.model_path and Path(run.model_path).exists():
+        if run.method != "pretrain" and run.model_path and Path(run.model_path).exists():
             choices[run_label(run)] = run.model_path
     return choices
 
@@ -155,9 +155,14 @@ def dataset_picker() -> str | None:
 
 def backbone_picker() -> tuple[str, bool]:
     """Embedded ChemLM-mini, a local folder or a hub id; ``trust_remote_code`` only by explicit opt-in."""
-    kind = st.radio("Backbone", ["Embedded ChemLM-mini", "Local folder or hub id"], horizontal=True)
+    pretrained = {run_label(r): r.info["output"] for r in store().runs(status="finished")
+                  if r.method == "pretrain" and Path(r.info.get("output", "")).is_dir()}
+    kinds = ["Embedded ChemLM-mini", *(["A pretraining run"] if pretrained else []), "Local folder or hub id"]
+    kind = st.radio("Backbone", kinds, horizontal=True)
     if kind == "Embedded ChemLM-mini":
         return DEFAULT_BACKBONE, False
+    if kind == "A pretraining run":
+        return pretrained[st.selectbox("Pretraining run", list(pretrained))], False
     backbone = st.text_input("Folder path or hub id", placeholder="ibm/MoLFormer-XL-both-10pct").strip()
     trust = st.checkbox("Trust remote code", help="Some hub models (MoLFormer-XL) ship their own Python code. "
                         "Enabling this runs that code on this machine: only do it for models you trust.")

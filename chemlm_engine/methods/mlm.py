@@ -6,7 +6,8 @@ from dataclasses import replace
 
 from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..store import Tables
-from .pretrain import PretrainConfig, pretrain
+from .pretrain import pretrain
+from .registry import PretrainOptions
 
 __all__ = ["run_mlm_then_regression"]
 
@@ -17,7 +18,7 @@ def run_mlm_then_regression(ctx: JobContext, data: SplitData) -> dict[str, float
     smiles = data.train.smiles + data.val.smiles
     batch_size, epochs = opts.mlm_batch_size, opts.mlm_epochs
     steps = max(1, math.ceil(len(smiles) / batch_size) * epochs)
-    config = PretrainConfig(batch_size=batch_size, learning_rate=opts.mlm_learning_rate,
+    config = PretrainOptions(batch_size=batch_size, learning_rate=opts.mlm_learning_rate,
                             max_steps=steps, warmup_steps=max(1, steps // 10), descriptor_weight=0.0,
                             checkpoint_every=steps + 1, n_eval=min(200, max(1, len(smiles) // 10)),
                             seed=ctx.spec.train.seed)

@@ -19,7 +19,8 @@ from typing import Any
 from ..errors import ConfigError
 
 __all__ = ["METHODS", "Method", "MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions",
-           "UncertaintyOptions", "LoraOptions", "InfluenceOptions", "EnsembleOptions", "parse_options"]
+           "UncertaintyOptions", "LoraOptions", "InfluenceOptions", "EnsembleOptions", "PretrainOptions",
+           "parse_options"]
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,41 @@ class EnsembleOptions(MethodOptions):
 
 
 @dataclass(frozen=True)
+class PretrainOptions(MethodOptions):
+    """Pretraining a SMILES BERT: masked LM plus descriptor regression. The architecture is used only when a
+    new model is created; the job's data (Lipophilicity by default) is left out of the corpus."""
+
+    corpus: str | None = None  # CSV with a SMILES column; default: MOSES from the `molsets` package
+    output: str | None = None  # model folder (resumes from its checkpoint); default: the run's own folder
+    workers: int | None = None  # processes that canonicalise and describe the corpus once (default: all cores)
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    max_length: int = 256
+    batch_size: int = 128
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    max_steps: int = 4500
+    mask_probability: float = 0.15
+    descriptor_weight: float = 1.0
+    checkpoint_every: int = 250
+    n_eval: int = 2000
+    n_descriptor_stats: int = 10000
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check(0 < self.mask_probability < 1, "mask_probability must be in (0, 1)")
+        _check(min(self.max_steps, self.batch_size, self.checkpoint_every, self.n_eval) >= 1,
+               "max_steps, batch_size, checkpoint_every and n_eval must be positive")
+        _check(self.hidden_size % self.num_heads == 0, "hidden_size must be a multiple of num_heads")
+        _check(self.learning_rate > 0 and self.descriptor_weight >= 0,
+               "learning_rate must be positive and descriptor_weight non-negative")
+
+
+@dataclass(frozen=True)
 class Method:
     """A registry entry: what users read, what the method accepts, and what runs it."""
 
@@ -221,6 +257,8 @@ METHODS: dict[str, Method] = {
                         "chemlm_engine.methods.influence.job:run_influence"),
     "ensemble": Method("deep ensemble (conformal intervals)", EnsembleOptions,
                        "chemlm_engine.methods.ensemble:run_ensemble"),
+    "pretrain": Method("pretraining a new backbone (masked LM + descriptors on MOSES)", PretrainOptions,
+                       "chemlm_engine.methods.pretrain.job:run_pretraining"),
 }
 
 

@@ -16,8 +16,8 @@ from .corpus import (
                      moses_corpus_path,
                      prepare_corpus,
 )
-from .trainer import PretrainConfig, PretrainResult, load_checkpoint_state, pretrain
+from .trainer import PretrainResult, load_checkpoint_state, pretrain
 
-__all__ = ["PretrainConfig", "DESCRIPTORS", "compute_descriptors", "DescriptorScaler", "pretrain", "PretrainResult",
+__all__ = ["DESCRIPTORS", "compute_descriptors", "DescriptorScaler", "pretrain", "PretrainResult",
            "PreparedCorpus", "prepare_corpus", "MoleculeStream", "moses_corpus_path", "load_moses_smiles",
            "load_checkpoint_state"]

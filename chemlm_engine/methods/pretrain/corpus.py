@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import Crippen, Descriptors, Lipinski, rdMolDescriptors
+from sklearn.preprocessing import StandardScaler
 
 
 # Fast RDKit descriptors only (the full list costs ~40 ms per molecule). No ionisable-group counts: MOSES holds
@@ -41,7 +42,8 @@ class DescriptorScaler:
 
     @classmethod
     def fit(cls, values: np.ndarray) -> DescriptorScaler:
-        return cls(values.mean(axis=0).astype(np.float32), np.maximum(values.std(axis=0), 1e-6).astype(np.float32))
+        fitted = StandardScaler().fit(values)  # a constant descriptor keeps scale 1
+        return cls(fitted.mean_.astype(np.float32), fitted.scale_.astype(np.float32))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         return (values - self.mean) / self.std

@@ -29,38 +29,10 @@ from ...errors import JobCancelledError, TrainingDivergedError
 from ...model import best_device, load_backbone
 from ...tokenizer import build_smiles_tokenizer
 from ...inference import autocast
+from ..registry import PretrainOptions
 from .corpus import DESCRIPTORS, DescriptorScaler, MoleculeStream, PreparedCorpus
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Architecture (used only when a new model is created) and optimisation settings."""
-
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 1024
-    max_position_embeddings: int = 512
-    max_length: int = 256
-    batch_size: int = 128
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 500
-    max_steps: int = 4500
-    mask_probability: float = 0.15
-    descriptor_weight: float = 1.0
-    checkpoint_every: int = 250
-    n_eval: int = 2000
-    n_descriptor_stats: int = 10000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.mask_probability < 1:
-            raise ValueError("mask_probability must be in (0, 1)")
-        if self.max_steps < 1 or self.batch_size < 1:
-            raise ValueError("max_steps and batch_size must be positive")
 
 
 class DescriptorHead(nn.Module):
@@ -78,7 +50,7 @@ class DescriptorHead(nn.Module):
         save_file({k: v.cpu() for k, v in self.state_dict().items()}, str(path))
 
 
-def _new_model(config: PretrainConfig, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
+def _new_model(config: PretrainOptions, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
     bert_config = BertConfig(
         vocab_size=len(tokenizer), hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
         num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size,
@@ -95,7 +67,7 @@ class _Batcher:
     batches are cut from a flat id array: per-batch tokenisation would otherwise starve a GPU.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: PretrainConfig,
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: PretrainOptions,
                  corpus: Sequence[str] | None = None) -> None:
         self.tokenizer = tokenizer
         self.max_length = config.max_length
@@ -175,7 +147,7 @@ def load_checkpoint_state(path: Path) -> dict:
 
 def _save_checkpoint(ckpt: Path, model: nn.Module, head: DescriptorHead | None, tokenizer: PreTrainedTokenizerBase,
                      optimizer: torch.optim.Optimizer, scheduler, step: int, stream: MoleculeStream,
-                     scaler: DescriptorScaler | None, config: PretrainConfig) -> None:
+                     scaler: DescriptorScaler | None, config: PretrainOptions) -> None:
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp / "model")
@@ -204,7 +176,7 @@ class PretrainResult:
     output_dir: str
 
 
-def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path, config: PretrainConfig = PretrainConfig(),
+def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path, config: PretrainOptions = PretrainOptions(),
              init_from: str | Path | None = None, trust_remote_code: bool = False, exclude: set[str] | None = None,
              vocabulary_smiles: Sequence[str] = (), progress: Callable[[dict], None] | None = None,
              cancel: Event | None = None) -> PretrainResult:

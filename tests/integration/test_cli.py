@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from chemlm_engine.cli import app
 from chemlm_engine.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 runner = CliRunner()
 

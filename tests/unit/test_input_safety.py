@@ -24,7 +24,7 @@ from chemlm_engine.predict import PREDICTION_COLUMNS, predict_csv, predict_smile
 from chemlm_engine.store import RunStore
 from chemlm_engine.tables import read_table, write_csv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -123,33 +123,6 @@ def test_influence_job_scores_the_pool_and_runs_the_k_sweep_with_controls(tiny_b
                                                                for k in (8, 48, 48 - n_suspects)}
 
 
-def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatch):
-    import json
-
-    from typer.testing import CliRunner
-
-    from chemlm_engine.cli import app
-    from chemlm_engine.store import RunStore
-    from tests.test_app import _app
-
-    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "runs"))
-    base = run_job(JobSpec(data=DataSpec(subset=120), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=8),
-                           train=TrainConfig(epochs=1)), RunStore(home=tmp_path / "runs"))
-    result = CliRunner().invoke(app, ["influence", base, "--k", "5", "--solver", "cg", "--scope", "head",
-                                      "--damping", "0.1", "--corrupt-fraction", "0.2"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["status"] == "finished" and summary["n_pool"] == 28
-
-    at = _app("pages/influence.py")
-    assert not at.exception
-    tables = [d.value for d in at.dataframe]
-    assert any("structure" in t.columns and len(t) == 10 for t in tables)  # most helpful / most harmful
-    assert any(list(t.columns[:2]) == ["rank", "smiles"] and len(t) == 28 for t in tables)
-    assert any("AUROC" in m.label for m in at.metric)
-    assert any(m.label == "Suspected mislabelled" and m.value.endswith("of 28") for m in at.metric)
-
-
 def test_scope_all_tracks_lora_adapters(tiny_backbone, lipo):
     from chemlm_engine.methods.peft import apply_strategy
     from chemlm_engine.model import count_parameters

@@ -2,7 +2,8 @@ import json
 
 import numpy as np
 
-from chemlm_engine.methods.pretrain import DESCRIPTORS, DescriptorScaler, PreparedCorpus, PretrainConfig, \
+from chemlm_engine.methods.registry import PretrainOptions
+from chemlm_engine.methods.pretrain import DESCRIPTORS, DescriptorScaler, PreparedCorpus, \
     compute_descriptors, load_checkpoint_state, prepare_corpus, pretrain
 from rdkit import Chem
 
@@ -12,7 +13,7 @@ TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, bat
 
 def test_pretraining_loss_falls_on_200_molecules(lipo, tmp_path):
     steps = []
-    config = PretrainConfig(max_steps=40, checkpoint_every=100, **TINY)
+    config = PretrainOptions(max_steps=40, checkpoint_every=100, **TINY)
     result = pretrain(lipo.smiles[:200], tmp_path / "pt", config, progress=steps.append)
     assert len(steps) == 40
     assert steps[-1]["mlm_loss"] < steps[0]["mlm_loss"] - 0.5
@@ -23,13 +24,13 @@ def test_pretraining_loss_falls_on_200_molecules(lipo, tmp_path):
 
 def test_resumed_run_continues_from_its_checkpoint(lipo, tmp_path):
     smiles = lipo.smiles[:200]
-    first = PretrainConfig(max_steps=10, checkpoint_every=5, **TINY)
+    first = PretrainOptions(max_steps=10, checkpoint_every=5, **TINY)
     pretrain(smiles, tmp_path / "a", first)
     state = load_checkpoint_state(tmp_path / "a" / "checkpoint")
     assert state["step"] == 10 and state["cursor"] > 10 * 32
 
     # An interrupted 20-step run resumes at step 10 with the saved optimizer and data position.
-    longer = PretrainConfig(max_steps=20, checkpoint_every=5, **TINY)
+    longer = PretrainOptions(max_steps=20, checkpoint_every=5, **TINY)
     seen = []
     pretrain(smiles, tmp_path / "a", longer, progress=lambda p: seen.append(p["step"]))
     assert seen[0] == 11 and seen[-1] == 20
@@ -41,26 +42,25 @@ def test_resumed_run_continues_from_its_checkpoint(lipo, tmp_path):
 
 def test_excluded_molecules_are_never_trained_on(lipo, tmp_path):
     smiles = lipo.smiles[:100]
-    config = PretrainConfig(max_steps=3, checkpoint_every=100, **TINY)
+    config = PretrainOptions(max_steps=3, checkpoint_every=100, **TINY)
     result = pretrain(smiles, tmp_path / "x", config, exclude=set(smiles[:50]))
     assert result.excluded > 0
 
 
 def test_descriptor_targets_use_training_statistics_only(lipo, tmp_path):
     smiles = lipo.smiles[:300]
-    config = PretrainConfig(max_steps=2, checkpoint_every=100, **{**TINY, "n_eval": 30})
+    config = PretrainOptions(max_steps=2, checkpoint_every=100, **{**TINY, "n_eval": 30})
     pretrain(smiles, tmp_path / "d", config)
     saved = json.loads((tmp_path / "d" / "descriptor_scaler.json").read_text())
     # Recompute: molecules are consumed in the seeded order; the first n_eval are held out.
     order = np.random.default_rng(0).permutation(len(smiles))
-    eval_ids, train_ids = order[:30], order[30:30 + 100]  # n_descriptor_stats=100
+    train_ids = order[30:30 + 100]  # n_descriptor_stats=100
     train_desc = np.stack([compute_descriptors(Chem.MolFromSmiles(smiles[i])) for i in train_ids])
     all_desc = np.stack([compute_descriptors(Chem.MolFromSmiles(smiles[i])) for i in order])
     np.testing.assert_allclose(saved["mean"], train_desc.mean(0), rtol=1e-4)
     assert not np.allclose(saved["mean"], all_desc.mean(0), rtol=1e-4)
     scaler = DescriptorScaler.fit(train_desc)
     assert np.allclose(scaler.transform(train_desc).mean(0), 0, atol=1e-4)
-    assert len(eval_ids) == 30
 
 
 def test_prepared_corpus_drops_invalid_excluded_and_duplicates(lipo, tmp_path):
@@ -87,7 +87,7 @@ def test_pretokenised_batches_equal_tokenised_ones(lipo):
 
     smiles = lipo.smiles[:50]
     tokenizer = build_smiles_tokenizer(smiles)
-    config = PretrainConfig(**TINY)
+    config = PretrainOptions(**TINY)
     ids = np.array([7, 3, 40, 12])
     torch.manual_seed(1)
     direct = _Batcher(tokenizer, config)([smiles[i] for i in ids])
@@ -102,8 +102,31 @@ def test_pretokenised_batches_equal_tokenised_ones(lipo):
 def test_pretraining_on_a_prepared_corpus_learns(lipo, tmp_path):
     corpus = prepare_corpus(lipo.smiles[:200], workers=1)
     steps = []
-    result = pretrain(corpus, tmp_path / "p", PretrainConfig(max_steps=40, checkpoint_every=100, **TINY),
+    result = pretrain(corpus, tmp_path / "p", PretrainOptions(max_steps=40, checkpoint_every=100, **TINY),
                       progress=steps.append)
     assert steps[-1]["mlm_loss"] < steps[0]["mlm_loss"] - 0.5
     assert result.molecules_seen == 40 * TINY["batch_size"] + TINY["n_eval"]
     assert (tmp_path / "p" / "model.safetensors").exists()
+
+
+def test_pretraining_is_a_recorded_run_that_leaves_out_the_task_molecules(lipo, tmp_path):
+    from typer.testing import CliRunner
+
+    from chemlm_engine.cli import app
+    from chemlm_engine.store import RunStore, Tables
+
+    corpus = [f"{'C' * i}O{'C' * j}" for i in range(1, 15) for j in range(i, 15)] + [lipo.smiles[0]]  # distinct
+    (tmp_path / "corpus.csv").write_text("SMILES\n" + "\n".join(corpus) + "\n")
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    result = CliRunner().invoke(app, [
+        "pretrain", "--output", str(tmp_path / "p"), "--corpus", str(tmp_path / "corpus.csv"), "--max-steps", "4",
+        "--batch-size", "16", "--hidden-size", "32", "--num-layers", "1", "--num-heads", "2",
+        "--intermediate-size", "64", "--warmup-steps", "1", "--checkpoint-every", "2", "--workers", "1", "--db", db])
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["status"] == "finished" and line["steps"] == 4 and line["excluded"] == 1
+    store = RunStore(db)
+    run = store.get_run(line["run_id"])
+    assert run.method == "pretrain" and run.info["corpus_molecules"] == len(corpus) - 1
+    assert store.table(run.id, Tables.PRETRAIN_LOSS)["step"].tolist() == [2, 4]
+    assert (tmp_path / "p" / "config.json").exists() and (tmp_path / "p" / "tokenizer.json").exists()

@@ -9,9 +9,11 @@ from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["pages/home.py", "pages/train.py", "pages/predict.py", "pages/curriculum.py", "pages/uncertainty.py",
-         "pages/compare.py", "pages/influence.py"]
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TITLES = {"pages/home.py": "ChemLM Studio", "pages/train.py": "Train", "pages/predict.py": "Predict logD",
+          "pages/curriculum.py": "Curriculum learning", "pages/uncertainty.py": "Uncertainty and active learning",
+          "pages/compare.py": "Compare methods", "pages/influence.py": "Influence-based data selection"}
+PAGES = list(TITLES)
 
 
 @pytest.fixture()
@@ -39,9 +41,7 @@ def _app(page: str) -> AppTest:
 def test_every_page_renders_without_exceptions(page, home, finished_run):
     at = _app(page)
     assert not at.exception
-    assert at.title[0].value in ("ChemLM Studio", "Train", "Predict logD", "Curriculum learning",
-                                  "Uncertainty and active learning", "Compare methods",
-                                  "Influence-based data selection")
+    assert at.title[0].value == TITLES[page]
 
 
 def test_sidebar_shows_device_store_and_jobs(home):
@@ -132,3 +132,41 @@ def test_train_disables_start_with_the_reason_for_untrainable_data(home):
     start = next(b for b in at.button if b.label == "Start training")
     assert start.disabled
     assert any("too few molecules" in w.value and "val 1 (needs 2)" in w.value for w in at.warning)
+
+
+def test_compare_page_renders_grouped_results(tiny_backbone, tmp_path, monkeypatch):
+    from tests.integration.test_compare import _tiny_runs
+
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "runs"))
+    _tiny_runs(RunStore(home=tmp_path / "runs"), tiny_backbone)
+    at = _app("pages/compare.py")
+    assert not at.exception
+    summary = at.dataframe[0].value
+    assert summary.set_index("group").loc["full fine-tuning", "runs"] == 2
+    assert any("Best per metric" in c.value for c in at.caption)
+
+
+def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from chemlm_engine.cli import app
+    from chemlm_engine.store import RunStore
+
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "runs"))
+    base = run_job(JobSpec(data=DataSpec(subset=120), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=8),
+                           train=TrainConfig(epochs=1)), RunStore(home=tmp_path / "runs"))
+    result = CliRunner().invoke(app, ["influence", base, "--k", "5", "--solver", "cg", "--scope", "head",
+                                      "--damping", "0.1", "--corrupt-fraction", "0.2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["n_pool"] == 28
+
+    at = _app("pages/influence.py")
+    assert not at.exception
+    tables = [d.value for d in at.dataframe]
+    assert any("structure" in t.columns and len(t) == 10 for t in tables)  # most helpful / most harmful
+    assert any(list(t.columns[:2]) == ["rank", "smiles"] and len(t) == 28 for t in tables)
+    assert any("AUROC" in m.label for m in at.metric)
+    assert any(m.label == "Suspected mislabelled" and m.value.endswith("of 28") for m in at.metric)

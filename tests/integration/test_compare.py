@@ -3,7 +3,6 @@ import pandas as pd
 from chemlm_engine.compare import SUITE, best_rows, method_group, runs_table, suite_specs, summarize
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
-from chemlm_engine.store import RunStore
 
 
 def _tiny_runs(store, backbone):
@@ -37,15 +36,3 @@ def test_suite_covers_every_method_for_every_seed():
     assert {s.train.seed for s in specs} == {0, 1} and all(s.train.epochs == 3 for s in specs)
     assert all(s.data.split_seed == s.train.seed for s in specs)
     assert {method_group(s.to_dict()) for s in specs} == {label for label, _, _ in SUITE}
-
-
-def test_compare_page_renders_grouped_results(tiny_backbone, tmp_path, monkeypatch):
-    from tests.test_app import _app
-
-    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "runs"))
-    _tiny_runs(RunStore(home=tmp_path / "runs"), tiny_backbone)
-    at = _app("pages/compare.py")
-    assert not at.exception
-    summary = at.dataframe[0].value
-    assert summary.set_index("group").loc["full fine-tuning", "runs"] == 2
-    assert any("Best per metric" in c.value for c in at.caption)

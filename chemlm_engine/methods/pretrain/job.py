@@ -1,0 +1,51 @@
+"""Pretraining as a recorded job: the corpus minus the job's own molecules, the trainer, the run's loss curve."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...data import SMILES_COLUMNS
+from ...pipeline import JobContext, SplitData
+from ...store import Tables
+from ...tables import pick_column, read_table
+from .corpus import PreparedCorpus, load_moses_smiles, prepare_corpus
+from .trainer import pretrain
+
+__all__ = ["run_pretraining"]
+
+
+def _corpus(path: str | None) -> list[str]:
+    if path is None:
+        return load_moses_smiles()
+    frame = read_table(path).frame
+    return frame[pick_column(frame.columns, None, SMILES_COLUMNS, "SMILES")].tolist()
+
+
+def run_pretraining(ctx: JobContext, data: SplitData) -> dict[str, float]:
+    """Pretrain a backbone (options: :class:`~chemlm_engine.methods.registry.PretrainOptions`). Every molecule
+    of the job's data — all three splits — is left out of the corpus, so later fine-tuning on it is honest.
+    The prepared corpus is cached in the output folder, and training resumes from its checkpoint."""
+    opts = ctx.spec.method_options
+    output = Path(opts.output) if opts.output else ctx.artifacts / "model"
+    task = data.train.smiles + data.val.smiles + data.test.smiles
+    cache = output / "corpus.parquet"
+    if cache.exists():
+        prepared = PreparedCorpus.load(cache)
+    else:
+        ctx.progress(0.0, "preparing the corpus (canonical SMILES and descriptors, once)", force=True)
+        prepared = prepare_corpus(_corpus(opts.corpus), exclude=set(task), workers=opts.workers)
+        output.mkdir(parents=True, exist_ok=True)
+        prepared.save(cache)
+    ctx.store.set_info(ctx.run_id, corpus_molecules=len(prepared.smiles), corpus_excluded=prepared.excluded,
+                       corpus_invalid=prepared.invalid, output=str(output))
+
+    def on_step(p: dict) -> None:
+        ctx.check_cancel()
+        ctx.progress(p["step"] / p["max_steps"], f"pretraining: step {p['step']}/{p['max_steps']}, "
+                                                 f"MLM loss {p['mlm_loss']:.3f}")
+        if p["step"] % opts.checkpoint_every == 0 or p["step"] == p["max_steps"]:
+            ctx.store.add_table(ctx.run_id, Tables.PRETRAIN_LOSS, [{k: p[k] for k in (
+                "step", "mlm_loss", "descriptor_loss", "molecules_per_s") if k in p}])
+
+    result = pretrain(prepared, output, opts, vocabulary_smiles=task, progress=on_step, cancel=ctx.cancel)
+    return {"steps": result.steps, "molecules_seen": result.molecules_seen, "excluded": result.excluded,
+            **{f"eval_{k}": v for k, v in result.eval.items()}}

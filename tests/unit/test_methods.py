@@ -1,0 +1,47 @@
+"""The method registry: typed, validated options; one list of methods read everywhere."""
+import pytest
+
+from chemlm_engine.config import JobSpec
+from chemlm_engine.errors import ConfigError
+from chemlm_engine.methods.registry import METHODS, InfluenceOptions, LoraOptions, UncertaintyOptions, parse_options
+
+
+def test_every_method_has_a_label_options_and_an_importable_run_function():
+    for name, method in METHODS.items():
+        assert method.label and callable(method.load()), name
+        assert method.options.from_dict({}) == method.options()  # the defaults are valid
+
+
+def test_an_unknown_option_is_an_error_naming_the_valid_ones():
+    with pytest.raises(ConfigError, match="'rnak'.*valid options: rank, alpha"):
+        JobSpec(method="lora", options={"rnak": 4})
+    with pytest.raises(ConfigError, match="no options"):
+        JobSpec(method="bitfit", options={"rank": 4})
+
+
+def test_values_are_coerced_from_json_and_checked():
+    opts = parse_options("influence", {"k": [16, 32.0], "damping": 1, "scope": "last_3"})
+    assert opts == InfluenceOptions(k=(16, 32), damping=1.0, scope="last_3")
+    assert isinstance(opts.damping, float) and opts.k == (16, 32)
+    for bad in ({"k": [16.5]}, {"k": 16}, {"k": []}, {"solver": "newton"}, {"scope": "last_0"},
+                {"damping": float("nan")}, {"skip_suspects": "yes"}, {"depth": True}):
+        with pytest.raises(ConfigError):
+            parse_options("influence", bad)
+    assert UncertaintyOptions(initial_size=None).initial_size is None
+    with pytest.raises(ConfigError, match="lora_dropout"):
+        LoraOptions(lora_dropout=1.0)
+    with pytest.raises(ConfigError, match="at least 2 members"):
+        JobSpec(method="ensemble", options={"members": 1})
+
+
+def test_a_spec_keeps_the_plain_json_form_and_round_trips():
+    spec = JobSpec(method="uncertainty", options={"sweep": [25, 64], "strategy": "random"})
+    again = JobSpec.from_json(spec.to_json())
+    assert again == spec and again.options == {"sweep": [25, 64], "strategy": "random"}
+    assert again.method_options.sweep == (25, 64) and again.method_options.passes == 20
+    assert '"sweep": [25, 64]' in again.summary()["options"]
+
+
+def test_unknown_method_lists_the_registry():
+    with pytest.raises(ConfigError, match="choose from baseline, mlm"):
+        JobSpec(method="dropout")

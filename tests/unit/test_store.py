@@ -1,0 +1,53 @@
+"""The run store's contract: lifecycle, named tables, per-molecule rows, rename and delete."""
+import pandas as pd
+import pytest
+
+from chemlm_engine.config import DataSpec, JobSpec, TrainConfig
+from chemlm_engine.errors import RunNotFoundError, StoreError
+from chemlm_engine.store import RunStore, Tables
+
+
+def _run(store: RunStore) -> str:
+    spec = JobSpec(method="lora", data=DataSpec(subset=100, split="scaffold"), train=TrainConfig(epochs=3, seed=2),
+                   options={"rank": 4})
+    return store.create_run(spec.to_dict(), spec.method, "my run")
+
+
+def test_lifecycle_and_summary_from_the_spec(tmp_path):
+    store = RunStore(home=tmp_path)
+    run_id = _run(store)
+    assert store.get_run(run_id).status == "queued"
+    store.start(run_id, {"torch": "x"})
+    store.finish(run_id, {"test_r2": 0.5, "test_mse": float("nan")})
+    record = store.get_run(run_id)
+    assert record.status == "finished" and record.metrics["test_mse"] is None  # NaN stored as null
+    row = record.summary()
+    assert (row["method"], row["split"], row["seed"], row["subset"], row["epochs"]) == ("lora", "scaffold", 2, 100, 3)
+    assert '"rank": 4' in row["options"] and row["test_r2"] == 0.5
+
+
+def test_named_tables_keep_order_and_are_separate_from_epochs(tmp_path):
+    store = RunStore(home=tmp_path)
+    run_id = _run(store)
+    store.add_epoch(run_id, 1, {"train_mse": 1.0}, stage="train")
+    store.add_table(run_id, Tables.SWEEP, [{"k": 16, "test_r2": 0.1}, {"k": 32, "test_r2": 0.2}])
+    store.add_table(run_id, Tables.SWEEP, [{"k": 64, "test_r2": 0.3}])
+    assert store.table(run_id, Tables.SWEEP)["k"].tolist() == [16, 32, 64]
+    assert store.table(run_id, Tables.SOLVER).empty
+    assert store.epochs(run_id)["stage"].tolist() == ["train"]
+
+
+def test_rename_and_delete_remove_rows_and_files(tmp_path):
+    store = RunStore(home=tmp_path)
+    run_id = _run(store)
+    with pytest.raises(StoreError, match="still active"):
+        store.delete(run_id)
+    store.add_molecules(run_id, "prediction", pd.DataFrame({"smiles": ["CCO"], "label": [1.0], "note": ["x"]}))
+    (store.artifact_dir(run_id) / "model").mkdir()
+    store.rename(run_id, "  renamed ")
+    assert store.get_run(run_id).name == "renamed"
+    store.cancel(run_id)
+    store.delete(run_id)
+    with pytest.raises(RunNotFoundError):
+        store.get_run(run_id)
+    assert store.molecules(run_id).empty and not (tmp_path / run_id).exists()
