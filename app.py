@@ -2,18 +2,18 @@
 import streamlit as st
 
 from chemlm_engine.manager import EXECUTORS
-from pages.common import device_label, executor_choice, manager, store
+from views.common import device_label, executor_choice, manager, store
 
 st.set_page_config(page_title="ChemLM Studio", page_icon="🧪", layout="wide")
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/predict.py", title="Predict", icon=":material/science:"),
-    st.Page("pages/influence.py", title="Influence", icon=":material/hub:"),
-    st.Page("pages/curriculum.py", title="Curriculum", icon=":material/stairs:"),
-    st.Page("pages/uncertainty.py", title="Uncertainty", icon=":material/blur_on:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
+    st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/predict.py", title="Predict", icon=":material/science:"),
+    st.Page("views/influence.py", title="Influence", icon=":material/hub:"),
+    st.Page("views/curriculum.py", title="Curriculum", icon=":material/stairs:"),
+    st.Page("views/uncertainty.py", title="Uncertainty", icon=":material/blur_on:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/leaderboard:"),
 ]
 page = st.navigation(pages)
 

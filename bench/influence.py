@@ -19,7 +19,7 @@ from pathlib import Path
 from scipy.stats import spearmanr
 
 from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
-from chemlm_engine.jobs import load_job_data, run_job
+from chemlm_engine.jobs import load_split_data, run_job
 from chemlm_engine.methods.influence import (LissaConfig, TransformerInfluence, conjugate_gradient,
                                              exact_solve, lissa, mean_grad, score_pool)
 from chemlm_engine.model import RegressionModel
@@ -28,7 +28,7 @@ from chemlm_engine.store import RunStore, Tables
 
 def timings(model_dir: str, epochs: int, seed: int) -> list[dict]:
     """Solve once per solver, then score 300 and 3,000 molecules (the Lipophilicity training split)."""
-    data = load_job_data(JobSpec(data=DataSpec(split_seed=seed)))
+    data = load_split_data(DataSpec(split_seed=seed))
     model = RegressionModel.load(model_dir, "cpu")
     rows = []
     for scope in ("head", "last_layer"):

@@ -29,7 +29,7 @@ from rdkit.Chem import Descriptors, rdFingerprintGenerator
 from sklearn.ensemble import RandomForestRegressor
 
 from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
-from chemlm_engine.jobs import load_job_data, run_job
+from chemlm_engine.jobs import load_split_data, run_job
 from chemlm_engine.store import RunStore
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.inference import predict_values
@@ -153,7 +153,7 @@ def main() -> None:
     for split in args.splits:
         for seed in args.seeds:
             data_spec = DataSpec(split=split, split_seed=seed, subset=args.subset)
-            data = load_job_data(JobSpec(data=data_spec))
+            data = load_split_data(data_spec)
             for model in args.models:
                 if any(r["model"] == model and r["split"] == split and r["seed"] == seed and
                        r["epochs"] == args.epochs for r in results):

@@ -71,14 +71,14 @@ def main() -> None:
 
     from scipy.stats import pearsonr, spearmanr
 
-    from chemlm_engine.config import DataSpec, JobSpec
+    from chemlm_engine.config import DataSpec
     from chemlm_engine.data import read_csv
-    from chemlm_engine.jobs import load_job_data
+    from chemlm_engine.jobs import load_split_data
     from chemlm_engine.methods.influence import (InfluenceDivergedError, LissaConfig, TransformerInfluence,
                                                  conjugate_gradient, lissa, mean_grad, score_pool)
     from chemlm_engine.model import RegressionModel
 
-    data = load_job_data(JobSpec(data=DataSpec(split_seed=0)))
+    data = load_split_data(DataSpec(split_seed=0))
     pool, _ = read_csv(args.pool)
     model = RegressionModel.load(args.model, "cpu")
     inf = TransformerInfluence(model, "head")

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from chemlm_engine.cluster import connect, ray_map
-from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec
+from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec
 from chemlm_engine.data import load_lipophilicity
-from chemlm_engine.jobs import load_job_data
+from chemlm_engine.jobs import load_split_data
 from chemlm_engine.library import predict_library, predict_library_ray
 from chemlm_engine.methods.influence import (TransformerInfluence, last_layer_inverse, mean_grad,
                                              score_molecules, score_molecules_sharded)
@@ -56,7 +56,7 @@ def main() -> None:
     summary = predict_library(args.model, source, work / "local.parquet")
     record("library prediction", "single process", summary.rows, summary.seconds)
 
-    data = load_job_data(JobSpec(data=DataSpec()))
+    data = load_split_data(DataSpec())
     influence = TransformerInfluence(RegressionModel.load(args.model, "cpu"), "last_layer")
     train = influence.features(data.train.smiles[:1000], data.train.labels[:1000])
     direction = mean_grad(influence.loss, influence.params, influence.features(data.val.smiles, data.val.labels))

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec
-from chemlm_engine.jobs import load_job_data
+from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec
+from chemlm_engine.jobs import load_split_data
 from chemlm_engine.inference import mc_dropout
 from chemlm_engine.ensemble import Ensemble, load_predictor
 from chemlm_engine.methods.ensemble import interval_quality
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("bench/results/uncertainty_quality.json"))
     args = parser.parse_args()
 
-    test = load_job_data(JobSpec(data=DataSpec(split="random", split_seed=0))).test
+    test = load_split_data(DataSpec(split="random", split_seed=0)).test
     predictor = load_predictor(args.model, "cpu")
     rows = []
     if isinstance(predictor, Ensemble):

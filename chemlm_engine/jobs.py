@@ -14,10 +14,10 @@ from .config import JobSpec
 from .data import data_hash
 from .errors import JobCancelledError, TrainingDivergedError
 from .methods.registry import METHODS
-from .pipeline import JobContext, ProgressFn, check_job_data, load_job_data
+from .pipeline import JobContext, ProgressFn, check_job_data, load_split_data
 from .store import RunStore
 
-__all__ = ["run_job", "package_versions", "load_job_data", "check_job_data"]
+__all__ = ["run_job", "package_versions", "load_split_data", "check_job_data"]
 
 log = logging.getLogger(__name__)
 

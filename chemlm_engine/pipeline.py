@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import JobSpec, ModelSpec, TrainConfig
+from .config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read_csv
 from .errors import DataError, JobCancelledError
 from .model import RegressionModel, best_device, count_parameters
@@ -20,7 +20,7 @@ from .store import RunStore, Tables
 from .inference import predict_values, resolve_precision
 from .training import EpochMetrics, TrainCallbacks, fit, regression_metrics
 
-__all__ = ["SplitData", "load_job_data", "check_job_data", "load_pool", "JobContext", "train_and_evaluate", "ProgressFn",
+__all__ = ["SplitData", "load_split_data", "check_job_data", "load_pool", "JobContext", "train_and_evaluate", "ProgressFn",
            "MIN_SPLIT_SIZES"]
 
 ProgressFn = Callable[[float, str], None]
@@ -34,17 +34,16 @@ class SplitData:
     report: DataReport
 
 
-def load_job_data(spec: JobSpec) -> SplitData:
-    """Load, validate and split the data a spec names (``subset`` picks a seeded random sample first)."""
-    if spec.data.source == "lipophilicity":
-        data, report = load_lipophilicity(spec.data.standardization)
+def load_split_data(spec: DataSpec) -> SplitData:
+    """Load, validate and split the data ``spec`` names (``subset`` picks a seeded random sample first)."""
+    if spec.source == "lipophilicity":
+        data, report = load_lipophilicity(spec.standardization)
     else:
-        data, report = read_csv(spec.data.source, spec.data.smiles_column, spec.data.label_column,
-                                spec.data.standardization)
-    if spec.data.subset is not None and spec.data.subset < len(data):
-        pick = np.random.default_rng(spec.data.split_seed).choice(len(data), spec.data.subset, replace=False)
+        data, report = read_csv(spec.source, spec.smiles_column, spec.label_column, spec.standardization)
+    if spec.subset is not None and spec.subset < len(data):
+        pick = np.random.default_rng(spec.split_seed).choice(len(data), spec.subset, replace=False)
         data = data.subset(np.sort(pick))
-    split = make_split(data, spec.data.split, spec.data.fractions, spec.data.split_seed)
+    split = make_split(data, spec.split, spec.fractions, spec.split_seed)
     return SplitData(data.subset(split.train), data.subset(split.val), data.subset(split.test), report)
 
 
@@ -66,7 +65,7 @@ MIN_SPLIT_SIZES = {"train": 8, "val": 2, "test": 2}
 
 def check_job_data(spec: JobSpec) -> SplitData:
     """The job's data, or :class:`DataError` saying why it cannot train (checked before a run is created)."""
-    data = load_job_data(spec)
+    data = load_split_data(spec.data)
     sizes = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
     short = [f"{part} {sizes[part]} (needs {need})" for part, need in MIN_SPLIT_SIZES.items() if sizes[part] < need]
     if short:

@@ -2,20 +2,22 @@
 and token counts are offered too); a pacing function raises the admissible threshold each epoch."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rdkit import Chem
 
+from ..config import JobSpec
 from ..pipeline import JobContext, SplitData, train_and_evaluate
+from ..store import RunRecord, Tables
 from ..training import length_bucketed_batches
-from ..store import Tables
+from .registry import DIFFICULTIES, PACINGS
 
-__all__ = ["DIFFICULTIES", "PACINGS", "difficulty", "pacing_thresholds", "CurriculumSampler", "run_curriculum"]
-
-DIFFICULTIES = ("smiles_length", "heavy_atoms", "tokens")
-PACINGS = ("linear", "sqrt", "step")
+__all__ = ["DIFFICULTIES", "PACINGS", "difficulty", "pacing_thresholds", "CurriculumSampler", "curriculum_for",
+           "paired_specs", "find_pairs", "run_curriculum"]
+_PAIR = "curriculum-pair:"  # the name both runs of a curriculum-vs-baseline pair share
 
 
 def difficulty(smiles: Sequence[str], measure: str = "smiles_length", tokenizer=None) -> np.ndarray:
@@ -85,18 +87,37 @@ class CurriculumSampler:
                 for e in range(1, self.epochs + 1)]
 
 
+def curriculum_for(spec: JobSpec, train_smiles: Sequence[str]) -> CurriculumSampler:
+    """The curriculum a ``curriculum`` spec trains with on these training molecules (the backbone's tokenizer
+    is loaded only for token-count difficulty)."""
+    opts = spec.method_options
+    tokenizer = None
+    if opts.difficulty == "tokens":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(spec.model.backbone, trust_remote_code=spec.model.trust_remote_code)
+    return CurriculumSampler(difficulty(train_smiles, opts.difficulty, tokenizer), spec.train.epochs,
+                             spec.train.batch_size, opts.pacing, opts.pacing_steps)
+
+
+def paired_specs(spec: JobSpec) -> tuple[JobSpec, JobSpec]:
+    """A curriculum run and its baseline (same data, model, recipe and seed), named as one pair."""
+    name = f"{_PAIR}{uuid.uuid4().hex[:6]}"
+    return replace(spec, name=name), replace(spec, method="baseline", options={}, name=name)
+
+
+def find_pairs(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Pair id -> the runs launched by :func:`paired_specs`."""
+    pairs: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        if run.name.startswith(_PAIR):
+            pairs.setdefault(run.name[len(_PAIR):], []).append(run)
+    return pairs
+
+
 def run_curriculum(ctx: JobContext, data: SplitData) -> dict[str, float]:
     """Curriculum learning (options: :class:`~chemlm_engine.methods.registry.CurriculumOptions`)."""
-    from transformers import AutoTokenizer
-
-    opts = ctx.spec.method_options
-    measure = opts.difficulty
-    tokenizer = AutoTokenizer.from_pretrained(ctx.spec.model.backbone,
-                                              trust_remote_code=ctx.spec.model.trust_remote_code) \
-        if measure == "tokens" else None
-    sampler = CurriculumSampler(difficulty(data.train.smiles, measure, tokenizer), ctx.spec.train.epochs,
-                                ctx.spec.train.batch_size, opts.pacing,
-                                opts.pacing_steps)
+    sampler = curriculum_for(ctx.spec, data.train.smiles)
     ctx.store.add_table(ctx.run_id, Tables.CURRICULUM_PLAN, list(sampler.plan()))
     _, metrics = train_and_evaluate(ctx, data, epoch_indices=sampler)
     return metrics

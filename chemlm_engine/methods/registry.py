@@ -100,6 +100,10 @@ class MlmOptions(MethodOptions):
         _check(self.mlm_learning_rate > 0, "mlm_learning_rate must be positive")
 
 
+DIFFICULTIES = ("smiles_length", "heavy_atoms", "tokens")
+PACINGS = ("linear", "sqrt", "step")
+
+
 @dataclass(frozen=True)
 class CurriculumOptions(MethodOptions):
     difficulty: str = "smiles_length"  # smiles_length | heavy_atoms | tokens
@@ -107,8 +111,8 @@ class CurriculumOptions(MethodOptions):
     pacing_steps: int = 4
 
     def validate(self) -> None:
-        _choice("difficulty", self.difficulty, ("smiles_length", "heavy_atoms", "tokens"))
-        _choice("pacing", self.pacing, ("linear", "sqrt", "step"))
+        _choice("difficulty", self.difficulty, DIFFICULTIES)
+        _choice("pacing", self.pacing, PACINGS)
         _check(self.pacing_steps >= 1, "pacing_steps must be positive")
 
 

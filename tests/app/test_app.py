@@ -10,9 +10,9 @@ from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-TITLES = {"pages/home.py": "ChemLM Studio", "pages/train.py": "Train", "pages/predict.py": "Predict logD",
-          "pages/curriculum.py": "Curriculum learning", "pages/uncertainty.py": "Uncertainty and active learning",
-          "pages/compare.py": "Compare methods", "pages/influence.py": "Influence-based data selection"}
+TITLES = {"views/home.py": "ChemLM Studio", "views/train.py": "Train", "views/predict.py": "Predict logD",
+          "views/curriculum.py": "Curriculum learning", "views/uncertainty.py": "Uncertainty and active learning",
+          "views/compare.py": "Compare methods", "views/influence.py": "Influence-based data selection"}
 PAGES = list(TITLES)
 
 
@@ -32,7 +32,7 @@ def finished_run(home, tiny_backbone) -> str:
 def _app(page: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    if page != "pages/home.py":
+    if page != "views/home.py":
         at.switch_page(page).run()
     return at
 
@@ -45,13 +45,13 @@ def test_every_page_renders_without_exceptions(page, home, finished_run):
 
 
 def test_sidebar_shows_device_store_and_jobs(home):
-    at = _app("pages/home.py")
+    at = _app("views/home.py")
     captions = " ".join(c.value for c in at.sidebar.caption)
     assert "Device" in captions and str(home) in captions and "Jobs" in captions
 
 
 def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_backbone):
-    at = _app("pages/train.py")
+    at = _app("views/train.py")
     at.radio[2].set_value("Local folder or hub id").run()
     at.text_input[0].set_value(str(tiny_backbone)).run()
     inputs = {n.label: n for n in at.number_input}
@@ -75,7 +75,7 @@ def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_back
 
 
 def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, finished_run):
-    at = _app("pages/predict.py")
+    at = _app("views/predict.py")
     label = next(o for o in at.selectbox[0].options if finished_run in o)
     at.selectbox[0].set_value(label).run()
     at.text_area[0].set_value("CCO ethanol\nC1CC broken\nc1ccccc1O phenol").run()
@@ -90,19 +90,19 @@ def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, f
 
 
 def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbone):
-    at = _app("pages/curriculum.py")
+    at = _app("views/curriculum.py")
     bins = at.dataframe[0].value
     assert len(bins) == 20 and bins["cumulative_frequency"].iloc[-1] == 4200
     at.radio[2].set_value("Local folder or hub id").run()
     at.text_input[0].set_value(str(tiny_backbone)).run()
     {n.label: n for n in at.number_input}["Epochs"].set_value(1).run()
     at.button[0].click().run()
-    assert not at.exception and "Queued pair" in at.success[0].value
+    assert not at.exception and "Queued a curriculum run and a baseline" in at.success[0].value
     store = RunStore(home=home)
     runs = store.runs()
     assert sorted(r.method for r in runs) == ["baseline", "curriculum"]
     assert runs[0].name == runs[1].name and runs[0].spec["train"] == runs[1].spec["train"]
-    from pages.common import get_manager
+    from views.common import get_manager
 
     for run in runs:  # full-size runs are not needed here: cancel them through the app's job manager
         get_manager(str(home)).cancel(run.id)
@@ -115,7 +115,7 @@ def test_uncertainty_page_shows_a_finished_sweep(home, tiny_backbone):
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=1),
                    options={"initial_size": 30, "sweep": [10, 20], "passes": 3})
     run_id = run_job(spec, RunStore(home=home))
-    at = _app("pages/uncertainty.py")
+    at = _app("views/uncertainty.py")
     assert not at.exception
     assert at.selectbox[0].value.id == run_id
     tables = [d.value for d in at.dataframe]
@@ -125,7 +125,7 @@ def test_uncertainty_page_shows_a_finished_sweep(home, tiny_backbone):
 
 
 def test_train_disables_start_with_the_reason_for_untrainable_data(home):
-    at = _app("pages/train.py")
+    at = _app("views/train.py")
     start = next(b for b in at.button if b.label == "Start training")
     assert not start.disabled
     next(n for n in at.number_input if n.label.startswith("Use a random subset")).set_value(12).run()
@@ -139,7 +139,7 @@ def test_compare_page_renders_grouped_results(tiny_backbone, tmp_path, monkeypat
 
     monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "runs"))
     _tiny_runs(RunStore(home=tmp_path / "runs"), tiny_backbone)
-    at = _app("pages/compare.py")
+    at = _app("views/compare.py")
     assert not at.exception
     summary = at.dataframe[0].value
     assert summary.set_index("group").loc["full fine-tuning", "runs"] == 2
@@ -163,7 +163,7 @@ def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatc
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "finished" and summary["n_pool"] == 28
 
-    at = _app("pages/influence.py")
+    at = _app("views/influence.py")
     assert not at.exception
     tables = [d.value for d in at.dataframe]
     assert any("structure" in t.columns and len(t) == 10 for t in tables)  # most helpful / most harmful

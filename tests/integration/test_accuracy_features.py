@@ -14,7 +14,7 @@ from chemlm_engine.ensemble import Conformal, Ensemble, load_predictor
 from chemlm_engine.jobs import run_job
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.molecules import randomize_smiles
-from chemlm_engine.pipeline import JobContext, load_job_data, load_pool
+from chemlm_engine.pipeline import JobContext, load_split_data, load_pool
 from chemlm_engine.predict import predict_smiles
 from chemlm_engine.tokenizer import smiles_tokens
 from chemlm_engine.inference import predict_values
@@ -150,7 +150,7 @@ def test_an_ensemble_job_saves_members_and_predicts_intervals(tiny_backbone, sto
 # -- the pool loader (a test molecule must never be trained on) --------------------------------------
 def test_the_pool_loader_drops_every_split_and_says_how_many(tiny_backbone, store, tmp_path):
     spec = JobSpec(data=DataSpec(subset=100), model=ModelSpec(backbone=str(tiny_backbone)))
-    data = load_job_data(spec)
+    data = load_split_data(spec.data)
     outside = ["CCCCCCCCO", "CCCCCCCCN", "CCCCCCCCCl"]
     pool_smiles = data.train.smiles[:2] + data.val.smiles[:2] + data.test.smiles[:3] + outside
     path = tmp_path / "pool.csv"

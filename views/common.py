@@ -14,30 +14,12 @@ from chemlm_engine.config import DEFAULT_BACKBONE, DEFAULT_REGRESSOR, DataSpec, 
 from chemlm_engine.data import read_csv
 from chemlm_engine.ensemble import Ensemble, load_predictor
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.jobs import check_job_data, load_job_data
+from chemlm_engine.jobs import check_job_data, load_split_data
 from chemlm_engine.manager import JobManager
 from chemlm_engine.model import RegressionModel, load_training_set
 from chemlm_engine.store import RunRecord, RunStore, default_home
 
 DEFAULT_MODEL_LABEL = "Embedded default (assets/lipo-regressor)"
-
-
-def use_app_navigation() -> None:
-    """Route a page visit through app.py's ``st.navigation``.
-
-    Streamlit starts each process in its legacy multipage mode when a ``pages/`` folder exists and
-    stays there until app.py has run once, so a first visit straight to ``/predict`` would run the
-    page alone (no sidebar, the folder's files listed as pages). Leave that mode and rerun, once per
-    session (Streamlit's AppTest re-enters the legacy mode on every run; rerunning there would drop
-    button clicks).
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        if not st.session_state.get("_left_legacy_navigation"):
-            st.session_state["_left_legacy_navigation"] = True
-            st.rerun()
 
 
 @st.cache_resource
@@ -172,7 +154,7 @@ def backbone_picker() -> tuple[str, bool]:
 @st.cache_data(max_entries=8)
 def split_data(source: str, split: str, seed: int):
     """Training / validation / test parts of a dataset (cached)."""
-    return load_job_data(JobSpec(data=DataSpec(source=source, split=split, split_seed=seed)))
+    return load_split_data(DataSpec(source=source, split=split, split_seed=seed))
 
 
 def eta_text(run: RunRecord) -> str:

@@ -7,9 +7,8 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.tables import write_csv
 from chemlm_engine.predict import DOMAIN_SIMILARITY, add_applicability_domain, parse_pasted, predict_csv, \
     predict_smiles
-from pages.common import use_app_navigation, load_model, model_choices, training_smiles
+from views.common import load_model, model_choices, training_smiles
 
-use_app_navigation()
 st.title("Predict logD")
 
 choices = model_choices()

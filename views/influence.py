@@ -7,9 +7,8 @@ from chemlm_engine.config import JobSpec
 from chemlm_engine.store import Tables
 from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.errors import ChemLMError
-from pages.common import manager, run_label, save_upload, store, use_app_navigation
+from views.common import manager, run_label, save_upload, store
 
-use_app_navigation()
 st.title("Influence-based data selection")
 st.caption("Score = g_val · H⁻¹ g_z: adding molecule z is predicted to change the validation loss by about "
            "−score / n. **Positive scores help, negative scores hurt.** The inverse-Hessian product is computed "

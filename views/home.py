@@ -6,9 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from chemlm_engine.config import DEFAULT_REGRESSOR
-from pages.common import use_app_navigation
 
-use_app_navigation()
 st.title("ChemLM Studio")
 st.markdown(
     "Fine-tune chemical language models (SMILES transformers) on molecular property regression — "
@@ -17,8 +15,8 @@ st.markdown(
     "parity plot and residuals.\n"
     "- **Predict**: paste or upload SMILES and get logD with the nearest training molecule as an "
     "applicability-domain check.")
-st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
-st.page_link("pages/predict.py", label="Predict logD", icon=":material/science:")
+st.page_link("views/train.py", label="Train a model", icon=":material/model_training:")
+st.page_link("views/predict.py", label="Predict logD", icon=":material/science:")
 
 st.subheader("Embedded default model")
 metrics_file = Path(DEFAULT_REGRESSOR) / "metrics.json"

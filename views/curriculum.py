@@ -1,16 +1,13 @@
 """Curriculum: SMILES-length bins, the pacing schedule, and curriculum vs baseline runs side by side."""
-import uuid
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import length_bins
-from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, CurriculumSampler, difficulty
-from pages.common import backbone_picker, dataset_picker, split_data, store, submit, use_app_navigation
+from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, curriculum_for, find_pairs, paired_specs
+from views.common import backbone_picker, dataset_picker, split_data, store, submit
 
-use_app_navigation()
 st.title("Curriculum learning")
 st.caption("Easy molecules first: each epoch admits molecules up to a difficulty threshold that rises from "
            "the easiest to the hardest training molecule.")
@@ -41,32 +38,21 @@ a.plotly_chart(px.bar(bins, x="bin", y="frequency", title=f"{len(everything)} mo
 b.dataframe(bins[["bin", "frequency", "cumulative_frequency"]], hide_index=True, height=420)
 
 st.subheader("Pacing on the training split")
-if measure == "tokens":
-    from transformers import AutoTokenizer
-
-    scores = difficulty(data.train.smiles, measure, AutoTokenizer.from_pretrained(backbone, trust_remote_code=trust))
-else:
-    scores = difficulty(data.train.smiles, measure)
-plan = pd.DataFrame(CurriculumSampler(scores, epochs, batch_size, pacing).plan())
+spec = JobSpec(method="curriculum", options={"difficulty": measure, "pacing": pacing},
+               data=DataSpec(source=source, split=split, split_seed=seed),
+               model=ModelSpec(backbone=backbone, trust_remote_code=trust),
+               train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed))
+plan = pd.DataFrame(curriculum_for(spec, data.train.smiles).plan())
 a, b = st.columns(2)
 a.plotly_chart(px.line(plan, x="epoch", y="threshold", markers=True, title=f"Admissible {measure.replace('_', ' ')}"))
 b.plotly_chart(px.bar(plan, x="epoch", y="admissible", title="Admissible training molecules"))
 
 if st.button("Launch curriculum and baseline runs", type="primary", disabled=not backbone):
-    pair = uuid.uuid4().hex[:6]
-    common = dict(data=DataSpec(source=source, split=split, split_seed=seed),
-                  model=ModelSpec(backbone=backbone, trust_remote_code=trust),
-                  train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed))
-    if submit(JobSpec(method="curriculum", name=f"curriculum-pair:{pair}",
-                      options={"difficulty": measure, "pacing": pacing}, **common),
-              JobSpec(method="baseline", name=f"curriculum-pair:{pair}", **common)):
-        st.success(f"Queued pair {pair}: a curriculum run and a baseline with the same seed and epochs.")
+    if submit(*paired_specs(spec)):
+        st.success("Queued a curriculum run and a baseline with the same data, seed and epochs.")
 
 st.subheader("Curriculum vs baseline")
-pairs: dict[str, list] = {}
-for run in store().runs():
-    if run.name.startswith("curriculum-pair:"):
-        pairs.setdefault(run.name.split(":", 1)[1], []).append(run)
+pairs = find_pairs(store().runs())
 if not pairs:
     st.caption("No pair launched yet.")
     st.stop()

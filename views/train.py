@@ -5,10 +5,9 @@ import streamlit as st
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.methods.registry import METHODS
-from pages.common import (backbone_picker, dataset_picker, eta_text, job_problem, manager, metrics_row, run_label,
-                          store, use_app_navigation)
+from views.common import (backbone_picker, dataset_picker, eta_text, job_problem, manager, metrics_row, run_label,
+                          store)
 
-use_app_navigation()
 st.title("Train")
 
 # -- a new run ------------------------------------------------------------------------------------

@@ -2,14 +2,12 @@
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from scipy.stats import spearmanr
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Tables
 from chemlm_engine.depict import molecule_image_uri
-from pages.common import backbone_picker, dataset_picker, run_label, store, submit, use_app_navigation
+from views.common import backbone_picker, dataset_picker, run_label, store, submit
 
-use_app_navigation()
 st.title("Uncertainty and active learning")
 st.caption("MC dropout: the spread of predictions over stochastic forward passes with dropout on. Active "
            "learning starts from a small labelled subset and adds the most uncertain pool molecules.")
@@ -55,7 +53,7 @@ both = pd.concat([pool.assign(set="pool (initial model)"), test.assign(set="test
 a.plotly_chart(px.histogram(both, x="score", color="set", barmode="overlay", nbins=40, histnorm="probability",
                             labels={"score": "MC-dropout std (logD units)"}, title="Uncertainty distributions"))
 test["abs_error"] = (test["prediction"] - test["label"]).abs()
-rho = spearmanr(test["score"], test["abs_error"]).statistic
+rho = run.metrics["uncertainty_error_spearman"]
 b.plotly_chart(px.scatter(test, x="score", y="abs_error", hover_data=["smiles"], opacity=0.6,
                           labels={"score": "uncertainty (std)", "abs_error": "|error|"},
                           title=f"Test set: uncertainty vs error · Spearman ρ = {rho:.2f}"))

@@ -4,9 +4,8 @@ import streamlit as st
 
 from chemlm_engine.compare import METRICS, best_rows, runs_table, suite_specs, summarize
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
-from pages.common import backbone_picker, store, submit, use_app_navigation
+from views.common import backbone_picker, store, submit
 
-use_app_navigation()
 st.title("Compare methods")
 
 with st.expander("Run the full comparison"):
