@@ -35,27 +35,28 @@ class RunRow(Base):
     host: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
-class EpochRow(Base):
-    __tablename__ = "epoch_metrics"
+class _OfRun:
+    """Rows that belong to one run."""
+
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+
+
+class EpochRow(_OfRun, Base):
+    __tablename__ = "epoch_metrics"
     stage: Mapped[str] = mapped_column(String(50), default="train")
     epoch: Mapped[int] = mapped_column(Integer)
     values: Mapped[str] = mapped_column(Text)
 
 
-class TableRow(Base):
+class TableRow(_OfRun, Base):
     __tablename__ = "result_tables"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
     name: Mapped[str] = mapped_column(String(50), index=True)
     values: Mapped[str] = mapped_column(Text)
 
 
-class MoleculeRow(Base):
+class MoleculeRow(_OfRun, Base):
     __tablename__ = "molecule_results"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
     kind: Mapped[str] = mapped_column(String(50), index=True)
     split: Mapped[str] = mapped_column(String(20), default="")
     smiles: Mapped[str] = mapped_column(Text)
