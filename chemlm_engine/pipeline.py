@@ -16,7 +16,7 @@ from .config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read_csv
 from .errors import DataError, JobCancelledError
 from .model import RegressionModel, best_device, count_parameters
-from .store import RunStore, Tables
+from .store import RunStore, Kinds, Tables
 from .inference import predict_values, resolve_precision
 from .training import EpochMetrics, TrainCallbacks, fit, regression_metrics
 
@@ -165,7 +165,7 @@ def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec |
                "train_mse": best.train_mse, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": result.seconds, "seconds_per_epoch": result.seconds / max(len(result.history), 1)}
     if final:
-        ctx.store.add_molecules(ctx.run_id, "prediction", pd.DataFrame(
+        ctx.store.add_molecules(ctx.run_id, Kinds.PREDICTION, pd.DataFrame(
             {"smiles": data.test.smiles, "label": data.test.labels, "prediction": test_pred, "split": "test"}))
         model.save(ctx.artifacts / "model", data.train.smiles, data.train.labels, spec.data.standardization)
     return model, metrics

@@ -40,6 +40,16 @@ class Tables:
     PRETRAIN_LOSS = "pretrain_loss"  # losses and speed during pretraining
 
 
+class Kinds:
+    """Kinds of per-molecule results (``add_molecules`` / ``molecules``)."""
+
+    PREDICTION = "prediction"  # the final model's test-split predictions
+    INFLUENCE = "influence"  # pool molecules with influence score, rank and self-influence
+    POOL_UNCERTAINTY = "pool_uncertainty"  # MC-dropout std of the pool under the initial model
+    ACQUIRED = "acquired"  # molecules active learning selected, per round
+    TEST_UNCERTAINTY = "test_uncertainty"  # test predictions with MC-dropout std
+
+
 def default_home() -> Path:
     """``$CHEMLM_HOME`` or ``./runs``: where the database and run artifacts live."""
     return Path(os.environ.get("CHEMLM_HOME", "runs")).resolve()

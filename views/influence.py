@@ -4,7 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.config import JobSpec
-from chemlm_engine.store import Tables
+from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.errors import ChemLMError
 from views.common import manager, run_label, save_upload, store
@@ -60,11 +60,9 @@ if run.status in ("queued", "running"):
     st.progress(run.progress, text=run.message)
 if run.status == "failed":
     st.error(run.error)
-scores = store().molecules(run.id, "influence")
+scores = store().molecules(run.id, Kinds.INFLUENCE)
 if scores.empty:
     st.stop()
-if "suspect" not in scores:  # runs from before suspects were flagged
-    scores["suspect"] = False
 m0, m1, m2 = st.columns(3)
 m0.metric("Suspected mislabelled", f"{int(scores['suspect'].sum())} of {len(scores)}",
           help="Self-influence above the validation split's 99th percentile"

@@ -5,6 +5,7 @@ import streamlit as st
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.methods.registry import METHODS
+from chemlm_engine.store import Kinds
 from views.common import (backbone_picker, dataset_picker, eta_text, job_problem, manager, metrics_row, run_label,
                           store)
 
@@ -116,7 +117,7 @@ def run_detail() -> None:
     if not epochs.empty:
         st.markdown("**Per-epoch metrics**")
         st.dataframe(epochs, hide_index=True)
-    preds = store().molecules(run.id, "prediction")
+    preds = store().molecules(run.id, Kinds.PREDICTION)
     if not preds.empty:
         preds["residual"] = preds["prediction"] - preds["label"]
         a, b = st.columns(2)

@@ -4,7 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
-from chemlm_engine.store import Tables
+from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.depict import molecule_image_uri
 from views.common import backbone_picker, dataset_picker, run_label, store, submit
 
@@ -44,9 +44,9 @@ if not runs:
     st.info("No finished active-learning run yet.")
     st.stop()
 run = st.selectbox("Run", runs, format_func=run_label)
-pool = store().molecules(run.id, "pool_uncertainty")
-test = store().molecules(run.id, "test_uncertainty")
-acquired = store().molecules(run.id, "acquired")
+pool = store().molecules(run.id, Kinds.POOL_UNCERTAINTY)
+test = store().molecules(run.id, Kinds.TEST_UNCERTAINTY)
+acquired = store().molecules(run.id, Kinds.ACQUIRED)
 
 a, b = st.columns(2)
 both = pd.concat([pool.assign(set="pool (initial model)"), test.assign(set="test (final model)")])

@@ -16,6 +16,7 @@ from scipy.stats import spearmanr
 from ..data import MoleculeData
 from ..ensemble import Conformal, Ensemble
 from ..pipeline import JobContext, SplitData, train_and_evaluate
+from ..store import Kinds
 from ..training import regression_metrics
 
 __all__ = ["run_ensemble", "interval_quality"]
@@ -60,7 +61,7 @@ def run_ensemble(ctx: JobContext, data: SplitData) -> dict[str, float]:
     test = regression_metrics(data.test.labels, mean)
     quality = interval_quality(data.test.labels, mean, std, ensemble.conformal)
     low, high = ensemble.conformal.interval(mean, std)
-    ctx.store.add_molecules(ctx.run_id, "prediction", pd.DataFrame(
+    ctx.store.add_molecules(ctx.run_id, Kinds.PREDICTION, pd.DataFrame(
         {"smiles": data.test.smiles, "label": data.test.labels, "prediction": mean, "split": "test",
          "uncertainty": std, "interval_low": low, "interval_high": high}))
     ensemble.save(ctx.artifacts / "model", data.train.smiles, data.train.labels)

@@ -12,6 +12,7 @@ from ..errors import DataError
 from ..inference import mc_dropout
 from ..model import RegressionModel
 from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
+from ..store import Kinds
 
 __all__ = ["mc_dropout", "select_most_uncertain", "select_random", "run_uncertainty"]
 
@@ -61,7 +62,7 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
     model, metrics = train_and_evaluate(ctx, replace(data, train=labelled), stage="initial", span=span(0),
                                         final=False)
     _, pool_std = mc_dropout(model, pool.smiles, passes, seed=seed, scope=mc_scope)
-    ctx.store.add_molecules(ctx.run_id, "pool_uncertainty", pd.DataFrame(
+    ctx.store.add_molecules(ctx.run_id, Kinds.POOL_UNCERTAINTY, pd.DataFrame(
         {"smiles": pool.smiles, "label": pool.labels, "score": pool_std, "split": "pool"}))
     if sweep:
         points = [(n, how) for n in sweep for how in ("uncertainty", "random")]
@@ -79,7 +80,7 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
             **{key: m[key] for key in ("train_mse", "val_mse", "test_mse", "test_r2")}})[-2]
         model = RegressionModel.load(ctx.artifacts / "model")
         selected = select_most_uncertain(pool_std, sweep[-1])
-        ctx.store.add_molecules(ctx.run_id, "acquired", pd.DataFrame(
+        ctx.store.add_molecules(ctx.run_id, Kinds.ACQUIRED, pd.DataFrame(
             {"smiles": [pool.smiles[i] for i in selected], "label": pool.labels[selected],
              "score": pool_std[selected], "round": 1}))
     else:
@@ -90,7 +91,7 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
             local = select_most_uncertain(std, n) if strategy == "uncertainty" else select_random(len(available), n,
                                                                                                     seed + r)
             chosen = available[local]
-            ctx.store.add_molecules(ctx.run_id, "acquired", pd.DataFrame(
+            ctx.store.add_molecules(ctx.run_id, Kinds.ACQUIRED, pd.DataFrame(
                 {"smiles": [pool.smiles[i] for i in chosen], "label": pool.labels[chosen], "score": std[local],
                  "round": r}))
             labelled = labelled.concat(pool.subset(chosen))
@@ -101,7 +102,7 @@ def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
                 _, std = mc_dropout(model, [pool.smiles[i] for i in available], passes, seed=seed,
                                     scope=mc_scope)
     test_mean, test_std = mc_dropout(model, data.test.smiles, passes, seed=seed, scope=mc_scope)
-    ctx.store.add_molecules(ctx.run_id, "test_uncertainty", pd.DataFrame(
+    ctx.store.add_molecules(ctx.run_id, Kinds.TEST_UNCERTAINTY, pd.DataFrame(
         {"smiles": data.test.smiles, "label": data.test.labels, "prediction": test_mean, "score": test_std,
          "split": "test"}))
     rho = spearmanr(test_std, np.abs(test_mean - data.test.labels)).statistic

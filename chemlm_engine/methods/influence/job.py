@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from ...pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..uncertainty import select_random
-from ...store import Tables
+from ...store import Kinds, Tables
 from ..registry import InfluenceOptions
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
                      self_influence)
@@ -80,7 +80,7 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     ranks = np.empty(len(scores), dtype=int)
     ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
     suspect = flag_suspects(suspicion, self_influence(influence, val_inputs, inverse))
-    ctx.store.add_molecules(ctx.run_id, "influence", pd.DataFrame(
+    ctx.store.add_molecules(ctx.run_id, Kinds.INFLUENCE, pd.DataFrame(
         {"smiles": pool.smiles, "label": pool.labels, "score": scores, "rank": ranks,
          "self_influence": suspicion, "suspect": suspect, "corrupted": corrupted}))
     metrics = {f"base_{k}": v for k, v in base_metrics.items() if k.startswith("test_")}
