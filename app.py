@@ -23,8 +23,10 @@ with st.sidebar:
     executor, address = executor_choice()
     with st.expander(f"Executor: {executor}", expanded=False):
         st.selectbox("Run jobs on", EXECUTORS, index=EXECUTORS.index(executor), key="executor",
-                     help="thread: this machine, one job at a time. ray: every job a Ray task (one GPU each "
-                          "when the cluster has GPUs), sweeps fanned out; the run store must be shared.")
+                     help="process: this machine, one job at a time, each in a process of its own (as fast as the "
+                          "CLI). thread: the same inside the app's process (slower while pages refresh). ray: every "
+                          "job a Ray task (one GPU each when the cluster has GPUs), sweeps fanned out; the run store "
+                          "must be shared.")
         st.text_input("Ray address", value=address, key="ray_address", placeholder="empty: start a local Ray",
                       disabled=st.session_state.get("executor", executor) != "ray")
 try:

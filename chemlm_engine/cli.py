@@ -171,6 +171,8 @@ def predict(
     smiles: list[str] = typer.Option([], "--smiles", "-s", help="SMILES to predict (repeatable)."),
     input: Path | None = typer.Option(None, "--input", "-i", help="CSV with a SMILES column."),
     smiles_column: str | None = typer.Option(None),
+    name_column: str | None = typer.Option(None, help="CSV column with molecule names (optional)."),
+    measured_column: str | None = typer.Option(None, help="CSV column with measured values: metrics for your data."),
     output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: stdout); a .parquet "
                                        "file (a folder with --executor ray) streams a library of any size."),
     executor: str = typer.Option("local", help="local | ray (stream the library through Ray Data)."),
@@ -184,7 +186,7 @@ def predict(
     ``warnings`` for what the model cannot read as written and ``standardization`` for what was cleaned."""
     from .config import DEFAULT_REGRESSOR
     from .ensemble import load_predictor
-    from .predict import predict_csv, predict_smiles
+    from .predict import measured_metrics, predict_csv, predict_smiles
     from .tables import write_csv
 
     if not smiles and input is None:
@@ -195,7 +197,21 @@ def predict(
         _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
         return
     regressor = load_predictor(folder, trust_remote_code=trust_remote_code)
-    frame = predict_csv(regressor, input, smiles_column) if input is not None else predict_smiles(regressor, smiles)
+    bar = tqdm(desc="predict", unit="mol", disable=None)  # on a terminal only: stdout may be the CSV
+
+    def report(done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.refresh()
+
+    if input is not None:
+        frame = predict_csv(regressor, input, smiles_column, name_column, measured_column=measured_column,
+                            progress=report)
+    else:
+        frame = predict_smiles(regressor, smiles, progress=report)
+    bar.close()
+    if measured_column:
+        metrics = measured_metrics(frame)
+        typer.echo("against measured: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()), err=True)
     if output is None:
         typer.echo(write_csv(frame), nl=False)
     else:

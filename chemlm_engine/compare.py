@@ -1,17 +1,28 @@
-"""Method comparison: a query over stored runs (never re-computation), and the specs of the full suite."""
+"""Comparisons as queries over stored runs (never re-computation): runs are grouped by their full configuration
+(everything in the spec but the seed), summarised over seeds, and compared with a reference configuration on
+matching seeds with a paired t-test. Nothing is called better from a single run."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .config import JobSpec
+from .methods.registry import METHODS
 from .store import RunRecord
 
-__all__ = ["METRICS", "SUITE", "method_group", "runs_table", "summarize", "suite_specs", "best_rows"]
+__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "runs_table", "summarize", "paired_delta", "suite_specs",
+           "MIN_SEEDS"]
 
-METRICS = ("test_mse", "test_rmse", "test_mae", "test_r2")
-# The comparison users know: each entry is (group label, method, options).
+METRICS = ("test_r2", "test_rmse", "test_mae", "test_mse")
+# What must be equal for two runs to be repeats of one configuration (seeds aside).
+CONFIG_COLUMNS = ("method", "backbone", "dataset", "split", "subset", "epochs", "learning_rate", "batch_size",
+                  "descriptors", "augment", "standardize", "options")
+MIN_SEEDS = 3  # fewer seeds than this: the spread is not estimated well enough to call a difference
+# The comparison users know: (label, method, options), the uncertainty pair told apart by strategy.
 SUITE: tuple[tuple[str, str, dict], ...] = (
     ("full fine-tuning", "baseline", {}),
     ("MLM then regression", "mlm", {}),
@@ -25,38 +36,79 @@ SUITE: tuple[tuple[str, str, dict], ...] = (
 )
 
 
-def method_group(spec: dict) -> str:
-    """The comparison group of a stored spec (sweeps are their own groups)."""
-    method, options = spec.get("method", "?"), spec.get("options", {})
-    if options.get("sweep") or options.get("sweep_ranks"):
-        return f"{method} sweep"
-    for label, suite_method, suite_options in SUITE:
-        if method == suite_method and all(options.get(k, "uncertainty") == v for k, v in suite_options.items()):
-            return label
-    return method
+def _label(row: dict) -> str:
+    """A configuration in words: method, data, recipe, and its non-default options."""
+    options = {k: v for k, v in json.loads(row["options"] or "{}").items()
+               if v != getattr(METHODS[row["method"]].options(), k)}
+    extras = [*(["descriptors"] if row["descriptors"] else []), *(["augmented"] if row["augment"] else []),
+              *(f"{k}={v}" for k, v in options.items())]
+    subset = f"{row['subset']:,} mol" if row["subset"] else "all"
+    return (f"{row['method']} · {row['backbone']} · {row['dataset']} {row['split']} ({subset}) · "
+            f"{row['epochs']} ep · lr {row['learning_rate']:g}" + (f" · {', '.join(extras)}" if extras else ""))
 
 
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
-    """One row per finished run (:meth:`RunRecord.summary`) with its comparison group."""
-    rows = [{"group": method_group(run.spec), **run.summary()} for run in runs if run.status == "finished"]
-    return pd.DataFrame(rows, columns=["group", "id", "name", "method", "status", "backbone", "dataset", "split",
-                                       "seed", *METRICS, "trainable_params", "duration_s", "created"])
+    """One row per finished run that has test metrics: its configuration (``config``, in words), seed, metrics."""
+    rows = []
+    for run in runs:
+        if run.status != "finished" or run.metrics.get("test_r2") is None:
+            continue
+        summary = JobSpec.from_dict(run.spec).summary()
+        rows.append({"config": _label(summary), "id": run.id, **summary, "split_seed": run.spec["data"]["split_seed"],
+                     **{m: run.metrics.get(m) for m in METRICS}, "trainable_params": run.info.get("trainable_params"),
+                     "duration_s": run.duration})
+    return pd.DataFrame(rows, columns=["config", "id", *CONFIG_COLUMNS, "seed", "split_seed", *METRICS,
+                                       "trainable_params", "duration_s"])
 
 
-def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds per group (std is 0 with one seed)."""
+def paired_delta(table: pd.DataFrame, config: str, reference: str, metric: str = "test_r2") -> dict:
+    """``metric`` of ``config`` minus ``reference`` on the seeds both have (seed and split seed equal): mean Δ,
+    its 95 % confidence interval and the paired t-test's p-value (with at least 2 pairs)."""
+    key = ["seed", "split_seed"]
+    a = table[table["config"] == config].drop_duplicates(key).set_index(key)[metric]
+    b = table[table["config"] == reference].drop_duplicates(key).set_index(key)[metric]
+    both = a.index.intersection(b.index)
+    diff = (a[both] - b[both]).to_numpy(dtype=float)
+    out = {"pairs": len(diff), "delta": float(diff.mean()) if len(diff) else np.nan, "ci_low": np.nan,
+           "ci_high": np.nan, "p_value": np.nan}
+    if len(diff) >= 2:
+        sem = diff.std(ddof=1) / np.sqrt(len(diff))
+        half = stats.t.ppf(0.975, len(diff) - 1) * sem
+        out.update(ci_low=out["delta"] - half, ci_high=out["delta"] + half,
+                   p_value=float(stats.ttest_rel(a[both], b[both]).pvalue) if sem > 0 else np.nan)
+    return out
+
+
+def _verdict(delta: dict, is_reference: bool) -> str:
+    if is_reference:
+        return "reference"
+    if delta["pairs"] == 0:
+        return "no seed in common with the reference: not compared"
+    if delta["pairs"] < MIN_SEEDS:
+        return f"{delta['pairs']} paired seed(s): too few to tell (run ≥ {MIN_SEEDS})"
+    if not delta["p_value"] < 0.05:
+        return "no clear difference (p ≥ 0.05)"
+    return "higher than the reference (p < 0.05)" if delta["delta"] > 0 else "lower than the reference (p < 0.05)"
+
+
+def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "test_r2") -> pd.DataFrame:
+    """Per configuration: seeds, mean and sample std (undefined with one seed) of every metric, and the paired
+    Δ ``metric`` to ``reference`` (default: the configuration with the most seeds) with its CI, p and verdict."""
     if table.empty:
         return pd.DataFrame()
-    grouped = table.groupby("group", sort=False)
-    out = grouped.agg(runs=("id", "count"), trainable_params=("trainable_params", "mean"),
-                      duration_s=("duration_s", "mean"))
-    for metric in METRICS:
-        out[metric] = grouped[metric].mean()
-        out[f"{metric}_std"] = grouped[metric].std(ddof=0).fillna(0.0)
-    order = [label for label, _, _ in SUITE]
-    out = out.reset_index()
-    return out.sort_values("group", key=lambda g: g.map(lambda x: order.index(x) if x in order else len(order)),
-                           kind="stable").reset_index(drop=True)
+    grouped = table.groupby("config", sort=False)
+    out = grouped.agg(method=("method", "first"), seeds=("id", "count"),
+                      trainable_params=("trainable_params", "mean"), duration_s=("duration_s", "mean"))
+    for m in METRICS:
+        out[m] = grouped[m].mean()
+        out[f"{m}_std"] = grouped[m].std(ddof=1)
+    out = out.reset_index().sort_values(["seeds", metric], ascending=False, kind="stable").reset_index(drop=True)
+    reference = reference if reference in set(out["config"]) else out["config"].iloc[0]
+    deltas = [paired_delta(table, c, reference, metric) for c in out["config"]]
+    for key in ("pairs", "delta", "ci_low", "ci_high", "p_value"):
+        out[f"{key}" if key == "pairs" else f"{key}_{metric}"] = [d[key] for d in deltas]
+    out["verdict"] = [_verdict(d, c == reference) for d, c in zip(deltas, out["config"])]
+    return out
 
 
 def suite_specs(base: JobSpec, seeds: list[int]) -> list[JobSpec]:
@@ -67,15 +119,3 @@ def suite_specs(base: JobSpec, seeds: list[int]) -> list[JobSpec]:
             specs.append(replace(base, method=method, options={**base.options, **options}, name=f"suite:{label}",
                                  data=replace(base.data, split_seed=seed), train=replace(base.train, seed=seed)))
     return specs
-
-
-def best_rows(summary: pd.DataFrame) -> dict[str, str]:
-    """Group with the best mean per metric (lowest error, highest R²)."""
-    best = {}
-    for metric in METRICS:
-        values = summary[metric].to_numpy(dtype=float)
-        if np.all(np.isnan(values)):
-            continue
-        pick = np.nanargmax(values) if metric == "test_r2" else np.nanargmin(values)
-        best[metric] = summary["group"].iloc[int(pick)]
-    return best

@@ -7,7 +7,7 @@ import io
 from rdkit import Chem, rdBase
 from rdkit.Chem import Draw
 
-__all__ = ["molecule_image_uri"]
+__all__ = ["molecule_image_uri", "grid_image"]
 
 
 def molecule_image_uri(smiles: str | None, size: tuple[int, int] = (220, 160)) -> str | None:
@@ -21,3 +21,11 @@ def molecule_image_uri(smiles: str | None, size: tuple[int, int] = (220, 160)) -
     buffer = io.BytesIO()
     Draw.MolToImage(mol, size=size).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def grid_image(smiles: list[str], legends: list[str], per_row: int = 5, size: tuple[int, int] = (240, 190)):
+    """A grid picture of molecules with a legend under each (a PIL image); unparsable ones are left blank."""
+    with rdBase.BlockLogs():
+        mols = [Chem.MolFromSmiles(s) if isinstance(s, str) else None for s in smiles]
+    return Draw.MolsToGridImage([m if m is not None else Chem.Mol() for m in mols], molsPerRow=per_row,
+                                subImgSize=size, legends=legends)

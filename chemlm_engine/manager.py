@@ -1,9 +1,16 @@
-"""Running jobs in the background: ``JobManager`` queues jobs on threads of this process (one at a time by
-default) or hands them to a Ray cluster (:mod:`~chemlm_engine.cluster`), with one interface: submit, cancel,
-active, wait. It sits above both executors, so imports point one way (jobs <- cluster <- manager)."""
+"""Running jobs in the background: ``JobManager`` queues jobs (one at a time by default) and runs each in a
+process of its own, on a thread of this process, or as a task on a Ray cluster (:mod:`~chemlm_engine.cluster`),
+with one interface: submit, cancel, active, wait. It sits above the executors, so imports point one way
+(jobs <- cluster <- manager).
+
+Why a process: a training loop shares the interpreter lock with whatever else runs in its process. In the
+Streamlit server (page reruns every few seconds, charts, websocket traffic) a job on a thread got only 0.4x
+of the CLI's speed (``bench/app_speed.py``); in a process of its own it trains as fast as the CLI."""
 from __future__ import annotations
 
+import atexit
 import logging
+import multiprocessing
 import queue
 import threading
 import time
@@ -11,19 +18,28 @@ import time
 from .config import JobSpec
 from .errors import JobCancelledError
 from .jobs import check_job_data, run_job
-from .store import RunStore
+from .store import ACTIVE_STATUSES, RunStore
 
 __all__ = ["JobManager", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
 
 
-EXECUTORS = ("thread", "ray")
+EXECUTORS = ("process", "thread", "ray")
+_SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter: no lock, threads or CUDA state inherited
+
+
+def _run_in_child(spec_json: str, url: str, home: str, run_id: str, cancel) -> None:
+    try:
+        run_job(JobSpec.from_json(spec_json), RunStore(url, home), run_id, cancel=cancel)
+    except (JobCancelledError, KeyboardInterrupt):
+        pass  # recorded by run_job
 
 
 class JobManager:
-    """Runs submitted jobs on background threads, in order (``executor="thread"``, one per process), or
-    as Ray tasks on a cluster (``executor="ray"``, see :mod:`chemlm_engine.cluster`); same interface.
+    """Runs submitted jobs in order, each in a child process (``executor="process"``: what the app uses) or on
+    a thread of this process (``"thread"``), or as Ray tasks on a cluster (``"ray"``, see
+    :mod:`chemlm_engine.cluster`); same interface. ``workers`` jobs run at once.
 
     At start-up, runs left ``queued`` / ``running`` by a process that no longer exists are marked
     ``interrupted``.
@@ -37,7 +53,9 @@ class JobManager:
         self.executor = executor
         self.interrupted = store.mark_interrupted()
         self._queue: queue.Queue[tuple[str, JobSpec] | None] = queue.Queue()
-        self._cancel: dict[str, threading.Event] = {}
+        self._cancel: dict[str, threading.Event] = {}  # a process-shared Event for the process executor
+        self._children: dict[str, multiprocessing.process.BaseProcess] = {}
+        self._closing = False
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._ray = None
@@ -46,6 +64,8 @@ class JobManager:
 
             self._ray = RayJobs(store, ray_address, cpus_per_job)
             workers = 0
+        if executor == "process":
+            atexit.register(self._stop_children)  # a job process must not outlive the app
         self._threads = [threading.Thread(target=self._work, name=f"chemlm-job-{i}", daemon=True)
                          for i in range(workers)]
         for thread in self._threads:
@@ -59,7 +79,7 @@ class JobManager:
             self._ray.submit(run_id, spec)
             return run_id
         with self._lock:
-            self._cancel[run_id] = threading.Event()
+            self._cancel[run_id] = _SPAWN.Event() if self.executor == "process" else threading.Event()
         self._queue.put((run_id, spec))
         return run_id
 
@@ -96,6 +116,15 @@ class JobManager:
     def shutdown(self) -> None:
         for _ in self._threads:
             self._queue.put(None)
+        self._stop_children()
+
+    def _stop_children(self) -> None:
+        """Stop job processes still running (their runs become ``interrupted``) and start no more."""
+        with self._lock:
+            self._closing = True
+            children = list(self._children.values())
+        for child in children:
+            child.terminate()
 
     def _work(self) -> None:
         while True:
@@ -110,7 +139,10 @@ class JobManager:
                     continue
                 self._running.add(run_id)
             try:
-                run_job(spec, self.store, run_id, cancel=event)
+                if self.executor == "process":
+                    self._run_child(run_id, spec, event)
+                else:
+                    run_job(spec, self.store, run_id, cancel=event)
             except JobCancelledError:
                 log.info("run %s cancelled", run_id)
             except BaseException:  # already recorded as failed with its traceback; keep serving jobs
@@ -119,3 +151,18 @@ class JobManager:
                 with self._lock:
                     self._running.discard(run_id)
                     self._cancel.pop(run_id, None)
+
+    def _run_child(self, run_id: str, spec: JobSpec, cancel) -> None:
+        child = _SPAWN.Process(target=_run_in_child, name=f"chemlm-{run_id}",
+                               args=(spec.to_json(), self.store.url, str(self.store.home), run_id, cancel))
+        with self._lock:
+            if self._closing:  # shutting down: the job never starts
+                self.store.interrupt(run_id, "the app stopped before the job started")
+                return
+            child.start()
+            self._children[run_id] = child
+        child.join()
+        with self._lock:
+            self._children.pop(run_id, None)
+        if self.store.get_run(run_id).status in ACTIVE_STATUSES:  # killed before run_job could record it
+            self.store.interrupt(run_id, f"the job process stopped (exit code {child.exitcode})")

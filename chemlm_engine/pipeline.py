@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read_csv
@@ -144,14 +145,20 @@ def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec |
     model = model.to(best_device())
     trainable, total = count_parameters(model)
     ctx.store.set_info(ctx.run_id, trainable_params=trainable, total_params=total,
-                       trainable_pct=100.0 * trainable / total, device=str(best_device()),
+                       trainable_pct=100.0 * trainable / total, device=str(best_device()), threads=torch.get_num_threads(),
                        precision=resolve_precision(train.precision, best_device()))
     epochs = train.epochs
     lo, hi = span
 
-    def on_batch(epoch: int, batch: int, n_batches: int) -> None:
+    last_live = [0.0]
+
+    def on_batch(epoch: int, batch: int, n_batches: int, running_mse: float) -> None:
         done = (epoch - 1 + batch / n_batches) / epochs
         ctx.progress(lo + (hi - lo) * done, f"{stage}: epoch {epoch}/{epochs}, batch {batch}/{n_batches}")
+        if time.time() - last_live[0] > 2 and batch < n_batches:  # the live curve inside an epoch
+            last_live[0] = time.time()
+            ctx.store.add_table(ctx.run_id, Tables.LIVE, [{"stage": stage, "epoch": epoch - 1 + batch / n_batches,
+                                                           "train_mse": running_mse}])
 
     def on_epoch(m: EpochMetrics) -> None:
         ctx.store.add_epoch(ctx.run_id, m.epoch, m.__dict__, stage=stage)

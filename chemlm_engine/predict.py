@@ -1,7 +1,7 @@
 """Batch prediction: one output row per input, with the error for rows that cannot be predicted."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -18,9 +18,10 @@ from .inference import mc_dropout, predict_values
 from .model import RegressionModel
 from .molecules import prepare_smiles
 from .tables import pick_column, read_table
+from .training import regression_metrics
 
 __all__ = ["predict_smiles", "predict_csv", "parse_pasted", "nearest_neighbours", "add_applicability_domain",
-           "token_warnings", "DOMAIN_SIMILARITY", "PREDICTION_COLUMNS"]
+           "token_warnings", "measured_metrics", "DOMAIN_SIMILARITY", "PREDICTION_COLUMNS"]
 
 # Below this Tanimoto similarity to the nearest training molecule (Morgan radius 2, 2048 bits) a
 # prediction is flagged as outside the applicability domain: such pairs rarely share a chemical series.
@@ -65,9 +66,13 @@ PREDICTION_COLUMNS = ["row", "name", "input", "canonical_smiles", "prediction", 
                       "standardization"]
 
 
+ProgressFn = Callable[[int, int], None]  # (molecules predicted so far, molecules to predict)
+_CHUNK = 256  # molecules per progress report
+
+
 def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], names: Sequence[str] | None = None,
                    batch_size: int = 128, mc_passes: int = 0,
-                   problems: Sequence[str | None] | None = None) -> pd.DataFrame:
+                   problems: Sequence[str | None] | None = None, progress: ProgressFn | None = None) -> pd.DataFrame:
     """One row per input, in order: every valid SMILES predicted, every other one with its ``error``.
 
     Inputs are standardised as the model's training data was (``standardization`` says what changed,
@@ -76,7 +81,7 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
     Columns: ``row`` (1-based), ``name``, ``input``, ``canonical_smiles``, ``prediction``, ``error``,
     ``warnings``, ``standardization``; for an ensemble also ``uncertainty`` (the members' std) and, when it
     was calibrated, ``interval_low`` / ``interval_high`` (split-conformal); for a single model with
-    ``mc_passes`` > 1 ``uncertainty`` is the MC-dropout std.
+    ``mc_passes`` > 1 ``uncertainty`` is the MC-dropout std. ``progress`` hears after every chunk of molecules.
     """
     inputs = ["" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw) for raw in smiles]
     labels = [""] * len(inputs) if names is None else ["" if pd.isna(n) else str(n) for n in list(names)]
@@ -95,36 +100,59 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
     canonical = frame.loc[valid, "canonical_smiles"].tolist()
     if canonical:
         frame.loc[valid, "warnings"] = token_warnings(model.tokenizer, canonical, model.max_tokens)
-    if isinstance(model, Ensemble):
-        mean, std = model.predict(canonical, batch_size)
-        frame.loc[valid, "prediction"] = mean
+    ensemble = isinstance(model, Ensemble)
+    mean, std = np.zeros(len(canonical)), np.full(len(canonical), np.nan)
+    for start in range(0, len(canonical), _CHUNK):
+        part = slice(start, start + _CHUNK)
+        if ensemble:
+            mean[part], std[part] = model.predict(canonical[part], batch_size)
+        else:
+            mean[part] = predict_values(model, canonical[part], batch_size)
+            if mc_passes > 1:
+                std[part] = mc_dropout(model, canonical[part], mc_passes)[1]
+        if progress is not None:
+            progress(min(start + _CHUNK, len(canonical)), len(canonical))
+    frame.loc[valid, "prediction"] = mean
+    if ensemble or mc_passes > 1:
         frame["uncertainty"] = np.nan
         frame.loc[valid, "uncertainty"] = std
-        if model.conformal is not None:
-            low, high = model.conformal.interval(mean, std)
-            frame[["interval_low", "interval_high"]] = np.nan
-            frame.loc[valid, "interval_low"], frame.loc[valid, "interval_high"] = low, high
-        return frame
-    frame.loc[valid, "prediction"] = predict_values(model, canonical, batch_size)
-    if mc_passes > 1:
-        frame["uncertainty"] = np.nan
-        if len(valid):
-            _, std = mc_dropout(model, frame.loc[valid, "canonical_smiles"].tolist(), mc_passes)
-            frame.loc[valid, "uncertainty"] = std
+    if ensemble and model.conformal is not None:
+        low, high = model.conformal.interval(mean, std)
+        frame[["interval_low", "interval_high"]] = np.nan
+        frame.loc[valid, "interval_low"], frame.loc[valid, "interval_high"] = low, high
     return frame
 
 
 def predict_csv(model: RegressionModel | Ensemble, source: str | Path | IO, smiles_column: str | None = None,
-                name_column: str | None = None, mc_passes: int = 0) -> pd.DataFrame:
+                name_column: str | None = None, mc_passes: int = 0, measured_column: str | None = None,
+                progress: ProgressFn | None = None) -> pd.DataFrame:
     """Predict a CSV's SMILES column (auto-detected unless named); see :func:`predict_smiles`. One output
-    row per data row of the file (blank and ragged rows get their error); the file's other columns follow."""
+    row per data row of the file (blank and ragged rows get their error); the file's other columns follow,
+    as they were. ``measured_column`` (numbers; blank or text cells become missing) is also copied to
+    ``measured``, for :func:`measured_metrics`."""
     table = read_table(source)
-    column = pick_column(list(table.frame.columns), smiles_column, SMILES_COLUMNS, "SMILES")
+    columns = list(table.frame.columns)
+    column = pick_column(columns, smiles_column, SMILES_COLUMNS, "SMILES")
+    for wanted, what in ((name_column, "name"), (measured_column, "measured")):
+        if wanted is not None:
+            pick_column(columns, wanted, (), what)  # an unknown column is a clear error
     names = table.frame[name_column].tolist() if name_column else None
-    result = predict_smiles(model, table.frame[column].tolist(), names, mc_passes=mc_passes, problems=table.problems)
+    result = predict_smiles(model, table.frame[column].tolist(), names, mc_passes=mc_passes, problems=table.problems,
+                            progress=progress)
+    if measured_column:
+        result["measured"] = pd.to_numeric(table.frame[measured_column], errors="coerce").to_numpy()
     passed = table.frame.drop(columns=[c for c in (column, name_column) if c])
     return pd.concat([result, passed.rename(columns=lambda c: f"{c} (input)" if c in result.columns else c)],
                      axis=1)
+
+
+def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """MSE / RMSE / MAE / R² (and n) of the predictions against a ``measured`` column, on rows that have both."""
+    both = frame["prediction"].notna() & frame["measured"].notna()
+    if both.sum() < 2:
+        return {"n": int(both.sum())}
+    return {"n": int(both.sum()), **regression_metrics(frame.loc[both, "measured"].to_numpy(float),
+                                                       frame.loc[both, "prediction"].to_numpy(float))}
 
 
 def _fingerprints(smiles: Sequence[str]) -> list:
@@ -145,10 +173,13 @@ def nearest_neighbours(query: Sequence[str], reference: Sequence[str]) -> pd.Dat
 
 
 def add_applicability_domain(frame: pd.DataFrame, training_smiles: Sequence[str],
+                             training_labels: Sequence[float] | None = None,
                              threshold: float = DOMAIN_SIMILARITY) -> pd.DataFrame:
-    """Add the nearest training molecule, its similarity and ``in_domain`` to a prediction table."""
+    """Add the nearest training molecule, its similarity, its measured value (``nearest_training_label``,
+    with ``training_labels``) and ``in_domain`` to a prediction table."""
     out = frame.copy()
     out["nearest_training_smiles"] = None
+    out["nearest_training_label"] = np.nan
     out["similarity"] = np.nan
     out["in_domain"] = None
     valid = out.index[out["error"].isna()]
@@ -157,4 +188,7 @@ def add_applicability_domain(frame: pd.DataFrame, training_smiles: Sequence[str]
         out.loc[valid, "nearest_training_smiles"] = nn["nearest_training_smiles"].to_numpy()
         out.loc[valid, "similarity"] = nn["similarity"].to_numpy()
         out.loc[valid, "in_domain"] = nn["similarity"].to_numpy() >= threshold
+        if training_labels is not None:
+            label_of = dict(zip(training_smiles, np.asarray(training_labels, dtype=float)))
+            out.loc[valid, "nearest_training_label"] = nn["nearest_training_smiles"].map(label_of).to_numpy()
     return out

@@ -38,6 +38,7 @@ class Tables:
     CURRICULUM_PLAN = "curriculum_plan"  # admissible molecules per epoch
     MLM_LOSS = "mlm_loss"  # masked-LM loss during unsupervised fine-tuning
     PRETRAIN_LOSS = "pretrain_loss"  # losses and speed during pretraining
+    LIVE = "live"  # running training MSE inside epochs (at most one row per 2 s), for the live chart
 
 
 class Kinds:

@@ -60,7 +60,8 @@ class FitResult:
 class TrainCallbacks:
     """Hooks called from the training thread. ``cancel`` is checked before every batch."""
 
-    on_batch: Callable[[int, int, int], None] | None = None  # (epoch, batch index, batches this epoch)
+    # (epoch, batch index, batches this epoch, mean training MSE of the epoch so far, in label units)
+    on_batch: Callable[[int, int, int, float], None] | None = None
     on_epoch: Callable[[EpochMetrics], None] | None = None
     cancel: Event | None = None
 
@@ -170,7 +171,7 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
             loss_sum += loss.item() * len(batch)
             n_seen += len(batch)
             if callbacks.on_batch is not None:
-                callbacks.on_batch(epoch, b + 1, len(batches))
+                callbacks.on_batch(epoch, b + 1, len(batches), loss_sum / n_seen * label_var)
         train_mse = loss_sum / max(n_seen, 1) * label_var
         if val_encoded is not None and len(val_encoded) > 0:
             val_metrics = regression_metrics(val.labels, predict_encoded(model, val_encoded, features=val_features))

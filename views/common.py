@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 import pandas as pd
+import plotly.express as px
 import streamlit as st
 import torch
 
-from chemlm_engine.config import DEFAULT_BACKBONE, DEFAULT_REGRESSOR, DataSpec, JobSpec
-from chemlm_engine.data import read_csv
+from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec
 from chemlm_engine.ensemble import Ensemble, load_predictor
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.jobs import check_job_data, load_split_data
@@ -48,7 +47,7 @@ def store() -> RunStore:
 
 def executor_choice() -> tuple[str, str]:
     """(executor, Ray address) picked in the sidebar; defaults from $CHEMLM_EXECUTOR / $CHEMLM_RAY_ADDRESS."""
-    executor = st.session_state.get("executor", os.environ.get("CHEMLM_EXECUTOR", "thread"))
+    executor = st.session_state.get("executor", os.environ.get("CHEMLM_EXECUTOR", "process"))
     return executor, st.session_state.get("ray_address", os.environ.get("CHEMLM_RAY_ADDRESS", ""))
 
 
@@ -76,9 +75,24 @@ def job_problem(spec_json: str) -> str | None:
 
 
 @st.cache_data(max_entries=8)
-def training_smiles(folder: str) -> list[str]:
+def training_set(folder: str) -> tuple[list[str], list[float] | None]:
+    """The training SMILES and labels saved with a model folder (empty when it has none)."""
     saved = load_training_set(folder)
-    return saved[0] if saved else []
+    return (saved[0], saved[1].tolist()) if saved else ([], None)
+
+
+def fmt3(value) -> str:
+    """A metric for people: 3 significant digits."""
+    return "–" if value is None or value != value else f"{value:.3g}"
+
+
+def parity_plot(frame: pd.DataFrame, measured: str, predicted: str, title: str):
+    lo = float(min(frame[measured].min(), frame[predicted].min()))
+    hi = float(max(frame[measured].max(), frame[predicted].max()))
+    figure = px.scatter(frame, x=measured, y=predicted, hover_data=["smiles"] if "smiles" in frame else None,
+                        opacity=0.6, title=title, labels={measured: "measured", predicted: "predicted"})
+    figure.add_shape(type="line", x0=lo, y0=lo, x1=hi, y1=hi, line={"dash": "dash", "color": "grey"})
+    return figure
 
 
 def device_label() -> str:
@@ -114,60 +128,7 @@ def save_upload(data: bytes, suffix: str = ".csv") -> Path:
     return path
 
 
-def dataset_picker() -> str | None:
-    """Bundled Lipophilicity or an uploaded CSV (with its row-level report shown); returns the
-    ``DataSpec.source`` or ``None`` while no usable file is uploaded."""
-    choice = st.radio("Dataset", ["Bundled Lipophilicity (4,200 molecules)", "Upload a CSV"], horizontal=True)
-    if choice != "Upload a CSV":
-        return "lipophilicity"
-    upload = st.file_uploader("CSV with a SMILES column and a label column", type=["csv"])
-    if upload is None:
-        return None
-    path = save_upload(upload.getvalue())
-    try:
-        data, report = read_csv(path)
-    except ChemLMError as exc:
-        st.error(str(exc))
-        return None
-    st.caption(f"{len(data)} molecules ready · {report.summary()}")
-    if len(report.to_frame()):
-        st.dataframe(report.to_frame(), hide_index=True, height=180)
-    return str(path)
-
-
-def backbone_picker() -> tuple[str, bool]:
-    """Embedded ChemLM-mini, a local folder or a hub id; ``trust_remote_code`` only by explicit opt-in."""
-    pretrained = {run_label(r): r.info["output"] for r in store().runs(status="finished")
-                  if r.method == "pretrain" and Path(r.info.get("output", "")).is_dir()}
-    kinds = ["Embedded ChemLM-mini", *(["A pretraining run"] if pretrained else []), "Local folder or hub id"]
-    kind = st.radio("Backbone", kinds, horizontal=True)
-    if kind == "Embedded ChemLM-mini":
-        return DEFAULT_BACKBONE, False
-    if kind == "A pretraining run":
-        return pretrained[st.selectbox("Pretraining run", list(pretrained))], False
-    backbone = st.text_input("Folder path or hub id", placeholder="ibm/MoLFormer-XL-both-10pct").strip()
-    trust = st.checkbox("Trust remote code", help="Some hub models (MoLFormer-XL) ship their own Python code. "
-                        "Enabling this runs that code on this machine: only do it for models you trust.")
-    return backbone, trust
-
-
 @st.cache_data(max_entries=8)
-def split_data(source: str, split: str, seed: int):
+def split_data(data: DataSpec):
     """Training / validation / test parts of a dataset (cached)."""
-    return load_split_data(DataSpec(source=source, split=split, split_seed=seed))
-
-
-def eta_text(run: RunRecord) -> str:
-    """Elapsed time and a linear ETA from the stored progress fraction."""
-    if run.started_at is None:
-        return "waiting in the queue"
-    elapsed = time.time() - run.started_at
-    if run.progress <= 0.01:
-        return f"{elapsed:.0f} s elapsed"
-    remaining = elapsed * (1 - run.progress) / run.progress
-    return f"{elapsed:.0f} s elapsed · about {remaining:.0f} s left"
-
-
-def metrics_row(run: RunRecord) -> pd.DataFrame:
-    keys = ["test_mse", "test_rmse", "test_mae", "test_r2", "val_mse", "best_epoch", "seconds_per_epoch"]
-    return pd.DataFrame([{k: run.metrics.get(k) for k in keys}])
+    return load_split_data(data)

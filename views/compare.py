@@ -1,57 +1,66 @@
-"""Compare: finished runs grouped by method, mean ± std over seeds, and the full comparison suite."""
+"""Compare: finished runs grouped by their full configuration, mean ± std over seeds, paired Δ to a reference."""
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.compare import METRICS, best_rows, runs_table, suite_specs, summarize
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
-from views.common import backbone_picker, store, submit
+from chemlm_engine.compare import METRICS, MIN_SEEDS, runs_table, suite_specs, summarize
+from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
+from views.common import store, submit
+from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
+from views.live import METRIC_LABELS, live_jobs
 
 st.title("Compare methods")
+st.caption(f"Runs are grouped by everything in their configuration except the seed. A difference is called only "
+           f"from ≥ {MIN_SEEDS} seeds that both configurations share (paired t-test, 95 % CI); one run ranks nothing.")
 
 with st.expander("Run the full comparison"):
     st.caption("Queues full fine-tuning, MLM then regression, curriculum, uncertainty sampling and its random "
                "control, LoRA, BitFit, IA3 and pooled IA3 — each for every seed, on the same split.")
-    c1, c2, c3 = st.columns(3)
-    n_seeds = int(c1.number_input("Seeds", 1, 10, 3))
-    split = c2.radio("Split", ["random", "scaffold"], horizontal=True)
-    epochs = int(c3.number_input("Epochs", 1, 500, 20))
-    backbone, trust = backbone_picker()
-    if st.button("Queue the suite", type="primary", disabled=not backbone):
-        base = JobSpec(data=DataSpec(split=split), model=ModelSpec(backbone=backbone, trust_remote_code=trust),
+    quick = quick_toggle()
+    left, right = st.columns(2)
+    with left:
+        data = data_form(quick, seed=False)
+        n_seeds = int(st.number_input("Seeds (0, 1, …)", 1, 10, 3))
+    with right:
+        backbone, trust = backbone_picker()
+        epochs = epochs_input(quick)
+    if data is not None and backbone:
+        base = JobSpec(data=data, model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                        train=TrainConfig(epochs=epochs))
         specs = suite_specs(base, list(range(n_seeds)))
-        if submit(*specs):
+        cost_caption(specs)
+        if st.button("Queue the suite", type="primary") and submit(*specs):
             st.success(f"Queued {len(specs)} runs; results appear below as they finish.")
 
-
-@st.fragment(run_every=10)
-def comparison() -> None:
-    table = runs_table(store().runs(status="finished"))
-    if table.empty:
-        st.info("No finished runs yet.")
-        return
-    f1, f2, f3 = st.columns(3)
-    filters = {"dataset": f1, "split": f2, "backbone": f3}
-    for column, container in filters.items():
-        options = sorted(table[column].dropna().unique())
-        chosen = container.multiselect(column.capitalize(), options, default=options, key=f"filter-{column}")
-        table = table[table[column].isin(chosen)]
-    summary = summarize(table)
-    if summary.empty:
-        st.caption("No run matches the filters.")
-        return
-    best = best_rows(summary)
-    st.caption("Best per metric: " + ", ".join(f"{m.replace('test_', '')} → **{g}**" for m, g in best.items()))
-    columns = ["group", "runs", *[c for m in METRICS for c in (m, f"{m}_std")], "trainable_params", "duration_s"]
-    styled = summary[columns].style.format(precision=3).format({"trainable_params": "{:,.0f}", "duration_s": "{:.0f}"})
-    styled = styled.highlight_min(subset=["test_mse", "test_rmse", "test_mae"], color="#c8e6c9")
-    styled = styled.highlight_max(subset=["test_r2"], color="#c8e6c9")
-    st.dataframe(styled, hide_index=True)
-    metric = st.radio("Chart", list(METRICS), horizontal=True, key="chart-metric")
-    st.plotly_chart(px.bar(summary, x="group", y=metric, error_y=f"{metric}_std",
-                           title=f"{metric} (mean ± std over seeds)"))
-    with st.expander(f"All {len(table)} runs"):
-        st.dataframe(table, hide_index=True)
+live_jobs()
+table = runs_table(store().runs(status="finished"))
+if table.empty:
+    st.info("No finished runs yet.")
+    st.stop()
+configs = list(table["config"].value_counts().index)  # the most repeated first
+reference = st.selectbox("Reference configuration", configs)
+metric = st.radio("Metric", list(METRICS), horizontal=True, format_func=METRIC_LABELS.get)
+summary = summarize(table, reference, metric)
 
 
-comparison()
+def spread(mean: float, std: float) -> str:
+    return f"{mean:.3g}" if std != std else f"{mean:.3g} ± {std:.2g}"
+
+
+shown = summary.assign(**{METRIC_LABELS[m]: [spread(a, b) for a, b in zip(summary[m], summary[f"{m}_std"])]
+                          for m in METRICS})
+shown[f"Δ {METRIC_LABELS[metric]}"] = [
+    "" if p == 0 or d != d else f"{d:+.3g}" + ("" if lo != lo else f" [{lo:+.2g}, {hi:+.2g}]")
+    for p, d, lo, hi in zip(summary["pairs"], summary[f"delta_{metric}"], summary[f"ci_low_{metric}"],
+                            summary[f"ci_high_{metric}"])]
+st.dataframe(shown, hide_index=True, column_order=[
+    "config", "seeds", *(METRIC_LABELS[m] for m in METRICS), f"Δ {METRIC_LABELS[metric]}", "pairs",
+    f"p_value_{metric}", "verdict", "trainable_params"], column_config={
+    "config": st.column_config.TextColumn("configuration", width="large"),
+    f"p_value_{metric}": st.column_config.NumberColumn("p (paired t)", format="%.3f"),
+    "trainable_params": st.column_config.NumberColumn("trainable params", format="%d")})
+figure = px.bar(summary, x="config", y=metric, error_y=f"{metric}_std", hover_data=["seeds"],
+                title=f"{METRIC_LABELS[metric]}: mean ± std over seeds (no bar for std with one seed)",
+                labels={"config": "", metric: METRIC_LABELS[metric]})
+st.plotly_chart(figure.update_xaxes(tickangle=-20))
+with st.expander(f"All {len(table)} runs"):
+    st.dataframe(table, hide_index=True)

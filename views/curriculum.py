@@ -3,33 +3,34 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import length_bins
 from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, curriculum_for, find_pairs, paired_specs
-from views.common import backbone_picker, dataset_picker, split_data, store, submit
+from views.common import split_data, store, submit
+from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
+from views.live import METRIC_LABELS, live_jobs, sig3
 
 st.title("Curriculum learning")
 st.caption("Easy molecules first: each epoch admits molecules up to a difficulty threshold that rises from "
            "the easiest to the hardest training molecule.")
 
+quick = quick_toggle()
 left, right = st.columns(2)
 with left:
-    source = dataset_picker()
-    split = st.radio("Split (80/10/10)", ["random", "scaffold"], horizontal=True)
-    seed = int(st.number_input("Seed", min_value=0, value=0))
+    data = data_form(quick)
 with right:
     backbone, trust = backbone_picker()
     measure = st.selectbox("Difficulty", DIFFICULTIES, format_func=lambda d: d.replace("_", " "),
-                           disabled=False, help="Token count uses the tokenizer of the chosen backbone.")
+                           help="Token count uses the tokenizer of the chosen backbone.")
     pacing = st.selectbox("Pacing", PACINGS)
     c1, c2 = st.columns(2)
-    epochs = int(c1.number_input("Epochs", 1, 500, 20))
+    epochs = epochs_input(quick, container=c1)
     batch_size = int(c2.number_input("Batch size", 1, 512, 32))
-if source is None:
+if data is None:
     st.stop()
 
-data = split_data(source, split, seed)
-everything = data.train.smiles + data.val.smiles + data.test.smiles
+splits = split_data(data)
+everything = splits.train.smiles + splits.val.smiles + splits.test.smiles
 st.subheader("SMILES length")
 bins = length_bins(everything, 20)
 bins["bin"] = [f"{a:.0f}–{b:.0f}" for a, b in zip(bins.bin_start, bins.bin_end)]
@@ -38,19 +39,20 @@ a.plotly_chart(px.bar(bins, x="bin", y="frequency", title=f"{len(everything)} mo
 b.dataframe(bins[["bin", "frequency", "cumulative_frequency"]], hide_index=True, height=420)
 
 st.subheader("Pacing on the training split")
-spec = JobSpec(method="curriculum", options={"difficulty": measure, "pacing": pacing},
-               data=DataSpec(source=source, split=split, split_seed=seed),
+spec = JobSpec(method="curriculum", options={"difficulty": measure, "pacing": pacing}, data=data,
                model=ModelSpec(backbone=backbone, trust_remote_code=trust),
-               train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed))
-plan = pd.DataFrame(curriculum_for(spec, data.train.smiles).plan())
+               train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=data.split_seed))
+plan = pd.DataFrame(curriculum_for(spec, splits.train.smiles).plan())
 a, b = st.columns(2)
 a.plotly_chart(px.line(plan, x="epoch", y="threshold", markers=True, title=f"Admissible {measure.replace('_', ' ')}"))
 b.plotly_chart(px.bar(plan, x="epoch", y="admissible", title="Admissible training molecules"))
 
+cost_caption(list(paired_specs(spec)))
 if st.button("Launch curriculum and baseline runs", type="primary", disabled=not backbone):
     if submit(*paired_specs(spec)):
         st.success("Queued a curriculum run and a baseline with the same data, seed and epochs.")
 
+live_jobs(("curriculum", "baseline"))
 st.subheader("Curriculum vs baseline")
 pairs = find_pairs(store().runs())
 if not pairs:
@@ -63,10 +65,11 @@ for run in pairs[chosen]:
     epochs_frame = store().epochs(run.id, stage="train")
     if not epochs_frame.empty:
         curves.append(epochs_frame.assign(method=run.method))
-    table.append({"method": run.method, "status": run.status, **{k: run.metrics.get(k) for k in
-                  ("test_mse", "test_rmse", "test_mae", "test_r2", "best_epoch")}})
+    table.append({"method": run.method, "status": run.status,
+                  **{label: sig3(run.metrics.get(key)) for key, label in METRIC_LABELS.items()}})
 if curves:
     frame = pd.concat(curves).melt(id_vars=["epoch", "method"], value_vars=["train_mse", "val_mse"],
                                    var_name="curve", value_name="MSE")
-    st.plotly_chart(px.line(frame, x="epoch", y="MSE", color="method", line_dash="curve", markers=True))
+    st.plotly_chart(px.line(frame, x="epoch", y="MSE", color="method", line_dash="curve", markers=True)
+                    .update_xaxes(dtick=1))
 st.dataframe(pd.DataFrame(table), hide_index=True)

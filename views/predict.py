@@ -1,78 +1,138 @@
-"""Predict: logD for pasted or uploaded SMILES, with structures and an applicability-domain check."""
+"""Predict: logD for pasted or uploaded SMILES, with uncertainty, the applicability domain and the user's columns."""
+import hashlib
+
+import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.depict import molecule_image_uri
+from chemlm_engine.depict import grid_image, molecule_image_uri
 from chemlm_engine.ensemble import is_ensemble
 from chemlm_engine.errors import ChemLMError
+from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, measured_metrics, parse_pasted,
+                                   predict_csv, predict_smiles)
 from chemlm_engine.tables import write_csv
-from chemlm_engine.predict import DOMAIN_SIMILARITY, add_applicability_domain, parse_pasted, predict_csv, \
-    predict_smiles
-from views.common import load_model, model_choices, training_smiles
+from views.common import fmt3, load_model, model_choices, parity_plot, training_set
+from views.forms import column_pickers
 
 st.title("Predict logD")
-
 choices = model_choices()
 if not choices:
     st.warning("No model available yet: train one on the Train page.")
     st.stop()
-model_label = st.selectbox("Model", list(choices))
+labels = list(choices)
+wanted = st.session_state.pop("predict_model", None)  # "Predict with this run" on the Train page
+model_label = st.selectbox("Model", labels, index=labels.index(wanted) if wanted in labels else 0)
 folder = choices[model_label]
 
 mode = st.radio("Input", ["Paste SMILES", "Upload CSV"], horizontal=True)
-text, upload = "", None
+text, upload, columns = "", None, {}
 if mode == "Paste SMILES":
-    text = st.text_area("One SMILES per line, optionally followed by a name (space or tab)", height=160,
-                        placeholder="CC(=O)Oc1ccccc1C(=O)O aspirin\nCn1cnc2c1c(=O)n(C)c(=O)n2C caffeine")
+    text = st.text_area("One SMILES per line, optionally followed by a name (space or tab)", height=140,
+                        placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
 else:
-    upload = st.file_uploader("CSV with a SMILES column", type=["csv"])
+    upload = st.file_uploader("CSV with a SMILES column; every other column is kept in the results",
+                              type=["csv", "tsv", "txt"])
+    if upload is not None:
+        columns = column_pickers(upload.getvalue())
 
 ensemble = is_ensemble(folder)
+passes = 0 if ensemble else 20 * st.checkbox("MC-dropout uncertainty (20 stochastic passes)", value=True)
 if ensemble:
     st.caption("An ensemble: the prediction is its members' mean, ± their spread, with a calibrated 90 % interval.")
-    passes = 0
-else:
-    passes = 20 if st.checkbox("MC-dropout uncertainty (20 stochastic passes)", value=True) else 0
 
-if st.button("Predict", type="primary"):
+# Results belong to one input: a new text, file, model or option clears them.
+key = hashlib.sha256(repr((folder, mode, text, upload.getvalue() if upload else b"", columns, passes))
+                     .encode()).hexdigest()
+if st.session_state.get("predictions_key") != key:
+    st.session_state.pop("predictions", None)
+
+if st.button("Predict", type="primary", disabled=not (text.strip() or (upload and columns is not None))):
+    bar = st.progress(0.0, text="Loading the model …")
+
+    def report(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Predicted {done:,} of {total:,} molecules")
+
     try:
         model = load_model(folder)
         if mode == "Paste SMILES":
             smiles, names = parse_pasted(text)
-            if not smiles:
-                st.warning("Paste at least one SMILES.")
-                st.stop()
-            result = predict_smiles(model, smiles, names, mc_passes=passes)
-        elif upload is not None:
-            result = predict_csv(model, upload, mc_passes=passes)
+            result = predict_smiles(model, smiles, names, mc_passes=passes, progress=report)
         else:
-            st.warning("Upload a CSV first.")
-            st.stop()
-        st.session_state["predictions"] = add_applicability_domain(result, training_smiles(folder))
+            result = predict_csv(model, upload, mc_passes=passes, progress=report, **columns)
+        bar.progress(1.0, text="Checking the applicability domain …")
+        st.session_state["predictions"] = add_applicability_domain(result, *training_set(folder))
+        st.session_state["predictions_key"] = key
     except ChemLMError as exc:
         st.error(str(exc))
+    bar.empty()
 
 result = st.session_state.get("predictions")
-if result is not None:
-    n_bad = int(result["error"].notna().sum())
-    st.caption(f"{len(result) - n_bad} predicted · {n_bad} invalid · similarity below {DOMAIN_SIMILARITY} "
-               "to every training molecule is flagged as outside the applicability domain")
-    shown = result.copy()
-    shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["canonical_smiles"]])
-    n_warned = int(result["warnings"].notna().sum())
-    n_standardized = int(result["standardization"].notna().sum())
-    if n_warned or n_standardized:
-        st.info(f"{n_warned} molecule(s) with warnings (the model cannot read them exactly as written) · "
-                f"{n_standardized} standardised (salts removed, charges neutralised) — see the columns below.")
-    order = ["structure", "name", "input", "prediction", "uncertainty", "interval_low", "interval_high", "error",
-             "warnings", "standardization", "canonical_smiles", "similarity", "in_domain", "nearest_training_smiles"]
-    st.dataframe(shown, hide_index=True, row_height=90, column_order=order, column_config={
-        "structure": st.column_config.ImageColumn("structure", width="medium"),
-        "prediction": st.column_config.NumberColumn("predicted logD", format="%.2f"),
-        "uncertainty": st.column_config.NumberColumn("± (ensemble std)" if ensemble else "± (MC-dropout std)",
-                                                     format="%.2f"),
-        "interval_low": st.column_config.NumberColumn("90 % interval from", format="%.2f"),
-        "interval_high": st.column_config.NumberColumn("to", format="%.2f"),
-        "similarity": st.column_config.NumberColumn("Tanimoto to nearest", format="%.2f"),
-        "in_domain": st.column_config.CheckboxColumn("in domain"),
-    })
-    st.download_button("Download CSV", write_csv(result), "predictions.csv", "text/csv")
+if result is None:
+    st.stop()
+ok = result[result["error"].isna()].copy()
+bad = result[result["error"].notna()]
+outside = int((ok["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not "outside"
+cols = st.columns(4)
+cols[0].metric("Predicted", f"{len(ok):,}")
+cols[1].metric("Invalid", f"{len(bad):,}")
+cols[2].metric("Outside the domain", f"{outside:,}", help=f"Tanimoto similarity below {DOMAIN_SIMILARITY} to every "
+               "training molecule (Morgan radius 2): treat these predictions with care.")
+cols[3].metric("Median logD", fmt3(ok["prediction"].median()) if len(ok) else "–")
+if ok["warnings"].notna().any() or ok["standardization"].notna().any():
+    st.info(f"{int(ok['warnings'].notna().sum())} molecule(s) the model cannot read exactly as written and "
+            f"{int(ok['standardization'].notna().sum())} standardised (salts removed, charges neutralised): "
+            "see the warnings and standardisation columns.")
+
+ok["domain"] = ok["in_domain"].map({True: "✓ in domain", False: "⚠ outside"}).fillna("–")
+if "interval_low" in ok:
+    ok["interval"] = [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(ok["interval_low"], ok["interval_high"])]
+tabs = st.tabs(["Results", "Structures", f"Invalid rows ({len(bad)})", "Distribution"]
+               + (["Against measured"] if "measured" in result else []))
+with tabs[0]:
+    shown = ok.copy()
+    shown.insert(0, "structure", [molecule_image_uri(s, (200, 140)) for s in shown["canonical_smiles"]])
+    shown["nearest"] = [molecule_image_uri(s, (200, 140)) for s in shown["nearest_training_smiles"]]
+    user = [c for c in result.columns if c not in shown.columns or c == "measured"]
+    first = ["row", "structure", "name", "prediction", "uncertainty", "interval", "domain", "similarity", "nearest",
+             "nearest_training_label", *(["measured"] if "measured" in result else [])]
+    rest = ["warnings", "standardization", "input", "canonical_smiles", *[c for c in shown.columns if c in user]]
+    st.dataframe(shown, hide_index=True, row_height=80, height=min(90 + 81 * len(shown), 620),
+                 column_order=[c for c in dict.fromkeys(first + rest) if c in shown.columns], column_config={
+                     "row": st.column_config.NumberColumn("row", width="small"),
+                     "structure": st.column_config.ImageColumn("structure", width="medium"),
+                     "prediction": st.column_config.NumberColumn("logD", format="%.2f"),
+                     "uncertainty": st.column_config.NumberColumn("±", format="%.2f", help="Ensemble std" if ensemble
+                                                                  else "MC-dropout std"),
+                     "interval": st.column_config.TextColumn("90 % interval"),
+                     "similarity": st.column_config.NumberColumn("similarity", format="%.2f",
+                                                                 help="Tanimoto to the nearest training molecule"),
+                     "nearest": st.column_config.ImageColumn("nearest training molecule", width="medium"),
+                     "nearest_training_label": st.column_config.NumberColumn("its measured logD", format="%.2f"),
+                     "measured": st.column_config.NumberColumn("measured", format="%.2f")})
+with tabs[1]:
+    page = ok.head(40)
+    st.caption(f"The first {len(page)} predicted molecules (name · logD ± uncertainty · ⚠ outside the domain).")
+    if len(page):
+        spread = page["uncertainty"] if "uncertainty" in page else [None] * len(page)
+        legends = [f"{n or f'row {r}'} · {p:.2f}" + (f" ± {u:.2f}" if u is not None else "") + (" ⚠" if d is False
+                                                                                                 else "")
+                   for n, r, p, u, d in zip(page["name"], page["row"], page["prediction"], spread, page["in_domain"])]
+        st.image(grid_image(page["canonical_smiles"].tolist(), legends))
+with tabs[2]:
+    if len(bad):
+        st.dataframe(bad[["row", "name", "input", "error"]], hide_index=True, width="stretch",
+                     column_config={"error": st.column_config.TextColumn("why it cannot be predicted", width="large")})
+    else:
+        st.caption("Every row was predicted.")
+with tabs[3]:
+    st.plotly_chart(px.histogram(ok, x="prediction", color="domain", nbins=40, height=320,
+                                 labels={"prediction": "predicted logD"}))
+if "measured" in result:
+    with tabs[4]:
+        metrics = measured_metrics(result)
+        if metrics["n"] < 2:
+            st.caption("Fewer than two rows have both a prediction and a measured value.")
+        else:
+            st.markdown(" · ".join(f"**{name}** {fmt3(metrics[key])}" for name, key in (
+                ("n", "n"), ("R²", "r2"), ("RMSE", "rmse"), ("MAE", "mae"))))
+            st.plotly_chart(parity_plot(ok.dropna(subset=["measured"]), "measured", "prediction", "Your data"))
+st.download_button("Download all rows (CSV, your columns included)", write_csv(result), "predictions.csv", "text/csv")

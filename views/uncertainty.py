@@ -3,42 +3,47 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.depict import molecule_image_uri
-from views.common import backbone_picker, dataset_picker, run_label, store, submit
+from views.common import run_label, store, submit
+from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
+from views.live import live_jobs
 
 st.title("Uncertainty and active learning")
 st.caption("MC dropout: the spread of predictions over stochastic forward passes with dropout on. Active "
            "learning starts from a small labelled subset and adds the most uncertain pool molecules.")
 
 with st.expander("Launch an active-learning run", expanded=not store().runs()):
+    quick = quick_toggle()
     left, right = st.columns(2)
     with left:
-        source = dataset_picker()
-        split = st.radio("Split (80/10/10)", ["random", "scaffold"], horizontal=True)
-        seed = int(st.number_input("Seed", min_value=0, value=0))
-        initial = int(st.number_input("Initial labelled molecules", 10, 10000, 500))
+        data = data_form(quick)
+        initial = int(st.number_input("Initial labelled molecules", 10, 10000, 50 if quick else 500))
     with right:
         backbone, trust = backbone_picker()
-        sweep = st.checkbox("N-sweep (25, 64, 128, 256, 512, 1000) with the random control at every N", value=True)
+        sweep = st.checkbox("N-sweep (25, 64, 128, 256, 512, 1000) with the random control at every N",
+                            value=not quick)
         c1, c2, c3 = st.columns(3)
-        acquire = int(c1.number_input("Acquire N", 1, 10000, 256, disabled=sweep))
+        acquire = int(c1.number_input("Acquire N", 1, 10000, 64 if quick else 256, disabled=sweep))
         rounds = int(c2.number_input("Rounds", 1, 20, 1, disabled=sweep))
         passes = int(c3.number_input("MC passes T", 2, 200, 20))
         c4, c5 = st.columns(2)
         strategy = c4.radio("Strategy", ["uncertainty", "random"], horizontal=True, disabled=sweep)
-        epochs = int(c5.number_input("Epochs per fit", 1, 500, 20))
-    if st.button("Launch", type="primary", disabled=source is None or not backbone):
+        epochs = epochs_input(quick, container=c5)
+    spec = None
+    if data is not None and backbone:
         options = {"initial_size": initial, "passes": passes}
         options.update({"sweep": [25, 64, 128, 256, 512, 1000]} if sweep else
                        {"acquire": acquire, "rounds": rounds, "strategy": strategy})
-        queued = submit(JobSpec(
-            method="uncertainty", options=options, data=DataSpec(source=source, split=split, split_seed=seed),
-            model=ModelSpec(backbone=backbone, trust_remote_code=trust), train=TrainConfig(epochs=epochs, seed=seed)))
-        if queued:
-            st.success(f"Queued run {queued[0]}.")
+        spec = JobSpec(method="uncertainty", options=options, data=data,
+                       model=ModelSpec(backbone=backbone, trust_remote_code=trust),
+                       train=TrainConfig(epochs=epochs, seed=data.split_seed))
+        cost_caption([spec])
+    if st.button("Launch", type="primary", disabled=spec is None) and (queued := submit(spec)):
+        st.success(f"Queued run {queued[0]}.")
 
+live_jobs(("uncertainty",))
 runs = [r for r in store().runs(status="finished") if r.method == "uncertainty"]
 if not runs:
     st.info("No finished active-learning run yet.")

@@ -29,6 +29,16 @@ def finished_run(home, tiny_backbone) -> str:
     return run_job(spec, RunStore(home=home))
 
 
+def widget(at: AppTest, kind: str, label: str):
+    """The widget of ``kind`` (``"radio"``, ``"button"`` …) whose label starts with ``label``."""
+    return next(w for w in getattr(at, kind) if w.label.startswith(label))
+
+
+def use_backbone(at: AppTest, folder) -> None:
+    widget(at, "radio", "Backbone").set_value("Local folder or hub id").run()
+    widget(at, "text_input", "Folder path or hub id").set_value(str(folder)).run()
+
+
 def _app(page: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
@@ -52,13 +62,12 @@ def test_sidebar_shows_device_store_and_jobs(home):
 
 def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_backbone):
     at = _app("views/train.py")
-    at.radio[2].set_value("Local folder or hub id").run()
-    at.text_input[0].set_value(str(tiny_backbone)).run()
-    inputs = {n.label: n for n in at.number_input}
-    inputs["Use a random subset of N molecules (0 = all)"].set_value(100)
-    inputs["Epochs"].set_value(2)
+    use_backbone(at, tiny_backbone)
+    widget(at, "number_input", "Random subset").set_value(100)
+    widget(at, "number_input", "Epochs").set_value(2)
     at.run()
-    at.button[0].click().run()
+    assert any("This launch" in i.value and "1 fit, 160 molecule-epochs" in i.value for i in at.info)
+    widget(at, "button", "Start training").click().run()
     assert not at.exception
     assert "Queued run" in at.success[0].value
     store = RunStore(home=home)
@@ -70,8 +79,10 @@ def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_back
     at.run()
     assert not at.exception
     detail = [d.value for d in at.dataframe]
-    assert any("test_r2" in df.columns and df["test_r2"].notna().all() for df in detail)
+    assert any("R²" in df.columns and df["R²"].notna().all() for df in detail)
     assert any({"train_mse", "val_mse", "val_r2"} <= set(df.columns) for df in detail)
+    overview = next(df for df in detail if "learning_rate" in df.columns)
+    assert overview[["subset", "epochs"]].iloc[0].tolist() == [100, 2]
 
 
 def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, finished_run):
@@ -79,24 +90,26 @@ def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, f
     label = next(o for o in at.selectbox[0].options if finished_run in o)
     at.selectbox[0].set_value(label).run()
     at.text_area[0].set_value("CCO ethanol\nC1CC broken\nc1ccccc1O phenol").run()
-    at.button[0].click().run()
+    widget(at, "button", "Predict").click().run()
     assert not at.exception
-    table = at.dataframe[0].value
-    assert table["prediction"].notna().sum() == 2
-    bad = table[table["error"].notna()]
+    assert {m.label: m.value for m in at.metric}["Invalid"] == "1"
+    table, bad = at.dataframe[0].value, at.dataframe[1].value
+    assert table["prediction"].notna().sum() == 2 and table["uncertainty"].notna().sum() == 2
+    assert table["similarity"].notna().sum() == 2 and set(table["domain"]) <= {"✓ in domain", "⚠ outside"}
     assert bad["input"].tolist() == ["C1CC"] and bad["name"].tolist() == ["broken"]
-    assert table["similarity"].notna().sum() == 2
-    assert table["uncertainty"].notna().sum() == 2
+    assert "C1CC" in bad["error"].iloc[0] or "parse" in bad["error"].iloc[0].lower()
+    at.text_area[0].set_value("CCCO propanol").run()  # a new input: the old results go
+    assert not at.metric and not at.dataframe
 
 
 def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbone):
     at = _app("views/curriculum.py")
     bins = at.dataframe[0].value
     assert len(bins) == 20 and bins["cumulative_frequency"].iloc[-1] == 4200
-    at.radio[2].set_value("Local folder or hub id").run()
-    at.text_input[0].set_value(str(tiny_backbone)).run()
-    {n.label: n for n in at.number_input}["Epochs"].set_value(1).run()
-    at.button[0].click().run()
+    use_backbone(at, tiny_backbone)
+    widget(at, "number_input", "Epochs").set_value(1).run()
+    assert any("2 fits" in i.value for i in at.info)
+    widget(at, "button", "Launch curriculum").click().run()
     assert not at.exception and "Queued a curriculum run and a baseline" in at.success[0].value
     store = RunStore(home=home)
     runs = store.runs()
@@ -128,7 +141,7 @@ def test_train_disables_start_with_the_reason_for_untrainable_data(home):
     at = _app("views/train.py")
     start = next(b for b in at.button if b.label == "Start training")
     assert not start.disabled
-    next(n for n in at.number_input if n.label.startswith("Use a random subset")).set_value(12).run()
+    widget(at, "number_input", "Random subset").set_value(12).run()
     start = next(b for b in at.button if b.label == "Start training")
     assert start.disabled
     assert any("too few molecules" in w.value and "val 1 (needs 2)" in w.value for w in at.warning)
@@ -141,9 +154,10 @@ def test_compare_page_renders_grouped_results(tiny_backbone, tmp_path, monkeypat
     _tiny_runs(RunStore(home=tmp_path / "runs"), tiny_backbone)
     at = _app("views/compare.py")
     assert not at.exception
-    summary = at.dataframe[0].value
-    assert summary.set_index("group").loc["full fine-tuning", "runs"] == 2
-    assert any("Best per metric" in c.value for c in at.caption)
+    summary = at.dataframe[0].value.set_index("config")
+    assert len(summary) == 3 and sorted(summary["seeds"]) == [1, 1, 2]
+    assert "best" not in " ".join(summary["verdict"]).lower()
+    assert all(v == "reference" or "too few" in v for v in summary["verdict"])
 
 
 def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatch):

@@ -1,33 +1,56 @@
+import numpy as np
 import pandas as pd
+from scipy import stats
 
-from chemlm_engine.compare import SUITE, best_rows, method_group, runs_table, suite_specs, summarize
+from chemlm_engine.compare import SUITE, paired_delta, runs_table, suite_specs, summarize
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 
 
 def _tiny_runs(store, backbone):
-    for method, seed in [("baseline", 0), ("baseline", 1), ("lora", 0)]:
+    """Two seeds of full fine-tuning at one learning rate, one run at another, one LoRA run."""
+    for method, seed, lr in [("baseline", 0, 1e-4), ("baseline", 1, 1e-4), ("baseline", 0, 1e-3), ("lora", 0, 1e-4)]:
         run_job(JobSpec(method=method, data=DataSpec(subset=60, split_seed=seed),
                         model=ModelSpec(backbone=str(backbone), head_hidden=8),
-                        train=TrainConfig(epochs=1, seed=seed)), store)
+                        train=TrainConfig(epochs=1, seed=seed, learning_rate=lr)), store)
 
 
-def test_summary_groups_runs_with_mean_and_std(tiny_backbone, store):
+def test_runs_are_grouped_by_full_configuration_never_pooled(tiny_backbone, store):
     _tiny_runs(store, tiny_backbone)
     table = runs_table(store.runs())
-    summary = summarize(table).set_index("group")
-    assert summary.loc["full fine-tuning", "runs"] == 2 and summary.loc["LoRA", "runs"] == 1
-    full = table[table.group == "full fine-tuning"]["test_mse"]
-    assert summary.loc["full fine-tuning", "test_mse"] == full.mean()
-    assert abs(summary.loc["full fine-tuning", "test_mse_std"] - full.std(ddof=0)) < 1e-12
-    assert summary.loc["LoRA", "trainable_params"] < summary.loc["full fine-tuning", "trainable_params"]
-    assert set(best_rows(summary.reset_index())) == {"test_mse", "test_rmse", "test_mae", "test_r2"}
+    summary = summarize(table).set_index("config")
+    assert len(summary) == 3 and sorted(summary["seeds"]) == [1, 1, 2]  # lr 1e-3 is not pooled with lr 1e-4
+    two = summary[summary["seeds"] == 2].iloc[0]
+    assert "lr 0.0001" in two.name and two["method"] == "baseline"
+    values = table[table["config"] == two.name]["test_r2"]
+    assert two["test_r2"] == values.mean() and np.isclose(two["test_r2_std"], values.std(ddof=1))
+    single = summary[summary["seeds"] == 1]
+    assert single["test_r2_std"].isna().all()  # no spread from one run
+    assert (single["verdict"] == "1 paired seed(s): too few to tell (run ≥ 3)").all()
 
 
-def test_best_rows_prefers_low_error_and_high_r2():
-    summary = pd.DataFrame({"group": ["a", "b"], "test_mse": [0.5, 0.4], "test_rmse": [0.7, 0.6],
-                            "test_mae": [0.5, 0.6], "test_r2": [0.6, 0.7]})
-    assert best_rows(summary) == {"test_mse": "b", "test_rmse": "b", "test_mae": "a", "test_r2": "b"}
+def _synthetic(deltas: list[float]) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.6, 0.05, len(deltas))
+    rows = [{"config": c, "id": f"{c}{s}", "seed": s, "split_seed": s, "method": "baseline", "test_r2": v,
+             "test_rmse": 1 - v, "test_mae": 1 - v, "test_mse": 1 - v, "trainable_params": 1, "duration_s": 1}
+            for c, values in (("A", base), ("B", base + np.asarray(deltas))) for s, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_paired_delta_matches_a_paired_t_test_and_calls_only_clear_differences():
+    table = _synthetic([0.05, 0.06, 0.04, 0.05, 0.055])
+    delta = paired_delta(table, "B", "A")
+    a, b = table[table.config == "A"]["test_r2"].to_numpy(), table[table.config == "B"]["test_r2"].to_numpy()
+    assert delta["pairs"] == 5 and np.isclose(delta["delta"], (b - a).mean())
+    assert np.isclose(delta["p_value"], stats.ttest_rel(b, a).pvalue) and delta["ci_low"] > 0
+    summary = summarize(table, reference="A").set_index("config")
+    assert summary.loc["B", "verdict"] == "higher than the reference (p < 0.05)"
+    assert summary.loc["A", "verdict"] == "reference"
+    noisy = summarize(_synthetic([0.1, -0.1, 0.05, -0.06]), reference="A").set_index("config")
+    assert noisy.loc["B", "verdict"] == "no clear difference (p ≥ 0.05)"
+    assert summarize(_synthetic([0.3, 0.3]), reference="A").set_index("config").loc["B", "verdict"].startswith(
+        "2 paired seed(s): too few")
 
 
 def test_suite_covers_every_method_for_every_seed():
@@ -35,4 +58,4 @@ def test_suite_covers_every_method_for_every_seed():
     assert len(specs) == 2 * len(SUITE)
     assert {s.train.seed for s in specs} == {0, 1} and all(s.train.epochs == 3 for s in specs)
     assert all(s.data.split_seed == s.train.seed for s in specs)
-    assert {method_group(s.to_dict()) for s in specs} == {label for label, _, _ in SUITE}
+    assert {s.name for s in specs} == {f"suite:{label}" for label, _, _ in SUITE}

@@ -1,3 +1,5 @@
+import os
+import signal
 import threading
 from dataclasses import replace
 
@@ -95,3 +97,22 @@ def test_store_reads_while_a_job_writes(tiny_backbone, store):
     assert store.url.startswith("sqlite")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_the_process_executor_runs_cancels_and_notices_a_killed_job(tiny_backbone, store):
+    manager = JobManager(store, executor="process")
+    done = manager.wait(manager.submit(_spec(tiny_backbone, epochs=1)), timeout=180)
+    assert done.status == "finished" and done.metrics["test_r2"] is not None and done.pid != os.getpid()
+    assert RegressionModel.load(done.model_path) is not None
+
+    for stop in ("cancel", "kill"):
+        run_id = manager.submit(_spec(tiny_backbone, epochs=200, subset=400))
+        while store.get_run(run_id).progress == 0:  # inside the fit loop, in the child
+            threading.Event().wait(0.05)
+        if stop == "cancel":
+            manager.cancel(run_id)
+        else:
+            os.kill(store.get_run(run_id).pid, signal.SIGKILL)
+        record = manager.wait(run_id, timeout=120)
+        assert record.status == ("cancelled" if stop == "cancel" else "interrupted"), record.message
+        assert len(store.epochs(run_id)) < 200

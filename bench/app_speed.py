@@ -1,0 +1,113 @@
+"""In-app training speed against the CLI, side by side in one run: the same job (default backbone, subset 300,
+3 epochs, seed 0) launched from the Train page of `streamlit run app.py` with the page open in Chromium (the
+live dashboard refreshing), and from `python -m chemlm_engine train`.
+
+    .venv/bin/python bench/app_speed.py [--subset 300] [--epochs 3] [--repeats 2]
+
+Prints seconds per epoch for each launch and the in-app / CLI throughput ratio (target >= 0.9);
+writes bench/results/app_speed.json. Run it on an idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from chemlm_engine.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def in_app(home: Path, subset: int, epochs: int) -> float:
+    """Seconds per epoch of a run started from the Train page, the page staying open until it finishes."""
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.port", str(port)], cwd=ROOT, env={**os.environ, "CHEMLM_HOME": str(home)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(180):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        store = RunStore(home=home)
+        before = {r.id for r in store.runs()}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/train")
+            page.get_by_label("Use a random subset of N molecules (0 = all)").fill(str(subset))
+            page.keyboard.press("Enter")
+            page.get_by_label("Epochs").fill(str(epochs))
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(3000)
+            page.get_by_role("button", name="Start training").click()
+            deadline = time.time() + 3600
+            while time.time() < deadline:
+                new = [r for r in store.runs() if r.id not in before]
+                if new and new[0].status not in ("queued", "running"):
+                    break
+                time.sleep(1)
+            browser.close()
+        run = new[0]
+        assert run.status == "finished", run.error
+        print(f"app run: {run.info.get('threads')} torch threads", flush=True)
+        return run.metrics["seconds_per_epoch"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def from_cli(home: Path, subset: int, epochs: int) -> float:
+    out = subprocess.run([sys.executable, "-m", "chemlm_engine", "train", "--subset", str(subset), "--epochs",
+                          str(epochs), "--seed", "0", "--db", f"sqlite:///{home / 'runs.db'}"],
+                         cwd=ROOT, env={**os.environ, "CHEMLM_HOME": str(home)}, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds_per_epoch"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subset", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench/results/app_speed.json")
+    args = parser.parse_args()
+    rows = []
+    for repeat in range(args.repeats):  # alternate, so drift in the machine's speed hits both alike
+        for where, measure in (("cli", from_cli), ("app", in_app)):
+            with tempfile.TemporaryDirectory() as home:
+                seconds = measure(Path(home), args.subset, args.epochs)
+            rows.append({"launch": where, "repeat": repeat, "seconds_per_epoch": seconds})
+            print(json.dumps(rows[-1]), flush=True)
+    cli = min(r["seconds_per_epoch"] for r in rows if r["launch"] == "cli")
+    app = min(r["seconds_per_epoch"] for r in rows if r["launch"] == "app")
+    summary = {"subset": args.subset, "epochs": args.epochs, "cli_s_per_epoch": cli, "app_s_per_epoch": app,
+               "app_throughput_vs_cli": cli / app, "rows": rows}
+    print(f"\n| launch | s / epoch (best of {args.repeats}) |\n|---|---|\n| CLI | {cli:.2f} |\n| app (Train page "
+          f"open in Chromium) | {app:.2f} |\n\nin-app throughput = {cli / app:.2f} × the CLI's (target ≥ 0.9)")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""What a launch costs before it runs: fits × epochs × training molecules, and a time from the training speed
+this machine measured in earlier runs of the same backbone (a stated rough guess when there are none)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import JobSpec
+from .store import RunStore
+
+__all__ = ["Cost", "estimate_cost", "fits_of", "LIPOPHILICITY_SIZE"]
+
+LIPOPHILICITY_SIZE = 4200
+# Molecule-epochs per second of ChemLM-mini on 2 CPU cores (bf16, validation included), used until this
+# machine has finished a run of its own: 20 epochs of 3,360 molecules take about 8 minutes here.
+_GUESS_SPEED = 140.0
+
+
+@dataclass(frozen=True)
+class Cost:
+    fits: int
+    molecule_epochs: int  # training molecules × epochs, summed over every fit
+    seconds: float | None
+    basis: str  # where the speed comes from
+    extra: str = ""  # what the estimate leaves out
+
+    def describe(self) -> str:
+        time = "" if self.seconds is None else f" ≈ **{_duration(self.seconds)}** ({self.basis})"
+        return (f"{self.fits} fit{'s' * (self.fits != 1)}, {self.molecule_epochs:,} molecule-epochs in all{time}"
+                + (f"; {self.extra}" if self.extra else ""))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def fits_of(spec: JobSpec) -> int:
+    """How many regressors a job trains."""
+    opts = spec.method_options
+    return {"uncertainty": lambda: 1 + (2 * len(opts.sweep) if opts.sweep else opts.rounds),
+            "lora": lambda: max(len(opts.sweep_ranks), 1),
+            "influence": lambda: 2 + 2 * len(opts.k),
+            "ensemble": lambda: opts.members,
+            "pretrain": lambda: 0}.get(spec.method, lambda: 1)()
+
+
+def _train_size(spec: JobSpec) -> int:
+    if spec.data.subset is not None:
+        total = spec.data.subset
+    elif spec.data.source == "lipophilicity":
+        total = LIPOPHILICITY_SIZE
+    else:
+        with open(spec.data.source, "rb") as handle:
+            total = max(sum(1 for _ in handle) - 1, 0)
+    return math.ceil(total * spec.data.fractions[0])
+
+
+def _measured_speed(store: RunStore, backbone: str) -> tuple[float, int] | None:
+    """Molecule-epochs per second over this store's last finished single-fit runs of ``backbone``."""
+    work = seconds = 0.0
+    runs = [r for r in store.runs(status="finished") if r.spec.get("model", {}).get("backbone") == backbone
+            and r.metrics.get("train_seconds") and r.info.get("n_train") and r.metrics.get("epochs_run")][:10]
+    for run in runs:
+        work += run.info["n_train"] * run.metrics["epochs_run"]
+        seconds += run.metrics["train_seconds"]
+    return (work / seconds, len(runs)) if runs and seconds > 0 else None
+
+
+def estimate_cost(specs: Sequence[JobSpec], store: RunStore) -> Cost:
+    """The cost of launching ``specs`` (same backbone assumed for the speed)."""
+    fits = sum(fits_of(s) for s in specs)
+    work = sum(fits_of(s) * s.train.epochs * _train_size(s) for s in specs)
+    extra = []
+    if any(s.method == "influence" for s in specs):
+        extra.append("plus the inverse-HVP solve (LiSSA: minutes at the default scope)")
+    if any(s.method == "mlm" for s in specs):
+        extra.append("plus the masked-LM epochs")
+    if any(s.method == "pretrain" for s in specs):
+        steps = sum(s.method_options.max_steps for s in specs if s.method == "pretrain")
+        extra.append(f"plus {steps:,} pretraining steps (hours on a CPU)")
+    measured = _measured_speed(store, specs[0].model.backbone) if specs else None
+    if measured is not None:
+        speed, n = measured
+        basis = f"at {speed:,.0f} molecule-epochs/s, measured in {n} earlier run{'s' * (n != 1)} here"
+    else:
+        speed, basis = _GUESS_SPEED, (f"a rough guess for {Path(specs[0].model.backbone).name if specs else ''} "
+                                      "on 2 CPU cores; no run finished here yet")
+    return Cost(fits, work, work / speed if work else None, basis, "; ".join(extra))

@@ -1,0 +1,120 @@
+"""The launch forms every job page shares: quick-try preset, data (with column pickers), backbone, epochs, cost."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import streamlit as st
+
+from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec
+from chemlm_engine.costs import estimate_cost
+from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
+from chemlm_engine.errors import ChemLMError
+from chemlm_engine.tables import read_table
+from views.common import run_label, save_upload, store
+
+NAME_COLUMNS = ("name", "id", "compound", "molecule", "title")
+
+
+@st.cache_data(max_entries=8)
+def _header(data: bytes) -> list[str]:
+    return list(read_table(io.BytesIO(data)).frame.columns)
+
+
+def _index(options: list[str], candidates: tuple[str, ...], default: int = 0) -> int:
+    lower = [o.lower() for o in options]
+    return next((lower.index(c.lower()) for c in candidates if c.lower() in lower), default)
+
+
+def column_pickers(data: bytes, value: str = "measured") -> dict[str, str | None] | None:
+    """Pickers for an uploaded CSV's SMILES, name and value columns, pre-set when the names are known;
+    ``value="measured"`` is optional (Predict), ``"label"`` required (Train). ``None`` (the reason shown)
+    when the file cannot be read."""
+    try:
+        columns = _header(data)
+    except ChemLMError as exc:
+        st.error(str(exc))
+        return None
+    optional = ["(none)", *columns]
+    a, b, c = st.columns(3)
+    picked = {"smiles_column": a.selectbox("SMILES column", columns, index=_index(columns, SMILES_COLUMNS))}
+    if value == "measured":
+        name = b.selectbox("Name / ID column", optional, index=_index(optional, NAME_COLUMNS))
+        measured = c.selectbox("Measured value column (optional)", optional, index=_index(optional, LABEL_COLUMNS))
+        picked.update(name_column=None if name == "(none)" else name,
+                      measured_column=None if measured == "(none)" else measured)
+    else:
+        picked["label_column"] = b.selectbox("Label column", columns, index=_index(columns, LABEL_COLUMNS,
+                                                                                   min(1, len(columns) - 1)))
+    return picked
+
+
+QUICK = {"subset": 300, "epochs": 3}  # the "quick try" preset of every launch form
+
+
+def quick_toggle() -> bool:
+    return st.toggle(f"Quick try ({QUICK['subset']} molecules, {QUICK['epochs']} epochs)", key="quick",
+                     help="A small, fast version of the job to see what it does before spending the full cost.")
+
+
+def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
+    """Dataset (bundled or an uploaded CSV with its columns picked and its row report shown), split, seed,
+    subset and standardisation as a ``DataSpec``; ``None`` while no usable file is uploaded."""
+    choice = st.radio("Dataset", ["Bundled Lipophilicity (4,200 molecules)", "Upload a CSV"], horizontal=True)
+    source, columns = "lipophilicity", {}
+    if choice == "Upload a CSV":
+        upload = st.file_uploader("CSV with a SMILES column and a label column", type=["csv", "tsv", "txt"])
+        columns = column_pickers(upload.getvalue(), value="label") if upload is not None else None
+        if columns is None:
+            return None
+        source = str(save_upload(upload.getvalue()))
+        try:
+            data, report = read_csv(source, columns["smiles_column"], columns["label_column"])
+        except ChemLMError as exc:
+            st.error(str(exc))
+            return None
+        st.caption(f"{len(data)} molecules ready · {report.summary()}")
+        if len(report.to_frame()):
+            st.dataframe(report.to_frame(), hide_index=True, height=180)
+    a, b, c = st.columns(3)
+    split = a.radio("Split (80/10/10)", ["random", "scaffold"], horizontal=True)
+    split_seed = int(b.number_input("Seed", min_value=0, value=0, step=1)) if seed else 0
+    subset = QUICK["subset"] if quick else int(c.number_input("Random subset of N molecules (0 = all)", min_value=0,
+                                                              value=0, step=100))
+    if quick:
+        c.caption(f"Subset: {QUICK['subset']} molecules (quick try)")
+    standardize = st.checkbox("Standardise molecules (largest organic fragment, neutralised)", value=True,
+                              help="RDKit rdMolStandardize, recorded with the model: prediction repeats it.")
+    return DataSpec(source=source, split=split, split_seed=split_seed, subset=subset or None, standardize=standardize,
+                    **columns)
+
+
+def epochs_input(quick: bool, default: int = 20, container=st) -> int:
+    if quick:
+        container.caption(f"Epochs: {QUICK['epochs']} (quick try)")
+        return QUICK["epochs"]
+    return int(container.number_input("Epochs", 1, 500, default))
+
+
+def cost_caption(specs: list[JobSpec]) -> None:
+    """What a launch will run and roughly how long it takes on this machine, before it starts."""
+    plan = estimate_cost(specs, store())
+    st.info(f"**This launch:** {plan.describe()}", icon=":material/timer:")
+
+
+def backbone_picker() -> tuple[str, bool]:
+    """Embedded ChemLM-mini, a local folder or a hub id; ``trust_remote_code`` only by explicit opt-in."""
+    pretrained = {run_label(r): r.info["output"] for r in store().runs(status="finished")
+                  if r.method == "pretrain" and Path(r.info.get("output", "")).is_dir()}
+    kinds = ["Embedded ChemLM-mini", *(["A pretraining run"] if pretrained else []), "Local folder or hub id"]
+    kind = st.radio("Backbone", kinds, horizontal=True)
+    if kind == "Embedded ChemLM-mini":
+        return DEFAULT_BACKBONE, False
+    if kind == "A pretraining run":
+        return pretrained[st.selectbox("Pretraining run", list(pretrained))], False
+    backbone = st.text_input("Folder path or hub id", placeholder="ibm/MoLFormer-XL-both-10pct").strip()
+    trust = st.checkbox("Trust remote code", help="Some hub models (MoLFormer-XL) ship their own Python code. "
+                        "Enabling this runs that code on this machine: only do it for models you trust.")
+    return backbone, trust
+
+

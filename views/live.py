@@ -1,0 +1,102 @@
+"""Jobs as the pages show them: the live card (progress, ETA, curve, Cancel), status text, the runs table."""
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from chemlm_engine.store import ACTIVE_STATUSES, RunRecord, Tables
+from views.common import manager, run_label, store
+
+METRIC_LABELS = {"test_r2": "R²", "test_rmse": "RMSE", "test_mae": "MAE", "test_mse": "MSE", "val_mse": "val MSE",
+                 "best_epoch": "best epoch", "seconds_per_epoch": "s / epoch"}
+
+
+def sig3(value):
+    """A number rounded to 3 significant digits (``None`` for missing)."""
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(f"{value:.3g}")
+
+
+def status_text(run: RunRecord) -> str:
+    """One consistent status line: the status, then what the run last said when that adds something."""
+    extra = run.message if run.message and run.message != run.status else ""
+    return f"**{run.status}**" + (f" · {extra}" if extra else "")
+
+
+def eta_text(run: RunRecord) -> str:
+    """Elapsed time and a linear ETA from the stored progress fraction."""
+    if run.started_at is None:
+        return "waiting in the queue"
+    elapsed = time.time() - run.started_at
+    if run.progress <= 0.01:
+        return f"{elapsed:.0f} s elapsed"
+    return f"{elapsed:.0f} s elapsed · about {elapsed * (1 - run.progress) / run.progress:.0f} s left"
+
+
+def metrics_row(run: RunRecord) -> pd.DataFrame:
+    return pd.DataFrame([{label: sig3(run.metrics.get(key)) for key, label in METRIC_LABELS.items()}])
+
+
+@st.cache_data(max_entries=32)
+def _curve(run_id: str, n_epochs: int, n_live: int) -> go.Figure | None:
+    """The curve of the fit now running (a sweep or an ensemble trains several): per-epoch train / validation
+    MSE and the running training MSE inside epochs. Rebuilt only when a row arrives (keyed on the counts)."""
+    epochs, live = store().epochs(run_id), store().table(run_id, Tables.LIVE)
+    stage = epochs["stage"].iloc[-1] if n_epochs else live["stage"].iloc[-1] if n_live else None
+    if stage is None:
+        return None
+    figure = go.Figure()
+    if n_live and (live := live[live["stage"] == stage]).size:
+        figure.add_scatter(x=live["epoch"], y=live["train_mse"], name="train (running)", line={"dash": "dot"})
+    if n_epochs and (epochs := epochs[epochs["stage"] == stage]).size:
+        for column, name in (("train_mse", "train"), ("val_mse", "validation")):
+            figure.add_scatter(x=epochs["epoch"], y=epochs[column], name=name, mode="lines+markers")
+    figure.update_layout(height=240, margin={"t": 30, "b": 10}, title=f"fit: {stage}", yaxis_title="MSE",
+                         xaxis={"title": "epoch", "tick0": 0, "dtick": 1, "rangemode": "tozero"})
+    return figure
+
+
+@st.fragment(run_every=3)
+def live_jobs(methods: tuple[str, ...] | None = None) -> None:
+    """Active runs (of ``methods``) with progress, ETA, curve and Cancel. Refreshes itself every 3 s and reruns
+    the whole page once when one of them ends, so results below it appear without a reload."""
+    active = [r for r in store().runs() if r.status in ACTIVE_STATUSES and (methods is None or r.method in methods)]
+    key = f"active-{methods}"
+    ended = st.session_state.get(key, set()) - {r.id for r in active}
+    st.session_state[key] = {r.id for r in active}
+    if ended:
+        st.rerun(scope="app")
+    if not active:
+        return
+    st.subheader("Running jobs")
+    for run in active:
+        with st.container(border=True):
+            cols = st.columns([5, 1])
+            cols[0].markdown(f"**{run_label(run)}** · {status_text(run)} · {eta_text(run)}")
+            if cols[1].button("Cancel", key=f"cancel-{run.id}"):
+                manager().cancel(run.id)
+            st.progress(run.progress)
+            figure = _curve(run.id, len(store().epochs(run.id)), len(store().table(run.id, Tables.LIVE)))
+            if figure is not None:
+                st.plotly_chart(figure, key=f"curve-{run.id}")
+
+
+def runs_overview(runs: list[RunRecord]) -> None:
+    """Every run with what distinguishes it (method, split, subset, epochs, learning rate) and its test metrics."""
+    rows = [{**run.summary(), "status": run.status} for run in runs]
+    frame = pd.DataFrame(rows)
+    for key, label in METRIC_LABELS.items():
+        if key in frame:
+            frame[label] = frame[key].map(sig3)
+    columns = ["id", "name", "method", "status", "split", "seed", "subset", "epochs", "learning_rate", "R²", "RMSE",
+               "MAE", "duration_s", "options"]
+    st.dataframe(frame, hide_index=True, height=min(40 + 35 * len(frame), 320),
+                 column_order=[c for c in columns if c in frame],
+                 column_config={"duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
+                                "learning_rate": st.column_config.NumberColumn("lr", format="%.0e"),
+                                "subset": st.column_config.NumberColumn("subset", help="empty: all molecules")})
