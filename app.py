@@ -34,7 +34,7 @@ try:
 except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached must not take the app down
     st.sidebar.error(f"Cannot start the {executor_choice()[0]} executor: {exc}")
 with st.sidebar:
-    @st.fragment(run_every=3)
+    @st.fragment(run_every=10)
     def job_list() -> None:
         manager().active()  # lets the Ray executor record tasks that died without a word
         active = [r for r in store().runs() if r.status in ("queued", "running")]
