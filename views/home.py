@@ -1,4 +1,4 @@
-"""Home: what ChemLM Studio does and how good the embedded model is."""
+"""Home: what each page is for, a one-click example for each, and how good the embedded model is."""
 import json
 from pathlib import Path
 
@@ -6,23 +6,52 @@ import pandas as pd
 import streamlit as st
 
 from chemlm_engine.config import DEFAULT_REGRESSOR
+from views.live import sig3
 
 st.title("ChemLM Studio")
-st.markdown(
-    "Fine-tune chemical language models (SMILES transformers) on molecular property regression — "
-    "lipophilicity (logD at pH 7.4) first — and find out which training data helps.\n\n"
-    "- **Train**: launch fine-tuning runs in the background, watch them live, open any run's metrics, "
-    "parity plot and residuals.\n"
-    "- **Predict**: paste or upload SMILES and get logD with the nearest training molecule as an "
-    "applicability-domain check.")
-st.page_link("views/train.py", label="Train a model", icon=":material/model_training:")
-st.page_link("views/predict.py", label="Predict logD", icon=":material/science:")
+st.markdown("Fine-tune chemical language models (SMILES transformers) on molecular property regression — "
+            "lipophilicity (logD at pH 7.4) first — and find out which training data helps.")
+
+# A small batch that shows what Predict reports: a salt (standardised), an invalid SMILES, an unusual molecule.
+EXAMPLE_SMILES = """CC(=O)Oc1ccccc1C(=O)O aspirin
+Cn1cnc2c1c(=O)n(C)c(=O)n2C caffeine
+CC(C)Cc1ccc(C(C)C(=O)O)cc1 ibuprofen
+O=C([O-])c1ccccc1O.[Na+] sodium-salicylate
+CN1CCC[C@H]1c1cccnc1 nicotine
+C1CC broken-ring
+FC(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)S(=O)(=O)O PFOS"""
+
+PAGES = [
+    ("views/predict.py", "Predict", ":material/science:", "logD for pasted or uploaded SMILES, with uncertainty, "
+     "a 90 % interval and the nearest training molecule; your CSV columns stay in the download.",
+     {"predict_text": EXAMPLE_SMILES}),
+    ("views/train.py", "Train", ":material/model_training:", "fine-tune a model in the background and watch it "
+     "live; the cost is shown before you start.", {"quick": True}),
+    ("views/influence.py", "Influence", ":material/hub:", "which extra molecules would help the model, which would "
+     "hurt, and which labels look wrong.", {}),
+    ("views/curriculum.py", "Curriculum", ":material/stairs:", "short SMILES first: the pacing plan, then a "
+     "curriculum run against its baseline.", {"quick": True}),
+    ("views/uncertainty.py", "Uncertainty", ":material/blur_on:", "MC-dropout uncertainty, and active learning "
+     "against random selection.", {"quick": True}),
+    ("views/compare.py", "Compare", ":material/leaderboard:", "runs grouped by configuration, mean ± std over seeds, "
+     "paired differences with a test.", {}),
+]
+for path, title, icon, purpose, example in PAGES:
+    left, right = st.columns([5, 1])
+    left.page_link(path, label=f"**{title}**: {purpose}", icon=icon)
+    if example and right.button("Try it", key=f"try-{title}",
+                                help="Opens the page filled with a small example" if title == "Predict"
+                                else "Opens the page with the quick-try preset (300 molecules, 3 epochs)"):
+        st.session_state.update(example)
+        st.switch_page(path)
 
 st.subheader("Embedded default model")
 metrics_file = Path(DEFAULT_REGRESSOR) / "metrics.json"
 if metrics_file.exists():
     metrics = json.loads(metrics_file.read_text())
     st.write(metrics.get("description", ""))
-    st.dataframe(pd.DataFrame([metrics["test"]]), hide_index=True)
+    names = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "mse": "MSE", "coverage": "90 % interval coverage",
+             "mean_width": "mean interval width"}
+    st.dataframe(pd.DataFrame([{names.get(k, k): sig3(v) for k, v in metrics["test"].items()}]), hide_index=True)
 else:
     st.info("No embedded regressor is shipped yet: choose a finished run on the Predict page.")

@@ -4,23 +4,35 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.config import JobSpec
-from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.depict import molecule_image_uri
-from chemlm_engine.errors import ChemLMError
-from views.common import manager, run_label, save_upload, store
+from chemlm_engine.store import Kinds, Tables
+from views.common import run_label, save_upload, store, submit
+from views.forms import cost_caption, quick_toggle
+from views.live import live_jobs, sig3, status_text
+
+DRIFT_LIMIT = 0.05  # LiSSA's estimate still moving by more than this over its last steps: not settled
 
 st.title("Influence-based data selection")
-st.caption("Score = g_val · H⁻¹ g_z: adding molecule z is predicted to change the validation loss by about "
-           "−score / n. **Positive scores help, negative scores hurt.** The inverse-Hessian product is computed "
-           "once (LiSSA, CG or exact); each molecule then costs one gradient and one dot product. "
-           "**Self-influence** g_z · H⁻¹ g_z flags suspected mislabelled molecules: how far the model would have "
-           "to move to fit a label (first-order influence cannot see random-sign label noise).")
+with st.expander("What the scores mean, and what to do with them", expanded=not store().runs()):
+    st.markdown(
+        "For every molecule of an external **pool** the score estimates how much adding it to the training data "
+        "would lower the validation error: **positive scores help, negative scores hurt** (score = g_val · H⁻¹ "
+        "g_z, Koh & Liang 2017). The job then retrains with the top-k molecules and, as controls, with k random "
+        "ones and with the whole pool, so you see whether the ranking pays.\n\n"
+        "- **Add** the most helpful molecules first when training data is expensive to measure or curate.\n"
+        "- **Check** the most harmful ones and the **suspected mislabelled** (highest self-influence: the model "
+        "would have to move far to fit that label) before trusting their measured values.\n"
+        "- Scores are estimates from one model around its trained weights: they rank, they do not predict exact "
+        "error changes. If the solver has not settled (a warning below), the ranking is noise.")
 
-finished = [r for r in store().runs(status="finished") if r.method not in ("influence",)]
-with st.expander("Launch an influence job", expanded=not finished or not store().runs()):
+finished = [r for r in store().runs(status="finished")
+            if r.method not in ("influence", "pretrain", "ensemble") and not r.spec["model"].get("descriptors")]
+with st.expander("Launch an influence job", expanded=not finished):
     if not finished:
-        st.info("Train a base run first (Train page): its data, split, recipe and seed are reused.")
+        st.info("Train a base run first (Train page; a single model without descriptors): its data, split, "
+                "recipe and seed are reused.")
     else:
+        quick = quick_toggle()
         base = st.selectbox("Base run (recipe, data, split and seed)", finished, format_func=run_label)
         upload = st.file_uploader("External pool: CSV with SMILES and labels (leave empty for the default "
                                   "held-out 30 % of the training split)", type=["csv"])
@@ -33,77 +45,82 @@ with st.expander("Launch an influence job", expanded=not finished or not store()
         c4, c5, c6, c7 = st.columns(4)
         damping = c4.number_input("Damping", 0.0, 10.0, 0.01, format="%.3f")
         scale = c5.number_input("LiSSA scale", 0.1, 1e6, 50.0)
-        depth = int(c6.number_input("LiSSA depth", 1, 10000, 200))
-        repeats = int(c7.number_input("LiSSA repeats", 1, 20, 2))
-        ks = st.multiselect("k values for the sweep", [16, 32, 64, 100, 200, 500], default=[16, 32, 64, 100])
+        depth = int(c6.number_input("LiSSA depth", 1, 10000, 50 if quick else 200))
+        repeats = int(c7.number_input("LiSSA repeats", 1, 20, 1 if quick else 2))
+        ks = st.multiselect("k values for the sweep", [8, 16, 32, 64, 100, 200, 500],
+                            default=[8, 16] if quick else [16, 32, 64, 100])
         skip = st.checkbox("Leave suspected mislabelled molecules out of the top-k",
-                           help="Suspects: self-influence above the validation split's 99th percentile. A "
-                                "first-order score grows with the label error, so wrong labels can rank as "
+                           help="A first-order score grows with the label error, so wrong labels can rank as "
                                 "most helpful.")
-        if st.button("Launch", type="primary"):
-            options = {"scope": scope, "solver": solver, "damping": damping, "scale": scale, "depth": depth,
-                       "repeats": repeats, "k": ks, "corrupt_fraction": corrupt, "skip_suspects": skip}
-            if upload is not None:
-                options["pool"] = str(save_upload(upload.getvalue()))
-            try:
-                spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
-                                          "name": f"influence of {base.id}"})
-                st.success(f"Queued run {manager().submit(spec)}.")
-            except (ValueError, ChemLMError) as exc:
-                st.error(str(exc))
+        options = {"scope": scope, "solver": solver, "damping": damping, "scale": scale, "depth": depth,
+                   "repeats": repeats, "k": ks, "corrupt_fraction": corrupt, "skip_suspects": skip}
+        if upload is not None:
+            options["pool"] = str(save_upload(upload.getvalue()))
+        spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
+                                  "name": f"influence of {base.id}"})
+        cost_caption([spec])
+        if st.button("Launch", type="primary", disabled=not ks) and (queued := submit(spec)):
+            st.success(f"Queued run {queued[0]}.")
 
+live_jobs(("influence",))
 runs = [r for r in store().runs() if r.method == "influence"]
 if not runs:
     st.stop()
 run = st.selectbox("Influence run", runs, format_func=lambda r: f"{run_label(r)} · {r.status}")
-if run.status in ("queued", "running"):
-    st.progress(run.progress, text=run.message)
-if run.status == "failed":
+st.markdown(status_text(run))
+if run.status in ("failed", "diverged"):
     st.error(run.error)
 scores = store().molecules(run.id, Kinds.INFLUENCE)
 if scores.empty:
     st.stop()
+drift = run.metrics.get("solver_norm_drift")
+if drift is not None and drift > DRIFT_LIMIT:
+    st.warning(f"The LiSSA estimate had not settled: its norm still moved {drift:.0%} over the last fifth of "
+               "the steps. Rerun with more depth (or a larger scale / damping) before acting on these scores.")
 m0, m1, m2 = st.columns(3)
 m0.metric("Suspected mislabelled", f"{int(scores['suspect'].sum())} of {len(scores)}",
           help="Self-influence above the validation split's 99th percentile"
-               + (" (left out of the top-k)" if run.spec.get("options", {}).get("skip_suspects") else ""))
+               + (" (left out of the top-k)" if run.spec["options"].get("skip_suspects") else ""))
 if "mislabel_auroc" in run.metrics:
     m1.metric("Corrupted labels found by self-influence (AUROC, chance = 0.5)", f"{run.metrics['mislabel_auroc']:.3f}")
     m2.metric("… by a negative influence score (AUROC)", f"{run.metrics['mislabel_auroc_first_order']:.3f}")
 
-a, b = st.columns(2)
-a.plotly_chart(px.histogram(scores, x="score", color="corrupted" if scores["corrupted"].any() else None, nbins=50,
-                            title="Influence scores (positive = helps)"))
-trace = store().table(run.id, Tables.SOLVER)
-if not trace.empty:
-    b.plotly_chart(px.line(trace, x="step", y="norm", color="repeat", title="Inverse-HVP estimate norm per step"))
 
-sweep = store().table(run.id, Tables.SWEEP)
-if not sweep.empty:
-    st.subheader("k-sweep: influence top-k vs random k vs all")
-    c, d = st.columns(2)
-    c.plotly_chart(px.line(sweep, x="k", y="test_mse", color="selection", markers=True))
-    d.plotly_chart(px.line(sweep, x="k", y="test_r2", color="selection", markers=True))
-    st.dataframe(sweep, hide_index=True)
-
-
-def gallery(frame: pd.DataFrame, title: str) -> None:
+def cards(frame: pd.DataFrame, title: str, per_row: int = 5) -> None:
+    """Molecule cards: structure, rank, score, measured label and flags."""
     st.markdown(f"**{title}**")
-    shown = frame.copy()
-    shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["smiles"]])
-    st.dataframe(shown[["structure", "smiles", "label", "score", "rank", "self_influence", "suspect", "corrupted"]],
-                 hide_index=True,
-                 row_height=80, column_config={"structure": st.column_config.ImageColumn()})
+    for start in range(0, len(frame), per_row):
+        for column, (_, row) in zip(st.columns(per_row), frame.iloc[start:start + per_row].iterrows()):
+            with column.container(border=True):
+                st.image(molecule_image_uri(row["smiles"], (240, 170)) or "", width="stretch")
+                flags = (" · ⚠ suspect" if row["suspect"] else "") + (" · corrupted" if row["corrupted"] else "")
+                st.markdown(f"**#{int(row['rank'])}** · score {sig3(row['score'])}  \nlogD {row['label']:.2f}"
+                            f" · self-infl. {sig3(row['self_influence'])}{flags}")
 
 
 ranked = scores.sort_values("rank")
-left, right = st.columns(2)
-with left:
-    gallery(ranked.head(10), "Most helpful")
-with right:
-    gallery(ranked.tail(10).iloc[::-1], "Most harmful")
-gallery(scores.sort_values("self_influence", ascending=False).head(10),
-        "Suspected mislabelled (highest self-influence)")
-st.subheader("All pool molecules")
-st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "suspect", "corrupted"]], hide_index=True)
+tabs = st.tabs(["Most helpful", "Most harmful", "Suspected mislabelled", "Scores and the k-sweep", "All molecules"])
+with tabs[0]:
+    cards(ranked.head(10), "Adding these is predicted to lower the validation error most")
+with tabs[1]:
+    cards(ranked.tail(10).iloc[::-1], "Adding these is predicted to raise it: check their labels and chemistry")
+with tabs[2]:
+    cards(scores.sort_values("self_influence", ascending=False).head(10), "Highest self-influence")
+with tabs[3]:
+    a, b = st.columns(2)
+    a.plotly_chart(px.histogram(scores, x="score", color="corrupted" if scores["corrupted"].any() else None,
+                                nbins=50, title="Influence scores (positive = helps)"))
+    trace = store().table(run.id, Tables.SOLVER)
+    if not trace.empty:
+        b.plotly_chart(px.line(trace, x="step", y="norm", color="repeat", title="Inverse-HVP estimate norm per step"))
+    sweep = store().table(run.id, Tables.SWEEP)
+    if not sweep.empty:
+        st.markdown("**k-sweep**: retrained with the influence top-k, k random pool molecules, or the whole pool")
+        c, d = st.columns(2)
+        c.plotly_chart(px.line(sweep, x="k", y="test_mse", color="selection", markers=True))
+        d.plotly_chart(px.line(sweep, x="k", y="test_r2", color="selection", markers=True))
+        st.dataframe(sweep, hide_index=True)
+with tabs[4]:
+    st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "suspect", "corrupted"]],
+                 hide_index=True)
 st.download_button("Download scores (CSV)", ranked.to_csv(index=False), f"influence-{run.id}.csv", "text/csv")

@@ -27,7 +27,7 @@ mode = st.radio("Input", ["Paste SMILES", "Upload CSV"], horizontal=True)
 text, upload, columns = "", None, {}
 if mode == "Paste SMILES":
     text = st.text_area("One SMILES per line, optionally followed by a name (space or tab)", height=140,
-                        placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
+                        key="predict_text", placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
 else:
     upload = st.file_uploader("CSV with a SMILES column; every other column is kept in the results",
                               type=["csv", "tsv", "txt"])

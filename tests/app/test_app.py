@@ -180,7 +180,19 @@ def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatc
     at = _app("views/influence.py")
     assert not at.exception
     tables = [d.value for d in at.dataframe]
-    assert any("structure" in t.columns and len(t) == 10 for t in tables)  # most helpful / most harmful
     assert any(list(t.columns[:2]) == ["rank", "smiles"] and len(t) == 28 for t in tables)
+    cards = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert len(cards) == 30 and cards[0].startswith("**#1** · score")  # helpful, harmful, suspects: 10 each
     assert any("AUROC" in m.label for m in at.metric)
     assert any(m.label == "Suspected mislabelled" and m.value.endswith("of 28") for m in at.metric)
+
+
+def test_home_try_it_fills_predict_with_the_example_and_train_with_the_quick_preset(home):
+    at = _app("views/home.py")
+    next(b for b in at.button if b.key == "try-Predict").click().run()
+    assert not at.exception and at.title[0].value == "Predict logD"
+    assert at.text_area[0].value.startswith("CC(=O)Oc1ccccc1C(=O)O aspirin")
+    at = _app("views/home.py")
+    next(b for b in at.button if b.key == "try-Train").click().run()
+    assert at.title[0].value == "Train" and widget(at, "toggle", "Quick try").value
+    assert any("This launch" in i.value and "720 molecule-epochs" in i.value for i in at.info)  # 240 × 3

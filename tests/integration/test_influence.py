@@ -165,3 +165,11 @@ def test_corrupted_labels_are_found(tiny_backbone, lipo):
         # model (measured 0.33-0.58), almost no clean ones (0-0.02)
         suspect = flag_suspects(suspicion, reference)
         assert suspect[corrupted].mean() >= 0.3 and suspect[~corrupted].mean() <= 0.05
+
+
+def test_norm_drift_tells_a_settled_lissa_from_a_moving_one():
+    from chemlm_engine.methods.influence import norm_drift
+
+    settled = [{"repeat": r, "step": s, "norm": 1 - 0.5 ** s} for r in (1, 2) for s in range(1, 51)]
+    moving = [{"repeat": 1, "step": s, "norm": s / 50} for s in range(1, 51)]
+    assert norm_drift(settled) < 1e-6 and norm_drift(moving) > 0.15

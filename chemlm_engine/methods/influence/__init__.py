@@ -27,10 +27,10 @@ from .job import run_influence
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
                      score_pool, self_influence)
 from .solvers import (InfluenceDivergedError, LissaConfig, SolveResult, conjugate_gradient, exact_solve, flatten,
-                      gauss_newton_vp, hvp, lissa, mean_grad, per_sample_grads)
+                      gauss_newton_vp, hvp, lissa, mean_grad, norm_drift, per_sample_grads)
 from .tracked import TransformerInfluence
 
 __all__ = ["InfluenceDivergedError", "LissaConfig", "SolveResult", "per_sample_grads", "mean_grad", "hvp",
            "gauss_newton_vp", "lissa", "conjugate_gradient", "exact_solve", "TransformerInfluence", "flatten",
            "score_pool", "last_layer_inverse", "self_influence", "score_molecules", "score_molecules_sharded",
-           "corrupt_labels", "flag_suspects", "run_influence"]
+           "corrupt_labels", "flag_suspects", "norm_drift", "run_influence"]

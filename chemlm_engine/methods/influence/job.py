@@ -17,7 +17,7 @@ from ...store import Kinds, Tables
 from ..registry import InfluenceOptions
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
                      self_influence)
-from .solvers import LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad
+from .solvers import LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad, norm_drift
 from .tracked import TransformerInfluence
 
 
@@ -85,7 +85,7 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
          "self_influence": suspicion, "suspect": suspect, "corrupted": corrupted}))
     metrics = {f"base_{k}": v for k, v in base_metrics.items() if k.startswith("test_")}
     metrics.update({"n_pool": len(pool), "n_params_tracked": influence.n_params, "solver": solved.method,
-                    "n_suspects": int(suspect.sum())})
+                    "n_suspects": int(suspect.sum()), "solver_norm_drift": norm_drift(solved.trace)})
     if corrupted.any():
         # How well each ranking finds the corrupted labels (0.5 = chance)
         metrics["mislabel_auroc"] = float(roc_auc_score(corrupted, suspicion))

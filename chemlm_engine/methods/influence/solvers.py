@@ -110,6 +110,17 @@ class SolveResult:
     trace: list[dict[str, float]] = field(default_factory=list)
 
 
+def norm_drift(trace: list[dict[str, float]], tail: float = 0.2) -> float:
+    """How much the estimate's norm still moved over the last ``tail`` of each repeat's steps (relative change,
+    worst repeat): near 0 when the recursion has settled; above ~0.05 the scores are not to be trusted yet."""
+    drift = 0.0
+    for repeat in {row["repeat"] for row in trace}:
+        norms = [row["norm"] for row in trace if row["repeat"] == repeat]
+        start = norms[max(0, int(len(norms) * (1 - tail)) - 1)]
+        drift = max(drift, abs(norms[-1] - start) / max(abs(norms[-1]), 1e-12))
+    return drift
+
+
 def lissa(matvec: MatVec, inputs: tuple[torch.Tensor, ...], vector: torch.Tensor,
           config: LissaConfig = LissaConfig(),
           on_step: Callable[[int, int, float], None] | None = None) -> SolveResult:
