@@ -11,7 +11,6 @@ import pandas as pd
 from scipy import stats
 
 from .config import JobSpec
-from .methods.registry import METHODS
 from .store import RunRecord
 
 __all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "runs_table", "summarize", "paired_delta", "suite_specs",
@@ -38,8 +37,7 @@ SUITE: tuple[tuple[str, str, dict], ...] = (
 
 def _label(row: dict) -> str:
     """A configuration in words: method, data, recipe, and its non-default options."""
-    options = {k: v for k, v in json.loads(row["options"] or "{}").items()
-               if v != getattr(METHODS[row["method"]].options(), k)}
+    options = json.loads(row["options"] or "{}")
     extras = [*(["descriptors"] if row["descriptors"] else []), *(["augmented"] if row["augment"] else []),
               *(f"{k}={v}" for k, v in options.items())]
     subset = f"{row['subset']:,} mol" if row["subset"] else "all"
@@ -104,7 +102,9 @@ def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "
         out[f"{m}_std"] = grouped[m].std(ddof=1)
     out = out.reset_index().sort_values(["seeds", metric], ascending=False, kind="stable").reset_index(drop=True)
     reference = reference if reference in set(out["config"]) else out["config"].iloc[0]
-    deltas = [paired_delta(table, c, reference, metric) for c in out["config"]]
+    deltas = [paired_delta(table, c, reference, metric) if c != reference else
+              {"pairs": 0, "delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
+              for c in out["config"]]
     for key in ("pairs", "delta", "ci_low", "ci_high", "p_value"):
         out[f"{key}" if key == "pairs" else f"{key}_{metric}"] = [d[key] for d in deltas]
     out["verdict"] = [_verdict(d, c == reference) for d, c in zip(deltas, out["config"])]

@@ -53,9 +53,10 @@ shown[f"Δ {METRIC_LABELS[metric]}"] = [
     for p, d, lo, hi in zip(summary["pairs"], summary[f"delta_{metric}"], summary[f"ci_low_{metric}"],
                             summary[f"ci_high_{metric}"])]
 st.dataframe(shown, hide_index=True, column_order=[
-    "config", "seeds", *(METRIC_LABELS[m] for m in METRICS), f"Δ {METRIC_LABELS[metric]}", "pairs",
-    f"p_value_{metric}", "verdict", "trainable_params"], column_config={
+    "config", "seeds", "verdict", *(METRIC_LABELS[m] for m in METRICS), f"Δ {METRIC_LABELS[metric]}", "pairs",
+    f"p_value_{metric}", "trainable_params"], column_config={
     "config": st.column_config.TextColumn("configuration", width="large"),
+    "verdict": st.column_config.TextColumn(f"vs the reference ({METRIC_LABELS[metric]})", width="medium"),
     f"p_value_{metric}": st.column_config.NumberColumn("p (paired t)", format="%.3f"),
     "trainable_params": st.column_config.NumberColumn("trainable params", format="%d")})
 figure = px.bar(summary, x="config", y=metric, error_y=f"{metric}_std", hover_data=["seeds"],

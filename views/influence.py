@@ -123,4 +123,5 @@ with tabs[3]:
 with tabs[4]:
     st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "suspect", "corrupted"]],
                  hide_index=True)
-st.download_button("Download scores (CSV)", ranked.to_csv(index=False), f"influence-{run.id}.csv", "text/csv")
+st.download_button("Download scores (CSV)", ranked.to_csv(index=False), f"influence-{run.id}.csv",
+                   "text/csv", on_click="ignore")

@@ -91,6 +91,7 @@ def runs_overview(runs: list[RunRecord]) -> None:
     """Every run with what distinguishes it (method, split, subset, epochs, learning rate) and its test metrics."""
     rows = [{**run.summary(), "status": run.status} for run in runs]
     frame = pd.DataFrame(rows)
+    frame["subset"] = frame["subset"].map(lambda n: "all" if n != n or n is None else f"{int(n):,}")
     for key, label in METRIC_LABELS.items():
         if key in frame:
             frame[label] = frame[key].map(sig3)

@@ -135,4 +135,5 @@ if "measured" in result:
             st.markdown(" · ".join(f"**{name}** {fmt3(metrics[key])}" for name, key in (
                 ("n", "n"), ("R²", "r2"), ("RMSE", "rmse"), ("MAE", "mae"))))
             st.plotly_chart(parity_plot(ok.dropna(subset=["measured"]), "measured", "prediction", "Your data"))
-st.download_button("Download all rows (CSV, your columns included)", write_csv(result), "predictions.csv", "text/csv")
+st.download_button("Download all rows (CSV, your columns included)", write_csv(result), "predictions.csv",
+                   "text/csv", on_click="ignore")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
@@ -76,25 +78,37 @@ def _screenshot_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def test_predict_three_pasted_smiles_in_a_real_browser(app_url, page, tmp_path):
-    page.goto(f"{app_url}/predict")
-    box = page.locator("textarea")
-    box.fill("CCO ethanol\nC1CC not-a-molecule\nc1ccccc1O phenol")
-    box.press("Control+Enter")  # commit the text area before clicking
-    page.wait_for_timeout(500)
-    page.get_by_role("button", name="Predict").click()
-    page.get_by_text("2 predicted · 1 invalid").wait_for()
-    grid = page.locator('[data-testid="stDataFrame"]')
-    grid.locator("canvas").first.wait_for()
-    page.wait_for_timeout(3000)  # let the grid and the structure images paint
-    rows = [r for r in grid.locator('[role="row"]').all_inner_texts() if "data:image" in r or "C1CC" in r]
-    assert len(rows) == 3
-    errors = [r for r in rows if "cannot parse SMILES" in r]
-    assert len(errors) == 1 and "not-a-molecule" in errors[0]
-    assert sum("ethanol" in r or "phenol" in r for r in rows if r not in errors) == 2
-    shot = _screenshot_dir(tmp_path) / "predict.png"
+def _shot(page, tmp_path: Path, name: str) -> Path:
+    shot = _screenshot_dir(tmp_path) / name
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+    return shot
+
+
+def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, tmp_path):
+    upload = tmp_path / "mine.csv"
+    upload.write_text("ID,smiles,logD,note\nA-1,CCO,-0.3,ethanol\nA-2,C1CC,1.0,broken\nA-3,c1ccccc1O,1.5,phenol\n"
+                      "A-4,[Xe],0.0,xenon\nA-5,CCCCCCCCCCCCCCCCCC(=O)O,3.9,stearic acid\n")
+    page.goto(f"{app_url}/predict")
+    page.get_by_text("Upload CSV").click()
+    page.locator('input[type="file"]').set_input_files(str(upload))
+    page.get_by_text("Name / ID column").wait_for()
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    page.get_by_text("Outside the domain", exact=True).wait_for()
+    metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
+    assert any(m.startswith("Predicted") and m.endswith("4") for m in metrics)
+    assert any(m.startswith("Invalid") and m.endswith("1") for m in metrics)
+    page.wait_for_timeout(3000)  # let the grid and the structure images paint
+    _shot(page, tmp_path, "predict.png")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download all rows").click()
+    saved = pd.read_csv(download.value.path())
+    assert saved["name"].tolist() == ["A-1", "A-2", "A-3", "A-4", "A-5"]  # the IDs, row for row
+    assert saved["note"].tolist()[:3] == ["ethanol", "broken", "phenol"] and saved["measured"].notna().sum() == 5
+    page.get_by_role("tab", name="Against measured").click()
+    page.get_by_text("R²").first.wait_for()
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
 
 
 def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tmp_path, tiny_backbone):
@@ -103,19 +117,54 @@ def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tm
     folder = page.get_by_label("Folder path or hub id")
     folder.fill(str(tiny_backbone))
     folder.press("Enter")
-    epochs = page.get_by_label("Epochs")
+    epochs = page.get_by_label("Epochs", exact=True)
     epochs.fill("200")
     epochs.press("Enter")
     page.wait_for_timeout(1000)
+    page.get_by_text("This launch").wait_for()
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Queued run").wait_for()
-    page.get_by_text("train: epoch").first.wait_for()  # the live view shows the running job's progress
-    # loss curves appear after the first epoch
-    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=120_000)
+    page.get_by_text("Running jobs").wait_for(timeout=60_000)  # the live card, refreshed by itself
+    page.get_by_text("Live curve").click()
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=120_000)
     page.get_by_text("Running jobs").scroll_into_view_if_needed()
     page.wait_for_timeout(2500)
-    shot = _screenshot_dir(tmp_path) / "train.png"
-    page.screenshot(path=str(shot), full_page=True)
+    _shot(page, tmp_path, "train.png")
     page.get_by_role("button", name="Cancel").first.click()
-    page.get_by_text("No job is running.").wait_for(timeout=60_000)
-    assert shot.stat().st_size > 10_000
+    page.get_by_text("Running jobs").wait_for(state="detached", timeout=60_000)
+    page.wait_for_timeout(2000)  # the page reruns when the run ends: the runs table says so
+    rows = page.locator('[data-testid="stDataFrame"]').first.locator('[role="row"]').all_inner_texts()
+    assert any("cancelled" in r and "200" in r for r in rows)
+
+
+def test_compare_shows_two_configurations_and_names_no_winner(app_url, page, tmp_path, tiny_backbone):
+    store = RunStore(home=tmp_path / "runs")
+    for seed, lr in ((1, 1e-4), (0, 1e-3)):  # with the fixture's run: lr 1e-4 on seeds 0 and 1, lr 1e-3 once
+        run_job(JobSpec(data=DataSpec(subset=80, split_seed=seed), model=ModelSpec(backbone=str(tiny_backbone),
+                        head_hidden=16), train=TrainConfig(epochs=1, batch_size=16, seed=seed, learning_rate=lr)),
+                store)
+    page.goto(f"{app_url}/compare")
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.locator("canvas").first.wait_for()
+    page.wait_for_timeout(2000)
+    rows = [r for r in grid.locator('[role="row"]').all_inner_texts() if "baseline ·" in r]
+    assert len(rows) == 2 and any("lr 0.001" in r for r in rows)
+    assert any("reference" in r for r in rows) and any("too few to tell" in r for r in rows)
+    assert "best" not in page.locator("main").inner_text().lower()
+    _shot(page, tmp_path, "compare.png")
+
+
+def test_influence_shows_molecule_cards(app_url, page, tmp_path):
+    store = RunStore(home=tmp_path / "runs")
+    base = store.runs()[0]
+    spec = JobSpec.from_dict({**base.spec, "method": "influence",
+                              "options": {"k": [4], "solver": "cg", "scope": "head", "damping": 0.1}})
+    run_job(spec, store)
+    page.goto(f"{app_url}/influence")
+    cards = page.locator("p").filter(has_text=re.compile(r"#\d+ · score[\s\S]*self-infl\."))
+    cards.first.wait_for()
+    page.wait_for_timeout(1500)
+    visible = [c for c in cards.all_inner_texts() if c]  # the open tab: the ten most helpful
+    assert len(visible) >= 10 and visible[0].startswith("#1 · score")
+    page.wait_for_timeout(1500)
+    _shot(page, tmp_path, "influence.png")
