@@ -82,7 +82,7 @@ def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_back
     assert any("R²" in df.columns and df["R²"].notna().all() for df in detail)
     assert any({"train_mse", "val_mse", "val_r2"} <= set(df.columns) for df in detail)
     overview = next(df for df in detail if "learning_rate" in df.columns)
-    assert overview[["subset", "epochs"]].iloc[0].tolist() == [100, 2]
+    assert overview[["subset", "epochs"]].iloc[0].tolist() == ["100", 2]
 
 
 def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, finished_run):
