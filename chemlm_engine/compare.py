@@ -90,8 +90,9 @@ def _verdict(delta: dict, is_reference: bool) -> str:
 
 
 def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "test_r2") -> pd.DataFrame:
-    """Per configuration: seeds, mean and sample std (undefined with one seed) of every metric, and the paired
-    Δ ``metric`` to ``reference`` (default: the configuration with the most seeds) with its CI, p and verdict."""
+    """Per configuration: what sets it apart from the others shown (``differs``), seeds, mean and sample std
+    (undefined with one seed) of every metric, and the paired Δ ``metric`` to ``reference`` (default: the
+    configuration with the most seeds) with its CI, p and verdict."""
     if table.empty:
         return pd.DataFrame()
     grouped = table.groupby("config", sort=False)
@@ -100,6 +101,10 @@ def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "
     for m in METRICS:
         out[m] = grouped[m].mean()
         out[f"{m}_std"] = grouped[m].std(ddof=1)
+    varying = [c for c in CONFIG_COLUMNS if c in table and table[c].astype(str).nunique() > 1]
+    settings = grouped[varying].first() if varying else None
+    out["differs"] = ["" if settings is None else " · ".join(f"{c} {settings.loc[config, c]}" for c in varying)
+                      for config in out.index]  # only what tells the configurations on show apart
     out = out.reset_index().sort_values(["seeds", metric], ascending=False, kind="stable").reset_index(drop=True)
     reference = reference if reference in set(out["config"]) else out["config"].iloc[0]
     deltas = [paired_delta(table, c, reference, metric) if c != reference else

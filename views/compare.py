@@ -53,15 +53,17 @@ shown[f"Δ {METRIC_LABELS[metric]}"] = [
     for p, d, lo, hi in zip(summary["pairs"], summary[f"delta_{metric}"], summary[f"ci_low_{metric}"],
                             summary[f"ci_high_{metric}"])]
 st.dataframe(shown, hide_index=True, column_order=[
-    "config", "seeds", "verdict", *(METRIC_LABELS[m] for m in METRICS), f"Δ {METRIC_LABELS[metric]}", "pairs",
+    "differs", "seeds", "verdict", *(METRIC_LABELS[m] for m in METRICS), f"Δ {METRIC_LABELS[metric]}", "pairs",
     f"p_value_{metric}", "trainable_params"], column_config={
-    "config": st.column_config.TextColumn("configuration", width="large"),
+    "differs": st.column_config.TextColumn("configuration (what differs)", width="medium"),
     "verdict": st.column_config.TextColumn(f"vs the reference ({METRIC_LABELS[metric]})", width="medium"),
     f"p_value_{metric}": st.column_config.NumberColumn("p (paired t)", format="%.3f"),
     "trainable_params": st.column_config.NumberColumn("trainable params", format="%d")})
-figure = px.bar(summary, x="config", y=metric, error_y=f"{metric}_std", hover_data=["seeds"],
+figure = px.bar(summary, x="differs" if summary["differs"].any() else "config", y=metric, error_y=f"{metric}_std", hover_data=["seeds"],
                 title=f"{METRIC_LABELS[metric]}: mean ± std over seeds (no bar for std with one seed)",
-                labels={"config": "", metric: METRIC_LABELS[metric]})
+                labels={"config": "", "differs": "", metric: METRIC_LABELS[metric]})
 st.plotly_chart(figure.update_xaxes(tickangle=-20))
+with st.expander("Full configurations"):
+    st.dataframe(summary[["differs", "config"]], hide_index=True)
 with st.expander(f"All {len(table)} runs"):
     st.dataframe(table, hide_index=True)

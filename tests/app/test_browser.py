@@ -66,7 +66,7 @@ def page():
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab = browser.new_page(viewport={"width": 1400, "height": 1400})
         tab.set_default_timeout(60_000)
         yield tab
         browser.close()
@@ -147,8 +147,8 @@ def test_compare_shows_two_configurations_and_names_no_winner(app_url, page, tmp
     grid = page.locator('[data-testid="stDataFrame"]').first
     grid.locator("canvas").first.wait_for()
     page.wait_for_timeout(2000)
-    rows = [r for r in grid.locator('[role="row"]').all_inner_texts() if "baseline ·" in r]
-    assert len(rows) == 2 and any("lr 0.001" in r for r in rows)
+    rows = [r for r in grid.locator('[role="row"]').all_inner_texts() if "learning_rate" in r]
+    assert len(rows) == 2 and any("learning_rate 0.001" in r for r in rows)
     assert any("reference" in r for r in rows) and any("too few to tell" in r for r in rows)
     assert "best" not in page.locator("main").inner_text().lower()
     _shot(page, tmp_path, "compare.png")

@@ -108,3 +108,21 @@ def test_predict_refuses_a_folder_that_ships_code_without_the_flag(tmp_path):
     result = _cli("predict", "--model", str(folder), "--smiles", "CCO", env_home=tmp_path)
     assert result.returncode == 2 and "needs trust_remote_code" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_predict_csv_keeps_columns_reports_progress_and_measured(tiny_backbone, store, tmp_path):
+    from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+    from chemlm_engine.jobs import run_job
+    from chemlm_engine.model import RegressionModel
+    from chemlm_engine.predict import predict_csv
+
+    run = store.get_run(run_job(JobSpec(data=DataSpec(subset=80), model=ModelSpec(backbone=str(tiny_backbone),
+                                        head_hidden=8), train=TrainConfig(epochs=1)), store))
+    (tmp_path / "in.csv").write_text("ID;SMILES;exp;note\nm1;CCO;0.1;a\nm2;C1CC;1.0;b\n" +
+                                     "".join(f"x{i};{'C' * (i + 1)}O;;c\n" for i in range(300)))
+    seen = []
+    out = predict_csv(RegressionModel.load(run.model_path), tmp_path / "in.csv", name_column="ID",
+                      measured_column="exp", progress=lambda done, total: seen.append((done, total)))
+    assert out["name"].tolist()[:2] == ["m1", "m2"] and out["note"].tolist()[:2] == ["a", "b"]
+    assert out["measured"].notna().sum() == 2 and len(out) == 302
+    assert seen == [(256, 301), (301, 301)]  # one report per chunk of molecules, valid ones only

@@ -1,0 +1,23 @@
+"""Launch costs: fits × epochs × training molecules, timed with this store's measured speed."""
+from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.costs import estimate_cost, fits_of
+from chemlm_engine.store import RunStore
+
+
+def test_fits_follow_the_method_options():
+    assert fits_of(JobSpec()) == 1 and fits_of(JobSpec(method="ensemble", options={"members": 4})) == 4
+    assert fits_of(JobSpec(method="influence", options={"k": [8, 16]})) == 6  # base, all-pool, 2 × (top-k, random)
+    assert fits_of(JobSpec(method="uncertainty", options={"sweep": [25, 64]})) == 5
+    assert fits_of(JobSpec(method="lora", options={"sweep_ranks": [2, 4, 8]})) == 3
+
+
+def test_the_time_comes_from_runs_measured_here_else_a_stated_guess(tmp_path):
+    store = RunStore(home=tmp_path)
+    spec = JobSpec(data=DataSpec(subset=500), model=ModelSpec(backbone="some/backbone"), train=TrainConfig(epochs=10))
+    guess = estimate_cost([spec], store)
+    assert guess.molecule_epochs == 4000 and "rough guess" in guess.basis  # 400 training molecules × 10 epochs
+    run = store.create_run(spec.to_dict(), "baseline")
+    store.set_info(run, n_train=100)
+    store.finish(run, {"train_seconds": 10.0, "epochs_run": 5})  # 50 molecule-epochs per second
+    cost = estimate_cost([spec, spec], store)
+    assert cost.fits == 2 and cost.seconds == 8000 / 50 and "measured in 1 earlier run" in cost.describe()
