@@ -145,7 +145,8 @@ def train_and_evaluate(ctx: JobContext, data: SplitData, model_spec: ModelSpec |
     model = model.to(best_device())
     trainable, total = count_parameters(model)
     ctx.store.set_info(ctx.run_id, trainable_params=trainable, total_params=total,
-                       trainable_pct=100.0 * trainable / total, device=str(best_device()), threads=torch.get_num_threads(),
+                       trainable_pct=100.0 * trainable / total, device=str(best_device()),
+                       threads=torch.get_num_threads(),
                        precision=resolve_precision(train.precision, best_device()))
     epochs = train.epochs
     lo, hi = span

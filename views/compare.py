@@ -59,7 +59,8 @@ st.dataframe(shown, hide_index=True, column_order=[
     "verdict": st.column_config.TextColumn(f"vs the reference ({METRIC_LABELS[metric]})", width="medium"),
     f"p_value_{metric}": st.column_config.NumberColumn("p (paired t)", format="%.3f"),
     "trainable_params": st.column_config.NumberColumn("trainable params", format="%d")})
-figure = px.bar(summary, x="differs" if summary["differs"].any() else "config", y=metric, error_y=f"{metric}_std", hover_data=["seeds"],
+figure = px.bar(summary, x="differs" if summary["differs"].any() else "config", y=metric, error_y=f"{metric}_std",
+                hover_data=["seeds"],
                 title=f"{METRIC_LABELS[metric]}: mean ± std over seeds (no bar for std with one seed)",
                 labels={"config": "", "differs": "", metric: METRIC_LABELS[metric]})
 st.plotly_chart(figure.update_xaxes(tickangle=-20))

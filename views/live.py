@@ -51,7 +51,8 @@ def _curve(run_id: str, n_epochs: int, n_live: int) -> tuple[str, pd.DataFrame] 
         return None
     parts = []
     if n_live:
-        parts.append(live[live["stage"] == stage][["epoch", "train_mse"]].rename(columns={"train_mse": "train (running)"}))
+        running = live[live["stage"] == stage][["epoch", "train_mse"]]
+        parts.append(running.rename(columns={"train_mse": "train (running)"}))
     if n_epochs:
         parts.append(epochs[epochs["stage"] == stage][["epoch", "train_mse", "val_mse"]]
                      .rename(columns={"train_mse": "train", "val_mse": "validation"}))

@@ -1,4 +1,5 @@
 """Train: launch runs in the background, watch them live, inspect, rename, delete or predict with finished runs."""
+import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
@@ -85,12 +86,14 @@ if c.button("Delete run", disabled=run.status in ("queued", "running"), help="It
 
 epochs_frame = store().epochs(run.id)
 if not epochs_frame.empty:
+    curves = epochs_frame.melt(id_vars=["stage", "epoch"], value_vars=["train_mse", "val_mse"], var_name="curve",
+                               value_name="MSE")
+    st.plotly_chart(px.line(curves, x="epoch", y="MSE", color="curve", line_dash="stage", markers=True, height=300,
+                            title="Loss by epoch").update_xaxes(dtick=1), key="losses")
     with st.expander(f"Per-epoch metrics ({len(epochs_frame)} rows)"):
         st.dataframe(epochs_frame, hide_index=True)
 preds = store().molecules(run.id, Kinds.PREDICTION)
 if not preds.empty:
-    import plotly.express as px
-
     preds["residual"] = preds["prediction"] - preds["label"]
     left, right = st.columns(2)
     left.plotly_chart(parity_plot(preds, "label", "prediction", "Parity (test split)"), key="parity")

@@ -29,6 +29,7 @@ def test_shipped_backbone_is_small_and_pretrained_without_lipophilicity(lipo):
     model, tokenizer = load_backbone(DEFAULT_BACKBONE)
     assert 3e6 <= sum(p.numel() for p in model.parameters()) <= 12e6
     summary = json.loads(open(f"{DEFAULT_BACKBONE}/pretrain_summary.json").read())
-    assert summary["steps"] == summary["config"]["max_steps"] and summary["excluded"] > 0  # MOSES molecules also in Lipophilicity were removed
+    # MOSES molecules that are also in Lipophilicity were removed
+    assert summary["steps"] == summary["config"]["max_steps"] and summary["excluded"] > 0
     for smi in lipo.smiles[:200]:
         assert "<unk>" not in tokenizer.convert_ids_to_tokens(tokenizer(smi)["input_ids"])

@@ -176,7 +176,8 @@ class PretrainResult:
     output_dir: str
 
 
-def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path, config: PretrainOptions = PretrainOptions(),
+def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
+             config: PretrainOptions = PretrainOptions(),
              init_from: str | Path | None = None, trust_remote_code: bool = False, exclude: set[str] | None = None,
              vocabulary_smiles: Sequence[str] = (), progress: Callable[[dict], None] | None = None,
              cancel: Event | None = None) -> PretrainResult:
