@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from .cli_predict import explain, predict
 from .errors import ChemLMError
 from .methods.registry import METHODS
 
@@ -17,6 +18,8 @@ app = typer.Typer(help="ChemLM Studio engine: fine-tune chemical language models
                   no_args_is_help=True, pretty_exceptions_enable=False)
 runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+app.command()(predict)
+app.command()(explain)
 _debug = {"on": False}
 
 
@@ -163,101 +166,6 @@ def influence(
         _run_on_ray(spec, store, ray_address)
     else:
         _run_with_progress(spec, store)
-
-
-@app.command()
-def predict(
-    model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
-    smiles: list[str] = typer.Option([], "--smiles", "-s", help="SMILES to predict (repeatable)."),
-    input: Path | None = typer.Option(None, "--input", "-i", help="CSV with a SMILES column."),
-    smiles_column: str | None = typer.Option(None),
-    name_column: str | None = typer.Option(None, help="CSV column with molecule names (optional)."),
-    measured_column: str | None = typer.Option(None, help="CSV column with measured values: metrics for your data."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: stdout); a .parquet "
-                                       "file (a folder with --executor ray) streams a library of any size."),
-    executor: str = typer.Option("local", help="local | ray (stream the library through Ray Data)."),
-    ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
-    workers: int = typer.Option(1, help="Model-holding Ray actors (with --executor ray)."),
-    trust_remote_code: bool = typer.Option(False, help="Let the model folder run code it ships (only for models "
-                                           "you trust; a folder cannot switch this on by itself)."),
-    db: str | None = typer.Option(None),
-) -> None:
-    """Predict logD for SMILES: one output row per input, with ``error`` for rows that cannot be predicted,
-    ``warnings`` for what the model cannot read as written and ``standardization`` for what was cleaned."""
-    from .config import DEFAULT_REGRESSOR
-    from .ensemble import load_predictor
-    from .predict import measured_metrics, predict_csv, predict_smiles
-    from .tables import write_csv
-
-    if not smiles and input is None:
-        raise typer.BadParameter("give --smiles or --input")
-    folder = _resolve_model(model or DEFAULT_REGRESSOR, db)
-    if input is not None and (executor == "ray" or input.suffix == ".parquet" or
-                              (output is not None and output.suffix == ".parquet")):
-        _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
-        return
-    regressor = load_predictor(folder, trust_remote_code=trust_remote_code)
-    bar = tqdm(desc="predict", unit="mol", disable=None)  # on a terminal only: stdout may be the CSV
-
-    def report(done: int, total: int) -> None:
-        bar.total, bar.n = total, done
-        bar.refresh()
-
-    if input is not None:
-        frame = predict_csv(regressor, input, smiles_column, name_column, measured_column=measured_column,
-                            progress=report)
-    else:
-        frame = predict_smiles(regressor, smiles, progress=report)
-    bar.close()
-    if measured_column:
-        metrics = measured_metrics(frame)
-        typer.echo("against measured: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()), err=True)
-    if output is None:
-        typer.echo(write_csv(frame), nl=False)
-    else:
-        write_csv(frame, output)
-        n_bad = int(frame["error"].notna().sum())
-        n_warned = int(frame["warnings"].notna().sum())
-        typer.echo(f"wrote {len(frame)} rows ({n_bad} invalid, {n_warned} with warnings) to {output}", err=True)
-
-
-def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
-                     address: str | None, workers: int, trust_remote_code: bool) -> None:
-    from .library import predict_library, predict_library_ray
-
-    if output is None:
-        raise typer.BadParameter("library prediction writes Parquet: give --output")
-    if executor == "ray":
-        summary = predict_library_ray(folder, source, output, smiles_column, workers=workers, address=address,
-                                      trust_remote_code=trust_remote_code)
-    else:
-        bar = tqdm(unit="mol", desc="predict")
-
-        def report(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        summary = predict_library(folder, source, output, smiles_column, progress=report,
-                                  trust_remote_code=trust_remote_code)
-        bar.close()
-    typer.echo(f"wrote {summary.rows} rows ({summary.invalid} invalid) to {summary.output} in "
-               f"{summary.seconds:.1f} s ({summary.rows_per_second:.0f} molecules/s)", err=True)
-
-
-def _resolve_model(model: str, db: str | None) -> Path:
-    """A model folder, or the model of a stored run."""
-    path = Path(model)
-    if path.exists():
-        return path
-    from .errors import RunNotFoundError
-
-    try:
-        record = _store(db).get_run(model)
-    except RunNotFoundError:
-        raise typer.BadParameter(f"{model!r} is neither a model folder nor a run id") from None
-    if not record.model_path:
-        raise typer.BadParameter(f"run {model} has no saved model (status {record.status})")
-    return Path(record.model_path)
 
 
 @app.command()

@@ -21,7 +21,7 @@ from .tables import pick_column, read_table
 from .training import regression_metrics
 
 __all__ = ["predict_smiles", "predict_csv", "parse_pasted", "nearest_neighbours", "add_applicability_domain",
-           "token_warnings", "measured_metrics", "DOMAIN_SIMILARITY", "PREDICTION_COLUMNS"]
+           "token_warnings", "measured_metrics", "fingerprints", "DOMAIN_SIMILARITY", "PREDICTION_COLUMNS"]
 
 # Below this Tanimoto similarity to the nearest training molecule (Morgan radius 2, 2048 bits) a
 # prediction is flagged as outside the applicability domain: such pairs rarely share a chemical series.
@@ -155,7 +155,8 @@ def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:
                                                        frame.loc[both, "prediction"].to_numpy(float))}
 
 
-def _fingerprints(smiles: Sequence[str]) -> list:
+def fingerprints(smiles: Sequence[str]) -> list:
+    """Morgan fingerprints (radius 2, 2048 bits) of valid SMILES, for Tanimoto similarities."""
     with rdBase.BlockLogs():
         return [_MORGAN.GetFingerprint(Chem.MolFromSmiles(s)) for s in smiles]
 
@@ -163,9 +164,9 @@ def _fingerprints(smiles: Sequence[str]) -> list:
 def nearest_neighbours(query: Sequence[str], reference: Sequence[str]) -> pd.DataFrame:
     """For each (valid, canonical) query SMILES, the most similar reference molecule and its Tanimoto
     similarity on Morgan fingerprints (radius 2, 2048 bits)."""
-    ref_fps = _fingerprints(reference)
+    ref_fps = fingerprints(reference)
     rows = []
-    for fp in _fingerprints(query):
+    for fp in fingerprints(query):
         sims = np.asarray(DataStructs.BulkTanimotoSimilarity(fp, ref_fps))
         best = int(sims.argmax())
         rows.append({"nearest_training_smiles": reference[best], "similarity": float(sims[best])})

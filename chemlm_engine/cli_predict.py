@@ -1,0 +1,136 @@
+"""The CLI's prediction commands (registered on its app by :mod:`~chemlm_engine.cli`): ``predict`` and ``explain``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from tqdm import tqdm
+
+__all__ = ["predict", "explain", "resolve_model"]
+
+
+def predict(
+    model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
+    smiles: list[str] = typer.Option([], "--smiles", "-s", help="SMILES to predict (repeatable)."),
+    input: Path | None = typer.Option(None, "--input", "-i", help="CSV with a SMILES column."),
+    smiles_column: str | None = typer.Option(None),
+    name_column: str | None = typer.Option(None, help="CSV column with molecule names (optional)."),
+    measured_column: str | None = typer.Option(None, help="CSV column with measured values: metrics for your data."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: stdout); a .parquet "
+                                       "file (a folder with --executor ray) streams a library of any size."),
+    executor: str = typer.Option("local", help="local | ray (stream the library through Ray Data)."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
+    workers: int = typer.Option(1, help="Model-holding Ray actors (with --executor ray)."),
+    trust_remote_code: bool = typer.Option(False, help="Let the model folder run code it ships (only for models "
+                                           "you trust; a folder cannot switch this on by itself)."),
+    db: str | None = typer.Option(None),
+) -> None:
+    """Predict logD for SMILES: one output row per input, with ``error`` for rows that cannot be predicted,
+    ``warnings`` for what the model cannot read as written and ``standardization`` for what was cleaned."""
+    from .config import DEFAULT_REGRESSOR
+    from .ensemble import load_predictor
+    from .predict import measured_metrics, predict_csv, predict_smiles
+    from .tables import write_csv
+
+    if not smiles and input is None:
+        raise typer.BadParameter("give --smiles or --input")
+    folder = resolve_model(model or DEFAULT_REGRESSOR, db)
+    if input is not None and (executor == "ray" or input.suffix == ".parquet" or
+                              (output is not None and output.suffix == ".parquet")):
+        _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
+        return
+    regressor = load_predictor(folder, trust_remote_code=trust_remote_code)
+    bar = tqdm(desc="predict", unit="mol", disable=None)  # on a terminal only: stdout may be the CSV
+
+    def report(done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.refresh()
+
+    if input is not None:
+        frame = predict_csv(regressor, input, smiles_column, name_column, measured_column=measured_column,
+                            progress=report)
+    else:
+        frame = predict_smiles(regressor, smiles, progress=report)
+    bar.close()
+    if measured_column:
+        metrics = measured_metrics(frame)
+        typer.echo("against measured: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()), err=True)
+    if output is None:
+        typer.echo(write_csv(frame), nl=False)
+    else:
+        write_csv(frame, output)
+        n_bad = int(frame["error"].notna().sum())
+        n_warned = int(frame["warnings"].notna().sum())
+        typer.echo(f"wrote {len(frame)} rows ({n_bad} invalid, {n_warned} with warnings) to {output}", err=True)
+
+
+def explain(
+    smiles: str = typer.Option(..., "--smiles", "-s", help="The molecule to explain."),
+    model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
+    top: int = typer.Option(10, help="Training molecules per list (pushing up, pushing down, nearest)."),
+    output: Path = typer.Option(Path("explanation"), help="Writes OUTPUT.csv (training molecules) and OUTPUT.png."),
+    trust_remote_code: bool = typer.Option(False, help="Let the model folder run code it ships."),
+    db: str | None = typer.Option(None),
+) -> None:
+    """Why this prediction: the training molecules that push it up and down (leave-one-out on the head's last
+    layer) and the atoms that drive it (integrated gradients), as a CSV and an atom map."""
+    from .config import DEFAULT_REGRESSOR
+    from .ensemble import load_predictor
+    from .explain import explain as explain_prediction
+    from .molecules import prepare_smiles
+    from .tables import write_csv
+
+    folder = resolve_model(model or DEFAULT_REGRESSOR, db)
+    predictor = load_predictor(folder, trust_remote_code=trust_remote_code)
+    prepared = prepare_smiles(smiles, predictor.standardization)
+    if prepared.error:
+        raise typer.BadParameter(prepared.error, param_hint="--smiles")
+    result = explain_prediction(predictor, folder, prepared.smiles)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(result.top(top), output.with_suffix(".csv"))
+    output.with_suffix(".png").write_bytes(result.picture)
+    typer.echo(json.dumps({"smiles": prepared.smiles, "prediction": result.prediction,
+                           "baseline": float(result.atoms["baseline"]), "csv": str(output.with_suffix(".csv")),
+                           "png": str(output.with_suffix(".png"))}))
+
+
+def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
+                     address: str | None, workers: int, trust_remote_code: bool) -> None:
+    from .library import predict_library, predict_library_ray
+
+    if output is None:
+        raise typer.BadParameter("library prediction writes Parquet: give --output")
+    if executor == "ray":
+        summary = predict_library_ray(folder, source, output, smiles_column, workers=workers, address=address,
+                                      trust_remote_code=trust_remote_code)
+    else:
+        bar = tqdm(unit="mol", desc="predict")
+
+        def report(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        summary = predict_library(folder, source, output, smiles_column, progress=report,
+                                  trust_remote_code=trust_remote_code)
+        bar.close()
+    typer.echo(f"wrote {summary.rows} rows ({summary.invalid} invalid) to {summary.output} in "
+               f"{summary.seconds:.1f} s ({summary.rows_per_second:.0f} molecules/s)", err=True)
+
+
+def resolve_model(model: str, db: str | None) -> Path:
+    """A model folder, or the model of a stored run."""
+    path = Path(model)
+    if path.exists():
+        return path
+    from .errors import RunNotFoundError
+
+    try:
+        from .store import RunStore
+
+        record = RunStore(db).get_run(model)
+    except RunNotFoundError:
+        raise typer.BadParameter(f"{model!r} is neither a model folder nor a run id") from None
+    if not record.model_path:
+        raise typer.BadParameter(f"run {model} has no saved model (status {record.status})")
+    return Path(record.model_path)

@@ -1,0 +1,110 @@
+"""Why this prediction: training-molecule attribution (exact leave-one-out for ridge, sign convention, cache)
+and atom attribution (integrated gradients add up)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rdkit import Chem
+
+from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.explain import (CACHE_FILE, AttributionCache, atom_contributions, explain, removal_effects,
+                                   training_contributions)
+from chemlm_engine.inference import predict_values
+from chemlm_engine.jobs import run_job
+from chemlm_engine.model import RegressionModel, load_training_set
+
+
+def test_removal_effects_are_exact_leave_one_out_for_ridge_regression():
+    rng = np.random.default_rng(0)
+    x, lam = rng.normal(size=(40, 6)), 0.3
+    y = x @ rng.normal(size=6) + rng.normal(scale=0.5, size=40)
+    query = rng.normal(size=6)
+
+    def fit(rows):
+        return np.linalg.solve(x[rows].T @ x[rows] + lam * np.eye(6), x[rows].T @ y[rows])
+
+    theta = fit(np.arange(40))
+    inverse = np.linalg.inv(x.T @ x + lam * np.eye(6))
+    leverage = np.einsum("ij,jk,ik->i", x, inverse, x)
+    effects = removal_effects(x, inverse, x @ theta - y, leverage, query)
+    refit = [query @ fit(np.delete(np.arange(40), z)) - query @ theta for z in range(40)]
+    np.testing.assert_allclose(effects, refit, rtol=1e-9, atol=1e-12)
+
+
+def test_sign_convention_a_molecule_above_its_prediction_pushes_similar_predictions_up():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 4))
+    y = x @ np.ones(4)
+    y[0] += 5.0  # labelled far above what the rest implies
+    inverse = np.linalg.inv(x.T @ x + 0.1 * np.eye(4))
+    theta = inverse @ x.T @ y
+    leverage = np.einsum("ij,jk,ik->i", x, inverse, x)
+    contribution = -removal_effects(x, inverse, x @ theta - y, leverage, x[0])  # query = molecule 0 itself
+    assert contribution[0] > 0 and np.argmax(contribution) == 0
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_backbone, tmp_path_factory):
+    from chemlm_engine.store import RunStore
+
+    store = RunStore(home=tmp_path_factory.mktemp("runs"))
+    spec = JobSpec(data=DataSpec(subset=120), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   train=TrainConfig(epochs=2, precision="fp32"))
+    folder = store.get_run(run_job(spec, store)).model_path
+    return RegressionModel.load(folder), folder
+
+
+def test_a_training_molecule_pushes_its_own_prediction_towards_its_label_and_the_cache_round_trips(trained):
+    model, folder = trained
+    smiles, labels = load_training_set(folder)
+    table = training_contributions(model, folder, smiles[0])
+    folder_file = Path(folder) / CACHE_FILE
+    assert len(table) == len(smiles) and folder_file.exists()
+    own = table.set_index("smiles").loc[smiles[0], "contribution"]
+    cache = AttributionCache.load(folder)
+    assert np.sign(own) == -np.sign(cache.residuals[0])  # under-predicted (r < 0): it pulls its prediction up
+    again = AttributionCache.build(model, smiles, labels)
+    for key in ("features", "inverse", "residuals", "leverage"):
+        np.testing.assert_allclose(getattr(cache, key), getattr(again, key), rtol=1e-4, atol=1e-5)
+    stamp = folder_file.stat().st_mtime_ns
+    training_contributions(model, folder, smiles[1])
+    assert folder_file.stat().st_mtime_ns == stamp  # the second query reuses the cache
+
+
+def test_atom_contributions_add_up_to_prediction_minus_baseline(trained):
+    model, _ = trained
+    for smiles in ("CC(=O)Oc1ccccc1C(=O)O", "Clc1ccc(cc1)[N+](=O)[O-]"):
+        parts = atom_contributions(model, smiles, steps=64)
+        assert len(parts["atoms"]) == Chem.MolFromSmiles(smiles).GetNumAtoms()
+        total = parts["atoms"].sum() + parts["other"]
+        assert abs(total - (parts["prediction"] - parts["baseline"])) < 0.02 * abs(parts["prediction"]
+                                                                                - parts["baseline"]) + 1e-3
+        assert abs(predict_values(model, [smiles])[0] - parts["prediction"]) < 1e-3  # the model's own number
+
+
+def test_explain_gives_the_atom_map_and_the_training_table(trained):
+    model, folder = trained
+    result = explain(model, folder, "CCOc1ccccc1")
+    assert result.picture[:4] == b"\x89PNG" and {"contribution", "similarity", "label"} <= set(result.training)
+    assert result.training["contribution"].abs().is_monotonic_decreasing
+
+
+def test_the_explain_command_writes_a_csv_and_a_png(trained, tmp_path):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from chemlm_engine.cli import app
+
+    _, folder = trained
+    result = CliRunner().invoke(app, ["explain", "--model", folder, "--smiles", "OC(=O)c1ccccc1.[Na+]", "--top", "3",
+                                      "--output", str(tmp_path / "why")])
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["smiles"] == "O=C(O)c1ccccc1"  # standardised as the model's training data was
+    table = pd.read_csv(tmp_path / "why.csv")
+    assert table["role"].value_counts().to_dict() == {"pushes up": 3, "pushes down": 3, "nearest": 3}
+    assert (tmp_path / "why.png").read_bytes()[:4] == b"\x89PNG"
+    bad = CliRunner().invoke(app, ["explain", "--model", folder, "--smiles", "C1CC"])
+    assert bad.exit_code == 2
