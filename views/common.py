@@ -13,6 +13,7 @@ import torch
 from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec
 from chemlm_engine.ensemble import Ensemble, load_predictor
 from chemlm_engine.errors import ChemLMError
+from chemlm_engine.explain import Explanation, explain
 from chemlm_engine.jobs import check_job_data, load_split_data
 from chemlm_engine.manager import JobManager
 from chemlm_engine.model import RegressionModel, load_training_set
@@ -62,6 +63,12 @@ def load_model(folder: str) -> RegressionModel | Ensemble:
     trusted = any(r.model_path == folder and r.spec.get("model", {}).get("trust_remote_code")
                   for r in store().runs(status="finished"))
     return load_predictor(folder, trust_remote_code=trusted)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def explanation(folder: str, smiles: str) -> Explanation:
+    """Why the model in ``folder`` predicts what it does for ``smiles`` (cached per molecule)."""
+    return explain(load_model(folder), folder, smiles)
 
 
 @st.cache_data(max_entries=16, show_spinner="Checking the data …")
@@ -132,3 +139,14 @@ def save_upload(data: bytes, suffix: str = ".csv") -> Path:
 def split_data(data: DataSpec):
     """Training / validation / test parts of a dataset (cached)."""
     return load_split_data(data)
+
+
+def molecule_cards(frame: pd.DataFrame, caption, per_row: int = 5) -> None:
+    """Molecules as cards: the structure and ``caption(row)`` (Markdown) under it."""
+    from chemlm_engine.depict import molecule_image_uri
+
+    for start in range(0, len(frame), per_row):
+        for column, (_, row) in zip(st.columns(per_row), frame.iloc[start:start + per_row].iterrows()):
+            with column.container(border=True):
+                st.image(molecule_image_uri(row["smiles"], (240, 170)) or "", width="stretch")
+                st.markdown(caption(row))

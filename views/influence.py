@@ -4,9 +4,8 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.config import JobSpec
-from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.store import Kinds, Tables
-from views.common import run_label, save_upload, store, submit
+from views.common import molecule_cards, run_label, save_upload, store, submit
 from views.forms import cost_caption, quick_toggle
 from views.live import live_jobs, sig3, status_text
 
@@ -86,16 +85,13 @@ if "mislabel_auroc" in run.metrics:
     m2.metric("… by a negative influence score (AUROC)", f"{run.metrics['mislabel_auroc_first_order']:.3f}")
 
 
-def cards(frame: pd.DataFrame, title: str, per_row: int = 5) -> None:
+def cards(frame: pd.DataFrame, title: str) -> None:
     """Molecule cards: structure, rank, score, measured label and flags."""
     st.markdown(f"**{title}**")
-    for start in range(0, len(frame), per_row):
-        for column, (_, row) in zip(st.columns(per_row), frame.iloc[start:start + per_row].iterrows()):
-            with column.container(border=True):
-                st.image(molecule_image_uri(row["smiles"], (240, 170)) or "", width="stretch")
-                flags = (" · ⚠ suspect" if row["suspect"] else "") + (" · corrupted" if row["corrupted"] else "")
-                st.markdown(f"**#{int(row['rank'])}** · score {sig3(row['score'])}  \nlogD {row['label']:.2f}"
-                            f" · self-infl. {sig3(row['self_influence'])}{flags}")
+    molecule_cards(frame, lambda row: (
+        f"**#{int(row['rank'])}** · score {sig3(row['score'])}  \nlogD {row['label']:.2f} · self-infl. "
+        f"{sig3(row['self_influence'])}" + (" · ⚠ suspect" if row["suspect"] else "")
+        + (" · corrupted" if row["corrupted"] else "")))
 
 
 ranked = scores.sort_values("rank")

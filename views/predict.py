@@ -10,7 +10,7 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, measured_metrics, parse_pasted,
                                    predict_csv, predict_smiles)
 from chemlm_engine.tables import write_csv
-from views.common import fmt3, load_model, model_choices, parity_plot, training_set
+from views.common import explanation, fmt3, load_model, model_choices, molecule_cards, parity_plot, training_set
 from views.forms import column_pickers
 
 st.title("Predict logD")
@@ -135,5 +135,23 @@ if "measured" in result:
             st.markdown(" · ".join(f"**{name}** {fmt3(metrics[key])}" for name, key in (
                 ("n", "n"), ("R²", "r2"), ("RMSE", "rmse"), ("MAE", "mae"))))
             st.plotly_chart(parity_plot(ok.dropna(subset=["measured"]), "measured", "prediction", "Your data"))
+st.subheader("Why this prediction?")
+why = st.selectbox("Explain a result row", [None, *ok.index], format_func=lambda i: "choose a row" if i is None else
+                   f"row {ok.loc[i, 'row']} · {ok.loc[i, 'name'] or ok.loc[i, 'canonical_smiles']} · "
+                   f"logD {ok.loc[i, 'prediction']:.2f}")
+if why is not None:
+    with st.spinner("Attributing (the first time for a model also builds its cache: about a minute) …"):
+        reason = explanation(folder, ok.loc[why, "canonical_smiles"])
+    left, right = st.columns([2, 3])
+    left.image(reason.picture, caption="Atoms: red raises the predicted logD, blue lowers it (integrated gradients "
+               f"from a [MASK] baseline; bonds and rings together {reason.atoms['other']:+.2f})")
+    right.markdown("**Training molecules behind it.** Contribution = how much the prediction would drop (or rise) "
+                   "without that molecule: the leave-one-out effect through the model's last layer, in logD units.")
+    top = reason.top(5)
+    for role in ("pushes up", "pushes down", "nearest"):
+        st.markdown(f"**{role.capitalize()}**" + (" (most similar training molecules, for contrast)"
+                                                  if role == "nearest" else ""))
+        molecule_cards(top[top["role"] == role], lambda r: f"contribution **{r['contribution']:+.3f}**  \n"
+                       f"measured logD {r['label']:.2f} · similarity {r['similarity']:.2f}")
 st.download_button("Download all rows (CSV, your columns included)", write_csv(result), "predictions.csv",
                    "text/csv", on_click="ignore")

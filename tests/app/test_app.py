@@ -98,6 +98,10 @@ def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, f
     assert table["similarity"].notna().sum() == 2 and set(table["domain"]) <= {"✓ in domain", "⚠ outside"}
     assert bad["input"].tolist() == ["C1CC"] and bad["name"].tolist() == ["broken"]
     assert "C1CC" in bad["error"].iloc[0] or "parse" in bad["error"].iloc[0].lower()
+    widget(at, "selectbox", "Explain a result row").set_value(0).run()  # "Why?" for ethanol
+    assert not at.exception
+    cards = [m.value for m in at.markdown if m.value.startswith("contribution **")]
+    assert len(cards) == 15 and len(at.get("image")) >= 16  # 5 pushing up, 5 down, 5 nearest, the atom map
     at.text_area[0].set_value("CCCO propanol").run()  # a new input: the old results go
     assert not at.metric and not at.dataframe
 
