@@ -51,10 +51,10 @@ def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
     for run in runs:
         if run.status != "finished" or run.metrics.get("test_r2") is None:
             continue
-        summary = JobSpec.from_dict(run.spec).summary()
-        rows.append({"config": _label(summary), "id": run.id, **summary, "split_seed": run.spec["data"]["split_seed"],
-                     **{m: run.metrics.get(m) for m in METRICS}, "trainable_params": run.info.get("trainable_params"),
-                     "duration_s": run.duration})
+        summary = run.summary()
+        if "backbone" not in summary:  # a spec this version cannot read: not comparable
+            continue
+        rows.append({**summary, "config": _label(summary), "split_seed": run.spec["data"]["split_seed"]})
     return pd.DataFrame(rows, columns=["config", "id", *CONFIG_COLUMNS, "seed", "split_seed", *METRICS,
                                        "trainable_params", "duration_s"])
 

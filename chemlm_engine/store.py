@@ -21,7 +21,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from .config import JobSpec
-from .errors import RunNotFoundError, StoreError
+from .errors import ConfigError, RunNotFoundError, StoreError
 from .store_schema import Base, EpochRow, MoleculeRow, RunRow, TableRow
 
 __all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES", "Tables"]
@@ -88,7 +88,11 @@ class RunRecord:
     def summary(self) -> dict[str, Any]:
         """The run as one table row: id, status, its configuration (:meth:`JobSpec.summary`), test metrics,
         size, time."""
-        return {"id": self.id, "name": self.name, "status": self.status, **JobSpec.from_dict(self.spec).summary(),
+        try:
+            config = JobSpec.from_dict(self.spec).summary()
+        except ConfigError as exc:  # written by an older version whose options are no longer valid
+            config = {"method": self.method, "options": f"(not readable now: {exc})"}
+        return {"id": self.id, "name": self.name, "status": self.status, **config,
                 **{f"test_{k}": self.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
                 "trainable_params": self.info.get("trainable_params"), "duration_s": self.duration,
                 "created": pd.Timestamp(self.created_at, unit="s")}

@@ -7,19 +7,15 @@ from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import length_bins
 from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, curriculum_for, find_pairs, paired_specs
 from views.common import split_data, store, submit
-from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
+from views.forms import cost_caption, epochs_input, launch_form
 from views.live import METRIC_LABELS, live_jobs, sig3
 
 st.title("Curriculum learning")
 st.caption("Easy molecules first: each epoch admits molecules up to a difficulty threshold that rises from "
            "the easiest to the hardest training molecule.")
 
-quick = quick_toggle()
-left, right = st.columns(2)
-with left:
-    data = data_form(quick)
+quick, data, backbone, trust, right = launch_form()
 with right:
-    backbone, trust = backbone_picker()
     measure = st.selectbox("Difficulty", DIFFICULTIES, format_func=lambda d: d.replace("_", " "),
                            help="Token count uses the tokenizer of the chosen backbone.")
     pacing = st.selectbox("Pacing", PACINGS)

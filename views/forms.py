@@ -118,3 +118,13 @@ def backbone_picker() -> tuple[str, bool]:
     return backbone, trust
 
 
+def launch_form():
+    """The top of a launch form: the quick-try preset, the data on the left, the backbone on the right.
+    Returns ``(quick, data, backbone, trust_remote_code, right column)`` for the method's own inputs."""
+    quick = quick_toggle()
+    left, right = st.columns(2)
+    with left:
+        data = data_form(quick)
+    with right:
+        backbone, trust = backbone_picker()
+    return quick, data, backbone, trust, right

@@ -7,19 +7,15 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.methods.registry import METHODS
 from chemlm_engine.store import Kinds
 from views.common import job_problem, manager, parity_plot, run_label, store
-from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
+from views.forms import cost_caption, epochs_input, launch_form
 from views.live import live_jobs, metrics_row, runs_overview, status_text
 
 st.title("Train")
 
 # -- a new run ------------------------------------------------------------------------------------
 st.subheader("New run")
-quick = quick_toggle()
-left, right = st.columns(2)
-with left:
-    data = data_form(quick)
+quick, data, backbone, trust, right = launch_form()
 with right:
-    backbone, trust = backbone_picker()
     method = st.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label,
                           help="Method settings take their defaults here; the Curriculum, Uncertainty and Influence "
                                "pages set them.")

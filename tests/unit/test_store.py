@@ -51,3 +51,12 @@ def test_rename_and_delete_remove_rows_and_files(tmp_path):
     with pytest.raises(RunNotFoundError):
         store.get_run(run_id)
     assert store.molecules(run_id).empty and not (tmp_path / run_id).exists()
+
+
+def test_a_run_whose_stored_options_no_longer_validate_still_lists(tmp_path):
+    store = RunStore(home=tmp_path)
+    spec = JobSpec(method="ia3").to_dict()
+    run_id = store.create_run({**spec, "options": {"rank": 4}}, "ia3")  # accepted by an older version
+    row = store.get_run(run_id).summary()
+    assert row["method"] == "ia3" and "not readable now" in row["options"]
+    assert len(store.runs_frame()) == 1
