@@ -85,8 +85,9 @@ def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
         c.caption(f"Subset: {QUICK['subset']} molecules (quick try)")
     standardize = st.checkbox("Standardise molecules (largest organic fragment, neutralised)", value=True,
                               help="RDKit rdMolStandardize, recorded with the model: prediction repeats it.")
+    tautomer = st.checkbox("… and use the canonical tautomer", value=False, disabled=not standardize)
     return DataSpec(source=source, split=split, split_seed=split_seed, subset=subset or None, standardize=standardize,
-                    **columns)
+                    tautomer=tautomer and standardize, **columns)
 
 
 def epochs_input(quick: bool, default: int = 20, container=st) -> int:
