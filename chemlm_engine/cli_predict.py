@@ -27,8 +27,10 @@ def predict(
     db: str | None = typer.Option(None),
 ) -> None:
     """Predict logD for SMILES: one output row per input, with ``error`` for rows that cannot be predicted,
-    ``warnings`` for what the model cannot read as written and ``standardization`` for what was cleaned."""
+    ``warnings`` for what the model cannot read as written, ``standardization`` for what was cleaned and the
+    nearest training molecule (``similarity``, ``in_domain``) where the model folder saved its training set."""
     from .config import DEFAULT_REGRESSOR
+    from .domain import TrainingReference, add_applicability_domain
     from .ensemble import load_predictor
     from .predict import measured_metrics, predict_csv, predict_smiles
     from .tables import write_csv
@@ -53,6 +55,7 @@ def predict(
     else:
         frame = predict_smiles(regressor, smiles, progress=report)
     bar.close()
+    frame = add_applicability_domain(frame, TrainingReference.load(folder))
     if measured_column:
         metrics = measured_metrics(frame)
         typer.echo("against measured: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()), err=True)
@@ -62,7 +65,9 @@ def predict(
         write_csv(frame, output)
         n_bad = int(frame["error"].notna().sum())
         n_warned = int(frame["warnings"].notna().sum())
-        typer.echo(f"wrote {len(frame)} rows ({n_bad} invalid, {n_warned} with warnings) to {output}", err=True)
+        n_outside = int((frame["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not outside
+        typer.echo(f"wrote {len(frame)} rows ({n_bad} invalid, {n_warned} with warnings, {n_outside} outside the "
+                   f"applicability domain) to {output}", err=True)
 
 
 def explain(

@@ -2,28 +2,47 @@
 this process), standardised with statistics of the training split, saved with the model."""
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import multiprocessing
+import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors
-from sklearn.preprocessing import StandardScaler
 
 from .errors import ModelLoadError
 
-__all__ = ["DESCRIPTOR_NAMES", "describe", "DescriptorScaler"]
+__all__ = ["DESCRIPTOR_NAMES", "describe", "start_helper", "DescriptorScaler"]
 
 # Every RDKit 2D descriptor but QED (a fifth of the cost alone) and Ipc (overflows to 1e30 and beyond).
 _SKIPPED = {"qed", "Ipc"}
-_FUNCTIONS = [(name, fn) for name, fn in Descriptors.descList if name not in _SKIPPED]
+
+
+def _reusing_cache(fn):
+    """The four EState-index descriptors recompute the (pure-Python, quadratic) EState indices unless told
+    ``force=False``; then they share the indices cached on the molecule: same values, 0.6 s less per 1,000."""
+    try:
+        forced = "force" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return fn
+    return functools.partial(fn, force=False) if forced else fn
+
+
+_FUNCTIONS = [(name, _reusing_cache(fn)) for name, fn in Descriptors.descList if name not in _SKIPPED]
 DESCRIPTOR_NAMES = [name for name, _ in _FUNCTIONS]
 # Standardised values are clipped here: a few descriptors have heavy tails that would dominate the head.
 _CLIP = 10.0
 _CACHE: dict[str, np.ndarray] = {}
 _CACHE_LIMIT = 500_000
+_PARALLEL_MIN = 256  # fewer uncached molecules are not worth a round trip to the helper process
+_HELPER: ProcessPoolExecutor | None = None
 
 
 def _one(smiles: str) -> np.ndarray:
@@ -41,16 +60,64 @@ def _one(smiles: str) -> np.ndarray:
     return values
 
 
+def _many(smiles: Sequence[str]) -> np.ndarray:
+    return np.stack([_one(s) for s in smiles]) if smiles else np.empty((0, len(_FUNCTIONS)))
+
+
+def _helper() -> ProcessPoolExecutor | None:
+    """One helper process (spawned, so safe beside the app's threads), started on first use and kept."""
+    global _HELPER
+    if _HELPER is None and len(os.sched_getaffinity(0)) > 1:
+        _HELPER = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    return _HELPER
+
+
+def start_helper() -> None:
+    """Start the helper process now (without waiting for it), so a first large request finds it ready."""
+    helper = _helper()
+    if helper is not None:
+        helper.submit(_many, [])
+
+
+def _compute(smiles: list[str]) -> np.ndarray:
+    """Descriptors of many molecules, half of them in the helper process: RDKit's descriptor functions hold the
+    interpreter lock, so a thread cannot share the work (1,000 molecules: 4.5 s alone, 2.4 s halved)."""
+    helper = _helper() if len(smiles) >= _PARALLEL_MIN else None
+    if helper is None:
+        return _many(smiles)
+    half = len(smiles) // 2
+    try:
+        future = helper.submit(_many, smiles[half:])
+    except BrokenProcessPool:
+        return _many(smiles)
+    first = _many(smiles[:half])
+    try:
+        return np.concatenate([first, future.result()])
+    except BrokenProcessPool:  # the helper died (killed, out of memory): start afresh next time
+        _reset_helper()
+        return np.concatenate([first, _many(smiles[half:])])
+
+
+def _reset_helper() -> None:
+    global _HELPER
+    if _HELPER is not None:
+        _HELPER.shutdown(wait=False, cancel_futures=True)
+    _HELPER = None
+
+
 def describe(smiles: Sequence[str]) -> np.ndarray:
-    """Raw descriptors, shape ``(len(smiles), len(DESCRIPTOR_NAMES))``, NaN where RDKit gives no finite value."""
+    """Raw descriptors, shape ``(len(smiles), len(DESCRIPTOR_NAMES))``, NaN where RDKit gives no finite value.
+    Computed once per molecule (cached in this process)."""
+    missing = [s for s in dict.fromkeys(smiles) if s not in _CACHE]
+    fresh = dict(zip(missing, _compute(missing)))
+    for text, values in fresh.items():
+        if len(_CACHE) >= _CACHE_LIMIT:
+            break
+        _CACHE[text] = values
     out = np.empty((len(smiles), len(_FUNCTIONS)), dtype=np.float64)
     for row, text in enumerate(smiles):
-        values = _CACHE.get(text)
-        if values is None:
-            values = _one(text)
-            if len(_CACHE) < _CACHE_LIMIT:
-                _CACHE[text] = values
-        out[row] = values
+        values = fresh.get(text)
+        out[row] = _CACHE[text] if values is None else values
     return out
 
 
@@ -67,6 +134,8 @@ class DescriptorScaler:
 
     @classmethod
     def fit(cls, smiles: Sequence[str]) -> DescriptorScaler:
+        from sklearn.preprocessing import StandardScaler  # here: the helper process need not import scikit-learn
+
         raw = describe(smiles)
         median = np.nan_to_num(np.nanmedian(raw, axis=0), nan=0.0) if len(raw) else np.zeros(raw.shape[1])
         filled = np.where(np.isnan(raw), median, raw)
@@ -95,6 +164,7 @@ class DescriptorScaler:
         path = Path(folder) / cls.FILE
         if not path.exists():
             return None
+        start_helper()  # a model that reads descriptors was loaded: it will compute them
         raw = json.loads(path.read_text())
         return cls(raw["names"], *(np.asarray(raw[k], dtype=np.float64) for k in ("median", "mean", "scale")))
 

@@ -74,7 +74,7 @@ class Ensemble:
     def standardization(self):
         return self.members[0].standardization
 
-    def predict(self, smiles: Sequence[str], batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, smiles: Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation over members, in label units (descriptors computed once: cached)."""
         values = np.stack([predict_values(m, smiles, batch_size) for m in self.members])
         std = values.std(axis=0, ddof=1) if len(self.members) > 1 else np.zeros(values.shape[1])

@@ -31,10 +31,10 @@ from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem.Draw import rdMolDraw2D
 from safetensors.numpy import load_file, save_file
 
+from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
 from .inference import collate, encode_smiles
 from .model import RegressionModel, load_training_set
-from .predict import fingerprints
 
 __all__ = ["CACHE_FILE", "AttributionCache", "removal_effects", "training_contributions", "atom_contributions",
            "draw_atom_contributions", "Explanation", "explain"]
@@ -232,8 +232,9 @@ class Explanation:
 def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str) -> Explanation:
     """Both attributions for one (canonical) SMILES, and the atom map."""
     training = training_contributions(predictor, folder, smiles)
-    training["similarity"] = DataStructs.BulkTanimotoSimilarity(fingerprints([smiles])[0],
-                                                                fingerprints(training["smiles"].tolist()))
+    reference = TrainingReference.load(folder)  # exists: training_contributions needed it
+    similarity = DataStructs.BulkTanimotoSimilarity(fingerprints([smiles])[0], reference.fingerprints)
+    training["similarity"] = training["smiles"].map(dict(zip(reference.smiles, similarity)))
     atoms = atom_contributions(predictor, smiles)
     legend = (f"logD {atoms['prediction']:.2f} (baseline {atoms['baseline']:.2f}); red raises, blue lowers")
     return Explanation(smiles, float(atoms["prediction"]), atoms, training,

@@ -8,9 +8,6 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from rdkit import Chem, DataStructs, rdBase
-from rdkit.Chem import rdFingerprintGenerator
-
 from .data import SMILES_COLUMNS
 from .ensemble import Ensemble
 from .errors import DataError
@@ -20,13 +17,7 @@ from .molecules import prepare_smiles
 from .tables import pick_column, read_table
 from .training import regression_metrics
 
-__all__ = ["predict_smiles", "predict_csv", "parse_pasted", "nearest_neighbours", "add_applicability_domain",
-           "token_warnings", "measured_metrics", "fingerprints", "DOMAIN_SIMILARITY", "PREDICTION_COLUMNS"]
-
-# Below this Tanimoto similarity to the nearest training molecule (Morgan radius 2, 2048 bits) a
-# prediction is flagged as outside the applicability domain: such pairs rarely share a chemical series.
-DOMAIN_SIMILARITY = 0.3
-_MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+__all__ = ["predict_smiles", "predict_csv", "parse_pasted", "token_warnings", "measured_metrics", "PREDICTION_COLUMNS"]
 
 
 def parse_pasted(text: str) -> tuple[list[str], list[str]]:
@@ -71,7 +62,7 @@ _CHUNK = 256  # molecules per progress report
 
 
 def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], names: Sequence[str] | None = None,
-                   batch_size: int = 128, mc_passes: int = 0,
+                   batch_size: int | None = None, mc_passes: int = 0,
                    problems: Sequence[str | None] | None = None, progress: ProgressFn | None = None) -> pd.DataFrame:
     """One row per input, in order: every valid SMILES predicted, every other one with its ``error``.
 
@@ -153,43 +144,3 @@ def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:
         return {"n": int(both.sum())}
     return {"n": int(both.sum()), **regression_metrics(frame.loc[both, "measured"].to_numpy(float),
                                                        frame.loc[both, "prediction"].to_numpy(float))}
-
-
-def fingerprints(smiles: Sequence[str]) -> list:
-    """Morgan fingerprints (radius 2, 2048 bits) of valid SMILES, for Tanimoto similarities."""
-    with rdBase.BlockLogs():
-        return [_MORGAN.GetFingerprint(Chem.MolFromSmiles(s)) for s in smiles]
-
-
-def nearest_neighbours(query: Sequence[str], reference: Sequence[str]) -> pd.DataFrame:
-    """For each (valid, canonical) query SMILES, the most similar reference molecule and its Tanimoto
-    similarity on Morgan fingerprints (radius 2, 2048 bits)."""
-    ref_fps = fingerprints(reference)
-    rows = []
-    for fp in fingerprints(query):
-        sims = np.asarray(DataStructs.BulkTanimotoSimilarity(fp, ref_fps))
-        best = int(sims.argmax())
-        rows.append({"nearest_training_smiles": reference[best], "similarity": float(sims[best])})
-    return pd.DataFrame(rows, columns=["nearest_training_smiles", "similarity"])
-
-
-def add_applicability_domain(frame: pd.DataFrame, training_smiles: Sequence[str],
-                             training_labels: Sequence[float] | None = None,
-                             threshold: float = DOMAIN_SIMILARITY) -> pd.DataFrame:
-    """Add the nearest training molecule, its similarity, its measured value (``nearest_training_label``,
-    with ``training_labels``) and ``in_domain`` to a prediction table."""
-    out = frame.copy()
-    out["nearest_training_smiles"] = None
-    out["nearest_training_label"] = np.nan
-    out["similarity"] = np.nan
-    out["in_domain"] = None
-    valid = out.index[out["error"].isna()]
-    if len(valid) and len(training_smiles):
-        nn = nearest_neighbours(out.loc[valid, "canonical_smiles"].tolist(), list(training_smiles))
-        out.loc[valid, "nearest_training_smiles"] = nn["nearest_training_smiles"].to_numpy()
-        out.loc[valid, "similarity"] = nn["similarity"].to_numpy()
-        out.loc[valid, "in_domain"] = nn["similarity"].to_numpy() >= threshold
-        if training_labels is not None:
-            label_of = dict(zip(training_smiles, np.asarray(training_labels, dtype=float)))
-            out.loc[valid, "nearest_training_label"] = nn["nearest_training_smiles"].map(label_of).to_numpy()
-    return out

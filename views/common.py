@@ -11,12 +11,13 @@ import streamlit as st
 import torch
 
 from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec
+from chemlm_engine.domain import TrainingReference
 from chemlm_engine.ensemble import Ensemble, load_predictor
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.explain import Explanation, explain
 from chemlm_engine.jobs import check_job_data, load_split_data
 from chemlm_engine.manager import JobManager
-from chemlm_engine.model import RegressionModel, load_training_set
+from chemlm_engine.model import RegressionModel
 from chemlm_engine.store import RunRecord, RunStore, default_home
 
 DEFAULT_MODEL_LABEL = "Embedded default (assets/lipo-regressor)"
@@ -81,11 +82,10 @@ def job_problem(spec_json: str) -> str | None:
     return None
 
 
-@st.cache_data(max_entries=8)
-def training_set(folder: str) -> tuple[list[str], list[float] | None]:
-    """The training SMILES and labels saved with a model folder (empty when it has none)."""
-    saved = load_training_set(folder)
-    return (saved[0], saved[1].tolist()) if saved else ([], None)
+@st.cache_resource(max_entries=8)
+def training_reference(folder: str) -> TrainingReference | None:
+    """The training molecules saved with a model folder, with their fingerprints (None when it has none)."""
+    return TrainingReference.load(folder)
 
 
 def fmt3(value) -> str:

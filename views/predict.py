@@ -7,10 +7,11 @@ import streamlit as st
 from chemlm_engine.depict import grid_image, molecule_image_uri
 from chemlm_engine.ensemble import is_ensemble
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, measured_metrics, parse_pasted,
-                                   predict_csv, predict_smiles)
+from chemlm_engine.domain import DOMAIN_SIMILARITY, add_applicability_domain
+from chemlm_engine.predict import measured_metrics, parse_pasted, predict_csv, predict_smiles
 from chemlm_engine.tables import write_csv
-from views.common import explanation, fmt3, load_model, model_choices, molecule_cards, parity_plot, training_set
+from views.common import (explanation, fmt3, load_model, model_choices, molecule_cards, parity_plot,
+                          training_reference)
 from views.forms import column_pickers
 
 st.title("Predict logD")
@@ -59,7 +60,7 @@ if st.button("Predict", type="primary", disabled=not (text.strip() or (upload an
         else:
             result = predict_csv(model, upload, mc_passes=passes, progress=report, **columns)
         bar.progress(1.0, text="Checking the applicability domain …")
-        st.session_state["predictions"] = add_applicability_domain(result, *training_set(folder))
+        st.session_state["predictions"] = add_applicability_domain(result, training_reference(folder))
         st.session_state["predictions_key"] = key
     except ChemLMError as exc:
         st.error(str(exc))

@@ -36,6 +36,23 @@ def test_descriptor_scaling_comes_from_the_training_split_only(lipo):
     assert np.abs(features).max() <= 10.0  # clipped
 
 
+def test_descriptors_are_rdkits_own_values_also_when_the_helper_process_computes_half(lipo):
+    import chemlm_engine.descriptors as descriptors
+    from rdkit.Chem import Descriptors
+
+    smiles = lipo.smiles[:descriptors._PARALLEL_MIN + 44]  # enough for the helper process to take half
+    descriptors._CACHE.clear()
+    try:
+        values = describe(smiles)
+    finally:
+        descriptors._CACHE.clear()
+    for row in (0, 1, len(smiles) // 2 + 1, len(smiles) - 1):  # rows of both halves
+        expected = Descriptors.CalcMolDescriptors(Chem.MolFromSmiles(smiles[row]))
+        reference = np.array([expected[name] for name in DESCRIPTOR_NAMES], dtype=float)
+        reference[~np.isfinite(reference)] = np.nan
+        np.testing.assert_array_equal(values[row], reference)
+
+
 def test_missing_descriptor_values_become_the_training_median(lipo, monkeypatch):
     import chemlm_engine.descriptors as descriptors
 

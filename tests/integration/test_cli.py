@@ -33,6 +33,10 @@ def test_cli_train_predict_and_runs(tiny_backbone, tmp_path, monkeypatch):
     frame = pd.read_csv(out)
     assert frame["prediction"].notna().tolist() == [True, False, True]
     assert "syntax" in frame.loc[1, "error"] or "parse" in frame.loc[1, "error"]
+    # the applicability domain, as on the Predict page: the nearest of the run's training molecules
+    assert frame["similarity"].between(0, 1).tolist() == [True, False, True]
+    assert frame["in_domain"].notna().tolist() == [True, False, True]
+    assert "outside the applicability domain" in result.output
 
     csv_in = tmp_path / "in.csv"
     pd.DataFrame({"SMILES": ["CCN", "CC(=O)O"]}).to_csv(csv_in, index=False)

@@ -1,15 +1,43 @@
-"""The prediction table's extras: the nearest training molecule with its measured value, metrics for my data."""
+"""The prediction table's extras: the nearest training molecule with its measured value (its fingerprints cached
+in the model folder), metrics for my data."""
 import numpy as np
 import pandas as pd
+import pytest
 
-from chemlm_engine.predict import add_applicability_domain, measured_metrics
+import chemlm_engine.domain as domain
+from chemlm_engine.domain import FINGERPRINT_FILE, TrainingReference, add_applicability_domain
+from chemlm_engine.model import save_training_set
+from chemlm_engine.predict import measured_metrics
 
 
 def test_the_nearest_training_molecule_comes_with_its_measured_value():
     frame = pd.DataFrame({"canonical_smiles": ["CCCO", None], "error": [None, "cannot parse"]})
-    out = add_applicability_domain(frame, ["CCCCO", "c1ccccc1"], [1.5, 2.0])
+    out = add_applicability_domain(frame, TrainingReference.from_smiles(["CCCCO", "c1ccccc1"], [1.5, 2.0]))
     assert out.loc[0, "nearest_training_smiles"] == "CCCCO" and out.loc[0, "nearest_training_label"] == 1.5
     assert np.isnan(out.loc[1, "nearest_training_label"]) and out.loc[1, "in_domain"] is None
+    assert add_applicability_domain(frame, None)["in_domain"].isna().all()  # no training set: no verdict
+
+
+def test_training_fingerprints_are_cached_in_the_model_folder_and_rebuilt_when_the_set_changes(tmp_path,
+                                                                                               monkeypatch):
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
+    save_training_set(tmp_path, smiles, np.array([0.1, 1.5, 0.5]))
+    first = TrainingReference.load(tmp_path)
+    assert (tmp_path / FINGERPRINT_FILE).exists()
+    fresh = domain.fingerprints(smiles)
+
+    def refuse(_):
+        raise AssertionError("fingerprints recomputed although cached")
+
+    monkeypatch.setattr(domain, "fingerprints", refuse)
+    cached = TrainingReference.load(tmp_path)
+    assert cached.fingerprints == fresh == first.fingerprints and cached.labels.tolist() == [0.1, 1.5, 0.5]
+    save_training_set(tmp_path, smiles[:2], None)  # another training set in the same folder
+    with pytest.raises(AssertionError, match="recomputed"):
+        TrainingReference.load(tmp_path)
+    monkeypatch.undo()
+    rebuilt = TrainingReference.load(tmp_path)
+    assert rebuilt.fingerprints == fresh[:2] and rebuilt.labels is None
 
 
 def test_measured_metrics_use_rows_with_both_values_only():
