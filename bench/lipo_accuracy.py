@@ -210,6 +210,16 @@ def print_table(results: list[dict], reference: str = "chemprop") -> None:
         per_epoch = cell("seconds_per_epoch") if model.startswith(("chemlm", "random", "mlm")) else "–"
         print(f"| {model} | {split} | {len(rows)} | {cell('test_mse')} | {cell('test_rmse')} | {cell('test_mae')} "
               f"| {cell('test_r2')} | {delta} | {cell('val_r2')} | {per_epoch} | {devices} |")
+    calibrated = [k for k in keys if any("interval_coverage" in r for r in results if (r["model"], r["split"]) == k)]
+    if calibrated:
+        print("\n| model | split | seeds | 90 % interval coverage | mean width | Spearman(abs. error, spread) "
+              "| members' mean test R² |")
+        print("|---|---|---|---|---|---|---|")
+    for model, split in calibrated:
+        rows = [r for r in results if r["model"] == model and r["split"] == split]
+        cells = [f"{np.mean([r[k] for r in rows]):.3f} ± {np.std([r[k] for r in rows]):.3f}" for k in
+                 ("interval_coverage", "interval_width", "spearman_error_spread", "member_test_r2_mean")]
+        print(f"| {model} | {split} | {len(rows)} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
