@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +75,13 @@ class TrainingReference:
                 if str(cached["smiles_sha256"]) == digest:
                     return cls(smiles, labels, [DataStructs.CreateFromFPSText(row.tobytes().hex())
                                                 for row in cached["bits"]])
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
             pass  # missing or unreadable: rebuilt below
         reference = cls.from_smiles(smiles, labels)
-        try:
-            np.savez_compressed(path, bits=_packed(reference.fingerprints), smiles_sha256=np.asarray(digest))
+        try:  # written aside and renamed: a reader in another process never sees half a file
+            partial = path.with_suffix(f".{os.getpid()}.npz")
+            np.savez_compressed(partial, bits=_packed(reference.fingerprints), smiles_sha256=np.asarray(digest))
+            os.replace(partial, path)
         except OSError as exc:  # a read-only model folder still predicts; it just pays for the fingerprints
             log.warning("cannot cache fingerprints in %s: %s", folder, exc)
         return reference

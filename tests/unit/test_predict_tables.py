@@ -38,6 +38,9 @@ def test_training_fingerprints_are_cached_in_the_model_folder_and_rebuilt_when_t
     monkeypatch.undo()
     rebuilt = TrainingReference.load(tmp_path)
     assert rebuilt.fingerprints == fresh[:2] and rebuilt.labels is None
+    (tmp_path / FINGERPRINT_FILE).write_bytes(b"PK\x03\x04 cut short")  # e.g. a copy interrupted midway
+    assert TrainingReference.load(tmp_path).fingerprints == fresh[:2]
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".npz"] == [FINGERPRINT_FILE]
 
 
 def test_measured_metrics_use_rows_with_both_values_only():
