@@ -34,7 +34,7 @@ from safetensors.numpy import load_file, save_file
 from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
 from .inference import collate, encode_smiles
-from .model import RegressionModel, load_training_set
+from .model import RegressionModel
 
 __all__ = ["CACHE_FILE", "AttributionCache", "removal_effects", "training_contributions", "atom_contributions",
            "draw_atom_contributions", "Explanation", "explain"]
@@ -126,13 +126,16 @@ def _members(predictor: RegressionModel | Ensemble, folder: str | Path) -> list[
     return [(predictor, Path(folder))]
 
 
-def training_contributions(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str) -> pd.DataFrame:
+def training_contributions(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str,
+                           reference: TrainingReference | None = None) -> pd.DataFrame:
     """Every training molecule of the model folder with its ``contribution`` to the prediction for ``smiles``
-    (label units; positive: pushes it up), sorted by size."""
-    saved = load_training_set(folder)
-    if saved is None:
+    (label units; positive: pushes it up), sorted by size. ``reference``: the folder's training set, if already
+    loaded."""
+    reference = reference or TrainingReference.load(folder)
+    if reference is None:
         raise ValueError(f"{folder} has no saved training set: nothing to attribute to")
-    train_smiles, labels = saved
+    train_smiles = reference.smiles
+    labels = np.full(len(train_smiles), np.nan) if reference.labels is None else reference.labels
     total = np.zeros(len(train_smiles))
     members = _members(predictor, folder)
     for model, member_folder in members:
@@ -231,8 +234,8 @@ class Explanation:
 
 def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str) -> Explanation:
     """Both attributions for one (canonical) SMILES, and the atom map."""
-    training = training_contributions(predictor, folder, smiles)
-    reference = TrainingReference.load(folder)  # exists: training_contributions needed it
+    reference = TrainingReference.load(folder)  # read once: contributions and similarities both need it
+    training = training_contributions(predictor, folder, smiles, reference)
     similarity = DataStructs.BulkTanimotoSimilarity(fingerprints([smiles])[0], reference.fingerprints)
     training["similarity"] = training["smiles"].map(dict(zip(reference.smiles, similarity)))
     atoms = atom_contributions(predictor, smiles)

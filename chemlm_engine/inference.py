@@ -18,7 +18,7 @@ __all__ = ["PREDICT_BATCH", "cpu_has_native_bf16", "resolve_precision", "autocas
            "predict_encoded", "predict_values", "mc_dropout"]
 
 # Molecules per forward pass at prediction, by device: batches are length-sorted and on a CPU small ones pad least
-# (32 ran 1.6x faster than 128 on the 2-core CPU of bench/predict_speed.py); a GPU wants more work per launch.
+# (32 ran faster than 128 and than 16 on this project's 2-core CPU); a GPU wants more work per launch.
 PREDICT_BATCH = {"cpu": 32, "cuda": 256}
 
 
