@@ -1,6 +1,7 @@
 """ChemLM Studio: Streamlit entry point (navigation and the shared sidebar)."""
 import streamlit as st
 
+from chemlm_engine.errors import ChemLMError
 from chemlm_engine.manager import EXECUTORS
 from views.common import device_label, executor_choice, manager, store
 
@@ -16,6 +17,11 @@ pages = [
     st.Page("views/compare.py", title="Compare", icon=":material/leaderboard:"),
 ]
 page = st.navigation(pages)
+try:
+    store()
+except ChemLMError as exc:  # e.g. CHEMLM_HOME names a file: say so instead of a traceback
+    st.error(f"The run store cannot be opened: {exc}")
+    st.stop()
 
 with st.sidebar:
     st.caption(f"**Device:** {device_label()}")

@@ -40,14 +40,20 @@ def _run_with_progress(spec, store) -> None:
     """Run a job with a tqdm bar; print its run id, status and metrics as the last (JSON) line."""
     from .jobs import run_job
 
-    bar = tqdm(total=1000, desc=spec.method, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+    bar = tqdm(total=1000, desc=spec.method, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
+               disable=None)  # on a terminal only: a log gets the JSON line and errors, not bar redraws
 
     def report(fraction: float, message: str) -> None:
         bar.n = int(fraction * 1000)
         bar.set_postfix_str(message, refresh=False)
         bar.refresh()
 
-    run_id = run_job(spec, store, progress=report)
+    try:
+        run_id = run_job(spec, store, progress=report)
+    except BaseException:
+        bar.leave = False  # the error is the last word, on a line of its own
+        bar.close()
+        raise
     bar.close()
     record = store.get_run(run_id)
     typer.echo(json.dumps({"run_id": run_id, "status": record.status, **record.metrics}))

@@ -33,10 +33,12 @@ def predict(
     from .domain import TrainingReference, add_applicability_domain
     from .ensemble import load_predictor
     from .predict import measured_metrics, predict_csv, predict_smiles
-    from .tables import write_csv
+    from .tables import check_output, write_csv, written_aside
 
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
+    if output is not None and executor != "ray":  # Ray writes a folder of parts
+        check_output(output)
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
     if input is not None and (executor == "ray" or input.suffix == ".parquet" or
                               (output is not None and output.suffix == ".parquet")):
@@ -62,7 +64,8 @@ def predict(
     if output is None:
         typer.echo(write_csv(frame), nl=False)
     else:
-        write_csv(frame, output)
+        with written_aside(output) as aside:
+            write_csv(frame, aside)
         n_bad = int(frame["error"].notna().sum())
         n_warned = int(frame["warnings"].notna().sum())
         n_outside = int((frame["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not outside
@@ -84,17 +87,18 @@ def explain(
     from .ensemble import load_predictor
     from .explain import explain as explain_prediction
     from .molecules import prepare_smiles
-    from .tables import write_csv
+    from .tables import check_output, write_csv, written_aside
 
+    check_output(output.with_suffix(".csv"))
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
     predictor = load_predictor(folder, trust_remote_code=trust_remote_code)
     prepared = prepare_smiles(smiles, predictor.standardization)
     if prepared.error:
         raise typer.BadParameter(prepared.error, param_hint="--smiles")
     result = explain_prediction(predictor, folder, prepared.smiles)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(result.top(top), output.with_suffix(".csv"))
-    output.with_suffix(".png").write_bytes(result.picture)
+    with written_aside(output.with_suffix(".csv")) as table, written_aside(output.with_suffix(".png")) as picture:
+        write_csv(result.top(top), table)
+        picture.write_bytes(result.picture)
     typer.echo(json.dumps({"smiles": prepared.smiles, "prediction": result.prediction,
                            "baseline": float(result.atoms["baseline"]), "csv": str(output.with_suffix(".csv")),
                            "png": str(output.with_suffix(".png"))}))

@@ -21,7 +21,8 @@ from rdkit.Chem import Descriptors
 
 from .errors import ModelLoadError
 
-__all__ = ["DESCRIPTOR_NAMES", "describe", "start_helper", "DescriptorScaler"]
+__all__ = ["DESCRIPTOR_NAMES", "LARGE_MOLECULE", "SIZE_LIMITED", "describe", "size_warning", "start_helper",
+           "DescriptorScaler"]
 
 # Every RDKit 2D descriptor but QED (a fifth of the cost alone) and Ipc (overflows to 1e30 and beyond).
 _SKIPPED = {"qed", "Ipc"}
@@ -40,6 +41,17 @@ def _reusing_cache(fn):
 
 _FUNCTIONS = [(name, _reusing_cache(fn)) for name, fn in Descriptors.descList if name not in _SKIPPED]
 DESCRIPTOR_NAMES = [name for name, _ in _FUNCTIONS]
+
+# Descriptors whose cost grows faster than the molecule (bench/molecule_size.py: exponents 1.6-3.4 between 130 and
+# 5,000 heavy atoms; AvgIpc alone 3 s at 600 atoms, minutes at 5,000): computed only up to LARGE_MOLECULE
+# heavy atoms and missing (the training median) above, with a warning. A size limit rather than a clock keeps a
+# molecule's features, so its prediction, the same on every machine; 120 is above every Lipophilicity molecule
+# (at most 115), so no model's training features change.
+LARGE_MOLECULE = 120
+_SIZE_LIMITED_MARKS = ("AvgIpc", "BalabanJ", "BertzCT", "BCUT2D_", "EState", "Chi2", "Chi3", "Chi4", "Kappa2",
+                       "Kappa3", "Phi", "SPS")
+SIZE_LIMITED = [name for name in DESCRIPTOR_NAMES if any(mark in name for mark in _SIZE_LIMITED_MARKS)]
+_LIMITED = np.array([name in SIZE_LIMITED for name in DESCRIPTOR_NAMES])
 # Standardised values are clipped here: a few descriptors have heavy tails that would dominate the head.
 _CLIP = 10.0
 _CACHE: dict[str, np.ndarray] = {}
@@ -55,7 +67,10 @@ def _one(smiles: str) -> np.ndarray:
         values = np.full(len(_FUNCTIONS), np.nan, dtype=np.float64)
         if mol is None:
             return values
+        large = mol.GetNumHeavyAtoms() > LARGE_MOLECULE
         for i, (_, fn) in enumerate(_FUNCTIONS):
+            if large and _LIMITED[i]:
+                continue
             try:
                 values[i] = fn(mol)
             except Exception:  # noqa: BLE001 - RDKit descriptor functions raise several types; NaN is handled
@@ -109,6 +124,14 @@ def _reset_helper() -> None:
         if _HELPER is not None:
             _HELPER.shutdown(wait=False, cancel_futures=True)
         _HELPER = None
+
+
+def size_warning(heavy_atoms: int) -> str | None:
+    """What a descriptor model cannot compute for a molecule of this size (None when it computes everything)."""
+    if heavy_atoms <= LARGE_MOLECULE:
+        return None
+    return (f"large molecule ({heavy_atoms:,} heavy atoms, over {LARGE_MOLECULE}): {len(SIZE_LIMITED)} descriptors "
+            "whose cost grows faster than the molecule were skipped (the training median used instead)")
 
 
 def describe(smiles: Sequence[str]) -> np.ndarray:

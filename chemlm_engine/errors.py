@@ -5,6 +5,7 @@ __all__ = [
     "ChemLMError",
     "InvalidSmilesError",
     "DataError",
+    "OutputError",
     "ConfigError",
     "StoreError",
     "ModelLoadError",
@@ -24,6 +25,10 @@ class InvalidSmilesError(ChemLMError):
 
 class DataError(ChemLMError):
     """A data file or column that cannot be used (missing column, no valid rows, ...)."""
+
+
+class OutputError(ChemLMError):
+    """A result file that cannot be written (missing folder, a folder in its place, disk full, read-only)."""
 
 
 class ConfigError(ChemLMError, ValueError):

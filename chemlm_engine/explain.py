@@ -33,6 +33,7 @@ from safetensors.numpy import load_file, save_file
 
 from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
+from .errors import DataError
 from .inference import collate, encode_smiles
 from .model import RegressionModel
 
@@ -133,7 +134,8 @@ def training_contributions(predictor: RegressionModel | Ensemble, folder: str | 
     loaded."""
     reference = reference or TrainingReference.load(folder)
     if reference is None:
-        raise ValueError(f"{folder} has no saved training set: nothing to attribute to")
+        raise DataError(f"{folder} has no saved training set (training_set.csv), so no training molecule to "
+                        "attribute the prediction to: explain a model trained by ChemLM Studio")
     train_smiles = reference.smiles
     labels = np.full(len(train_smiles), np.nan) if reference.labels is None else reference.labels
     total = np.zeros(len(train_smiles))

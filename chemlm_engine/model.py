@@ -30,17 +30,25 @@ TRAINING_SET_FILE = "training_set.csv"
 
 @contextlib.contextmanager
 def _quiet_loading():
-    previous = hf_logging.get_verbosity()
+    previous, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per member would bury the user's output
     try:
         yield
     finally:
         hf_logging.set_verbosity(previous)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def best_device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else (absolute, relative, deeper) names a folder."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or Path(name).exists()
 
 
 def load_backbone(name_or_path: str | Path, trust_remote_code: bool = False, masked_lm: bool = False,
@@ -51,6 +59,10 @@ def load_backbone(name_or_path: str | Path, trust_remote_code: bool = False, mas
     switched on unless the caller asks.
     """
     source = str(name_or_path)
+    if _looks_like_a_path(source) and not Path(source).is_dir():
+        what = "is a file, not a folder" if Path(source).exists() else "does not exist"
+        raise ModelLoadError(f"backbone folder {source} {what}: give a model folder (a Hugging Face "
+                             "save_pretrained folder) or a hub id such as ibm/MoLFormer-XL-both-10pct")
     auto = AutoModelForMaskedLM if masked_lm else AutoModel
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)

@@ -49,6 +49,7 @@ class PreparedSmiles:
     smiles: str | None
     error: str | None = None
     changes: tuple[str, ...] = ()
+    heavy_atoms: int = 0
 
 
 def check_smiles_text(text: str) -> str:
@@ -115,7 +116,7 @@ def prepare_smiles(text: object, standardization: Standardization = Standardizat
         if standardization.enabled:
             mol, changes = _standardize(mol, standardization)
         with rdBase.BlockLogs():
-            return PreparedSmiles(raw, Chem.MolToSmiles(mol), None, tuple(changes))
+            return PreparedSmiles(raw, Chem.MolToSmiles(mol), None, tuple(changes), mol.GetNumHeavyAtoms())
     except InvalidSmilesError as exc:
         return PreparedSmiles(raw, None, str(exc))
 

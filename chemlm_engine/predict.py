@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .data import SMILES_COLUMNS
+from .descriptors import size_warning
 from .ensemble import Ensemble
 from .errors import DataError
 from .inference import mc_dropout, predict_values
@@ -78,7 +79,7 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
     labels = [""] * len(inputs) if names is None else ["" if pd.isna(n) else str(n) for n in list(names)]
     if len(labels) != len(inputs):
         raise DataError(f"{len(labels)} names for {len(inputs)} SMILES")
-    rows = []
+    rows, sizes = [], []
     for i, text in enumerate(inputs):
         problem = problems[i] if problems is not None else None
         prepared = prepare_smiles(text, model.standardization) if problem is None else None
@@ -86,11 +87,15 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
                      "canonical_smiles": prepared.smiles if prepared else None, "prediction": np.nan,
                      "error": problem if prepared is None else prepared.error, "warnings": None,
                      "standardization": "; ".join(prepared.changes) if prepared and prepared.changes else None})
+        sizes.append(prepared.heavy_atoms if prepared else 0)
     frame = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
     valid = frame.index[frame["error"].isna()]
     canonical = frame.loc[valid, "canonical_smiles"].tolist()
     if canonical:
-        frame.loc[valid, "warnings"] = token_warnings(model.tokenizer, canonical, model.max_tokens)
+        described = (model.members[0] if isinstance(model, Ensemble) else model).spec.descriptors
+        notes = zip(token_warnings(model.tokenizer, canonical, model.max_tokens),
+                    (size_warning(sizes[i]) if described else None for i in valid))
+        frame.loc[valid, "warnings"] = ["; ".join(n for n in pair if n) or None for pair in notes]
     ensemble = isinstance(model, Ensemble)
     mean, std = np.zeros(len(canonical)), np.full(len(canonical), np.nan)
     for start in range(0, len(canonical), _CHUNK):

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import create_engine, delete, event, select, update
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from .config import JobSpec
@@ -116,12 +116,22 @@ class RunStore:
 
     def __init__(self, url: str | None = None, home: str | Path | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
+        if self.home.exists() and not self.home.is_dir():
+            raise StoreError(f"the run store folder {self.home} is a file: point CHEMLM_HOME at a folder")
         if url is None:
-            self.home.mkdir(parents=True, exist_ok=True)
+            try:
+                self.home.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the run store folder {self.home} ({exc.strerror}): point "
+                                 "CHEMLM_HOME at a folder you can write") from None
             url = f"sqlite:///{self.home / 'runs.db'}"
         self.url = url
-        self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}
-                                    if url.startswith("sqlite") else {})
+        try:
+            self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}
+                                        if url.startswith("sqlite") else {})
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise StoreError(f"cannot open the run store {url!r}: {exc}; give a SQLAlchemy URL such as "
+                             "sqlite:///path/to/runs.db") from None
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:

@@ -5,8 +5,10 @@ Written CSV quotes every field that holds a line break, so a bare ``\\r`` round-
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +16,10 @@ from typing import IO
 
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, OutputError
 
-__all__ = ["Table", "read_table", "iter_table", "write_csv", "pick_column", "DELIMITERS"]
+__all__ = ["Table", "read_table", "iter_table", "write_csv", "check_output", "written_aside", "pick_column",
+           "DELIMITERS"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -126,6 +129,30 @@ def read_table(source: str | Path | IO) -> Table:
 def write_csv(frame: pd.DataFrame, target: str | Path | IO | None = None) -> str | None:
     """CSV with CRLF line ends (RFC 4180), so the writer quotes any field holding ``\\r`` or ``\\n``."""
     return frame.to_csv(target, index=False, lineterminator="\r\n")
+
+
+def check_output(path: Path) -> None:
+    """:class:`OutputError` now, before any work, for a result path that cannot be a file."""
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder: give a file name, e.g. {path / 'predictions.csv'}")
+    if not path.parent.is_dir():
+        raise OutputError(f"folder {path.parent} does not exist: create it or choose another output path")
+
+
+@contextlib.contextmanager
+def written_aside(path: Path) -> Iterator[Path]:
+    """A temporary name next to ``path`` to write to, renamed to ``path`` only when writing succeeded: a failed
+    write (disk full, read-only) leaves no partial file and becomes one :class:`OutputError`."""
+    check_output(path)
+    aside = path.with_name(f".{path.name}.partial")
+    try:
+        yield aside
+        os.replace(aside, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            aside.unlink()
 
 
 def pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str) -> str:

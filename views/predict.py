@@ -142,7 +142,11 @@ why = st.selectbox("Explain a result row", [None, *ok.index], format_func=lambda
                    f"logD {ok.loc[i, 'prediction']:.2f}")
 if why is not None:
     with st.spinner("Attributing (the first time for a model also builds its cache: about a minute) …"):
-        reason = explanation(folder, ok.loc[why, "canonical_smiles"])
+        try:
+            reason = explanation(folder, ok.loc[why, "canonical_smiles"])
+        except ChemLMError as exc:
+            st.error(str(exc))
+            st.stop()
     left, right = st.columns([2, 3])
     left.image(reason.picture, caption="Atoms: red raises the predicted logD, blue lowers it (integrated gradients "
                f"from a [MASK] baseline; bonds and rings together {reason.atoms['other']:+.2f})")

@@ -177,3 +177,20 @@ def test_the_pool_loader_drops_every_split_and_says_how_many(tiny_backbone, stor
     assert sorted(pool.smiles) == sorted(Chem.CanonSmiles(s) for s in outside)
     assert store.get_run(run_id).info["pool_dropped"] == {"train": 2, "val": 2, "test": 3}
     assert isinstance(pool, MoleculeData)
+
+
+def test_a_large_molecule_is_predicted_with_a_warning_and_its_batch_is_unaffected(tiny_backbone, lipo):
+    from chemlm_engine.descriptors import LARGE_MOLECULE
+
+    data = lipo.subset(range(60))
+    model = _tiny(tiny_backbone, descriptors=True)
+    fit(model, data.subset(range(50)), data.subset(range(50, 60)), TrainConfig(epochs=1, batch_size=16))
+    small, large = lipo.smiles[0], "C" * 5000
+    alone = predict_smiles(model, [small])
+    frame = predict_smiles(model, [small, large, "CCO"])
+    assert frame["error"].isna().all() and np.isfinite(frame["prediction"]).all()
+    assert frame.loc[0, "prediction"] == pytest.approx(alone.loc[0, "prediction"], abs=1e-5)
+    assert f"over {LARGE_MOLECULE}" in frame.loc[1, "warnings"] and "truncated" in frame.loc[1, "warnings"]
+    assert pd.isna(frame.loc[0, "warnings"]) and pd.isna(frame.loc[2, "warnings"])
+    plain = predict_smiles(_tiny(tiny_backbone), [large])  # no descriptors: nothing skipped, nothing to warn of
+    assert "over" not in plain.loc[0, "warnings"]

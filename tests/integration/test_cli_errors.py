@@ -1,0 +1,71 @@
+"""Every malformed CLI invocation answers with one clear line on stderr and exit code 2, never a traceback,
+and leaves no partial output file."""
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "assets" / "lipo-regressor"
+
+
+def _model_without_training_set(folder: Path) -> Path:
+    folder.mkdir()
+    for item in MODEL.iterdir():
+        if item.name not in ("training_set.csv", "training_fingerprints.npz"):
+            (folder / item.name).symlink_to(item)
+    return folder
+
+
+def _small_files() -> None:
+    """The child may write at most 2 kB per file: a longer write fails as a full disk would (EFBIG)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+
+# (arguments, what stderr must say, output file that must not exist afterwards); {tmp} is the test's folder
+ONE_LINE_ERRORS = {
+    "output folder missing": (["predict", "-s", "CCO", "--output", "{tmp}/nowhere/out.csv"],
+                              "folder {tmp}/nowhere does not exist", "{tmp}/nowhere/out.csv"),
+    "output is a folder": (["predict", "-s", "CCO", "--output", "{tmp}"], "is a folder: give a file name", None),
+    "output write fails": (["predict", *["-s", "CCO"] * 40, "--output", "{tmp}/out.csv"], "cannot write {tmp}/out.csv",
+                           "{tmp}/out.csv"),
+    "explain without training set": (["explain", "-s", "CCO", "--model", "{tmp}/noset", "--output", "{tmp}/why"],
+                                     "has no saved training set", "{tmp}/why.csv"),
+    "unknown database scheme": (["runs", "list", "--db", "foo://bar"], "cannot open the run store 'foo://bar'",
+                                None),
+    "CHEMLM_HOME is a file": (["runs", "list"], "is a file: point CHEMLM_HOME at a folder", None),
+    "backbone folder missing": (["train", "--backbone", "{tmp}/no-backbone", "--subset", "50", "--epochs", "1"],
+                                "backbone folder {tmp}/no-backbone does not exist", None),
+    "label column missing": (["train", "--data", "{tmp}/d.csv", "--label-column", "logd", "--epochs", "1"],
+                             "label column 'logd' not found; columns are ['smiles', 'y']", None),
+    "not a finite learning rate": (["train", "--learning-rate", "nan"], "learning_rate must be a finite number",
+                                   None),
+    "unknown method option": (["train", "--subset", "50", "-o", "nosuch=1"], "nosuch", None),
+    "unknown run": (["runs", "show", "no-such-run"], "no-such-run", None),
+    "unknown split": (["train", "--split", "diagonal", "--subset", "50"], "diagonal", None),
+}
+
+
+@pytest.mark.parametrize("case", list(ONE_LINE_ERRORS))
+def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_path):
+    args, message, output = (value.format(tmp=tmp_path) if isinstance(value, str) else value
+                             for value in ONE_LINE_ERRORS[case])
+    args = [a.format(tmp=tmp_path) for a in args]
+    home = tmp_path / "home"
+    if case == "CHEMLM_HOME is a file":
+        home.write_text("not a folder")
+    _model_without_training_set(tmp_path / "noset")
+    (tmp_path / "d.csv").write_text("smiles,y\nCCO,1\nCCC,2\n")
+    result = subprocess.run([sys.executable, "-m", "chemlm_engine", *args], capture_output=True, text=True,
+                            env={**os.environ, "CHEMLM_HOME": str(home)}, cwd=ROOT, timeout=300,
+                            preexec_fn=_small_files if case == "output write fails" else None)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    if output is not None:
+        assert not Path(output).exists() and not list(Path(output).parent.glob(".*.partial"))
