@@ -50,4 +50,9 @@ with st.sidebar:
 
     job_list()
 
+# A widget's value is dropped when its page is not shown; reassigning it here keeps what the user chose (model,
+# input, pasted SMILES) while they visit other pages (Streamlit's documented way for st.navigation apps).
+for kept in ("predict_folder", "predict_mode", "predict_text"):
+    if kept in st.session_state:
+        st.session_state[kept] = st.session_state[kept]
 page.run()

@@ -19,12 +19,16 @@ choices = model_choices()
 if not choices:
     st.warning("No model available yet: train one on the Train page.")
     st.stop()
-labels = list(choices)
-wanted = st.session_state.pop("predict_model", None)  # "Predict with this run" on the Train page
-model_label = st.selectbox("Model", labels, index=labels.index(wanted) if wanted in labels else 0)
-folder = choices[model_label]
+# Keyed by folder (a run's label may change; its folder does not); the choice survives reruns and other pages.
+labels = {folder: label for label, folder in choices.items()}
+wanted = st.session_state.pop("predict_model", None)  # a model folder: "Predict with this run" on the Train page
+if wanted in labels:
+    st.session_state["predict_folder"] = wanted
+elif st.session_state.get("predict_folder") not in labels:
+    st.session_state.pop("predict_folder", None)
+folder = st.selectbox("Model", list(labels), format_func=labels.get, key="predict_folder")
 
-mode = st.radio("Input", ["Paste SMILES", "Upload CSV"], horizontal=True)
+mode = st.radio("Input", ["Paste SMILES", "Upload CSV"], horizontal=True, key="predict_mode")
 text, upload, columns = "", None, {}
 if mode == "Paste SMILES":
     text = st.text_area("One SMILES per line, optionally followed by a name (space or tab)", height=140,
@@ -40,13 +44,20 @@ passes = 0 if ensemble else 20 * st.checkbox("MC-dropout uncertainty (20 stochas
 if ensemble:
     st.caption("An ensemble: the prediction is its members' mean, ± their spread, with a calibrated 90 % interval.")
 
-# Results belong to one input: a new text, file, model or option clears them.
+# Results belong to one input, model and option: a change of any clears them. No input at all (an upload is not
+# kept when you visit another page) keeps the last results on screen while model and option stay.
+has_input = bool(text.strip() or (upload and columns is not None))
 key = hashlib.sha256(repr((folder, mode, text, upload.getvalue() if upload else b"", columns, passes))
                      .encode()).hexdigest()
-if st.session_state.get("predictions_key") != key:
+if st.session_state.get("predictions_key") != key and (has_input or
+                                                      st.session_state.get("predictions_setup") != (folder, passes)):
     st.session_state.pop("predictions", None)
 
-if st.button("Predict", type="primary", disabled=not (text.strip() or (upload and columns is not None))):
+# Never disabled: a click that also commits a freshly pasted text must not be lost.
+clicked = st.button("Predict", type="primary")
+if clicked and not has_input:
+    st.warning("Paste SMILES or upload a CSV first.")
+if clicked and has_input:
     bar = st.progress(0.0, text="Loading the model …")
 
     def report(done: int, total: int) -> None:
@@ -61,7 +72,7 @@ if st.button("Predict", type="primary", disabled=not (text.strip() or (upload an
             result = predict_csv(model, upload, mc_passes=passes, progress=report, **columns)
         bar.progress(1.0, text="Checking the applicability domain …")
         st.session_state["predictions"] = add_applicability_domain(result, training_reference(folder))
-        st.session_state["predictions_key"] = key
+        st.session_state["predictions_key"], st.session_state["predictions_setup"] = key, (folder, passes)
     except ChemLMError as exc:
         st.error(str(exc))
     bar.empty()
@@ -69,6 +80,8 @@ if st.button("Predict", type="primary", disabled=not (text.strip() or (upload an
 result = st.session_state.get("predictions")
 if result is None:
     st.stop()
+if not has_input:
+    st.caption("The results of your last prediction (an uploaded file is not kept when you visit another page).")
 ok = result[result["error"].isna()].copy()
 bad = result[result["error"].notna()]
 outside = int((ok["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not "outside"

@@ -74,7 +74,7 @@ if name != run.name:
     st.rerun()
 if b.button("Predict with this run", disabled=run.status != "finished" or not run.model_path or
             run.method == "pretrain"):
-    st.session_state["predict_model"] = run_label(run)
+    st.session_state["predict_model"] = run.model_path
     st.switch_page("views/predict.py")
 if c.button("Delete run", disabled=run.status in ("queued", "running"), help="Its rows and files; cannot be undone."):
     store().delete(run.id)

@@ -168,3 +168,27 @@ def test_influence_shows_molecule_cards(app_url, page, tmp_path):
     assert len(visible) >= 10 and visible[0].startswith("#1 · score")
     page.wait_for_timeout(1500)
     _shot(page, tmp_path, "influence.png")
+
+
+def test_predict_with_this_run_keeps_the_run_the_first_click_and_the_input_across_pages(app_url, page):
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{app_url}/train")
+    page.get_by_role("button", name="Predict with this run").click()
+    model_box = page.get_by_role("combobox", name="Model")
+    model_box.wait_for()
+    page.wait_for_timeout(1000)
+    chosen = model_box.input_value()
+    assert "· baseline ·" in chosen  # the run, not "Embedded default"
+    page.get_by_label("One SMILES per line").fill("CCO ethanol\nc1ccccc1O phenol")
+    page.get_by_role("button", name="Predict", exact=True).click()  # the first click, right after the paste
+    page.get_by_text("Outside the domain", exact=True).wait_for()
+    page.get_by_text("Upload CSV").click()  # reruns: the model stays the run, the results stay
+    page.get_by_text("Paste SMILES").click()
+    page.wait_for_timeout(1500)
+    assert model_box.input_value() == chosen
+    page.get_by_role("link", name="Home").click()
+    page.get_by_text("Embedded default model").wait_for(timeout=30_000)
+    page.get_by_role("link", name="Predict").first.click()
+    page.get_by_text("Outside the domain", exact=True).wait_for()  # the results are still there ...
+    assert page.get_by_label("One SMILES per line").input_value() == "CCO ethanol\nc1ccccc1O phenol"  # ... and input
+    assert page.get_by_role("combobox", name="Model").input_value() == chosen
