@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,15 @@ __all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "M
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_BACKBONE = str(ASSETS_DIR / "chemlm-mini")
 DEFAULT_REGRESSOR = str(ASSETS_DIR / "lipo-regressor")
+log = logging.getLogger(__name__)
+
+
+def _known(kind: type, raw: dict[str, Any], where: str) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        log.warning("stored spec: %s field(s) %s unknown to this version, ignored", where, ", ".join(unknown))
+    return {k: v for k, v in raw.items() if k in names}
 
 
 @dataclass(frozen=True)
@@ -150,12 +160,15 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JobSpec:
-        data = dict(raw.get("data", {}))
+        """The spec as stored. Fields a newer or older version wrote and this one does not know are left out
+        (logged); missing ones take their defaults, so any stored run can still be listed and compared."""
+        data = _known(DataSpec, raw.get("data", {}), "data")
         if "fractions" in data:
             data["fractions"] = tuple(data["fractions"])
-        return cls(method=raw.get("method", "baseline"), data=DataSpec(**data), model=ModelSpec(**raw.get("model", {})),
-                   train=TrainConfig(**raw.get("train", {})), options=dict(raw.get("options", {})),
-                   name=raw.get("name", ""))
+        return cls(method=raw.get("method", "baseline"), data=DataSpec(**data),
+                   model=ModelSpec(**_known(ModelSpec, raw.get("model", {}), "model")),
+                   train=TrainConfig(**_known(TrainConfig, raw.get("train", {}), "train")),
+                   options=dict(raw.get("options", {})), name=raw.get("name", ""))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -92,8 +92,7 @@ class JobManager:
             event = self._cancel.get(run_id)
         if event is not None:
             event.set()
-        if self.store.get_run(run_id).status == "queued":
-            self.store.cancel(run_id, "cancelled before it started")
+        self.store.request_cancel(run_id)  # honoured by whichever manager or worker holds the run
 
     def active(self) -> list[str]:
         """Ids of jobs queued or running in this manager."""
@@ -134,7 +133,7 @@ class JobManager:
             run_id, spec = item
             with self._lock:
                 event = self._cancel[run_id]
-                if event.is_set():
+                if event.is_set() or self.store.get_run(run_id).status != "queued":  # cancelled, here or elsewhere
                     self._cancel.pop(run_id, None)
                     continue
                 self._running.add(run_id)

@@ -120,7 +120,8 @@ class JobContext:
         now = time.time()
         if force or now - self._last_write > 0.5:
             self._last_write = now
-            self.store.set_progress(self.run_id, fraction, message)
+            if self.store.set_progress(self.run_id, fraction, message):  # asked to stop, maybe by another manager
+                self.cancel.set()
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():

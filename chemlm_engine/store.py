@@ -90,7 +90,7 @@ class RunRecord:
         size, time."""
         try:
             config = JobSpec.from_dict(self.spec).summary()
-        except ConfigError as exc:  # written by an older version whose options are no longer valid
+        except (ConfigError, TypeError, ValueError) as exc:  # written by a version whose settings do not validate now
             config = {"method": self.method, "options": f"(not readable now: {exc})"}
         return {"id": self.id, "name": self.name, "status": self.status, **config,
                 **{f"test_{k}": self.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
@@ -175,8 +175,27 @@ class RunStore:
         self._update(run_id, status="running", started_at=time.time(), pid=os.getpid(), host=socket.gethostname(),
                      versions=json.dumps(versions), message="starting")
 
-    def set_progress(self, run_id: str, fraction: float, message: str = "") -> None:
-        self._update(run_id, progress=float(min(max(fraction, 0.0), 1.0)), message=message)
+    def set_progress(self, run_id: str, fraction: float, message: str = "") -> bool:
+        """Record progress; returns whether someone asked to cancel the run (see :meth:`request_cancel`)."""
+        with self._session(write=True) as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                raise RunNotFoundError(run_id)
+            row.progress, row.message = float(min(max(fraction, 0.0), 1.0)), message
+            return bool(json.loads(row.info).get("cancel_requested"))
+
+    def request_cancel(self, run_id: str) -> None:
+        """Cancel through the store, so any manager or worker honours it: a queued run is cancelled now (a worker
+        skips a run that is no longer queued); a running one is asked to stop, and stops at its next progress
+        report (within about a second)."""
+        with self._session(write=True) as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                raise RunNotFoundError(run_id)
+            if row.status == "queued":
+                row.status, row.finished_at, row.message = "cancelled", time.time(), "cancelled before it started"
+            elif row.status == "running":
+                row.info = json.dumps({**json.loads(row.info), "cancel_requested": True})
 
     def set_info(self, run_id: str, **info: Any) -> None:
         """Merge keys into the run's ``info`` (data hash, parameter counts, sizes ...)."""

@@ -64,6 +64,20 @@ def test_cancel_stops_a_running_job_within_a_batch(tiny_backbone, store):
     assert len(store.epochs(run_id)) < 200
 
 
+def test_a_manager_that_does_not_own_the_jobs_cancels_them_through_the_store(tiny_backbone, store):
+    owner, other = JobManager(store), JobManager(store)  # e.g. the executor was switched in the sidebar
+    running = owner.submit(_spec(tiny_backbone, epochs=200, subset=400))
+    queued = owner.submit(_spec(tiny_backbone, epochs=1))
+    while store.get_run(running).progress == 0:
+        threading.Event().wait(0.05)
+    other.cancel(queued)
+    other.cancel(running)
+    record = owner.wait(running, timeout=60)
+    assert record.status == "cancelled" and len(store.epochs(running)) < 200
+    after = owner.wait(queued, timeout=60)
+    assert after.status == "cancelled" and after.started_at is None  # never started
+
+
 def test_cancelled_run_job_raises_and_is_recorded(tiny_backbone, store):
     event = threading.Event()
     event.set()

@@ -60,3 +60,22 @@ def test_a_run_whose_stored_options_no_longer_validate_still_lists(tmp_path):
     row = store.get_run(run_id).summary()
     assert row["method"] == "ia3" and "not readable now" in row["options"]
     assert len(store.runs_frame()) == 1
+
+
+def test_a_stored_spec_with_fields_this_version_does_not_know_still_lists(tmp_path):
+    store = RunStore(home=tmp_path)
+    spec = JobSpec(data=DataSpec(subset=100), train=TrainConfig(epochs=3)).to_dict()
+    spec["model"]["retired_setting"] = True  # written by another version
+    spec["train"].pop("epochs")  # and one it did not write
+    run_id = store.create_run(spec, "baseline", "old run")
+    row = store.get_run(run_id).summary()
+    assert (row["subset"], row["epochs"]) == (100, TrainConfig().epochs)
+    assert store.runs_frame()["id"].tolist() == [run_id]
+
+
+def test_the_store_refuses_a_file_as_home_and_an_unknown_url_scheme_with_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="is a file"):
+        RunStore(home=tmp_path / "file")
+    with pytest.raises(StoreError, match="SQLAlchemy URL"):
+        RunStore("nosuchdialect://x", home=tmp_path)
