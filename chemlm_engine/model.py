@@ -61,7 +61,7 @@ def load_backbone(name_or_path: str | Path, trust_remote_code: bool = False, mas
     source = str(name_or_path)
     if _looks_like_a_path(source) and not Path(source).is_dir():
         what = "is a file, not a folder" if Path(source).exists() else "does not exist"
-        raise ModelLoadError(f"backbone folder {source} {what}: give a model folder (a Hugging Face "
+        raise ModelLoadError(f"cannot load backbone: folder {source} {what}; give a model folder (a Hugging Face "
                              "save_pretrained folder) or a hub id such as ibm/MoLFormer-XL-both-10pct")
     auto = AutoModelForMaskedLM if masked_lm else AutoModel
     try:

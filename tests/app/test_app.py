@@ -87,8 +87,7 @@ def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_back
 
 def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, finished_run):
     at = _app("views/predict.py")
-    label = next(o for o in at.selectbox[0].options if finished_run in o)
-    at.selectbox[0].set_value(label).run()
+    at.selectbox[0].set_value(RunStore(home=home).get_run(finished_run).model_path).run()  # values are folders
     at.text_area[0].set_value("CCO ethanol\nC1CC broken\nc1ccccc1O phenol").run()
     widget(at, "button", "Predict").click().run()
     assert not at.exception

@@ -40,7 +40,7 @@ ONE_LINE_ERRORS = {
                                 None),
     "CHEMLM_HOME is a file": (["runs", "list"], "is a file: point CHEMLM_HOME at a folder", None),
     "backbone folder missing": (["train", "--backbone", "{tmp}/no-backbone", "--subset", "50", "--epochs", "1"],
-                                "backbone folder {tmp}/no-backbone does not exist", None),
+                                "cannot load backbone: folder {tmp}/no-backbone does not exist", None),
     "label column missing": (["train", "--data", "{tmp}/d.csv", "--label-column", "logd", "--epochs", "1"],
                              "label column 'logd' not found; columns are ['smiles', 'y']", None),
     "not a finite learning rate": (["train", "--learning-rate", "nan"], "learning_rate must be a finite number",
