@@ -99,8 +99,16 @@ def with_tta(model_dir: str, data) -> dict[str, float]:
 
 
 def chemprop(kind: str, data, seed: int, folder: Path, executable: str) -> dict[str, float]:
+    """Test metrics of :func:`chemprop_predictions`."""
+    predicted, fit_seconds = chemprop_predictions(kind, data, seed, folder, executable)
+    metrics = regression_metrics(data.test.labels, predicted)
+    return {**{f"test_{k}": v for k, v in metrics.items()}, "fit_seconds": fit_seconds, "device": "cpu"}
+
+
+def chemprop_predictions(kind: str, data, seed: int, folder: Path, executable: str) -> tuple[np.ndarray, float]:
     """``chemprop train`` with its defaults on our train / validation / test CSVs (``chemprop-rdkit`` adds the
-    ``v1_rdkit_2d_normalized`` molecule features), then ``chemprop predict`` on the test CSV."""
+    ``v1_rdkit_2d_normalized`` molecule features), then ``chemprop predict`` on the test CSV: the test
+    predictions and the fit's seconds."""
     import subprocess
 
     import pandas as pd
@@ -122,9 +130,7 @@ def chemprop(kind: str, data, seed: int, folder: Path, executable: str) -> dict[
     subprocess.run([executable, "predict", "--test-path", str(paths[2]), "--smiles-columns", "smiles",
                     "--model-paths", str(checkpoint), "--preds-path", str(folder / "preds.csv"),
                     "--accelerator", "cpu", *features], check=True, capture_output=True)
-    predicted = pd.read_csv(folder / "preds.csv")["logD"].to_numpy()
-    metrics = regression_metrics(data.test.labels, predicted)
-    return {**{f"test_{k}": v for k, v in metrics.items()}, "fit_seconds": fit_seconds, "device": "cpu"}
+    return pd.read_csv(folder / "preds.csv")["logD"].to_numpy(), fit_seconds
 
 
 def main() -> None:
