@@ -3,7 +3,7 @@ import streamlit as st
 
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.manager import EXECUTORS
-from views.common import device_label, executor_choice, manager, store
+from views.common import device_label, executor_choice, manager, plain, store
 
 st.set_page_config(page_title="ChemLM Studio", page_icon="🧪", layout="wide")
 
@@ -20,7 +20,7 @@ page = st.navigation(pages)
 try:
     store()
 except ChemLMError as exc:  # e.g. CHEMLM_HOME names a file: say so instead of a traceback
-    st.error(f"The run store cannot be opened: {exc}")
+    st.error(f"The run store cannot be opened: {plain(exc)}")
     st.stop()
 
 with st.sidebar:
@@ -38,7 +38,7 @@ with st.sidebar:
 try:
     manager()  # start the executor (and mark jobs of a dead process as interrupted) on first load
 except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached must not take the app down
-    st.sidebar.error(f"Cannot start the {executor_choice()[0]} executor: {exc}")
+    st.sidebar.error(f"Cannot start the {executor_choice()[0]} executor: {plain(exc)}")
 with st.sidebar:
     @st.fragment(run_every=10)
     def job_list() -> None:

@@ -20,7 +20,7 @@ from .tables import pick_column, read_table
 __all__ = [
     "RowIssue", "DataReport", "MoleculeData", "Split",
     "load_lipophilicity", "read_csv", "molecules_from_frame", "label_outliers",
-    "random_split", "scaffold_split", "make_split", "length_bins", "data_hash",
+    "random_split", "scaffold_split", "make_split", "length_bins", "data_hash", "MAX_ABS_LABEL",
 ]
 
 SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles")
@@ -98,6 +98,10 @@ class Split:
 OUTLIER_SIGMAS = 6.0
 
 
+# Models keep the label mean and spread in float32 (largest value 3.4e38): 1e300 would overflow there.
+MAX_ABS_LABEL = 1e30
+
+
 def label_outliers(labels: np.ndarray) -> np.ndarray:
     """Indices of labels far outside the rest (median ± ``OUTLIER_SIGMAS`` robust standard deviations)."""
     labels = np.asarray(labels, dtype=np.float64)
@@ -139,9 +143,10 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
         canonical = prepared.smiles
         if prepared.changes:
             report.standardized.append(RowIssue(row, text, "; ".join(prepared.changes)))
-        if pd.isna(label) or not np.isfinite(label):
+        if pd.isna(label) or not np.isfinite(label) or abs(label) > MAX_ABS_LABEL:
             why = "missing label" if pd.isna(raw_label) or str(raw_label).strip() == "" else \
-                f"label {raw_label!r} is not a number"
+                f"label {raw_label!r} is not a number" if not np.isfinite(label) else \
+                f"label {raw_label!r} is out of range (|label| > {MAX_ABS_LABEL:g})"
             report.unlabeled.append(RowIssue(row, text, why))
             continue
         if canonical in grouped:

@@ -49,8 +49,9 @@ def predict_frame(model, frame: pd.DataFrame, smiles_column: str,
     if _PROBLEM_COLUMN in out.columns:
         problems = [p or None for p in out.pop(_PROBLEM_COLUMN)]
     result = predict_smiles(model, out[smiles_column].tolist(), problems=problems)
-    out = out.copy()
-    for column in result.columns.drop(["row", "name", "input"]):  # an ensemble adds uncertainty and interval
+    added = result.columns.drop(["row", "name", "input"])  # an ensemble adds uncertainty and interval
+    out = out.rename(columns=lambda c: f"{c} (input)" if c in added else c)  # the user's own columns stay
+    for column in added:
         out[column] = result[column].to_numpy()
     return out
 

@@ -116,7 +116,13 @@ def prepare_smiles(text: object, standardization: Standardization = Standardizat
         if standardization.enabled:
             mol, changes = _standardize(mol, standardization)
         with rdBase.BlockLogs():
-            return PreparedSmiles(raw, Chem.MolToSmiles(mol), None, tuple(changes), mol.GetNumHeavyAtoms())
+            canonical = Chem.MolToSmiles(mol)
+        try:  # every later step (model, fingerprints, descriptors) reads the canonical SMILES again
+            _parse(canonical)
+        except InvalidSmilesError as exc:  # e.g. [CH2+3]C, which neutralising turns into C[CH5]
+            made = "standardisation makes it" if changes else "its canonical form is"
+            raise InvalidSmilesError(f"{made} {canonical}, which RDKit cannot read back ({exc})") from None
+        return PreparedSmiles(raw, canonical, None, tuple(changes), mol.GetNumHeavyAtoms())
     except InvalidSmilesError as exc:
         return PreparedSmiles(raw, None, str(exc))
 

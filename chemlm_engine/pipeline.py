@@ -72,8 +72,10 @@ def check_job_data(spec: JobSpec) -> SplitData:
     if short:
         raise DataError(f"too few molecules for a {spec.data.split} split of "
                         f"{sum(sizes.values())}: {', '.join(short)}; {data.report.summary()}")
-    if np.ptp(data.train.labels) == 0:
-        raise DataError(f"every training label is {data.train.labels[0]:g}: nothing to learn")
+    labels = data.train.labels
+    if np.ptp(labels) <= 1e-6 * max(1.0, float(np.abs(labels).max())):  # below float32's resolution
+        raise DataError(f"every training label is {labels[0]:g}" + (f" (they vary by {np.ptp(labels):.2g} only)"
+                        if np.ptp(labels) else "") + ": nothing to learn")
     return data
 
 

@@ -8,6 +8,7 @@ import codecs
 import contextlib
 import csv
 import io
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ import pandas as pd
 
 from .errors import DataError, OutputError
 
-__all__ = ["Table", "read_table", "iter_table", "write_csv", "check_output", "written_aside", "pick_column",
-           "DELIMITERS"]
+__all__ = ["Table", "read_table", "iter_table", "write_csv", "defuse", "FORMULA_STARTS", "check_output",
+           "written_aside", "pick_column", "DELIMITERS"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -74,6 +75,34 @@ def _unique(names: Sequence[str]) -> list[str]:
     return out
 
 
+def _records(text: IO[str], delimiter: str) -> Iterator[tuple[list[str], str | None]]:
+    """CSV records with, for each, what is wrong with it. A record whose quoting the csv module cannot
+    close (an unbalanced quote would otherwise swallow every later line into one field) is reported as
+    one row, split on the delimiter as plain text, and reading resumes on the line after it."""
+    pending: list[str] = []  # the physical lines of the record being read
+
+    def recorded(lines: Iterator[str]) -> Iterator[str]:
+        for line in lines:
+            pending.append(line)
+            yield line
+
+    lines: Iterator[str] = iter(text)
+    while True:
+        try:
+            for fields in csv.reader(recorded(lines), delimiter=delimiter, strict=True):
+                pending.clear()
+                yield fields, None
+            return
+        except csv.Error as exc:
+            if not pending:
+                raise
+            bad, rest = pending[0], pending[1:]
+            pending.clear()
+            yield (bad.rstrip("\r\n").split(delimiter),
+                   f"cannot read this row as CSV: {exc} (an unbalanced quote?)")
+            lines = itertools.chain(rest, lines)
+
+
 def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Table]:
     """Read a CSV (path or file object) in chunks of ``chunk_rows`` data rows; see the module docstring."""
     binary = _binary(source)
@@ -89,19 +118,20 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
         if "\x00" in sample:
             raise DataError("the file holds binary data, not CSV text: save it as CSV UTF-8")
         text = io.TextIOWrapper(binary, encoding=encoding, newline="")
-        reader = csv.reader(text, delimiter=_delimiter(sample))
-        header = next(reader, None)
+        records = _records(text, _delimiter(sample))
+        header, problem = next(records, ([], None))
+        if problem:
+            raise DataError(f"cannot read the header row: {problem}")
         if not header:
             raise DataError("the file is empty (no header row)")
         columns = _unique(header)
         rows: list[list[str]] = []
         problems: list[str | None] = []
         first = 1
-        for fields in reader:
-            problem = None
-            if not any(f.strip() for f in fields):
+        for fields, problem in records:
+            if problem is None and not any(f.strip() for f in fields):
                 fields, problem = [], "empty"
-            elif len(fields) > len(columns):
+            elif problem is None and len(fields) > len(columns):
                 problem = f"{len(fields)} fields but the header has {len(columns)} (a stray delimiter?)"
             rows.append((fields + [""] * len(columns))[:len(columns)])
             problems.append(problem)
@@ -126,9 +156,29 @@ def read_table(source: str | Path | IO) -> Table:
     return chunks[0]
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defuse(value: object) -> object:
+    """``value`` with a leading ``'`` when a spreadsheet would run it as a formula (``=HYPERLINK(…)``); a number
+    (``-1.5``) stays as it is. The original is the cell without its first ``'``."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def write_csv(frame: pd.DataFrame, target: str | Path | IO | None = None) -> str | None:
-    """CSV with CRLF line ends (RFC 4180), so the writer quotes any field holding ``\\r`` or ``\\n``."""
-    return frame.to_csv(target, index=False, lineterminator="\r\n")
+    """CSV with CRLF line ends (RFC 4180), so the writer quotes any field holding ``\\r`` or ``\\n``; text
+    cells and column names that a spreadsheet would run as formulas are defused (:func:`defuse`)."""
+    safe = frame.rename(columns=defuse)
+    for i in range(frame.shape[1]):
+        if not pd.api.types.is_numeric_dtype(frame.dtypes.iloc[i]):
+            safe.isetitem(i, frame.iloc[:, i].map(defuse))
+    return safe.to_csv(target, index=False, lineterminator="\r\n")
 
 
 def check_output(path: Path) -> None:

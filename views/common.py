@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,15 @@ from chemlm_engine.store import RunRecord, RunStore, default_home
 DEFAULT_MODEL_LABEL = "Embedded default (assets/lipo-regressor)"
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: object) -> str:
+    """Text from a user or a file (a run error naming a backbone, a column name) shown literally, not as
+    Markdown: ``![x](http://host/…)`` in a column name would otherwise make the viewer's browser fetch it."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
 @st.cache_resource
 def get_store(home: str) -> RunStore:
     return RunStore(home=home)
@@ -39,7 +49,7 @@ def submit(*specs: JobSpec) -> list[str] | None:
     try:
         return [manager().submit(spec) for spec in specs]
     except ChemLMError as exc:
-        st.error(f"Cannot start: {exc}")
+        st.error(f"Cannot start: {plain(exc)}")
         return None
 
 

@@ -11,7 +11,7 @@ from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.tables import read_table
-from views.common import run_label, save_upload, store
+from views.common import plain, run_label, save_upload, store
 
 NAME_COLUMNS = ("name", "id", "compound", "molecule", "title")
 
@@ -33,7 +33,7 @@ def column_pickers(data: bytes, value: str = "measured") -> dict[str, str | None
     try:
         columns = _header(data)
     except ChemLMError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return None
     optional = ["(none)", *columns]
     a, b, c = st.columns(3)
@@ -71,7 +71,7 @@ def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
         try:
             data, report = read_csv(source, columns["smiles_column"], columns["label_column"])
         except ChemLMError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             return None
         st.caption(f"{len(data)} molecules ready · {report.summary()}")
         if len(report.to_frame()):

@@ -5,7 +5,8 @@ import streamlit as st
 
 from chemlm_engine.config import JobSpec
 from chemlm_engine.store import Kinds, Tables
-from views.common import molecule_cards, run_label, save_upload, store, submit
+from chemlm_engine.tables import write_csv
+from views.common import molecule_cards, plain, run_label, save_upload, store, submit
 from views.forms import cost_caption, quick_toggle
 from views.live import live_jobs, sig3, status_text
 
@@ -68,7 +69,7 @@ if not runs:
 run = st.selectbox("Influence run", runs, format_func=lambda r: f"{run_label(r)} · {r.status}")
 st.markdown(status_text(run))
 if run.status in ("failed", "diverged"):
-    st.error(run.error)
+    st.error(plain(run.error))
 scores = store().molecules(run.id, Kinds.INFLUENCE)
 if scores.empty:
     st.stop()
@@ -119,5 +120,5 @@ with tabs[3]:
 with tabs[4]:
     st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "suspect", "corrupted"]],
                  hide_index=True)
-st.download_button("Download scores (CSV)", ranked.to_csv(index=False), f"influence-{run.id}.csv",
+st.download_button("Download scores (CSV)", write_csv(ranked), f"influence-{run.id}.csv",
                    "text/csv", on_click="ignore")

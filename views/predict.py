@@ -10,7 +10,7 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.domain import DOMAIN_SIMILARITY, add_applicability_domain
 from chemlm_engine.predict import measured_metrics, parse_pasted, predict_csv, predict_smiles
 from chemlm_engine.tables import write_csv
-from views.common import (explanation, fmt3, load_model, model_choices, molecule_cards, parity_plot,
+from views.common import (explanation, fmt3, load_model, model_choices, molecule_cards, parity_plot, plain,
                           training_reference)
 from views.forms import column_pickers
 
@@ -74,7 +74,7 @@ if clicked and has_input:
         st.session_state["predictions"] = add_applicability_domain(result, training_reference(folder))
         st.session_state["predictions_key"], st.session_state["predictions_setup"] = key, (folder, passes)
     except ChemLMError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     bar.empty()
 
 result = st.session_state.get("predictions")
@@ -158,7 +158,7 @@ if why is not None:
         try:
             reason = explanation(folder, ok.loc[why, "canonical_smiles"])
         except ChemLMError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             st.stop()
     left, right = st.columns([2, 3])
     left.image(reason.picture, caption="Atoms: red raises the predicted logD, blue lowers it (integrated gradients "

@@ -6,7 +6,7 @@ from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.methods.registry import METHODS
 from chemlm_engine.store import Kinds
-from views.common import job_problem, manager, parity_plot, run_label, store
+from views.common import job_problem, manager, parity_plot, plain, run_label, store
 from views.forms import cost_caption, epochs_input, launch_form
 from views.live import live_jobs, metrics_row, runs_overview, status_text
 
@@ -39,14 +39,14 @@ if problem is None:
     except ChemLMError as exc:
         problem = str(exc)
 if problem:
-    st.warning(f"Cannot start: {problem}")
+    st.warning(f"Cannot start: {plain(problem)}")
 else:
     cost_caption([spec])
 if st.button("Start training", type="primary", disabled=problem is not None):
     try:
         st.success(f"Queued run {manager().submit(spec)}. It trains in the background; follow it below.")
     except ChemLMError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
 
 live_jobs()  # refreshes itself; reruns the page when a run finishes, so the sections below update
 
@@ -63,7 +63,7 @@ labels = {r.id: f"{run_label(r)} · {r.status}" for r in runs}
 run = store().get_run(st.selectbox("Run", list(labels), format_func=labels.get, key="detail-run"))
 st.markdown(status_text(run))
 if run.status in ("failed", "diverged"):
-    st.error(run.error)
+    st.error(plain(run.error))
     st.code(run.traceback or "", language="text")
 if run.metrics:
     st.dataframe(metrics_row(run), hide_index=True)

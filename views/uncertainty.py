@@ -5,6 +5,7 @@ import streamlit as st
 
 from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Kinds, Tables
+from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
 from views.common import run_label, store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
@@ -77,5 +78,5 @@ shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["smiles"]])
 st.dataframe(shown[["structure", "smiles", "label", "score", "round"]], hide_index=True, row_height=80,
              column_config={"structure": st.column_config.ImageColumn(), "score": "uncertainty"})
 st.download_button("Download selected + test uncertainties (CSV)",
-                   pd.concat([acquired.assign(set="acquired"), test.assign(set="test")]).to_csv(index=False),
+                   write_csv(pd.concat([acquired.assign(set="acquired"), test.assign(set="test")])),
                    f"uncertainty-{run.id}.csv", "text/csv")

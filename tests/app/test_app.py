@@ -199,3 +199,14 @@ def test_home_try_it_fills_predict_with_the_example_and_train_with_the_quick_pre
     next(b for b in at.button if b.key == "try-Train").click().run()
     assert at.title[0].value == "Train" and widget(at, "toggle", "Quick try").value
     assert any("This launch" in i.value and "720 molecule-epochs" in i.value for i in at.info)  # 240 × 3
+
+
+def test_user_text_in_messages_is_shown_as_text_not_markdown():
+    from markdown_it import MarkdownIt
+
+    from views.common import plain
+
+    hostile = "backbone ![x](http://127.0.0.1:9/leak) [click](http://e.vil) **bold** $x^2$ <img src=x> `code`"
+    html = MarkdownIt().render(plain(hostile))
+    assert "<img" not in html and "<a " not in html and "<strong>" not in html and "<code>" not in html
+    assert "![x](http://127.0.0.1:9/leak)" in html  # every character still shown

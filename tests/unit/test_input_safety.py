@@ -276,3 +276,55 @@ def test_prediction_gives_one_row_per_input_for_any_strings(regressor, inputs):
 def test_preparing_any_string_never_raises(text):
     prepared = prepare_smiles(text)
     assert (prepared.smiles is None) != (prepared.error is None)
+
+
+# -- issue #30: one odd row or molecule never takes the rest down -------------------------------------
+def test_an_unbalanced_quote_costs_its_own_row_only(regressor, tmp_path):
+    path = tmp_path / "quote.csv"
+    path.write_text('smiles,name\nCCO,a\nCCN,"oops\nCCC,c\nCCCC,d\n"ab"c,e\nCCCCC,f\n')
+    result = predict_csv(regressor, path)
+    assert result["row"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert result["prediction"].notna().tolist() == [True, False, True, True, False, True]
+    assert "unbalanced quote" in result.loc[1, "error"] and result.loc[1, "input"] == "CCN"
+    data, report = read_csv(io.StringIO('smiles,y\nCCO,1\nCCN,"2\nCCC,3\nCCCC,4\n'))
+    assert len(data) == 3 and [i.row for i in report.invalid] == [2]
+
+
+def test_the_library_keeps_the_users_own_prediction_and_error_columns(regressor_dir, tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("smiles,prediction,error\nCCO,old,none\nC1CC,old2,none2\n")
+    predict_library(regressor_dir, path, tmp_path / "out.parquet")
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["prediction (input)"].tolist() == ["old", "old2"] and out["error (input)"].tolist() == ["none", "none2"]
+    assert out["prediction"].notna().tolist() == [True, False] and out["error"].isna().tolist() == [True, False]
+
+
+def test_a_molecule_standardisation_cannot_write_back_is_an_error_row(regressor, tmp_path):
+    result = predict_smiles(regressor, ["CCO", "[CH2+3]C", "CCN"])
+    assert result["prediction"].notna().tolist() == [True, False, True]
+    assert "cannot read back" in result.loc[1, "error"]
+    _, report = read_csv(_csv(tmp_path, [1.0, 2.0, 3.0], ["CCO", "[CH2+3]C", "CCN"]))
+    assert [i.row for i in report.invalid] == [2]  # never trained on, so never a model that cannot predict
+
+
+def test_labels_beyond_float32_are_reported_not_trained(tmp_path):
+    data, report = read_csv(_csv(tmp_path, [1.0, 1e300, -1e31, 2.0, 3.0]))
+    assert len(data) == 3 and [i.row for i in report.unlabeled] == [2, 3]
+    assert "out of range" in report.unlabeled[0].reason
+
+
+def test_labels_that_differ_below_float32_resolution_are_refused(tiny_backbone, store, tmp_path):
+    spec = JobSpec(data=DataSpec(source=_csv(tmp_path, [1 + 1e-12 * i for i in range(30)])),
+                   model=ModelSpec(backbone=str(tiny_backbone)))
+    with pytest.raises(DataError, match="vary by .* only"):
+        run_job(spec, store)
+
+
+def test_formula_cells_are_defused_in_written_csv(tmp_path):
+    frame = pd.DataFrame({"=name": ['=HYPERLINK("http://x")', "+cmd", "@SUM(A1)", "-2+3+cmd|' /C calc'!A0", "ok"],
+                          "value": ["-1.5", "+2", "3", "\t=1", "x"], "prediction": [-1.5, 2.0, 3.0, 4.0, 5.0]})
+    back = read_table(io.StringIO(write_csv(frame))).frame
+    assert list(back.columns) == ["'=name", "value", "prediction"]
+    assert back["'=name"].tolist() == ['\'=HYPERLINK("http://x")', "'+cmd", "'@SUM(A1)", "'-2+3+cmd|' /C calc'!A0", "ok"]
+    assert back["value"].tolist() == ["-1.5", "+2", "3", "'\t=1", "x"]  # numbers stay numbers
+    assert back["prediction"].tolist() == ["-1.5", "2.0", "3.0", "4.0", "5.0"]
