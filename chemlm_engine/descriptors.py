@@ -193,7 +193,16 @@ class DescriptorScaler:
         path = Path(folder) / cls.FILE
         if not path.exists():
             return None
+        try:
+            raw = json.loads(path.read_text())
+            names = list(raw["names"])
+            median, mean, scale = (np.asarray(raw[k], dtype=np.float64) for k in ("median", "mean", "scale"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"cannot read {path}: {exc}") from None
+        shapes_agree = median.shape == mean.shape == scale.shape == (len(names),)
+        if not (shapes_agree and np.isfinite([median, mean, scale]).all() and (scale > 0).all()):
+            raise ModelLoadError(f"{path} is damaged (lengths, non-finite values or a zero scale): export the model "
+                                 "again")
         start_helper()  # a model that reads descriptors was loaded: it will compute them
-        raw = json.loads(path.read_text())
-        return cls(raw["names"], *(np.asarray(raw[k], dtype=np.float64) for k in ("median", "mean", "scale")))
+        return cls(names, median, mean, scale)
 

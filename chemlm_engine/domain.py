@@ -2,7 +2,6 @@
 model folder), and the nearest training molecule of each prediction."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import zipfile
@@ -15,7 +14,7 @@ import pandas as pd
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import rdFingerprintGenerator
 
-from .model import load_training_set
+from .model import content_digest, load_training_set
 
 __all__ = ["DOMAIN_SIMILARITY", "FINGERPRINT_FILE", "fingerprints", "TrainingReference", "nearest_neighbours",
            "add_applicability_domain"]
@@ -34,10 +33,6 @@ def fingerprints(smiles: Sequence[str]) -> list:
     """Morgan fingerprints (radius 2, 2048 bits) of valid SMILES, for Tanimoto similarities."""
     with rdBase.BlockLogs():
         return [_MORGAN.GetFingerprint(Chem.MolFromSmiles(s)) for s in smiles]
-
-
-def _digest(smiles: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(smiles).encode()).hexdigest()
 
 
 def _packed(fps: list) -> np.ndarray:
@@ -69,18 +64,21 @@ class TrainingReference:
             return None
         smiles, labels = saved
         labels = None if np.isnan(labels).all() else labels
-        path, digest = Path(folder) / FINGERPRINT_FILE, _digest(smiles)
+        path, digest = Path(folder) / FINGERPRINT_FILE, content_digest(*smiles)
         try:
             with np.load(path, allow_pickle=False) as cached:
-                if str(cached["smiles_sha256"]) == digest:
-                    return cls(smiles, labels, [DataStructs.CreateFromFPSText(row.tobytes().hex())
-                                                for row in cached["bits"]])
+                bits = cached["bits"]
+                # the training set it was built from and what it holds: another set or a damaged file is rebuilt
+                fits = bits.shape == (len(smiles), _BITS // 8)
+                if fits and str(cached["checksum"]) == content_digest(digest, bits):
+                    return cls(smiles, labels, [DataStructs.CreateFromFPSText(row.tobytes().hex()) for row in bits])
         except (OSError, KeyError, ValueError, zipfile.BadZipFile):
             pass  # missing or unreadable: rebuilt below
         reference = cls.from_smiles(smiles, labels)
         try:  # written aside and renamed: a reader in another process never sees half a file
             partial = path.with_suffix(f".{os.getpid()}.npz")
-            np.savez_compressed(partial, bits=_packed(reference.fingerprints), smiles_sha256=np.asarray(digest))
+            bits = _packed(reference.fingerprints)
+            np.savez_compressed(partial, bits=bits, checksum=np.asarray(content_digest(digest, bits)))
             os.replace(partial, path)
         except OSError as exc:  # a read-only model folder still predicts; it just pays for the fingerprints
             log.warning("cannot cache fingerprints in %s: %s", folder, exc)

@@ -48,6 +48,12 @@ class Conformal:
         scores = np.sort(np.abs(np.asarray(labels) - mean) / (std + epsilon))
         return cls(coverage, float(scores[rank - 1]), epsilon, n)
 
+    def __post_init__(self) -> None:
+        if not (0 < self.coverage < 1 and math.isfinite(self.quantile) and self.quantile >= 0
+                and math.isfinite(self.epsilon) and self.epsilon > 0):
+            raise ValueError(f"not a calibration: coverage {self.coverage}, quantile {self.quantile}, "
+                             f"epsilon {self.epsilon}")
+
     def interval(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         half = self.quantile * (np.asarray(std) + self.epsilon)
         return mean - half, mean + half
@@ -106,8 +112,11 @@ class Ensemble:
             meta = json.loads((folder / ENSEMBLE_FILE).read_text())
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot read {folder / ENSEMBLE_FILE}: {exc}") from None
+        try:
+            conformal = Conformal(**meta["conformal"]) if meta.get("conformal") else None
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is damaged: {exc}") from None
         members = [RegressionModel.load(folder / name, device, trust_remote_code) for name in meta["members"]]
-        conformal = Conformal(**meta["conformal"]) if meta.get("conformal") else None
         return cls(members, conformal)
 
 

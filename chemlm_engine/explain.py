@@ -20,6 +20,7 @@ Ensembles: the prediction is the members' mean, so both attributions are the mem
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,14 @@ import pandas as pd
 import torch
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem.Draw import rdMolDraw2D
-from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
 from .errors import DataError
 from .inference import collate, encode_smiles
-from .model import RegressionModel
+from .model import RegressionModel, content_digest
 
 __all__ = ["CACHE_FILE", "AttributionCache", "removal_effects", "training_contributions", "atom_contributions",
            "draw_atom_contributions", "Explanation", "explain"]
@@ -76,6 +78,10 @@ def _penultimate(model: RegressionModel, pooled: torch.Tensor, features: torch.T
     return model.head[:-1](pooled)
 
 
+def _training_digest(smiles: list[str], labels: np.ndarray) -> str:
+    return content_digest(*smiles, np.asarray(labels, dtype=np.float64))
+
+
 @dataclass
 class AttributionCache:
     """Training features, ``(XᵀX + λI)⁻¹``, standardised residuals and leverages of one model."""
@@ -96,25 +102,43 @@ class AttributionCache:
         leverage = np.einsum("ij,jk,ik->i", x, inverse, x)
         return cls(x, inverse, x @ theta - targets, np.minimum(leverage, 0.99))
 
-    def save(self, folder: str | Path) -> None:
-        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.__dict__.items()},
-                  str(Path(folder) / CACHE_FILE))
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.__dict__.items()}
+
+    def save(self, folder: str | Path, smiles: list[str], labels: np.ndarray) -> None:
+        """Written aside and renamed (no reader sees half a file), with the digest of the training set it was
+        built from and of what it holds."""
+        arrays, path, training = self._arrays(), Path(folder) / CACHE_FILE, _training_digest(smiles, labels)
+        partial = path.with_name(f".{CACHE_FILE}.{os.getpid()}.partial")
+        save_file(arrays, str(partial), metadata={"training": training,
+                                                  "checksum": content_digest(training, *arrays.values())})
+        os.replace(partial, path)
 
     @classmethod
-    def load(cls, folder: str | Path) -> AttributionCache | None:
-        path = Path(folder) / CACHE_FILE
-        if not path.exists():
+    def load(cls, folder: str | Path, smiles: list[str], labels: np.ndarray) -> AttributionCache | None:
+        """The folder's cache if it was built from this training set and is intact; else ``None``."""
+        path, training = Path(folder) / CACHE_FILE, _training_digest(smiles, labels)
+        try:
+            with safe_open(str(path), framework="np") as handle:
+                metadata = handle.metadata() or {}
+                arrays = {k: handle.get_tensor(k) for k in handle.keys()}
+        except Exception:  # noqa: BLE001 - missing, truncated or not safetensors at all: rebuilt by the caller
             return None
-        return cls(**{k: v.astype(np.float64) for k, v in load_file(str(path)).items()})
+        if metadata.get("training") != training or set(arrays) != {"features", "inverse", "residuals", "leverage"}:
+            return None
+        if metadata.get("checksum") != content_digest(training, *(arrays[k] for k in cls.__dataclass_fields__)):
+            return None
+        return cls(**{k: v.astype(np.float64) for k, v in arrays.items()})
 
     @classmethod
     def for_model(cls, model: RegressionModel, folder: str | Path, smiles: list[str], labels: np.ndarray):
-        """The folder's cache, built and saved on first use (when the folder is writable)."""
-        cache = cls.load(folder)
-        if cache is None or len(cache.residuals) != len(smiles):
+        """The folder's cache, built and saved on first use (when the folder is writable) and rebuilt when the
+        training set changed or the file is damaged."""
+        cache = cls.load(folder, smiles, labels)
+        if cache is None:
             cache = cls.build(model, smiles, labels)
             try:
-                cache.save(folder)
+                cache.save(folder, smiles, labels)
             except OSError:
                 pass  # a read-only model folder: the cache lives for this call only
         return cache

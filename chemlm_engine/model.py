@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,7 +21,7 @@ from .errors import ModelLoadError
 from .molecules import Standardization
 
 __all__ = ["load_backbone", "RegressionModel", "best_device", "count_parameters", "save_training_set",
-           "load_training_set"]
+           "load_training_set", "content_digest"]
 
 log = logging.getLogger(__name__)
 REGRESSOR_FILE = "regressor.json"
@@ -254,8 +255,14 @@ class RegressionModel(nn.Module):
             model.enable_pooled_scale()
             model.pooled_scale.data.copy_(state["pooled_scale"])
         model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
-        model.label_mean.fill_(float(state["label_mean"][0]))
-        model.label_std.fill_(float(state["label_std"][0]))
+        mean, std = float(state["label_mean"][0]), float(state["label_std"][0])
+        if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+            raise ModelLoadError(f"{folder / HEAD_FILE} is damaged: label mean {mean}, spread {std}; retrain or "
+                                 "export the model again")
+        if not all(torch.isfinite(v).all() for v in state.values()):
+            raise ModelLoadError(f"{folder / HEAD_FILE} is damaged: its head holds non-finite weights")
+        model.label_mean.fill_(mean)
+        model.label_std.fill_(std)
         model.standardization = Standardization.from_dict(meta.get("standardization"))
         model.descriptor_scaler = DescriptorScaler.load(folder)
         model.eval()
@@ -271,6 +278,20 @@ def _ships_code(folder: Path) -> bool:
         except (OSError, ValueError):
             continue
     return False
+
+
+def content_digest(*parts: str | np.ndarray) -> str:
+    """SHA-256 over texts and arrays (dtype and shape included): what a derived cache was built from, and
+    what it holds, so that a changed training set or a damaged cache file is noticed and rebuilt."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(f"{part.dtype.str}{part.shape}".encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def save_training_set(folder: str | Path, smiles: list[str], labels: np.ndarray | None) -> None:

@@ -61,7 +61,7 @@ def test_a_training_molecule_pushes_its_own_prediction_towards_its_label_and_the
     folder_file = Path(folder) / CACHE_FILE
     assert len(table) == len(smiles) and folder_file.exists()
     own = table.set_index("smiles").loc[smiles[0], "contribution"]
-    cache = AttributionCache.load(folder)
+    cache = AttributionCache.load(folder, smiles, labels)
     assert np.sign(own) == -np.sign(cache.residuals[0])  # under-predicted (r < 0): it pulls its prediction up
     again = AttributionCache.build(model, smiles, labels)
     for key in ("features", "inverse", "residuals", "leverage"):
@@ -108,3 +108,41 @@ def test_the_explain_command_writes_a_csv_and_a_png(trained, tmp_path):
     assert (tmp_path / "why.png").read_bytes()[:4] == b"\x89PNG"
     bad = CliRunner().invoke(app, ["explain", "--model", folder, "--smiles", "C1CC"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize("tamper", ["truncated", "not safetensors", "zeroed residuals", "permuted rows", "fewer rows",
+                                    "NaN", "no metadata", "another training set"])
+def test_a_damaged_or_stale_attribution_cache_is_rebuilt_never_trusted(trained, tamper):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    model, folder = trained
+    smiles, labels = load_training_set(folder)
+    training_contributions(model, folder, smiles[0])  # builds the cache if an earlier test did not
+    path = Path(folder) / CACHE_FILE
+    good = AttributionCache.load(folder, smiles, labels)
+    arrays = {k: getattr(good, k).astype(np.float32) for k in ("features", "inverse", "residuals", "leverage")}
+    with safe_open(str(path), framework="np") as handle:
+        metadata = handle.metadata()
+    if tamper == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif tamper == "not safetensors":
+        path.write_bytes(b"\x00" * 64)
+    elif tamper == "another training set":  # training_set.csv replaced, the cache left behind
+        assert AttributionCache.load(folder, smiles[1:], labels[1:]) is None
+        return
+    else:
+        if tamper == "zeroed residuals":
+            arrays["residuals"][:] = 0
+        elif tamper == "permuted rows":
+            arrays["features"] = np.ascontiguousarray(arrays["features"][::-1])
+        elif tamper == "fewer rows":
+            arrays = {k: v if k == "inverse" else np.ascontiguousarray(v[:-1]) for k, v in arrays.items()}
+        elif tamper == "NaN":
+            arrays["inverse"][0, 0] = np.nan
+        save_file(arrays, str(path), metadata=None if tamper == "no metadata" else metadata)
+    assert AttributionCache.load(folder, smiles, labels) is None
+    training_contributions(model, folder, smiles[0])  # rebuilds and rewrites it
+    rebuilt = AttributionCache.load(folder, smiles, labels)
+    np.testing.assert_allclose(rebuilt.residuals, good.residuals, rtol=1e-4, atol=1e-5)
+    assert not list(Path(folder).glob(f".{CACHE_FILE}.*"))  # nothing left aside

@@ -48,3 +48,22 @@ def test_measured_metrics_use_rows_with_both_values_only():
     metrics = measured_metrics(frame)
     assert metrics["n"] == 2 and np.isclose(metrics["mae"], 0.25) and np.isclose(metrics["mse"], 0.125)
     assert measured_metrics(frame.iloc[:1]) == {"n": 1}
+
+
+@pytest.mark.parametrize("tamper", ["dtype", "width", "fewer rows", "zeroed", "permuted", "no checksum", "truncated"])
+def test_a_damaged_fingerprint_cache_is_rebuilt_never_trusted(tmp_path, tamper):
+    smiles = ["CCO", "c1ccccc1O", "CCN", "CC(=O)O"]
+    save_training_set(tmp_path, smiles, np.array([0.1, 1.5, 0.5, 0.2]))
+    TrainingReference.load(tmp_path)  # writes the cache
+    path = tmp_path / FINGERPRINT_FILE
+    with np.load(path) as saved:
+        bits, checksum = saved["bits"], saved["checksum"]
+    damaged = {"dtype": bits.astype(np.int64), "width": bits[:, :128], "fewer rows": bits[:3],
+               "zeroed": np.zeros_like(bits), "permuted": bits[::-1], "no checksum": bits}
+    if tamper == "truncated":
+        path.write_bytes(path.read_bytes()[:60])
+    else:
+        np.savez(path, bits=damaged[tamper], **({} if tamper == "no checksum" else {"checksum": checksum}))
+    assert TrainingReference.load(tmp_path).fingerprints == domain.fingerprints(smiles)
+    with np.load(path) as rebuilt:  # and the file is whole again
+        assert np.array_equal(rebuilt["bits"], bits) and rebuilt["checksum"] == checksum

@@ -1,0 +1,67 @@
+"""Model folders are validated on load: a damaged file that cannot be rebuilt is refused with a clear
+ModelLoadError, never turned into NaN predictions or inverted intervals (issue #30, item 5)."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from chemlm_engine.config import ModelSpec
+from chemlm_engine.descriptors import DescriptorScaler
+from chemlm_engine.ensemble import ENSEMBLE_FILE, load_predictor
+from chemlm_engine.errors import ModelLoadError
+from chemlm_engine.model import HEAD_FILE, RegressionModel
+
+
+@pytest.fixture(scope="module")
+def descriptor_model(tiny_backbone, lipo, tmp_path_factory):
+    model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8, descriptors=True), seed=0)
+    model.set_label_scaler(lipo.labels[:40])
+    model.descriptor_scaler = DescriptorScaler.fit(lipo.smiles[:40])
+    folder = tmp_path_factory.mktemp("model") / "m"
+    model.save(folder)
+    RegressionModel.load(folder, "cpu")  # intact: loads
+    return folder
+
+
+def _copy(folder, tmp_path):
+    shutil.copytree(folder, tmp_path / "m")
+    return tmp_path / "m"
+
+
+@pytest.mark.parametrize("key, value", [("median", np.nan), ("mean", np.inf), ("scale", 0.0), ("scale", "short")])
+def test_a_damaged_descriptor_scaling_is_refused(descriptor_model, tmp_path, key, value):
+    folder = _copy(descriptor_model, tmp_path)
+    path = folder / DescriptorScaler.FILE
+    raw = json.loads(path.read_text())
+    raw[key] = raw[key][:5] if value == "short" else [value] + raw[key][1:]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ModelLoadError, match="descriptors.json is damaged"):
+        RegressionModel.load(folder, "cpu")
+
+
+@pytest.mark.parametrize("key, value", [("label_std", float("nan")), ("label_std", 0.0), ("label_mean", float("inf")),
+                                        ("head.0.weight", float("nan"))])
+def test_a_damaged_head_is_refused(descriptor_model, tmp_path, key, value):
+    folder = _copy(descriptor_model, tmp_path)
+    state = load_file(str(folder / HEAD_FILE))
+    state[key] = torch.full_like(state[key], value)
+    save_file(state, str(folder / HEAD_FILE))
+    with pytest.raises(ModelLoadError, match="head.safetensors is damaged"):
+        RegressionModel.load(folder, "cpu")
+
+
+@pytest.mark.parametrize("conformal", [{"quantile": -1.0}, {"quantile": float("nan")}, {"epsilon": 0.0},
+                                       {"coverage": 1.5}, {"unknown": 1}])
+def test_a_damaged_calibration_is_refused(descriptor_model, tmp_path, conformal):
+    folder = tmp_path / "ensemble"
+    shutil.copytree(descriptor_model, folder / "member-0")
+    good = {"coverage": 0.9, "quantile": 2.0, "epsilon": 0.1, "n_calibration": 40}
+    (folder / ENSEMBLE_FILE).write_text(json.dumps({"members": ["member-0"], "conformal": {**good, **conformal}}))
+    with pytest.raises(ModelLoadError, match="ensemble.json is damaged"):
+        load_predictor(folder, "cpu")
+    (folder / ENSEMBLE_FILE).write_text(json.dumps({"members": ["member-0"], "conformal": good}))
+    low, high = load_predictor(folder, "cpu").conformal.interval(np.zeros(2), np.ones(2))
+    assert (low < high).all()  # the intact one loads
