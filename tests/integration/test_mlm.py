@@ -1,6 +1,8 @@
 import json
+import shutil
 
 import numpy as np
+import pytest
 
 from chemlm_engine.methods.registry import PretrainOptions
 from chemlm_engine.methods.pretrain import DESCRIPTORS, DescriptorScaler, PreparedCorpus, \
@@ -130,3 +132,27 @@ def test_pretraining_is_a_recorded_run_that_leaves_out_the_task_molecules(lipo, 
     assert run.method == "pretrain" and run.info["corpus_molecules"] == len(corpus) - 1
     assert store.table(run.id, Tables.PRETRAIN_LOSS)["step"].tolist() == [2, 4]
     assert (tmp_path / "p" / "config.json").exists() and (tmp_path / "p" / "tokenizer.json").exists()
+
+
+def test_a_kill_while_replacing_a_checkpoint_never_loses_it(lipo, tmp_path, monkeypatch):
+    import chemlm_engine.methods.pretrain.trainer as trainer
+
+    smiles, out = lipo.smiles[:200], tmp_path / "k"
+    pretrain(smiles, out, PretrainOptions(max_steps=5, checkpoint_every=5, **TINY))
+    assert (out / "checkpoint").is_symlink() and load_checkpoint_state(out / "checkpoint")["step"] == 5
+
+    def killed(*_):  # the process dies after writing checkpoint-10, before `checkpoint` points at it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(smiles, out, PretrainOptions(max_steps=10, checkpoint_every=5, **TINY))
+    monkeypatch.undo()
+    assert load_checkpoint_state(out / "checkpoint")["step"] == 5  # the old one, whole
+    (out / "checkpoint-10" / "pretrain_config.json").unlink()  # as if killed while writing it: never read
+    (out / "checkpoint").unlink()  # and with the link gone, the newest whole checkpoint is found
+    seen = []
+    pretrain(smiles, out, PretrainOptions(max_steps=10, checkpoint_every=5, **TINY),
+             progress=lambda p: seen.append(p["step"]))
+    assert seen[0] == 6 and load_checkpoint_state(out / "checkpoint")["step"] == 10
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-10"]  # older ones removed

@@ -33,3 +33,30 @@ def test_the_size_warning_names_the_size_and_the_limit():
     assert size_warning(LARGE_MOLECULE) is None
     note = size_warning(LARGE_MOLECULE + 80)
     assert f"{LARGE_MOLECULE + 80:,} heavy atoms" in note and str(LARGE_MOLECULE) in note
+
+
+def test_the_helper_process_ends_when_its_parent_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import os, time\nfrom chemlm_engine import descriptors as d\n"
+              "d.os.sched_getaffinity = lambda _: {0, 1}\n"  # a helper even on one core
+              "d.start_helper()\nd._HELPER.submit(int).result()\n"
+              "print(next(iter(d._HELPER._processes)), flush=True)\ntime.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    helper = int(parent.stdout.readline())
+    os.kill(helper, 0)  # alive while its parent lives
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            os.kill(helper, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(helper, signal.SIGKILL)
+    raise AssertionError("the helper outlived its killed parent")

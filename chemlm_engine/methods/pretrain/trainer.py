@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,8 @@ from ..registry import PretrainOptions
 from .corpus import DESCRIPTORS, DescriptorScaler, MoleculeStream, PreparedCorpus
 
 log = logging.getLogger(__name__)
+# Written last into a checkpoint folder: a folder holding it is whole.
+_COMPLETE = "pretrain_config.json"
 
 
 class DescriptorHead(nn.Module):
@@ -148,21 +151,43 @@ def load_checkpoint_state(path: Path) -> dict:
 def _save_checkpoint(ckpt: Path, model: nn.Module, head: DescriptorHead | None, tokenizer: PreTrainedTokenizerBase,
                      optimizer: torch.optim.Optimizer, scheduler, step: int, stream: MoleculeStream,
                      scaler: DescriptorScaler | None, config: PretrainOptions) -> None:
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp / "model")
-    tokenizer.save_pretrained(tmp / "model")
+    """Write ``checkpoint-STEP`` in full, point the ``checkpoint`` link at it (a rename: atomic), and only then
+    remove older ones: killed at any moment, ``checkpoint`` names a whole checkpoint (or none yet)."""
+    target = ckpt.with_name(f"{ckpt.name}-{step}")
+    if ckpt.is_symlink() and ckpt.resolve() == target.resolve():
+        return  # this step is saved already
+    (target / _COMPLETE).unlink(missing_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    model.save_pretrained(target / "model")
+    tokenizer.save_pretrained(target / "model")
     if head is not None:
-        head.save(tmp / "descriptor_head.safetensors")
+        head.save(target / "descriptor_head.safetensors")
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "cursor": stream.cursor, "excluded": stream.excluded, "invalid": stream.invalid,
                 "rng": torch.get_rng_state(),
                 "scaler_mean": None if scaler is None else torch.from_numpy(scaler.mean),
                 "scaler_std": None if scaler is None else torch.from_numpy(scaler.std)},
-               tmp / "trainer_state.pt")
-    (tmp / "pretrain_config.json").write_text(json.dumps(asdict(config), indent=2))
-    shutil.rmtree(ckpt, ignore_errors=True)
-    tmp.rename(ckpt)
+               target / "trainer_state.pt")
+    (target / _COMPLETE).write_text(json.dumps(asdict(config), indent=2))  # written last: marks it whole
+    if ckpt.is_dir() and not ckpt.is_symlink():  # a checkpoint folder of an earlier version: set aside first
+        os.replace(ckpt, ckpt.with_name(f"{ckpt.name}-0"))
+    link = ckpt.with_name(f".{ckpt.name}.{os.getpid()}")
+    link.unlink(missing_ok=True)
+    link.symlink_to(target.name)
+    os.replace(link, ckpt)
+    for old in ckpt.parent.glob(f"{ckpt.name}-*"):
+        if old != target:
+            (old / _COMPLETE).unlink(missing_ok=True)  # first: a half-deleted folder is never taken as whole
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _latest_checkpoint(ckpt: Path) -> Path | None:
+    """The checkpoint to resume from: the ``checkpoint`` link, else (killed between setting an old one aside
+    and linking the new) the newest whole ``checkpoint-STEP``."""
+    if (ckpt / _COMPLETE).exists():
+        return ckpt
+    whole = [p for p in ckpt.parent.glob(f"{ckpt.name}-*") if (p / _COMPLETE).exists()]
+    return max(whole, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
 
 @dataclass
@@ -197,10 +222,11 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
     stream = MoleculeStream(smiles, config.seed, exclude)
     eval_smiles, eval_desc, _ = stream.take(min(config.n_eval, max(len(stream.smiles) // 10, 1)))
     use_descriptors = config.descriptor_weight > 0
-    if ckpt.exists():
-        state = load_checkpoint_state(ckpt)
-        model, tokenizer = load_backbone(ckpt / "model", trust_remote_code, masked_lm=True)
-        log.info("resuming from %s at step %d", ckpt, state["step"])
+    resume = _latest_checkpoint(ckpt)
+    if resume is not None:
+        state = load_checkpoint_state(resume)
+        model, tokenizer = load_backbone(resume / "model", trust_remote_code, masked_lm=True)
+        log.info("resuming from %s at step %d", resume, state["step"])
     else:
         state = None
         if init_from is not None:
@@ -221,8 +247,8 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
             scaler = DescriptorScaler.fit(train_desc)
         eval_desc = scaler.transform(eval_desc)
     head = DescriptorHead(model.config.hidden_size, len(DESCRIPTORS)) if use_descriptors else None
-    if head is not None and ckpt.exists() and (ckpt / "descriptor_head.safetensors").exists():
-        head.load_state_dict(load_file(str(ckpt / "descriptor_head.safetensors")))
+    if head is not None and resume is not None and (resume / "descriptor_head.safetensors").exists():
+        head.load_state_dict(load_file(str(resume / "descriptor_head.safetensors")))
     device = best_device()
     model.to(device)
     if head is not None:
