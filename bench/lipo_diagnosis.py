@@ -105,22 +105,21 @@ def main() -> None:
     if not args.table:
         work = Path(tempfile.mkdtemp(prefix="lipo-diagnosis-"))
         store = RunStore(home=work / "runs")
-        for model in args.models:  # all of one model first: its rows are useful before the other's exist
-            for split in args.splits:
-                for seed in args.seeds:
-                    if any((r["model"], r["split"], r["seed"]) == (model, split, seed) for r in results):
-                        continue  # resume: already measured
-                    data_spec = DataSpec(split=split, split_seed=seed)
-                    data = load_split_data(data_spec)
-                    if model == "chemprop":
-                        predicted, _ = chemprop_predictions(model, data, seed, work / f"{split}-{seed}", args.chemprop)
-                    else:
-                        predicted = chemlm_predictions(data, data_spec, seed, store)
-                    results.append({"model": model, "split": split, "seed": seed,
-                                    "test_predictions": [round(float(p), 5) for p in predicted]})
-                    print(f"{model} {split} seed {seed} done", flush=True)
-                    args.output.parent.mkdir(parents=True, exist_ok=True)
-                    args.output.write_text(json.dumps(results))
+        runs = [(seed, split, model) for seed in args.seeds for split in args.splits for model in args.models]
+        for seed, split, model in runs:  # pairs first: each finished pair is a comparison
+            if any((r["model"], r["split"], r["seed"]) == (model, split, seed) for r in results):
+                continue  # resume: already measured
+            data_spec = DataSpec(split=split, split_seed=seed)
+            data = load_split_data(data_spec)
+            if model == "chemprop":
+                predicted, _ = chemprop_predictions(model, data, seed, work / f"{split}-{seed}", args.chemprop)
+            else:
+                predicted = chemlm_predictions(data, data_spec, seed, store)
+            results.append({"model": model, "split": split, "seed": seed,
+                            "test_predictions": [round(float(p), 5) for p in predicted]})
+            print(f"{model} {split} seed {seed} done", flush=True)
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(results))
     print_tables(results)
 
 
