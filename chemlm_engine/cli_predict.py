@@ -87,6 +87,7 @@ def explain(
     from .ensemble import load_predictor
     from .explain import explain as explain_prediction
     from .molecules import prepare_smiles
+    from .predict import molecule_warnings
     from .tables import check_output, write_csv, written_aside
 
     check_output(output.with_suffix(".csv"))
@@ -95,12 +96,16 @@ def explain(
     prepared = prepare_smiles(smiles, predictor.standardization)
     if prepared.error:
         raise typer.BadParameter(prepared.error, param_hint="--smiles")
+    warning = molecule_warnings(predictor, [prepared.smiles], [prepared.heavy_atoms])[0]
+    if warning:  # the same words predict gives: the explanation is of what the model read
+        typer.echo(f"warning: {warning}", err=True)
     result = explain_prediction(predictor, folder, prepared.smiles)
     with written_aside(output.with_suffix(".csv")) as table, written_aside(output.with_suffix(".png")) as picture:
         write_csv(result.top(top), table)
         picture.write_bytes(result.picture)
     typer.echo(json.dumps({"smiles": prepared.smiles, "prediction": result.prediction,
-                           "baseline": float(result.atoms["baseline"]), "csv": str(output.with_suffix(".csv")),
+                           "baseline": float(result.atoms["baseline"]), "warnings": warning,
+                           "csv": str(output.with_suffix(".csv")),
                            "png": str(output.with_suffix(".png"))}))
 
 

@@ -36,11 +36,11 @@ from safetensors.numpy import save_file
 from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
 from .errors import DataError
-from .inference import collate, encode_smiles
+from .inference import autocast, collate, encode_smiles
 from .model import RegressionModel, content_digest
 
 __all__ = ["CACHE_FILE", "AttributionCache", "removal_effects", "training_contributions", "atom_contributions",
-           "draw_atom_contributions", "Explanation", "explain"]
+           "draw_atom_contributions", "Explanation", "explain", "prepare_explanations"]
 
 CACHE_FILE = "attribution.safetensors"
 DAMPING = 1e-3  # λ relative to the mean diagonal of XᵀX: keeps A well conditioned, changes scores by < 0.1 %
@@ -55,18 +55,21 @@ def removal_effects(features: np.ndarray, inverse: np.ndarray, residuals: np.nda
 
 @torch.no_grad()
 def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int = 128) -> np.ndarray:
-    """The inputs of the head's last linear layer per molecule, with a bias column (eval mode, fp32)."""
+    """The inputs of the head's last linear layer per molecule, with a bias column (eval mode, in the model's
+    inference precision: the features of the predictions it explains; length-sorted batches, little padding)."""
     model.eval()
     device = next(model.parameters()).device
     encoded = encode_smiles(model.tokenizer, smiles, model.max_tokens)
     features = model.molecule_features(smiles)
-    rows = []
-    for start in range(0, len(smiles), batch_size):
-        ids, mask = collate(encoded[start:start + batch_size], model.tokenizer.pad_token_id, device)
-        pooled = model.encode(ids, mask)
-        extra = None if features is None else features[start:start + batch_size].to(device)
-        rows.append(_penultimate(model, pooled, extra).float().cpu())
-    x = torch.cat(rows).numpy().astype(np.float64)
+    order = np.argsort([len(e) for e in encoded], kind="stable")
+    x = np.empty((len(smiles), model.head[-1].in_features), dtype=np.float64)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device)
+        with autocast(device, model.inference_precision):
+            pooled = model.encode(ids, mask)
+            extra = None if features is None else features[idx].to(device)
+            x[idx] = _penultimate(model, pooled, extra).float().cpu().numpy()
     return np.hstack([x, np.ones((len(x), 1))])
 
 
@@ -151,17 +154,29 @@ def _members(predictor: RegressionModel | Ensemble, folder: str | Path) -> list[
     return [(predictor, Path(folder))]
 
 
+def _training_set(folder: str | Path, reference: TrainingReference | None) -> tuple[list[str], np.ndarray]:
+    reference = reference or TrainingReference.load(folder)
+    if reference is None:
+        raise DataError(f"{folder} has no saved training set (training_set.csv), so no training molecule to "
+                        "attribute the prediction to: explain a model trained by ChemLM Studio")
+    labels = np.full(len(reference.smiles), np.nan) if reference.labels is None else reference.labels
+    return reference.smiles, labels
+
+
+def prepare_explanations(predictor: RegressionModel | Ensemble, folder: str | Path) -> None:
+    """Build every member's attribution cache now (once per model: one forward pass over the training set per
+    member), so that the first explanation answers at once."""
+    train_smiles, labels = _training_set(folder, None)
+    for model, member_folder in _members(predictor, folder):
+        AttributionCache.for_model(model, member_folder, train_smiles, labels)
+
+
 def training_contributions(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str,
                            reference: TrainingReference | None = None) -> pd.DataFrame:
     """Every training molecule of the model folder with its ``contribution`` to the prediction for ``smiles``
     (label units; positive: pushes it up), sorted by size. ``reference``: the folder's training set, if already
     loaded."""
-    reference = reference or TrainingReference.load(folder)
-    if reference is None:
-        raise DataError(f"{folder} has no saved training set (training_set.csv), so no training molecule to "
-                        "attribute the prediction to: explain a model trained by ChemLM Studio")
-    train_smiles = reference.smiles
-    labels = np.full(len(train_smiles), np.nan) if reference.labels is None else reference.labels
+    train_smiles, labels = _training_set(folder, reference)
     total = np.zeros(len(train_smiles))
     members = _members(predictor, folder)
     for model, member_folder in members:

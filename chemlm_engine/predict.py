@@ -18,7 +18,8 @@ from .molecules import prepare_smiles
 from .tables import pick_column, read_table
 from .training import regression_metrics
 
-__all__ = ["predict_smiles", "predict_csv", "parse_pasted", "token_warnings", "measured_metrics", "PREDICTION_COLUMNS"]
+__all__ = ["predict_smiles", "predict_csv", "parse_pasted", "token_warnings", "molecule_warnings", "measured_metrics",
+           "PREDICTION_COLUMNS"]
 
 
 def parse_pasted(text: str) -> tuple[list[str], list[str]]:
@@ -52,6 +53,16 @@ def token_warnings(tokenizer, smiles: Sequence[str], max_tokens: int) -> list[st
             notes.append(f"truncated: {len(ids):,} tokens, the model reads only the first {max_tokens}")
         out.append("; ".join(notes) or None)
     return out
+
+
+def molecule_warnings(model: RegressionModel | Ensemble, canonical: Sequence[str],
+                      heavy_atoms: Sequence[int]) -> list[str | None]:
+    """What the model cannot read exactly as written, per canonical SMILES: unknown tokens, truncation and,
+    for a descriptor model, the descriptors skipped for a large molecule."""
+    described = (model.members[0] if isinstance(model, Ensemble) else model).spec.descriptors
+    notes = zip(token_warnings(model.tokenizer, canonical, model.max_tokens),
+                (size_warning(n) if described else None for n in heavy_atoms))
+    return ["; ".join(n for n in pair if n) or None for pair in notes]
 
 
 PREDICTION_COLUMNS = ["row", "name", "input", "canonical_smiles", "prediction", "error", "warnings",
@@ -92,10 +103,7 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
     valid = frame.index[frame["error"].isna()]
     canonical = frame.loc[valid, "canonical_smiles"].tolist()
     if canonical:
-        described = (model.members[0] if isinstance(model, Ensemble) else model).spec.descriptors
-        notes = zip(token_warnings(model.tokenizer, canonical, model.max_tokens),
-                    (size_warning(sizes[i]) if described else None for i in valid))
-        frame.loc[valid, "warnings"] = ["; ".join(n for n in pair if n) or None for pair in notes]
+        frame.loc[valid, "warnings"] = molecule_warnings(model, canonical, [sizes[i] for i in valid])
     ensemble = isinstance(model, Ensemble)
     mean, std = np.zeros(len(canonical)), np.full(len(canonical), np.nan)
     for start in range(0, len(canonical), _CHUNK):

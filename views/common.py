@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -15,13 +17,14 @@ from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec
 from chemlm_engine.domain import TrainingReference
 from chemlm_engine.ensemble import Ensemble, load_predictor
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.explain import Explanation, explain
+from chemlm_engine.explain import Explanation, explain, prepare_explanations
 from chemlm_engine.jobs import check_job_data, load_split_data
 from chemlm_engine.manager import JobManager
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.store import RunRecord, RunStore, default_home
 
 DEFAULT_MODEL_LABEL = "Embedded default (assets/lipo-regressor)"
+log = logging.getLogger(__name__)
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -71,9 +74,39 @@ def manager() -> JobManager:
 @st.cache_resource(max_entries=4)
 def load_model(folder: str) -> RegressionModel | Ensemble:
     """A model folder; its code runs only for a run the user launched with 'Trust remote code' ticked."""
-    trusted = any(r.model_path == folder and r.spec.get("model", {}).get("trust_remote_code")
-                  for r in store().runs(status="finished"))
-    return load_predictor(folder, trust_remote_code=trusted)
+    return load_predictor(folder, trust_remote_code=_trusted(folder))
+
+
+def _trusted(folder: str) -> bool:
+    return any(r.model_path == folder and r.spec.get("model", {}).get("trust_remote_code")
+               for r in store().runs(status="finished"))
+
+
+@st.cache_resource(show_spinner=False)
+def _warming() -> dict[str, threading.Thread]:
+    return {}
+
+
+def warm_explanations(folder: str) -> None:
+    """Build the model's attribution caches in the background (once per model and app process), so that "Why?"
+    answers at once. A model of its own: a prediction with MC dropout must not switch dropout on under it."""
+    def build(trusted: bool) -> None:  # no st.* in here: it runs outside the page's script thread
+        try:
+            prepare_explanations(load_predictor(folder, trust_remote_code=trusted), folder)
+        except Exception as exc:  # noqa: BLE001 - only a head start: "Why?" builds what is missing, says errors
+            log.warning("could not prepare the explanations of %s: %s", folder, exc)
+
+    threads = _warming()
+    if folder not in threads:
+        threads[folder] = threading.Thread(target=build, args=(_trusted(folder),), name="warm-explanations",
+                                           daemon=True)
+        threads[folder].start()
+
+
+def explanations_warming(folder: str) -> bool:
+    """Whether the background build of ``folder``'s attribution caches is still running."""
+    thread = _warming().get(folder)
+    return thread is not None and thread.is_alive()
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)

@@ -10,8 +10,8 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.domain import DOMAIN_SIMILARITY, add_applicability_domain
 from chemlm_engine.predict import measured_metrics, parse_pasted, predict_csv, predict_smiles
 from chemlm_engine.tables import write_csv
-from views.common import (explanation, fmt3, load_model, model_choices, molecule_cards, parity_plot, plain,
-                          training_reference)
+from views.common import (explanation, explanations_warming, fmt3, load_model, model_choices, molecule_cards,
+                          parity_plot, plain, training_reference, warm_explanations)
 from views.forms import column_pickers
 
 st.title("Predict logD")
@@ -73,6 +73,7 @@ if clicked and has_input:
         bar.progress(1.0, text="Checking the applicability domain …")
         st.session_state["predictions"] = add_applicability_domain(result, training_reference(folder))
         st.session_state["predictions_key"], st.session_state["predictions_setup"] = key, (folder, passes)
+        warm_explanations(folder)  # while the chemist reads the table: "Why?" then answers at once
     except ChemLMError as exc:
         st.error(plain(exc))
     bar.empty()
@@ -154,12 +155,16 @@ why = st.selectbox("Explain a result row", [None, *ok.index], format_func=lambda
                    f"row {ok.loc[i, 'row']} · {ok.loc[i, 'name'] or ok.loc[i, 'canonical_smiles']} · "
                    f"logD {ok.loc[i, 'prediction']:.2f}")
 if why is not None:
-    with st.spinner("Attributing (the first time for a model also builds its cache: about a minute) …"):
+    first = explanations_warming(folder)
+    with st.spinner("Finishing the model's attribution cache (built once per model, started after your prediction) …"
+                    if first else "Attributing …"):
         try:
             reason = explanation(folder, ok.loc[why, "canonical_smiles"])
         except ChemLMError as exc:
             st.error(plain(exc))
             st.stop()
+    if isinstance(ok.loc[why, "warnings"], str):  # the explanation is of what the model read
+        st.warning(plain(ok.loc[why, "warnings"]))
     left, right = st.columns([2, 3])
     left.image(reason.picture, caption="Atoms: red raises the predicted logD, blue lowers it (integrated gradients "
                f"from a [MASK] baseline; bonds and rings together {reason.atoms['other']:+.2f})")

@@ -146,3 +146,22 @@ def test_a_damaged_or_stale_attribution_cache_is_rebuilt_never_trusted(trained, 
     rebuilt = AttributionCache.load(folder, smiles, labels)
     np.testing.assert_allclose(rebuilt.residuals, good.residuals, rtol=1e-4, atol=1e-5)
     assert not list(Path(folder).glob(f".{CACHE_FILE}.*"))  # nothing left aside
+
+
+def test_explanations_prepared_ahead_are_not_built_again(trained, tmp_path, monkeypatch):
+    import shutil
+
+    from chemlm_engine.explain import prepare_explanations
+
+    model, folder = trained
+    copy = tmp_path / "m"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(CACHE_FILE))
+    prepare_explanations(model, copy)
+    assert (copy / CACHE_FILE).exists()
+
+    def refuse(*_):
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(AttributionCache, "build", refuse)
+    smiles, _ = load_training_set(copy)
+    assert len(training_contributions(model, copy, smiles[0])) == len(smiles)
