@@ -86,14 +86,14 @@ def explain(
     from .config import DEFAULT_REGRESSOR
     from .ensemble import load_predictor
     from .explain import explain as explain_prediction
-    from .molecules import prepare_smiles
+    from .guard import prepare_all
     from .predict import molecule_warnings
     from .tables import check_output, write_csv, written_aside
 
     check_output(output.with_suffix(".csv"))
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
     predictor = load_predictor(folder, trust_remote_code=trust_remote_code)
-    prepared = prepare_smiles(smiles, predictor.standardization)
+    prepared = prepare_all([smiles], predictor.standardization)[0]
     if prepared.error:
         raise typer.BadParameter(prepared.error, param_hint="--smiles")
     warning = molecule_warnings(predictor, [prepared.smiles], [prepared.heavy_atoms])[0]

@@ -14,7 +14,8 @@ import pandas as pd
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from .errors import DataError
-from .molecules import Standardization, prepare_smiles
+from .guard import prepare_all
+from .molecules import Standardization
 from .tables import pick_column, read_table
 
 __all__ = [
@@ -132,10 +133,10 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
     first_row: dict[str, int] = {}
     grouped: dict[str, list[float]] = {}
     names: dict[str, str] = {}
-    for pos, (raw, raw_label, label) in enumerate(zip(frame[smiles_col], frame[label_col], labels)):
+    texts = ["" if pd.isna(raw) else str(raw) for raw in frame[smiles_col]]
+    for pos, (text, prepared, raw_label, label) in enumerate(zip(texts, prepare_all(texts, standardization),
+                                                                 frame[label_col], labels)):
         row = pos + 1
-        text = "" if pd.isna(raw) else str(raw)
-        prepared = prepare_smiles(text, standardization)
         problem = problems[pos] if problems is not None else None
         if problem is not None or prepared.smiles is None:
             report.invalid.append(RowIssue(row, text, problem or prepared.error or "invalid"))

@@ -9,7 +9,6 @@ import json
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +20,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors
 
 from .errors import ModelLoadError
+from .guard import exit_with
 
 __all__ = ["DESCRIPTOR_NAMES", "LARGE_MOLECULE", "SIZE_LIMITED", "describe", "size_warning", "start_helper",
            "DescriptorScaler"]
@@ -84,25 +84,13 @@ def _many(smiles: Sequence[str]) -> np.ndarray:
     return np.stack([_one(s) for s in smiles]) if smiles else np.empty((0, len(_FUNCTIONS)))
 
 
-def _exit_with(parent: int) -> None:
-    """The helper's initializer: it ends itself once ``parent`` is gone (killed, even by SIGKILL), so a killed
-    app or CLI leaves no orphan holding ~700 MB. (Linux's PR_SET_PDEATHSIG would follow the starting thread,
-    which in the app is a short-lived script thread.)"""
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
 def _helper() -> ProcessPoolExecutor | None:
     """One helper process (spawned, so safe beside the app's threads), started on first use and kept."""
     global _HELPER
     with _HELPER_LOCK:
         if _HELPER is None and len(os.sched_getaffinity(0)) > 1:
             _HELPER = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                          initializer=_exit_with, initargs=(os.getpid(),))
+                                          initializer=exit_with, initargs=(os.getpid(),))
         return _HELPER
 
 

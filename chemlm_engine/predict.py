@@ -14,7 +14,7 @@ from .ensemble import Ensemble
 from .errors import DataError
 from .inference import mc_dropout, predict_values
 from .model import RegressionModel
-from .molecules import prepare_smiles
+from .guard import prepare_all
 from .tables import pick_column, read_table
 from .training import regression_metrics
 
@@ -90,10 +90,12 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
     labels = [""] * len(inputs) if names is None else ["" if pd.isna(n) else str(n) for n in list(names)]
     if len(labels) != len(inputs):
         raise DataError(f"{len(labels)} names for {len(inputs)} SMILES")
+    readable = [i for i in range(len(inputs)) if problems is None or problems[i] is None]
+    parsed = dict(zip(readable, prepare_all([inputs[i] for i in readable], model.standardization)))
     rows, sizes = [], []
     for i, text in enumerate(inputs):
         problem = problems[i] if problems is not None else None
-        prepared = prepare_smiles(text, model.standardization) if problem is None else None
+        prepared = parsed.get(i)
         rows.append({"row": i + 1, "name": labels[i], "input": text,
                      "canonical_smiles": prepared.smiles if prepared else None, "prediction": np.nan,
                      "error": problem if prepared is None else prepared.error, "warnings": None,

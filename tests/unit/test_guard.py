@@ -1,0 +1,59 @@
+"""Per-molecule limits: a molecule that stalls, crashes or eats memory while being read costs its own row an
+error, never the batch; the caller stays responsive. The helper runs the functions below (importable by a
+spawned process) in place of RDKit's reading, so each failure is reproduced exactly."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from chemlm_engine.guard import prepare_all
+from chemlm_engine.molecules import PreparedSmiles, Standardization, prepare_smiles
+
+
+def stalling(text, standardization):
+    """Reads like RDKit, but 'STALL' takes forever, 'CRASH' kills the process, 'HUGE' allocates 64 GiB."""
+    if text == "STALL":
+        time.sleep(3600)
+    if text == "CRASH":
+        os._exit(1)
+    if text == "HUGE":
+        bytearray(64 << 30)
+    return prepare_smiles(text, standardization)
+
+
+def test_a_stalling_molecule_costs_its_own_row_only():
+    texts = ["CCO", "c1ccccc1", "STALL", "CCN", "C1CC"] + ["CCC"] * 50
+    started = time.monotonic()
+    out = prepare_all(texts, Standardization(), seconds=1.0, prepare=stalling)
+    assert time.monotonic() - started < 10
+    assert [p.input for p in out] == texts
+    assert "longer than 1 s" in out[2].error and out[2].smiles is None
+    assert [p.smiles for p in out[:2]] == ["CCO", "c1ccccc1"] and out[3].smiles == "CCN" and out[4].error
+    assert all(p.smiles == "CCC" for p in out[5:])
+
+
+def test_a_crash_or_a_memory_blow_up_costs_its_own_row_only():
+    out = prepare_all(["CCO", "CRASH", "CCN", "HUGE", "CCC"], Standardization(), seconds=5.0, prepare=stalling)
+    assert [p.smiles for p in out] == ["CCO", None, "CCN", None, "CCC"]
+    assert "crashed" in out[1].error and "GiB" in out[3].error
+    assert prepare_all(["c1ccccc1O"]) == [prepare_smiles("c1ccccc1O")]  # the next batch reads as usual
+
+
+def test_sigterm_ends_the_command_while_a_molecule_stalls(tmp_path):
+    script = ("import sys, signal\nsignal.signal(signal.SIGTERM, signal.default_int_handler)\n"
+              "from chemlm_engine.guard import prepare_all\nfrom tests.unit.test_guard import stalling\n"
+              "print('reading', flush=True)\n"
+              "try:\n    prepare_all(['CCO', 'STALL'], prepare=stalling)\n"
+              "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n    sys.exit(3)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    assert child.stdout.readline().strip() == "reading"
+    time.sleep(2)  # inside the wait for the stalled molecule
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=10) == 3 and child.stdout.read().strip() == "interrupted"
+
+
+def test_everything_else_is_exactly_prepare_smiles():
+    texts = ["CCO", "", None, "C C O", "CC(=O)[O-].[Na+]", "[CH2+3]C", "C" * 6000, "c1ccccc1"]
+    assert prepare_all(texts) == [prepare_smiles(t) for t in texts]
+    assert prepare_all([]) == [] and isinstance(prepare_all(["CCO"])[0], PreparedSmiles)
