@@ -32,7 +32,7 @@ def predict(
     from .config import DEFAULT_REGRESSOR
     from .domain import TrainingReference, add_applicability_domain
     from .ensemble import load_predictor
-    from .predict import measured_metrics, predict_csv, predict_smiles
+    from .predict import measured_metrics, predict_csv, predict_smiles, user_table
     from .tables import check_output, write_csv, written_aside
 
     if not smiles and input is None:
@@ -62,10 +62,10 @@ def predict(
         metrics = measured_metrics(frame)
         typer.echo("against measured: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()), err=True)
     if output is None:
-        typer.echo(write_csv(frame), nl=False)
+        typer.echo(write_csv(user_table(frame)), nl=False)
     else:
         with written_aside(output) as aside:
-            write_csv(frame, aside)
+            write_csv(user_table(frame), aside)
         n_bad = int(frame["error"].notna().sum())
         n_warned = int(frame["warnings"].notna().sum())
         n_outside = int((frame["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not outside

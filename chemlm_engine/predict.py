@@ -18,7 +18,7 @@ from .guard import prepare_all
 from .tables import pick_column, read_table
 from .training import regression_metrics
 
-__all__ = ["predict_smiles", "predict_csv", "parse_pasted", "token_warnings", "molecule_warnings", "measured_metrics",
+__all__ = ["predict_smiles", "predict_csv", "user_table", "parse_pasted", "token_warnings", "molecule_warnings", "measured_metrics",
            "PREDICTION_COLUMNS"]
 
 
@@ -147,9 +147,21 @@ def predict_csv(model: RegressionModel | Ensemble, source: str | Path | IO, smil
                             progress=progress)
     if measured_column:
         result["measured"] = pd.to_numeric(table.frame[measured_column], errors="coerce").to_numpy()
-    passed = table.frame.drop(columns=[c for c in (column, name_column) if c])
-    return pd.concat([result, passed.rename(columns=lambda c: f"{c} (input)" if c in result.columns else c)],
-                     axis=1)
+    passed = table.frame.rename(columns=lambda c: f"{c} (input)" if c in result.columns else c)
+    out = pd.concat([result, passed], axis=1)
+    out.attrs["input_columns"] = list(passed.columns)  # for user_table: the file's own columns, in its order
+    return out
+
+
+def user_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A prediction table as it is saved: for a file, its own columns under their own names and in their order
+    (joining back on your IDs works; no renamed copy of the SMILES, name or measured column), then the
+    results; pasted or listed SMILES keep ``name`` and ``input``."""
+    own = frame.attrs.get("input_columns")
+    if not own:
+        return frame
+    results = [c for c in frame.columns if c not in own and c not in ("row", "name", "input", "measured")]
+    return frame[["row", *own, *results]]
 
 
 def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:

@@ -10,15 +10,31 @@ from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec
 from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.tables import read_table
+from chemlm_engine.tables import iter_table
 from views.common import plain, run_label, save_upload, store
 
-NAME_COLUMNS = ("name", "id", "compound", "molecule", "title")
+NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "title")
+MEASURED_COLUMNS = ("measured", "measured_logd", "logd", "logd7.4", "logd_7.4", *LABEL_COLUMNS)
 
 
 @st.cache_data(max_entries=8)
 def _header(data: bytes) -> list[str]:
-    return list(read_table(io.BytesIO(data)).frame.columns)
+    return list(next(iter_table(io.BytesIO(data), chunk_rows=1)).frame.columns)  # the header row only
+
+
+# More rows than this belong to the CLI's library path (chunked, constant memory, a progress bar): the page
+# holds the whole file and its results in memory and keeps the server busy until it is done.
+PAGE_ROWS = 5_000
+
+
+def upload_too_big(data: bytes) -> str | None:
+    """Why an upload is too big for the page (with the command that predicts it), or ``None``."""
+    rows = data.count(b"\n") - 1  # lines, not parsed rows: a fast upper bound
+    if rows <= PAGE_ROWS:
+        return None
+    return (f"This file has about {rows:,} rows; the page predicts up to {PAGE_ROWS:,}. For a library, run "
+            "`chemlm predict --input FILE.csv --output predictions.parquet` (chunk by chunk in constant memory, "
+            "with a progress bar; `--executor ray` spreads it over a cluster).")
 
 
 def _index(options: list[str], candidates: tuple[str, ...], default: int = 0) -> int:
@@ -40,7 +56,8 @@ def column_pickers(data: bytes, value: str = "measured") -> dict[str, str | None
     picked = {"smiles_column": a.selectbox("SMILES column", columns, index=_index(columns, SMILES_COLUMNS))}
     if value == "measured":
         name = b.selectbox("Name / ID column", optional, index=_index(optional, NAME_COLUMNS))
-        measured = c.selectbox("Measured value column (optional)", optional, index=_index(optional, LABEL_COLUMNS))
+        measured = c.selectbox("Measured value column (optional)", optional,
+                               index=_index(optional, MEASURED_COLUMNS))
         picked.update(name_column=None if name == "(none)" else name,
                       measured_column=None if measured == "(none)" else measured)
     else:

@@ -1,6 +1,7 @@
 """Predict: logD for pasted or uploaded SMILES, with uncertainty, the applicability domain and the user's columns."""
 import hashlib
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -8,11 +9,11 @@ from chemlm_engine.depict import grid_image, molecule_image_uri
 from chemlm_engine.ensemble import is_ensemble
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.domain import DOMAIN_SIMILARITY, add_applicability_domain
-from chemlm_engine.predict import measured_metrics, parse_pasted, predict_csv, predict_smiles
+from chemlm_engine.predict import measured_metrics, parse_pasted, predict_csv, predict_smiles, user_table
 from chemlm_engine.tables import write_csv
 from views.common import (explanation, explanations_warming, fmt3, load_model, model_choices, molecule_cards,
                           parity_plot, plain, training_reference, warm_explanations)
-from views.forms import column_pickers
+from views.forms import column_pickers, upload_too_big
 
 st.title("Predict logD")
 choices = model_choices()
@@ -36,6 +37,9 @@ if mode == "Paste SMILES":
 else:
     upload = st.file_uploader("CSV with a SMILES column; every other column is kept in the results",
                               type=["csv", "tsv", "txt"])
+    if upload is not None and (too_big := upload_too_big(upload.getvalue())):
+        st.error(too_big)
+        upload = None
     if upload is not None:
         columns = column_pickers(upload.getvalue())
 
@@ -47,8 +51,8 @@ if ensemble:
 # Results belong to one input, model and option: a change of any clears them. No input at all (an upload is not
 # kept when you visit another page) keeps the last results on screen while model and option stay.
 has_input = bool(text.strip() or (upload and columns is not None))
-key = hashlib.sha256(repr((folder, mode, text, upload.getvalue() if upload else b"", columns, passes))
-                     .encode()).hexdigest()
+uploaded = hashlib.sha256(upload.getvalue()).hexdigest() if upload else ""
+key = hashlib.sha256(repr((folder, mode, text, uploaded, columns, passes)).encode()).hexdigest()
 if st.session_state.get("predictions_key") != key and (has_input or
                                                       st.session_state.get("predictions_setup") != (folder, passes)):
     st.session_state.pop("predictions", None)
@@ -106,10 +110,15 @@ with tabs[0]:
     shown = ok.copy()
     shown.insert(0, "structure", [molecule_image_uri(s, (200, 140)) for s in shown["canonical_smiles"]])
     shown["nearest"] = [molecule_image_uri(s, (200, 140)) for s in shown["nearest_training_smiles"]]
-    user = [c for c in result.columns if c not in shown.columns or c == "measured"]
-    first = ["row", "structure", "name", "prediction", "uncertainty", "interval", "domain", "similarity", "nearest",
-             "nearest_training_label", *(["measured"] if "measured" in result else [])]
-    rest = ["warnings", "standardization", "input", "canonical_smiles", *[c for c in shown.columns if c in user]]
+    shown[["warnings", "standardization"]] = shown[["warnings", "standardization"]].fillna("")  # not "None"
+    # the file's other columns (project, series …); its SMILES and name columns are already "input" and "name"
+    user = [c for c in result.attrs.get("input_columns", [])
+            if not (shown[c].equals(shown["input"]) or shown[c].equals(shown["name"]))]
+    # what a chemist reads first fits a laptop screen; the nearest molecule's value before its picture
+    first = ["row", "structure", "name", "prediction", "uncertainty", "interval", "domain",
+             *(["measured"] if "measured" in result else []), "similarity", "nearest_training_label", "nearest",
+             *user]
+    rest = ["warnings", "standardization", "input", "canonical_smiles"]
     st.dataframe(shown, hide_index=True, row_height=80, height=min(90 + 81 * len(shown), 620),
                  column_order=[c for c in dict.fromkeys(first + rest) if c in shown.columns], column_config={
                      "row": st.column_config.NumberColumn("row", width="small"),
@@ -120,7 +129,7 @@ with tabs[0]:
                      "interval": st.column_config.TextColumn("90 % interval"),
                      "similarity": st.column_config.NumberColumn("similarity", format="%.2f",
                                                                  help="Tanimoto to the nearest training molecule"),
-                     "nearest": st.column_config.ImageColumn("nearest training molecule", width="medium"),
+                     "nearest": st.column_config.ImageColumn("nearest training molecule", width="small"),
                      "nearest_training_label": st.column_config.NumberColumn("its measured logD", format="%.2f"),
                      "measured": st.column_config.NumberColumn("measured", format="%.2f")})
 with tabs[1]:
@@ -128,9 +137,9 @@ with tabs[1]:
     st.caption(f"The first {len(page)} predicted molecules (name · logD ± uncertainty · ⚠ outside the domain).")
     if len(page):
         spread = page["uncertainty"] if "uncertainty" in page else [None] * len(page)
-        legends = [f"{n or f'row {r}'} · {p:.2f}" + (f" ± {u:.2f}" if u is not None else "") + (" ⚠" if d is False
-                                                                                                 else "")
-                   for n, r, p, u, d in zip(page["name"], page["row"], page["prediction"], spread, page["in_domain"])]
+        legends = [f"{n or f'row {r}'} · {p:.2f}" + (f" ± {u:.2f}" if pd.notna(u) else "") + (" ⚠" if d == "⚠ outside"
+                                                                                              else "")
+                   for n, r, p, u, d in zip(page["name"], page["row"], page["prediction"], spread, page["domain"])]
         st.image(grid_image(page["canonical_smiles"].tolist(), legends))
 with tabs[2]:
     if len(bad):
@@ -176,5 +185,6 @@ if why is not None:
                                                   if role == "nearest" else ""))
         molecule_cards(top[top["role"] == role], lambda r: f"contribution **{r['contribution']:+.3f}**  \n"
                        f"measured logD {r['label']:.2f} · similarity {r['similarity']:.2f}")
-st.download_button("Download all rows (CSV, your columns included)", write_csv(result), "predictions.csv",
+st.download_button("Download all rows (CSV: your columns as in your file, then the results)",
+                   write_csv(user_table(result)), "predictions.csv",
                    "text/csv", on_click="ignore")

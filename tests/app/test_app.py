@@ -210,3 +210,12 @@ def test_user_text_in_messages_is_shown_as_text_not_markdown():
     html = MarkdownIt().render(plain(hostile))
     assert "<img" not in html and "<a " not in html and "<strong>" not in html and "<code>" not in html
     assert "![x](http://127.0.0.1:9/leak)" in html  # every character still shown
+
+
+def test_an_upload_too_big_for_the_page_points_to_the_library_command():
+    from views.forms import PAGE_ROWS, upload_too_big
+
+    small = b"smiles\n" + b"CCO\n" * PAGE_ROWS
+    assert upload_too_big(small) is None
+    message = upload_too_big(small + b"CCN\n")
+    assert f"{PAGE_ROWS + 1:,} rows" in message and "chemlm predict --input" in message

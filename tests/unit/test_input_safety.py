@@ -20,7 +20,7 @@ from chemlm_engine.jobs import run_job
 from chemlm_engine.library import predict_library
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.molecules import MAX_SMILES_LENGTH, Standardization, canonicalize, prepare_smiles
-from chemlm_engine.predict import PREDICTION_COLUMNS, predict_csv, predict_smiles
+from chemlm_engine.predict import PREDICTION_COLUMNS, predict_csv, predict_smiles, user_table
 from chemlm_engine.store import RunStore
 from chemlm_engine.tables import read_table, write_csv
 
@@ -328,3 +328,17 @@ def test_formula_cells_are_defused_in_written_csv(tmp_path):
     assert back["'=name"].tolist() == ['\'=HYPERLINK("http://x")', "'+cmd", "'@SUM(A1)", "'-2+3+cmd|' /C calc'!A0", "ok"]
     assert back["value"].tolist() == ["-1.5", "+2", "3", "'\t=1", "x"]  # numbers stay numbers
     assert back["prediction"].tolist() == ["-1.5", "2.0", "3.0", "4.0", "5.0"]
+
+
+def test_a_saved_prediction_keeps_the_files_own_columns_and_names(regressor, tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("compound_id,smiles,measured_logd,project\nX-1,CCO,0.1,=A\nX-2,C1CC,1.2,B\n")
+    frame = predict_csv(regressor, path, name_column="compound_id", measured_column="measured_logd")
+    saved = user_table(frame)
+    assert list(saved.columns[:5]) == ["row", "compound_id", "smiles", "measured_logd", "project"]
+    assert not {"name", "input", "measured"} & set(saved.columns)  # no renamed copies of the user's columns
+    assert saved["compound_id"].tolist() == ["X-1", "X-2"] and saved["prediction"].notna().tolist() == [True, False]
+    back = read_table(io.StringIO(write_csv(saved))).frame
+    assert back["project"].tolist() == ["'=A", "B"] and back["measured_logd"].tolist() == ["0.1", "1.2"]
+    pasted = predict_smiles(regressor, ["CCO"], ["ethanol"])
+    assert user_table(pasted) is pasted  # pasted SMILES keep name and input
