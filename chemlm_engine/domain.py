@@ -72,7 +72,7 @@ class TrainingReference:
                 fits = bits.shape == (len(smiles), _BITS // 8)
                 if fits and str(cached["checksum"]) == content_digest(digest, bits):
                     return cls(smiles, labels, [DataStructs.CreateFromFPSText(row.tobytes().hex()) for row in bits])
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
             pass  # missing or unreadable: rebuilt below
         reference = cls.from_smiles(smiles, labels)
         try:  # written aside and renamed: a reader in another process never sees half a file

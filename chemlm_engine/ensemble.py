@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -114,9 +115,12 @@ class Ensemble:
             raise ModelLoadError(f"cannot read {folder / ENSEMBLE_FILE}: {exc}") from None
         try:
             conformal = Conformal(**meta["conformal"]) if meta.get("conformal") else None
-        except (TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is damaged: {exc}") from None
-        members = [RegressionModel.load(folder / name, device, trust_remote_code) for name in meta["members"]]
+            names = meta["members"]
+            if not names or not all(isinstance(n, str) and re.fullmatch(r"member-\d+", n) for n in names):
+                raise ValueError(f"members {names!r} are not member-N folders")
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is damaged: {exc!r}") from None
+        members = [RegressionModel.load(folder / name, device, trust_remote_code) for name in names]
         return cls(members, conformal)
 
 

@@ -17,7 +17,7 @@ from transformers.utils import logging as hf_logging
 
 from .config import ModelSpec
 from .descriptors import DESCRIPTOR_NAMES, DescriptorScaler
-from .errors import ModelLoadError
+from .errors import ChemLMError, ModelLoadError
 from .molecules import Standardization
 
 __all__ = ["load_backbone", "RegressionModel", "best_device", "count_parameters", "save_training_set",
@@ -226,10 +226,25 @@ class RegressionModel(nn.Module):
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot read {meta_path}: {exc}") from None
+        if not isinstance(meta, dict):
+            raise ModelLoadError(f"{meta_path} is damaged: not a JSON object")
         if (meta.get("trust_remote_code") or _ships_code(folder)) and not trust_remote_code:
             raise ModelLoadError(
                 f"{folder} needs trust_remote_code: loading it runs Python code that comes with the model. "
                 "Only if you trust its source, pass --trust-remote-code (CLI) or tick 'Trust remote code' (app).")
+        try:  # every file below is read from disk: any damage is one clear error, never a traceback
+            model = cls._assemble(folder, meta, trust_remote_code)
+        except ChemLMError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - transformers, tokenizers, safetensors raise many kinds
+            hint = " (it ships its own code: see trust_remote_code)" if "trust_remote_code" in str(exc) else ""
+            raise ModelLoadError(f"cannot load regressor {folder}: {type(exc).__name__}: {exc}{hint}") from exc
+        model.eval()
+        return model.to(device or best_device())
+
+    @classmethod
+    def _assemble(cls, folder: Path, meta: dict, trust_remote_code: bool) -> RegressionModel:
+        """Backbone, tokenizer, head and scalers of a folder whose ``regressor.json`` says ``meta``."""
         adapter = meta.get("adapter", False)
         base = meta["backbone_source"] if adapter else str(folder / "backbone")
         spec = ModelSpec(backbone=base, trust_remote_code=trust_remote_code, pooling=meta["pooling"],
@@ -237,23 +252,15 @@ class RegressionModel(nn.Module):
                          descriptors=meta.get("descriptors", False), tta=meta.get("tta", 0))
         # Ensemble members share one tokenizer, saved in the ensemble's folder.
         tokenizer_dir = folder if (folder / "tokenizer_config.json").exists() else folder.parent
-        try:
-            with _quiet_loading():
-                backbone = AutoModel.from_pretrained(base, trust_remote_code=spec.trust_remote_code,
-                                                     dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=spec.trust_remote_code)
-        except (OSError, ValueError) as exc:
-            hint = " (it ships its own code: see trust_remote_code)" if "trust_remote_code" in str(exc) else ""
-            raise ModelLoadError(f"cannot load regressor {folder}: {exc}{hint}") from exc
+        with _quiet_loading():
+            backbone = AutoModel.from_pretrained(base, trust_remote_code=spec.trust_remote_code, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=spec.trust_remote_code)
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None
         if adapter:
             backbone = PeftModel.from_pretrained(backbone, folder / "adapter")
         model = cls(backbone, tokenizer, spec)
-        try:
-            state = load_file(str(folder / HEAD_FILE))
-        except Exception as exc:  # noqa: BLE001 - missing, truncated or not safetensors (SafetensorError)
-            raise ModelLoadError(f"cannot read {folder / HEAD_FILE}: {exc}") from None
+        state = load_file(str(folder / HEAD_FILE))
         if "pooled_scale" in state:
             model.enable_pooled_scale()
             model.pooled_scale.data.copy_(state["pooled_scale"])
@@ -268,18 +275,18 @@ class RegressionModel(nn.Module):
         model.label_std.fill_(std)
         model.standardization = Standardization.from_dict(meta.get("standardization"))
         model.descriptor_scaler = DescriptorScaler.load(folder)
-        model.eval()
-        return model.to(device or best_device())
+        return model
 
 
 def _ships_code(folder: Path) -> bool:
     """Whether a regressor folder's backbone or tokenizer names Python code of its own (``auto_map``)."""
     for config in (folder / "backbone" / "config.json", folder / "tokenizer_config.json"):
         try:
-            if "auto_map" in json.loads(config.read_text()):
-                return True
+            raw = json.loads(config.read_text())
         except (OSError, ValueError):
             continue
+        if isinstance(raw, dict) and "auto_map" in raw:
+            return True
     return False
 
 
@@ -312,5 +319,11 @@ def load_training_set(folder: str | Path) -> tuple[list[str], np.ndarray] | None
         return None
     import pandas as pd
 
-    frame = pd.read_csv(path)
-    return frame["smiles"].tolist(), frame["label"].to_numpy()
+    try:
+        frame = pd.read_csv(path, dtype={"smiles": str})
+        smiles, labels = frame["smiles"].tolist(), pd.to_numeric(frame["label"], errors="coerce").to_numpy(float)
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
+        raise ModelLoadError(f"{path} is damaged ({type(exc).__name__}: {exc}): export the model again") from None
+    if not all(isinstance(s, str) and s for s in smiles):
+        raise ModelLoadError(f"{path} is damaged (a row without SMILES): export the model again")
+    return smiles, labels
