@@ -70,7 +70,7 @@ PREDICTION_COLUMNS = ["row", "name", "input", "canonical_smiles", "prediction", 
 
 
 ProgressFn = Callable[[int, int], None]  # (molecules predicted so far, molecules to predict)
-_CHUNK = 256  # molecules per progress report
+_CHUNK = 256  # most molecules per progress report
 
 
 def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], names: Sequence[str] | None = None,
@@ -108,8 +108,11 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
         frame.loc[valid, "warnings"] = molecule_warnings(model, canonical, [sizes[i] for i in valid])
     ensemble = isinstance(model, Ensemble)
     mean, std = np.zeros(len(canonical)), np.full(len(canonical), np.nan)
-    for start in range(0, len(canonical), _CHUNK):
-        part = slice(start, start + _CHUNK)
+    chunk = max(16, min(_CHUNK, -(-len(canonical) // 10)))  # a small batch still counts up in ~10 steps
+    if progress is not None:
+        progress(0, len(canonical))
+    for start in range(0, len(canonical), chunk):
+        part = slice(start, start + chunk)
         if ensemble:
             mean[part], std[part] = model.predict(canonical[part], batch_size)
         else:
@@ -117,7 +120,7 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
             if mc_passes > 1:
                 std[part] = mc_dropout(model, canonical[part], mc_passes)[1]
         if progress is not None:
-            progress(min(start + _CHUNK, len(canonical)), len(canonical))
+            progress(min(start + chunk, len(canonical)), len(canonical))
     frame.loc[valid, "prediction"] = mean
     if ensemble or mc_passes > 1:
         frame["uncertainty"] = np.nan

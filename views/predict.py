@@ -62,7 +62,7 @@ clicked = st.button("Predict", type="primary")
 if clicked and not has_input:
     st.warning("Paste SMILES or upload a CSV first.")
 if clicked and has_input:
-    bar = st.progress(0.0, text="Loading the model …")
+    bar = st.progress(0.0, text="Loading the model and reading the molecules …")
 
     def report(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"Predicted {done:,} of {total:,} molecules")
