@@ -174,15 +174,26 @@ if why is not None:
             st.stop()
     if isinstance(ok.loc[why, "warnings"], str):  # the explanation is of what the model read
         st.warning(plain(ok.loc[why, "warnings"]))
+    if ok.loc[why, "domain"] == "⚠ outside":
+        st.warning(f"Outside the applicability domain: no training molecule is similar (best Tanimoto "
+                   f"{ok.loc[why, 'similarity']:.2f} < {DOMAIN_SIMILARITY}). The model extrapolates here, and the "
+                   "training molecules below explain what it learned, not a close precedent.")
     left, right = st.columns([2, 3])
     left.image(reason.picture, caption="Atoms: red raises the predicted logD, blue lowers it (integrated gradients "
                f"from a [MASK] baseline; bonds and rings together {reason.atoms['other']:+.2f})")
-    right.markdown("**Training molecules behind it.** Contribution = how much the prediction would drop (or rise) "
-                   "without that molecule: the leave-one-out effect through the model's last layer, in logD units.")
+    right.markdown("**Training molecules behind it.** Contribution = how much this prediction would drop (or rise) "
+                   "if the model had been trained without that molecule (leave-one-out through its last layer, in "
+                   f"logD units). One molecule among {len(reason.training):,} moves a fit little, so the sizes are "
+                   "small: **read the ranking**, not the size.")
     top = reason.top(5)
+    meaning = {"pushes up": "training molecules without which this prediction would drop most: mostly ones that "
+                            "look alike to the model and whose measured logD lies above its fit",
+               "pushes down": "the same, the other way",
+               "nearest": "the closest analogues by Tanimoto, with their measured logD: what a chemist would compare "
+                          "with. An analogue can push either way: its contribution follows the model's error on it "
+                          "and the features it shares, not its similarity alone"}
     for role in ("pushes up", "pushes down", "nearest"):
-        st.markdown(f"**{role.capitalize()}**" + (" (most similar training molecules, for contrast)"
-                                                  if role == "nearest" else ""))
+        st.markdown(f"**{role.capitalize()}**: {meaning[role]}.")
         molecule_cards(top[top["role"] == role], lambda r: f"contribution **{r['contribution']:+.3f}**  \n"
                        f"measured logD {r['label']:.2f} · similarity {r['similarity']:.2f}")
 st.download_button("Download all rows (CSV: your columns as in your file, then the results)",
