@@ -39,20 +39,23 @@ try:
     manager()  # start the executor (and mark jobs of a dead process as interrupted) on first load
 except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached must not take the app down
     st.sidebar.error(f"Cannot start the {executor_choice()[0]} executor: {plain(exc)}")
-with st.sidebar:
-    @st.fragment(run_every=10)
-    def job_list() -> None:
-        manager().active()  # lets the Ray executor record tasks that died without a word
-        active = [r for r in store().runs() if r.status in ("queued", "running")]
-        st.caption(f"**Jobs:** {len(active) or 'none'} active")
-        for run in active:
-            st.progress(run.progress, text=f"{run.id} · {run.method} · {run.status}")
 
-    job_list()
+@st.fragment(run_every=10)
+def job_list() -> None:
+    manager().active()  # lets the Ray executor record tasks that died without a word
+    active = [r for r in store().runs() if r.status in ("queued", "running")]
+    st.caption(f"**Jobs:** {len(active) or 'none'} active")
+    for run in active:
+        st.progress(run.progress, text=f"{run.id} · {run.method} · {run.status}")
+
 
 # A widget's value is dropped when its page is not shown; reassigning it here keeps what the user chose (model,
 # input, pasted SMILES) while they visit other pages (Streamlit's documented way for st.navigation apps).
 for kept in ("predict_folder", "predict_mode", "predict_text"):
     if kept in st.session_state:
         st.session_state[kept] = st.session_state[kept]
-page.run()
+try:
+    page.run()
+finally:  # after the page: a job it just queued is listed at once (also when the page ends with st.stop)
+    with st.sidebar:
+        job_list()

@@ -165,7 +165,8 @@ def model_choices() -> dict[str, str]:
 def run_label(run: RunRecord) -> str:
     r2 = run.metrics.get("test_r2")
     score = f" · test R² {r2:.3f}" if isinstance(r2, float) else ""
-    return f"{run.id} · {run.method}{score}"
+    named = f"{run.name} · " if run.name else ""  # a renamed run is found by its name
+    return f"{named}{run.id} · {run.method}{score}"
 
 
 def save_upload(data: bytes, suffix: str = ".csv") -> Path:
