@@ -45,6 +45,12 @@ def _label(row: dict) -> str:
             f"{row['epochs']} ep · lr {row['learning_rate']:g}" + (f" · {', '.join(extras)}" if extras else ""))
 
 
+def _setting(column: str, value: object) -> str:
+    if column == "options":  # stored as JSON: shown as key=value
+        return ", ".join(f"{k}={v}" for k, v in json.loads(str(value) or "{}").items()) or "default options"
+    return f"{column} {value}"
+
+
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per finished run that has test metrics: its configuration (``config``, in words), seed, metrics."""
     rows = []
@@ -95,6 +101,8 @@ def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "
     configuration with the most seeds) with its CI, p and verdict."""
     if table.empty:
         return pd.DataFrame()
+    # a configuration run twice on one seed (a curriculum pair's baseline beside a plain one) is one seed
+    table = table.sort_values("id").drop_duplicates(["config", "seed", "split_seed"], keep="last")
     grouped = table.groupby("config", sort=False)
     out = grouped.agg(method=("method", "first"), seeds=("id", "count"),
                       trainable_params=("trainable_params", "mean"), duration_s=("duration_s", "mean"))
@@ -103,7 +111,7 @@ def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "
         out[f"{m}_std"] = grouped[m].std(ddof=1)
     varying = [c for c in CONFIG_COLUMNS if c in table and table[c].astype(str).nunique() > 1]
     settings = grouped[varying].first() if varying else None
-    out["differs"] = ["" if settings is None else " · ".join(f"{c} {settings.loc[config, c]}" for c in varying)
+    out["differs"] = ["" if settings is None else " · ".join(_setting(c, settings.loc[config, c]) for c in varying)
                       for config in out.index]  # only what tells the configurations on show apart
     out = out.reset_index().sort_values(["seeds", metric], ascending=False, kind="stable").reset_index(drop=True)
     reference = reference if reference in set(out["config"]) else out["config"].iloc[0]

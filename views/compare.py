@@ -52,12 +52,13 @@ shown[f"Δ {METRIC_LABELS[metric]}"] = [
     "" if p == 0 or d != d else f"{d:+.3g}" + ("" if lo != lo else f" [{lo:+.2g}, {hi:+.2g}]")
     for p, d, lo, hi in zip(summary["pairs"], summary[f"delta_{metric}"], summary[f"ci_low_{metric}"],
                             summary[f"ci_high_{metric}"])]
+shown["p"] = ["" if p != p else f"{p:.3f}" for p in summary[f"p_value_{metric}"]]  # no "None" where untested
 st.dataframe(shown, hide_index=True, column_order=[
     "differs", "seeds", "verdict", *(METRIC_LABELS[m] for m in METRICS), f"Δ {METRIC_LABELS[metric]}", "pairs",
-    f"p_value_{metric}", "trainable_params"], column_config={
+    "p", "trainable_params"], column_config={
     "differs": st.column_config.TextColumn("configuration (what differs)", width="medium"),
     "verdict": st.column_config.TextColumn(f"vs the reference ({METRIC_LABELS[metric]})", width="medium"),
-    f"p_value_{metric}": st.column_config.NumberColumn("p (paired t)", format="%.3f"),
+    "p": st.column_config.TextColumn("p (paired t)"),
     "trainable_params": st.column_config.NumberColumn("trainable params", format="%d")})
 figure = px.bar(summary, x="differs" if summary["differs"].any() else "config", y=metric, error_y=f"{metric}_std",
                 hover_data=["seeds"],

@@ -54,6 +54,15 @@ def test_paired_delta_matches_a_paired_t_test_and_calls_only_clear_differences()
         "2 paired seed(s): too few")
 
 
+def test_a_configuration_run_twice_on_one_seed_counts_once():
+    table = _synthetic([0.05, 0.06, 0.04])
+    again = table[(table.config == "A") & (table.seed == 0)].assign(id="A0-again", test_r2=0.9)
+    summary = summarize(pd.concat([table, again]), reference="A").set_index("config")
+    assert summary.loc["A", "seeds"] == 3  # not 4: the repeat on seed 0 replaces the earlier run
+    kept = table[table.config == "A"]["test_r2"].to_numpy()
+    assert np.isclose(summary.loc["A", "test_r2"], (0.9 + kept[1] + kept[2]) / 3)
+
+
 def test_suite_covers_every_method_for_every_seed():
     specs = suite_specs(JobSpec(train=TrainConfig(epochs=3)), [0, 1])
     assert len(specs) == 2 * len(SUITE)
