@@ -28,7 +28,7 @@ PAGES = [
     ("views/train.py", "Train", ":material/model_training:", "fine-tune a model in the background and watch it "
      "live; the cost is shown before you start.", {"quick": True}),
     ("views/influence.py", "Influence", ":material/hub:", "which extra molecules would help the model, which would "
-     "hurt, and which labels look wrong.", {}),
+     "hurt, and which labels look wrong.", {"quick": True}),
     ("views/curriculum.py", "Curriculum", ":material/stairs:", "short SMILES first: the pacing plan, then a "
      "curriculum run against its baseline.", {"quick": True}),
     ("views/uncertainty.py", "Uncertainty", ":material/blur_on:", "MC-dropout uncertainty, and active learning "
@@ -37,8 +37,9 @@ PAGES = [
      "paired differences with a test.", {}),
 ]
 for path, title, icon, purpose, example in PAGES:
-    left, right = st.columns([5, 1])
-    left.page_link(path, label=f"**{title}**: {purpose}", icon=icon)
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    left.page_link(path, label=f"**{title}**", icon=icon)  # a link label is one line: the purpose goes below it
+    left.caption(purpose)
     if example and right.button("Try it", key=f"try-{title}",
                                 help="Opens the page filled with a small example" if title == "Predict"
                                 else "Opens the page with the quick-try preset (300 molecules, 3 epochs)"):
@@ -52,6 +53,9 @@ if metrics_file.exists():
     st.write(metrics.get("description", ""))
     names = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "mse": "MSE", "coverage": "90 % interval coverage",
              "mean_width": "mean interval width"}
-    st.dataframe(pd.DataFrame([{names.get(k, k): sig3(v) for k, v in metrics["test"].items()}]), hide_index=True)
+    shown = {**metrics["test"], **{key: metrics.get("metrics", {}).get(name)
+                                   for key, name in (("coverage", "interval_coverage"), ("mean_width", "interval_width"))
+                                   if metrics.get("metrics", {}).get(name) is not None}}
+    st.dataframe(pd.DataFrame([{names.get(k, k): sig3(v) for k, v in shown.items()}]), hide_index=True)
 else:
     st.info("No embedded regressor is shipped yet: choose a finished run on the Predict page.")
