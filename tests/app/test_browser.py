@@ -104,8 +104,10 @@ def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, t
     with page.expect_download() as download:
         page.get_by_role("button", name="Download all rows").click()
     saved = pd.read_csv(download.value.path())
-    assert saved["name"].tolist() == ["A-1", "A-2", "A-3", "A-4", "A-5"]  # the IDs, row for row
-    assert saved["note"].tolist()[:3] == ["ethanol", "broken", "phenol"] and saved["measured"].notna().sum() == 5
+    assert list(saved.columns[:5]) == ["row", "ID", "smiles", "logD", "note"]  # the file's own columns, as named
+    assert not {"name", "input", "measured"} & set(saved.columns)  # and no renamed copies of them
+    assert saved["ID"].tolist() == ["A-1", "A-2", "A-3", "A-4", "A-5"]  # the IDs, row for row: joins back
+    assert saved["note"].tolist()[:3] == ["ethanol", "broken", "phenol"] and saved["logD"].notna().sum() == 5
     page.get_by_role("tab", name="Against measured").click()
     page.get_by_text("R²").first.wait_for()
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
