@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import signal
 import sys
 from pathlib import Path
@@ -244,6 +245,47 @@ def pretrain(
                    corpus=str(corpus) if corpus else None)
     _run_with_progress(JobSpec(method="pretrain", name=name or f"pretrain {output.name}", options=options),
                        _store(db))
+
+
+@app.command()
+def corpus(
+    output: Path = typer.Option(Path("pretrain_work/drug_corpus.csv"), help="CSV with a smiles column; a Markdown "
+                                "card with the corpus statistics is written beside it (.md)."),
+    size: int = typer.Option(1_000_000, help="Molecules (about: charged forms are added where they differ)."),
+    seeds: Path | None = typer.Option(None, help="CSV with a SMILES column to start from; default: MOSES."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Build the drug-like pretraining corpus from MOSES (needs `make pretrain-deps`): MOSES molecules, BRICS
+    recombinations grown to 20–70 and 70–150 heavy atoms, dominant charge states at pH 7.4; no Lipophilicity
+    molecule in any form. Pretrain on it with `chemlm pretrain --corpus OUTPUT`."""
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from .config import DEFAULT_BACKBONE
+    from .data import SMILES_COLUMNS, load_lipophilicity
+    from .methods.pretrain import load_moses_smiles
+    from .methods.pretrain.drug_corpus import CorpusRecipe, build_corpus, corpus_statistics, statistics_table
+    from .molecules import Standardization
+    from .tables import check_output, pick_column, read_table, write_csv, written_aside
+
+    check_output(output)
+    if seeds is None:
+        start, start_name = load_moses_smiles(), "MOSES"
+    else:
+        frame = read_table(seeds).frame
+        start, start_name = frame[pick_column(frame.columns, None, SMILES_COLUMNS, "SMILES")].tolist(), seeds.name
+    lipophilicity = load_lipophilicity(Standardization(enabled=False))[0].smiles
+    molecules = build_corpus(start, exclude=lipophilicity, recipe=CorpusRecipe(size=size, seed=seed))
+    with written_aside(output) as aside:
+        write_csv(pd.DataFrame({"smiles": molecules}), aside)
+    tokenizer = AutoTokenizer.from_pretrained(DEFAULT_BACKBONE)
+    sample = random.Random(seed).sample(start, min(len(start), len(molecules), 100_000))
+    table = statistics_table({"this corpus": corpus_statistics(molecules, tokenizer),
+                              f"{start_name} ({len(sample):,} sampled)": corpus_statistics(sample, tokenizer),
+                              "Lipophilicity": corpus_statistics(lipophilicity, tokenizer)})
+    output.with_suffix(".md").write_text(f"# Pretraining corpus\n\n`chemlm corpus --size {size} --seed {seed}`: "
+                                         "share of molecules per bin.\n\n" + table + "\n")
+    typer.echo(json.dumps({"molecules": len(molecules), "csv": str(output), "card": str(output.with_suffix(".md"))}))
 
 
 @app.callback()
