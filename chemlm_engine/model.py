@@ -260,7 +260,10 @@ class RegressionModel(nn.Module):
         if adapter:
             backbone = PeftModel.from_pretrained(backbone, folder / "adapter")
         model = cls(backbone, tokenizer, spec)
-        state = load_file(str(folder / HEAD_FILE))
+        try:
+            state = load_file(str(folder / HEAD_FILE))
+        except Exception as exc:  # noqa: BLE001 - missing, truncated or not safetensors (SafetensorError)
+            raise ModelLoadError(f"cannot read {folder / HEAD_FILE}: {exc}") from None
         if "pooled_scale" in state:
             model.enable_pooled_scale()
             model.pooled_scale.data.copy_(state["pooled_scale"])

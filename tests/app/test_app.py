@@ -220,3 +220,14 @@ def test_an_upload_too_big_for_the_page_points_to_the_library_command():
     assert upload_too_big(small) is None
     message = upload_too_big(small + b"CCN\n")
     assert f"{PAGE_ROWS + 1:,} rows" in message and "chemlm predict --input" in message
+
+
+def test_a_damaged_model_folder_is_a_message_on_the_predict_page(home, finished_run):
+    folder = RunStore(home=home).get_run(finished_run).model_path
+    (Path(folder) / "head.safetensors").write_bytes(b"not safetensors")
+    at = _app("views/predict.py")
+    at.selectbox[0].set_value(folder).run()
+    at.text_area[0].set_value("CCO").run()
+    widget(at, "button", "Predict").click().run()
+    assert not at.exception
+    assert any("head.safetensors" in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]

@@ -165,3 +165,18 @@ def test_explanations_prepared_ahead_are_not_built_again(trained, tmp_path, monk
     monkeypatch.setattr(AttributionCache, "build", refuse)
     smiles, _ = load_training_set(copy)
     assert len(training_contributions(model, copy, smiles[0])) == len(smiles)
+
+
+def test_explain_gives_the_warnings_predict_gives(trained, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from chemlm_engine.cli import app
+
+    _, folder = trained
+    result = CliRunner().invoke(app, ["explain", "--model", str(folder), "--smiles", "CC[Xe]",
+                                      "--output", str(tmp_path / "why")])
+    assert result.exit_code == 0, result.output
+    assert "warning: unknown to the model" in result.output  # the explanation is of what the model read
+    assert "unknown to the model" in json.loads(result.output.strip().splitlines()[-1])["warnings"]
