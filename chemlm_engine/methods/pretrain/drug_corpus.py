@@ -103,7 +103,8 @@ def recombine(seeds: Sequence[str], n: int, heavy_atoms: tuple[int, int], seed: 
     """``n`` new molecules (canonical SMILES) of ``heavy_atoms`` (inclusive) heavy atoms, grown piece by piece
     from BRICS pieces of the seed molecules and of :data:`IONISABLE_BLOCKS`, joined where BRICS allows."""
     rng = random.Random(seed)
-    pieces = _pieces(seeds, rng) + _pieces(IONISABLE_BLOCKS, rng) * max(1, len(seeds) // 100)
+    sample = rng.sample(list(seeds), min(len(seeds), 2 * n))  # pieces of ~2 molecules per product: enough variety
+    pieces = _pieces(sample, rng) + _pieces(IONISABLE_BLOCKS, rng) * max(1, len(sample) // 100)
     links = [p for p in pieces if _open(p) > 1]  # pieces that leave a point open to grow on
     low, high = heavy_atoms
     out: dict[str, None] = {}
