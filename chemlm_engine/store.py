@@ -22,33 +22,12 @@ from sqlalchemy.orm import Session
 
 from .config import JobSpec
 from .errors import ConfigError, RunNotFoundError, StoreError
-from .store_schema import Base, EpochRow, MoleculeRow, RunRow, TableRow
+from .store_schema import Base, EpochRow, Kinds, MoleculeRow, RunRow, TableRow, Tables
 
-__all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES", "Tables"]
+__all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES", "Tables", "Kinds"]
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "diverged", "cancelled", "interrupted")
 ACTIVE_STATUSES = ("queued", "running")
-
-
-class Tables:
-    """Names of the non-epoch result tables methods write (``add_table``) and pages read (``table``)."""
-
-    SWEEP = "sweep"  # one row per point of a k / N / rank sweep
-    SOLVER = "solver"  # the inverse-HVP solver's trace
-    CURRICULUM_PLAN = "curriculum_plan"  # admissible molecules per epoch
-    MLM_LOSS = "mlm_loss"  # masked-LM loss during unsupervised fine-tuning
-    PRETRAIN_LOSS = "pretrain_loss"  # losses and speed during pretraining
-    LIVE = "live"  # running training MSE inside epochs (at most one row per 2 s), for the live chart
-
-
-class Kinds:
-    """Kinds of per-molecule results (``add_molecules`` / ``molecules``)."""
-
-    PREDICTION = "prediction"  # the final model's test-split predictions
-    INFLUENCE = "influence"  # pool molecules with influence score, rank and self-influence
-    POOL_UNCERTAINTY = "pool_uncertainty"  # MC-dropout std of the pool under the initial model
-    ACQUIRED = "acquired"  # molecules active learning selected, per round
-    TEST_UNCERTAINTY = "test_uncertainty"  # test predictions with MC-dropout std
 
 
 def default_home() -> Path:

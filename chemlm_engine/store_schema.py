@@ -1,11 +1,33 @@
 """The run store's tables (SQLAlchemy ORM): runs, per-epoch metrics, named result tables, per-molecule
-results. Only :mod:`~chemlm_engine.store` uses them; JSON columns hold dicts."""
+results, and the names methods store results under. Only :mod:`~chemlm_engine.store` uses the rows; JSON
+columns hold dicts."""
 from __future__ import annotations
 
 from sqlalchemy import Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "RunRow", "EpochRow", "TableRow", "MoleculeRow"]
+__all__ = ["Base", "RunRow", "EpochRow", "TableRow", "MoleculeRow", "Tables", "Kinds"]
+
+
+class Tables:
+    """Names of the non-epoch result tables methods write (``add_table``) and pages read (``table``)."""
+
+    SWEEP = "sweep"  # one row per point of a k / N / rank sweep
+    SOLVER = "solver"  # the inverse-HVP solver's trace
+    CURRICULUM_PLAN = "curriculum_plan"  # admissible molecules per epoch
+    MLM_LOSS = "mlm_loss"  # masked-LM loss during unsupervised fine-tuning
+    PRETRAIN_LOSS = "pretrain_loss"  # losses and speed during pretraining
+    LIVE = "live"  # running training MSE inside epochs (at most one row per 2 s), for the live chart
+
+
+class Kinds:
+    """Kinds of per-molecule results (``add_molecules`` / ``molecules``)."""
+
+    PREDICTION = "prediction"  # the final model's test-split predictions
+    INFLUENCE = "influence"  # pool molecules with influence score, rank and self-influence
+    POOL_UNCERTAINTY = "pool_uncertainty"  # MC-dropout std of the pool under the initial model
+    ACQUIRED = "acquired"  # molecules active learning selected, per round
+    TEST_UNCERTAINTY = "test_uncertainty"  # test predictions with MC-dropout std
 
 
 class Base(DeclarativeBase):

@@ -197,5 +197,4 @@ if why is not None:
         molecule_cards(top[top["role"] == role], lambda r: f"contribution **{r['contribution']:+.3f}**  \n"
                        f"measured logD {r['label']:.2f} · similarity {r['similarity']:.2f}")
 st.download_button("Download all rows (CSV: your columns as in your file, then the results)",
-                   write_csv(user_table(result)), "predictions.csv",
-                   "text/csv", on_click="ignore")
+                   write_csv(user_table(result)), "predictions.csv", "text/csv", on_click="ignore")
