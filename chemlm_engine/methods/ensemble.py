@@ -3,7 +3,8 @@ split-conformal intervals calibrated on molecules no member trained or selected 
 
 Options: ``members`` (default 5), ``coverage`` (0.9), ``train_on_val`` (the shipping recipe: members train
 on training + validation minus a held-out ``calibration_fraction``, default 0.1, which calibrates).
-Members keep their last epoch (``select_best`` off), so the validation split stays untouched for calibration.
+Members keep their last epoch, or with ``member_selection`` their best epoch on a held-out part of their own
+training molecules; either way the calibration molecules stay untouched.
 """
 from __future__ import annotations
 
@@ -38,6 +39,14 @@ def _calibration_split(data: SplitData, fraction: float, seed: int) -> tuple[Spl
     return replace(data, train=pooled.subset(rest), val=MoleculeData([], np.zeros(0))), pooled.subset(np.sort(held))
 
 
+def _selection_split(data: SplitData, fraction: float, seed: int) -> SplitData:
+    """A member's own data: ``fraction`` of the training molecules (chosen by its seed) to select its epoch on,
+    the rest to train on. The split's validation part (or the calibration part) is not among them."""
+    order = np.random.default_rng(seed).permutation(len(data.train))
+    held = np.sort(order[:max(int(round(fraction * len(order))), 2)])
+    return replace(data, train=data.train.subset(np.sort(order[len(held):])), val=data.train.subset(held))
+
+
 def run_ensemble(ctx: JobContext, data: SplitData) -> dict[str, float]:
     """Train the members, calibrate, evaluate the mean on the test split and save the ensemble folder."""
     opts = ctx.spec.method_options
@@ -48,8 +57,10 @@ def run_ensemble(ctx: JobContext, data: SplitData) -> dict[str, float]:
         calibration = data.val
     members, member_r2 = [], []
     for i in range(n_members):
-        recipe = replace(ctx.spec.train, seed=ctx.spec.train.seed + i, select_best=False)
-        model, metrics = train_and_evaluate(ctx, data, stage=f"member {i + 1}", final=False, train=recipe,
+        seed = ctx.spec.train.seed + i
+        own = _selection_split(data, opts.member_selection, seed) if opts.member_selection else data
+        recipe = replace(ctx.spec.train, seed=seed, select_best=bool(opts.member_selection))
+        model, metrics = train_and_evaluate(ctx, own, stage=f"member {i + 1}", final=False, train=recipe,
                                             span=(i / n_members, (i + 1) / n_members))
         model.standardization = ctx.spec.data.standardization
         members.append(model)

@@ -189,11 +189,15 @@ class EnsembleOptions(MethodOptions):
     # Fit on training + validation; the conformal calibration then holds out calibration_fraction of them.
     train_on_val: bool = False
     calibration_fraction: float = 0.1
+    # > 0: each member holds out this share of its own training molecules (its seed picks them) and keeps its
+    # best epoch on them; 0: members keep their last epoch. The calibration molecules are never used either way.
+    member_selection: float = 0.0
 
     def validate(self) -> None:
         _check(self.members >= 2, "an ensemble needs at least 2 members")
         _check(0 < self.coverage < 1 and 0 < self.calibration_fraction <= 0.5,
                "coverage must be in (0, 1) and calibration_fraction in (0, 0.5]")
+        _check(0 <= self.member_selection <= 0.5, "member_selection must be in [0, 0.5]")
 
 
 @dataclass(frozen=True)

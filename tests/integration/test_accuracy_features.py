@@ -194,3 +194,29 @@ def test_a_large_molecule_is_predicted_with_a_warning_and_its_batch_is_unaffecte
     assert pd.isna(frame.loc[0, "warnings"]) and pd.isna(frame.loc[2, "warnings"])
     plain = predict_smiles(_tiny(tiny_backbone), [large])  # no descriptors: nothing skipped, nothing to warn of
     assert "over" not in plain.loc[0, "warnings"]
+
+
+def test_members_select_their_epoch_on_a_part_of_their_own_and_never_see_the_calibration(tiny_backbone, store,
+                                                                                         monkeypatch):
+    import chemlm_engine.methods.ensemble as job
+
+    seen = []
+    real = job.train_and_evaluate
+
+    def recording(ctx, data, **kwargs):
+        seen.append((set(data.train.smiles), set(data.val.smiles), kwargs["train"].select_best))
+        return real(ctx, data, **kwargs)
+
+    monkeypatch.setattr(job, "train_and_evaluate", recording)
+    spec = JobSpec(method="ensemble", data=DataSpec(subset=200),
+                   options={"members": 3, "train_on_val": True, "member_selection": 0.2},
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=2, seed=1))
+    record = store.get_run(run_job(spec, store))
+    assert record.status == "finished" and record.metrics["calibration_molecules"] >= 10
+    split = load_split_data(spec.data)
+    pooled = set(split.train.smiles) | set(split.val.smiles)
+    used = set().union(*(train | val for train, val, _ in seen))
+    calibration = pooled - used  # what no member trained or selected on
+    assert len(calibration) == record.metrics["calibration_molecules"]
+    assert all(selecting and val and not train & val for train, val, selecting in seen)
+    assert len({frozenset(val) for _, val, _ in seen}) == 3  # each member's own held-out part
