@@ -231,3 +231,9 @@ def test_a_damaged_model_folder_is_a_message_on_the_predict_page(home, finished_
     widget(at, "button", "Predict").click().run()
     assert not at.exception
     assert any("head.safetensors" in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
+
+
+def test_a_quick_try_says_its_r2_means_little(home, finished_run):  # 80 molecules, 1 epoch
+    at = _app("views/train.py")
+    assert not at.exception
+    assert any("A quick try" in i.value for i in at.info)
