@@ -26,46 +26,46 @@ if data is None:
     st.stop()
 
 splits = split_data(data)
-everything = splits.train.smiles + splits.val.smiles + splits.test.smiles
-st.subheader("SMILES length")
-bins = length_bins(everything, 20)
-bins["bin"] = [f"{a:.0f}–{b:.0f}" for a, b in zip(bins.bin_start, bins.bin_end)]
-a, b = st.columns([3, 2])
-a.plotly_chart(px.bar(bins, x="bin", y="frequency", title=f"{len(everything)} molecules, 20 equal-width bins"))
-b.dataframe(bins[["bin", "frequency", "cumulative_frequency"]], hide_index=True, height=420)
-
-st.subheader("Pacing on the training split")
 spec = JobSpec(method="curriculum", options={"difficulty": measure, "pacing": pacing}, data=data,
                model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=data.split_seed))
-plan = pd.DataFrame(curriculum_for(spec, splits.train.smiles).plan())
-a, b = st.columns(2)
-a.plotly_chart(px.line(plan, x="epoch", y="threshold", markers=True, title=f"Admissible {measure.replace('_', ' ')}"))
-b.plotly_chart(px.bar(plan, x="epoch", y="admissible", title="Admissible training molecules"))
-
 cost_caption(list(paired_specs(spec)))
 if st.button("Launch curriculum and baseline runs", type="primary", disabled=not backbone):
     if submit(*paired_specs(spec)):
         st.success("Queued a curriculum run and a baseline with the same data, seed and epochs.")
-
 live_jobs(("curriculum", "baseline"))
-st.subheader("Curriculum vs baseline")
-pairs = find_pairs(store().runs())
-if not pairs:
-    st.caption("No pair launched yet.")
-    st.stop()
-chosen = st.selectbox("Pair", list(pairs), format_func=lambda p: f"{p} · " + " / ".join(
-    f"{r.method} {r.status}" for r in pairs[p]))
-curves, table = [], []
-for run in pairs[chosen]:
-    epochs_frame = store().epochs(run.id, stage="train")
-    if not epochs_frame.empty:
-        curves.append(epochs_frame.assign(method=run.method))
-    table.append({"method": run.method, "status": run.status,
-                  **{label: sig3(run.metrics.get(key)) for key, label in METRIC_LABELS.items()}})
-if curves:
-    frame = pd.concat(curves).melt(id_vars=["epoch", "method"], value_vars=["train_mse", "val_mse"],
-                                   var_name="curve", value_name="MSE")
-    st.plotly_chart(px.line(frame, x="epoch", y="MSE", color="method", line_dash="curve", markers=True)
-                    .update_xaxes(dtick=1))
-st.dataframe(pd.DataFrame(table), hide_index=True)
+
+results, plan_tab = st.tabs(["Curriculum vs baseline", "SMILES length and pacing"])  # results first: no scrolling
+with plan_tab:
+    everything = splits.train.smiles + splits.val.smiles + splits.test.smiles
+    bins = length_bins(everything, 20)
+    bins["bin"] = [f"{a:.0f}–{b:.0f}" for a, b in zip(bins.bin_start, bins.bin_end)]
+    a, b = st.columns([3, 2])
+    a.plotly_chart(px.bar(bins, x="bin", y="frequency", title=f"{len(everything)} molecules, 20 equal-width bins"))
+    b.dataframe(bins[["bin", "frequency", "cumulative_frequency"]], hide_index=True, height=420)
+    plan = pd.DataFrame(curriculum_for(spec, splits.train.smiles).plan())
+    a, b = st.columns(2)
+    a.plotly_chart(px.line(plan, x="epoch", y="threshold", markers=True,
+                           title=f"Pacing on the training split: admissible {measure.replace('_', ' ')}"))
+    b.plotly_chart(px.bar(plan, x="epoch", y="admissible", title="Admissible training molecules"))
+with results:
+    pairs = find_pairs(store().runs())
+    if not pairs:
+        st.caption("No pair launched yet.")
+    else:
+        chosen = st.selectbox("Pair", list(pairs), format_func=lambda p: " / ".join(
+            f"{r.method} {r.status}" for r in pairs[p]) + f" · launched {pairs[p][0].id[:15]}"
+            + (f" · {pairs[p][0].name}" if pairs[p][0].name else ""))
+        curves, table = [], []
+        for run in pairs[chosen]:
+            epochs_frame = store().epochs(run.id, stage="train")
+            if not epochs_frame.empty:
+                curves.append(epochs_frame.assign(method=run.method))
+            table.append({"method": run.method, "status": run.status,
+                          **{label: sig3(run.metrics.get(key)) for key, label in METRIC_LABELS.items()}})
+        st.dataframe(pd.DataFrame(table), hide_index=True)
+        if curves:
+            frame = pd.concat(curves).melt(id_vars=["epoch", "method"], value_vars=["train_mse", "val_mse"],
+                                           var_name="curve", value_name="MSE")
+            st.plotly_chart(px.line(frame, x="epoch", y="MSE", color="method", line_dash="curve", markers=True)
+                            .update_xaxes(dtick=1))
