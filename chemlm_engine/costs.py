@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .config import JobSpec
 from .store import RunStore
 
@@ -16,6 +18,9 @@ LIPOPHILICITY_SIZE = 4200
 # Molecule-epochs per second of ChemLM-mini on 2 CPU cores (bf16, validation included), used until this
 # machine has finished a run of its own: 20 epochs of 3,360 molecules take about 8 minutes here.
 _GUESS_SPEED = 140.0
+# Seconds a job spends outside its epochs (a process, the libraries, data, model, test predictions and saving),
+# used until this machine has finished a run: a 100-molecule, 1-epoch job here takes ~15 s in all.
+_GUESS_START = 15.0
 
 
 @dataclass(frozen=True)
@@ -59,15 +64,18 @@ def _train_size(spec: JobSpec) -> int:
     return math.ceil(total * spec.data.fractions[0])
 
 
-def _measured_speed(store: RunStore, backbone: str) -> tuple[float, int] | None:
-    """Molecule-epochs per second over this store's last finished single-fit runs of ``backbone``."""
+def _measured_speed(store: RunStore, backbone: str) -> tuple[float, float, int] | None:
+    """Molecule-epochs per second over this store's last finished single-fit runs of ``backbone``, and the
+    median seconds such a run spent outside its epochs."""
     work = seconds = 0.0
     runs = [r for r in store.runs(status="finished") if r.spec.get("model", {}).get("backbone") == backbone
             and r.metrics.get("train_seconds") and r.info.get("n_train") and r.metrics.get("epochs_run")][:10]
     for run in runs:
         work += run.info["n_train"] * run.metrics["epochs_run"]
         seconds += run.metrics["train_seconds"]
-    return (work / seconds, len(runs)) if runs and seconds > 0 else None
+    outside = [r.duration - r.metrics["train_seconds"] for r in runs if r.duration is not None]
+    start = max(float(np.median(outside)), 0.0) if outside else _GUESS_START
+    return (work / seconds, start, len(runs)) if runs and seconds > 0 else None
 
 
 def estimate_cost(specs: Sequence[JobSpec], store: RunStore) -> Cost:
@@ -84,9 +92,15 @@ def estimate_cost(specs: Sequence[JobSpec], store: RunStore) -> Cost:
         extra.append(f"plus {steps:,} pretraining steps (hours on a CPU)")
     measured = _measured_speed(store, specs[0].model.backbone) if specs else None
     if measured is not None:
-        speed, n = measured
-        basis = f"at {speed:,.0f} molecule-epochs/s, measured in {n} earlier run{'s' * (n != 1)} here"
+        speed, start, n = measured
+        basis = (f"at {speed:,.0f} molecule-epochs/s and {start:.0f} s of start-up per job, measured in {n} "
+                 f"earlier run{'s' * (n != 1)} here")
     else:
-        speed, basis = _GUESS_SPEED, (f"a rough guess for {Path(specs[0].model.backbone).name if specs else ''} "
-                                      "on 2 CPU cores; no run finished here yet")
-    return Cost(fits, work, work / speed if work else None, basis, "; ".join(extra))
+        speed, start = _GUESS_SPEED, _GUESS_START
+        basis = (f"a rough guess for {Path(specs[0].model.backbone).name if specs else ''} on 2 CPU cores, "
+                 f"start-up included; no run finished here yet")
+    seconds = work / speed + start * len(specs) if work else None
+    waiting = sum(r.status in ("queued", "running") for r in store.runs())
+    if waiting:
+        extra.append(f"after the {waiting} job{'s' * (waiting != 1)} already queued or running")
+    return Cost(fits, work, seconds, basis, "; ".join(extra))

@@ -16,8 +16,13 @@ def test_the_time_comes_from_runs_measured_here_else_a_stated_guess(tmp_path):
     spec = JobSpec(data=DataSpec(subset=500), model=ModelSpec(backbone="some/backbone"), train=TrainConfig(epochs=10))
     guess = estimate_cost([spec], store)
     assert guess.molecule_epochs == 4000 and "rough guess" in guess.basis  # 400 training molecules × 10 epochs
+    assert guess.seconds == 4000 / 140 + 15  # the guessed speed and start-up of one job
     run = store.create_run(spec.to_dict(), "baseline")
     store.set_info(run, n_train=100)
+    store.start(run, {})
     store.finish(run, {"train_seconds": 10.0, "epochs_run": 5})  # 50 molecule-epochs per second
     cost = estimate_cost([spec, spec], store)
-    assert cost.fits == 2 and cost.seconds == 8000 / 50 and "measured in 1 earlier run" in cost.describe()
+    assert cost.fits == 2 and "measured in 1 earlier run" in cost.describe() and "start-up" in cost.describe()
+    assert 8000 / 50 <= cost.seconds < 8000 / 50 + 2  # this run spent ~0 s outside its epochs
+    store.create_run(spec.to_dict(), "baseline")  # queued
+    assert "after the 1 job already queued or running" in estimate_cost([spec], store).describe()
