@@ -10,6 +10,7 @@ ends itself when the process that started it dies.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import resource
@@ -22,10 +23,13 @@ from .molecules import PreparedSmiles, Standardization, prepare_smiles
 
 __all__ = ["PARSE_SECONDS", "PARSE_MEMORY", "prepare_all", "exit_with"]
 
+log = logging.getLogger(__name__)
+
 PARSE_SECONDS = 10.0  # typical molecules take well under a millisecond
 PARSE_MEMORY = 4 << 30  # bytes of address space the helper may add to what it holds after start-up
 _GROUP_SECONDS = 0.05  # the helper sends what it has at least this often (while it is not stuck)
 _GROUP_SIZE = 512
+_START_SECONDS = 300.0  # for a new helper to start and take a batch: not part of any molecule's limit
 
 Prepare = Callable[[object, Standardization], PreparedSmiles]
 
@@ -51,6 +55,7 @@ def _serve(conn: Connection, parent: int, memory: int) -> None:
             texts, standardization, prepare, one_by_one = conn.recv()
         except EOFError:
             return
+        conn.send(None)  # received and unpickled: the per-molecule clock starts now, not at start-up
         group: list[PreparedSmiles] = []
         started = time.monotonic()
         for text in texts:
@@ -85,22 +90,54 @@ _HELPER: _Helper | None = None
 _LOCK = threading.Lock()  # one batch at a time through the helper (the app's sessions and jobs may ask at once)
 
 
+class _NotStarted(Exception):
+    pass
+
+
+def _started(pending: list, standardization: Standardization, prepare: Prepare, one_by_one: bool) -> _Helper:
+    """The helper, holding the batch: it has received and unpickled it, so the per-molecule clock starts now
+    (a new helper first imports RDKit, which a busy machine may take many seconds for)."""
+    global _HELPER
+    if _HELPER is None or not _HELPER.process.is_alive():
+        _HELPER = _Helper()
+    try:
+        _HELPER.conn.send((pending, standardization, prepare, one_by_one))
+        if not _HELPER.conn.poll(_START_SECONDS):
+            raise _NotStarted(f"the helper process took no batch within {_START_SECONDS:g} s")
+        _HELPER.conn.recv()
+    except (EOFError, OSError) as exc:
+        _stop()
+        raise _NotStarted(f"the helper process ended before taking the batch ({exc!r})") from None
+    except BaseException:
+        _stop()
+        raise
+    return _HELPER
+
+
+def _stop() -> None:
+    global _HELPER
+    if _HELPER is not None:
+        _HELPER.stop()
+    _HELPER = None
+
+
 def prepare_all(texts: Sequence[object], standardization: Standardization = Standardization(),
                 seconds: float = PARSE_SECONDS, prepare: Prepare = prepare_smiles) -> list[PreparedSmiles]:
     """:func:`~chemlm_engine.molecules.prepare_smiles` for every input, in order, each within ``seconds``
     and ``PARSE_MEMORY``; a molecule beyond either gets an error instead. ``prepare`` (a module-level
     function) replaces the per-molecule step in tests."""
-    global _HELPER
     texts = list(texts)
     out: list[PreparedSmiles] = []
     with _LOCK:
         one_by_one = False
         while len(out) < len(texts):
-            if _HELPER is None or not _HELPER.process.is_alive():
-                _HELPER = _Helper()
-            helper = _HELPER
             pending = texts[len(out):] if not one_by_one else texts[len(out):len(out) + _GROUP_SIZE]
-            helper.conn.send((pending, standardization, prepare, one_by_one))
+            try:
+                helper = _started(pending, standardization, prepare, one_by_one)
+            except _NotStarted as exc:  # no helper process here: read in this process, without the limits
+                log.warning("%s: reading %d molecule(s) without the per-molecule limits", exc, len(pending))
+                out.extend(prepare(text, standardization) for text in pending)
+                continue
             done = 0
             try:
                 while done < len(pending):
@@ -110,9 +147,8 @@ def prepare_all(texts: Sequence[object], standardization: Standardization = Stan
                     out.extend(group)
                     done += len(group)
                 one_by_one = False
-            except (TimeoutError, EOFError, ConnectionError) as exc:
-                helper.stop()
-                _HELPER = None
+            except (TimeoutError, EOFError, OSError) as exc:
+                _stop()
                 if one_by_one or done == len(pending) - 1:  # the stalled molecule is known: the first unreported
                     text = pending[done]
                     why = (f"took longer than {seconds:g} s to read (RDKit): skipped" if isinstance(exc, TimeoutError)
@@ -122,7 +158,6 @@ def prepare_all(texts: Sequence[object], standardization: Standardization = Stan
                 else:  # somewhere among the unreported ones: redo them one at a time
                     one_by_one = True
             except BaseException:  # Ctrl-C / SIGTERM while waiting: the helper may be mid-batch
-                helper.stop()
-                _HELPER = None
+                _stop()
                 raise
     return out

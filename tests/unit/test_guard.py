@@ -57,3 +57,11 @@ def test_everything_else_is_exactly_prepare_smiles():
     texts = ["CCO", "", None, "C C O", "CC(=O)[O-].[Na+]", "[CH2+3]C", "C" * 6000, "c1ccccc1"]
     assert prepare_all(texts) == [prepare_smiles(t) for t in texts]
     assert prepare_all([]) == [] and isinstance(prepare_all(["CCO"])[0], PreparedSmiles)
+
+
+def test_a_slow_helper_start_is_not_counted_against_a_molecule():
+    from tests.unit import slow_to_import  # noqa: F401 - imported here too: only the helper's import is slow
+
+    texts = ["CCO", "CCN", "c1ccccc1"]
+    out = prepare_all(texts, Standardization(), seconds=1.0, prepare=slow_to_import.prepare)
+    assert [p.smiles for p in out] == ["CCO", "CCN", "c1ccccc1"]  # 3 s of start-up, 1 s per molecule: no error
