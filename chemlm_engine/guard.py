@@ -62,7 +62,8 @@ def _serve(conn: Connection, parent: int, memory: int) -> None:
             try:
                 group.append(prepare(text, standardization))
             except MemoryError:
-                group.append(PreparedSmiles(str(text), None, f"needs more than {memory >> 30} GiB to read"))
+                group.append(PreparedSmiles("" if text is None else str(text), None,
+                                            f"needs more than {memory >> 30} GiB to read"))
             if one_by_one or len(group) >= _GROUP_SIZE or time.monotonic() - started > _GROUP_SECONDS:
                 conn.send(group)
                 group, started = [], time.monotonic()
@@ -98,8 +99,11 @@ def _started(pending: list, standardization: Standardization, prepare: Prepare, 
     """The helper, holding the batch: it has received and unpickled it, so the per-molecule clock starts now
     (a new helper first imports RDKit, which a busy machine may take many seconds for)."""
     global _HELPER
-    if _HELPER is None or not _HELPER.process.is_alive():
-        _HELPER = _Helper()
+    try:
+        if _HELPER is None or not _HELPER.process.is_alive():
+            _HELPER = _Helper()
+    except (OSError, AssertionError) as exc:  # e.g. inside a daemonic process, which may not have children
+        raise _NotStarted(f"no helper process can start here ({exc!r})") from None
     try:
         _HELPER.conn.send((pending, standardization, prepare, one_by_one))
         if not _HELPER.conn.poll(_START_SECONDS):
