@@ -67,7 +67,8 @@ def _serve(conn: Connection, parent: int, memory: int) -> None:
             if one_by_one or len(group) >= _GROUP_SIZE or time.monotonic() - started > _GROUP_SECONDS:
                 conn.send(group)
                 group, started = [], time.monotonic()
-        conn.send(group)
+        if group:  # never an empty message: the next batch's acknowledgement must be the next thing read
+            conn.send(group)
 
 
 class _Helper:

@@ -65,3 +65,9 @@ def test_a_slow_helper_start_is_not_counted_against_a_molecule():
     texts = ["CCO", "CCN", "c1ccccc1"]
     out = prepare_all(texts, Standardization(), seconds=1.0, prepare=slow_to_import.prepare)
     assert [p.smiles for p in out] == ["CCO", "CCN", "c1ccccc1"]  # 3 s of start-up, 1 s per molecule: no error
+
+
+def test_batches_one_after_another_stay_in_step():
+    for size in (1, 511, 512, 513, 3):  # a batch ending exactly on a full group left a stray message before
+        texts = ["CCO"] * size
+        assert [p.smiles for p in prepare_all(texts)] == texts
