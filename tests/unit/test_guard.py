@@ -26,7 +26,7 @@ def test_a_stalling_molecule_costs_its_own_row_only():
     texts = ["CCO", "c1ccccc1", "STALL", "CCN", "C1CC"] + ["CCC"] * 50
     started = time.monotonic()
     out = prepare_all(texts, Standardization(), seconds=1.0, prepare=stalling)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 120  # the stalled molecule (an hour) is abandoned after its 1 s
     assert [p.input for p in out] == texts
     assert "longer than 1 s" in out[2].error and out[2].smiles is None
     assert [p.smiles for p in out[:2]] == ["CCO", "c1ccccc1"] and out[3].smiles == "CCN" and out[4].error
