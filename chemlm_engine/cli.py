@@ -230,7 +230,12 @@ def pretrain(
     seed: int = typer.Option(0),
     corpus: Path | None = typer.Option(None, help="CSV with a SMILES column; default: MOSES from `molsets`."),
     workers: int | None = typer.Option(None, help="Processes that canonicalise and describe the corpus once "
-                                       "(default: all cores); cached as OUTPUT/corpus.parquet."),
+                                       "(default: all cores); cached in OUTPUT."),
+    init_from: Path | None = typer.Option(None, help="Masked-LM folder to continue from (e.g. assets/chemlm-mini)."),
+    descriptor_targets: str = typer.Option("basic", help="'basic' (8 descriptors) or 'rdkit' (~210 RDKit "
+                                           "descriptors + ionisable groups and charge at pH 7.4)."),
+    target_dropout: float = typer.Option(0.0, help="Share of each molecule's descriptor targets left out."),
+    randomize_smiles: bool = typer.Option(False, help="Train on a random spelling of each molecule."),
     name: str = typer.Option(""),
     db: str | None = typer.Option(None, help="SQLAlchemy URL of the run store (default: $CHEMLM_HOME/runs.db)."),
 ) -> None:
@@ -242,7 +247,9 @@ def pretrain(
                    hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
                    intermediate_size=intermediate_size, descriptor_weight=descriptor_weight,
                    warmup_steps=warmup_steps, checkpoint_every=checkpoint_every, seed=seed, workers=workers,
-                   corpus=str(corpus) if corpus else None)
+                   corpus=str(corpus) if corpus else None, init_from=str(init_from) if init_from else None,
+                   descriptor_targets=descriptor_targets, target_dropout=target_dropout,
+                   randomize_smiles=randomize_smiles)
     _run_with_progress(JobSpec(method="pretrain", name=name or f"pretrain {output.name}", options=options),
                        _store(db))
 

@@ -22,8 +22,8 @@ from rdkit.Chem import Descriptors
 from .errors import ModelLoadError
 from .guard import exit_with
 
-__all__ = ["DESCRIPTOR_NAMES", "LARGE_MOLECULE", "SIZE_LIMITED", "describe", "size_warning", "start_helper",
-           "DescriptorScaler"]
+__all__ = ["DESCRIPTOR_NAMES", "LARGE_MOLECULE", "SIZE_LIMITED", "describe", "describe_mol", "size_warning",
+           "start_helper", "DescriptorScaler"]
 
 # Every RDKit 2D descriptor but QED (a fifth of the cost alone) and Ipc (overflows to 1e30 and beyond).
 _SKIPPED = {"qed", "Ipc"}
@@ -62,13 +62,12 @@ _HELPER: ProcessPoolExecutor | None = None
 _HELPER_LOCK = threading.Lock()  # the app's sessions and job threads may ask at once
 
 
-def _one(smiles: str) -> np.ndarray:
+def describe_mol(mol: Chem.Mol) -> np.ndarray:
+    """Raw :data:`DESCRIPTOR_NAMES` of one molecule, NaN where RDKit gives no finite value or the molecule is
+    too large for a size-limited descriptor."""
+    values = np.full(len(_FUNCTIONS), np.nan, dtype=np.float64)
+    large = mol.GetNumHeavyAtoms() > LARGE_MOLECULE
     with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-        values = np.full(len(_FUNCTIONS), np.nan, dtype=np.float64)
-        if mol is None:
-            return values
-        large = mol.GetNumHeavyAtoms() > LARGE_MOLECULE
         for i, (_, fn) in enumerate(_FUNCTIONS):
             if large and _LIMITED[i]:
                 continue
@@ -78,6 +77,12 @@ def _one(smiles: str) -> np.ndarray:
                 continue
     values[~np.isfinite(values)] = np.nan
     return values
+
+
+def _one(smiles: str) -> np.ndarray:
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles)
+    return np.full(len(_FUNCTIONS), np.nan, dtype=np.float64) if mol is None else describe_mol(mol)
 
 
 def _many(smiles: Sequence[str]) -> np.ndarray:

@@ -207,6 +207,10 @@ class PretrainOptions(MethodOptions):
 
     corpus: str | None = None  # CSV with a SMILES column; default: MOSES from the `molsets` package
     output: str | None = None  # model folder (resumes from its checkpoint); default: the run's own folder
+    init_from: str | None = None  # masked-LM folder to continue from (its architecture and tokenizer)
+    descriptor_targets: str = "basic"  # "basic" (8 MolBERT-style) or "rdkit" (~210 RDKit + ionisation at pH 7.4)
+    target_dropout: float = 0.0  # share of each molecule's descriptor targets hidden from the loss
+    randomize_smiles: bool = False  # a random spelling per draw: trains late positions, spelling invariance
     workers: int | None = None  # processes that canonicalise and describe the corpus once (default: all cores)
     hidden_size: int = 256
     num_layers: int = 4
@@ -233,6 +237,8 @@ class PretrainOptions(MethodOptions):
         _check(self.hidden_size % self.num_heads == 0, "hidden_size must be a multiple of num_heads")
         _check(self.learning_rate > 0 and self.descriptor_weight >= 0,
                "learning_rate must be positive and descriptor_weight non-negative")
+        _check(self.descriptor_targets in ("basic", "rdkit"), "descriptor_targets must be 'basic' or 'rdkit'")
+        _check(0 <= self.target_dropout < 1, "target_dropout must be in [0, 1)")
 
 
 @dataclass(frozen=True)

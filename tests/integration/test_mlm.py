@@ -6,7 +6,7 @@ import pytest
 
 from chemlm_engine.methods.registry import PretrainOptions
 from chemlm_engine.methods.pretrain import DESCRIPTORS, DescriptorScaler, PreparedCorpus, \
-    compute_descriptors, load_checkpoint_state, prepare_corpus, pretrain
+    compute_targets, load_checkpoint_state, prepare_corpus, pretrain
 from rdkit import Chem
 
 TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, batch_size=32, warmup_steps=2,
@@ -57,8 +57,8 @@ def test_descriptor_targets_use_training_statistics_only(lipo, tmp_path):
     # Recompute: molecules are consumed in the seeded order; the first n_eval are held out.
     order = np.random.default_rng(0).permutation(len(smiles))
     train_ids = order[30:30 + 100]  # n_descriptor_stats=100
-    train_desc = np.stack([compute_descriptors(Chem.MolFromSmiles(smiles[i])) for i in train_ids])
-    all_desc = np.stack([compute_descriptors(Chem.MolFromSmiles(smiles[i])) for i in order])
+    train_desc = np.stack([compute_targets(Chem.MolFromSmiles(smiles[i])) for i in train_ids])
+    all_desc = np.stack([compute_targets(Chem.MolFromSmiles(smiles[i])) for i in order])
     np.testing.assert_allclose(saved["mean"], train_desc.mean(0), rtol=1e-4)
     assert not np.allclose(saved["mean"], all_desc.mean(0), rtol=1e-4)
     scaler = DescriptorScaler.fit(train_desc)
@@ -72,7 +72,7 @@ def test_prepared_corpus_drops_invalid_excluded_and_duplicates(lipo, tmp_path):
     corpus = prepare_corpus(raw, exclude={smiles[0]}, workers=2, chunk_size=16)
     assert corpus.invalid == 1 and corpus.excluded == 1
     assert corpus.smiles == smiles[1:]  # both spellings of molecule 4 and the repeat of 3 collapse
-    expected = np.stack([compute_descriptors(Chem.MolFromSmiles(s)) for s in smiles[1:]])
+    expected = np.stack([compute_targets(Chem.MolFromSmiles(s)) for s in smiles[1:]])
     np.testing.assert_allclose(corpus.descriptors, expected, rtol=1e-6)
     assert prepare_corpus(raw, exclude={smiles[0]}, workers=1).smiles == corpus.smiles
 
@@ -156,3 +156,77 @@ def test_a_kill_while_replacing_a_checkpoint_never_loses_it(lipo, tmp_path, monk
              progress=lambda p: seen.append(p["step"]))
     assert seen[0] == 6 and load_checkpoint_state(out / "checkpoint")["step"] == 10
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-10"]  # older ones removed
+
+
+def test_rdkit_targets_hold_every_head_descriptor_and_the_charge_state():
+    from chemlm_engine.descriptors import DESCRIPTOR_NAMES, LARGE_MOLECULE
+    from chemlm_engine.methods.pretrain import target_names
+
+    names = target_names("rdkit")
+    assert names[:len(DESCRIPTOR_NAMES)] == DESCRIPTOR_NAMES and "AvgIpc" in names and "Ipc" not in names
+    acetate = dict(zip(names, compute_targets(Chem.MolFromSmiles("CC(=O)[O-]"), "rdkit")))
+    amine = dict(zip(names, compute_targets(Chem.MolFromSmiles("CC[NH3+]"), "rdkit")))
+    assert (acetate["acid_groups"], acetate["base_groups"], acetate["formal_charge"]) == (1, 0, -1)
+    assert (amine["acid_groups"], amine["base_groups"], amine["formal_charge"], amine["charged_atoms"]) == (0, 1, 1, 1)
+    huge = dict(zip(names, compute_targets(Chem.MolFromSmiles("C" * (LARGE_MOLECULE + 5)), "rdkit")))
+    assert np.isnan(huge["AvgIpc"]) and huge["MolWt"] > 1000  # size-limited ones missing, the rest computed
+    with pytest.raises(ValueError, match="unknown descriptor targets"):
+        target_names("mordred")
+
+
+def test_missing_and_dropped_targets_are_left_out_of_the_loss():
+    import torch
+    from chemlm_engine.methods.pretrain.trainer import _losses
+
+    class Fixed(torch.nn.Module):  # a masked LM that returns a known loss and last hidden state
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, attention_mask, labels, output_hidden_states):
+            hidden = torch.ones(*input_ids.shape, 2)
+            return type("Out", (), {"loss": self.w.sum(), "hidden_states": [hidden]})()
+
+    class Head(torch.nn.Module):  # predicts 0 for every target
+        def forward(self, hidden, mask):
+            return torch.zeros(hidden.shape[0], 3)
+
+    batch = {"input_ids": torch.ones(2, 4, dtype=torch.long), "attention_mask": torch.ones(2, 4, dtype=torch.long),
+             "labels": torch.ones(2, 4, dtype=torch.long)}
+    targets = torch.tensor([[1.0, float("nan"), 3.0], [float("nan"), 2.0, float("nan")]])
+    _, loss, _ = _losses(Fixed(), Head(), batch, targets)
+    assert loss.item() == pytest.approx((1 + 9 + 4) / 3)  # the three present targets only
+    torch.manual_seed(0)
+    dropped = [_losses(Fixed(), Head(), batch, targets, dropout=0.5)[1].item() for _ in range(30)]
+    assert len(set(dropped)) > 1 and all(np.isfinite(dropped))  # a random subset each step, never NaN
+
+
+def test_random_spellings_are_the_same_molecule_and_reach_late_positions(lipo):
+    from chemlm_engine.methods.pretrain.trainer import random_spellings
+    from chemlm_engine.tokenizer import smiles_tokens
+
+    smiles = lipo.smiles[:200]
+    spelled = random_spellings(smiles, np.random.default_rng(0))
+    assert spelled == random_spellings(smiles, np.random.default_rng(0))  # seeded: a resumed run draws the same
+    assert sum(a != b for a, b in zip(spelled, smiles)) > 150
+    assert [Chem.CanonSmiles(s) for s in spelled] == [Chem.CanonSmiles(s) for s in smiles]
+    assert max(len(smiles_tokens(s)) for s in spelled) > 54  # positions MOSES never reached
+
+
+def test_continued_pretraining_on_rdkit_targets_with_dropout_and_random_spellings(lipo, tmp_path):
+    smiles = lipo.smiles[:120]
+    pretrain(smiles, tmp_path / "base", PretrainOptions(max_steps=2, checkpoint_every=100, **TINY))
+    config = PretrainOptions(max_steps=6, checkpoint_every=3, descriptor_targets="rdkit", target_dropout=0.3,
+                             randomize_smiles=True, **TINY)
+    corpus = prepare_corpus(lipo.smiles[120:240], workers=1, targets="rdkit")
+    steps = []
+    result = pretrain(corpus, tmp_path / "more", config, init_from=tmp_path / "base", progress=steps.append)
+    assert [p["step"] for p in steps] == list(range(1, 7)) and np.isfinite(steps[-1]["descriptor_loss"])
+    assert {"descriptor_r2_mean", "r2_MolLogP", "r2_acid_groups"} <= set(result.eval)
+    assert "r2_BertzCT" not in result.eval  # a long target set logs its mean and the reported few
+    saved = json.loads((tmp_path / "more" / "descriptor_scaler.json").read_text())
+    assert saved["names"][-4:] == ["acid_groups", "base_groups", "formal_charge", "charged_atoms"]
+    base_vocab = json.loads((tmp_path / "base" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert json.loads((tmp_path / "more" / "tokenizer.json").read_text())["model"]["vocab"] == base_vocab
+    with pytest.raises(ValueError, match="'rdkit' targets"):
+        pretrain(corpus, tmp_path / "other", PretrainOptions(max_steps=1, **TINY))

@@ -11,13 +11,14 @@ from .corpus import (
                      DescriptorScaler,
                      MoleculeStream,
                      PreparedCorpus,
-                     compute_descriptors,
+                     compute_targets,
+                     target_names,
                      load_moses_smiles,
                      moses_corpus_path,
                      prepare_corpus,
 )
 from .trainer import PretrainResult, load_checkpoint_state, pretrain
 
-__all__ = ["DESCRIPTORS", "compute_descriptors", "DescriptorScaler", "pretrain", "PretrainResult",
+__all__ = ["DESCRIPTORS", "compute_targets", "target_names", "DescriptorScaler", "pretrain", "PretrainResult",
            "PreparedCorpus", "prepare_corpus", "MoleculeStream", "moses_corpus_path", "load_moses_smiles",
            "load_checkpoint_state"]

@@ -2,6 +2,7 @@
 described (MolBERT-style descriptor targets with their scaling) once, in parallel; a seeded resumable stream."""
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -13,9 +14,12 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Crippen, Descriptors, Lipinski, rdMolDescriptors
 from sklearn.preprocessing import StandardScaler
 
+from ...descriptors import DESCRIPTOR_NAMES, describe_mol
+from ...ionisation import count_ionisable
 
-# Fast RDKit descriptors only (the full list costs ~40 ms per molecule). No ionisable-group counts: MOSES holds
-# no carboxylic acids and basic amines in only 0.25 % of molecules, so they would teach nothing.
+
+# "basic": eight fast MolBERT-style descriptors (~0.3 ms per molecule), ChemLM-mini's targets. No ionisable-group
+# counts: MOSES holds no carboxylic acids and basic amines in only 0.25 % of molecules, so they would teach nothing.
 DESCRIPTORS: dict[str, Callable[[Chem.Mol], float]] = {
     "MolLogP": Crippen.MolLogP,
     "TPSA": rdMolDescriptors.CalcTPSA,
@@ -26,38 +30,64 @@ DESCRIPTORS: dict[str, Callable[[Chem.Mol], float]] = {
     "NumAromaticRings": rdMolDescriptors.CalcNumAromaticRings,
     "FractionCSP3": rdMolDescriptors.CalcFractionCSP3,
 }
+# "rdkit" adds what decides logD at pH 7.4 on a drug-like corpus that has charged forms and acids / bases (#24).
+IONISATION_TARGETS: dict[str, Callable[[Chem.Mol], float]] = {
+    "acid_groups": lambda mol: count_ionisable(mol)[0],
+    "base_groups": lambda mol: count_ionisable(mol)[1],
+    "formal_charge": Chem.GetFormalCharge,  # of the spelled state: the corpus holds pH 7.4 forms
+    "charged_atoms": lambda mol: sum(a.GetFormalCharge() != 0 for a in mol.GetAtoms()),
+}
+TARGET_SETS = ("basic", "rdkit")
+# Standardised targets are winsorised here: heavy tails (BertzCT, Chi indices of large molecules) would dominate.
+_WINSOR = 5.0
 
 
-def compute_descriptors(mol: Chem.Mol) -> np.ndarray:
-    """The :data:`DESCRIPTORS` of one molecule, as float32."""
-    return np.array([fn(mol) for fn in DESCRIPTORS.values()], dtype=np.float32)
+def target_names(targets: str = "basic") -> list[str]:
+    """Names of a target set: ``basic`` (the eight :data:`DESCRIPTORS`) or ``rdkit`` (every RDKit 2D descriptor
+    the regression head reads, ~210, plus :data:`IONISATION_TARGETS`)."""
+    if targets == "basic":
+        return list(DESCRIPTORS)
+    if targets == "rdkit":
+        return DESCRIPTOR_NAMES + list(IONISATION_TARGETS)
+    raise ValueError(f"unknown descriptor targets {targets!r}: one of {', '.join(TARGET_SETS)}")
+
+
+def compute_targets(mol: Chem.Mol, targets: str = "basic") -> np.ndarray:
+    """The targets of one molecule, as float32; NaN where a value is missing (the loss skips it)."""
+    if targets == "basic":
+        return np.array([fn(mol) for fn in DESCRIPTORS.values()], dtype=np.float32)
+    target_names(targets)
+    ionisation = [fn(mol) for fn in IONISATION_TARGETS.values()]
+    return np.concatenate([describe_mol(mol), ionisation]).astype(np.float32)
 
 
 @dataclass
 class DescriptorScaler:
-    """Standardisation of descriptor targets, fitted on training molecules only."""
+    """Standardisation of descriptor targets, fitted on training molecules only (missing values ignored),
+    winsorised at ±5 standard deviations."""
 
     mean: np.ndarray
     std: np.ndarray
 
     @classmethod
     def fit(cls, values: np.ndarray) -> DescriptorScaler:
-        fitted = StandardScaler().fit(values)  # a constant descriptor keeps scale 1
-        return cls(fitted.mean_.astype(np.float32), fitted.scale_.astype(np.float32))
+        fitted = StandardScaler().fit(values)  # NaN ignored; a constant descriptor keeps scale 1
+        return cls(np.nan_to_num(fitted.mean_).astype(np.float32), np.nan_to_num(fitted.scale_, nan=1.0)
+                   .astype(np.float32))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        return (values - self.mean) / self.std
+        return np.clip((values - self.mean) / self.std, -_WINSOR, _WINSOR)
 
 
-def _describe(raw: str) -> tuple[str, np.ndarray] | None:
-    """Canonical SMILES and raw descriptors of one molecule; ``None`` when RDKit cannot parse it."""
+def _describe(raw: str, targets: str = "basic") -> tuple[str, np.ndarray] | None:
+    """Canonical SMILES and raw targets of one molecule; ``None`` when RDKit cannot parse it."""
     mol = Chem.MolFromSmiles(raw)
-    return None if mol is None else (Chem.MolToSmiles(mol), compute_descriptors(mol))
+    return None if mol is None else (Chem.MolToSmiles(mol), compute_targets(mol, targets))
 
 
-def _describe_all(smiles: Sequence[str]) -> list[tuple[str, np.ndarray] | None]:
+def _describe_all(smiles: Sequence[str], targets: str = "basic") -> list[tuple[str, np.ndarray] | None]:
     with rdBase.BlockLogs():
-        return [_describe(raw) for raw in smiles]
+        return [_describe(raw, targets) for raw in smiles]
 
 
 @dataclass
@@ -68,37 +98,42 @@ class PreparedCorpus:
     descriptors: np.ndarray
     invalid: int = 0
     excluded: int = 0
+    targets: str = "basic"
 
     def save(self, path: str | Path) -> None:
         import pandas as pd
 
-        frame = pd.DataFrame(self.descriptors, columns=list(DESCRIPTORS))
+        frame = pd.DataFrame(self.descriptors, columns=target_names(self.targets))
         frame.insert(0, "smiles", self.smiles)
-        frame.attrs = {"invalid": self.invalid, "excluded": self.excluded}
+        frame.attrs = {"invalid": self.invalid, "excluded": self.excluded, "targets": self.targets}
         frame.to_parquet(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> PreparedCorpus:
+    def load(cls, path: str | Path, targets: str = "basic") -> PreparedCorpus:
         import pandas as pd
 
         frame = pd.read_parquet(path)
-        if list(frame.columns[1:]) != list(DESCRIPTORS):
-            raise ValueError(f"{path} holds other descriptors than {list(DESCRIPTORS)}: prepare it again")
-        return cls(frame["smiles"].tolist(), frame[list(DESCRIPTORS)].to_numpy(np.float32),
-                   int(frame.attrs.get("invalid", 0)), int(frame.attrs.get("excluded", 0)))
+        names = target_names(targets)
+        if list(frame.columns[1:]) != names:
+            raise ValueError(f"{path} holds other descriptor targets than {targets!r} (with this RDKit): prepare it "
+                             "again")
+        return cls(frame["smiles"].tolist(), frame[names].to_numpy(np.float32),
+                   int(frame.attrs.get("invalid", 0)), int(frame.attrs.get("excluded", 0)), targets)
 
 
 def prepare_corpus(smiles: Sequence[str], exclude: set[str] | None = None, workers: int | None = None,
-                   chunk_size: int = 20_000) -> PreparedCorpus:
+                   chunk_size: int = 20_000, targets: str = "basic") -> PreparedCorpus:
     """Canonicalise and describe every molecule once, in ``workers`` processes (RDKit is the bottleneck of
     pretraining on a GPU otherwise); drops invalid SMILES, molecules in ``exclude`` and duplicates."""
     chunks = [smiles[i:i + chunk_size] for i in range(0, len(smiles), chunk_size)]
     workers = workers or os.cpu_count() or 1
+    width = len(target_names(targets))  # checks the name first
+    describe = functools.partial(_describe_all, targets=targets)
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_describe_all, chunks))
+            parts = list(pool.map(describe, chunks))
     else:
-        parts = [_describe_all(chunk) for chunk in chunks]
+        parts = [describe(chunk) for chunk in chunks]
     exclude = exclude or set()
     seen: set[str] = set()
     keep_smiles, keep_rows, invalid, excluded = [], [], 0, 0
@@ -111,8 +146,8 @@ def prepare_corpus(smiles: Sequence[str], exclude: set[str] | None = None, worke
             seen.add(described[0])
             keep_smiles.append(described[0])
             keep_rows.append(described[1])
-    descriptors = np.stack(keep_rows) if keep_rows else np.zeros((0, len(DESCRIPTORS)), np.float32)
-    return PreparedCorpus(keep_smiles, descriptors, invalid, excluded)
+    descriptors = np.stack(keep_rows) if keep_rows else np.zeros((0, width), np.float32)
+    return PreparedCorpus(keep_smiles, descriptors, invalid, excluded, targets)
 
 
 class MoleculeStream:
@@ -122,8 +157,10 @@ class MoleculeStream:
     described on the fly.
     """
 
-    def __init__(self, corpus: Sequence[str] | PreparedCorpus, seed: int, exclude: set[str] | None = None) -> None:
+    def __init__(self, corpus: Sequence[str] | PreparedCorpus, seed: int, exclude: set[str] | None = None,
+                 targets: str = "basic") -> None:
         prepared = isinstance(corpus, PreparedCorpus)
+        self.targets = corpus.targets if isinstance(corpus, PreparedCorpus) else targets
         self.smiles = corpus.smiles if prepared else corpus
         self.descriptors = corpus.descriptors if prepared else None
         self.order = np.random.default_rng(seed).permutation(len(self.smiles))
@@ -143,7 +180,7 @@ class MoleculeStream:
         desc: list[np.ndarray] = []
         with rdBase.BlockLogs():
             while len(out) < n:
-                described = _describe(self.smiles[self.order[self.cursor % len(self.order)]])
+                described = _describe(self.smiles[self.order[self.cursor % len(self.order)]], self.targets)
                 self.cursor += 1
                 if described is None:
                     self.invalid += 1

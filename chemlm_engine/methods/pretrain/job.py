@@ -27,12 +27,13 @@ def run_pretraining(ctx: JobContext, data: SplitData) -> dict[str, float]:
     opts = ctx.spec.method_options
     output = Path(opts.output) if opts.output else ctx.artifacts / "model"
     task = data.train.smiles + data.val.smiles + data.test.smiles
-    cache = output / "corpus.parquet"
+    cache = output / f"corpus-{opts.descriptor_targets}.parquet"
     if cache.exists():
-        prepared = PreparedCorpus.load(cache)
+        prepared = PreparedCorpus.load(cache, opts.descriptor_targets)
     else:
         ctx.progress(0.0, "preparing the corpus (canonical SMILES and descriptors, once)", force=True)
-        prepared = prepare_corpus(_corpus(opts.corpus), exclude=set(task), workers=opts.workers)
+        prepared = prepare_corpus(_corpus(opts.corpus), exclude=set(task), workers=opts.workers,
+                                  targets=opts.descriptor_targets)
         output.mkdir(parents=True, exist_ok=True)
         prepared.save(cache)
     ctx.store.set_info(ctx.run_id, corpus_molecules=len(prepared.smiles), corpus_excluded=prepared.excluded,
@@ -46,6 +47,7 @@ def run_pretraining(ctx: JobContext, data: SplitData) -> dict[str, float]:
             ctx.store.add_table(ctx.run_id, Tables.PRETRAIN_LOSS, [{k: p[k] for k in (
                 "step", "mlm_loss", "descriptor_loss", "molecules_per_s") if k in p}])
 
-    result = pretrain(prepared, output, opts, vocabulary_smiles=task, progress=on_step, cancel=ctx.cancel)
+    result = pretrain(prepared, output, opts, init_from=opts.init_from, vocabulary_smiles=task, progress=on_step,
+                      cancel=ctx.cancel)
     return {"steps": result.steps, "molecules_seen": result.molecules_seen, "excluded": result.excluded,
             **{f"eval_{k}": v for k, v in result.eval.items()}}

@@ -15,6 +15,7 @@ from threading import Event
 
 import numpy as np
 import torch
+from rdkit import Chem, rdBase
 from safetensors.torch import load_file, save_file
 from sklearn.metrics import r2_score
 from torch import nn
@@ -31,11 +32,14 @@ from ...model import best_device, load_backbone
 from ...tokenizer import build_smiles_tokenizer
 from ...inference import autocast
 from ..registry import PretrainOptions
-from .corpus import DESCRIPTORS, DescriptorScaler, MoleculeStream, PreparedCorpus
+from .corpus import DescriptorScaler, MoleculeStream, PreparedCorpus, target_names
 
 log = logging.getLogger(__name__)
 # Written last into a checkpoint folder: a folder holding it is whole.
 _COMPLETE = "pretrain_config.json"
+# Held-out R² logged per target (a long target set logs its mean and these only).
+_REPORTED = ("MolLogP", "TPSA", "MolWt", "NumHDonors", "NumHAcceptors", "NumRotatableBonds", "NumAromaticRings",
+             "FractionCSP3", "acid_groups", "base_groups", "formal_charge", "charged_atoms")
 
 
 class DescriptorHead(nn.Module):
@@ -82,6 +86,8 @@ class _Batcher:
             self.lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
             self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
             self.flat = np.fromiter((t for ids in encoded for t in ids), dtype=np.int64, count=int(self.offsets[-1]))
+        self.randomize = config.randomize_smiles
+        self.seed = config.seed
 
     def _padded(self, ids: np.ndarray) -> torch.Tensor:
         lengths = self.lengths[ids]
@@ -90,7 +96,13 @@ class _Batcher:
             out[row, :length] = self.flat[start:start + length]
         return torch.from_numpy(out)
 
-    def __call__(self, smiles: list[str], ids: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    def __call__(self, smiles: list[str], ids: np.ndarray | None = None,
+                 step: int | None = None) -> dict[str, torch.Tensor]:
+        """Masked batch of ``smiles``; with ``randomize_smiles`` and a training ``step``, each molecule in a random
+        spelling seeded by the step (so a resumed run draws the same ones): long spellings train late positions."""
+        if self.randomize and step is not None:
+            smiles = random_spellings(smiles, np.random.default_rng([self.seed, step]))
+            ids = None
         if self.flat is not None and ids is not None:
             input_ids = self._padded(ids)
         else:
@@ -101,25 +113,44 @@ class _Batcher:
         return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
 
 
+def random_spellings(smiles: Sequence[str], rng: np.random.Generator) -> list[str]:
+    """One random valid SMILES of each molecule (RDKit, seeded from ``rng``); unparsable ones stay as they are."""
+    out = []
+    with rdBase.BlockLogs():
+        for text in smiles:
+            mol = Chem.MolFromSmiles(text)
+            seed = int(rng.integers(2**31 - 1))
+            out.append(text if mol is None else Chem.MolToRandomSmilesVect(mol, 1, randomSeed=seed)[0])
+    return out
+
+
 def _losses(model: nn.Module, head: DescriptorHead | None, batch: dict[str, torch.Tensor],
-            targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            targets: torch.Tensor | None,
+            dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Masked-token loss and descriptor MSE over the targets that are present (not NaN) and not dropped: with
+    ``dropout``, each molecule hides that share of its targets at random (CheMeleon's target dropout)."""
     device = next(model.parameters()).device
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     targets = None if targets is None else targets.to(device, non_blocking=True)
-    with autocast(device, "bf16" if device.type == "cuda" else "fp32"):
+    with autocast(device):
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
                     output_hidden_states=head is not None)
         if head is None or targets is None:
             return out.loss, out.loss, None
         pred = head(out.hidden_states[-1], batch["attention_mask"])
-    desc_loss = nn.functional.mse_loss(pred.float(), targets)
+    present = torch.isfinite(targets)
+    if dropout > 0:
+        present &= torch.rand(targets.shape, device=device) >= dropout
+    squared = (pred.float() - torch.nan_to_num(targets)) ** 2
+    desc_loss = (squared * present).sum() / present.sum().clamp(min=1)
     return out.loss, desc_loss, pred
 
 
 @torch.no_grad()
 def _evaluate(model: nn.Module, head: DescriptorHead | None, batcher: _Batcher, smiles: list[str],
-              targets: np.ndarray | None, batch_size: int) -> dict[str, float]:
-    """Masked-token loss (fixed masking seed) and, with a head, descriptor R² on held-out molecules."""
+              targets: np.ndarray | None, batch_size: int, names: Sequence[str] = ()) -> dict[str, float]:
+    """Masked-token loss (fixed masking seed) and, with a head, descriptor R² on held-out molecules: the mean
+    over every target that varies there, and each of the :data:`_REPORTED` ones."""
     model.eval()
     state = torch.get_rng_state()
     torch.manual_seed(12345)
@@ -137,9 +168,13 @@ def _evaluate(model: nn.Module, head: DescriptorHead | None, batcher: _Batcher, 
     result = {"mlm_loss": mlm_total / max(n_batches, 1)}
     if preds and targets is not None:
         pred_all = np.concatenate(preds)
-        for i, name in enumerate(DESCRIPTORS):
-            result[f"r2_{name}"] = float(r2_score(targets[:, i], pred_all[:, i]))
-        result["descriptor_r2_mean"] = float(np.mean([result[f"r2_{n}"] for n in DESCRIPTORS]))
+        scores = {}
+        for i, name in enumerate(names):
+            present = np.isfinite(targets[:, i])
+            if present.sum() > 1 and np.ptp(targets[present, i]) > 0:
+                scores[name] = float(r2_score(targets[present, i], pred_all[present, i]))
+        result.update({f"r2_{n}": v for n, v in scores.items() if len(names) <= len(_REPORTED) or n in _REPORTED})
+        result["descriptor_r2_mean"] = float(np.mean(list(scores.values()))) if scores else math.nan
     return result
 
 
@@ -210,7 +245,7 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
 
     ``smiles`` is the corpus in any order: raw SMILES, whose molecules in ``exclude`` (canonical SMILES) are
     skipped, or a :class:`PreparedCorpus` for large corpora, used as prepared (exclusions already applied).
-    Trains on CUDA with bf16 autocast when present.
+    Trains on CUDA when present; bf16 autocast on CUDA and on CPUs with native bf16.
     A new BERT is created unless ``init_from`` names a masked-LM folder or hub id. Resumes from
     ``output_dir/checkpoint`` when it exists. The final model, tokenizer and ``pretrain_summary.json``
     are written to ``output_dir``.
@@ -219,7 +254,10 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
     ckpt = out / "checkpoint"
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    stream = MoleculeStream(smiles, config.seed, exclude)
+    if isinstance(smiles, PreparedCorpus) and smiles.targets != config.descriptor_targets:
+        raise ValueError(f"the prepared corpus holds {smiles.targets!r} targets, not {config.descriptor_targets!r}")
+    names = target_names(config.descriptor_targets)
+    stream = MoleculeStream(smiles, config.seed, exclude, config.descriptor_targets)
     eval_smiles, eval_desc, _ = stream.take(min(config.n_eval, max(len(stream.smiles) // 10, 1)))
     use_descriptors = config.descriptor_weight > 0
     resume = _latest_checkpoint(ckpt)
@@ -241,12 +279,12 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
         if state is not None and state["scaler_mean"] is not None:
             scaler = DescriptorScaler(state["scaler_mean"].numpy(), state["scaler_std"].numpy())
         else:
-            stats_stream = MoleculeStream(smiles, config.seed, exclude)
+            stats_stream = MoleculeStream(smiles, config.seed, exclude, config.descriptor_targets)
             stats_stream.cursor = stream.cursor  # statistics from training molecules, never the eval set
             _, train_desc, _ = stats_stream.take(min(config.n_descriptor_stats, len(stream.smiles)))
             scaler = DescriptorScaler.fit(train_desc)
         eval_desc = scaler.transform(eval_desc)
-    head = DescriptorHead(model.config.hidden_size, len(DESCRIPTORS)) if use_descriptors else None
+    head = DescriptorHead(model.config.hidden_size, len(names)) if use_descriptors else None
     if head is not None and resume is not None and (resume / "descriptor_head.safetensors").exists():
         head.load_state_dict(load_file(str(resume / "descriptor_head.safetensors")))
     device = best_device()
@@ -273,9 +311,9 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
             _save_checkpoint(ckpt, model, head, tokenizer, optimizer, scheduler, step, stream, scaler, config)
             raise JobCancelledError(f"pretraining cancelled at step {step} (checkpoint saved)")
         batch_smiles, raw_desc, batch_ids = stream.take(config.batch_size)
-        batch = batcher(batch_smiles, batch_ids)
+        batch = batcher(batch_smiles, batch_ids, step)
         targets = torch.from_numpy(scaler.transform(raw_desc)) if scaler is not None else None
-        mlm_loss, desc_loss, _ = _losses(model, head, batch, targets)
+        mlm_loss, desc_loss, _ = _losses(model, head, batch, targets, config.target_dropout)
         loss = mlm_loss + config.descriptor_weight * desc_loss if head is not None else mlm_loss
         if not torch.isfinite(loss):
             raise TrainingDivergedError(f"pretraining loss is {float(loss)} at step {step}; lower the learning rate")
@@ -295,17 +333,17 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
             _save_checkpoint(ckpt, model, head, tokenizer, optimizer, scheduler, step, stream, scaler, config)
             if step % (config.checkpoint_every * 4) == 0:
                 metrics = _evaluate(model, head, batcher, eval_smiles, eval_desc if head else None,
-                                    config.batch_size)
+                                    config.batch_size, names)
                 log.info("step %d eval %s", step, metrics)
                 with (out / "eval_log.jsonl").open("a") as fh:
                     fh.write(json.dumps({"step": step, **metrics}) + "\n")
-    metrics = _evaluate(model, head, batcher, eval_smiles, eval_desc if head else None, config.batch_size)
+    metrics = _evaluate(model, head, batcher, eval_smiles, eval_desc if head else None, config.batch_size, names)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     if head is not None and scaler is not None:
         head.save(out / "descriptor_head.safetensors")
         (out / "descriptor_scaler.json").write_text(json.dumps(
-            {"names": list(DESCRIPTORS), "mean": scaler.mean.tolist(), "std": scaler.std.tolist()}, indent=2))
+            {"names": names, "mean": scaler.mean.tolist(), "std": scaler.std.tolist()}, indent=2))
     result = PretrainResult(step, float(ema or math.nan), metrics, stream.cursor, stream.excluded,
                             time.time() - start, str(out))
     (out / "pretrain_summary.json").write_text(json.dumps({**asdict(result), "config": asdict(config)}, indent=2))
