@@ -261,6 +261,7 @@ def corpus(
     size: int = typer.Option(1_000_000, help="Molecules (about: charged forms are added where they differ)."),
     seeds: Path | None = typer.Option(None, help="CSV with a SMILES column to start from; default: MOSES."),
     seed: int = typer.Option(0),
+    workers: int = typer.Option(1, help="Processes building parts of SIZE / WORKERS molecules (seeds SEED+1 …)."),
 ) -> None:
     """Build the drug-like pretraining corpus from MOSES (needs `make pretrain-deps`): MOSES molecules, BRICS
     recombinations grown to 20–70 and 70–150 heavy atoms, dominant charge states at pH 7.4; no Lipophilicity
@@ -271,7 +272,8 @@ def corpus(
     from .config import DEFAULT_BACKBONE
     from .data import SMILES_COLUMNS, load_lipophilicity
     from .methods.pretrain import load_moses_smiles
-    from .methods.pretrain.drug_corpus import CorpusRecipe, build_corpus, corpus_statistics, statistics_table
+    from .methods.pretrain.drug_corpus import CorpusRecipe, build_corpus_parallel, corpus_statistics, \
+        statistics_table
     from .molecules import Standardization
     from .tables import check_output, pick_column, read_table, write_csv, written_aside
 
@@ -282,7 +284,7 @@ def corpus(
         frame = read_table(seeds).frame
         start, start_name = frame[pick_column(frame.columns, None, SMILES_COLUMNS, "SMILES")].tolist(), seeds.name
     lipophilicity = load_lipophilicity(Standardization(enabled=False))[0].smiles
-    molecules = build_corpus(start, exclude=lipophilicity, recipe=CorpusRecipe(size=size, seed=seed))
+    molecules = build_corpus_parallel(start, lipophilicity, CorpusRecipe(size=size, seed=seed), workers)
     with written_aside(output) as aside:
         write_csv(pd.DataFrame({"smiles": molecules}), aside)
     tokenizer = AutoTokenizer.from_pretrained(DEFAULT_BACKBONE)
@@ -290,7 +292,8 @@ def corpus(
     table = statistics_table({"this corpus": corpus_statistics(molecules, tokenizer),
                               f"{start_name} ({len(sample):,} sampled)": corpus_statistics(sample, tokenizer),
                               "Lipophilicity": corpus_statistics(lipophilicity, tokenizer)})
-    output.with_suffix(".md").write_text(f"# Pretraining corpus\n\n`chemlm corpus --size {size} --seed {seed}`: "
+    output.with_suffix(".md").write_text(f"# Pretraining corpus\n\n`chemlm corpus --size {size} --seed {seed} "
+                                         f"--workers {workers}`: "
                                          "share of molecules per bin.\n\n" + table + "\n")
     typer.echo(json.dumps({"molecules": len(molecules), "csv": str(output), "card": str(output.with_suffix(".md"))}))
 

@@ -3,8 +3,9 @@ long enough to train positions past MOSES' 54 tokens, charged atoms, acids and b
 from rdkit import Chem
 from transformers import AutoTokenizer
 
-from chemlm_engine.methods.pretrain.drug_corpus import (CorpusRecipe, at_ph74, build_corpus, corpus_statistics,
-                                                        neutral_key, recombine, statistics_table)
+from chemlm_engine.methods.pretrain.drug_corpus import (CorpusRecipe, at_ph74, build_corpus, build_corpus_parallel,
+                                                        corpus_statistics, merge_parts, neutral_key, recombine,
+                                                        statistics_table)
 
 
 def test_molecules_get_their_dominant_charge_state_at_ph_7_4():
@@ -49,3 +50,12 @@ def test_the_corpus_command_writes_the_csv_and_its_card(lipo, tmp_path):
     assert summary["molecules"] == len(written) > 50 and list(written.columns) == ["smiles"]
     card = out.with_suffix(".md").read_text()
     assert "| this corpus | seeds.csv (" in card and "| Lipophilicity |" in card
+
+
+def test_a_corpus_built_in_two_processes_is_its_two_seeded_halves_merged(lipo):
+    seeds, recipe = lipo.smiles[300:500], CorpusRecipe(size=120, seed=5)
+    both = build_corpus_parallel(seeds, lipo.smiles[:300], recipe, workers=2)
+    halves = [build_corpus(seeds, lipo.smiles[:300], CorpusRecipe(size=60, seed=s)) for s in (6, 7)]
+    assert both == merge_parts(halves, 5) and len(both) > len(halves[0])
+    banned = {neutral_key(s) for s in lipo.smiles[:300]}
+    assert not [s for s in both if neutral_key(s) in banned]

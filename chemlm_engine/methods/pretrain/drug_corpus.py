@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,7 @@ from rdkit.Chem import BRICS
 from ...ionisation import count_ionisable
 from ...molecules import Standardization, prepare_smiles
 
-__all__ = ["CorpusRecipe", "IONISABLE_BLOCKS", "build_corpus", "recombine", "at_ph74", "neutral_key", "corpus_statistics",
+__all__ = ["CorpusRecipe", "IONISABLE_BLOCKS", "build_corpus", "build_corpus_parallel", "merge_parts", "recombine", "at_ph74", "neutral_key", "corpus_statistics",
            "statistics_table"]
 
 
@@ -154,6 +154,29 @@ def build_corpus(seeds: Sequence[str], exclude: Iterable[str], recipe: CorpusRec
     charged = [c for c, s in zip(at_ph74(chosen), chosen) if c != s]
     corpus = list(dict.fromkeys(molecules + charged))
     rng.shuffle(corpus)
+    return corpus
+
+
+def build_corpus_parallel(seeds: Sequence[str], exclude: Iterable[str], recipe: CorpusRecipe = CorpusRecipe(),
+                          workers: int = 1) -> list[str]:
+    """:func:`build_corpus` in ``workers`` processes (recombination is single-threaded RDKit work): worker ``i``
+    builds a ``size / workers`` corpus with seed ``recipe.seed + 1 + i``; the parts are merged, de-duplicated
+    and shuffled. One worker is :func:`build_corpus` itself."""
+    if workers <= 1:
+        return build_corpus(seeds, exclude, recipe)
+    from concurrent.futures import ProcessPoolExecutor
+
+    parts = [replace(recipe, size=recipe.size // workers, seed=recipe.seed + 1 + i) for i in range(workers)]
+    exclude = list(exclude)
+    with ProcessPoolExecutor(workers) as pool:
+        built = list(pool.map(build_corpus, [seeds] * workers, [exclude] * workers, parts))
+    return merge_parts(built, recipe.seed)
+
+
+def merge_parts(parts: Sequence[Sequence[str]], seed: int) -> list[str]:
+    """Corpus parts joined, de-duplicated and shuffled in a seeded order."""
+    corpus = list(dict.fromkeys(s for part in parts for s in part))
+    random.Random(seed).shuffle(corpus)
     return corpus
 
 
