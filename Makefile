@@ -20,6 +20,7 @@ run: setup
 	$(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
 
 test: setup
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # Only pretraining needs the MOSES corpus; its declared dependencies do not install on current Python.

@@ -94,8 +94,8 @@ def explain(
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
     predictor = load_predictor(folder, trust_remote_code=trust_remote_code)
     prepared = prepare_all([smiles], predictor.standardization)[0]
-    if prepared.error:
-        raise typer.BadParameter(prepared.error, param_hint="--smiles")
+    if prepared.error or prepared.smiles is None:
+        raise typer.BadParameter(prepared.error or "not a molecule", param_hint="--smiles")
     warning = molecule_warnings(predictor, [prepared.smiles], [prepared.heavy_atoms])[0]
     if warning:  # the same words predict gives: the explanation is of what the model read
         typer.echo(f"warning: {warning}", err=True)

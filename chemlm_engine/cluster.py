@@ -150,5 +150,5 @@ def ray_map(fn: Callable[[Any], Any], items: Sequence[Any], cpus: int = 1) -> li
     """``[fn(x) for x in items]`` with every call a Ray task (one GPU each where there are GPUs)."""
     import ray
 
-    task = ray.remote(lambda x: fn(x)).options(num_cpus=cpus, num_gpus=_gpus_per_task(), max_retries=0)
+    task: Any = ray.remote(lambda x: fn(x)).options(num_cpus=cpus, num_gpus=_gpus_per_task(), max_retries=0)
     return ray.get([task.remote(item) for item in items])

@@ -114,13 +114,14 @@ def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "
     out["differs"] = ["" if settings is None else " · ".join(_setting(c, settings.loc[config, c]) for c in varying)
                       for config in out.index]  # only what tells the configurations on show apart
     out = out.reset_index().sort_values(["seeds", metric], ascending=False, kind="stable").reset_index(drop=True)
-    reference = reference if reference in set(out["config"]) else out["config"].iloc[0]
-    deltas = [paired_delta(table, c, reference, metric) if c != reference else
+    configs = set(out["config"])
+    base = reference if reference is not None and reference in configs else str(out["config"].iloc[0])
+    deltas = [paired_delta(table, c, base, metric) if c != base else
               {"pairs": 0, "delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
               for c in out["config"]]
     for key in ("pairs", "delta", "ci_low", "ci_high", "p_value"):
         out[f"{key}" if key == "pairs" else f"{key}_{metric}"] = [d[key] for d in deltas]
-    out["verdict"] = [_verdict(d, c == reference) for d, c in zip(deltas, out["config"])]
+    out["verdict"] = [_verdict(d, c == base) for d, c in zip(deltas, out["config"])]
     return out
 
 

@@ -7,11 +7,13 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ConfigError
 from .methods.registry import MethodOptions, parse_options
 from .molecules import Standardization
+
+O = TypeVar("O", bound=MethodOptions)
 
 __all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec"]
 
@@ -142,6 +144,13 @@ class JobSpec:
     def method_options(self) -> MethodOptions:
         """The typed options (see :data:`~chemlm_engine.methods.registry.METHODS`)."""
         return parse_options(self.method, self.options)
+
+    def options_of(self, kind: type[O]) -> O:
+        """The typed options, checked to be of ``kind``: for code that knows which method it serves."""
+        options = self.method_options
+        if not isinstance(options, kind):
+            raise ConfigError(f"method {self.method!r} has {type(options).__name__}, not {kind.__name__}")
+        return options
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

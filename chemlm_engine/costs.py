@@ -45,12 +45,7 @@ def _duration(seconds: float) -> str:
 
 def fits_of(spec: JobSpec) -> int:
     """How many regressors a job trains."""
-    opts = spec.method_options
-    return {"uncertainty": lambda: 1 + (2 * len(opts.sweep) if opts.sweep else opts.rounds),
-            "lora": lambda: max(len(opts.sweep_ranks), 1),
-            "influence": lambda: 2 + 2 * len(opts.k),
-            "ensemble": lambda: opts.members,
-            "pretrain": lambda: 0}.get(spec.method, lambda: 1)()
+    return spec.method_options.fits()
 
 
 def _train_size(spec: JobSpec) -> int:
@@ -82,14 +77,7 @@ def estimate_cost(specs: Sequence[JobSpec], store: RunStore) -> Cost:
     """The cost of launching ``specs`` (same backbone assumed for the speed)."""
     fits = sum(fits_of(s) for s in specs)
     work = sum(fits_of(s) * s.train.epochs * _train_size(s) for s in specs)
-    extra = []
-    if any(s.method == "influence" for s in specs):
-        extra.append("plus the inverse-HVP solve (LiSSA: minutes at the default scope)")
-    if any(s.method == "mlm" for s in specs):
-        extra.append("plus the masked-LM epochs")
-    if any(s.method == "pretrain" for s in specs):
-        steps = sum(s.method_options.max_steps for s in specs if s.method == "pretrain")
-        extra.append(f"plus {steps:,} pretraining steps (hours on a CPU)")
+    extra = [note for note in dict.fromkeys(s.method_options.cost_note() for s in specs) if note]
     measured = _measured_speed(store, specs[0].model.backbone) if specs else None
     if measured is not None:
         speed, start, n = measured

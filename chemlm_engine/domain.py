@@ -50,7 +50,8 @@ class TrainingReference:
     fingerprints: list
 
     @classmethod
-    def from_smiles(cls, smiles: Sequence[str], labels: Sequence[float] | None = None) -> TrainingReference:
+    def from_smiles(cls, smiles: Sequence[str],
+                    labels: Sequence[float] | np.ndarray | None = None) -> TrainingReference:
         return cls(list(smiles), None if labels is None else np.asarray(labels, dtype=float),
                    fingerprints(list(smiles)))
 
@@ -62,8 +63,8 @@ class TrainingReference:
         saved = load_training_set(folder)
         if saved is None:
             return None
-        smiles, labels = saved
-        labels = None if np.isnan(labels).all() else labels
+        smiles, measured = saved
+        labels = None if np.isnan(measured).all() else measured
         path, digest = Path(folder) / FINGERPRINT_FILE, content_digest(*smiles)
         try:
             with np.load(path, allow_pickle=False) as cached:

@@ -62,23 +62,15 @@ def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int
     encoded = encode_smiles(model.tokenizer, smiles, model.max_tokens)
     features = model.molecule_features(smiles)
     order = np.argsort([len(e) for e in encoded], kind="stable")
-    x = np.empty((len(smiles), model.head[-1].in_features), dtype=np.float64)
+    x = np.empty((len(smiles), model.output_layer.in_features), dtype=np.float64)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device)
         with autocast(device, model.inference_precision):
             pooled = model.encode(ids, mask)
             extra = None if features is None else features[idx].to(device)
-            x[idx] = _penultimate(model, pooled, extra).float().cpu().numpy()
+            x[idx] = model.penultimate(pooled, extra).float().cpu().numpy()
     return np.hstack([x, np.ones((len(x), 1))])
-
-
-def _penultimate(model: RegressionModel, pooled: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-    if model.pooled_scale is not None:
-        pooled = pooled * model.pooled_scale
-    if model.spec.descriptors:
-        pooled = torch.cat([pooled, features.to(pooled.device, pooled.dtype)], dim=-1)
-    return model.head[:-1](pooled)
 
 
 def _training_digest(smiles: list[str], labels: np.ndarray) -> str:
@@ -99,7 +91,7 @@ class AttributionCache:
         x = last_layer_inputs(model, smiles)
         gram = x.T @ x
         inverse = np.linalg.inv(gram + DAMPING * np.trace(gram) / len(gram) * np.eye(len(gram)))
-        head = model.head[-1]
+        head = model.output_layer
         theta = np.append(head.weight.detach().double().cpu().numpy().ravel(), float(head.bias.detach()))
         targets = (np.asarray(labels, dtype=np.float64) - float(model.label_mean)) / float(model.label_std)
         leverage = np.einsum("ij,jk,ik->i", x, inverse, x)
@@ -277,6 +269,7 @@ def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: s
     """Both attributions for one (canonical) SMILES, and the atom map."""
     reference = TrainingReference.load(folder)  # read once: contributions and similarities both need it
     training = training_contributions(predictor, folder, smiles, reference)
+    assert reference is not None  # training_contributions refuses a folder without a training set
     similarity = DataStructs.BulkTanimotoSimilarity(fingerprints([smiles])[0], reference.fingerprints)
     training["similarity"] = training["smiles"].map(dict(zip(reference.smiles, similarity)))
     atoms = atom_contributions(predictor, smiles)

@@ -53,7 +53,7 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
                        n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
                        data_report=data.report.summary())
         ctx.check_cancel()
-        metrics = METHODS[spec.method].load()(ctx, data)
+        metrics = METHODS[spec.method].load()(ctx, data, spec.method_options)
         model_dir = ctx.artifacts / "model"
         store.finish(run_id, metrics, str(model_dir) if model_dir.exists() else None)
         log.info("run %s finished: %s", run_id, metrics)

@@ -14,6 +14,7 @@ import multiprocessing
 import queue
 import threading
 import time
+from typing import cast
 
 from .config import JobSpec
 from .errors import JobCancelledError
@@ -79,7 +80,9 @@ class JobManager:
             self._ray.submit(run_id, spec)
             return run_id
         with self._lock:
-            self._cancel[run_id] = _SPAWN.Event() if self.executor == "process" else threading.Event()
+            # the process-shared Event has threading.Event's interface (is_set, set, wait)
+            self._cancel[run_id] = cast(threading.Event, _SPAWN.Event()) if self.executor == "process" \
+                else threading.Event()
         self._queue.put((run_id, spec))
         return run_id
 

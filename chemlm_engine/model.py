@@ -91,6 +91,9 @@ class RegressionModel(nn.Module):
     :meth:`to_label_units` converts outputs back to labels.
     """
 
+    label_mean: torch.Tensor  # buffers, declared for type checkers
+    label_std: torch.Tensor
+
     def __init__(self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> None:
         super().__init__()
         self.backbone = backbone
@@ -163,6 +166,11 @@ class RegressionModel(nn.Module):
 
     def head_output(self, pooled: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Standardised predictions from pooled embeddings (scaling vector, dropout, descriptors, head)."""
+        return self.output_layer(self.penultimate(pooled, features)).squeeze(-1).float()
+
+    def penultimate(self, pooled: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """What enters the head's last linear layer: the one composition that prediction, explanations and
+        influence all read."""
         if self.pooled_scale is not None:
             pooled = pooled * self.pooled_scale
         pooled = self.dropout(pooled)
@@ -170,7 +178,14 @@ class RegressionModel(nn.Module):
             if features is None:
                 raise ValueError("this model needs molecule_features() for every batch")
             pooled = torch.cat([pooled, features.to(pooled.device, pooled.dtype)], dim=-1)
-        return self.head(pooled).squeeze(-1).float()
+        return self.head[:-1](pooled)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The head's last linear layer (one output: the standardised prediction)."""
+        layer = self.head[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
 
     def save(self, folder: str | Path, training_smiles: list[str] | None = None,
              training_labels: np.ndarray | None = None, standardization: Standardization | None = None,
@@ -266,6 +281,7 @@ class RegressionModel(nn.Module):
             raise ModelLoadError(f"cannot read {folder / HEAD_FILE}: {exc}") from None
         if "pooled_scale" in state:
             model.enable_pooled_scale()
+            assert model.pooled_scale is not None
             model.pooled_scale.data.copy_(state["pooled_scale"])
         model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
         mean, std = float(state["label_mean"][0]), float(state["label_std"][0])

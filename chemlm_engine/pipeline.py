@@ -109,7 +109,7 @@ class JobContext:
         return {"spec": self.spec, "store": (self.store.url, str(self.store.home)), "run_id": self.run_id}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["spec"], RunStore(*state["store"]), state["run_id"])
+        JobContext.__init__(self, state["spec"], RunStore(*state["store"]), state["run_id"])
 
     @property
     def artifacts(self) -> Path:

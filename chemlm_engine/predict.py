@@ -113,7 +113,7 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
         progress(0, len(canonical))
     for start in range(0, len(canonical), chunk):
         part = slice(start, start + chunk)
-        if ensemble:
+        if isinstance(model, Ensemble):
             mean[part], std[part] = model.predict(canonical[part], batch_size)
         else:
             mean[part] = predict_values(model, canonical[part], batch_size)
@@ -125,7 +125,7 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
     if ensemble or mc_passes > 1:
         frame["uncertainty"] = np.nan
         frame.loc[valid, "uncertainty"] = std
-    if ensemble and model.conformal is not None:
+    if isinstance(model, Ensemble) and model.conformal is not None:
         low, high = model.conformal.interval(mean, std)
         frame[["interval_low", "interval_high"]] = np.nan
         frame.loc[valid, "interval_low"], frame.loc[valid, "interval_high"] = low, high

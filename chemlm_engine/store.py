@@ -180,6 +180,8 @@ class RunStore:
         """Merge keys into the run's ``info`` (data hash, parameter counts, sizes ...)."""
         with self._session(write=True) as session:
             row = session.get(RunRow, run_id)
+            if row is None:
+                raise RunNotFoundError(run_id)
             merged = {**json.loads(row.info), **{k: _clean(v) for k, v in info.items()}}
             row.info = json.dumps(merged)
             if "data_hash" in info:

@@ -173,7 +173,7 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
             if callbacks.on_batch is not None:
                 callbacks.on_batch(epoch, b + 1, len(batches), loss_sum / n_seen * label_var)
         train_mse = loss_sum / max(n_seen, 1) * label_var
-        if val_encoded is not None and len(val_encoded) > 0:
+        if val is not None and val_encoded is not None and len(val_encoded) > 0:
             val_metrics = regression_metrics(val.labels, predict_encoded(model, val_encoded, features=val_features))
         else:
             val_metrics = {"mse": train_mse, "rmse": math.sqrt(train_mse), "mae": math.nan, "r2": math.nan}

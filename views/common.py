@@ -20,6 +20,7 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.explain import Explanation, explain, prepare_explanations
 from chemlm_engine.jobs import check_job_data, load_split_data
 from chemlm_engine.manager import JobManager
+from chemlm_engine.methods.registry import model_kind
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.store import RunRecord, RunStore, default_home
 
@@ -157,7 +158,7 @@ def model_choices() -> dict[str, str]:
     if any(Path(DEFAULT_REGRESSOR, name).exists() for name in ("regressor.json", "ensemble.json")):
         choices[DEFAULT_MODEL_LABEL] = DEFAULT_REGRESSOR
     for run in store().runs(status="finished"):
-        if run.method != "pretrain" and run.model_path and Path(run.model_path).exists():
+        if model_kind(run.method) != "backbone" and run.model_path and Path(run.model_path).exists():
             choices[run_label(run)] = run.model_path
     return choices
 

@@ -10,6 +10,7 @@ from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec
 from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
+from chemlm_engine.methods.registry import model_kind
 from chemlm_engine.tables import iter_table
 from views.common import plain, run_label, save_upload, store
 
@@ -123,7 +124,7 @@ def cost_caption(specs: list[JobSpec]) -> None:
 def backbone_picker() -> tuple[str, bool]:
     """Embedded ChemLM-mini, a local folder or a hub id; ``trust_remote_code`` only by explicit opt-in."""
     pretrained = {run_label(r): r.info["output"] for r in store().runs(status="finished")
-                  if r.method == "pretrain" and Path(r.info.get("output", "")).is_dir()}
+                  if model_kind(r.method) == "backbone" and Path(r.info.get("output", "")).is_dir()}
     kinds = ["Embedded ChemLM-mini", *(["A pretraining run"] if pretrained else []), "Local folder or hub id"]
     kind = st.radio("Backbone", kinds, horizontal=True)
     if kind == "Embedded ChemLM-mini":

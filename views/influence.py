@@ -4,6 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.config import JobSpec
+from chemlm_engine.methods.registry import model_kind
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.tables import write_csv
 from views.common import molecule_cards, plain, run_label, save_upload, store, submit
@@ -26,7 +27,7 @@ with st.expander("What the scores mean, and what to do with them", expanded=not 
         "error changes. If the solver has not settled (a warning below), the ranking is noise.")
 
 finished = [r for r in store().runs(status="finished")
-            if r.method not in ("influence", "pretrain", "ensemble") and not r.spec["model"].get("descriptors")]
+            if model_kind(r.method) == "regressor" and not r.spec["model"].get("descriptors")]
 with st.expander("Launch an influence job", expanded=not finished):
     if not finished:
         st.info("Train a base run first (Train page; a single model without descriptors): its data, split, "

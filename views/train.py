@@ -4,7 +4,7 @@ import streamlit as st
 
 from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.methods.registry import METHODS
+from chemlm_engine.methods.registry import METHODS, model_kind
 from chemlm_engine.store import Kinds
 from views.common import job_problem, manager, parity_plot, plain, run_label, store
 from views.forms import QUICK, cost_caption, epochs_input, launch_form
@@ -77,7 +77,7 @@ if name != run.name:
     store().rename(run.id, name)
     st.rerun()
 if b.button("Predict with this run", disabled=run.status != "finished" or not run.model_path or
-            run.method == "pretrain"):
+            model_kind(run.method) == "backbone"):
     st.session_state["predict_model"] = run.model_path
     st.switch_page("views/predict.py")
 if c.button("Delete run", disabled=run.status in ("queued", "running"), help="Its rows and files; cannot be undone."):

@@ -7,14 +7,15 @@ import numpy as np
 
 from ..data import MoleculeData
 from ..pipeline import JobContext, SplitData, train_and_evaluate
+from .registry import BaselineOptions
 
 __all__ = ["run_baseline"]
 
 
-def run_baseline(ctx: JobContext, data: SplitData) -> dict[str, float]:
+def run_baseline(ctx: JobContext, data: SplitData, opts: BaselineOptions) -> dict[str, float]:
     """Full fine-tuning. With ``train_on_val`` it fits on training + validation for the fixed number of
     epochs (no model selection), as for a model that ships."""
-    if ctx.spec.method_options.train_on_val:
+    if opts.train_on_val:
         data = replace(data, train=data.train.concat(data.val), val=MoleculeData([], np.zeros(0)))
     _, metrics = train_and_evaluate(ctx, data)
     return metrics

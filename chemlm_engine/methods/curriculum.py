@@ -13,7 +13,7 @@ from ..config import JobSpec
 from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..store import RunRecord, Tables
 from ..training import length_bucketed_batches
-from .registry import DIFFICULTIES, PACINGS
+from .registry import DIFFICULTIES, PACINGS, CurriculumOptions
 
 __all__ = ["DIFFICULTIES", "PACINGS", "difficulty", "pacing_thresholds", "CurriculumSampler", "curriculum_for",
            "paired_specs", "find_pairs", "run_curriculum"]
@@ -90,7 +90,7 @@ class CurriculumSampler:
 def curriculum_for(spec: JobSpec, train_smiles: Sequence[str]) -> CurriculumSampler:
     """The curriculum a ``curriculum`` spec trains with on these training molecules (the backbone's tokenizer
     is loaded only for token-count difficulty)."""
-    opts = spec.method_options
+    opts = spec.options_of(CurriculumOptions)
     tokenizer = None
     if opts.difficulty == "tokens":
         from transformers import AutoTokenizer
@@ -115,7 +115,7 @@ def find_pairs(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
     return pairs
 
 
-def run_curriculum(ctx: JobContext, data: SplitData) -> dict[str, float]:
+def run_curriculum(ctx: JobContext, data: SplitData, opts: CurriculumOptions) -> dict[str, float]:
     """Curriculum learning (options: :class:`~chemlm_engine.methods.registry.CurriculumOptions`)."""
     sampler = curriculum_for(ctx.spec, data.train.smiles)
     ctx.store.add_table(ctx.run_id, Tables.CURRICULUM_PLAN, list(sampler.plan()))

@@ -19,6 +19,7 @@ from ..ensemble import Conformal, Ensemble
 from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..store import Kinds
 from ..training import regression_metrics
+from .registry import EnsembleOptions
 
 __all__ = ["run_ensemble", "interval_quality"]
 
@@ -47,9 +48,8 @@ def _selection_split(data: SplitData, fraction: float, seed: int) -> SplitData:
     return replace(data, train=data.train.subset(np.sort(order[len(held):])), val=data.train.subset(held))
 
 
-def run_ensemble(ctx: JobContext, data: SplitData) -> dict[str, float]:
+def run_ensemble(ctx: JobContext, data: SplitData, opts: EnsembleOptions) -> dict[str, float]:
     """Train the members, calibrate, evaluate the mean on the test split and save the ensemble folder."""
-    opts = ctx.spec.method_options
     n_members, coverage = opts.members, opts.coverage
     if opts.train_on_val:
         data, calibration = _calibration_split(data, opts.calibration_fraction, ctx.spec.data.split_seed)

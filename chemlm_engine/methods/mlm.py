@@ -7,14 +7,13 @@ from dataclasses import replace
 from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..store import Tables
 from .pretrain import pretrain
-from .registry import PretrainOptions
+from .registry import MlmOptions, PretrainOptions
 
 __all__ = ["run_mlm_then_regression"]
 
 
-def run_mlm_then_regression(ctx: JobContext, data: SplitData) -> dict[str, float]:
+def run_mlm_then_regression(ctx: JobContext, data: SplitData, opts: MlmOptions) -> dict[str, float]:
     """Unsupervised fine-tuning: masked LM on the task's training + validation SMILES, then regression."""
-    opts = ctx.spec.method_options
     smiles = data.train.smiles + data.val.smiles
     batch_size, epochs = opts.mlm_batch_size, opts.mlm_epochs
     steps = max(1, math.ceil(len(smiles) / batch_size) * epochs)

@@ -3,13 +3,15 @@ learned scaling vector on the pooled embedding with the backbone frozen."""
 from __future__ import annotations
 
 import re
+from typing import Any, cast
 
 from peft import IA3Config, LoraConfig, get_peft_model
 from torch import nn
+from transformers import PreTrainedModel
 
 from ..model import RegressionModel, count_parameters
 from ..pipeline import JobContext, SplitData, train_and_evaluate
-from .registry import LoraOptions
+from .registry import LoraOptions, MethodOptions
 
 __all__ = ["STRATEGIES", "apply_strategy", "attention_modules", "run_strategy"]
 
@@ -49,23 +51,25 @@ def apply_strategy(model: RegressionModel, strategy: str, rank: int = 8, alpha: 
     elif strategy == "lora":
         config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=lora_dropout,
                             target_modules=attention_modules(model.backbone))
-        model.backbone = get_peft_model(model.backbone, config)
+        model.backbone = cast(PreTrainedModel, get_peft_model(model.backbone, config))  # it forwards to the model
     elif strategy == "ia3":
         ffn = feed_forward_output_modules(model.backbone)
         targets = attention_modules(model.backbone, ("key", "value", "k_proj", "v_proj", "k_lin", "v_lin")) + ffn
-        model.backbone = get_peft_model(model.backbone, IA3Config(target_modules=targets, feedforward_modules=ffn))
+        model.backbone = cast(PreTrainedModel, get_peft_model(model.backbone, IA3Config(target_modules=targets,
+                                                                                         feedforward_modules=ffn)))
     elif strategy == "ia3-pooled":
         _freeze_backbone(model)
         model.enable_pooled_scale()
     return model
 
 
-def run_strategy(ctx: JobContext, data: SplitData) -> dict[str, float]:
+def run_strategy(ctx: JobContext, data: SplitData, opts: MethodOptions) -> dict[str, float]:
     """Fine-tune with ``spec.method`` as the strategy (LoRA's options: :class:`LoraOptions`; with
     ``sweep_ranks`` one fit per rank, stored as a table, the last rank's model kept)."""
-    strategy, opts = ctx.spec.method, ctx.spec.method_options
+    strategy = ctx.spec.method
     ranks = list(opts.sweep_ranks) if isinstance(opts, LoraOptions) else []
-    settings = dict(alpha=opts.alpha, lora_dropout=opts.lora_dropout) if isinstance(opts, LoraOptions) else {}
+    settings: dict[str, Any] = dict(alpha=opts.alpha, lora_dropout=opts.lora_dropout) \
+        if isinstance(opts, LoraOptions) else {}
     if not ranks:
         rank = opts.rank if isinstance(opts, LoraOptions) else 8
         prepare = lambda m: apply_strategy(m, strategy, rank, **settings)  # noqa: E731

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 
 __all__ = ["METHODS", "Method", "MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions",
            "UncertaintyOptions", "LoraOptions", "InfluenceOptions", "EnsembleOptions", "PretrainOptions",
-           "parse_options"]
+           "model_kind", "parse_options"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,14 @@ class MethodOptions:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for an out-of-range or unknown value."""
+
+    def fits(self) -> int:
+        """How many regressors a job with these options trains (what its cost estimate counts)."""
+        return 1
+
+    def cost_note(self) -> str | None:
+        """Work a cost estimate does not count in fits × epochs, in words (``None``: none)."""
+        return None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> MethodOptions:
@@ -99,6 +107,9 @@ class MlmOptions(MethodOptions):
         _check(self.mlm_epochs >= 1 and self.mlm_batch_size >= 1, "mlm_epochs and mlm_batch_size must be positive")
         _check(self.mlm_learning_rate > 0, "mlm_learning_rate must be positive")
 
+    def cost_note(self) -> str | None:
+        return "plus the masked-LM epochs"
+
 
 DIFFICULTIES = ("smiles_length", "heavy_atoms", "tokens")
 PACINGS = ("linear", "sqrt", "step")
@@ -135,6 +146,9 @@ class UncertaintyOptions(MethodOptions):
         _check(self.initial_size is None or self.initial_size >= 1, "initial_size must be positive")
         _check(all(n >= 1 for n in self.sweep), "sweep sizes must be positive")
 
+    def fits(self) -> int:
+        return 1 + (2 * len(self.sweep) if self.sweep else self.rounds)
+
 
 @dataclass(frozen=True)
 class LoraOptions(MethodOptions):
@@ -147,6 +161,9 @@ class LoraOptions(MethodOptions):
         _check(self.rank >= 1 and self.alpha >= 1 and all(r >= 1 for r in self.sweep_ranks),
                "rank, alpha and sweep_ranks must be positive")
         _check(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
+
+    def fits(self) -> int:
+        return max(len(self.sweep_ranks), 1)
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,12 @@ class InfluenceOptions(MethodOptions):
         _check(min(self.depth, self.repeats, self.lissa_batch_size, self.cg_iterations, self.score_shards) >= 1,
                "depth, repeats, lissa_batch_size, cg_iterations and score_shards must be positive")
 
+    def fits(self) -> int:
+        return 2 + 2 * len(self.k)  # the base model, the whole-pool control, top-k and random per k
+
+    def cost_note(self) -> str | None:
+        return "plus the inverse-HVP solve (LiSSA: minutes at the default scope)"
+
 
 @dataclass(frozen=True)
 class EnsembleOptions(MethodOptions):
@@ -198,6 +221,9 @@ class EnsembleOptions(MethodOptions):
         _check(0 < self.coverage < 1 and 0 < self.calibration_fraction <= 0.5,
                "coverage must be in (0, 1) and calibration_fraction in (0, 0.5]")
         _check(0 <= self.member_selection <= 0.5, "member_selection must be in [0, 0.5]")
+
+    def fits(self) -> int:
+        return self.members
 
 
 @dataclass(frozen=True)
@@ -240,6 +266,12 @@ class PretrainOptions(MethodOptions):
         _check(self.descriptor_targets in ("basic", "rdkit"), "descriptor_targets must be 'basic' or 'rdkit'")
         _check(0 <= self.target_dropout < 1, "target_dropout must be in [0, 1)")
 
+    def fits(self) -> int:
+        return 0  # no regressor: its cost is counted in optimizer steps
+
+    def cost_note(self) -> str | None:
+        return f"plus {self.max_steps:,} pretraining steps (hours on a CPU)"
+
 
 @dataclass(frozen=True)
 class Method:
@@ -247,7 +279,9 @@ class Method:
 
     label: str
     options: type[MethodOptions]
-    run: str  # entry point "module:function(ctx, data) -> test metrics"
+    run: str  # entry point "module:function(ctx, data, opts: options) -> test metrics"
+    model: str = "regressor"  # what a finished run leaves: "regressor", "ensemble", "backbone" or "scores"
+    needs_base_run: bool = False  # launched from a finished single regressor (its data, recipe and seed)
 
     def load(self) -> Callable:
         """Import the run function (only a job needs it)."""
@@ -268,12 +302,18 @@ METHODS: dict[str, Method] = {
     "ia3": Method("IA3 (keys, values, feed-forward)", MethodOptions, _PEFT),
     "ia3-pooled": Method("IA3 pooled (one scaling vector)", MethodOptions, _PEFT),
     "influence": Method("influence selection (held-out pool)", InfluenceOptions,
-                        "chemlm_engine.methods.influence.job:run_influence"),
+                        "chemlm_engine.methods.influence.job:run_influence", model="scores", needs_base_run=True),
     "ensemble": Method("deep ensemble (conformal intervals)", EnsembleOptions,
-                       "chemlm_engine.methods.ensemble:run_ensemble"),
-    "pretrain": Method("pretraining a new backbone (masked LM + descriptors on MOSES)", PretrainOptions,
-                       "chemlm_engine.methods.pretrain.job:run_pretraining"),
+                       "chemlm_engine.methods.ensemble:run_ensemble", model="ensemble"),
+    "pretrain": Method("pretraining a new backbone (masked LM + descriptors)", PretrainOptions,
+                       "chemlm_engine.methods.pretrain.job:run_pretraining", model="backbone"),
 }
+
+
+def model_kind(method: str) -> str:
+    """What a finished run of ``method`` leaves (see :attr:`Method.model`); ``"unknown"`` for a method this version
+    does not have (a run stored by another version)."""
+    return METHODS[method].model if method in METHODS else "unknown"
 
 
 def parse_options(method: str, raw: Mapping[str, Any] | None = None) -> MethodOptions:

@@ -13,6 +13,7 @@ from ..inference import mc_dropout
 from ..model import RegressionModel
 from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..store import Kinds
+from .registry import UncertaintyOptions
 
 __all__ = ["mc_dropout", "select_most_uncertain", "select_random", "run_uncertainty"]
 
@@ -30,19 +31,18 @@ def select_random(size: int, n: int, seed: int) -> np.ndarray:
 def _pool(ctx: JobContext, data: SplitData, rest: np.ndarray) -> MoleculeData:
     """The acquisition pool: an uploaded CSV (minus molecules already in any split), else the
     training molecules outside the initial labelled set."""
-    path = ctx.spec.method_options.pool
+    path = ctx.spec.options_of(UncertaintyOptions).pool
     if not path:
         return data.train.subset(rest)
     return load_pool(ctx, data, path)
 
 
-def run_uncertainty(ctx: JobContext, data: SplitData) -> dict[str, float]:
+def run_uncertainty(ctx: JobContext, data: SplitData, opts: UncertaintyOptions) -> dict[str, float]:
     """Active learning by MC-dropout uncertainty sampling, with its random control.
 
     Options: :class:`~chemlm_engine.methods.registry.UncertaintyOptions` (``mc_scope``: see :func:`mc_dropout`;
     ``sweep``: both strategies are run for every N from the same initial model and stored as a table).
     """
-    opts = ctx.spec.method_options
     seed = ctx.spec.train.seed
     passes, mc_scope, strategy, sweep = opts.passes, opts.mc_scope, opts.strategy, list(opts.sweep)
     rounds = 1 if sweep else opts.rounds

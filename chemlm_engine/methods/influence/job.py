@@ -33,7 +33,7 @@ def _solve(influence: TransformerInfluence, train_inputs, g_val: torch.Tensor, o
     return lissa(curvature, train_inputs, g_val, config, on_step)
 
 
-def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
+def run_influence(ctx: JobContext, data: SplitData, opts: InfluenceOptions) -> dict[str, float | str]:
     """Influence-based selection of external molecules, with the k-sweep and its two controls.
 
     Options: :class:`~chemlm_engine.methods.registry.InfluenceOptions`. Without ``pool``, a held-out
@@ -41,7 +41,7 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     controls are k random pool molecules and the whole pool. The run's headline test metrics are
     those of the influence top-k with the lowest validation MSE.
     """
-    opts, seed = ctx.spec.method_options, ctx.spec.train.seed
+    seed = ctx.spec.train.seed
     if opts.pool:
         pool, train = load_pool(ctx, data, opts.pool), data.train
     else:
@@ -83,7 +83,7 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     ctx.store.add_molecules(ctx.run_id, Kinds.INFLUENCE, pd.DataFrame(
         {"smiles": pool.smiles, "label": pool.labels, "score": scores, "rank": ranks,
          "self_influence": suspicion, "suspect": suspect, "corrupted": corrupted}))
-    metrics = {f"base_{k}": v for k, v in base_metrics.items() if k.startswith("test_")}
+    metrics: dict[str, float | str] = {f"base_{k}": v for k, v in base_metrics.items() if k.startswith("test_")}
     metrics.update({"n_pool": len(pool), "n_params_tracked": influence.n_params, "solver": solved.method,
                     "n_suspects": int(suspect.sum()), "solver_norm_drift": norm_drift(solved.trace)})
     if corrupted.any():
@@ -105,8 +105,10 @@ def run_influence(ctx: JobContext, data: SplitData) -> dict[str, float]:
     # k is the number actually picked: fewer than asked when skipped suspects leave too few candidates
     results = ctx.sweep(plan, fit_point, lambda point, m: {"k": len(point[2]), "selection": point[1], **{
         key: m[key] for key in ("val_mse", "test_mse", "test_r2", "test_rmse")}})
+    best_val = math.inf
     for (_, how, pick), m in zip(plan, results):
-        if how == "influence" and m["val_mse"] < metrics.get("val_mse", math.inf):
+        if how == "influence" and m["val_mse"] < best_val:
+            best_val = m["val_mse"]
             metrics.update({key: m[key] for key in ("val_mse", "test_mse", "test_rmse", "test_mae", "test_r2")},
                            best_k=len(pick))
     return metrics

@@ -54,16 +54,15 @@ def per_sample_grads(loss: LossFn, params: Params, inputs: tuple[torch.Tensor, .
 def mean_grad(loss: LossFn, params: Params, inputs: tuple[torch.Tensor, ...], batch_size: int = 256) -> torch.Tensor:
     """Gradient of the mean loss over ``inputs`` (the measurement gradient for validation data)."""
     n = inputs[0].shape[0]
-    total = None
+    total = torch.zeros(())
     for batch in batches(inputs, batch_size):
-        g = flatten(grad(loss)(params, *batch)).detach() * (batch[0].shape[0] / n)
-        total = g if total is None else total + g
+        total = total + flatten(grad(loss)(params, *batch)).detach() * (batch[0].shape[0] / n)
     return total
 
 
 def hvp(loss: LossFn, params: Params, inputs: tuple[torch.Tensor, ...], vector: torch.Tensor) -> torch.Tensor:
     """Hessian of the mean loss over ``inputs`` times ``vector`` (forward-over-reverse: ``jvp`` of ``grad``)."""
-    _, out = jvp(lambda p: grad(loss)(p, *inputs), (params,), (_unflatten(vector, params),))
+    out = jvp(lambda p: grad(loss)(p, *inputs), (params,), (_unflatten(vector, params),))[1]
     return flatten(out).detach()
 
 
@@ -75,8 +74,8 @@ def gauss_newton_vp(predict: Callable[..., torch.Tensor], params: Params, inputs
     def outputs(p: Params) -> torch.Tensor:
         return predict(p, *inputs[:-1]).reshape(-1).float()
 
-    _, jv = jvp(outputs, (params,), (_unflatten(vector, params),))
-    _, pullback = torch.func.vjp(outputs, params)
+    jv = jvp(outputs, (params,), (_unflatten(vector, params),))[1]
+    pullback = torch.func.vjp(outputs, params)[1]
     (out,) = pullback(2.0 * jv / jv.shape[0])
     return flatten(out).detach()
 

@@ -21,11 +21,11 @@ from ...ionisation import count_ionisable
 # "basic": eight fast MolBERT-style descriptors (~0.3 ms per molecule), ChemLM-mini's targets. No ionisable-group
 # counts: MOSES holds no carboxylic acids and basic amines in only 0.25 % of molecules, so they would teach nothing.
 DESCRIPTORS: dict[str, Callable[[Chem.Mol], float]] = {
-    "MolLogP": Crippen.MolLogP,
+    "MolLogP": Crippen.MolLogP,  # type: ignore[attr-defined]  # RDKit sets these at import
     "TPSA": rdMolDescriptors.CalcTPSA,
-    "MolWt": Descriptors.MolWt,
-    "NumHDonors": Lipinski.NumHDonors,
-    "NumHAcceptors": Lipinski.NumHAcceptors,
+    "MolWt": Descriptors.MolWt,  # type: ignore[attr-defined]
+    "NumHDonors": Lipinski.NumHDonors,  # type: ignore[attr-defined]
+    "NumHAcceptors": Lipinski.NumHAcceptors,  # type: ignore[attr-defined]
     "NumRotatableBonds": rdMolDescriptors.CalcNumRotatableBonds,
     "NumAromaticRings": rdMolDescriptors.CalcNumAromaticRings,
     "FractionCSP3": rdMolDescriptors.CalcFractionCSP3,
@@ -159,15 +159,17 @@ class MoleculeStream:
 
     def __init__(self, corpus: Sequence[str] | PreparedCorpus, seed: int, exclude: set[str] | None = None,
                  targets: str = "basic") -> None:
-        prepared = isinstance(corpus, PreparedCorpus)
-        self.targets = corpus.targets if isinstance(corpus, PreparedCorpus) else targets
-        self.smiles = corpus.smiles if prepared else corpus
-        self.descriptors = corpus.descriptors if prepared else None
+        self.smiles: Sequence[str]
+        self.descriptors: np.ndarray | None = None
+        self.targets, self.excluded, self.invalid = targets, 0, 0
+        if isinstance(corpus, PreparedCorpus):
+            self.smiles, self.descriptors, self.targets = corpus.smiles, corpus.descriptors, corpus.targets
+            self.excluded, self.invalid = corpus.excluded, corpus.invalid
+        else:
+            self.smiles = corpus
         self.order = np.random.default_rng(seed).permutation(len(self.smiles))
         self.exclude = exclude or set()
         self.cursor = 0
-        self.excluded = corpus.excluded if prepared else 0
-        self.invalid = corpus.invalid if prepared else 0
 
     def take(self, n: int) -> tuple[list[str], np.ndarray, np.ndarray | None]:
         """Next ``n`` usable molecules (wrapping around at the end) with their raw descriptors and, for a

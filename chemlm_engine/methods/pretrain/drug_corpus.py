@@ -18,8 +18,8 @@ from rdkit.Chem import BRICS
 from ...ionisation import count_ionisable
 from ...molecules import Standardization, prepare_smiles
 
-__all__ = ["CorpusRecipe", "IONISABLE_BLOCKS", "build_corpus", "build_corpus_parallel", "merge_parts", "recombine", "at_ph74", "neutral_key", "corpus_statistics",
-           "statistics_table"]
+__all__ = ["CorpusRecipe", "IONISABLE_BLOCKS", "build_corpus", "build_corpus_parallel", "merge_parts", "recombine",
+           "at_ph74", "neutral_key", "corpus_statistics", "statistics_table"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ _COMPATIBLE |= {(b, a) for a, b in _COMPATIBLE}
 def _pieces(seeds: Sequence[str], rng: random.Random) -> list[Chem.Mol]:
     """Each molecule cut at one or two random BRICS bonds: large pieces carrying their BRICS link labels (a
     middle piece has two, so molecules can grow in a chain)."""
-    pieces = []
+    pieces: list[Chem.Mol] = []
     with rdBase.BlockLogs():
         for smiles in seeds:
             mol = Chem.MolFromSmiles(smiles)

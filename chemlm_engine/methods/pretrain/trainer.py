@@ -23,6 +23,7 @@ from transformers import (
     BertConfig,
     BertForMaskedLM,
     DataCollatorForLanguageModeling,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
     get_linear_schedule_with_warmup,
 )
@@ -90,6 +91,7 @@ class _Batcher:
         self.seed = config.seed
 
     def _padded(self, ids: np.ndarray) -> torch.Tensor:
+        assert self.flat is not None
         lengths = self.lengths[ids]
         out = np.full((len(ids), int(lengths.max())), self.tokenizer.pad_token_id, dtype=np.int64)
         for row, (start, length) in enumerate(zip(self.offsets[ids], lengths)):
@@ -183,7 +185,8 @@ def load_checkpoint_state(path: Path) -> dict:
     return torch.load(path / "trainer_state.pt", weights_only=True, map_location="cpu")
 
 
-def _save_checkpoint(ckpt: Path, model: nn.Module, head: DescriptorHead | None, tokenizer: PreTrainedTokenizerBase,
+def _save_checkpoint(ckpt: Path, model: PreTrainedModel, head: DescriptorHead | None,
+                     tokenizer: PreTrainedTokenizerBase,
                      optimizer: torch.optim.Optimizer, scheduler, step: int, stream: MoleculeStream,
                      scaler: DescriptorScaler | None, config: PretrainOptions) -> None:
     """Write ``checkpoint-STEP`` in full, point the ``checkpoint`` link at it (a rename: atomic), and only then
@@ -288,7 +291,7 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
     if head is not None and resume is not None and (resume / "descriptor_head.safetensors").exists():
         head.load_state_dict(load_file(str(resume / "descriptor_head.safetensors")))
     device = best_device()
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers types its wrapper of nn.Module.to unbound
     if head is not None:
         head.to(device)
     params = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
