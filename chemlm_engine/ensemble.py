@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from .errors import ModelLoadError
-from .model import RegressionModel, best_device, save_training_set
+from .model import RegressionModel, best_device, check_format, save_training_set
 from .inference import predict_values
 
 __all__ = ["Conformal", "Ensemble", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
 
 ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FORMAT = "chemlm-ensemble", 1
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class Ensemble:
         self.tokenizer.save_pretrained(folder)
         if training_smiles is not None:
             save_training_set(folder, training_smiles, training_labels)
-        meta = {"format": "chemlm-ensemble/1", "members": names,
+        meta = {"format": "/".join(map(str, ENSEMBLE_FORMAT)), "members": names,
                 "conformal": asdict(self.conformal) if self.conformal else None}
         (folder / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=2))
         return folder
@@ -113,6 +114,9 @@ class Ensemble:
             meta = json.loads((folder / ENSEMBLE_FILE).read_text())
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot read {folder / ENSEMBLE_FILE}: {exc}") from None
+        if not isinstance(meta, dict):
+            raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is damaged: not a JSON object")
+        check_format(meta, *ENSEMBLE_FORMAT, folder / ENSEMBLE_FILE)
         try:
             conformal = Conformal(**meta["conformal"]) if meta.get("conformal") else None
             names = meta["members"]

@@ -20,11 +20,12 @@ from .descriptors import DESCRIPTOR_NAMES, DescriptorScaler
 from .errors import ChemLMError, ModelLoadError
 from .molecules import Standardization
 
-__all__ = ["load_backbone", "RegressionModel", "best_device", "count_parameters", "save_training_set",
+__all__ = ["load_backbone", "RegressionModel", "best_device", "check_format", "count_parameters", "save_training_set",
            "load_training_set", "content_digest"]
 
 log = logging.getLogger(__name__)
 REGRESSOR_FILE = "regressor.json"
+REGRESSOR_FORMAT = "chemlm-regressor", 1  # the folder layout this version writes and reads
 HEAD_FILE = "head.safetensors"
 TRAINING_SET_FILE = "training_set.csv"
 
@@ -75,6 +76,20 @@ def load_backbone(name_or_path: str | Path, trust_remote_code: bool = False, mas
     if not masked_lm and getattr(model, "pooler", None) is not None:
         model.pooler = None  # unused (we pool ourselves); its untrained weights would only add noise
     return model, tokenizer
+
+
+def check_format(meta: dict, name: str, version: int, path: Path) -> None:
+    """A model file's ``format`` ("name/version"): absent in folders from before formats were written (read as
+    version 1); another kind, or a version newer than this code reads, is one clear error."""
+    written = meta.get("format")
+    if written is None:
+        return
+    kind, _, number = str(written).partition("/")
+    if kind != name:
+        raise ModelLoadError(f"{path} describes a {kind!r}, not a {name!r}")
+    if not number.isdigit() or int(number) > version:
+        raise ModelLoadError(f"{path} was written by a newer ChemLM Studio (format {written}; this version reads "
+                             f"{name}/{version} and older): upgrade chemlm_engine to load it")
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -214,7 +229,7 @@ class RegressionModel(nn.Module):
         save_file(head_state, str(folder / HEAD_FILE))
         if self.descriptor_scaler is not None:
             self.descriptor_scaler.save(folder)
-        meta = {"format": "chemlm-regressor/1", "pooling": self.spec.pooling, "dropout": self.spec.dropout,
+        meta = {"format": "/".join(map(str, REGRESSOR_FORMAT)), "pooling": self.spec.pooling, "dropout": self.spec.dropout,
                 "head_hidden": self.spec.head_hidden, "descriptors": self.spec.descriptors, "tta": self.spec.tta,
                 "backbone_source": self.spec.backbone,
                 "trust_remote_code": self.spec.trust_remote_code, "adapter": adapter,
@@ -243,6 +258,7 @@ class RegressionModel(nn.Module):
             raise ModelLoadError(f"cannot read {meta_path}: {exc}") from None
         if not isinstance(meta, dict):
             raise ModelLoadError(f"{meta_path} is damaged: not a JSON object")
+        check_format(meta, *REGRESSOR_FORMAT, meta_path)
         if (meta.get("trust_remote_code") or _ships_code(folder)) and not trust_remote_code:
             raise ModelLoadError(
                 f"{folder} needs trust_remote_code: loading it runs Python code that comes with the model. "

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from .config import JobSpec
 from .errors import ConfigError, RunNotFoundError, StoreError
-from .store_schema import Base, EpochRow, Kinds, MoleculeRow, RunRow, TableRow, Tables
+from .store_schema import EpochRow, Kinds, MoleculeRow, RunRow, TableRow, Tables, prepare_schema
 
 __all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES", "Tables", "Kinds"]
 
@@ -114,7 +114,7 @@ class RunStore:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            Base.metadata.create_all(self.engine)
+            prepare_schema(self.engine)
         except DatabaseError as exc:
             raise StoreError(f"cannot open the run store {url}: {exc.orig}") from None
 

@@ -3,10 +3,20 @@ results, and the names methods store results under. Only :mod:`~chemlm_engine.st
 columns hold dicts."""
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine, Float, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "RunRow", "EpochRow", "TableRow", "MoleculeRow", "Tables", "Kinds"]
+from .errors import StoreError
+
+__all__ = ["Base", "RunRow", "EpochRow", "TableRow", "MoleculeRow", "Tables", "Kinds", "SCHEMA_VERSION", "MIGRATIONS",
+           "prepare_schema"]
+
+# The layout these classes describe. A database records the version it was written with; an older one is brought
+# up by MIGRATIONS[v] for each v above its version (in one transaction), a newer one is refused.
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
 
 
 class Tables:
@@ -86,3 +96,30 @@ class MoleculeRow(_OfRun, Base):
     prediction: Mapped[float | None] = mapped_column(Float, nullable=True)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     extra: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class MetaRow(Base):
+    __tablename__ = "store_meta"
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+def prepare_schema(engine: Engine) -> int:
+    """Create missing tables and bring the database to :data:`SCHEMA_VERSION`; returns the version it had. A
+    database from before versions were recorded has layout 1."""
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        found = connection.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).scalar()
+        version = int(found) if found is not None else 1
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"the run store {engine.url} was written by a newer ChemLM Studio (schema {version}; this "
+                             f"version reads {SCHEMA_VERSION} and older): upgrade chemlm_engine, or use another "
+                             "CHEMLM_HOME")
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[step](connection)
+        table = MetaRow.__table__
+        if found is None:
+            connection.execute(table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        elif version < SCHEMA_VERSION:
+            connection.execute(table.update().where(table.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+    return version

@@ -65,3 +65,24 @@ def test_a_damaged_calibration_is_refused(descriptor_model, tmp_path, conformal)
     (folder / ENSEMBLE_FILE).write_text(json.dumps({"members": ["member-0"], "conformal": good}))
     low, high = load_predictor(folder, "cpu").conformal.interval(np.zeros(2), np.ones(2))
     assert (low < high).all()  # the intact one loads
+
+
+@pytest.mark.parametrize("file, written, error", [
+    ("regressor.json", "chemlm-regressor/2", "written by a newer ChemLM Studio"),
+    ("regressor.json", "chemlm-ensemble/1", "not a 'chemlm-regressor'"),
+    (ENSEMBLE_FILE, "chemlm-ensemble/7", "newer ChemLM Studio.*chemlm-ensemble/1"),
+    (ENSEMBLE_FILE, None, None),  # folders from before formats were written still load
+    ("regressor.json", None, None)])
+def test_a_model_folder_of_a_newer_format_is_refused_by_name(descriptor_model, tmp_path, file, written, error):
+    folder = tmp_path / "ensemble"
+    shutil.copytree(descriptor_model, folder / "member-0")
+    (folder / ENSEMBLE_FILE).write_text(json.dumps({"format": "chemlm-ensemble/1", "members": ["member-0"]}))
+    path = folder / (file if file == ENSEMBLE_FILE else f"member-0/{file}")
+    meta = json.loads(path.read_text())
+    assert meta.pop("format") in ("chemlm-ensemble/1", "chemlm-regressor/1")  # what this version writes
+    path.write_text(json.dumps(meta if written is None else {**meta, "format": written}))
+    if error is None:
+        assert len(load_predictor(folder, "cpu").members) == 1
+    else:
+        with pytest.raises(ModelLoadError, match=error):
+            load_predictor(folder, "cpu")

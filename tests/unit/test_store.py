@@ -79,3 +79,42 @@ def test_the_store_refuses_a_file_as_home_and_an_unknown_url_scheme_with_one_cle
         RunStore(home=tmp_path / "file")
     with pytest.raises(StoreError, match="SQLAlchemy URL"):
         RunStore("nosuchdialect://x", home=tmp_path)
+
+
+def test_the_database_records_its_schema_version_and_a_newer_one_is_refused(tmp_path):
+    from sqlalchemy import text
+
+    from chemlm_engine import store_schema
+
+    store = RunStore(home=tmp_path)
+    run_id = _run(store)
+    with store.engine.begin() as connection:
+        assert connection.execute(text("select value from store_meta")).scalar() == str(store_schema.SCHEMA_VERSION)
+        connection.execute(text("drop table store_meta"))  # as written before versions were recorded
+    assert RunStore(home=tmp_path).get_run(run_id).name == "my run"  # read as version 1, and recorded
+    with store.engine.begin() as connection:
+        connection.execute(text("update store_meta set value = '99'"))
+    with pytest.raises(StoreError, match="newer ChemLM Studio.*schema 99"):
+        RunStore(home=tmp_path)
+
+
+def test_an_older_database_is_migrated_once(tmp_path, monkeypatch):
+    from sqlalchemy import text
+
+    from chemlm_engine import store_schema
+
+    run_id = _run(RunStore(home=tmp_path))  # a version-1 database
+    calls = []
+
+    def add_a_column(connection):
+        calls.append(1)
+        connection.execute(text("alter table runs add column project varchar(50) default 'none'"))
+
+    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_schema, "MIGRATIONS", {2: add_a_column})
+    store = RunStore(home=tmp_path)
+    RunStore(home=tmp_path)  # already at 2: not migrated again
+    assert calls == [1] and store.get_run(run_id).name == "my run"
+    with store.engine.begin() as connection:
+        assert connection.execute(text("select project from runs")).scalar() == "none"
+        assert connection.execute(text("select value from store_meta")).scalar() == "2"
