@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, Float, ForeignKey, Integer, String, Text, select
+from sqlalchemy import Connection, Engine, Float, ForeignKey, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .errors import StoreError
@@ -117,9 +117,8 @@ def prepare_schema(engine: Engine) -> int:
                              "CHEMLM_HOME")
         for step in range(version + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[step](connection)
-        table = MetaRow.__table__
         if found is None:
-            connection.execute(table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            connection.execute(insert(MetaRow).values(key="schema_version", value=str(SCHEMA_VERSION)))
         elif version < SCHEMA_VERSION:
-            connection.execute(table.update().where(table.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+            connection.execute(update(MetaRow).where(MetaRow.key == "schema_version").values(value=str(SCHEMA_VERSION)))
     return version
