@@ -11,7 +11,8 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from .cli_predict import explain, predict
+from .cli_predict import explain, one_of, predict
+from .config import EXECUTORS
 from .errors import ChemLMError
 from .methods.registry import METHODS
 
@@ -60,15 +61,20 @@ def _run_with_progress(spec, store) -> None:
     typer.echo(json.dumps({"run_id": run_id, "status": record.status, **record.metrics}))
 
 
-def _run_on_ray(spec, store, address: str | None) -> None:
-    """Submit to a Ray cluster and follow the run in the shared store; same last JSON line."""
+def _run(spec, store, executor: str = "thread", address: str | None = None) -> None:
+    """Run a job on ``executor`` (:data:`~chemlm_engine.config.EXECUTORS`, the app's words): ``thread`` here,
+    ``process`` in a child process, ``ray`` as a Ray task; the same progress bar and last JSON line."""
+    if executor == "thread":
+        _run_with_progress(spec, store)
+        return
     import time
 
     from .manager import JobManager
 
-    manager = JobManager(store, executor="ray", ray_address=address)
+    manager = JobManager(store, executor=executor, ray_address=address)
     run_id = manager.submit(spec)
-    bar = tqdm(total=1000, desc=f"{spec.method} (ray)", bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+    bar = tqdm(total=1000, desc=f"{spec.method} ({executor})", bar_format="{l_bar}{bar}| {elapsed} {postfix}",
+               disable=None)
     while run_id in manager.active() or store.get_run(run_id).status in ("queued", "running"):
         record = store.get_run(run_id)
         bar.n = int(record.progress * 1000)
@@ -109,10 +115,11 @@ def train(
     tta: int = typer.Option(0, help="Test-time augmentation: predict the mean over canonical + N random spellings."),
     precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it natively) | fp32 | bf16"),
     trust_remote_code: bool = typer.Option(False, help="Run code shipped with a hub model (MoLFormer-XL needs it)."),
-    option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (JSON value)."),
+    option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (JSON value), repeatable."),
     name: str = typer.Option(""),
     db: str | None = typer.Option(None, help="SQLAlchemy URL of the run store (default: $CHEMLM_HOME/runs.db)."),
-    executor: str = typer.Option("thread", help="thread (this process) | ray (a task on a Ray cluster)."),
+    executor: str = typer.Option("thread", callback=one_of(*EXECUTORS),
+                                 help="thread (in this process) | process (a child process) | ray (a Ray task)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
 ) -> None:
     """Fine-tune a regressor; prints a JSON line with the run id and test metrics last."""
@@ -132,11 +139,7 @@ def train(
                                    pooling=pooling, descriptors=descriptors, tta=tta),
                    train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                                      patience=patience, seed=seed, precision=precision, augment=augment))
-    store = _store(db)
-    if executor == "ray":
-        _run_on_ray(spec, store, ray_address)
-    else:
-        _run_with_progress(spec, store)
+    _run(spec, _store(db), executor, ray_address)
 
 
 @app.command()
@@ -154,7 +157,8 @@ def influence(
     skip_suspects: bool = typer.Option(False, help="Leave suspected mislabelled molecules (self-influence above "
                                        "the validation split's 99th percentile) out of the top-k."),
     db: str | None = typer.Option(None),
-    executor: str = typer.Option("thread", help="thread | ray (the k-sweep fans out, the pool is sharded)."),
+    executor: str = typer.Option("thread", callback=one_of(*EXECUTORS),
+                                 help="thread | process | ray (on Ray the k-sweep fans out, the pool is sharded)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
     score_shards: int = typer.Option(1, help="With --executor ray: score the pool in this many shards."),
 ) -> None:
@@ -169,10 +173,7 @@ def influence(
                **({"pool": str(pool)} if pool else {})}
     spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
                               "name": f"influence of {base_run}"})
-    if executor == "ray":
-        _run_on_ray(spec, store, ray_address)
-    else:
-        _run_with_progress(spec, store)
+    _run(spec, store, executor, ray_address)
 
 
 @app.command()

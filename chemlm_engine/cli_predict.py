@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-__all__ = ["predict", "explain", "resolve_model"]
+__all__ = ["predict", "explain", "resolve_model", "one_of"]
+
+
+def one_of(*choices: str):
+    """A typer callback that refuses a value outside ``choices`` (naming them), like every other setting."""
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+    return check
 
 
 def predict(
@@ -19,7 +28,8 @@ def predict(
     measured_column: str | None = typer.Option(None, help="CSV column with measured values: metrics for your data."),
     output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: stdout); a .parquet "
                                        "file (a folder with --executor ray) streams a library of any size."),
-    executor: str = typer.Option("local", help="local | ray (stream the library through Ray Data)."),
+    executor: str = typer.Option("thread", callback=one_of("thread", "ray"),
+                                 help="thread (here) | ray (stream the library through Ray Data)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
     workers: int = typer.Option(1, help="Model-holding Ray actors (with --executor ray)."),
     trust_remote_code: bool = typer.Option(False, help="Let the model folder run code it ships (only for models "

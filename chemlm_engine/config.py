@@ -13,9 +13,12 @@ from .errors import ConfigError
 from .methods.registry import MethodOptions, parse_options
 from .molecules import Standardization
 
+# Where jobs run, in the app's sidebar and the CLI's --executor alike: a child process, a thread, a Ray task.
+EXECUTORS = ("process", "thread", "ray")
 O = TypeVar("O", bound=MethodOptions)
 
-__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec"]
+__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec",
+           "EXECUTORS"]
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_BACKBONE = str(ASSETS_DIR / "chemlm-mini")

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import cast
 
-from .config import JobSpec
+from .config import EXECUTORS, JobSpec
 from .errors import JobCancelledError
 from .jobs import check_job_data, run_job
 from .store import ACTIVE_STATUSES, RunStore
@@ -26,7 +26,6 @@ __all__ = ["JobManager", "EXECUTORS"]
 log = logging.getLogger(__name__)
 
 
-EXECUTORS = ("process", "thread", "ray")
 _SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter: no lock, threads or CUDA state inherited
 
 

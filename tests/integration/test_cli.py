@@ -132,3 +132,32 @@ def test_predict_csv_keeps_columns_reports_progress_and_measured(tiny_backbone, 
     # counts up from 0 in about ten steps (valid molecules only), however few there are
     assert seen[0] == (0, 301) and seen[-1] == (301, 301) and len(seen) == 11
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_one_executor_vocabulary_and_an_unknown_executor_is_refused():
+    from typer.testing import CliRunner
+
+    from chemlm_engine.cli import app
+    from chemlm_engine.config import EXECUTORS
+
+    assert set(EXECUTORS) == {"process", "thread", "ray"}  # the app's sidebar offers the same words
+    for args, valid in ((["train", "--executor", "local"], "process, thread, ray"),
+                        (["influence", "some-run", "--executor", "cluster"], "process, thread, ray"),
+                        (["predict", "--smiles", "CCO", "--executor", "process"], "thread, ray")):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "is not one of" in result.output and valid in result.output, result.output
+
+
+def test_the_process_executor_runs_a_cli_job_in_a_child_process(tiny_backbone, tmp_path):
+    from chemlm_engine.store import RunStore
+
+    cli = subprocess.Popen([sys.executable, "-m", "chemlm_engine", "train", "--backbone", str(tiny_backbone),
+                            "--epochs", "1", "--subset", "60", "--executor", "process"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                           env={**os.environ, "CHEMLM_HOME": str(tmp_path / "home")})
+    out, err = cli.communicate(timeout=300)
+    assert cli.returncode == 0, err
+    line = json.loads(out.strip().splitlines()[-1])
+    assert line["status"] == "finished" and "test_r2" in line
+    run = RunStore(home=tmp_path / "home").get_run(line["run_id"])
+    assert run.pid is not None and run.pid != cli.pid  # run by a child of the command, not the command itself

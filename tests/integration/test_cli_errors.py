@@ -45,7 +45,7 @@ ONE_LINE_ERRORS = {
                              "label column 'logd' not found; columns are ['smiles', 'y']", None),
     "not a finite learning rate": (["train", "--learning-rate", "nan"], "learning_rate must be a finite number",
                                    None),
-    "unknown method option": (["train", "--subset", "50", "-o", "nosuch=1"], "nosuch", None),
+    "unknown method option": (["train", "--subset", "50", "--option", "nosuch=1"], "nosuch", None),
     "unknown run": (["runs", "show", "no-such-run"], "no-such-run", None),
     "unknown split": (["train", "--split", "diagonal", "--subset", "50"], "diagonal", None),
 }
