@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | md5sum | cut -c1-8)
 PORT ?= 8501
 
-.PHONY: run test setup pretrain-deps pretrain bench
+.PHONY: run test test-unit setup pretrain-deps pretrain bench
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ run: setup
 test: setup
 	$(PY) -m mypy
 	$(PY) -m pytest -q
+
+# The unit layer only (no training, no Lipophilicity load): under a minute. `-m "not browser"` etc. pick others.
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
 
 # Only pretraining needs the MOSES corpus; its declared dependencies do not install on current Python.
 pretrain-deps: setup

@@ -13,6 +13,21 @@ from chemlm_engine.tokenizer import build_smiles_tokenizer
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# The test pyramid: tests/unit are units (no Lipophilicity load, no training: `make test-unit`, under a minute);
+# everything else is marked so that a layer can be chosen with -m. `make test` runs all of them.
+_MARKS = {"integration": "slow", "app": "app"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        layer = Path(str(item.fspath)).parent.name
+        if layer in _MARKS:
+            item.add_marker(_MARKS[layer])
+        if Path(str(item.fspath)).name == "test_browser.py":
+            item.add_marker("browser")
+        if Path(str(item.fspath)).name == "test_cluster.py" or "ray" in item.name:
+            item.add_marker("ray")
+
 
 @pytest.fixture(scope="session")
 def lipo():

@@ -159,34 +159,12 @@ def test_salts_and_charges_are_standardised_and_said(regressor):
     assert pd.isna(result.loc[1, "standardization"])
 
 
-def test_standardisation_can_be_turned_off_and_is_recorded(tiny_backbone, store, tmp_path):
-    csv = tmp_path / "salts.csv"
-    smiles = ["CC(=O)[O-].[Na+]"] + ["C" * k + "N" for k in range(1, 24)]
-    pd.DataFrame({"smiles": smiles, "y": np.linspace(0, 3, len(smiles))}).to_csv(csv, index=False)
-    off = JobSpec(data=DataSpec(source=str(csv), standardize=False),
-                  model=ModelSpec(backbone=str(tiny_backbone), head_hidden=8), train=TrainConfig(epochs=1))
-    record = store.get_run(run_job(off, store))
-    assert record.spec["data"]["standardize"] is False
-    model = RegressionModel.load(record.model_path, "cpu")
-    assert model.standardization == Standardization(enabled=False)
-    assert predict_smiles(model, ["CC(=O)[O-].[Na+]"])["canonical_smiles"][0] == "CC(=O)[O-].[Na+]"
-
-
 # -- 7: what cannot train is refused before a run exists ------------------------------------------
 def _csv(tmp_path, labels, smiles=None) -> str:
     smiles = smiles or [("C" * (i + 1)) + "O" for i in range(len(labels))]
     path = tmp_path / "d.csv"
     pd.DataFrame({"smiles": smiles, "y": labels}).to_csv(path, index=False)
     return str(path)
-
-
-@pytest.mark.parametrize("labels, reason", [([2.0] * 30, "nothing to learn"), ([1.0, 2.0, 3.0], "too few"),
-                                            ([1.0], "too few"), ([1.0, 2.0], "too few")])
-def test_untrainable_data_is_refused_before_a_run_is_created(tiny_backbone, store, tmp_path, labels, reason):
-    spec = JobSpec(data=DataSpec(source=_csv(tmp_path, labels)), model=ModelSpec(backbone=str(tiny_backbone)))
-    with pytest.raises(DataError, match=reason):
-        run_job(spec, store)
-    assert store.runs() == []
 
 
 @pytest.mark.parametrize("setting", [{"learning_rate": math.nan}, {"learning_rate": math.inf},
@@ -202,17 +180,6 @@ def test_a_label_outlier_is_reported(tmp_path):
     _, report = read_csv(_csv(tmp_path, labels))
     assert [i.row for i in report.outliers] == [200]
     assert "1e+30" in report.summary()
-
-
-def test_an_exploding_run_is_marked_diverged(tiny_backbone, store):
-    spec = JobSpec(data=DataSpec(subset=200), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
-                   train=TrainConfig(epochs=2, batch_size=16, learning_rate=10.0, head_learning_rate=10.0,
-                                     grad_clip=0.0, warmup_ratio=0.0))
-    with pytest.raises(Exception, match="diverged|loss became"):
-        run_job(spec, store)
-    record = store.runs()[0]
-    assert record.status == "diverged" and "lower the learning rate" in record.error
-    assert not (store.home / record.id).exists()
 
 
 # -- 9: a damaged store is one clear error --------------------------------------------------------
@@ -311,13 +278,6 @@ def test_labels_beyond_float32_are_reported_not_trained(tmp_path):
     data, report = read_csv(_csv(tmp_path, [1.0, 1e300, -1e31, 2.0, 3.0]))
     assert len(data) == 3 and [i.row for i in report.unlabeled] == [2, 3]
     assert "out of range" in report.unlabeled[0].reason
-
-
-def test_labels_that_differ_below_float32_resolution_are_refused(tiny_backbone, store, tmp_path):
-    spec = JobSpec(data=DataSpec(source=_csv(tmp_path, [1 + 1e-12 * i for i in range(30)])),
-                   model=ModelSpec(backbone=str(tiny_backbone)))
-    with pytest.raises(DataError, match="vary by .* only"):
-        run_job(spec, store)
 
 
 def test_formula_cells_are_defused_in_written_csv(tmp_path):

@@ -6,10 +6,26 @@ from chemlm_engine.errors import ConfigError
 from chemlm_engine.methods.registry import METHODS, InfluenceOptions, LoraOptions, UncertaintyOptions, parse_options
 
 
-def test_every_method_has_a_label_options_and_an_importable_run_function():
+def test_every_method_runs_with_its_own_typed_options():
+    import inspect
+
     for name, method in METHODS.items():
-        assert method.label and callable(method.load()), name
-        assert method.options.from_dict({}) == method.options()  # the defaults are valid
+        run = method.load()
+        assert method.label and callable(run), name
+        ctx, data, opts = inspect.signature(run).parameters.values()  # run(ctx, data, opts)
+        shared = method.options.__name__ == "MethodOptions"  # BitFit / IA3 share the PEFT runner with LoRA
+        assert opts.annotation == ("MethodOptions" if shared or name == "lora" else method.options.__name__), name
+        assert method.model in ("regressor", "ensemble", "backbone", "scores"), name
+
+
+def test_what_a_job_costs_comes_from_its_options():
+    assert parse_options("ensemble", {"members": 7}).fits() == 7
+    assert parse_options("influence", {"k": [8, 16]}).fits() == 2 + 2 * 2
+    assert parse_options("uncertainty", {"sweep": [25, 64, 128]}).fits() == 1 + 2 * 3
+    assert parse_options("uncertainty", {"rounds": 3}).fits() == 1 + 3
+    assert parse_options("lora", {"sweep_ranks": [2, 4]}).fits() == 2 and parse_options("bitfit").fits() == 1
+    assert parse_options("pretrain").fits() == 0 and "4,500 pretraining steps" in parse_options("pretrain").cost_note()
+    assert parse_options("baseline").cost_note() is None and "inverse-HVP" in parse_options("influence").cost_note()
 
 
 def test_an_unknown_option_is_an_error_naming_the_valid_ones():

@@ -1,0 +1,51 @@
+"""The bundled Lipophilicity set: complete, split deterministically, scaffolds kept apart (loads all 4,200)."""
+import numpy as np
+import pytest
+
+from chemlm_engine.data import length_bins, make_split, murcko_scaffold, random_split, scaffold_split
+from chemlm_engine.tokenizer import build_smiles_tokenizer
+
+
+def test_bundled_lipophilicity_is_complete(lipo):
+    assert len(lipo) == 4200
+    assert lipo.labels.min() >= -1.6 and lipo.labels.max() <= 4.6
+
+
+@pytest.mark.parametrize("kind", ["random", "scaffold"])
+def test_split_is_deterministic_disjoint_and_complete(lipo, kind):
+    a = make_split(lipo, kind, seed=3)
+    b = make_split(lipo, kind, seed=3)
+    c = make_split(lipo, kind, seed=4)
+    for part in ("train", "val", "test"):
+        assert np.array_equal(getattr(a, part), getattr(b, part))
+    assert not np.array_equal(a.test, c.test)
+    parts = [set(a.train), set(a.val), set(a.test)]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert len(parts[0] | parts[1] | parts[2]) == len(lipo)
+    assert abs(len(a.train) - 0.8 * len(lipo)) <= 0.02 * len(lipo)
+
+
+def test_scaffold_split_shares_no_scaffold(lipo):
+    split = scaffold_split(lipo.smiles, seed=0)
+    scaffolds = {part: {murcko_scaffold(lipo.smiles[i]) for i in getattr(split, part)}
+                 for part in ("train", "val", "test")}
+    assert not scaffolds["train"] & scaffolds["test"]
+    assert not scaffolds["train"] & scaffolds["val"]
+    assert not scaffolds["val"] & scaffolds["test"]
+
+
+def test_length_bins_cover_every_molecule(lipo):
+    bins = length_bins(lipo.smiles, 20)
+    assert len(bins) == 20
+    assert bins["cumulative_frequency"].iloc[-1] == len(lipo)
+    assert bins["bin_start"].iloc[0] == min(len(s) for s in lipo.smiles)
+    assert np.all(np.diff(bins["bin_start"]) > 0)
+
+
+def test_every_lipophilicity_smiles_round_trips(lipo):
+    tokenizer = build_smiles_tokenizer(lipo.smiles)
+    for smi in lipo.smiles:
+        ids = tokenizer(smi, add_special_tokens=False)["input_ids"]
+        tokens = tokenizer.convert_ids_to_tokens(ids)
+        assert "<unk>" not in tokens
+        assert "".join(tokens) == smi

@@ -1,0 +1,53 @@
+"""Input safety of training jobs (issue #30): what cannot train is refused before a run exists, what
+diverges is recorded as such (each test trains a tiny model)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.errors import DataError, TrainingDivergedError
+from chemlm_engine.jobs import run_job
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.molecules import Standardization
+from chemlm_engine.predict import predict_smiles
+from tests.unit.test_input_safety import _csv
+
+
+def test_standardisation_can_be_turned_off_and_is_recorded(tiny_backbone, store, tmp_path):
+    csv = tmp_path / "salts.csv"
+    smiles = ["CC(=O)[O-].[Na+]"] + ["C" * k + "N" for k in range(1, 24)]
+    pd.DataFrame({"smiles": smiles, "y": np.linspace(0, 3, len(smiles))}).to_csv(csv, index=False)
+    off = JobSpec(data=DataSpec(source=str(csv), standardize=False),
+                  model=ModelSpec(backbone=str(tiny_backbone), head_hidden=8), train=TrainConfig(epochs=1))
+    record = store.get_run(run_job(off, store))
+    assert record.spec["data"]["standardize"] is False
+    model = RegressionModel.load(record.model_path, "cpu")
+    assert model.standardization == Standardization(enabled=False)
+    assert predict_smiles(model, ["CC(=O)[O-].[Na+]"])["canonical_smiles"][0] == "CC(=O)[O-].[Na+]"
+
+
+@pytest.mark.parametrize("labels, reason", [([2.0] * 30, "nothing to learn"), ([1.0, 2.0, 3.0], "too few"),
+                                            ([1.0], "too few"), ([1.0, 2.0], "too few")])
+def test_untrainable_data_is_refused_before_a_run_is_created(tiny_backbone, store, tmp_path, labels, reason):
+    spec = JobSpec(data=DataSpec(source=_csv(tmp_path, labels)), model=ModelSpec(backbone=str(tiny_backbone)))
+    with pytest.raises(DataError, match=reason):
+        run_job(spec, store)
+    assert store.runs() == []
+
+
+def test_an_exploding_run_is_marked_diverged(tiny_backbone, store):
+    spec = JobSpec(data=DataSpec(subset=200), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   train=TrainConfig(epochs=2, batch_size=16, learning_rate=10.0, head_learning_rate=10.0,
+                                     grad_clip=0.0, warmup_ratio=0.0))
+    with pytest.raises(TrainingDivergedError, match="diverged|loss became"):
+        run_job(spec, store)
+    record = store.runs()[0]
+    assert record.status == "diverged" and "lower the learning rate" in record.error
+    assert not (store.home / record.id).exists()
+
+
+def test_labels_that_differ_below_float32_resolution_are_refused(tiny_backbone, store, tmp_path):
+    spec = JobSpec(data=DataSpec(source=_csv(tmp_path, [1 + 1e-12 * i for i in range(30)])),
+                   model=ModelSpec(backbone=str(tiny_backbone)))
+    with pytest.raises(DataError, match="vary by .* only"):
+        run_job(spec, store)
