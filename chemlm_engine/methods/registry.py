@@ -237,6 +237,7 @@ class PretrainOptions(MethodOptions):
     descriptor_targets: str = "basic"  # "basic" (8 MolBERT-style) or "rdkit" (~210 RDKit + ionisation at pH 7.4)
     target_dropout: float = 0.0  # share of each molecule's descriptor targets hidden from the loss
     randomize_smiles: bool = False  # a random spelling per draw: trains late positions, spelling invariance
+    micro_batch_size: int | None = None  # length-sorted groups of this size per step (less padding on a CPU)
     workers: int | None = None  # processes that canonicalise and describe the corpus once (default: all cores)
     hidden_size: int = 256
     num_layers: int = 4
@@ -265,6 +266,7 @@ class PretrainOptions(MethodOptions):
                "learning_rate must be positive and descriptor_weight non-negative")
         _check(self.descriptor_targets in ("basic", "rdkit"), "descriptor_targets must be 'basic' or 'rdkit'")
         _check(0 <= self.target_dropout < 1, "target_dropout must be in [0, 1)")
+        _check(self.micro_batch_size is None or self.micro_batch_size >= 1, "micro_batch_size must be positive")
 
     def fits(self) -> int:
         return 0  # no regressor: its cost is counted in optimizer steps

@@ -230,3 +230,37 @@ def test_continued_pretraining_on_rdkit_targets_with_dropout_and_random_spelling
     assert json.loads((tmp_path / "more" / "tokenizer.json").read_text())["model"]["vocab"] == base_vocab
     with pytest.raises(ValueError, match="'rdkit' targets"):
         pretrain(corpus, tmp_path / "other", PretrainOptions(max_steps=1, **TINY))
+
+
+def test_length_sorted_micro_batches_give_the_whole_batch_gradient(lipo, monkeypatch):
+    import contextlib
+
+    import torch
+    from chemlm_engine.methods.pretrain import trainer
+    from chemlm_engine.methods.pretrain.trainer import DescriptorHead, _backward, _Batcher, micro_batches, _new_model
+    from chemlm_engine.tokenizer import build_smiles_tokenizer
+
+    monkeypatch.setattr(trainer, "autocast", lambda *a, **k: contextlib.nullcontext())  # fp32: sums comparable
+    smiles = lipo.smiles[:24]
+    tokenizer = build_smiles_tokenizer(smiles)
+    whole, parted = PretrainOptions(**TINY), PretrainOptions(**{**TINY, "micro_batch_size": 5})
+    model = _new_model(whole, tokenizer).eval()  # no dropout: both passes see the same network
+    head = DescriptorHead(32, 8)
+    torch.manual_seed(3)
+    batch = _Batcher(tokenizer, whole)(smiles)
+    targets = torch.randn(24, 8)
+    parts = micro_batches(batch, 5)
+    assert [len(p["rows"]) for p in parts] == [5, 5, 5, 5, 4]
+    assert sum(p["input_ids"].numel() for p in parts) < batch["input_ids"].numel()  # less padding
+    grads = []
+    for config in (whole, parted):
+        model.zero_grad()
+        head.zero_grad()
+        losses = _backward(model, head, {k: v.clone() for k, v in batch.items()}, targets, config, step=1)
+        grads.append((losses, [p.grad.clone() for p in list(model.parameters()) + list(head.parameters())
+                               if p.grad is not None]))
+    (mlm_a, desc_a), ga = grads[0]
+    (mlm_b, desc_b), gb = grads[1]
+    assert float(mlm_a) == pytest.approx(float(mlm_b), rel=1e-5) and float(desc_a) == pytest.approx(float(desc_b),
+                                                                                                    rel=1e-5)
+    assert len(ga) == len(gb) and all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(ga, gb))

@@ -148,6 +148,46 @@ def _losses(model: nn.Module, head: DescriptorHead | None, batch: dict[str, torc
     return out.loss, desc_loss, pred
 
 
+def micro_batches(batch: dict[str, torch.Tensor], size: int | None) -> list[dict[str, torch.Tensor]]:
+    """The batch's molecules sorted by length and cut into groups of ``size``, each trimmed to its own longest
+    molecule: the same tokens, masks and labels with far less padding (random spellings of a drug-like corpus
+    pad a batch of 128 to ~3x its tokens; 2.5x faster steps on a CPU). ``None``: the batch as it is."""
+    rows = batch["attention_mask"].shape[0]
+    if size is None or size >= rows:
+        return [batch]
+    lengths = batch["attention_mask"].sum(1)
+    order = torch.argsort(lengths, stable=True)
+    parts = []
+    for start in range(0, rows, size):
+        idx = order[start:start + size]
+        parts.append({k: v[idx, :int(lengths[idx].max())] for k, v in batch.items()} | {"rows": idx})
+    return parts
+
+
+def _backward(model: nn.Module, head: DescriptorHead | None, batch: dict[str, torch.Tensor],
+              targets: torch.Tensor | None, config: PretrainOptions, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the batch's loss, accumulated over :func:`micro_batches`; returns the batch's masked-token and
+    descriptor losses. Each part counts by its share of masked tokens (MLM, so the mean is the whole batch's)
+    and of molecules (descriptors)."""
+    parts = micro_batches(batch, config.micro_batch_size)
+    masked = max(int((batch["labels"] != -100).sum()), 1)
+    rows = batch["labels"].shape[0]
+    mlm_total, desc_total = torch.zeros(()), torch.zeros(())
+    for part in parts:
+        idx = part.pop("rows", None)
+        part_targets = None if targets is None else targets if idx is None else targets[idx]
+        mlm_loss, desc_loss, _ = _losses(model, head, part, part_targets, config.target_dropout)
+        w_mlm = int((part["labels"] != -100).sum()) / masked
+        w_desc = part["labels"].shape[0] / rows
+        loss = w_mlm * mlm_loss + (w_desc * config.descriptor_weight * desc_loss if head is not None else 0.0)
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(f"pretraining loss is {float(loss)} at step {step}; lower the learning rate")
+        loss.backward()
+        mlm_total = mlm_total + w_mlm * mlm_loss.detach().float().cpu()
+        desc_total = desc_total + w_desc * desc_loss.detach().float().cpu()
+    return mlm_total, desc_total
+
+
 @torch.no_grad()
 def _evaluate(model: nn.Module, head: DescriptorHead | None, batcher: _Batcher, smiles: list[str],
               targets: np.ndarray | None, batch_size: int, names: Sequence[str] = ()) -> dict[str, float]:
@@ -316,11 +356,7 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
         batch_smiles, raw_desc, batch_ids = stream.take(config.batch_size)
         batch = batcher(batch_smiles, batch_ids, step)
         targets = torch.from_numpy(scaler.transform(raw_desc)) if scaler is not None else None
-        mlm_loss, desc_loss, _ = _losses(model, head, batch, targets, config.target_dropout)
-        loss = mlm_loss + config.descriptor_weight * desc_loss if head is not None else mlm_loss
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(f"pretraining loss is {float(loss)} at step {step}; lower the learning rate")
-        loss.backward()
+        mlm_loss, desc_loss = _backward(model, head, batch, targets, config, step)
         nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
