@@ -70,6 +70,14 @@ def column_pickers(data: bytes, value: str = "measured") -> dict[str, str | None
 QUICK = {"subset": 300, "epochs": 3}  # the "quick try" preset of every launch form
 
 
+def quick_note(spec: dict) -> None:
+    """Say so when a run is a quick try: its numbers show the pipeline works, not how good the method is."""
+    if (spec.get("data", {}).get("subset") or 10**9) <= QUICK["subset"] and \
+            spec.get("train", {}).get("epochs", 99) <= QUICK["epochs"]:
+        st.info("A quick try: it shows that the pipeline runs end to end. On so few molecules and epochs its R² "
+                "says little about the method; launch the full run for a number worth comparing.")
+
+
 def quick_toggle() -> bool:
     return st.toggle(f"Quick try ({QUICK['subset']} molecules, {QUICK['epochs']} epochs)", key="quick",
                      help="A small, fast version of the job to see what it does before spending the full cost.")

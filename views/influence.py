@@ -8,7 +8,7 @@ from chemlm_engine.methods.registry import model_kind
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.tables import write_csv
 from views.common import molecule_cards, plain, run_label, save_upload, store, submit
-from views.forms import cost_caption, quick_toggle
+from views.forms import cost_caption, quick_note, quick_toggle
 from views.live import live_jobs, sig3, status_text
 
 DRIFT_LIMIT = 0.05  # LiSSA's estimate still moving by more than this over its last steps: not settled
@@ -42,7 +42,9 @@ with st.expander("Launch an influence job", expanded=not finished):
         scope = c2.selectbox("Parameters", ["last_layer", "head", "last_2", "all"],
                              help="Head + last encoder layer by default; 'all' tracks every trainable parameter "
                                   "(LoRA adapters), much slower.")
-        solver = c3.selectbox("Inverse-HVP solver", ["lissa", "cg", "exact"])
+        solver = c3.selectbox("Inverse-HVP solver", ["lissa", "cg", "exact"], index=1 if quick else 0,
+                              help="Quick try: conjugate gradients on the whole (small) training set settle in ~50 "
+                                   "steps where LiSSA's sampled recursion does not; LiSSA scales to large sets.")
         c4, c5, c6, c7 = st.columns(4)
         damping = c4.number_input("Damping", 0.0, 10.0, 0.01, format="%.3f")
         scale = c5.number_input("LiSSA scale", 0.1, 1e6, 50.0)
@@ -69,6 +71,7 @@ if not runs:
     st.stop()
 run = st.selectbox("Influence run", runs, format_func=lambda r: f"{run_label(r)} · {r.status}")
 st.markdown(status_text(run))
+quick_note(run.spec)
 if run.status in ("failed", "diverged"):
     st.error(plain(run.error))
 scores = store().molecules(run.id, Kinds.INFLUENCE)
@@ -76,8 +79,13 @@ if scores.empty:
     st.stop()
 drift = run.metrics.get("solver_norm_drift")
 if drift is not None and drift > DRIFT_LIMIT:
-    st.warning(f"The LiSSA estimate had not settled: its norm still moved {drift:.0%} over the last fifth of "
-               "the steps. Rerun with more depth (or a larger scale / damping) before acting on these scores.")
+    solver = {"lissa": "LiSSA", "cg": "conjugate-gradient"}.get(run.metrics.get("solver", "lissa"), "solver's")
+    st.warning(f"The {solver} estimate had not settled: its norm still moved "
+               f"{drift:.0%} over the last fifth of the steps. Rerun with more depth (or a larger scale / damping), "
+               "or with the CG solver, before acting on these scores.")
+elif drift is not None:
+    st.success(f"The inverse-HVP estimate settled (its norm moved {drift:.1%} over the last fifth of the steps): the "
+               "ranking reflects this model, not solver noise.")
 m0, m1, m2 = st.columns(3)
 m0.metric("Suspected mislabelled", f"{int(scores['suspect'].sum())} of {len(scores)}",
           help="Self-influence above the validation split's 99th percentile"

@@ -7,7 +7,7 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.methods.registry import METHODS, model_kind
 from chemlm_engine.store import Kinds
 from views.common import job_problem, manager, parity_plot, plain, run_label, store
-from views.forms import QUICK, cost_caption, epochs_input, launch_form
+from views.forms import cost_caption, epochs_input, launch_form, quick_note
 from views.live import live_jobs, metrics_row, runs_overview, status_text
 
 st.title("Train")
@@ -62,10 +62,7 @@ st.subheader("Run detail")
 labels = {r.id: f"{run_label(r)} · {r.status}" for r in runs}
 run = store().get_run(st.selectbox("Run", list(labels), format_func=labels.get, key="detail-run"))
 st.markdown(status_text(run))
-if (run.spec.get("data", {}).get("subset") or 10**9) <= QUICK["subset"] and \
-        run.spec.get("train", {}).get("epochs", 99) <= QUICK["epochs"]:
-    st.info("A quick try: it shows that the pipeline runs end to end. On so few molecules and epochs its R² says "
-            "little about the method; launch the full run for a number worth comparing.")
+quick_note(run.spec)
 if run.status in ("failed", "diverged"):
     st.error(plain(run.error))
     st.code(run.traceback or "", language="text")

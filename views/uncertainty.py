@@ -8,7 +8,7 @@ from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
 from views.common import run_label, store, submit
-from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
+from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_note, quick_toggle
 from views.live import live_jobs
 
 st.title("Uncertainty and active learning")
@@ -23,8 +23,10 @@ with st.expander("Launch an active-learning run", expanded=not store().runs()):
         initial = int(st.number_input("Initial labelled molecules", 10, 10000, 50 if quick else 500))
     with right:
         backbone, trust = backbone_picker()
-        sweep = st.checkbox("N-sweep (25, 64, 128, 256, 512, 1000) with the random control at every N",
-                            value=not quick)
+        sizes = [32, 96] if quick else [25, 64, 128, 256, 512, 1000]
+        sweep = st.checkbox(f"N-sweep ({', '.join(map(str, sizes))}) with the random control at every N", value=True,
+                            help="Answers 'does uncertainty sampling beat random?': both strategies acquire N "
+                                 "molecules from the same initial model, for every N.")
         c1, c2, c3 = st.columns(3)
         acquire = int(c1.number_input("Acquire N", 1, 10000, 64 if quick else 256, disabled=sweep))
         rounds = int(c2.number_input("Rounds", 1, 20, 1, disabled=sweep))
@@ -35,7 +37,7 @@ with st.expander("Launch an active-learning run", expanded=not store().runs()):
     spec = None
     if data is not None and backbone:
         options = {"initial_size": initial, "passes": passes}
-        options.update({"sweep": [25, 64, 128, 256, 512, 1000]} if sweep else
+        options.update({"sweep": sizes} if sweep else
                        {"acquire": acquire, "rounds": rounds, "strategy": strategy})
         spec = JobSpec(method="uncertainty", options=options, data=data,
                        model=ModelSpec(backbone=backbone, trust_remote_code=trust),
@@ -50,6 +52,7 @@ if not runs:
     st.info("No finished active-learning run yet.")
     st.stop()
 run = st.selectbox("Run", runs, format_func=run_label)
+quick_note(run.spec)
 pool = store().molecules(run.id, Kinds.POOL_UNCERTAINTY)
 test = store().molecules(run.id, Kinds.TEST_UNCERTAINTY)
 acquired = store().molecules(run.id, Kinds.ACQUIRED)
