@@ -20,7 +20,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors
 
 from .errors import ModelLoadError
-from .guard import exit_with
+from .guard import engine_main, exit_with
 
 __all__ = ["DESCRIPTOR_NAMES", "LARGE_MOLECULE", "SIZE_LIMITED", "describe", "describe_mol", "size_warning",
            "start_helper", "DescriptorScaler"]
@@ -96,14 +96,14 @@ def _helper() -> ProcessPoolExecutor | None:
         if _HELPER is None and len(os.sched_getaffinity(0)) > 1:
             _HELPER = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                           initializer=exit_with, initargs=(os.getpid(),))
+            with engine_main():  # the pool starts its process on the first submit: now, not under a page's __main__
+                _HELPER.submit(_many, [])
         return _HELPER
 
 
 def start_helper() -> None:
     """Start the helper process now (without waiting for it), so a first large request finds it ready."""
-    helper = _helper()
-    if helper is not None:
-        helper.submit(_many, [])
+    _helper()
 
 
 def _compute(smiles: list[str]) -> np.ndarray:

@@ -10,18 +10,20 @@ ends itself when the process that started it dies.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import resource
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 
 from .molecules import PreparedSmiles, Standardization, prepare_smiles
 
-__all__ = ["PARSE_SECONDS", "PARSE_MEMORY", "prepare_all", "exit_with"]
+__all__ = ["PARSE_SECONDS", "PARSE_MEMORY", "prepare_all", "exit_with", "engine_main"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,23 @@ def _serve(conn: Connection, parent: int, memory: int) -> None:
             conn.send(group)
 
 
+_MAIN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def engine_main() -> Iterator[None]:
+    """Start spawned processes inside this: a spawned child first imports the parent's ``__main__``, and during a
+    Streamlit script run that is the page script itself, which the child would run again in bare mode (~40
+    "missing ScriptRunContext" warnings per job, seconds of work). Meanwhile ``__main__`` is this module."""
+    with _MAIN_LOCK:
+        saved = sys.modules["__main__"]
+        sys.modules["__main__"] = sys.modules[__name__]
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = saved
+
+
 class _Helper:
     """One helper process and its pipe; replaced after a kill or a crash."""
 
@@ -79,7 +98,8 @@ class _Helper:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, os.getpid(), PARSE_MEMORY), daemon=True,
                                        name="chemlm-parse")
-        self.process.start()
+        with engine_main():
+            self.process.start()
         child.close()
 
     def stop(self) -> None:

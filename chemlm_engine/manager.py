@@ -18,6 +18,7 @@ from typing import cast
 
 from .config import EXECUTORS, JobSpec
 from .errors import JobCancelledError
+from .guard import engine_main
 from .jobs import check_job_data, run_job
 from .store import ACTIVE_STATUSES, RunStore
 
@@ -160,7 +161,8 @@ class JobManager:
             if self._closing:  # shutting down: the job never starts
                 self.store.interrupt(run_id, "the app stopped before the job started")
                 return
-            child.start()
+            with engine_main():
+                child.start()
             self._children[run_id] = child
         child.join()
         with self._lock:

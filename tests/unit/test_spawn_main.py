@@ -1,0 +1,26 @@
+"""Processes the engine spawns never re-run the parent's ``__main__`` script: inside a Streamlit script run
+``__main__`` is the page itself, which a spawned child would execute again in bare mode (issue #26, item 12)."""
+import sys
+import types
+
+from chemlm_engine import descriptors
+from chemlm_engine.guard import prepare_all
+
+
+def test_spawned_helpers_do_not_import_the_page_running_as_main(tmp_path, monkeypatch):
+    marker = tmp_path / "imported"
+    page = tmp_path / "page.py"
+    page.write_text(f"open({str(marker)!r}, 'a').write('page ran in a child\\n')\n")
+    fake = types.ModuleType("__main__")
+    fake.__file__ = str(page)  # what Streamlit's ScriptRunner installs while a page runs
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    monkeypatch.setattr(descriptors, "_HELPER", None)
+    monkeypatch.setattr(descriptors.os, "sched_getaffinity", lambda _: {0, 1})  # a helper even on one core
+    from chemlm_engine import guard
+
+    monkeypatch.setattr(guard, "_HELPER", None)
+    assert prepare_all(["CCO"])[0].smiles == "CCO"  # the parsing helper, spawned now
+    assert descriptors._compute(["CCO"] * 300).shape[0] == 300  # the descriptor helper, spawned now
+    descriptors._reset_helper()
+    assert sys.modules["__main__"] is fake  # restored
+    assert not marker.exists()
