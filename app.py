@@ -2,10 +2,14 @@
 import streamlit as st
 
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.manager import EXECUTORS
+from chemlm_engine.config import EXECUTORS
 from views.common import device_label, executor_choice, manager, plain, store
 
 st.set_page_config(page_title="ChemLM Studio", page_icon="🧪", layout="wide")
+# Narrow windows: a slimmer sidebar below 1,000 px, and option labels and buttons that never break mid-word.
+st.html("<style>@media (max-width: 1000px) { section[data-testid='stSidebar'] { width: 220px !important; "
+        "min-width: 220px !important; } } div[role='radiogroup'] label p, .stButton button p, "
+        ".stDownloadButton button p { white-space: nowrap; }</style>")
 
 pages = [
     st.Page("views/home.py", title="Home", icon=":material/home:", default=True),

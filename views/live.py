@@ -74,7 +74,7 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
     st.subheader("Running jobs")
     for run in active:
         with st.container(border=True):
-            cols = st.columns([5, 1])
+            cols = st.columns([4, 1])
             cols[0].markdown(f"**{run_label(run)}** · {status_text(run)} · {eta_text(run)}")
             if cols[1].button("Cancel", key=f"cancel-{run.id}"):
                 manager().cancel(run.id)
@@ -85,7 +85,9 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
                 curve = _curve(run.id, len(store().epochs(run.id)), len(store().table(run.id, Tables.LIVE)))
                 if curve is not None:
                     st.caption(f"fit: {curve[0]} · MSE by epoch; \"train (running)\" is measured inside epochs")
-                    st.line_chart(curve[1], height=220, x_label="epoch", y_label="MSE")
+                    # long form without gaps: only the series that have points are drawn and listed
+                    points = curve[1].reset_index().melt(id_vars="epoch", var_name="series", value_name="MSE")
+                    st.line_chart(points.dropna(), x="epoch", y="MSE", color="series", height=220)
 
 
 def runs_overview(runs: list[RunRecord]) -> None:
