@@ -28,7 +28,7 @@ with st.expander("What the scores mean, and what to do with them", expanded=not 
 
 finished = [r for r in store().runs(status="finished")
             if model_kind(r.method) == "regressor" and not r.spec["model"].get("descriptors")]
-with st.expander("Launch an influence job", expanded=not finished):
+with st.expander("Launch an influence job", expanded=not finished or st.session_state.get("quick", False)):
     if not finished:
         st.info("Train a base run first (Train page; a single model without descriptors): its data, split, "
                 "recipe and seed are reused.")

@@ -15,7 +15,8 @@ st.title("Uncertainty and active learning")
 st.caption("MC dropout: the spread of predictions over stochastic forward passes with dropout on. Active "
            "learning starts from a small labelled subset and adds the most uncertain pool molecules.")
 
-with st.expander("Launch an active-learning run", expanded=not store().runs()):
+with st.expander("Launch an active-learning run",
+                 expanded=not store().runs() or st.session_state.get("quick", False)):
     quick = quick_toggle()
     left, right = st.columns(2)
     with left:

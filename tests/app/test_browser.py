@@ -194,3 +194,38 @@ def test_predict_with_this_run_keeps_the_run_the_first_click_and_the_input_acros
     page.get_by_text("Outside the domain", exact=True).wait_for()  # the results are still there ...
     assert page.get_by_label("One SMILES per line").input_value() == "CCO ethanol\nc1ccccc1O phenol"  # ... and input
     assert page.get_by_role("combobox", name="Model").input_value() == chosen
+
+
+def test_why_shows_progress_the_first_time_and_answers_from_the_cache_after(app_url, page):
+    page.goto(f"{app_url}/predict")
+    page.get_by_label("One SMILES per line").fill("CCO ethanol\nc1ccccc1O phenol\nCCN ethylamine")
+    page.get_by_role("button", name="Predict", exact=True).click()
+    page.get_by_text("Outside the domain", exact=True).wait_for()
+    why = page.get_by_role("combobox", name="Explain a result row")
+    for row in ("ethanol", "phenol"):
+        why.click()
+        page.get_by_role("option", name=re.compile(row)).click()
+        page.get_by_text("Training molecules behind it").wait_for(timeout=120_000)
+        page.get_by_text("Pushes up").wait_for()
+    # the second molecule came from the model's attribution cache: no cache-building message on the way
+    assert page.get_by_text("Finishing the model's attribution cache").count() == 0
+    assert page.get_by_text("read the ranking").count() == 1  # and the panel says what the sizes mean
+
+
+def test_quick_presets_finish_with_an_answer_the_page_reads(app_url, page, tmp_path):
+    """Influence's quick try settles (conjugate gradients), uncertainty's runs its random control: each page
+    then states its answer. Times on the embedded model: bench/app_speed.py's preset rows."""
+    page.goto(app_url)  # Home's "Try it" opens each page with its launch form and the quick preset on
+    page.get_by_role("button", name="Try it").nth(2).click()  # Predict, Train, Influence, …
+    page.get_by_text("Launch an influence job").wait_for()
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("The inverse-HVP estimate settled").wait_for(timeout=180_000)
+    assert page.get_by_text("had not settled").count() == 0
+    page.goto(app_url)
+    page.get_by_role("button", name="Try it").nth(4).click()
+    page.get_by_text("Launch an active-learning run").wait_for()
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("N-sweep: uncertainty sampling vs random").wait_for(timeout=180_000)
+    page.get_by_text("A quick try").first.wait_for()  # and says what a quick try's numbers mean
