@@ -37,7 +37,7 @@ def test_run_job_stores_spec_epochs_metrics_predictions_and_model(tiny_backbone,
     assert model.tokenizer.pad_token == "<pad>"
 
 
-def crash(ctx, data):
+def crash(ctx, data, opts):
     (ctx.artifacts / "model").mkdir(parents=True)  # a partial model folder, as a full disk leaves it
     (ctx.artifacts / "model" / "head.safetensors").write_bytes(b"half")
     raise OSError(28, "No space left on device")
