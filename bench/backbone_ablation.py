@@ -18,7 +18,7 @@ from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
 
-METRICS = ("val_r2", "val_rmse", "test_r2", "test_rmse")
+METRICS = ("val_r2", "val_mse", "test_r2", "test_rmse")
 
 
 def main() -> None:
@@ -53,9 +53,9 @@ def main() -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("\n| split | seed | backbone | val R² | val RMSE | test R² | test RMSE |\n|---|---|---|---|---|---|---|")
+    print("\n| split | seed | backbone | val R² | val MSE | test R² | test RMSE |\n|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["split"], r["seed"], r["backbone"])):
-        print(f"| {r['split']} | {r['seed']} | {r['backbone']} | " + " | ".join(f"{r[k]:.3f}" for k in METRICS) + " |")
+        print(f"| {r['split']} | {r['seed']} | {r['backbone']} | " + " | ".join("–" if r.get(k) is None else f"{r[k]:.3f}" for k in METRICS) + " |")
 
 
 if __name__ == "__main__":
