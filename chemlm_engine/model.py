@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -19,6 +18,7 @@ from .config import ModelSpec
 from .descriptors import DESCRIPTOR_NAMES, DescriptorScaler
 from .errors import ChemLMError, ModelLoadError
 from .molecules import Standardization
+from .training_set import content_digest, load_training_set, save_training_set  # re-exported
 
 __all__ = ["load_backbone", "RegressionModel", "best_device", "check_format", "count_parameters", "save_training_set",
            "load_training_set", "content_digest"]
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 REGRESSOR_FILE = "regressor.json"
 REGRESSOR_FORMAT = "chemlm-regressor", 1  # the folder layout this version writes and reads
 HEAD_FILE = "head.safetensors"
-TRAINING_SET_FILE = "training_set.csv"
 
 
 @contextlib.contextmanager
@@ -323,42 +322,3 @@ def _ships_code(folder: Path) -> bool:
         if isinstance(raw, dict) and "auto_map" in raw:
             return True
     return False
-
-
-def content_digest(*parts: str | np.ndarray) -> str:
-    """SHA-256 over texts and arrays (dtype and shape included): what a derived cache was built from, and
-    what it holds, so that a changed training set or a damaged cache file is noticed and rebuilt."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            digest.update(f"{part.dtype.str}{part.shape}".encode())
-            digest.update(np.ascontiguousarray(part).tobytes())
-        else:
-            digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def save_training_set(folder: str | Path, smiles: list[str], labels: np.ndarray | None) -> None:
-    """The training molecules next to a model, for nearest-neighbour similarity at prediction time."""
-    import pandas as pd
-
-    pd.DataFrame({"smiles": smiles, "label": labels if labels is not None else np.nan}).to_csv(
-        Path(folder) / TRAINING_SET_FILE, index=False)
-
-
-def load_training_set(folder: str | Path) -> tuple[list[str], np.ndarray] | None:
-    """Training SMILES and labels saved with a model folder, if any."""
-    path = Path(folder) / TRAINING_SET_FILE
-    if not path.exists():
-        return None
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path, dtype={"smiles": str})
-        smiles, labels = frame["smiles"].tolist(), pd.to_numeric(frame["label"], errors="coerce").to_numpy(float)
-    except (OSError, ValueError, KeyError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
-        raise ModelLoadError(f"{path} is damaged ({type(exc).__name__}: {exc}): export the model again") from None
-    if not all(isinstance(s, str) and s for s in smiles):
-        raise ModelLoadError(f"{path} is damaged (a row without SMILES): export the model again")
-    return smiles, labels

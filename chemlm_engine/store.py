@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from .config import JobSpec
 from .errors import ConfigError, RunNotFoundError, StoreError
-from .store_schema import EpochRow, Kinds, MoleculeRow, RunRow, TableRow, Tables, prepare_schema
+from .store_schema import EpochRow, Kinds, MoleculeRow, RunRow, TableRow, Tables, prepare_schema, sqlite_pragmas
 
 __all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES", "Tables", "Kinds"]
 
@@ -112,7 +112,7 @@ class RunStore:
             raise StoreError(f"cannot open the run store {url!r}: {exc}; give a SQLAlchemy URL such as "
                              "sqlite:///path/to/runs.db") from None
         if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", sqlite_pragmas)
         try:
             prepare_schema(self.engine)
         except DatabaseError as exc:
@@ -312,19 +312,6 @@ class RunStore:
                      "prediction": m.prediction, "score": m.score, **json.loads(m.extra)}
                     for m in session.scalars(query)]
         return pd.DataFrame(rows)
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    import sqlite3
-
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-    except sqlite3.OperationalError:  # a full disk or read-only medium: reading must still work
-        pass
-    finally:
-        cursor.close()
 
 
 def _alive(pid: int) -> bool:

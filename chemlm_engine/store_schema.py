@@ -11,7 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from .errors import StoreError
 
 __all__ = ["Base", "RunRow", "EpochRow", "TableRow", "MoleculeRow", "Tables", "Kinds", "SCHEMA_VERSION", "MIGRATIONS",
-           "prepare_schema"]
+           "prepare_schema", "sqlite_pragmas"]
 
 # The layout these classes describe. A database records the version it was written with; an older one is brought
 # up by MIGRATIONS[v] for each v above its version (in one transaction), a newer one is refused.
@@ -122,3 +122,17 @@ def prepare_schema(engine: Engine) -> int:
         elif version < SCHEMA_VERSION:
             connection.execute(update(MetaRow).where(MetaRow.key == "schema_version").values(value=str(SCHEMA_VERSION)))
     return version
+
+
+def sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL journal (readers never wait for a writer), set on every new SQLite connection."""
+    import sqlite3
+
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.OperationalError:  # a full disk or read-only medium: reading must still work
+        pass
+    finally:
+        cursor.close()

@@ -84,7 +84,7 @@ def test_prepared_corpus_drops_invalid_excluded_and_duplicates(lipo, tmp_path):
 
 def test_pretokenised_batches_equal_tokenised_ones(lipo):
     import torch
-    from chemlm_engine.methods.pretrain.trainer import _Batcher
+    from chemlm_engine.methods.pretrain.batches import Batcher
     from chemlm_engine.tokenizer import build_smiles_tokenizer
 
     smiles = lipo.smiles[:50]
@@ -92,9 +92,9 @@ def test_pretokenised_batches_equal_tokenised_ones(lipo):
     config = PretrainOptions(**TINY)
     ids = np.array([7, 3, 40, 12])
     torch.manual_seed(1)
-    direct = _Batcher(tokenizer, config)([smiles[i] for i in ids])
+    direct = Batcher(tokenizer, config)([smiles[i] for i in ids])
     torch.manual_seed(1)
-    cached = _Batcher(tokenizer, config, corpus=smiles)([smiles[i] for i in ids], ids)
+    cached = Batcher(tokenizer, config, corpus=smiles)([smiles[i] for i in ids], ids)
     for key in ("input_ids", "attention_mask", "labels"):
         assert torch.equal(direct[key], cached[key])
     masked = direct["labels"] != -100
@@ -202,7 +202,7 @@ def test_missing_and_dropped_targets_are_left_out_of_the_loss():
 
 
 def test_random_spellings_are_the_same_molecule_and_reach_late_positions(lipo):
-    from chemlm_engine.methods.pretrain.trainer import random_spellings
+    from chemlm_engine.methods.pretrain.batches import random_spellings
     from chemlm_engine.tokenizer import smiles_tokens
 
     smiles = lipo.smiles[:200]
@@ -237,7 +237,8 @@ def test_length_sorted_micro_batches_give_the_whole_batch_gradient(lipo, monkeyp
 
     import torch
     from chemlm_engine.methods.pretrain import trainer
-    from chemlm_engine.methods.pretrain.trainer import DescriptorHead, _backward, _Batcher, micro_batches, _new_model
+    from chemlm_engine.methods.pretrain.batches import Batcher, micro_batches
+    from chemlm_engine.methods.pretrain.trainer import DescriptorHead, _backward, _new_model
     from chemlm_engine.tokenizer import build_smiles_tokenizer
 
     monkeypatch.setattr(trainer, "autocast", lambda *a, **k: contextlib.nullcontext())  # fp32: sums comparable
@@ -247,7 +248,7 @@ def test_length_sorted_micro_batches_give_the_whole_batch_gradient(lipo, monkeyp
     model = _new_model(whole, tokenizer).eval()  # no dropout: both passes see the same network
     head = DescriptorHead(32, 8)
     torch.manual_seed(3)
-    batch = _Batcher(tokenizer, whole)(smiles)
+    batch = Batcher(tokenizer, whole)(smiles)
     targets = torch.randn(24, 8)
     parts = micro_batches(batch, 5)
     assert [len(p["rows"]) for p in parts] == [5, 5, 5, 5, 4]

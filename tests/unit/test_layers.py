@@ -8,13 +8,13 @@ ROOT = Path(__file__).resolve().parents[2] / "chemlm_engine"
 LAYERS = [
     ("foundation", {"errors", "tokenizer", "ionisation", "depict", "molecules", "tables", "guard", "store_schema",
                     "methods", "methods.registry", "methods.influence.solvers"}),
-    ("settings, storage, features", {"config", "store", "data", "descriptors", "methods.pretrain.corpus",
+    ("settings, storage, features", {"config", "store", "data", "descriptors", "training_set", "methods.pretrain.corpus",
                                      "methods.pretrain.drug_corpus"}),
     ("models", {"model", "inference", "domain", "ensemble", "training", "explain", "predict", "costs", "compare"}),
     ("methods and jobs", {"pipeline", "jobs", "methods.baseline", "methods.curriculum", "methods.ensemble",
                           "methods.mlm", "methods.peft", "methods.uncertainty", "methods.influence",
                           "methods.influence.tracked", "methods.influence.scores", "methods.influence.job",
-                          "methods.pretrain", "methods.pretrain.trainer", "methods.pretrain.job"}),
+                          "methods.pretrain", "methods.pretrain.trainer", "methods.pretrain.batches", "methods.pretrain.job"}),
     ("execution", {"cluster", "manager", "library"}),
     ("entry points", {"cli_predict", "cli", "__main__", ""}),
 ]
