@@ -61,14 +61,14 @@ def _curve(run_id: str, n_epochs: int, n_live: int) -> tuple[str, pd.DataFrame] 
 
 @st.fragment(run_every=10)
 def live_jobs(methods: tuple[str, ...] | None = None) -> None:
-    """Active runs (of ``methods``) with progress, ETA, curve and Cancel. Refreshes itself every 3 s and reruns
-    the whole page once when one of them ends, so results below it appear without a reload."""
+    """Active runs (of ``methods``) with progress, ETA, curve and Cancel. Refreshes itself every 10 s and reruns
+    the whole page once when one of them starts or ends, so the statuses and results below agree with it."""
     active = [r for r in store().runs() if r.status in ACTIVE_STATUSES and (methods is None or r.method in methods)]
-    key = f"active-{methods}"
-    ended = st.session_state.get(key, set()) - {r.id for r in active}
-    st.session_state[key] = {r.id for r in active}
-    if ended:
-        st.rerun(scope="app")
+    key, now = f"active-{methods}", {r.id: r.status for r in active}
+    before = st.session_state.get(key)
+    st.session_state[key] = now
+    if any(now.get(run_id) != status for run_id, status in (before or {}).items()):
+        st.rerun(scope="app")  # one started or ended: the runs table and results below say so too
     if not active:
         return
     st.subheader("Running jobs")
@@ -95,13 +95,14 @@ def runs_overview(runs: list[RunRecord]) -> None:
     rows = [{**run.summary(), "status": run.status} for run in runs]
     frame = pd.DataFrame(rows)
     frame["subset"] = frame["subset"].map(lambda n: "all" if n != n or n is None else f"{int(n):,}")
-    for key, label in METRIC_LABELS.items():
+    for key, label in METRIC_LABELS.items():  # text: a run without the metric yet shows "—", not "None"
         if key in frame:
-            frame[label] = frame[key].map(sig3)
+            frame[label] = frame[key].map(lambda v: "—" if sig3(v) is None else f"{sig3(v):g}")
+    frame["duration_s"] = frame["duration_s"].map(lambda s: "—" if sig3(s) is None else f"{s:,.0f}")
     columns = ["id", "name", "method", "status", "split", "seed", "subset", "epochs", "learning_rate", "R²", "RMSE",
                "MAE", "duration_s", "options"]
     st.dataframe(frame, hide_index=True, height=min(40 + 35 * len(frame), 320),
                  column_order=[c for c in columns if c in frame],
-                 column_config={"duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
+                 column_config={"duration_s": st.column_config.TextColumn("duration (s)"),
                                 "learning_rate": st.column_config.NumberColumn("lr", format="%.0e"),
                                 "subset": st.column_config.NumberColumn("subset", help="empty: all molecules")})

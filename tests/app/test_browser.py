@@ -66,7 +66,7 @@ def page():
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1400})
+        tab = browser.new_page(viewport={"width": 1280, "height": 720})  # the README screenshots' size
         tab.set_default_timeout(60_000)
         yield tab
         browser.close()
@@ -78,9 +78,14 @@ def _screenshot_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def _shot(page, tmp_path: Path, name: str) -> Path:
+def _shot(page, tmp_path: Path, name: str, top=None) -> Path:
+    """The 1280 x 720 window, scrolled so that ``top`` (a locator) starts it: Streamlit scrolls inside its
+    own container, so a full-page screenshot would show only the window anyway."""
+    if top is not None:
+        top.first.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(1000)
     shot = _screenshot_dir(tmp_path) / name
-    page.screenshot(path=str(shot), full_page=True)
+    page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
     return shot
 
@@ -100,7 +105,7 @@ def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, t
     assert any(m.startswith("Predicted") and m.endswith("4") for m in metrics)
     assert any(m.startswith("Invalid") and m.endswith("1") for m in metrics)
     page.wait_for_timeout(3000)  # let the grid and the structure images paint
-    _shot(page, tmp_path, "predict.png")
+    _shot(page, tmp_path, "predict.png", top=page.locator('[data-testid="stMetric"]'))
     with page.expect_download() as download:
         page.get_by_role("button", name="Download all rows").click()
     saved = pd.read_csv(download.value.path())
@@ -129,9 +134,14 @@ def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tm
     page.get_by_text("Running jobs").wait_for(timeout=60_000)  # the live card, refreshed by itself
     page.get_by_text("Live curve").click()
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=120_000)
-    page.get_by_text("Running jobs").scroll_into_view_if_needed()
+    runs_table = page.locator('[data-testid="stDataFrame"]').first.locator('[role="row"]')
+    deadline = time.time() + 60  # the live card reruns the page when the run starts: the table agrees with it
+    while not any("running" in r for r in runs_table.all_inner_texts()[1:]):  # cells are not separated
+        assert time.time() < deadline, runs_table.all_inner_texts()
+        page.wait_for_timeout(1000)
+    assert not any("None" in r for r in runs_table.all_inner_texts())  # no metric yet reads "—"
     page.wait_for_timeout(2500)
-    _shot(page, tmp_path, "train.png")
+    _shot(page, tmp_path, "train.png", top=page.get_by_text("Running jobs"))
     page.get_by_role("button", name="Cancel").first.click()
     page.get_by_text("Running jobs").wait_for(state="detached", timeout=60_000)
     page.wait_for_timeout(2000)  # the page reruns when the run ends: the runs table says so
@@ -153,7 +163,7 @@ def test_compare_shows_two_configurations_and_names_no_winner(app_url, page, tmp
     assert len(rows) == 2 and any("learning_rate 0.001" in r for r in rows)
     assert any("reference" in r for r in rows) and any("too few to tell" in r for r in rows)
     assert "best" not in page.locator("main").inner_text().lower()
-    _shot(page, tmp_path, "compare.png")
+    _shot(page, tmp_path, "compare.png", top=page.get_by_text("Reference configuration"))
 
 
 def test_influence_shows_molecule_cards(app_url, page, tmp_path):
@@ -169,7 +179,7 @@ def test_influence_shows_molecule_cards(app_url, page, tmp_path):
     visible = [c for c in cards.all_inner_texts() if c]  # the open tab: the ten most helpful
     assert len(visible) >= 10 and visible[0].startswith("#1 · score")
     page.wait_for_timeout(1500)
-    _shot(page, tmp_path, "influence.png")
+    _shot(page, tmp_path, "influence.png", top=page.locator('[data-testid="stMetric"]'))
 
 
 def test_predict_with_this_run_keeps_the_run_the_first_click_and_the_input_across_pages(app_url, page):
