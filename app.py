@@ -2,7 +2,7 @@
 import streamlit as st
 
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.config import EXECUTORS
+from chemlm_engine.spec import EXECUTORS
 from views.common import device_label, executor_choice, manager, plain, store
 
 st.set_page_config(page_title="ChemLM Studio", page_icon="🧪", layout="wide")

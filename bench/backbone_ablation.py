@@ -14,7 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chemlm_engine.config import DataSpec, ModelSpec, TrainConfig
-from chemlm_engine.explain import training_contributions
+from chemlm_engine.spec import DataSpec, ModelSpec, TrainConfig
+from chemlm_engine.predict.explain import training_contributions
 from chemlm_engine.inference import predict_values
 from chemlm_engine.jobs import load_split_data
 from chemlm_engine.model import RegressionModel

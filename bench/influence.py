@@ -18,7 +18,7 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import load_split_data, run_job
 from chemlm_engine.methods.influence import (LissaConfig, TransformerInfluence, conjugate_gradient,
                                              exact_solve, lissa, mean_grad, score_pool)

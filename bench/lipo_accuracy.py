@@ -28,7 +28,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors, rdFingerprintGenerator
 from sklearn.ensemble import RandomForestRegressor
 
-from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import load_split_data, run_job
 from chemlm_engine.store import RunStore
 from chemlm_engine.model import RegressionModel

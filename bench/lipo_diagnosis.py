@@ -23,7 +23,7 @@ import numpy as np
 from rdkit import Chem
 from transformers import AutoTokenizer
 
-from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.inference import predict_values
 from chemlm_engine.ionisation import IONISATION_CLASSES, ionisation_class
 from chemlm_engine.jobs import load_split_data, run_job

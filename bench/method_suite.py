@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from chemlm_engine.compare import METRICS, SUITE, suite_specs
-from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
 

@@ -18,10 +18,9 @@ from pathlib import Path
 from rdkit import Chem
 
 from chemlm_engine import descriptors
-from chemlm_engine.config import DEFAULT_REGRESSOR
-from chemlm_engine.ensemble import load_predictor
+from chemlm_engine.spec import DEFAULT_REGRESSOR
+from chemlm_engine.predict import load_predictor, predict_smiles
 from chemlm_engine.inference import cpu_has_native_bf16
-from chemlm_engine.predict import predict_smiles
 
 _ALA, _PHE = "N[C@@H](C)C(=O)", "N[C@@H](Cc1ccccc1)C(=O)"
 

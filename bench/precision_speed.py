@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from chemlm_engine.config import ModelSpec
+from chemlm_engine.spec import ModelSpec
 from chemlm_engine.data import load_lipophilicity
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.inference import autocast, collate, cpu_has_native_bf16, encode_smiles

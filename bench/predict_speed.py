@@ -19,11 +19,9 @@ from pathlib import Path
 import torch
 
 from chemlm_engine import descriptors
-from chemlm_engine.config import DEFAULT_REGRESSOR
+from chemlm_engine.spec import DEFAULT_REGRESSOR
 from chemlm_engine.data import load_lipophilicity
-from chemlm_engine.domain import TrainingReference, add_applicability_domain
-from chemlm_engine.ensemble import Ensemble, load_predictor
-from chemlm_engine.predict import predict_smiles
+from chemlm_engine.predict import Ensemble, TrainingReference, add_applicability_domain, load_predictor, predict_smiles
 from chemlm_engine.inference import cpu_has_native_bf16, predict_values
 
 

@@ -71,7 +71,7 @@ def main() -> None:
 
     from scipy.stats import pearsonr, spearmanr
 
-    from chemlm_engine.config import DataSpec
+    from chemlm_engine.spec.config import DataSpec
     from chemlm_engine.data import read_csv
     from chemlm_engine.jobs import load_split_data
     from chemlm_engine.methods.influence import (InfluenceDivergedError, LissaConfig, TransformerInfluence,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from chemlm_engine.cluster import connect, ray_map
-from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec
+from chemlm_engine.spec import DEFAULT_REGRESSOR, DataSpec
 from chemlm_engine.data import load_lipophilicity
 from chemlm_engine.jobs import load_split_data
 from chemlm_engine.library import predict_library, predict_library_ray

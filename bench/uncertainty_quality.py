@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec
+from chemlm_engine.spec import DEFAULT_REGRESSOR, DataSpec
 from chemlm_engine.jobs import load_split_data
 from chemlm_engine.inference import mc_dropout
-from chemlm_engine.ensemble import Ensemble, load_predictor
+from chemlm_engine.predict import Ensemble, load_predictor
 from chemlm_engine.methods.ensemble import interval_quality
 
 

@@ -12,9 +12,9 @@ import typer
 from tqdm import tqdm
 
 from .cli_predict import explain, one_of, predict
-from .config import EXECUTORS
+from .spec import EXECUTORS
 from .errors import ChemLMError
-from .methods.registry import METHODS
+from .spec import METHODS
 
 app = typer.Typer(help="ChemLM Studio engine: fine-tune chemical language models from the command line.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -62,7 +62,7 @@ def _run_with_progress(spec, store) -> None:
 
 
 def _run(spec, store, executor: str = "thread", address: str | None = None) -> None:
-    """Run a job on ``executor`` (:data:`~chemlm_engine.config.EXECUTORS`, the app's words): ``thread`` here,
+    """Run a job on ``executor`` (:data:`~chemlm_engine.spec.config.EXECUTORS`, the app's words): ``thread`` here,
     ``process`` in a child process, ``ray`` as a Ray task; the same progress bar and last JSON line."""
     if executor == "thread":
         _run_with_progress(spec, store)
@@ -123,7 +123,7 @@ def train(
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
 ) -> None:
     """Fine-tune a regressor; prints a JSON line with the run id and test metrics last."""
-    from .config import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+    from .spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
 
     options = {}
     for item in option:
@@ -163,7 +163,7 @@ def influence(
     score_shards: int = typer.Option(1, help="With --executor ray: score the pool in this many shards."),
 ) -> None:
     """Score external molecules by influence on the validation loss, retrain with the top-k, compare."""
-    from .config import JobSpec
+    from .spec import JobSpec
 
     store = _store(db)
     base = store.get_run(base_run)
@@ -189,7 +189,9 @@ def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = ty
     """All runs, newest first (runs whose process died are marked interrupted first)."""
     store = _store(db)
     store.mark_interrupted()
-    frame = store.runs_frame()
+    from .compare import runs_frame
+
+    frame = runs_frame(store.runs())
     if as_json:
         typer.echo(frame.to_json(orient="records", date_format="iso"))
     elif frame.empty:
@@ -244,7 +246,7 @@ def pretrain(
 ) -> None:
     """Pretrain a SMILES BERT (masked LM + descriptor regression) on MOSES as a recorded run (leaving out every
     Lipophilicity molecule); resumes from OUTPUT's checkpoint. Prints the run's JSON line last."""
-    from .config import JobSpec
+    from .spec import JobSpec
 
     options = dict(output=str(output), max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
                    hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
@@ -272,7 +274,7 @@ def corpus(
     import pandas as pd
     from transformers import AutoTokenizer
 
-    from .config import DEFAULT_BACKBONE
+    from .spec import DEFAULT_BACKBONE
     from .data import SMILES_COLUMNS, load_lipophilicity
     from .methods.pretrain import load_moses_smiles
     from .methods.pretrain.drug_corpus import CorpusRecipe, build_corpus_parallel, corpus_statistics, \

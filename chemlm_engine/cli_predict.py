@@ -39,10 +39,10 @@ def predict(
     """Predict logD for SMILES: one output row per input, with ``error`` for rows that cannot be predicted,
     ``warnings`` for what the model cannot read as written, ``standardization`` for what was cleaned and the
     nearest training molecule (``similarity``, ``in_domain``) where the model folder saved its training set."""
-    from .config import DEFAULT_REGRESSOR
-    from .domain import TrainingReference, add_applicability_domain
-    from .ensemble import load_predictor
-    from .predict import measured_metrics, predict_csv, predict_smiles, user_table
+    from .spec import DEFAULT_REGRESSOR
+    from .predict.domain import TrainingReference, add_applicability_domain
+    from .predict.ensemble import load_predictor
+    from .predict.batch import measured_metrics, predict_csv, predict_smiles, user_table
     from .tables import check_output, write_csv, written_aside
 
     if not smiles and input is None:
@@ -93,11 +93,11 @@ def explain(
 ) -> None:
     """Why this prediction: the training molecules that push it up and down (leave-one-out on the head's last
     layer) and the atoms that drive it (integrated gradients), as a CSV and an atom map."""
-    from .config import DEFAULT_REGRESSOR
-    from .ensemble import load_predictor
-    from .explain import explain as explain_prediction
+    from .spec import DEFAULT_REGRESSOR
+    from .predict.ensemble import load_predictor
+    from .predict.explain import explain as explain_prediction
     from .guard import prepare_all
-    from .predict import molecule_warnings
+    from .predict.batch import molecule_warnings
     from .tables import check_output, write_csv, written_aside
 
     check_output(output.with_suffix(".csv"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .config import JobSpec
+from .spec import JobSpec
 from .errors import JobCancelledError
 
 __all__ = ["connect", "RayJobs", "ray_map"]

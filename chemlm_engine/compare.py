@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .config import JobSpec
+from .errors import ConfigError
+from .spec import JobSpec
 from .store import RunRecord
 
-__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "runs_table", "summarize", "paired_delta", "suite_specs",
-           "MIN_SEEDS"]
+__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "run_summary", "runs_frame", "runs_table", "summarize", "paired_delta",
+           "suite_specs", "MIN_SEEDS"]
 
 METRICS = ("test_r2", "test_rmse", "test_mae", "test_mse")
 # What must be equal for two runs to be repeats of one configuration (seeds aside).
@@ -51,13 +53,31 @@ def _setting(column: str, value: object) -> str:
     return f"{column} {value}"
 
 
+def run_summary(run: RunRecord) -> dict[str, Any]:
+    """The run as one table row: id, status, its configuration (:meth:`JobSpec.summary`), test metrics, size,
+    time. A spec written by a version whose settings do not validate now still gives a row, saying so."""
+    try:
+        config = JobSpec.from_dict(run.spec).summary()
+    except (ConfigError, TypeError, ValueError) as exc:
+        config = {"method": run.method, "options": f"(not readable now: {exc})"}
+    return {"id": run.id, "name": run.name, "status": run.status, **config,
+            **{f"test_{k}": run.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
+            "trainable_params": run.info.get("trainable_params"), "duration_s": run.duration,
+            "created": pd.Timestamp(run.created_at, unit="s")}
+
+
+def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
+    """One row per run (:func:`run_summary`), in the order given."""
+    return pd.DataFrame([run_summary(r) for r in runs])
+
+
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per finished run that has test metrics: its configuration (``config``, in words), seed, metrics."""
     rows = []
     for run in runs:
         if run.status != "finished" or run.metrics.get("test_r2") is None:
             continue
-        summary = run.summary()
+        summary = run_summary(run)
         if "backbone" not in summary:  # a spec this version cannot read: not comparable
             continue
         rows.append({**summary, "config": _label(summary), "split_seed": run.spec["data"]["split_seed"]})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import JobSpec
+from .spec import JobSpec
 from .store import RunStore
 
 __all__ = ["Cost", "estimate_cost", "fits_of", "LIPOPHILICITY_SIZE"]

@@ -10,11 +10,11 @@ import traceback
 from collections.abc import Callable
 from importlib import metadata
 
-from .config import JobSpec
+from .spec import JobSpec
 from .data import data_hash
 from .errors import JobCancelledError, TrainingDivergedError
-from .methods.registry import METHODS
-from .pipeline import JobContext, ProgressFn, check_job_data, load_split_data
+from .spec import METHODS
+from .pipeline import JobContext, ProgressFn, SplitData, check_job_data, load_split_data
 from .store import RunStore
 
 __all__ = ["run_job", "package_versions", "load_split_data", "check_job_data"]
@@ -34,16 +34,18 @@ def package_versions() -> dict[str, str]:
 
 
 def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress: ProgressFn | None = None,
-            cancel: threading.Event | None = None, mapper: Callable | None = None) -> str:
+            cancel: threading.Event | None = None, mapper: Callable | None = None,
+            data: SplitData | None = None) -> str:
     """Execute ``spec`` and record it in ``store``; returns the run id. ``mapper`` runs a sweep's
     independent points (default: one after the other, here; on a cluster: as Ray tasks).
 
-    Without ``run_id`` the data is checked first and a job that cannot train raises :class:`DataError`
-    before any run is created. A cancelled job is stored as ``cancelled``, an interrupted one (SIGINT /
+    ``data`` is the job's data as :func:`check_job_data` returned it where the caller checked it already (the
+    manager at submit): it is not loaded again. Without it and without ``run_id`` the data is checked first and
+    a job that cannot train raises :class:`DataError` before any run is created. A cancelled job is stored as ``cancelled``, an interrupted one (SIGINT /
     SIGTERM) as ``interrupted``, a diverged one as ``diverged`` and a crashed one as ``failed`` with its
     traceback; all re-raise so the caller sees what happened, and none leaves a partial model folder.
     """
-    checked = check_job_data(spec) if run_id is None else None
+    checked = data if data is not None else check_job_data(spec) if run_id is None else None
     run_id = run_id or store.create_run(spec.to_dict(), spec.method, spec.name)
     ctx = JobContext(spec, store, run_id, cancel or threading.Event(), progress, mapper)
     store.start(run_id, package_versions())

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 
 from .data import SMILES_COLUMNS
 from .errors import DataError
-from .ensemble import load_predictor
-from .predict import predict_smiles
+from .predict.ensemble import load_predictor
+from .predict.batch import predict_smiles
 from .tables import iter_table, pick_column
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "smiles_column_of"]
@@ -44,7 +44,7 @@ INPUT_ROW = "input_row"
 def predict_frame(model, frame: pd.DataFrame, smiles_column: str,
                   problems: list[str | None] | None = None) -> pd.DataFrame:
     """The input rows with ``canonical_smiles``, ``prediction``, ``error`` (why a row has no prediction),
-    ``warnings`` and ``standardization`` appended; see :func:`~chemlm_engine.predict.predict_smiles`."""
+    ``warnings`` and ``standardization`` appended; see :func:`~chemlm_engine.predict.batch.predict_smiles`."""
     out = frame.reset_index(drop=True)
     if _PROBLEM_COLUMN in out.columns:
         problems = [p or None for p in out.pop(_PROBLEM_COLUMN)]

@@ -16,10 +16,11 @@ import threading
 import time
 from typing import cast
 
-from .config import EXECUTORS, JobSpec
+from .spec import EXECUTORS, JobSpec
 from .errors import JobCancelledError
 from .guard import engine_main
 from .jobs import check_job_data, run_job
+from .pipeline import SplitData
 from .store import ACTIVE_STATUSES, RunStore
 
 __all__ = ["JobManager", "EXECUTORS"]
@@ -30,9 +31,9 @@ log = logging.getLogger(__name__)
 _SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter: no lock, threads or CUDA state inherited
 
 
-def _run_in_child(spec_json: str, url: str, home: str, run_id: str, cancel) -> None:
+def _run_in_child(spec_json: str, url: str, home: str, run_id: str, cancel, data: SplitData) -> None:
     try:
-        run_job(JobSpec.from_json(spec_json), RunStore(url, home), run_id, cancel=cancel)
+        run_job(JobSpec.from_json(spec_json), RunStore(url, home), run_id, cancel=cancel, data=data)
     except (JobCancelledError, KeyboardInterrupt):
         pass  # recorded by run_job
 
@@ -53,7 +54,7 @@ class JobManager:
         self.store = store
         self.executor = executor
         self.interrupted = store.mark_interrupted()
-        self._queue: queue.Queue[tuple[str, JobSpec] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, JobSpec, SplitData] | None] = queue.Queue()
         self._cancel: dict[str, threading.Event] = {}  # a process-shared Event for the process executor
         self._children: dict[str, multiprocessing.process.BaseProcess] = {}
         self._closing = False
@@ -72,9 +73,11 @@ class JobManager:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, spec: JobSpec) -> str:
-        """Check the job's data (raises :class:`DataError` if it cannot train), queue it; returns its run id."""
-        check_job_data(spec)
+    def submit(self, spec: JobSpec, data: SplitData | None = None) -> str:
+        """Check the job's data (raises :class:`DataError` if it cannot train; ``data``: already checked by the
+        caller with :func:`check_job_data`), queue it; returns its run id. The checked data goes with the job:
+        the worker does not load it again (on Ray, where a worker may be another machine, the task loads it)."""
+        data = data if data is not None else check_job_data(spec)
         run_id = self.store.create_run(spec.to_dict(), spec.method, spec.name)
         if self._ray is not None:
             self._ray.submit(run_id, spec)
@@ -83,7 +86,7 @@ class JobManager:
             # the process-shared Event has threading.Event's interface (is_set, set, wait)
             self._cancel[run_id] = cast(threading.Event, _SPAWN.Event()) if self.executor == "process" \
                 else threading.Event()
-        self._queue.put((run_id, spec))
+        self._queue.put((run_id, spec, data))
         return run_id
 
     def cancel(self, run_id: str) -> None:
@@ -133,7 +136,7 @@ class JobManager:
             item = self._queue.get()
             if item is None:
                 return
-            run_id, spec = item
+            run_id, spec, data = item
             with self._lock:
                 event = self._cancel[run_id]
                 if event.is_set() or self.store.get_run(run_id).status != "queued":  # cancelled, here or elsewhere
@@ -142,9 +145,9 @@ class JobManager:
                 self._running.add(run_id)
             try:
                 if self.executor == "process":
-                    self._run_child(run_id, spec, event)
+                    self._run_child(run_id, spec, event, data)
                 else:
-                    run_job(spec, self.store, run_id, cancel=event)
+                    run_job(spec, self.store, run_id, cancel=event, data=data)
             except JobCancelledError:
                 log.info("run %s cancelled", run_id)
             except BaseException:  # already recorded as failed with its traceback; keep serving jobs
@@ -154,9 +157,9 @@ class JobManager:
                     self._running.discard(run_id)
                     self._cancel.pop(run_id, None)
 
-    def _run_child(self, run_id: str, spec: JobSpec, cancel) -> None:
+    def _run_child(self, run_id: str, spec: JobSpec, cancel, data: SplitData) -> None:
         child = _SPAWN.Process(target=_run_in_child, name=f"chemlm-{run_id}",
-                               args=(spec.to_json(), self.store.url, str(self.store.home), run_id, cancel))
+                               args=(spec.to_json(), self.store.url, str(self.store.home), run_id, cancel, data))
         with self._lock:
             if self._closing:  # shutting down: the job never starts
                 self.store.interrupt(run_id, "the app stopped before the job started")

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from .config import ModelSpec
+from .spec import ModelSpec
 from .descriptors import DESCRIPTOR_NAMES, DescriptorScaler
 from .errors import ChemLMError, ModelLoadError
 from .molecules import Standardization

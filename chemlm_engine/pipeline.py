@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from .spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read_csv
 from .errors import DataError, JobCancelledError
 from .model import RegressionModel, best_device, count_parameters

@@ -16,7 +16,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
-from .config import TrainConfig
+from .spec import TrainConfig
 from .data import MoleculeData
 from .descriptors import DescriptorScaler
 from .errors import JobCancelledError, TrainingDivergedError

@@ -13,14 +13,12 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from chemlm_engine.config import DEFAULT_REGRESSOR, DataSpec, JobSpec
-from chemlm_engine.domain import TrainingReference
-from chemlm_engine.ensemble import Ensemble, load_predictor
+from chemlm_engine.spec import DEFAULT_REGRESSOR, DataSpec, JobSpec, model_kind
+from chemlm_engine.predict import (Ensemble, Explanation, TrainingReference, explain, load_predictor,
+                                   prepare_explanations)
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.explain import Explanation, explain, prepare_explanations
-from chemlm_engine.jobs import check_job_data, load_split_data
+from chemlm_engine.jobs import SplitData, check_job_data, load_split_data
 from chemlm_engine.manager import JobManager
-from chemlm_engine.methods.registry import model_kind
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.store import RunRecord, RunStore, default_home
 
@@ -49,9 +47,15 @@ def get_manager(home: str, executor: str = "thread", ray_address: str | None = N
 
 
 def submit(*specs: JobSpec) -> list[str] | None:
-    """Queue jobs; a job that cannot train (too few molecules, constant labels, …) is an error on the page."""
+    """Queue jobs with the data the page already checked (it is not loaded again); a job that cannot train
+    (too few molecules, constant labels, …) is an error on the page."""
+    checked = [_check(spec.to_json()) for spec in specs]
+    problem = next((problem for _, problem in checked if problem), None)
+    if problem is not None:
+        st.error(f"Cannot start: {plain(problem)}")
+        return None
     try:
-        return [manager().submit(spec) for spec in specs]
+        return [manager().submit(spec, data) for spec, (data, _) in zip(specs, checked)]
     except ChemLMError as exc:
         st.error(f"Cannot start: {plain(exc)}")
         return None
@@ -116,14 +120,19 @@ def explanation(folder: str, smiles: str) -> Explanation:
     return explain(load_model(folder), folder, smiles)
 
 
-@st.cache_data(max_entries=16, show_spinner="Checking the data …")
+@st.cache_data(max_entries=8, show_spinner="Checking the data …")
+def _check(spec_json: str) -> tuple[SplitData | None, str | None]:
+    """The job's data checked once per spec (uploads are stored by content: a path names one file's data), or
+    why it cannot train. A copy per call: a job never shares it with the page."""
+    try:
+        return check_job_data(JobSpec.from_json(spec_json)), None
+    except ChemLMError as exc:
+        return None, str(exc)
+
+
 def job_problem(spec_json: str) -> str | None:
     """Why a job cannot train (too few molecules, constant labels, …), or ``None``: shown before Start."""
-    try:
-        check_job_data(JobSpec.from_json(spec_json))
-    except ChemLMError as exc:
-        return str(exc)
-    return None
+    return _check(spec_json)[1]
 
 
 @st.cache_resource(max_entries=8)

@@ -3,7 +3,7 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.compare import METRICS, MIN_SEEDS, runs_table, suite_specs, summarize
-from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
 from views.common import store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
 from views.live import METRIC_LABELS, live_jobs

@@ -3,7 +3,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import length_bins
 from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, curriculum_for, find_pairs, paired_specs
 from views.common import split_data, store, submit

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from chemlm_engine.config import DEFAULT_BACKBONE, DataSpec, JobSpec
+from chemlm_engine.spec import DEFAULT_BACKBONE, DataSpec, JobSpec, model_kind
 from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.methods.registry import model_kind
 from chemlm_engine.tables import iter_table
 from views.common import plain, run_label, save_upload, store
 

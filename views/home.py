@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from chemlm_engine.config import DEFAULT_REGRESSOR
+from chemlm_engine.spec import DEFAULT_REGRESSOR
 from views.live import sig3
 
 st.title("ChemLM Studio")

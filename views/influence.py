@@ -3,8 +3,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.config import JobSpec
-from chemlm_engine.methods.registry import model_kind
+from chemlm_engine.spec import JobSpec, model_kind
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.tables import write_csv
 from views.common import molecule_cards, plain, run_label, save_upload, store, submit

@@ -7,6 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
+from chemlm_engine.compare import runs_frame
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord, Tables
 from views.common import manager, run_label, store
 
@@ -92,8 +93,7 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
 
 def runs_overview(runs: list[RunRecord]) -> None:
     """Every run with what distinguishes it (method, split, subset, epochs, learning rate) and its test metrics."""
-    rows = [{**run.summary(), "status": run.status} for run in runs]
-    frame = pd.DataFrame(rows)
+    frame = runs_frame(runs)
     frame["subset"] = frame["subset"].map(lambda n: "all" if n != n or n is None else f"{int(n):,}")
     for key, label in METRIC_LABELS.items():  # text: a run without the metric yet shows "—", not "None"
         if key in frame:

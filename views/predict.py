@@ -6,10 +6,9 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.depict import grid_image, molecule_image_uri
-from chemlm_engine.ensemble import is_ensemble
+from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, is_ensemble, measured_metrics,
+                                   parse_pasted, predict_csv, predict_smiles, user_table)
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.domain import DOMAIN_SIMILARITY, add_applicability_domain
-from chemlm_engine.predict import measured_metrics, parse_pasted, predict_csv, predict_smiles, user_table
 from chemlm_engine.tables import write_csv
 from views.common import (explanation, explanations_warming, fmt3, load_model, model_choices, molecule_cards,
                           parity_plot, plain, training_reference, warm_explanations)

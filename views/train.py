@@ -2,11 +2,10 @@
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, model_kind
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.methods.registry import METHODS, model_kind
 from chemlm_engine.store import Kinds
-from views.common import job_problem, manager, parity_plot, plain, run_label, store
+from views.common import job_problem, parity_plot, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note
 from views.live import live_jobs, metrics_row, runs_overview, status_text
 
@@ -42,11 +41,8 @@ if problem:
     st.warning(f"Cannot start: {plain(problem)}")
 else:
     cost_caption([spec])
-if st.button("Start training", type="primary", disabled=problem is not None):
-    try:
-        st.success(f"Queued run {manager().submit(spec)}. It trains in the background; follow it below.")
-    except ChemLMError as exc:
-        st.error(plain(exc))
+if st.button("Start training", type="primary", disabled=problem is not None) and (queued := submit(spec)):
+    st.success(f"Queued run {queued[0]}. It trains in the background; follow it below.")
 
 live_jobs()  # refreshes itself; reruns the page when a run finishes, so the sections below update
 

@@ -3,7 +3,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.config import JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri

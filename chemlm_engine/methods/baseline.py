@@ -7,7 +7,7 @@ import numpy as np
 
 from ..data import MoleculeData
 from ..pipeline import JobContext, SplitData, train_and_evaluate
-from .registry import BaselineOptions
+from ..spec import BaselineOptions
 
 __all__ = ["run_baseline"]
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from rdkit import Chem
 
-from ..config import JobSpec
+from ..spec import JobSpec
 from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..store import RunRecord, Tables
 from ..training import length_bucketed_batches
-from .registry import DIFFICULTIES, PACINGS, CurriculumOptions
+from ..spec import DIFFICULTIES, PACINGS, CurriculumOptions
 
 __all__ = ["DIFFICULTIES", "PACINGS", "difficulty", "pacing_thresholds", "CurriculumSampler", "curriculum_for",
            "paired_specs", "find_pairs", "run_curriculum"]
@@ -116,7 +116,7 @@ def find_pairs(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
 
 
 def run_curriculum(ctx: JobContext, data: SplitData, opts: CurriculumOptions) -> dict[str, float]:
-    """Curriculum learning (options: :class:`~chemlm_engine.methods.registry.CurriculumOptions`)."""
+    """Curriculum learning (options: :class:`~chemlm_engine.spec.registry.CurriculumOptions`)."""
     sampler = curriculum_for(ctx.spec, data.train.smiles)
     ctx.store.add_table(ctx.run_id, Tables.CURRICULUM_PLAN, list(sampler.plan()))
     _, metrics = train_and_evaluate(ctx, data, epoch_indices=sampler)

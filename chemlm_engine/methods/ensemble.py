@@ -15,11 +15,11 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from ..data import MoleculeData
-from ..ensemble import Conformal, Ensemble
+from ..predict.ensemble import Conformal, Ensemble
 from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..store import Kinds
 from ..training import regression_metrics
-from .registry import EnsembleOptions
+from ..spec import EnsembleOptions
 
 __all__ = ["run_ensemble", "interval_quality"]
 

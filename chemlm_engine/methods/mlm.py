@@ -7,7 +7,7 @@ from dataclasses import replace
 from ..pipeline import JobContext, SplitData, train_and_evaluate
 from ..store import Tables
 from .pretrain import pretrain
-from .registry import MlmOptions, PretrainOptions
+from ..spec import MlmOptions, PretrainOptions
 
 __all__ = ["run_mlm_then_regression"]
 

@@ -11,7 +11,7 @@ from transformers import PreTrainedModel
 
 from ..model import RegressionModel, count_parameters
 from ..pipeline import JobContext, SplitData, train_and_evaluate
-from .registry import LoraOptions, MethodOptions
+from ..spec import LoraOptions, MethodOptions
 
 __all__ = ["STRATEGIES", "apply_strategy", "attention_modules", "run_strategy"]
 

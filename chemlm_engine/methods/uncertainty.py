@@ -13,7 +13,7 @@ from ..inference import mc_dropout
 from ..model import RegressionModel
 from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..store import Kinds
-from .registry import UncertaintyOptions
+from ..spec import UncertaintyOptions
 
 __all__ = ["mc_dropout", "select_most_uncertain", "select_random", "run_uncertainty"]
 
@@ -40,7 +40,7 @@ def _pool(ctx: JobContext, data: SplitData, rest: np.ndarray) -> MoleculeData:
 def run_uncertainty(ctx: JobContext, data: SplitData, opts: UncertaintyOptions) -> dict[str, float]:
     """Active learning by MC-dropout uncertainty sampling, with its random control.
 
-    Options: :class:`~chemlm_engine.methods.registry.UncertaintyOptions` (``mc_scope``: see :func:`mc_dropout`;
+    Options: :class:`~chemlm_engine.spec.registry.UncertaintyOptions` (``mc_scope``: see :func:`mc_dropout`;
     ``sweep``: both strategies are run for every N from the same initial model and stored as a table).
     """
     seed = ctx.spec.train.seed

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
 
@@ -170,7 +170,7 @@ def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatc
     from typer.testing import CliRunner
 
     from chemlm_engine.cli import app
-    from chemlm_engine.store import RunStore
+    from chemlm_engine.store.runs import RunStore
 
     monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "runs"))
     base = run_job(JobSpec(data=DataSpec(subset=120), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=8),

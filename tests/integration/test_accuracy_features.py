@@ -7,15 +7,14 @@ import pandas as pd
 import pytest
 from rdkit import Chem
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import MoleculeData
 from chemlm_engine.descriptors import DESCRIPTOR_NAMES, DescriptorScaler, describe
-from chemlm_engine.ensemble import Conformal, Ensemble, load_predictor
+from chemlm_engine.predict import Conformal, Ensemble, load_predictor, predict_smiles
 from chemlm_engine.jobs import run_job
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.molecules import randomize_smiles
 from chemlm_engine.pipeline import JobContext, load_split_data, load_pool
-from chemlm_engine.predict import predict_smiles
 from chemlm_engine.tokenizer import smiles_tokens
 from chemlm_engine.inference import predict_values
 from chemlm_engine.training import fit
@@ -97,7 +96,7 @@ def test_the_shipped_vocabulary_reads_random_spellings(lipo):
 
 
 def load_predictor_tokenizer():
-    from chemlm_engine.config import DEFAULT_BACKBONE
+    from chemlm_engine.spec.config import DEFAULT_BACKBONE
     from chemlm_engine.tokenizer import load_tokenizer
 
     return load_tokenizer(DEFAULT_BACKBONE)

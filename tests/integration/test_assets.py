@@ -3,11 +3,10 @@ import json
 
 import numpy as np
 
-from chemlm_engine.config import DEFAULT_BACKBONE, DEFAULT_REGRESSOR
+from chemlm_engine.spec import DEFAULT_BACKBONE, DEFAULT_REGRESSOR
 from chemlm_engine.data import make_split
-from chemlm_engine.ensemble import Ensemble, load_predictor
+from chemlm_engine.predict import Ensemble, load_predictor, predict_smiles
 from chemlm_engine.model import load_backbone, load_training_set
-from chemlm_engine.predict import predict_smiles
 from chemlm_engine.training import regression_metrics
 
 

@@ -115,10 +115,10 @@ def test_predict_refuses_a_folder_that_ships_code_without_the_flag(tmp_path):
 
 
 def test_predict_csv_keeps_columns_reports_progress_and_measured(tiny_backbone, store, tmp_path):
-    from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+    from chemlm_engine.spec.config import DataSpec, JobSpec, ModelSpec, TrainConfig
     from chemlm_engine.jobs import run_job
     from chemlm_engine.model import RegressionModel
-    from chemlm_engine.predict import predict_csv
+    from chemlm_engine.predict.batch import predict_csv
 
     run = store.get_run(run_job(JobSpec(data=DataSpec(subset=80), model=ModelSpec(backbone=str(tiny_backbone),
                                         head_hidden=8), train=TrainConfig(epochs=1)), store))
@@ -138,7 +138,7 @@ def test_one_executor_vocabulary_and_an_unknown_executor_is_refused():
     from typer.testing import CliRunner
 
     from chemlm_engine.cli import app
-    from chemlm_engine.config import EXECUTORS
+    from chemlm_engine.spec.config import EXECUTORS
 
     assert set(EXECUTORS) == {"process", "thread", "ray"}  # the app's sidebar offers the same words
     for args, valid in ((["train", "--executor", "local"], "process, thread, ray"),
@@ -149,7 +149,7 @@ def test_one_executor_vocabulary_and_an_unknown_executor_is_refused():
 
 
 def test_the_process_executor_runs_a_cli_job_in_a_child_process(tiny_backbone, tmp_path):
-    from chemlm_engine.store import RunStore
+    from chemlm_engine.store.runs import RunStore
 
     cli = subprocess.Popen([sys.executable, "-m", "chemlm_engine", "train", "--backbone", str(tiny_backbone),
                             "--epochs", "1", "--subset", "60", "--executor", "process"], stdout=subprocess.PIPE,

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import ray
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Tables
 from chemlm_engine.errors import DataError
 from chemlm_engine.jobs import run_job

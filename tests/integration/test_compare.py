@@ -3,7 +3,7 @@ import pandas as pd
 from scipy import stats
 
 from chemlm_engine.compare import SUITE, paired_delta, runs_table, suite_specs, summarize
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Tables
 from chemlm_engine.jobs import run_job
 from chemlm_engine.methods.curriculum import CurriculumSampler, difficulty, pacing_thresholds

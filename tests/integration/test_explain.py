@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
-from chemlm_engine.explain import (CACHE_FILE, AttributionCache, atom_contributions, explain, removal_effects,
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.predict.explain import (CACHE_FILE, AttributionCache, atom_contributions, explain, removal_effects,
                                    training_contributions)
 from chemlm_engine.inference import predict_values
 from chemlm_engine.jobs import run_job
@@ -45,7 +45,7 @@ def test_sign_convention_a_molecule_above_its_prediction_pushes_similar_predicti
 
 @pytest.fixture(scope="module")
 def trained(tiny_backbone, tmp_path_factory):
-    from chemlm_engine.store import RunStore
+    from chemlm_engine.store.runs import RunStore
 
     store = RunStore(home=tmp_path_factory.mktemp("runs"))
     spec = JobSpec(data=DataSpec(subset=120), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
@@ -151,7 +151,7 @@ def test_a_damaged_or_stale_attribution_cache_is_rebuilt_never_trusted(trained, 
 def test_explanations_prepared_ahead_are_not_built_again(trained, tmp_path, monkeypatch):
     import shutil
 
-    from chemlm_engine.explain import prepare_explanations
+    from chemlm_engine.predict.explain import prepare_explanations
 
     model, folder = trained
     copy = tmp_path / "m"

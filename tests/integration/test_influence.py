@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.stats import pearsonr, spearmanr
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Tables
 from chemlm_engine.jobs import run_job
 from chemlm_engine.methods.influence import (InfluenceDivergedError, LissaConfig, TransformerInfluence,

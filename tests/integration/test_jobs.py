@@ -6,11 +6,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import METHODS, DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import JobCancelledError
 from chemlm_engine.inference import predict_values
 from chemlm_engine.jobs import run_job
-from chemlm_engine.methods.registry import METHODS
 from chemlm_engine.manager import JobManager
 from chemlm_engine.model import RegressionModel
 
@@ -53,6 +52,18 @@ def test_failed_job_keeps_traceback_and_the_next_job_runs(tiny_backbone, store, 
     assert "No space left" in failed.error and "Traceback" in failed.traceback
     assert not (store.home / bad).exists()  # no partial artifacts left behind
     assert manager.wait(good, timeout=300).status == "finished"
+
+
+def test_the_data_is_loaded_and_checked_once_from_submit_to_the_finished_run(tiny_backbone, store, monkeypatch):
+    import chemlm_engine.pipeline as pipeline
+
+    loads, real = [], pipeline.load_split_data
+    monkeypatch.setattr(pipeline, "load_split_data", lambda spec: loads.append(spec) or real(spec))
+    manager = JobManager(store)
+    run_id = manager.submit(_spec(tiny_backbone, epochs=1))
+    assert manager.wait(run_id, timeout=300).status == "finished"
+    assert len(loads) == 1  # the worker ran on the data submit checked
+    assert store.get_run(run_id).info["n_train"] == 96
 
 
 def test_cancel_stops_a_running_job_within_a_batch(tiny_backbone, store):

@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from chemlm_engine.methods.registry import PretrainOptions
+from chemlm_engine.spec import PretrainOptions
 from chemlm_engine.methods.pretrain import DESCRIPTORS, DescriptorScaler, PreparedCorpus, \
     compute_targets, load_checkpoint_state, prepare_corpus, pretrain
 from rdkit import Chem
@@ -115,7 +115,7 @@ def test_pretraining_is_a_recorded_run_that_leaves_out_the_task_molecules(lipo, 
     from typer.testing import CliRunner
 
     from chemlm_engine.cli import app
-    from chemlm_engine.store import RunStore, Tables
+    from chemlm_engine.store.runs import RunStore, Tables
 
     corpus = [f"{'C' * i}O{'C' * j}" for i in range(1, 15) for j in range(i, 15)] + [lipo.smiles[0]]  # distinct
     (tmp_path / "corpus.csv").write_text("SMILES\n" + "\n".join(corpus) + "\n")

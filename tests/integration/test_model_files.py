@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from chemlm_engine.config import ModelSpec
+from chemlm_engine.spec import ModelSpec
 from chemlm_engine.descriptors import DescriptorScaler
-from chemlm_engine.ensemble import ENSEMBLE_FILE, load_predictor
+from chemlm_engine.predict.ensemble import ENSEMBLE_FILE, load_predictor
 from chemlm_engine.errors import ModelLoadError
 from chemlm_engine.model import HEAD_FILE, RegressionModel
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Tables
 from chemlm_engine.jobs import run_job
 from chemlm_engine.methods.peft import apply_strategy

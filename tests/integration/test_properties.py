@@ -10,14 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chemlm_engine.config import ModelSpec
+from chemlm_engine.spec import ModelSpec
 from chemlm_engine.data import molecules_from_frame
 from chemlm_engine.descriptors import DescriptorScaler
-from chemlm_engine.domain import TrainingReference
-from chemlm_engine.ensemble import ENSEMBLE_FILE, Conformal, Ensemble, load_predictor
+from chemlm_engine.predict import TrainingReference, predict_csv, predict_smiles
+from chemlm_engine.predict.ensemble import ENSEMBLE_FILE, Conformal, Ensemble, load_predictor
 from chemlm_engine.errors import ChemLMError, DataError
 from chemlm_engine.model import RegressionModel
-from chemlm_engine.predict import predict_csv, predict_smiles
 
 FIXTURES = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 CELL = st.text(alphabet=st.characters(blacklist_characters="\n\r\x00", blacklist_categories=("Cs",)), max_size=12)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from chemlm_engine.config import ModelSpec, TrainConfig
+from chemlm_engine.spec import ModelSpec, TrainConfig
 from chemlm_engine.data import MoleculeData
 from chemlm_engine.errors import TrainingDivergedError
 from chemlm_engine.model import RegressionModel, count_parameters, load_backbone

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.errors import DataError, TrainingDivergedError
 from chemlm_engine.jobs import run_job
 from chemlm_engine.model import RegressionModel

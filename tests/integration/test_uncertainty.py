@@ -1,6 +1,6 @@
 import numpy as np
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Tables
 from chemlm_engine.jobs import run_job
 from chemlm_engine.inference import mc_dropout

@@ -1,5 +1,5 @@
 """Launch costs: fits × epochs × training molecules, timed with this store's measured speed."""
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.costs import estimate_cost, fits_of
 from chemlm_engine.store import RunStore
 

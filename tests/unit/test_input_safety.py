@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chemlm_engine.config import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import read_csv
 from chemlm_engine.errors import ConfigError, DataError, InvalidSmilesError, ModelLoadError, StoreError
 from chemlm_engine.jobs import run_job

@@ -6,15 +6,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2] / "chemlm_engine"
 # Lowest first. Within a layer, modules may import each other (no circles: Python would fail).
 LAYERS = [
-    ("foundation", {"errors", "tokenizer", "ionisation", "depict", "molecules", "tables", "guard", "store_schema",
-                    "methods", "methods.registry", "methods.influence.solvers"}),
-    ("settings, storage, features", {"config", "store", "data", "descriptors", "training_set", "methods.pretrain.corpus",
-                                     "methods.pretrain.drug_corpus"}),
-    ("models", {"model", "inference", "domain", "ensemble", "training", "explain", "predict", "costs", "compare"}),
+    ("foundation", {"errors", "tokenizer", "ionisation", "depict", "molecules", "tables", "guard", "methods",
+                    "methods.influence.solvers"}),
+    ("spec and store", {"spec", "spec.config", "spec.registry", "store", "store.runs", "store.schema"}),
+    ("data and features", {"data", "descriptors", "training_set", "methods.pretrain.corpus",
+                           "methods.pretrain.drug_corpus"}),
+    ("models", {"model", "inference", "training", "costs", "compare", "predict", "predict.batch", "predict.domain",
+                "predict.ensemble", "predict.explain"}),
     ("methods and jobs", {"pipeline", "jobs", "methods.baseline", "methods.curriculum", "methods.ensemble",
                           "methods.mlm", "methods.peft", "methods.uncertainty", "methods.influence",
                           "methods.influence.tracked", "methods.influence.scores", "methods.influence.job",
-                          "methods.pretrain", "methods.pretrain.trainer", "methods.pretrain.batches", "methods.pretrain.job"}),
+                          "methods.pretrain", "methods.pretrain.trainer", "methods.pretrain.batches",
+                          "methods.pretrain.job"}),
     ("execution", {"cluster", "manager", "library"}),
     ("entry points", {"cli_predict", "cli", "__main__", ""}),
 ]

@@ -1,9 +1,8 @@
 """The method registry: typed, validated options; one list of methods read everywhere."""
 import pytest
 
-from chemlm_engine.config import JobSpec
+from chemlm_engine.spec import METHODS, InfluenceOptions, JobSpec, LoraOptions, UncertaintyOptions, parse_options
 from chemlm_engine.errors import ConfigError
-from chemlm_engine.methods.registry import METHODS, InfluenceOptions, LoraOptions, UncertaintyOptions, parse_options
 
 
 def test_every_method_runs_with_its_own_typed_options():

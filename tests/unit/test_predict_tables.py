@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import chemlm_engine.domain as domain
-from chemlm_engine.domain import FINGERPRINT_FILE, TrainingReference, add_applicability_domain
+import chemlm_engine.predict.domain as domain
+from chemlm_engine.predict.domain import FINGERPRINT_FILE, TrainingReference, add_applicability_domain
 from chemlm_engine.model import save_training_set
 from chemlm_engine.predict import measured_metrics
 

@@ -2,8 +2,9 @@
 import pandas as pd
 import pytest
 
-from chemlm_engine.config import DataSpec, JobSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, TrainConfig
 from chemlm_engine.errors import RunNotFoundError, StoreError
+from chemlm_engine.compare import run_summary, runs_frame
 from chemlm_engine.store import RunStore, Tables
 
 
@@ -21,7 +22,7 @@ def test_lifecycle_and_summary_from_the_spec(tmp_path):
     store.finish(run_id, {"test_r2": 0.5, "test_mse": float("nan")})
     record = store.get_run(run_id)
     assert record.status == "finished" and record.metrics["test_mse"] is None  # NaN stored as null
-    row = record.summary()
+    row = run_summary(record)
     assert (row["method"], row["split"], row["seed"], row["subset"], row["epochs"]) == ("lora", "scaffold", 2, 100, 3)
     assert '"rank": 4' in row["options"] and row["test_r2"] == 0.5
 
@@ -57,9 +58,9 @@ def test_a_run_whose_stored_options_no_longer_validate_still_lists(tmp_path):
     store = RunStore(home=tmp_path)
     spec = JobSpec(method="ia3").to_dict()
     run_id = store.create_run({**spec, "options": {"rank": 4}}, "ia3")  # accepted by an older version
-    row = store.get_run(run_id).summary()
+    row = run_summary(store.get_run(run_id))
     assert row["method"] == "ia3" and "not readable now" in row["options"]
-    assert len(store.runs_frame()) == 1
+    assert len(runs_frame(store.runs())) == 1
 
 
 def test_a_stored_spec_with_fields_this_version_does_not_know_still_lists(tmp_path):
@@ -68,9 +69,9 @@ def test_a_stored_spec_with_fields_this_version_does_not_know_still_lists(tmp_pa
     spec["model"]["retired_setting"] = True  # written by another version
     spec["train"].pop("epochs")  # and one it did not write
     run_id = store.create_run(spec, "baseline", "old run")
-    row = store.get_run(run_id).summary()
+    row = run_summary(store.get_run(run_id))
     assert (row["subset"], row["epochs"]) == (100, TrainConfig().epochs)
-    assert store.runs_frame()["id"].tolist() == [run_id]
+    assert runs_frame(store.runs())["id"].tolist() == [run_id]
 
 
 def test_the_store_refuses_a_file_as_home_and_an_unknown_url_scheme_with_one_clear_error(tmp_path):
@@ -84,7 +85,7 @@ def test_the_store_refuses_a_file_as_home_and_an_unknown_url_scheme_with_one_cle
 def test_the_database_records_its_schema_version_and_a_newer_one_is_refused(tmp_path):
     from sqlalchemy import text
 
-    from chemlm_engine import store_schema
+    from chemlm_engine.store import schema as store_schema
 
     store = RunStore(home=tmp_path)
     run_id = _run(store)
@@ -101,7 +102,7 @@ def test_the_database_records_its_schema_version_and_a_newer_one_is_refused(tmp_
 def test_an_older_database_is_migrated_once(tmp_path, monkeypatch):
     from sqlalchemy import text
 
-    from chemlm_engine import store_schema
+    from chemlm_engine.store import schema as store_schema
 
     run_id = _run(RunStore(home=tmp_path))  # a version-1 database
     calls = []

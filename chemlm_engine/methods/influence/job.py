@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from ...pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..uncertainty import select_random
 from ...store import Kinds, Tables
-from ..registry import InfluenceOptions
+from ...spec import InfluenceOptions
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
                      self_influence)
 from .solvers import LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad, norm_drift
@@ -36,7 +36,7 @@ def _solve(influence: TransformerInfluence, train_inputs, g_val: torch.Tensor, o
 def run_influence(ctx: JobContext, data: SplitData, opts: InfluenceOptions) -> dict[str, float | str]:
     """Influence-based selection of external molecules, with the k-sweep and its two controls.
 
-    Options: :class:`~chemlm_engine.methods.registry.InfluenceOptions`. Without ``pool``, a held-out
+    Options: :class:`~chemlm_engine.spec.registry.InfluenceOptions`. Without ``pool``, a held-out
     ``pool_fraction`` of the training split (which the base model then never sees) is the pool; the k-sweep's
     controls are k random pool molecules and the whole pool. The run's headline test metrics are
     those of the influence top-k with the lowest validation MSE.

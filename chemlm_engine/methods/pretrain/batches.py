@@ -9,7 +9,7 @@ import torch
 from rdkit import Chem, rdBase
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-from ..registry import PretrainOptions
+from ...spec import PretrainOptions
 
 __all__ = ["Batcher", "random_spellings", "micro_batches"]
 

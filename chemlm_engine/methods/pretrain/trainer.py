@@ -30,7 +30,7 @@ from ...errors import JobCancelledError, TrainingDivergedError
 from ...model import best_device, load_backbone
 from ...tokenizer import build_smiles_tokenizer
 from ...inference import autocast
-from ..registry import PretrainOptions
+from ...spec import PretrainOptions
 from .batches import Batcher, micro_batches
 from .corpus import DescriptorScaler, MoleculeStream, PreparedCorpus, target_names
 

@@ -3,7 +3,7 @@
 
 Config, jobs, compare, the pages and the CLI all read :data:`METHODS`. Run functions are named as entry
 points (``module:function``) and imported only when a job runs, so this module — read by
-:mod:`~chemlm_engine.config` — imports nothing heavy and imports keep pointing one way.
+:mod:`~chemlm_engine.spec.config` — imports nothing heavy and imports keep pointing one way.
 """
 from __future__ import annotations
 

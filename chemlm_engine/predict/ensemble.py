@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ModelLoadError
-from .model import RegressionModel, best_device, check_format, save_training_set
-from .inference import predict_values
+from ..errors import ModelLoadError
+from ..model import RegressionModel, best_device, check_format, save_training_set
+from ..inference import predict_values
 
 __all__ = ["Conformal", "Ensemble", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
 

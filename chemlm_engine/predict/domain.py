@@ -14,7 +14,7 @@ import pandas as pd
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import rdFingerprintGenerator
 
-from .model import content_digest, load_training_set
+from ..model import content_digest, load_training_set
 
 __all__ = ["DOMAIN_SIMILARITY", "FINGERPRINT_FILE", "fingerprints", "TrainingReference", "nearest_neighbours",
            "add_applicability_domain"]

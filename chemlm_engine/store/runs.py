@@ -20,9 +20,9 @@ from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from .config import JobSpec
-from .errors import ConfigError, RunNotFoundError, StoreError
-from .store_schema import EpochRow, Kinds, MoleculeRow, RunRow, TableRow, Tables, prepare_schema, sqlite_pragmas
+from ..spec.config import JobSpec
+from ..errors import ConfigError, RunNotFoundError, StoreError
+from .schema import EpochRow, Kinds, MoleculeRow, RunRow, TableRow, Tables, prepare_schema, sqlite_pragmas
 
 __all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES", "Tables", "Kinds"]
 
@@ -63,18 +63,6 @@ class RunRecord:
         if self.started_at is None:
             return None
         return (self.finished_at or time.time()) - self.started_at
-
-    def summary(self) -> dict[str, Any]:
-        """The run as one table row: id, status, its configuration (:meth:`JobSpec.summary`), test metrics,
-        size, time."""
-        try:
-            config = JobSpec.from_dict(self.spec).summary()
-        except (ConfigError, TypeError, ValueError) as exc:  # written by a version whose settings do not validate now
-            config = {"method": self.method, "options": f"(not readable now: {exc})"}
-        return {"id": self.id, "name": self.name, "status": self.status, **config,
-                **{f"test_{k}": self.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
-                "trainable_params": self.info.get("trainable_params"), "duration_s": self.duration,
-                "created": pd.Timestamp(self.created_at, unit="s")}
 
 
 def _record(row: RunRow) -> RunRecord:
@@ -284,10 +272,6 @@ class RunStore:
             if status is not None:
                 query = query.where(RunRow.status == status)
             return [_record(r) for r in session.scalars(query)]
-
-    def runs_frame(self) -> pd.DataFrame:
-        """One row per run (see :meth:`RunRecord.summary`), newest first."""
-        return pd.DataFrame([r.summary() for r in self.runs()])
 
     def epochs(self, run_id: str, stage: str | None = None) -> pd.DataFrame:
         with self._session() as session:

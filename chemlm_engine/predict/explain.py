@@ -35,9 +35,9 @@ from safetensors.numpy import save_file
 
 from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
-from .errors import DataError
-from .inference import autocast, collate, encode_smiles
-from .model import RegressionModel, content_digest
+from ..errors import DataError
+from ..inference import autocast, collate, encode_smiles
+from ..model import RegressionModel, content_digest
 
 __all__ = ["CACHE_FILE", "AttributionCache", "removal_effects", "training_contributions", "atom_contributions",
            "draw_atom_contributions", "Explanation", "explain", "prepare_explanations"]

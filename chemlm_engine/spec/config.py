@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ConfigError
-from .methods.registry import MethodOptions, parse_options
-from .molecules import Standardization
+from ..errors import ConfigError
+from .registry import MethodOptions, parse_options
+from ..molecules import Standardization
 
 # Where jobs run, in the app's sidebar and the CLI's --executor alike: a child process, a thread, a Ray task.
 EXECUTORS = ("process", "thread", "ray")
@@ -20,7 +20,7 @@ O = TypeVar("O", bound=MethodOptions)
 __all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec",
            "EXECUTORS"]
 
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_BACKBONE = str(ASSETS_DIR / "chemlm-mini")
 DEFAULT_REGRESSOR = str(ASSETS_DIR / "lipo-regressor")
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class JobSpec:
 
     @property
     def method_options(self) -> MethodOptions:
-        """The typed options (see :data:`~chemlm_engine.methods.registry.METHODS`)."""
+        """The typed options (see :data:`~chemlm_engine.spec.registry.METHODS`)."""
         return parse_options(self.method, self.options)
 
     def options_of(self, kind: type[O]) -> O:

@@ -8,15 +8,15 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from .data import SMILES_COLUMNS
-from .descriptors import size_warning
+from ..data import SMILES_COLUMNS
+from ..descriptors import size_warning
 from .ensemble import Ensemble
-from .errors import DataError
-from .inference import mc_dropout, predict_values
-from .model import RegressionModel
-from .guard import prepare_all
-from .tables import pick_column, read_table
-from .training import regression_metrics
+from ..errors import DataError
+from ..inference import mc_dropout, predict_values
+from ..model import RegressionModel
+from ..guard import prepare_all
+from ..tables import pick_column, read_table
+from ..training import regression_metrics
 
 __all__ = ["predict_smiles", "predict_csv", "user_table", "parse_pasted", "token_warnings", "molecule_warnings", "measured_metrics",
            "PREDICTION_COLUMNS"]

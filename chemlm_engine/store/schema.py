@@ -1,5 +1,5 @@
 """The run store's tables (SQLAlchemy ORM): runs, per-epoch metrics, named result tables, per-molecule
-results, and the names methods store results under. Only :mod:`~chemlm_engine.store` uses the rows; JSON
+results, and the names methods store results under. Only :mod:`~chemlm_engine.store.runs` uses the rows; JSON
 columns hold dicts."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, Float, ForeignKey, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .errors import StoreError
+from ..errors import StoreError
 
 __all__ = ["Base", "RunRow", "EpochRow", "TableRow", "MoleculeRow", "Tables", "Kinds", "SCHEMA_VERSION", "MIGRATIONS",
            "prepare_schema", "sqlite_pragmas"]

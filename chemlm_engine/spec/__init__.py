@@ -1,0 +1,13 @@
+"""What a job is: its settings (data, model, training, executor) and the registry of methods with their typed
+options. The lowest package but one: it imports only the errors and molecule standardisation, so every other
+layer — store, models, methods, jobs, the app — may use it."""
+from .config import (ASSETS_DIR, DEFAULT_BACKBONE, DEFAULT_REGRESSOR, EXECUTORS, PRECISIONS, DataSpec, JobSpec,
+                     ModelSpec, TrainConfig)
+from .registry import (DIFFICULTIES, METHODS, PACINGS, BaselineOptions, CurriculumOptions, EnsembleOptions,
+                       InfluenceOptions, LoraOptions, Method, MethodOptions, MlmOptions, PretrainOptions,
+                       UncertaintyOptions, model_kind, parse_options)
+
+__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "EXECUTORS", "PRECISIONS", "DataSpec", "JobSpec",
+           "ModelSpec", "TrainConfig", "DIFFICULTIES", "METHODS", "PACINGS", "BaselineOptions", "CurriculumOptions",
+           "EnsembleOptions", "InfluenceOptions", "LoraOptions", "Method", "MethodOptions", "MlmOptions",
+           "PretrainOptions", "UncertaintyOptions", "model_kind", "parse_options"]
