@@ -17,7 +17,7 @@ pages = [
     st.Page("views/predict.py", title="Predict", icon=":material/science:"),
     st.Page("views/influence.py", title="Influence", icon=":material/hub:"),
     st.Page("views/curriculum.py", title="Curriculum", icon=":material/stairs:"),
-    st.Page("views/uncertainty.py", title="Uncertainty", icon=":material/blur_on:"),
+    st.Page("views/uncertainty.py", title="Active learning", icon=":material/blur_on:"),
     st.Page("views/compare.py", title="Compare", icon=":material/leaderboard:"),
 ]
 page = st.navigation(pages)

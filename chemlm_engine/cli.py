@@ -94,7 +94,7 @@ def _store(db: str | None):
 @app.command()
 def train(
     backbone: str = typer.Option(None, help="Model folder or hub id (default: the embedded ChemLM-mini)."),
-    method: str = typer.Option("baseline", help=f"{' | '.join(METHODS)} (method settings with -o KEY=VALUE, "
+    method: str = typer.Option("baseline", help=f"{' | '.join(METHODS)} (method settings with --option KEY=VALUE, "
                                "checked against the method's options)."),
     epochs: int = typer.Option(20),
     seed: int = typer.Option(0, help="Seed for the split, initialisation and batch order."),

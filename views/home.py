@@ -31,8 +31,8 @@ PAGES = [
      "hurt, and which labels look wrong.", {"quick": True}),
     ("views/curriculum.py", "Curriculum", ":material/stairs:", "short SMILES first: the pacing plan, then a "
      "curriculum run against its baseline.", {"quick": True}),
-    ("views/uncertainty.py", "Uncertainty", ":material/blur_on:", "MC-dropout uncertainty, and active learning "
-     "against random selection.", {"quick": True}),
+    ("views/uncertainty.py", "Active learning", ":material/blur_on:", "which molecules to measure next: ISAL "
+     "(expected influence) and uncertainty sampling against random.", {"quick": True}),
     ("views/compare.py", "Compare", ":material/leaderboard:", "runs grouped by configuration, mean ± std over seeds, "
      "paired differences with a test.", {}),
 ]

@@ -1,9 +1,10 @@
-"""Uncertainty: MC-dropout distributions, is the uncertainty informative, and active learning vs random."""
+"""Active learning: which molecules to measure next — ISAL (expected influence) and MC-dropout uncertainty
+sampling against random, and whether the uncertainty is informative."""
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
@@ -11,9 +12,13 @@ from views.common import run_label, store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_note, quick_toggle
 from views.live import live_jobs
 
-st.title("Uncertainty and active learning")
-st.caption("MC dropout: the spread of predictions over stochastic forward passes with dropout on. Active "
-           "learning starts from a small labelled subset and adds the most uncertain pool molecules.")
+ACTIVE = ("isal", "uncertainty")
+NAMES = {"isal": "ISAL", "uncertainty": "uncertainty sampling", "random": "random"}
+st.title("Active learning")
+st.caption("Start from a small labelled subset, then add pool molecules: **ISAL** takes those whose label is "
+           "expected to lower the validation loss most (their influence, with the label taken as the mean of the "
+           "model's MC-dropout predictions); **uncertainty sampling** the ones with the largest MC-dropout spread; "
+           "**random** is the control both must beat.")
 
 with st.expander("Launch an active-learning run",
                  expanded=not store().runs() or st.session_state.get("quick", False)):
@@ -25,30 +30,32 @@ with st.expander("Launch an active-learning run",
     with right:
         backbone, trust = backbone_picker()
         sizes = [32, 96] if quick else [25, 64, 128, 256, 512, 1000]
-        sweep = st.checkbox(f"N-sweep ({', '.join(map(str, sizes))}) with the random control at every N", value=True,
-                            help="Answers 'does uncertainty sampling beat random?': both strategies acquire N "
-                                 "molecules from the same initial model, for every N.")
+        method = st.radio("Method", ACTIVE, horizontal=True, format_func=NAMES.get)
+        strategies = METHODS[method].options.STRATEGIES  # the method's own first, then its controls
+        sweep = st.checkbox(f"N-sweep ({', '.join(map(str, sizes))}) with the controls at every N", value=True,
+                            help=f"Answers 'does {strategies[0]} beat {' and '.join(strategies[1:])}?': every "
+                                 "strategy acquires N molecules from the same initial model, for every N.")
         c1, c2, c3 = st.columns(3)
         acquire = int(c1.number_input("Acquire N", 1, 10000, 64 if quick else 256, disabled=sweep))
         rounds = int(c2.number_input("Rounds", 1, 20, 1, disabled=sweep))
         passes = int(c3.number_input("MC passes T", 2, 200, 20))
         c4, c5 = st.columns(2)
-        strategy = c4.radio("Strategy", ["uncertainty", "random"], horizontal=True, disabled=sweep)
+        strategy = c4.radio("Strategy", strategies, horizontal=True, disabled=sweep)
         epochs = epochs_input(quick, container=c5)
     spec = None
     if data is not None and backbone:
         options = {"initial_size": initial, "passes": passes}
         options.update({"sweep": sizes} if sweep else
                        {"acquire": acquire, "rounds": rounds, "strategy": strategy})
-        spec = JobSpec(method="uncertainty", options=options, data=data,
+        spec = JobSpec(method=method, options=options, data=data,
                        model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                        train=TrainConfig(epochs=epochs, seed=data.split_seed))
         cost_caption([spec])
     if st.button("Launch", type="primary", disabled=spec is None) and (queued := submit(spec)):
         st.success(f"Queued run {queued[0]}.")
 
-live_jobs(("uncertainty",))
-runs = [r for r in store().runs(status="finished") if r.method == "uncertainty"]
+live_jobs(ACTIVE)
+runs = [r for r in store().runs(status="finished") if r.method in ACTIVE]
 if not runs:
     st.info("No finished active-learning run yet.")
     st.stop()
@@ -70,17 +77,25 @@ b.plotly_chart(px.scatter(test, x="score", y="abs_error", hover_data=["smiles"],
 
 sweep_table = store().table(run.id, Tables.SWEEP)
 if not sweep_table.empty:
-    st.subheader("N-sweep: uncertainty sampling vs random")
+    st.subheader(f"N-sweep: {' vs '.join(NAMES.get(s, s) for s in sweep_table['strategy'].unique())}")
     c, d = st.columns(2)
     c.plotly_chart(px.line(sweep_table, x="n", y="test_mse", color="strategy", markers=True, log_x=True))
     d.plotly_chart(px.line(sweep_table, x="n", y="test_r2", color="strategy", markers=True, log_x=True))
     st.dataframe(sweep_table, hide_index=True)
 
-st.subheader(f"Selected molecules ({len(acquired)})")
+st.subheader(f"Measure these next ({len(acquired)} selected)")
+st.caption("In the order the method ranks them, with the model's prediction and its MC-dropout spread; "
+           "'measured' is the pool's own label, revealed only once a molecule was acquired.")
 shown = acquired.sort_values("score", ascending=False).head(200)
 shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["smiles"]])
-st.dataframe(shown[["structure", "smiles", "label", "score", "round"]], hide_index=True, row_height=80,
-             column_config={"structure": st.column_config.ImageColumn(), "score": "uncertainty"})
-st.download_button("Download selected + test uncertainties (CSV)",
-                   write_csv(pd.concat([acquired.assign(set="acquired"), test.assign(set="test")])),
-                   f"uncertainty-{run.id}.csv", "text/csv")
+gain = "expected gain" if run.method == "isal" else "uncertainty"
+columns = [c for c in ("structure", "smiles", "score", "prediction", "uncertainty", "label", "round") if c in shown]
+st.dataframe(shown[columns], hide_index=True, row_height=80,
+             column_config={"structure": st.column_config.ImageColumn(), "score": gain, "label": "measured",
+                            "uncertainty": "± (MC std)"})
+st.download_button("Download the molecules to measure next (CSV)",
+                   write_csv(acquired.drop(columns=["kind", "split"], errors="ignore")
+                             .rename(columns={"score": gain.replace(" ", "_"), "label": "measured"})),
+                   f"measure-next-{run.id}.csv", "text/csv", type="primary")
+st.download_button("Download the test set's uncertainties (CSV)", write_csv(test), f"uncertainty-{run.id}.csv",
+                   "text/csv")

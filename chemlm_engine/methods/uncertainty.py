@@ -1,7 +1,7 @@
-"""MC-dropout uncertainty and uncertainty-sampling active learning."""
+"""Active learning: MC-dropout uncertainty sampling and ISAL (expected influence), with a random control."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -13,38 +13,57 @@ from ..inference import mc_dropout
 from ..model import RegressionModel
 from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..store import Kinds
-from ..spec import UncertaintyOptions
+from ..spec import IsalOptions, UncertaintyOptions
+from .influence.isal import expected_influence
+from .selection import select_random, select_top
 
-__all__ = ["mc_dropout", "select_most_uncertain", "select_random", "run_uncertainty"]
-
-
-def select_most_uncertain(std: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` largest standard deviations (ties broken by position)."""
-    return np.argsort(-np.asarray(std), kind="stable")[:n]
+__all__ = ["mc_dropout", "run_active_learning"]
 
 
-def select_random(size: int, n: int, seed: int) -> np.ndarray:
-    """The random control: ``n`` indices drawn without replacement."""
-    return np.random.default_rng(seed).choice(size, min(n, size), replace=False)
-
-
-def _pool(ctx: JobContext, data: SplitData, rest: np.ndarray) -> MoleculeData:
+def _pool(ctx: JobContext, data: SplitData, rest: np.ndarray, path: str | None) -> MoleculeData:
     """The acquisition pool: an uploaded CSV (minus molecules already in any split), else the
     training molecules outside the initial labelled set."""
-    path = ctx.spec.options_of(UncertaintyOptions).pool
     if not path:
         return data.train.subset(rest)
     return load_pool(ctx, data, path)
 
 
-def run_uncertainty(ctx: JobContext, data: SplitData, opts: UncertaintyOptions) -> dict[str, float]:
-    """Active learning by MC-dropout uncertainty sampling, with its random control.
+@dataclass
+class _Scored:
+    """The pool as one model sees it: MC-dropout mean and spread, and (ISAL) the expected influence."""
 
-    Options: :class:`~chemlm_engine.spec.registry.UncertaintyOptions` (``mc_scope``: see :func:`mc_dropout`;
-    ``sweep``: both strategies are run for every N from the same initial model and stored as a table).
+    mean: np.ndarray
+    std: np.ndarray
+    influence: np.ndarray | None = None
+
+    def pick(self, how: str, n: int, seed: int) -> np.ndarray:
+        if how == "random":
+            return select_random(len(self.std), n, seed)
+        return select_top(self.score(how), n)
+
+    def score(self, how: str) -> np.ndarray:
+        return self.influence if how == "isal" and self.influence is not None else self.std
+
+
+def _score_pool(model: RegressionModel, smiles: list[str], opts: UncertaintyOptions, seed: int,
+                labelled: MoleculeData, val: MoleculeData) -> _Scored:
+    mean, std = mc_dropout(model, smiles, opts.passes, seed=seed, scope=opts.mc_scope)
+    if not isinstance(opts, IsalOptions):
+        return _Scored(mean, std)
+    return _Scored(mean, std, expected_influence(model, labelled, val, smiles, mean, opts))
+
+
+def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptions) -> dict[str, float]:
+    """Active learning: uncertainty sampling (MC dropout) or ISAL (expected influence), with their controls.
+
+    Options: :class:`~chemlm_engine.spec.registry.UncertaintyOptions` or
+    :class:`~chemlm_engine.spec.registry.IsalOptions` (``mc_scope``: see :func:`mc_dropout`; ``sweep``: every
+    strategy of the options class is run for every N from the same initial model, stored as a table, and the
+    first strategy's largest N is the model kept). Without a sweep, ``rounds`` rounds of ``acquire`` molecules
+    with ``strategy``, the pool scored again by each round's model.
     """
     seed = ctx.spec.train.seed
-    passes, mc_scope, strategy, sweep = opts.passes, opts.mc_scope, opts.strategy, list(opts.sweep)
+    strategies, sweep = opts.STRATEGIES, list(opts.sweep)
     rounds = 1 if sweep else opts.rounds
     initial_size = opts.initial_size if opts.initial_size is not None else min(500, len(data.train) // 4)
     if not 0 < initial_size < len(data.train):
@@ -53,57 +72,62 @@ def run_uncertainty(ctx: JobContext, data: SplitData, opts: UncertaintyOptions) 
     initial_ids = select_random(len(data.train), initial_size, seed)
     rest = np.setdiff1d(np.arange(len(data.train)), initial_ids)
     labelled = data.train.subset(np.sort(initial_ids))
-    pool = _pool(ctx, data, rest)
+    pool = _pool(ctx, data, rest, opts.pool)
     if len(pool) == 0:
         raise DataError("the acquisition pool is empty")
-    n_fits = 1 + (2 * len(sweep) if sweep else rounds)
+    n_fits = opts.fits()
     span = lambda k: (k / n_fits, (k + 1) / n_fits)  # noqa: E731 - progress share of the k-th fit
 
     model, metrics = train_and_evaluate(ctx, replace(data, train=labelled), stage="initial", span=span(0),
                                         final=False)
-    _, pool_std = mc_dropout(model, pool.smiles, passes, seed=seed, scope=mc_scope)
+    ctx.progress(span(1)[0], "scoring the pool", force=True)
+    scored = _score_pool(model, pool.smiles, opts, seed, labelled, data.val)
     ctx.store.add_molecules(ctx.run_id, Kinds.POOL_UNCERTAINTY, pd.DataFrame(
-        {"smiles": pool.smiles, "label": pool.labels, "score": pool_std, "split": "pool"}))
+        {"smiles": pool.smiles, "label": pool.labels, "score": scored.std, "split": "pool"}))
+    if scored.influence is not None:
+        ctx.store.add_molecules(ctx.run_id, Kinds.POOL_ISAL, pd.DataFrame(
+            {"smiles": pool.smiles, "label": pool.labels, "score": scored.influence, "prediction": scored.mean,
+             "uncertainty": scored.std, "split": "pool"}))
     if sweep:
-        points = [(n, how) for n in sweep for how in ("uncertainty", "random")]
+        points = [(n, how) for n in sweep for how in strategies]
+        kept = len(points) - len(strategies)  # the largest N with the method's own strategy
 
         def fit_point(i: int) -> dict[str, float]:
             n, how = points[i]
-            pick = select_most_uncertain(pool_std, n) if how == "uncertainty" else select_random(len(pool), n, seed)
+            pick = scored.pick(how, n, seed)
             _, m = train_and_evaluate(ctx, replace(data, train=labelled.concat(pool.subset(pick))),
-                                      stage=f"sweep-{how}-{n}", span=span(1 + i),
-                                      final=i == len(points) - 2)  # the largest N, uncertainty: kept
+                                      stage=f"sweep-{how}-{n}", span=span(1 + i), final=i == kept)
             return m
 
         metrics = ctx.sweep(points, fit_point, lambda point, m: {
             "n": point[0], "strategy": point[1],
-            **{key: m[key] for key in ("train_mse", "val_mse", "test_mse", "test_r2")}})[-2]
+            **{key: m[key] for key in ("train_mse", "val_mse", "test_mse", "test_r2")}})[kept]
         model = RegressionModel.load(ctx.artifacts / "model")
-        selected = select_most_uncertain(pool_std, sweep[-1])
-        ctx.store.add_molecules(ctx.run_id, Kinds.ACQUIRED, pd.DataFrame(
-            {"smiles": [pool.smiles[i] for i in selected], "label": pool.labels[selected],
-             "score": pool_std[selected], "round": 1}))
+        _record_acquired(ctx, pool, scored, scored.pick(strategies[0], sweep[-1], seed), strategies[0], 1)
     else:
         available = np.arange(len(pool))
-        std = pool_std
         for r in range(1, rounds + 1):
-            n = min(opts.acquire, len(available))
-            local = select_most_uncertain(std, n) if strategy == "uncertainty" else select_random(len(available), n,
-                                                                                                    seed + r)
-            chosen = available[local]
-            ctx.store.add_molecules(ctx.run_id, Kinds.ACQUIRED, pd.DataFrame(
-                {"smiles": [pool.smiles[i] for i in chosen], "label": pool.labels[chosen], "score": std[local],
-                 "round": r}))
-            labelled = labelled.concat(pool.subset(chosen))
-            available = np.setdiff1d(available, chosen)
+            local = scored.pick(opts.strategy, min(opts.acquire, len(available)), seed + r)
+            _record_acquired(ctx, pool, scored, available[local], opts.strategy, r, local)
+            labelled = labelled.concat(pool.subset(available[local]))
+            available = np.setdiff1d(available, available[local])
             model, metrics = train_and_evaluate(ctx, replace(data, train=labelled), stage=f"round-{r}",
                                                 span=span(r), final=r == rounds)
             if r < rounds:
-                _, std = mc_dropout(model, [pool.smiles[i] for i in available], passes, seed=seed,
-                                    scope=mc_scope)
-    test_mean, test_std = mc_dropout(model, data.test.smiles, passes, seed=seed, scope=mc_scope)
+                scored = _score_pool(model, [pool.smiles[i] for i in available], opts, seed, labelled, data.val)
+    test_mean, test_std = mc_dropout(model, data.test.smiles, opts.passes, seed=seed, scope=opts.mc_scope)
     ctx.store.add_molecules(ctx.run_id, Kinds.TEST_UNCERTAINTY, pd.DataFrame(
         {"smiles": data.test.smiles, "label": data.test.labels, "prediction": test_mean, "score": test_std,
          "split": "test"}))
     rho = spearmanr(test_std, np.abs(test_mean - data.test.labels)).statistic
     return {**metrics, "n_labelled": len(labelled), "uncertainty_error_spearman": float(rho)}
+
+
+def _record_acquired(ctx: JobContext, pool: MoleculeData, scored: _Scored, chosen: np.ndarray, how: str,
+                     round_: int, local: np.ndarray | None = None) -> None:
+    """The molecules a round acquired ("measure these next" for a user's pool): the strategy's score, the
+    predicted value and its spread. ``local``: their positions in ``scored`` when it covers only what is left."""
+    at = chosen if local is None else local
+    ctx.store.add_molecules(ctx.run_id, Kinds.ACQUIRED, pd.DataFrame(
+        {"smiles": [pool.smiles[i] for i in chosen], "label": pool.labels[chosen], "score": scored.score(how)[at],
+         "prediction": scored.mean[at], "uncertainty": scored.std[at], "strategy": how, "round": round_}))

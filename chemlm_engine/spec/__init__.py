@@ -4,10 +4,10 @@ layer — store, models, methods, jobs, the app — may use it."""
 from .config import (ASSETS_DIR, DEFAULT_BACKBONE, DEFAULT_REGRESSOR, EXECUTORS, PRECISIONS, DataSpec, JobSpec,
                      ModelSpec, TrainConfig)
 from .registry import (DIFFICULTIES, METHODS, PACINGS, BaselineOptions, CurriculumOptions, EnsembleOptions,
-                       InfluenceOptions, LoraOptions, Method, MethodOptions, MlmOptions, PretrainOptions,
+                       InfluenceOptions, IsalOptions, LoraOptions, Method, MethodOptions, MlmOptions, PretrainOptions,
                        UncertaintyOptions, model_kind, parse_options)
 
 __all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "EXECUTORS", "PRECISIONS", "DataSpec", "JobSpec",
            "ModelSpec", "TrainConfig", "DIFFICULTIES", "METHODS", "PACINGS", "BaselineOptions", "CurriculumOptions",
-           "EnsembleOptions", "InfluenceOptions", "LoraOptions", "Method", "MethodOptions", "MlmOptions",
+           "EnsembleOptions", "InfluenceOptions", "IsalOptions", "LoraOptions", "Method", "MethodOptions", "MlmOptions",
            "PretrainOptions", "UncertaintyOptions", "model_kind", "parse_options"]

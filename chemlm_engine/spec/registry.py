@@ -14,12 +14,12 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
 
 __all__ = ["METHODS", "Method", "MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions",
-           "UncertaintyOptions", "LoraOptions", "InfluenceOptions", "EnsembleOptions", "PretrainOptions",
+           "UncertaintyOptions", "IsalOptions", "LoraOptions", "InfluenceOptions", "EnsembleOptions", "PretrainOptions",
            "model_kind", "parse_options"]
 
 
@@ -129,6 +129,8 @@ class CurriculumOptions(MethodOptions):
 
 @dataclass(frozen=True)
 class UncertaintyOptions(MethodOptions):
+    # What a sweep compares, first the method's own (its largest N is the model kept); strategy picks one.
+    STRATEGIES: ClassVar[tuple[str, ...]] = ("uncertainty", "random")
     strategy: str = "uncertainty"  # uncertainty | random (the control)
     initial_size: int | None = None  # default: 500, at most a quarter of the training split
     acquire: int = 256
@@ -139,7 +141,7 @@ class UncertaintyOptions(MethodOptions):
     sweep: tuple[int, ...] = ()  # one fit per N for both strategies, from the same initial model
 
     def validate(self) -> None:
-        _choice("strategy", self.strategy, ("uncertainty", "random"))
+        _choice("strategy", self.strategy, self.STRATEGIES)
         _choice("mc_scope", self.mc_scope, ("head", "full"))
         _check(self.acquire >= 1 and self.rounds >= 1 and self.passes >= 2,
                "acquire and rounds must be positive, passes at least 2")
@@ -147,7 +149,32 @@ class UncertaintyOptions(MethodOptions):
         _check(all(n >= 1 for n in self.sweep), "sweep sizes must be positive")
 
     def fits(self) -> int:
-        return 1 + (2 * len(self.sweep) if self.sweep else self.rounds)
+        return 1 + (len(self.STRATEGIES) * len(self.sweep) if self.sweep else self.rounds)
+
+
+@dataclass(frozen=True)
+class IsalOptions(UncertaintyOptions):
+    """Influence selection for active learning (Liu et al., ICCV 2021) for regression: a pool molecule's score is
+    its expected influence on the validation loss, its unknown label taken as the mean of the model's MC-dropout
+    predictive distribution. Sweeps compare it with uncertainty sampling and random acquisition."""
+
+    STRATEGIES: ClassVar[tuple[str, ...]] = ("isal", "uncertainty", "random")
+    strategy: str = "isal"  # isal | uncertainty | random (the controls)
+    scope: str = "head"  # tracked parameters: head | last_layer | last_N
+    solver: str = "cg"  # cg | exact: LiSSA is not offered (the quick ranking must not be solver noise)
+    damping: float = 0.01
+    cg_iterations: int = 50
+
+    def validate(self) -> None:
+        super().validate()
+        _choice("solver", self.solver, ("cg", "exact"))
+        _check(self.scope in ("head", "last_layer") or
+               (self.scope.startswith("last_") and self.scope[5:].isdigit() and int(self.scope[5:]) >= 1),
+               f"option 'scope' must be head, last_layer or last_N, not {self.scope!r}")
+        _check(self.damping >= 0 and self.cg_iterations >= 1, "damping must be non-negative, cg_iterations positive")
+
+    def cost_note(self) -> str | None:
+        return "plus one inverse-HVP solve per scoring (seconds at scope head)"
 
 
 @dataclass(frozen=True)
@@ -298,7 +325,9 @@ METHODS: dict[str, Method] = {
     "curriculum": Method("curriculum (short SMILES first)", CurriculumOptions,
                          "chemlm_engine.methods.curriculum:run_curriculum"),
     "uncertainty": Method("uncertainty sampling (active learning)", UncertaintyOptions,
-                          "chemlm_engine.methods.uncertainty:run_uncertainty"),
+                          "chemlm_engine.methods.uncertainty:run_active_learning"),
+    "isal": Method("ISAL: influence selection for active learning", IsalOptions,
+                   "chemlm_engine.methods.uncertainty:run_active_learning"),
     "bitfit": Method("BitFit (biases + head)", MethodOptions, _PEFT),
     "lora": Method("LoRA (low-rank adapters on q, k, v)", LoraOptions, _PEFT),
     "ia3": Method("IA3 (keys, values, feed-forward)", MethodOptions, _PEFT),

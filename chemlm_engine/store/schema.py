@@ -36,6 +36,7 @@ class Kinds:
     PREDICTION = "prediction"  # the final model's test-split predictions
     INFLUENCE = "influence"  # pool molecules with influence score, rank and self-influence
     POOL_UNCERTAINTY = "pool_uncertainty"  # MC-dropout std of the pool under the initial model
+    POOL_ISAL = "pool_isal"  # expected influence of each pool molecule (ISAL) under the initial model
     ACQUIRED = "acquired"  # molecules active learning selected, per round
     TEST_UNCERTAINTY = "test_uncertainty"  # test predictions with MC-dropout std
 

@@ -11,7 +11,7 @@ from chemlm_engine.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TITLES = {"views/home.py": "ChemLM Studio", "views/train.py": "Train", "views/predict.py": "Predict logD",
-          "views/curriculum.py": "Curriculum learning", "views/uncertainty.py": "Uncertainty and active learning",
+          "views/curriculum.py": "Curriculum learning", "views/uncertainty.py": "Active learning",
           "views/compare.py": "Compare methods", "views/influence.py": "Influence-based data selection"}
 PAGES = list(TITLES)
 
@@ -138,6 +138,22 @@ def test_uncertainty_page_shows_a_finished_sweep(home, tiny_backbone):
     assert any(list(t.columns[:2]) == ["n", "strategy"] and len(t) == 4 for t in tables)
     assert any("structure" in t.columns and len(t) == 20 for t in tables)
     assert any("Spearman" in p.proto.spec for p in at.get("plotly_chart"))
+
+
+def test_active_learning_page_shows_isal_against_both_controls_and_what_to_measure_next(home, tiny_backbone):
+    spec = JobSpec(method="isal", data=DataSpec(subset=120),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=1),
+                   options={"initial_size": 30, "sweep": [10, 20], "passes": 3})
+    run_job(spec, RunStore(home=home))
+    at = _app("views/uncertainty.py")
+    assert not at.exception
+    assert "N-sweep: ISAL vs uncertainty sampling vs random" in [h.value for h in at.subheader]
+    tables = [d.value for d in at.dataframe]
+    assert any(list(t.columns[:2]) == ["n", "strategy"] and len(t) == 6 for t in tables)
+    listed = next(t for t in tables if "structure" in t.columns)
+    assert len(listed) == 20 and {"prediction", "uncertainty", "label"} <= set(listed.columns)
+    assert listed["score"].is_monotonic_decreasing  # in the order ISAL ranks them
+    assert any(b.label.startswith("Download the molecules to measure next") for b in at.get("download_button"))
 
 
 def test_train_disables_start_with_the_reason_for_untrainable_data(home):

@@ -223,8 +223,8 @@ def test_why_shows_progress_the_first_time_and_answers_from_the_cache_after(app_
 
 
 def test_quick_presets_finish_with_an_answer_the_page_reads(app_url, page, tmp_path):
-    """Influence's quick try settles (conjugate gradients), uncertainty's runs its random control: each page
-    then states its answer. Times on the embedded model: bench/app_speed.py's preset rows."""
+    """Influence's quick try settles (conjugate gradients), active learning's runs ISAL with its two controls:
+    each page then states its answer. Times on the embedded model: bench/app_speed.py's preset rows."""
     page.goto(app_url)  # Home's "Try it" opens each page with its launch form and the quick preset on
     page.get_by_role("button", name="Try it").nth(2).click()  # Predict, Train, Influence, …
     page.get_by_text("Launch an influence job").wait_for()
@@ -237,5 +237,5 @@ def test_quick_presets_finish_with_an_answer_the_page_reads(app_url, page, tmp_p
     page.get_by_text("Launch an active-learning run").wait_for()
     page.wait_for_timeout(1500)
     page.get_by_role("button", name="Launch").click()
-    page.get_by_text("N-sweep: uncertainty sampling vs random").wait_for(timeout=180_000)
+    page.get_by_text("N-sweep: ISAL vs uncertainty sampling vs random").wait_for(timeout=180_000)
     page.get_by_text("A quick try").first.wait_for()  # and says what a quick try's numbers mean

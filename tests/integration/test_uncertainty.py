@@ -4,7 +4,7 @@ from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Tables
 from chemlm_engine.jobs import run_job
 from chemlm_engine.inference import mc_dropout
-from chemlm_engine.methods.uncertainty import select_most_uncertain, select_random
+from chemlm_engine.methods.selection import select_random, select_top
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.predict import predict_smiles
 
@@ -36,7 +36,7 @@ def test_prediction_table_carries_uncertainty_and_keeps_invalid_rows(tiny_backbo
 
 def test_selection_takes_the_largest_standard_deviations():
     std = np.array([0.1, 0.5, 0.2, 0.9, 0.5, 0.05])
-    assert select_most_uncertain(std, 3).tolist() == [3, 1, 4]
+    assert select_top(std, 3).tolist() == [3, 1, 4]
     picked = select_random(6, 3, seed=1)
     assert len(set(picked.tolist())) == 3 and picked.tolist() == select_random(6, 3, seed=1).tolist()
 
@@ -66,3 +66,41 @@ def test_sweep_runs_uncertainty_and_random_at_every_n(tiny_backbone, store):
     assert list(zip(table["n"], table["strategy"])) == [(10, "uncertainty"), (10, "random"), (40, "uncertainty"),
                                                        (40, "random")]
     assert table[["train_mse", "val_mse", "test_mse", "test_r2"]].notna().all().all()
+
+
+def test_isal_scores_are_the_expected_influence_over_the_predictive_distribution(tiny_backbone, lipo):
+    from chemlm_engine.methods.influence.isal import expected_influence
+    from chemlm_engine.spec import IsalOptions
+
+    model = _model(tiny_backbone).eval()
+    train, val, pool = lipo.subset(range(60)), lipo.subset(range(60, 80)), lipo.smiles[80:100]
+    opts = IsalOptions(solver="exact")
+    samples = np.random.default_rng(0).normal(1.0, 0.7, size=(5, len(pool)))  # labels the model might predict
+    per_sample = [expected_influence(model, train, val, pool, y, opts) for y in samples]
+    at_mean = expected_influence(model, train, val, pool, samples.mean(0), opts)
+    np.testing.assert_allclose(at_mean, np.mean(per_sample, 0), rtol=1e-4, atol=1e-7)  # exact, not sampled
+    assert np.ptp(at_mean) > 0
+    # labelled with what the model already predicts, a molecule moves nothing: no influence
+    standard = expected_influence(model, train, val, pool, predict_smiles(model, pool)["prediction"].to_numpy(), opts)
+    assert np.abs(standard).max() < 1e-3 * np.abs(at_mean).max()
+
+
+def test_isal_sweep_runs_isal_uncertainty_and_random_on_the_same_initial_model(tiny_backbone, store):
+    spec = JobSpec(method="isal", data=DataSpec(subset=150),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16, dropout=0.2),
+                   train=TrainConfig(epochs=1, batch_size=16),
+                   options={"initial_size": 30, "sweep": [10, 40], "passes": 4})
+    record = store.get_run(run_job(spec, store))
+    assert record.status == "finished", record.error
+    table = store.table(record.id, Tables.SWEEP)
+    assert list(zip(table["n"], table["strategy"])) == [(n, s) for n in (10, 40) for s in ("isal", "uncertainty",
+                                                                                            "random")]
+    scored = store.molecules(record.id, "pool_isal")
+    acquired = store.molecules(record.id, "acquired")
+    assert len(scored) == 120 - 30 and scored["score"].notna().all() and (scored["uncertainty"] > 0).all()
+    # the kept list is ISAL's top 40, with what a chemist needs to decide: gain, prediction, spread
+    assert len(acquired) == 40 and set(acquired["strategy"]) == {"isal"}
+    assert acquired["score"].min() >= scored["score"].nlargest(40).min() - 1e-12
+    assert {"prediction", "uncertainty"} <= set(acquired.columns)
+    assert record.metrics["test_r2"] == table.loc[(table["n"] == 40) & (table["strategy"] == "isal"),
+                                                  "test_r2"].item()

@@ -16,6 +16,7 @@ LAYERS = [
     ("methods and jobs", {"pipeline", "jobs", "methods.baseline", "methods.curriculum", "methods.ensemble",
                           "methods.mlm", "methods.peft", "methods.uncertainty", "methods.influence",
                           "methods.influence.tracked", "methods.influence.scores", "methods.influence.job",
+                          "methods.influence.isal", "methods.selection",
                           "methods.pretrain", "methods.pretrain.trainer", "methods.pretrain.batches",
                           "methods.pretrain.job"}),
     ("execution", {"cluster", "manager", "library"}),

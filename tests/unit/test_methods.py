@@ -12,8 +12,8 @@ def test_every_method_runs_with_its_own_typed_options():
         run = method.load()
         assert method.label and callable(run), name
         ctx, data, opts = inspect.signature(run).parameters.values()  # run(ctx, data, opts)
-        shared = method.options.__name__ == "MethodOptions"  # BitFit / IA3 share the PEFT runner with LoRA
-        assert opts.annotation == ("MethodOptions" if shared or name == "lora" else method.options.__name__), name
+        # its own options class, or one it derives from where runners are shared (PEFT; uncertainty and ISAL)
+        assert opts.annotation in {c.__name__ for c in method.options.__mro__ if c is not object}, name
         assert method.model in ("regressor", "ensemble", "backbone", "scores"), name
 
 
@@ -22,6 +22,8 @@ def test_what_a_job_costs_comes_from_its_options():
     assert parse_options("influence", {"k": [8, 16]}).fits() == 2 + 2 * 2
     assert parse_options("uncertainty", {"sweep": [25, 64, 128]}).fits() == 1 + 2 * 3
     assert parse_options("uncertainty", {"rounds": 3}).fits() == 1 + 3
+    assert parse_options("isal", {"sweep": [25, 64]}).fits() == 1 + 3 * 2  # ISAL, uncertainty and random per N
+    assert "inverse-HVP" in parse_options("isal").cost_note()
     assert parse_options("lora", {"sweep_ranks": [2, 4]}).fits() == 2 and parse_options("bitfit").fits() == 1
     assert parse_options("pretrain").fits() == 0 and "4,500 pretraining steps" in parse_options("pretrain").cost_note()
     assert parse_options("baseline").cost_note() is None and "inverse-HVP" in parse_options("influence").cost_note()
@@ -60,3 +62,11 @@ def test_a_spec_keeps_the_plain_json_form_and_round_trips():
 def test_unknown_method_lists_the_registry():
     with pytest.raises(ConfigError, match="choose from baseline, mlm"):
         JobSpec(method="dropout")
+
+
+def test_isal_takes_its_own_strategy_and_exact_solvers_only():
+    assert parse_options("isal").strategy == "isal" and parse_options("isal", {"strategy": "random"}).fits() == 2
+    with pytest.raises(ConfigError, match="'strategy' must be one of uncertainty, random"):
+        parse_options("uncertainty", {"strategy": "isal"})
+    with pytest.raises(ConfigError, match="'solver' must be one of cg, exact"):
+        parse_options("isal", {"solver": "lissa"})

@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from ...pipeline import JobContext, SplitData, load_pool, train_and_evaluate
-from ..uncertainty import select_random
+from ..selection import select_random
 from ...store import Kinds, Tables
 from ...spec import InfluenceOptions
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,

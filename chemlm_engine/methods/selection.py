@@ -1,0 +1,16 @@
+"""Which molecules to take: the top of a ranking, or the random control every selection method is compared with."""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["select_top", "select_random"]
+
+
+def select_top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` largest scores (ties broken by position): the most uncertain, or the most helpful."""
+    return np.argsort(-np.asarray(scores), kind="stable")[:n]
+
+
+def select_random(size: int, n: int, seed: int) -> np.ndarray:
+    """The random control: ``n`` indices drawn without replacement."""
+    return np.random.default_rng(seed).choice(size, min(n, size), replace=False)
