@@ -1,7 +1,8 @@
 """Active learning: MC-dropout uncertainty sampling and ISAL (expected influence), with a random control."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ class _Scored:
     mean: np.ndarray
     std: np.ndarray
     influence: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # what scoring cost, per part (the cost of a round)
 
     def pick(self, how: str, n: int, seed: int) -> np.ndarray:
         if how == "random":
@@ -47,10 +49,14 @@ class _Scored:
 
 def _score_pool(model: RegressionModel, smiles: list[str], opts: UncertaintyOptions, seed: int,
                 labelled: MoleculeData, val: MoleculeData) -> _Scored:
+    start = time.perf_counter()
     mean, std = mc_dropout(model, smiles, opts.passes, seed=seed, scope=opts.mc_scope)
-    if not isinstance(opts, IsalOptions):
-        return _Scored(mean, std)
-    return _Scored(mean, std, expected_influence(model, labelled, val, smiles, mean, opts))
+    scored = _Scored(mean, std, seconds={"mc_dropout_s": time.perf_counter() - start})
+    if isinstance(opts, IsalOptions):
+        start = time.perf_counter()
+        scored.influence = expected_influence(model, labelled, val, smiles, mean, opts)
+        scored.seconds["isal_s"] = time.perf_counter() - start
+    return scored
 
 
 def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptions) -> dict[str, float]:
@@ -82,6 +88,7 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
                                         final=False)
     ctx.progress(span(1)[0], "scoring the pool", force=True)
     scored = _score_pool(model, pool.smiles, opts, seed, labelled, data.val)
+    first_scoring = {f"pool_{k}": v for k, v in scored.seconds.items()}  # the whole pool, initial model
     ctx.store.add_molecules(ctx.run_id, Kinds.POOL_UNCERTAINTY, pd.DataFrame(
         {"smiles": pool.smiles, "label": pool.labels, "score": scored.std, "split": "pool"}))
     if scored.influence is not None:
@@ -120,7 +127,7 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
         {"smiles": data.test.smiles, "label": data.test.labels, "prediction": test_mean, "score": test_std,
          "split": "test"}))
     rho = spearmanr(test_std, np.abs(test_mean - data.test.labels)).statistic
-    return {**metrics, "n_labelled": len(labelled), "uncertainty_error_spearman": float(rho)}
+    return {**metrics, "n_labelled": len(labelled), "uncertainty_error_spearman": float(rho), **first_scoring}
 
 
 def _record_acquired(ctx: JobContext, pool: MoleculeData, scored: _Scored, chosen: np.ndarray, how: str,
