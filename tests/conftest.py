@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny randomly initialised SMILES BERT stands in for a real backbone."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from chemlm_engine.data import load_lipophilicity
 from chemlm_engine.store import RunStore
 from chemlm_engine.tokenizer import build_smiles_tokenizer
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under `make test`'s two xdist workers each gets one core's worth of threads (they overlap waits on servers,
+# browsers and child processes); alone, two.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 # The test pyramid: tests/unit are units (no Lipophilicity load, no training: `make test-unit`, under a minute);
 # everything else is marked so that a layer can be chosen with -m. `make test` runs all of them.
@@ -27,6 +30,7 @@ def pytest_collection_modifyitems(items):
             item.add_marker("browser")
         if Path(str(item.fspath)).name == "test_cluster.py" or "ray" in item.name:
             item.add_marker("ray")
+            item.add_marker(pytest.mark.xdist_group("ray"))  # one local Ray at a time, on one worker
 
 
 @pytest.fixture(scope="session")
