@@ -12,6 +12,7 @@ import typer
 from tqdm import tqdm
 
 from .cli_predict import explain, one_of, predict
+from .cli_tune import tune
 from .spec import EXECUTORS
 from .errors import ChemLMError
 from .spec import METHODS
@@ -22,6 +23,7 @@ runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.command()(predict)
 app.command()(explain)
+app.command()(tune)
 _debug = {"on": False}
 
 
@@ -121,9 +123,15 @@ def train(
     executor: str = typer.Option("thread", callback=one_of(*EXECUTORS),
                                  help="thread (in this process) | process (a child process) | ray (a Ray task)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
+    spec_file: Path | None = typer.Option(None, "--spec", help="Run this job spec (JSON, e.g. what `chemlm tune` "
+                                          "wrote) instead of the settings above."),
 ) -> None:
     """Fine-tune a regressor; prints a JSON line with the run id and test metrics last."""
     from .spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+
+    if spec_file is not None:
+        _run(JobSpec.from_json(spec_file.read_text()), _store(db), executor, ray_address)
+        return
 
     options = {}
     for item in option:

@@ -19,8 +19,8 @@ LAYERS = [
                           "methods.influence.isal", "methods.selection",
                           "methods.pretrain", "methods.pretrain.trainer", "methods.pretrain.batches",
                           "methods.pretrain.job"}),
-    ("execution", {"cluster", "manager", "library"}),
-    ("entry points", {"cli_predict", "cli", "__main__", ""}),
+    ("execution", {"cluster", "manager", "library", "tune"}),
+    ("entry points", {"cli_predict", "cli_tune", "cli", "__main__", ""}),
 ]
 LAYER = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 

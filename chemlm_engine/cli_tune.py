@@ -1,0 +1,45 @@
+"""The CLI's ``tune`` command (registered on its app by :mod:`~chemlm_engine.cli`): a hyperparameter search on the
+validation split, printing the best configuration as the command that reproduces it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+__all__ = ["tune"]
+
+
+def tune(
+    method: str = typer.Option("baseline", help="The method whose recipe is searched."),
+    num_samples: int = typer.Option(20, help="Trials (random search over the default space)."),
+    time_budget: float | None = typer.Option(None, help="Stop starting trials after this many seconds."),
+    epochs: int = typer.Option(20, help="The most epochs a trial gets (ASHA stops weak ones after a quarter)."),
+    seed: int = typer.Option(0, help="Split and training seed, the same for every trial."),
+    data: str = typer.Option("lipophilicity", help="'lipophilicity' (bundled) or a CSV path."),
+    split: str = typer.Option("random", help="random | scaffold"),
+    subset: int | None = typer.Option(None, help="A seeded random subset of N molecules."),
+    backbone: str | None = typer.Option(None, help="Model folder or hub id (default: the embedded ChemLM-mini)."),
+    name: str = typer.Option("search", help="The search's name: its trials are grouped by it; the same name resumes."),
+    output: Path = typer.Option(Path("best-spec.json"), "--output", "-o", help="Where the best spec is written."),
+    cpus_per_trial: int = typer.Option(2, help="CPUs each trial takes (trials run side by side when they fit)."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
+    db: str | None = typer.Option(None, help="SQLAlchemy URL of the run store (default: $CHEMLM_HOME/runs.db)."),
+) -> None:
+    """Search learning rate, head size, dropout, batch size and descriptors (LoRA: rank) on the validation split
+    with Ray Tune (random search, ASHA early stopping); every trial is a run. Writes the best spec and prints the
+    command that reproduces it; the test split is never used to choose."""
+    from .spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+    from .store import RunStore
+    from .tune import run_search
+
+    base = JobSpec(method=method, data=DataSpec(source=data, split=split, split_seed=seed, subset=subset),
+                   model=ModelSpec(backbone=backbone or DEFAULT_BACKBONE), train=TrainConfig(epochs=epochs, seed=seed))
+    result = run_search(base, RunStore(db), name, num_samples, time_budget, address=ray_address,
+                        cpus_per_trial=cpus_per_trial)
+    output.write_text(result.best_spec.to_json())
+    typer.echo(result.trials.to_string(index=False, float_format=lambda v: f"{v:.4g}"), err=True)
+    typer.echo(f"best: run {result.best_run_id}, validation MSE {result.best_val_mse:.4f}; reproduce it with\n"
+               f"  chemlm train --spec {output}", err=True)
+    typer.echo(json.dumps({"search": name, "best_run_id": result.best_run_id, "best_val_mse": result.best_val_mse,
+                           "spec": str(output), "trials": len(result.trials)}))

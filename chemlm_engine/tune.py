@@ -1,0 +1,126 @@
+"""Hyperparameter search on the validation split, on Ray Tune: random search (Ray Tune's own variant generator)
+over recipe settings, ASHA stopping trials whose validation MSE falls behind, every trial a run in the store
+(named after the search, its settings in ``info``). The test split is never reported to the tuner. A search
+resumes from its Tune folder in the run store (``tune/NAME``).
+
+Ray is imported lazily, as in :mod:`~chemlm_engine.cluster`: nothing else needs it."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+import pandas as pd
+
+from .spec import JobSpec
+from .store import ACTIVE_STATUSES, RunStore
+
+__all__ = ["default_space", "trial_spec", "run_search", "SearchResult"]
+
+_MODEL_KEYS = ("head_hidden", "dropout", "descriptors")
+_TRAIN_KEYS = ("learning_rate", "batch_size", "epochs", "weight_decay")
+
+
+def default_space(method: str) -> dict[str, Any]:
+    """What a search varies: learning rate, head size and dropout, batch size, descriptors in the head (and
+    LoRA's rank for ``lora``). Epochs stay the base spec's: ASHA decides how many a trial gets."""
+    from ray import tune
+
+    space: dict[str, Any] = {"learning_rate": tune.loguniform(1e-5, 1e-3),
+                             "head_hidden": tune.choice([64, 128, 256, 512]), "dropout": tune.uniform(0.0, 0.3),
+                             "batch_size": tune.choice([16, 32, 64]), "descriptors": tune.choice([False, True])}
+    if method == "lora":
+        space["rank"] = tune.choice([2, 4, 8, 16])
+    return space
+
+
+def trial_spec(base: JobSpec, config: dict[str, Any]) -> JobSpec:
+    """``base`` with a trial's settings: model and training fields by name, anything else a method option
+    (validated by the method's options class like any other)."""
+    options = {k: v for k, v in config.items() if k not in _MODEL_KEYS + _TRAIN_KEYS}
+    return replace(base, model=replace(base.model, **{k: config[k] for k in _MODEL_KEYS if k in config}),
+                   train=replace(base.train, **{k: config[k] for k in _TRAIN_KEYS if k in config}),
+                   options={**base.options, **options})
+
+
+def _trial(config: dict[str, Any], base_json: str, url: str, home: str, search: str) -> None:
+    """One trial in a Ray worker: the same ``run_job`` as anywhere, reporting each epoch's validation MSE."""
+    from ray import tune
+
+    from .jobs import run_job
+
+    spec = trial_spec(JobSpec.from_json(base_json), config)
+    store = RunStore(url, home)
+    run_id = store.create_run(spec.to_dict(), spec.method, f"{search} trial")
+    store.set_info(run_id, search=search, trial_config=config)
+    reported, last_poll = 0, 0.0
+
+    def report_epochs(*_: Any) -> None:
+        nonlocal reported, last_poll
+        if time.monotonic() - last_poll < 1.0:  # progress arrives per batch; epochs once per epoch
+            return
+        last_poll = time.monotonic()
+        epochs = store.epochs(run_id)
+        rows = epochs[epochs["val_mse"].notna()] if "val_mse" in epochs else epochs.iloc[:0]
+        for _, row in rows.iloc[reported:].iterrows():
+            tune.report({"val_mse": float(row["val_mse"]), "epoch": int(row["epoch"]), "run_id": run_id})
+        reported = len(rows)
+
+    run_job(spec, store, run_id, progress=report_epochs)
+    last_poll = 0.0
+    report_epochs()
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    name: str
+    best_run_id: str
+    best_val_mse: float
+    best_spec: JobSpec
+    trials: pd.DataFrame  # one row per trial: run id, its settings, best validation MSE, epochs run, status
+
+
+def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time_budget_s: float | None = None,
+               space: dict[str, Any] | None = None, address: str | None = None,
+               cpus_per_trial: int = 2) -> SearchResult:
+    """Search ``space`` (default :func:`default_space`) around ``base`` for the lowest validation MSE, with
+    ASHA (``max_t``: the base spec's epochs, grace period a quarter of them); resumes the search ``name`` if
+    its folder exists. Runs stopped early are recorded as interrupted, saying so."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from .cluster import connect
+
+    connect(address)
+    folder = store.home / "tune" / name
+    trainable = tune.with_resources(partial(_trial, base_json=base.to_json(), url=store.url, home=str(store.home),
+                                            search=name), {"cpu": cpus_per_trial})
+    if tune.Tuner.can_restore(str(folder)):
+        tuner = tune.Tuner.restore(str(folder), trainable, resume_unfinished=True, restart_errored=True)
+    else:
+        epochs = base.train.epochs
+        tuner = tune.Tuner(trainable, param_space=space or default_space(base.method),
+                           tune_config=tune.TuneConfig(metric="val_mse", mode="min", num_samples=num_samples,
+                                                       time_budget_s=time_budget_s,
+                                                       scheduler=ASHAScheduler(time_attr="training_iteration",
+                                                                               max_t=epochs,
+                                                                               grace_period=max(1, epochs // 4),
+                                                                               reduction_factor=3)),
+                           run_config=tune.RunConfig(name=name, storage_path=str(folder.parent), verbose=0))
+    results = tuner.fit()
+    rows, configs = [], {}
+    for result in (results[i] for i in range(len(results))):
+        history = result.metrics_dataframe
+        run_id = (result.metrics or {}).get("run_id")
+        if run_id is None or history is None or history.empty:
+            continue
+        if store.get_run(run_id).status in ACTIVE_STATUSES:  # its actor was stopped by ASHA mid-run
+            store.interrupt(run_id, f"stopped early by ASHA after {len(history)} epoch(s): its validation MSE was "
+                                    "behind the other trials'")
+        configs[run_id] = result.config or {}
+        rows.append({"run_id": run_id, **configs[run_id], "val_mse": float(history["val_mse"].min()),
+                     "epochs_run": len(history), "status": store.get_run(run_id).status})
+    trials = pd.DataFrame(rows).sort_values("val_mse", ignore_index=True)
+    best = str(trials.loc[0, "run_id"])
+    return SearchResult(name, best, float(trials.loc[0, "val_mse"]), trial_spec(base, configs[best]), trials)

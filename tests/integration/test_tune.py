@@ -1,0 +1,70 @@
+"""`chemlm tune`: a search on the validation split whose trials are runs in the store."""
+import pytest
+
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.tune import run_search, trial_spec
+
+
+def _base(backbone) -> JobSpec:
+    return JobSpec(data=DataSpec(subset=100), model=ModelSpec(backbone=str(backbone), head_hidden=16),
+                   train=TrainConfig(epochs=3, batch_size=16))
+
+
+def test_a_trial_spec_sets_model_training_and_method_settings_and_validates_them(tiny_backbone):
+    base = _base(tiny_backbone)
+    spec = trial_spec(base, {"learning_rate": 3e-4, "head_hidden": 32, "dropout": 0.2, "descriptors": True})
+    assert (spec.train.learning_rate, spec.model.head_hidden, spec.model.dropout, spec.model.descriptors) == \
+        (3e-4, 32, 0.2, True)
+    assert spec.data == base.data and spec.train.epochs == 3
+    lora = trial_spec(JobSpec(method="lora"), {"rank": 4})
+    assert lora.method_options.rank == 4
+    with pytest.raises(Exception, match="rnak"):
+        trial_spec(JobSpec(method="lora"), {"rnak": 4})
+
+
+@pytest.mark.ray
+def test_a_search_records_every_trial_and_returns_the_best_on_validation(tiny_backbone, store):
+    from ray import tune
+
+    from chemlm_engine.cluster import connect
+
+    connect(num_cpus=2)
+    space = {"learning_rate": tune.grid_search([1e-5, 1e-3]), "head_hidden": tune.choice([16, 32])}
+    result = run_search(_base(tiny_backbone), store, "tiny-search", num_samples=1, space=space, cpus_per_trial=1)
+    trials = result.trials
+    assert len(trials) == 2 and set(trials["learning_rate"]) == {1e-5, 1e-3}
+    assert trials["val_mse"].is_monotonic_increasing and result.best_run_id == trials.loc[0, "run_id"]
+    runs = {r.id: r for r in store.runs()}
+    assert set(trials["run_id"]) <= set(runs)  # every trial is a run in the store, grouped by the search
+    assert all(runs[i].info["search"] == "tiny-search" and runs[i].status in ("finished", "interrupted")
+               for i in trials["run_id"])
+    best = runs[result.best_run_id]
+    assert result.best_spec.train.learning_rate == best.spec["train"]["learning_rate"]
+    assert result.best_val_mse == pytest.approx(store.epochs(best.id)["val_mse"].min())
+    again = run_search(_base(tiny_backbone), store, "tiny-search", num_samples=1, space=space, cpus_per_trial=1)
+    assert len(again.trials) == 2 and len(store.runs()) == len(runs)  # resumed: finished trials are not rerun
+
+
+@pytest.mark.ray
+def test_the_tune_command_writes_the_best_spec_that_train_reproduces(tiny_backbone, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from chemlm_engine.cli import app
+    from chemlm_engine.store import RunStore
+
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "runs"))
+    best = tmp_path / "best.json"
+    out = CliRunner().invoke(app, ["tune", "--backbone", str(tiny_backbone), "--subset", "80", "--epochs", "2",
+                                   "--num-samples", "2", "--cpus-per-trial", "1", "--name", "cli", "-o", str(best)])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["trials"] == 2 and "chemlm train --spec" in out.stderr
+    spec = JobSpec.from_json(best.read_text())
+    assert spec.data.subset == 80 and spec.model.backbone == str(tiny_backbone)
+    searched = RunStore(home=tmp_path / "runs").get_run(summary["best_run_id"])
+    assert spec == JobSpec.from_dict(searched.spec)  # the file is the best trial's own spec
+    again = CliRunner().invoke(app, ["train", "--spec", str(best)])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout.strip().splitlines()[-1])["status"] == "finished"
