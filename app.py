@@ -19,6 +19,7 @@ pages = [
     st.Page("views/curriculum.py", title="Curriculum", icon=":material/stairs:"),
     st.Page("views/uncertainty.py", title="Active learning", icon=":material/blur_on:"),
     st.Page("views/compare.py", title="Compare", icon=":material/leaderboard:"),
+    st.Page("views/search.py", title="Search", icon=":material/tune:"),
 ]
 page = st.navigation(pages)
 try:

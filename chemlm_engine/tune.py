@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from .spec import JobSpec
-from .store import ACTIVE_STATUSES, RunStore
+from .pipeline import JobContext, SplitData
+from .spec import JobSpec, SearchOptions
+from .store import ACTIVE_STATUSES, RunStore, Tables
 
-__all__ = ["default_space", "trial_spec", "run_search", "SearchResult"]
+__all__ = ["default_space", "trial_spec", "run_search", "run_search_job", "SearchResult"]
 
 _MODEL_KEYS = ("head_hidden", "dropout", "descriptors")
 _TRAIN_KEYS = ("learning_rate", "batch_size", "epochs", "weight_decay")
@@ -124,3 +125,16 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
     trials = pd.DataFrame(rows).sort_values("val_mse", ignore_index=True)
     best = str(trials.loc[0, "run_id"])
     return SearchResult(name, best, float(trials.loc[0, "val_mse"]), trial_spec(base, configs[best]), trials)
+
+
+def run_search_job(ctx: JobContext, data: SplitData, opts: SearchOptions) -> dict[str, float | str]:
+    """The search as a job (the app's launcher): the job's data, model and training are the base; its trials
+    are grouped under the job's run id, listed in its ``trials`` table as they finish (the page shows the
+    running ones from the store)."""
+    base = replace(ctx.spec, method=opts.method, options={}, name="")
+    ctx.progress(0.0, f"searching: {opts.num_samples} trials of {opts.method}", force=True)
+    result = run_search(base, ctx.store, ctx.run_id, opts.num_samples, opts.time_budget_s,
+                        cpus_per_trial=opts.cpus_per_trial)
+    ctx.store.add_table(ctx.run_id, Tables.TRIALS, result.trials.to_dict("records"))
+    ctx.store.set_info(ctx.run_id, best_spec=result.best_spec.to_dict())
+    return {"best_run_id": result.best_run_id, "best_val_mse": result.best_val_mse, "trials": len(result.trials)}

@@ -35,6 +35,8 @@ PAGES = [
      "(expected influence) and uncertainty sampling against random.", {"quick": True}),
     ("views/compare.py", "Compare", ":material/leaderboard:", "runs grouped by configuration, mean ± std over seeds, "
      "paired differences with a test.", {}),
+    ("views/search.py", "Search", ":material/tune:", "a recipe's hyperparameters on the validation split (Ray Tune, "
+     "ASHA), every trial a run.", {}),
 ]
 for path, title, icon, purpose, example in PAGES:
     left, right = st.columns([5, 1], vertical_alignment="center")

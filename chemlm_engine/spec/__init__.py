@@ -5,9 +5,9 @@ from .config import (ASSETS_DIR, DEFAULT_BACKBONE, DEFAULT_REGRESSOR, EXECUTORS,
                      ModelSpec, TrainConfig)
 from .registry import (DIFFICULTIES, METHODS, PACINGS, BaselineOptions, CurriculumOptions, EnsembleOptions,
                        InfluenceOptions, IsalOptions, LoraOptions, Method, MethodOptions, MlmOptions, PretrainOptions,
-                       UncertaintyOptions, model_kind, parse_options)
+                       SearchOptions, UncertaintyOptions, model_kind, parse_options)
 
 __all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "EXECUTORS", "PRECISIONS", "DataSpec", "JobSpec",
            "ModelSpec", "TrainConfig", "DIFFICULTIES", "METHODS", "PACINGS", "BaselineOptions", "CurriculumOptions",
            "EnsembleOptions", "InfluenceOptions", "IsalOptions", "LoraOptions", "Method", "MethodOptions", "MlmOptions",
-           "PretrainOptions", "UncertaintyOptions", "model_kind", "parse_options"]
+           "PretrainOptions", "SearchOptions", "UncertaintyOptions", "model_kind", "parse_options"]

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 
 __all__ = ["METHODS", "Method", "MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions",
            "UncertaintyOptions", "IsalOptions", "LoraOptions", "InfluenceOptions", "EnsembleOptions", "PretrainOptions",
-           "model_kind", "parse_options"]
+           "SearchOptions", "model_kind", "parse_options"]
 
 
 @dataclass(frozen=True)
@@ -303,6 +303,29 @@ class PretrainOptions(MethodOptions):
 
 
 @dataclass(frozen=True)
+class SearchOptions(MethodOptions):
+    """A hyperparameter search (``chemlm tune``) as a job: the job's data, model and training are the base every
+    trial varies; ``method`` is the method searched."""
+
+    method: str = "baseline"
+    num_samples: int = 20
+    time_budget_s: float | None = None  # no new trial starts after this many seconds
+    cpus_per_trial: int = 2
+
+    def validate(self) -> None:
+        _check(self.method in ("baseline", "mlm", "curriculum", "bitfit", "lora", "ia3", "ia3-pooled"),
+               f"option 'method' must be a method that trains one regressor, not {self.method!r}")
+        _check(self.num_samples >= 1 and self.cpus_per_trial >= 1, "num_samples and cpus_per_trial must be positive")
+        _check(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s must be positive")
+
+    def fits(self) -> int:
+        return self.num_samples
+
+    def cost_note(self) -> str | None:
+        return "at most: ASHA stops weak trials after a quarter of the epochs"
+
+
+@dataclass(frozen=True)
 class Method:
     """A registry entry: what users read, what the method accepts, and what runs it."""
 
@@ -336,6 +359,8 @@ METHODS: dict[str, Method] = {
                         "chemlm_engine.methods.influence.job:run_influence", model="scores", needs_base_run=True),
     "ensemble": Method("deep ensemble (conformal intervals)", EnsembleOptions,
                        "chemlm_engine.methods.ensemble:run_ensemble", model="ensemble"),
+    "search": Method("hyperparameter search (Ray Tune, ASHA, validation split)", SearchOptions,
+                     "chemlm_engine.tune:run_search_job", model="scores"),
     "pretrain": Method("pretraining a new backbone (masked LM + descriptors)", PretrainOptions,
                        "chemlm_engine.methods.pretrain.job:run_pretraining", model="backbone"),
 }

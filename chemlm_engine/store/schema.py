@@ -28,6 +28,7 @@ class Tables:
     MLM_LOSS = "mlm_loss"  # masked-LM loss during unsupervised fine-tuning
     PRETRAIN_LOSS = "pretrain_loss"  # losses and speed during pretraining
     LIVE = "live"  # running training MSE inside epochs (at most one row per 2 s), for the live chart
+    TRIALS = "trials"  # a hyperparameter search's trials: run id, settings, best validation MSE, epochs run
 
 
 class Kinds:

@@ -12,7 +12,8 @@ from chemlm_engine.store import RunStore
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TITLES = {"views/home.py": "ChemLM Studio", "views/train.py": "Train", "views/predict.py": "Predict logD",
           "views/curriculum.py": "Curriculum learning", "views/uncertainty.py": "Active learning",
-          "views/compare.py": "Compare methods", "views/influence.py": "Influence-based data selection"}
+          "views/compare.py": "Compare methods", "views/influence.py": "Influence-based data selection",
+          "views/search.py": "Hyperparameter search"}
 PAGES = list(TITLES)
 
 
@@ -154,6 +155,23 @@ def test_active_learning_page_shows_isal_against_both_controls_and_what_to_measu
     assert len(listed) == 20 and {"prediction", "uncertainty", "label"} <= set(listed.columns)
     assert listed["score"].is_monotonic_decreasing  # in the order ISAL ranks them
     assert any(b.label.startswith("Download the molecules to measure next") for b in at.get("download_button"))
+
+
+@pytest.mark.ray
+def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone):
+    spec = JobSpec(method="search", data=DataSpec(subset=80), train=TrainConfig(epochs=2, batch_size=16),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   options={"num_samples": 2, "cpus_per_trial": 1})
+    search = RunStore(home=home).get_run(run_job(spec, RunStore(home=home)))
+    assert search.status == "finished", search.error
+    at = _app("views/search.py")
+    assert not at.exception
+    trials = next(d.value for d in at.dataframe if "val_mse" in d.value.columns)
+    assert len(trials) == 2 and trials["val_mse"].is_monotonic_increasing
+    assert trials["run"].iloc[0] == search.metrics["best_run_id"]
+    assert any("Best on validation" in s.value for s in at.success)
+    next(b for b in at.button if b.label == "Open the best trial's run").click().run()
+    assert at.title[0].value == "Train" and at.selectbox(key="detail-run").value == search.metrics["best_run_id"]
 
 
 def test_train_disables_start_with_the_reason_for_untrainable_data(home):

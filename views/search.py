@@ -1,0 +1,97 @@
+"""Search: hyperparameters of a recipe on the validation split (Ray Tune: random search, ASHA), trials live."""
+import json
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
+from views.common import plain, run_label, store, submit
+from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
+from views.live import live_jobs
+
+SEARCHED = ("baseline", "lora", "bitfit", "ia3", "mlm", "curriculum")
+SETTINGS = ("learning_rate", "head_hidden", "dropout", "batch_size", "descriptors", "rank")
+
+st.title("Hyperparameter search")
+st.caption("Random search over learning rate, head size, dropout, batch size and RDKit descriptors in the head "
+           "(LoRA: its rank), judged on the **validation split only**; ASHA stops a trial whose validation MSE falls "
+           "behind after a quarter of the epochs. Every trial is a run; the test split never chooses.")
+searches = [r for r in store().runs() if r.method == "search"]
+
+with st.expander("Launch a search", expanded=not searches or st.session_state.get("quick", False)):
+    quick = quick_toggle()
+    left, right = st.columns(2)
+    with left:
+        data = data_form(quick)
+    with right:
+        backbone, trust = backbone_picker()
+        method = st.selectbox("Method searched", SEARCHED)
+        c1, c2 = st.columns(2)
+        samples = int(c1.number_input("Trials", 1, 500, 4 if quick else 20))
+        epochs = epochs_input(quick, container=c2)
+    spec = None
+    if data is not None and backbone:
+        spec = JobSpec(method="search", options={"method": method, "num_samples": samples}, data=data,
+                       model=ModelSpec(backbone=backbone, trust_remote_code=trust),
+                       train=TrainConfig(epochs=epochs, seed=data.split_seed))
+        cost_caption([spec])
+    if st.button("Launch", type="primary", disabled=spec is None) and (queued := submit(spec)):
+        st.success(f"Queued search {queued[0]}: its trials appear below as they start.")
+
+live_jobs(("search",))
+if not searches:
+    st.info("No search yet.")
+    st.stop()
+search = st.selectbox("Search", searches, format_func=lambda r: f"{run_label(r)} · {r.status}")
+
+
+def trials_frame(search: RunRecord) -> pd.DataFrame:
+    """One row per trial of ``search``: its settings, best validation R² and MSE so far, epochs, status."""
+    rows = []
+    for run in store().runs():
+        if run.info.get("search") != search.id:
+            continue
+        epochs = store().epochs(run.id)
+        scored = epochs[epochs["val_mse"].notna()] if "val_mse" in epochs else epochs.iloc[:0]
+        rows.append({"run": run.id, "status": run.status, **run.info.get("trial_config", {}),
+                     "val_r2": scored["val_r2"].max() if len(scored) else None,
+                     "val_mse": scored["val_mse"].min() if len(scored) else None, "epochs": len(scored)})
+    return pd.DataFrame(rows)
+
+
+@st.fragment(run_every=10)
+def trials_view(search: RunRecord) -> None:
+    """The trials, refreshed while the search runs: settings against validation R², and the table."""
+    trials = trials_frame(store().get_run(search.id))
+    if trials.empty:
+        st.caption("No trial has started yet.")
+        return
+    scored = trials.dropna(subset=["val_r2"])
+    settings = [s for s in SETTINGS if s in trials and trials[s].nunique() > 1]
+    if len(scored) and settings:
+        x = st.radio("Setting", settings, horizontal=True, key="search-x")
+        st.plotly_chart(px.scatter(scored, x=x, y="val_r2", color="status", hover_data=["run", "epochs"],
+                                   log_x=x == "learning_rate", labels={"val_r2": "best validation R²"},
+                                   title=f"{len(trials)} trials: {x} against validation R²"))
+    st.dataframe(trials.sort_values("val_mse"), hide_index=True,
+                 column_config={"learning_rate": st.column_config.NumberColumn(format="%.1e")})
+
+
+trials_view(search)
+if search.status in ACTIVE_STATUSES:
+    st.stop()
+if search.status != "finished":
+    st.error(plain(search.error or search.message))
+    st.stop()
+best = search.metrics["best_run_id"]
+st.success(f"Best on validation: trial {best} (validation MSE {search.metrics['best_val_mse']:.3f}).")
+best_spec = json.dumps(search.info["best_spec"], indent=1)
+a, b = st.columns(2)
+if a.button("Open the best trial's run", type="primary"):
+    st.session_state["detail-run"] = best
+    st.switch_page("views/train.py")
+b.download_button("Download its spec (JSON)", best_spec, f"best-spec-{search.id}.json", "application/json")
+st.caption("Retrain it anywhere with `chemlm train --spec best-spec.json` (on train + validation for a model "
+           "that ships: set the baseline option `train_on_val`), and evaluate it once on test.")
