@@ -21,7 +21,7 @@ run: setup
 
 test: setup
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # The unit layer only (no training, no Lipophilicity load): under a minute. `-m "not browser"` etc. pick others.
 test-unit: setup

@@ -30,7 +30,8 @@ def pytest_collection_modifyitems(items):
             item.add_marker("browser")
         if Path(str(item.fspath)).name == "test_cluster.py" or "ray" in item.name:
             item.add_marker("ray")
-            item.add_marker(pytest.mark.xdist_group("ray"))  # one local Ray at a time, on one worker
+        if item.get_closest_marker("ray"):  # one local Ray at a time: every Ray test on one xdist worker
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(scope="session")
