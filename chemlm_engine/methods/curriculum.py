@@ -116,7 +116,7 @@ def find_pairs(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
 
 
 def run_curriculum(ctx: JobContext, data: SplitData, opts: CurriculumOptions) -> dict[str, float]:
-    """Curriculum learning (options: :class:`~chemlm_engine.spec.registry.CurriculumOptions`)."""
+    """Curriculum learning (options: :class:`~chemlm_engine.spec.options.CurriculumOptions`)."""
     sampler = curriculum_for(ctx.spec, data.train.smiles)
     ctx.store.add_table(ctx.run_id, Tables.CURRICULUM_PLAN, list(sampler.plan()))
     _, metrics = train_and_evaluate(ctx, data, epoch_indices=sampler)

@@ -62,8 +62,8 @@ def _score_pool(model: RegressionModel, smiles: list[str], opts: UncertaintyOpti
 def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptions) -> dict[str, float]:
     """Active learning: uncertainty sampling (MC dropout) or ISAL (expected influence), with their controls.
 
-    Options: :class:`~chemlm_engine.spec.registry.UncertaintyOptions` or
-    :class:`~chemlm_engine.spec.registry.IsalOptions` (``mc_scope``: see :func:`mc_dropout`; ``sweep``: every
+    Options: :class:`~chemlm_engine.spec.options.UncertaintyOptions` or
+    :class:`~chemlm_engine.spec.options.IsalOptions` (``mc_scope``: see :func:`mc_dropout`; ``sweep``: every
     strategy of the options class is run for every N from the same initial model, stored as a table, and the
     first strategy's largest N is the model kept). Without a sweep, ``rounds`` rounds of ``acquire`` molecules
     with ``strategy``, the pool scored again by each round's model.

@@ -3,9 +3,10 @@ options. The lowest package but one: it imports only the errors and molecule sta
 layer — store, models, methods, jobs, the app — may use it."""
 from .config import (ASSETS_DIR, DEFAULT_BACKBONE, DEFAULT_REGRESSOR, EXECUTORS, PRECISIONS, DataSpec, JobSpec,
                      ModelSpec, TrainConfig)
-from .registry import (DIFFICULTIES, METHODS, PACINGS, BaselineOptions, CurriculumOptions, EnsembleOptions,
-                       InfluenceOptions, IsalOptions, LoraOptions, Method, MethodOptions, MlmOptions, PretrainOptions,
-                       SearchOptions, UncertaintyOptions, model_kind, parse_options)
+from .options import (DIFFICULTIES, PACINGS, BaselineOptions, CurriculumOptions, EnsembleOptions, InfluenceOptions,
+                      IsalOptions, LoraOptions, MethodOptions, MlmOptions, PretrainOptions, SearchOptions,
+                      UncertaintyOptions)
+from .registry import METHODS, Method, model_kind, parse_options
 
 __all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "EXECUTORS", "PRECISIONS", "DataSpec", "JobSpec",
            "ModelSpec", "TrainConfig", "DIFFICULTIES", "METHODS", "PACINGS", "BaselineOptions", "CurriculumOptions",

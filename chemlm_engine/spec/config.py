@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
-from .registry import MethodOptions, parse_options
+from .options import MethodOptions
+from .registry import parse_options
 from ..molecules import Standardization
 
 # Where jobs run, in the app's sidebar and the CLI's --executor alike: a child process, a thread, a Ray task.

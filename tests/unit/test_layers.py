@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[2] / "chemlm_engine"
 LAYERS = [
     ("foundation", {"errors", "tokenizer", "ionisation", "depict", "molecules", "tables", "guard", "methods",
                     "methods.influence.solvers"}),
-    ("spec and store", {"spec", "spec.config", "spec.registry", "store", "store.runs", "store.schema"}),
+    ("spec and store", {"spec", "spec.config", "spec.options", "spec.registry", "store", "store.runs", "store.schema"}),
     ("data and features", {"data", "descriptors", "training_set", "methods.pretrain.corpus",
                            "methods.pretrain.drug_corpus"}),
     ("models", {"model", "inference", "training", "costs", "compare", "predict", "predict.batch", "predict.domain",

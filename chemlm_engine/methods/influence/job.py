@@ -36,7 +36,7 @@ def _solve(influence: TransformerInfluence, train_inputs, g_val: torch.Tensor, o
 def run_influence(ctx: JobContext, data: SplitData, opts: InfluenceOptions) -> dict[str, float | str]:
     """Influence-based selection of external molecules, with the k-sweep and its two controls.
 
-    Options: :class:`~chemlm_engine.spec.registry.InfluenceOptions`. Without ``pool``, a held-out
+    Options: :class:`~chemlm_engine.spec.options.InfluenceOptions`. Without ``pool``, a held-out
     ``pool_fraction`` of the training split (which the base model then never sees) is the pool; the k-sweep's
     controls are k random pool molecules and the whole pool. The run's headline test metrics are
     those of the influence top-k with the lowest validation MSE.

@@ -22,7 +22,7 @@ def _corpus(path: str | None) -> list[str]:
 
 
 def run_pretraining(ctx: JobContext, data: SplitData, opts: PretrainOptions) -> dict[str, float]:
-    """Pretrain a backbone (options: :class:`~chemlm_engine.spec.registry.PretrainOptions`). Every molecule
+    """Pretrain a backbone (options: :class:`~chemlm_engine.spec.options.PretrainOptions`). Every molecule
     of the job's data — all three splits — is left out of the corpus, so later fine-tuning on it is honest.
     The prepared corpus is cached in the output folder, and training resumes from its checkpoint."""
     output = Path(opts.output) if opts.output else ctx.artifacts / "model"

@@ -1,0 +1,320 @@
+"""Each method's options: a frozen dataclass per method, values coerced from JSON to the declared types and
+checked in ``__post_init__`` (an unknown key names the valid ones), with how many regressors it trains and what
+its cost estimate leaves out. :mod:`~chemlm_engine.spec.registry` names which method takes which."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..errors import ConfigError
+
+__all__ = ["MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions", "UncertaintyOptions", "IsalOptions",
+           "LoraOptions", "InfluenceOptions", "EnsembleOptions", "PretrainOptions", "SearchOptions", "DIFFICULTIES",
+           "PACINGS"]
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """Base of every method's options: values are coerced to the declared types (JSON gives ``3`` for
+    ``3.0`` and lists for tuples), then each subclass's :meth:`validate` checks ranges and choices."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for an out-of-range or unknown value."""
+
+    def fits(self) -> int:
+        """How many regressors a job with these options trains (what its cost estimate counts)."""
+        return 1
+
+    def cost_note(self) -> str | None:
+        """Work a cost estimate does not count in fits × epochs, in words (``None``: none)."""
+        return None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> MethodOptions:
+        """Options from their JSON form; an unknown key is an error naming the valid ones."""
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(raw) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown option {', '.join(map(repr, unknown))}; valid options: "
+                              f"{', '.join(valid) or 'none (this method has no options)'}")
+        return cls(**raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain JSON form stored with a run (tuples become lists when written)."""
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(f"option {name!r} needs a value")
+    kind = next(t for t in allowed if t is not type(None))
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"option {name!r} must be a list, not {value!r}")
+        return tuple(_coerce(name, v, typing.get_args(kind)[0]) for v in value)
+    if kind is bool and isinstance(value, bool) or kind is str and isinstance(value, str):
+        return value
+    if kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if kind is int and not float(value).is_integer():
+            raise ConfigError(f"option {name!r} must be a whole number, not {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(f"option {name!r} must be a finite number, not {value!r}")
+        return kind(value)
+    raise ConfigError(f"option {name!r} must be {getattr(kind, '__name__', kind)}, not {value!r}")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, f"option {name!r} must be one of {', '.join(choices)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class BaselineOptions(MethodOptions):
+    # Fit on training + validation for the fixed number of epochs (no model selection), as for a model that ships.
+    train_on_val: bool = False
+
+
+@dataclass(frozen=True)
+class MlmOptions(MethodOptions):
+    mlm_epochs: int = 3
+    mlm_batch_size: int = 32
+    mlm_learning_rate: float = 1e-4
+
+    def validate(self) -> None:
+        _check(self.mlm_epochs >= 1 and self.mlm_batch_size >= 1, "mlm_epochs and mlm_batch_size must be positive")
+        _check(self.mlm_learning_rate > 0, "mlm_learning_rate must be positive")
+
+    def cost_note(self) -> str | None:
+        return "plus the masked-LM epochs"
+
+
+DIFFICULTIES = ("smiles_length", "heavy_atoms", "tokens")
+PACINGS = ("linear", "sqrt", "step")
+
+
+@dataclass(frozen=True)
+class CurriculumOptions(MethodOptions):
+    difficulty: str = "smiles_length"  # smiles_length | heavy_atoms | tokens
+    pacing: str = "linear"  # linear | sqrt | step
+    pacing_steps: int = 4
+
+    def validate(self) -> None:
+        _choice("difficulty", self.difficulty, DIFFICULTIES)
+        _choice("pacing", self.pacing, PACINGS)
+        _check(self.pacing_steps >= 1, "pacing_steps must be positive")
+
+
+@dataclass(frozen=True)
+class UncertaintyOptions(MethodOptions):
+    # What a sweep compares, first the method's own (its largest N is the model kept); strategy picks one.
+    STRATEGIES: ClassVar[tuple[str, ...]] = ("uncertainty", "random")
+    strategy: str = "uncertainty"  # uncertainty | random (the control)
+    initial_size: int | None = None  # default: 500, at most a quarter of the training split
+    acquire: int = 256
+    rounds: int = 1
+    passes: int = 20  # MC-dropout passes
+    mc_scope: str = "head"  # head | full
+    pool: str | None = None  # CSV of unlabelled-then-labelled molecules; default: the unlabelled training split
+    sweep: tuple[int, ...] = ()  # one fit per N for both strategies, from the same initial model
+
+    def validate(self) -> None:
+        _choice("strategy", self.strategy, self.STRATEGIES)
+        _choice("mc_scope", self.mc_scope, ("head", "full"))
+        _check(self.acquire >= 1 and self.rounds >= 1 and self.passes >= 2,
+               "acquire and rounds must be positive, passes at least 2")
+        _check(self.initial_size is None or self.initial_size >= 1, "initial_size must be positive")
+        _check(all(n >= 1 for n in self.sweep), "sweep sizes must be positive")
+
+    def fits(self) -> int:
+        return 1 + (len(self.STRATEGIES) * len(self.sweep) if self.sweep else self.rounds)
+
+
+@dataclass(frozen=True)
+class IsalOptions(UncertaintyOptions):
+    """Influence selection for active learning (Liu et al., ICCV 2021) for regression: a pool molecule's score is
+    its expected influence on the validation loss, its unknown label taken as the mean of the model's MC-dropout
+    predictive distribution. Sweeps compare it with uncertainty sampling and random acquisition."""
+
+    STRATEGIES: ClassVar[tuple[str, ...]] = ("isal", "uncertainty", "random")
+    strategy: str = "isal"  # isal | uncertainty | random (the controls)
+    scope: str = "head"  # tracked parameters: head | last_layer | last_N
+    solver: str = "cg"  # cg | exact: LiSSA is not offered (the quick ranking must not be solver noise)
+    damping: float = 0.01
+    cg_iterations: int = 50
+
+    def validate(self) -> None:
+        super().validate()
+        _choice("solver", self.solver, ("cg", "exact"))
+        _check(self.scope in ("head", "last_layer") or
+               (self.scope.startswith("last_") and self.scope[5:].isdigit() and int(self.scope[5:]) >= 1),
+               f"option 'scope' must be head, last_layer or last_N, not {self.scope!r}")
+        _check(self.damping >= 0 and self.cg_iterations >= 1, "damping must be non-negative, cg_iterations positive")
+
+    def cost_note(self) -> str | None:
+        return "plus one inverse-HVP solve per scoring (seconds at scope head)"
+
+
+@dataclass(frozen=True)
+class LoraOptions(MethodOptions):
+    rank: int = 8
+    alpha: int = 16
+    lora_dropout: float = 0.1
+    sweep_ranks: tuple[int, ...] = ()  # one fit per rank, stored as a table; the last rank's model is kept
+
+    def validate(self) -> None:
+        _check(self.rank >= 1 and self.alpha >= 1 and all(r >= 1 for r in self.sweep_ranks),
+               "rank, alpha and sweep_ranks must be positive")
+        _check(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
+
+    def fits(self) -> int:
+        return max(len(self.sweep_ranks), 1)
+
+
+@dataclass(frozen=True)
+class InfluenceOptions(MethodOptions):
+    pool: str | None = None  # CSV of external molecules; default: a held-out pool_fraction of the training split
+    pool_fraction: float = 0.3
+    corrupt_fraction: float = 0.0  # labels of this share of the pool shifted by ±3σ (do the scores find them?)
+    k: tuple[int, ...] = (16, 32, 64, 100)
+    scope: str = "last_layer"  # head | last_layer | last_N | all
+    solver: str = "lissa"  # lissa | cg | exact
+    curvature: str = "gauss-newton"  # gauss-newton | hessian
+    damping: float = 0.01
+    scale: float = 50.0
+    depth: int = 200
+    repeats: int = 2
+    lissa_batch_size: int = 64
+    cg_iterations: int = 50
+    seed: int = 0  # LiSSA's sampling seed
+    score_shards: int = 1  # on a cluster: the pool is scored in this many shards
+    skip_suspects: bool = False  # leave suspected mislabelled molecules out of the top-k
+
+    def validate(self) -> None:
+        _choice("solver", self.solver, ("lissa", "cg", "exact"))
+        _choice("curvature", self.curvature, ("gauss-newton", "hessian"))
+        _check(self.scope in ("head", "last_layer", "all") or
+               (self.scope.startswith("last_") and self.scope[5:].isdigit() and int(self.scope[5:]) >= 1),
+               f"option 'scope' must be head, last_layer, last_N or all, not {self.scope!r}")
+        _check(0 < self.pool_fraction < 1 and 0 <= self.corrupt_fraction <= 1,
+               "pool_fraction must be in (0, 1) and corrupt_fraction in [0, 1]")
+        _check(len(self.k) > 0 and all(k >= 1 for k in self.k), "k must be a non-empty list of positive sizes")
+        _check(self.damping >= 0 and self.scale > 0, "damping must be non-negative and scale positive")
+        _check(min(self.depth, self.repeats, self.lissa_batch_size, self.cg_iterations, self.score_shards) >= 1,
+               "depth, repeats, lissa_batch_size, cg_iterations and score_shards must be positive")
+
+    def fits(self) -> int:
+        return 2 + 2 * len(self.k)  # the base model, the whole-pool control, top-k and random per k
+
+    def cost_note(self) -> str | None:
+        return "plus the inverse-HVP solve (LiSSA: minutes at the default scope)"
+
+
+@dataclass(frozen=True)
+class EnsembleOptions(MethodOptions):
+    members: int = 5
+    coverage: float = 0.9  # of the split-conformal interval
+    # Fit on training + validation; the conformal calibration then holds out calibration_fraction of them.
+    train_on_val: bool = False
+    calibration_fraction: float = 0.1
+    # > 0: each member holds out this share of its own training molecules (its seed picks them) and keeps its
+    # best epoch on them; 0: members keep their last epoch. The calibration molecules are never used either way.
+    member_selection: float = 0.0
+
+    def validate(self) -> None:
+        _check(self.members >= 2, "an ensemble needs at least 2 members")
+        _check(0 < self.coverage < 1 and 0 < self.calibration_fraction <= 0.5,
+               "coverage must be in (0, 1) and calibration_fraction in (0, 0.5]")
+        _check(0 <= self.member_selection <= 0.5, "member_selection must be in [0, 0.5]")
+
+    def fits(self) -> int:
+        return self.members
+
+
+@dataclass(frozen=True)
+class PretrainOptions(MethodOptions):
+    """Pretraining a SMILES BERT: masked LM plus descriptor regression. The architecture is used only when a
+    new model is created; the job's data (Lipophilicity by default) is left out of the corpus."""
+
+    corpus: str | None = None  # CSV with a SMILES column; default: MOSES from the `molsets` package
+    output: str | None = None  # model folder (resumes from its checkpoint); default: the run's own folder
+    init_from: str | None = None  # masked-LM folder to continue from (its architecture and tokenizer)
+    descriptor_targets: str = "basic"  # "basic" (8 MolBERT-style) or "rdkit" (~210 RDKit + ionisation at pH 7.4)
+    target_dropout: float = 0.0  # share of each molecule's descriptor targets hidden from the loss
+    randomize_smiles: bool = False  # a random spelling per draw: trains late positions, spelling invariance
+    micro_batch_size: int | None = None  # length-sorted groups of this size per step (less padding on a CPU)
+    workers: int | None = None  # processes that canonicalise and describe the corpus once (default: all cores)
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    max_length: int = 256
+    batch_size: int = 128
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    max_steps: int = 4500
+    mask_probability: float = 0.15
+    descriptor_weight: float = 1.0
+    checkpoint_every: int = 250
+    n_eval: int = 2000
+    n_descriptor_stats: int = 10000
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check(0 < self.mask_probability < 1, "mask_probability must be in (0, 1)")
+        _check(min(self.max_steps, self.batch_size, self.checkpoint_every, self.n_eval) >= 1,
+               "max_steps, batch_size, checkpoint_every and n_eval must be positive")
+        _check(self.hidden_size % self.num_heads == 0, "hidden_size must be a multiple of num_heads")
+        _check(self.learning_rate > 0 and self.descriptor_weight >= 0,
+               "learning_rate must be positive and descriptor_weight non-negative")
+        _check(self.descriptor_targets in ("basic", "rdkit"), "descriptor_targets must be 'basic' or 'rdkit'")
+        _check(0 <= self.target_dropout < 1, "target_dropout must be in [0, 1)")
+        _check(self.micro_batch_size is None or self.micro_batch_size >= 1, "micro_batch_size must be positive")
+
+    def fits(self) -> int:
+        return 0  # no regressor: its cost is counted in optimizer steps
+
+    def cost_note(self) -> str | None:
+        return f"plus {self.max_steps:,} pretraining steps (hours on a CPU)"
+
+
+@dataclass(frozen=True)
+class SearchOptions(MethodOptions):
+    """A hyperparameter search (``chemlm tune``) as a job: the job's data, model and training are the base every
+    trial varies; ``method`` is the method searched."""
+
+    method: str = "baseline"
+    num_samples: int = 20
+    time_budget_s: float | None = None  # no new trial starts after this many seconds
+    cpus_per_trial: int = 2
+
+    def validate(self) -> None:
+        _check(self.method in ("baseline", "mlm", "curriculum", "bitfit", "lora", "ia3", "ia3-pooled"),
+               f"option 'method' must be a method that trains one regressor, not {self.method!r}")
+        _check(self.num_samples >= 1 and self.cpus_per_trial >= 1, "num_samples and cpus_per_trial must be positive")
+        _check(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s must be positive")
+
+    def fits(self) -> int:
+        return self.num_samples
+
+    def cost_note(self) -> str | None:
+        return "at most: ASHA stops weak trials after a quarter of the epochs"
