@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .pipeline import JobContext, SplitData
-from .spec import JobSpec, SearchOptions
+from .spec import METHODS, JobSpec, SearchOptions
 from .store import ACTIVE_STATUSES, RunStore, Tables
 
 __all__ = ["default_space", "trial_spec", "run_search", "run_search_job", "SearchResult"]
@@ -24,16 +24,15 @@ _TRAIN_KEYS = ("learning_rate", "batch_size", "epochs", "weight_decay")
 
 
 def default_space(method: str) -> dict[str, Any]:
-    """What a search varies: learning rate, head size and dropout, batch size, descriptors in the head (and
-    LoRA's rank for ``lora``). Epochs stay the base spec's: ASHA decides how many a trial gets."""
+    """What a search varies: learning rate, head size and dropout, batch size, descriptors in the head, and the
+    method's own searchable options (its options class's ``SEARCH``, e.g. LoRA's rank). Epochs stay the base
+    spec's: ASHA decides how many a trial gets."""
     from ray import tune
 
     space: dict[str, Any] = {"learning_rate": tune.loguniform(1e-5, 1e-3),
                              "head_hidden": tune.choice([64, 128, 256, 512]), "dropout": tune.uniform(0.0, 0.3),
                              "batch_size": tune.choice([16, 32, 64]), "descriptors": tune.choice([False, True])}
-    if method == "lora":
-        space["rank"] = tune.choice([2, 4, 8, 16])
-    return space
+    return {**space, **{name: tune.choice(list(values)) for name, values in METHODS[method].options.SEARCH.items()}}
 
 
 def trial_spec(base: JobSpec, config: dict[str, Any]) -> JobSpec:

@@ -5,14 +5,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, searchable
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
 from views.common import plain, run_label, store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
 from views.live import live_jobs
 
-SEARCHED = ("baseline", "lora", "bitfit", "ia3", "mlm", "curriculum")
-SETTINGS = ("learning_rate", "head_hidden", "dropout", "batch_size", "descriptors", "rank")
+SETTINGS = ("learning_rate", "head_hidden", "dropout", "batch_size", "descriptors")  # + each method's SEARCH
 
 st.title("Hyperparameter search")
 st.caption("Random search over learning rate, head size, dropout, batch size and RDKit descriptors in the head "
@@ -27,7 +26,7 @@ with st.expander("Launch a search", expanded=not searches or st.session_state.ge
         data = data_form(quick)
     with right:
         backbone, trust = backbone_picker()
-        method = st.selectbox("Method searched", SEARCHED)
+        method = st.selectbox("Method searched", searchable())
         c1, c2 = st.columns(2)
         samples = int(c1.number_input("Trials", 1, 500, 4 if quick else 20))
         epochs = epochs_input(quick, container=c2)
@@ -69,7 +68,9 @@ def trials_view(search: RunRecord) -> None:
         st.caption("No trial has started yet.")
         return
     scored = trials.dropna(subset=["val_r2"])
-    settings = [s for s in SETTINGS if s in trials and trials[s].nunique() > 1]
+    method = search.spec.get("options", {}).get("method", "baseline")
+    own = list(METHODS[method].options.SEARCH) if method in METHODS else []
+    settings = [s for s in (*SETTINGS, *own) if s in trials and trials[s].nunique() > 1]
     if len(scored) and settings:
         x = st.radio("Setting", settings, horizontal=True, key="search-x")
         st.plotly_chart(px.scatter(scored, x=x, y="val_r2", color="status", hover_data=["run", "epochs"],

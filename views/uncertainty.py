@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, UncertaintyOptions
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
@@ -12,8 +12,9 @@ from views.common import run_label, store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_note, quick_toggle
 from views.live import live_jobs
 
-ACTIVE = ("isal", "uncertainty")
-NAMES = {"isal": "ISAL", "uncertainty": "uncertainty sampling", "random": "random"}
+ACTIVE = tuple(m for m, entry in METHODS.items() if issubclass(entry.options, UncertaintyOptions))
+NAMES = {"isal": "ISAL", "uncertainty": "uncertainty sampling", "random": "random"}  # strategies, in words
+SCORES = {"isal": "expected gain", "uncertainty": "uncertainty"}  # what each strategy ranks by
 st.title("Active learning")
 st.caption("Start from a small labelled subset, then add pool molecules: **ISAL** takes those whose label is "
            "expected to lower the validation loss most (their influence, with the label taken as the mean of the "
@@ -30,7 +31,7 @@ with st.expander("Launch an active-learning run",
     with right:
         backbone, trust = backbone_picker()
         sizes = [32, 96] if quick else [25, 64, 128, 256, 512, 1000]
-        method = st.radio("Method", ACTIVE, horizontal=True, format_func=NAMES.get)
+        method = st.radio("Method", ACTIVE, horizontal=True, format_func=lambda m: NAMES.get(m, m))
         strategies = METHODS[method].options.STRATEGIES  # the method's own first, then its controls
         sweep = st.checkbox(f"N-sweep ({', '.join(map(str, sizes))}) with the controls at every N", value=True,
                             help=f"Answers 'does {strategies[0]} beat {' and '.join(strategies[1:])}?': every "
@@ -88,7 +89,7 @@ st.caption("In the order the method ranks them, with the model's prediction and 
            "'measured' is the pool's own label, revealed only once a molecule was acquired.")
 shown = acquired.sort_values("score", ascending=False).head(200)
 shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["smiles"]])
-gain = "expected gain" if run.method == "isal" else "uncertainty"
+gain = SCORES[METHODS[run.method].options.STRATEGIES[0]]
 columns = [c for c in ("structure", "smiles", "score", "prediction", "uncertainty", "label", "round") if c in shown]
 st.dataframe(shown[columns], hide_index=True, row_height=80,
              column_config={"structure": st.column_config.ImageColumn(), "score": gain, "label": "measured",

@@ -6,9 +6,9 @@ from .config import (ASSETS_DIR, DEFAULT_BACKBONE, DEFAULT_REGRESSOR, EXECUTORS,
 from .options import (DIFFICULTIES, PACINGS, BaselineOptions, CurriculumOptions, EnsembleOptions, InfluenceOptions,
                       IsalOptions, LoraOptions, MethodOptions, MlmOptions, PretrainOptions, SearchOptions,
                       UncertaintyOptions)
-from .registry import METHODS, Method, model_kind, parse_options
+from .registry import METHODS, Method, model_kind, parse_options, searchable
 
 __all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "EXECUTORS", "PRECISIONS", "DataSpec", "JobSpec",
            "ModelSpec", "TrainConfig", "DIFFICULTIES", "METHODS", "PACINGS", "BaselineOptions", "CurriculumOptions",
            "EnsembleOptions", "InfluenceOptions", "IsalOptions", "LoraOptions", "Method", "MethodOptions", "MlmOptions",
-           "PretrainOptions", "SearchOptions", "UncertaintyOptions", "model_kind", "parse_options"]
+           "PretrainOptions", "SearchOptions", "UncertaintyOptions", "model_kind", "parse_options", "searchable"]

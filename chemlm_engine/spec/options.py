@@ -23,6 +23,9 @@ class MethodOptions:
     """Base of every method's options: values are coerced to the declared types (JSON gives ``3`` for
     ``3.0`` and lists for tuples), then each subclass's :meth:`validate` checks ranges and choices."""
 
+    # Options a hyperparameter search may vary, with the values it tries (``chemlm tune``; besides the recipe's)
+    SEARCH: ClassVar[dict[str, tuple]] = {}
+
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
@@ -174,6 +177,7 @@ class IsalOptions(UncertaintyOptions):
 
 @dataclass(frozen=True)
 class LoraOptions(MethodOptions):
+    SEARCH: ClassVar[dict[str, tuple]] = {"rank": (2, 4, 8, 16)}
     rank: int = 8
     alpha: int = 16
     lora_dropout: float = 0.1
@@ -308,8 +312,10 @@ class SearchOptions(MethodOptions):
     cpus_per_trial: int = 2
 
     def validate(self) -> None:
-        _check(self.method in ("baseline", "mlm", "curriculum", "bitfit", "lora", "ia3", "ia3-pooled"),
-               f"option 'method' must be a method that trains one regressor, not {self.method!r}")
+        from .registry import searchable  # same layer; imported here because the registry imports this module
+
+        _check(self.method in searchable(), f"option 'method' must be one of {', '.join(searchable())} (methods "
+                                            f"that leave one regressor), not {self.method!r}")
         _check(self.num_samples >= 1 and self.cpus_per_trial >= 1, "num_samples and cpus_per_trial must be positive")
         _check(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s must be positive")
 

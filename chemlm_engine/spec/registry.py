@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from .options import (BaselineOptions, CurriculumOptions, EnsembleOptions, InfluenceOptions, IsalOptions, LoraOptions,
                       MethodOptions, MlmOptions, PretrainOptions, SearchOptions, UncertaintyOptions)
 
-__all__ = ["METHODS", "Method", "model_kind", "parse_options"]
+__all__ = ["METHODS", "Method", "model_kind", "parse_options", "searchable"]
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,10 @@ METHODS: dict[str, Method] = {
                   "chemlm_engine.methods.mlm:run_mlm_then_regression"),
     "curriculum": Method("curriculum (short SMILES first)", CurriculumOptions,
                          "chemlm_engine.methods.curriculum:run_curriculum"),
-    "uncertainty": Method("uncertainty sampling (active learning)", UncertaintyOptions,
-                          "chemlm_engine.methods.uncertainty:run_active_learning"),
     "isal": Method("ISAL: influence selection for active learning", IsalOptions,
                    "chemlm_engine.methods.uncertainty:run_active_learning"),
+    "uncertainty": Method("uncertainty sampling (active learning)", UncertaintyOptions,
+                          "chemlm_engine.methods.uncertainty:run_active_learning"),
     "bitfit": Method("BitFit (biases + head)", MethodOptions, _PEFT),
     "lora": Method("LoRA (low-rank adapters on q, k, v)", LoraOptions, _PEFT),
     "ia3": Method("IA3 (keys, values, feed-forward)", MethodOptions, _PEFT),
@@ -71,3 +71,8 @@ def parse_options(method: str, raw: Mapping[str, Any] | None = None) -> MethodOp
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     return METHODS[method].options.from_dict(raw or {})
+
+
+def searchable() -> tuple[str, ...]:
+    """Methods a hyperparameter search can tune: those whose run leaves one regressor."""
+    return tuple(name for name, method in METHODS.items() if method.model == "regressor")

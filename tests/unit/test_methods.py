@@ -70,3 +70,14 @@ def test_isal_takes_its_own_strategy_and_exact_solvers_only():
         parse_options("uncertainty", {"strategy": "isal"})
     with pytest.raises(ConfigError, match="'solver' must be one of cg, exact"):
         parse_options("isal", {"solver": "lissa"})
+
+
+def test_a_search_tunes_methods_that_leave_one_regressor_and_their_own_searchable_options():
+    from chemlm_engine.spec import METHODS, searchable
+
+    assert {"baseline", "lora", "isal"} <= set(searchable()) and not {"ensemble", "influence", "pretrain",
+                                                                       "search"} & set(searchable())
+    assert parse_options("search", {"method": "lora"}).fits() == 20
+    with pytest.raises(ConfigError, match="option 'method' must be one of baseline"):
+        parse_options("search", {"method": "ensemble"})
+    assert METHODS["lora"].options.SEARCH == {"rank": (2, 4, 8, 16)} and METHODS["baseline"].options.SEARCH == {}
