@@ -35,6 +35,10 @@ class MethodOptions:
     def validate(self) -> None:
         """Raise :class:`ConfigError` for an out-of-range or unknown value."""
 
+    def check_methods(self, methods: Mapping[str, Any]) -> None:
+        """Checks that need the method registry (``name -> Method``; passed in, as the registry imports this
+        module): options that name another method."""
+
     def fits(self) -> int:
         """How many regressors a job with these options trains (what its cost estimate counts)."""
         return 1
@@ -311,11 +315,17 @@ class SearchOptions(MethodOptions):
     time_budget_s: float | None = None  # no new trial starts after this many seconds
     cpus_per_trial: int = 2
 
-    def validate(self) -> None:
-        from .registry import searchable  # same layer; imported here because the registry imports this module
+    @staticmethod
+    def searchable(methods: Mapping[str, Any]) -> tuple[str, ...]:
+        """The methods a search can tune: those whose run leaves one regressor."""
+        return tuple(name for name, method in methods.items() if method.model == "regressor")
 
-        _check(self.method in searchable(), f"option 'method' must be one of {', '.join(searchable())} (methods "
-                                            f"that leave one regressor), not {self.method!r}")
+    def check_methods(self, methods: Mapping[str, Any]) -> None:
+        searchable = self.searchable(methods)
+        _check(self.method in searchable, f"option 'method' must be one of {', '.join(searchable)} (methods "
+                                          f"that leave one regressor), not {self.method!r}")
+
+    def validate(self) -> None:
         _check(self.num_samples >= 1 and self.cpus_per_trial >= 1, "num_samples and cpus_per_trial must be positive")
         _check(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s must be positive")
 

@@ -70,9 +70,11 @@ def parse_options(method: str, raw: Mapping[str, Any] | None = None) -> MethodOp
     """The typed options of ``method`` from their JSON form (``ConfigError`` for an unknown method or key)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    return METHODS[method].options.from_dict(raw or {})
+    options = METHODS[method].options.from_dict(raw or {})
+    options.check_methods(METHODS)
+    return options
 
 
 def searchable() -> tuple[str, ...]:
-    """Methods a hyperparameter search can tune: those whose run leaves one regressor."""
-    return tuple(name for name, method in METHODS.items() if method.model == "regressor")
+    """Methods a hyperparameter search can tune (see :meth:`SearchOptions.searchable`)."""
+    return SearchOptions.searchable(METHODS)
