@@ -1,7 +1,6 @@
 """Shared Streamlit plumbing for the pages: one store and one JobManager per process, cached models."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -177,16 +176,6 @@ def run_label(run: RunRecord) -> str:
     score = f" · test R² {r2:.3f}" if isinstance(r2, float) else ""
     named = f"{run.name} · " if run.name else ""  # a renamed run is found by its name
     return f"{named}{run.id} · {run.method}{score}"
-
-
-def save_upload(data: bytes, suffix: str = ".csv") -> Path:
-    """Keep an uploaded file in the run store so a background job (and a rerun) can read it."""
-    folder = default_home() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (hashlib.sha256(data).hexdigest()[:16] + suffix)
-    if not path.exists():
-        path.write_bytes(data)
-    return path
 
 
 @st.cache_data(max_entries=8)

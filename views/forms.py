@@ -11,7 +11,7 @@ from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.tables import iter_table
-from views.common import plain, run_label, save_upload, store
+from views.common import plain, run_label, store
 
 NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "title")
 MEASURED_COLUMNS = ("measured", "measured_logd", "logd", "logd7.4", "logd_7.4", *LABEL_COLUMNS)
@@ -92,7 +92,7 @@ def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
         columns = column_pickers(upload.getvalue(), value="label") if upload is not None else None
         if columns is None:
             return None
-        source = str(save_upload(upload.getvalue()))
+        source = str(store().save_upload(upload.getvalue()))
         try:
             data, report = read_csv(source, columns["smiles_column"], columns["label_column"])
         except ChemLMError as exc:

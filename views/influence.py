@@ -6,7 +6,7 @@ import streamlit as st
 from chemlm_engine.spec import JobSpec, model_kind
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.tables import write_csv
-from views.common import molecule_cards, plain, run_label, save_upload, store, submit
+from views.common import molecule_cards, plain, run_label, store, submit
 from views.forms import cost_caption, quick_note, quick_toggle
 from views.live import live_jobs, sig3, status_text
 
@@ -57,7 +57,7 @@ with st.expander("Launch an influence job", expanded=not finished or st.session_
         options = {"scope": scope, "solver": solver, "damping": damping, "scale": scale, "depth": depth,
                    "repeats": repeats, "k": ks, "corrupt_fraction": corrupt, "skip_suspects": skip}
         if upload is not None:
-            options["pool"] = str(save_upload(upload.getvalue()))
+            options["pool"] = str(store().save_upload(upload.getvalue()))
         spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
                                   "name": f"influence of {base.id}"})
         cost_caption([spec])

@@ -8,7 +8,7 @@ import streamlit as st
 from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, searchable
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
 from views.common import plain, run_label, store, submit
-from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
+from views.forms import cost_caption, epochs_input, launch_form
 from views.live import live_jobs
 
 SETTINGS = ("learning_rate", "head_hidden", "dropout", "batch_size", "descriptors")  # + each method's SEARCH
@@ -20,12 +20,8 @@ st.caption("Random search over learning rate, head size, dropout, batch size and
 searches = [r for r in store().runs() if r.method == "search"]
 
 with st.expander("Launch a search", expanded=not searches or st.session_state.get("quick", False)):
-    quick = quick_toggle()
-    left, right = st.columns(2)
-    with left:
-        data = data_form(quick)
+    quick, data, backbone, trust, right = launch_form()
     with right:
-        backbone, trust = backbone_picker()
         method = st.selectbox("Method searched", searchable())
         c1, c2 = st.columns(2)
         samples = int(c1.number_input("Trials", 1, 500, 4 if quick else 20))

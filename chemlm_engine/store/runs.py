@@ -5,6 +5,7 @@ Pages and the CLI only read it; jobs write it. SQLite runs in WAL mode so reads 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -123,6 +124,16 @@ class RunStore:
     def artifact_dir(self, run_id: str) -> Path:
         path = self.home / run_id
         path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save_upload(self, data: bytes, suffix: str = ".csv") -> Path:
+        """Keep an uploaded file beside the runs so a background job (and a page rerun) can read it; named by its
+        content, so a path always means one file's bytes."""
+        folder = self.home / "uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (hashlib.sha256(data).hexdigest()[:16] + suffix)
+        if not path.exists():
+            path.write_bytes(data)
         return path
 
     # -- writing -------------------------------------------------------------------------------

@@ -119,3 +119,10 @@ def test_an_older_database_is_migrated_once(tmp_path, monkeypatch):
     with store.engine.begin() as connection:
         assert connection.execute(text("select project from runs")).scalar() == "none"
         assert connection.execute(text("select value from store_meta")).scalar() == "2"
+
+
+def test_an_upload_is_kept_under_its_content_so_a_path_means_one_files_bytes(tmp_path):
+    store = RunStore(home=tmp_path)
+    first = store.save_upload(b"smiles\nCCO\n")
+    assert first.read_bytes() == b"smiles\nCCO\n" and first.parent == tmp_path / "uploads"
+    assert store.save_upload(b"smiles\nCCO\n") == first and store.save_upload(b"smiles\nCCN\n") != first
