@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
@@ -76,6 +77,20 @@ def _screenshot_dir(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("CHEMLM_SCREENSHOT_DIR", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _choose(page, box, name, tries: int = 5) -> None:
+    """Pick an option of a Streamlit selectbox. A click that lands while the page is still rerunning opens no
+    list (seen under a loaded CI machine), so open it again until the option shows."""
+    option = page.get_by_role("option", name=name)
+    for _ in range(tries):
+        box.click()
+        try:
+            option.wait_for(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    option.click()
 
 
 def _shot(page, tmp_path: Path, name: str, top=None) -> Path:
@@ -213,8 +228,7 @@ def test_why_shows_progress_the_first_time_and_answers_from_the_cache_after(app_
     page.get_by_text("Outside the domain", exact=True).wait_for()
     why = page.get_by_role("combobox", name="Explain a result row")
     for row in ("ethanol", "phenol"):
-        why.click()
-        page.get_by_role("option", name=re.compile(row)).click()
+        _choose(page, why, re.compile(row))
         page.get_by_text("Training molecules behind it").wait_for(timeout=120_000)
         page.get_by_text("Pushes up").wait_for()
     # the second molecule came from the model's attribution cache: no cache-building message on the way
