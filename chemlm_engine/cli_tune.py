@@ -21,14 +21,17 @@ def tune(
     subset: int | None = typer.Option(None, help="A seeded random subset of N molecules."),
     backbone: str | None = typer.Option(None, help="Model folder or hub id (default: the embedded ChemLM-mini)."),
     name: str = typer.Option("search", help="The search's name: its trials are grouped by it; the same name resumes."),
-    output: Path = typer.Option(Path("best-spec.json"), "--output", "-o", help="Where the best spec is written."),
+    output: Path = typer.Option(Path("best-spec.json"), "--output", "-o",
+                                help="Where the best spec is written (its refit on training + validation, for "
+                                     "methods that offer one, beside it as NAME.refit.json)."),
     cpus_per_trial: int = typer.Option(2, help="CPUs each trial takes (trials run side by side when they fit)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
     db: str | None = typer.Option(None, help="SQLAlchemy URL of the run store (default: $CHEMLM_HOME/runs.db)."),
 ) -> None:
     """Search learning rate, head size, dropout, batch size and descriptors (LoRA: rank) on the validation split
     with Ray Tune (random search, ASHA early stopping); every trial is a run. Writes the best spec and prints the
-    command that reproduces it; the test split is never used to choose."""
+    command that reproduces it, and (baseline, ensemble) its refit on training + validation for the best trial's
+    epochs, to be tested once; the test split is never used to choose."""
     from .spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
     from .store import RunStore
     from .tune import run_search
@@ -39,7 +42,13 @@ def tune(
                         cpus_per_trial=cpus_per_trial)
     output.write_text(result.best_spec.to_json())
     typer.echo(result.trials.to_string(index=False, float_format=lambda v: f"{v:.4g}"), err=True)
-    typer.echo(f"best: run {result.best_run_id}, validation MSE {result.best_val_mse:.4f}; reproduce it with\n"
-               f"  chemlm train --spec {output}", err=True)
+    typer.echo(f"best: run {result.best_run_id}, validation MSE {result.best_val_mse:.4f} at epoch "
+               f"{result.best_epoch}; reproduce it with\n  chemlm train --spec {output}", err=True)
+    refit, refit_spec = None, result.refit_spec
+    if refit_spec is not None:
+        refit = output.with_suffix(".refit.json")
+        refit.write_text(refit_spec.to_json())
+        typer.echo(f"or train it on training + validation for {result.best_epoch} epochs and test it once with\n"
+                   f"  chemlm train --spec {refit}", err=True)
     typer.echo(json.dumps({"search": name, "best_run_id": result.best_run_id, "best_val_mse": result.best_val_mse,
-                           "spec": str(output), "trials": len(result.trials)}))
+                           "spec": str(output), "refit_spec": refit and str(refit), "trials": len(result.trials)}))

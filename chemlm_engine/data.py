@@ -119,15 +119,22 @@ def label_outliers(labels: np.ndarray) -> np.ndarray:
 
 def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, label_col: str | None = None,
                          name_col: str | None = None, standardization: Standardization = Standardization(),
-                         problems: list[str | None] | None = None) -> tuple[MoleculeData, DataReport]:
+                         problems: list[str | None] | None = None,
+                         labels_required: bool = True) -> tuple[MoleculeData, DataReport]:
     """Validate, standardise, canonicalise and de-duplicate a table of SMILES and labels.
 
     Invalid SMILES (and rows with a ``problems`` entry, such as blank or ragged rows), missing / non-numeric
     labels and duplicate molecules are reported row by row; duplicates are merged into their first
-    occurrence with the mean label. Label outliers are kept and reported.
+    occurrence with the mean label. Label outliers are kept and reported. Without ``labels_required`` (candidates
+    to be measured) the label column may be absent and a missing label is kept as NaN.
     """
     smiles_col = pick_column(list(frame.columns), smiles_col, SMILES_COLUMNS, "SMILES")
-    label_col = pick_column(list(frame.columns), label_col, LABEL_COLUMNS, "label")
+    try:
+        label_col = pick_column(list(frame.columns), label_col, LABEL_COLUMNS, "label")
+    except DataError:
+        if labels_required or label_col is not None:
+            raise
+        label_col, frame = "__no_label__", frame.assign(__no_label__=np.nan)
     report = DataReport(n_rows=len(frame))
     labels = pd.to_numeric(frame[label_col], errors="coerce")
     first_row: dict[str, int] = {}
@@ -144,8 +151,11 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
         canonical = prepared.smiles
         if prepared.changes:
             report.standardized.append(RowIssue(row, text, "; ".join(prepared.changes)))
-        if pd.isna(label) or not np.isfinite(label) or abs(label) > MAX_ABS_LABEL:
-            why = "missing label" if pd.isna(raw_label) or str(raw_label).strip() == "" else \
+        missing = pd.isna(raw_label) or str(raw_label).strip() == ""
+        if missing and not labels_required:
+            label = np.nan
+        elif pd.isna(label) or not np.isfinite(label) or abs(label) > MAX_ABS_LABEL:
+            why = "missing label" if missing else \
                 f"label {raw_label!r} is not a number" if not np.isfinite(label) else \
                 f"label {raw_label!r} is out of range (|label| > {MAX_ABS_LABEL:g})"
             report.unlabeled.append(RowIssue(row, text, why))
@@ -162,7 +172,7 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
         raise DataError(f"no usable molecules: {report.summary()}")
     smiles = list(grouped)
     values = np.array([np.mean(grouped[s]) for s in smiles], dtype=np.float64)
-    for i in label_outliers(values):
+    for i in np.flatnonzero(np.isfinite(values))[label_outliers(values[np.isfinite(values)])]:
         row = first_row[smiles[i]]
         report.outliers.append(RowIssue(row, smiles[i], f"label {values[i]:.4g} is far from the others "
                                         f"(median {np.median(values):.3g})"))
@@ -170,11 +180,12 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
 
 
 def read_csv(source: str | Path | IO, smiles_col: str | None = None, label_col: str | None = None,
-             standardization: Standardization = Standardization()) -> tuple[MoleculeData, DataReport]:
+             standardization: Standardization = Standardization(),
+             labels_required: bool = True) -> tuple[MoleculeData, DataReport]:
     """Read a user CSV (path or file object); see :func:`molecules_from_frame`."""
     table = read_table(source)
     return molecules_from_frame(table.frame, smiles_col, label_col, standardization=standardization,
-                                problems=table.problems)
+                                problems=table.problems, labels_required=labels_required)
 
 
 @lru_cache(maxsize=2)

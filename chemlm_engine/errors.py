@@ -10,6 +10,7 @@ __all__ = [
     "StoreError",
     "ModelLoadError",
     "TrainingDivergedError",
+    "SearchError",
     "JobCancelledError",
     "RunNotFoundError",
 ]
@@ -45,6 +46,10 @@ class ModelLoadError(ChemLMError):
 
 class TrainingDivergedError(ChemLMError):
     """The loss became NaN or infinite, or the validation error exploded."""
+
+
+class SearchError(ChemLMError):
+    """A hyperparameter search none of whose trials finished an epoch."""
 
 
 class JobCancelledError(ChemLMError):

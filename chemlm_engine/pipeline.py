@@ -48,10 +48,11 @@ def load_split_data(spec: DataSpec) -> SplitData:
     return SplitData(data.subset(split.train), data.subset(split.val), data.subset(split.test), report)
 
 
-def load_pool(ctx: JobContext, data: SplitData, path: str) -> MoleculeData:
+def load_pool(ctx: JobContext, data: SplitData, path: str, labels_required: bool = True) -> MoleculeData:
     """An external pool CSV, standardised like the job's data, minus every molecule of the training,
-    validation and test splits (a test molecule must never be trained on); records what it dropped."""
-    pool, report = read_csv(path, standardization=ctx.spec.data.standardization)
+    validation and test splits (a test molecule must never be trained on); records what it dropped.
+    Without ``labels_required`` a molecule's label may be missing (NaN): candidates not yet measured."""
+    pool, report = read_csv(path, standardization=ctx.spec.data.standardization, labels_required=labels_required)
     known = set(data.train.smiles) | set(data.val.smiles) | set(data.test.smiles)
     keep = [i for i, s in enumerate(pool.smiles) if s not in known]
     dropped = {part: len(set(pool.smiles) & set(getattr(data, part).smiles)) for part in ("train", "val", "test")}

@@ -7,17 +7,18 @@ Ray is imported lazily, as in :mod:`~chemlm_engine.cluster`: nothing else needs 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
+from .errors import JobCancelledError, SearchError
 from .pipeline import JobContext, SplitData
 from .spec import METHODS, JobSpec, SearchOptions
 from .store import ACTIVE_STATUSES, RunStore, Tables
 
-__all__ = ["default_space", "trial_spec", "run_search", "run_search_job", "SearchResult"]
+__all__ = ["default_space", "trial_spec", "refit_spec", "run_search", "run_search_job", "SearchResult"]
 
 _MODEL_KEYS = ("head_hidden", "dropout", "descriptors")
 _TRAIN_KEYS = ("learning_rate", "batch_size", "epochs", "weight_decay")
@@ -78,15 +79,64 @@ class SearchResult:
     best_run_id: str
     best_val_mse: float
     best_spec: JobSpec
-    trials: pd.DataFrame  # one row per trial: run id, its settings, best validation MSE, epochs run, status
+    trials: pd.DataFrame  # one row per trial: run id, its settings, best validation MSE and epoch, epochs run, status
+    best_epoch: int  # the best trial's epoch of lowest validation MSE
+
+    @property
+    def refit_spec(self) -> JobSpec | None:
+        """The best recipe trained once on training + validation for its best epoch count, to be tested once."""
+        return refit_spec(self.best_spec, self.best_epoch)
+
+
+def refit_spec(spec: JobSpec, epochs: int) -> JobSpec | None:
+    """``spec`` trained on training + validation for ``epochs`` (no epoch can be chosen on data it trained on):
+    its method's ``train_on_val`` option; None for a method without one."""
+    if "train_on_val" not in {f.name for f in fields(METHODS[spec.method].options)}:
+        return None
+    return replace(spec, options={**spec.options, "train_on_val": True},
+                   train=replace(spec.train, epochs=epochs, patience=0))
+
+
+def _cancel_stopper(should_stop: Callable[[], bool], every_s: float = 1.0) -> Any:
+    """A Ray Tune stopper that ends the whole search (its running trials too) once ``should_stop()``; Tune asks on
+    every step of its loop, not only when a trial reports, so it is polled at most every ``every_s``."""
+    from ray.tune import Stopper
+
+    class CancelStopper(Stopper):
+        last, stopped = 0.0, False
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            if not self.stopped and time.monotonic() - self.last >= every_s:
+                self.last, self.stopped = time.monotonic(), should_stop()
+            return self.stopped
+
+    return CancelStopper()
+
+
+def _close_trials(store: RunStore, name: str, cancelled: bool) -> None:
+    """Trial runs whose Ray actor was stopped (by ASHA or a cancelled search) never record their end: say so."""
+    for run in store.runs():
+        if run.info.get("search") != name or run.status not in ACTIVE_STATUSES:
+            continue
+        if cancelled:
+            store.cancel(run.id, "the search was cancelled")
+        else:
+            epochs = store.epochs(run.id)
+            done = int(epochs["val_mse"].notna().sum()) if "val_mse" in epochs else 0
+            store.interrupt(run.id, f"stopped early by ASHA after {done} epoch(s): its validation MSE was behind "
+                                    "the other trials'")
 
 
 def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time_budget_s: float | None = None,
-               space: dict[str, Any] | None = None, address: str | None = None,
-               cpus_per_trial: int = 2) -> SearchResult:
+               space: dict[str, Any] | None = None, address: str | None = None, cpus_per_trial: int = 2,
+               should_stop: Callable[[], bool] = lambda: False) -> SearchResult:
     """Search ``space`` (default :func:`default_space`) around ``base`` for the lowest validation MSE, with
     ASHA (``max_t``: the base spec's epochs, grace period a quarter of them); resumes the search ``name`` if
-    its folder exists. Runs stopped early are recorded as interrupted, saying so."""
+    its folder exists. Runs stopped early are recorded as interrupted, saying so. Once ``should_stop()`` (polled
+    about once a second) the search and its running trials stop: :class:`JobCancelledError`."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -107,23 +157,33 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
                                                                                max_t=epochs,
                                                                                grace_period=max(1, epochs // 4),
                                                                                reduction_factor=3)),
-                           run_config=tune.RunConfig(name=name, storage_path=str(folder.parent), verbose=0))
+                           run_config=tune.RunConfig(name=name, storage_path=str(folder.parent), verbose=0,
+                                                     stop=_cancel_stopper(should_stop)))
     results = tuner.fit()
+    cancelled = should_stop()
+    _close_trials(store, name, cancelled)
+    if cancelled:
+        raise JobCancelledError(f"search {name!r} cancelled; run it again under the same name to resume it")
     rows, configs = [], {}
     for result in (results[i] for i in range(len(results))):
         history = result.metrics_dataframe
         run_id = (result.metrics or {}).get("run_id")
         if run_id is None or history is None or history.empty:
             continue
-        if store.get_run(run_id).status in ACTIVE_STATUSES:  # its actor was stopped by ASHA mid-run
-            store.interrupt(run_id, f"stopped early by ASHA after {len(history)} epoch(s): its validation MSE was "
-                                    "behind the other trials'")
         configs[run_id] = result.config or {}
-        rows.append({"run_id": run_id, **configs[run_id], "val_mse": float(history["val_mse"].min()),
-                     "epochs_run": len(history), "status": store.get_run(run_id).status})
+        best = history.loc[history["val_mse"].idxmin()]
+        rows.append({"run_id": run_id, **configs[run_id], "val_mse": float(best["val_mse"]),
+                     "best_epoch": int(best["epoch"]), "epochs_run": len(history),
+                     "status": store.get_run(run_id).status})
+    if not rows:
+        errors = [str(r.error).strip().splitlines()[-1] for r in (results[i] for i in range(len(results))) if r.error]
+        raise SearchError(f"no trial of search {name!r} finished an epoch" +
+                                    (f"; first error: {errors[0]}" if errors else
+                                     " within the time budget: give it more time or fewer epochs"))
     trials = pd.DataFrame(rows).sort_values("val_mse", ignore_index=True)
     best = str(trials.loc[0, "run_id"])
-    return SearchResult(name, best, float(trials.loc[0, "val_mse"]), trial_spec(base, configs[best]), trials)
+    return SearchResult(name, best, float(trials.loc[0, "val_mse"]), trial_spec(base, configs[best]), trials,
+                        int(trials.loc[0, "best_epoch"]))
 
 
 def run_search_job(ctx: JobContext, data: SplitData, opts: SearchOptions) -> dict[str, float | str]:
@@ -132,8 +192,16 @@ def run_search_job(ctx: JobContext, data: SplitData, opts: SearchOptions) -> dic
     running ones from the store)."""
     base = replace(ctx.spec, method=opts.method, options={}, name="")
     ctx.progress(0.0, f"searching: {opts.num_samples} trials of {opts.method}", force=True)
+
+    def progress_or_cancel() -> bool:  # the stopper's poll: the job's progress, and its cancel flag (process, Ray)
+        done = sum(r.info.get("search") == ctx.run_id and r.status not in ACTIVE_STATUSES for r in ctx.store.runs())
+        ctx.progress(done / opts.num_samples, f"searching: {done} of {opts.num_samples} trials done")
+        return ctx.cancel.is_set()
+
     result = run_search(base, ctx.store, ctx.run_id, opts.num_samples, opts.time_budget_s,
-                        cpus_per_trial=opts.cpus_per_trial)
+                        cpus_per_trial=opts.cpus_per_trial, should_stop=progress_or_cancel)
     ctx.store.add_table(ctx.run_id, Tables.TRIALS, result.trials.to_dict("records"))
-    ctx.store.set_info(ctx.run_id, best_spec=result.best_spec.to_dict())
+    refit = result.refit_spec
+    ctx.store.set_info(ctx.run_id, best_spec=result.best_spec.to_dict(),
+                       refit_spec=refit.to_dict() if refit is not None else None)
     return {"best_run_id": result.best_run_id, "best_val_mse": result.best_val_mse, "trials": len(result.trials)}

@@ -85,10 +85,14 @@ if search.status != "finished":
 best = search.metrics["best_run_id"]
 st.success(f"Best on validation: trial {best} (validation MSE {search.metrics['best_val_mse']:.3f}).")
 best_spec = json.dumps(search.info["best_spec"], indent=1)
-a, b = st.columns(2)
+refit = search.info.get("refit_spec")
+a, b, c = st.columns(3)
 if a.button("Open the best trial's run", type="primary"):
     st.session_state["detail-run"] = best
     st.switch_page("views/train.py")
 b.download_button("Download its spec (JSON)", best_spec, f"best-spec-{search.id}.json", "application/json")
-st.caption("Retrain it anywhere with `chemlm train --spec best-spec.json` (on train + validation for a model "
-           "that ships: set the baseline option `train_on_val`), and evaluate it once on test.")
+if refit and c.button("Train it on training + validation, test once") and (queued := submit(JobSpec.from_dict(refit))):
+    st.success(f"Queued run {queued[0]}: the best recipe for {refit['train']['epochs']} epochs (the best trial's), "
+               "on training + validation; its test metrics are the search's one look at the test split.")
+st.caption("Retrain it anywhere with `chemlm train --spec best-spec.json`; `chemlm tune` also writes "
+           "`best-spec.refit.json`, the same on training + validation.")

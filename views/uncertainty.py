@@ -27,13 +27,20 @@ with st.expander("Launch an active-learning run",
     left, right = st.columns(2)
     with left:
         data = data_form(quick)
-        initial = int(st.number_input("Initial labelled molecules", 10, 10000, 50 if quick else 500))
+        upload = st.file_uploader("Your candidates (CSV; labels optional)", type=["csv", "tsv", "txt"],
+                                  help="Without labels the run trains on all of the training split and ranks your "
+                                       "candidates once: what to measure next. With labels for every molecule, "
+                                       "acquisition from them is simulated (labels revealed when acquired).")
+        initial = int(st.number_input("Initial labelled molecules", 10, 10000, 50 if quick else 500,
+                                      help="Ignored for unlabelled candidates: they are ranked by a model of all "
+                                           "the training split."))
     with right:
         backbone, trust = backbone_picker()
         sizes = [32, 96] if quick else [25, 64, 128, 256, 512, 1000]
         method = st.radio("Method", ACTIVE, horizontal=True, format_func=lambda m: NAMES.get(m, m))
         strategies = METHODS[method].options.STRATEGIES  # the method's own first, then its controls
-        sweep = st.checkbox(f"N-sweep ({', '.join(map(str, sizes))}) with the controls at every N", value=True,
+        sweep = st.checkbox(f"N-sweep ({', '.join(map(str, sizes))}) with the controls at every N",
+                            value=upload is None,
                             help=f"Answers 'does {strategies[0]} beat {' and '.join(strategies[1:])}?': every "
                                  "strategy acquires N molecules from the same initial model, for every N.")
         c1, c2, c3 = st.columns(3)
@@ -45,9 +52,11 @@ with st.expander("Launch an active-learning run",
         epochs = epochs_input(quick, container=c5)
     spec = None
     if data is not None and backbone:
-        options = {"initial_size": initial, "passes": passes}
+        options: dict[str, object] = {"initial_size": initial, "passes": passes}
         options.update({"sweep": sizes} if sweep else
                        {"acquire": acquire, "rounds": rounds, "strategy": strategy})
+        if upload is not None:
+            options["pool"] = str(store().save_upload(upload.getvalue()))
         spec = JobSpec(method=method, options=options, data=data,
                        model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                        train=TrainConfig(epochs=epochs, seed=data.split_seed))
@@ -85,7 +94,9 @@ if not sweep_table.empty:
     st.dataframe(sweep_table, hide_index=True)
 
 st.subheader(f"Measure these next ({len(acquired)} selected)")
-st.caption("In the order the method ranks them, with the model's prediction and its MC-dropout spread; "
+st.caption("Your candidates, ranked by a model trained on all of the labelled training molecules, with its "
+           "prediction and MC-dropout spread." if run.info.get("pool_labelled") is False else
+           "In the order the method ranks them, with the model's prediction and its MC-dropout spread; "
            "'measured' is the pool's own label, revealed only once a molecule was acquired.")
 shown = acquired.sort_values("score", ascending=False).head(200)
 shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["smiles"]])

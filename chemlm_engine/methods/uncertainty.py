@@ -21,14 +21,6 @@ from .selection import select_random, select_top
 __all__ = ["mc_dropout", "run_active_learning"]
 
 
-def _pool(ctx: JobContext, data: SplitData, rest: np.ndarray, path: str | None) -> MoleculeData:
-    """The acquisition pool: an uploaded CSV (minus molecules already in any split), else the
-    training molecules outside the initial labelled set."""
-    if not path:
-        return data.train.subset(rest)
-    return load_pool(ctx, data, path)
-
-
 @dataclass
 class _Scored:
     """The pool as one model sees it: MC-dropout mean and spread, and (ISAL) the expected influence."""
@@ -71,21 +63,31 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
     seed = ctx.spec.train.seed
     strategies, sweep = opts.STRATEGIES, list(opts.sweep)
     rounds = 1 if sweep else opts.rounds
-    initial_size = opts.initial_size if opts.initial_size is not None else min(500, len(data.train) // 4)
-    if not 0 < initial_size < len(data.train):
-        raise DataError(f"initial_size must be between 1 and {len(data.train) - 1} (the training split), "
-                        f"got {initial_size}")
+    # A user's pool: labelled, acquisition is simulated (labels revealed when acquired); with any label missing,
+    # the pool is the chemist's candidates, ranked once by a model trained on all of the training split.
+    user_pool = load_pool(ctx, data, opts.pool, labels_required=False) if opts.pool else None
+    candidates = user_pool is not None and bool(np.isnan(user_pool.labels).any())
+    if candidates and (sweep or rounds > 1):
+        raise DataError("the pool has molecules without a label: a sweep or more than one round reveals the labels "
+                        "of what it acquires, so every pool molecule needs one; without labels the run ranks the "
+                        "pool once (what to measure next)")
+    initial_size = len(data.train) if candidates else \
+        opts.initial_size if opts.initial_size is not None else min(500, len(data.train) // 4)
+    most = len(data.train) - (user_pool is None)  # the training split's own pool needs one molecule left
+    if not 0 < initial_size <= most:
+        raise DataError(f"initial_size must be between 1 and {most} (the training split), got {initial_size}")
     initial_ids = select_random(len(data.train), initial_size, seed)
-    rest = np.setdiff1d(np.arange(len(data.train)), initial_ids)
     labelled = data.train.subset(np.sort(initial_ids))
-    pool = _pool(ctx, data, rest, opts.pool)
+    pool = user_pool if user_pool is not None else \
+        data.train.subset(np.setdiff1d(np.arange(len(data.train)), initial_ids))
+    ctx.store.set_info(ctx.run_id, pool_molecules=len(pool), pool_labelled=not candidates)
     if len(pool) == 0:
         raise DataError("the acquisition pool is empty")
-    n_fits = opts.fits()
+    n_fits = 1 if candidates else opts.fits()
     span = lambda k: (k / n_fits, (k + 1) / n_fits)  # noqa: E731 - progress share of the k-th fit
 
     model, metrics = train_and_evaluate(ctx, replace(data, train=labelled), stage="initial", span=span(0),
-                                        final=False)
+                                        final=candidates)
     ctx.progress(span(1)[0], "scoring the pool", force=True)
     scored = _score_pool(model, pool.smiles, opts, seed, labelled, data.val)
     first_scoring = {f"pool_{k}": v for k, v in scored.seconds.items()}  # the whole pool, initial model
@@ -111,6 +113,9 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
             **{key: m[key] for key in ("train_mse", "val_mse", "test_mse", "test_r2")}})[kept]
         model = RegressionModel.load(ctx.artifacts / "model")
         _record_acquired(ctx, pool, scored, scored.pick(strategies[0], sweep[-1], seed), strategies[0], 1)
+    elif candidates:  # nothing to reveal: the initial model (all the labels there are) ranks the pool once
+        _record_acquired(ctx, pool, scored, scored.pick(opts.strategy, min(opts.acquire, len(pool)), seed),
+                         opts.strategy, 1)
     else:
         available = np.arange(len(pool))
         for r in range(1, rounds + 1):

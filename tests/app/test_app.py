@@ -157,6 +157,20 @@ def test_active_learning_page_shows_isal_against_both_controls_and_what_to_measu
     assert any(b.label.startswith("Download the molecules to measure next") for b in at.get("download_button"))
 
 
+def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(home, tiny_backbone, tmp_path, lipo):
+    pool = tmp_path / "candidates.csv"
+    pool.write_text("smiles\n" + "\n".join(lipo.smiles[-30:]) + "\n")
+    spec = JobSpec(method="isal", data=DataSpec(subset=120),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=1),
+                   options={"pool": str(pool), "acquire": 8, "passes": 3})
+    run_job(spec, RunStore(home=home))
+    at = _app("views/uncertainty.py")
+    assert not at.exception
+    assert any("Your candidates, ranked by a model trained on all" in c.value for c in at.caption)
+    listed = next(d.value for d in at.dataframe if "structure" in d.value.columns)
+    assert len(listed) == 8 and listed["label"].isna().all() and listed["score"].is_monotonic_decreasing
+
+
 @pytest.mark.ray
 def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone):
     spec = JobSpec(method="search", data=DataSpec(subset=80), train=TrainConfig(epochs=2, batch_size=16),
@@ -170,6 +184,10 @@ def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone
     assert len(trials) == 2 and trials["val_mse"].is_monotonic_increasing
     assert trials["run"].iloc[0] == search.metrics["best_run_id"]
     assert any("Best on validation" in s.value for s in at.success)
+    next(b for b in at.button if b.label.startswith("Train it on training + validation")).click().run()
+    queued = next(r for r in RunStore(home=home).runs() if r.spec["options"].get("train_on_val"))
+    assert queued.spec["train"]["epochs"] == search.info["refit_spec"]["train"]["epochs"]
+    assert any("on training + validation" in s.value for s in at.success)
     next(b for b in at.button if b.label == "Open the best trial's run").click().run()
     assert at.title[0].value == "Train" and at.selectbox(key="detail-run").value == search.metrics["best_run_id"]
 

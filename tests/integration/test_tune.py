@@ -48,6 +48,7 @@ def test_a_search_records_every_trial_and_returns_the_best_on_validation(tiny_ba
 @pytest.mark.ray
 def test_the_tune_command_writes_the_best_spec_that_train_reproduces(tiny_backbone, tmp_path, monkeypatch):
     import json
+    from pathlib import Path
 
     from typer.testing import CliRunner
 
@@ -68,3 +69,60 @@ def test_the_tune_command_writes_the_best_spec_that_train_reproduces(tiny_backbo
     again = CliRunner().invoke(app, ["train", "--spec", str(best)])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout.strip().splitlines()[-1])["status"] == "finished"
+    # the refit: the same recipe on training + validation, for the epochs the best trial was best at
+    refit = JobSpec.from_json(Path(summary["refit_spec"]).read_text())
+    best_epoch = int(RunStore(home=tmp_path / "runs").epochs(summary["best_run_id"]).set_index("epoch")["val_mse"]
+                     .idxmin())
+    assert refit.method_options.train_on_val and refit.train.epochs == best_epoch
+    assert refit.model == spec.model and refit.data == spec.data
+    done = CliRunner().invoke(app, ["train", "--spec", summary["refit_spec"]])
+    assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "finished", done.output
+
+
+@pytest.mark.ray
+def test_a_search_whose_trials_all_fail_says_why_instead_of_a_key_error(tiny_backbone, store):
+    from ray import tune
+
+    from chemlm_engine.cluster import connect
+    from chemlm_engine.errors import SearchError
+
+    connect(num_cpus=2)
+    with pytest.raises(SearchError, match="no trial of search 'broken' finished an epoch; first error: .*learning"):
+        run_search(_base(tiny_backbone), store, "broken", num_samples=1, cpus_per_trial=1,
+                   space={"learning_rate": tune.choice([-1.0])})
+
+
+@pytest.mark.ray
+def test_cancelling_a_search_job_stops_its_running_trials_and_records_them_cancelled(tiny_backbone, store):
+    import threading
+    import time
+
+    from chemlm_engine.cluster import connect
+    from chemlm_engine.errors import JobCancelledError
+    from chemlm_engine.jobs import run_job
+
+    connect(num_cpus=2)
+    spec = JobSpec(method="search", data=DataSpec(subset=100), train=TrainConfig(epochs=200, batch_size=16),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   options={"num_samples": 2, "cpus_per_trial": 1})
+    raised: list[Exception] = []
+
+    def work() -> None:
+        try:
+            run_job(spec, store)
+        except JobCancelledError as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while not any(r.info.get("search") and r.status == "running" for r in store.runs()):
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.5)
+    search = next(r for r in store.runs() if r.method == "search")
+    store.request_cancel(search.id)  # as the app does: through the store, so a process worker sees it too
+    worker.join(timeout=120)
+    assert not worker.is_alive() and raised
+    assert store.get_run(search.id).status == "cancelled"
+    trials = [r for r in store.runs() if r.info.get("search") == search.id]
+    assert trials and all(r.status == "cancelled" for r in trials)

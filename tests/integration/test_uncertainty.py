@@ -1,5 +1,7 @@
 import numpy as np
+import pytest
 
+from chemlm_engine.errors import DataError
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.store import Tables
 from chemlm_engine.jobs import run_job
@@ -104,3 +106,26 @@ def test_isal_sweep_runs_isal_uncertainty_and_random_on_the_same_initial_model(t
     assert {"prediction", "uncertainty"} <= set(acquired.columns)
     assert record.metrics["test_r2"] == table.loc[(table["n"] == 40) & (table["strategy"] == "isal"),
                                                   "test_r2"].item()
+
+
+def test_isal_ranks_a_chemists_unlabelled_pool_once_with_a_model_of_all_the_training_split(tiny_backbone, store,
+                                                                                         tmp_path, lipo):
+    candidates = tmp_path / "candidates.csv"
+    candidates.write_text("smiles\n" + "\n".join(lipo.smiles[:25] + ["not a smiles"]) + "\n")  # no label column
+    spec = JobSpec(method="isal", data=DataSpec(subset=150),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16, dropout=0.2),
+                   train=TrainConfig(epochs=1, batch_size=16),
+                   options={"pool": str(candidates), "acquire": 10, "passes": 4})
+    record = store.get_run(run_job(spec, store))
+    assert record.status == "finished", record.error
+    assert record.metrics["n_labelled"] == 120  # every labelled training molecule, nothing acquired into it
+    assert record.info["pool_labelled"] is False
+    assert record.info["pool_molecules"] + record.info["pool_dropped_known"] == 25  # those of the splits dropped
+    acquired = store.molecules(record.id, "acquired")
+    scored = store.molecules(record.id, "pool_isal")
+    assert record.info["pool_molecules"] == len(scored) >= 10
+    assert len(acquired) == 10 and acquired["label"].isna().all() and acquired["prediction"].notna().all()
+    assert acquired["score"].min() >= scored["score"].nlargest(10).min() - 1e-12
+    with_sweep = JobSpec.from_dict({**spec.to_dict(), "options": {"pool": str(candidates), "sweep": [5]}})
+    with pytest.raises(DataError, match="without a label"):  # a sweep would need the labels it reveals
+        run_job(with_sweep, store)

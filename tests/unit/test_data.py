@@ -42,6 +42,17 @@ def test_csv_columns_can_be_named_and_missing_ones_are_explained():
         read_csv(io.StringIO("smiles,other\nCCO,1\n"))
 
 
+def test_candidates_may_lack_labels_but_not_a_number_where_one_is_given():
+    text = "SMILES,target\nCCO,1.0\nc1ccccc1,\nCC(=O)O,abc\nCCN, \n"
+    data, report = read_csv(io.StringIO(text), labels_required=False)
+    assert data.smiles == ["CCO", "c1ccccc1", "CCN"] and np.isnan(data.labels[1:]).all()
+    assert [i.row for i in report.unlabeled] == [3]  # a typo is still reported, a blank is a candidate
+    data, _ = read_csv(io.StringIO("smiles\nCCO\nOCC\n"), labels_required=False)  # no label column at all
+    assert data.smiles == ["CCO"] and np.isnan(data.labels).all()
+    with pytest.raises(DataError, match="label column"):
+        read_csv(io.StringIO("smiles\nCCO\n"))
+
+
 def test_canonicalize_gives_one_form_per_molecule():
     assert canonicalize("OCC") == canonicalize("C(O)C") == "CCO"
     with pytest.raises(InvalidSmilesError, match="empty"):
