@@ -138,7 +138,8 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
         summary = predict_library(folder, source, output, smiles_column, progress=report,
                                   trust_remote_code=trust_remote_code)
         bar.close()
-    typer.echo(f"wrote {summary.rows} rows ({summary.invalid} invalid) to {summary.output} in "
+    resumed = f", {summary.resumed_rows} of them written before an interruption" if summary.resumed_rows else ""
+    typer.echo(f"wrote {summary.rows} rows ({summary.invalid} invalid{resumed}) to {summary.output} in "
                f"{summary.seconds:.1f} s ({summary.rows_per_second:.0f} molecules/s)", err=True)
 
 

@@ -3,6 +3,8 @@ for any library size — in this process, or through Ray Data on a cluster (a mo
 worker). Both paths apply :func:`predict_frame` to each batch, so their outputs agree row for row."""
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,10 +29,11 @@ class LibrarySummary:
     invalid: int
     seconds: float
     output: str
+    resumed_rows: int = 0  # written by an interrupted run before, not predicted again
 
     @property
     def rows_per_second(self) -> float:
-        return self.rows / max(self.seconds, 1e-9)
+        return (self.rows - self.resumed_rows) / max(self.seconds, 1e-9)
 
 
 OUTPUT_COLUMNS = ("canonical_smiles", "prediction", "error", "warnings", "standardization")
@@ -112,32 +115,71 @@ def _stage(source: Path, target: Path, chunk_rows: int = 65536) -> None:
             writer.close()
 
 
+def _parts_folder(output: Path, manifest: dict) -> tuple[Path, int]:
+    """Where an interrupted prediction of ``output`` left its finished chunks, and how many there are; a folder
+    written for another input, model or chunk size is started afresh."""
+    folder = output.with_name(output.name + ".parts")
+    if folder.exists():
+        try:
+            same = json.loads((folder / "manifest.json").read_text()) == manifest
+        except (OSError, ValueError):
+            same = False
+        if same:
+            return folder, len(list(folder.glob("part-*.parquet")))
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder, 0
+
+
 def predict_library(model_dir: str | Path, source: str | Path, output: str | Path, smiles_column: str | None = None,
                     chunk_rows: int = 4096, progress: Callable[[int, int], None] | None = None,
                     trust_remote_code: bool = False) -> LibrarySummary:
-    """Predict every row of ``source`` chunk by chunk into one Parquet file, written as it goes;
-    ``progress(rows_done, rows_total)`` after each chunk."""
+    """Predict every row of ``source`` chunk by chunk into one Parquet file; ``progress(rows_done, rows_total)``
+    after each chunk. Each finished chunk is kept (``OUTPUT.parts/``) until the file is complete, so a run
+    interrupted at any point resumes where it stopped: rows already written are not predicted again."""
     source, output = Path(source), Path(output)
     if not source.exists():
         raise DataError(f"no such library file: {source}")
     column = smiles_column_of(source, smiles_column)
-    model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
-    total, done, invalid, started = _row_count(source), 0, 0, time.time()
+    stat = source.stat()
+    manifest = {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "model": str(Path(model_dir).resolve()), "column": column, "chunk_rows": chunk_rows}
     output.parent.mkdir(parents=True, exist_ok=True)
+    parts, finished = _parts_folder(output, manifest)
+    model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
+    total, done, started = _row_count(source), 0, time.time()
+    for i, (chunk, problems) in enumerate(_chunks(source, chunk_rows)):
+        done += len(chunk)
+        if i >= finished:  # the chunks before were written by an interrupted run
+            part = parts / f"part-{i:06d}.parquet"
+            pq.write_table(_to_arrow(predict_frame(model, chunk, column, problems)), part.with_suffix(".tmp"))
+            part.with_suffix(".tmp").replace(part)  # a part exists only once it is whole
+        if progress is not None:
+            progress(done, total)
+    invalid = _join_parts(sorted(parts.glob("part-*.parquet")), output)
+    shutil.rmtree(parts)
+    return LibrarySummary(done, invalid, time.time() - started, str(output), resumed_rows=min(finished * chunk_rows,
+                                                                                             done))
+
+
+def _join_parts(parts: list[Path], output: Path) -> int:
+    """The parts, in order, as one Parquet file (streamed part by part); returns the rows with an error."""
     writer: pq.ParquetWriter | None = None
+    invalid = 0
+    aside = output.with_name(output.name + ".tmp")
     try:
-        for chunk, problems in _chunks(source, chunk_rows):
-            table = _to_arrow(predict_frame(model, chunk, column, problems))
-            writer = writer or pq.ParquetWriter(output, table.schema)
-            writer.write_table(table)
-            done += len(chunk)
-            invalid += len(chunk) - table.column("error").null_count
-            if progress is not None:
-                progress(done, total)
+        for part in parts:
+            table = pq.read_table(part)
+            writer = writer or pq.ParquetWriter(aside, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            invalid += len(table) - table.column("error").null_count
     finally:
         if writer is not None:
             writer.close()
-    return LibrarySummary(done, invalid, time.time() - started, str(output))
+    if writer is not None:  # an empty library writes no file, as before
+        aside.replace(output)
+    return invalid
 
 
 class _LibraryPredictor:

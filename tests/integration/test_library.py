@@ -1,0 +1,64 @@
+"""Library prediction streamed to Parquet: one row per input, resumable after an interruption."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from chemlm_engine import library
+from chemlm_engine.library import predict_library
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.molecules import Standardization
+from chemlm_engine.spec import ModelSpec
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_backbone, lipo) -> Path:
+    model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
+    model.set_label_scaler(lipo.labels)
+    folder = tmp_path_factory.mktemp("regressor")
+    model.save(folder, lipo.smiles[:50], lipo.labels[:50], Standardization())
+    return folder
+
+
+def _interrupt_at(rows: int):
+    """A progress callback that stops the run once ``rows`` are done: Ctrl+C, a killed worker, a closed laptop."""
+    def progress(done: int, total: int) -> None:
+        if done >= rows:
+            raise KeyboardInterrupt
+    return progress
+
+
+def test_an_interrupted_library_resumes_without_predicting_written_rows_again(model_dir, lipo, tmp_path,
+                                                                             monkeypatch):
+    source = tmp_path / "library.csv"
+    smiles = lipo.smiles[:90] + ["not a smiles", ""]  # 92 rows: 10 chunks of 10 (the last one 2)
+    pd.DataFrame({"id": [f"m{i}" for i in range(92)], "smiles": smiles}).to_csv(source, index=False)
+    whole = predict_library(model_dir, source, tmp_path / "whole.parquet", chunk_rows=10)
+
+    predicted: list[int] = []
+    real = library.predict_frame
+    monkeypatch.setattr(library, "predict_frame", lambda model, chunk, *a: predicted.append(len(chunk)) or
+                        real(model, chunk, *a))
+
+    output = tmp_path / "out.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        predict_library(model_dir, source, output, chunk_rows=10, progress=_interrupt_at(40))
+    assert not output.exists() and sum(predicted) == 40
+    predicted.clear()
+    summary = predict_library(model_dir, source, output, chunk_rows=10)
+    assert sum(predicted) == 52 and summary.resumed_rows == 40  # only what was not written yet
+    out = pd.read_parquet(output)
+    assert summary.rows == len(out) == 92 and summary.invalid == whole.invalid == 2
+    pd.testing.assert_frame_equal(out, pd.read_parquet(tmp_path / "whole.parquet"))  # one row per input, in order
+    assert not Path(f"{output}.parts").exists()
+
+
+def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(model_dir, lipo, tmp_path):
+    source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
+    source.write_text("smiles\n" + "\n".join(lipo.smiles[:30]) + "\n")
+    with pytest.raises(KeyboardInterrupt):
+        predict_library(model_dir, source, output, chunk_rows=10, progress=_interrupt_at(20))
+    source.write_text("smiles\n" + "\n".join(lipo.smiles[100:125]) + "\n")  # edited in between
+    summary = predict_library(model_dir, source, output, chunk_rows=10)
+    assert summary.resumed_rows == 0
+    assert pd.read_parquet(output)["smiles"].tolist() == lipo.smiles[100:125]
