@@ -51,9 +51,10 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
     store.start(run_id, package_versions())
     try:
         data = checked or check_job_data(spec)
-        store.set_info(run_id, data_hash=data_hash(data.train.concat(data.val).concat(data.test)),
-                       n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
-                       data_report=data.report.summary())
+        if METHODS[spec.method].needs_data:
+            store.set_info(run_id, data_hash=data_hash(data.train.concat(data.val).concat(data.test)),
+                           n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
+                           data_report=data.report.summary())
         ctx.check_cancel()
         metrics = METHODS[spec.method].load()(ctx, data, spec.method_options)
         model_dir = ctx.artifacts / "model"

@@ -16,11 +16,14 @@ import pyarrow.parquet as pq
 
 from .data import SMILES_COLUMNS
 from .errors import DataError
+from .pipeline import JobContext, SplitData
 from .predict.ensemble import load_predictor
 from .predict.batch import predict_smiles
+from .spec import PredictOptions
 from .tables import iter_table, pick_column
 
-__all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "smiles_column_of"]
+__all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
+           "smiles_column_of"]
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,19 @@ def _join_parts(parts: list[Path], output: Path) -> int:
     if writer is not None:  # an empty library writes no file, as before
         aside.replace(output)
     return invalid
+
+
+def run_library_job(ctx: JobContext, data: SplitData, opts: PredictOptions) -> dict[str, float]:
+    """A library prediction as a background job (``data`` is empty: the options name the input), written to the
+    run's ``predictions.parquet``; cancelled between chunks."""
+    def report(done: int, total: int) -> None:
+        ctx.progress(done / max(total, 1), f"predicted {done:,} of {total:,} rows")
+        ctx.check_cancel()
+
+    output = ctx.artifacts / "predictions.parquet"
+    summary = predict_library(opts.model, opts.source, output, opts.smiles_column, opts.chunk_rows, report)
+    ctx.store.set_info(ctx.run_id, output=str(output), model=opts.model)
+    return {"rows": summary.rows, "invalid": summary.invalid, "molecules_per_s": summary.rows_per_second}
 
 
 class _LibraryPredictor:

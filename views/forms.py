@@ -32,9 +32,9 @@ def upload_too_big(data: bytes) -> str | None:
     rows = data.count(b"\n") - 1  # lines, not parsed rows: a fast upper bound
     if rows <= PAGE_ROWS:
         return None
-    return (f"This file has about {rows:,} rows; the page predicts up to {PAGE_ROWS:,}. For a library, run "
-            "`chemlm predict --input FILE.csv --output predictions.parquet` (chunk by chunk in constant memory, "
-            "with a progress bar; `--executor ray` spreads it over a cluster).")
+    return (f"This file has about {rows:,} rows; the page predicts up to {PAGE_ROWS:,} while you wait. Predict it "
+            "in the background (chunk by chunk in constant memory, with progress and Cancel), or run `chemlm predict "
+            "--input FILE.csv --output predictions.parquet` (`--executor ray` spreads it over a cluster).")
 
 
 def _index(options: list[str], candidates: tuple[str, ...], default: int = 0) -> int:

@@ -13,6 +13,7 @@ from chemlm_engine.tables import write_csv
 from views.common import (explanation, explanations_warming, fmt3, load_model, model_choices, molecule_cards,
                           parity_plot, plain, training_reference, warm_explanations)
 from views.forms import column_pickers, upload_too_big
+from views.library_jobs import library_results, offer_library_job
 
 st.title("Predict logD")
 choices = model_choices()
@@ -36,11 +37,11 @@ if mode == "Paste SMILES":
 else:
     upload = st.file_uploader("CSV with a SMILES column; every other column is kept in the results",
                               type=["csv", "tsv", "txt"])
-    if upload is not None and (too_big := upload_too_big(upload.getvalue())):
-        st.error(too_big)
-        upload = None
     if upload is not None:
         columns = column_pickers(upload.getvalue())
+    if upload is not None and (too_big := upload_too_big(upload.getvalue())):
+        offer_library_job(upload, folder, (columns or {}).get("smiles_column"), too_big)
+        upload, columns = None, {}
 
 ensemble = is_ensemble(folder)
 passes = 0 if ensemble else 20 * st.checkbox("MC-dropout uncertainty (20 stochastic passes)", value=True)
@@ -81,6 +82,7 @@ if clicked and has_input:
         st.error(plain(exc))
     bar.empty()
 
+library_results()
 result = st.session_state.get("predictions")
 if result is None:
     st.stop()
@@ -136,8 +138,7 @@ with tabs[1]:
     st.caption(f"The first {len(page)} predicted molecules (name · logD ± uncertainty · ⚠ outside the domain).")
     if len(page):
         spread = page["uncertainty"] if "uncertainty" in page else [None] * len(page)
-        legends = [f"{n or f'row {r}'} · {p:.2f}" + (f" ± {u:.2f}" if pd.notna(u) else "") + (" ⚠" if d == "⚠ outside"
-                                                                                              else "")
+        legends = [f"{n or f'row {r}'} · {p:.2f}" + (f" ± {u:.2f}" if pd.notna(u) else "") + " ⚠" * (d[0] == "⚠")
                    for n, r, p, u, d in zip(page["name"], page["row"], page["prediction"], spread, page["domain"])]
         st.image(grid_image(page["canonical_smiles"].tolist(), legends))
 with tabs[2]:

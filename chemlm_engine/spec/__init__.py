@@ -4,11 +4,11 @@ layer — store, models, methods, jobs, the app — may use it."""
 from .config import (ASSETS_DIR, DEFAULT_BACKBONE, DEFAULT_REGRESSOR, EXECUTORS, PRECISIONS, DataSpec, JobSpec,
                      ModelSpec, TrainConfig)
 from .options import (DIFFICULTIES, PACINGS, BaselineOptions, CurriculumOptions, EnsembleOptions, InfluenceOptions,
-                      IsalOptions, LoraOptions, MethodOptions, MlmOptions, PretrainOptions, SearchOptions,
-                      UncertaintyOptions)
+                      IsalOptions, LoraOptions, MethodOptions, MlmOptions, PredictOptions, PretrainOptions,
+                      SearchOptions, UncertaintyOptions)
 from .registry import METHODS, Method, model_kind, parse_options, searchable
 
 __all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "EXECUTORS", "PRECISIONS", "DataSpec", "JobSpec",
            "ModelSpec", "TrainConfig", "DIFFICULTIES", "METHODS", "PACINGS", "BaselineOptions", "CurriculumOptions",
            "EnsembleOptions", "InfluenceOptions", "IsalOptions", "LoraOptions", "Method", "MethodOptions", "MlmOptions",
-           "PretrainOptions", "SearchOptions", "UncertaintyOptions", "model_kind", "parse_options", "searchable"]
+           "PredictOptions", "PretrainOptions", "SearchOptions", "UncertaintyOptions", "model_kind", "parse_options", "searchable"]

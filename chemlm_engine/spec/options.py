@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 from ..errors import ConfigError
 
 __all__ = ["MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions", "UncertaintyOptions", "IsalOptions",
-           "LoraOptions", "InfluenceOptions", "EnsembleOptions", "PretrainOptions", "SearchOptions", "DIFFICULTIES",
-           "PACINGS"]
+           "LoraOptions", "InfluenceOptions", "EnsembleOptions", "PretrainOptions", "SearchOptions", "PredictOptions",
+           "DIFFICULTIES", "PACINGS"]
 
 
 @dataclass(frozen=True)
@@ -334,3 +334,17 @@ class SearchOptions(MethodOptions):
 
     def cost_note(self) -> str | None:
         return "at most: ASHA stops weak trials after a quarter of the epochs"
+
+
+@dataclass(frozen=True)
+class PredictOptions(MethodOptions):  # a library predicted in the background (the Predict page's large uploads)
+    model: str = ""  # model folder (a regressor or an ensemble)
+    source: str = ""  # CSV or Parquet file
+    smiles_column: str | None = None  # default: detected
+    chunk_rows: int = 1000  # rows per chunk: progress, cancel and resume points
+
+    def validate(self) -> None:
+        _check(bool(self.model and self.source) and self.chunk_rows >= 1, "a model, a source and chunk_rows ≥ 1")
+
+    def fits(self) -> int:
+        return 0

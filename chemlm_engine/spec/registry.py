@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from .options import (BaselineOptions, CurriculumOptions, EnsembleOptions, InfluenceOptions, IsalOptions, LoraOptions,
-                      MethodOptions, MlmOptions, PretrainOptions, SearchOptions, UncertaintyOptions)
+                      MethodOptions, MlmOptions, PredictOptions, PretrainOptions, SearchOptions,
+                      UncertaintyOptions)
 
 __all__ = ["METHODS", "Method", "model_kind", "parse_options", "searchable"]
 
@@ -26,8 +27,9 @@ class Method:
     label: str
     options: type[MethodOptions]
     run: str  # entry point "module:function(ctx, data, opts: options) -> test metrics"
-    model: str = "regressor"  # what a finished run leaves: "regressor", "ensemble", "backbone" or "scores"
+    model: str = "regressor"  # what a finished run leaves: "regressor", "ensemble", "backbone", "scores", "predictions"
     needs_base_run: bool = False  # launched from a finished single regressor (its data, recipe and seed)
+    needs_data: bool = True  # trains on the spec's data (checked before the run); False: the options name its input
 
     def load(self) -> Callable:
         """Import the run function (only a job needs it)."""
@@ -57,6 +59,8 @@ METHODS: dict[str, Method] = {
                      "chemlm_engine.tune:run_search_job", model="scores"),
     "pretrain": Method("pretraining a new backbone (masked LM + descriptors)", PretrainOptions,
                        "chemlm_engine.methods.pretrain.job:run_pretraining", model="backbone"),
+    "predict": Method("library prediction (streamed to Parquet)", PredictOptions,
+                      "chemlm_engine.library:run_library_job", model="predictions", needs_data=False),
 }
 
 

@@ -265,13 +265,14 @@ def test_user_text_in_messages_is_shown_as_text_not_markdown():
     assert "![x](http://127.0.0.1:9/leak)" in html  # every character still shown
 
 
-def test_an_upload_too_big_for_the_page_points_to_the_library_command():
+def test_an_upload_too_big_for_the_page_offers_the_background_job_and_the_library_command():
     from views.forms import PAGE_ROWS, upload_too_big
 
     small = b"smiles\n" + b"CCO\n" * PAGE_ROWS
     assert upload_too_big(small) is None
     message = upload_too_big(small + b"CCN\n")
     assert f"{PAGE_ROWS + 1:,} rows" in message and "chemlm predict --input" in message
+    assert "in the background" in message
 
 
 def test_a_damaged_model_folder_is_a_message_on_the_predict_page(home, finished_run):

@@ -133,6 +133,25 @@ def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, t
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
 
 
+def test_a_library_too_big_for_the_page_is_predicted_in_the_background_and_downloaded(app_url, page, tmp_path, lipo):
+    from views.forms import PAGE_ROWS
+
+    library = tmp_path / "library.csv"
+    rows = [f"L{i},{lipo.smiles[i % 300]}" for i in range(PAGE_ROWS + 1)]
+    library.write_text("ID,smiles\n" + "\n".join(rows) + "\n")
+    page.goto(f"{app_url}/predict")
+    _choose(page, page.get_by_role("combobox", name="Model"), re.compile("baseline"))  # the tiny trained run
+    page.get_by_text("Upload CSV").click()
+    page.locator('input[type="file"]').set_input_files(str(library))
+    page.get_by_role("button", name="Predict it in the background").click()
+    page.get_by_text("Library predictions (1)").wait_for(timeout=180_000)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download (Parquet)").click()
+    saved = pd.read_parquet(download.value.path())
+    assert saved["ID"].tolist() == [f"L{i}" for i in range(PAGE_ROWS + 1)]  # one row per input row, in order
+    assert saved["prediction"].notna().all()
+
+
 def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tmp_path, tiny_backbone):
     page.goto(f"{app_url}/train")
     page.get_by_text("Local folder or hub id").click()

@@ -62,3 +62,30 @@ def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(model_dir,
     summary = predict_library(model_dir, source, output, chunk_rows=10)
     assert summary.resumed_rows == 0
     assert pd.read_parquet(output)["smiles"].tolist() == lipo.smiles[100:125]
+
+
+def test_a_library_job_streams_to_its_run_and_stops_between_chunks_when_cancelled(model_dir, lipo, tmp_path, store):
+    import threading
+
+    from chemlm_engine.errors import JobCancelledError
+    from chemlm_engine.jobs import run_job
+    from chemlm_engine.spec import JobSpec
+
+    source = tmp_path / "library.csv"
+    source.write_text("smiles\n" + "\n".join(lipo.smiles[:45]) + "\n")
+    spec = JobSpec(method="predict", options={"model": str(model_dir), "source": str(source), "chunk_rows": 10})
+    run = store.get_run(run_job(spec, store))
+    assert run.status == "finished" and run.metrics["rows"] == 45 and "n_train" not in run.info  # no training data
+    assert pd.read_parquet(run.info["output"])["smiles"].tolist() == lipo.smiles[:45]
+    cancel, heard = threading.Event(), []
+
+    def cancel_at_40_percent(fraction: float, message: str) -> None:
+        heard.append(fraction)
+        if fraction >= 0.4:
+            cancel.set()  # what the app's Cancel does (through the store for a process worker)
+
+    with pytest.raises(JobCancelledError):
+        run_job(spec, store, cancel=cancel, progress=cancel_at_40_percent)
+    assert max(heard) < 0.5  # the next chunk was not predicted
+    stopped = next(r for r in store.runs() if r.status == "cancelled")
+    assert not (store.home / stopped.id).exists()  # no half-written output kept

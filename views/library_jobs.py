@@ -1,0 +1,45 @@
+"""The Predict page's library jobs: an upload too big to predict while the page waits runs as a background job
+(streamed to Parquet chunk by chunk, progress and Cancel in the jobs panel), downloadable when done."""
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from chemlm_engine.spec import JobSpec
+from chemlm_engine.tables import write_csv
+from views.common import model_choices, run_label, store, submit
+from views.live import live_jobs
+
+CSV_ROWS = 200_000  # more rows: Parquet only (a CSV is built in the server's memory when it is downloaded)
+
+
+def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) -> None:
+    """Say why the page will not predict ``upload`` itself and offer the background job."""
+    st.info(why)
+    if st.button("Predict it in the background", type="primary"):
+        source = store().save_upload(upload.getvalue(), Path(upload.name).suffix or ".csv")
+        spec = JobSpec(method="predict", name=f"predict {upload.name}",
+                       options={"model": folder, "source": str(source), "smiles_column": smiles_column})
+        if queued := submit(spec):
+            st.success(f"Queued run {queued[0]}: follow it below; its results are downloadable here when done.")
+
+
+def library_results() -> None:
+    """Library jobs running (progress, Cancel) and finished (downloads)."""
+    live_jobs(("predict",))
+    done = [r for r in store().runs(status="finished") if r.method == "predict" and Path(r.info["output"]).exists()]
+    if not done:
+        return
+    with st.expander(f"Library predictions ({len(done)})", expanded=True):
+        run = st.selectbox("Library prediction", done, format_func=run_label, key="library-run")
+        output = Path(run.info["output"])
+        rows = int(run.metrics["rows"])
+        model = {folder: label for label, folder in model_choices().items()}.get(run.info["model"], run.info["model"])
+        st.caption(f"{rows:,} rows ({int(run.metrics['invalid']):,} invalid) by {model} at "
+                   f"{run.metrics['molecules_per_s']:.0f} molecules/s; one row per input row, in order.")
+        a, b = st.columns(2)
+        a.download_button("Download (Parquet)", output.read_bytes, f"predictions-{run.id}.parquet",
+                          "application/vnd.apache.parquet", key="library-parquet")
+        if rows <= CSV_ROWS:
+            b.download_button("Download (CSV)", lambda: write_csv(pd.read_parquet(output)), f"predictions-{run.id}.csv",
+                              "text/csv", key="library-csv")
