@@ -111,14 +111,18 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
     chunk = max(16, min(_CHUNK, -(-len(canonical) // 10)))  # a small batch still counts up in ~10 steps
     if progress is not None:
         progress(0, len(canonical))
+    # Chunks of similar length (as one sorted pass would batch them): a chunk of mixed lengths pads its short
+    # molecules to its longest, and the whole prediction ran at half the members' own speed.
+    order = np.argsort([len(s) for s in canonical], kind="stable")
     for start in range(0, len(canonical), chunk):
-        part = slice(start, start + chunk)
+        part = order[start:start + chunk]
+        smiles_part = [canonical[i] for i in part]
         if isinstance(model, Ensemble):
-            mean[part], std[part] = model.predict(canonical[part], batch_size)
+            mean[part], std[part] = model.predict(smiles_part, batch_size)
         else:
-            mean[part] = predict_values(model, canonical[part], batch_size)
+            mean[part] = predict_values(model, smiles_part, batch_size)
             if mc_passes > 1:
-                std[part] = mc_dropout(model, canonical[part], mc_passes)[1]
+                std[part] = mc_dropout(model, smiles_part, mc_passes)[1]
         if progress is not None:
             progress(min(start + chunk, len(canonical)), len(canonical))
     frame.loc[valid, "prediction"] = mean

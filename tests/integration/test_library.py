@@ -89,3 +89,18 @@ def test_a_library_job_streams_to_its_run_and_stops_between_chunks_when_cancelle
     assert max(heard) < 0.5  # the next chunk was not predicted
     stopped = next(r for r in store.runs() if r.status == "cancelled")
     assert not (store.home / stopped.id).exists()  # no half-written output kept
+
+
+def test_predictions_come_back_in_input_order_whatever_the_lengths(model_dir, lipo):
+    import numpy as np
+
+    from chemlm_engine.inference import predict_values
+    from chemlm_engine.predict import Ensemble, predict_smiles
+
+    model = RegressionModel.load(model_dir, "cpu")
+    smiles = sorted(lipo.smiles[:120], key=len, reverse=True)[::2] + lipo.smiles[120:180]  # long, short, mixed
+    frame = predict_smiles(model, smiles)  # chunks of 16 by length: the order is restored row for row
+    alone = np.array([predict_values(model, [s])[0] for s in frame["canonical_smiles"]])
+    np.testing.assert_allclose(frame["prediction"].to_numpy(), alone, rtol=1e-4, atol=1e-5)
+    pair = Ensemble([model, RegressionModel.load(model_dir, "cpu")])
+    np.testing.assert_allclose(predict_smiles(pair, smiles)["prediction"].to_numpy(), alone, rtol=1e-4, atol=1e-5)
