@@ -177,9 +177,8 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
                      "status": store.get_run(run_id).status})
     if not rows:
         errors = [str(r.error).strip().splitlines()[-1] for r in (results[i] for i in range(len(results))) if r.error]
-        raise SearchError(f"no trial of search {name!r} finished an epoch" +
-                                    (f"; first error: {errors[0]}" if errors else
-                                     " within the time budget: give it more time or fewer epochs"))
+        raise SearchError(f"no trial of search {name!r} finished an epoch" + (
+            f"; first error: {errors[0]}" if errors else " within the time budget: give it more time or fewer epochs"))
     trials = pd.DataFrame(rows).sort_values("val_mse", ignore_index=True)
     best = str(trials.loc[0, "run_id"])
     return SearchResult(name, best, float(trials.loc[0, "val_mse"]), trial_spec(base, configs[best]), trials,
@@ -194,8 +193,8 @@ def run_search_job(ctx: JobContext, data: SplitData, opts: SearchOptions) -> dic
     ctx.progress(0.0, f"searching: {opts.num_samples} trials of {opts.method}", force=True)
 
     def progress_or_cancel() -> bool:  # the stopper's poll: the job's progress, and its cancel flag (process, Ray)
-        done = sum(r.info.get("search") == ctx.run_id and r.status not in ACTIVE_STATUSES for r in ctx.store.runs())
-        ctx.progress(done / opts.num_samples, f"searching: {done} of {opts.num_samples} trials done")
+        started = sum(r.info.get("search") == ctx.run_id for r in ctx.store.runs())  # ASHA's stops end only later
+        ctx.progress(max(started - 1, 0) / opts.num_samples, f"searching: trial {started} of {opts.num_samples}")
         return ctx.cancel.is_set()
 
     result = run_search(base, ctx.store, ctx.run_id, opts.num_samples, opts.time_budget_s,
