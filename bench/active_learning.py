@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--initial", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--output", type=Path, default=Path("bench/results/active_learning.json"))
+    parser.add_argument("--plot", type=Path, help="also draw test R² against labelled molecules (PNG, through "
+                        "Chromium: `apt-get install chromium`)")
     args = parser.parse_args()
     store = RunStore(home=Path(tempfile.mkdtemp(prefix="active-learning-")) / "runs")
     rows = json.loads(args.output.read_text()) if args.output.exists() else []
@@ -68,10 +70,37 @@ def main() -> None:
         cells = [np.array([r["sweep"][f"{n}/{how}"] for r in done]) for how in ("isal", "uncertainty", "random")]
         print(f"| {args.initial} + {n} | " + " | ".join(f"{c.mean():.3f} ± {c.std():.3f}" for c in cells) +
               f" | {_paired(done, n, 'isal', 'random')} | {_paired(done, n, 'isal', 'uncertainty')} |")
+    if done and args.plot:
+        plot(done, args.plot)
     if done:
         print(f"\nscoring the pool once: MC dropout {np.mean([r['pool_mc_dropout_s'] for r in done]):.1f} s, "
               f"ISAL's solve and scores {np.mean([r['pool_isal_s'] for r in done]):.1f} s more; "
               f"a whole job {np.mean([r['job_s'] for r in done]) / 60:.1f} min for {done[0]['fits']} fits")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Mean test R² (± std over seeds) against labelled molecules per strategy, as a PNG (Plotly drawn by
+    Chromium: no plotting library beyond the app's own)."""
+    import pandas as pd
+    import plotly.express as px
+    from playwright.sync_api import sync_playwright
+
+    points = pd.DataFrame([{"labelled": r["initial"] + int(key.split("/")[0]), "strategy": key.split("/")[1],
+                            "test R²": r2} for r in rows for key, r2 in r["sweep"].items()])
+    summary = points.groupby(["strategy", "labelled"])["test R²"].agg(["mean", "std"]).reset_index()
+    figure = px.line(summary, x="labelled", y="mean", error_y="std", color="strategy", markers=True, log_x=True,
+                     labels={"mean": f"test R² (mean ± std, {len(rows)} seeds)", "labelled": "labelled molecules"},
+                     title="Active learning on Lipophilicity: ISAL vs uncertainty sampling vs random",
+                     width=760, height=420)
+    with tempfile.TemporaryDirectory() as work, sync_playwright() as pw:
+        html = Path(work) / "plot.html"
+        figure.write_html(html, include_plotlyjs=True)
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"])
+        page = browser.new_page(viewport={"width": 780, "height": 440})
+        page.goto(html.as_uri())
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(path))
+        browser.close()
 
 
 if __name__ == "__main__":
