@@ -41,20 +41,20 @@ else:
         columns = column_pickers(upload.getvalue())
     if upload is not None and (too_big := upload_too_big(upload.getvalue())):
         offer_library_job(upload, folder, (columns or {}).get("smiles_column"), too_big)
-        upload, columns = None, {}
+        library_results()
+        st.stop()  # nothing below applies to a library
 
 ensemble = is_ensemble(folder)
 passes = 0 if ensemble else 20 * st.checkbox("MC-dropout uncertainty (20 stochastic passes)", value=True)
 if ensemble:
     st.caption("An ensemble: the prediction is its members' mean, ± their spread, with a calibrated 90 % interval.")
 
-# Results belong to one input, model and option: a change of any clears them. No input at all (an upload is not
-# kept when you visit another page) keeps the last results on screen while model and option stay.
+# Results belong to one input and setup (model, option); with no input (uploads are not kept) they stay with the setup.
 has_input = bool(text.strip() or (upload and columns is not None))
 uploaded = hashlib.sha256(upload.getvalue()).hexdigest() if upload else ""
-key = hashlib.sha256(repr((folder, mode, text, uploaded, columns, passes)).encode()).hexdigest()
-if st.session_state.get("predictions_key") != key and (has_input or
-                                                      st.session_state.get("predictions_setup") != (folder, passes)):
+setup = (folder, passes)
+key = hashlib.sha256(repr((mode, text, uploaded, columns, setup)).encode()).hexdigest()
+if st.session_state.get("predictions_key") != key and (has_input or st.session_state.get("predictions_setup") != setup):
     st.session_state.pop("predictions", None)
 
 # Never disabled: a click that also commits a freshly pasted text must not be lost.
@@ -76,7 +76,7 @@ if clicked and has_input:
             result = predict_csv(model, upload, mc_passes=passes, progress=report, **columns)
         bar.progress(1.0, text="Checking the applicability domain …")
         st.session_state["predictions"] = add_applicability_domain(result, training_reference(folder))
-        st.session_state["predictions_key"], st.session_state["predictions_setup"] = key, (folder, passes)
+        st.session_state["predictions_key"], st.session_state["predictions_setup"] = key, setup
         warm_explanations(folder)  # while the chemist reads the table: "Why?" then answers at once
     except ChemLMError as exc:
         st.error(plain(exc))
