@@ -93,6 +93,19 @@ def _choose(page, box, name, tries: int = 5) -> None:
     option.click()
 
 
+def _download(page, button: str, tries: int = 3) -> Path:
+    """Click a download button and return the file. The jobs panel reruns the page (up to 10 s) after a job ends,
+    and a click that lands in that rerun is lost: click again."""
+    for attempt in range(1, tries + 1):
+        try:
+            with page.expect_download(timeout=15_000) as download:
+                page.get_by_role("button", name=button).click()
+            return Path(download.value.path())
+        except PlaywrightTimeout:
+            if attempt == tries:
+                raise
+
+
 def _shot(page, tmp_path: Path, name: str, top=None) -> Path:
     """The 1280 x 720 window, scrolled so that ``top`` (a locator) starts it: Streamlit scrolls inside its
     own container, so a full-page screenshot would show only the window anyway."""
@@ -145,9 +158,7 @@ def test_a_library_too_big_for_the_page_is_predicted_in_the_background_and_downl
     page.locator('input[type="file"]').set_input_files(str(library))
     page.get_by_role("button", name="Predict it in the background").click()
     page.get_by_text("Library predictions (1)").wait_for(timeout=180_000)
-    with page.expect_download() as download:
-        page.get_by_role("button", name="Download (Parquet)").click()
-    saved = pd.read_parquet(download.value.path())
+    saved = pd.read_parquet(_download(page, "Download (Parquet)"))
     assert saved["ID"].tolist() == [f"L{i}" for i in range(PAGE_ROWS + 1)]  # one row per input row, in order
     assert saved["prediction"].notna().all()
 
