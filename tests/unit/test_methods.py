@@ -14,7 +14,7 @@ def test_every_method_runs_with_its_own_typed_options():
         ctx, data, opts = inspect.signature(run).parameters.values()  # run(ctx, data, opts)
         # its own options class, or one it derives from where runners are shared (PEFT; uncertainty and ISAL)
         assert opts.annotation in {c.__name__ for c in method.options.__mro__ if c is not object}, name
-        assert method.model in ("regressor", "ensemble", "backbone", "scores"), name
+        assert method.model in ("regressor", "ensemble", "backbone", "scores", "predictions"), name
 
 
 def test_what_a_job_costs_comes_from_its_options():
