@@ -4,6 +4,7 @@ molecule), for the shipped ensemble and one of its members, in one process and o
 against the members' bare forward passes on the same molecules (the floor on this CPU).
 
     .venv/bin/python bench/library_speed.py --size 100000 --memory-sizes 10000 100000
+    ATEN_CPU_CAPABILITY=avx2 .venv/bin/python bench/library_speed.py ...   # PyTorch held to AVX2 kernels: fp32
 
 Every measurement runs in a fresh process (its peak resident memory is its own; for Ray, the driver's only).
 Prints the CPU kind (native bf16 or not: the prediction precision follows it) and a table; resumes from its JSON

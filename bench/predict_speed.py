@@ -1,6 +1,7 @@
 """Prediction speed: 1,000 pasted SMILES through one or more model folders, side by side in one run.
 
     .venv/bin/python bench/predict_speed.py [--models assets/lipo-regressor OTHER_FOLDER ...] [--n 1000]
+    ATEN_CPU_CAPABILITY=avx2 .venv/bin/python bench/predict_speed.py   # as on a CPU without AVX512 (fp32 only)
 
 For every model and inference precision (fp32, and bf16 autocast where this CPU computes it natively): parse,
 standardise and predict (an ensemble with its conformal interval; every molecule's descriptors computed afresh),

@@ -25,7 +25,10 @@ PREDICT_BATCH = {"cpu": 32, "cuda": 256}
 @functools.cache
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 training steps are then faster than fp32 (1.3x here, bench/precision_speed.py);
-    emulated bf16 is slower."""
+    emulated bf16 is slower. PyTorch held to AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``, as on most laptops; how
+    this project measures that kind of CPU on another) computes bf16 emulated, whatever the CPU has."""
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
