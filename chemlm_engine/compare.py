@@ -16,7 +16,7 @@ from .spec import JobSpec
 from .store import RunRecord
 
 __all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "run_summary", "runs_frame", "runs_table", "summarize", "paired_delta",
-           "suite_specs", "MIN_SEEDS"]
+           "suite_specs", "MIN_SEEDS", "launched_trusting"]
 
 METRICS = ("test_r2", "test_rmse", "test_mae", "test_mse")
 # What must be equal for two runs to be repeats of one configuration (seeds aside).
@@ -64,6 +64,13 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
             **{f"test_{k}": run.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
             "trainable_params": run.info.get("trainable_params"), "duration_s": run.duration,
             "created": pd.Timestamp(run.created_at, unit="s")}
+
+
+def launched_trusting(runs: list[RunRecord], folder: str) -> bool:
+    """Whether ``folder`` is the model of a finished run its user launched with 'Trust remote code': the one way a
+    folder's own code (a hub backbone's modelling file) may run when the app or a job loads it."""
+    return any(r.status == "finished" and r.model_path == folder and r.spec.get("model", {}).get("trust_remote_code")
+               for r in runs)
 
 
 def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:

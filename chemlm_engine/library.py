@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .compare import launched_trusting
 from .data import SMILES_COLUMNS
 from .errors import DataError
 from .pipeline import JobContext, SplitData
@@ -193,7 +194,8 @@ def run_library_job(ctx: JobContext, data: SplitData, opts: PredictOptions) -> d
         ctx.check_cancel()
 
     output = ctx.artifacts / "predictions.parquet"
-    summary = predict_library(opts.model, opts.source, output, opts.smiles_column, opts.chunk_rows, report)
+    trusted = launched_trusting(ctx.store.runs(status="finished"), opts.model)  # as the Predict page loads it
+    summary = predict_library(opts.model, opts.source, output, opts.smiles_column, opts.chunk_rows, report, trusted)
     ctx.store.set_info(ctx.run_id, output=str(output), model=opts.model)
     return {"rows": summary.rows, "invalid": summary.invalid, "molecules_per_s": summary.rows_per_second}
 

@@ -15,6 +15,7 @@ import torch
 from chemlm_engine.spec import DEFAULT_REGRESSOR, DataSpec, JobSpec, model_kind
 from chemlm_engine.predict import (Ensemble, Explanation, TrainingReference, explain, load_predictor,
                                    prepare_explanations)
+from chemlm_engine.compare import launched_trusting
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.jobs import SplitData, check_job_data, load_split_data
 from chemlm_engine.manager import JobManager
@@ -82,8 +83,7 @@ def load_model(folder: str) -> RegressionModel | Ensemble:
 
 
 def _trusted(folder: str) -> bool:
-    return any(r.model_path == folder and r.spec.get("model", {}).get("trust_remote_code")
-               for r in store().runs(status="finished"))
+    return launched_trusting(store().runs(status="finished"), folder)
 
 
 @st.cache_resource(show_spinner=False)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from chemlm_engine.compare import SUITE, paired_delta, runs_table, suite_specs, summarize
+from chemlm_engine.compare import SUITE, launched_trusting, paired_delta, runs_table, suite_specs, summarize
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 
@@ -69,3 +69,17 @@ def test_suite_covers_every_method_for_every_seed():
     assert {s.train.seed for s in specs} == {0, 1} and all(s.train.epochs == 3 for s in specs)
     assert all(s.data.split_seed == s.train.seed for s in specs)
     assert {s.name for s in specs} == {f"suite:{label}" for label, _, _ in SUITE}
+
+
+def test_only_a_finished_run_launched_trusting_lets_its_folder_run_code(store, tmp_path):
+    def run(trust: bool, folder: str, finish: bool = True) -> None:
+        run_id = store.create_run(JobSpec(model=ModelSpec(trust_remote_code=trust)).to_dict(), "baseline")
+        if finish:
+            store.finish(run_id, {"test_r2": 0.5}, folder)
+
+    run(True, "trusted")
+    run(False, "plain")
+    run(True, "unfinished", finish=False)
+    runs = store.runs()
+    assert launched_trusting(runs, "trusted")
+    assert not any(launched_trusting(runs, f) for f in ("plain", "unfinished", "never-trained"))
