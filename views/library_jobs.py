@@ -27,7 +27,8 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
 def library_results() -> None:
     """Library jobs running (progress, Cancel) and finished (downloads)."""
     live_jobs(("predict",))
-    done = [r for r in store().runs(status="finished") if r.method == "predict" and Path(r.info["output"]).exists()]
+    done = [r for r in store().runs(status="finished")
+            if r.method == "predict" and r.info.get("output") and Path(r.info["output"]).exists()]
     if not done:
         return
     with st.expander(f"Library predictions ({len(done)})", expanded=True):
