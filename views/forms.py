@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -22,9 +23,9 @@ def _header(data: bytes) -> list[str]:
     return list(next(iter_table(io.BytesIO(data), chunk_rows=1)).frame.columns)  # the header row only
 
 
-# More rows than this belong to the CLI's library path (chunked, constant memory, a progress bar): the page
-# holds the whole file and its results in memory and keeps the server busy until it is done.
-PAGE_ROWS = 5_000
+# More rows than this run as a library job (chunked, constant memory, progress): the page holds the whole file and
+# its results in memory and keeps the server busy until it is done. A bigger server may allow more.
+PAGE_ROWS = int(os.environ.get("CHEMLM_PAGE_ROWS", 5_000))
 
 
 def upload_too_big(data: bytes) -> str | None:

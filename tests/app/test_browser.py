@@ -22,6 +22,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="Debian's Chromium is not installed (`apt-get install chromium`; CI does)")
+PAGE_ROWS = 60  # the app under test predicts up to this many uploaded rows on the page (a small library job)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -39,7 +40,7 @@ def app_url(tmp_path, tiny_backbone):
                    train=TrainConfig(epochs=1, batch_size=16))
     run_job(spec, RunStore(home=home))
     port = _free_port()
-    env = {**os.environ, "CHEMLM_HOME": str(home)}
+    env = {**os.environ, "CHEMLM_HOME": str(home), "CHEMLM_PAGE_ROWS": str(PAGE_ROWS)}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false"],
@@ -147,8 +148,6 @@ def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, t
 
 
 def test_a_library_too_big_for_the_page_is_predicted_in_the_background_and_downloaded(app_url, page, tmp_path, lipo):
-    from views.forms import PAGE_ROWS
-
     library = tmp_path / "library.csv"
     rows = [f"L{i},{lipo.smiles[i % 300]}" for i in range(PAGE_ROWS + 1)]
     library.write_text("ID,smiles\n" + "\n".join(rows) + "\n")
