@@ -64,9 +64,10 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
         _discard_artifacts(store, run_id)
         store.cancel(run_id, str(exc))
         raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as exc:  # a signal, or a host ending the work (Ray Tune stops a trial so)
         _discard_artifacts(store, run_id)
-        store.interrupt(run_id, "interrupted (SIGINT / SIGTERM)")
+        store.interrupt(run_id, "interrupted (SIGINT / SIGTERM)" if isinstance(exc, KeyboardInterrupt) else
+                        f"stopped: its process is exiting (SystemExit {exc.code})")
         raise
     except BaseException as exc:
         _discard_artifacts(store, run_id)

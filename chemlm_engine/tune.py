@@ -68,7 +68,12 @@ def _trial(config: dict[str, Any], base_json: str, url: str, home: str, search: 
             tune.report({"val_mse": float(row["val_mse"]), "epoch": int(row["epoch"]), "run_id": run_id})
         reported = len(rows)
 
-    run_job(spec, store, run_id, progress=report_epochs)
+    try:
+        run_job(spec, store, run_id, progress=report_epochs)
+    except SystemExit:  # how Ray Tune ends a trial its scheduler stops: from inside tune.report
+        store.interrupt(run_id, f"stopped early by ASHA after {reported} epoch(s): its validation MSE was behind "
+                                "the other trials'")
+        raise
     last_poll = 0.0
     report_epochs()
 

@@ -143,3 +143,17 @@ def test_the_process_executor_runs_cancels_and_notices_a_killed_job(tiny_backbon
         record = manager.wait(run_id, timeout=120)
         assert record.status == ("cancelled" if stop == "cancel" else "interrupted"), record.message
         assert len(store.epochs(run_id)) < 200
+
+
+def test_a_job_its_host_ends_from_inside_is_interrupted_not_failed(tiny_backbone, store):
+    """Ray Tune ends a trial that ASHA stops by raising SystemExit(0) from tune.report inside the fit."""
+    def host_stops(fraction: float, message: str) -> None:
+        if "epoch 1" in message:
+            raise SystemExit(0)
+
+    spec = JobSpec(data=DataSpec(subset=60), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=8),
+                   train=TrainConfig(epochs=2, batch_size=16))
+    with pytest.raises(SystemExit):
+        run_job(spec, store, progress=host_stops)
+    run = store.runs()[0]
+    assert run.status == "interrupted" and "SystemExit 0" in run.message and not run.error
