@@ -70,9 +70,9 @@ def _trial(config: dict[str, Any], base_json: str, url: str, home: str, search: 
 
     try:
         run_job(spec, store, run_id, progress=report_epochs)
-    except SystemExit:  # how Ray Tune ends a trial its scheduler stops: from inside tune.report
+    except SystemExit:  # how Ray Tune ends a trial it stops (ASHA, or the search ending): from inside tune.report
         store.interrupt(run_id, f"stopped early by ASHA after {reported} epoch(s): its validation MSE was behind "
-                                "the other trials'")
+                                "the other trials'")  # a cancelled search then says so instead (_close_trials)
         raise
     last_poll = 0.0
     report_epochs()
@@ -121,14 +121,16 @@ def _cancel_stopper(should_stop: Callable[[], bool], every_s: float = 1.0) -> An
     return CancelStopper()
 
 
-def _close_trials(store: RunStore, name: str, cancelled: bool) -> None:
-    """Trial runs whose Ray actor was stopped (by ASHA or a cancelled search) never record their end: say so."""
+def _close_trials(store: RunStore, name: str, cancelled_at: float | None) -> None:
+    """Trial runs whose Ray actor was stopped (by ASHA or a cancelled search) may not record their end: say so. A
+    search cancelled at ``cancelled_at`` (epoch seconds) also cancels the trials that stopped since."""
     for run in store.runs():
-        if run.info.get("search") != name or run.status not in ACTIVE_STATUSES:
+        if run.info.get("search") != name:
             continue
-        if cancelled:
+        if cancelled_at is not None and (run.status in ACTIVE_STATUSES or
+                                         run.status == "interrupted" and (run.finished_at or 0) >= cancelled_at):
             store.cancel(run.id, "the search was cancelled")
-        else:
+        elif run.status in ACTIVE_STATUSES:
             epochs = store.epochs(run.id)
             done = int(epochs["val_mse"].notna().sum()) if "val_mse" in epochs else 0
             store.interrupt(run.id, f"stopped early by ASHA after {done} epoch(s): its validation MSE was behind "
@@ -148,6 +150,13 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
     from .cluster import connect
 
     connect(address)
+    stop_seen: list[float] = []  # when should_stop() first said yes: trials stopping after it were cancelled
+
+    def stop_now() -> bool:
+        if not stop_seen and should_stop():
+            stop_seen.append(time.time())
+        return bool(stop_seen)
+
     folder = store.home / "tune" / name
     trainable = tune.with_resources(partial(_trial, base_json=base.to_json(), url=store.url, home=str(store.home),
                                             search=name), {"cpu": cpus_per_trial})
@@ -163,11 +172,11 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
                                                                                grace_period=max(1, epochs // 4),
                                                                                reduction_factor=3)),
                            run_config=tune.RunConfig(name=name, storage_path=str(folder.parent), verbose=0,
-                                                     stop=_cancel_stopper(should_stop)))
+                                                     stop=_cancel_stopper(stop_now)))
     results = tuner.fit()
-    cancelled = should_stop()
-    _close_trials(store, name, cancelled)
-    if cancelled:
+    stop_now()
+    _close_trials(store, name, stop_seen[0] if stop_seen else None)
+    if stop_seen:
         raise JobCancelledError(f"search {name!r} cancelled; run it again under the same name to resume it")
     rows, configs = [], {}
     for result in (results[i] for i in range(len(results))):
