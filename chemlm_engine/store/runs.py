@@ -222,7 +222,11 @@ class RunStore:
                      message=status)
 
     def interrupt(self, run_id: str, message: str) -> None:
-        self._update(run_id, status="interrupted", finished_at=time.time(), message=message)
+        """Mark a queued or running run interrupted; one that ended meanwhile keeps its status (a dying worker's
+        late word, e.g. a search trial Ray stopped after the search cancelled it)."""
+        with self._session(write=True) as session:
+            session.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status.in_(ACTIVE_STATUSES))
+                            .values(status="interrupted", finished_at=time.time(), message=message))
 
     def cancel(self, run_id: str, message: str = "cancelled by user") -> None:
         self._update(run_id, status="cancelled", finished_at=time.time(), message=message)

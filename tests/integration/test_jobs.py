@@ -157,3 +157,13 @@ def test_a_job_its_host_ends_from_inside_is_interrupted_not_failed(tiny_backbone
         run_job(spec, store, progress=host_stops)
     run = store.runs()[0]
     assert run.status == "interrupted" and "SystemExit 0" in run.message and not run.error
+
+
+def test_a_late_interruption_does_not_overwrite_how_a_run_ended(store):
+    run_id = store.create_run(JobSpec().to_dict(), "baseline")
+    store.cancel(run_id, "the search was cancelled")
+    store.interrupt(run_id, "stopped: its process is exiting")  # the dying worker's word arrives after
+    assert store.get_run(run_id).status == "cancelled"
+    running = store.create_run(JobSpec().to_dict(), "baseline")
+    store.interrupt(running, "interrupted (SIGINT / SIGTERM)")
+    assert store.get_run(running).status == "interrupted"
