@@ -39,7 +39,9 @@ def library_results() -> None:
         st.caption(f"{rows:,} rows ({int(run.metrics['invalid']):,} invalid) by {model} at "
                    f"{run.metrics['molecules_per_s']:.0f} molecules/s; one row per input row, in order.")
         a, b = st.columns(2)
-        a.download_button("Download (Parquet)", output.read_bytes, f"predictions-{run.id}.parquet",
+        # The file's bytes, not a deferred callable: a deferred button was seen disabled for a minute in the test
+        # suite (never alone); the CSV, built on click, stays deferred.
+        a.download_button("Download (Parquet)", output.read_bytes(), f"predictions-{run.id}.parquet",
                           "application/vnd.apache.parquet", key="library-parquet")
         if rows <= CSV_ROWS:
             b.download_button("Download (CSV)", lambda: write_csv(pd.read_parquet(output)), f"predictions-{run.id}.csv",
