@@ -9,6 +9,9 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from chemlm_engine.data import load_lipophilicity
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.molecules import Standardization
+from chemlm_engine.spec import ModelSpec
 from chemlm_engine.store import RunStore
 from chemlm_engine.tokenizer import build_smiles_tokenizer
 
@@ -50,6 +53,16 @@ def tiny_backbone(tmp_path_factory, lipo) -> Path:
     torch.manual_seed(0)
     BertForMaskedLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def regressor_dir(tmp_path_factory, tiny_backbone, lipo) -> Path:
+    """An untrained tiny regressor saved as a model folder (standardisation on, as training records it)."""
+    model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
+    model.set_label_scaler(lipo.labels)
+    folder = tmp_path_factory.mktemp("regressor")
+    model.save(folder, lipo.smiles[:50], lipo.labels[:50], Standardization())
     return folder
 
 

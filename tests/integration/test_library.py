@@ -7,17 +7,6 @@ import pytest
 from chemlm_engine import library
 from chemlm_engine.library import predict_library
 from chemlm_engine.model import RegressionModel
-from chemlm_engine.molecules import Standardization
-from chemlm_engine.spec import ModelSpec
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_backbone, lipo) -> Path:
-    model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
-    model.set_label_scaler(lipo.labels)
-    folder = tmp_path_factory.mktemp("regressor")
-    model.save(folder, lipo.smiles[:50], lipo.labels[:50], Standardization())
-    return folder
 
 
 def _interrupt_at(rows: int):
@@ -28,12 +17,12 @@ def _interrupt_at(rows: int):
     return progress
 
 
-def test_an_interrupted_library_resumes_without_predicting_written_rows_again(model_dir, lipo, tmp_path,
+def test_an_interrupted_library_resumes_without_predicting_written_rows_again(regressor_dir, lipo, tmp_path,
                                                                              monkeypatch):
     source = tmp_path / "library.csv"
     smiles = lipo.smiles[:90] + ["not a smiles", ""]  # 92 rows: 10 chunks of 10 (the last one 2)
     pd.DataFrame({"id": [f"m{i}" for i in range(92)], "smiles": smiles}).to_csv(source, index=False)
-    whole = predict_library(model_dir, source, tmp_path / "whole.parquet", chunk_rows=10)
+    whole = predict_library(regressor_dir, source, tmp_path / "whole.parquet", chunk_rows=10)
 
     predicted: list[int] = []
     real = library.predict_frame
@@ -42,10 +31,10 @@ def test_an_interrupted_library_resumes_without_predicting_written_rows_again(mo
 
     output = tmp_path / "out.parquet"
     with pytest.raises(KeyboardInterrupt):
-        predict_library(model_dir, source, output, chunk_rows=10, progress=_interrupt_at(40))
+        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(40))
     assert not output.exists() and sum(predicted) == 40
     predicted.clear()
-    summary = predict_library(model_dir, source, output, chunk_rows=10)
+    summary = predict_library(regressor_dir, source, output, chunk_rows=10)
     assert sum(predicted) == 52 and summary.resumed_rows == 40  # only what was not written yet
     out = pd.read_parquet(output)
     assert summary.rows == len(out) == 92 and summary.invalid == whole.invalid == 2
@@ -53,18 +42,18 @@ def test_an_interrupted_library_resumes_without_predicting_written_rows_again(mo
     assert not Path(f"{output}.parts").exists()
 
 
-def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(model_dir, lipo, tmp_path):
+def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(regressor_dir, lipo, tmp_path):
     source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
     source.write_text("smiles\n" + "\n".join(lipo.smiles[:30]) + "\n")
     with pytest.raises(KeyboardInterrupt):
-        predict_library(model_dir, source, output, chunk_rows=10, progress=_interrupt_at(20))
+        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(20))
     source.write_text("smiles\n" + "\n".join(lipo.smiles[100:125]) + "\n")  # edited in between
-    summary = predict_library(model_dir, source, output, chunk_rows=10)
+    summary = predict_library(regressor_dir, source, output, chunk_rows=10)
     assert summary.resumed_rows == 0
     assert pd.read_parquet(output)["smiles"].tolist() == lipo.smiles[100:125]
 
 
-def test_a_library_job_streams_to_its_run_and_stops_between_chunks_when_cancelled(model_dir, lipo, tmp_path, store):
+def test_a_library_job_streams_to_its_run_and_stops_between_chunks_when_cancelled(regressor_dir, lipo, tmp_path, store):
     import threading
 
     from chemlm_engine.errors import JobCancelledError
@@ -73,7 +62,7 @@ def test_a_library_job_streams_to_its_run_and_stops_between_chunks_when_cancelle
 
     source = tmp_path / "library.csv"
     source.write_text("smiles\n" + "\n".join(lipo.smiles[:45]) + "\n")
-    spec = JobSpec(method="predict", options={"model": str(model_dir), "source": str(source), "chunk_rows": 10})
+    spec = JobSpec(method="predict", options={"model": str(regressor_dir), "source": str(source), "chunk_rows": 10})
     run = store.get_run(run_job(spec, store))
     assert run.status == "finished" and run.metrics["rows"] == 45 and "n_train" not in run.info  # no training data
     assert pd.read_parquet(run.info["output"])["smiles"].tolist() == lipo.smiles[:45]
@@ -91,16 +80,16 @@ def test_a_library_job_streams_to_its_run_and_stops_between_chunks_when_cancelle
     assert not (store.home / stopped.id).exists()  # no half-written output kept
 
 
-def test_predictions_come_back_in_input_order_whatever_the_lengths(model_dir, lipo):
+def test_predictions_come_back_in_input_order_whatever_the_lengths(regressor_dir, lipo):
     import numpy as np
 
     from chemlm_engine.inference import predict_values
     from chemlm_engine.predict import Ensemble, predict_smiles
 
-    model = RegressionModel.load(model_dir, "cpu")
+    model = RegressionModel.load(regressor_dir, "cpu")
     smiles = sorted(lipo.smiles[:120], key=len, reverse=True)[::2] + lipo.smiles[120:180]  # long, short, mixed
     frame = predict_smiles(model, smiles)  # chunks of 16 by length: the order is restored row for row
     alone = np.array([predict_values(model, [s])[0] for s in frame["canonical_smiles"]])
     np.testing.assert_allclose(frame["prediction"].to_numpy(), alone, rtol=1e-4, atol=1e-5)
-    pair = Ensemble([model, RegressionModel.load(model_dir, "cpu")])
+    pair = Ensemble([model, RegressionModel.load(regressor_dir, "cpu")])
     np.testing.assert_allclose(predict_smiles(pair, smiles)["prediction"].to_numpy(), alone, rtol=1e-4, atol=1e-5)

@@ -13,28 +13,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import DataSpec, JobSpec, TrainConfig
 from chemlm_engine.data import read_csv
 from chemlm_engine.errors import ConfigError, DataError, InvalidSmilesError, ModelLoadError, StoreError
 from chemlm_engine.jobs import run_job
 from chemlm_engine.library import predict_library
 from chemlm_engine.model import RegressionModel
-from chemlm_engine.molecules import MAX_SMILES_LENGTH, Standardization, canonicalize, prepare_smiles
+from chemlm_engine.molecules import MAX_SMILES_LENGTH, canonicalize, prepare_smiles
 from chemlm_engine.predict import PREDICTION_COLUMNS, predict_csv, predict_smiles, user_table
 from chemlm_engine.store import RunStore
 from chemlm_engine.tables import read_table, write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def regressor_dir(tmp_path_factory, tiny_backbone, lipo) -> Path:
-    """An untrained tiny regressor saved as a model folder (standardisation on, as training records it)."""
-    model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
-    model.set_label_scaler(lipo.labels)
-    folder = tmp_path_factory.mktemp("regressor")
-    model.save(folder, lipo.smiles[:50], lipo.labels[:50], Standardization())
-    return folder
 
 
 @pytest.fixture(scope="module")
