@@ -45,6 +45,8 @@ def main() -> None:
     if saved.get("search", {}).get("name") != args.name:
         result = run_search(_recipe(0, args.epochs, args.subset), store, args.name, args.trials)
         trials = result.trials
+        if len(trials) < args.trials:  # the search was stopped part-way (Tune returns what it had): not a result
+            raise SystemExit(f"the search holds {len(trials)} of {args.trials} trials: run the same command again")
         outcome = ["run_id", "val_mse", "best_epoch", "epochs_run", "status"]
         saved = {"search": {"name": args.name, "trials": len(trials),
                             "best_config": json.loads(trials.drop(columns=outcome).iloc[:1].to_json(orient="records"))[0],
