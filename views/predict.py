@@ -97,11 +97,11 @@ cols[1].metric("Invalid", f"{len(bad):,}")
 cols[2].metric("Outside the domain", f"{outside:,}", help=f"Tanimoto similarity below {DOMAIN_SIMILARITY} to every "
                "training molecule (Morgan radius 2): treat these predictions with care.")
 cols[3].metric("Median logD", fmt3(ok["prediction"].median()) if len(ok) else "–")
-if ok["warnings"].notna().any() or ok["standardization"].notna().any():
-    st.info(f"{int(ok['warnings'].notna().sum())} molecule(s) the model cannot read exactly as written and "
-            f"{int(ok['standardization'].notna().sum())} standardised (salts removed, charges neutralised): "
-            "see the warnings and standardisation columns.")
-
+notes = [f"{n:,} molecule{'s' * (n > 1)} {what}" for n, what in (
+    (int(ok["warnings"].notna().sum()), "the model cannot read exactly as written (see the warnings column)"),
+    (int(ok["standardization"].notna().sum()), "standardised: salts removed, charges neutralised (see its column)")) if n]
+if notes:
+    st.info("; ".join(notes) + ".")
 ok["domain"] = ok["in_domain"].map({True: "✓ in domain", False: "⚠ outside"}).fillna("–")
 if "interval_low" in ok:
     ok["interval"] = [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(ok["interval_low"], ok["interval_high"])]
@@ -123,14 +123,14 @@ with tabs[0]:
     st.dataframe(shown, hide_index=True, row_height=80, height=min(90 + 81 * len(shown), 620),
                  column_order=[c for c in dict.fromkeys(first + rest) if c in shown.columns], column_config={
                      "row": st.column_config.NumberColumn("row", width="small"),
-                     "structure": st.column_config.ImageColumn("structure", width="medium"),
+                     "structure": st.column_config.ImageColumn("structure", width=120),  # 4 more columns at 900 px
                      "prediction": st.column_config.NumberColumn("logD", format="%.2f"),
                      "uncertainty": st.column_config.NumberColumn("±", format="%.2f", help="Ensemble std" if ensemble
                                                                   else "MC-dropout std"),
                      "interval": st.column_config.TextColumn("90 % interval"),
                      "similarity": st.column_config.NumberColumn("similarity", format="%.2f",
                                                                  help="Tanimoto to the nearest training molecule"),
-                     "nearest": st.column_config.ImageColumn("nearest training molecule", width="small"),
+                     "nearest": st.column_config.ImageColumn("nearest training molecule", width=120),
                      "nearest_training_label": st.column_config.NumberColumn("its measured logD", format="%.2f"),
                      "measured": st.column_config.NumberColumn("measured", format="%.2f")})
 with tabs[1]:
