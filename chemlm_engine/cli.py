@@ -13,9 +13,8 @@ from tqdm import tqdm
 
 from .cli_predict import explain, one_of, predict
 from .cli_tune import tune
-from .spec import EXECUTORS
 from .errors import ChemLMError
-from .spec import METHODS
+from .spec import EXECUTORS, METHODS, TrainConfig
 
 app = typer.Typer(help="ChemLM Studio engine: fine-tune chemical language models from the command line.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,6 +24,7 @@ app.command()(predict)
 app.command()(explain)
 app.command()(tune)
 _debug = {"on": False}
+_RECIPE = TrainConfig()  # the recipe's defaults, written once (spec/config.py)
 
 
 def main() -> None:
@@ -98,7 +98,7 @@ def train(
     backbone: str = typer.Option(None, help="Model folder or hub id (default: the embedded ChemLM-mini)."),
     method: str = typer.Option("baseline", help=f"{' | '.join(METHODS)} (method settings with --option KEY=VALUE, "
                                "checked against the method's options)."),
-    epochs: int = typer.Option(20),
+    epochs: int = typer.Option(_RECIPE.epochs),
     seed: int = typer.Option(0, help="Seed for the split, initialisation and batch order."),
     data: str = typer.Option("lipophilicity", help="'lipophilicity' (bundled) or a CSV path."),
     smiles_column: str | None = typer.Option(None),
@@ -108,14 +108,20 @@ def train(
     standardize: bool = typer.Option(True, help="RDKit standardisation (largest organic fragment, neutralised); "
                                      "recorded with the model, repeated at prediction."),
     tautomer: bool = typer.Option(False, help="With --standardize: also the canonical tautomer."),
-    learning_rate: float = typer.Option(1e-4),
-    batch_size: int = typer.Option(32),
-    patience: int = typer.Option(0, help="Early-stopping patience in epochs (0 = off)."),
+    learning_rate: float = typer.Option(_RECIPE.learning_rate),
+    batch_size: int = typer.Option(_RECIPE.batch_size),
+    patience: int = typer.Option(_RECIPE.patience, help="Early-stopping patience in epochs (0 = off)."),
     pooling: str = typer.Option("mean"),
     descriptors: bool = typer.Option(False, help="Feed standardised RDKit 2D descriptors to the head too."),
-    augment: bool = typer.Option(False, help="SMILES enumeration: a random spelling of every molecule each epoch."),
+    augment: bool = typer.Option(_RECIPE.augment,
+                                 help="SMILES enumeration: a random spelling of every molecule each epoch."),
+    layer_decay: float = typer.Option(_RECIPE.layer_decay,
+                                      help="Layer-wise learning-rate decay (< 1: lower layers learn slower)."),
+    ema_decay: float = typer.Option(_RECIPE.ema_decay,
+                                    help="Keep an exponential moving average of the weights (per step; 0: off)."),
     tta: int = typer.Option(0, help="Test-time augmentation: predict the mean over canonical + N random spellings."),
-    precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it natively) | fp32 | bf16"),
+    precision: str = typer.Option(_RECIPE.precision,
+                                  help="auto (bf16 where the hardware has it natively) | fp32 | bf16"),
     trust_remote_code: bool = typer.Option(False, help="Run code shipped with a hub model (MoLFormer-XL needs it)."),
     option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (JSON value), repeatable."),
     name: str = typer.Option(""),
@@ -146,7 +152,8 @@ def train(
                    model=ModelSpec(backbone=backbone or DEFAULT_BACKBONE, trust_remote_code=trust_remote_code,
                                    pooling=pooling, descriptors=descriptors, tta=tta),
                    train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                                     patience=patience, seed=seed, precision=precision, augment=augment))
+                                     patience=patience, seed=seed, precision=precision, augment=augment,
+                                     layer_decay=layer_decay, ema_decay=ema_decay))
     _run(spec, _store(db), executor, ray_address)
 
 

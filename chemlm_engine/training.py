@@ -1,19 +1,23 @@
-"""The one fit loop: AdamW, warm-up + linear decay, clipping, dynamic padding, length-bucketed batches,
-early stopping on validation MSE, per-epoch metrics, progress / cancel callbacks."""
+"""The one fit loop: AdamW (optionally with layer-wise rate decay), warm-up + linear decay, clipping, dynamic
+padding, length-bucketed batches, an optional moving average of the weights, early stopping on validation MSE,
+per-epoch metrics, progress / cancel callbacks."""
 from __future__ import annotations
 
 import copy
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from threading import Event
+from typing import cast
 
 import numpy as np
 import torch
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from transformers import get_linear_schedule_with_warmup
 
 from .spec import TrainConfig
@@ -94,19 +98,31 @@ def length_bucketed_batches(indices: np.ndarray, lengths: Sequence[int], batch_s
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+_LAYER = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def _rate_scales(names: list[str], decay: float) -> list[float]:
+    """Layer-wise learning-rate decay: the scale of each backbone parameter's rate; the top encoder layer and
+    anything above it 1, each layer below ``decay`` times the one above, the embeddings below the lowest layer."""
+    layers = [int(m.group(1)) if (m := _LAYER.search(n)) else None for n in names]
+    depth = max((k for k in layers if k is not None), default=-1) + 1
+    return [decay ** (depth - 1 - k) if k is not None else decay ** depth if "embed" in n else 1.0
+            for n, k in zip(names, layers)]
+
+
 def _param_groups(model: RegressionModel, config: TrainConfig) -> list[dict]:
-    """No weight decay on biases and norms; the freshly initialised head may learn faster."""
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        is_head = name.startswith("head.")
-        no_decay = param.ndim < 2 or "norm" in name.lower()
-        groups.setdefault((is_head, no_decay), []).append(param)
+    """No weight decay on biases and norms; the freshly initialised head may learn faster; lower backbone layers
+    slower with ``layer_decay`` < 1."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    backbone = [n for n, _ in named if not n.startswith("head.")]
+    scales = dict(zip(backbone, _rate_scales(backbone, config.layer_decay)))
     head_lr = config.head_learning_rate or config.learning_rate
-    return [{"params": params, "lr": head_lr if is_head else config.learning_rate,
-             "weight_decay": 0.0 if no_decay else config.weight_decay}
-            for (is_head, no_decay), params in groups.items()]
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for name, param in named:
+        lr = head_lr if name.startswith("head.") else config.learning_rate * scales[name]
+        groups.setdefault((lr, param.ndim < 2 or "norm" in name.lower()), []).append(param)
+    return [{"params": params, "lr": lr, "weight_decay": 0.0 if no_decay else config.weight_decay}
+            for (lr, no_decay), params in groups.items()]
 
 
 def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, config: TrainConfig,
@@ -139,6 +155,10 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
     optimizer = torch.optim.AdamW(_param_groups(model, config))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    # with ema_decay the weights' moving average is what is validated and kept (built after the scalers are set)
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
+        if config.ema_decay else None
+    evaluated = cast(RegressionModel, averaged.module) if averaged is not None else model
     label_var = float(model.label_std) ** 2
     history: list[EpochMetrics] = []
     best_mse, best_epoch, best_state, stale = math.inf, 0, None, 0
@@ -168,13 +188,15 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if averaged is not None:
+                averaged.update_parameters(model)
             loss_sum += loss.item() * len(batch)
             n_seen += len(batch)
             if callbacks.on_batch is not None:
                 callbacks.on_batch(epoch, b + 1, len(batches), loss_sum / n_seen * label_var)
         train_mse = loss_sum / max(n_seen, 1) * label_var
         if val is not None and val_encoded is not None and len(val_encoded) > 0:
-            val_metrics = regression_metrics(val.labels, predict_encoded(model, val_encoded, features=val_features))
+            val_metrics = regression_metrics(val.labels, predict_encoded(evaluated, val_encoded, features=val_features))
         else:
             val_metrics = {"mse": train_mse, "rmse": math.sqrt(train_mse), "mae": math.nan, "r2": math.nan}
         metrics = EpochMetrics(epoch, train_mse, val_metrics["mse"], val_metrics["rmse"], val_metrics["mae"],
@@ -187,7 +209,7 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
         if metrics.val_mse < best_mse:
             best_mse, best_epoch, stale = metrics.val_mse, epoch, 0
             keep = val_encoded is not None and config.select_best
-            best_state = copy.deepcopy(model.state_dict()) if keep else None
+            best_state = copy.deepcopy(evaluated.state_dict()) if keep else None
         else:
             stale += 1
             if config.patience and stale >= config.patience:
@@ -199,7 +221,9 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
             f"{best_mse / label_var:.1f}x the label variance ({label_var:.3g}); lower the learning rate")
     if best_state is not None:
         model.load_state_dict(best_state)
-    else:  # no validation data or no selection: the last epoch's weights are kept
+    else:  # no validation data or no selection: the last epoch's weights (or their average) are kept
         best_epoch = len(history)
+        if averaged is not None:
+            model.load_state_dict(evaluated.state_dict())
     model.eval()
     return FitResult(history, best_epoch, time.time() - started)

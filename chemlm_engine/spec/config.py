@@ -112,6 +112,11 @@ class TrainConfig:
     # Keep the weights of the best validation epoch (else the last epoch's: the validation split stays unused
     # by training, e.g. to calibrate an ensemble's intervals on it).
     select_best: bool = True
+    # Layer-wise learning-rate decay: encoder layer k of L learns at learning_rate * layer_decay ** (L - k), the
+    # embeddings at layer_decay ** L (1.0: one rate for the whole backbone).
+    layer_decay: float = 1.0
+    # An exponential moving average of the weights (decay per optimiser step; 0: off) is what is validated and kept.
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -127,6 +132,8 @@ class TrainConfig:
             raise ConfigError("learning rates must be positive")
         if not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("warmup_ratio must be in [0, 1); weight_decay and grad_clip non-negative")
+        if not 0 < self.layer_decay <= 1 or not 0 <= self.ema_decay < 1:
+            raise ConfigError("layer_decay must be in (0, 1] and ema_decay in [0, 1)")
 
 
 @dataclass(frozen=True)

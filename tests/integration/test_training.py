@@ -8,7 +8,7 @@ from chemlm_engine.errors import TrainingDivergedError
 from chemlm_engine.model import RegressionModel, count_parameters, load_backbone
 from chemlm_engine.predict import predict_smiles
 from chemlm_engine.inference import cpu_has_native_bf16, resolve_precision
-from chemlm_engine.training import fit, length_bucketed_batches
+from chemlm_engine.training import TrainCallbacks, fit, length_bucketed_batches
 
 
 def _model(backbone, **kw) -> RegressionModel:
@@ -119,3 +119,38 @@ def test_pytorch_held_to_avx2_kernels_predicts_in_fp32_as_a_plain_avx2_cpu_would
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True,
                          env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}).stdout.split()
     assert out == ["False", "fp32"]  # bf16 would be emulated there: several times slower than fp32
+
+
+def test_layer_decay_slows_each_lower_layer_and_the_embeddings_most(tiny_backbone):
+    from chemlm_engine.training import _param_groups
+
+    model = _model(tiny_backbone)
+    config = TrainConfig(learning_rate=1e-4, head_learning_rate=1e-3, layer_decay=0.5)
+    rate = {id(p): group["lr"] for group in _param_groups(model, config) for p in group["params"]}
+    by_name = {name: rate[id(p)] for name, p in model.named_parameters()}
+    depth = model.backbone.config.num_hidden_layers
+    top = next(n for n in by_name if f"layer.{depth - 1}." in n)
+    bottom = next(n for n in by_name if "layer.0." in n)
+    embedding = next(n for n in by_name if "word_embeddings" in n)
+    assert by_name[top] == pytest.approx(1e-4) and by_name[bottom] == pytest.approx(1e-4 * 0.5 ** (depth - 1))
+    assert by_name[embedding] == pytest.approx(1e-4 * 0.5 ** depth)
+    assert all(r == pytest.approx(1e-3) for n, r in by_name.items() if n.startswith("head."))
+    plain = {rate for group in _param_groups(model, TrainConfig(head_learning_rate=None)) for rate in [group["lr"]]}
+    assert plain == {TrainConfig().learning_rate}  # layer_decay 1: one rate for everything
+
+
+def test_ema_keeps_the_moving_average_of_the_weights_it_trained_through(tiny_backbone, lipo):
+    """With ema_decay the kept weights are the exponential moving average of every step's weights (the first step
+    starts it), not the last step's."""
+    decay, model = 0.8, _model(tiny_backbone)
+    weight = model.head[-1].weight
+    seen: dict[str, torch.Tensor] = {}
+
+    def step(*_):  # called after each optimiser step (and the average's update)
+        seen["last"] = weight.detach().clone()
+        seen["average"] = decay * seen["average"] + (1 - decay) * seen["last"] if "average" in seen else seen["last"]
+
+    config = TrainConfig(epochs=2, batch_size=8, ema_decay=decay, select_best=False)
+    fit(model, lipo.subset(range(32)), None, config, callbacks=TrainCallbacks(on_batch=step))
+    torch.testing.assert_close(model.head[-1].weight.detach(), seen["average"])
+    assert not torch.allclose(model.head[-1].weight, seen["last"])

@@ -159,9 +159,10 @@ def _csv(tmp_path, labels, smiles=None) -> str:
 
 @pytest.mark.parametrize("setting", [{"learning_rate": math.nan}, {"learning_rate": math.inf},
                                      {"head_learning_rate": math.nan}, {"weight_decay": math.nan},
-                                     {"warmup_ratio": math.nan}, {"grad_clip": -math.inf}])
+                                     {"warmup_ratio": math.nan}, {"grad_clip": -math.inf}, {"layer_decay": 0.0},
+                                     {"layer_decay": math.nan}, {"ema_decay": 1.0}, {"ema_decay": -0.1}])
 def test_non_finite_hyper_parameters_are_refused(setting):
-    with pytest.raises(ConfigError, match="finite|non-negative"):
+    with pytest.raises(ConfigError, match="finite|non-negative|decay must be"):
         TrainConfig(**setting)
 
 
