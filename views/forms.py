@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from chemlm_engine.spec import DEFAULT_BACKBONE, DataSpec, JobSpec, model_kind
+from chemlm_engine.spec import DEFAULT_BACKBONE, EMBEDDED_BACKBONE, DataSpec, JobSpec, model_kind
 from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
@@ -130,12 +130,15 @@ def cost_caption(specs: list[JobSpec]) -> None:
 
 
 def backbone_picker() -> tuple[str, bool]:
-    """Embedded ChemLM-mini, a local folder or a hub id; ``trust_remote_code`` only by explicit opt-in."""
+    """The default backbone (the embedded ChemLM-mini unless set), a local folder or a hub id;
+    ``trust_remote_code`` only by explicit opt-in."""
     pretrained = {run_label(r): r.info["output"] for r in store().runs(status="finished")
                   if model_kind(r.method) == "backbone" and Path(r.info.get("output", "")).is_dir()}
-    kinds = ["Embedded ChemLM-mini", *(["A pretraining run"] if pretrained else []), "Local folder or hub id"]
+    default = "Embedded ChemLM-mini" if DEFAULT_BACKBONE == EMBEDDED_BACKBONE else \
+        f"Default ({Path(DEFAULT_BACKBONE).name})"  # $CHEMLM_DEFAULT_BACKBONE
+    kinds = [default, *(["A pretraining run"] if pretrained else []), "Local folder or hub id"]
     kind = st.radio("Backbone", kinds, horizontal=True)
-    if kind == "Embedded ChemLM-mini":
+    if kind == default:
         return DEFAULT_BACKBONE, False
     if kind == "A pretraining run":
         return pretrained[st.selectbox("Pretraining run", list(pretrained))], False

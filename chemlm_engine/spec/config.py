@@ -5,6 +5,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,11 +19,13 @@ from ..molecules import Standardization
 EXECUTORS = ("process", "thread", "ray")
 O = TypeVar("O", bound=MethodOptions)
 
-__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec",
-           "EXECUTORS"]
+__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "EMBEDDED_BACKBONE", "DEFAULT_REGRESSOR", "DataSpec", "ModelSpec",
+           "TrainConfig", "JobSpec", "EXECUTORS"]
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
-DEFAULT_BACKBONE = str(ASSETS_DIR / "chemlm-mini")
+# A team may fine-tune from its own backbone by default (a folder or hub id); the app's forms and the CLI follow.
+EMBEDDED_BACKBONE = str(ASSETS_DIR / "chemlm-mini")
+DEFAULT_BACKBONE = os.environ.get("CHEMLM_DEFAULT_BACKBONE") or EMBEDDED_BACKBONE
 DEFAULT_REGRESSOR = str(ASSETS_DIR / "lipo-regressor")
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,10 @@ def app_url(tmp_path, tiny_backbone):
                    train=TrainConfig(epochs=1, batch_size=16))
     run_job(spec, RunStore(home=home))
     port = _free_port()
-    env = {**os.environ, "CHEMLM_HOME": str(home), "CHEMLM_PAGE_ROWS": str(PAGE_ROWS)}
+    # the quick tries fine-tune the tiny backbone: the page logic is tested here, their time on ChemLM-mini is
+    # bench/app_speed.py's --presets rows
+    env = {**os.environ, "CHEMLM_HOME": str(home), "CHEMLM_PAGE_ROWS": str(PAGE_ROWS),
+           "CHEMLM_DEFAULT_BACKBONE": str(tiny_backbone)}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false"],
@@ -275,7 +278,7 @@ def test_why_shows_progress_the_first_time_and_answers_from_the_cache_after(app_
 
 def test_quick_presets_finish_with_an_answer_the_page_reads(app_url, page, tmp_path):
     """Influence's quick try settles (conjugate gradients), active learning's runs ISAL with its two controls:
-    each page then states its answer. Times on the embedded model: bench/app_speed.py's preset rows."""
+    each page then states its answer (on the tiny backbone; on ChemLM-mini: bench/app_speed.py --presets)."""
     page.goto(app_url)  # Home's "Try it" opens each page with its launch form and the quick preset on
     page.get_by_role("button", name="Try it").nth(2).click()  # Predict, Train, Influence, …
     page.get_by_text("Launch an influence job").wait_for()

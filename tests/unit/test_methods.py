@@ -81,3 +81,18 @@ def test_a_search_tunes_methods_that_leave_one_regressor_and_their_own_searchabl
     with pytest.raises(ConfigError, match="option 'method' must be one of baseline"):
         parse_options("search", {"method": "ensemble"})
     assert METHODS["lora"].options.SEARCH == {"rank": (2, 4, 8, 16)} and METHODS["baseline"].options.SEARCH == {}
+
+
+def test_a_team_sets_the_default_backbone_by_environment(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = "from chemlm_engine.spec import ModelSpec, EMBEDDED_BACKBONE; print(ModelSpec().backbone, EMBEDDED_BACKBONE)"
+    env = {k: v for k, v in os.environ.items() if k != "CHEMLM_DEFAULT_BACKBONE"}
+    unset = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    default, embedded = unset.stdout.split()
+    assert default == embedded and embedded.endswith("chemlm-mini")
+    ours = subprocess.run([sys.executable, "-c", code], env={**env, "CHEMLM_DEFAULT_BACKBONE": str(tmp_path)},
+                          capture_output=True, text=True, check=True)
+    assert ours.stdout.split() == [str(tmp_path), embedded]
