@@ -15,7 +15,7 @@ from .model import RegressionModel
 from .molecules import randomize_smiles
 
 __all__ = ["PREDICT_BATCH", "cpu_has_native_bf16", "resolve_precision", "autocast", "encode_smiles", "collate",
-           "predict_encoded", "predict_values", "mc_dropout"]
+           "predict_encoded", "predict_values", "mc_dropout", "last_layer_inputs"]
 
 # Molecules per forward pass at prediction, by device: batches are length-sorted and on a CPU small ones pad least
 # (32 ran faster than 128 and than 16 on this project's 2-core CPU); a GPU wants more work per launch.
@@ -155,3 +155,23 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
         model.train(was_training)
         torch.set_rng_state(generator_state)
     return mean, std
+
+
+@torch.no_grad()
+def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int = 128) -> np.ndarray:
+    """The inputs of the head's last linear layer per molecule, with a bias column (eval mode, in the model's
+    inference precision: the features of the predictions it explains; length-sorted batches, little padding)."""
+    model.eval()
+    device = next(model.parameters()).device
+    encoded = encode_smiles(model.tokenizer, smiles, model.max_tokens)
+    features = model.molecule_features(smiles)
+    order = np.argsort([len(e) for e in encoded], kind="stable")
+    x = np.empty((len(smiles), model.output_layer.in_features), dtype=np.float64)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device)
+        with autocast(device, model.inference_precision):
+            pooled = model.encode(ids, mask)
+            extra = None if features is None else features[idx].to(device)
+            x[idx] = model.penultimate(pooled, extra).float().cpu().numpy()
+    return np.hstack([x, np.ones((len(x), 1))])

@@ -2,7 +2,7 @@
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, model_kind
+from chemlm_engine.spec import DEFAULT_REGRESSOR, METHODS, JobSpec, ModelSpec, TrainConfig, model_kind
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.store import Kinds
 from views.common import job_problem, parity_plot, plain, run_label, store, submit
@@ -25,12 +25,19 @@ with right:
     descriptors = st.checkbox("RDKit 2D descriptors in the head", value=False,
                               help="The pooled embedding plus 215 standardised RDKit descriptors (the shipped model's "
                                    "configuration: +0.08 R² on the random split, see the README).")
+    options = {}
+    if method == "distill":  # which ensemble the student learns from
+        teachers = {"Embedded default (assets/lipo-regressor)": DEFAULT_REGRESSOR,
+                    **{run_label(r): r.id for r in store().runs(status="finished") if r.method == "ensemble"}}
+        options["teacher"] = teachers[st.selectbox(
+            "Teacher ensemble", list(teachers), help="Distil it on the data, split and seed it was trained with: "
+            "a teacher that trained on this job's test molecules is refused.")]
 
 spec, problem = None, "Upload a CSV or pick the bundled data." if data is None else \
     "Name a backbone folder or hub id." if not backbone else None
 if problem is None:
     try:
-        spec = JobSpec(method=method, data=data,
+        spec = JobSpec(method=method, data=data, options=options,
                        model=ModelSpec(backbone=backbone, trust_remote_code=trust, descriptors=descriptors),
                        train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                                          seed=data.split_seed))

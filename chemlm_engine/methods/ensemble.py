@@ -21,7 +21,7 @@ from ..store import Kinds
 from ..training import regression_metrics
 from ..spec import EnsembleOptions
 
-__all__ = ["run_ensemble", "interval_quality"]
+__all__ = ["run_ensemble", "interval_quality", "calibration_split"]
 
 
 def interval_quality(labels: np.ndarray, mean: np.ndarray, std: np.ndarray, conformal: Conformal) -> dict[str, float]:
@@ -33,7 +33,8 @@ def interval_quality(labels: np.ndarray, mean: np.ndarray, std: np.ndarray, conf
             "spearman_error_spread": float(rho)}
 
 
-def _calibration_split(data: SplitData, fraction: float, seed: int) -> tuple[SplitData, MoleculeData]:
+def calibration_split(data: SplitData, fraction: float, seed: int) -> tuple[SplitData, MoleculeData]:
+    """Training + validation pooled, less ``fraction`` of them (seeded) kept apart to calibrate the intervals."""
     pooled = data.train.concat(data.val)
     held = np.random.default_rng(seed).permutation(len(pooled))[:max(int(round(fraction * len(pooled))), 10)]
     rest = np.setdiff1d(np.arange(len(pooled)), held)
@@ -52,7 +53,7 @@ def run_ensemble(ctx: JobContext, data: SplitData, opts: EnsembleOptions) -> dic
     """Train the members, calibrate, evaluate the mean on the test split and save the ensemble folder."""
     n_members, coverage = opts.members, opts.coverage
     if opts.train_on_val:
-        data, calibration = _calibration_split(data, opts.calibration_fraction, ctx.spec.data.split_seed)
+        data, calibration = calibration_split(data, opts.calibration_fraction, ctx.spec.data.split_seed)
     else:
         calibration = data.val
     members, member_r2 = [], []

@@ -1,6 +1,7 @@
 """Deep ensembles: N regressors (different seeds) in one folder, sharing a tokenizer. The prediction is the
 members' mean, the uncertainty their spread, and a split-conformal interval calibrated on held-out
-molecules turns that spread into an interval with the stated coverage."""
+molecules turns that spread into an interval with the stated coverage. A distilled ensemble is one student
+regressor with a :class:`SpreadModel` in place of the members' spread: one forward pass instead of N."""
 from __future__ import annotations
 
 import json
@@ -15,12 +16,12 @@ import torch
 
 from ..errors import ModelLoadError
 from ..model import RegressionModel, best_device, check_format, save_training_set
-from ..inference import predict_values
+from ..inference import last_layer_inputs, predict_values
 
-__all__ = ["Conformal", "Ensemble", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
+__all__ = ["Conformal", "Ensemble", "SpreadModel", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
 
 ENSEMBLE_FILE = "ensemble.json"
-ENSEMBLE_FORMAT = "chemlm-ensemble", 1
+ENSEMBLE_FORMAT = "chemlm-ensemble", 2  # 2: a distilled ensemble's spread model (plain ensembles still write 1)
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,36 @@ class Conformal:
         return mean - half, mean + half
 
 
-class Ensemble:
-    """Members trained alike with different seeds; :meth:`predict` gives mean and spread (std, ddof=1)."""
+@dataclass(frozen=True)
+class SpreadModel:
+    """A ridge from a student's last-layer inputs to the log of its teacher ensemble's spread (label units)."""
 
-    def __init__(self, members: Sequence[RegressionModel], conformal: Conformal | None = None) -> None:
-        if not members:
-            raise ValueError("an ensemble needs at least one member")
+    coef: list[float]
+    intercept: float
+
+    @classmethod
+    def fit(cls, inputs: np.ndarray, spread: np.ndarray, alpha: float = 1.0) -> SpreadModel:
+        """``inputs``: :func:`~chemlm_engine.inference.last_layer_inputs` (its bias column is left to the ridge)."""
+        from sklearn.linear_model import Ridge
+
+        ridge = Ridge(alpha=alpha).fit(inputs[:, :-1], np.log(np.maximum(spread, 1e-6)))
+        return cls([float(c) for c in ridge.coef_], float(ridge.intercept_))
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        return np.exp(inputs[:, :-1] @ np.asarray(self.coef) + self.intercept)
+
+
+class Ensemble:
+    """Members trained alike with different seeds; :meth:`predict` gives mean and spread (std, ddof=1). With a
+    ``spread`` model it is a distilled ensemble: one member, whose last-layer inputs also give the spread."""
+
+    def __init__(self, members: Sequence[RegressionModel], conformal: Conformal | None = None,
+                 spread: SpreadModel | None = None) -> None:
+        if not members or (spread is not None and len(members) != 1):
+            raise ValueError("an ensemble needs at least one member; a distilled one exactly one")
         self.members = list(members)
         self.conformal = conformal
+        self.spread = spread
 
     @property
     def tokenizer(self):
@@ -84,9 +107,22 @@ class Ensemble:
 
     def predict(self, smiles: Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation over members, in label units (descriptors computed once: cached)."""
+        if self.spread is not None:
+            return self._distilled(list(smiles), batch_size)
         values = np.stack([predict_values(m, smiles, batch_size) for m in self.members])
         std = values.std(axis=0, ddof=1) if len(self.members) > 1 else np.zeros(values.shape[1])
         return values.mean(axis=0), std
+
+    def _distilled(self, smiles: list[str], batch_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The student's prediction and the spread model's, from one pass to its last-layer inputs."""
+        if not smiles:
+            return np.zeros(0), np.zeros(0)
+        student, spread = self.members[0], self.spread
+        assert spread is not None
+        inputs = last_layer_inputs(student, smiles, batch_size or 128)
+        layer = student.output_layer
+        theta = np.append(layer.weight.detach().double().cpu().numpy().ravel(), float(layer.bias.detach()))
+        return (inputs @ theta) * float(student.label_std) + float(student.label_mean), spread.predict(inputs)
 
     def save(self, folder: str | Path, training_smiles: list[str] | None = None,
              training_labels: np.ndarray | None = None) -> Path:
@@ -101,8 +137,9 @@ class Ensemble:
         self.tokenizer.save_pretrained(folder)
         if training_smiles is not None:
             save_training_set(folder, training_smiles, training_labels)
-        meta = {"format": "/".join(map(str, ENSEMBLE_FORMAT)), "members": names,
-                "conformal": asdict(self.conformal) if self.conformal else None}
+        meta = {"format": f"{ENSEMBLE_FORMAT[0]}/{2 if self.spread else 1}", "members": names,
+                "conformal": asdict(self.conformal) if self.conformal else None,
+                **({"spread": asdict(self.spread)} if self.spread else {})}
         (folder / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=2))
         return folder
 
@@ -119,13 +156,17 @@ class Ensemble:
         check_format(meta, *ENSEMBLE_FORMAT, folder / ENSEMBLE_FILE)
         try:
             conformal = Conformal(**meta["conformal"]) if meta.get("conformal") else None
+            spread = SpreadModel(**meta["spread"]) if meta.get("spread") else None
             names = meta["members"]
             if not names or not all(isinstance(n, str) and re.fullmatch(r"member-\d+", n) for n in names):
                 raise ValueError(f"members {names!r} are not member-N folders")
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is damaged: {exc!r}") from None
         members = [RegressionModel.load(folder / name, device, trust_remote_code) for name in names]
-        return cls(members, conformal)
+        try:
+            return cls(members, conformal, spread)
+        except ValueError as exc:
+            raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is damaged: {exc}") from None
 
 
 def is_ensemble(folder: str | Path) -> bool:

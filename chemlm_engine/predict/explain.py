@@ -36,7 +36,7 @@ from safetensors.numpy import save_file
 from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
 from ..errors import DataError
-from ..inference import autocast, collate, encode_smiles
+from ..inference import last_layer_inputs
 from ..model import RegressionModel, content_digest
 
 __all__ = ["CACHE_FILE", "AttributionCache", "removal_effects", "training_contributions", "atom_contributions",
@@ -51,26 +51,6 @@ def removal_effects(features: np.ndarray, inverse: np.ndarray, residuals: np.nda
                     query: np.ndarray) -> np.ndarray:
     """``f_{−z}(q) − f(q)`` for every training row ``z`` of a ridge model (exact leave-one-out)."""
     return (features @ (inverse @ query)) * residuals / (1.0 - leverage)
-
-
-@torch.no_grad()
-def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int = 128) -> np.ndarray:
-    """The inputs of the head's last linear layer per molecule, with a bias column (eval mode, in the model's
-    inference precision: the features of the predictions it explains; length-sorted batches, little padding)."""
-    model.eval()
-    device = next(model.parameters()).device
-    encoded = encode_smiles(model.tokenizer, smiles, model.max_tokens)
-    features = model.molecule_features(smiles)
-    order = np.argsort([len(e) for e in encoded], kind="stable")
-    x = np.empty((len(smiles), model.output_layer.in_features), dtype=np.float64)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device)
-        with autocast(device, model.inference_precision):
-            pooled = model.encode(ids, mask)
-            extra = None if features is None else features[idx].to(device)
-            x[idx] = model.penultimate(pooled, extra).float().cpu().numpy()
-    return np.hstack([x, np.ones((len(x), 1))])
 
 
 def _training_digest(smiles: list[str], labels: np.ndarray) -> str:

@@ -1,6 +1,7 @@
-"""Each method's options: a frozen dataclass per method, values coerced from JSON to the declared types and
-checked in ``__post_init__`` (an unknown key names the valid ones), with how many regressors it trains and what
-its cost estimate leaves out. :mod:`~chemlm_engine.spec.registry` names which method takes which."""
+"""Each fine-tuning method's options (other jobs' are in :mod:`.job_options`): a frozen dataclass per method,
+values coerced from JSON to the declared types and checked in ``__post_init__`` (an unknown key names the valid
+ones), with how many regressors it trains and what its cost estimate leaves out. :mod:`.registry` names which
+method takes which."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,7 @@ from typing import Any, ClassVar
 from ..errors import ConfigError
 
 __all__ = ["MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions", "UncertaintyOptions", "IsalOptions",
-           "LoraOptions", "InfluenceOptions", "EnsembleOptions", "PretrainOptions", "SearchOptions", "PredictOptions",
-           "DIFFICULTIES", "PACINGS"]
+           "LoraOptions", "InfluenceOptions", "EnsembleOptions", "DistillOptions", "DIFFICULTIES", "PACINGS"]
 
 
 @dataclass(frozen=True)
@@ -257,94 +257,20 @@ class EnsembleOptions(MethodOptions):
 
 
 @dataclass(frozen=True)
-class PretrainOptions(MethodOptions):
-    """Pretraining a SMILES BERT: masked LM plus descriptor regression. The architecture is used only when a
-    new model is created; the job's data (Lipophilicity by default) is left out of the corpus."""
+class DistillOptions(MethodOptions):
+    """One student regressor learns a finished ensemble's mean (on the job's training molecules and, with
+    ``train_on_val``, its validation ones); a ridge on the student's last-layer inputs learns the members' spread;
+    the conformal interval is recalibrated on molecules neither saw. One forward pass instead of the members'."""
 
-    corpus: str | None = None  # CSV with a SMILES column; default: MOSES from the `molsets` package
-    output: str | None = None  # model folder (resumes from its checkpoint); default: the run's own folder
-    init_from: str | None = None  # masked-LM folder to continue from (its architecture and tokenizer)
-    descriptor_targets: str = "basic"  # "basic" (8 MolBERT-style) or "rdkit" (~210 RDKit + ionisation at pH 7.4)
-    target_dropout: float = 0.0  # share of each molecule's descriptor targets hidden from the loss
-    randomize_smiles: bool = False  # a random spelling per draw: trains late positions, spelling invariance
-    micro_batch_size: int | None = None  # length-sorted groups of this size per step (less padding on a CPU)
-    workers: int | None = None  # processes that canonicalise and describe the corpus once (default: all cores)
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 1024
-    max_position_embeddings: int = 512
-    max_length: int = 256
-    batch_size: int = 128
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 500
-    max_steps: int = 4500
-    mask_probability: float = 0.15
-    descriptor_weight: float = 1.0
-    checkpoint_every: int = 250
-    n_eval: int = 2000
-    n_descriptor_stats: int = 10000
-    seed: int = 0
+    teacher: str = ""  # a finished ensemble run's id, or an ensemble folder
+    coverage: float = 0.9
+    train_on_val: bool = False  # as the ensemble's: then calibration_fraction of them is held out to calibrate
+    calibration_fraction: float = 0.1
 
     def validate(self) -> None:
-        _check(0 < self.mask_probability < 1, "mask_probability must be in (0, 1)")
-        _check(min(self.max_steps, self.batch_size, self.checkpoint_every, self.n_eval) >= 1,
-               "max_steps, batch_size, checkpoint_every and n_eval must be positive")
-        _check(self.hidden_size % self.num_heads == 0, "hidden_size must be a multiple of num_heads")
-        _check(self.learning_rate > 0 and self.descriptor_weight >= 0,
-               "learning_rate must be positive and descriptor_weight non-negative")
-        _check(self.descriptor_targets in ("basic", "rdkit"), "descriptor_targets must be 'basic' or 'rdkit'")
-        _check(0 <= self.target_dropout < 1, "target_dropout must be in [0, 1)")
-        _check(self.micro_batch_size is None or self.micro_batch_size >= 1, "micro_batch_size must be positive")
-
-    def fits(self) -> int:
-        return 0  # no regressor: its cost is counted in optimizer steps
+        _check(bool(self.teacher), "option 'teacher' names the ensemble to distil (a run id or a folder)")
+        _check(0 < self.coverage < 1 and 0 < self.calibration_fraction <= 0.5,
+               "coverage must be in (0, 1) and calibration_fraction in (0, 0.5]")
 
     def cost_note(self) -> str | None:
-        return f"plus {self.max_steps:,} pretraining steps (hours on a CPU)"
-
-
-@dataclass(frozen=True)
-class SearchOptions(MethodOptions):
-    """A hyperparameter search (``chemlm tune``) as a job: the job's data, model and training are the base every
-    trial varies; ``method`` is the method searched."""
-
-    method: str = "baseline"
-    num_samples: int = 20
-    time_budget_s: float | None = None  # no new trial starts after this many seconds
-    cpus_per_trial: int = 2
-
-    @staticmethod
-    def searchable(methods: Mapping[str, Any]) -> tuple[str, ...]:
-        """The methods a search can tune: those whose run leaves one regressor."""
-        return tuple(name for name, method in methods.items() if method.model == "regressor")
-
-    def check_methods(self, methods: Mapping[str, Any]) -> None:
-        searchable = self.searchable(methods)
-        _check(self.method in searchable, f"option 'method' must be one of {', '.join(searchable)} (methods "
-                                          f"that leave one regressor), not {self.method!r}")
-
-    def validate(self) -> None:
-        _check(self.num_samples >= 1 and self.cpus_per_trial >= 1, "num_samples and cpus_per_trial must be positive")
-        _check(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s must be positive")
-
-    def fits(self) -> int:
-        return self.num_samples
-
-    def cost_note(self) -> str | None:
-        return "at most: ASHA stops weak trials after a quarter of the epochs"
-
-
-@dataclass(frozen=True)
-class PredictOptions(MethodOptions):  # a library predicted in the background (the Predict page's large uploads)
-    model: str = ""  # model folder (a regressor or an ensemble)
-    source: str = ""  # CSV or Parquet file
-    smiles_column: str | None = None  # default: detected
-    chunk_rows: int = 1000  # rows per chunk: progress, cancel and resume points
-
-    def validate(self) -> None:
-        _check(bool(self.model and self.source) and self.chunk_rows >= 1, "a model, a source and chunk_rows ≥ 1")
-
-    def fits(self) -> int:
-        return 0
+        return "plus the teacher's predictions on the training molecules (one pass of every member)"

@@ -13,9 +13,9 @@ from importlib.metadata import EntryPoint
 from typing import Any
 
 from ..errors import ConfigError
-from .options import (BaselineOptions, CurriculumOptions, EnsembleOptions, InfluenceOptions, IsalOptions, LoraOptions,
-                      MethodOptions, MlmOptions, PredictOptions, PretrainOptions, SearchOptions,
-                      UncertaintyOptions)
+from .job_options import PredictOptions, PretrainOptions, SearchOptions
+from .options import (BaselineOptions, CurriculumOptions, DistillOptions, EnsembleOptions, InfluenceOptions,
+                      IsalOptions, LoraOptions, MethodOptions, MlmOptions, UncertaintyOptions)
 
 __all__ = ["METHODS", "Method", "model_kind", "parse_options", "searchable"]
 
@@ -55,6 +55,8 @@ METHODS: dict[str, Method] = {
                         "chemlm_engine.methods.influence.job:run_influence", model="scores", needs_base_run=True),
     "ensemble": Method("deep ensemble (conformal intervals)", EnsembleOptions,
                        "chemlm_engine.methods.ensemble:run_ensemble", model="ensemble"),
+    "distill": Method("distilled ensemble (one student, the members' spread, conformal intervals)", DistillOptions,
+                      "chemlm_engine.methods.distill:run_distill", model="ensemble"),
     "search": Method("hyperparameter search (Ray Tune, ASHA, validation split)", SearchOptions,
                      "chemlm_engine.tune:run_search_job", model="scores"),
     "pretrain": Method("pretraining a new backbone (masked LM + descriptors)", PretrainOptions,

@@ -203,6 +203,29 @@ def test_train_disables_start_with_the_reason_for_untrainable_data(home):
     assert any("too few molecules" in w and "val 1 (needs 2)" in w for w in shown)
 
 
+def test_train_offers_the_ensembles_a_student_can_distil(home, tiny_backbone):
+    ensemble = run_job(JobSpec(method="ensemble", data=DataSpec(subset=200), options={"members": 2},
+                               model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                               train=TrainConfig(epochs=1, batch_size=16)), RunStore(home=home))
+    at = _app("views/train.py")
+    use_backbone(at, tiny_backbone)
+    widget(at, "number_input", "Random subset").set_value(200)  # the teacher's own data and split
+    widget(at, "number_input", "Epochs").set_value(1)
+    widget(at, "selectbox", "Method").set_value("distill").run()
+    teacher = widget(at, "selectbox", "Teacher ensemble")
+    assert teacher.value.startswith("Embedded default") and ensemble in teacher.options[1]  # then the runs
+    teacher.set_value(teacher.options[1]).run()
+    assert not at.exception and next(b for b in at.button if b.label == "Start training").disabled is False
+    widget(at, "button", "Start training").click().run()
+    store = RunStore(home=home)
+    queued = store.runs()[0]
+    assert queued.method == "distill" and queued.spec["options"] == {"teacher": ensemble}
+    deadline = time.time() + 240
+    while store.get_run(queued.id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+    assert store.get_run(queued.id).status == "finished", store.get_run(queued.id).error
+
+
 def test_compare_page_renders_grouped_results(tiny_backbone, tmp_path, monkeypatch):
     from tests.integration.test_compare import _tiny_runs
 

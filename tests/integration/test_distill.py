@@ -1,0 +1,90 @@
+"""Distilling an ensemble into one student: the student's mean, a spread model, intervals calibrated anew, and a
+teacher that must not have seen the job's test molecules."""
+import json
+
+import numpy as np
+import pytest
+
+from chemlm_engine.errors import DataError, ModelLoadError
+from chemlm_engine.jobs import run_job
+from chemlm_engine.predict import Ensemble, load_predictor, predict_smiles
+from chemlm_engine.predict.ensemble import SpreadModel
+from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
+
+DATA = DataSpec(subset=200)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_backbone, tmp_path_factory):
+    from chemlm_engine.store import RunStore
+
+    store = RunStore(home=tmp_path_factory.mktemp("distill") / "runs")
+    spec = JobSpec(method="ensemble", data=DATA, options={"members": 3},  # a teacher that learnt something
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   train=TrainConfig(epochs=6, batch_size=16, learning_rate=1e-3))
+    return store, store.get_run(run_job(spec, store))
+
+
+def _distil(store, tiny_backbone, teacher: str, split_seed: int = 0):
+    spec = JobSpec(method="distill", data=DataSpec(subset=200, split_seed=split_seed), options={"teacher": teacher},
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   train=TrainConfig(epochs=3, batch_size=16, learning_rate=1e-3))
+    return store.get_run(run_job(spec, store))
+
+
+def _refused(store, tiny_backbone, teacher: str, split_seed: int, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        _distil(store, tiny_backbone, teacher, split_seed)
+    record = store.runs()[0]
+    assert record.method == "distill" and record.status == "failed"
+
+
+def test_a_distilled_ensemble_is_one_student_with_a_spread_and_its_own_calibration(teacher, tiny_backbone):
+    store, taught = teacher
+    record = _distil(store, tiny_backbone, taught.id)
+    assert record.status == "finished", record.error
+    assert {"teacher_test_r2", "teacher_interval_coverage", "interval_coverage", "test_r2"} <= set(record.metrics)
+    student = load_predictor(record.model_path, "cpu")
+    assert isinstance(student, Ensemble) and len(student.members) == 1 and student.spread is not None
+    stored = store.molecules(record.id, "prediction")
+    mean, spread = student.predict(stored["smiles"].tolist())
+    np.testing.assert_allclose(stored["prediction"], mean, atol=2e-3)  # what was evaluated is what was saved
+    assert (spread > 0).all() and student.conformal.n_calibration == record.metrics["calibration_molecules"]
+    result = predict_smiles(student, ["CCO", "c1ccccc1O", "C1CC"])
+    valid = result.iloc[:2]
+    assert result["prediction"].notna().tolist() == [True, True, False]
+    assert (valid["interval_low"] < valid["prediction"]).all() and (valid["prediction"] < valid["interval_high"]).all()
+
+
+def test_a_teacher_that_trained_on_the_test_molecules_is_refused(teacher, tiny_backbone):
+    store, taught = teacher
+    # another split: part of its test molecules were the teacher's training molecules
+    _refused(store, tiny_backbone, taught.id, 1, DataError, "the teacher trained on .* of this job's test molecules")
+
+
+def test_a_single_regressor_is_no_teacher(teacher, tiny_backbone):
+    store, taught = teacher
+    _refused(store, tiny_backbone, f"{taught.model_path}/member-0", 0, ModelLoadError, "ensemble.json")
+
+
+def test_the_spread_model_recovers_a_log_linear_spread():
+    rng = np.random.default_rng(0)
+    inputs = np.hstack([rng.normal(size=(400, 5)), np.ones((400, 1))])
+    spread = np.exp(inputs[:, :-1] @ np.array([0.3, -0.2, 0.0, 0.1, 0.5]) - 1.0)
+    model = SpreadModel.fit(inputs, spread, alpha=1e-3)
+    np.testing.assert_allclose(model.predict(inputs), spread, rtol=1e-3)
+
+
+def test_a_distilled_folder_says_it_needs_a_reader_of_format_2(teacher, tmp_path):
+    store, taught = teacher
+    ensemble = load_predictor(taught.model_path, "cpu")
+    plain = json.loads((ensemble.save(tmp_path / "plain") / "ensemble.json").read_text())
+    assert plain["format"] == "chemlm-ensemble/1" and "spread" not in plain  # older readers still read it
+    distilled = Ensemble(ensemble.members[:1], ensemble.conformal, SpreadModel([0.0] * 17, 0.0))
+    meta = json.loads((distilled.save(tmp_path / "student") / "ensemble.json").read_text())
+    assert meta["format"] == "chemlm-ensemble/2" and len(meta["spread"]["coef"]) == 17
+    meta["members"] = ["member-0", "member-1"]  # a spread model belongs to exactly one student
+    (tmp_path / "student" / "member-1").symlink_to(tmp_path / "student" / "member-0")
+    (tmp_path / "student" / "ensemble.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="distilled one exactly one"):
+        load_predictor(tmp_path / "student", "cpu")
