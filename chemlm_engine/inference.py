@@ -158,11 +158,12 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
 
 
 @torch.no_grad()
-def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int = 128) -> np.ndarray:
+def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int | None = None) -> np.ndarray:
     """The inputs of the head's last linear layer per molecule, with a bias column (eval mode, in the model's
     inference precision: the features of the predictions it explains; length-sorted batches, little padding)."""
     model.eval()
     device = next(model.parameters()).device
+    batch_size = batch_size or PREDICT_BATCH.get(device.type, PREDICT_BATCH["cpu"])
     encoded = encode_smiles(model.tokenizer, smiles, model.max_tokens)
     features = model.molecule_features(smiles)
     order = np.argsort([len(e) for e in encoded], kind="stable")

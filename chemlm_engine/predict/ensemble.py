@@ -119,7 +119,7 @@ class Ensemble:
             return np.zeros(0), np.zeros(0)
         student, spread = self.members[0], self.spread
         assert spread is not None
-        inputs = last_layer_inputs(student, smiles, batch_size or 128)
+        inputs = last_layer_inputs(student, smiles, batch_size)
         layer = student.output_layer
         theta = np.append(layer.weight.detach().double().cpu().numpy().ravel(), float(layer.bias.detach()))
         return (inputs @ theta) * float(student.label_std) + float(student.label_mean), spread.predict(inputs)
