@@ -94,18 +94,21 @@ def test_sharded_influence_scores_equal_single_process_scores(local_ray, tiny_ba
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
 
 
-def test_library_prediction_on_ray_equals_the_local_predictor(local_ray, tiny_backbone, lipo, tmp_path):
+def test_library_prediction_on_ray_equals_the_local_predictor_row_for_row(local_ray, tiny_backbone, lipo, tmp_path):
+    """Blank and ragged rows first (one output row each), then enough molecules for several Ray batches."""
     model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
     model.set_label_scaler(lipo.labels)
     model.save(tmp_path / "model")
-    smiles = lipo.smiles[:2500] + ["not a smiles", "C1CC"]
-    pd.DataFrame({"id": [f"m{i}" for i in range(len(smiles))], "smiles": smiles}).to_csv(tmp_path / "lib.csv",
-                                                                                       index=False)
-    local = predict_library(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "local.parquet", chunk_rows=700)
-    remote = predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray", batch_rows=700)
-    assert (local.rows, local.invalid) == (remote.rows, remote.invalid) == (2502, 2)
-    a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray").sort_values("input_row", ignore_index=True)
-    assert b["input_row"].tolist() == list(range(1, 2503))
+    smiles = lipo.smiles[:1500] + ["not a smiles", "C1CC"]
+    body = "\n".join(f"m{i},{s}" for i, s in enumerate(smiles))
+    (tmp_path / "lib.csv").write_text(f"id,smiles\na,CCO\n\nc,CCN\nd,CCC,extra\ne,c1ccccc1\n{body}\n")
+    local = predict_library(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "local.parquet", chunk_rows=400)
+    remote = predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray", batch_rows=400)
+    assert (local.rows, local.invalid) == (remote.rows, remote.invalid) == (1507, 4)
+    a = pd.read_parquet(tmp_path / "local.parquet")
+    b = pd.read_parquet(tmp_path / "ray").sort_values("input_row", ignore_index=True)
+    assert b["input_row"].tolist() == list(range(1, 1508))
+    assert list(b["id"][:5]) == ["a", "", "c", "d", "e"] and b["error"][1] == "empty"
     assert list(a["id"]) == list(b["id"]) and list(a["error"].fillna("")) == list(b["error"].fillna(""))
     np.testing.assert_allclose(b["prediction"], a["prediction"], rtol=1e-5, equal_nan=True)
 
@@ -120,14 +123,3 @@ def test_a_local_ray_listens_on_loopback_only():
     assert out.stdout.strip().splitlines()[-1] == "['127.0.0.1']", out.stderr[-2000:]
 
 
-def test_ray_library_prediction_keeps_blank_and_ragged_rows(local_ray, tiny_backbone, lipo, tmp_path):
-    model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
-    model.set_label_scaler(lipo.labels)
-    model.save(tmp_path / "model")
-    (tmp_path / "lib.csv").write_text("id,smiles\na,CCO\n\nc,CCN\nd,CCC,extra\ne,c1ccccc1\n")
-    local = predict_library(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "local.parquet")
-    remote = predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray")
-    assert (local.rows, local.invalid) == (remote.rows, remote.invalid) == (5, 2)
-    a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray").sort_values("input_row", ignore_index=True)
-    assert list(b["id"]) == list(a["id"]) == ["a", "", "c", "d", "e"]
-    assert list(b["error"].fillna("")) == list(a["error"].fillna("")) and b["error"][1] == "empty"
