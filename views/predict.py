@@ -125,8 +125,8 @@ with tabs[0]:
                      "row": st.column_config.NumberColumn("row", width="small"),
                      "structure": st.column_config.ImageColumn("structure", width=120),  # 4 more columns at 900 px
                      "prediction": st.column_config.NumberColumn("logD", format="%.2f"),
-                     "uncertainty": st.column_config.NumberColumn("±", format="%.2f", help="Ensemble std" if ensemble
-                                                                  else "MC-dropout std"),
+                     "uncertainty": st.column_config.NumberColumn("±", format="%.2f", help="Members' std (a distilled model's: "
+                                                                  "predicted)" if ensemble else "MC-dropout std"),
                      "interval": st.column_config.TextColumn("90 % interval"),
                      "similarity": st.column_config.NumberColumn("similarity", format="%.2f",
                                                                  help="Tanimoto to the nearest training molecule"),
