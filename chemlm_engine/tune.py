@@ -64,16 +64,18 @@ def _trial(config: dict[str, Any], base_json: str, url: str, home: str, search: 
         last_poll = time.monotonic()
         epochs = store.epochs(run_id)
         rows = epochs[epochs["val_mse"].notna()] if "val_mse" in epochs else epochs.iloc[:0]
-        for _, row in rows.iloc[reported:].iterrows():
-            tune.report({"val_mse": float(row["val_mse"]), "epoch": int(row["epoch"]), "run_id": run_id})
+        for seen, (_, row) in enumerate(rows.iloc[reported:].iterrows(), start=reported + 1):
+            try:
+                tune.report({"val_mse": float(row["val_mse"]), "epoch": int(row["epoch"]), "run_id": run_id})
+            except SystemExit:  # how Ray Tune ends a trial it stops (ASHA, or the search ending): said while the
+                # run is still running, so run_job's generic word on the way out does not replace it; a cancelled
+                # search then says so instead (_close_trials)
+                store.interrupt(run_id, f"stopped early by ASHA after {seen} epoch(s): its validation MSE was "
+                                        "behind the other trials'")
+                raise
         reported = len(rows)
 
-    try:
-        run_job(spec, store, run_id, progress=report_epochs)
-    except SystemExit:  # how Ray Tune ends a trial it stops (ASHA, or the search ending): from inside tune.report
-        store.interrupt(run_id, f"stopped early by ASHA after {reported} epoch(s): its validation MSE was behind "
-                                "the other trials'")  # a cancelled search then says so instead (_close_trials)
-        raise
+    run_job(spec, store, run_id, progress=report_epochs)
     last_poll = 0.0
     report_epochs()
 

@@ -1,4 +1,6 @@
 """`chemlm tune`: a search on the validation split whose trials are runs in the store."""
+from dataclasses import replace
+
 import pytest
 
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
@@ -126,3 +128,20 @@ def test_cancelling_a_search_job_stops_its_running_trials_and_records_them_cance
     assert store.get_run(search.id).status == "cancelled"
     trials = [r for r in store.runs() if r.info.get("search") == search.id]
     assert trials and all(r.status == "cancelled" for r in trials)
+
+
+def test_a_trial_ray_tune_stops_says_it_was_asha_and_after_how_many_epochs(tiny_backbone, store, monkeypatch):
+    """Ray Tune stops a trial by SystemExit from tune.report: the run records why, not the generic exit."""
+    from ray import tune
+
+    from chemlm_engine.tune import _trial
+
+    def stop(_metrics):
+        raise SystemExit(0)
+
+    monkeypatch.setattr(tune, "report", stop)
+    spec = replace(_base(tiny_backbone), train=TrainConfig(epochs=200, batch_size=16))
+    with pytest.raises(SystemExit):
+        _trial({}, spec.to_json(), store.url, str(store.home), "stopped-search")
+    run = store.runs()[0]
+    assert run.status == "interrupted" and run.message.startswith("stopped early by ASHA after 1 epoch(s)")
