@@ -6,7 +6,8 @@ from chemlm_engine.spec import EXECUTORS
 from views.common import device_label, executor_choice, manager, plain, store
 
 st.set_page_config(page_title="ChemLM Studio", page_icon="🧪", layout="wide")
-# Narrow windows: a slimmer sidebar and narrower margins below 1,000 px, and option labels and buttons that never break mid-word.
+# Narrow windows: a slimmer sidebar and narrower margins below 1,000 px, and option labels and buttons that
+# never break mid-word.
 st.html("<style>@media (max-width: 1000px) { section[data-testid='stSidebar'] { width: 220px !important; "
         "min-width: 220px !important; } [data-testid='stMainBlockContainer'] { padding-left: 1.5rem; "
         "padding-right: 1.5rem; } } div[role='radiogroup'] label p, .stButton button p, "

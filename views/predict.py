@@ -99,7 +99,7 @@ cols[2].metric("Outside the domain", f"{outside:,}", help=f"Tanimoto similarity 
 cols[3].metric("Median logD", fmt3(ok["prediction"].median()) if len(ok) else "–")
 notes = [f"{n:,} molecule{'s' * (n > 1)} {what}" for n, what in (
     (int(ok["warnings"].notna().sum()), "the model cannot read exactly as written (see the warnings column)"),
-    (int(ok["standardization"].notna().sum()), "standardised: salts removed, charges neutralised (see its column)")) if n]
+    (int(ok["standardization"].notna().sum()), "standardised: salts removed, charges neutralised (its column)")) if n]
 if notes:
     st.info("; ".join(notes) + ".")
 ok["domain"] = ok["in_domain"].map({True: "✓ in domain", False: "⚠ outside"}).fillna("–")
@@ -125,8 +125,8 @@ with tabs[0]:
                      "row": st.column_config.NumberColumn("row", width="small"),
                      "structure": st.column_config.ImageColumn("structure", width=120),  # 4 more columns at 900 px
                      "prediction": st.column_config.NumberColumn("logD", format="%.2f"),
-                     "uncertainty": st.column_config.NumberColumn("±", format="%.2f", help="Members' std (a distilled model's: "
-                                                                  "predicted)" if ensemble else "MC-dropout std"),
+                     "uncertainty": st.column_config.NumberColumn("±", format="%.2f", help="MC-dropout std" if not
+                                                                  ensemble else "Members' std (distilled: predicted)"),
                      "interval": st.column_config.TextColumn("90 % interval"),
                      "similarity": st.column_config.NumberColumn("similarity", format="%.2f",
                                                                  help="Tanimoto to the nearest training molecule"),

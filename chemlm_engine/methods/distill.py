@@ -2,9 +2,9 @@
 
 The student is the job's regressor recipe trained on the teacher's mean prediction for each training molecule
 (selecting its epoch by how closely it follows the teacher on the validation molecules, or with ``train_on_val``
-training on both for the set epochs, as the ensemble's shipping recipe does); a ridge on the student's last-layer inputs learns
-the members' spread; the split-conformal interval is calibrated anew on molecules neither the teacher's
-members nor the student trained on. Prediction then costs one forward pass instead of one per member.
+training on both for the set epochs, as the ensemble's shipping recipe does); a ridge on the student's last-layer
+inputs learns the members' spread; the split-conformal interval is calibrated anew on molecules neither the
+teacher's members nor the student trained on. Prediction then costs one forward pass instead of one per member.
 """
 from __future__ import annotations
 
