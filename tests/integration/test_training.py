@@ -135,7 +135,7 @@ def test_layer_decay_slows_each_lower_layer_and_the_embeddings_most(tiny_backbon
     assert by_name[top] == pytest.approx(1e-4) and by_name[bottom] == pytest.approx(1e-4 * 0.5 ** (depth - 1))
     assert by_name[embedding] == pytest.approx(1e-4 * 0.5 ** depth)
     assert all(r == pytest.approx(1e-3) for n, r in by_name.items() if n.startswith("head."))
-    plain = {rate for group in _param_groups(model, TrainConfig(head_learning_rate=None)) for rate in [group["lr"]]}
+    plain = {group["lr"] for group in _param_groups(model, TrainConfig(head_learning_rate=None))}
     assert plain == {TrainConfig().learning_rate}  # layer_decay 1: one rate for everything
 
 
