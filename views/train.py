@@ -32,6 +32,10 @@ with right:
         options["teacher"] = teachers[st.selectbox(
             "Teacher ensemble", list(teachers), help="Distil it on the data, split and seed it was trained with: "
             "a teacher that trained on this job's test molecules is refused.")]
+        if transfer := st.file_uploader("Transfer molecules (optional CSV of SMILES, no labels needed)", type="csv",
+                                        help="The teacher labels them for the student too, e.g. the library you will "
+                                             "screen: the student then follows the teacher there."):
+            options["transfer"] = str(store().save_upload(transfer.getvalue()))
 
 spec, problem = None, "Upload a CSV or pick the bundled data." if data is None else \
     "Name a backbone folder or hub id." if not backbone else None

@@ -5,6 +5,8 @@ The student is the job's regressor recipe trained on the teacher's mean predicti
 training on both for the set epochs, as the ensemble's shipping recipe does); a ridge on the student's last-layer
 inputs learns the members' spread; the split-conformal interval is calibrated anew on molecules neither the
 teacher's members nor the student trained on. Prediction then costs one forward pass instead of one per member.
+A ``transfer`` file of unlabelled SMILES (a library to screen, a corpus) adds molecules the teacher labels for the
+student only: the more of the teacher's function it sees, the closer it follows (none of the job's molecules).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from ..data import MoleculeData
 from ..errors import ConfigError, DataError
 from ..inference import last_layer_inputs
 from ..model import best_device
-from ..pipeline import JobContext, SplitData, train_and_evaluate
+from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..predict.domain import TrainingReference
 from ..predict.ensemble import Conformal, Ensemble, SpreadModel
 from ..spec import DistillOptions
@@ -55,18 +57,20 @@ def run_distill(ctx: JobContext, data: SplitData, opts: DistillOptions) -> dict[
     if len(teacher.members) < 2:
         raise ConfigError(f"{folder} is not a deep ensemble of two or more members: nothing to distil")
     _check_unseen(folder, data)
+    transfer = load_pool(ctx, data, opts.transfer, labels_required=False) if opts.transfer else None
     if opts.train_on_val:
         data, calibration = calibration_split(data, opts.calibration_fraction, ctx.spec.data.split_seed)
     else:
         calibration = data.val
     ctx.progress(0.0, "the teacher predicts the training molecules", force=True)
-    taught, taught_spread = teacher.predict(data.train.smiles)
+    taught_smiles = data.train.smiles + (transfer.smiles if transfer is not None else [])
+    taught, taught_spread = teacher.predict(taught_smiles)
     # the student learns the teacher, and is selected on how closely it follows it on the validation molecules
-    student_data = replace(data, train=MoleculeData(data.train.smiles, taught, data.train.names),
+    student_data = replace(data, train=MoleculeData(taught_smiles, taught),
                            val=MoleculeData(data.val.smiles, teacher.predict(data.val.smiles)[0], data.val.names))
     student, _ = train_and_evaluate(ctx, student_data, stage="student", final=False, span=(0.05, 0.95))
     student.standardization = ctx.spec.data.standardization
-    spread = SpreadModel.fit(last_layer_inputs(student, data.train.smiles), taught_spread)
+    spread = SpreadModel.fit(last_layer_inputs(student, taught_smiles), taught_spread)
     distilled = Ensemble([student], spread=spread)
     cal_mean, cal_spread = distilled.predict(calibration.smiles)
     distilled.conformal = Conformal.calibrate(calibration.labels, cal_mean, cal_spread, opts.coverage)
@@ -83,4 +87,5 @@ def run_distill(ctx: JobContext, data: SplitData, opts: DistillOptions) -> dict[
             **interval_quality(data.test.labels, mean, std, distilled.conformal),
             "teacher_test_r2": regression_metrics(data.test.labels, teacher_mean)["r2"],
             **{f"teacher_{k}": v for k, v in teacher_intervals.items()},
-            "calibration_molecules": len(calibration), "conformal_quantile": distilled.conformal.quantile}
+            "calibration_molecules": len(calibration), "conformal_quantile": distilled.conformal.quantile,
+            "transfer_molecules": 0 if transfer is None else len(transfer)}

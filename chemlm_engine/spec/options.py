@@ -266,6 +266,7 @@ class DistillOptions(MethodOptions):
     coverage: float = 0.9
     train_on_val: bool = False  # as the ensemble's: then calibration_fraction of them is held out to calibrate
     calibration_fraction: float = 0.1
+    transfer: str = ""  # a CSV of unlabelled SMILES the teacher labels for the student too (e.g. a library)
 
     def validate(self) -> None:
         _check(bool(self.teacher), "option 'teacher' names the ensemble to distil (a run id or a folder)")
@@ -273,4 +274,4 @@ class DistillOptions(MethodOptions):
                "coverage must be in (0, 1) and calibration_fraction in (0, 0.5]")
 
     def cost_note(self) -> str | None:
-        return "plus the teacher's predictions on the training molecules (one pass of every member)"
+        return "plus the teacher's predictions on the training (and transfer) molecules (one pass of every member)"

@@ -26,8 +26,8 @@ def teacher(tiny_backbone, tmp_path_factory):
     return store, store.get_run(run_job(spec, store))
 
 
-def _distil(store, tiny_backbone, teacher: str, split_seed: int = 0):
-    spec = JobSpec(method="distill", data=replace(DATA, split_seed=split_seed), options={"teacher": teacher},
+def _distil(store, tiny_backbone, teacher: str, split_seed: int = 0, **options):
+    spec = JobSpec(method="distill", data=replace(DATA, split_seed=split_seed), options={"teacher": teacher, **options},
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
                    train=TrainConfig(epochs=3, batch_size=16, learning_rate=1e-3))
     return store.get_run(run_job(spec, store))
@@ -55,6 +55,24 @@ def test_a_distilled_ensemble_is_one_student_with_a_spread_and_its_own_calibrati
     valid = result.iloc[:2]
     assert result["prediction"].notna().tolist() == [True, True, False]
     assert (valid["interval_low"] < valid["prediction"]).all() and (valid["prediction"] < valid["interval_high"]).all()
+
+
+def test_transfer_molecules_are_taught_to_the_student_but_never_the_jobs_own(teacher, tiny_backbone, lipo, tmp_path):
+    from chemlm_engine.pipeline import load_split_data
+    from chemlm_engine.predict.domain import TrainingReference
+
+    store, taught = teacher
+    job = load_split_data(DATA)
+    own = set(job.train.smiles) | set(job.val.smiles) | set(job.test.smiles)
+    library = [s for s in lipo.smiles if s not in own][:40]
+    csv = tmp_path / "library.csv"
+    csv.write_text("smiles\n" + "\n".join(library + job.test.smiles[:3] + job.val.smiles[:2]) + "\n")
+    record = _distil(store, tiny_backbone, taught.id, transfer=str(csv))
+    assert record.status == "finished", record.error
+    assert record.metrics["transfer_molecules"] == 40  # the job's test and validation molecules left out
+    assert record.info["pool_dropped"] == {"train": 0, "val": 2, "test": 3}
+    assert set(TrainingReference.load(record.model_path).smiles).isdisjoint(library)  # no measured value to show
+    assert store.epochs(record.id)["n_train"].iloc[0] == len(job.train) + 40  # the student learnt all of them
 
 
 def test_a_teacher_that_trained_on_the_test_molecules_is_refused(teacher, tiny_backbone):
