@@ -4,12 +4,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from peft import PeftModel
 from torch import nn
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
@@ -212,7 +212,8 @@ class RegressionModel(nn.Module):
             self.standardization = standardization
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        adapter = isinstance(self.backbone, PeftModel)
+        # peft is imported only where adapters are made or loaded (it costs seconds at every start otherwise)
+        adapter = "peft" in sys.modules and isinstance(self.backbone, sys.modules["peft"].PeftModel)
         # peft adapters are saved alone (peft format) and re-attached to the base backbone on load
         state = None
         if bf16_backbone and not adapter:
@@ -288,6 +289,8 @@ class RegressionModel(nn.Module):
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None
         if adapter:
+            from peft import PeftModel
+
             backbone = PeftModel.from_pretrained(backbone, folder / "adapter")
         model = cls(backbone, tokenizer, spec)
         try:
