@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import io
+import json
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 import pandas as pd
+from rdkit import rdBase
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from .errors import DataError
@@ -63,6 +67,9 @@ class DataReport:
             text += f"; {len(self.outliers)} label outlier(s): " + "; ".join(
                 f"row {i.row} {i.reason}" for i in self.outliers[:3]) + (" ..." if len(self.outliers) > 3 else "")
         return text
+
+
+_REPORT_KINDS = ("invalid", "unlabeled", "duplicates", "standardized", "outliers")
 
 
 @dataclass
@@ -188,12 +195,54 @@ def read_csv(source: str | Path | IO, smiles_col: str | None = None, label_col: 
                                 problems=table.problems, labels_required=labels_required)
 
 
+def cache_dir() -> Path:
+    """Where derived data is cached: ``$CHEMLM_CACHE``, else ``$XDG_CACHE_HOME/chemlm`` (``~/.cache/chemlm``)."""
+    if os.environ.get("CHEMLM_CACHE"):
+        return Path(os.environ["CHEMLM_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chemlm"
+
+
+# Standardising Lipophilicity's 4,200 molecules takes 3 s, paid by every CLI command, app server and worker process
+# that trains: the result is kept on disk, keyed by everything it depends on (the file, the settings, RDKit and the
+# code that reads molecules), and written only when no row failed (a limit hit on a busy machine is not kept).
+_READERS = ("data.py", "molecules.py", "guard.py")
+
+
+def _lipophilicity_cache(text: str, standardization: Standardization) -> Path:
+    key = hashlib.sha256(text.encode())
+    key.update(json.dumps([standardization.to_dict(), rdBase.rdkitVersion]).encode())
+    for name in _READERS:
+        key.update((Path(__file__).parent / name).read_bytes())
+    return cache_dir() / f"lipophilicity-{key.hexdigest()[:20]}.json"
+
+
+def _issues(raw: list) -> list[RowIssue]:
+    return [RowIssue(*issue) for issue in raw]
+
+
 @lru_cache(maxsize=2)
 def _lipophilicity(standardization: Standardization) -> tuple[MoleculeData, DataReport]:
-    path = importlib.resources.files("chemloader") / "datasets" / "_local" / "Lipophilicity.csv"
-    with path.open("r") as handle:
-        frame = pd.read_csv(handle)
-    return molecules_from_frame(frame, "smiles", "exp", name_col="CMPD_CHEMBLID", standardization=standardization)
+    text = (importlib.resources.files("chemloader") / "datasets" / "_local" / "Lipophilicity.csv").read_text()
+    cached = _lipophilicity_cache(text, standardization)
+    try:
+        raw = json.loads(cached.read_text())
+        report = DataReport(raw["n_rows"], **{kind: _issues(raw[kind]) for kind in _REPORT_KINDS})
+        return MoleculeData(raw["smiles"], np.asarray(raw["labels"], dtype=np.float64), raw["names"]), report
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not cached yet, or unreadable: read it afresh
+    data, report = molecules_from_frame(pd.read_csv(io.StringIO(text)), "smiles", "exp", name_col="CMPD_CHEMBLID",
+                                        standardization=standardization)
+    if not report.invalid:
+        payload = {"smiles": data.smiles, "labels": data.labels.tolist(), "names": data.names, "n_rows": report.n_rows,
+                   **{kind: [astuple(i) for i in getattr(report, kind)] for kind in _REPORT_KINDS}}
+        aside = cached.with_name(f".{cached.name}.{os.getpid()}")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            aside.write_text(json.dumps(payload))
+            os.replace(aside, cached)  # whole or not at all, whichever process writes last
+        except OSError:
+            aside.unlink(missing_ok=True)  # a read-only home: the next process reads it afresh too
+    return data, report
 
 
 def load_lipophilicity(standardization: Standardization = Standardization()) -> tuple[MoleculeData, DataReport]:

@@ -49,3 +49,29 @@ def test_every_lipophilicity_smiles_round_trips(lipo):
         tokens = tokenizer.convert_ids_to_tokens(ids)
         assert "<unk>" not in tokens
         assert "".join(tokens) == smi
+
+
+def test_the_standardised_set_is_read_back_from_its_disk_cache_and_only_for_the_same_settings(tmp_path, monkeypatch):
+    from chemlm_engine import data as data_module
+    from chemlm_engine.molecules import Standardization
+
+    monkeypatch.setenv("CHEMLM_CACHE", str(tmp_path))
+    data_module._lipophilicity.cache_clear()
+    fresh, report = data_module.load_lipophilicity()
+    assert len(list(tmp_path.glob("lipophilicity-*.json"))) == 1
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("read afresh although cached")
+
+    monkeypatch.setattr(data_module, "molecules_from_frame", no_reading)
+    data_module._lipophilicity.cache_clear()  # a new process, as far as the in-memory cache knows
+    cached, cached_report = data_module.load_lipophilicity()
+    assert cached.smiles == fresh.smiles and cached.names == fresh.names
+    assert np.array_equal(cached.labels, fresh.labels) and cached_report == report
+    with pytest.raises(AssertionError, match="afresh"):  # other settings are another entry
+        data_module.load_lipophilicity(Standardization(enabled=False))
+    next(tmp_path.glob("lipophilicity-*.json")).write_text("{damaged")
+    data_module._lipophilicity.cache_clear()
+    with pytest.raises(AssertionError, match="afresh"):  # a damaged entry is read afresh, not trusted
+        data_module.load_lipophilicity()
+    data_module._lipophilicity.cache_clear()
