@@ -57,7 +57,7 @@ _LIMITED = np.array([name in SIZE_LIMITED for name in DESCRIPTOR_NAMES])
 _CLIP = 10.0
 _CACHE: dict[str, np.ndarray] = {}
 _CACHE_LIMIT = 500_000
-_PARALLEL_MIN = 256  # fewer uncached molecules are not worth a round trip to the helper process
+_PARALLEL_MIN = 32  # fewer uncached molecules are not worth a round trip to the helper process (~10 ms)
 _HELPER: ProcessPoolExecutor | None = None
 _HELPER_LOCK = threading.Lock()  # the app's sessions and job threads may ask at once
 
