@@ -10,9 +10,10 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch by pip (which finds a machine's local CPU wheel where pip is set up to), the rest by uv: the same pins
-	# in a third of pip's time on a clean checkout (CI installs from scratch on every run)
+	# in 84 s instead of 105 s on a clean checkout, compiled to bytecode as pip does (this machine sets
+	# PYTHONDONTWRITEBYTECODE: without it every process compiles torch and transformers afresh)
 	$(PY) -m pip install -q uv==0.13.9 $$(grep '^torch==' requirements.txt)
-	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.txt
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -r requirements.txt
 	# the engine itself, editable: `chemlm` on the PATH, importable by Ray workers without PYTHONPATH
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
