@@ -5,7 +5,7 @@ coverage and width. The issue's bar for a fast default: within 0.01 R² and 2 po
 
     .venv/bin/python bench/distill_default.py [--epochs 20]                       # the job's molecules only
     .venv/bin/python bench/distill_default.py --transfer 10000 --epochs 8 \\
-        --corpus pretrain_work/drug_corpus.csv      # plus 10,000 corpus molecules the teacher labels (`make pretrain-drug`)
+        --corpus pretrain_work/drug_corpus.csv   # + 10,000 corpus molecules the teacher labels (`make pretrain-drug`)
     .venv/bin/python bench/predict_speed.py --models assets/lipo-regressor bench_work/lipo-student-transfer-10000
 
 Transfer molecules: drawn (seed 0) from the drug-like corpus (no Lipophilicity molecule in it) among those of
@@ -77,7 +77,8 @@ def main() -> None:
         args.output.write_text(json.dumps(rows, indent=2))
     teacher = next(iter(rows.values()))["metrics"]
     print("| | transfer molecules | epochs | test R² | 90 % coverage | mean width |\n|---|---|---|---|---|---|")
-    print("| ensemble (teacher, 5 passes) | – | – | " + " | ".join(f"{teacher['teacher_' + k]:.3f}" for k in KEYS) + " |")
+    print("| ensemble (teacher, 5 passes) | – | – | "
+          + " | ".join(f"{teacher['teacher_' + k]:.3f}" for k in KEYS) + " |")
     for row in rows.values():
         metrics, train = row["metrics"], row["spec"]["train"]
         print(f"| student (1 pass) | {metrics.get('transfer_molecules', 0):,} | {train['epochs']} | "

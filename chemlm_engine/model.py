@@ -229,7 +229,8 @@ class RegressionModel(nn.Module):
         save_file(head_state, str(folder / HEAD_FILE))
         if self.descriptor_scaler is not None:
             self.descriptor_scaler.save(folder)
-        meta = {"format": "/".join(map(str, REGRESSOR_FORMAT)), "pooling": self.spec.pooling, "dropout": self.spec.dropout,
+        meta = {"format": "/".join(map(str, REGRESSOR_FORMAT)), "pooling": self.spec.pooling,
+                "dropout": self.spec.dropout,
                 "head_hidden": self.spec.head_hidden, "descriptors": self.spec.descriptors, "tta": self.spec.tta,
                 "backbone_source": self.spec.backbone,
                 "trust_remote_code": self.spec.trust_remote_code, "adapter": adapter,

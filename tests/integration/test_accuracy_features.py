@@ -174,7 +174,8 @@ def test_an_ensemble_job_saves_members_and_predicts_intervals(tiny_backbone, sto
     ensemble = load_predictor(record.model_path, "cpu")
     assert isinstance(ensemble, Ensemble) and len(ensemble.members) == 3
     assert len({(m.spec.head_hidden, m.spec.descriptors) for m in ensemble.members}) == 1  # trained alike
-    seeds_differ = not np.allclose(ensemble.members[0].head[0].weight.detach(), ensemble.members[1].head[0].weight.detach())
+    first, second = (member.head[0].weight.detach() for member in ensemble.members[:2])
+    seeds_differ = not np.allclose(first, second)
     assert seeds_differ
     result = predict_smiles(ensemble, ["CCO", "c1ccccc1O", "C1CC"])
     assert result["prediction"].notna().tolist() == [True, True, False]
