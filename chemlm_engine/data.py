@@ -1,13 +1,14 @@
 """Molecule data: the bundled Lipophilicity set, user CSVs with row-level reports, splits, length bins."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.resources
 import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import IO
@@ -17,10 +18,10 @@ import pandas as pd
 from rdkit import rdBase
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from .errors import DataError
+from .errors import DataError, OutputError
 from .guard import prepare_all
 from .molecules import Standardization
-from .tables import pick_column, read_table
+from .tables import pick_column, read_table, written_aside
 
 __all__ = [
     "RowIssue", "DataReport", "MoleculeData", "Split",
@@ -67,9 +68,6 @@ class DataReport:
             text += f"; {len(self.outliers)} label outlier(s): " + "; ".join(
                 f"row {i.row} {i.reason}" for i in self.outliers[:3]) + (" ..." if len(self.outliers) > 3 else "")
         return text
-
-
-_REPORT_KINDS = ("invalid", "unlabeled", "duplicates", "standardized", "outliers")
 
 
 @dataclass
@@ -216,32 +214,26 @@ def _lipophilicity_cache(text: str, standardization: Standardization) -> Path:
     return cache_dir() / f"lipophilicity-{key.hexdigest()[:20]}.json"
 
 
-def _issues(raw: list) -> list[RowIssue]:
-    return [RowIssue(*issue) for issue in raw]
-
-
 @lru_cache(maxsize=2)
 def _lipophilicity(standardization: Standardization) -> tuple[MoleculeData, DataReport]:
     text = (importlib.resources.files("chemloader") / "datasets" / "_local" / "Lipophilicity.csv").read_text()
     cached = _lipophilicity_cache(text, standardization)
     try:
         raw = json.loads(cached.read_text())
-        report = DataReport(raw["n_rows"], **{kind: _issues(raw[kind]) for kind in _REPORT_KINDS})
+        kept = raw["report"]
+        report = DataReport(kept.pop("n_rows"), **{kind: [RowIssue(**issue) for issue in issues]
+                                                   for kind, issues in kept.items()})
         return MoleculeData(raw["smiles"], np.asarray(raw["labels"], dtype=np.float64), raw["names"]), report
     except (OSError, ValueError, KeyError, TypeError):
         pass  # not cached yet, or unreadable: read it afresh
     data, report = molecules_from_frame(pd.read_csv(io.StringIO(text)), "smiles", "exp", name_col="CMPD_CHEMBLID",
                                         standardization=standardization)
     if not report.invalid:
-        payload = {"smiles": data.smiles, "labels": data.labels.tolist(), "names": data.names, "n_rows": report.n_rows,
-                   **{kind: [astuple(i) for i in getattr(report, kind)] for kind in _REPORT_KINDS}}
-        aside = cached.with_name(f".{cached.name}.{os.getpid()}")
-        try:
+        payload = {"smiles": data.smiles, "labels": data.labels.tolist(), "names": data.names, "report": asdict(report)}
+        with contextlib.suppress(OSError, OutputError):  # a read-only home: the next process reads it afresh too
             cached.parent.mkdir(parents=True, exist_ok=True)
-            aside.write_text(json.dumps(payload))
-            os.replace(aside, cached)  # whole or not at all, whichever process writes last
-        except OSError:
-            aside.unlink(missing_ok=True)  # a read-only home: the next process reads it afresh too
+            with written_aside(cached) as aside:  # whole or not at all, whichever process writes last
+                aside.write_text(json.dumps(payload))
     return data, report
 
 

@@ -212,9 +212,9 @@ class RegressionModel(nn.Module):
             self.standardization = standardization
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        # peft is imported only where adapters are made or loaded (it costs seconds at every start otherwise)
+        # peft adapters are saved alone (peft format) and re-attached to the base backbone on load; peft is imported
+        # only where adapters are made or loaded (seconds at every start otherwise), so without it there is none
         adapter = "peft" in sys.modules and isinstance(self.backbone, sys.modules["peft"].PeftModel)
-        # peft adapters are saved alone (peft format) and re-attached to the base backbone on load
         state = None
         if bf16_backbone and not adapter:
             state = {k: v.detach().to(torch.bfloat16) for k, v in self.backbone.state_dict().items()}

@@ -192,9 +192,10 @@ def check_output(path: Path) -> None:
 @contextlib.contextmanager
 def written_aside(path: Path) -> Iterator[Path]:
     """A temporary name next to ``path`` to write to, renamed to ``path`` only when writing succeeded: a failed
-    write (disk full, read-only) leaves no partial file and becomes one :class:`OutputError`."""
+    write (disk full, read-only) leaves no partial file and becomes one :class:`OutputError`. The temporary name is
+    the process's own, so processes writing the same path at once never rename each other's half-written file."""
     check_output(path)
-    aside = path.with_name(f".{path.name}.partial")
+    aside = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         yield aside
         os.replace(aside, path)
