@@ -40,9 +40,6 @@ def predict(
     ``warnings`` for what the model cannot read as written, ``standardization`` for what was cleaned and the
     nearest training molecule (``similarity``, ``in_domain``) where the model folder saved its training set."""
     from .spec import DEFAULT_REGRESSOR
-    from .predict.domain import TrainingReference, add_applicability_domain
-    from .predict.ensemble import load_predictor
-    from .predict.batch import measured_metrics, predict_csv, predict_smiles, user_table
     from .tables import check_output, write_csv, written_aside
 
     if not smiles and input is None:
@@ -50,6 +47,11 @@ def predict(
     if output is not None and executor != "ray":  # Ray writes a folder of parts
         check_output(output)
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
+    # the model's imports (torch, transformers: seconds) only once the arguments are known to be good
+    from .predict.domain import TrainingReference, add_applicability_domain
+    from .predict.ensemble import load_predictor
+    from .predict.batch import measured_metrics, predict_csv, predict_smiles, user_table
+
     if input is not None and (executor == "ray" or input.suffix == ".parquet" or
                               (output is not None and output.suffix == ".parquet")):
         _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
@@ -94,14 +96,18 @@ def explain(
     """Why this prediction: the training molecules that push it up and down (leave-one-out on the head's last
     layer) and the atoms that drive it (integrated gradients), as a CSV and an atom map."""
     from .spec import DEFAULT_REGRESSOR
+    from .tables import check_output, write_csv, written_aside
+    from .training_set import TRAINING_SET_FILE, missing_training_set
+
+    check_output(output.with_suffix(".csv"))
+    folder = resolve_model(model or DEFAULT_REGRESSOR, db)
+    if not (folder / TRAINING_SET_FILE).exists():
+        raise missing_training_set(folder)
     from .predict.ensemble import load_predictor
     from .predict.explain import explain as explain_prediction
     from .guard import prepare_all
     from .predict.batch import molecule_warnings
-    from .tables import check_output, write_csv, written_aside
 
-    check_output(output.with_suffix(".csv"))
-    folder = resolve_model(model or DEFAULT_REGRESSOR, db)
     predictor = load_predictor(folder, trust_remote_code=trust_remote_code)
     prepared = prepare_all([smiles], predictor.standardization)[0]
     if prepared.error or prepared.smiles is None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelLoadError
+from .errors import DataError, ModelLoadError
 
-__all__ = ["TRAINING_SET_FILE", "content_digest", "save_training_set", "load_training_set"]
+__all__ = ["TRAINING_SET_FILE", "content_digest", "save_training_set", "load_training_set", "missing_training_set"]
 
 TRAINING_SET_FILE = "training_set.csv"
 
@@ -51,3 +51,9 @@ def load_training_set(folder: str | Path) -> tuple[list[str], np.ndarray] | None
     if not all(isinstance(s, str) and s for s in smiles):
         raise ModelLoadError(f"{path} is damaged (a row without SMILES): export the model again")
     return smiles, labels
+
+
+def missing_training_set(folder: str | Path) -> DataError:
+    """The error for a model folder without its training molecules, which an explanation needs."""
+    return DataError(f"{folder} has no saved training set ({TRAINING_SET_FILE}), so no training molecule to "
+                     "attribute the prediction to: explain a model trained by ChemLM Studio")

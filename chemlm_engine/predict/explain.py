@@ -35,9 +35,9 @@ from safetensors.numpy import save_file
 
 from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
-from ..errors import DataError
 from ..inference import last_layer_inputs
 from ..model import RegressionModel, content_digest
+from ..training_set import missing_training_set
 
 __all__ = ["CACHE_FILE", "AttributionCache", "removal_effects", "training_contributions", "atom_contributions",
            "draw_atom_contributions", "Explanation", "explain", "prepare_explanations"]
@@ -129,8 +129,7 @@ def _members(predictor: RegressionModel | Ensemble, folder: str | Path) -> list[
 def _training_set(folder: str | Path, reference: TrainingReference | None) -> tuple[list[str], np.ndarray]:
     reference = reference or TrainingReference.load(folder)
     if reference is None:
-        raise DataError(f"{folder} has no saved training set (training_set.csv), so no training molecule to "
-                        "attribute the prediction to: explain a model trained by ChemLM Studio")
+        raise missing_training_set(folder)
     labels = np.full(len(reference.smiles), np.nan) if reference.labels is None else reference.labels
     return reference.smiles, labels
 

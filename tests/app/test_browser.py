@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def app_url(tmp_path, tiny_backbone):
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -60,13 +61,9 @@ def app_url(tmp_path, tiny_backbone):
                     raise RuntimeError("streamlit did not become healthy") from None
                 time.sleep(0.5)
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # a page still rerunning on a loaded machine: the test is over anyway
-            server.kill()
-            server.wait(timeout=20)
+    finally:  # the test is over: the server and whatever it started (job processes, helpers) go at once
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=20)
 
 
 @pytest.fixture()
