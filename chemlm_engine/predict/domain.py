@@ -3,7 +3,6 @@ model folder), and the nearest training molecule of each prediction."""
 from __future__ import annotations
 
 import logging
-import os
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +13,9 @@ import pandas as pd
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import rdFingerprintGenerator
 
+from ..errors import OutputError
 from ..model import content_digest, load_training_set
+from ..tables import written_aside
 
 __all__ = ["DOMAIN_SIMILARITY", "FINGERPRINT_FILE", "fingerprints", "TrainingReference", "nearest_neighbours",
            "add_applicability_domain"]
@@ -76,12 +77,11 @@ class TrainingReference:
         except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
             pass  # missing or unreadable: rebuilt below
         reference = cls.from_smiles(smiles, labels)
+        bits = _packed(reference.fingerprints)
         try:  # written aside and renamed: a reader in another process never sees half a file
-            partial = path.with_suffix(f".{os.getpid()}.npz")
-            bits = _packed(reference.fingerprints)
-            np.savez_compressed(partial, bits=bits, checksum=np.asarray(content_digest(digest, bits)))
-            os.replace(partial, path)
-        except OSError as exc:  # a read-only model folder still predicts; it just pays for the fingerprints
+            with written_aside(path) as partial, open(partial, "wb") as out:  # a file: savez adds no suffix
+                np.savez_compressed(out, bits=bits, checksum=np.asarray(content_digest(digest, bits)))
+        except OutputError as exc:  # a read-only model folder still predicts; it just pays for the fingerprints
             log.warning("cannot cache fingerprints in %s: %s", folder, exc)
         return reference
 

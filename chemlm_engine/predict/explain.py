@@ -20,7 +20,6 @@ Ensembles: the prediction is the members' mean, so both attributions are the mem
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,8 @@ from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
 from ..inference import last_layer_inputs
 from ..model import RegressionModel, content_digest
+from ..errors import OutputError
+from ..tables import written_aside
 from ..training_set import missing_training_set
 
 __all__ = ["CACHE_FILE", "AttributionCache", "removal_effects", "training_contributions", "atom_contributions",
@@ -84,10 +85,9 @@ class AttributionCache:
         """Written aside and renamed (no reader sees half a file), with the digest of the training set it was
         built from and of what it holds."""
         arrays, path, training = self._arrays(), Path(folder) / CACHE_FILE, _training_digest(smiles, labels)
-        partial = path.with_name(f".{CACHE_FILE}.{os.getpid()}.partial")
-        save_file(arrays, str(partial), metadata={"training": training,
-                                                  "checksum": content_digest(training, *arrays.values())})
-        os.replace(partial, path)
+        with written_aside(path) as partial:
+            save_file(arrays, str(partial), metadata={"training": training,
+                                                      "checksum": content_digest(training, *arrays.values())})
 
     @classmethod
     def load(cls, folder: str | Path, smiles: list[str], labels: np.ndarray) -> AttributionCache | None:
@@ -114,7 +114,7 @@ class AttributionCache:
             cache = cls.build(model, smiles, labels)
             try:
                 cache.save(folder, smiles, labels)
-            except OSError:
+            except OutputError:
                 pass  # a read-only model folder: the cache lives for this call only
         return cache
 

@@ -42,6 +42,16 @@ def test_training_fingerprints_are_cached_in_the_model_folder_and_rebuilt_when_t
     assert TrainingReference.load(tmp_path).fingerprints == fresh[:2]
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".npz"] == [FINGERPRINT_FILE]
 
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_a_model_folder_that_cannot_take_the_cache_still_gives_the_reference(tmp_path, caplog):
+    save_training_set(tmp_path, ["CCO", "c1ccccc1O"], np.array([0.1, 1.5]))
+    (tmp_path / FINGERPRINT_FILE).mkdir()  # the cache's name is taken (as root, a read-only folder is not)
+    reference = TrainingReference.load(tmp_path)
+    assert reference.fingerprints == domain.fingerprints(["CCO", "c1ccccc1O"])
+    assert "cannot cache fingerprints" in caplog.text and (tmp_path / FINGERPRINT_FILE).is_dir()
+
 
 def test_measured_metrics_use_rows_with_both_values_only():
     frame = pd.DataFrame({"prediction": [1.0, 2.0, np.nan, 4.0], "measured": [1.0, 2.5, 3.0, np.nan]})
