@@ -77,6 +77,8 @@ def run_ensemble(ctx: JobContext, data: SplitData, opts: EnsembleOptions) -> dic
         {"smiles": data.test.smiles, "label": data.test.labels, "prediction": mean, "split": "test",
          "uncertainty": std, "interval_low": low, "interval_high": high}))
     ensemble.save(ctx.artifacts / "model", data.train.smiles, data.train.labels)
+    # no member saw the calibration part: its R² is the validation score that chooses between ensemble recipes
     return {**{f"test_{k}": v for k, v in test.items()}, **quality, "members": n_members,
             "member_test_r2_mean": float(np.mean(member_r2)), "calibration_molecules": len(calibration),
+            "calibration_r2": regression_metrics(calibration.labels, cal_mean)["r2"],
             "conformal_quantile": ensemble.conformal.quantile}

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from rdkit import Chem
+from sklearn.metrics import r2_score
 
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import MoleculeData
@@ -244,3 +245,7 @@ def test_members_select_their_epoch_on_a_part_of_their_own_and_never_see_the_cal
     assert len(calibration) == record.metrics["calibration_molecules"]
     assert all(selecting and val and not train & val for train, val, selecting in seen)
     assert len({frozenset(val) for _, val, _ in seen}) == 3  # each member's own held-out part
+    measured = dict(zip([*split.train.smiles, *split.val.smiles], [*split.train.labels, *split.val.labels]))
+    mean, _ = load_predictor(record.model_path).predict(sorted(calibration))  # its validation score, reported
+    assert record.metrics["calibration_r2"] == pytest.approx(
+        r2_score([measured[s] for s in sorted(calibration)], mean), abs=5e-3)
