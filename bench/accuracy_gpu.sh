@@ -45,7 +45,7 @@ for split in random scaffold; do for seed in 0 1 2; do
         --ensemble-config "$choice" \
         --output "$out/ensemble-$split-$seed.json" "$@" > "$out/ensemble-$split-$seed.log" 2>&1 &
 done; done
-CHEMLM_HOME="$out/ship-runs" timeout ${STAGE_SECONDS:-300} $py -m chemlm_engine train --method ensemble -o members=5 -o train_on_val=true \
+CHEMLM_HOME="$out/ship-runs" timeout ${STAGE_SECONDS:-300} $py -m chemlm_engine train --method ensemble --option members=5 --option train_on_val=true \
     --seed 0 $flags ${SHIP_ARGS:-} > "$out/ship.log" 2>&1 &
 wait
 $py -c "import json, sys, glob; print(json.dumps([r for f in sorted(glob.glob(sys.argv[1] + '/*.json'))
