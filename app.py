@@ -3,7 +3,7 @@ import streamlit as st
 
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.spec import EXECUTORS
-from views.common import device_label, executor_choice, manager, plain, store
+from views.common import LIVE_REFRESH_S, device_label, executor_choice, manager, plain, store
 
 st.set_page_config(page_title="ChemLM Studio", page_icon="🧪", layout="wide")
 # Narrow windows: a slimmer sidebar and narrower margins below 1,000 px, and option labels and buttons that
@@ -47,7 +47,7 @@ try:
 except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached must not take the app down
     st.sidebar.error(f"Cannot start the {executor_choice()[0]} executor: {plain(exc)}")
 
-@st.fragment(run_every=10)
+@st.fragment(run_every=LIVE_REFRESH_S)
 def job_list() -> None:
     manager().active()  # lets the Ray executor record tasks that died without a word
     active = [r for r in store().runs() if r.status in ("queued", "running")]

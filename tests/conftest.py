@@ -4,8 +4,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# Under `make test`'s two xdist workers each gets one core's worth of threads, its child processes too (jobs,
+# CLI commands, Streamlit servers, Ray workers): a job process with two OpenMP threads beside a busy worker ran
+# its torch operations 10-30x slower than with one (each parallel region waits for the descheduled thread;
+# the browser tests' quick presets took 46-142 s). Alone, two threads.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402 - after the thread setting, which torch reads when it is first imported
+import torch  # noqa: E402
 from transformers import BertConfig, BertForMaskedLM
 
 from chemlm_engine.data import load_lipophilicity
@@ -15,8 +22,6 @@ from chemlm_engine.spec import ModelSpec
 from chemlm_engine.store import RunStore
 from chemlm_engine.tokenizer import build_smiles_tokenizer
 
-# Under `make test`'s two xdist workers each gets one core's worth of threads (they overlap waits on servers,
-# browsers and child processes); alone, two.
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 # The test pyramid: tests/unit are units (no Lipophilicity load, no training: `make test-unit`, under a minute);

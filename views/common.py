@@ -23,6 +23,9 @@ from chemlm_engine.model import RegressionModel
 from chemlm_engine.store import RunRecord, RunStore, default_home
 
 DEFAULT_MODEL_LABEL = "Embedded default (assets/lipo-regressor)"
+# How often the live panels look at the store. 10 s: on 2 cores faster page redraws slow the job they watch
+# (bench/app_speed.py); a machine with cores to spare (or the browser tests' tiny jobs) can poll faster.
+LIVE_REFRESH_S = float(os.environ.get("CHEMLM_LIVE_REFRESH_S", 10))
 log = logging.getLogger(__name__)
 
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 from chemlm_engine.compare import runs_frame
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord, Tables
-from views.common import manager, run_label, store
+from views.common import LIVE_REFRESH_S, manager, run_label, store
 
 METRIC_LABELS = {"test_r2": "R²", "test_rmse": "RMSE", "test_mae": "MAE", "test_mse": "MSE", "val_mse": "val MSE",
                  "best_epoch": "best epoch", "seconds_per_epoch": "s / epoch"}
@@ -60,9 +60,9 @@ def _curve(run_id: str, n_epochs: int, n_live: int) -> tuple[str, pd.DataFrame] 
     return stage, pd.concat(parts).sort_values("epoch").set_index("epoch")
 
 
-@st.fragment(run_every=10)
+@st.fragment(run_every=LIVE_REFRESH_S)
 def live_jobs(methods: tuple[str, ...] | None = None) -> None:
-    """Active runs (of ``methods``) with progress, ETA, curve and Cancel. Refreshes itself every 10 s and reruns
+    """Active runs (of ``methods``) with progress, ETA, curve and Cancel. Refreshes itself (``LIVE_REFRESH_S``), reruns
     the whole page once when one of them starts or ends, so the statuses and results below agree with it."""
     active = [r for r in store().runs() if r.status in ACTIVE_STATUSES and (methods is None or r.method in methods)]
     key, now = f"active-{methods}", {r.id: r.status for r in active}

@@ -7,7 +7,7 @@ import streamlit as st
 
 from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, searchable
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
-from views.common import plain, run_label, store, submit
+from views.common import LIVE_REFRESH_S, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form
 from views.live import live_jobs
 
@@ -56,7 +56,7 @@ def trials_frame(search: RunRecord) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@st.fragment(run_every=10)
+@st.fragment(run_every=LIVE_REFRESH_S)
 def trials_view(search: RunRecord) -> None:
     """The trials, refreshed while the search runs: settings against validation R², and the table."""
     trials = trials_frame(store().get_run(search.id))

@@ -43,8 +43,9 @@ def app_url(tmp_path, tiny_backbone):
     port = _free_port()
     # the quick tries fine-tune the tiny backbone: the page logic is tested here, their time on ChemLM-mini is
     # bench/app_speed.py's --presets rows
+    # the live panels poll every 2 s instead of 10: the tiny jobs end in seconds
     env = {**os.environ, "CHEMLM_HOME": str(home), "CHEMLM_PAGE_ROWS": str(PAGE_ROWS),
-           "CHEMLM_DEFAULT_BACKBONE": str(tiny_backbone)}
+           "CHEMLM_DEFAULT_BACKBONE": str(tiny_backbone), "CHEMLM_LIVE_REFRESH_S": "2"}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false"],
