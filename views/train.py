@@ -26,7 +26,7 @@ with right:
                               help="The pooled embedding plus 215 standardised RDKit descriptors (the shipped model's "
                                    "configuration: +0.08 R² on the random split, see the README).")
     options = {}
-    if method == "distill":  # which ensemble the student learns from
+    if METHODS[method].needs_teacher:  # which ensemble the student learns from
         teachers = {"Embedded default (assets/lipo-regressor)": DEFAULT_REGRESSOR,
                     **{run_label(r): r.id for r in store().runs(status="finished") if r.method == "ensemble"}}
         options["teacher"] = teachers[st.selectbox(

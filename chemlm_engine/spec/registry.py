@@ -30,6 +30,7 @@ class Method:
     model: str = "regressor"  # what a finished run leaves: "regressor", "ensemble", "backbone", "scores", "predictions"
     needs_base_run: bool = False  # launched from a finished single regressor (its data, recipe and seed)
     needs_data: bool = True  # trains on the spec's data (checked before the run); False: the options name its input
+    needs_teacher: bool = False  # learns from a finished ensemble (option ``teacher``), which the form offers
 
     def load(self) -> Callable:
         """Import the run function (only a job needs it)."""
@@ -56,7 +57,7 @@ METHODS: dict[str, Method] = {
     "ensemble": Method("deep ensemble (conformal intervals)", EnsembleOptions,
                        "chemlm_engine.methods.ensemble:run_ensemble", model="ensemble"),
     "distill": Method("distilled ensemble (one student, the members' spread, conformal intervals)", DistillOptions,
-                      "chemlm_engine.methods.distill:run_distill", model="ensemble"),
+                      "chemlm_engine.methods.distill:run_distill", model="ensemble", needs_teacher=True),
     "search": Method("hyperparameter search (Ray Tune, ASHA, validation split)", SearchOptions,
                      "chemlm_engine.tune:run_search_job", model="scores"),
     "pretrain": Method("pretraining a new backbone (masked LM + descriptors)", PretrainOptions,
