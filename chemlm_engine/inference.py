@@ -14,12 +14,15 @@ from torch import nn
 from .model import RegressionModel
 from .molecules import randomize_smiles
 
-__all__ = ["PREDICT_BATCH", "cpu_has_native_bf16", "resolve_precision", "autocast", "encode_smiles", "collate",
-           "predict_encoded", "predict_values", "mc_dropout", "last_layer_inputs"]
+__all__ = ["PREDICT_BATCH", "PAD_MULTIPLE", "cpu_has_native_bf16", "resolve_precision", "autocast", "encode_smiles",
+           "collate", "predict_encoded", "predict_values", "mc_dropout", "last_layer_inputs"]
 
 # Molecules per forward pass at prediction, by device: batches are length-sorted and on a CPU small ones pad least
 # (32 ran faster than 128 and than 16 on this project's 2-core CPU); a GPU wants more work per launch.
 PREDICT_BATCH = {"cpu": 32, "cuda": 256}
+# Prediction pads each batch to a multiple of 8 tokens: far fewer distinct shapes, so oneDNN's cache of compiled
+# kernels (one per shape, up to 1,024 of them) stops growing with the library (bench/library_speed.py).
+PAD_MULTIPLE = 8
 
 
 @functools.cache
@@ -56,9 +59,10 @@ def encode_smiles(tokenizer, smiles: Sequence[str], max_length: int) -> list[lis
     return tokenizer(list(smiles), truncation=True, max_length=max_length)["input_ids"]
 
 
-def collate(encoded: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad a batch to its longest member; returns ``(input_ids, attention_mask)``."""
-    width = max(len(ids) for ids in encoded)
+def collate(encoded: Sequence[Sequence[int]], pad_id: int, device: torch.device,
+            multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad a batch to its longest member, rounded up to ``multiple``; returns ``(input_ids, attention_mask)``."""
+    width = -(-max(len(ids) for ids in encoded) // multiple) * multiple
     input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(encoded), width), dtype=torch.long)
     for row, ids in enumerate(encoded):
@@ -84,7 +88,7 @@ def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], ba
     pad_id = model.tokenizer.pad_token_id
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        input_ids, mask = collate([encoded[i] for i in idx], pad_id, device)
+        input_ids, mask = collate([encoded[i] for i in idx], pad_id, device, PAD_MULTIPLE)
         with autocast(device, model.inference_precision):
             pred = model.to_label_units(model(input_ids, mask, None if features is None else features[idx]))
         out[idx] = pred.float().cpu().numpy()
@@ -139,7 +143,8 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            input_ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device)
+            input_ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device,
+                                      PAD_MULTIPLE)
             extra = None if features is None else features[idx].repeat(passes, 1)
             with autocast(device, model.inference_precision):
                 if scope == "head":  # encode once, sample only the head's dropout
@@ -170,7 +175,7 @@ def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int
     x = np.empty((len(smiles), model.output_layer.in_features), dtype=np.float64)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device)
+        ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device, PAD_MULTIPLE)
         with autocast(device, model.inference_precision):
             pooled = model.encode(ids, mask)
             extra = None if features is None else features[idx].to(device)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from rdkit import Chem
 from sklearn.metrics import r2_score
 
@@ -147,6 +148,19 @@ def test_test_time_augmentation_is_the_mean_over_spellings(tiny_backbone, lipo):
     expected = np.mean([predict_values(model, s, tta=0) for s in spellings], axis=0)
     np.testing.assert_allclose(predict_values(model, smiles, tta=3), expected, rtol=1e-6)
     assert not np.allclose(expected, plain)
+
+
+def test_padding_batches_to_a_multiple_of_eight_tokens_changes_no_prediction(tiny_backbone, lipo, monkeypatch):
+    import chemlm_engine.inference as inference
+
+    ids, mask = inference.collate([[5, 6, 7], [5] * 9], 0, torch.device("cpu"), 8)
+    assert ids.shape == (2, 16) and mask.sum(1).tolist() == [3, 9] and (ids[mask == 0] == 0).all()
+    model = _tiny(tiny_backbone).eval()
+    model.inference_precision = "fp32"
+    smiles = lipo.smiles[:40]
+    padded = predict_values(model, smiles)
+    monkeypatch.setattr(inference, "PAD_MULTIPLE", 1)  # each batch to its longest molecule only
+    np.testing.assert_allclose(padded, predict_values(model, smiles), rtol=1e-5, atol=1e-6)
 
 
 # -- conformal intervals and ensembles ----------------------------------------------------------------
