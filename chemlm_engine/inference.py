@@ -14,15 +14,21 @@ from torch import nn
 from .model import RegressionModel
 from .molecules import randomize_smiles
 
-__all__ = ["PREDICT_BATCH", "PAD_MULTIPLE", "cpu_has_native_bf16", "resolve_precision", "autocast", "encode_smiles",
-           "collate", "predict_encoded", "predict_values", "mc_dropout", "last_layer_inputs"]
+__all__ = ["PREDICT_BATCH", "PAD_MULTIPLE", "pad_multiple", "cpu_has_native_bf16", "resolve_precision", "autocast",
+           "encode_smiles", "collate", "predict_encoded", "predict_values", "mc_dropout", "last_layer_inputs"]
 
 # Molecules per forward pass at prediction, by device: batches are length-sorted and on a CPU small ones pad least
 # (32 ran faster than 128 and than 16 on this project's 2-core CPU); a GPU wants more work per launch.
 PREDICT_BATCH = {"cpu": 32, "cuda": 256}
-# Prediction pads each batch to a multiple of 8 tokens: far fewer distinct shapes, so oneDNN's cache of compiled
-# kernels (one per shape, up to 1,024 of them) stops growing with the library (bench/library_speed.py).
+# In bf16, prediction pads each batch to a multiple of 8 tokens: far fewer distinct shapes, so oneDNN's cache of
+# compiled kernels (one per shape, up to 1,024) grows more slowly with a library (10,000 rows: peak 1.79 -> 1.62 GB,
+# same speed). In fp32 the padding only cost time (5 % more forward) and saved no memory (bench/library_speed.py).
 PAD_MULTIPLE = 8
+
+
+def pad_multiple(device: torch.device, precision: str) -> int:
+    """The multiple of tokens a prediction batch is padded to (see :data:`PAD_MULTIPLE`)."""
+    return PAD_MULTIPLE if resolve_precision(precision, device) == "bf16" else 1
 
 
 @functools.cache
@@ -88,7 +94,8 @@ def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], ba
     pad_id = model.tokenizer.pad_token_id
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        input_ids, mask = collate([encoded[i] for i in idx], pad_id, device, PAD_MULTIPLE)
+        input_ids, mask = collate([encoded[i] for i in idx], pad_id, device,
+                                  pad_multiple(device, model.inference_precision))
         with autocast(device, model.inference_precision):
             pred = model.to_label_units(model(input_ids, mask, None if features is None else features[idx]))
         out[idx] = pred.float().cpu().numpy()
@@ -144,7 +151,7 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             input_ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device,
-                                      PAD_MULTIPLE)
+                                      pad_multiple(device, model.inference_precision))
             extra = None if features is None else features[idx].repeat(passes, 1)
             with autocast(device, model.inference_precision):
                 if scope == "head":  # encode once, sample only the head's dropout
@@ -175,7 +182,8 @@ def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int
     x = np.empty((len(smiles), model.output_layer.in_features), dtype=np.float64)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device, PAD_MULTIPLE)
+        ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device,
+                            pad_multiple(device, model.inference_precision))
         with autocast(device, model.inference_precision):
             pooled = model.encode(ids, mask)
             extra = None if features is None else features[idx].to(device)

@@ -155,12 +155,14 @@ def test_padding_batches_to_a_multiple_of_eight_tokens_changes_no_prediction(tin
 
     ids, mask = inference.collate([[5, 6, 7], [5] * 9], 0, torch.device("cpu"), 8)
     assert ids.shape == (2, 16) and mask.sum(1).tolist() == [3, 9] and (ids[mask == 0] == 0).all()
+    cpu = torch.device("cpu")
+    assert (inference.pad_multiple(cpu, "bf16"), inference.pad_multiple(cpu, "fp32")) == (8, 1)
     model = _tiny(tiny_backbone).eval()
-    model.inference_precision = "fp32"
+    model.inference_precision = "fp32"  # exact arithmetic to compare; bf16 pads the same way
     smiles = lipo.smiles[:40]
-    padded = predict_values(model, smiles)
-    monkeypatch.setattr(inference, "PAD_MULTIPLE", 1)  # each batch to its longest molecule only
-    np.testing.assert_allclose(padded, predict_values(model, smiles), rtol=1e-5, atol=1e-6)
+    unpadded = predict_values(model, smiles)
+    monkeypatch.setattr(inference, "pad_multiple", lambda *_: 8)
+    np.testing.assert_allclose(predict_values(model, smiles), unpadded, rtol=1e-5, atol=1e-6)
 
 
 # -- conformal intervals and ensembles ----------------------------------------------------------------
