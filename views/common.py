@@ -25,7 +25,7 @@ from chemlm_engine.store import RunRecord, RunStore, default_home
 DEFAULT_MODEL_LABEL = "Embedded default (assets/lipo-regressor)"
 # How often the live panels look at the store. 10 s: on 2 cores faster page redraws slow the job they watch
 # (bench/app_speed.py); a machine with cores to spare (or the browser tests' tiny jobs) can poll faster.
-LIVE_REFRESH_S = float(os.environ.get("CHEMLM_LIVE_REFRESH_S", 10))
+LIVE_REFRESH_S = max(float(os.environ.get("CHEMLM_LIVE_REFRESH_S") or 10), 1.0)  # at least 1 s
 log = logging.getLogger(__name__)
 
 
