@@ -91,11 +91,10 @@ def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], ba
     model.eval()
     order = np.argsort([len(e) for e in encoded], kind="stable")
     out = np.empty(len(encoded), dtype=np.float64)
-    pad_id = model.tokenizer.pad_token_id
+    pad_id, multiple = model.tokenizer.pad_token_id, pad_multiple(device, model.inference_precision)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        input_ids, mask = collate([encoded[i] for i in idx], pad_id, device,
-                                  pad_multiple(device, model.inference_precision))
+        input_ids, mask = collate([encoded[i] for i in idx], pad_id, device, multiple)
         with autocast(device, model.inference_precision):
             pred = model.to_label_units(model(input_ids, mask, None if features is None else features[idx]))
         out[idx] = pred.float().cpu().numpy()
@@ -147,11 +146,11 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
     order = np.argsort([len(e) for e in encoded], kind="stable")
     mean = np.empty(len(encoded))
     std = np.empty(len(encoded))
+    multiple = pad_multiple(device, model.inference_precision)
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            input_ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device,
-                                      pad_multiple(device, model.inference_precision))
+            input_ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device, multiple)
             extra = None if features is None else features[idx].repeat(passes, 1)
             with autocast(device, model.inference_precision):
                 if scope == "head":  # encode once, sample only the head's dropout
@@ -180,10 +179,10 @@ def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int
     features = model.molecule_features(smiles)
     order = np.argsort([len(e) for e in encoded], kind="stable")
     x = np.empty((len(smiles), model.output_layer.in_features), dtype=np.float64)
+    multiple = pad_multiple(device, model.inference_precision)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device,
-                            pad_multiple(device, model.inference_precision))
+        ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device, multiple)
         with autocast(device, model.inference_precision):
             pooled = model.encode(ids, mask)
             extra = None if features is None else features[idx].to(device)

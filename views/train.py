@@ -5,7 +5,7 @@ import streamlit as st
 from chemlm_engine.spec import DEFAULT_REGRESSOR, METHODS, JobSpec, ModelSpec, TrainConfig, model_kind
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.store import Kinds
-from views.common import job_problem, parity_plot, plain, run_label, store, submit
+from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note
 from views.live import live_jobs, metrics_row, runs_overview, status_text
 
@@ -27,7 +27,7 @@ with right:
                                    "configuration: +0.08 R² on the random split, see the README).")
     options = {}
     if METHODS[method].needs_teacher:  # which ensemble the student learns from
-        teachers = {"Embedded default (assets/lipo-regressor)": DEFAULT_REGRESSOR,
+        teachers = {DEFAULT_MODEL_LABEL: DEFAULT_REGRESSOR,
                     **{run_label(r): r.id for r in store().runs(status="finished") if r.method == "ensemble"}}
         options["teacher"] = teachers[st.selectbox(
             "Teacher ensemble", list(teachers), help="Distil it on the data, split and seed it was trained with: "
