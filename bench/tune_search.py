@@ -7,13 +7,16 @@ reported but the interval is honest only about seeds 1 and 2 being new splits.
 
     .venv/bin/python bench/tune_search.py --trials 20 --seeds 0 1 2
 
-Resumes: the search from its Tune folder under --home (same --name), the comparison from its JSON (one row per
-finished run; --output, default bench/results/tune_search.json).
+Resumes from its JSON (--output, default bench/results/tune_search.json), on this machine or another: each trial
+that ends is recorded there (its settings and validation MSE per epoch), and a restarted search (same seed, so the
+same settings in the same order) replays recorded trials to ASHA instead of training them again; then one row per
+finished comparison run. A trial cut off by the end of a session starts again from scratch.
 """
 from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,16 +46,20 @@ def main() -> None:
     store = RunStore(home=args.home)
     saved = json.loads(args.output.read_text()) if args.output.exists() else {}
     if saved.get("search", {}).get("name") != args.name:
-        result = run_search(_recipe(0, args.epochs, args.subset), store, args.name, args.trials)
+        recorded = saved.get("trials_done", []) if saved.get("name") == args.name else []
+        args.output.write_text(json.dumps({"name": args.name, "trials_done": recorded}, indent=2))
+        result = run_search(_recipe(0, args.epochs, args.subset), store, args.name, args.trials, replay=recorded,
+                            on_trial=partial(_record_trial, args.output))
         trials = result.trials
+        recorded = json.loads(args.output.read_text())["trials_done"]
         if len(trials) < args.trials:  # the search was stopped part-way (Tune returns what it had): not a result
             raise SystemExit(f"the search holds {len(trials)} of {args.trials} trials: run the same command again")
         outcome = ["run_id", "val_mse", "best_epoch", "epochs_run", "status"]
-        saved = {"search": {"name": args.name, "trials": len(trials),
-                            "best_config": json.loads(trials.drop(columns=outcome).iloc[:1].to_json(orient="records"))[0],
+        saved = {"name": args.name, "trials_done": recorded, "search": {"name": args.name, "trials": len(trials),
+                            "best_config": next(r["config"] for r in recorded if r["run_id"] == result.best_run_id),
             "best_val_mse": result.best_val_mse, "best_epoch": result.best_epoch,
             "epochs_run": int(trials["epochs_run"].sum()),
-            "trial_seconds": sum(store.get_run(i).duration or 0.0 for i in trials["run_id"]),
+            "trial_seconds": sum(r["seconds"] for r in recorded),
             "table": json.loads(trials.drop(columns=["run_id"]).to_json(orient="records"))}, "runs": []}
         args.output.write_text(json.dumps(saved, indent=2))
     print(json.dumps(saved["search"]["best_config"]), flush=True)
@@ -71,6 +78,15 @@ def main() -> None:
             saved["runs"].append(row)
             args.output.write_text(json.dumps(saved, indent=2))
     print_table(saved)
+
+
+def _record_trial(output: Path, record: dict) -> None:
+    """Add a trial that ended to the JSON (read afresh: a restored search calls a copy of this from its folder)."""
+    saved = json.loads(output.read_text())
+    if all(r["config"] != record["config"] for r in saved["trials_done"]):  # a replayed trial ends again
+        saved["trials_done"].append(record)
+        output.write_text(json.dumps(saved, indent=2))
+        print(json.dumps({"trial": len(saved["trials_done"]), **record}), flush=True)
 
 
 def print_table(saved: dict) -> None:

@@ -1,15 +1,19 @@
 """Hyperparameter search on the validation split, on Ray Tune: random search (Ray Tune's own variant generator)
 over recipe settings, ASHA stopping trials whose validation MSE falls behind, every trial a run in the store
 (named after the search, its settings in ``info``). The test split is never reported to the tuner. A search
-resumes from its Tune folder in the run store (``tune/NAME``).
+resumes from its Tune folder in the run store (``tune/NAME``); where that folder is gone (another machine), from
+the trial records it handed out (``on_trial``): the seeded random search proposes the same settings in the same
+order, and a trial measured before replays its epochs to ASHA instead of training again.
 
 Ray is imported lazily, as in :mod:`~chemlm_engine.cluster`: nothing else needs it."""
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -18,7 +22,7 @@ from .pipeline import JobContext, SplitData
 from .spec import METHODS, JobSpec, SearchOptions
 from .store import ACTIVE_STATUSES, RunStore, Tables
 
-__all__ = ["default_space", "trial_spec", "refit_spec", "run_search", "run_search_job", "SearchResult"]
+__all__ = ["default_space", "trial_spec", "refit_spec", "run_search", "run_search_job", "SearchResult", "TrialRecord"]
 
 _MODEL_KEYS = ("head_hidden", "dropout", "descriptors")
 _TRAIN_KEYS = ("learning_rate", "batch_size", "epochs", "weight_decay")
@@ -45,12 +49,27 @@ def trial_spec(base: JobSpec, config: dict[str, Any]) -> JobSpec:
                    options={**base.options, **options})
 
 
-def _trial(config: dict[str, Any], base_json: str, url: str, home: str, search: str) -> None:
-    """One trial in a Ray worker: the same ``run_job`` as anywhere, reporting each epoch's validation MSE."""
+TrialRecord = Mapping[str, Any]
+"""A trial that ended (all its epochs, or stopped by ASHA): ``config``, ``epochs`` ([epoch, validation MSE] pairs),
+``run_id``, ``seconds``."""
+
+
+def _key(config: Mapping[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def _trial(config: dict[str, Any], base_json: str, url: str, home: str, search: str,
+           replay: Mapping[str, TrialRecord] | None = None) -> None:
+    """One trial in a Ray worker: the same ``run_job`` as anywhere, reporting each epoch's validation MSE; a trial
+    in ``replay`` (measured before) reports its recorded epochs instead."""
     from ray import tune
 
     from .jobs import run_job
 
+    if (record := (replay or {}).get(_key(config))) is not None:
+        for epoch, val_mse in record["epochs"]:  # ASHA, fed the same numbers in the same order, stops it again
+            tune.report({"val_mse": val_mse, "epoch": epoch, "run_id": record["run_id"]})
+        return
     spec = trial_spec(JobSpec.from_json(base_json), config)
     store = RunStore(url, home)
     run_id = store.create_run(spec.to_dict(), spec.method, f"{search} trial")
@@ -123,6 +142,27 @@ def _cancel_stopper(should_stop: Callable[[], bool], every_s: float = 1.0) -> An
     return CancelStopper()
 
 
+def _trial_recorder(on_trial: Callable[[dict[str, Any]], None]) -> Any:
+    """A Ray Tune callback handing ``on_trial`` each trial that ended on its own terms (its last result ``done``:
+    all epochs, or ASHA's stop), not one cut off by the search's end."""
+    from ray.tune import Callback
+
+    class TrialRecorder(Callback):
+        def __init__(self) -> None:
+            self.epochs: dict[str, list[list[float]]] = {}
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            self.epochs.setdefault(trial.trial_id, []).append([int(result["epoch"]), float(result["val_mse"])])
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            last = trial.last_result or {}
+            if last.get("done") and self.epochs.get(trial.trial_id):
+                on_trial({"config": trial.config, "epochs": self.epochs[trial.trial_id], "run_id": last["run_id"],
+                          "seconds": float(last.get("time_total_s", 0.0))})
+
+    return TrialRecorder()
+
+
 def _close_trials(store: RunStore, name: str, cancelled_at: float | None) -> None:
     """Trial runs whose Ray actor was stopped (by ASHA or a cancelled search) may not record their end: say so. A
     search cancelled at ``cancelled_at`` (epoch seconds) also cancels the trials that stopped since."""
@@ -141,13 +181,17 @@ def _close_trials(store: RunStore, name: str, cancelled_at: float | None) -> Non
 
 def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time_budget_s: float | None = None,
                space: dict[str, Any] | None = None, address: str | None = None, cpus_per_trial: int = 2,
-               should_stop: Callable[[], bool] = lambda: False) -> SearchResult:
+               should_stop: Callable[[], bool] = lambda: False, replay: Sequence[TrialRecord] = (),
+               on_trial: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
     """Search ``space`` (default :func:`default_space`) around ``base`` for the lowest validation MSE, with
-    ASHA (``max_t``: the base spec's epochs, grace period a quarter of them); resumes the search ``name`` if
-    its folder exists. Runs stopped early are recorded as interrupted, saying so. Once ``should_stop()`` (polled
-    about once a second) the search and its running trials stop: :class:`JobCancelledError`."""
+    ASHA (``max_t``: the base spec's epochs, grace period a quarter of them) and random search seeded by the
+    base's training seed; resumes the search ``name`` if its folder exists. Runs stopped early are recorded as
+    interrupted, saying so. Once ``should_stop()`` (polled about once a second) the search and its running
+    trials stop: :class:`JobCancelledError`. ``on_trial`` gets a :data:`TrialRecord` for each trial that ends;
+    trials in ``replay`` (records of this search from before) are not trained again."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import BasicVariantGenerator
 
     from .cluster import connect
 
@@ -160,26 +204,30 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
         return bool(stop_seen)
 
     folder = store.home / "tune" / name
+    replayed = {_key(r["config"]): r for r in replay}
     trainable = tune.with_resources(partial(_trial, base_json=base.to_json(), url=store.url, home=str(store.home),
-                                            search=name), {"cpu": cpus_per_trial})
+                                            search=name, replay=replayed), {"cpu": cpus_per_trial})
+    callbacks = [_trial_recorder(on_trial)] if on_trial else []
     if tune.Tuner.can_restore(str(folder)):
         tuner = tune.Tuner.restore(str(folder), trainable, resume_unfinished=True, restart_errored=True)
     else:
         epochs = base.train.epochs
         tuner = tune.Tuner(trainable, param_space=space or default_space(base.method),
                            tune_config=tune.TuneConfig(metric="val_mse", mode="min", num_samples=num_samples,
-                                                       time_budget_s=time_budget_s,
+                                                       time_budget_s=time_budget_s, search_alg=BasicVariantGenerator(
+                                                           random_state=base.train.seed),
                                                        scheduler=ASHAScheduler(time_attr="training_iteration",
                                                                                max_t=epochs,
                                                                                grace_period=max(1, epochs // 4),
                                                                                reduction_factor=3)),
                            run_config=tune.RunConfig(name=name, storage_path=str(folder.parent), verbose=0,
-                                                     stop=_cancel_stopper(stop_now)))
+                                                     stop=_cancel_stopper(stop_now), callbacks=callbacks))
     results = tuner.fit()
     stop_now()
     _close_trials(store, name, stop_seen[0] if stop_seen else None)
     if stop_seen:
         raise JobCancelledError(f"search {name!r} cancelled; run it again under the same name to resume it")
+    statuses = {r["run_id"]: "replayed" for r in replay} | {r.id: r.status for r in store.runs()}
     rows, configs = [], {}
     for result in (results[i] for i in range(len(results))):
         history = result.metrics_dataframe
@@ -190,7 +238,7 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
         best = history.loc[history["val_mse"].idxmin()]
         rows.append({"run_id": run_id, **configs[run_id], "val_mse": float(best["val_mse"]),
                      "best_epoch": int(best["epoch"]), "epochs_run": len(history),
-                     "status": store.get_run(run_id).status})
+                     "status": statuses.get(run_id, "unknown")})
     if not rows:
         errors = [str(r.error).strip().splitlines()[-1] for r in (results[i] for i in range(len(results))) if r.error]
         raise SearchError(f"no trial of search {name!r} finished an epoch" + (

@@ -48,6 +48,31 @@ def test_a_search_records_every_trial_and_returns_the_best_on_validation(tiny_ba
 
 
 @pytest.mark.ray
+def test_a_search_on_another_machine_replays_the_recorded_trials_instead_of_training_them(tiny_backbone, store,
+                                                                                        tmp_path):
+    from ray import tune
+
+    from chemlm_engine.cluster import connect
+    from chemlm_engine.store import RunStore
+
+    connect(num_cpus=2)
+    space = {"learning_rate": tune.loguniform(1e-5, 1e-3)}  # sampled: the seed must propose the same settings again
+    records: list[dict] = []
+    first = run_search(_base(tiny_backbone), store, "moved", num_samples=2, space=space, cpus_per_trial=1,
+                       on_trial=records.append)
+    assert len(records) == 2 and {r["run_id"] for r in records} == set(first.trials["run_id"])
+    for record in records:  # each epoch as the run measured it
+        measured = store.epochs(record["run_id"]).set_index("epoch")["val_mse"]
+        assert record["epochs"] and all(measured[e] == pytest.approx(v) for e, v in record["epochs"])
+    elsewhere = RunStore(home=tmp_path / "elsewhere")  # no Tune folder, no runs: only the records travelled
+    again = run_search(_base(tiny_backbone), elsewhere, "moved", num_samples=2, space=space, cpus_per_trial=1,
+                       replay=records)
+    assert elsewhere.runs() == []  # nothing was trained again
+    assert again.best_run_id == first.best_run_id and again.best_val_mse == first.best_val_mse
+    assert set(again.trials["status"]) == {"replayed"}
+
+
+@pytest.mark.ray
 def test_the_tune_command_writes_the_best_spec_that_train_reproduces(tiny_backbone, tmp_path, monkeypatch):
     import json
     from pathlib import Path
