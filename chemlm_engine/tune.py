@@ -1,14 +1,15 @@
 """Hyperparameter search on the validation split, on Ray Tune: random search (Ray Tune's own variant generator)
 over recipe settings, ASHA stopping trials whose validation MSE falls behind, every trial a run in the store
 (named after the search, its settings in ``info``). The test split is never reported to the tuner. A search
-resumes from its Tune folder in the run store (``tune/NAME``); where that folder is gone (another machine), from
-the trial records it handed out (``on_trial``): the seeded random search proposes the same settings in the same
-order, and a trial measured before replays its epochs to ASHA instead of training again.
+resumes from the trials it has measured: the seeded random search proposes the same settings in the same order,
+and a trial that ended before (in the store, or a record handed out by ``on_trial`` on another machine) replays its
+epochs to ASHA instead of training again; a trial cut off or cancelled trains again.
 
 Ray is imported lazily, as in :mod:`~chemlm_engine.cluster`: nothing else needs it."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -22,7 +23,8 @@ from .pipeline import JobContext, SplitData
 from .spec import METHODS, JobSpec, SearchOptions
 from .store import ACTIVE_STATUSES, RunStore, Tables
 
-__all__ = ["default_space", "trial_spec", "refit_spec", "run_search", "run_search_job", "SearchResult", "TrialRecord"]
+__all__ = ["default_space", "trial_spec", "refit_spec", "run_search", "run_search_job", "stored_trials", "SearchResult",
+           "TrialRecord"]
 
 _MODEL_KEYS = ("head_hidden", "dropout", "descriptors")
 _TRAIN_KEYS = ("learning_rate", "batch_size", "epochs", "weight_decay")
@@ -49,6 +51,7 @@ def trial_spec(base: JobSpec, config: dict[str, Any]) -> JobSpec:
                    options={**base.options, **options})
 
 
+_ASHA_STOP = "stopped early by ASHA after"
 TrialRecord = Mapping[str, Any]
 """A trial that ended (all its epochs, or stopped by ASHA): ``config``, ``epochs`` ([epoch, validation MSE] pairs),
 ``run_id``, ``seconds``."""
@@ -89,7 +92,7 @@ def _trial(config: dict[str, Any], base_json: str, url: str, home: str, search: 
             except SystemExit:  # how Ray Tune ends a trial it stops (ASHA, or the search ending): said while the
                 # run is still running, so run_job's generic word on the way out does not replace it; a cancelled
                 # search then says so instead (_close_trials)
-                store.interrupt(run_id, f"stopped early by ASHA after {seen} epoch(s): its validation MSE was "
+                store.interrupt(run_id, f"{_ASHA_STOP} {seen} epoch(s): its validation MSE was "
                                         "behind the other trials'")
                 raise
         reported = len(rows)
@@ -123,21 +126,17 @@ def refit_spec(spec: JobSpec, epochs: int) -> JobSpec | None:
                    train=replace(spec.train, epochs=epochs, patience=0))
 
 
-def _cancel_stopper(should_stop: Callable[[], bool], every_s: float = 1.0) -> Any:
+def _cancel_stopper(should_stop: Callable[[], bool]) -> Any:
     """A Ray Tune stopper that ends the whole search (its running trials too) once ``should_stop()``; Tune asks on
-    every step of its loop, not only when a trial reports, so it is polled at most every ``every_s``."""
+    every step of its loop, not only when a trial reports."""
     from ray.tune import Stopper
 
     class CancelStopper(Stopper):
-        last, stopped = 0.0, False
-
         def __call__(self, trial_id: str, result: dict) -> bool:
             return False
 
         def stop_all(self) -> bool:
-            if not self.stopped and time.monotonic() - self.last >= every_s:
-                self.last, self.stopped = time.monotonic(), should_stop()
-            return self.stopped
+            return should_stop()
 
     return CancelStopper()
 
@@ -163,6 +162,21 @@ def _trial_recorder(on_trial: Callable[[dict[str, Any]], None]) -> Any:
     return TrialRecorder()
 
 
+def stored_trials(store: RunStore, name: str) -> list[dict[str, Any]]:
+    """:data:`TrialRecord` s of the trials of search ``name`` that the store holds as ended on their own terms:
+    finished, or stopped by ASHA (not cancelled, failed or cut off)."""
+    records = []
+    for run in store.runs():
+        asha = run.status == "interrupted" and (run.message or "").startswith(_ASHA_STOP)
+        if run.info.get("search") != name or "trial_config" not in run.info or not (run.status == "finished" or asha):
+            continue
+        epochs = store.epochs(run.id)
+        measured = epochs[epochs["val_mse"].notna()] if "val_mse" in epochs else epochs.iloc[:0]
+        records.append({"config": run.info["trial_config"], "run_id": run.id, "seconds": run.duration or 0.0,
+                        "epochs": [[int(e), float(v)] for e, v in zip(measured["epoch"], measured["val_mse"])]})
+    return records
+
+
 def _close_trials(store: RunStore, name: str, cancelled_at: float | None) -> None:
     """Trial runs whose Ray actor was stopped (by ASHA or a cancelled search) may not record their end: say so. A
     search cancelled at ``cancelled_at`` (epoch seconds) also cancels the trials that stopped since."""
@@ -175,7 +189,7 @@ def _close_trials(store: RunStore, name: str, cancelled_at: float | None) -> Non
         elif run.status in ACTIVE_STATUSES:
             epochs = store.epochs(run.id)
             done = int(epochs["val_mse"].notna().sum()) if "val_mse" in epochs else 0
-            store.interrupt(run.id, f"stopped early by ASHA after {done} epoch(s): its validation MSE was behind "
+            store.interrupt(run.id, f"{_ASHA_STOP} {done} epoch(s): its validation MSE was behind "
                                     "the other trials'")
 
 
@@ -185,7 +199,7 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
                on_trial: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
     """Search ``space`` (default :func:`default_space`) around ``base`` for the lowest validation MSE, with
     ASHA (``max_t``: the base spec's epochs, grace period a quarter of them) and random search seeded by the
-    base's training seed; resumes the search ``name`` if its folder exists. Runs stopped early are recorded as
+    base's training seed; resumes the search ``name`` from its stored trials. Runs stopped early are recorded as
     interrupted, saying so. Once ``should_stop()`` (polled about once a second) the search and its running
     trials stop: :class:`JobCancelledError`. ``on_trial`` gets a :data:`TrialRecord` for each trial that ends;
     trials in ``replay`` (records of this search from before) are not trained again."""
@@ -197,33 +211,34 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
 
     connect(address)
     stop_seen: list[float] = []  # when should_stop() first said yes: trials stopping after it were cancelled
+    polled = [0.0]
 
-    def stop_now() -> bool:
-        if not stop_seen and should_stop():
-            stop_seen.append(time.time())
+    def stop_now(every_s: float = 1.0) -> bool:  # Tune asks on every step of its loop: poll at most every_s
+        if not stop_seen and time.monotonic() - polled[0] >= every_s:
+            polled[0] = time.monotonic()
+            if should_stop():
+                stop_seen.append(time.time())
         return bool(stop_seen)
 
     folder = store.home / "tune" / name
+    shutil.rmtree(folder, ignore_errors=True)  # Tune's own state: a resumed search replays the stored trials instead
+    replay = [*stored_trials(store, name), *replay]
     replayed = {_key(r["config"]): r for r in replay}
     trainable = tune.with_resources(partial(_trial, base_json=base.to_json(), url=store.url, home=str(store.home),
                                             search=name, replay=replayed), {"cpu": cpus_per_trial})
-    callbacks = [_trial_recorder(on_trial)] if on_trial else []
-    if tune.Tuner.can_restore(str(folder)):
-        tuner = tune.Tuner.restore(str(folder), trainable, resume_unfinished=True, restart_errored=True)
-    else:
-        epochs = base.train.epochs
-        tuner = tune.Tuner(trainable, param_space=space or default_space(base.method),
-                           tune_config=tune.TuneConfig(metric="val_mse", mode="min", num_samples=num_samples,
-                                                       time_budget_s=time_budget_s, search_alg=BasicVariantGenerator(
-                                                           random_state=base.train.seed),
-                                                       scheduler=ASHAScheduler(time_attr="training_iteration",
-                                                                               max_t=epochs,
-                                                                               grace_period=max(1, epochs // 4),
-                                                                               reduction_factor=3)),
-                           run_config=tune.RunConfig(name=name, storage_path=str(folder.parent), verbose=0,
-                                                     stop=_cancel_stopper(stop_now), callbacks=callbacks))
+    epochs = base.train.epochs
+    tuner = tune.Tuner(trainable, param_space=space or default_space(base.method),
+                       tune_config=tune.TuneConfig(metric="val_mse", mode="min", num_samples=num_samples,
+                                                   time_budget_s=time_budget_s,
+                                                   search_alg=BasicVariantGenerator(random_state=base.train.seed),
+                                                   scheduler=ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+                                                                           grace_period=max(1, epochs // 4),
+                                                                           reduction_factor=3)),
+                       run_config=tune.RunConfig(name=name, storage_path=str(folder.parent), verbose=0,
+                                                 stop=_cancel_stopper(stop_now),
+                                                 callbacks=[_trial_recorder(on_trial)] if on_trial else []))
     results = tuner.fit()
-    stop_now()
+    stop_now(every_s=0.0)
     _close_trials(store, name, stop_seen[0] if stop_seen else None)
     if stop_seen:
         raise JobCancelledError(f"search {name!r} cancelled; run it again under the same name to resume it")

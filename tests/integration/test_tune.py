@@ -73,6 +73,28 @@ def test_a_search_on_another_machine_replays_the_recorded_trials_instead_of_trai
 
 
 @pytest.mark.ray
+def test_a_cancelled_search_resumes_training_only_the_trials_that_had_not_ended(tiny_backbone, store):
+    from ray import tune
+
+    from chemlm_engine.cluster import connect
+    from chemlm_engine.errors import JobCancelledError
+
+    connect(num_cpus=2)
+    base = replace(_base(tiny_backbone), train=TrainConfig(epochs=20, batch_size=16))
+    space = {"learning_rate": tune.grid_search([1e-5, 1e-4, 1e-3])}
+    first: list[dict] = []
+    with pytest.raises(JobCancelledError):  # stopped once its first trial has ended
+        run_search(base, store, "resumed", num_samples=1, space=space, cpus_per_trial=2, on_trial=first.append,
+                   should_stop=lambda: len(first) >= 1)
+    later: list[dict] = []
+    ended = {r.id for r in store.runs() if r.status in ("finished", "interrupted")}
+    result = run_search(base, store, "resumed", num_samples=1, space=space, cpus_per_trial=2, on_trial=later.append)
+    assert len(result.trials) == 3 and set(result.trials["status"]) <= {"finished", "interrupted"}
+    trained = {r["run_id"] for r in later} - {r["run_id"] for r in first}  # the first trial is replayed, not trained
+    assert len(trained) == 2 and first[0]["run_id"] in ended and not trained & ended
+
+
+@pytest.mark.ray
 def test_the_tune_command_writes_the_best_spec_that_train_reproduces(tiny_backbone, tmp_path, monkeypatch):
     import json
     from pathlib import Path
