@@ -55,8 +55,10 @@ SIZE_LIMITED = [name for name in DESCRIPTOR_NAMES if any(mark in name for mark i
 _LIMITED = np.array([name in SIZE_LIMITED for name in DESCRIPTOR_NAMES])
 # Standardised values are clipped here: a few descriptors have heavy tails that would dominate the head.
 _CLIP = 10.0
-_CACHE: dict[str, np.ndarray] = {}
-_CACHE_LIMIT = 500_000
+_CACHE: dict[str, np.ndarray] = {}  # insertion-ordered: the oldest molecules leave first
+# ~90 MB: a whole Lipophilicity-size job (fit, then transform, then each ensemble member), or many library chunks
+# (every member describes the same chunk), while a library of any size streams in constant memory
+_CACHE_LIMIT = 50_000
 _PARALLEL_MIN = 32  # fewer uncached molecules are not worth a round trip to the helper process (~10 ms)
 _HELPER: ProcessPoolExecutor | None = None
 _HELPER_LOCK = threading.Lock()  # the app's sessions and job threads may ask at once
@@ -143,17 +145,17 @@ def size_warning(heavy_atoms: int) -> str | None:
 
 def describe(smiles: Sequence[str]) -> np.ndarray:
     """Raw descriptors, shape ``(len(smiles), len(DESCRIPTOR_NAMES))``, NaN where RDKit gives no finite value.
-    Computed once per molecule (cached in this process)."""
+    Computed once per molecule (the last :data:`_CACHE_LIMIT` are cached in this process)."""
     missing = [s for s in dict.fromkeys(smiles) if s not in _CACHE]
     fresh = dict(zip(missing, _compute(missing)))
-    for text, values in fresh.items():
-        if len(_CACHE) >= _CACHE_LIMIT:
-            break
-        _CACHE[text] = values
     out = np.empty((len(smiles), len(_FUNCTIONS)), dtype=np.float64)
-    for row, text in enumerate(smiles):
+    for row, text in enumerate(smiles):  # before caching the fresh ones, which may push these out
         values = fresh.get(text)
         out[row] = _CACHE[text] if values is None else values
+    for text, values in fresh.items():
+        _CACHE[text] = values
+        if len(_CACHE) > _CACHE_LIMIT:
+            del _CACHE[next(iter(_CACHE))]
     return out
 
 

@@ -54,6 +54,25 @@ def test_descriptors_are_rdkits_own_values_also_when_the_helper_process_computes
         np.testing.assert_array_equal(values[row], reference)
 
 
+def test_the_descriptor_cache_keeps_the_latest_molecules_up_to_its_limit(lipo, monkeypatch):
+    """A library streams through describe(): memory must stop growing at the cache's limit (it kept 500,000
+    molecules, ~1 GB, before), while molecules asked for again soon (ensemble members, fit then transform) are
+    still computed once."""
+    import chemlm_engine.descriptors as descriptors
+
+    monkeypatch.setattr(descriptors, "_CACHE", {})
+    monkeypatch.setattr(descriptors, "_CACHE_LIMIT", 5)
+    first = describe(lipo.smiles[:4])
+    later = describe(lipo.smiles[4:7])
+    assert list(descriptors._CACHE) == lipo.smiles[2:7]  # the two oldest left
+    computed = []
+    monkeypatch.setattr(descriptors, "_compute", lambda smiles: computed.extend(smiles) or [
+        descriptors.describe_mol(Chem.MolFromSmiles(s)) for s in smiles])
+    again = describe(lipo.smiles[:7])
+    assert computed == lipo.smiles[:2]  # only what had left the cache
+    np.testing.assert_array_equal(again, np.vstack([first, later]))
+
+
 def test_a_prediction_in_chunks_gives_half_of_every_chunks_descriptors_to_the_helper(tiny_backbone, lipo, monkeypatch):
     """predict_smiles reports progress chunk by chunk: each chunk's descriptors are still shared between processes
     (a chunk below the old 256-molecule threshold was computed in one process: 2.5x slower)."""
