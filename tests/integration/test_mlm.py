@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from chemlm_engine.spec import PretrainOptions
+from chemlm_engine.spec import JobSpec, PretrainOptions
 from chemlm_engine.methods.pretrain import DESCRIPTORS, DescriptorScaler, PreparedCorpus, \
     compute_targets, load_checkpoint_state, prepare_corpus, pretrain
 from rdkit import Chem
@@ -132,6 +132,16 @@ def test_pretraining_is_a_recorded_run_that_leaves_out_the_task_molecules(lipo, 
     assert run.method == "pretrain" and run.info["corpus_molecules"] == len(corpus) - 1
     assert store.table(run.id, Tables.PRETRAIN_LOSS)["step"].tolist() == [2, 4]
     assert (tmp_path / "p" / "config.json").exists() and (tmp_path / "p" / "tokenizer.json").exists()
+    # its model card: the corpus against the left-out molecules, the held-out metrics, the spec that trains it again
+    card = (tmp_path / "p" / "MODEL_CARD.md").read_text()
+    assert "layers 1, hidden 32" in card and f"{len(corpus) - 1:,} molecules" in card
+    assert "left out as Lipophilicity molecules: 1 |" in card
+    corpus_share, lipo_share = next(line for line in card.splitlines() if line.startswith("| an acidic group"))\
+        .strip("|").split("|")[1:]
+    assert corpus_share.strip() == "0.0 %" and lipo_share.strip() != "0.0 %"  # no acid in the corpus; some in Lipo
+    assert f"| 4 | {run.metrics['eval_mlm_loss']:.3f} |" in card  # the final held-out masked-token loss
+    spec = JobSpec.from_json((tmp_path / "p" / "pretrain_spec.json").read_text())
+    assert spec == JobSpec.from_dict(run.spec)
 
 
 def test_a_kill_while_replacing_a_checkpoint_never_loses_it(lipo, tmp_path, monkeypatch):

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
 from ...data import SMILES_COLUMNS
 from ...pipeline import JobContext, SplitData
 from ...store import Tables
 from ...tables import pick_column, read_table
+from .card import write_model_card
 from .corpus import PreparedCorpus, load_moses_smiles, prepare_corpus
 from .trainer import pretrain
-from ...spec import PretrainOptions
+from ...spec import DataSpec, PretrainOptions
 
 __all__ = ["run_pretraining"]
 
@@ -24,7 +27,8 @@ def _corpus(path: str | None) -> list[str]:
 def run_pretraining(ctx: JobContext, data: SplitData, opts: PretrainOptions) -> dict[str, float]:
     """Pretrain a backbone (options: :class:`~chemlm_engine.spec.options.PretrainOptions`). Every molecule
     of the job's data — all three splits — is left out of the corpus, so later fine-tuning on it is honest.
-    The prepared corpus is cached in the output folder, and training resumes from its checkpoint."""
+    The prepared corpus is cached in the output folder, and training resumes from its checkpoint; the finished
+    model gets its card (:func:`~.card.write_model_card`)."""
     output = Path(opts.output) if opts.output else ctx.artifacts / "model"
     task = data.train.smiles + data.val.smiles + data.test.smiles
     cache = output / f"corpus-{opts.descriptor_targets}.parquet"
@@ -49,5 +53,9 @@ def run_pretraining(ctx: JobContext, data: SplitData, opts: PretrainOptions) -> 
 
     result = pretrain(prepared, output, opts, init_from=opts.init_from, vocabulary_smiles=task, progress=on_step,
                       cancel=ctx.cancel)
+    source = ctx.spec.data.source
+    write_model_card(output, ctx.spec, opts, result, prepared.smiles, task,
+                     "Lipophilicity" if source == DataSpec().source else Path(source).name,
+                     AutoTokenizer.from_pretrained(output))
     return {"steps": result.steps, "molecules_seen": result.molecules_seen, "excluded": result.excluded,
             **{f"eval_{k}": v for k, v in result.eval.items()}}
