@@ -19,7 +19,7 @@ LAYERS = [
                           "methods.influence.tracked", "methods.influence.scores", "methods.influence.job",
                           "methods.influence.isal", "methods.selection",
                           "methods.pretrain", "methods.pretrain.trainer", "methods.pretrain.batches",
-                          "methods.pretrain.job"}),
+                          "methods.pretrain.job", "methods.pretrain.card"}),
     ("execution", {"cluster", "manager", "library", "tune"}),
     ("entry points", {"cli_predict", "cli_tune", "cli", "__main__", ""}),
 ]
