@@ -49,7 +49,7 @@ def main() -> None:
     trace = saved.get("trace", []) if saved.get("rows") == args.rows else []
     process = 1 + max((t["process"] for t in trace), default=0)
     result = {"rows": args.rows, "chunk_rows": args.chunk_rows, "model": args.model or DEFAULT_REGRESSOR,
-              "cpu": "AVX512-BF16 (bf16 autocast)" if cpu_has_native_bf16() else "no native bf16 (fp32)",
+              "cpu": "AVX512-BF16 (bf16 autocast)" if cpu_has_native_bf16() else "no native bf16 (int8 linear layers)",
               "trace": trace}
     print(f"CPU: {result['cpu']}", flush=True)
     started = time.perf_counter()

@@ -4,7 +4,8 @@ molecule), for the shipped ensemble and one of its members, in one process and o
 against the members' bare forward passes on the same molecules (the floor on this CPU).
 
     .venv/bin/python bench/library_speed.py --size 100000 --memory-sizes 10000 100000
-    ATEN_CPU_CAPABILITY=avx2 .venv/bin/python bench/library_speed.py ...   # PyTorch held to AVX2 kernels: fp32
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python \
+        bench/library_speed.py ...   # as on a CPU without AVX512: int8 linear layers
 
 Every measurement runs in a fresh process (its peak resident memory is its own; for Ray, the driver's only).
 Prints the CPU kind (native bf16 or not: the prediction precision follows it) and a table; resumes from its JSON
@@ -112,7 +113,7 @@ def main() -> None:
     library = args.work / f"library-{args.size}.csv"
     if not library.exists():
         build_library(args.size, library)
-    cpu = "AVX512-BF16 (bf16 autocast)" if cpu_has_native_bf16() else "no native bf16 (fp32)"
+    cpu = "AVX512-BF16 (bf16 autocast)" if cpu_has_native_bf16() else "no native bf16 (int8 linear layers)"
     print(f"CPU: {cpu}", flush=True)
     member = str(one_member(ensemble, args.work / "one-member"))
     plan = [("ensemble", ensemble, "local", args.size), ("one member", member, "local", args.size),

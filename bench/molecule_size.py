@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     predictor = load_predictor(args.model, "cpu")
     predict_smiles(predictor, ["CCO"])  # warm-up
-    cpu = "AVX512-BF16 (bf16 native)" if cpu_has_native_bf16() else "no native bf16 (fp32)"
+    cpu = "AVX512-BF16 (bf16 native)" if cpu_has_native_bf16() else "no native bf16 (int8 linear layers)"
     rows = []
     for kind, smiles in molecules():
         mol = Chem.MolFromSmiles(smiles)

@@ -1,9 +1,11 @@
 """Prediction speed: 1,000 pasted SMILES through one or more model folders, side by side in one run.
 
     .venv/bin/python bench/predict_speed.py [--models assets/lipo-regressor OTHER_FOLDER ...] [--n 1000]
-    ATEN_CPU_CAPABILITY=avx2 .venv/bin/python bench/predict_speed.py   # as on a CPU without AVX512 (fp32 only)
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python \
+        bench/predict_speed.py   # as on a CPU without AVX512: all three, or matrix products still use AVX512 / AMX
 
-For every model and inference precision (fp32, and bf16 autocast where this CPU computes it natively): parse,
+For every model and inference precision (fp32, int8 linear layers, and bf16 autocast where this CPU computes it
+natively; the row marked default is what `load_predictor` chooses on this CPU): parse,
 standardise and predict (an ensemble with its conformal interval; every molecule's descriptors computed afresh),
 then the applicability-domain check (the training fingerprints read from the model folder, the nearest training
 molecule found); then each member alone on the prepared molecules (the model's own speed, molecules/s per member);
@@ -23,7 +25,7 @@ from chemlm_engine import descriptors
 from chemlm_engine.spec import DEFAULT_REGRESSOR
 from chemlm_engine.data import load_lipophilicity
 from chemlm_engine.predict import Ensemble, TrainingReference, add_applicability_domain, load_predictor, predict_smiles
-from chemlm_engine.inference import cpu_has_native_bf16, predict_values
+from chemlm_engine.inference import cpu_has_native_bf16, predict_values, prediction_precision
 
 
 def measure(folder: str, smiles: list[str], precision: str) -> dict:
@@ -50,6 +52,8 @@ def measure(folder: str, smiles: list[str], precision: str) -> dict:
            "threads": torch.get_num_threads(), "predict_s": predicted - start, "similarity_s": done - predicted,
            "total_s": done - start, "molecules_per_s": len(smiles) / (done - start),
            "member_molecules_per_s": len(prepared) / (sum(member_s) / len(member_s)),
+           "bare_forward_s": sum(member_s), "total_over_bare": (done - start) / sum(member_s),
+           "default": precision == prediction_precision(torch.device("cpu")).replace("auto", "bf16"),
            "intervals": "interval_low" in frame}
     if not isinstance(predictor, Ensemble):
         started = time.perf_counter()
@@ -67,17 +71,19 @@ def main() -> None:
 
     lipo, _ = load_lipophilicity()
     smiles = lipo.smiles[-args.n:]
-    precisions = ["fp32", "bf16"] if cpu_has_native_bf16() else ["fp32"]
+    precisions = ["fp32", "int8"] + (["bf16"] if cpu_has_native_bf16() else [])
+    print(f"CPU: {torch.backends.cpu.get_cpu_capability()} kernels, "
+          f"{'native bf16' if cpu_has_native_bf16() else 'no native bf16'}")
     rows = [measure(folder, smiles, precision) for folder in args.models for precision in precisions]
     print("| model | kind | precision | molecules | threads | predict (s) | nearest neighbour (s) | total (s) "
-          "| molecules / s | model alone, per member (molecules / s) | + MC dropout, T=20 (s) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| molecules / s | model alone, per member (molecules / s) | total ÷ bare forward | + MC dropout, T=20 (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         mc = row.get("predict_with_mc_dropout_s")
-        print(f"| {row['model']} | {row['kind']} | {row['precision']} | {row['n']} | {row['threads']} "
-              f"| {row['predict_s']:.2f} | {row['similarity_s']:.2f} | {row['total_s']:.2f} "
-              f"| {row['molecules_per_s']:.0f} | {row['member_molecules_per_s']:.0f} "
-              f"| {'–' if mc is None else f'{mc:.2f}'} |")
+        print(f"| {row['model']} | {row['kind']} | {row['precision']}{' (default)' if row['default'] else ''} "
+              f"| {row['n']} | {row['threads']} | {row['predict_s']:.2f} | {row['similarity_s']:.2f} "
+              f"| {row['total_s']:.2f} | {row['molecules_per_s']:.0f} | {row['member_molecules_per_s']:.0f} "
+              f"| {row['total_over_bare']:.2f}x | {'–' if mc is None else f'{mc:.2f}'} |")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(rows, indent=2))
 

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ModelLoadError
 from ..model import RegressionModel, best_device, check_format, save_training_set
-from ..inference import last_layer_inputs, predict_values
+from ..inference import last_layer_inputs, predict_values, prediction_precision
 
 __all__ = ["Conformal", "Ensemble", "SpreadModel", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
 
@@ -175,8 +175,11 @@ def is_ensemble(folder: str | Path) -> bool:
 
 def load_predictor(folder: str | Path, device: torch.device | str | None = None,
                    trust_remote_code: bool = False) -> RegressionModel | Ensemble:
-    """A regressor or an ensemble folder, whichever ``folder`` holds."""
+    """A regressor or an ensemble folder, whichever ``folder`` holds, in its device's prediction precision
+    (:func:`~chemlm_engine.inference.prediction_precision`: int8 linear layers on a CPU without native bf16)."""
     folder = Path(folder)
-    if is_ensemble(folder):
-        return Ensemble.load(folder, device or best_device(), trust_remote_code)
-    return RegressionModel.load(folder, device, trust_remote_code)
+    predictor = (Ensemble.load(folder, device or best_device(), trust_remote_code) if is_ensemble(folder)
+                 else RegressionModel.load(folder, device, trust_remote_code))
+    for member in predictor.members if isinstance(predictor, Ensemble) else [predictor]:
+        member.inference_precision = prediction_precision(next(member.parameters()).device)
+    return predictor

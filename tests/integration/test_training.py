@@ -109,16 +109,17 @@ def test_fp32_is_honoured_on_cuda_too():
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
 
 
-def test_pytorch_held_to_avx2_kernels_predicts_in_fp32_as_a_plain_avx2_cpu_would():
+def test_pytorch_held_to_avx2_kernels_trains_in_fp32_and_predicts_in_int8_as_a_plain_avx2_cpu_would():
     import os
     import subprocess
     import sys
 
-    check = ("import torch; from chemlm_engine.inference import cpu_has_native_bf16, resolve_precision; "
-             "print(cpu_has_native_bf16(), resolve_precision('auto', torch.device('cpu')))")
+    check = ("import torch; from chemlm_engine.inference import cpu_has_native_bf16, resolve_precision, "
+             "prediction_precision; cpu = torch.device('cpu'); "
+             "print(cpu_has_native_bf16(), resolve_precision('auto', cpu), prediction_precision(cpu))")
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True,
                          env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}).stdout.split()
-    assert out == ["False", "fp32"]  # bf16 would be emulated there: several times slower than fp32
+    assert out == ["False", "fp32", "int8"]  # bf16 would be emulated there: several times slower than fp32
 
 
 def test_layer_decay_slows_each_lower_layer_and_the_embeddings_most(tiny_backbone):

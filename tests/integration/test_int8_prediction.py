@@ -1,0 +1,64 @@
+"""int8 prediction: on a CPU without native bf16 a loaded model predicts with its backbone's linear layers quantised,
+close to fp32, and never with weights older than the model's."""
+import numpy as np
+import pytest
+import torch
+from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+from chemlm_engine import inference
+from chemlm_engine.inference import predict_values, prediction_precision, runnable
+from chemlm_engine.predict import load_predictor
+
+
+def _spread(values: np.ndarray) -> float:
+    return float(values.max() - values.min())
+
+
+def test_a_cpu_without_native_bf16_predicts_in_int8_and_one_with_it_in_bf16(monkeypatch):
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    assert prediction_precision(torch.device("cpu")) == "int8"
+    assert inference.resolve_precision("auto", torch.device("cpu")) == "fp32"  # training stays fp32
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    assert prediction_precision(torch.device("cpu")) == "auto"
+    assert prediction_precision(torch.device("cuda")) == "auto"
+
+
+def test_load_predictor_quantises_on_a_cpu_without_native_bf16(monkeypatch, regressor_dir, lipo):
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    model = load_predictor(regressor_dir, "cpu")
+    assert model.inference_precision == "int8"
+    smiles = lipo.smiles[:64]
+    quantised = predict_values(model, smiles)
+    twin = runnable(model)
+    assert twin is not model and any(isinstance(m, DynamicInt8Linear) for m in twin.backbone.modules())
+    assert not any(isinstance(m, DynamicInt8Linear) for m in model.modules())  # the model itself stays trainable
+    model.inference_precision = "fp32"
+    exact = predict_values(model, smiles)
+    assert _spread(exact) > 0
+    assert np.abs(quantised - exact).max() < 0.1 * _spread(exact)
+    assert not np.array_equal(quantised, exact)  # it really ran the int8 layers
+
+
+def test_int8_prediction_follows_weights_changed_after_it(regressor_dir, lipo):
+    model = load_predictor(regressor_dir, "cpu")
+    model.inference_precision = "int8"
+    smiles = lipo.smiles[:64]
+    before = predict_values(model, smiles)
+    assert runnable(model) is runnable(model)  # unchanged weights: the same twin, not rebuilt per call
+    with torch.no_grad():  # as an optimiser step would: in place
+        for layer in model.backbone.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.mul_(1.5)
+    after = predict_values(model, smiles)
+    model.inference_precision = "fp32"
+    exact = predict_values(model, smiles)
+    assert np.abs(after - exact).max() < 0.1 * _spread(exact)
+    assert np.abs(after - before).max() > np.abs(after - exact).max()
+
+
+def test_int8_is_refused_off_the_cpu(regressor_dir):
+    model = load_predictor(regressor_dir, "cpu")
+    model.inference_precision = "int8"
+    model.to("meta")
+    with pytest.raises(ValueError, match="CPU"):
+        runnable(model)
