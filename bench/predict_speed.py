@@ -28,6 +28,17 @@ from chemlm_engine.predict import Ensemble, TrainingReference, add_applicability
 from chemlm_engine.inference import cpu_has_native_bf16, predict_values, prediction_precision
 
 
+def matmul_gflops(dtype: torch.dtype, reps: int = 20) -> float:
+    """A 2,048 x 768 by 768 x 768 matrix product's speed: shows which kernels matrix products really use (oneDNN and
+    MKL ignore ATEN_CPU_CAPABILITY; bf16 near 2 GFLOP/s means it is emulated)."""
+    a, b = torch.randn(2048, 768, dtype=dtype), torch.randn(768, 768, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * 2048 * 768 * 768 * reps / (time.perf_counter() - start) / 1e9
+
+
 def measure(folder: str, smiles: list[str], precision: str) -> dict:
     predictor = load_predictor(folder, "cpu")
     members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
@@ -73,7 +84,8 @@ def main() -> None:
     smiles = lipo.smiles[-args.n:]
     precisions = ["fp32", "int8"] + (["bf16"] if cpu_has_native_bf16() else [])
     print(f"CPU: {torch.backends.cpu.get_cpu_capability()} kernels, "
-          f"{'native bf16' if cpu_has_native_bf16() else 'no native bf16'}")
+          f"{'native bf16' if cpu_has_native_bf16() else 'no native bf16'}; matrix products fp32 "
+          f"{matmul_gflops(torch.float32):.0f} GFLOP/s, bf16 {matmul_gflops(torch.bfloat16):.0f} GFLOP/s")
     rows = [measure(folder, smiles, precision) for folder in args.models for precision in precisions]
     print("| model | kind | precision | molecules | threads | predict (s) | nearest neighbour (s) | total (s) "
           "| molecules / s | model alone, per member (molecules / s) | total ÷ bare forward | + MC dropout, T=20 (s) |")
