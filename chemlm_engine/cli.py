@@ -254,8 +254,12 @@ def pretrain(
                                            "descriptors + ionisable groups and charge at pH 7.4)."),
     target_dropout: float = typer.Option(0.0, help="Share of each molecule's descriptor targets left out."),
     randomize_smiles: bool = typer.Option(False, help="Train on a random spelling of each molecule."),
+    spellings: int = typer.Option(0, help="With --randomize-smiles: spell each molecule this many ways once, in all "
+                                  "cores, and draw among them (0: afresh per draw, ~80 ms a core per 512)."),
     micro_batch_size: int | None = typer.Option(None, help="Cut each batch into length-sorted groups of this size "
                                                 "(same gradient, less padding: faster on a CPU)."),
+    time_budget: float | None = typer.Option(None, help="Seconds: stop at the first step after them and save the "
+                                            "model (a rerun resumes towards MAX_STEPS)."),
     name: str = typer.Option(""),
     db: str | None = typer.Option(None, help="SQLAlchemy URL of the run store (default: $CHEMLM_HOME/runs.db)."),
 ) -> None:
@@ -269,7 +273,8 @@ def pretrain(
                    warmup_steps=warmup_steps, checkpoint_every=checkpoint_every, seed=seed, workers=workers,
                    corpus=str(corpus) if corpus else None, init_from=str(init_from) if init_from else None,
                    descriptor_targets=descriptor_targets, target_dropout=target_dropout,
-                   randomize_smiles=randomize_smiles, micro_batch_size=micro_batch_size)
+                   randomize_smiles=randomize_smiles, micro_batch_size=micro_batch_size, time_budget_s=time_budget,
+                   spellings_per_molecule=spellings)
     _run_with_progress(JobSpec(method="pretrain", name=name or f"pretrain {output.name}", options=options),
                        _store(db))
 

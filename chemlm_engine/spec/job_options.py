@@ -22,6 +22,7 @@ class PretrainOptions(MethodOptions):
     descriptor_targets: str = "basic"  # "basic" (8 MolBERT-style) or "rdkit" (~210 RDKit + ionisation at pH 7.4)
     target_dropout: float = 0.0  # share of each molecule's descriptor targets hidden from the loss
     randomize_smiles: bool = False  # a random spelling per draw: trains late positions, spelling invariance
+    spellings_per_molecule: int = 0  # > 0: a prepared corpus spelt this many ways up front (feeds a GPU)
     micro_batch_size: int | None = None  # length-sorted groups of this size per step (less padding on a CPU)
     workers: int | None = None  # processes that canonicalise and describe the corpus once (default: all cores)
     hidden_size: int = 256
@@ -35,6 +36,7 @@ class PretrainOptions(MethodOptions):
     weight_decay: float = 0.01
     warmup_steps: int = 500
     max_steps: int = 4500
+    time_budget_s: float | None = None  # stop at the first step after this many seconds (a lent GPU's time)
     mask_probability: float = 0.15
     descriptor_weight: float = 1.0
     checkpoint_every: int = 250
@@ -52,6 +54,8 @@ class PretrainOptions(MethodOptions):
         _check(self.descriptor_targets in ("basic", "rdkit"), "descriptor_targets must be 'basic' or 'rdkit'")
         _check(0 <= self.target_dropout < 1, "target_dropout must be in [0, 1)")
         _check(self.micro_batch_size is None or self.micro_batch_size >= 1, "micro_batch_size must be positive")
+        _check(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s must be positive")
+        _check(self.spellings_per_molecule >= 0, "spellings_per_molecule must not be negative")
 
     def fits(self) -> int:
         return 0  # no regressor: its cost is counted in optimizer steps
@@ -83,6 +87,7 @@ class SearchOptions(MethodOptions):
     def validate(self) -> None:
         _check(self.num_samples >= 1 and self.cpus_per_trial >= 1, "num_samples and cpus_per_trial must be positive")
         _check(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s must be positive")
+        _check(self.spellings_per_molecule >= 0, "spellings_per_molecule must not be negative")
 
     def fits(self) -> int:
         return self.num_samples

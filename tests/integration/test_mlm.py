@@ -2,6 +2,7 @@ import json
 import shutil
 
 import numpy as np
+import torch
 import pytest
 
 from chemlm_engine.spec import JobSpec, PretrainOptions
@@ -40,6 +41,22 @@ def test_resumed_run_continues_from_its_checkpoint(lipo, tmp_path):
     assert resumed["step"] == 20 and resumed["cursor"] > state["cursor"]
     opt_step = next(iter(resumed["optimizer"]["state"].values()))["step"]
     assert int(opt_step) == 20  # AdamW moments carried over, not restarted
+
+
+def test_a_spent_time_budget_saves_the_model_and_a_rerun_resumes_towards_max_steps(lipo, tmp_path, monkeypatch):
+    import chemlm_engine.methods.pretrain.trainer as trainer
+
+    clock = iter(range(0, 10_000, 10))  # every look at the clock: 10 s later
+    monkeypatch.setattr(trainer.time, "time", lambda: float(next(clock)))
+    budgeted = PretrainOptions(max_steps=50, checkpoint_every=100, time_budget_s=35, **TINY)
+    result = pretrain(lipo.smiles[:200], tmp_path / "b", budgeted)
+    assert 0 < result.steps < 50  # stopped by the budget, not by max_steps
+    assert (tmp_path / "b" / "model.safetensors").exists()
+    assert load_checkpoint_state(tmp_path / "b" / "checkpoint")["step"] == result.steps
+    seen = []
+    pretrain(lipo.smiles[:200], tmp_path / "b", PretrainOptions(max_steps=50, checkpoint_every=100, **TINY),
+             progress=lambda p: seen.append(p["step"]))
+    assert seen[0] == result.steps + 1 and seen[-1] == 50
 
 
 def test_excluded_molecules_are_never_trained_on(lipo, tmp_path):
@@ -221,6 +238,34 @@ def test_random_spellings_are_the_same_molecule_and_reach_late_positions(lipo):
     assert sum(a != b for a, b in zip(spelled, smiles)) > 150
     assert [Chem.CanonSmiles(s) for s in spelled] == [Chem.CanonSmiles(s) for s in smiles]
     assert max(len(smiles_tokens(s)) for s in spelled) > 54  # positions MOSES never reached
+
+
+def test_a_spelling_table_draws_among_a_few_seeded_spellings_of_the_same_molecules(lipo, tiny_backbone):
+    from transformers import AutoTokenizer
+
+    from chemlm_engine.methods.pretrain.batches import Batcher, spelling_table
+
+    smiles = lipo.smiles[:60]
+    table = spelling_table(smiles, 3, seed=0, workers=1)
+    assert table == spelling_table(smiles, 3, seed=0, workers=1)
+    assert table == spelling_table(smiles, 3, seed=0, workers=2, chunk=20)  # the same in any number of processes
+    assert all(len(row) == 3 and {Chem.CanonSmiles(s) for s in row} == {Chem.CanonSmiles(m)}
+               for row, m in zip(table, smiles))
+    assert sum(len(set(row)) > 1 for row in table) > 40
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone)
+    config = PretrainOptions(randomize_smiles=True, spellings_per_molecule=3, workers=1, **TINY)
+    batcher = Batcher(tokenizer, config, smiles)
+    ids = np.arange(20)
+    drawn = {}
+    for step in range(1, 30):
+        batch = batcher([smiles[i] for i in ids], ids, step)
+        # masked tokens are restored from the labels to read each row's spelling back
+        tokens = torch.where(batch["labels"] >= 0, batch["labels"], batch["input_ids"])
+        for i, row in zip(ids, tokens.tolist()):
+            text = tokenizer.decode([t for t in row if t != tokenizer.pad_token_id], skip_special_tokens=True)
+            drawn.setdefault(int(i), set()).add(text.replace(" ", ""))
+    assert all(spelt <= set(table[i]) for i, spelt in drawn.items())  # only the table's spellings
+    assert sum(len(spelt) > 1 for spelt in drawn.values()) > 10  # drawn among them, step by step
 
 
 def test_continued_pretraining_on_rdkit_targets_with_dropout_and_random_spellings(lipo, tmp_path):

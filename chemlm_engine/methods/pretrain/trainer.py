@@ -275,6 +275,10 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
     start, ema = time.time(), None
     molecules_at_start = step * config.batch_size
     while step < config.max_steps:
+        if config.time_budget_s is not None and time.time() - start >= config.time_budget_s:
+            log.info("time budget of %.0f s spent at step %d: saving the model as it is", config.time_budget_s, step)
+            _save_checkpoint(ckpt, model, head, tokenizer, optimizer, scheduler, step, stream, scaler, config)
+            break  # the same output folder resumes from here towards max_steps
         if cancel is not None and cancel.is_set():
             _save_checkpoint(ckpt, model, head, tokenizer, optimizer, scheduler, step, stream, scaler, config)
             raise JobCancelledError(f"pretraining cancelled at step {step} (checkpoint saved)")
