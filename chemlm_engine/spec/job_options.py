@@ -87,7 +87,6 @@ class SearchOptions(MethodOptions):
     def validate(self) -> None:
         _check(self.num_samples >= 1 and self.cpus_per_trial >= 1, "num_samples and cpus_per_trial must be positive")
         _check(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s must be positive")
-        _check(self.spellings_per_molecule >= 0, "spellings_per_molecule must not be negative")
 
     def fits(self) -> int:
         return self.num_samples
