@@ -21,11 +21,13 @@ size=(--hidden-size 512 --num-layers 8 --num-heads 8 --intermediate-size 2048 --
 [ "${SMOKE:-0}" = 1 ] && size=(--hidden-size 32 --num-layers 2 --num-heads 2 --intermediate-size 64 --batch-size 16
                                --max-steps 1000 --warmup-steps 2 --checkpoint-every 4)
 start=$(date +%s)
-timeout $((budget + ${PREPARE_SECONDS:-240})) $py -m chemlm_engine pretrain --corpus "$corpus" --output "$work/chemlm-small" "${size[@]}" \
+timeout $((budget + ${PREPARE_SECONDS:-240})) $py -m chemlm_engine pretrain --corpus "$corpus" \
+    --output "$work/chemlm-small" "${size[@]}" \
     --learning-rate 5e-4 --descriptor-targets rdkit --target-dropout 0.2 --randomize-smiles --spellings 8 \
     --time-budget "$budget" --name chemlm-small > "$work/pretrain.log" 2>&1
 echo "pretraining: exit $? after $(( $(date +%s) - start )) s"
-prepared=$(stat -c %Y "$work"/chemlm-small/corpus-*.parquet 2>/dev/null) && echo "corpus prepared after $((prepared - start)) s"
+prepared=$(stat -c %Y "$work"/chemlm-small/corpus-*.parquet 2>/dev/null) &&
+    echo "corpus prepared after $((prepared - start)) s"
 ls -l --time-style=+%s "$work/chemlm-small" "$work"/chemlm-small/checkpoint-* 2>&1 | tail -n 30
 tr '\r' '\n' < "$work/pretrain.log" | grep -v '^$' | tail -n 20
 for f in pretrain_summary.json eval_log.jsonl MODEL_CARD.md; do cp "$work/chemlm-small/$f" "$final/" 2>/dev/null; done
@@ -39,7 +41,8 @@ done; done
 wait
 echo "fine-tuning done after $(( $(date +%s) - start )) s"
 $py -c "import json, sys, glob; print(json.dumps([r for f in sorted(glob.glob(sys.argv[1] + '/ft-*.json'))
-                                                  for r in json.load(open(f))], indent=1))" "$work" > "$final/results.json"
+                                                  for r in json.load(open(f))], indent=1))" "$work" \
+    > "$final/results.json"
 tail -n 8 "$work"/*.log > "$final/logs.txt"
 $py - "$final/results.json" <<'EOF'
 import json, sys

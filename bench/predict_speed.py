@@ -88,7 +88,8 @@ def main() -> None:
           f"{matmul_gflops(torch.float32):.0f} GFLOP/s, bf16 {matmul_gflops(torch.bfloat16):.0f} GFLOP/s")
     rows = [measure(folder, smiles, precision) for folder in args.models for precision in precisions]
     print("| model | kind | precision | molecules | threads | predict (s) | nearest neighbour (s) | total (s) "
-          "| molecules / s | model alone, per member (molecules / s) | total ÷ bare forward | + MC dropout, T=20 (s) |")
+          "| molecules / s | model alone, per member (molecules / s) | total ÷ bare forward "
+          "| + MC dropout, T=20 (s) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         mc = row.get("predict_with_mc_dropout_s")

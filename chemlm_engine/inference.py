@@ -1,5 +1,6 @@
 """Inference shared by training and prediction: precision (bf16 autocast where the hardware computes it, int8
-linear layers for prediction where it does not), tokenising, padding, batched prediction with descriptors and test-time augmentation, MC dropout."""
+linear layers for prediction where it does not), tokenising, padding, batched prediction with descriptors and
+test-time augmentation, MC dropout."""
 from __future__ import annotations
 
 import contextlib
