@@ -25,7 +25,7 @@ from chemlm_engine import descriptors
 from chemlm_engine.spec import DEFAULT_REGRESSOR
 from chemlm_engine.data import load_lipophilicity
 from chemlm_engine.predict import Ensemble, TrainingReference, add_applicability_domain, load_predictor, predict_smiles
-from chemlm_engine.inference import cpu_has_native_bf16, predict_values, prediction_precision
+from chemlm_engine.inference import cpu_has_native_bf16, predict_values, prediction_precision, resolve_precision
 
 
 def matmul_gflops(dtype: torch.dtype, reps: int = 20) -> float:
@@ -40,6 +40,7 @@ def matmul_gflops(dtype: torch.dtype, reps: int = 20) -> float:
 
 
 def measure(folder: str, smiles: list[str], precision: str) -> dict:
+    cpu = torch.device("cpu")
     predictor = load_predictor(folder, "cpu")
     members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
     for member in members:
@@ -64,7 +65,7 @@ def measure(folder: str, smiles: list[str], precision: str) -> dict:
            "total_s": done - start, "molecules_per_s": len(smiles) / (done - start),
            "member_molecules_per_s": len(prepared) / (sum(member_s) / len(member_s)),
            "bare_forward_s": sum(member_s), "total_over_bare": (done - start) / sum(member_s),
-           "default": precision == prediction_precision(torch.device("cpu")).replace("auto", "bf16"),
+           "default": precision == resolve_precision(prediction_precision(cpu), cpu),
            "intervals": "interval_low" in frame}
     if not isinstance(predictor, Ensemble):
         started = time.perf_counter()
