@@ -40,7 +40,9 @@ MODELS = ("chemlm", "random-init", "mlm", "rf-morgan", "rf-descriptors", "chempr
 # test-time augmentation on the same trained model (``*_tta`` keys), validation metrics included.
 VARIANTS = {"chemlm-desc": ({"descriptors": True}, {}), "chemlm-aug": ({}, {"augment": True}),
             "chemlm-desc-aug": ({"descriptors": True}, {"augment": True})}
-EXTRA_MODELS = ("chemlm-fp32", *VARIANTS, "ensemble")  # chemlm-fp32: the default recipe without bf16 autocast
+# chemlm-fp32: the default recipe without bf16 autocast; ensemble: the members alone, ensemble-trees: blended with
+# gradient-boosted trees (the ensemble method's default since 4 December; its rows also hold the members-alone R²)
+EXTRA_MODELS = ("chemlm-fp32", *VARIANTS, "ensemble", "ensemble-trees")
 TTA_SPELLINGS = 8
 
 
@@ -171,11 +173,12 @@ def main() -> None:
                 else:
                     backbone = args.backbone if model != "random-init" else \
                         random_init_twin(args.backbone, work / f"random-init-{seed}", seed)
-                    variant = args.ensemble_config if model == "ensemble" else model
+                    variant = args.ensemble_config if model.startswith("ensemble") else model
                     model_changes, train_changes = VARIANTS.get(variant, ({}, {}))
-                    method = {"mlm": "mlm", "ensemble": "ensemble"}.get(model, "baseline")
+                    method = "mlm" if model == "mlm" else "ensemble" if model.startswith("ensemble") else "baseline"
                     options = {"mlm": {"mlm_epochs": args.mlm_epochs},
-                               "ensemble": {"members": args.members}}.get(model, {})
+                               "ensemble": {"members": args.members, "tree_weight": 0.0},
+                               "ensemble-trees": {"members": args.members}}.get(model, {})
                     spec = JobSpec(method=method, data=data_spec, model=ModelSpec(backbone=backbone, **model_changes),
                                    options=options,
                                    train=TrainConfig(epochs=args.epochs, seed=seed, **train_changes,
@@ -184,7 +187,7 @@ def main() -> None:
                     metrics = {**run.metrics, **{k: run.info.get(k) for k in ("precision", "device")}}
                     if model.startswith("chemlm"):
                         metrics.update(with_tta(run.model_path, data))
-                    if model == "ensemble":
+                    if model.startswith("ensemble"):
                         metrics["config"] = variant
                 row = {"model": model, "split": split, "seed": seed, "epochs": args.epochs, **metrics}
                 print(json.dumps(row), flush=True)

@@ -120,7 +120,8 @@ def explain(
         write_csv(result.top(top), table)
         picture.write_bytes(result.picture)
     typer.echo(json.dumps({"smiles": prepared.smiles, "prediction": result.prediction,
-                           "baseline": float(result.atoms["baseline"]), "warnings": warning,
+                           "baseline": float(result.atoms["baseline"]), "trees": float(result.atoms["trees"]),
+                           "warnings": warning,
                            "csv": str(output.with_suffix(".csv")),
                            "png": str(output.with_suffix(".png"))}))
 

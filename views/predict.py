@@ -47,7 +47,7 @@ else:
 ensemble = is_ensemble(folder)
 passes = 0 if ensemble else 20 * st.checkbox("MC-dropout uncertainty (20 stochastic passes)", value=True)
 if ensemble:
-    st.caption("An ensemble or its one-pass student: the members' mean ± spread, with a calibrated 90 % interval.")
+    st.caption("An ensemble (the default blends in descriptor trees) or its student: mean ± spread, 90 % interval.")
 
 # Results belong to one input and setup (model, option); with no input (uploads are not kept) they stay with the setup.
 has_input = bool(text.strip() or (upload and columns is not None))

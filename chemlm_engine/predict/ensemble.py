@@ -1,7 +1,9 @@
 """Deep ensembles: N regressors (different seeds) in one folder, sharing a tokenizer. The prediction is the
 members' mean, the uncertainty their spread, and a split-conformal interval calibrated on held-out
 molecules turns that spread into an interval with the stated coverage. A distilled ensemble is one student
-regressor with a :class:`SpreadModel` in place of the members' spread: one forward pass instead of N."""
+regressor with a :class:`SpreadModel` in place of the members' spread: one forward pass instead of N. An ensemble
+may also blend the members' mean with gradient-boosted trees (:class:`~.trees.Trees`); the spread stays the
+members'."""
 from __future__ import annotations
 
 import json
@@ -17,11 +19,13 @@ import torch
 from ..errors import ModelLoadError
 from ..model import RegressionModel, best_device, check_format, save_training_set
 from ..inference import last_layer_inputs, predict_values, prediction_precision
+from .trees import Trees
 
 __all__ = ["Conformal", "Ensemble", "SpreadModel", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
 
 ENSEMBLE_FILE = "ensemble.json"
-ENSEMBLE_FORMAT = "chemlm-ensemble", 2  # 2: a distilled ensemble's spread model (plain ensembles still write 1)
+# 2: a distilled ensemble's spread model; 3: trees blended in (the others still write 1)
+ENSEMBLE_FORMAT = "chemlm-ensemble", 3
 
 
 @dataclass(frozen=True)
@@ -83,15 +87,19 @@ class SpreadModel:
 
 class Ensemble:
     """Members trained alike with different seeds; :meth:`predict` gives mean and spread (std, ddof=1). With a
-    ``spread`` model it is a distilled ensemble: one member, whose last-layer inputs also give the spread."""
+    ``spread`` model it is a distilled ensemble: one member, whose last-layer inputs also give the spread. With
+    ``trees`` the mean is blended with theirs (:meth:`Trees.blend`)."""
 
     def __init__(self, members: Sequence[RegressionModel], conformal: Conformal | None = None,
-                 spread: SpreadModel | None = None) -> None:
+                 spread: SpreadModel | None = None, trees: Trees | None = None) -> None:
         if not members or (spread is not None and len(members) != 1):
             raise ValueError("an ensemble needs at least one member; a distilled one exactly one")
+        if trees is not None and not 0 < trees.weight <= 1:
+            raise ValueError(f"the trees' weight must be in (0, 1], not {trees.weight}")
         self.members = list(members)
         self.conformal = conformal
         self.spread = spread
+        self.trees = trees
 
     @property
     def tokenizer(self):
@@ -106,7 +114,13 @@ class Ensemble:
         return self.members[0].standardization
 
     def predict(self, smiles: Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation over members, in label units (descriptors computed once: cached)."""
+        """Prediction and spread in label units: the members' mean (blended with the trees' when there are trees)
+        and their standard deviation (descriptors computed once: cached)."""
+        mean, std = self.members_predict(smiles, batch_size)
+        return (mean if self.trees is None else self.trees.blend(mean, list(smiles))), std
+
+    def members_predict(self, smiles: Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The members' mean and standard deviation alone, without the trees."""
         if self.spread is not None:
             return self._distilled(list(smiles), batch_size)
         values = np.stack([predict_values(m, smiles, batch_size) for m in self.members])
@@ -137,9 +151,11 @@ class Ensemble:
         self.tokenizer.save_pretrained(folder)
         if training_smiles is not None:
             save_training_set(folder, training_smiles, training_labels)
-        meta = {"format": f"{ENSEMBLE_FORMAT[0]}/{2 if self.spread else 1}", "members": names,
+        version = 3 if self.trees else 2 if self.spread else 1
+        meta = {"format": f"{ENSEMBLE_FORMAT[0]}/{version}", "members": names,
                 "conformal": asdict(self.conformal) if self.conformal else None,
-                **({"spread": asdict(self.spread)} if self.spread else {})}
+                **({"spread": asdict(self.spread)} if self.spread else {}),
+                **({"trees": {"file": self.trees.save(folder), "weight": self.trees.weight}} if self.trees else {})}
         (folder / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=2))
         return folder
 
@@ -157,14 +173,16 @@ class Ensemble:
         try:
             conformal = Conformal(**meta["conformal"]) if meta.get("conformal") else None
             spread = SpreadModel(**meta["spread"]) if meta.get("spread") else None
+            tree_weight = float(meta["trees"]["weight"]) if meta.get("trees") else None
             names = meta["members"]
             if not names or not all(isinstance(n, str) and re.fullmatch(r"member-\d+", n) for n in names):
                 raise ValueError(f"members {names!r} are not member-N folders")
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is damaged: {exc!r}") from None
         members = [RegressionModel.load(folder / name, device, trust_remote_code) for name in names]
+        trees = None if tree_weight is None else Trees.load(folder, tree_weight)
         try:
-            return cls(members, conformal, spread)
+            return cls(members, conformal, spread, trees)
         except ValueError as exc:
             raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is damaged: {exc}") from None
 

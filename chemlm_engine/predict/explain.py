@@ -17,6 +17,9 @@ midpoint steps; each atom token's share is mapped to its atom (RDKit keeps the S
 ``f(molecule) − f(baseline)`` (completeness, up to the step error); bond and ring tokens are reported together.
 
 Ensembles: the prediction is the members' mean, so both attributions are the members' means (exact by linearity).
+An ensemble with trees predicts ``(1 − w) · members + w · trees``: the attributions are the members' scaled by
+``1 − w``, and the trees' part (whole-molecule features) is held fixed like the descriptors: it moves the
+prediction and the baseline alike and is reported as ``trees``.
 """
 from __future__ import annotations
 
@@ -126,6 +129,12 @@ def _members(predictor: RegressionModel | Ensemble, folder: str | Path) -> list[
     return [(predictor, Path(folder))]
 
 
+def _members_share(predictor: RegressionModel | Ensemble) -> float:
+    """The members' weight in the prediction: 1, or ``1 − w`` beside trees of weight ``w``."""
+    trees = predictor.trees if isinstance(predictor, Ensemble) else None
+    return 1.0 if trees is None else 1.0 - trees.weight
+
+
 def _training_set(folder: str | Path, reference: TrainingReference | None) -> tuple[list[str], np.ndarray]:
     reference = reference or TrainingReference.load(folder)
     if reference is None:
@@ -155,7 +164,8 @@ def training_contributions(predictor: RegressionModel | Ensemble, folder: str | 
         query = last_layer_inputs(model, [smiles])[0]
         total -= removal_effects(cache.features, cache.inverse, cache.residuals, cache.leverage, query) \
             * float(model.label_std)
-    frame = pd.DataFrame({"smiles": train_smiles, "label": labels, "contribution": total / len(members)})
+    frame = pd.DataFrame({"smiles": train_smiles, "label": labels, "contribution": total / len(members)
+                          * _members_share(predictor)})
     return frame.reindex(frame["contribution"].abs().sort_values(ascending=False).index).reset_index(drop=True)
 
 
@@ -164,7 +174,12 @@ def atom_contributions(predictor: RegressionModel | Ensemble, smiles: str, steps
     the baseline prediction (see the module docstring)."""
     members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
     parts = [_integrated_gradients(m, smiles, steps) for m in members]
-    return {key: np.mean([p[key] for p in parts], axis=0) for key in parts[0]}
+    out = {key: np.mean([p[key] for p in parts], axis=0) * _members_share(predictor) for key in parts[0]}
+    trees = predictor.trees if isinstance(predictor, Ensemble) else None
+    out["trees"] = 0.0 if trees is None else trees.weight * float(trees.predict([smiles])[0])
+    out["prediction"] += out["trees"]
+    out["baseline"] += out["trees"]
+    return out
 
 
 def _integrated_gradients(model: RegressionModel, smiles: str, steps: int) -> dict:
@@ -252,6 +267,7 @@ def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: s
     similarity = DataStructs.BulkTanimotoSimilarity(fingerprints([smiles])[0], reference.fingerprints)
     training["similarity"] = training["smiles"].map(dict(zip(reference.smiles, similarity)))
     atoms = atom_contributions(predictor, smiles)
-    legend = (f"logD {atoms['prediction']:.2f} (baseline {atoms['baseline']:.2f}); red raises, blue lowers")
+    trees = f", trees {atoms['trees']:+.2f} of it" if atoms["trees"] else ""  # held fixed: in both ends
+    legend = f"logD {atoms['prediction']:.2f} (baseline {atoms['baseline']:.2f}{trees}); red raises, blue lowers"
     return Explanation(smiles, float(atoms["prediction"]), atoms, training,
                        draw_atom_contributions(smiles, atoms["atoms"], legend=legend))

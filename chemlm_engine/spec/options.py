@@ -245,9 +245,13 @@ class EnsembleOptions(MethodOptions):
     # > 0: each member holds out this share of its own training molecules (its seed picks them) and keeps its
     # best epoch on them; 0: members keep their last epoch. The calibration molecules are never used either way.
     member_selection: float = 0.0
+    # > 0: gradient-boosted trees on RDKit descriptors and Morgan counts are fitted on the members' training molecules
+    # and get this weight in the prediction (the calibration part preferred 0.5 for the shipped recipe); 0: none.
+    tree_weight: float = 0.5
 
     def validate(self) -> None:
         _check(self.members >= 2, "an ensemble needs at least 2 members")
+        _check(0 <= self.tree_weight <= 1, "tree_weight must be in [0, 1]")
         _check(0 < self.coverage < 1 and 0 < self.calibration_fraction <= 0.5,
                "coverage must be in (0, 1) and calibration_fraction in (0, 0.5]")
         _check(0 <= self.member_selection <= 0.5, "member_selection must be in [0, 0.5]")

@@ -209,6 +209,7 @@ def test_an_ensemble_job_saves_members_and_predicts_intervals(tiny_backbone, sto
     assert 0 <= record.metrics["interval_coverage"] <= 1 and record.metrics["interval_width"] > 0
     ensemble = load_predictor(record.model_path, "cpu")
     assert isinstance(ensemble, Ensemble) and len(ensemble.members) == 3
+    assert ensemble.trees is not None and ensemble.trees.weight == 0.5  # blended in by default
     assert len({(m.spec.head_hidden, m.spec.descriptors) for m in ensemble.members}) == 1  # trained alike
     first, second = (member.head[0].weight.detach() for member in ensemble.members[:2])
     seeds_differ = not np.allclose(first, second)
@@ -269,7 +270,7 @@ def test_members_select_their_epoch_on_a_part_of_their_own_and_never_see_the_cal
 
     monkeypatch.setattr(job, "train_and_evaluate", recording)
     spec = JobSpec(method="ensemble", data=DataSpec(subset=200),
-                   options={"members": 3, "train_on_val": True, "member_selection": 0.2},
+                   options={"members": 3, "train_on_val": True, "member_selection": 0.2, "tree_weight": 0},
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=2, seed=1))
     record = store.get_run(run_job(spec, store))
     assert record.status == "finished" and record.metrics["calibration_molecules"] >= 10
@@ -282,5 +283,8 @@ def test_members_select_their_epoch_on_a_part_of_their_own_and_never_see_the_cal
     assert len({frozenset(val) for _, val, _ in seen}) == 3  # each member's own held-out part
     measured = dict(zip([*split.train.smiles, *split.val.smiles], [*split.train.labels, *split.val.labels]))
     held_out = sorted(calibration)
-    mean, _ = load_predictor(record.model_path).predict(held_out)  # its validation score, reported
+    ensemble = load_predictor(record.model_path)
+    assert isinstance(ensemble, Ensemble) and ensemble.trees is None  # tree_weight 0: the members alone
+    assert record.metrics["calibration_r2"] == record.metrics["calibration_r2_members"]
+    mean, _ = ensemble.predict(held_out)  # its validation score, reported
     assert record.metrics["calibration_r2"] == pytest.approx(r2_score([measured[s] for s in held_out], mean), abs=5e-3)

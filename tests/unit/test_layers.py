@@ -13,7 +13,7 @@ LAYERS = [
     ("data and features", {"data", "descriptors", "training_set", "methods.pretrain.corpus",
                            "methods.pretrain.drug_corpus"}),
     ("models", {"model", "inference", "training", "costs", "compare", "predict", "predict.batch", "predict.domain",
-                "predict.ensemble", "predict.explain"}),
+                "predict.ensemble", "predict.explain", "predict.trees"}),
     ("methods and jobs", {"pipeline", "jobs", "methods.baseline", "methods.curriculum", "methods.distill",
                           "methods.ensemble", "methods.mlm", "methods.peft", "methods.uncertainty", "methods.influence",
                           "methods.influence.tracked", "methods.influence.scores", "methods.influence.job",
