@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,8 +24,8 @@ from chemlm_engine.jobs import load_split_data
 from chemlm_engine.methods.ensemble import calibration_split, interval_quality
 from chemlm_engine.model import load_training_set
 from chemlm_engine.predict import load_predictor
-from chemlm_engine.predict.ensemble import Conformal, Ensemble
-from chemlm_engine.predict.trees import Trees
+from chemlm_engine.predict.ensemble import ENSEMBLE_FILE, Conformal, Ensemble
+from chemlm_engine.predict.trees import TREES_FILE, Trees
 from chemlm_engine.spec import DataSpec, EnsembleOptions
 from chemlm_engine.training import regression_metrics
 
@@ -65,11 +67,31 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"folder": args.folder, "fit_seconds": fit_seconds, "rows": rows}, indent=1))
     if args.write:
-        ensemble.trees = trees
-        blended = trees.blend(cal_mean, calibration.smiles)
-        ensemble.conformal = Conformal.calibrate(calibration.labels, blended, cal_std, options.coverage)
-        ensemble.save(args.folder, list(smiles), labels)
-        print(f"wrote the trees (weight {trees.weight}) and the new calibration into {args.folder}")
+        chosen = next(r for r in rows if r["weight"] == trees.weight)
+        members_alone = {"calibration_r2_members": rows[0]["calibration_r2"], "test_r2_members": rows[0]["test_r2"]}
+        write(Path(args.folder), ensemble, trees, calibration, chosen | members_alone)
+
+
+def write(folder: Path, ensemble: Ensemble, trees: Trees, calibration, row: dict) -> None:
+    """The trees, ``ensemble.json`` with the blend's calibration, and ``metrics.json`` with its test metrics; the
+    members' files stay as they are (saved aside, only the two ensemble files copied)."""
+    cal_mean, cal_std = ensemble.members_predict(calibration.smiles)
+    ensemble.trees = trees
+    ensemble.conformal = Conformal.calibrate(calibration.labels, trees.blend(cal_mean, calibration.smiles), cal_std,
+                                             ensemble.conformal.coverage if ensemble.conformal else 0.9)
+    with tempfile.TemporaryDirectory() as aside:
+        ensemble.save(aside)
+        for name in (ENSEMBLE_FILE, TREES_FILE):
+            shutil.copy(Path(aside) / name, folder / name)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["test"] = {k: row[f"test_{k}"] for k in ("mse", "rmse", "mae", "r2")}
+    metrics["metrics"].update({k: v for k, v in row.items() if k != "weight"}, tree_weight=trees.weight,
+                              conformal_quantile=ensemble.conformal.quantile)
+    metrics["spec"]["options"]["tree_weight"] = trees.weight
+    metrics["description"] = metrics["description"].split(" Blended")[0] + (
+        f" Blended with gradient-boosted trees on RDKit descriptors and Morgan counts (weight {trees.weight}).")
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"wrote the trees (weight {trees.weight}), the new calibration and metrics into {folder}")
 
 
 if __name__ == "__main__":
