@@ -70,7 +70,7 @@ def test_a_damaged_calibration_is_refused(descriptor_model, tmp_path, conformal)
 @pytest.mark.parametrize("file, written, error", [
     ("regressor.json", "chemlm-regressor/2", "written by a newer ChemLM Studio"),
     ("regressor.json", "chemlm-ensemble/1", "not a 'chemlm-regressor'"),
-    (ENSEMBLE_FILE, "chemlm-ensemble/7", "newer ChemLM Studio.*chemlm-ensemble/2"),
+    (ENSEMBLE_FILE, "chemlm-ensemble/7", "newer ChemLM Studio.*chemlm-ensemble/3"),
     (ENSEMBLE_FILE, None, None),  # folders from before formats were written still load
     ("regressor.json", None, None)])
 def test_a_model_folder_of_a_newer_format_is_refused_by_name(descriptor_model, tmp_path, file, written, error):
