@@ -267,7 +267,7 @@ def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: s
     similarity = DataStructs.BulkTanimotoSimilarity(fingerprints([smiles])[0], reference.fingerprints)
     training["similarity"] = training["smiles"].map(dict(zip(reference.smiles, similarity)))
     atoms = atom_contributions(predictor, smiles)
-    trees = f", trees {atoms['trees']:+.2f} of it" if atoms["trees"] else ""  # held fixed: in both ends
-    legend = f"logD {atoms['prediction']:.2f} (baseline {atoms['baseline']:.2f}{trees}); red raises, blue lowers"
+    trees = f"of which trees {atoms['trees']:+.2f}; " if atoms["trees"] else ""  # held fixed: in both ends
+    legend = f"logD {atoms['prediction']:.2f} ({trees}baseline {atoms['baseline']:.2f}); red raises, blue lowers"
     return Explanation(smiles, float(atoms["prediction"]), atoms, training,
                        draw_atom_contributions(smiles, atoms["atoms"], legend=legend))
