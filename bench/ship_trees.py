@@ -52,11 +52,12 @@ def main() -> None:
     cal_mean, cal_std = ensemble.members_predict(calibration.smiles)
     test_mean, test_std = ensemble.members_predict(data.test.smiles)
     cal_trees, test_trees = trees.predict(calibration.smiles), trees.predict(data.test.smiles)
-    rows = []
-    print("| trees' weight | calibration R² | test R² | test RMSE | coverage | width | Spearman |\n|---|---|---|---|---|---|---|")
+    rows, conformals = [], {}
+    print("| trees' weight | calibration R² | test R² | test RMSE | coverage | width | Spearman |")
+    print("|---|---|---|---|---|---|---|")
     for w in WEIGHTS:
         cal, test = (1 - w) * cal_mean + w * cal_trees, (1 - w) * test_mean + w * test_trees
-        conformal = Conformal.calibrate(calibration.labels, cal, cal_std, options.coverage)
+        conformal = conformals[w] = Conformal.calibrate(calibration.labels, cal, cal_std, options.coverage)
         metrics = regression_metrics(data.test.labels, test)
         row = {"weight": w, "calibration_r2": regression_metrics(calibration.labels, cal)["r2"],
                **{f"test_{k}": v for k, v in metrics.items()},
@@ -69,16 +70,15 @@ def main() -> None:
     if args.write:
         chosen = next(r for r in rows if r["weight"] == trees.weight)
         members_alone = {"calibration_r2_members": rows[0]["calibration_r2"], "test_r2_members": rows[0]["test_r2"]}
-        write(Path(args.folder), ensemble, trees, calibration, chosen | members_alone)
+        ensemble.trees, ensemble.conformal = trees, conformals[trees.weight]
+        write(Path(args.folder), ensemble, chosen | members_alone)
 
 
-def write(folder: Path, ensemble: Ensemble, trees: Trees, calibration, row: dict) -> None:
+def write(folder: Path, ensemble: Ensemble, row: dict) -> None:
     """The trees, ``ensemble.json`` with the blend's calibration, and ``metrics.json`` with its test metrics; the
     members' files stay as they are (saved aside, only the two ensemble files copied)."""
-    cal_mean, cal_std = ensemble.members_predict(calibration.smiles)
-    ensemble.trees = trees
-    ensemble.conformal = Conformal.calibrate(calibration.labels, trees.blend(cal_mean, calibration.smiles), cal_std,
-                                             ensemble.conformal.coverage if ensemble.conformal else 0.9)
+    assert ensemble.trees is not None and ensemble.conformal is not None
+    trees = ensemble.trees
     with tempfile.TemporaryDirectory() as aside:
         ensemble.save(aside)
         for name in (ENSEMBLE_FILE, TREES_FILE):

@@ -37,6 +37,7 @@ from safetensors.numpy import save_file
 
 from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
+from .trees import Trees
 from ..inference import last_layer_inputs
 from ..model import RegressionModel, content_digest
 from ..errors import OutputError
@@ -129,9 +130,13 @@ def _members(predictor: RegressionModel | Ensemble, folder: str | Path) -> list[
     return [(predictor, Path(folder))]
 
 
+def _trees(predictor: RegressionModel | Ensemble) -> Trees | None:
+    return predictor.trees if isinstance(predictor, Ensemble) else None
+
+
 def _members_share(predictor: RegressionModel | Ensemble) -> float:
     """The members' weight in the prediction: 1, or ``1 − w`` beside trees of weight ``w``."""
-    trees = predictor.trees if isinstance(predictor, Ensemble) else None
+    trees = _trees(predictor)
     return 1.0 if trees is None else 1.0 - trees.weight
 
 
@@ -175,7 +180,7 @@ def atom_contributions(predictor: RegressionModel | Ensemble, smiles: str, steps
     members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
     parts = [_integrated_gradients(m, smiles, steps) for m in members]
     out = {key: np.mean([p[key] for p in parts], axis=0) * _members_share(predictor) for key in parts[0]}
-    trees = predictor.trees if isinstance(predictor, Ensemble) else None
+    trees = _trees(predictor)
     out["trees"] = 0.0 if trees is None else trees.weight * float(trees.predict([smiles])[0])
     out["prediction"] += out["trees"]
     out["baseline"] += out["trees"]
