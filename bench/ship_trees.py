@@ -1,13 +1,15 @@
 """Blend the shipped ensemble with gradient-boosted trees, as `train --method ensemble` now does after its members.
 
     .venv/bin/python bench/ship_trees.py [--folder assets/lipo-regressor] [--write]
+    .venv/bin/python bench/ship_trees.py --folder assets/lipo-regressor-fast --trees-from assets/lipo-regressor \
+        --write   # the distilled student keeps its teacher's trees, as `train --method distill` now does
 
 Rebuilds the shipped model's data (random split seed 0, training + validation less the seeded 10 % calibration
 part), checks that the folder's training set is exactly the members' training molecules, fits the trees on them
 (`Trees.fit`, seed 0), and prints calibration-part and test-part metrics for trees' weights 0 … 1 (the calibration
 part, 378 molecules no member or tree saw, is the score that chooses; the test part is reported, never chosen on).
 With --write the folder gets the trees at the recipe's weight (`EnsembleOptions.tree_weight`) and intervals
-recalibrated on the blend. Writes bench/results/shipped_trees.json.
+recalibrated on the blend. Writes bench/results/shipped_trees.json (the student's: shipped_trees_fast.json).
 """
 from __future__ import annotations
 
@@ -36,18 +38,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", default="assets/lipo-regressor")
     parser.add_argument("--write", action="store_true", help="Save the trees and the new calibration in --folder.")
-    parser.add_argument("--output", type=Path, default=Path("bench/results/shipped_trees.json"))
+    parser.add_argument("--trees-from", help="reuse this folder's trees and weight instead of fitting them")
+    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     options = EnsembleOptions()
     data = load_split_data(DataSpec(split="random", split_seed=0))
     rest, calibration = calibration_split(data, options.calibration_fraction, 0)
     ensemble = load_predictor(args.folder, "cpu")
-    assert isinstance(ensemble, Ensemble) and ensemble.spread is None, "a plain ensemble folder"
+    assert isinstance(ensemble, Ensemble), "an ensemble or distilled folder"
+    output = args.output or Path(f"bench/results/shipped_trees{'_fast' if ensemble.spread else ''}.json")
     smiles, labels = load_training_set(args.folder)
     if list(smiles) != list(rest.train.smiles) or not np.allclose(labels, rest.train.labels):
         raise SystemExit("the folder's training set is not the members' training molecules of this split")
     started = time.time()
-    trees = Trees.fit(rest.train.smiles, rest.train.labels, options.tree_weight, seed=0)
+    if args.trees_from:  # fitted on the same molecules (checked against that folder's training set too)
+        if (load_training_set(args.trees_from) or ([],))[0] != list(smiles):
+            raise SystemExit(f"{args.trees_from} was trained on other molecules")
+        source = load_predictor(args.trees_from, "cpu")
+        assert isinstance(source, Ensemble) and source.trees is not None, f"{args.trees_from} has no trees"
+        trees = source.trees
+    else:
+        trees = Trees.fit(rest.train.smiles, rest.train.labels, options.tree_weight, seed=0)
     fit_seconds = time.time() - started
     cal_mean, cal_std = ensemble.members_predict(calibration.smiles)
     test_mean, test_std = ensemble.members_predict(data.test.smiles)
@@ -65,13 +76,23 @@ def main() -> None:
         rows.append(row)
         print(f"| {w:.2f} | {row['calibration_r2']:.4f} | {row['test_r2']:.4f} | {row['test_rmse']:.3f} | "
               f"{row['interval_coverage']:.3f} | {row['interval_width']:.2f} | {row['spearman_error_spread']:.3f} |")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"folder": args.folder, "fit_seconds": fit_seconds, "rows": rows}, indent=1))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"folder": args.folder, "trees_from": args.trees_from, "fit_seconds": fit_seconds,
+                                  "rows": rows}, indent=1))
     if args.write:
         chosen = next(r for r in rows if r["weight"] == trees.weight)
         members_alone = {"calibration_r2_members": rows[0]["calibration_r2"], "test_r2_members": rows[0]["test_r2"]}
         ensemble.trees, ensemble.conformal = trees, conformals[trees.weight]
-        write(Path(args.folder), ensemble, chosen | members_alone)
+        write(Path(args.folder), ensemble, chosen | members_alone | teacher(args.trees_from))
+
+
+def teacher(folder: str | None) -> dict:
+    """The teacher's test metrics, for a student that takes its trees (as a distillation reports them)."""
+    if folder is None:
+        return {}
+    metrics = json.loads((Path(folder) / "metrics.json").read_text())["metrics"]
+    return {f"teacher_{k}": metrics[k] for k in ("test_r2", "interval_coverage", "interval_width",
+                                                   "spearman_error_spread")}
 
 
 def write(folder: Path, ensemble: Ensemble, row: dict) -> None:
@@ -87,7 +108,8 @@ def write(folder: Path, ensemble: Ensemble, row: dict) -> None:
     metrics["test"] = {k: row[f"test_{k}"] for k in ("mse", "rmse", "mae", "r2")}
     metrics["metrics"].update({k: v for k, v in row.items() if k != "weight"}, tree_weight=trees.weight,
                               conformal_quantile=ensemble.conformal.quantile)
-    metrics["spec"]["options"]["tree_weight"] = trees.weight
+    if metrics["spec"]["method"] == "ensemble":  # a distillation takes its teacher's trees and weight
+        metrics["spec"]["options"]["tree_weight"] = trees.weight
     metrics["description"] = metrics["description"].split(" Blended")[0] + (
         f" Blended with gradient-boosted trees on RDKit descriptors and Morgan counts (weight {trees.weight}).")
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))

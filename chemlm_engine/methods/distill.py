@@ -7,6 +7,8 @@ inputs learns the members' spread; the split-conformal interval is calibrated an
 teacher's members nor the student trained on. Prediction then costs one forward pass instead of one per member.
 A ``transfer`` file of unlabelled SMILES (a library to screen, a corpus) adds molecules the teacher labels for the
 student only: the more of the teacher's function it sees, the closer it follows (none of the job's molecules).
+A teacher blended with trees keeps them: the student replaces its members only (it learns their mean and spread), and
+the distilled model blends its prediction with the same trees at the same weight.
 """
 from __future__ import annotations
 
@@ -64,14 +66,15 @@ def run_distill(ctx: JobContext, data: SplitData, opts: DistillOptions) -> dict[
         calibration = data.val
     ctx.progress(0.0, "the teacher predicts the training molecules", force=True)
     taught_smiles = data.train.smiles + (transfer.smiles if transfer is not None else [])
-    taught, taught_spread = teacher.predict(taught_smiles)
-    # the student learns the teacher, and is selected on how closely it follows it on the validation molecules
+    taught, taught_spread = teacher.members_predict(taught_smiles)
+    # the student learns the members, and is selected on how closely it follows them on the validation molecules
     student_data = replace(data, train=MoleculeData(taught_smiles, taught),
-                           val=MoleculeData(data.val.smiles, teacher.predict(data.val.smiles)[0], data.val.names))
+                           val=MoleculeData(data.val.smiles, teacher.members_predict(data.val.smiles)[0],
+                                            data.val.names))
     student, _ = train_and_evaluate(ctx, student_data, stage="student", final=False, span=(0.05, 0.95))
     student.standardization = ctx.spec.data.standardization
     spread = SpreadModel.fit(last_layer_inputs(student, taught_smiles), taught_spread)
-    distilled = Ensemble([student], spread=spread)
+    distilled = Ensemble([student], spread=spread, trees=teacher.trees)
     cal_mean, cal_spread = distilled.predict(calibration.smiles)
     distilled.conformal = Conformal.calibrate(calibration.labels, cal_mean, cal_spread, opts.coverage)
     mean, std = distilled.predict(data.test.smiles)

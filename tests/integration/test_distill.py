@@ -51,6 +51,11 @@ def test_a_distilled_ensemble_is_one_student_with_a_spread_and_its_own_calibrati
     mean, spread = student.predict(stored["smiles"].tolist())
     np.testing.assert_allclose(stored["prediction"], mean, atol=2e-3)  # what was evaluated is what was saved
     assert (spread > 0).all() and student.conformal.n_calibration == record.metrics["calibration_molecules"]
+    # the teacher's trees stay: the student replaces its members, and blends with the same trees at the same weight
+    trees, smiles = load_predictor(taught.model_path, "cpu").trees, stored["smiles"].tolist()[:20]
+    assert student.trees is not None and student.trees.weight == trees.weight
+    np.testing.assert_allclose(student.trees.predict(smiles), trees.predict(smiles))
+    np.testing.assert_allclose(mean[:20], trees.blend(student.members_predict(smiles)[0], smiles), atol=1e-6)
     result = predict_smiles(student, ["CCO", "c1ccccc1O", "C1CC"])
     valid = result.iloc[:2]
     assert result["prediction"].notna().tolist() == [True, True, False]
