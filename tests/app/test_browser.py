@@ -99,6 +99,19 @@ def _choose(page, box, name, tries: int = 5) -> None:
     option.click()
 
 
+def _visit(page, link: str, shows, tries: int = 3) -> None:
+    """Follow a sidebar link until the page shows ``shows``: like a selectbox's, a click that lands while the page
+    is still rerunning (the jobs panel refreshes every 2 s here) can be lost."""
+    for attempt in range(1, tries + 1):
+        page.get_by_role("link", name=link).first.click()
+        try:
+            shows.wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == tries:
+                raise
+
+
 def _download(page, button: str, tries: int = 3) -> Path:
     """Click a download button and return the file. The jobs panel reruns the page (up to 10 s) after a job ends,
     and a click that lands in that rerun is lost: click again."""
@@ -255,9 +268,8 @@ def test_predict_with_this_run_keeps_the_run_the_first_click_and_the_input_acros
     page.get_by_text("Paste SMILES").click()
     page.wait_for_timeout(1500)
     assert model_box.input_value() == chosen
-    page.get_by_role("link", name="Home").click()
-    page.get_by_text("Embedded default model").wait_for(timeout=30_000)
-    page.get_by_role("link", name="Predict").first.click()
+    _visit(page, "Home", page.get_by_text("Embedded default model"))
+    _visit(page, "Predict", page.get_by_role("heading", name="Predict logD"))
     page.get_by_text("Outside the domain", exact=True).wait_for()  # the results are still there ...
     assert page.get_by_label("One SMILES per line").input_value() == "CCO ethanol\nc1ccccc1O phenol"  # ... and input
     assert page.get_by_role("combobox", name="Model").input_value() == chosen
