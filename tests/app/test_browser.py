@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
 
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
@@ -178,9 +178,11 @@ def test_a_library_too_big_for_the_page_is_predicted_in_the_background_and_downl
     rows = [f"L{i},{lipo.smiles[i % 300]}" for i in range(PAGE_ROWS + 1)]
     library.write_text("ID,smiles\n" + "\n".join(rows) + "\n")
     page.goto(f"{app_url}/predict")
-    _choose(page, page.get_by_role("combobox", name="Model"), re.compile("baseline"))  # the tiny trained run
     page.get_by_text("Upload CSV").click()
     page.locator('input[type="file"]').set_input_files(str(library))
+    page.get_by_text("predicts about twice as fast").wait_for()  # with the default model: the one-pass student
+    _choose(page, page.get_by_role("combobox", name="Model"), re.compile("baseline"))  # the tiny trained run
+    expect(page.get_by_text("predicts about twice as fast")).to_have_count(0)  # a run of its own: no such hint
     page.get_by_role("button", name="Predict it in the background").click()
     page.get_by_text("Library predictions (1)").wait_for(timeout=180_000)
     saved = pd.read_parquet(_download(page, "Download (Parquet)"))
