@@ -1,6 +1,7 @@
 """Predicting screening libraries: CSV or Parquet in, Parquet out, streamed so that memory stays flat
 for any library size — in this process, or through Ray Data on a cluster (a model-holding actor per
-worker). Both paths apply :func:`predict_frame` to each batch, so their outputs agree row for row."""
+worker). Both paths apply :func:`predict_frame` to each batch, so their outputs agree row for row: the prediction,
+its interval and, as on the Predict page, the nearest training molecule and whether it is in the domain."""
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ from .compare import launched_trusting
 from .data import SMILES_COLUMNS
 from .errors import DataError
 from .pipeline import JobContext, SplitData
-from .predict.ensemble import load_predictor
 from .predict.batch import predict_smiles
+from .predict.domain import DOMAIN_COLUMNS, TrainingReference, add_applicability_domain
+from .predict.ensemble import load_predictor
 from .spec import PredictOptions
 from .tables import iter_table, pick_column
 
@@ -40,7 +42,11 @@ class LibrarySummary:
         return (self.rows - self.resumed_rows) / max(self.seconds, 1e-9)
 
 
-OUTPUT_COLUMNS = ("canonical_smiles", "prediction", "error", "warnings", "standardization")
+OUTPUT_COLUMNS = ("canonical_smiles", "prediction", "error", "warnings", "standardization", *DOMAIN_COLUMNS)
+_NOT_TEXT = {"prediction": pa.float64(), "similarity": pa.float64(), "nearest_training_label": pa.float64(),
+             "in_domain": pa.bool_()}
+# What a part of an interrupted run holds: parts written by code with other columns are not mixed in.
+_PARTS_FORMAT = 2  # 2: with the applicability domain
 # Row problems found while reading a CSV (blank, ragged) travel to Ray workers in this column.
 _PROBLEM_COLUMN = "__row_problem__"
 # Ray Data writes several Parquet files that readers may list in any order: every output row carries its
@@ -48,14 +54,16 @@ _PROBLEM_COLUMN = "__row_problem__"
 INPUT_ROW = "input_row"
 
 
-def predict_frame(model, frame: pd.DataFrame, smiles_column: str,
-                  problems: list[str | None] | None = None) -> pd.DataFrame:
+def predict_frame(model, frame: pd.DataFrame, smiles_column: str, problems: list[str | None] | None = None,
+                  reference: TrainingReference | None = None) -> pd.DataFrame:
     """The input rows with ``canonical_smiles``, ``prediction``, ``error`` (why a row has no prediction),
-    ``warnings`` and ``standardization`` appended; see :func:`~chemlm_engine.predict.batch.predict_smiles`."""
+    ``warnings``, ``standardization`` and the applicability domain against ``reference`` (the model's training
+    molecules; empty without) appended; see :func:`~chemlm_engine.predict.batch.predict_smiles`."""
     out = frame.reset_index(drop=True)
     if _PROBLEM_COLUMN in out.columns:
         problems = [p or None for p in out.pop(_PROBLEM_COLUMN)]
-    result = predict_smiles(model, out[smiles_column].tolist(), problems=problems)
+    result = add_applicability_domain(predict_smiles(model, out[smiles_column].tolist(), problems=problems),
+                                      reference)
     added = result.columns.drop(["row", "name", "input"])  # an ensemble adds uncertainty and interval
     out = out.rename(columns=lambda c: f"{c} (input)" if c in added else c)  # the user's own columns stay
     for column in added:
@@ -67,7 +75,7 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     """One schema for every batch (an all-valid batch would otherwise get null-typed text columns)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     for name in OUTPUT_COLUMNS:
-        kind = pa.float64() if name == "prediction" else pa.string()
+        kind = _NOT_TEXT.get(name, pa.string())
         table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(kind))
     return table
 
@@ -148,16 +156,19 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
     column = smiles_column_of(source, smiles_column)
     stat = source.stat()
     manifest = {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                "model": str(Path(model_dir).resolve()), "column": column, "chunk_rows": chunk_rows}
+                "model": str(Path(model_dir).resolve()), "column": column, "chunk_rows": chunk_rows,
+                "format": _PARTS_FORMAT}
     output.parent.mkdir(parents=True, exist_ok=True)
     parts, finished = _parts_folder(output, manifest)
     model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
+    reference = TrainingReference.load(model_dir)
     total, done, started = _row_count(source), 0, time.time()
     for i, (chunk, problems) in enumerate(_chunks(source, chunk_rows)):
         done += len(chunk)
         if i >= finished:  # the chunks before were written by an interrupted run
             part = parts / f"part-{i:06d}.parquet"
-            pq.write_table(_to_arrow(predict_frame(model, chunk, column, problems)), part.with_suffix(".tmp"))
+            predicted = predict_frame(model, chunk, column, problems, reference)
+            pq.write_table(_to_arrow(predicted), part.with_suffix(".tmp"))
             part.with_suffix(".tmp").replace(part)  # a part exists only once it is whole
         if progress is not None:
             progress(done, total)
@@ -208,10 +219,11 @@ class _LibraryPredictor:
 
         torch.set_num_threads(threads)
         self.model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
+        self.reference = TrainingReference.load(model_dir)
         self.column = smiles_column
 
     def __call__(self, batch: pd.DataFrame) -> pa.Table:
-        return _to_arrow(predict_frame(self.model, batch, self.column))
+        return _to_arrow(predict_frame(self.model, batch, self.column, reference=self.reference))
 
 
 def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: str | Path,

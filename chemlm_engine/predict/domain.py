@@ -17,7 +17,7 @@ from ..errors import OutputError
 from ..model import content_digest, load_training_set
 from ..tables import written_aside
 
-__all__ = ["DOMAIN_SIMILARITY", "FINGERPRINT_FILE", "fingerprints", "TrainingReference", "nearest_neighbours",
+__all__ = ["DOMAIN_COLUMNS", "DOMAIN_SIMILARITY", "FINGERPRINT_FILE", "fingerprints", "TrainingReference", "nearest_neighbours",
            "add_applicability_domain"]
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # Below this Tanimoto similarity to the nearest training molecule (Morgan radius 2, 2048 bits) a
 # prediction is flagged as outside the applicability domain: such pairs rarely share a chemical series.
 DOMAIN_SIMILARITY = 0.3
+DOMAIN_COLUMNS = ("nearest_training_smiles", "nearest_training_label", "similarity", "in_domain")
 FINGERPRINT_FILE = "training_fingerprints.npz"
 _BITS = 2048
 _MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=_BITS)
@@ -103,10 +104,8 @@ def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference |
     """Add the nearest training molecule, its similarity, its measured value (``nearest_training_label``, when
     the labels were saved) and ``in_domain`` to a prediction table (left empty without a reference)."""
     out = frame.copy()
-    out["nearest_training_smiles"] = None
-    out["nearest_training_label"] = np.nan
-    out["similarity"] = np.nan
-    out["in_domain"] = None
+    for column in DOMAIN_COLUMNS:
+        out[column] = None if column in ("nearest_training_smiles", "in_domain") else np.nan
     valid = out.index[out["error"].isna()]
     if len(valid) and reference is not None and reference.smiles:
         nn = nearest_neighbours(out.loc[valid, "canonical_smiles"].tolist(), reference)

@@ -13,7 +13,7 @@ from chemlm_engine.jobs import run_job
 from chemlm_engine.manager import JobManager
 from chemlm_engine.library import predict_library, predict_library_ray
 from chemlm_engine.methods.influence import TransformerInfluence, last_layer_inverse, mean_grad, score_molecules
-from chemlm_engine.model import RegressionModel
+from chemlm_engine.model import RegressionModel, save_training_set
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,7 @@ def test_library_prediction_on_ray_equals_the_local_predictor_row_for_row(local_
     model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
     model.set_label_scaler(lipo.labels)
     model.save(tmp_path / "model")
+    save_training_set(tmp_path / "model", lipo.smiles[1500:1800], lipo.labels[1500:1800])  # for the domain
     smiles = lipo.smiles[:1500] + ["not a smiles", "C1CC"]
     body = "\n".join(f"m{i},{s}" for i, s in enumerate(smiles))
     (tmp_path / "lib.csv").write_text(f"id,smiles\na,CCO\n\nc,CCN\nd,CCC,extra\ne,c1ccccc1\n{body}\n")
@@ -111,6 +112,8 @@ def test_library_prediction_on_ray_equals_the_local_predictor_row_for_row(local_
     assert list(b["id"][:5]) == ["a", "", "c", "d", "e"] and b["error"][1] == "empty"
     assert list(a["id"]) == list(b["id"]) and list(a["error"].fillna("")) == list(b["error"].fillna(""))
     np.testing.assert_allclose(b["prediction"], a["prediction"], rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(b["similarity"], a["similarity"], equal_nan=True)  # both check the domain
+    assert a["similarity"].notna().sum() == 1503
 
 
 def test_a_local_ray_listens_on_loopback_only():

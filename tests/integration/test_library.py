@@ -1,4 +1,5 @@
 """Library prediction streamed to Parquet: one row per input, resumable after an interruption."""
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +39,10 @@ def test_an_interrupted_library_resumes_without_predicting_written_rows_again(re
     assert sum(predicted) == 52 and summary.resumed_rows == 40  # only what was not written yet
     out = pd.read_parquet(output)
     assert summary.rows == len(out) == 92 and summary.invalid == whole.invalid == 2
+    valid = out["error"].isna()  # the applicability domain, as on the Predict page; none for an invalid row
+    assert out.loc[valid, "similarity"].between(0, 1).all() and out.loc[valid, "in_domain"].notna().all()
+    assert out.loc[~valid, "similarity"].isna().all() and out.loc[~valid, "in_domain"].isna().all()
+    assert (out.loc[valid, "in_domain"] == (out.loc[valid, "similarity"] >= 0.3)).all()
     pd.testing.assert_frame_equal(out, pd.read_parquet(tmp_path / "whole.parquet"))  # one row per input, in order
     assert not Path(f"{output}.parts").exists()
 
@@ -45,6 +50,13 @@ def test_an_interrupted_library_resumes_without_predicting_written_rows_again(re
 def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(regressor_dir, lipo, tmp_path):
     source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
     source.write_text("smiles\n" + "\n".join(lipo.smiles[:30]) + "\n")
+    with pytest.raises(KeyboardInterrupt):
+        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(20))
+    manifest = Path(f"{output}.parts") / "manifest.json"
+    written = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({k: v for k, v in written.items() if k != "format"}))  # parts of older code
+    summary = predict_library(regressor_dir, source, output, chunk_rows=10)
+    assert summary.resumed_rows == 0 and "similarity" in pd.read_parquet(output)  # not mixed in: other columns
     with pytest.raises(KeyboardInterrupt):
         predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(20))
     source.write_text("smiles\n" + "\n".join(lipo.smiles[100:125]) + "\n")  # edited in between
