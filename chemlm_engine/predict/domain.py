@@ -17,8 +17,8 @@ from ..errors import OutputError
 from ..model import content_digest, load_training_set
 from ..tables import written_aside
 
-__all__ = ["DOMAIN_COLUMNS", "DOMAIN_SIMILARITY", "FINGERPRINT_FILE", "fingerprints", "TrainingReference", "nearest_neighbours",
-           "add_applicability_domain"]
+__all__ = ["DOMAIN_COLUMNS", "DOMAIN_SIMILARITY", "FINGERPRINT_FILE", "fingerprints", "TrainingReference",
+           "nearest_neighbours", "add_applicability_domain"]
 
 log = logging.getLogger(__name__)
 
