@@ -56,11 +56,6 @@ def job_list() -> None:
         st.progress(run.progress, text=f"{run.id} · {run.method} · {run.status}")
 
 
-# A widget's value is dropped when its page is not shown; reassigning it here keeps what the user chose (model,
-# input, pasted SMILES) while they visit other pages (Streamlit's documented way for st.navigation apps).
-for kept in ("predict_folder", "predict_mode", "predict_text"):
-    if kept in st.session_state:
-        st.session_state[kept] = st.session_state[kept]
 try:
     page.run()
 finally:  # after the page: a job it just queued is listed at once (also when the page ends with st.stop)

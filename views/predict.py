@@ -20,20 +20,20 @@ choices = model_choices()
 if not choices:
     st.warning("No model available yet: train one on the Train page.")
     st.stop()
-# Keyed by folder (a run's label may change; its folder does not); the choice survives reruns and other pages.
+# Keyed by folder, not label (a label may change); persist_state keeps the choices while other pages show.
 labels = {folder: label for label, folder in choices.items()}
 wanted = st.session_state.pop("predict_model", None)  # a model folder: "Predict with this run" on the Train page
 if wanted in labels:
     st.session_state["predict_folder"] = wanted
 elif st.session_state.get("predict_folder") not in labels:
     st.session_state.pop("predict_folder", None)
-folder = st.selectbox("Model", list(labels), format_func=labels.get, key="predict_folder")
+folder = st.selectbox("Model", list(labels), format_func=labels.get, key="predict_folder", persist_state="session")
 
-mode = st.radio("Input", ["Paste SMILES", "Upload CSV"], horizontal=True, key="predict_mode")
+mode = st.radio("Input", ["Paste SMILES", "Upload CSV"], horizontal=True, key="predict_mode", persist_state="session")
 text, upload, columns = "", None, {}
 if mode == "Paste SMILES":
     text = st.text_area("One SMILES per line, optionally followed by a name (space or tab)", height=140,
-                        key="predict_text", placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
+                        key="predict_text", persist_state="session", placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
 else:
     upload = st.file_uploader("CSV with a SMILES column; every other column is kept in the results",
                               type=["csv", "tsv", "txt"])

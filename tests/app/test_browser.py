@@ -271,6 +271,7 @@ def test_predict_with_this_run_keeps_the_run_the_first_click_and_the_input_acros
     page.wait_for_timeout(1500)
     assert model_box.input_value() == chosen
     _visit(page, "Home", page.get_by_text("Embedded default model"))
+    page.wait_for_timeout(5000)  # the sidebar's jobs panel refreshes (every 2 s here) while the user reads Home
     _visit(page, "Predict", page.get_by_role("heading", name="Predict logD"))
     page.get_by_text("Outside the domain", exact=True).wait_for()  # the results are still there ...
     assert page.get_by_label("One SMILES per line").input_value() == "CCO ethanol\nc1ccccc1O phenol"  # ... and input
