@@ -52,6 +52,13 @@ def trial_spec(base: JobSpec, config: dict[str, Any]) -> JobSpec:
 
 
 _ASHA_STOP = "stopped early by ASHA after"
+
+
+def _stop_reason(epochs: int, budget_ends: float | None) -> str:
+    """Why Ray Tune stopped a trial after ``epochs``: ASHA, or the search's time budget once it has run out."""
+    if budget_ends is not None and time.time() >= budget_ends:
+        return f"cut by the search's time budget after {epochs} epoch(s)"
+    return f"{_ASHA_STOP} {epochs} epoch(s): its validation MSE was behind the other trials'"
 TrialRecord = Mapping[str, Any]
 """A trial that ended (all its epochs, or stopped by ASHA): ``config``, ``epochs`` ([epoch, validation MSE] pairs),
 ``run_id``, ``seconds``."""
@@ -62,9 +69,10 @@ def _key(config: Mapping[str, Any]) -> str:
 
 
 def _trial(config: dict[str, Any], base_json: str, url: str, home: str, search: str,
-           replay: Mapping[str, TrialRecord] | None = None) -> None:
+           replay: Mapping[str, TrialRecord] | None = None, budget_ends: float | None = None) -> None:
     """One trial in a Ray worker: the same ``run_job`` as anywhere, reporting each epoch's validation MSE; a trial
-    in ``replay`` (measured before) reports its recorded epochs instead."""
+    in ``replay`` (measured before) reports its recorded epochs instead. ``budget_ends``: when the search's time
+    budget runs out (epoch seconds; Tune then stops every running trial the way ASHA does)."""
     from ray import tune
 
     from .jobs import run_job
@@ -92,8 +100,7 @@ def _trial(config: dict[str, Any], base_json: str, url: str, home: str, search: 
             except SystemExit:  # how Ray Tune ends a trial it stops (ASHA, or the search ending): said while the
                 # run is still running, so run_job's generic word on the way out does not replace it; a cancelled
                 # search then says so instead (_close_trials)
-                store.interrupt(run_id, f"{_ASHA_STOP} {seen} epoch(s): its validation MSE was "
-                                        "behind the other trials'")
+                store.interrupt(run_id, _stop_reason(seen, budget_ends))
                 raise
         reported = len(rows)
 
@@ -177,9 +184,9 @@ def stored_trials(store: RunStore, name: str) -> list[dict[str, Any]]:
     return records
 
 
-def _close_trials(store: RunStore, name: str, cancelled_at: float | None) -> None:
-    """Trial runs whose Ray actor was stopped (by ASHA or a cancelled search) may not record their end: say so. A
-    search cancelled at ``cancelled_at`` (epoch seconds) also cancels the trials that stopped since."""
+def _close_trials(store: RunStore, name: str, cancelled_at: float | None, budget_ends: float | None = None) -> None:
+    """Trial runs whose Ray actor was stopped (by ASHA, the time budget or a cancelled search) may not record their
+    end: say so. A search cancelled at ``cancelled_at`` (epoch seconds) also cancels the trials that stopped since."""
     for run in store.runs():
         if run.info.get("search") != name:
             continue
@@ -189,8 +196,7 @@ def _close_trials(store: RunStore, name: str, cancelled_at: float | None) -> Non
         elif run.status in ACTIVE_STATUSES:
             epochs = store.epochs(run.id)
             done = int(epochs["val_mse"].notna().sum()) if "val_mse" in epochs else 0
-            store.interrupt(run.id, f"{_ASHA_STOP} {done} epoch(s): its validation MSE was behind "
-                                    "the other trials'")
+            store.interrupt(run.id, _stop_reason(done, budget_ends))
 
 
 def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time_budget_s: float | None = None,
@@ -224,8 +230,10 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
     shutil.rmtree(folder, ignore_errors=True)  # Tune's own state: a resumed search replays the stored trials instead
     replay = [*stored_trials(store, name), *replay]
     replayed = {_key(r["config"]): r for r in replay}
+    budget_ends = None if time_budget_s is None else time.time() + time_budget_s  # Tune's own clock starts later
     trainable = tune.with_resources(partial(_trial, base_json=base.to_json(), url=store.url, home=str(store.home),
-                                            search=name, replay=replayed), {"cpu": cpus_per_trial})
+                                            search=name, replay=replayed, budget_ends=budget_ends),
+                                    {"cpu": cpus_per_trial})
     epochs = base.train.epochs
     tuner = tune.Tuner(trainable, param_space=space or default_space(base.method),
                        tune_config=tune.TuneConfig(metric="val_mse", mode="min", num_samples=num_samples,
@@ -239,7 +247,7 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
                                                  callbacks=[_trial_recorder(on_trial)] if on_trial else []))
     results = tuner.fit()
     stop_now(every_s=0.0)
-    _close_trials(store, name, stop_seen[0] if stop_seen else None)
+    _close_trials(store, name, stop_seen[0] if stop_seen else None, budget_ends)
     if stop_seen:
         raise JobCancelledError(f"search {name!r} cancelled; run it again under the same name to resume it")
     statuses = {r["run_id"]: "replayed" for r in replay} | {r.id: r.status for r in store.runs()}

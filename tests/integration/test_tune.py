@@ -1,4 +1,5 @@
 """`chemlm tune`: a search on the validation split whose trials are runs in the store."""
+import time
 from dataclasses import replace
 
 import pytest
@@ -192,3 +193,27 @@ def test_a_trial_ray_tune_stops_says_it_was_asha_and_after_how_many_epochs(tiny_
         _trial({}, spec.to_json(), store.url, str(store.home), "stopped-search")
     run = store.runs()[0]
     assert run.status == "interrupted" and run.message.startswith("stopped early by ASHA after 1 epoch(s)")
+
+
+def test_a_trial_stopped_once_the_time_budget_ran_out_says_so_and_is_not_replayed(tiny_backbone, store, monkeypatch):
+    """Ray Tune ends every running trial the same way when the search's time budget runs out: not ASHA's verdict, so
+    a resumed search trains it again instead of replaying it as done."""
+    from ray import tune
+
+    from chemlm_engine.tune import _close_trials, _trial, stored_trials
+
+    def stop(_metrics):
+        raise SystemExit(0)
+
+    monkeypatch.setattr(tune, "report", stop)
+    spec = replace(_base(tiny_backbone), train=TrainConfig(epochs=200, batch_size=16))
+    with pytest.raises(SystemExit):
+        _trial({}, spec.to_json(), store.url, str(store.home), "cut-search", budget_ends=time.time() - 1)
+    cut = store.runs()[0]
+    assert cut.status == "interrupted" and cut.message == "cut by the search's time budget after 1 epoch(s)"
+    running = store.create_run(spec.to_dict(), spec.method, "cut-search trial")  # an actor that never said a word
+    store.set_info(running, search="cut-search", trial_config={"seed": 1})
+    store.start(running, {})
+    _close_trials(store, "cut-search", None, budget_ends=time.time() - 1)
+    assert store.get_run(running).message == "cut by the search's time budget after 0 epoch(s)"
+    assert stored_trials(store, "cut-search") == []  # neither counts as ended on its own terms
