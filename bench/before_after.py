@@ -99,7 +99,7 @@ def heavy_atoms(smiles: list[str]) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before", type=Path, required=True, help="a checkout of the older commit (with its assets)")
+    parser.add_argument("--before", type=Path, help="a checkout of the older commit (with its assets)")
     parser.add_argument("--library-rows", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=600, help="seconds per workload (model load included)")
     parser.add_argument("--molecule-timeout", type=float, default=120, help="seconds per single-molecule workload")
@@ -111,6 +111,8 @@ def main() -> None:
         job = json.loads(args.child.read_text())
         print(json.dumps(child(Path(job["engine"]), job["smiles"])))
         return
+    if args.before is None:
+        parser.error("--before CHECKOUT is required")
     import torch
 
     args.work.mkdir(parents=True, exist_ok=True)
