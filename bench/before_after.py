@@ -119,7 +119,8 @@ def main() -> None:
     cpu = f"{torch.backends.cpu.get_cpu_capability()} kernels"
     print(f"CPU: {cpu}", flush=True)
     rows = json.loads(args.output.read_text()) if args.output.exists() else []
-    for name, smiles in workloads(args.library_rows, args.work):
+    jobs = workloads(args.library_rows, args.work)
+    for name, smiles in jobs:
         sizes = heavy_atoms(smiles)
         for code, engine in (("before", args.before.resolve()), ("after", HERE.parent)):
             key = {"workload": name, "code": code, "cpu": cpu, "molecules": len(smiles)}
@@ -134,7 +135,7 @@ def main() -> None:
             args.output.write_text(json.dumps(rows, indent=2))
     print(f"\nCPU: {cpu}\n| workload | molecules | heavy atoms (median / max) | before (s) | after (s) "
           "| after molecules / s | speed-up | precision before / after |\n|---|---|---|---|---|---|---|---|")
-    for name, _ in workloads(args.library_rows, args.work):
+    for name, _ in jobs:
         pair = {r["code"]: r for r in rows if r["workload"] == name and r["cpu"] == cpu}
         if len(pair) < 2:
             continue

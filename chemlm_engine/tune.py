@@ -53,15 +53,16 @@ def trial_spec(base: JobSpec, config: dict[str, Any]) -> JobSpec:
 
 _ASHA_STOP = "stopped early by ASHA after"
 
+TrialRecord = Mapping[str, Any]
+"""A trial that ended (all its epochs, or stopped by ASHA): ``config``, ``epochs`` ([epoch, validation MSE] pairs),
+``run_id``, ``seconds``."""
+
 
 def _stop_reason(epochs: int, budget_ends: float | None) -> str:
     """Why Ray Tune stopped a trial after ``epochs``: ASHA, or the search's time budget once it has run out."""
     if budget_ends is not None and time.time() >= budget_ends:
         return f"cut by the search's time budget after {epochs} epoch(s)"
     return f"{_ASHA_STOP} {epochs} epoch(s): its validation MSE was behind the other trials'"
-TrialRecord = Mapping[str, Any]
-"""A trial that ended (all its epochs, or stopped by ASHA): ``config``, ``epochs`` ([epoch, validation MSE] pairs),
-``run_id``, ``seconds``."""
 
 
 def _key(config: Mapping[str, Any]) -> str:
