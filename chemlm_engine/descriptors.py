@@ -1,6 +1,6 @@
 """RDKit 2D descriptors as extra inputs of the regression head: computed once per molecule (cached in
-this process; half of a large batch in a helper process), standardised with statistics of the training split,
-saved with the model."""
+this process; a large batch shared with helper processes, one per core), standardised with statistics of the
+training split, saved with the model."""
 from __future__ import annotations
 
 import functools
@@ -23,7 +23,7 @@ from .errors import ModelLoadError
 from .guard import engine_main, exit_with
 
 __all__ = ["DESCRIPTOR_NAMES", "LARGE_MOLECULE", "SIZE_LIMITED", "describe", "describe_mol", "size_warning",
-           "start_helper", "DescriptorScaler"]
+           "start_helpers", "DescriptorScaler"]
 
 # Every RDKit 2D descriptor but QED (a fifth of the cost alone) and Ipc (overflows to 1e30 and beyond).
 _SKIPPED = {"qed", "Ipc"}
@@ -59,9 +59,11 @@ _CACHE: dict[str, np.ndarray] = {}  # insertion-ordered: the oldest molecules le
 # ~90 MB: a whole Lipophilicity-size job (fit, then transform, then each ensemble member), or many library chunks
 # (every member describes the same chunk), while a library of any size streams in constant memory
 _CACHE_LIMIT = 50_000
-_PARALLEL_MIN = 32  # fewer uncached molecules are not worth a round trip to the helper process (~10 ms)
-_HELPER: ProcessPoolExecutor | None = None
-_HELPER_LOCK = threading.Lock()  # the app's sessions and job threads may ask at once
+_SHARE_MIN = 16  # molecules per process at least: a smaller share is not worth a round trip to a helper (~10 ms)
+# Processes computing descriptors, this one included: one per core up to this; a helper holds ~60-80 MB (RDKit)
+_MAX_PROCESSES = 8
+_POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()  # the app's sessions and job threads may ask at once
 
 
 def describe_mol(mol: Chem.Mol) -> np.ndarray:
@@ -91,48 +93,64 @@ def _many(smiles: Sequence[str]) -> np.ndarray:
     return np.stack([_one(s) for s in smiles]) if smiles else np.empty((0, len(_FUNCTIONS)))
 
 
-def _helper() -> ProcessPoolExecutor | None:
-    """One helper process (spawned, so safe beside the app's threads), started on first use and kept."""
-    global _HELPER
-    with _HELPER_LOCK:
-        if _HELPER is None and len(os.sched_getaffinity(0)) > 1:
-            _HELPER = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                          initializer=exit_with, initargs=(os.getpid(),))
-            with engine_main():  # the pool starts its process on the first submit: now, not under a page's __main__
-                _HELPER.submit(_many, [])
-        return _HELPER
+def _processes() -> int:
+    """How many processes share a batch's descriptors: one per core this process may use, up to a limit."""
+    return min(len(os.sched_getaffinity(0)), _MAX_PROCESSES)
 
 
-def start_helper() -> None:
-    """Start the helper process now (without waiting for it), so a first large request finds it ready."""
-    _helper()
+def _pool() -> ProcessPoolExecutor | None:
+    """Helper processes (spawned, so safe beside the app's threads), one per core beside this one, started on
+    first use and kept; None on one core."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None and _processes() > 1:
+            _POOL = ProcessPoolExecutor(_processes() - 1, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=exit_with, initargs=(os.getpid(),))
+            _submit(_POOL, [[]] * (_processes() - 1))  # start them now, not when the first large batch waits
+        return _POOL
+
+
+def _submit(pool: ProcessPoolExecutor, shares: list[list[str]]) -> list:
+    # the pool starts a process on a submit that finds none idle: under engine_main, not under a page's __main__
+    with engine_main():
+        return [pool.submit(_many, share) for share in shares]
+
+
+def start_helpers() -> None:
+    """Start the helper processes now (without waiting for them), so a first large request finds them ready."""
+    _pool()
 
 
 def _compute(smiles: list[str]) -> np.ndarray:
-    """Descriptors of many molecules, half of them in the helper process: RDKit's descriptor functions hold the
-    interpreter lock, so a thread cannot share the work; a second process about halves the time."""
-    helper = _helper() if len(smiles) >= _PARALLEL_MIN else None
-    if helper is None:
+    """Descriptors of many molecules, shared among this process and the helpers (a contiguous share each):
+    RDKit's descriptor functions hold the interpreter lock, so threads cannot share the work; processes can."""
+    shares = min(_processes(), len(smiles) // _SHARE_MIN)
+    pool = _pool() if shares > 1 else None
+    if pool is None:
         return _many(smiles)
-    half = len(smiles) // 2
+    bounds = np.linspace(0, len(smiles), shares + 1).astype(int)
+    parts = [smiles[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
     try:
-        future = helper.submit(_many, smiles[half:])
+        futures = _submit(pool, parts[1:])
     except BrokenProcessPool:
+        _reset_pool()
         return _many(smiles)
-    first = _many(smiles[:half])
-    try:
-        return np.concatenate([first, future.result()])
-    except BrokenProcessPool:  # the helper died (killed, out of memory): start afresh next time
-        _reset_helper()
-        return np.concatenate([first, _many(smiles[half:])])
+    done = [_many(parts[0])]
+    for part, future in zip(parts[1:], futures):
+        try:
+            done.append(future.result())
+        except BrokenProcessPool:  # a helper died (killed, out of memory): start afresh next time
+            _reset_pool()
+            done.append(_many(part))
+    return np.concatenate(done)
 
 
-def _reset_helper() -> None:
-    global _HELPER
-    with _HELPER_LOCK:
-        if _HELPER is not None:
-            _HELPER.shutdown(wait=False, cancel_futures=True)
-        _HELPER = None
+def _reset_pool() -> None:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is not None:
+            _POOL.shutdown(wait=False, cancel_futures=True)
+        _POOL = None
 
 
 def size_warning(heavy_atoms: int) -> str | None:
@@ -212,6 +230,6 @@ class DescriptorScaler:
         if not (shapes_agree and np.isfinite([median, mean, scale]).all() and (scale > 0).all()):
             raise ModelLoadError(f"{path} is damaged (lengths, non-finite values or a zero scale): export the model "
                                  "again")
-        start_helper()  # a model that reads descriptors was loaded: it will compute them
+        start_helpers()  # a model that reads descriptors was loaded: it will compute them
         return cls(names, median, mean, scale)
 

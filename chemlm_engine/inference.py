@@ -20,7 +20,8 @@ from .molecules import randomize_smiles
 
 __all__ = ["PREDICT_BATCH", "PAD_MULTIPLE", "pad_multiple", "cpu_has_native_bf16", "resolve_precision", "autocast",
            "prediction_precision", "runnable",
-           "encode_smiles", "collate", "predict_encoded", "predict_values", "mc_dropout", "last_layer_inputs"]
+           "encode_smiles", "encode_spellings", "collate", "predict_encoded", "predict_values", "mc_dropout",
+           "last_layer_inputs"]
 
 # Molecules per forward pass at prediction, by device: batches are length-sorted and on a CPU small ones pad least
 # (32 ran faster than 128 and than 16 on this project's 2-core CPU); a GPU wants more work per launch.
@@ -142,18 +143,25 @@ def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], ba
     return out
 
 
+def encode_spellings(model: RegressionModel, smiles: Sequence[str], tta: int | None = None) -> list[list[list[int]]]:
+    """Token ids of the canonical SMILES and of ``tta`` (default the model's ``spec.tta``) random spellings of
+    each (seeded: reproducible), one list per spelling."""
+    count = model.spec.tta if tta is None else tta
+    spellings = [list(smiles)] + [randomize_smiles(smiles, seed=k) for k in range(1, count + 1)]
+    return [encode_smiles(model.tokenizer, variant, model.max_tokens) for variant in spellings]
+
+
 def predict_values(model: RegressionModel, smiles: Sequence[str], batch_size: int | None = None,
-                   tta: int | None = None) -> np.ndarray:
+                   tta: int | None = None, encoded: list[list[list[int]]] | None = None) -> np.ndarray:
     """Predictions in label units for canonical SMILES: with test-time augmentation (``tta``, default the
-    model's ``spec.tta``) the mean over the canonical and ``tta`` random spellings (seeded: reproducible)."""
+    model's ``spec.tta``) the mean over the canonical and ``tta`` random spellings. ``encoded``: their
+    :func:`encode_spellings`, when already done (ensemble members with one tokenizer share them)."""
     smiles = list(smiles)
     if not smiles:
         return np.zeros(0)
     features = model.molecule_features(smiles)
-    spellings = [smiles] + [randomize_smiles(smiles, seed=k) for k in range(1, (model.spec.tta if tta is None
-                                                                                 else tta) + 1)]
-    return np.mean([predict_encoded(model, encode_smiles(model.tokenizer, variant, model.max_tokens), batch_size,
-                                    features=features) for variant in spellings], axis=0)
+    encoded = encode_spellings(model, smiles, tta) if encoded is None else encoded
+    return np.mean([predict_encoded(model, ids, batch_size, features=features) for ids in encoded], axis=0)
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ModelLoadError
 from ..model import RegressionModel, best_device, check_format, save_training_set
-from ..inference import last_layer_inputs, predict_values, prediction_precision
+from ..inference import encode_spellings, last_layer_inputs, predict_values, prediction_precision
 from .trees import Trees
 
 __all__ = ["Conformal", "Ensemble", "SpreadModel", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
@@ -97,6 +97,9 @@ class Ensemble:
         if trees is not None and not 0 < trees.weight <= 1:
             raise ValueError(f"the trees' weight must be in (0, 1], not {trees.weight}")
         self.members = list(members)
+        first = self.members[0]  # members that read SMILES alike are handed one tokenisation
+        self._one_tokenisation = all(m.max_tokens == first.max_tokens and m.spec.tta == first.spec.tta
+                                     and m.tokenizer.get_vocab() == first.tokenizer.get_vocab() for m in self.members)
         self.conformal = conformal
         self.spread = spread
         self.trees = trees
@@ -123,7 +126,9 @@ class Ensemble:
         """The members' mean and standard deviation alone, without the trees."""
         if self.spread is not None:
             return self._distilled(list(smiles), batch_size)
-        values = np.stack([predict_values(m, smiles, batch_size) for m in self.members])
+        smiles = list(smiles)
+        encoded = encode_spellings(self.members[0], smiles) if self._one_tokenisation and smiles else None
+        values = np.stack([predict_values(m, smiles, batch_size, encoded=encoded) for m in self.members])
         std = values.std(axis=0, ddof=1) if len(self.members) > 1 else np.zeros(values.shape[1])
         return values.mean(axis=0), std
 

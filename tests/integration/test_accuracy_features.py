@@ -41,7 +41,7 @@ def test_descriptors_are_rdkits_own_values_also_when_the_helper_process_computes
     import chemlm_engine.descriptors as descriptors
     from rdkit.Chem import Descriptors
 
-    smiles = lipo.smiles[:descriptors._PARALLEL_MIN + 44]  # enough for the helper process to take half
+    smiles = lipo.smiles[:2 * descriptors._SHARE_MIN + 44]  # enough for the helper process to take half
     descriptors._CACHE.clear()
     try:
         values = describe(smiles)
@@ -73,6 +73,17 @@ def test_the_descriptor_cache_keeps_the_latest_molecules_up_to_its_limit(lipo, m
     np.testing.assert_array_equal(again, np.vstack([first, later]))
 
 
+class _Spy:
+    """Records the share each helper process is handed."""
+
+    def __init__(self, pool, handed: list[int]) -> None:
+        self.pool, self.handed = pool, handed
+
+    def submit(self, fn, batch):
+        self.handed.append(len(batch))
+        return self.pool.submit(fn, batch)
+
+
 def test_a_prediction_in_chunks_gives_half_of_every_chunks_descriptors_to_the_helper(tiny_backbone, lipo, monkeypatch):
     """predict_smiles reports progress chunk by chunk: each chunk's descriptors are still shared between processes
     (a chunk below the old 256-molecule threshold was computed in one process: 2.5x slower)."""
@@ -80,21 +91,39 @@ def test_a_prediction_in_chunks_gives_half_of_every_chunks_descriptors_to_the_he
 
     model = _tiny(tiny_backbone, descriptors=True)
     model.descriptor_scaler = DescriptorScaler.fit(lipo.smiles[:50])
-    helper, handed = descriptors._helper(), []
-    assert helper is not None  # CI has two cores
-
-    class Spy:
-        def submit(self, fn, batch):
-            handed.append(len(batch))
-            return helper.submit(fn, batch)
-
-    monkeypatch.setattr(descriptors, "_helper", Spy)
+    monkeypatch.setattr(descriptors.os, "sched_getaffinity", lambda _: {0, 1})  # two cores, as CI has
+    pool, handed = descriptors._pool(), []
+    assert pool is not None
+    monkeypatch.setattr(descriptors, "_pool", lambda: _Spy(pool, handed))
     descriptors._CACHE.clear()
     try:
         frame = predict_smiles(model, lipo.smiles[100:500])  # 400 molecules: 10 chunks of 40
     finally:
         descriptors._CACHE.clear()
     assert frame["prediction"].notna().all() and handed == [20] * 10
+
+
+def test_descriptors_are_shared_among_as_many_processes_as_cores(lipo, monkeypatch):
+    """Four cores: three helpers, each handed a quarter of a batch (this process computes the first); the values
+    are those computed in one process. Small batches stay in this process; at most _MAX_PROCESSES share one."""
+    import chemlm_engine.descriptors as descriptors
+
+    monkeypatch.setattr(descriptors.os, "sched_getaffinity", lambda _: set(range(64)))
+    assert descriptors._processes() == descriptors._MAX_PROCESSES
+    monkeypatch.setattr(descriptors.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
+    monkeypatch.setattr(descriptors, "_POOL", None)
+    try:
+        pool, handed = descriptors._pool(), []
+        assert len(pool._processes) == 3  # all started up front, not on the first large batch
+        monkeypatch.setattr(descriptors, "_pool", lambda: _Spy(pool, handed))
+        smiles = lipo.smiles[:100]
+        shared = descriptors._compute(smiles)
+        assert handed == [25, 25, 25]
+        np.testing.assert_array_equal(shared, descriptors._many(smiles))
+        descriptors._compute(smiles[:2 * descriptors._SHARE_MIN - 1])
+        assert handed == [25, 25, 25]  # too few to be worth a helper's round trip
+    finally:
+        descriptors._reset_pool()
 
 
 def test_missing_descriptor_values_become_the_training_median(lipo, monkeypatch):
@@ -167,6 +196,29 @@ def test_test_time_augmentation_is_the_mean_over_spellings(tiny_backbone, lipo):
     expected = np.mean([predict_values(model, s, tta=0) for s in spellings], axis=0)
     np.testing.assert_allclose(predict_values(model, smiles, tta=3), expected, rtol=1e-6)
     assert not np.allclose(expected, plain)
+
+
+def test_ensemble_members_reading_smiles_alike_share_one_tokenisation(tiny_backbone, lipo, monkeypatch):
+    """Members with one tokenizer, token limit and test-time augmentation are handed one tokenisation per
+    spelling (not one per member) and predict what each predicts alone; a member that reads differently
+    tokenises for itself."""
+    import chemlm_engine.inference as inference
+
+    smiles = lipo.smiles[:20]
+    spec = ModelSpec(backbone=str(tiny_backbone), head_hidden=16, tta=2)
+    members = [RegressionModel.from_spec(spec, seed=seed).eval() for seed in (0, 1)]
+    alone = [predict_values(m, smiles) for m in members]
+    calls = []
+    encode = inference.encode_smiles
+    monkeypatch.setattr(inference, "encode_smiles", lambda *args: calls.append(1) or encode(*args))
+    mean, std = Ensemble(members).members_predict(smiles)
+    assert len(calls) == 3  # the canonical spelling and two random ones, once for both members
+    np.testing.assert_allclose(mean, np.mean(alone, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std, np.std(alone, axis=0, ddof=1), rtol=1e-5)
+    calls.clear()
+    other = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=16, tta=1), seed=2).eval()
+    Ensemble([*members, other]).members_predict(smiles)
+    assert len(calls) == 2 * 3 + 2  # no sharing: each member its own spellings
 
 
 def test_padding_batches_to_a_multiple_of_eight_tokens_changes_no_prediction(tiny_backbone, lipo, monkeypatch):

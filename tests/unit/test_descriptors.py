@@ -44,8 +44,8 @@ def test_the_helper_process_ends_when_its_parent_is_killed(tmp_path):
 
     script = ("import os, time\nfrom chemlm_engine import descriptors as d\n"
               "d.os.sched_getaffinity = lambda _: {0, 1}\n"  # a helper even on one core
-              "d.start_helper()\nd._HELPER.submit(int).result()\n"
-              "print(next(iter(d._HELPER._processes)), flush=True)\ntime.sleep(600)\n")
+              "d.start_helpers()\nd._POOL.submit(int).result()\n"
+              "print(next(iter(d._POOL._processes)), flush=True)\ntime.sleep(600)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     helper = int(parent.stdout.readline())
     os.kill(helper, 0)  # alive while its parent lives

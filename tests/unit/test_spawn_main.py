@@ -14,13 +14,13 @@ def test_spawned_helpers_do_not_import_the_page_running_as_main(tmp_path, monkey
     fake = types.ModuleType("__main__")
     fake.__file__ = str(page)  # what Streamlit's ScriptRunner installs while a page runs
     monkeypatch.setitem(sys.modules, "__main__", fake)
-    monkeypatch.setattr(descriptors, "_HELPER", None)
+    monkeypatch.setattr(descriptors, "_POOL", None)
     monkeypatch.setattr(descriptors.os, "sched_getaffinity", lambda _: {0, 1})  # a helper even on one core
     from chemlm_engine import guard
 
     monkeypatch.setattr(guard, "_HELPER", None)
     assert prepare_all(["CCO"])[0].smiles == "CCO"  # the parsing helper, spawned now
-    assert descriptors._compute(["CCO"] * 300).shape[0] == 300  # the descriptor helper, spawned now
-    descriptors._reset_helper()
+    assert descriptors._compute(["CCO"] * 300).shape[0] == 300  # the descriptor helpers, spawned now
+    descriptors._reset_pool()
     assert sys.modules["__main__"] is fake  # restored
     assert not marker.exists()
