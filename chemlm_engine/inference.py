@@ -146,8 +146,8 @@ def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], ba
 def encode_spellings(model: RegressionModel, smiles: Sequence[str], tta: int | None = None) -> list[list[list[int]]]:
     """Token ids of the canonical SMILES and of ``tta`` (default the model's ``spec.tta``) random spellings of
     each (seeded: reproducible), one list per spelling."""
-    count = model.spec.tta if tta is None else tta
-    spellings = [list(smiles)] + [randomize_smiles(smiles, seed=k) for k in range(1, count + 1)]
+    smiles, count = list(smiles), model.spec.tta if tta is None else tta
+    spellings = [smiles] + [randomize_smiles(smiles, seed=k) for k in range(1, count + 1)]
     return [encode_smiles(model.tokenizer, variant, model.max_tokens) for variant in spellings]
 
 
