@@ -1,8 +1,9 @@
 """Prediction speed: 1,000 pasted SMILES through one or more model folders, side by side in one run.
 
     .venv/bin/python bench/predict_speed.py [--models assets/lipo-regressor OTHER_FOLDER ...] [--n 1000]
-    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python \
-        bench/predict_speed.py   # as on a CPU without AVX512: all three, or matrix products still use AVX512 / AMX
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 \
+        .venv/bin/python bench/predict_speed.py   # as on a CPU without AVX512: all four, or matrix products
+                                                   # (oneDNN, MKL; int8: FBGEMM) still use AVX512 / VNNI / AMX
 
 For every model and inference precision (fp32, int8 linear layers, and bf16 autocast where this CPU computes it
 natively; the row marked default is what `load_predictor` chooses on this CPU): parse,
@@ -30,12 +31,22 @@ from chemlm_engine.inference import cpu_has_native_bf16, predict_values, predict
 
 def matmul_gflops(dtype: torch.dtype, reps: int = 20) -> float:
     """A 2,048 x 768 by 768 x 768 matrix product's speed: shows which kernels matrix products really use (oneDNN and
-    MKL ignore ATEN_CPU_CAPABILITY; bf16 near 2 GFLOP/s means it is emulated)."""
-    a, b = torch.randn(2048, 768, dtype=dtype), torch.randn(768, 768, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
+    MKL ignore ATEN_CPU_CAPABILITY; bf16 near 2 GFLOP/s means it is emulated). ``torch.qint8``: the same product
+    through a dynamically quantised linear layer, as int8 prediction runs it (FBGEMM: above ~2x fp32 means VNNI)."""
+    a = torch.randn(2048, 768, dtype=torch.float32 if dtype == torch.qint8 else dtype)
+    if dtype == torch.qint8:
+        linear = torch.nn.Linear(768, 768, bias=False)
+        product = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=dtype)
+    else:
+        b = torch.randn(768, 768, dtype=dtype)
+
+        def product(x: torch.Tensor) -> torch.Tensor:
+            return x @ b
+    with torch.no_grad():
+        product(a)
+        start = time.perf_counter()
+        for _ in range(reps):
+            product(a)
     return 2 * 2048 * 768 * 768 * reps / (time.perf_counter() - start) / 1e9
 
 
@@ -86,7 +97,8 @@ def main() -> None:
     precisions = ["fp32", "int8"] + (["bf16"] if cpu_has_native_bf16() else [])
     print(f"CPU: {torch.backends.cpu.get_cpu_capability()} kernels, "
           f"{'native bf16' if cpu_has_native_bf16() else 'no native bf16'}; matrix products fp32 "
-          f"{matmul_gflops(torch.float32):.0f} GFLOP/s, bf16 {matmul_gflops(torch.bfloat16):.0f} GFLOP/s")
+          f"{matmul_gflops(torch.float32):.0f} GFLOP/s, bf16 {matmul_gflops(torch.bfloat16):.0f} GFLOP/s, "
+          f"int8 {matmul_gflops(torch.qint8):.0f} GOP/s")
     rows = [measure(folder, smiles, precision) for folder in args.models for precision in precisions]
     print("| model | kind | precision | molecules | threads | predict (s) | nearest neighbour (s) | total (s) "
           "| molecules / s | model alone, per member (molecules / s) | total ÷ bare forward "

@@ -2,6 +2,7 @@
 model folder), and the nearest training molecule of each prediction."""
 from __future__ import annotations
 
+import functools
 import logging
 import zipfile
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import rdFingerprintGenerator
 
@@ -29,6 +31,7 @@ DOMAIN_COLUMNS = ("nearest_training_smiles", "nearest_training_label", "similari
 FINGERPRINT_FILE = "training_fingerprints.npz"
 _BITS = 2048
 _MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=_BITS)
+_QUERY_BLOCK = 256  # query molecules per matrix product: against 4,200 training molecules ~9 MB per float64 block
 
 
 def fingerprints(smiles: Sequence[str]) -> list:
@@ -50,12 +53,18 @@ class TrainingReference:
     smiles: list[str]
     labels: np.ndarray | None
     fingerprints: list
+    bits: np.ndarray  # the fingerprints packed, one row of bytes per molecule (as cached in the model folder)
+
+    @functools.cached_property
+    def bit_matrix(self) -> np.ndarray:
+        """The fingerprints as a float32 matrix of 0 / 1, one row per molecule, for :func:`nearest_neighbours`."""
+        return np.unpackbits(self.bits, axis=1, bitorder="little").astype(np.float32)
 
     @classmethod
     def from_smiles(cls, smiles: Sequence[str],
                     labels: Sequence[float] | np.ndarray | None = None) -> TrainingReference:
-        return cls(list(smiles), None if labels is None else np.asarray(labels, dtype=float),
-                   fingerprints(list(smiles)))
+        fps = fingerprints(list(smiles))
+        return cls(list(smiles), None if labels is None else np.asarray(labels, dtype=float), fps, _packed(fps))
 
     @classmethod
     def load(cls, folder: str | Path) -> TrainingReference | None:
@@ -74,11 +83,12 @@ class TrainingReference:
                 # the training set it was built from and what it holds: another set or a damaged file is rebuilt
                 fits = bits.shape == (len(smiles), _BITS // 8)
                 if fits and str(cached["checksum"]) == content_digest(digest, bits):
-                    return cls(smiles, labels, [DataStructs.CreateFromFPSText(row.tobytes().hex()) for row in bits])
+                    return cls(smiles, labels, [DataStructs.CreateFromFPSText(row.tobytes().hex()) for row in bits],
+                               bits)
         except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
             pass  # missing or unreadable: rebuilt below
         reference = cls.from_smiles(smiles, labels)
-        bits = _packed(reference.fingerprints)
+        bits = reference.bits
         try:  # written aside and renamed: a reader in another process never sees half a file
             with written_aside(path) as partial, open(partial, "wb") as out:  # a file: savez adds no suffix
                 np.savez_compressed(out, bits=bits, checksum=np.asarray(content_digest(digest, bits)))
@@ -89,14 +99,28 @@ class TrainingReference:
 
 def nearest_neighbours(query: Sequence[str], reference: TrainingReference) -> pd.DataFrame:
     """For each (valid, canonical) query SMILES, the most similar reference molecule and its Tanimoto
-    similarity on Morgan fingerprints (radius 2, 2048 bits)."""
-    rows = []
-    for fp in fingerprints(query):
-        sims = np.asarray(DataStructs.BulkTanimotoSimilarity(fp, reference.fingerprints))
-        best = int(sims.argmax())
-        rows.append({"nearest_training_smiles": reference.smiles[best], "similarity": float(sims[best]),
-                     "nearest_training_label": np.nan if reference.labels is None else reference.labels[best]})
-    return pd.DataFrame(rows, columns=["nearest_training_smiles", "similarity", "nearest_training_label"])
+    similarity on Morgan fingerprints (radius 2, 2048 bits): ``|a & b| / (|a| + |b| - |a & b|)``, RDKit's value,
+    with the intersections of a block of queries and every reference molecule one float32 matrix product (exact:
+    counts up to 2,048), faster than ``BulkTanimotoSimilarity`` one query at a time."""
+    references = reference.bit_matrix
+    with rdBase.BlockLogs():
+        rows = [_MORGAN.GetFingerprintAsNumPy(Chem.MolFromSmiles(s)) for s in query]
+    queries = np.stack(rows).astype(np.float32) if rows else np.zeros((0, _BITS), np.float32)
+    best, similarity = np.zeros(len(queries), dtype=int), np.zeros(len(queries))
+    reference_bits = references.sum(axis=1)[None, :]
+    for start in range(0, len(queries), _QUERY_BLOCK):
+        block = queries[start:start + _QUERY_BLOCK]
+        # torch, not numpy: its threads are the ones the forward passes just used (OpenBLAS's would fight them)
+        shared = (torch.from_numpy(block) @ torch.from_numpy(references).T).numpy().astype(np.float64)
+        union = block.sum(axis=1)[:, None] + reference_bits - shared
+        similarities = np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)  # RDKit: 0 for two empty
+        pick = similarities.argmax(axis=1)  # the first of equals, as before
+        best[start:start + len(block)], similarity[start:start + len(block)] = pick, similarities[np.arange(len(block)),
+                                                                                                   pick]
+    labels = np.full(len(best), np.nan) if reference.labels is None else reference.labels[best]
+    return pd.DataFrame({"nearest_training_smiles": [reference.smiles[i] for i in best], "similarity": similarity,
+                         "nearest_training_label": labels},
+                        columns=["nearest_training_smiles", "similarity", "nearest_training_label"])
 
 
 def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference | None,

@@ -18,6 +18,24 @@ def test_the_nearest_training_molecule_comes_with_its_measured_value():
     assert add_applicability_domain(frame, None)["in_domain"].isna().all()  # no training set: no verdict
 
 
+def test_the_nearest_neighbour_search_gives_rdkits_tanimoto_maximum(lipo, monkeypatch):
+    """The matrix-product search finds, for every query, RDKit's best BulkTanimotoSimilarity (the first of equals),
+    also across query blocks."""
+    from rdkit import DataStructs
+
+    monkeypatch.setattr(domain, "_QUERY_BLOCK", 16)
+    reference = TrainingReference.from_smiles(lipo.smiles[:150], lipo.labels[:150])
+    query = lipo.smiles[140:200]  # ten of them are reference molecules themselves: similarity 1
+    found = domain.nearest_neighbours(query, reference)
+    for row, fp in enumerate(domain.fingerprints(query)):
+        rdkit = DataStructs.BulkTanimotoSimilarity(fp, reference.fingerprints)
+        best = int(np.argmax(rdkit))
+        assert found.loc[row, "similarity"] == rdkit[best]
+        assert found.loc[row, "nearest_training_smiles"] == reference.smiles[best]
+        assert found.loc[row, "nearest_training_label"] == lipo.labels[best]
+    assert (found["similarity"].iloc[:10] == 1.0).all() and len(domain.nearest_neighbours([], reference)) == 0
+
+
 def test_training_fingerprints_are_cached_in_the_model_folder_and_rebuilt_when_the_set_changes(tmp_path,
                                                                                                monkeypatch):
     smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
