@@ -20,7 +20,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors
 
 from .errors import ModelLoadError
-from .guard import engine_main, exit_with
+from .guard import engine_main, exit_with, worker_processes
 
 __all__ = ["DESCRIPTOR_NAMES", "LARGE_MOLECULE", "SIZE_LIMITED", "describe", "describe_mol", "size_warning",
            "start_helpers", "DescriptorScaler"]
@@ -60,8 +60,6 @@ _CACHE: dict[str, np.ndarray] = {}  # insertion-ordered: the oldest molecules le
 # (every member describes the same chunk), while a library of any size streams in constant memory
 _CACHE_LIMIT = 50_000
 _SHARE_MIN = 16  # molecules per process at least: a smaller share is not worth a round trip to a helper (~10 ms)
-# Processes computing descriptors, this one included: one per core up to this; a helper holds ~60-80 MB (RDKit)
-_MAX_PROCESSES = 8
 _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()  # the app's sessions and job threads may ask at once
 
@@ -93,20 +91,15 @@ def _many(smiles: Sequence[str]) -> np.ndarray:
     return np.stack([_one(s) for s in smiles]) if smiles else np.empty((0, len(_FUNCTIONS)))
 
 
-def _processes() -> int:
-    """How many processes share a batch's descriptors: one per core this process may use, up to a limit."""
-    return min(len(os.sched_getaffinity(0)), _MAX_PROCESSES)
-
-
 def _pool() -> ProcessPoolExecutor | None:
     """Helper processes (spawned, so safe beside the app's threads), one per core beside this one, started on
     first use and kept; None on one core."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None and _processes() > 1:
-            _POOL = ProcessPoolExecutor(_processes() - 1, mp_context=multiprocessing.get_context("spawn"),
+        if _POOL is None and worker_processes() > 1:
+            _POOL = ProcessPoolExecutor(worker_processes() - 1, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=exit_with, initargs=(os.getpid(),))
-            _submit(_POOL, [[]] * (_processes() - 1))  # start them now, not when the first large batch waits
+            _submit(_POOL, [[]] * (worker_processes() - 1))  # start them now, not when the first large batch waits
         return _POOL
 
 
@@ -124,7 +117,7 @@ def start_helpers() -> None:
 def _compute(smiles: list[str]) -> np.ndarray:
     """Descriptors of many molecules, shared among this process and the helpers (a contiguous share each):
     RDKit's descriptor functions hold the interpreter lock, so threads cannot share the work; processes can."""
-    shares = min(_processes(), len(smiles) // _SHARE_MIN)
+    shares = min(worker_processes(), len(smiles) // _SHARE_MIN)
     pool = _pool() if shares > 1 else None
     if pool is None:
         return _many(smiles)

@@ -105,11 +105,11 @@ def test_a_prediction_in_chunks_gives_half_of_every_chunks_descriptors_to_the_he
 
 def test_descriptors_are_shared_among_as_many_processes_as_cores(lipo, monkeypatch):
     """Four cores: three helpers, each handed a quarter of a batch (this process computes the first); the values
-    are those computed in one process. Small batches stay in this process; at most _MAX_PROCESSES share one."""
+    are those computed in one process. Small batches stay in this process; at most 8 processes share one."""
     import chemlm_engine.descriptors as descriptors
 
     monkeypatch.setattr(descriptors.os, "sched_getaffinity", lambda _: set(range(64)))
-    assert descriptors._processes() == descriptors._MAX_PROCESSES
+    assert descriptors.worker_processes() == 8
     monkeypatch.setattr(descriptors.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
     monkeypatch.setattr(descriptors, "_POOL", None)
     try:

@@ -71,3 +71,31 @@ def test_batches_one_after_another_stay_in_step():
     for size in (1, 511, 512, 513, 3):  # a batch ending exactly on a full group left a stray message before
         texts = ["CCO"] * size
         assert [p.smiles for p in prepare_all(texts)] == texts
+
+
+def test_a_large_batch_is_shared_among_one_helper_per_core_each_with_its_limits(monkeypatch):
+    """Two cores: two helpers read a contiguous half each; a molecule stalling in the second half (read while
+    this thread waits on the first) still costs only its own row, and the rows stay in order."""
+    from chemlm_engine import guard
+
+    monkeypatch.setattr(guard.os, "sched_getaffinity", lambda _: {0, 1})
+    texts = ["CCO"] * 150 + ["CCN"] * 50 + ["STALL"] + ["c1ccccc1"] * 99
+    out = prepare_all(texts, Standardization(), seconds=1.0, prepare=stalling)
+    assert [p.input for p in out] == texts and sorted(guard._HELPERS) == [0, 1]
+    assert "longer than 1 s" in out[200].error
+    assert all(p.error is None for i, p in enumerate(out) if i != 200)
+    assert prepare_all(["CCO"] * 100) == [prepare_smiles("CCO")] * 100  # small: one helper, as before
+
+
+def test_sigterm_ends_a_shared_batch_while_another_helper_stalls(tmp_path):
+    script = ("import sys, signal\nsignal.signal(signal.SIGTERM, signal.default_int_handler)\n"
+              "from chemlm_engine import guard\nfrom tests.unit.test_guard import stalling\n"
+              "guard.os.sched_getaffinity = lambda _: {0, 1}\n"
+              "print('reading', flush=True)\n"
+              "try:\n    guard.prepare_all(['CCO'] * 200 + ['STALL'] * 56, prepare=stalling)\n"
+              "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n    sys.exit(3)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    assert child.stdout.readline().strip() == "reading"
+    time.sleep(4)  # the first half read; this thread waits on the second helper's stalled molecule
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=10) == 3 and child.stdout.read().strip() == "interrupted"

@@ -18,7 +18,7 @@ def test_spawned_helpers_do_not_import_the_page_running_as_main(tmp_path, monkey
     monkeypatch.setattr(descriptors.os, "sched_getaffinity", lambda _: {0, 1})  # a helper even on one core
     from chemlm_engine import guard
 
-    monkeypatch.setattr(guard, "_HELPER", None)
+    monkeypatch.setattr(guard, "_HELPERS", {})
     assert prepare_all(["CCO"])[0].smiles == "CCO"  # the parsing helper, spawned now
     assert descriptors._compute(["CCO"] * 300).shape[0] == 300  # the descriptor helpers, spawned now
     descriptors._reset_pool()
