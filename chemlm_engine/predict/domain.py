@@ -32,6 +32,7 @@ FINGERPRINT_FILE = "training_fingerprints.npz"
 _BITS = 2048
 _MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=_BITS)
 _QUERY_BLOCK = 256  # query molecules per matrix product: against 4,200 training molecules ~9 MB per float64 block
+_MATRIX_MIN = 64  # fewer queries are searched one by one: the matrix (34 MB for 4,200 molecules) costs ~30 ms
 
 
 def fingerprints(smiles: Sequence[str]) -> list:
@@ -98,14 +99,31 @@ class TrainingReference:
 
 
 def nearest_neighbours(query: Sequence[str], reference: TrainingReference) -> pd.DataFrame:
-    """For each (valid, canonical) query SMILES, the most similar reference molecule and its Tanimoto
-    similarity on Morgan fingerprints (radius 2, 2048 bits): ``|a & b| / (|a| + |b| - |a & b|)``, RDKit's value,
-    with the intersections of a block of queries and every reference molecule one float32 matrix product (exact:
-    counts up to 2,048), faster than ``BulkTanimotoSimilarity`` one query at a time."""
+    """For each (valid, canonical) query SMILES, the most similar reference molecule (the first of equals) and its
+    Tanimoto similarity on Morgan fingerprints (radius 2, 2048 bits), RDKit's value either way: few queries one by
+    one, many against the reference's :attr:`~TrainingReference.bit_matrix` (worth building for ~64 or more)."""
+    if len(query) < max(_MATRIX_MIN, 1):
+        best, similarity = _nearest_one_by_one(query, reference)
+    else:
+        best, similarity = _nearest_by_matrix(query, reference)
+    labels = np.full(len(best), np.nan) if reference.labels is None else reference.labels[best]
+    return pd.DataFrame({"nearest_training_smiles": [reference.smiles[i] for i in best], "similarity": similarity,
+                         "nearest_training_label": labels},
+                        columns=["nearest_training_smiles", "similarity", "nearest_training_label"])
+
+
+def _nearest_one_by_one(query: Sequence[str], reference: TrainingReference) -> tuple[np.ndarray, np.ndarray]:
+    rows = [np.asarray(DataStructs.BulkTanimotoSimilarity(fp, reference.fingerprints)) for fp in fingerprints(query)]
+    best = np.array([int(row.argmax()) for row in rows], dtype=int)
+    return best, np.array([row[i] for row, i in zip(rows, best)], dtype=float)
+
+
+def _nearest_by_matrix(query: Sequence[str], reference: TrainingReference) -> tuple[np.ndarray, np.ndarray]:
+    """``|a & b| / (|a| + |b| - |a & b|)`` with the intersections of a block of queries and every reference molecule
+    one float32 matrix product (exact: counts up to 2,048): 1,000 queries in ~0.25 s instead of ~0.45 s."""
     references = reference.bit_matrix
     with rdBase.BlockLogs():
-        rows = [_MORGAN.GetFingerprintAsNumPy(Chem.MolFromSmiles(s)) for s in query]
-    queries = np.stack(rows).astype(np.float32) if rows else np.zeros((0, _BITS), np.float32)
+        queries = np.stack([_MORGAN.GetFingerprintAsNumPy(Chem.MolFromSmiles(s)) for s in query]).astype(np.float32)
     best, similarity = np.zeros(len(queries), dtype=int), np.zeros(len(queries))
     reference_bits = references.sum(axis=1)[None, :]
     for start in range(0, len(queries), _QUERY_BLOCK):
@@ -114,13 +132,10 @@ def nearest_neighbours(query: Sequence[str], reference: TrainingReference) -> pd
         shared = (torch.from_numpy(block) @ torch.from_numpy(references).T).numpy().astype(np.float64)
         union = block.sum(axis=1)[:, None] + reference_bits - shared
         similarities = np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)  # RDKit: 0 for two empty
-        pick = similarities.argmax(axis=1)  # the first of equals, as before
+        pick = similarities.argmax(axis=1)  # the first of equals, as RDKit's list would give
         best[start:start + len(block)], similarity[start:start + len(block)] = pick, similarities[np.arange(len(block)),
                                                                                                    pick]
-    labels = np.full(len(best), np.nan) if reference.labels is None else reference.labels[best]
-    return pd.DataFrame({"nearest_training_smiles": [reference.smiles[i] for i in best], "similarity": similarity,
-                         "nearest_training_label": labels},
-                        columns=["nearest_training_smiles", "similarity", "nearest_training_label"])
+    return best, similarity
 
 
 def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference | None,

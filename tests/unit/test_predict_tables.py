@@ -18,12 +18,14 @@ def test_the_nearest_training_molecule_comes_with_its_measured_value():
     assert add_applicability_domain(frame, None)["in_domain"].isna().all()  # no training set: no verdict
 
 
-def test_the_nearest_neighbour_search_gives_rdkits_tanimoto_maximum(lipo, monkeypatch):
-    """The matrix-product search finds, for every query, RDKit's best BulkTanimotoSimilarity (the first of equals),
-    also across query blocks."""
+@pytest.mark.parametrize("matrix_min", [0, 1000])
+def test_the_nearest_neighbour_search_gives_rdkits_tanimoto_maximum(lipo, monkeypatch, matrix_min):
+    """Both searches (the matrix product for many queries, one by one for few) find, for every query, RDKit's best
+    BulkTanimotoSimilarity (the first of equals), also across query blocks."""
     from rdkit import DataStructs
 
     monkeypatch.setattr(domain, "_QUERY_BLOCK", 16)
+    monkeypatch.setattr(domain, "_MATRIX_MIN", matrix_min)
     reference = TrainingReference.from_smiles(lipo.smiles[:150], lipo.labels[:150])
     query = lipo.smiles[140:200]  # ten of them are reference molecules themselves: similarity 1
     found = domain.nearest_neighbours(query, reference)
