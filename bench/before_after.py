@@ -2,8 +2,8 @@
 against this checkout, each with its own shipped model, measured in one run.
 
     git worktree add --detach /tmp/wt-issue 705ba99
-    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python \
-        bench/before_after.py --before /tmp/wt-issue   # as on a CPU without native bf16: all three variables
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 \
+        .venv/bin/python bench/before_after.py --before /tmp/wt-issue   # as on a CPU without AVX512: all four
 
 Workloads: the last 1,000 Lipophilicity SMILES (drug-like); the first --library-rows rows of `library_speed.py`'s
 library (nine tenths MOSES, one tenth BRICS recombinations of 40–300 heavy atoms, none from Lipophilicity); and

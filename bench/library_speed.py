@@ -4,8 +4,8 @@ molecule), for the shipped ensemble and one of its members, in one process and o
 against the members' bare forward passes on the same molecules (the floor on this CPU).
 
     .venv/bin/python bench/library_speed.py --size 100000 --memory-sizes 10000 100000
-    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python \
-        bench/library_speed.py ...   # as on a CPU without AVX512: int8 linear layers
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 \
+        .venv/bin/python bench/library_speed.py ...   # as on a CPU without AVX512 (all four): int8 linear layers
 
 Every measurement runs in a fresh process (its peak resident memory is its own; for Ray, the driver's only).
 Prints the CPU kind (native bf16 or not: the prediction precision follows it) and a table; resumes from its JSON

@@ -41,8 +41,9 @@ def pad_multiple(device: torch.device, precision: str) -> int:
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 training steps are then faster than fp32 (1.3x here, bench/precision_speed.py);
     emulated bf16 is slower. PyTorch held to AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``, as on most laptops; how
-    this project measures that kind of CPU on another, with ``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``
-    so that matrix products are held too) computes bf16 emulated, whatever the CPU has."""
+    this project measures that kind of CPU on another, with ``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+    FBGEMM_ENABLE_INSTRUCTIONS=AVX2`` so that matrix products, int8 ones too, are held as well) computes bf16
+    emulated, whatever the CPU has."""
     if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
         return False
     try:
