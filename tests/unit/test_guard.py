@@ -40,17 +40,22 @@ def test_a_crash_or_a_memory_blow_up_costs_its_own_row_only():
     assert prepare_all(["c1ccccc1O"]) == [prepare_smiles("c1ccccc1O")]  # the next batch reads as usual
 
 
-def test_sigterm_ends_the_command_while_a_molecule_stalls(tmp_path):
+def _ends_on_sigterm(setup: str, call: str, wait: float) -> None:
+    """Run ``call`` (a prepare_all call stuck on a STALL molecule) in a child; SIGTERM after ``wait`` s ends it."""
     script = ("import sys, signal\nsignal.signal(signal.SIGTERM, signal.default_int_handler)\n"
-              "from chemlm_engine.guard import prepare_all\nfrom tests.unit.test_guard import stalling\n"
-              "print('reading', flush=True)\n"
-              "try:\n    prepare_all(['CCO', 'STALL'], prepare=stalling)\n"
+              "from chemlm_engine import guard\nfrom tests.unit.test_guard import stalling\n"
+              f"{setup}\nprint('reading', flush=True)\n"
+              f"try:\n    {call}\n"
               "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n    sys.exit(3)\n")
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
     assert child.stdout.readline().strip() == "reading"
-    time.sleep(2)  # inside the wait for the stalled molecule
+    time.sleep(wait)  # inside the wait for the stalled molecule
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=10) == 3 and child.stdout.read().strip() == "interrupted"
+
+
+def test_sigterm_ends_the_command_while_a_molecule_stalls():
+    _ends_on_sigterm("", "guard.prepare_all(['CCO', 'STALL'], prepare=stalling)", wait=2)
 
 
 def test_everything_else_is_exactly_prepare_smiles():
@@ -87,15 +92,7 @@ def test_a_large_batch_is_shared_among_one_helper_per_core_each_with_its_limits(
     assert prepare_all(["CCO"] * 100) == [prepare_smiles("CCO")] * 100  # small: one helper, as before
 
 
-def test_sigterm_ends_a_shared_batch_while_another_helper_stalls(tmp_path):
-    script = ("import sys, signal\nsignal.signal(signal.SIGTERM, signal.default_int_handler)\n"
-              "from chemlm_engine import guard\nfrom tests.unit.test_guard import stalling\n"
-              "guard.os.sched_getaffinity = lambda _: {0, 1}\n"
-              "print('reading', flush=True)\n"
-              "try:\n    guard.prepare_all(['CCO'] * 200 + ['STALL'] * 56, prepare=stalling)\n"
-              "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n    sys.exit(3)\n")
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
-    assert child.stdout.readline().strip() == "reading"
-    time.sleep(4)  # the first half read; this thread waits on the second helper's stalled molecule
-    child.send_signal(signal.SIGTERM)
-    assert child.wait(timeout=10) == 3 and child.stdout.read().strip() == "interrupted"
+def test_sigterm_ends_a_shared_batch_while_another_helper_stalls():
+    """Two helpers: this thread has read the first half and waits on the second helper's stalled molecule."""
+    _ends_on_sigterm("guard.os.sched_getaffinity = lambda _: {0, 1}",
+                     "guard.prepare_all(['CCO'] * 200 + ['STALL'] * 56, prepare=stalling)", wait=4)
