@@ -194,6 +194,8 @@ def _prepare_share(slot: int, texts: list, standardization: Standardization, sec
         try:
             helper = _started(slot, pending, standardization, prepare, one_by_one)
         except _NotStarted as exc:  # no helper process here: read in this process, without the limits
+            if cancelled.is_set():  # it was stopped because the batch was given up: read nothing more
+                break
             log.warning("%s: reading %d molecule(s) without the per-molecule limits", exc, len(pending))
             out.extend(prepare(text, standardization) for text in pending)
             continue

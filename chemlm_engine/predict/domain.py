@@ -132,9 +132,9 @@ def _nearest_by_matrix(query: Sequence[str], reference: TrainingReference) -> tu
         shared = (torch.from_numpy(block) @ torch.from_numpy(references).T).numpy().astype(np.float64)
         union = block.sum(axis=1)[:, None] + reference_bits - shared
         similarities = np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)  # RDKit: 0 for two empty
-        pick = similarities.argmax(axis=1)  # the first of equals, as RDKit's list would give
-        best[start:start + len(block)], similarity[start:start + len(block)] = pick, similarities[np.arange(len(block)),
-                                                                                                   pick]
+        rows = slice(start, start + len(block))
+        best[rows] = similarities.argmax(axis=1)  # the first of equals, as RDKit's list would give
+        similarity[rows] = similarities[np.arange(len(block)), best[rows]]
     return best, similarity
 
 
