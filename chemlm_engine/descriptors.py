@@ -20,7 +20,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors
 
 from .errors import ModelLoadError
-from .guard import engine_main, exit_with, worker_processes
+from .guard import contiguous_shares, engine_main, exit_with, worker_processes
 
 __all__ = ["DESCRIPTOR_NAMES", "LARGE_MOLECULE", "SIZE_LIMITED", "describe", "describe_mol", "size_warning",
            "start_helpers", "DescriptorScaler"]
@@ -96,10 +96,11 @@ def _pool() -> ProcessPoolExecutor | None:
     first use and kept; None on one core."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None and worker_processes() > 1:
-            _POOL = ProcessPoolExecutor(worker_processes() - 1, mp_context=multiprocessing.get_context("spawn"),
+        helpers = worker_processes() - 1
+        if _POOL is None and helpers > 0:
+            _POOL = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=exit_with, initargs=(os.getpid(),))
-            _submit(_POOL, [[]] * (worker_processes() - 1))  # start them now, not when the first large batch waits
+            _submit(_POOL, [[]] * helpers)  # start them now, not when the first large batch waits
         return _POOL
 
 
@@ -121,8 +122,7 @@ def _compute(smiles: list[str]) -> np.ndarray:
     pool = _pool() if shares > 1 else None
     if pool is None:
         return _many(smiles)
-    bounds = np.linspace(0, len(smiles), shares + 1).astype(int)
-    parts = [smiles[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+    parts = contiguous_shares(smiles, shares)
     try:
         futures = _submit(pool, parts[1:])
     except BrokenProcessPool:

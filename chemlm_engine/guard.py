@@ -25,7 +25,8 @@ from multiprocessing.connection import Connection
 
 from .molecules import PreparedSmiles, Standardization, prepare_smiles
 
-__all__ = ["PARSE_SECONDS", "PARSE_MEMORY", "prepare_all", "exit_with", "engine_main", "worker_processes"]
+__all__ = ["PARSE_SECONDS", "PARSE_MEMORY", "prepare_all", "exit_with", "engine_main", "worker_processes",
+           "contiguous_shares"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,12 @@ Prepare = Callable[[object, Standardization], PreparedSmiles]
 def worker_processes() -> int:
     """How many processes may share a batch's per-molecule work: one per core this process may use, at most 8."""
     return min(len(os.sched_getaffinity(0)), _MAX_PROCESSES)
+
+
+def contiguous_shares(items: list, count: int) -> list[list]:
+    """``items`` cut into ``count`` contiguous shares of near-equal size, in order."""
+    bounds = [len(items) * k // count for k in range(count + 1)]
+    return [items[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
 
 
 def exit_with(parent: int) -> None:
@@ -163,8 +170,7 @@ def prepare_all(texts: Sequence[object], standardization: Standardization = Stan
     helper each: this thread waits on the first (so Ctrl-C and SIGTERM land here), worker threads on the rest."""
     texts = list(texts)
     shares = max(1, min(worker_processes(), len(texts) // _SHARE_MIN))
-    bounds = [len(texts) * k // shares for k in range(shares + 1)]
-    parts = [texts[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+    parts = contiguous_shares(texts, shares)
     with _LOCK:
         if shares == 1:
             return _prepare_share(0, texts, standardization, seconds, prepare, threading.Event())
