@@ -4,6 +4,7 @@ import streamlit as st
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.spec import EXECUTORS
 from views.common import LIVE_REFRESH_S, device_label, executor_choice, manager, plain, store
+from views.links import receive
 
 st.set_page_config(page_title="ChemLM Studio", page_icon="🧪", layout="wide")
 # Narrow windows: a slimmer sidebar and narrower margins below 1,000 px, and option labels and buttons that
@@ -56,6 +57,7 @@ def job_list() -> None:
         st.progress(run.progress, text=f"{run.id} · {run.method} · {run.status}")
 
 
+receive()  # what a link from another page carried ("Predict with this run", "Try it", …)
 try:
     page.run()
 finally:  # after the page: a job it just queued is listed at once (also when the page ends with st.stop)

@@ -6,47 +6,37 @@ import pandas as pd
 import streamlit as st
 
 from chemlm_engine.spec import DEFAULT_REGRESSOR
+from views.links import link
 from views.live import sig3
 
 st.title("ChemLM Studio")
 st.markdown("Fine-tune chemical language models (SMILES transformers) on molecular property regression — "
             "lipophilicity (logD at pH 7.4) first — and find out which training data helps.")
 
-# A small batch that shows what Predict reports: a salt (standardised), an invalid SMILES, an unusual molecule.
-EXAMPLE_SMILES = """CC(=O)Oc1ccccc1C(=O)O aspirin
-Cn1cnc2c1c(=O)n(C)c(=O)n2C caffeine
-CC(C)Cc1ccc(C(C)C(=O)O)cc1 ibuprofen
-O=C([O-])c1ccccc1O.[Na+] sodium-salicylate
-CN1CCC[C@H]1c1cccnc1 nicotine
-C1CC broken-ring
-FC(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)S(=O)(=O)O PFOS"""
-
 PAGES = [
     ("views/predict.py", "Predict", ":material/science:", "logD for pasted or uploaded SMILES, with uncertainty, "
-     "a 90 % interval and the nearest training molecule; your CSV columns stay in the download.",
-     {"predict_text": EXAMPLE_SMILES}),
+     "a 90 % interval and the nearest training molecule; your CSV columns stay in the download.", "example"),
     ("views/train.py", "Train", ":material/model_training:", "fine-tune a model in the background and watch it "
-     "live; the cost is shown before you start.", {"quick": True}),
+     "live; the cost is shown before you start.", "quick"),
     ("views/influence.py", "Influence", ":material/hub:", "which extra molecules would help the model, which would "
-     "hurt, and which labels look wrong.", {"quick": True}),
+     "hurt, and which labels look wrong.", "quick"),
     ("views/curriculum.py", "Curriculum", ":material/stairs:", "short SMILES first: the pacing plan, then a "
-     "curriculum run against its baseline.", {"quick": True}),
+     "curriculum run against its baseline.", "quick"),
     ("views/uncertainty.py", "Active learning", ":material/blur_on:", "which molecules to measure next: ISAL "
-     "(expected influence) and uncertainty sampling against random.", {"quick": True}),
+     "(expected influence) and uncertainty sampling against random.", "quick"),
     ("views/compare.py", "Compare", ":material/leaderboard:", "runs grouped by configuration, mean ± std over seeds, "
-     "paired differences with a test.", {}),
+     "paired differences with a test.", ""),
     ("views/search.py", "Search", ":material/tune:", "a recipe's hyperparameters on the validation split (Ray Tune, "
-     "ASHA), every trial a run.", {}),
+     "ASHA), every trial a run.", ""),
 ]
-for path, title, icon, purpose, example in PAGES:
+for path, title, icon, purpose, preset in PAGES:
     left, right = st.columns([5, 1], vertical_alignment="center")
     left.page_link(path, label=f"**{title}**", icon=icon)  # a link label is one line: the purpose goes below it
     left.caption(purpose)
-    if example and right.button("Try it", key=f"try-{title}",
-                                help="Opens the page filled with a small example" if title == "Predict"
-                                else "Opens the page with the quick-try preset (300 molecules, 3 epochs)"):
-        st.session_state.update(example)
-        st.switch_page(path)
+    if preset:
+        link(right, path, "Try it", ":material/play_arrow:", preset=preset,
+             help="Opens the page filled with a small example" if preset == "example"
+             else "Opens the page with the quick-try preset (300 molecules, 3 epochs)")
 
 st.subheader("Embedded default model")
 metrics_file = Path(DEFAULT_REGRESSOR) / "metrics.json"

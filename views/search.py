@@ -9,6 +9,7 @@ from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, searcha
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
 from views.common import LIVE_REFRESH_S, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form
+from views.links import link
 from views.live import live_jobs
 
 SETTINGS = ("learning_rate", "head_hidden", "dropout", "batch_size", "descriptors")  # + each method's SEARCH
@@ -87,9 +88,7 @@ st.success(f"Best on validation: trial {best} (validation MSE {search.metrics['b
 best_spec = json.dumps(search.info["best_spec"], indent=1)
 refit = search.info.get("refit_spec")
 a, b, c = st.columns(3)
-if a.button("Open the best trial's run", type="primary"):
-    st.session_state["detail-run"] = best
-    st.switch_page("views/train.py")
+link(a, "views/train.py", "Open the best trial's run", ":material/model_training:", open=best)
 b.download_button("Download its spec (JSON)", best_spec, f"best-spec-{search.id}.json", "application/json")
 if refit and c.button("Train it on training + validation, test once") and (queued := submit(JobSpec.from_dict(refit))):
     st.success(f"Queued run {queued[0]}: the best recipe for {refit['train']['epochs']} epochs (the best trial's), "

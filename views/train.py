@@ -7,6 +7,7 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.store import Kinds
 from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note
+from views.links import link
 from views.live import live_jobs, metrics_row, runs_overview, status_text
 
 st.title("Train")
@@ -75,15 +76,13 @@ if run.status in ("failed", "diverged"):
     st.code(run.traceback or "", language="text")
 if run.metrics:
     st.dataframe(metrics_row(run), hide_index=True)
-a, b, c = st.columns([3, 1, 1])
+a, b, c = st.columns([3, 2, 1.3], vertical_alignment="bottom")
 name = a.text_input("Name", value=run.name, key=f"name-{run.id}")
 if name != run.name:
     store().rename(run.id, name)
     st.rerun()
-if b.button("Predict with this run", disabled=run.status != "finished" or not run.model_path or
-            model_kind(run.method) == "backbone"):
-    st.session_state["predict_model"] = run.model_path
-    st.switch_page("views/predict.py")
+link(b, "views/predict.py", "Predict with this run", ":material/science:", predict=run.id,
+     disabled=run.status != "finished" or not run.model_path or model_kind(run.method) == "backbone")
 if c.button("Delete run", disabled=run.status in ("queued", "running"), help="Its rows and files; cannot be undone."):
     store().delete(run.id)
     st.rerun()

@@ -1,5 +1,6 @@
 """The app's pages through Streamlit's AppTest (no browser)."""
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -48,11 +49,30 @@ def _app(page: str) -> AppTest:
     return at
 
 
+def follow(at: AppTest, label: str, page: str) -> AppTest:
+    """Click the page link ``label`` to ``page`` the way a browser does: the link's page with its query."""
+    link = next(e.proto for e in at.get("page_link") if e.proto.label == label and e.proto.page == page)
+    at.query_params.update(urllib.parse.parse_qsl(link.query_string))
+    return at.switch_page(f"views/{link.page}.py").run()
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_exceptions(page, home, finished_run):
     at = _app(page)
     assert not at.exception
     assert at.title[0].value == TITLES[page]
+
+
+def test_a_link_carries_its_choice_once_and_ignores_unknown_ones(home, finished_run):
+    """What "Predict with this run" puts in the URL becomes Predict's choice, and leaves the URL, so that the user's
+    own choice is not overridden on the next rerun."""
+    at = follow(_app("views/train.py"), "Predict with this run", "predict")
+    assert not at.exception and at.query_params == {}
+    run = RunStore(home=home).get_run(finished_run)
+    assert widget(at, "selectbox", "Model").value == run.model_path  # not the embedded default
+    at.query_params.update(predict="no-such-run", open="no-such-run", preset="no-such-preset")
+    at.switch_page("views/train.py").run()
+    assert not at.exception and at.query_params == {}
 
 
 def test_sidebar_shows_device_store_and_jobs(home):
@@ -188,7 +208,7 @@ def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone
     queued = next(r for r in RunStore(home=home).runs() if r.spec["options"].get("train_on_val"))
     assert queued.spec["train"]["epochs"] == search.info["refit_spec"]["train"]["epochs"]
     assert any("on training + validation" in s.value for s in at.success)
-    next(b for b in at.button if b.label == "Open the best trial's run").click().run()
+    at = follow(at, "Open the best trial's run", "train")
     assert at.title[0].value == "Train" and at.selectbox(key="detail-run").value == search.metrics["best_run_id"]
 
 
@@ -267,12 +287,10 @@ def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatc
 
 
 def test_home_try_it_fills_predict_with_the_example_and_train_with_the_quick_preset(home):
-    at = _app("views/home.py")
-    next(b for b in at.button if b.key == "try-Predict").click().run()
+    at = follow(_app("views/home.py"), "Try it", "predict")
     assert not at.exception and at.title[0].value == "Predict logD"
     assert at.text_area[0].value.startswith("CC(=O)Oc1ccccc1C(=O)O aspirin")
-    at = _app("views/home.py")
-    next(b for b in at.button if b.key == "try-Train").click().run()
+    at = follow(_app("views/home.py"), "Try it", "train")
     assert at.title[0].value == "Train" and widget(at, "toggle", "Quick try").value
     assert any("This launch" in i.value and "720 molecule-epochs" in i.value for i in at.info)  # 240 × 3
 

@@ -257,7 +257,7 @@ def test_influence_shows_molecule_cards(app_url, page, tmp_path):
 def test_predict_with_this_run_keeps_the_run_the_first_click_and_the_input_across_pages(app_url, page):
     page.set_viewport_size({"width": 1280, "height": 720})
     page.goto(f"{app_url}/train")
-    page.get_by_role("button", name="Predict with this run").click()
+    page.get_by_role("link", name="Predict with this run").click()
     model_box = page.get_by_role("combobox", name="Model")
     model_box.wait_for()
     page.wait_for_timeout(1000)
@@ -300,14 +300,14 @@ def test_quick_presets_finish_with_an_answer_the_page_reads(app_url, page, tmp_p
     """Influence's quick try settles (conjugate gradients), active learning's runs ISAL with its two controls:
     each page then states its answer (on the tiny backbone; on ChemLM-mini: bench/app_speed.py --presets)."""
     page.goto(app_url)  # Home's "Try it" opens each page with its launch form and the quick preset on
-    page.get_by_role("button", name="Try it").nth(2).click()  # Predict, Train, Influence, …
+    page.get_by_role("link", name="Try it").nth(2).click()  # Predict, Train, Influence, …
     page.get_by_text("Launch an influence job").wait_for()
     page.wait_for_timeout(1500)
     page.get_by_role("button", name="Launch").click()
     page.get_by_text("The inverse-HVP estimate settled").wait_for(timeout=180_000)
     assert page.get_by_text("had not settled").count() == 0
     page.goto(app_url)
-    page.get_by_role("button", name="Try it").nth(4).click()
+    page.get_by_role("link", name="Try it").nth(4).click()
     page.get_by_text("Launch an active-learning run").wait_for()
     page.wait_for_timeout(1500)
     page.get_by_role("button", name="Launch").click()

@@ -1,0 +1,41 @@
+"""Links that take a choice to another page: "Predict with this run", Home's "Try it", "Open the best trial's run".
+
+Links, not buttons calling st.switch_page: a switch made on the server races the sidebar's live panel. A refresh the
+browser sent for the old page runs after the new page has, and Streamlit leaves the window blank (seen in CI;
+one time in three with a 1 s refresh). A link navigates in the browser, so no stale refresh follows it. What it
+carries rides in the URL's query; app.py turns it into session state before the page runs and drops it from the URL,
+so that the user's own choices on the page are not overridden on the next rerun.
+"""
+import streamlit as st
+
+from views.common import store
+
+# A small batch that shows what Predict reports: a salt (standardised), an invalid SMILES, an unusual molecule.
+EXAMPLE_SMILES = """CC(=O)Oc1ccccc1C(=O)O aspirin
+Cn1cnc2c1c(=O)n(C)c(=O)n2C caffeine
+CC(C)Cc1ccc(C(C)C(=O)O)cc1 ibuprofen
+O=C([O-])c1ccccc1O.[Na+] sodium-salicylate
+CN1CCC[C@H]1c1cccnc1 nicotine
+C1CC broken-ring
+FC(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)S(=O)(=O)O PFOS"""
+PRESETS = {"example": {"predict_text": EXAMPLE_SMILES}, "quick": {"quick": True}}  # ?preset=…: Home's "Try it"
+
+
+def link(container, page: str, label: str, icon: str, help: str | None = None, disabled: bool = False,
+         **carried: str) -> None:
+    """A link to ``page`` that carries ``preset=…`` (a PRESETS key), ``predict=<run id>`` (that run's model on
+    Predict) or ``open=<run id>`` (that run's details on Train)."""
+    container.page_link(page, label=label, icon=icon, help=help, disabled=disabled, query_params=carried)
+
+
+def receive() -> None:
+    """What a link carried, as session state; unknown presets and runs are ignored."""
+    carried = {name: st.query_params.get(name) for name in ("preset", "predict", "open")}
+    for name in carried:
+        st.query_params.pop(name, None)
+    st.session_state.update(PRESETS.get(carried["preset"] or "", {}))
+    runs = {run.id: run for run in store().runs()} if carried["predict"] or carried["open"] else {}
+    if (run := runs.get(carried["predict"] or "")) and run.model_path:
+        st.session_state["predict_model"] = run.model_path  # Predict checks that it is one of its choices
+    if carried["open"] in runs:
+        st.session_state["detail-run"] = carried["open"]
