@@ -2,12 +2,14 @@
 
 Links, not buttons calling st.switch_page: a switch made on the server races the sidebar's live panel. A refresh the
 browser sent for the old page runs after the new page has, and Streamlit leaves the window blank (seen in CI;
-one time in three with a 1 s refresh). A link navigates in the browser, so no stale refresh follows it. What it
+2 times in 10 with a 1 s refresh). A link navigates in the browser, so no stale refresh follows it. What it
 carries rides in the URL's query; app.py turns it into session state before the page runs and drops it from the URL,
 so that the user's own choices on the page are not overridden on the next rerun.
 """
 import streamlit as st
 
+from chemlm_engine.errors import RunNotFoundError
+from chemlm_engine.store import RunRecord
 from views.common import store
 
 # A small batch that shows what Predict reports: a salt (standardised), an invalid SMILES, an unusual molecule.
@@ -28,14 +30,20 @@ def link(container, page: str, label: str, icon: str, help: str | None = None, d
     container.page_link(page, label=label, icon=icon, help=help, disabled=disabled, query_params=carried)
 
 
+def _run(run_id: str | None) -> RunRecord | None:
+    try:
+        return store().get_run(run_id) if run_id else None
+    except RunNotFoundError:
+        return None
+
+
 def receive() -> None:
     """What a link carried, as session state; unknown presets and runs are ignored."""
     carried = {name: st.query_params.get(name) for name in ("preset", "predict", "open")}
     for name in carried:
         st.query_params.pop(name, None)
     st.session_state.update(PRESETS.get(carried["preset"] or "", {}))
-    runs = {run.id: run for run in store().runs()} if carried["predict"] or carried["open"] else {}
-    if (run := runs.get(carried["predict"] or "")) and run.model_path:
+    if (run := _run(carried["predict"])) and run.model_path:
         st.session_state["predict_model"] = run.model_path  # Predict checks that it is one of its choices
-    if carried["open"] in runs:
-        st.session_state["detail-run"] = carried["open"]
+    if run := _run(carried["open"]):
+        st.session_state["detail-run"] = run.id
