@@ -11,6 +11,7 @@ import streamlit as st
 from chemlm_engine.errors import RunNotFoundError
 from chemlm_engine.store import RunRecord
 from views.common import store
+from views.kept import saved
 
 # A small batch that shows what Predict reports: a salt (standardised), an invalid SMILES, an unusual molecule.
 EXAMPLE_SMILES = """CC(=O)Oc1ccccc1C(=O)O aspirin
@@ -20,7 +21,7 @@ O=C([O-])c1ccccc1O.[Na+] sodium-salicylate
 CN1CCC[C@H]1c1cccnc1 nicotine
 C1CC broken-ring
 FC(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)S(=O)(=O)O PFOS"""
-PRESETS = {"example": {"predict_text": EXAMPLE_SMILES}, "quick": {"quick": True}}  # ?preset=…: Home's "Try it"
+PRESETS = {"example": {saved("predict_text"): EXAMPLE_SMILES}, "quick": {"quick": True}}  # ?preset=…: Home's "Try it"
 
 
 def link(container, page: str, label: str, icon: str, help: str | None = None, disabled: bool = False,
@@ -44,6 +45,6 @@ def receive() -> None:
         st.query_params.pop(name, None)
     st.session_state.update(PRESETS.get(carried["preset"] or "", {}))
     if (run := _run(carried["predict"])) and run.model_path:
-        st.session_state["predict_model"] = run.model_path  # Predict checks that it is one of its choices
+        st.session_state[saved("predict_folder")] = run.model_path  # Predict checks that it is one of its choices
     if run := _run(carried["open"]):
         st.session_state["detail-run"] = run.id

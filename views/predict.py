@@ -13,6 +13,7 @@ from chemlm_engine.tables import write_csv
 from views.common import (explanation, explanations_warming, fmt3, load_model, model_choices, molecule_cards,
                           parity_plot, plain, training_reference, warm_explanations)
 from views.forms import column_pickers, upload_too_big
+from views.kept import kept
 from views.library_jobs import library_results, offer_library_job
 
 st.title("Predict logD")
@@ -20,20 +21,16 @@ choices = model_choices()
 if not choices:
     st.warning("No model available yet: train one on the Train page.")
     st.stop()
-# Keyed by folder, not label (a label may change); persist_state keeps the choices while other pages show.
+# Keyed by folder, not label (a label may change); kept while other pages show, as are the input mode and text.
 labels = {folder: label for label, folder in choices.items()}
-wanted = st.session_state.pop("predict_model", None)  # a model folder: "Predict with this run" on the Train page
-if wanted in labels:
-    st.session_state["predict_folder"] = wanted
-elif st.session_state.get("predict_folder") not in labels:
-    st.session_state.pop("predict_folder", None)
-folder = st.selectbox("Model", list(labels), format_func=labels.get, key="predict_folder", persist_state="session")
+folder = st.selectbox("Model", list(labels), format_func=labels.get, **kept("predict_folder", labels))
 
-mode = st.radio("Input", ["Paste SMILES", "Upload CSV"], horizontal=True, key="predict_mode", persist_state="session")
+modes = ["Paste SMILES", "Upload CSV"]
+mode = st.radio("Input", modes, horizontal=True, **kept("predict_mode", modes))
 text, upload, columns = "", None, {}
 if mode == "Paste SMILES":
     text = st.text_area("One SMILES per line, optionally followed by a name (space or tab)", height=140,
-                        key="predict_text", persist_state="session", placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
+                        **kept("predict_text"), placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
 else:
     upload = st.file_uploader("CSV with a SMILES column; every other column is kept in the results",
                               type=["csv", "tsv", "txt"])

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
+from views.kept import saved
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TITLES = {"views/home.py": "ChemLM Studio", "views/train.py": "Train", "views/predict.py": "Predict logD",
@@ -73,6 +74,25 @@ def test_a_link_carries_its_choice_once_and_ignores_unknown_ones(home, finished_
     at.query_params.update(predict="no-such-run", open="no-such-run", preset="no-such-preset")
     at.switch_page("views/train.py").run()
     assert not at.exception and at.query_params == {}
+
+
+def test_predict_gets_its_choices_back_when_streamlit_drops_its_widgets_state(home, finished_run):
+    """Streamlit may drop a widget's state while another page shows (in the browser the sidebar's timed rerun raced
+    it): the model and the pasted text come back from their kept copies; a kept model deleted since is dropped."""
+    at = _app("views/predict.py")
+    model = RunStore(home=home).get_run(finished_run).model_path
+    widget(at, "selectbox", "Model").set_value(model).run()
+    at.text_area[0].set_value("CCO ethanol").run()
+    at.switch_page("views/home.py").run()
+    for key in ("predict_folder", "predict_text"):  # gone, as Streamlit's cleanup leaves them
+        if key in at.session_state:
+            del at.session_state[key]
+    at.switch_page("views/predict.py").run()
+    assert widget(at, "selectbox", "Model").value == model and at.text_area[0].value == "CCO ethanol"
+    RunStore(home=home).delete(finished_run)  # on the Train page, say
+    at.run()
+    assert not at.exception and widget(at, "selectbox", "Model").value != model
+    assert saved("predict_folder") not in at.session_state
 
 
 def test_sidebar_shows_device_store_and_jobs(home):

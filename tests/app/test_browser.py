@@ -99,17 +99,21 @@ def _choose(page, box, name, tries: int = 5) -> None:
     option.click()
 
 
-def _visit(page, link: str, shows, tries: int = 3) -> None:
-    """Follow a sidebar link until the page shows ``shows``: like a selectbox's, a click that lands while the page
-    is still rerunning (the jobs panel refreshes every 2 s here) can be lost."""
+def _click_until(target, shows, tries: int = 3) -> None:
+    """Click ``target`` until the page shows ``shows``: like a selectbox's, a click that lands while the page is
+    still rerunning (the jobs panel refreshes every 2 s here) can be lost."""
     for attempt in range(1, tries + 1):
-        page.get_by_role("link", name=link).first.click()
+        target.click()
         try:
             shows.wait_for(timeout=20_000)
             return
         except PlaywrightTimeout:
             if attempt == tries:
                 raise
+
+
+def _visit(page, link: str, shows) -> None:
+    _click_until(page.get_by_role("link", name=link).first, shows)
 
 
 def _download(page, button: str, tries: int = 3) -> Path:
@@ -266,9 +270,10 @@ def test_predict_with_this_run_keeps_the_run_the_first_click_and_the_input_acros
     page.get_by_label("One SMILES per line").fill("CCO ethanol\nc1ccccc1O phenol")
     page.get_by_role("button", name="Predict", exact=True).click()  # the first click, right after the paste
     page.get_by_text("Outside the domain", exact=True).wait_for()
-    page.get_by_text("Upload CSV").click()  # reruns: the model stays the run, the results stay
-    page.get_by_text("Paste SMILES").click()
-    page.wait_for_timeout(1500)
+    # the text area goes and comes back: the model stays the run, the text and the results stay
+    _click_until(page.get_by_text("Upload CSV"), page.get_by_text("CSV with a SMILES column"))
+    _click_until(page.get_by_text("Paste SMILES"), page.get_by_label("One SMILES per line"))
+    assert page.get_by_label("One SMILES per line").input_value() == "CCO ethanol\nc1ccccc1O phenol"
     assert model_box.input_value() == chosen
     _visit(page, "Home", page.get_by_text("Embedded default model"))
     page.wait_for_timeout(5000)  # the sidebar's jobs panel refreshes (every 2 s here) while the user reads Home
