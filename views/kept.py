@@ -2,8 +2,8 @@
 
 Streamlit forgets a widget's value once a run does not show it, and its ``persist_state`` did not always keep it:
 the sidebar's live panel reruns on a timer, and a pasted text came back empty about one return to Predict in
-fifteen (the browser test's steps with a 1 s refresh; in CI the page came back in upload mode). So the value also lives under
-a plain session key, which no widget cleanup touches, and is handed to the widget before it renders.
+fifteen (the browser test's steps with a 1 s refresh; in CI the page came back in upload mode). So the value also
+lives under a plain session key, which no widget cleanup touches, and is handed to the widget before it renders.
 """
 from collections.abc import Collection
 from typing import Any
