@@ -146,7 +146,7 @@ def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, t
     upload.write_text("ID,smiles,logD,note\nA-1,CCO,-0.3,ethanol\nA-2,C1CC,1.0,broken\nA-3,c1ccccc1O,1.5,phenol\n"
                       "A-4,[Xe],0.0,xenon\nA-5,CCCCCCCCCCCCCCCCCC(=O)O,3.9,stearic acid\n")
     page.goto(f"{app_url}/predict")
-    page.get_by_text("Upload CSV").click()
+    _click_until(page.get_by_text("Upload CSV"), page.get_by_text("CSV with a SMILES column"))
     page.locator('input[type="file"]').set_input_files(str(upload))
     page.get_by_text("Name / ID column").wait_for()
     page.wait_for_timeout(1000)
@@ -182,7 +182,7 @@ def test_a_library_too_big_for_the_page_is_predicted_in_the_background_and_downl
     rows = [f"L{i},{lipo.smiles[i % 300]}" for i in range(PAGE_ROWS + 1)]
     library.write_text("ID,smiles\n" + "\n".join(rows) + "\n")
     page.goto(f"{app_url}/predict")
-    page.get_by_text("Upload CSV").click()
+    _click_until(page.get_by_text("Upload CSV"), page.get_by_text("CSV with a SMILES column"))
     page.locator('input[type="file"]').set_input_files(str(library))
     page.get_by_text("predicts about twice as fast").wait_for()  # with the default model: the one-pass student
     _choose(page, page.get_by_role("combobox", name="Model"), re.compile("baseline"))  # the tiny trained run
@@ -220,9 +220,8 @@ def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tm
     _shot(page, tmp_path, "train.png", top=page.get_by_text("Running jobs"))
     page.get_by_role("button", name="Cancel").first.click()
     page.get_by_text("Running jobs").wait_for(state="detached", timeout=60_000)
-    page.wait_for_timeout(2000)  # the page reruns when the run ends: the runs table says so
-    rows = page.locator('[data-testid="stDataFrame"]').first.locator('[role="row"]').all_inner_texts()
-    assert any("cancelled" in r and "200" in r for r in rows)
+    # the page reruns when the run ends: the runs table says so
+    expect(runs_table.filter(has_text="cancelled").filter(has_text="200")).not_to_have_count(0, timeout=60_000)
 
 
 def test_compare_shows_two_configurations_and_names_no_winner(app_url, page, tmp_path, tiny_backbone):
