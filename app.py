@@ -4,6 +4,7 @@ import streamlit as st
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.spec import EXECUTORS
 from views.common import LIVE_REFRESH_S, device_label, executor_choice, manager, plain, store
+from views.kept import new_run
 from views.links import receive
 
 st.set_page_config(page_title="ChemLM Studio", page_icon="🧪", layout="wide")
@@ -57,6 +58,7 @@ def job_list() -> None:
         st.progress(run.progress, text=f"{run.id} · {run.method} · {run.status}")
 
 
+new_run()  # the Predict page hands a returning widget its kept value (views/kept.py)
 receive()  # what a link from another page carried ("Predict with this run", "Try it", …)
 try:
     page.run()

@@ -3,12 +3,15 @@
 Streamlit forgets a widget's value once a run does not show it, and its ``persist_state`` did not always keep it:
 the sidebar's live panel reruns on a timer, and a pasted text came back empty about one return to Predict in
 fifteen (the browser test's steps with a 1 s refresh; in CI the page came back in upload mode). So the value also
-lives under a plain session key, which no widget cleanup touches, and is handed to the widget before it renders.
+lives under a plain session key, which no widget cleanup touches, and is handed to the widget before it renders:
+when Streamlit has dropped or changed its state, and when the widget comes back after a run that did not show it.
 """
 from collections.abc import Collection
 from typing import Any
 
 import streamlit as st
+
+_RUN = "kept-run"  # full runs of the app so far (app.py counts them; the sidebar's timed fragment does not)
 
 
 def saved(key: str) -> str:
@@ -16,15 +19,25 @@ def saved(key: str) -> str:
     return f"kept-{key}"
 
 
+def new_run() -> None:
+    """Count a full run of the app (call once per run, before the page)."""
+    st.session_state[_RUN] = st.session_state.get(_RUN, 0) + 1
+
+
 def kept(key: str, choices: Collection[Any] | None = None) -> dict[str, Any]:
     """``key`` and ``on_change`` for a widget whose value is kept; a kept value no longer among ``choices`` (a
     deleted model) is dropped, and the widget shows its default."""
     value = st.session_state.get(saved(key))
+    run = st.session_state.get(_RUN, 0)
+    # Not shown by the last run (another page, the other input mode): the browser mounts it afresh and may show its
+    # default even where the server's state already holds the value (a click that came back with a stale state).
+    returning = st.session_state.get(f"kept-shown-{key}") != run - 1
+    st.session_state[f"kept-shown-{key}"] = run
     if choices is not None and value not in choices:  # none kept, or a model deleted since
         st.session_state.pop(saved(key), None)
         if st.session_state.get(key) not in choices:
             st.session_state.pop(key, None)
-    elif value is not None and st.session_state.get(key) != value:  # dropped by Streamlit, or chosen elsewhere
+    elif value is not None and (returning or st.session_state.get(key) != value):
         st.session_state[key] = value  # only then: a value set here is sent to the browser, over what is typed
 
     def save() -> None:

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
+from views import kept as kept_module
 from views.kept import saved
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -93,6 +94,42 @@ def test_predict_gets_its_choices_back_when_streamlit_drops_its_widgets_state(ho
     at.run()
     assert not at.exception and widget(at, "selectbox", "Model").value != model
     assert saved("predict_folder") not in at.session_state
+
+
+class _Recording(dict):
+    """A session state that records its assignments: Streamlit sends a widget's assigned value to the browser."""
+
+    def __init__(self):
+        super().__init__()
+        self.assigned: list[str] = []
+
+    def __setitem__(self, key, value):
+        self.assigned.append(key)
+        super().__setitem__(key, value)
+
+
+def test_a_kept_widget_coming_back_is_sent_its_value_and_one_that_stays_is_left_alone(monkeypatch):
+    """A click may come back with a widget's stale state while the browser mounts the widget afresh with its default
+    (the browser test saw the pasted text empty after Upload CSV -> Paste SMILES, the server's state intact): a
+    widget the last run did not show is handed its kept value again; one that stayed is not (that would overwrite
+    what is being typed)."""
+    state = _Recording()
+    monkeypatch.setattr(kept_module.st, "session_state", state)
+
+    def run(shown: bool) -> None:
+        kept_module.new_run()
+        if shown:
+            kept_module.kept("predict_text")
+
+    run(shown=True)
+    state["predict_text"] = "CCO ethanol"  # typed, then committed: the widget's callback keeps it
+    kept_module.kept("predict_text")["on_change"]()
+    state.assigned.clear()
+    run(shown=True)
+    assert "predict_text" not in state.assigned
+    run(shown=False)  # upload mode: no text area; the state comes back stale with the next click
+    run(shown=True)
+    assert "predict_text" in state.assigned and state["predict_text"] == "CCO ethanol"
 
 
 def test_sidebar_shows_device_store_and_jobs(home):
