@@ -31,8 +31,9 @@ def kept(key: str, choices: Collection[Any] | None = None) -> dict[str, Any]:
     run = st.session_state.get(_RUN, 0)
     # Not shown by the last run (another page, the other input mode): the browser mounts it afresh and may show its
     # default even where the server's state already holds the value (a click that came back with a stale state).
-    returning = st.session_state.get(f"kept-shown-{key}") != run - 1
-    st.session_state[f"kept-shown-{key}"] = run
+    shown = f"shown-in-run-{key}"  # not under saved()'s prefix: no widget key can name it
+    returning = st.session_state.get(shown) != run - 1
+    st.session_state[shown] = run
     if choices is not None and value not in choices:  # none kept, or a model deleted since
         st.session_state.pop(saved(key), None)
         if st.session_state.get(key) not in choices:
