@@ -63,8 +63,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def prediction_precision(device: torch.device) -> str:
     """What a model loaded for prediction computes in: bf16 autocast where the hardware has it (``"auto"``), else
     ``"int8"`` on a CPU: its backbone's linear layers dynamically quantised. Under AVX2 kernels one member's forward
-    pass ran 2.3x faster than in fp32, and the shipped ensemble's test R² moved 0.6954 -> 0.6950, its coverage not
-    at all (README, "int8 on CPUs without bf16"). Training and its validation stay in fp32."""
+    pass ran 1.35x faster than in fp32 (bench/forward_levers.py), and the shipped ensemble's test R² moved 0.6954 ->
+    0.6950, its coverage not at all (README, "Prediction speed"). Training and its validation stay in fp32."""
     return "int8" if device.type == "cpu" and resolve_precision("auto", device) == "fp32" else "auto"
 
 

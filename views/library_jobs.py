@@ -18,7 +18,7 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
     st.info(why)
     if folder == DEFAULT_REGRESSOR and Path(FAST_REGRESSOR).exists():
         st.caption("For a large library: the embedded one-pass student (Model, above) predicts about twice as fast "
-                   "at the default's accuracy (README, \"With the trees\").")
+                   "at the default's accuracy (README, \"One forward pass instead of five\").")
     if st.button("Predict it in the background", type="primary"):
         source = store().save_upload(upload.getvalue(), Path(upload.name).suffix or ".csv")
         spec = JobSpec(method="predict", name=f"predict {upload.name}",
