@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from chemlm_engine.compare import runs_frame
+from chemlm_engine.spec import model_kind
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord, Tables
 from views.common import LIVE_REFRESH_S, manager, run_label, store
 
@@ -82,7 +83,8 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
             st.progress(run.progress, text=run.message)
             # The curve is on request: a browser redrawing a chart every few seconds takes CPU from the job when
             # both share a small machine (bench/app_speed.py: 0.86x the CLI's speed with it, 0.93x without).
-            if st.toggle("Live curve", key=f"curve-{run.id}"):
+            # A library prediction fits nothing: no curve to offer.
+            if model_kind(run.method) != "predictions" and st.toggle("Live curve", key=f"curve-{run.id}"):
                 curve = _curve(run.id, len(store().epochs(run.id)), len(store().table(run.id, Tables.LIVE)))
                 if curve is not None:
                     st.caption(f"fit: {curve[0]} · MSE by epoch; \"train (running)\" is measured inside epochs")

@@ -373,6 +373,19 @@ def test_an_upload_too_big_for_the_page_offers_the_background_job_and_the_librar
     assert "in the background" in message
 
 
+def test_a_running_library_prediction_offers_no_live_curve_and_a_running_fit_does(home):
+    store = RunStore(home=home)
+    fit = store.create_run(JobSpec().to_dict(), "baseline", "a fit")
+    library_spec = JobSpec(method="predict", options={"model": "assets/lipo-regressor", "source": "library.csv"})
+    library = store.create_run(library_spec.to_dict(), "predict", "a library")
+    for run_id in (fit, library):
+        store.start(run_id, {})  # running in this (living) process: shown as running, never marked interrupted
+    at = _app("views/compare.py")  # its jobs panel shows every method's running jobs
+    assert not at.exception and {b.key for b in at.button if b.label == "Cancel"} == {f"cancel-{fit}",
+                                                                                      f"cancel-{library}"}
+    assert [t.key for t in at.toggle if t.label == "Live curve"] == [f"curve-{fit}"]
+
+
 def test_a_damaged_model_folder_is_a_message_on_the_predict_page(home, finished_run):
     folder = RunStore(home=home).get_run(finished_run).model_path
     (Path(folder) / "head.safetensors").write_bytes(b"not safetensors")
