@@ -96,7 +96,8 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
 def runs_overview(runs: list[RunRecord]) -> None:
     """Every run with what distinguishes it (method, split, subset, epochs, learning rate) and its test metrics."""
     frame = runs_frame(runs)
-    frame["subset"] = frame["subset"].map(lambda n: "all" if n != n or n is None else f"{int(n):,}")
+    if "subset" in frame:  # absent when no run's spec is readable by this version
+        frame["subset"] = frame["subset"].map(lambda n: "all" if n != n or n is None else f"{int(n):,}")
     for key, label in METRIC_LABELS.items():  # text: a run without the metric yet shows "—", not "None"
         if key in frame:
             frame[label] = frame[key].map(lambda v: "—" if sig3(v) is None else f"{sig3(v):g}")

@@ -173,8 +173,7 @@ class JobSpec:
     def summary(self) -> dict[str, Any]:
         """The configuration as flat table columns: what distinguishes one kind of run from another (the seed
         aside). ``options`` lists those that differ from their defaults (JSON), so equal settings compare equal."""
-        options = {k: v for k, v in self.method_options.to_dict().items()
-                   if v != getattr(type(self.method_options)(), k)}
+        options = self.method_options.changed()
         return {"method": self.method, "backbone": Path(self.model.backbone).name or self.model.backbone,
                 "dataset": Path(self.data.source).name, "split": self.data.split, "seed": self.train.seed,
                 "subset": self.data.subset, "epochs": self.train.epochs, "learning_rate": self.train.learning_rate,

@@ -61,6 +61,12 @@ class MethodOptions:
         """The plain JSON form stored with a run (tuples become lists when written)."""
         return dataclasses.asdict(self)
 
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from their declared defaults. Read from the fields, not from a default
+        instance: some methods' defaults alone do not validate (a library prediction names no model yet)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {k: v for k, v in self.to_dict().items() if v != defaults[k]}
+
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)

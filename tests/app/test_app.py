@@ -386,6 +386,20 @@ def test_a_running_library_prediction_offers_no_live_curve_and_a_running_fit_doe
     assert [t.key for t in at.toggle if t.label == "Live curve"] == [f"curve-{fit}"]
 
 
+def test_the_runs_table_lists_a_library_prediction_and_a_spec_this_version_cannot_read(home):
+    store = RunStore(home=home)
+    library_spec = JobSpec(method="predict", options={"model": "assets/lipo-regressor", "source": "library.csv"})
+    library = store.create_run(library_spec.to_dict(), "predict", "a library")
+    unreadable = store.create_run({"method": "predict", "options": {"chunk_rows": 0}}, "predict", "from elsewhere")
+    for run_id in (library, unreadable):
+        store.finish(run_id, {})
+    at = _app("views/train.py")
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("id")
+    assert '"source": "library.csv"' in table.loc[library, "options"]
+    assert table.loc[unreadable, "options"].startswith("(not readable now")
+
+
 def test_a_damaged_model_folder_is_a_message_on_the_predict_page(home, finished_run):
     folder = RunStore(home=home).get_run(finished_run).model_path
     (Path(folder) / "head.safetensors").write_bytes(b"not safetensors")

@@ -1,4 +1,6 @@
 """The method registry: typed, validated options; one list of methods read everywhere."""
+import json
+
 import pytest
 
 from chemlm_engine.spec import METHODS, InfluenceOptions, JobSpec, LoraOptions, UncertaintyOptions, parse_options
@@ -57,6 +59,15 @@ def test_a_spec_keeps_the_plain_json_form_and_round_trips():
     assert again == spec and again.options == {"sweep": [25, 64], "strategy": "random"}
     assert again.method_options.sweep == (25, 64) and again.method_options.passes == 20
     assert '"sweep": [25, 64]' in again.summary()["options"]
+
+
+def test_a_spec_whose_method_has_required_options_summarises_its_settings():
+    # a library prediction and a distillation name what they read: their bare defaults do not validate
+    library = JobSpec(method="predict", options={"model": "m", "source": "s.csv", "chunk_rows": 1000})
+    assert json.loads(library.summary()["options"]) == {"model": "m", "source": "s.csv"}  # chunk_rows: the default
+    student = JobSpec(method="distill", options={"teacher": "run-1"})
+    assert json.loads(student.summary()["options"]) == {"teacher": "run-1"}
+    assert JobSpec().summary()["options"] == ""
 
 
 def test_unknown_method_lists_the_registry():
