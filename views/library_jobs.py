@@ -27,6 +27,13 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
             st.success(f"Queued run {queued[0]}: follow it below; its results are downloadable here when done.")
 
 
+def library_summary(run) -> str:
+    """What a finished library prediction made: rows, invalid ones, the model and its speed."""
+    model = {folder: label for label, folder in model_choices().items()}.get(run.info["model"], run.info["model"])
+    return (f"{int(run.metrics['rows']):,} rows ({int(run.metrics['invalid']):,} invalid) by {model} at "
+            f"{run.metrics['molecules_per_s']:.0f} molecules/s; one row per input row, in order.")
+
+
 def library_results() -> None:
     """Library jobs running (progress, Cancel) and finished (downloads)."""
     live_jobs(("predict",))
@@ -38,9 +45,7 @@ def library_results() -> None:
         run = st.selectbox("Library prediction", done, format_func=run_label, key="library-run")
         output = Path(run.info["output"])
         rows = int(run.metrics["rows"])
-        model = {folder: label for label, folder in model_choices().items()}.get(run.info["model"], run.info["model"])
-        st.caption(f"{rows:,} rows ({int(run.metrics['invalid']):,} invalid) by {model} at "
-                   f"{run.metrics['molecules_per_s']:.0f} molecules/s; one row per input row, in order.")
+        st.caption(library_summary(run))
         a, b = st.columns(2)
         # The file's bytes, not a deferred callable: a deferred button was seen disabled for a minute in the test
         # suite (never alone); the CSV, built on click, stays deferred.

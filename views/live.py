@@ -93,6 +93,9 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
                     st.line_chart(points.dropna(), x="epoch", y="MSE", color="series", height=220)
 
 
+_TRAINING_COLUMNS = ["split", "seed", "subset", "epochs", "learning_rate"]
+
+
 def runs_overview(runs: list[RunRecord]) -> None:
     """Every run with what distinguishes it (method, split, subset, epochs, learning rate) and its test metrics."""
     frame = runs_frame(runs)
@@ -102,10 +105,13 @@ def runs_overview(runs: list[RunRecord]) -> None:
         if key in frame:
             frame[label] = frame[key].map(lambda v: "—" if sig3(v) is None else f"{sig3(v):g}")
     frame["duration_s"] = frame["duration_s"].map(lambda s: "—" if sig3(s) is None else f"{s:,.0f}")
+    training = [c for c in _TRAINING_COLUMNS if c in frame]  # a library prediction trains nothing: left empty
+    frame[training] = frame[training].astype(object)
+    frame.loc[frame["method"].map(model_kind) == "predictions", training] = None
     columns = ["id", "name", "method", "status", "split", "seed", "subset", "epochs", "learning_rate", "R²", "RMSE",
                "MAE", "duration_s", "options"]
     st.dataframe(frame, hide_index=True, height=min(40 + 35 * len(frame), 320),
                  column_order=[c for c in columns if c in frame],
                  column_config={"duration_s": st.column_config.TextColumn("duration (s)"),
                                 "learning_rate": st.column_config.NumberColumn("lr", format="%.0e"),
-                                "subset": st.column_config.NumberColumn("subset", help="empty: all molecules")})
+                                "subset": st.column_config.TextColumn("subset", help="molecules drawn at random")})

@@ -7,6 +7,7 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.store import Kinds
 from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note
+from views.library_jobs import library_summary
 from views.links import link
 from views.live import live_jobs, metrics_row, runs_overview, status_text
 
@@ -74,7 +75,10 @@ quick_note(run.spec)
 if run.status in ("failed", "diverged"):
     st.error(plain(run.error))
     st.code(run.traceback or "", language="text")
-if run.metrics:
+if model_kind(run.method) == "predictions":  # a library prediction: no training metrics, its own numbers
+    if run.status == "finished" and run.metrics:
+        st.caption(f"{library_summary(run)} Its downloads: Predict page, \"Library predictions\".")
+elif run.metrics:
     st.dataframe(metrics_row(run), hide_index=True)
 a, b, c = st.columns([3, 2, 1.3], vertical_alignment="bottom")
 name = a.text_input("Name", value=run.name, key=f"name-{run.id}")

@@ -391,13 +391,17 @@ def test_the_runs_table_lists_a_library_prediction_and_a_spec_this_version_canno
     library_spec = JobSpec(method="predict", options={"model": "assets/lipo-regressor", "source": "library.csv"})
     library = store.create_run(library_spec.to_dict(), "predict", "a library")
     unreadable = store.create_run({"method": "predict", "options": {"chunk_rows": 0}}, "predict", "from elsewhere")
-    for run_id in (library, unreadable):
-        store.finish(run_id, {})
+    store.set_info(library, model="assets/lipo-regressor", output="predictions.parquet")
+    store.finish(library, {"rows": 3, "invalid": 1, "molecules_per_s": 50.0})
+    store.finish(unreadable, {})
     at = _app("views/train.py")
     assert not at.exception
     table = at.dataframe[0].value.set_index("id")
     assert '"source": "library.csv"' in table.loc[library, "options"]
+    assert table.loc[library, ["split", "seed", "subset", "epochs"]].isna().all()  # it trained nothing
     assert table.loc[unreadable, "options"].startswith("(not readable now")
+    at.selectbox(key="detail-run").set_value(library).run()
+    assert not at.dataframe[1:] and any("3 rows (1 invalid)" in c.value for c in at.caption)  # no training metrics
 
 
 def test_a_damaged_model_folder_is_a_message_on_the_predict_page(home, finished_run):
