@@ -17,7 +17,9 @@ st.title("Train")
 st.subheader("New run")
 quick, data, backbone, trust, right = launch_form()
 with right:
-    method = st.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label,
+    # a library prediction is launched from the Predict page, with the file it reads
+    trainable = [m for m in METHODS if model_kind(m) != "predictions"]
+    method = st.selectbox("Method", trainable, format_func=lambda m: METHODS[m].label,
                           help="Method settings take their defaults here; the Curriculum, Uncertainty and Influence "
                                "pages set them.")
     c1, c2, c3 = st.columns(3)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
+from chemlm_engine.spec import METHODS, DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
 from chemlm_engine.store import RunStore
 from views import kept as kept_module
@@ -271,6 +271,9 @@ def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone
 
 def test_train_disables_start_with_the_reason_for_untrainable_data(home):
     at = _app("views/train.py")
+    offered = widget(at, "selectbox", "Method").options  # every training method; a library prediction is not one
+    assert "deep ensemble (conformal intervals)" in offered and len(offered) == len(METHODS) - 1
+    assert not any("library prediction" in label for label in offered)
     start = next(b for b in at.button if b.label == "Start training")
     assert not start.disabled
     widget(at, "number_input", "Random subset").set_value(12).run()
