@@ -16,7 +16,7 @@ from .spec import JobSpec
 from .store import RunRecord
 
 __all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "run_summary", "runs_frame", "runs_table", "summarize", "paired_delta",
-           "suite_specs", "MIN_SEEDS", "launched_trusting"]
+           "suite_specs", "MIN_SEEDS", "launched_trusting", "reference_choices"]
 
 METRICS = ("test_r2", "test_rmse", "test_mae", "test_mse")
 # What must be equal for two runs to be repeats of one configuration (seeds aside).
@@ -122,14 +122,27 @@ def _verdict(delta: dict, is_reference: bool) -> str:
     return "higher than the reference (p < 0.05)" if delta["delta"] > 0 else "lower than the reference (p < 0.05)"
 
 
+def _one_per_seed(table: pd.DataFrame) -> pd.DataFrame:
+    # a configuration run twice on one seed (a curriculum pair's baseline beside a plain one) is one seed
+    return table.sort_values("id").drop_duplicates(["config", "seed", "split_seed"], keep="last")
+
+
+def reference_choices(table: pd.DataFrame) -> list[str]:
+    """The configurations in the order a reference is offered: the most seeds first and, among equals, full
+    fine-tuning (what every method is measured against), then the order of the table."""
+    table = _one_per_seed(table)
+    seeds = table["config"].value_counts(sort=False)
+    baseline = set(table.loc[table["method"] == "baseline", "config"])
+    return sorted(table["config"].unique(), key=lambda c: (-seeds[c], c not in baseline))
+
+
 def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "test_r2") -> pd.DataFrame:
     """Per configuration: what sets it apart from the others shown (``differs``), seeds, mean and sample std
-    (undefined with one seed) of every metric, and the paired Δ ``metric`` to ``reference`` (default: the
-    configuration with the most seeds) with its CI, p and verdict."""
+    (undefined with one seed) of every metric, and the paired Δ ``metric`` to ``reference`` (default: the first of
+    :func:`reference_choices`) with its CI, p and verdict."""
     if table.empty:
         return pd.DataFrame()
-    # a configuration run twice on one seed (a curriculum pair's baseline beside a plain one) is one seed
-    table = table.sort_values("id").drop_duplicates(["config", "seed", "split_seed"], keep="last")
+    table = _one_per_seed(table)
     grouped = table.groupby("config", sort=False)
     out = grouped.agg(method=("method", "first"), seeds=("id", "count"),
                       trainable_params=("trainable_params", "mean"), duration_s=("duration_s", "mean"))
@@ -142,7 +155,7 @@ def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "
                       for config in out.index]  # only what tells the configurations on show apart
     out = out.reset_index().sort_values(["seeds", metric], ascending=False, kind="stable").reset_index(drop=True)
     configs = set(out["config"])
-    base = reference if reference is not None and reference in configs else str(out["config"].iloc[0])
+    base = reference if reference is not None and reference in configs else reference_choices(table)[0]
     deltas = [paired_delta(table, c, base, metric) if c != base else
               {"pairs": 0, "delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
               for c in out["config"]]

@@ -2,7 +2,7 @@
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.compare import METRICS, MIN_SEEDS, runs_table, suite_specs, summarize
+from chemlm_engine.compare import METRICS, MIN_SEEDS, reference_choices, runs_table, suite_specs, summarize
 from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
 from views.common import store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
@@ -36,8 +36,7 @@ table = runs_table(store().runs(status="finished"))
 if table.empty:
     st.info("No finished runs yet.")
     st.stop()
-configs = list(table["config"].value_counts().index)  # the most repeated first
-reference = st.selectbox("Reference configuration", configs)
+reference = st.selectbox("Reference configuration", reference_choices(table))
 metric = st.radio("Metric", list(METRICS), horizontal=True, format_func=METRIC_LABELS.get)
 summary = summarize(table, reference, metric)
 

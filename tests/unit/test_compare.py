@@ -1,0 +1,22 @@
+"""Which configuration the Compare page measures the others against by default."""
+import pandas as pd
+
+from chemlm_engine.compare import reference_choices, summarize
+
+
+def _table(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
+    return pd.DataFrame([{"config": config, "method": method, "seed": seed, "split_seed": seed, "id": f"{i:03d}",
+                          "test_r2": 0.5 + i / 100, "test_rmse": 1.0, "test_mae": 1.0, "test_mse": 1.0,
+                          "trainable_params": 1, "duration_s": 1.0}
+                         for i, (config, method, seed) in enumerate(rows)])
+
+
+def test_the_reference_is_the_most_seeded_configuration_and_full_fine_tuning_among_equals():
+    # the baseline scores worst here (R² rises with the row): the reference is not the best-scoring one
+    one_seed_each = _table([("baseline", "baseline", 0), ("lora", "lora", 0), ("ensemble", "ensemble", 0)])
+    assert reference_choices(one_seed_each) == ["baseline", "lora", "ensemble"]
+    assert summarize(one_seed_each).set_index("config").loc["baseline", "verdict"] == "reference"
+    # more seeds win; a configuration run twice on one seed counts once
+    lora_twice = _table([("baseline", "baseline", 0), ("lora", "lora", 0), ("lora", "lora", 1),
+                         ("ensemble", "ensemble", 0), ("ensemble", "ensemble", 0)])
+    assert reference_choices(lora_twice) == ["lora", "baseline", "ensemble"]
