@@ -142,8 +142,14 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
             bar.total = total
             bar.update(done - bar.n)
 
-        summary = predict_library(folder, source, output, smiles_column, progress=report,
-                                  trust_remote_code=trust_remote_code)
+        try:
+            summary = predict_library(folder, source, output, smiles_column, progress=report,
+                                      trust_remote_code=trust_remote_code)
+        except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on, not a traceback
+            bar.close()
+            typer.echo(f"interrupted: {bar.n:,} of {bar.total or 0:,} rows written (kept in "
+                       f"{output.name}.parts/); the same command resumes after them", err=True)
+            raise typer.Exit(130) from None
         bar.close()
     resumed = f", {summary.resumed_rows} of them written before an interruption" if summary.resumed_rows else ""
     typer.echo(f"wrote {summary.rows} rows ({summary.invalid} invalid{resumed}) to {summary.output} in "

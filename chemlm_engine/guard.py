@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import resource
+import signal
 import sys
 import threading
 import time
@@ -53,8 +54,12 @@ def contiguous_shares(items: list, count: int) -> list[list]:
 
 
 def exit_with(parent: int) -> None:
-    """In a helper process: end it once ``parent`` is gone (killed, even by SIGKILL), so a killed app or CLI
-    leaves no orphan. (Linux's PR_SET_PDEATHSIG follows the starting *thread*, in the app a short-lived one.)"""
+    """In a helper process: its life is ``parent``'s to decide. It ends once ``parent`` is gone (killed, even by
+    SIGKILL), so a killed app or CLI leaves no orphan (Linux's PR_SET_PDEATHSIG follows the starting *thread*, in
+    the app a short-lived one); and it ignores Ctrl-C, which reaches the terminal's whole process group: the
+    parent handles it and ends its helpers, which would otherwise each print a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)

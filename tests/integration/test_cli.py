@@ -161,3 +161,26 @@ def test_the_process_executor_runs_a_cli_job_in_a_child_process(tiny_backbone, t
     assert line["status"] == "finished" and "test_r2" in line
     run = RunStore(home=tmp_path / "home").get_run(line["run_id"])
     assert run.pid is not None and run.pid != cli.pid  # run by a child of the command, not the command itself
+
+
+def test_ctrl_c_on_a_library_says_what_is_kept_without_tracebacks_and_the_same_command_resumes(regressor_dir, lipo,
+                                                                                               tmp_path):
+    source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
+    rows = 3 * 4096  # three chunks of the CLI's 4,096 rows
+    pd.DataFrame({"smiles": [lipo.smiles[i % 1000] for i in range(rows)]}).to_csv(source, index=False)
+    args = [sys.executable, "-m", "chemlm_engine", "predict", "--model", str(regressor_dir), "--input", str(source),
+            "--output", str(output)]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    first = output.with_name(output.name + ".parts") / "part-000000.parquet"
+    deadline = time.time() + 240
+    while not first.exists():
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the command and every helper it started
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "interrupted: 4,096 of 12,288 rows written" in err and "the same command resumes" in err
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "4096 of them written before an interruption" in again.stderr, again.stderr
+    assert len(pd.read_parquet(output)) == rows
