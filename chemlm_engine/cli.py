@@ -54,9 +54,11 @@ def _run_with_progress(spec, store) -> None:
 
     try:
         run_id = run_job(spec, store, progress=report)
-    except BaseException:
+    except BaseException as exc:
         bar.leave = False  # the error is the last word, on a line of its own
         bar.close()
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM (typer exits 130 without a word)
+            typer.echo("interrupted: the run is stored as interrupted (chemlm runs list)", err=True)
         raise
     bar.close()
     record = store.get_run(run_id)

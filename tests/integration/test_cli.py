@@ -89,13 +89,16 @@ def test_sigterm_marks_a_cli_run_interrupted_and_kill_9_is_reconciled(tiny_backb
     for sig, expected in ((signal.SIGTERM, "interrupted (SIGINT / SIGTERM)"),
                           (signal.SIGKILL, "the process running it stopped")):
         process = subprocess.Popen(args, env={**os.environ, "CHEMLM_HOME": str(home)}, cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
         while not [r for r in store.runs() if r.status == "running" and r.pid == process.pid]:
             assert time.time() < deadline and process.poll() is None, "the run never started"
             time.sleep(0.2)
         process.send_signal(sig)
-        process.wait(timeout=60)
+        err = process.communicate(timeout=60)[1]
+        if sig == signal.SIGTERM:  # stopped like Ctrl-C: exit 130 and one line, no traceback
+            assert process.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted: the run is")
+            assert "Traceback" not in err
         if sig == signal.SIGKILL:
             assert store.runs()[0].status == "running"  # nobody was left to say otherwise ...
             assert "interrupted" in _cli("runs", "list", env_home=home).stdout  # ... until someone looks
