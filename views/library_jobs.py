@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
+from chemlm_engine.store import RunRecord
 from chemlm_engine.tables import write_csv
 from views.common import model_choices, run_label, store, submit
 from views.live import live_jobs
@@ -27,7 +28,7 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
             st.success(f"Queued run {queued[0]}: follow it below; its results are downloadable here when done.")
 
 
-def library_summary(run) -> str:
+def library_summary(run: RunRecord) -> str:
     """What a finished library prediction made: rows, invalid ones, the model and its speed."""
     model = {folder: label for label, folder in model_choices().items()}.get(run.info["model"], run.info["model"])
     return (f"{int(run.metrics['rows']):,} rows ({int(run.metrics['invalid']):,} invalid) by {model} at "

@@ -200,8 +200,9 @@ def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbo
 
     for run in runs:  # full-size runs are not needed here: cancel them (through the store: any manager can)
         get_manager(str(home)).cancel(run.id)
-    for run in runs:  # a queued one never starts; a running one stops at its next progress report
-        assert get_manager(str(home)).wait(run.id, timeout=120).status == "cancelled"
+    for run in runs:  # a queued one never starts; a running one stops at its next progress report, unless the
+        # tiny model's one epoch ended first (seen once in CI): either way nothing is left running
+        assert get_manager(str(home)).wait(run.id, timeout=120).status in ("cancelled", "finished")
 
 
 def test_uncertainty_page_shows_a_finished_sweep(home, tiny_backbone):

@@ -173,8 +173,9 @@ def test_ctrl_c_on_a_library_says_what_is_kept_without_tracebacks_and_the_same_c
     pd.DataFrame({"smiles": [lipo.smiles[i % 1000] for i in range(rows)]}).to_csv(source, index=False)
     args = [sys.executable, "-m", "chemlm_engine", "predict", "--model", str(regressor_dir), "--input", str(source),
             "--output", str(output)]
+    # as started from a terminal: Ctrl-C not ignored (an xdist worker ignores it, and a child inherits that)
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = output.with_name(output.name + ".parts") / "part-000000.parquet"
     deadline = time.time() + 240
     while not first.exists():
