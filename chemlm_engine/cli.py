@@ -215,7 +215,10 @@ def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = ty
         typer.echo("no runs yet")
     else:
         cols = ["id", "method", "status", "backbone", "split", "seed", "test_mse", "test_r2", "duration_s"]
-        typer.echo(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        # reindexed: a store whose specs this version cannot read has no backbone or split columns at all
+        shown = frame.reindex(columns=cols)
+        shown["seed"] = shown["seed"].map(lambda s: "–" if s != s or s is None else f"{s:.0f}")  # a library: none
+        typer.echo(shown.to_string(index=False, na_rep="–", float_format=lambda v: f"{v:.3f}"))
 
 
 @runs_app.command("show")

@@ -93,21 +93,16 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
                     st.line_chart(points.dropna(), x="epoch", y="MSE", color="series", height=220)
 
 
-_TRAINING_COLUMNS = ["split", "seed", "subset", "epochs", "learning_rate"]
-
-
 def runs_overview(runs: list[RunRecord]) -> None:
     """Every run with what distinguishes it (method, split, subset, epochs, learning rate) and its test metrics."""
     frame = runs_frame(runs)
-    if "subset" in frame:  # absent when no run's spec is readable by this version
-        frame["subset"] = frame["subset"].map(lambda n: "all" if n != n or n is None else f"{int(n):,}")
+    if "subset" in frame:  # absent when no run's spec is readable by this version; none without a split (a library)
+        frame["subset"] = [None if pd.isna(split) else "all" if pd.isna(n) else f"{int(n):,}"
+                           for n, split in zip(frame["subset"], frame["split"])]
     for key, label in METRIC_LABELS.items():  # text: a run without the metric yet shows "—", not "None"
         if key in frame:
             frame[label] = frame[key].map(lambda v: "—" if sig3(v) is None else f"{sig3(v):g}")
     frame["duration_s"] = frame["duration_s"].map(lambda s: "—" if sig3(s) is None else f"{s:,.0f}")
-    training = [c for c in _TRAINING_COLUMNS if c in frame]  # a library prediction trains nothing: left empty
-    frame[training] = frame[training].astype(object)
-    frame.loc[frame["method"].map(model_kind) == "predictions", training] = None
     columns = ["id", "name", "method", "status", "split", "seed", "subset", "epochs", "learning_rate", "R²", "RMSE",
                "MAE", "duration_s", "options"]
     st.dataframe(frame, hide_index=True, height=min(40 + 35 * len(frame), 320),

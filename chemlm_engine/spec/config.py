@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError
 from .options import MethodOptions
-from .registry import parse_options
+from .registry import METHODS, parse_options
 from ..molecules import Standardization
 
 # Where jobs run, in the app's sidebar and the CLI's --executor alike: a child process, a thread, a Ray task.
@@ -174,12 +174,14 @@ class JobSpec:
         """The configuration as flat table columns: what distinguishes one kind of run from another (the seed
         aside). ``options`` lists those that differ from their defaults (JSON), so equal settings compare equal."""
         options = self.method_options.changed()
-        return {"method": self.method, "backbone": Path(self.model.backbone).name or self.model.backbone,
-                "dataset": Path(self.data.source).name, "split": self.data.split, "seed": self.train.seed,
-                "subset": self.data.subset, "epochs": self.train.epochs, "learning_rate": self.train.learning_rate,
-                "batch_size": self.train.batch_size, "descriptors": self.model.descriptors,
-                "augment": self.train.augment, "standardize": self.data.standardize,
-                "options": json.dumps(options, sort_keys=True) if options else ""}
+        training = {"backbone": Path(self.model.backbone).name or self.model.backbone,
+                    "dataset": Path(self.data.source).name, "split": self.data.split, "seed": self.train.seed,
+                    "subset": self.data.subset, "epochs": self.train.epochs, "learning_rate": self.train.learning_rate,
+                    "batch_size": self.train.batch_size, "descriptors": self.model.descriptors,
+                    "augment": self.train.augment, "standardize": self.data.standardize}
+        if not METHODS[self.method].needs_data:  # its options name what it reads (a library): no recipe to show
+            training = dict.fromkeys(training)
+        return {"method": self.method, **training, "options": json.dumps(options, sort_keys=True) if options else ""}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JobSpec:

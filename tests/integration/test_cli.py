@@ -11,6 +11,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from chemlm_engine.cli import app
+from chemlm_engine.spec import JobSpec
 from chemlm_engine.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,3 +189,15 @@ def test_ctrl_c_on_a_library_says_what_is_kept_without_tracebacks_and_the_same_c
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "4096 of them written before an interruption" in again.stderr, again.stderr
     assert len(pd.read_parquet(output)) == rows
+
+
+def test_runs_list_shows_a_library_prediction_without_a_recipe_and_survives_an_unreadable_spec(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "home"))
+    store = RunStore(home=tmp_path / "home")
+    unreadable = store.create_run({"method": "predict", "options": {"chunk_rows": 0}}, "predict", "from elsewhere")
+    result = runner.invoke(app, ["runs", "list"])
+    assert result.exit_code == 0 and unreadable in result.output, result.output  # no backbone column at all
+    library = JobSpec(method="predict", options={"model": "assets/lipo-regressor", "source": "library.csv"})
+    library_id = store.create_run(library.to_dict(), "predict", "a library")
+    line = next(row for row in runner.invoke(app, ["runs", "list"]).output.splitlines() if library_id in row)
+    assert "random" not in line and line.split()[3:6] == ["–", "–", "–"]  # backbone, split, seed: none

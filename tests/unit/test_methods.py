@@ -65,6 +65,7 @@ def test_a_spec_whose_method_has_required_options_summarises_its_settings():
     # a library prediction and a distillation name what they read: their bare defaults do not validate
     library = JobSpec(method="predict", options={"model": "m", "source": "s.csv", "chunk_rows": 1000})
     assert json.loads(library.summary()["options"]) == {"model": "m", "source": "s.csv"}  # chunk_rows: the default
+    assert library.summary()["split"] is None and library.summary()["epochs"] is None  # it trains nothing
     student = JobSpec(method="distill", options={"teacher": "run-1"})
     assert json.loads(student.summary()["options"]) == {"teacher": "run-1"}
     assert JobSpec().summary()["options"] == ""
