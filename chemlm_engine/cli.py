@@ -214,11 +214,14 @@ def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = ty
     elif frame.empty:
         typer.echo("no runs yet")
     else:
-        cols = ["id", "method", "status", "backbone", "split", "seed", "test_mse", "test_r2", "duration_s"]
-        # reindexed: a store whose specs this version cannot read has no backbone or split columns at all
-        shown = frame.reindex(columns=cols)
-        shown["seed"] = shown["seed"].map(lambda s: "–" if s != s or s is None else f"{s:.0f}")  # a library: none
-        typer.echo(shown.to_string(index=False, na_rep="–", float_format=lambda v: f"{v:.3f}"))
+        formats = {"id": "", "method": "", "status": "", "backbone": "", "split": "", "seed": ".0f", "test_mse": ".3f",
+                   "test_r2": ".3f", "duration_s": ".3f"}
+        # reindexed: a store whose specs this version cannot read has no backbone or split columns at all; "–" for
+        # what a run lacks (a library prediction has no recipe, a failed run no metrics)
+        shown = frame.reindex(columns=list(formats))
+        for column, spec in formats.items():
+            shown[column] = shown[column].map(lambda v, spec=spec: "–" if v is None or v != v else format(v, spec))
+        typer.echo(shown.to_string(index=False))
 
 
 @runs_app.command("show")

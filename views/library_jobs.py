@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
-from chemlm_engine.store import RunRecord
+from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
 from chemlm_engine.tables import write_csv
 from views.common import model_choices, run_label, store, submit
 from views.live import live_jobs
@@ -22,10 +22,17 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
                    "at the default's accuracy (README, \"One forward pass instead of five\").")
     if st.button("Predict it in the background", type="primary"):
         source = store().save_upload(upload.getvalue(), Path(upload.name).suffix or ".csv")
-        spec = JobSpec(method="predict", name=f"predict {upload.name}",
-                       options={"model": folder, "source": str(source), "smiles_column": smiles_column})
-        if queued := submit(spec):
+        options = {"model": folder, "source": str(source), "smiles_column": smiles_column}
+        if running := active_twin(store().runs(), options):  # a second click (the first one's message is gone)
+            st.info(f"This file is being predicted with this model already: run {running.id}, below.")
+        elif queued := submit(JobSpec(method="predict", name=f"predict {upload.name}", options=options)):
             st.success(f"Queued run {queued[0]}: follow it below; its results are downloadable here when done.")
+
+
+def active_twin(runs: list[RunRecord], options: dict) -> RunRecord | None:
+    """A queued or running library prediction with these options (the same file, model and column), if any."""
+    return next((r for r in runs if r.method == "predict" and r.status in ACTIVE_STATUSES
+                 and r.spec.get("options") == options), None)
 
 
 def library_summary(run: RunRecord) -> str:

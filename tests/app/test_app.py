@@ -408,6 +408,19 @@ def test_the_runs_table_lists_a_library_prediction_and_a_spec_this_version_canno
     assert not at.dataframe[1:] and any("3 rows (1 invalid)" in c.value for c in at.caption)  # no training metrics
 
 
+def test_a_second_click_on_a_library_that_is_being_predicted_queues_nothing(home):
+    from views.library_jobs import active_twin
+
+    store = RunStore(home=home)
+    options = {"model": "assets/lipo-regressor", "source": str(store.save_upload(b"smiles\nCCO\n")),
+               "smiles_column": "smiles"}
+    queued = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "a library")
+    assert active_twin(store.runs(), options).id == queued
+    assert active_twin(store.runs(), {**options, "model": "assets/lipo-regressor-fast"}) is None  # another model
+    store.finish(queued, {"rows": 1, "invalid": 0, "molecules_per_s": 1.0})
+    assert active_twin(store.runs(), options) is None  # done: predicting it again is the user's call
+
+
 def test_a_damaged_model_folder_is_a_message_on_the_predict_page(home, finished_run):
     folder = RunStore(home=home).get_run(finished_run).model_path
     (Path(folder) / "head.safetensors").write_bytes(b"not safetensors")
