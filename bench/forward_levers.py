@@ -128,11 +128,13 @@ def onnx_runtime(members: list, int8: bool, folder: Path) -> Callable[[Batch], l
     return run
 
 
-def timed(run: Callable[[Batch], list[torch.Tensor]], prepared: list[Batch], n: int) -> tuple[float, float, np.ndarray]:
-    """(seconds of the first pass over everything (warm-up, compiling), seconds of the second, predictions)."""
-    times, out = [], np.zeros((0, n))
+def timed(run: Callable[[Batch], list[torch.Tensor]], prepared: list[Batch], members: int,
+          n: int) -> tuple[float, float, np.ndarray]:
+    """(seconds of the first pass over everything (warm-up, compiling), seconds of the second, predictions as
+    ``members`` x ``n``)."""
+    times, out = [], np.zeros((members, n))
     for _ in range(2):
-        out = np.zeros((5, n))
+        out = np.zeros((members, n))
         start = time.perf_counter()
         with torch.no_grad():
             for batch in prepared:
@@ -177,7 +179,7 @@ def main() -> None:
             started = time.perf_counter()
             run = make()
             setup = time.perf_counter() - started
-            first, second, out = timed(run, prepared, len(prepared_smiles))
+            first, second, out = timed(run, prepared, len(members), len(prepared_smiles))
         except Exception as exc:  # noqa: BLE001 - a lever that does not run is a result too
             rows.append({"runtime": runtime, "precision": precision, "error": f"{type(exc).__name__}: {exc}"[:300]})
             print(f"{runtime} {precision}: {rows[-1]['error']}")
