@@ -22,7 +22,8 @@ def one_of(*choices: str):
 def predict(
     model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
     smiles: list[str] = typer.Option([], "--smiles", "-s", help="SMILES to predict (repeatable)."),
-    input: Path | None = typer.Option(None, "--input", "-i", help="CSV with a SMILES column."),
+    input: Path | None = typer.Option(None, "--input", "-i", help="CSV, SMILES file (.smi) or Parquet "
+                                         "with a SMILES column."),
     smiles_column: str | None = typer.Option(None),
     name_column: str | None = typer.Option(None, help="CSV column with molecule names (optional)."),
     measured_column: str | None = typer.Option(None, help="CSV column with measured values: metrics for your data."),
@@ -40,7 +41,7 @@ def predict(
     ``warnings`` for what the model cannot read as written, ``standardization`` for what was cleaned and the
     nearest training molecule (``similarity``, ``in_domain``) where the model folder saved its training set."""
     from .spec import DEFAULT_REGRESSOR
-    from .tables import check_output, write_csv, written_aside
+    from .tables import check_output, is_parquet, write_csv, written_aside
 
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
@@ -52,7 +53,7 @@ def predict(
     from .predict.ensemble import load_predictor
     from .predict.batch import measured_metrics, predict_csv, predict_smiles, user_table
 
-    if input is not None and (executor == "ray" or input.suffix == ".parquet" or
+    if input is not None and (executor == "ray" or is_parquet(input) or
                               (output is not None and output.suffix == ".parquet")):
         _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
         return

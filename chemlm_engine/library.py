@@ -1,4 +1,4 @@
-"""Predicting screening libraries: CSV or Parquet in, Parquet out, streamed so that memory stays flat
+"""Predicting screening libraries: CSV, SMILES file or Parquet in, Parquet out, streamed so that memory stays flat
 for any library size — in this process, or through Ray Data on a cluster (a model-holding actor per
 worker). Both paths apply :func:`predict_frame` to each batch, so their outputs agree row for row: the prediction,
 its interval and, as on the Predict page, the nearest training molecule and whether it is in the domain."""
@@ -23,7 +23,7 @@ from .predict.batch import predict_smiles
 from .predict.domain import DOMAIN_COLUMNS, TrainingReference, add_applicability_domain
 from .predict.ensemble import load_predictor
 from .spec import PredictOptions
-from .tables import iter_table, pick_column
+from .tables import columns_of, count_rows, is_parquet, iter_table, pick_column
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
            "smiles_column_of"]
@@ -80,26 +80,18 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     return table
 
 
-def _is_parquet(path: Path) -> bool:
-    return path.suffix.lower() in (".parquet", ".pq")
-
-
 def smiles_column_of(path: Path, wanted: str | None = None) -> str:
     """The SMILES column of a library file (auto-detected unless named)."""
-    columns = pq.read_schema(path).names if _is_parquet(path) else list(next(iter_table(path, 1)).frame.columns)
-    return pick_column(columns, wanted, SMILES_COLUMNS, "SMILES")
+    return pick_column(columns_of(path), wanted, SMILES_COLUMNS, "SMILES")
 
 
 def _row_count(path: Path) -> int:
-    if _is_parquet(path):
-        return pq.ParquetFile(path).metadata.num_rows
-    with open(path, "rb") as handle:
-        return max(sum(1 for _ in handle) - 1, 0)
+    return pq.ParquetFile(path).metadata.num_rows if is_parquet(path) else count_rows(path)
 
 
 def _chunks(path: Path, rows: int) -> Iterator[tuple[pd.DataFrame, list[str | None] | None]]:
     """Batches of input rows with their reading problems (CSV: blank or ragged rows; Parquet: none)."""
-    if _is_parquet(path):
+    if is_parquet(path):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
             yield batch.to_pandas(), None
     else:

@@ -5,6 +5,7 @@ Every path that reads a SMILES (training data, prediction, libraries, Ray worker
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 from rdkit import Chem, rdBase
@@ -12,13 +13,16 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 
 from .errors import InvalidSmilesError
 
-__all__ = ["MAX_SMILES_LENGTH", "Standardization", "PreparedSmiles", "check_smiles_text", "prepare_smiles",
-           "canonicalize", "try_canonicalize", "randomize_smiles"]
+__all__ = ["MAX_SMILES_LENGTH", "Standardization", "PreparedSmiles", "check_smiles_text", "split_smiles_line",
+           "is_molecule", "prepare_smiles", "canonicalize", "try_canonicalize", "randomize_smiles"]
 
 # RDKit's recursive SMILES writer overflows the stack (a segfault that kills the whole process, app server
 # included) somewhere between 15,000 and 20,000 chained atoms, and parsing 100,000 characters takes minutes.
 # The largest molecules in ChEMBL are a few hundred atoms; 5,000 characters is far above any of them.
 MAX_SMILES_LENGTH = 5000
+# A CXSMILES extension (enhanced stereo, atom labels, radicals; Enamine's REAL files carry one on most molecules)
+# follows the SMILES after whitespace, between bars. RDKit reads it; the model reads the canonical SMILES.
+_CXSMILES = re.compile(r"(\S+)(\s+\|[^|]*\|)?")
 
 
 @dataclass(frozen=True)
@@ -56,19 +60,36 @@ def check_smiles_text(text: str) -> str:
     """The stripped text, or :class:`InvalidSmilesError` for what RDKit would misread or choke on.
 
     RDKit stops reading at whitespace and at some non-ASCII characters, so ``"C C O"`` would silently
-    become methane: both are errors here, as are empty and over-long strings.
+    become methane: both are errors here, as are empty and over-long strings. Whitespace before a CXSMILES
+    extension (``"CC(O)CC |&1:1|"``) and inside it is allowed.
     """
     text = text.strip()
     if not text:
         raise InvalidSmilesError("empty")
     if len(text) > MAX_SMILES_LENGTH:
         raise InvalidSmilesError(f"too long: {len(text):,} characters (the limit is {MAX_SMILES_LENGTH:,})")
+    cxsmiles = _CXSMILES.fullmatch(text)
+    smiles_end = len(cxsmiles.group(1)) if cxsmiles else len(text)
     for position, char in enumerate(text, start=1):
         if char.isspace():
-            raise InvalidSmilesError(f"whitespace inside the SMILES at character {position}")
-        if not char.isascii() or not char.isprintable():
+            if position <= smiles_end:
+                raise InvalidSmilesError(f"whitespace inside the SMILES at character {position}")
+        elif not char.isascii() or not char.isprintable():
             raise InvalidSmilesError(f"character {char!r} at position {position} is not SMILES (ASCII only)")
     return text
+
+
+def split_smiles_line(line: str) -> tuple[str, str]:
+    """One line of a SMILES file or of pasted text: the SMILES (with its CXSMILES extension, if any) and what
+    follows it (a name; ``""`` if none)."""
+    line = line.strip()
+    match = _CXSMILES.match(line)
+    return (match.group(0), line[match.end():].strip()) if match else ("", "")
+
+
+def is_molecule(text: str) -> bool:
+    """Whether ``text`` is a SMILES that RDKit reads (e.g. to tell a SMILES file's header line from a molecule)."""
+    return prepare_smiles(text, Standardization(enabled=False)).smiles is not None
 
 
 def _parse(text: str) -> Chem.Mol:

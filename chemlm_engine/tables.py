@@ -1,6 +1,8 @@
 """User tables in and out. Every data row of an input file becomes exactly one row, in order: a blank row
 is kept (its problem is "empty"), a row with more fields than the header is reported, never read shifted.
 Encoding (UTF-8 with or without BOM, UTF-16 with BOM) and delimiter (comma, semicolon, tab) are sniffed.
+A SMILES file (``.smi``, as ZINC, Enamine and RDKit write them) is a table too: per line a SMILES (or CXSMILES)
+and an optional name after whitespace; its first line is a header only if it is not a molecule.
 Written CSV quotes every field that holds a line break, so a bare ``\\r`` round-trips."""
 from __future__ import annotations
 
@@ -16,15 +18,19 @@ from pathlib import Path
 from typing import IO
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .errors import DataError, OutputError
+from .molecules import is_molecule, split_smiles_line
 
-__all__ = ["Table", "read_table", "iter_table", "write_csv", "defuse", "FORMULA_STARTS", "check_output",
-           "written_aside", "pick_column", "DELIMITERS"]
+__all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "is_parquet", "write_csv", "defuse",
+           "FORMULA_STARTS", "check_output", "written_aside", "pick_column", "DELIMITERS", "SMILES_FILE_SUFFIXES"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _SNIFF_BYTES = 64 * 1024
+SMILES_FILE_SUFFIXES = (".smi", ".smiles", ".ism", ".can")
 
 
 @dataclass
@@ -60,6 +66,34 @@ def _binary(source: str | Path | IO) -> IO[bytes]:
             raise DataError(f"cannot open {source}: {exc.strerror}") from None
     data = source.read()
     return io.BytesIO(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def _suffix(source: str | Path | IO) -> str:
+    name = source if isinstance(source, (str, Path)) else getattr(source, "name", None)  # an upload has its name
+    return Path(name).suffix.lower() if isinstance(name, (str, Path)) else ""
+
+
+def _is_smiles_file(source: str | Path | IO) -> bool:
+    return _suffix(source) in SMILES_FILE_SUFFIXES
+
+
+def is_parquet(source: str | Path | IO) -> bool:
+    return _suffix(source) in (".parquet", ".pq")
+
+
+def _smiles_records(text: IO[str]) -> Iterator[tuple[list[str], str | None]]:
+    """A SMILES file as records: a header (the file's first line if that is not a molecule, else ``smiles
+    name``), then per line the SMILES and the rest of the line, cut into the header's further columns."""
+    lines = iter(text)
+    first = next(lines, "")
+    header = first.split()
+    if not header or is_molecule(split_smiles_line(first)[0]):
+        header, lines = ["smiles"], itertools.chain([first], lines)
+    header += ["name"] * (len(header) == 1)  # what follows a SMILES is its name unless the header says otherwise
+    yield header, None
+    for line in lines:
+        smiles, rest = split_smiles_line(line)
+        yield ([smiles, *rest.split(maxsplit=len(header) - 2)] if smiles else []), None
 
 
 def _unique(names: Sequence[str]) -> list[str]:
@@ -105,6 +139,7 @@ def _records(text: IO[str], delimiter: str) -> Iterator[tuple[list[str], str | N
 
 def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Table]:
     """Read a CSV (path or file object) in chunks of ``chunk_rows`` data rows; see the module docstring."""
+    smiles_file = _is_smiles_file(source)
     binary = _binary(source)
     try:
         head = binary.read(_SNIFF_BYTES)
@@ -118,7 +153,7 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
         if "\x00" in sample:
             raise DataError("the file holds binary data, not CSV text: save it as CSV UTF-8")
         text = io.TextIOWrapper(binary, encoding=encoding, newline="")
-        records = _records(text, _delimiter(sample))
+        records = _smiles_records(text) if smiles_file else _records(text, _delimiter(sample))
         header, problem = next(records, ([], None))
         if problem:
             raise DataError(f"cannot read the header row: {problem}")
@@ -148,6 +183,26 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
         raise DataError(f"cannot read CSV: {exc}") from None
     finally:
         binary.close()
+
+
+def count_rows(path: Path) -> int:
+    """How many data rows :func:`iter_table` will read from ``path``, counted from its lines (fast)."""
+    with open(path, "rb") as handle:
+        lines = sum(1 for _ in handle)
+    if not _is_smiles_file(path) or not lines:
+        return max(lines - 1, 0)
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        return lines - (not is_molecule(split_smiles_line(handle.readline())[0]))
+
+
+def columns_of(source: str | Path | IO) -> list[str]:
+    """The column names of a CSV, SMILES or Parquet file (a path, or a file object with the file's name)."""
+    if not is_parquet(source):
+        return list(next(iter_table(source, chunk_rows=1)).frame.columns)  # the header row only
+    try:
+        return pq.read_schema(source).names
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"cannot read the Parquet file: {exc}") from None
 
 
 def read_table(source: str | Path | IO) -> Table:
@@ -218,5 +273,8 @@ def pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence
             return name
         if name.lower() in lower:
             return lower[name.lower()]
+    if any(is_molecule(split_smiles_line(name)[0]) for name in columns):
+        raise DataError(f"no {what} column found: the first line ({', '.join(columns)}) is a molecule, not a header; "
+                        f"add a header line (e.g. smiles,name) or give a SMILES file the extension .smi")
     raise DataError(f"no {what} column found (looked for {', '.join(candidates)}); columns are {list(columns)}: "
                     "name it explicitly")

@@ -11,16 +11,19 @@ from chemlm_engine.spec import DEFAULT_BACKBONE, EMBEDDED_BACKBONE, DataSpec, Jo
 from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.tables import iter_table
+from chemlm_engine.tables import columns_of, is_parquet
 from views.common import plain, run_label, store
 
-NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "title")
+NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "zinc_id",
+                "idnumber", "title")
 MEASURED_COLUMNS = ("measured", "measured_logd", "logd", "logd7.4", "logd_7.4", *LABEL_COLUMNS)
 
 
 @st.cache_data(max_entries=8)
-def _header(data: bytes) -> list[str]:
-    return list(next(iter_table(io.BytesIO(data), chunk_rows=1)).frame.columns)  # the header row only
+def _header(data: bytes, name: str) -> list[str]:
+    buffer = io.BytesIO(data)
+    buffer.name = name  # read as its kind: CSV, SMILES file (.smi) or Parquet
+    return columns_of(buffer)
 
 
 # More rows than this run as a library job (chunked, constant memory, progress): the page holds the whole file and
@@ -28,14 +31,18 @@ def _header(data: bytes) -> list[str]:
 PAGE_ROWS = int(os.environ.get("CHEMLM_PAGE_ROWS", 5_000))
 
 
-def upload_too_big(data: bytes) -> str | None:
-    """Why an upload is too big for the page (with the command that predicts it), or ``None``."""
-    rows = data.count(b"\n") - 1  # lines, not parsed rows: a fast upper bound
-    if rows <= PAGE_ROWS:
+def upload_too_big(upload) -> str | None:
+    """Why an upload is too big for the page (with the command that predicts it), or ``None``. A Parquet file is a
+    library: it is always predicted in the background."""
+    rows = upload.getvalue().count(b"\n") - 1  # lines, not parsed rows: a fast upper bound
+    if is_parquet(upload):
+        why = "A Parquet file is predicted as a library."
+    elif rows > PAGE_ROWS:
+        why = f"This file has about {rows:,} rows; the page predicts up to {PAGE_ROWS:,} while you wait."
+    else:
         return None
-    return (f"This file has about {rows:,} rows; the page predicts up to {PAGE_ROWS:,} while you wait. Predict it "
-            "in the background (chunk by chunk in constant memory, with progress and Cancel), or run `chemlm predict "
-            "--input FILE.csv --output predictions.parquet` (`--executor ray` spreads it over a cluster).")
+    return (f"{why} Predict it in the background (chunk by chunk in constant memory, with progress and Cancel), or run "
+            "`chemlm predict --input FILE --output predictions.parquet` (`--executor ray` spreads it over a cluster).")
 
 
 def _index(options: list[str], candidates: tuple[str, ...], default: int = 0) -> int:
@@ -43,12 +50,12 @@ def _index(options: list[str], candidates: tuple[str, ...], default: int = 0) ->
     return next((lower.index(c.lower()) for c in candidates if c.lower() in lower), default)
 
 
-def column_pickers(data: bytes, value: str = "measured") -> dict[str, str | None] | None:
-    """Pickers for an uploaded CSV's SMILES, name and value columns, pre-set when the names are known;
+def column_pickers(upload, value: str = "measured") -> dict[str, str | None] | None:
+    """Pickers for an uploaded table's SMILES, name and value columns, pre-set when the names are known;
     ``value="measured"`` is optional (Predict), ``"label"`` required (Train). ``None`` (the reason shown)
     when the file cannot be read."""
     try:
-        columns = _header(data)
+        columns = _header(upload.getvalue(), upload.name)
     except ChemLMError as exc:
         st.error(plain(exc))
         return None
@@ -90,7 +97,7 @@ def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
     source, columns = "lipophilicity", {}
     if choice == "Upload a CSV":
         upload = st.file_uploader("CSV with a SMILES column and a label column", type=["csv", "tsv", "txt"])
-        columns = column_pickers(upload.getvalue(), value="label") if upload is not None else None
+        columns = column_pickers(upload, value="label") if upload is not None else None
         if columns is None:
             return None
         source = str(store().save_upload(upload.getvalue()))

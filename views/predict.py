@@ -25,18 +25,19 @@ if not choices:
 labels = {folder: label for label, folder in choices.items()}
 folder = st.selectbox("Model", list(labels), format_func=labels.get, **kept("predict_folder", labels))
 
-modes = ["Paste SMILES", "Upload CSV"]
+modes = ["Paste SMILES", "Upload a file"]
 mode = st.radio("Input", modes, horizontal=True, **kept("predict_mode", modes))
 text, upload, columns = "", None, {}
 if mode == "Paste SMILES":
     text = st.text_area("One SMILES per line, optionally followed by a name (space or tab)", height=140,
                         **kept("predict_text"), placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
 else:
-    upload = st.file_uploader("CSV with a SMILES column; every other column is kept in the results",
-                              type=["csv", "tsv", "txt"])
+    upload = st.file_uploader("CSV with a SMILES column (every other column is kept in the results), a SMILES file "
+                              "(.smi: a SMILES and a name per line) or a Parquet library",
+                              type=["csv", "tsv", "txt", "smi", "smiles", "parquet"])
     if upload is not None:
-        columns = column_pickers(upload.getvalue())
-    if upload is not None and (too_big := upload_too_big(upload.getvalue())):
+        columns = column_pickers(upload)
+    if upload is not None and (too_big := upload_too_big(upload)):
         offer_library_job(upload, folder, (columns or {}).get("smiles_column"), too_big)
         library_results()
         st.stop()  # nothing below applies to a library

@@ -14,6 +14,7 @@ from .ensemble import Ensemble
 from ..errors import DataError
 from ..inference import mc_dropout, predict_values
 from ..model import RegressionModel
+from ..molecules import split_smiles_line
 from ..guard import prepare_all
 from ..tables import pick_column, read_table
 from ..training import regression_metrics
@@ -23,16 +24,15 @@ __all__ = ["predict_smiles", "predict_csv", "user_table", "parse_pasted", "token
 
 
 def parse_pasted(text: str) -> tuple[list[str], list[str]]:
-    """Split pasted text into SMILES and names: one molecule per line, optional name after a space or tab."""
+    """Split pasted text into SMILES and names: one molecule per line (CXSMILES too), optional name after a space or
+    tab."""
     smiles: list[str] = []
     names: list[str] = []
     for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        parts = line.split(maxsplit=1)
-        smiles.append(parts[0])
-        names.append(parts[1].strip() if len(parts) > 1 else "")
+        molecule, name = split_smiles_line(line)
+        if molecule:
+            smiles.append(molecule)
+            names.append(name)
     return smiles, names
 
 

@@ -1,4 +1,5 @@
 """The app's pages through Streamlit's AppTest (no browser)."""
+import io
 import time
 import urllib.parse
 from pathlib import Path
@@ -110,7 +111,7 @@ class _Recording(dict):
 
 def test_a_kept_widget_coming_back_is_sent_its_value_and_one_that_stays_is_left_alone(monkeypatch):
     """A click may come back with a widget's stale state while the browser mounts the widget afresh with its default
-    (the browser test saw the pasted text empty after Upload CSV -> Paste SMILES, the server's state intact): a
+    (the browser test saw the pasted text empty after Upload a file -> Paste SMILES, the server's state intact): a
     widget the last run did not show is handed its kept value again; one that stayed is not (that would overwrite
     what is being typed)."""
     state = _Recording()
@@ -367,14 +368,21 @@ def test_user_text_in_messages_is_shown_as_text_not_markdown():
     assert "![x](http://127.0.0.1:9/leak)" in html  # every character still shown
 
 
+def _upload(data: bytes, name: str) -> io.BytesIO:
+    upload = io.BytesIO(data)
+    upload.name = name  # as Streamlit's UploadedFile has it
+    return upload
+
+
 def test_an_upload_too_big_for_the_page_offers_the_background_job_and_the_library_command():
     from views.forms import PAGE_ROWS, upload_too_big
 
     small = b"smiles\n" + b"CCO\n" * PAGE_ROWS
-    assert upload_too_big(small) is None
-    message = upload_too_big(small + b"CCN\n")
+    assert upload_too_big(_upload(small, "small.csv")) is None
+    message = upload_too_big(_upload(small + b"CCN\n", "big.csv"))
     assert f"{PAGE_ROWS + 1:,} rows" in message and "chemlm predict --input" in message
     assert "in the background" in message
+    assert "Parquet file is predicted as a library" in upload_too_big(_upload(b"PAR1", "tiny.parquet"))
 
 
 def test_a_running_library_prediction_offers_no_live_curve_and_a_running_fit_does(home):

@@ -146,7 +146,7 @@ def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, t
     upload.write_text("ID,smiles,logD,note\nA-1,CCO,-0.3,ethanol\nA-2,C1CC,1.0,broken\nA-3,c1ccccc1O,1.5,phenol\n"
                       "A-4,[Xe],0.0,xenon\nA-5,CCCCCCCCCCCCCCCCCC(=O)O,3.9,stearic acid\n")
     page.goto(f"{app_url}/predict")
-    _click_until(page.get_by_text("Upload CSV"), page.get_by_text("CSV with a SMILES column"))
+    _click_until(page.get_by_text("Upload a file"), page.get_by_text("CSV with a SMILES column"))
     page.locator('input[type="file"]').set_input_files(str(upload))
     page.get_by_text("Name / ID column").wait_for()
     page.wait_for_timeout(1000)
@@ -182,7 +182,7 @@ def test_a_library_too_big_for_the_page_is_predicted_in_the_background_and_downl
     rows = [f"L{i},{lipo.smiles[i % 300]}" for i in range(PAGE_ROWS + 1)]
     library.write_text("ID,smiles\n" + "\n".join(rows) + "\n")
     page.goto(f"{app_url}/predict")
-    _click_until(page.get_by_text("Upload CSV"), page.get_by_text("CSV with a SMILES column"))
+    _click_until(page.get_by_text("Upload a file"), page.get_by_text("CSV with a SMILES column"))
     page.locator('input[type="file"]').set_input_files(str(library))
     page.get_by_text("predicts about twice as fast").wait_for()  # with the default model: the one-pass student
     _choose(page, page.get_by_role("combobox", name="Model"), re.compile("baseline"))  # the tiny trained run
@@ -192,6 +192,29 @@ def test_a_library_too_big_for_the_page_is_predicted_in_the_background_and_downl
     saved = pd.read_parquet(_download(page, "Download (Parquet)"))
     assert saved["ID"].tolist() == [f"L{i}" for i in range(PAGE_ROWS + 1)]  # one row per input row, in order
     assert saved["prediction"].notna().all()
+
+
+def test_a_smiles_file_is_predicted_on_the_page_and_a_parquet_library_in_the_background(app_url, page, tmp_path):
+    smi = tmp_path / "mine.smi"
+    smi.write_text("CCO ethanol\nc1ccccc1O phenol\nC[C@H](N)C(=O)O |&1:1| alanine\n")
+    page.goto(f"{app_url}/predict")
+    _click_until(page.get_by_text("Upload a file"), page.get_by_text("CSV with a SMILES column"))
+    page.locator('input[type="file"]').set_input_files(str(smi))
+    expect(page.get_by_role("combobox", name="Name / ID column")).to_have_value("name")  # picked for the user
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    page.get_by_text("Outside the domain", exact=True).wait_for()
+    metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
+    assert any(m.startswith("Predicted") and m.endswith("3") for m in metrics)  # the CXSMILES line too
+    library = tmp_path / "library.parquet"
+    pd.DataFrame({"ID": ["P1", "P2"], "SMILES": ["CCO", "CCN"]}).to_parquet(library)
+    page.locator('input[type="file"]').set_input_files(str(library))
+    page.get_by_text("A Parquet file is predicted as a library").wait_for()
+    _choose(page, page.get_by_role("combobox", name="Model"), re.compile("baseline"))  # the tiny trained run
+    page.get_by_role("button", name="Predict it in the background").click()
+    page.get_by_text("Library predictions (1)").wait_for(timeout=180_000)
+    saved = pd.read_parquet(_download(page, "Download (Parquet)"))
+    assert saved["ID"].tolist() == ["P1", "P2"] and saved["prediction"].notna().all()
 
 
 def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tmp_path, tiny_backbone):
@@ -270,7 +293,7 @@ def test_predict_with_this_run_keeps_the_run_the_first_click_and_the_input_acros
     page.get_by_role("button", name="Predict", exact=True).click()  # the first click, right after the paste
     page.get_by_text("Outside the domain", exact=True).wait_for()
     # the text area goes and comes back: the model stays the run, the text and the results stay
-    _click_until(page.get_by_text("Upload CSV"), page.get_by_text("CSV with a SMILES column"))
+    _click_until(page.get_by_text("Upload a file"), page.get_by_text("CSV with a SMILES column"))
     _click_until(page.get_by_text("Paste SMILES"), page.get_by_label("One SMILES per line"))
     assert page.get_by_label("One SMILES per line").input_value() == "CCO ethanol\nc1ccccc1O phenol"
     assert model_box.input_value() == chosen

@@ -1,0 +1,93 @@
+"""Library files as chemists have them: SMILES files (ZINC, Enamine and RDKit write ``SMILES name`` lines, with a
+header or without), CXSMILES (Enamine's REAL files carry an extension on most molecules) and Parquet."""
+import io
+
+import pandas as pd
+import pytest
+
+from chemlm_engine.errors import DataError, InvalidSmilesError
+from chemlm_engine.library import predict_library
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.molecules import canonicalize, prepare_smiles
+from chemlm_engine.predict import parse_pasted, predict_csv
+from chemlm_engine.tables import columns_of, count_rows, pick_column, read_table
+
+ZINC_STYLE = "smiles zinc_id\nCCO ZINC1\nc1ccccc1O ZINC2\n\nC[C@H](N)C(=O)O |&1:1| ZINC3\nnot_a_smiles ZINC4\n"
+RDKIT_STYLE = "CCO ethanol\r\nCCN\r\nCC(=O)O acetic acid\r\n"
+
+
+@pytest.fixture(scope="module")
+def regressor(regressor_dir) -> RegressionModel:
+    return RegressionModel.load(regressor_dir, "cpu")
+
+
+def test_a_smiles_file_with_a_header_line_takes_its_column_names(tmp_path):
+    path = tmp_path / "zinc.smi"
+    path.write_text(ZINC_STYLE)
+    table = read_table(path)
+    assert list(table.frame.columns) == ["smiles", "zinc_id"]
+    assert table.frame["zinc_id"].tolist() == ["ZINC1", "ZINC2", "", "ZINC3", "ZINC4"]
+    assert table.frame["smiles"].tolist()[3] == "C[C@H](N)C(=O)O |&1:1|"  # the extension stays with its SMILES
+    assert table.problems == [None, None, "empty", None, None] and count_rows(path) == 5
+
+
+def test_a_smiles_file_without_a_header_starts_with_a_molecule(tmp_path):
+    path = tmp_path / "plain.smi"
+    path.write_bytes(b"\xef\xbb\xbf" + RDKIT_STYLE.encode())  # with a BOM and Windows line ends
+    frame = read_table(path).frame
+    assert frame.to_dict("list") == {"smiles": ["CCO", "CCN", "CC(=O)O"], "name": ["ethanol", "", "acetic acid"]}
+    assert count_rows(path) == 3
+
+
+def test_the_same_lines_as_a_csv_are_told_their_first_line_is_a_molecule(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text(RDKIT_STYLE)
+    with pytest.raises(DataError, match="is a molecule, not a header.*extension .smi"):
+        pick_column(columns_of(path), None, ("smiles",), "SMILES")
+    with pytest.raises(DataError, match="looked for smiles"):  # a real header keeps the usual message
+        pick_column(["id", "structure"], None, ("smiles",), "SMILES")
+
+
+def test_an_uploaded_file_is_read_as_the_kind_its_name_says(tmp_path):
+    upload = io.BytesIO(RDKIT_STYLE.encode())
+    upload.name = "mine.smi"
+    assert columns_of(upload) == ["smiles", "name"]
+    pd.DataFrame({"SMILES": ["CCO"], "ID": ["x"]}).to_parquet(tmp_path / "lib.parquet")
+    parquet = io.BytesIO((tmp_path / "lib.parquet").read_bytes())
+    parquet.name = "lib.parquet"
+    assert columns_of(parquet) == ["SMILES", "ID"]
+    broken = io.BytesIO(b"not parquet at all")
+    broken.name = "broken.parquet"
+    with pytest.raises(DataError, match="cannot read the Parquet file"):
+        columns_of(broken)
+
+
+def test_a_smiles_file_is_predicted_one_row_per_line_on_the_page_path_and_the_library_path(regressor,
+                                                                                           regressor_dir, tmp_path):
+    path = tmp_path / "zinc.smi"
+    path.write_text(ZINC_STYLE)
+    page = predict_csv(regressor, path)
+    assert page["zinc_id"].tolist() == ["ZINC1", "ZINC2", "", "ZINC3", "ZINC4"]
+    assert page["prediction"].notna().tolist() == [True, True, False, True, False]
+    assert page["error"].tolist()[2] == "empty" and "parse" in page["error"].tolist()[4]
+    summary = predict_library(regressor_dir, path, tmp_path / "out.parquet", chunk_rows=2)
+    streamed = pd.read_parquet(tmp_path / "out.parquet")
+    assert summary.rows == len(streamed) == 5 and summary.invalid == 2
+    assert streamed["canonical_smiles"].tolist()[3] == canonicalize("C[C@H](N)C(=O)O")
+
+
+@pytest.mark.parametrize("cxsmiles, plain", [("CCO |$;;$|", "CCO"), ("C[C@H](O)CC |o1:1,r|", "C[C@H](O)CC"),
+                                            ("CCO\t|$foo bar;;$|", "CCO")])
+def test_a_cxsmiles_extension_is_read(cxsmiles, plain):
+    assert prepare_smiles(cxsmiles).smiles == canonicalize(plain)
+
+
+@pytest.mark.parametrize("text", ["CCO ethanol", "CCO |x", "CCO |a| |b|", "C C O |$;;$|"])
+def test_whitespace_outside_a_cxsmiles_extension_is_still_an_error(text):
+    with pytest.raises(InvalidSmilesError, match="whitespace"):
+        canonicalize(text)
+
+
+def test_pasted_cxsmiles_keeps_its_extension_and_its_name():
+    assert parse_pasted("CCO |$;;$| ethanol, 96 %\n\n  CCN  \nC[C@H](N)C(=O)O |&1:1|") == (
+        ["CCO |$;;$|", "CCN", "C[C@H](N)C(=O)O |&1:1|"], ["ethanol, 96 %", "", ""])
