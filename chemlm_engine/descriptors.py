@@ -7,6 +7,7 @@ import functools
 import inspect
 import json
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 from collections.abc import Sequence
@@ -100,6 +101,10 @@ def _pool() -> ProcessPoolExecutor | None:
         if _POOL is None and helpers > 0:
             _POOL = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=exit_with, initargs=(os.getpid(),))
+            # A process that multiprocessing started (the app's job processes) joins its children when it exits,
+            # before concurrent.futures' own exit hook would stop these idle helpers: stop them first (and before
+            # the pool's queues close, priority 10), or that process never ends and every later job waits.
+            multiprocessing.util.Finalize(None, _stop_helpers, exitpriority=100)
             _submit(_POOL, [[]] * helpers)  # start them now, not when the first large batch waits
         return _POOL
 
@@ -136,6 +141,14 @@ def _compute(smiles: list[str]) -> np.ndarray:
             _reset_pool()
             done.append(_many(part))
     return np.concatenate(done)
+
+
+def _stop_helpers() -> None:
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _reset_pool() -> None:

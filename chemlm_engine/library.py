@@ -4,6 +4,7 @@ worker). Both paths apply :func:`predict_frame` to each batch, so their outputs 
 its interval and, as on the Predict page, the nearest training molecule and whether it is in the domain."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -23,10 +24,11 @@ from .predict.batch import predict_smiles
 from .predict.domain import DOMAIN_COLUMNS, TrainingReference, add_applicability_domain
 from .predict.ensemble import load_predictor
 from .spec import PredictOptions
+from .store import RunStore
 from .tables import columns_of, count_rows, is_parquet, iter_table, pick_column
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
-           "smiles_column_of"]
+           "smiles_column_of", "job_parts", "kept_rows"]
 
 
 @dataclass(frozen=True)
@@ -119,10 +121,9 @@ def _stage(source: Path, target: Path, chunk_rows: int = 65536) -> None:
             writer.close()
 
 
-def _parts_folder(output: Path, manifest: dict) -> tuple[Path, int]:
-    """Where an interrupted prediction of ``output`` left its finished chunks, and how many there are; a folder
+def _parts_folder(folder: Path, manifest: dict) -> tuple[Path, int]:
+    """``folder``, where an interrupted prediction left its finished chunks, and how many there are; a folder
     written for another input, model or chunk size is started afresh."""
-    folder = output.with_name(output.name + ".parts")
     if folder.exists():
         try:
             same = json.loads((folder / "manifest.json").read_text()) == manifest
@@ -138,10 +139,11 @@ def _parts_folder(output: Path, manifest: dict) -> tuple[Path, int]:
 
 def predict_library(model_dir: str | Path, source: str | Path, output: str | Path, smiles_column: str | None = None,
                     chunk_rows: int = 4096, progress: Callable[[int, int], None] | None = None,
-                    trust_remote_code: bool = False) -> LibrarySummary:
+                    trust_remote_code: bool = False, parts: Path | None = None) -> LibrarySummary:
     """Predict every row of ``source`` chunk by chunk into one Parquet file; ``progress(rows_done, rows_total)``
-    after each chunk. Each finished chunk is kept (``OUTPUT.parts/``) until the file is complete, so a run
-    interrupted at any point resumes where it stopped: rows already written are not predicted again."""
+    after each chunk. Each finished chunk is kept (in ``parts``, by default ``OUTPUT.parts/``) until the file is
+    complete, so a run interrupted at any point resumes where it stopped: rows already written are not predicted
+    again."""
     source, output = Path(source), Path(output)
     if not source.exists():
         raise DataError(f"no such library file: {source}")
@@ -151,7 +153,7 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
                 "model": str(Path(model_dir).resolve()), "column": column, "chunk_rows": chunk_rows,
                 "format": _PARTS_FORMAT}
     output.parent.mkdir(parents=True, exist_ok=True)
-    parts, finished = _parts_folder(output, manifest)
+    parts, finished = _parts_folder(parts or output.with_name(output.name + ".parts"), manifest)
     model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
     reference = TrainingReference.load(model_dir)
     total, done, started = _row_count(source), 0, time.time()
@@ -198,9 +200,26 @@ def run_library_job(ctx: JobContext, data: SplitData, opts: PredictOptions) -> d
 
     output = ctx.artifacts / "predictions.parquet"
     trusted = launched_trusting(ctx.store.runs(status="finished"), opts.model)  # as the Predict page loads it
-    summary = predict_library(opts.model, opts.source, output, opts.smiles_column, opts.chunk_rows, report, trusted)
+    summary = predict_library(opts.model, opts.source, output, opts.smiles_column, opts.chunk_rows, report, trusted,
+                              parts=job_parts(ctx.store, ctx.spec.options))
     ctx.store.set_info(ctx.run_id, output=str(output), model=opts.model)
-    return {"rows": summary.rows, "invalid": summary.invalid, "molecules_per_s": summary.rows_per_second}
+    return {"rows": summary.rows, "invalid": summary.invalid, "molecules_per_s": summary.rows_per_second,
+            "resumed_rows": summary.resumed_rows}
+
+
+def job_parts(store: RunStore, options: dict) -> Path:
+    """Where a library job's finished chunks wait until its file is whole: in the store, keyed by the job's options
+    (file, model, column, chunk size), not in its run folder (discarded when a run is cancelled), so that a new job
+    for the same file and model continues where a cancelled or interrupted one stopped."""
+    key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
+    return store.home / "library-parts" / key
+
+
+def kept_rows(store: RunStore, options: dict) -> int:
+    """Rows that a stopped library job with these options predicted and kept (a new job does not redo them)."""
+    parts = job_parts(store, options)
+    return sum(pq.ParquetFile(part).metadata.num_rows for part in parts.glob("part-*.parquet")) if parts.is_dir() \
+        else 0
 
 
 class _LibraryPredictor:
@@ -224,8 +243,8 @@ def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: s
                         trust_remote_code: bool = False) -> LibrarySummary:
     """Stream ``source`` through Ray Data: ``map_batches`` over ``workers`` model-holding actors (one GPU
     each where the cluster has GPUs), written incrementally as Parquet files under ``output_dir``; every row
-    carries ``input_row`` (readers may list the files in any order: sort by it). Ray Data shows its own progress bar. Size the cluster for the actors *and* Ray Data's
-    read tasks (one CPU each): on a 2-CPU Ray, one worker."""
+    carries ``input_row`` (readers may list the files in any order: sort by it). Ray Data shows its own progress
+    bar. Size the cluster for the actors *and* Ray Data's read tasks (one CPU each): on a 2-CPU Ray, one worker."""
     from .cluster import _gpus_per_task, connect
 
     source = Path(source).resolve()

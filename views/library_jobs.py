@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from chemlm_engine.library import kept_rows
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
 from chemlm_engine.tables import write_csv
@@ -26,7 +27,10 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
         if running := active_twin(store().runs(), options):  # a second click (the first one's message is gone)
             st.info(f"This file is being predicted with this model already: run {running.id}, below.")
         elif queued := submit(JobSpec(method="predict", name=f"predict {upload.name}", options=options)):
-            st.success(f"Queued run {queued[0]}: follow it below; its results are downloadable here when done.")
+            kept = kept_rows(store(), options)
+            st.success(f"Queued run {queued[0]}: follow it below; its results are downloadable here when done."
+                       + (f" It continues after the {kept:,} rows a stopped run of this file and model predicted."
+                          if kept else ""))
 
 
 def active_twin(runs: list[RunRecord], options: dict) -> RunRecord | None:
@@ -38,8 +42,10 @@ def active_twin(runs: list[RunRecord], options: dict) -> RunRecord | None:
 def library_summary(run: RunRecord) -> str:
     """What a finished library prediction made: rows, invalid ones, the model and its speed."""
     model = {folder: label for label, folder in model_choices().items()}.get(run.info["model"], run.info["model"])
+    resumed = int(run.metrics.get("resumed_rows") or 0)
+    kept = f" ({resumed:,} of them kept from a stopped run)" if resumed else ""
     return (f"{int(run.metrics['rows']):,} rows ({int(run.metrics['invalid']):,} invalid) by {model} at "
-            f"{run.metrics['molecules_per_s']:.0f} molecules/s; one row per input row, in order.")
+            f"{run.metrics['molecules_per_s']:.0f} molecules/s{kept}; one row per input row, in order.")
 
 
 def library_results() -> None:

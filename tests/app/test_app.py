@@ -404,7 +404,7 @@ def test_the_runs_table_lists_a_library_prediction_and_a_spec_this_version_canno
     library = store.create_run(library_spec.to_dict(), "predict", "a library")
     unreadable = store.create_run({"method": "predict", "options": {"chunk_rows": 0}}, "predict", "from elsewhere")
     store.set_info(library, model="assets/lipo-regressor", output="predictions.parquet")
-    store.finish(library, {"rows": 3, "invalid": 1, "molecules_per_s": 50.0})
+    store.finish(library, {"rows": 3, "invalid": 1, "molecules_per_s": 50.0, "resumed_rows": 2})
     store.finish(unreadable, {})
     at = _app("views/train.py")
     assert not at.exception
@@ -414,6 +414,7 @@ def test_the_runs_table_lists_a_library_prediction_and_a_spec_this_version_canno
     assert table.loc[unreadable, "options"].startswith("(not readable now")
     at.selectbox(key="detail-run").set_value(library).run()
     assert not at.dataframe[1:] and any("3 rows (1 invalid)" in c.value for c in at.caption)  # no training metrics
+    assert any("(2 of them kept from a stopped run)" in c.value for c in at.caption)  # it continued a cancelled one
 
 
 def test_a_second_click_on_a_library_that_is_being_predicted_queues_nothing(home):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from chemlm_engine import library
-from chemlm_engine.library import predict_library
+from chemlm_engine.library import job_parts, kept_rows, predict_library
 from chemlm_engine.model import RegressionModel
 
 
@@ -90,6 +90,13 @@ def test_a_library_job_streams_to_its_run_and_stops_between_chunks_when_cancelle
     assert max(heard) < 0.5  # the next chunk was not predicted
     stopped = next(r for r in store.runs() if r.status == "cancelled")
     assert not (store.home / stopped.id).exists()  # no half-written output kept
+    assert kept_rows(store, spec.options) == 20  # but its finished chunks wait in the store, keyed by the options
+    again = store.get_run(run_job(spec, store))  # the user starts the same file with the same model again
+    assert again.metrics["resumed_rows"] == 20 and again.metrics["rows"] == 45
+    pd.testing.assert_frame_equal(pd.read_parquet(again.info["output"]), pd.read_parquet(run.info["output"]))
+    assert not job_parts(store, spec.options).exists()  # gone once the file is whole
+    other = JobSpec(method="predict", options={**spec.options, "chunk_rows": 15})
+    assert kept_rows(store, other.options) == 0 and job_parts(store, other.options) != job_parts(store, spec.options)
 
 
 def test_predictions_come_back_in_input_order_whatever_the_lengths(regressor_dir, lipo):
