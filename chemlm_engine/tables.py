@@ -81,13 +81,20 @@ def is_parquet(source: str | Path | IO) -> bool:
     return _suffix(source) in (".parquet", ".pq")
 
 
+def _is_header(line: str) -> bool:
+    """Whether a SMILES file's first line names its columns: its first word is neither a molecule nor looks like
+    one (a broken first molecule such as ``C1CC`` is a row with its error, not a header)."""
+    word = split_smiles_line(line)[0]
+    return bool(word) and not is_molecule(word) and not set(word) & set("()[]=#@+\\/%0123456789")
+
+
 def _smiles_records(text: IO[str]) -> Iterator[tuple[list[str], str | None]]:
-    """A SMILES file as records: a header (the file's first line if that is not a molecule, else ``smiles
-    name``), then per line the SMILES and the rest of the line, cut into the header's further columns."""
+    """A SMILES file as records: a header (the file's first line if :func:`_is_header`, else ``smiles name``),
+    then per line the SMILES and the rest of the line, cut into the header's further columns."""
     lines = iter(text)
     first = next(lines, "")
     header = first.split()
-    if not header or is_molecule(split_smiles_line(first)[0]):
+    if not _is_header(first):
         header, lines = ["smiles"], itertools.chain([first], lines)
     header += ["name"] * (len(header) == 1)  # what follows a SMILES is its name unless the header says otherwise
     yield header, None
@@ -192,7 +199,7 @@ def count_rows(path: Path) -> int:
     if not _is_smiles_file(path) or not lines:
         return max(lines - 1, 0)
     with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        return lines - (not is_molecule(split_smiles_line(handle.readline())[0]))
+        return lines - _is_header(handle.readline())
 
 
 def columns_of(source: str | Path | IO) -> list[str]:

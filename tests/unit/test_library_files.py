@@ -37,6 +37,8 @@ def test_a_smiles_file_without_a_header_starts_with_a_molecule(tmp_path):
     frame = read_table(path).frame
     assert frame.to_dict("list") == {"smiles": ["CCO", "CCN", "CC(=O)O"], "name": ["ethanol", "", "acetic acid"]}
     assert count_rows(path) == 3
+    path.write_text("C1CC broken\nCCO ethanol\n")  # a broken first molecule is a row (with its error), not a header
+    assert read_table(path).frame["smiles"].tolist() == ["C1CC", "CCO"] and count_rows(path) == 2
 
 
 def test_the_same_lines_as_a_csv_are_told_their_first_line_is_a_molecule(tmp_path):
