@@ -50,10 +50,10 @@ def _index(options: list[str], candidates: tuple[str, ...], default: int = 0) ->
     return next((lower.index(c.lower()) for c in candidates if c.lower() in lower), default)
 
 
-def column_pickers(upload, value: str = "measured") -> dict[str, str | None] | None:
+def column_pickers(upload, value: str | None = "measured") -> dict[str, str | None] | None:
     """Pickers for an uploaded table's SMILES, name and value columns, pre-set when the names are known;
-    ``value="measured"`` is optional (Predict), ``"label"`` required (Train). ``None`` (the reason shown)
-    when the file cannot be read."""
+    ``value="measured"`` is optional (Predict), ``"label"`` required (Train), ``None``: the SMILES column only.
+    ``None`` (the reason shown) when the file cannot be read."""
     try:
         columns = _header(upload.getvalue(), upload.name)
     except ChemLMError as exc:
@@ -68,7 +68,7 @@ def column_pickers(upload, value: str = "measured") -> dict[str, str | None] | N
                                index=_index(optional, MEASURED_COLUMNS))
         picked.update(name_column=None if name == "(none)" else name,
                       measured_column=None if measured == "(none)" else measured)
-    else:
+    elif value == "label":
         picked["label_column"] = b.selectbox("Label column", columns, index=_index(columns, LABEL_COLUMNS,
                                                                                    min(1, len(columns) - 1)))
     return picked

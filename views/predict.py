@@ -36,11 +36,12 @@ else:
                               "(.smi: a SMILES and a name per line) or a Parquet library",
                               type=["csv", "tsv", "txt", "smi", "smiles", "parquet"])
     if upload is not None:
-        columns = column_pickers(upload)
-    if upload is not None and (too_big := upload_too_big(upload)):
-        offer_library_job(upload, folder, (columns or {}).get("smiles_column"), too_big)
-        library_results()
-        st.stop()  # nothing below applies to a library
+        too_big = upload_too_big(upload)  # a library job keeps every column: it asks for the SMILES column only
+        columns = column_pickers(upload, value=None if too_big else "measured")
+        if too_big:
+            offer_library_job(upload, folder, (columns or {}).get("smiles_column"), too_big)
+            library_results()
+            st.stop()  # nothing below applies to a library
 
 ensemble = is_ensemble(folder)
 passes = 0 if ensemble else 20 * st.checkbox("MC-dropout uncertainty (20 stochastic passes)", value=True)

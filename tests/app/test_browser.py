@@ -210,6 +210,7 @@ def test_a_smiles_file_is_predicted_on_the_page_and_a_parquet_library_in_the_bac
     pd.DataFrame({"ID": ["P1", "P2"], "SMILES": ["CCO", "CCN"]}).to_parquet(library)
     page.locator('input[type="file"]').set_input_files(str(library))
     page.get_by_text("A Parquet file is predicted as a library").wait_for()
+    expect(page.get_by_role("combobox", name="Name / ID column")).to_have_count(0)  # the job keeps every column
     _choose(page, page.get_by_role("combobox", name="Model"), re.compile("baseline"))  # the tiny trained run
     page.get_by_role("button", name="Predict it in the background").click()
     page.get_by_text("Library predictions (1)").wait_for(timeout=180_000)
