@@ -34,7 +34,7 @@ if mode == "Paste SMILES":
 else:
     upload = st.file_uploader("CSV with a SMILES column (every other column is kept in the results), a SMILES file "
                               "(.smi: a SMILES and a name per line) or a Parquet library",
-                              type=["csv", "tsv", "txt", "smi", "smiles", "parquet"])
+                              type=["csv", "tsv", "txt", "cxsmiles", "smi", "smiles", "parquet"])
     if upload is not None:
         too_big = upload_too_big(upload)  # a library job keeps every column: it asks for the SMILES column only
         columns = column_pickers(upload, value=None if too_big else "measured")

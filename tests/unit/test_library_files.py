@@ -90,6 +90,13 @@ def test_whitespace_outside_a_cxsmiles_extension_is_still_an_error(text):
         canonicalize(text)
 
 
+def test_an_enamine_cxsmiles_file_is_a_tab_separated_table_with_a_header(regressor, tmp_path):
+    path = tmp_path / "real.cxsmiles"
+    path.write_text("smiles\tidnumber\tMW\nC[C@H](N)C(=O)O |&1:1|\tZ1\t89.1\nCC(C)O\tZ2\t60.1\n")
+    result = predict_csv(regressor, path)
+    assert result["idnumber"].tolist() == ["Z1", "Z2"] and result["prediction"].notna().all()
+
+
 def test_pasted_cxsmiles_keeps_its_extension_and_its_name():
     assert parse_pasted("CCO |$;;$| ethanol, 96 %\n\n  CCN  \nC[C@H](N)C(=O)O |&1:1|") == (
         ["CCO |$;;$|", "CCN", "C[C@H](N)C(=O)O |&1:1|"], ["ethanol, 96 %", "", ""])
