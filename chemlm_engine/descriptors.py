@@ -104,7 +104,7 @@ def _pool() -> ProcessPoolExecutor | None:
             # A process that multiprocessing started (the app's job processes) joins its children when it exits,
             # before concurrent.futures' own exit hook would stop these idle helpers: stop them first (and before
             # the pool's queues close, priority 10), or that process never ends and every later job waits.
-            multiprocessing.util.Finalize(None, _stop_helpers, exitpriority=100)
+            multiprocessing.util.Finalize(None, _reset_pool, kwargs={"wait": True}, exitpriority=100)
             _submit(_POOL, [[]] * helpers)  # start them now, not when the first large batch waits
         return _POOL
 
@@ -143,20 +143,13 @@ def _compute(smiles: list[str]) -> np.ndarray:
     return np.concatenate(done)
 
 
-def _stop_helpers() -> None:
+def _reset_pool(wait: bool = False) -> None:
+    """Stop the helpers (``wait``: until they have exited); the next large batch starts new ones."""
     global _POOL
     with _POOL_LOCK:
         pool, _POOL = _POOL, None
     if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _reset_pool() -> None:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is not None:
-            _POOL.shutdown(wait=False, cancel_futures=True)
-        _POOL = None
+        pool.shutdown(wait=wait, cancel_futures=True)
 
 
 def size_warning(heavy_atoms: int) -> str | None:

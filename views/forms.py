@@ -34,10 +34,9 @@ PAGE_ROWS = int(os.environ.get("CHEMLM_PAGE_ROWS", 5_000))
 def upload_too_big(upload) -> str | None:
     """Why an upload is too big for the page (with the command that predicts it), or ``None``. A Parquet file is a
     library: it is always predicted in the background."""
-    rows = upload.getvalue().count(b"\n") - 1  # lines, not parsed rows: a fast upper bound
     if is_parquet(upload):
         why = "A Parquet file is predicted as a library."
-    elif rows > PAGE_ROWS:
+    elif (rows := upload.getvalue().count(b"\n") - 1) > PAGE_ROWS:  # lines, not parsed rows: a fast upper bound
         why = f"This file has about {rows:,} rows; the page predicts up to {PAGE_ROWS:,} while you wait."
     else:
         return None
