@@ -1,5 +1,7 @@
 """Active learning: which molecules to measure next — ISAL (expected influence) and MC-dropout uncertainty
 sampling against random, and whether the uncertainty is informative."""
+from pathlib import Path
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -27,7 +29,8 @@ with st.expander("Launch an active-learning run",
     left, right = st.columns(2)
     with left:
         data = data_form(quick)
-        upload = st.file_uploader("Your candidates (CSV; labels optional)", type=["csv", "tsv", "txt"],
+        upload = st.file_uploader("Your candidates (CSV or SMILES file; labels optional)",
+                                  type=["csv", "tsv", "txt", "smi", "smiles"],
                                   help="Without labels the run trains on all of the training split and ranks your "
                                        "candidates once: what to measure next. With labels for every molecule, "
                                        "acquisition from them is simulated (labels revealed when acquired).")
@@ -56,7 +59,7 @@ with st.expander("Launch an active-learning run",
         options.update({"sweep": sizes} if sweep else
                        {"acquire": acquire, "rounds": rounds, "strategy": strategy})
         if upload is not None:
-            options["pool"] = str(store().save_upload(upload.getvalue()))
+            options["pool"] = str(store().save_upload(upload.getvalue(), Path(upload.name).suffix or ".csv"))
         spec = JobSpec(method=method, options=options, data=data,
                        model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                        train=TrainConfig(epochs=epochs, seed=data.split_seed))

@@ -237,8 +237,8 @@ def test_active_learning_page_shows_isal_against_both_controls_and_what_to_measu
 
 
 def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(home, tiny_backbone, tmp_path, lipo):
-    pool = tmp_path / "candidates.csv"
-    pool.write_text("smiles\n" + "\n".join(lipo.smiles[-30:]) + "\n")
+    pool = tmp_path / "candidates.smi"  # a SMILES file, as a chemist's list of candidates often is
+    pool.write_text("".join(f"{s} cand-{i}\n" for i, s in enumerate(lipo.smiles[-30:])))
     spec = JobSpec(method="isal", data=DataSpec(subset=120),
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=1),
                    options={"pool": str(pool), "acquire": 8, "passes": 3})
