@@ -20,8 +20,8 @@ from .errors import ChemLMError, ModelLoadError
 from .molecules import Standardization
 from .training_set import content_digest, load_training_set, save_training_set  # re-exported
 
-__all__ = ["load_backbone", "RegressionModel", "best_device", "check_format", "count_parameters", "save_training_set",
-           "load_training_set", "content_digest"]
+__all__ = ["load_backbone", "check_backbone_folder", "RegressionModel", "best_device", "check_format",
+           "count_parameters", "save_training_set", "load_training_set", "content_digest"]
 
 log = logging.getLogger(__name__)
 REGRESSOR_FILE = "regressor.json"
@@ -52,6 +52,14 @@ def _looks_like_a_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or Path(name).exists()
 
 
+def check_backbone_folder(source: str) -> None:
+    """:class:`ModelLoadError` for a backbone named by a path that is not a folder (a hub id is left to the hub)."""
+    if _looks_like_a_path(source) and not Path(source).is_dir():
+        what = "is a file, not a folder" if Path(source).exists() else "does not exist"
+        raise ModelLoadError(f"cannot load backbone: folder {source} {what}; give a model folder (a Hugging Face "
+                             "save_pretrained folder) or a hub id such as ibm/MoLFormer-XL-both-10pct")
+
+
 def load_backbone(name_or_path: str | Path, trust_remote_code: bool = False, masked_lm: bool = False,
                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load an encoder (or its masked-LM form) and its tokenizer from a local folder or a hub id.
@@ -60,10 +68,7 @@ def load_backbone(name_or_path: str | Path, trust_remote_code: bool = False, mas
     switched on unless the caller asks.
     """
     source = str(name_or_path)
-    if _looks_like_a_path(source) and not Path(source).is_dir():
-        what = "is a file, not a folder" if Path(source).exists() else "does not exist"
-        raise ModelLoadError(f"cannot load backbone: folder {source} {what}; give a model folder (a Hugging Face "
-                             "save_pretrained folder) or a hub id such as ibm/MoLFormer-XL-both-10pct")
+    check_backbone_folder(source)
     auto = AutoModelForMaskedLM if masked_lm else AutoModel
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)

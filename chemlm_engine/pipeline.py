@@ -16,7 +16,7 @@ import torch
 from .spec import METHODS, DataSpec, JobSpec, ModelSpec, TrainConfig
 from .data import DataReport, MoleculeData, load_lipophilicity, make_split, read_csv
 from .errors import DataError, JobCancelledError
-from .model import RegressionModel, best_device, count_parameters
+from .model import RegressionModel, best_device, check_backbone_folder, count_parameters
 from .store import RunStore, Kinds, Tables
 from .inference import predict_values, resolve_precision
 from .training import EpochMetrics, TrainCallbacks, fit, regression_metrics
@@ -66,11 +66,13 @@ MIN_SPLIT_SIZES = {"train": 8, "val": 2, "test": 2}
 
 
 def check_job_data(spec: JobSpec) -> SplitData:
-    """The job's data, or :class:`DataError` saying why it cannot train (checked before a run is created); no
-    molecules for a method that does not train on it (its options name its input)."""
+    """The job's data, or :class:`DataError` saying why it cannot train (checked before a run is created; so is a
+    backbone folder that does not exist); no molecules for a method that does not train on it (its options name its
+    input)."""
     if not METHODS[spec.method].needs_data:
         empty = MoleculeData([], np.zeros(0))
         return SplitData(empty, empty, empty, DataReport())
+    check_backbone_folder(spec.model.backbone)
     data = load_split_data(spec.data)
     sizes = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
     short = [f"{part} {sizes[part]} (needs {need})" for part, need in MIN_SPLIT_SIZES.items() if sizes[part] < need]

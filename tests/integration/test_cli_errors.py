@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from chemlm_engine.store import RunStore
+
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "assets" / "lipo-regressor"
 
@@ -69,3 +71,5 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     if output is not None:
         assert not Path(output).exists() and not list(Path(output).parent.glob(".*.partial"))
+    if args[0] == "train" and home.is_dir():  # refused before a run exists: nothing failed in the store
+        assert RunStore(home=home).runs() == []

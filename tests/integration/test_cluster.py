@@ -41,12 +41,13 @@ def test_a_ray_job_matches_the_thread_executor(local_ray, tiny_backbone, store):
     assert len(store.epochs(remote.id)) == 2
 
 
-def test_a_failing_ray_job_is_failed_with_its_traceback(local_ray, tiny_backbone, store):
+def test_a_failing_ray_job_is_failed_with_its_traceback(local_ray, tiny_backbone, store, tmp_path):
     manager = JobManager(store, executor="ray")
     with pytest.raises(DataError, match="No such file"):  # refused before a run exists
         manager.submit(_spec(tiny_backbone, data={"source": "/no/such/file.csv"}))
     assert store.runs() == []
-    record = manager.wait(manager.submit(_spec("/no/such/backbone")), timeout=120)
+    (tmp_path / "empty-backbone").mkdir()  # a folder, so only loading it on the worker fails
+    record = manager.wait(manager.submit(_spec(tmp_path / "empty-backbone")), timeout=120)
     assert record.status == "failed" and "cannot load backbone" in record.error and "Traceback" in record.traceback
 
 
