@@ -84,7 +84,8 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
     Columns: ``row`` (1-based), ``name``, ``input``, ``canonical_smiles``, ``prediction``, ``error``,
     ``warnings``, ``standardization``; for an ensemble also ``uncertainty`` (the members' std) and, when it
     was calibrated, ``interval_low`` / ``interval_high`` (split-conformal); for a single model with
-    ``mc_passes`` > 1 ``uncertainty`` is the MC-dropout std. ``progress`` hears after every chunk of molecules.
+    ``mc_passes`` > 1 ``uncertainty`` is the MC-dropout std. ``progress`` hears after every chunk of molecules
+    (distinct canonical SMILES: each is predicted once, however many rows name it).
     """
     inputs = ["" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw) for raw in smiles]
     labels = [""] * len(inputs) if names is None else ["" if pd.isna(n) else str(n) for n in list(names)]
@@ -107,16 +108,18 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
     if canonical:
         frame.loc[valid, "warnings"] = molecule_warnings(model, canonical, [sizes[i] for i in valid])
     ensemble = isinstance(model, Ensemble)
-    mean, std = np.zeros(len(canonical)), np.full(len(canonical), np.nan)
-    chunk = max(16, min(_CHUNK, -(-len(canonical) // 10)))  # a small batch still counts up in ~10 steps
+    # A molecule listed twice (or as two salts of one parent) is predicted once, and its rows agree.
+    unique = list(dict.fromkeys(canonical))
+    mean, std = np.zeros(len(unique)), np.full(len(unique), np.nan)
+    chunk = max(16, min(_CHUNK, -(-len(unique) // 10)))  # a small batch still counts up in ~10 steps
     if progress is not None:
-        progress(0, len(canonical))
+        progress(0, len(unique))
     # Chunks of similar length, as one sorted pass would batch them: a library mixing short and very long molecules
     # pads less (on Lipophilicity's narrow lengths it measured the same, bench/predict_speed.py).
-    order = np.argsort([len(s) for s in canonical], kind="stable")
-    for start in range(0, len(canonical), chunk):
+    order = np.argsort([len(s) for s in unique], kind="stable")
+    for start in range(0, len(unique), chunk):
         part = order[start:start + chunk]
-        smiles_part = [canonical[i] for i in part]
+        smiles_part = [unique[i] for i in part]
         if isinstance(model, Ensemble):
             mean[part], std[part] = model.predict(smiles_part, batch_size)
         else:
@@ -124,7 +127,10 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
             if mc_passes > 1:
                 std[part] = mc_dropout(model, smiles_part, mc_passes)[1]
         if progress is not None:
-            progress(min(start + chunk, len(canonical)), len(canonical))
+            progress(min(start + chunk, len(unique)), len(unique))
+    position = {text: i for i, text in enumerate(unique)}
+    back = [position[text] for text in canonical]
+    mean, std = mean[back], std[back]
     frame.loc[valid, "prediction"] = mean
     if ensemble or mc_passes > 1:
         frame["uncertainty"] = np.nan

@@ -112,3 +112,25 @@ def test_predictions_come_back_in_input_order_whatever_the_lengths(regressor_dir
     np.testing.assert_allclose(frame["prediction"].to_numpy(), alone, rtol=1e-4, atol=1e-5)
     pair = Ensemble([model, RegressionModel.load(regressor_dir, "cpu")])
     np.testing.assert_allclose(predict_smiles(pair, smiles)["prediction"].to_numpy(), alone, rtol=1e-4, atol=1e-5)
+
+
+def test_a_molecule_named_by_several_rows_is_predicted_once_and_its_rows_agree(regressor_dir, lipo, monkeypatch):
+    """A merged library repeats molecules, and standardisation turns salts into their parent: the forward passes
+    run once per distinct molecule, every row still gets its own output row."""
+    from chemlm_engine.predict import Ensemble, predict_smiles
+
+    model = RegressionModel.load(regressor_dir, "cpu")
+    pair = Ensemble([model, RegressionModel.load(regressor_dir, "cpu")])
+    forwarded: list[str] = []
+    real = pair.predict
+    monkeypatch.setattr(pair, "predict", lambda smiles, *a: forwarded.extend(smiles) or real(smiles, *a))
+    amine, salt = lipo.smiles[3], f"{lipo.smiles[3]}.Cl"
+    rows = [amine, lipo.smiles[4], salt, "C1CC", amine, lipo.smiles[5]]
+    heard: list[tuple[int, int]] = []
+    frame = predict_smiles(pair, rows, progress=lambda done, total: heard.append((done, total)))
+    assert len(frame) == 6 and frame["error"].notna().tolist() == [False, False, False, True, False, False]
+    assert sorted(forwarded) == sorted(set(frame["canonical_smiles"].dropna()))  # three molecules among five rows
+    assert len(forwarded) == 3 and heard[-1] == (3, 3)
+    same = frame.loc[[0, 2, 4]]
+    assert same["prediction"].nunique() == 1 and same["uncertainty"].nunique() == 1
+    assert frame.loc[2, "standardization"] == "removed Cl"
