@@ -4,11 +4,13 @@ import io
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chemlm_engine.errors import DataError, InvalidSmilesError
 from chemlm_engine.library import predict_library
 from chemlm_engine.model import RegressionModel
-from chemlm_engine.molecules import canonicalize, prepare_smiles
+from chemlm_engine.molecules import canonicalize, prepare_smiles, split_smiles_line
 from chemlm_engine.predict import parse_pasted, predict_csv
 from chemlm_engine.tables import columns_of, count_rows, pick_column, read_table
 
@@ -100,3 +102,10 @@ def test_an_enamine_cxsmiles_file_is_a_tab_separated_table_with_a_header(regress
 def test_pasted_cxsmiles_keeps_its_extension_and_its_name():
     assert parse_pasted("CCO |$;;$| ethanol, 96 %\n\n  CCN  \nC[C@H](N)C(=O)O |&1:1|") == (
         ["CCO |$;;$|", "CCN", "C[C@H](N)C(=O)O |&1:1|"], ["ethanol, 96 %", "", ""])
+
+
+@given(st.text(alphabet=st.sampled_from("C( )|=1\t&:$;O\nN"), max_size=30))
+def test_splitting_any_line_keeps_the_line_in_order_and_never_raises(line):
+    smiles, name = split_smiles_line(line)
+    assert smiles == smiles.strip() and name == name.strip() and not (name and not smiles)
+    assert " ".join(line.split()).startswith(" ".join(f"{smiles} {name}".split()))
