@@ -151,7 +151,8 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
             typer.echo(f"interrupted: {bar.n:,} of {bar.total or 0:,} rows written (kept in "
                        f"{output.name}.parts/); the same command resumes after them", err=True)
             raise typer.Exit(130) from None
-        bar.close()
+        finally:  # an error (an unreadable file) is then said on a line of its own
+            bar.close()
     resumed = f", {summary.resumed_rows} of them written before an interruption" if summary.resumed_rows else ""
     typer.echo(f"wrote {summary.rows} rows ({summary.invalid} invalid{resumed}) to {summary.output} in "
                f"{summary.seconds:.1f} s ({summary.rows_per_second:.0f} molecules/s)", err=True)

@@ -22,7 +22,7 @@ __all__ = ["MAX_SMILES_LENGTH", "Standardization", "PreparedSmiles", "check_smil
 MAX_SMILES_LENGTH = 5000
 # A CXSMILES extension (enhanced stereo, atom labels, radicals; Enamine's REAL files carry one on most molecules)
 # follows the SMILES after whitespace, between bars. RDKit reads it; the model reads the canonical SMILES.
-_CXSMILES = re.compile(r"(\S+)(\s+\|[^|]*\|)?")
+_CXSMILES = re.compile(r"(\S+)(\s+\|[^|]*\|(?=\s|$))?")
 
 
 @dataclass(frozen=True)

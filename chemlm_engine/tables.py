@@ -6,11 +6,14 @@ and an optional name after whitespace; its first line is a header only if it is 
 Written CSV quotes every field that holds a line break, so a bare ``\\r`` round-trips."""
 from __future__ import annotations
 
+import bz2
 import codecs
 import contextlib
 import csv
+import gzip
 import io
 import itertools
+import lzma
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,13 +27,17 @@ import pyarrow.parquet as pq
 from .errors import DataError, OutputError
 from .molecules import is_molecule, split_smiles_line
 
-__all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "is_parquet", "write_csv", "defuse",
+__all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "is_parquet", "is_compressed", "write_csv",
+           "defuse",
            "FORMULA_STARTS", "check_output", "written_aside", "pick_column", "DELIMITERS", "SMILES_FILE_SUFFIXES"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _SNIFF_BYTES = 64 * 1024
 SMILES_FILE_SUFFIXES = (".smi", ".smiles", ".ism", ".can")
+# Large libraries come compressed (ChEMBL's chemreps .txt.gz, Enamine's .cxsmiles.bz2): read as they stream.
+COMPRESSIONS = {".gz": gzip, ".bz2": bz2, ".xz": lzma}
+_DAMAGED = (OSError, EOFError, lzma.LZMAError)  # what reading a damaged or truncated compressed file raises
 
 
 @dataclass
@@ -58,19 +65,36 @@ def _delimiter(sample: str) -> str:
         return max(DELIMITERS, key=lambda d: (header.count(d), d == ","))
 
 
+def _name(source: str | Path | IO) -> Path | None:
+    name = source if isinstance(source, (str, Path)) else getattr(source, "name", None)  # an upload has its name
+    return Path(name) if isinstance(name, (str, Path)) else None
+
+
+def _compression(source: str | Path | IO):
+    """The module that decompresses ``source`` (gzip, bz2, lzma: by its name's last suffix), or None."""
+    name = _name(source)
+    return COMPRESSIONS.get(name.suffix.lower()) if name is not None else None
+
+
 def _binary(source: str | Path | IO) -> IO[bytes]:
+    """The file's bytes, decompressed on the fly when its name says it is compressed."""
+    module = _compression(source)
     if isinstance(source, (str, Path)):
         try:
-            return open(source, "rb")
+            return module.open(source, "rb") if module else open(source, "rb")
         except OSError as exc:
             raise DataError(f"cannot open {source}: {exc.strerror}") from None
     data = source.read()
-    return io.BytesIO(data.encode("utf-8") if isinstance(data, str) else data)
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    return module.open(io.BytesIO(data), "rb") if module else io.BytesIO(data)
 
 
 def _suffix(source: str | Path | IO) -> str:
-    name = source if isinstance(source, (str, Path)) else getattr(source, "name", None)  # an upload has its name
-    return Path(name).suffix.lower() if isinstance(name, (str, Path)) else ""
+    """The suffix that says what the file holds (``.smi`` for ``library.smi.gz``)."""
+    name = _name(source)
+    if name is None:
+        return ""
+    return Path(name.stem).suffix.lower() if _compression(source) else name.suffix.lower()
 
 
 def _is_smiles_file(source: str | Path | IO) -> bool:
@@ -79,6 +103,10 @@ def _is_smiles_file(source: str | Path | IO) -> bool:
 
 def is_parquet(source: str | Path | IO) -> bool:
     return _suffix(source) in (".parquet", ".pq")
+
+
+def is_compressed(source: str | Path | IO) -> bool:
+    return _compression(source) is not None
 
 
 def _is_header(line: str) -> bool:
@@ -188,18 +216,23 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
                         "save it as CSV UTF-8") from None
     except csv.Error as exc:
         raise DataError(f"cannot read CSV: {exc}") from None
+    except _DAMAGED as exc:
+        raise DataError(f"cannot read {_name(source) or 'the file'}: {exc}") from None
     finally:
         binary.close()
 
 
 def count_rows(path: Path) -> int:
     """How many data rows :func:`iter_table` will read from ``path``, counted from its lines (fast)."""
-    with open(path, "rb") as handle:
-        lines = sum(1 for _ in handle)
-    if not _is_smiles_file(path) or not lines:
-        return max(lines - 1, 0)
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        return lines - _is_header(handle.readline())
+    try:
+        with _binary(path) as handle:
+            lines = sum(1 for _ in handle)
+        if not _is_smiles_file(path) or not lines:
+            return max(lines - 1, 0)
+        with _binary(path) as handle:
+            return lines - _is_header(handle.readline().decode("utf-8-sig", errors="replace"))
+    except _DAMAGED as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
 
 
 def columns_of(source: str | Path | IO) -> list[str]:

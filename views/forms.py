@@ -11,7 +11,7 @@ from chemlm_engine.spec import DEFAULT_BACKBONE, EMBEDDED_BACKBONE, DataSpec, Jo
 from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.tables import columns_of, is_parquet
+from chemlm_engine.tables import columns_of, is_compressed, is_parquet
 from views.common import plain, run_label, store
 
 NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "zinc_id",
@@ -32,10 +32,10 @@ PAGE_ROWS = int(os.environ.get("CHEMLM_PAGE_ROWS", 5_000))
 
 
 def upload_too_big(upload) -> str | None:
-    """Why an upload is too big for the page (with the command that predicts it), or ``None``. A Parquet file is a
-    library: it is always predicted in the background."""
-    if is_parquet(upload):
-        why = "A Parquet file is predicted as a library."
+    """Why an upload is too big for the page (with the command that predicts it), or ``None``. A Parquet or compressed
+    file is a library: it is always predicted in the background."""
+    if is_parquet(upload) or is_compressed(upload):
+        why = f"A {'Parquet' if is_parquet(upload) else 'compressed'} file is predicted as a library."
     elif (rows := upload.getvalue().count(b"\n") - 1) > PAGE_ROWS:  # lines, not parsed rows: a fast upper bound
         why = f"This file has about {rows:,} rows; the page predicts up to {PAGE_ROWS:,} while you wait."
     else:

@@ -22,7 +22,8 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
         st.caption("For a large library: the embedded one-pass student (Model, above) predicts about twice as fast "
                    "at the default's accuracy (README, \"One forward pass instead of five\").")
     if st.button("Predict it in the background", type="primary"):
-        source = store().save_upload(upload.getvalue(), Path(upload.name).suffix or ".csv")
+        # the kind of file and its compression (library.smi.gz): the job reads it as the page did
+        source = store().save_upload(upload.getvalue(), "".join(Path(upload.name).suffixes[-2:]) or ".csv")
         options = {"model": folder, "source": str(source), "smiles_column": smiles_column}
         if running := active_twin(store().runs(), options):  # a second click (the first one's message is gone)
             st.info(f"This file is being predicted with this model already: run {running.id}, below.")
@@ -56,7 +57,8 @@ def library_results() -> None:
     if not done:
         return
     with st.expander(f"Library predictions ({len(done)})", expanded=True):
-        run = st.selectbox("Library prediction", done, format_func=run_label, key="library-run")
+        # keyed by the newest: one that finishes is shown at once, not the one chosen before it existed
+        run = st.selectbox("Library prediction", done, format_func=run_label, key=f"library-run-{done[0].id}")
         output = Path(run.info["output"])
         rows = int(run.metrics["rows"])
         st.caption(library_summary(run))

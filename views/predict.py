@@ -33,8 +33,8 @@ if mode == "Paste SMILES":
                         **kept("predict_text"), placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
 else:
     upload = st.file_uploader("CSV with a SMILES column (every other column is kept in the results), a SMILES file "
-                              "(.smi: a SMILES and a name per line) or a Parquet library",
-                              type=["csv", "tsv", "txt", "cxsmiles", "smi", "smiles", "parquet"])
+                              "(.smi: a SMILES and a name per line) or a Parquet library; .gz / .bz2 / .xz too",
+                              type=["csv", "tsv", "txt", "cxsmiles", "smi", "smiles", "parquet", "gz", "bz2", "xz"])
     if upload is not None:
         too_big = upload_too_big(upload)  # a library job keeps every column: it asks for the SMILES column only
         columns = column_pickers(upload, value=None if too_big else "measured")

@@ -383,6 +383,7 @@ def test_an_upload_too_big_for_the_page_offers_the_background_job_and_the_librar
     assert f"{PAGE_ROWS + 1:,} rows" in message and "chemlm predict --input" in message
     assert "in the background" in message
     assert "Parquet file is predicted as a library" in upload_too_big(_upload(b"PAR1", "tiny.parquet"))
+    assert "compressed file is predicted as a library" in upload_too_big(_upload(b"\x1f\x8b", "lib.smi.gz"))
 
 
 def test_a_running_library_prediction_offers_no_live_curve_and_a_running_fit_does(home):

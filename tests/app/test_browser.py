@@ -1,6 +1,7 @@
 """End to end in a real browser: `streamlit run app.py` driven by Debian's Chromium through Playwright."""
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import signal
@@ -216,6 +217,14 @@ def test_a_smiles_file_is_predicted_on_the_page_and_a_parquet_library_in_the_bac
     page.get_by_text("Library predictions (1)").wait_for(timeout=180_000)
     saved = pd.read_parquet(_download(page, "Download (Parquet)"))
     assert saved["ID"].tolist() == ["P1", "P2"] and saved["prediction"].notna().all()
+    packed = tmp_path / "more.smi.gz"  # a compressed SMILES file: a library too, read as a SMILES file
+    packed.write_bytes(gzip.compress(b"CCO first\nCCN second\nCCC third\n"))
+    page.locator('input[type="file"]').set_input_files(str(packed))
+    page.get_by_text("A compressed file is predicted as a library").wait_for()
+    page.get_by_role("button", name="Predict it in the background").click()
+    page.get_by_text("Library predictions (2)").wait_for(timeout=180_000)
+    saved = pd.read_parquet(_download(page, "Download (Parquet)"))
+    assert saved["name"].tolist() == ["first", "second", "third"] and saved["prediction"].notna().all()
 
 
 def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tmp_path, tiny_backbone):

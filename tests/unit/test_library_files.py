@@ -1,6 +1,9 @@
 """Library files as chemists have them: SMILES files (ZINC, Enamine and RDKit write ``SMILES name`` lines, with a
-header or without), CXSMILES (Enamine's REAL files carry an extension on most molecules) and Parquet."""
+header or without), CXSMILES (Enamine's REAL files carry an extension on most molecules), Parquet, compressed."""
+import bz2
+import gzip
 import io
+import lzma
 
 import pandas as pd
 import pytest
@@ -78,6 +81,31 @@ def test_a_smiles_file_is_predicted_one_row_per_line_on_the_page_path_and_the_li
     streamed = pd.read_parquet(tmp_path / "out.parquet")
     assert summary.rows == len(streamed) == 5 and summary.invalid == 2
     assert streamed["canonical_smiles"].tolist()[3] == canonicalize("C[C@H](N)C(=O)O")
+    packed = tmp_path / "zinc.smi.gz"
+    packed.write_bytes(gzip.compress(ZINC_STYLE.encode()))
+    predict_library(regressor_dir, packed, tmp_path / "packed.parquet", chunk_rows=2)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "packed.parquet"), streamed)
+
+
+@pytest.mark.parametrize("module", [gzip, bz2, lzma])
+def test_a_compressed_library_is_read_as_what_its_inner_name_says(tmp_path, module):
+    suffix = {gzip: ".gz", bz2: ".bz2", lzma: ".xz"}[module]
+    path = tmp_path / f"zinc.smi{suffix}"
+    path.write_bytes(module.compress(ZINC_STYLE.encode()))
+    assert read_table(path).frame["zinc_id"].tolist() == ["ZINC1", "ZINC2", "", "ZINC3", "ZINC4"]
+    assert count_rows(path) == 5
+    upload = io.BytesIO(path.read_bytes())
+    upload.name = path.name  # as the app's upload has it
+    assert columns_of(upload) == ["smiles", "zinc_id"]
+
+
+def test_a_damaged_compressed_file_is_one_clear_error(tmp_path):
+    whole = gzip.compress(("smiles\n" + "".join(f"C{'C' * (i % 40)}O\n" for i in range(5000))).encode())
+    path = tmp_path / "lib.csv.gz"
+    path.write_bytes(whole[:len(whole) // 2])  # a download cut short
+    for read in (count_rows, read_table):
+        with pytest.raises(DataError, match="cannot read .*lib.csv.gz: Compressed file ended"):
+            read(path)
 
 
 @pytest.mark.parametrize("cxsmiles, plain", [("CCO |$;;$|", "CCO"), ("C[C@H](O)CC |o1:1,r|", "C[C@H](O)CC"),
