@@ -102,7 +102,7 @@ def _is_smiles_file(source: str | Path | IO) -> bool:
 
 
 def is_parquet(source: str | Path | IO) -> bool:
-    return _suffix(source) in (".parquet", ".pq")
+    return _suffix(source) in (".parquet", ".pq") and not is_compressed(source)  # Parquet compresses inside
 
 
 def is_compressed(source: str | Path | IO) -> bool:
