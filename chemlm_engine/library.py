@@ -24,11 +24,11 @@ from .predict.batch import predict_smiles
 from .predict.domain import DOMAIN_COLUMNS, TrainingReference, add_applicability_domain
 from .predict.ensemble import load_predictor
 from .spec import PredictOptions
-from .store import RunStore
+from .store import ACTIVE_STATUSES, RunRecord, RunStore
 from .tables import columns_of, count_rows, is_parquet, iter_table, pick_column
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
-           "smiles_column_of", "job_parts", "kept_rows"]
+           "smiles_column_of", "job_parts", "kept_rows", "active_twin", "discard_kept"]
 
 
 @dataclass(frozen=True)
@@ -213,6 +213,20 @@ def job_parts(store: RunStore, options: dict) -> Path:
     for the same file and model continues where a cancelled or interrupted one stopped."""
     key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
     return store.home / "library-parts" / key
+
+
+def active_twin(runs: list[RunRecord], options: dict) -> RunRecord | None:
+    """A queued or running library prediction with these options (the same file, model and column), if any."""
+    return next((r for r in runs if r.method == "predict" and r.status in ACTIVE_STATUSES
+                 and r.spec.get("options") == options), None)
+
+
+def discard_kept(store: RunStore, run: RunRecord) -> None:
+    """Forget what a stopped library job kept for a later one (its user deletes it), unless a job with its options
+    is queued or running and writing there."""
+    options = run.spec.get("options", {})
+    if run.method == "predict" and run.status != "finished" and active_twin(store.runs(), options) is None:
+        shutil.rmtree(job_parts(store, options), ignore_errors=True)
 
 
 def kept_rows(store: RunStore, options: dict) -> int:

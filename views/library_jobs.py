@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from chemlm_engine.library import kept_rows
+from chemlm_engine.library import active_twin, kept_rows
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
-from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
+from chemlm_engine.store import RunRecord
 from chemlm_engine.tables import write_csv
 from views.common import model_choices, run_label, store, submit
 from views.live import live_jobs
@@ -32,12 +32,6 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
             st.success(f"Queued run {queued[0]}: follow it below; its results are downloadable here when done."
                        + (f" It continues after the {kept:,} rows a stopped run of this file and model predicted."
                           if kept else ""))
-
-
-def active_twin(runs: list[RunRecord], options: dict) -> RunRecord | None:
-    """A queued or running library prediction with these options (the same file, model and column), if any."""
-    return next((r for r in runs if r.method == "predict" and r.status in ACTIVE_STATUSES
-                 and r.spec.get("options") == options), None)
 
 
 def library_summary(run: RunRecord) -> str:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from chemlm_engine.spec import DEFAULT_REGRESSOR, METHODS, JobSpec, ModelSpec, TrainConfig, model_kind
 from chemlm_engine.errors import ChemLMError
+from chemlm_engine.library import discard_kept
 from chemlm_engine.store import Kinds
 from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note
@@ -90,6 +91,7 @@ if name != run.name:
 link(b, "views/predict.py", "Predict with this run", ":material/science:", predict=run.id,
      disabled=run.status != "finished" or not run.model_path or model_kind(run.method) == "backbone")
 if c.button("Delete run", disabled=run.status in ("queued", "running"), help="Its rows and files; cannot be undone."):
+    discard_kept(store(), run)  # a stopped library prediction's finished chunks, kept for a rerun
     store().delete(run.id)
     st.rerun()
 

@@ -419,7 +419,7 @@ def test_the_runs_table_lists_a_library_prediction_and_a_spec_this_version_canno
 
 
 def test_a_second_click_on_a_library_that_is_being_predicted_queues_nothing(home):
-    from views.library_jobs import active_twin
+    from chemlm_engine.library import active_twin
 
     store = RunStore(home=home)
     options = {"model": "assets/lipo-regressor", "source": str(store.save_upload(b"smiles\nCCO\n")),
@@ -429,6 +429,27 @@ def test_a_second_click_on_a_library_that_is_being_predicted_queues_nothing(home
     assert active_twin(store.runs(), {**options, "model": "assets/lipo-regressor-fast"}) is None  # another model
     store.finish(queued, {"rows": 1, "invalid": 0, "molecules_per_s": 1.0})
     assert active_twin(store.runs(), options) is None  # done: predicting it again is the user's call
+
+
+def test_deleting_a_stopped_library_prediction_forgets_the_chunks_it_kept(home):
+    from chemlm_engine.library import discard_kept, job_parts
+
+    store = RunStore(home=home)
+    options = {"model": "assets/lipo-regressor", "source": str(store.save_upload(b"smiles\nCCO\n"))}
+    stopped = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "a library")
+    store.cancel(stopped)
+    kept = job_parts(store, options)
+    kept.mkdir(parents=True)
+    (kept / "part-000000.parquet").write_bytes(b"a finished chunk")
+    rerun = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "again")
+    discard_kept(store, store.get_run(stopped))
+    assert kept.exists()  # a queued (or running) job with the same options continues from them
+    store.cancel(rerun)
+    store.delete(rerun)
+    at = _app("views/train.py")
+    at.selectbox(key="detail-run").set_value(stopped).run()
+    widget(at, "button", "Delete run").click().run()
+    assert not at.exception and store.runs() == [] and not kept.exists()
 
 
 def test_a_damaged_model_folder_is_a_message_on_the_predict_page(home, finished_run):
