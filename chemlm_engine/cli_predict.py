@@ -19,6 +19,9 @@ def one_of(*choices: str):
     return check
 
 
+_IN_MEMORY_ROWS = 100_000  # more input rows than this: say that the streamed path exists
+
+
 def predict(
     model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
     smiles: list[str] = typer.Option([], "--smiles", "-s", help="SMILES to predict (repeatable)."),
@@ -41,7 +44,7 @@ def predict(
     ``warnings`` for what the model cannot read as written, ``standardization`` for what was cleaned and the
     nearest training molecule (``similarity``, ``in_domain``) where the model folder saved its training set."""
     from .spec import DEFAULT_REGRESSOR
-    from .tables import check_output, is_parquet, write_csv, written_aside
+    from .tables import check_output, count_rows, is_parquet, write_csv, written_aside
 
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
@@ -57,6 +60,9 @@ def predict(
                               (output is not None and output.suffix == ".parquet")):
         _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
         return
+    if input is not None and count_rows(input) > _IN_MEMORY_ROWS:  # a CSV result is built in memory, in one go
+        typer.echo(f"note: {input.name} has over {_IN_MEMORY_ROWS:,} rows: --output predictions.parquet streams it in "
+                   "constant memory and resumes after an interruption", err=True)
     regressor = load_predictor(folder, trust_remote_code=trust_remote_code)
     bar = tqdm(desc="predict", unit="mol", disable=None)  # on a terminal only: stdout may be the CSV
 

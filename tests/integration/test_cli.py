@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
+from chemlm_engine import cli_predict
 from chemlm_engine.cli import app
 from chemlm_engine.spec import JobSpec
 from chemlm_engine.store import RunStore
@@ -43,6 +44,10 @@ def test_cli_train_predict_and_runs(tiny_backbone, tmp_path, monkeypatch):
     pd.DataFrame({"SMILES": ["CCN", "CC(=O)O"]}).to_csv(csv_in, index=False)
     result = runner.invoke(app, ["predict", "--model", summary["run_id"], "--input", str(csv_in)])
     assert result.exit_code == 0 and "canonical_smiles" in result.output
+    assert "streams it in constant memory" not in result.stderr
+    monkeypatch.setattr(cli_predict, "_IN_MEMORY_ROWS", 1)  # a library too large to build its CSV in memory
+    result = runner.invoke(app, ["predict", "--model", summary["run_id"], "--input", str(csv_in)])
+    assert result.exit_code == 0 and "--output predictions.parquet streams it in constant memory" in result.stderr
 
     # a library: streamed into Parquet, input columns kept, invalid rows reported
     pd.DataFrame({"id": ["a", "b", "c"], "SMILES": ["CCN", "C1CC", "CC(=O)O"]}).to_parquet(tmp_path / "lib.parquet")
