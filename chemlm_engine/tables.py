@@ -28,8 +28,8 @@ from .errors import DataError, OutputError
 from .molecules import is_molecule, split_smiles_line
 
 __all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "is_parquet", "is_compressed", "write_csv",
-           "defuse",
-           "FORMULA_STARTS", "check_output", "written_aside", "pick_column", "DELIMITERS", "SMILES_FILE_SUFFIXES"]
+           "defuse", "FORMULA_STARTS", "check_output", "written_aside", "pick_column", "DELIMITERS",
+           "SMILES_FILE_SUFFIXES"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -226,13 +226,13 @@ def count_rows(path: Path) -> int:
     """How many data rows :func:`iter_table` will read from ``path``, counted from its lines (fast)."""
     try:
         with _binary(path) as handle:
-            lines = sum(1 for _ in handle)
-        if not _is_smiles_file(path) or not lines:
-            return max(lines - 1, 0)
-        with _binary(path) as handle:
-            return lines - _is_header(handle.readline().decode("utf-8-sig", errors="replace"))
+            first = handle.readline()
+            lines = bool(first) + sum(1 for _ in handle)
     except _DAMAGED as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
+    if not _is_smiles_file(path):
+        return max(lines - 1, 0)  # the header row
+    return lines - _is_header(first.decode("utf-8-sig", errors="replace"))
 
 
 def columns_of(source: str | Path | IO) -> list[str]:
