@@ -102,7 +102,7 @@ def train(
                                "checked against the method's options)."),
     epochs: int = typer.Option(_RECIPE.epochs),
     seed: int = typer.Option(0, help="Seed for the split, initialisation and batch order."),
-    data: str = typer.Option("lipophilicity", help="'lipophilicity' (bundled) or a CSV path."),
+    data: str = typer.Option("lipophilicity", help="'lipophilicity' (bundled) or a CSV (SMILES, SD) file."),
     smiles_column: str | None = typer.Option(None),
     label_column: str | None = typer.Option(None),
     split: str = typer.Option("random", help="random | scaffold"),

@@ -25,8 +25,8 @@ _IN_MEMORY_ROWS = 100_000  # more input rows than this: say that the streamed pa
 def predict(
     model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
     smiles: list[str] = typer.Option([], "--smiles", "-s", help="SMILES to predict (repeatable)."),
-    input: Path | None = typer.Option(None, "--input", "-i", help="CSV, SMILES file (.smi) or Parquet "
-                                         "with a SMILES column."),
+    input: Path | None = typer.Option(None, "--input", "-i", help="CSV, SMILES file (.smi), SD file (.sdf) "
+                                         "or Parquet with a SMILES column (any of them may be .gz / .bz2 / .xz)."),
     smiles_column: str | None = typer.Option(None),
     name_column: str | None = typer.Option(None, help="CSV column with molecule names (optional)."),
     measured_column: str | None = typer.Option(None, help="CSV column with measured values: metrics for your data."),

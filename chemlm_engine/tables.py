@@ -2,7 +2,8 @@
 is kept (its problem is "empty"), a row with more fields than the header is reported, never read shifted.
 Encoding (UTF-8 with or without BOM, UTF-16 with BOM) and delimiter (comma, semicolon, tab) are sniffed.
 A SMILES file (``.smi``, as ZINC, Enamine and RDKit write them) is a table too: per line a SMILES (or CXSMILES)
-and an optional name after whitespace; its first line is a header only if it is not a molecule.
+and an optional name after whitespace; its first line is a header only if it is not a molecule. An SD file
+(``.sdf``) is one too: a row per record (:mod:`~chemlm_engine.sdfile`).
 Written CSV quotes every field that holds a line break, so a bare ``\\r`` round-trips."""
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ import pyarrow.parquet as pq
 
 from .errors import DataError, OutputError
 from .molecules import is_molecule, split_smiles_line
+from .sdfile import SD_FILE_SUFFIXES, count_sd_records, sd_records
 
 __all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "is_parquet", "is_compressed", "write_csv",
            "defuse", "FORMULA_STARTS", "check_output", "written_aside", "pick_column", "DELIMITERS",
-           "SMILES_FILE_SUFFIXES"]
+           "SMILES_FILE_SUFFIXES", "TABLE_TYPES", "saved_suffix"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -37,6 +39,9 @@ _SNIFF_BYTES = 64 * 1024
 SMILES_FILE_SUFFIXES = (".smi", ".smiles", ".ism", ".can")
 # Large libraries come compressed (ChEMBL's chemreps .txt.gz, Enamine's .cxsmiles.bz2): read as they stream.
 COMPRESSIONS = {".gz": gzip, ".bz2": bz2, ".xz": lzma}
+# The file extensions read as tables (an uploader offers them; Parquet apart: only the library path reads it).
+TABLE_TYPES = ("csv", "tsv", "txt", "cxsmiles", *(suffix[1:] for suffix in SMILES_FILE_SUFFIXES + SD_FILE_SUFFIXES),
+               *(suffix[1:] for suffix in COMPRESSIONS))
 _DAMAGED = (OSError, EOFError, lzma.LZMAError)  # what reading a damaged or truncated compressed file raises
 
 
@@ -84,7 +89,7 @@ def _binary(source: str | Path | IO) -> IO[bytes]:
             return module.open(source, "rb") if module else open(source, "rb")
         except OSError as exc:
             raise DataError(f"cannot open {source}: {exc.strerror}") from None
-    data = source.read()
+    data = source.getvalue() if hasattr(source, "getvalue") else source.read()  # an upload read twice reads it whole
     data = data.encode("utf-8") if isinstance(data, str) else data
     return module.open(io.BytesIO(data), "rb") if module else io.BytesIO(data)
 
@@ -99,6 +104,12 @@ def _suffix(source: str | Path | IO) -> str:
 
 def _is_smiles_file(source: str | Path | IO) -> bool:
     return _suffix(source) in SMILES_FILE_SUFFIXES
+
+
+def saved_suffix(name: str) -> str:
+    """The suffix a saved copy of the file ``name`` keeps so that it is read as its kind (``.smi.gz``, ``.sdf``)."""
+    suffixes = Path(name).suffixes[-2:]
+    return "".join(suffixes if suffixes[-1:] and suffixes[-1].lower() in COMPRESSIONS else suffixes[-1:]) or ".csv"
 
 
 def is_parquet(source: str | Path | IO) -> bool:
@@ -172,23 +183,32 @@ def _records(text: IO[str], delimiter: str) -> Iterator[tuple[list[str], str | N
             lines = itertools.chain(rest, lines)
 
 
-def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Table]:
-    """Read a CSV (path or file object) in chunks of ``chunk_rows`` data rows; see the module docstring."""
-    smiles_file = _is_smiles_file(source)
-    binary = _binary(source)
+def _text_records(binary: IO[bytes], smiles_file: bool) -> tuple[Iterator[tuple[list[str], str | None]], str]:
+    """A CSV's or SMILES file's records (see :func:`_records`, :func:`_smiles_records`) and the text's encoding."""
+    head = binary.read(_SNIFF_BYTES)
+    binary.seek(0)
+    encoding = _encoding(head)
     try:
-        head = binary.read(_SNIFF_BYTES)
-        binary.seek(0)
-        encoding = _encoding(head)
-        try:
-            sample = head.decode(encoding, errors="strict" if len(head) < _SNIFF_BYTES else "ignore")
-        except UnicodeDecodeError:
-            raise DataError("the file is not UTF-8 or UTF-16 text (an Excel file? another encoding?): "
-                            "save it as CSV UTF-8") from None
-        if "\x00" in sample:
-            raise DataError("the file holds binary data, not CSV text: save it as CSV UTF-8")
-        text = io.TextIOWrapper(binary, encoding=encoding, newline="")
-        records = _smiles_records(text) if smiles_file else _records(text, _delimiter(sample))
+        sample = head.decode(encoding, errors="strict" if len(head) < _SNIFF_BYTES else "ignore")
+    except UnicodeDecodeError:
+        raise DataError("the file is not UTF-8 or UTF-16 text (an Excel file? another encoding?): "
+                        "save it as CSV UTF-8") from None
+    if "\x00" in sample:
+        raise DataError("the file holds binary data, not CSV text: save it as CSV UTF-8")
+    text = io.TextIOWrapper(binary, encoding=encoding, newline="")
+    return (_smiles_records(text) if smiles_file else _records(text, _delimiter(sample))), encoding
+
+
+def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Table]:
+    """Read a CSV, SMILES or SD file (path or file object) in chunks of ``chunk_rows`` data rows; see the module
+    docstring."""
+    binary = _binary(source)
+    encoding = "utf-8"
+    try:
+        if _suffix(source) in SD_FILE_SUFFIXES:
+            records = sd_records(binary)
+        else:
+            records, encoding = _text_records(binary, _is_smiles_file(source))
         header, problem = next(records, ([], None))
         if problem:
             raise DataError(f"cannot read the header row: {problem}")
@@ -222,10 +242,13 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
         binary.close()
 
 
-def count_rows(path: Path) -> int:
-    """How many data rows :func:`iter_table` will read from ``path``, counted from its lines (fast)."""
+def count_rows(path: str | Path | IO) -> int:
+    """How many data rows :func:`iter_table` will read from ``path`` (or a named file object), counted from its lines
+    (fast)."""
     try:
         with _binary(path) as handle:
+            if _suffix(path) in SD_FILE_SUFFIXES:
+                return count_sd_records(handle)
             first = handle.readline()
             lines = bool(first) + sum(1 for _ in handle)
     except _DAMAGED as exc:
@@ -236,7 +259,7 @@ def count_rows(path: Path) -> int:
 
 
 def columns_of(source: str | Path | IO) -> list[str]:
-    """The column names of a CSV, SMILES or Parquet file (a path, or a file object with the file's name)."""
+    """The column names of a CSV, SMILES, SD or Parquet file (a path, or a file object with the file's name)."""
     if not is_parquet(source):
         return list(next(iter_table(source, chunk_rows=1)).frame.columns)  # the header row only
     try:

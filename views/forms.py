@@ -11,7 +11,7 @@ from chemlm_engine.spec import DEFAULT_BACKBONE, EMBEDDED_BACKBONE, DataSpec, Jo
 from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.tables import columns_of, is_compressed, is_parquet
+from chemlm_engine.tables import TABLE_TYPES, columns_of, count_rows, is_compressed, is_parquet, saved_suffix
 from views.common import plain, run_label, store
 
 NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "zinc_id",
@@ -19,11 +19,15 @@ NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id
 MEASURED_COLUMNS = ("measured", "measured_logd", "logd", "logd7.4", "logd_7.4", *LABEL_COLUMNS)
 
 
+def _named(data: bytes, name: str) -> io.BytesIO:
+    buffer = io.BytesIO(data)
+    buffer.name = name  # read as its kind: CSV, SMILES file (.smi), SD file or Parquet
+    return buffer
+
+
 @st.cache_data(max_entries=8)
 def _header(data: bytes, name: str) -> list[str]:
-    buffer = io.BytesIO(data)
-    buffer.name = name  # read as its kind: CSV, SMILES file (.smi) or Parquet
-    return columns_of(buffer)
+    return columns_of(_named(data, name))
 
 
 # More rows than this run as a library job (chunked, constant memory, progress): the page holds the whole file and
@@ -36,7 +40,7 @@ def upload_too_big(upload) -> str | None:
     file is a library: it is always predicted in the background."""
     if is_parquet(upload) or is_compressed(upload):
         why = f"A {'Parquet' if is_parquet(upload) else 'compressed'} file is predicted as a library."
-    elif (rows := upload.getvalue().count(b"\n") - 1) > PAGE_ROWS:  # lines, not parsed rows: a fast upper bound
+    elif (rows := count_rows(_named(upload.getvalue(), upload.name))) > PAGE_ROWS:  # from lines or SD records: fast
         why = f"This file has about {rows:,} rows; the page predicts up to {PAGE_ROWS:,} while you wait."
     else:
         return None
@@ -92,14 +96,14 @@ def quick_toggle() -> bool:
 def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
     """Dataset (bundled or an uploaded CSV with its columns picked and its row report shown), split, seed,
     subset and standardisation as a ``DataSpec``; ``None`` while no usable file is uploaded."""
-    choice = st.radio("Dataset", ["Bundled Lipophilicity (4,200 molecules)", "Upload a CSV"], horizontal=True)
+    choice = st.radio("Dataset", ["Bundled Lipophilicity (4,200 molecules)", "Upload a file"], horizontal=True)
     source, columns = "lipophilicity", {}
-    if choice == "Upload a CSV":
-        upload = st.file_uploader("CSV with a SMILES column and a label column", type=["csv", "tsv", "txt"])
+    if choice == "Upload a file":
+        upload = st.file_uploader("CSV (or SMILES / SD file) with a SMILES column and a label column", type=TABLE_TYPES)
         columns = column_pickers(upload, value="label") if upload is not None else None
         if columns is None:
             return None
-        source = str(store().save_upload(upload.getvalue()))
+        source = str(store().save_upload(upload.getvalue(), saved_suffix(upload.name)))
         try:
             data, report = read_csv(source, columns["smiles_column"], columns["label_column"])
         except ChemLMError as exc:

@@ -8,7 +8,7 @@ import streamlit as st
 from chemlm_engine.library import active_twin, kept_rows
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
 from chemlm_engine.store import RunRecord
-from chemlm_engine.tables import write_csv
+from chemlm_engine.tables import saved_suffix, write_csv
 from views.common import model_choices, run_label, store, submit
 from views.live import live_jobs
 
@@ -23,7 +23,7 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
                    "at the default's accuracy (README, \"One forward pass instead of five\").")
     if st.button("Predict it in the background", type="primary"):
         # the kind of file and its compression (library.smi.gz): the job reads it as the page did
-        source = store().save_upload(upload.getvalue(), "".join(Path(upload.name).suffixes[-2:]) or ".csv")
+        source = store().save_upload(upload.getvalue(), saved_suffix(upload.name))
         options = {"model": folder, "source": str(source), "smiles_column": smiles_column}
         if running := active_twin(store().runs(), options):  # a second click (the first one's message is gone)
             st.info(f"This file is being predicted with this model already: run {running.id}, below.")

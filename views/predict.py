@@ -9,7 +9,7 @@ from chemlm_engine.depict import grid_image, molecule_image_uri
 from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, is_ensemble, measured_metrics,
                                    parse_pasted, predict_csv, predict_smiles, user_table)
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.tables import write_csv
+from chemlm_engine.tables import TABLE_TYPES, write_csv
 from views.common import (explanation, explanations_warming, fmt3, load_model, model_choices, molecule_cards,
                           parity_plot, plain, training_reference, warm_explanations)
 from views.forms import column_pickers, upload_too_big
@@ -33,8 +33,8 @@ if mode == "Paste SMILES":
                         **kept("predict_text"), placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
 else:
     upload = st.file_uploader("CSV with a SMILES column (every other column is kept in the results), a SMILES file "
-                              "(.smi: a SMILES and a name per line) or a Parquet library; .gz / .bz2 / .xz too",
-                              type=["csv", "tsv", "txt", "cxsmiles", "smi", "smiles", "parquet", "gz", "bz2", "xz"])
+                              "(.smi: a SMILES and a name per line), an SD file or a Parquet library; compressed too",
+                              type=[*TABLE_TYPES, "parquet"])
     if upload is not None:
         too_big = upload_too_big(upload)  # a library job keeps every column: it asks for the SMILES column only
         columns = column_pickers(upload, value=None if too_big else "measured")

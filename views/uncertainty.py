@@ -1,6 +1,5 @@
 """Active learning: which molecules to measure next — ISAL (expected influence) and MC-dropout uncertainty
 sampling against random, and whether the uncertainty is informative."""
-from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -8,7 +7,7 @@ import streamlit as st
 
 from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, UncertaintyOptions
 from chemlm_engine.store import Kinds, Tables
-from chemlm_engine.tables import write_csv
+from chemlm_engine.tables import TABLE_TYPES, saved_suffix, write_csv
 from chemlm_engine.depict import molecule_image_uri
 from views.common import run_label, store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_note, quick_toggle
@@ -29,8 +28,7 @@ with st.expander("Launch an active-learning run",
     left, right = st.columns(2)
     with left:
         data = data_form(quick)
-        upload = st.file_uploader("Your candidates (CSV or SMILES file; labels optional)",
-                                  type=["csv", "tsv", "txt", "smi", "smiles"],
+        upload = st.file_uploader("Your candidates (CSV, SMILES or SD file; labels optional)", type=TABLE_TYPES,
                                   help="Without labels the run trains on all of the training split and ranks your "
                                        "candidates once: what to measure next. With labels for every molecule, "
                                        "acquisition from them is simulated (labels revealed when acquired).")
@@ -59,7 +57,7 @@ with st.expander("Launch an active-learning run",
         options.update({"sweep": sizes} if sweep else
                        {"acquire": acquire, "rounds": rounds, "strategy": strategy})
         if upload is not None:
-            options["pool"] = str(store().save_upload(upload.getvalue(), Path(upload.name).suffix or ".csv"))
+            options["pool"] = str(store().save_upload(upload.getvalue(), saved_suffix(upload.name)))
         spec = JobSpec(method=method, options=options, data=data,
                        model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                        train=TrainConfig(epochs=epochs, seed=data.split_seed))

@@ -1,0 +1,125 @@
+"""SD files as vendors, ChEMBL and PubChem ship libraries: one row per record, its title and data fields as columns,
+stereo from wedges or 3D kept, and the same errors as a SMILES line gets."""
+import gzip
+import io
+
+import pandas as pd
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from chemlm_engine.errors import DataError
+from chemlm_engine.library import predict_library
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.molecules import canonicalize, prepare_smiles
+from chemlm_engine.predict import predict_csv
+from chemlm_engine.tables import columns_of, count_rows, read_table, saved_suffix
+
+UNPARSEABLE = "no atoms here\n\n\n  X\nM  END\n$$$$\n"  # its counts line is not a molfile's
+
+
+def _block(smiles: str, name: str, fields: dict[str, str], embed: bool = False, sanitize: bool = True) -> str:
+    mol = Chem.MolFromSmiles(smiles, sanitize=sanitize)
+    if embed:  # 3D coordinates and explicit hydrogens, as a docking or conformer tool writes them
+        mol = Chem.AddHs(mol)
+        AllChem.EmbedMolecule(mol, randomSeed=7)
+    mol.SetProp("_Name", name)
+    for key, value in fields.items():
+        mol.SetProp(key, value)
+    buffer = io.StringIO()
+    with Chem.SDWriter(buffer) as writer:
+        writer.SetKekulize(sanitize)
+        writer.write(mol)
+    return buffer.getvalue()
+
+
+def _library() -> str:
+    return (_block("c1ccccc1O", "phenol", {"ID": "V1", "logD": "1.5"})
+            + _block("C[C@H](N)C(=O)O", "L-alanine", {"ID": "V2", "logD": "-2.9"}, embed=True)
+            + UNPARSEABLE
+            + _block("CCO.[Na+].[Cl-]", "ethanol, salted", {"ID": "V4"})  # no logD: that cell stays blank
+            + _block("C(C)(C)(C)(C)C", "pentavalent", {"ID": "V5", "logD": "0"}, sanitize=False))
+
+
+@pytest.fixture(scope="module")
+def regressor(regressor_dir) -> RegressionModel:
+    return RegressionModel.load(regressor_dir, "cpu")
+
+
+def test_an_sd_file_is_a_table_of_one_row_per_record(tmp_path):
+    path = tmp_path / "vendor.sdf"
+    path.write_text(_library())
+    table = read_table(path)
+    frame = table.frame
+    assert list(frame.columns) == ["smiles", "name", "ID", "logD"]
+    assert frame["name"].tolist() == ["phenol", "L-alanine", "", "ethanol, salted", "pentavalent"]
+    assert frame["ID"].tolist() == ["V1", "V2", "", "V4", "V5"] and frame["logD"].tolist()[3] == ""
+    assert table.problems[2] == "cannot read this SD record (not a valid molfile)"
+    assert [p for i, p in enumerate(table.problems) if i != 2] == [None] * 4
+    # the stereocentre read from 3D coordinates, the hydrogens folded in
+    assert canonicalize(frame["smiles"][1]) == canonicalize("C[C@H](N)C(=O)O")
+    assert count_rows(path) == 5 and columns_of(path) == ["smiles", "name", "ID", "logD"]
+    upload = io.BytesIO(path.read_bytes())
+    upload.name = "vendor.sdf"  # as the app's upload has it
+    assert count_rows(upload) == 5 and columns_of(upload) == ["smiles", "name", "ID", "logD"]
+
+
+def test_a_record_gets_the_error_its_molecule_gets_as_smiles():
+    upload = io.BytesIO(_block("C(C)(C)(C)(C)C", "x", {}, sanitize=False).encode())
+    upload.name = "one.sdf"
+    smiles = read_table(upload).frame["smiles"][0]
+    assert smiles  # read, unsanitised: the chemistry is judged with every other input
+    assert prepare_smiles(smiles).error == prepare_smiles("C(C)(C)(C)(C)C").error
+    assert "valence" in prepare_smiles("C(C)(C)(C)(C)C").error
+
+
+def test_an_sd_file_is_predicted_alike_on_the_page_path_and_the_library_path(regressor, regressor_dir, tmp_path):
+    path = tmp_path / "vendor.sdf"
+    path.write_text(_library())
+    page = predict_csv(regressor, path, name_column="name", measured_column="logD")
+    assert page["prediction"].notna().tolist() == [True, True, False, True, False]
+    assert page["measured"].tolist()[:2] == [1.5, -2.9]
+    assert page["standardization"][3] == "removed [Na+].[Cl-]"
+    assert "valence" in page["error"][4]
+    summary = predict_library(regressor_dir, path, tmp_path / "out.parquet", chunk_rows=2)
+    streamed = pd.read_parquet(tmp_path / "out.parquet")
+    assert summary.rows == len(streamed) == 5 and summary.invalid == 2
+    assert streamed["ID"].tolist() == ["V1", "V2", "", "V4", "V5"]
+    assert streamed["prediction"].tolist()[:2] == pytest.approx(page["prediction"].tolist()[:2], abs=1e-5)
+    packed = tmp_path / "vendor.sdf.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    predict_library(regressor_dir, packed, tmp_path / "packed.parquet", chunk_rows=2)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "packed.parquet"), streamed)
+
+
+def test_records_before_the_first_readable_one_are_rows_and_a_file_of_none_is_empty(tmp_path):
+    path = tmp_path / "late.sdf"
+    path.write_text(UNPARSEABLE + _block("CCN", "ethylamine", {"ID": "A"}))
+    table = read_table(path)
+    assert table.frame.to_dict("list") == {"smiles": ["", "CCN"], "name": ["", "ethylamine"], "ID": ["", "A"]}
+    assert table.problems[0].startswith("cannot read this SD record") and table.problems[1] is None
+    path.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        read_table(path)
+
+
+def test_a_single_molfile_without_a_terminator_is_one_row(tmp_path):
+    path = tmp_path / "one.mol"
+    path.write_text(Chem.MolToMolBlock(Chem.MolFromSmiles("CC(=O)O")))
+    assert read_table(path).frame["smiles"].tolist() == ["CC(=O)O"] and count_rows(path) == 1
+
+
+def test_a_damaged_compressed_sd_file_is_one_clear_error(tmp_path):
+    whole = gzip.compress(_block("CCCCCCCCO", "octanol", {"ID": "x"}).encode() * 3000)
+    path = tmp_path / "lib.sdf.gz"
+    path.write_bytes(whole[:len(whole) // 2])  # a download cut short
+    for read in (count_rows, read_table):
+        with pytest.raises(DataError, match="cannot read .*lib.sdf.gz: Compressed file ended"):
+            read(path)
+
+
+@pytest.mark.parametrize("name, suffix", [("vendor.sdf", ".sdf"), ("Vendor.SDF.GZ", ".SDF.GZ"),
+                                          ("my.library.smi.bz2", ".smi.bz2"), ("a.b.csv", ".csv"), ("notes", ".csv"),
+                                          ("archive.gz", ".gz")])
+def test_a_saved_upload_keeps_the_suffix_that_says_its_kind(name, suffix, tmp_path):
+    assert saved_suffix(name) == suffix
