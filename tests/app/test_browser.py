@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
+from rdkit import Chem
 
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
@@ -207,6 +208,19 @@ def test_a_smiles_file_is_predicted_on_the_page_and_a_parquet_library_in_the_bac
     page.get_by_text("Outside the domain", exact=True).wait_for()
     metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
     assert any(m.startswith("Predicted") and m.endswith("3") for m in metrics)  # the CXSMILES line too
+    sdf = tmp_path / "vendor.sdf"  # an SD file: a row per record, its data fields as columns
+    with Chem.SDWriter(str(sdf)) as writer:
+        for smiles, measured in (("CCO", "-0.3"), ("CO", "-0.7")):
+            mol = Chem.MolFromSmiles(smiles)
+            mol.SetProp("logD", measured)
+            writer.write(mol)
+    page.locator('input[type="file"]').set_input_files(str(sdf))
+    expect(page.get_by_role("combobox", name="Measured value column (optional)")).to_have_value("logD")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    page.get_by_text("Against measured", exact=True).wait_for()
+    metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
+    assert any(m.startswith("Predicted") and m.endswith("2") for m in metrics)
     library = tmp_path / "library.parquet"
     pd.DataFrame({"ID": ["P1", "P2"], "SMILES": ["CCO", "CCN"]}).to_parquet(library)
     page.locator('input[type="file"]').set_input_files(str(library))
