@@ -5,7 +5,7 @@ import streamlit as st
 
 from chemlm_engine.spec import JobSpec, model_kind
 from chemlm_engine.store import Kinds, Tables
-from chemlm_engine.tables import write_csv
+from chemlm_engine.tables import TABLE_TYPES, saved_suffix, write_csv
 from views.common import molecule_cards, plain, run_label, store, submit
 from views.forms import cost_caption, quick_note, quick_toggle
 from views.live import live_jobs, sig3, status_text
@@ -34,8 +34,8 @@ with st.expander("Launch an influence job", expanded=not finished or st.session_
     else:
         quick = quick_toggle()
         base = st.selectbox("Base run (recipe, data, split and seed)", finished, format_func=run_label)
-        upload = st.file_uploader("External pool: CSV with SMILES and labels (leave empty for the default "
-                                  "held-out 30 % of the training split)", type=["csv"])
+        upload = st.file_uploader("External pool: CSV (or SMILES / SD file) with SMILES and labels (leave empty for "
+                                  "the default held-out 30 % of the training split)", type=TABLE_TYPES)
         c1, c2, c3 = st.columns(3)
         corrupt = c1.slider("Corrupt this share of pool labels (±3σ)", 0.0, 0.5, 0.0, 0.05)
         scope = c2.selectbox("Parameters", ["last_layer", "head", "last_2", "all"],
@@ -57,7 +57,7 @@ with st.expander("Launch an influence job", expanded=not finished or st.session_
         options = {"scope": scope, "solver": solver, "damping": damping, "scale": scale, "depth": depth,
                    "repeats": repeats, "k": ks, "corrupt_fraction": corrupt, "skip_suspects": skip}
         if upload is not None:
-            options["pool"] = str(store().save_upload(upload.getvalue()))
+            options["pool"] = str(store().save_upload(upload.getvalue(), saved_suffix(upload.name)))
         spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
                                   "name": f"influence of {base.id}"})
         cost_caption([spec])

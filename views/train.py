@@ -6,6 +6,7 @@ from chemlm_engine.spec import DEFAULT_REGRESSOR, METHODS, JobSpec, ModelSpec, T
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.library import discard_kept
 from chemlm_engine.store import Kinds
+from chemlm_engine.tables import TABLE_TYPES, saved_suffix
 from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note
 from views.library_jobs import library_summary
@@ -37,12 +38,13 @@ with right:
         options["teacher"] = teachers[st.selectbox(
             "Teacher ensemble", list(teachers), help="Distil it on the data, split and seed it was trained with: "
             "a teacher that trained on this job's test molecules is refused.")]
-        if transfer := st.file_uploader("Transfer molecules (optional CSV of SMILES, no labels needed)", type="csv",
+        if transfer := st.file_uploader("Transfer molecules (optional CSV, SMILES or SD file; no labels needed)",
+                                        type=TABLE_TYPES,
                                         help="The teacher labels them for the student too, e.g. the library you will "
                                              "screen: the student then follows the teacher there."):
-            options["transfer"] = str(store().save_upload(transfer.getvalue()))
+            options["transfer"] = str(store().save_upload(transfer.getvalue(), saved_suffix(transfer.name)))
 
-spec, problem = None, "Upload a CSV or pick the bundled data." if data is None else \
+spec, problem = None, "Upload a file or pick the bundled data." if data is None else \
     "Name a backbone folder or hub id." if not backbone else None
 if problem is None:
     try:

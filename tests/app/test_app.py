@@ -5,6 +5,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from rdkit import Chem
 from streamlit.testing.v1 import AppTest
 
 from chemlm_engine.spec import METHODS, DataSpec, JobSpec, ModelSpec, TrainConfig
@@ -384,6 +385,9 @@ def test_an_upload_too_big_for_the_page_offers_the_background_job_and_the_librar
     assert "in the background" in message
     assert "Parquet file is predicted as a library" in upload_too_big(_upload(b"PAR1", "tiny.parquet"))
     assert "compressed file is predicted as a library" in upload_too_big(_upload(b"\x1f\x8b", "lib.smi.gz"))
+    record = Chem.MolToMolBlock(Chem.MolFromSmiles("CCO")).encode() + b"$$$$\n"  # an SD record: a dozen lines
+    assert upload_too_big(_upload(record * PAGE_ROWS, "lib.sdf")) is None  # counted in records, not lines
+    assert f"{PAGE_ROWS + 1:,} rows" in upload_too_big(_upload(record * (PAGE_ROWS + 1), "lib.sdf"))
 
 
 def test_a_running_library_prediction_offers_no_live_curve_and_a_running_fit_does(home):
