@@ -31,7 +31,8 @@ def predict(
     name_column: str | None = typer.Option(None, help="CSV column with molecule names (optional)."),
     measured_column: str | None = typer.Option(None, help="CSV column with measured values: metrics for your data."),
     output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: stdout); a .parquet "
-                                       "file (a folder with --executor ray) streams a library of any size."),
+                                       "file (a folder with --executor ray) streams a library of any size; for an SD "
+                                       "input, an .sdf is its copy with the predictions in its records."),
     executor: str = typer.Option("thread", callback=one_of("thread", "ray"),
                                  help="thread (here) | ray (stream the library through Ray Data)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
@@ -43,11 +44,16 @@ def predict(
     """Predict logD for SMILES: one output row per input, with ``error`` for rows that cannot be predicted,
     ``warnings`` for what the model cannot read as written, ``standardization`` for what was cleaned and the
     nearest training molecule (``similarity``, ``in_domain``) where the model folder saved its training set."""
+    from .errors import OutputError
     from .spec import DEFAULT_REGRESSOR
-    from .tables import check_output, count_rows, is_parquet, write_csv, written_aside
+    from .tables import check_output, count_rows, is_parquet, is_sd_file, write_csv, write_sd, written_aside
 
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
+    sd_output = output is not None and is_sd_file(output)
+    if sd_output and (input is None or not is_sd_file(input) or executor == "ray"):
+        raise OutputError(f"{output}: an SD output is a copy of the SD input (--input FILE.sdf) with the predictions "
+                          "in its records; otherwise, or with --executor ray, write .csv or .parquet")
     if output is not None and executor != "ray":  # Ray writes a folder of parts
         check_output(output)
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
@@ -84,7 +90,11 @@ def predict(
         typer.echo(write_csv(user_table(frame)), nl=False)
     else:
         with written_aside(output) as aside:
-            write_csv(user_table(frame), aside)
+            if sd_output:  # the record already holds the file's own fields: only the results are added
+                assert input is not None
+                write_sd(user_table(frame).drop(columns=["row", *frame.attrs["input_columns"]]), input, aside)
+            else:
+                write_csv(user_table(frame), aside)
         n_bad = int(frame["error"].notna().sum())
         n_warned = int(frame["warnings"].notna().sum())
         n_outside = int((frame["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not outside

@@ -2,32 +2,42 @@
 per record its molecule as SMILES, its title as ``name``, then its data fields, in the first readable record's order.
 Records are read without sanitising (linear in the molecule): chemistry (valences, standardisation) is checked later,
 per molecule, by the guarded preparation every SMILES goes through, so an SD record and a SMILES line get the same
-errors. A record RDKit cannot parse at all is a row with its problem."""
+errors. A record RDKit cannot parse at all is a row with its problem. Predictions go back into a copy of the file as
+data fields of its records."""
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import IO
 
+import pandas as pd
 from rdkit import Chem, rdBase
 
-__all__ = ["SD_FILE_SUFFIXES", "sd_records", "count_sd_records"]
+__all__ = ["SD_FILE_SUFFIXES", "sd_records", "count_sd_records", "annotated_sd"]
 
 SD_FILE_SUFFIXES = (".sdf", ".sd", ".mol")
 UNREADABLE = "cannot read this SD record (not a valid molfile)"
 _END = b"$$$$"
 
 
-def _molecules(binary: IO[bytes]) -> Iterator[Chem.Mol | None]:
-    supplier = Chem.ForwardSDMolSupplier(binary, sanitize=False, removeHs=False)
-    while True:
-        try:
-            with rdBase.BlockLogs():
-                mol = next(supplier)
-        except StopIteration:
-            return
-        except SystemError as exc:  # reading the file failed (a damaged compressed file): raise that error itself
-            raise (exc.__cause__ or exc) from None
-        yield mol
+def _records(binary: IO[bytes]) -> Iterator[list[bytes]]:
+    """Each record's lines, its ``$$$$`` line last (when it has one); a record of blank lines only is none (RDKit
+    skips it too). One splitter for reading, counting and annotating, so their records are the same."""
+    record: list[bytes] = []
+    for line in binary:
+        record.append(line)
+        if line.startswith(_END):
+            if any(text.strip() for text in record[:-1]):
+                yield record
+            record = []
+    if any(text.strip() for text in record):
+        yield record
+
+
+def _molecule(record: list[bytes]) -> Chem.Mol | None:
+    with rdBase.BlockLogs():
+        supplier = Chem.ForwardSDMolSupplier(io.BytesIO(b"".join(record)), sanitize=False, removeHs=False)
+        return next(supplier, None)
 
 
 def _smiles(mol: Chem.Mol) -> tuple[str, str | None]:
@@ -56,7 +66,7 @@ def sd_records(binary: IO[bytes]) -> Iterator[tuple[list[str], str | None]]:
     and what is wrong with it (``None``: nothing); fields that only later records have are not read."""
     data: list[str] | None = None
     unreadable_first = 0  # records before the first readable one: the header waits for it
-    for mol in _molecules(binary):
+    for mol in map(_molecule, _records(binary)):
         if data is None:
             if mol is None:
                 unreadable_first += 1
@@ -71,11 +81,33 @@ def sd_records(binary: IO[bytes]) -> Iterator[tuple[list[str], str | None]]:
 
 
 def count_sd_records(binary: IO[bytes]) -> int:
-    """How many records :func:`sd_records` will read: one per ``$$$$`` line, and a last one left unterminated."""
-    records, open_record = 0, False
-    for line in binary:
-        if line.startswith(_END):
-            records, open_record = records + 1, False
-        elif line.strip():
-            open_record = True
-    return records + open_record
+    """How many records :func:`sd_records` will read."""
+    return sum(1 for _ in _records(binary))
+
+
+def _tag(name: str, value: object) -> bytes | None:
+    """One data field (``>  <name>``, its value, a blank line), or None for a missing value."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return f">  <{name}>\n{' '.join(text.splitlines())}\n\n".encode()
+
+
+def annotated_sd(binary: IO[bytes], fields: pd.DataFrame, prefix: str = "chemlm_") -> Iterator[bytes]:
+    """The SD file's records byte for byte (coordinates, data fields, unreadable ones too), each followed by its row
+    of ``fields`` as data fields named ``prefix + column`` (missing values left out), in order: one row per record, as
+    :func:`sd_records` read them."""
+    rows = fields.itertuples(index=False, name=None)
+    names = [prefix + column for column in fields.columns]
+    for record in _records(binary):
+        row = next(rows, None)
+        if row is None:
+            raise ValueError("the SD file has more records than there are rows to add")
+        body, end = (record[:-1], record[-1]) if record[-1].startswith(_END) else (record, _END + b"\n")
+        yield from body
+        if not body[-1].endswith(b"\n"):  # a last record that ends without a line break
+            yield b"\n"
+        yield from (tag for tag in map(_tag, names, row) if tag is not None)
+        yield end
+    if next(rows, None) is not None:
+        raise ValueError("the SD file has fewer records than there are rows to add")

@@ -1,10 +1,9 @@
-"""User tables in and out. Every data row of an input file becomes exactly one row, in order: a blank row
-is kept (its problem is "empty"), a row with more fields than the header is reported, never read shifted.
-Encoding (UTF-8 with or without BOM, UTF-16 with BOM) and delimiter (comma, semicolon, tab) are sniffed.
-A SMILES file (``.smi``, as ZINC, Enamine and RDKit write them) is a table too: per line a SMILES (or CXSMILES)
-and an optional name after whitespace; its first line is a header only if it is not a molecule. An SD file
-(``.sdf``) is one too: a row per record (:mod:`~chemlm_engine.sdfile`).
-Written CSV quotes every field that holds a line break, so a bare ``\\r`` round-trips."""
+"""User tables in and out. Every data row of an input file becomes exactly one row, in order: a blank row is kept
+(its problem is "empty"), a row with more fields than the header is reported, never read shifted. Encoding (UTF-8
+with or without BOM, UTF-16 with BOM) and delimiter (comma, semicolon, tab) are sniffed. A SMILES file (``.smi``, as
+ZINC, Enamine and RDKit write them) is a table too: per line a SMILES (or CXSMILES) and an optional name after
+whitespace; its first line is a header only if it is not a molecule. So is an SD file: a row per record (see
+:mod:`~chemlm_engine.sdfile`). Written CSV quotes every field holding a line break, so a bare ``\\r`` round-trips."""
 from __future__ import annotations
 
 import bz2
@@ -27,11 +26,11 @@ import pyarrow.parquet as pq
 
 from .errors import DataError, OutputError
 from .molecules import is_molecule, split_smiles_line
-from .sdfile import SD_FILE_SUFFIXES, count_sd_records, sd_records
+from .sdfile import SD_FILE_SUFFIXES, annotated_sd, count_sd_records, sd_records
 
 __all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "is_parquet", "is_compressed", "write_csv",
            "defuse", "FORMULA_STARTS", "check_output", "written_aside", "pick_column", "DELIMITERS",
-           "SMILES_FILE_SUFFIXES", "TABLE_TYPES", "saved_suffix"]
+           "SMILES_FILE_SUFFIXES", "TABLE_TYPES", "saved_suffix", "is_sd_file", "write_sd"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -110,6 +109,10 @@ def saved_suffix(name: str) -> str:
     """The suffix a saved copy of the file ``name`` keeps so that it is read as its kind (``.smi.gz``, ``.sdf``)."""
     suffixes = Path(name).suffixes[-2:]
     return "".join(suffixes if suffixes[-1:] and suffixes[-1].lower() in COMPRESSIONS else suffixes[-1:]) or ".csv"
+
+
+def is_sd_file(source: str | Path | IO) -> bool:
+    return _suffix(source) in SD_FILE_SUFFIXES
 
 
 def is_parquet(source: str | Path | IO) -> bool:
@@ -200,12 +203,11 @@ def _text_records(binary: IO[bytes], smiles_file: bool) -> tuple[Iterator[tuple[
 
 
 def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Table]:
-    """Read a CSV, SMILES or SD file (path or file object) in chunks of ``chunk_rows`` data rows; see the module
-    docstring."""
+    """Read a CSV, SMILES or SD file (path or file object) in chunks of ``chunk_rows`` rows (see the module's doc)."""
     binary = _binary(source)
     encoding = "utf-8"
     try:
-        if _suffix(source) in SD_FILE_SUFFIXES:
+        if is_sd_file(source):
             records = sd_records(binary)
         else:
             records, encoding = _text_records(binary, _is_smiles_file(source))
@@ -243,11 +245,10 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
 
 
 def count_rows(path: str | Path | IO) -> int:
-    """How many data rows :func:`iter_table` will read from ``path`` (or a named file object), counted from its lines
-    (fast)."""
+    """How many data rows :func:`iter_table` will read from ``path`` (or a named file object): fast, from lines."""
     try:
         with _binary(path) as handle:
-            if _suffix(path) in SD_FILE_SUFFIXES:
+            if is_sd_file(path):
                 return count_sd_records(handle)
             first = handle.readline()
             lines = bool(first) + sum(1 for _ in handle)
@@ -297,6 +298,12 @@ def write_csv(frame: pd.DataFrame, target: str | Path | IO | None = None) -> str
         if not pd.api.types.is_numeric_dtype(frame.dtypes.iloc[i]):
             safe.isetitem(i, frame.iloc[:, i].map(defuse))
     return safe.to_csv(target, index=False, lineterminator="\r\n")
+
+
+def write_sd(results: pd.DataFrame, source: str | Path, target: Path) -> None:
+    """A copy of the SD file ``source`` with a row of ``results`` added to each record as data fields."""
+    with _binary(source) as original, open(target, "wb") as out:
+        out.writelines(annotated_sd(original, results))
 
 
 def check_output(path: Path) -> None:

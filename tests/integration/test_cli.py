@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import shutil
 import signal
@@ -206,3 +207,21 @@ def test_runs_list_shows_a_library_prediction_without_a_recipe_and_survives_an_u
     library_id = store.create_run(library.to_dict(), "predict", "a library")
     line = next(row for row in runner.invoke(app, ["runs", "list"]).output.splitlines() if library_id in row)
     assert "random" not in line and line.split()[3:6] == ["–", "–", "–"]  # backbone, split, seed: none
+
+
+def test_predict_writes_an_sd_input_back_with_its_predictions_in_each_record(regressor_dir, tmp_path):
+    from rdkit import Chem
+
+    with Chem.SDWriter(str(tmp_path / "vendor.sdf")) as writer:
+        for smiles, name in (("CCO", "ethanol"), ("c1ccccc1O", "phenol")):
+            mol = Chem.MolFromSmiles(smiles)
+            mol.SetProp("_Name", name)
+            mol.SetProp("logD", "0.5")
+            writer.write(mol)
+    result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "--input", str(tmp_path / "vendor.sdf"),
+                                 "--measured-column", "logD", "--output", str(tmp_path / "out.sdf")])
+    assert result.exit_code == 0, result.output
+    written = list(Chem.SDMolSupplier(str(tmp_path / "out.sdf")))
+    assert [m.GetProp("_Name") for m in written] == ["ethanol", "phenol"]
+    assert all(m.GetProp("logD") == "0.5" and math.isfinite(float(m.GetProp("chemlm_prediction"))) for m in written)
+    assert not any(m.HasProp("chemlm_name") or m.HasProp("chemlm_row") for m in written)  # the record's own: not again

@@ -50,6 +50,8 @@ ONE_LINE_ERRORS = {
     "unknown method option": (["train", "--subset", "50", "--option", "nosuch=1"], "nosuch", None),
     "unknown run": (["runs", "show", "no-such-run"], "no-such-run", None),
     "unknown split": (["train", "--split", "diagonal", "--subset", "50"], "diagonal", None),
+    "SD output of a CSV": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/out.sdf"],
+                           "an SD output is a copy of the SD input", "{tmp}/out.sdf"),
 }
 
 

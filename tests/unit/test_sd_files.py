@@ -12,8 +12,8 @@ from chemlm_engine.errors import DataError
 from chemlm_engine.library import predict_library
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.molecules import canonicalize, prepare_smiles
-from chemlm_engine.predict import predict_csv
-from chemlm_engine.tables import columns_of, count_rows, read_table, saved_suffix
+from chemlm_engine.predict import predict_csv, user_table
+from chemlm_engine.tables import columns_of, count_rows, read_table, saved_suffix, write_sd
 
 UNPARSEABLE = "no atoms here\n\n\n  X\nM  END\n$$$$\n"  # its counts line is not a molfile's
 
@@ -90,6 +90,26 @@ def test_an_sd_file_is_predicted_alike_on_the_page_path_and_the_library_path(reg
     packed.write_bytes(gzip.compress(path.read_bytes()))
     predict_library(regressor_dir, packed, tmp_path / "packed.parquet", chunk_rows=2)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "packed.parquet"), streamed)
+
+
+def test_predictions_go_back_into_a_copy_of_the_sd_file_record_by_record(regressor, tmp_path):
+    path = tmp_path / "vendor.sdf.gz"  # compressed in, plain out
+    path.write_bytes(gzip.compress(_library().encode()))
+    frame = predict_csv(regressor, path)
+    results = user_table(frame).drop(columns=["row", *frame.attrs["input_columns"]])
+    write_sd(results, path, tmp_path / "annotated.sdf")
+    written = (tmp_path / "annotated.sdf").read_text()
+    originals = _library().split("$$$$\n")[:-1]
+    copies = written.split("$$$$\n")[:-1]
+    assert len(copies) == 5 and all(copy.startswith(original) for original, copy in zip(originals, copies))
+    back = read_table(tmp_path / "annotated.sdf").frame  # the file's own fields, then the results, per record
+    assert back.columns.tolist()[:4] == ["smiles", "name", "ID", "logD"]
+    assert back["chemlm_prediction"][:2].astype(float).tolist() == pytest.approx(frame["prediction"][:2], abs=1e-5)
+    assert back["chemlm_canonical_smiles"][1] == canonicalize("C[C@H](N)C(=O)O")
+    assert "chemlm_prediction>" not in copies[2] and "chemlm_error>\ncannot read this SD record" in copies[2]
+    assert "valence" in copies[4].split("chemlm_error>\n")[1]
+    with pytest.raises(ValueError, match="more records"):
+        write_sd(results[:4], path, tmp_path / "short.sdf")
 
 
 def test_records_before_the_first_readable_one_are_rows_and_a_file_of_none_is_empty(tmp_path):
