@@ -123,6 +123,17 @@ def test_records_before_the_first_readable_one_are_rows_and_a_file_of_none_is_em
         read_table(path)
 
 
+def test_blank_records_are_none_and_reading_counting_and_annotating_agree(tmp_path):
+    path = tmp_path / "gaps.sdf"
+    block = _block("CCN", "ethylamine", {"ID": "A"})
+    path.write_text(block + "$$$$\n\n\n$$$$\n" + block + "\n\n")  # an empty record between, blank lines after
+    table = read_table(path)
+    assert table.frame["name"].tolist() == ["ethylamine"] * 2 and table.problems == [None, None]
+    assert count_rows(path) == 2
+    write_sd(pd.DataFrame({"prediction": [1.0, 2.0]}), path, tmp_path / "out.sdf")
+    assert read_table(tmp_path / "out.sdf").frame["chemlm_prediction"].tolist() == ["1", "2"]
+
+
 def test_a_single_molfile_without_a_terminator_is_one_row(tmp_path):
     path = tmp_path / "one.mol"
     path.write_text(Chem.MolToMolBlock(Chem.MolFromSmiles("CC(=O)O")))
