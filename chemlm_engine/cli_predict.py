@@ -46,7 +46,9 @@ def predict(
     nearest training molecule (``similarity``, ``in_domain``) where the model folder saved its training set."""
     from .errors import OutputError
     from .spec import DEFAULT_REGRESSOR
-    from .tables import check_output, count_rows, is_parquet, is_sd_file, write_csv, write_sd, written_aside
+    from .filekinds import is_parquet, is_sd_file
+    from .sdfile import write_sd
+    from .tables import check_output, count_rows, write_csv, written_aside
 
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
@@ -60,7 +62,7 @@ def predict(
     # the model's imports (torch, transformers: seconds) only once the arguments are known to be good
     from .predict.domain import TrainingReference, add_applicability_domain
     from .predict.ensemble import load_predictor
-    from .predict.batch import measured_metrics, predict_csv, predict_smiles, user_table
+    from .predict.batch import measured_metrics, predict_csv, predict_smiles, result_columns, user_table
 
     if input is not None and (executor == "ray" or is_parquet(input) or
                               (output is not None and output.suffix == ".parquet")):
@@ -92,7 +94,7 @@ def predict(
         with written_aside(output) as aside:
             if sd_output:  # the record already holds the file's own fields: only the results are added
                 assert input is not None
-                write_sd(user_table(frame).drop(columns=["row", *frame.attrs["input_columns"]]), input, aside)
+                write_sd(frame[result_columns(frame)], input, aside)
             else:
                 write_csv(user_table(frame), aside)
         n_bad = int(frame["error"].notna().sum())

@@ -25,7 +25,8 @@ from .predict.domain import DOMAIN_COLUMNS, TrainingReference, add_applicability
 from .predict.ensemble import load_predictor
 from .spec import PredictOptions
 from .store import ACTIVE_STATUSES, RunRecord, RunStore
-from .tables import columns_of, count_rows, is_parquet, iter_table, pick_column
+from .filekinds import is_parquet
+from .tables import columns_of, count_rows, iter_table, pick_column
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
            "smiles_column_of", "job_parts", "kept_rows", "active_twin", "discard_kept"]

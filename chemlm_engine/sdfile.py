@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 import pandas as pd
 from rdkit import Chem, rdBase
 
-__all__ = ["SD_FILE_SUFFIXES", "sd_records", "count_sd_records", "annotated_sd"]
+from .filekinds import open_bytes
 
-SD_FILE_SUFFIXES = (".sdf", ".sd", ".mol")
+__all__ = ["sd_records", "count_sd_records", "annotated_sd", "write_sd"]
+
 UNREADABLE = "cannot read this SD record (not a valid molfile)"
 _END = b"$$$$"
 
@@ -111,3 +113,13 @@ def annotated_sd(binary: IO[bytes], fields: pd.DataFrame, prefix: str = "chemlm_
         yield end
     if next(rows, None) is not None:
         raise ValueError("the SD file has fewer records than there are rows to add")
+
+
+def write_sd(results: pd.DataFrame, source: str | Path | IO, target: Path | None = None) -> bytes:
+    """A copy of the SD file ``source`` with a row of ``results`` added to each record as data fields: its bytes,
+    written to ``target`` too if given."""
+    with open_bytes(source) as original:
+        data = b"".join(annotated_sd(original, results))
+    if target is not None:
+        target.write_bytes(data)
+    return data

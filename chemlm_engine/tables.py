@@ -6,14 +6,11 @@ whitespace; its first line is a header only if it is not a molecule. So is an SD
 :mod:`~chemlm_engine.sdfile`). Written CSV quotes every field holding a line break, so a bare ``\\r`` round-trips."""
 from __future__ import annotations
 
-import bz2
 import codecs
 import contextlib
 import csv
-import gzip
 import io
 import itertools
-import lzma
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,23 +22,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import DataError, OutputError
+from .filekinds import DAMAGED, file_name, is_parquet, is_sd_file, is_smiles_file, open_bytes
 from .molecules import is_molecule, split_smiles_line
-from .sdfile import SD_FILE_SUFFIXES, annotated_sd, count_sd_records, sd_records
+from .sdfile import count_sd_records, sd_records
 
-__all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "is_parquet", "is_compressed", "write_csv",
-           "defuse", "FORMULA_STARTS", "check_output", "written_aside", "pick_column", "DELIMITERS",
-           "SMILES_FILE_SUFFIXES", "TABLE_TYPES", "saved_suffix", "is_sd_file", "write_sd"]
+__all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "write_csv", "defuse", "FORMULA_STARTS",
+           "check_output", "written_aside", "pick_column", "DELIMITERS"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _SNIFF_BYTES = 64 * 1024
-SMILES_FILE_SUFFIXES = (".smi", ".smiles", ".ism", ".can")
-# Large libraries come compressed (ChEMBL's chemreps .txt.gz, Enamine's .cxsmiles.bz2): read as they stream.
-COMPRESSIONS = {".gz": gzip, ".bz2": bz2, ".xz": lzma}
-# The file extensions read as tables (an uploader offers them; Parquet apart: only the library path reads it).
-TABLE_TYPES = ("csv", "tsv", "txt", "cxsmiles", *(suffix[1:] for suffix in SMILES_FILE_SUFFIXES + SD_FILE_SUFFIXES),
-               *(suffix[1:] for suffix in COMPRESSIONS))
-_DAMAGED = (OSError, EOFError, lzma.LZMAError)  # what reading a damaged or truncated compressed file raises
+
 
 
 @dataclass
@@ -67,60 +58,6 @@ def _delimiter(sample: str) -> str:
     except csv.Error:
         header = sample.splitlines()[0] if sample else ""
         return max(DELIMITERS, key=lambda d: (header.count(d), d == ","))
-
-
-def _name(source: str | Path | IO) -> Path | None:
-    name = source if isinstance(source, (str, Path)) else getattr(source, "name", None)  # an upload has its name
-    return Path(name) if isinstance(name, (str, Path)) else None
-
-
-def _compression(source: str | Path | IO):
-    """The module that decompresses ``source`` (gzip, bz2, lzma: by its name's last suffix), or None."""
-    name = _name(source)
-    return COMPRESSIONS.get(name.suffix.lower()) if name is not None else None
-
-
-def _binary(source: str | Path | IO) -> IO[bytes]:
-    """The file's bytes, decompressed on the fly when its name says it is compressed."""
-    module = _compression(source)
-    if isinstance(source, (str, Path)):
-        try:
-            return module.open(source, "rb") if module else open(source, "rb")
-        except OSError as exc:
-            raise DataError(f"cannot open {source}: {exc.strerror}") from None
-    data = source.getvalue() if hasattr(source, "getvalue") else source.read()  # an upload read twice reads it whole
-    data = data.encode("utf-8") if isinstance(data, str) else data
-    return module.open(io.BytesIO(data), "rb") if module else io.BytesIO(data)
-
-
-def _suffix(source: str | Path | IO) -> str:
-    """The suffix that says what the file holds (``.smi`` for ``library.smi.gz``)."""
-    name = _name(source)
-    if name is None:
-        return ""
-    return Path(name.stem).suffix.lower() if _compression(source) else name.suffix.lower()
-
-
-def _is_smiles_file(source: str | Path | IO) -> bool:
-    return _suffix(source) in SMILES_FILE_SUFFIXES
-
-
-def saved_suffix(name: str) -> str:
-    """The suffix a saved copy of the file ``name`` keeps so that it is read as its kind (``.smi.gz``, ``.sdf``)."""
-    suffixes = Path(name).suffixes[-2:]
-    return "".join(suffixes if suffixes[-1:] and suffixes[-1].lower() in COMPRESSIONS else suffixes[-1:]) or ".csv"
-
-
-def is_sd_file(source: str | Path | IO) -> bool:
-    return _suffix(source) in SD_FILE_SUFFIXES
-
-
-def is_parquet(source: str | Path | IO) -> bool:
-    return _suffix(source) in (".parquet", ".pq") and not is_compressed(source)  # Parquet compresses inside
-
-
-def is_compressed(source: str | Path | IO) -> bool:
-    return _compression(source) is not None
 
 
 def _is_header(line: str) -> bool:
@@ -204,13 +141,13 @@ def _text_records(binary: IO[bytes], smiles_file: bool) -> tuple[Iterator[tuple[
 
 def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Table]:
     """Read a CSV, SMILES or SD file (path or file object) in chunks of ``chunk_rows`` rows (see the module's doc)."""
-    binary = _binary(source)
+    binary = open_bytes(source)
     encoding = "utf-8"
     try:
         if is_sd_file(source):
             records = sd_records(binary)
         else:
-            records, encoding = _text_records(binary, _is_smiles_file(source))
+            records, encoding = _text_records(binary, is_smiles_file(source))
         header, problem = next(records, ([], None))
         if problem:
             raise DataError(f"cannot read the header row: {problem}")
@@ -238,8 +175,8 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
                         "save it as CSV UTF-8") from None
     except csv.Error as exc:
         raise DataError(f"cannot read CSV: {exc}") from None
-    except _DAMAGED as exc:
-        raise DataError(f"cannot read {_name(source) or 'the file'}: {exc}") from None
+    except DAMAGED as exc:
+        raise DataError(f"cannot read {file_name(source) or 'the file'}: {exc}") from None
     finally:
         binary.close()
 
@@ -247,14 +184,14 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
 def count_rows(path: str | Path | IO) -> int:
     """How many data rows :func:`iter_table` will read from ``path`` (or a named file object): fast, from lines."""
     try:
-        with _binary(path) as handle:
+        with open_bytes(path) as handle:
             if is_sd_file(path):
                 return count_sd_records(handle)
             first = handle.readline()
             lines = bool(first) + sum(1 for _ in handle)
-    except _DAMAGED as exc:
+    except DAMAGED as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-    if not _is_smiles_file(path):
+    if not is_smiles_file(path):
         return max(lines - 1, 0)  # the header row
     return lines - _is_header(first.decode("utf-8-sig", errors="replace"))
 
@@ -298,12 +235,6 @@ def write_csv(frame: pd.DataFrame, target: str | Path | IO | None = None) -> str
         if not pd.api.types.is_numeric_dtype(frame.dtypes.iloc[i]):
             safe.isetitem(i, frame.iloc[:, i].map(defuse))
     return safe.to_csv(target, index=False, lineterminator="\r\n")
-
-
-def write_sd(results: pd.DataFrame, source: str | Path, target: Path) -> None:
-    """A copy of the SD file ``source`` with a row of ``results`` added to each record as data fields."""
-    with _binary(source) as original, open(target, "wb") as out:
-        out.writelines(annotated_sd(original, results))
 
 
 def check_output(path: Path) -> None:

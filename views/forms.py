@@ -11,7 +11,8 @@ from chemlm_engine.spec import DEFAULT_BACKBONE, EMBEDDED_BACKBONE, DataSpec, Jo
 from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.tables import TABLE_TYPES, columns_of, count_rows, is_compressed, is_parquet, saved_suffix
+from chemlm_engine.filekinds import TABLE_TYPES, is_compressed, is_parquet, saved_suffix
+from chemlm_engine.tables import columns_of, count_rows
 from views.common import plain, run_label, store
 
 NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "zinc_id",

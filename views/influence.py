@@ -5,7 +5,8 @@ import streamlit as st
 
 from chemlm_engine.spec import JobSpec, model_kind
 from chemlm_engine.store import Kinds, Tables
-from chemlm_engine.tables import TABLE_TYPES, saved_suffix, write_csv
+from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
+from chemlm_engine.tables import write_csv
 from views.common import molecule_cards, plain, run_label, store, submit
 from views.forms import cost_caption, quick_note, quick_toggle
 from views.live import live_jobs, sig3, status_text

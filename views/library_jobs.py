@@ -8,7 +8,8 @@ import streamlit as st
 from chemlm_engine.library import active_twin, kept_rows
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
 from chemlm_engine.store import RunRecord
-from chemlm_engine.tables import saved_suffix, write_csv
+from chemlm_engine.filekinds import saved_suffix
+from chemlm_engine.tables import write_csv
 from views.common import model_choices, run_label, store, submit
 from views.live import live_jobs
 

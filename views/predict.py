@@ -6,15 +6,16 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.depict import grid_image, molecule_image_uri
-from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, is_ensemble, measured_metrics,
-                                   parse_pasted, predict_csv, predict_smiles, user_table)
+from chemlm_engine.predict import (add_applicability_domain, is_ensemble, measured_metrics, parse_pasted, predict_csv,
+                                   predict_smiles, user_table)
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.tables import TABLE_TYPES, write_csv
-from views.common import (explanation, explanations_warming, fmt3, load_model, model_choices, molecule_cards,
-                          parity_plot, plain, training_reference, warm_explanations)
+from chemlm_engine.filekinds import TABLE_TYPES
+from chemlm_engine.tables import write_csv
+from views.common import fmt3, load_model, model_choices, parity_plot, plain, training_reference, warm_explanations
 from views.forms import column_pickers, upload_too_big
 from views.kept import kept
 from views.library_jobs import library_results, offer_library_job
+from views.why import why_this_prediction
 
 st.title("Predict logD")
 choices = model_choices()
@@ -158,42 +159,6 @@ if "measured" in result:
             st.markdown(" · ".join(f"**{name}** {fmt3(metrics[key])}" for name, key in (
                 ("n", "n"), ("R²", "r2"), ("RMSE", "rmse"), ("MAE", "mae"))))
             st.plotly_chart(parity_plot(ok.dropna(subset=["measured"]), "measured", "prediction", "Your data"))
-st.subheader("Why this prediction?")
-why = st.selectbox("Explain a result row", [None, *ok.index], format_func=lambda i: "choose a row" if i is None else
-                   f"row {ok.loc[i, 'row']} · {ok.loc[i, 'name'] or ok.loc[i, 'canonical_smiles']} · "
-                   f"logD {ok.loc[i, 'prediction']:.2f}")
-if why is not None:
-    first = explanations_warming(folder)
-    with st.spinner("Finishing the model's attribution cache (built once per model, started after your prediction) …"
-                    if first else "Attributing …"):
-        try:
-            reason = explanation(folder, ok.loc[why, "canonical_smiles"])
-        except ChemLMError as exc:
-            st.error(plain(exc))
-            st.stop()
-    if isinstance(ok.loc[why, "warnings"], str):  # the explanation is of what the model read
-        st.warning(plain(ok.loc[why, "warnings"]))
-    if ok.loc[why, "domain"] == "⚠ outside":
-        st.warning(f"Outside the applicability domain: no training molecule is similar (best Tanimoto "
-                   f"{ok.loc[why, 'similarity']:.2f} < {DOMAIN_SIMILARITY}). The model extrapolates here, and the "
-                   "training molecules below explain what it learned, not a close precedent.")
-    left, right = st.columns([2, 3])
-    left.image(reason.picture, caption="Atoms: red raises the predicted logD, blue lowers it (integrated gradients "
-               f"from a [MASK] baseline; bonds and rings together {reason.atoms['other']:+.2f})")
-    right.markdown("**Training molecules behind it.** Contribution = how much this prediction would drop (or rise) "
-                   "if the model had been trained without that molecule (leave-one-out through its last layer, in "
-                   f"logD units). One molecule among {len(reason.training):,} moves a fit little, so the sizes are "
-                   "small: **read the ranking**, not the size.")
-    top = reason.top(5)
-    meaning = {"pushes up": "training molecules without which this prediction would drop most: mostly ones that "
-                            "look alike to the model and whose measured logD lies above its fit",
-               "pushes down": "the same, the other way",
-               "nearest": "the closest analogues by Tanimoto, with their measured logD: what a chemist would compare "
-                          "with. An analogue can push either way: its contribution follows the model's error on it "
-                          "and the features it shares, not its similarity alone"}
-    for role in ("pushes up", "pushes down", "nearest"):
-        st.markdown(f"**{role.capitalize()}**: {meaning[role]}.")
-        molecule_cards(top[top["role"] == role], lambda r: f"contribution **{r['contribution']:+.3f}**  \n"
-                       f"measured logD {r['label']:.2f} · similarity {r['similarity']:.2f}")
+why_this_prediction(ok, folder)
 st.download_button("Download all rows (CSV: your columns as in your file, then the results)",
                    write_csv(user_table(result)), "predictions.csv", "text/csv", on_click="ignore")

@@ -6,7 +6,7 @@ from chemlm_engine.spec import DEFAULT_REGRESSOR, METHODS, JobSpec, ModelSpec, T
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.library import discard_kept
 from chemlm_engine.store import Kinds
-from chemlm_engine.tables import TABLE_TYPES, saved_suffix
+from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note
 from views.library_jobs import library_summary

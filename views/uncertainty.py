@@ -7,7 +7,8 @@ import streamlit as st
 
 from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, UncertaintyOptions
 from chemlm_engine.store import Kinds, Tables
-from chemlm_engine.tables import TABLE_TYPES, saved_suffix, write_csv
+from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
+from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
 from views.common import run_label, store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_note, quick_toggle

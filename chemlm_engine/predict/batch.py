@@ -19,7 +19,7 @@ from ..guard import prepare_all
 from ..tables import pick_column, read_table
 from ..training import regression_metrics
 
-__all__ = ["predict_smiles", "predict_csv", "user_table", "parse_pasted", "token_warnings", "molecule_warnings", "measured_metrics",
+__all__ = ["predict_smiles", "predict_csv", "user_table", "result_columns", "parse_pasted", "token_warnings", "molecule_warnings", "measured_metrics",
            "PREDICTION_COLUMNS"]
 
 
@@ -171,10 +171,13 @@ def user_table(frame: pd.DataFrame) -> pd.DataFrame:
     (joining back on your IDs works; no renamed copy of the SMILES, name or measured column), then the
     results; pasted or listed SMILES keep ``name`` and ``input``."""
     own = frame.attrs.get("input_columns")
-    if not own:
-        return frame
-    results = [c for c in frame.columns if c not in own and c not in ("row", "name", "input", "measured")]
-    return frame[["row", *own, *results]]
+    return frame[["row", *own, *result_columns(frame)]] if own else frame
+
+
+def result_columns(frame: pd.DataFrame) -> list[str]:
+    """What a prediction added to a file's own columns (for an SD file: the fields written back into its records)."""
+    own = frame.attrs.get("input_columns") or []
+    return [c for c in frame.columns if c not in own and c not in ("row", "name", "input", "measured")]
 
 
 def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:

@@ -12,8 +12,10 @@ from chemlm_engine.errors import DataError
 from chemlm_engine.library import predict_library
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.molecules import canonicalize, prepare_smiles
-from chemlm_engine.predict import predict_csv, user_table
-from chemlm_engine.tables import columns_of, count_rows, read_table, saved_suffix, write_sd
+from chemlm_engine.predict import predict_csv, result_columns
+from chemlm_engine.filekinds import saved_suffix
+from chemlm_engine.sdfile import write_sd
+from chemlm_engine.tables import columns_of, count_rows, read_table
 
 UNPARSEABLE = "no atoms here\n\n\n  X\nM  END\n$$$$\n"  # its counts line is not a molfile's
 
@@ -96,8 +98,9 @@ def test_predictions_go_back_into_a_copy_of_the_sd_file_record_by_record(regress
     path = tmp_path / "vendor.sdf.gz"  # compressed in, plain out
     path.write_bytes(gzip.compress(_library().encode()))
     frame = predict_csv(regressor, path)
-    results = user_table(frame).drop(columns=["row", *frame.attrs["input_columns"]])
+    results = frame[result_columns(frame)]
     write_sd(results, path, tmp_path / "annotated.sdf")
+    assert write_sd(results, path) == (tmp_path / "annotated.sdf").read_bytes()  # or in memory, for a download
     written = (tmp_path / "annotated.sdf").read_text()
     originals = _library().split("$$$$\n")[:-1]
     copies = written.split("$$$$\n")[:-1]

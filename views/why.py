@@ -1,0 +1,50 @@
+"""Why this prediction: the atoms (integrated gradients) and the training molecules (leave-one-out through the last
+layer) behind one predicted row of the Predict page."""
+import pandas as pd
+import streamlit as st
+
+from chemlm_engine.errors import ChemLMError
+from chemlm_engine.predict import DOMAIN_SIMILARITY
+from views.common import explanation, explanations_warming, molecule_cards, plain
+
+
+def why_this_prediction(ok: pd.DataFrame, folder: str) -> None:
+    """A row picker over the predicted rows ``ok`` of model ``folder``, and the chosen row's explanation."""
+    st.subheader("Why this prediction?")
+    why = st.selectbox("Explain a result row", [None, *ok.index], format_func=lambda i: "choose a row" if i is None else
+                       f"row {ok.loc[i, 'row']} · {ok.loc[i, 'name'] or ok.loc[i, 'canonical_smiles']} · "
+                       f"logD {ok.loc[i, 'prediction']:.2f}")
+    if why is None:
+        return
+    first = explanations_warming(folder)
+    with st.spinner("Finishing the model's attribution cache (built once per model, started after your prediction) …"
+                    if first else "Attributing …"):
+        try:
+            reason = explanation(folder, ok.loc[why, "canonical_smiles"])
+        except ChemLMError as exc:
+            st.error(plain(exc))
+            st.stop()
+    if isinstance(ok.loc[why, "warnings"], str):  # the explanation is of what the model read
+        st.warning(plain(ok.loc[why, "warnings"]))
+    if ok.loc[why, "domain"] == "⚠ outside":
+        st.warning(f"Outside the applicability domain: no training molecule is similar (best Tanimoto "
+                   f"{ok.loc[why, 'similarity']:.2f} < {DOMAIN_SIMILARITY}). The model extrapolates here, and the "
+                   "training molecules below explain what it learned, not a close precedent.")
+    left, right = st.columns([2, 3])
+    left.image(reason.picture, caption="Atoms: red raises the predicted logD, blue lowers it (integrated gradients "
+               f"from a [MASK] baseline; bonds and rings together {reason.atoms['other']:+.2f})")
+    right.markdown("**Training molecules behind it.** Contribution = how much this prediction would drop (or rise) "
+                   "if the model had been trained without that molecule (leave-one-out through its last layer, in "
+                   f"logD units). One molecule among {len(reason.training):,} moves a fit little, so the sizes are "
+                   "small: **read the ranking**, not the size.")
+    top = reason.top(5)
+    meaning = {"pushes up": "training molecules without which this prediction would drop most: mostly ones that "
+                            "look alike to the model and whose measured logD lies above its fit",
+               "pushes down": "the same, the other way",
+               "nearest": "the closest analogues by Tanimoto, with their measured logD: what a chemist would compare "
+                          "with. An analogue can push either way: its contribution follows the model's error on it "
+                          "and the features it shares, not its similarity alone"}
+    for role in ("pushes up", "pushes down", "nearest"):
+        st.markdown(f"**{role.capitalize()}**: {meaning[role]}.")
+        molecule_cards(top[top["role"] == role], lambda r: f"contribution **{r['contribution']:+.3f}**  \n"
+                       f"measured logD {r['label']:.2f} · similarity {r['similarity']:.2f}")
