@@ -6,10 +6,11 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.depict import grid_image, molecule_image_uri
-from chemlm_engine.predict import (add_applicability_domain, is_ensemble, measured_metrics, parse_pasted, predict_csv,
-                                   predict_smiles, user_table)
+from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, is_ensemble, measured_metrics,
+                                   parse_pasted, predict_csv, predict_smiles, result_columns, user_table)
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.filekinds import TABLE_TYPES
+from chemlm_engine.filekinds import TABLE_TYPES, is_sd_file
+from chemlm_engine.sdfile import write_sd
 from chemlm_engine.tables import write_csv
 from views.common import fmt3, load_model, model_choices, parity_plot, plain, training_reference, warm_explanations
 from views.forms import column_pickers, upload_too_big
@@ -162,3 +163,7 @@ if "measured" in result:
 why_this_prediction(ok, folder)
 st.download_button("Download all rows (CSV: your columns as in your file, then the results)",
                    write_csv(user_table(result)), "predictions.csv", "text/csv", on_click="ignore")
+if upload is not None and is_sd_file(upload):  # the records as uploaded (coordinates, fields), the results added
+    st.download_button("Download as an SD file (your records, each with its results as chemlm_* fields)",
+                       lambda: write_sd(result[result_columns(result)], upload), "predictions.sdf",
+                       "chemical/x-mdl-sdfile", on_click="ignore")

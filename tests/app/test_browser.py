@@ -221,6 +221,10 @@ def test_a_smiles_file_is_predicted_on_the_page_and_a_parquet_library_in_the_bac
     page.get_by_text("Against measured", exact=True).wait_for()
     metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
     assert any(m.startswith("Predicted") and m.endswith("2") for m in metrics)
+    annotated = list(Chem.SDMolSupplier(str(_download(page, "Download as an SD file (your records, each with its "
+                                                            "results as chemlm_* fields)"))))
+    assert [m.GetProp("logD") for m in annotated] == ["-0.3", "-0.7"]
+    assert all(m.HasProp("chemlm_prediction") and m.HasProp("chemlm_in_domain") for m in annotated)
     library = tmp_path / "library.parquet"
     pd.DataFrame({"ID": ["P1", "P2"], "SMILES": ["CCO", "CCN"]}).to_parquet(library)
     page.locator('input[type="file"]').set_input_files(str(library))
