@@ -26,10 +26,11 @@ from .predict.ensemble import load_predictor
 from .spec import PredictOptions
 from .store import ACTIVE_STATUSES, RunRecord, RunStore
 from .filekinds import is_parquet
+from .sdfile import write_sd
 from .tables import columns_of, count_rows, iter_table, pick_column
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
-           "smiles_column_of", "job_parts", "kept_rows", "active_twin", "discard_kept"]
+           "smiles_column_of", "job_parts", "kept_rows", "active_twin", "discard_kept", "annotated_library"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,13 @@ def predict_frame(model, frame: pd.DataFrame, smiles_column: str, problems: list
     for column in added:
         out[column] = result[column].to_numpy()
     return out
+
+
+def annotated_library(output: str | Path, source: str | Path) -> bytes:
+    """The SD file ``source`` with the results of its streamed prediction ``output`` (the file's own columns first, as
+    :func:`predict_frame` writes them, then the results) added to each record."""
+    frame = pd.read_parquet(output)
+    return write_sd(frame.iloc[:, len(columns_of(source)):], source)
 
 
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:

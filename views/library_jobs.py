@@ -5,10 +5,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from chemlm_engine.library import active_twin, kept_rows
+from chemlm_engine.library import active_twin, annotated_library, kept_rows
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
 from chemlm_engine.store import RunRecord
-from chemlm_engine.filekinds import saved_suffix
+from chemlm_engine.filekinds import is_sd_file, saved_suffix
 from chemlm_engine.tables import write_csv
 from views.common import model_choices, run_label, store, submit
 from views.live import live_jobs
@@ -57,7 +57,7 @@ def library_results() -> None:
         output = Path(run.info["output"])
         rows = int(run.metrics["rows"])
         st.caption(library_summary(run))
-        a, b = st.columns(2)
+        a, b, c = st.columns(3)
         # The file's bytes, not a deferred callable: a deferred button was seen disabled for a minute in the test
         # suite (never alone); the CSV, built on click, stays deferred.
         a.download_button("Download (Parquet)", output.read_bytes(), f"predictions-{run.id}.parquet",
@@ -65,3 +65,6 @@ def library_results() -> None:
         if rows <= CSV_ROWS:
             b.download_button("Download (CSV)", lambda: write_csv(pd.read_parquet(output)), f"predictions-{run.id}.csv",
                               "text/csv", key="library-csv")
+        if rows <= CSV_ROWS and is_sd_file(source := run.spec["options"]["source"]) and Path(source).exists():
+            c.download_button("Download (SD file)", lambda: annotated_library(output, source),
+                              f"predictions-{run.id}.sdf", "chemical/x-mdl-sdfile", key="library-sdf")

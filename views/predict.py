@@ -165,5 +165,5 @@ st.download_button("Download all rows (CSV: your columns as in your file, then t
                    write_csv(user_table(result)), "predictions.csv", "text/csv", on_click="ignore")
 if upload is not None and is_sd_file(upload):  # the records as uploaded (coordinates, fields), the results added
     st.download_button("Download as an SD file (your records, each with its results as chemlm_* fields)",
-                       lambda: write_sd(result[result_columns(result)], upload), "predictions.sdf",
+                       write_sd(result[result_columns(result)], upload), "predictions.sdf",
                        "chemical/x-mdl-sdfile", on_click="ignore")

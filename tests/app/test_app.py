@@ -471,3 +471,18 @@ def test_a_quick_try_says_its_r2_means_little(home, finished_run):  # 80 molecul
     at = _app("views/train.py")
     assert not at.exception
     assert any("A quick try" in i.value for i in at.info)
+
+
+def test_a_finished_library_prediction_of_an_sd_file_downloads_as_an_sd_file_too(home, finished_run):
+    store = RunStore(home=home)
+    records = io.StringIO()
+    with Chem.SDWriter(records) as writer:
+        for smiles in ("CCO", "c1ccccc1O"):
+            writer.write(Chem.MolFromSmiles(smiles))
+    source = store.save_upload(records.getvalue().encode(), ".sdf")
+    options = {"model": store.get_run(finished_run).model_path, "source": str(source)}
+    run = store.get_run(run_job(JobSpec(method="predict", name="predict vendor.sdf", options=options), store))
+    assert run.status == "finished", run.error
+    at = _app("views/predict.py")
+    assert not at.exception
+    assert [b.label for b in at.get("download_button")] == ["Download (Parquet)", "Download (CSV)", "Download (SD file)"]

@@ -9,7 +9,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from chemlm_engine.errors import DataError
-from chemlm_engine.library import predict_library
+from chemlm_engine.library import annotated_library, predict_library
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.molecules import canonicalize, prepare_smiles
 from chemlm_engine.predict import predict_csv, result_columns
@@ -88,6 +88,11 @@ def test_an_sd_file_is_predicted_alike_on_the_page_path_and_the_library_path(reg
     assert summary.rows == len(streamed) == 5 and summary.invalid == 2
     assert streamed["ID"].tolist() == ["V1", "V2", "", "V4", "V5"]
     assert streamed["prediction"].tolist()[:2] == pytest.approx(page["prediction"].tolist()[:2], abs=1e-5)
+    annotated = io.BytesIO(annotated_library(tmp_path / "out.parquet", path))  # the app's download of a library job
+    annotated.name = "predictions.sdf"
+    back = read_table(annotated).frame
+    assert back.columns.tolist()[:5] == ["smiles", "name", "ID", "logD", "chemlm_canonical_smiles"]
+    assert back["chemlm_prediction"].tolist()[:2] == [f"{v:.6g}" for v in streamed["prediction"][:2]]
     packed = tmp_path / "vendor.sdf.gz"
     packed.write_bytes(gzip.compress(path.read_bytes()))
     predict_library(regressor_dir, packed, tmp_path / "packed.parquet", chunk_rows=2)
