@@ -1,5 +1,6 @@
 """Library files as chemists have them: SMILES files (ZINC, Enamine and RDKit write ``SMILES name`` lines, with a
-header or without), CXSMILES (Enamine's REAL files carry an extension on most molecules), Parquet, compressed."""
+header or without), CXSMILES (Enamine's REAL files carry an extension on most molecules), Parquet, compressed (SD files:
+test_sd_files.py)."""
 import bz2
 import gzip
 import io
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rdkit import Chem
 
 from chemlm_engine.errors import DataError, InvalidSmilesError
 from chemlm_engine.library import predict_library
@@ -99,12 +101,15 @@ def test_a_compressed_library_is_read_as_what_its_inner_name_says(tmp_path, modu
     assert columns_of(upload) == ["smiles", "zinc_id"]
 
 
-def test_a_damaged_compressed_file_is_one_clear_error(tmp_path):
-    whole = gzip.compress(("smiles\n" + "".join(f"C{'C' * (i % 40)}O\n" for i in range(5000))).encode())
-    path = tmp_path / "lib.csv.gz"
+@pytest.mark.parametrize("name, text", [
+    ("lib.csv.gz", "smiles\n" + "".join(f"C{'C' * (i % 40)}O\n" for i in range(5000))),
+    ("lib.sdf.gz", (Chem.MolToMolBlock(Chem.MolFromSmiles("CCCCCCCCO")) + "$$$$\n") * 3000)])
+def test_a_damaged_compressed_file_is_one_clear_error(tmp_path, name, text):
+    whole = gzip.compress(text.encode())
+    path = tmp_path / name
     path.write_bytes(whole[:len(whole) // 2])  # a download cut short
     for read in (count_rows, read_table):
-        with pytest.raises(DataError, match="cannot read .*lib.csv.gz: Compressed file ended"):
+        with pytest.raises(DataError, match=f"cannot read .*{name}: Compressed file ended"):
             read(path)
 
 
