@@ -34,7 +34,6 @@ _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codec
 _SNIFF_BYTES = 64 * 1024
 
 
-
 @dataclass
 class Table:
     """Text cells (``frame``, one row per data row) and, per row, what is wrong with it (``None``: nothing)."""

@@ -20,15 +20,11 @@ NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id
 MEASURED_COLUMNS = ("measured", "measured_logd", "logd", "logd7.4", "logd_7.4", *LABEL_COLUMNS)
 
 
-def _named(data: bytes, name: str) -> io.BytesIO:
-    buffer = io.BytesIO(data)
-    buffer.name = name  # read as its kind: CSV, SMILES file (.smi), SD file or Parquet
-    return buffer
-
-
 @st.cache_data(max_entries=8)
 def _header(data: bytes, name: str) -> list[str]:
-    return columns_of(_named(data, name))
+    buffer = io.BytesIO(data)
+    buffer.name = name  # read as its kind: CSV, SMILES file (.smi), SD file or Parquet
+    return columns_of(buffer)
 
 
 # More rows than this run as a library job (chunked, constant memory, progress): the page holds the whole file and
@@ -41,7 +37,7 @@ def upload_too_big(upload) -> str | None:
     file is a library: it is always predicted in the background."""
     if is_parquet(upload) or is_compressed(upload):
         why = f"A {'Parquet' if is_parquet(upload) else 'compressed'} file is predicted as a library."
-    elif (rows := count_rows(_named(upload.getvalue(), upload.name))) > PAGE_ROWS:  # from lines or SD records: fast
+    elif (rows := count_rows(upload)) > PAGE_ROWS:  # from its lines or SD records: fast
         why = f"This file has about {rows:,} rows; the page predicts up to {PAGE_ROWS:,} while you wait."
     else:
         return None
