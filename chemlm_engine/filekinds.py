@@ -60,12 +60,6 @@ def is_smiles_file(source: str | Path | IO) -> bool:
     return kind_suffix(source) in SMILES_FILE_SUFFIXES
 
 
-def saved_suffix(name: str) -> str:
-    """The suffix a saved copy of the file ``name`` keeps so that it is read as its kind (``.smi.gz``, ``.sdf``)."""
-    suffixes = Path(name).suffixes[-2:]
-    return "".join(suffixes if suffixes[-1:] and suffixes[-1].lower() in COMPRESSIONS else suffixes[-1:]) or ".csv"
-
-
 def is_sd_file(source: str | Path | IO) -> bool:
     return kind_suffix(source) in SD_FILE_SUFFIXES
 
@@ -76,3 +70,9 @@ def is_parquet(source: str | Path | IO) -> bool:
 
 def is_compressed(source: str | Path | IO) -> bool:
     return _compression(source) is not None
+
+
+def saved_suffix(name: str) -> str:
+    """The suffix a saved copy of the file ``name`` keeps so that it is read as its kind (``.smi.gz``, ``.sdf``)."""
+    suffixes = Path(name).suffixes[-2:]
+    return "".join(suffixes if suffixes[-1:] and suffixes[-1].lower() in COMPRESSIONS else suffixes[-1:]) or ".csv"
