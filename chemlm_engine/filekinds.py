@@ -11,16 +11,18 @@ from typing import IO
 
 from .errors import DataError
 
-__all__ = ["SMILES_FILE_SUFFIXES", "SD_FILE_SUFFIXES", "COMPRESSIONS", "TABLE_TYPES", "DAMAGED", "file_name",
-           "open_bytes", "kind_suffix", "saved_suffix", "is_smiles_file", "is_sd_file", "is_parquet", "is_compressed"]
+__all__ = ["SMILES_FILE_SUFFIXES", "SD_FILE_SUFFIXES", "EXCEL_SUFFIXES", "COMPRESSIONS", "TABLE_TYPES", "DAMAGED",
+           "file_name", "open_bytes", "kind_suffix", "saved_suffix", "is_smiles_file", "is_sd_file", "is_excel",
+           "is_parquet", "is_compressed"]
 
 SMILES_FILE_SUFFIXES = (".smi", ".smiles", ".ism", ".can")
 SD_FILE_SUFFIXES = (".sdf", ".sd", ".mol")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 # Large libraries come compressed (ChEMBL's chemreps .txt.gz, Enamine's .cxsmiles.bz2): read as they stream.
 COMPRESSIONS = {".gz": gzip, ".bz2": bz2, ".xz": lzma}
 # The file extensions read as tables (an uploader offers them; Parquet apart: only the library path reads it).
-TABLE_TYPES = ("csv", "tsv", "txt", "cxsmiles", *(suffix[1:] for suffix in SMILES_FILE_SUFFIXES + SD_FILE_SUFFIXES),
-               *(suffix[1:] for suffix in COMPRESSIONS))
+TABLE_TYPES = ("csv", "tsv", "txt", "cxsmiles", *(suffix[1:] for suffix in (*SMILES_FILE_SUFFIXES, *SD_FILE_SUFFIXES,
+                                                                           *EXCEL_SUFFIXES, *COMPRESSIONS)))
 DAMAGED = (OSError, EOFError, lzma.LZMAError)  # what reading a damaged or truncated compressed file raises
 
 
@@ -62,6 +64,10 @@ def is_smiles_file(source: str | Path | IO) -> bool:
 
 def is_sd_file(source: str | Path | IO) -> bool:
     return kind_suffix(source) in SD_FILE_SUFFIXES
+
+
+def is_excel(source: str | Path | IO) -> bool:
+    return kind_suffix(source) in EXCEL_SUFFIXES
 
 
 def is_parquet(source: str | Path | IO) -> bool:

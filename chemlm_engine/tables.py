@@ -2,8 +2,9 @@
 (its problem is "empty"), a row with more fields than the header is reported, never read shifted. Encoding (UTF-8
 with or without BOM, UTF-16 with BOM) and delimiter (comma, semicolon, tab) are sniffed. A SMILES file (``.smi``, as
 ZINC, Enamine and RDKit write them) is a table too: per line a SMILES (or CXSMILES) and an optional name after
-whitespace; its first line is a header only if it is not a molecule. So is an SD file: a row per record (see
-:mod:`~chemlm_engine.sdfile`). Written CSV quotes every field holding a line break, so a bare ``\\r`` round-trips."""
+whitespace; its first line is a header only if it is not a molecule. So are an SD file (a row per record, see
+:mod:`~chemlm_engine.sdfile`) and an Excel workbook (its first sheet, see :mod:`~chemlm_engine.sheets`).
+Written CSV quotes every field holding a line break, so a bare ``\\r`` round-trips."""
 from __future__ import annotations
 
 import codecs
@@ -22,9 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import DataError, OutputError
-from .filekinds import DAMAGED, file_name, is_parquet, is_sd_file, is_smiles_file, open_bytes
+from .filekinds import DAMAGED, file_name, is_excel, is_parquet, is_sd_file, is_smiles_file, open_bytes
 from .molecules import is_molecule, split_smiles_line
 from .sdfile import count_sd_records, sd_records
+from .sheets import count_sheet_rows, sheet_records
 
 __all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "write_csv", "defuse", "FORMULA_STARTS",
            "check_output", "written_aside", "pick_column", "DELIMITERS"]
@@ -130,7 +132,7 @@ def _text_records(binary: IO[bytes], smiles_file: bool) -> tuple[Iterator[tuple[
     try:
         sample = head.decode(encoding, errors="strict" if len(head) < _SNIFF_BYTES else "ignore")
     except UnicodeDecodeError:
-        raise DataError("the file is not UTF-8 or UTF-16 text (an Excel file? another encoding?): "
+        raise DataError("the file is not UTF-8 or UTF-16 text (an Excel file? name it .xlsx; another encoding?): "
                         "save it as CSV UTF-8") from None
     if "\x00" in sample:
         raise DataError("the file holds binary data, not CSV text: save it as CSV UTF-8")
@@ -139,12 +141,14 @@ def _text_records(binary: IO[bytes], smiles_file: bool) -> tuple[Iterator[tuple[
 
 
 def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Table]:
-    """Read a CSV, SMILES or SD file (path or file object) in chunks of ``chunk_rows`` rows (see the module's doc)."""
+    """Read a CSV, SMILES, SD or Excel file (path or file object) in chunks of ``chunk_rows`` rows (module doc)."""
     binary = open_bytes(source)
     encoding = "utf-8"
     try:
         if is_sd_file(source):
             records = sd_records(binary)
+        elif is_excel(source):
+            records = sheet_records(binary)
         else:
             records, encoding = _text_records(binary, is_smiles_file(source))
         header, problem = next(records, ([], None))
@@ -186,6 +190,8 @@ def count_rows(path: str | Path | IO) -> int:
         with open_bytes(path) as handle:
             if is_sd_file(path):
                 return count_sd_records(handle)
+            if is_excel(path):
+                return count_sheet_rows(handle)
             first = handle.readline()
             lines = bool(first) + sum(1 for _ in handle)
     except DAMAGED as exc:

@@ -11,8 +11,8 @@ from chemlm_engine.spec import DEFAULT_BACKBONE, EMBEDDED_BACKBONE, DataSpec, Jo
 from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.filekinds import TABLE_TYPES, is_compressed, is_parquet, is_sd_file, saved_suffix
-from chemlm_engine.tables import columns_of
+from chemlm_engine.filekinds import TABLE_TYPES, is_compressed, is_excel, is_parquet, is_sd_file, saved_suffix
+from chemlm_engine.tables import columns_of, count_rows
 from views.common import plain, run_label, store
 
 NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "zinc_id",
@@ -20,11 +20,20 @@ NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id
 MEASURED_COLUMNS = ("measured", "measured_logd", "logd", "logd7.4", "logd_7.4", *LABEL_COLUMNS)
 
 
+def _named(data: bytes, name: str) -> io.BytesIO:
+    buffer = io.BytesIO(data)
+    buffer.name = name  # read as its kind: CSV, SMILES file (.smi), SD file, Excel workbook or Parquet
+    return buffer
+
+
 @st.cache_data(max_entries=8)
 def _header(data: bytes, name: str) -> list[str]:
-    buffer = io.BytesIO(data)
-    buffer.name = name  # read as its kind: CSV, SMILES file (.smi), SD file or Parquet
-    return columns_of(buffer)
+    return columns_of(_named(data, name))
+
+
+@st.cache_data(max_entries=8)
+def _sheet_rows(data: bytes, name: str) -> int:
+    return count_rows(_named(data, name))
 
 
 # More rows than this run as a library job (chunked, constant memory, progress): the page holds the whole file and
@@ -33,8 +42,11 @@ PAGE_ROWS = int(os.environ.get("CHEMLM_PAGE_ROWS", 5_000))
 
 
 def _rough_rows(upload) -> int:
-    """An upload's rows counted in its bytes at C speed (every rerun of the page asks): its lines, or its SD records."""
+    """An upload's rows, fast (every rerun of the page asks): its lines or SD records counted in its bytes at C speed,
+    a workbook's rows read once."""
     data = upload.getvalue()
+    if is_excel(upload):
+        return _sheet_rows(data, upload.name)
     return data.count(b"\n$$$$") + data.startswith(b"$$$$") if is_sd_file(upload) else data.count(b"\n") - 1
 
 

@@ -35,7 +35,8 @@ if mode == "Paste SMILES":
                         **kept("predict_text"), placeholder="e.g.  CC(=O)Oc1ccccc1C(=O)O  aspirin")
 else:
     upload = st.file_uploader("CSV with a SMILES column (every other column is kept in the results), a SMILES file "
-                              "(.smi: a SMILES and a name per line), an SD file or a Parquet library; compressed too",
+                              "(.smi: a SMILES and a name per line), an SD file, an Excel workbook (.xlsx) or a Parquet "
+                              "library; compressed too",
                               type=[*TABLE_TYPES, "parquet"])
     if upload is not None:
         too_big = upload_too_big(upload)  # a library job keeps every column: it asks for the SMILES column only

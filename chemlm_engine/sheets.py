@@ -1,0 +1,53 @@
+"""Excel workbooks (``.xlsx``: how chemists keep compound lists) read as table records: the first sheet, its first row
+the header, every later row a record with its cells as text (the values Excel last computed, not formulas). Read as
+they stream (openpyxl's read-only mode), so a long sheet takes constant memory. Blank rows inside the sheet are
+rows (the reader calls them empty); blank rows after the last filled one are formatting, not rows."""
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from typing import IO
+
+from .errors import DataError
+
+__all__ = ["sheet_records", "count_sheet_rows"]
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
+    """The first sheet's rows as text, from its first filled row (the header) to its last, less trailing empty cells."""
+    from openpyxl import load_workbook  # here: importing openpyxl costs every process that never reads a workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = load_workbook(binary, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read the Excel workbook ({exc}): save it again as .xlsx, or as CSV UTF-8") from None
+    try:
+        blank, started = 0, False  # blank rows since the last filled one: rows only between filled ones
+        for row in book.worksheets[0].iter_rows(values_only=True):
+            cells = [_text(value) for value in row]
+            while cells and not cells[-1].strip():  # the sheet's width is its widest row's, not this row's fields
+                cells.pop()
+            if not cells:
+                blank += started
+                continue
+            yield from [[]] * blank
+            blank, started = 0, True
+            yield cells
+    finally:
+        book.close()
+
+
+def sheet_records(binary: IO[bytes]) -> Iterator[tuple[list[str], str | None]]:
+    """A header (the first row), then per row its cells; none has a problem of its own (a blank row is ``[]``)."""
+    for cells in _rows(binary):
+        yield cells, None
+
+
+def count_sheet_rows(binary: IO[bytes]) -> int:
+    """How many data rows :func:`sheet_records` will read (the header not counted)."""
+    return max(sum(1 for _ in _rows(binary)) - 1, 0)

@@ -1,0 +1,65 @@
+"""Excel workbooks as chemists keep compound lists: the first sheet read as a table, one row per sheet row between
+the header and the last filled row, numbers as the text Excel shows."""
+import io
+
+import pandas as pd
+import pytest
+from openpyxl import Workbook
+from openpyxl.styles import Font
+
+from chemlm_engine.errors import DataError
+from chemlm_engine.library import predict_library
+from chemlm_engine.model import RegressionModel
+from chemlm_engine.predict import predict_csv
+from chemlm_engine.tables import columns_of, count_rows, read_table
+
+
+def _workbook(path) -> None:
+    book = Workbook()
+    sheet = book.active
+    sheet.append([])  # a blank first row: the header is the first filled one
+    sheet.append(["ID", "SMILES", "logD", None])  # an empty header cell at the end: no column
+    sheet.append(["CPD-1", "CCO", 1.5])
+    sheet.append([])  # a blank row between filled ones is a row
+    sheet.append([1003, "c1ccccc1O", 2])
+    sheet.append([None, "C1CC", None])  # a broken SMILES keeps its row (and its error)
+    sheet.cell(row=30, column=6).font = Font(bold=True)  # formatting far below: the sheet reaches row 30, no rows
+    book.create_sheet("notes").append(["ignored", "second sheet"])
+    book.save(path)
+
+
+@pytest.fixture(scope="module")
+def regressor(regressor_dir) -> RegressionModel:
+    return RegressionModel.load(regressor_dir, "cpu")
+
+
+def test_the_first_sheet_is_a_table_from_its_header_to_its_last_filled_row(tmp_path):
+    _workbook(tmp_path / "compounds.xlsx")
+    table = read_table(tmp_path / "compounds.xlsx")
+    assert table.frame.to_dict("list") == {"ID": ["CPD-1", "", "1003", ""], "SMILES": ["CCO", "", "c1ccccc1O", "C1CC"],
+                                           "logD": ["1.5", "", "2", ""]}
+    assert table.problems == [None, "empty", None, None]
+    assert count_rows(tmp_path / "compounds.xlsx") == 4
+    upload = io.BytesIO((tmp_path / "compounds.xlsx").read_bytes())
+    upload.name = "compounds.xlsx"  # as the app's upload has it
+    assert columns_of(upload) == ["ID", "SMILES", "logD"] and count_rows(upload) == 4
+
+
+def test_a_workbook_is_predicted_alike_on_the_page_path_and_the_library_path(regressor, regressor_dir, tmp_path):
+    _workbook(tmp_path / "compounds.xlsx")
+    page = predict_csv(regressor, tmp_path / "compounds.xlsx", name_column="ID", measured_column="logD")
+    assert page["prediction"].notna().tolist() == [True, False, True, False]
+    assert page["error"][1] == "empty" and "parse" in page["error"][3]
+    assert page["measured"].tolist()[0] == 1.5
+    summary = predict_library(regressor_dir, tmp_path / "compounds.xlsx", tmp_path / "out.parquet", chunk_rows=2)
+    streamed = pd.read_parquet(tmp_path / "out.parquet")
+    assert summary.rows == len(streamed) == 4 and streamed["ID"].tolist() == ["CPD-1", "", "1003", ""]
+    assert streamed["prediction"][0] == pytest.approx(page["prediction"][0], abs=1e-5)
+
+
+def test_a_file_that_is_not_a_workbook_is_one_clear_error(tmp_path):
+    path = tmp_path / "compounds.xlsx"
+    path.write_text("smiles\nCCO\n")  # a CSV given the wrong name
+    for read in (read_table, count_rows):
+        with pytest.raises(DataError, match="cannot read the Excel workbook .*save it again as .xlsx, or as CSV"):
+            read(path)
