@@ -31,8 +31,9 @@ def predict(
     name_column: str | None = typer.Option(None, help="CSV column with molecule names (optional)."),
     measured_column: str | None = typer.Option(None, help="CSV column with measured values: metrics for your data."),
     output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: stdout); a .parquet "
-                                       "file (a folder with --executor ray) streams a library of any size; for an SD "
-                                       "input, an .sdf is its copy with the predictions in its records."),
+                                       "file (a folder with --executor ray) streams a library of any size; an .xlsx "
+                                       "is an Excel workbook; for an SD input, an .sdf is its copy with the "
+                                       "predictions in its records."),
     executor: str = typer.Option("thread", callback=one_of("thread", "ray"),
                                  help="thread (here) | ray (stream the library through Ray Data)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
@@ -46,9 +47,9 @@ def predict(
     nearest training molecule (``similarity``, ``in_domain``) where the model folder saved its training set."""
     from .errors import OutputError
     from .spec import DEFAULT_REGRESSOR
-    from .filekinds import is_parquet, is_sd_file
+    from .filekinds import is_excel, is_parquet, is_sd_file
     from .sdfile import write_sd
-    from .tables import check_output, count_rows, write_csv, written_aside
+    from .tables import check_output, count_rows, write_csv, write_xlsx, written_aside
 
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
@@ -95,6 +96,8 @@ def predict(
             if sd_output:  # the record already holds the file's own fields: only the results are added
                 assert input is not None
                 write_sd(frame[result_columns(frame)], input, aside)
+            elif is_excel(output):
+                write_xlsx(user_table(frame), aside)
             else:
                 write_csv(user_table(frame), aside)
         n_bad = int(frame["error"].notna().sum())

@@ -13,7 +13,7 @@ import csv
 import io
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -29,7 +29,7 @@ from .sdfile import count_sd_records, sd_records
 from .sheets import count_sheet_rows, sheet_records
 
 __all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "write_csv", "defuse", "FORMULA_STARTS",
-           "check_output", "written_aside", "pick_column", "DELIMITERS"]
+           "check_output", "written_aside", "pick_column", "DELIMITERS", "write_xlsx", "EXCEL_ROWS"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -232,14 +232,41 @@ def defuse(value: object) -> object:
     return value
 
 
+def _defused(frame: pd.DataFrame, clean: Callable[[object], object] | None = None) -> pd.DataFrame:
+    """``frame`` with its text cells and column names cleaned (``clean``, if given) and defused (:func:`defuse`)."""
+    def safe(value: object) -> object:
+        return defuse(clean(value) if clean else value)
+
+    out = frame.rename(columns=safe)
+    for i in range(frame.shape[1]):
+        if not pd.api.types.is_numeric_dtype(frame.dtypes.iloc[i]):
+            out.isetitem(i, frame.iloc[:, i].map(safe))
+    return out
+
+
 def write_csv(frame: pd.DataFrame, target: str | Path | IO | None = None) -> str | None:
     """CSV with CRLF line ends (RFC 4180), so the writer quotes any field holding ``\\r`` or ``\\n``; text
     cells and column names that a spreadsheet would run as formulas are defused (:func:`defuse`)."""
-    safe = frame.rename(columns=defuse)
-    for i in range(frame.shape[1]):
-        if not pd.api.types.is_numeric_dtype(frame.dtypes.iloc[i]):
-            safe.isetitem(i, frame.iloc[:, i].map(defuse))
-    return safe.to_csv(target, index=False, lineterminator="\r\n")
+    return _defused(frame).to_csv(target, index=False, lineterminator="\r\n")
+
+
+EXCEL_ROWS = 1_048_575  # a sheet's rows below its header
+
+
+def write_xlsx(frame: pd.DataFrame, target: str | Path | IO | None = None) -> bytes | None:
+    """An Excel workbook of one sheet (no decimal-comma or leading-zero surprises, as a CSV opened in Excel has):
+    formulas defused as in :func:`write_csv`, characters a workbook cannot hold (control characters) left out. Its
+    bytes when no ``target`` is given."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    def storable(value: object) -> object:
+        return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
+
+    if len(frame) > EXCEL_ROWS:
+        raise OutputError(f"{len(frame):,} rows do not fit a sheet (at most {EXCEL_ROWS:,}): write .csv or .parquet")
+    out = io.BytesIO()
+    _defused(frame, storable).to_excel(out if target is None else target, index=False, engine="openpyxl")
+    return out.getvalue() if target is None else None
 
 
 def check_output(path: Path) -> None:

@@ -225,3 +225,15 @@ def test_predict_writes_an_sd_input_back_with_its_predictions_in_each_record(reg
     assert [m.GetProp("_Name") for m in written] == ["ethanol", "phenol"]
     assert all(m.GetProp("logD") == "0.5" and math.isfinite(float(m.GetProp("chemlm_prediction"))) for m in written)
     assert not any(m.HasProp("chemlm_name") or m.HasProp("chemlm_row") for m in written)  # the record's own: not again
+
+
+def test_predict_writes_an_excel_workbook(regressor_dir, tmp_path):
+    from chemlm_engine.tables import read_table
+
+    result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "-s", "CCO", "-s", "C1CC",
+                                 "--output", str(tmp_path / "out.xlsx")])
+    assert result.exit_code == 0, result.output
+    back = read_table(tmp_path / "out.xlsx").frame
+    assert back["input"].tolist() == ["CCO", "C1CC"] and math.isfinite(float(back["prediction"][0]))
+    assert back["prediction"][1] == ""
+    assert "parse" in back["error"][1]

@@ -7,11 +7,11 @@ import pytest
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from chemlm_engine.errors import DataError
+from chemlm_engine.errors import DataError, OutputError
 from chemlm_engine.library import predict_library
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.predict import predict_csv
-from chemlm_engine.tables import columns_of, count_rows, read_table
+from chemlm_engine.tables import EXCEL_ROWS, columns_of, count_rows, read_table, write_xlsx
 
 
 def _workbook(path) -> None:
@@ -63,3 +63,17 @@ def test_a_file_that_is_not_a_workbook_is_one_clear_error(tmp_path):
     for read in (read_table, count_rows):
         with pytest.raises(DataError, match="cannot read the Excel workbook .*save it again as .xlsx, or as CSV"):
             read(path)
+
+
+def test_results_written_as_a_workbook_read_back_alike_with_formulas_defused(tmp_path):
+    frame = pd.DataFrame({"ID": ["007", "=HYPERLINK(\"http://x\")", "tab\x01bell"], "prediction": [1.25, None, -0.5],
+                          "in_domain": [True, False, None]})
+    write_xlsx(frame, tmp_path / "out.xlsx")
+    back = read_table(tmp_path / "out.xlsx").frame
+    download = io.BytesIO(write_xlsx(frame))  # or its bytes, for the page's download
+    download.name = "predictions.xlsx"
+    pd.testing.assert_frame_equal(read_table(download).frame, back)
+    assert back["ID"].tolist() == ["007", "'=HYPERLINK(\"http://x\")", "tabbell"]  # text stays text, never a formula
+    assert back["prediction"].tolist() == ["1.25", "", "-0.5"] and back["in_domain"].tolist() == ["True", "False", ""]
+    with pytest.raises(OutputError, match="do not fit a sheet"):
+        write_xlsx(pd.DataFrame({"x": range(EXCEL_ROWS + 1)}), tmp_path / "huge.xlsx")
