@@ -166,18 +166,25 @@ def predict_csv(model: RegressionModel | Ensemble, source: str | Path | IO, smil
     return out
 
 
+_PAGE_COPIES = ("name", "input", "measured")  # a prediction's copies of the file's own columns, for the page
+
+
 def user_table(frame: pd.DataFrame) -> pd.DataFrame:
     """A prediction table as it is saved: for a file, its own columns under their own names and in their order
     (joining back on your IDs works; no renamed copy of the SMILES, name or measured column), then the
     results; pasted or listed SMILES keep ``name`` and ``input``."""
     own = frame.attrs.get("input_columns")
-    return frame[["row", *own, *result_columns(frame)]] if own else frame
+    if not own:
+        return frame
+    # the file's "name", "input" or "measured" column back under its own name: the results' copies are not saved
+    restored = {f"{c} (input)": c for c in _PAGE_COPIES if f"{c} (input)" in own and c not in own}
+    return frame[["row", *own, *result_columns(frame)]].rename(columns=restored)
 
 
 def result_columns(frame: pd.DataFrame) -> list[str]:
     """What a prediction added to a file's own columns (for an SD file: the fields written back into its records)."""
     own = frame.attrs.get("input_columns") or []
-    return [c for c in frame.columns if c not in own and c not in ("row", "name", "input", "measured")]
+    return [c for c in frame.columns if c not in own and c not in ("row", *_PAGE_COPIES)]
 
 
 def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:

@@ -293,3 +293,6 @@ def test_a_saved_prediction_keeps_the_files_own_columns_and_names(regressor, tmp
     assert back["project"].tolist() == ["'=A", "B"] and back["measured_logd"].tolist() == ["0.1", "1.2"]
     pasted = predict_smiles(regressor, ["CCO"], ["ethanol"])
     assert user_table(pasted) is pasted  # pasted SMILES keep name and input
+    path.write_text("smiles,name,input\nCCO,ethanol,a\n")  # columns named as the page's copies (a .smi has "name")
+    saved = user_table(predict_csv(regressor, path, name_column="name"))
+    assert list(saved.columns[:4]) == ["row", "smiles", "name", "input"] and saved["input"].tolist() == ["a"]
