@@ -19,8 +19,8 @@ from ..guard import prepare_all
 from ..tables import pick_column, read_table
 from ..training import regression_metrics
 
-__all__ = ["predict_smiles", "predict_csv", "user_table", "result_columns", "parse_pasted", "token_warnings", "molecule_warnings", "measured_metrics",
-           "PREDICTION_COLUMNS"]
+__all__ = ["predict_smiles", "predict_csv", "user_table", "result_columns", "parse_pasted", "token_warnings",
+           "molecule_warnings", "measured_metrics", "PREDICTION_COLUMNS"]
 
 
 def parse_pasted(text: str) -> tuple[list[str], list[str]]:

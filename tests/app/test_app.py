@@ -485,4 +485,5 @@ def test_a_finished_library_prediction_of_an_sd_file_downloads_as_an_sd_file_too
     assert run.status == "finished", run.error
     at = _app("views/predict.py")
     assert not at.exception
-    assert [b.label for b in at.get("download_button")] == ["Download (Parquet)", "Download (CSV)", "Download (SD file)"]
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download (Parquet)", "Download (CSV)", "Download (SD file)"]
