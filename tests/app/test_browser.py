@@ -168,9 +168,11 @@ def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, t
     assert "None" not in grid.locator('[role="gridcell"]').all_inner_texts()
     _shot(page, tmp_path, "predict.png", top=page.locator('[data-testid="stMetric"]'))
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download all rows").click()
+        page.get_by_role("button", name="Download all rows (CSV").click()
     saved = pd.read_csv(download.value.path())
     assert list(saved.columns[:5]) == ["row", "ID", "smiles", "logD", "note"]  # the file's own columns, as named
+    workbook = pd.read_excel(_download(page, "Download all rows (Excel workbook)"))  # built on click
+    assert workbook.columns.tolist() == saved.columns.tolist() and workbook["ID"].tolist() == saved["ID"].tolist()
     assert not {"name", "input", "measured"} & set(saved.columns)  # and no renamed copies of them
     assert saved["ID"].tolist() == ["A-1", "A-2", "A-3", "A-4", "A-5"]  # the IDs, row for row: joins back
     assert saved["note"].tolist()[:3] == ["ethanol", "broken", "phenol"] and saved["logD"].notna().sum() == 5
