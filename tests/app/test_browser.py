@@ -120,8 +120,10 @@ def _visit(page, link: str, shows) -> None:
 
 def _download(page, button: str, tries: int = 3) -> Path:
     """Click a download button and return the file. The jobs panel reruns the page (up to 10 s) after a job ends,
-    and a click that lands in that rerun is lost: click again."""
+    and a click that lands in that rerun is lost: click again. A button the rerun has not redrawn yet is stale (it
+    would download what the page showed before, e.g. the previous library): wait until none is."""
     for attempt in range(1, tries + 1):
+        page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=30_000)
         try:
             with page.expect_download(timeout=15_000) as download:
                 page.get_by_role("button", name=button).click()
@@ -243,6 +245,7 @@ def test_a_smiles_file_is_predicted_on_the_page_and_a_parquet_library_in_the_bac
     page.get_by_text("A compressed file is predicted as a library").wait_for()
     page.get_by_role("button", name="Predict it in the background").click()
     page.get_by_text("Library predictions (2)").wait_for(timeout=180_000)
+    page.get_by_text(re.compile(r"^3 rows \(0 invalid\)")).wait_for()  # the newest library is the one shown
     saved = pd.read_parquet(_download(page, "Download (Parquet)"))
     assert saved["name"].tolist() == ["first", "second", "third"] and saved["prediction"].notna().all()
 
