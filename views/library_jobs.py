@@ -65,6 +65,7 @@ def library_results() -> None:
         if rows <= CSV_ROWS:
             b.download_button("Download (CSV)", lambda: write_csv(pd.read_parquet(output)), f"predictions-{run.id}.csv",
                               "text/csv", key="library-csv")
-        if rows <= CSV_ROWS and is_sd_file(source := run.spec["options"]["source"]) and Path(source).exists():
+        source = (run.spec.get("options") or {}).get("source") or ""  # a spec from elsewhere may lack it
+        if rows <= CSV_ROWS and is_sd_file(source) and Path(source).exists():
             c.download_button("Download (SD file)", lambda: annotated_library(output, source),
                               f"predictions-{run.id}.sdf", "chemical/x-mdl-sdfile", key="library-sdf")
