@@ -185,7 +185,8 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
 
 
 def count_rows(path: str | Path | IO) -> int:
-    """How many data rows :func:`iter_table` will read from ``path`` (or a named file object): fast, from lines."""
+    """How many data rows :func:`iter_table` will read from ``path`` (or a named file object): fast, from its lines
+    (an SD file's records; a workbook's rows)."""
     try:
         with open_bytes(path) as handle:
             if is_sd_file(path):
@@ -194,8 +195,8 @@ def count_rows(path: str | Path | IO) -> int:
                 return count_sheet_rows(handle)
             first = handle.readline()
             lines = bool(first) + sum(1 for _ in handle)
-    except DAMAGED as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+    except DAMAGED as exc:  # named as iter_table names it (an upload by its file name, not its object)
+        raise DataError(f"cannot read {file_name(path) or 'the file'}: {exc}") from None
     if not is_smiles_file(path):
         return max(lines - 1, 0)  # the header row
     return lines - _is_header(first.decode("utf-8-sig", errors="replace"))

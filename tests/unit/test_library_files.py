@@ -108,9 +108,12 @@ def test_a_damaged_compressed_file_is_one_clear_error(tmp_path, name, text):
     whole = gzip.compress(text.encode())
     path = tmp_path / name
     path.write_bytes(whole[:len(whole) // 2])  # a download cut short
+    upload = io.BytesIO(path.read_bytes())
+    upload.name = name  # as the app's upload has it: named by its file name, not its object
     for read in (count_rows, read_table):
-        with pytest.raises(DataError, match=f"cannot read .*{name}: Compressed file ended"):
-            read(path)
+        for source in (path, upload):
+            with pytest.raises(DataError, match=f"cannot read .*{name}: Compressed file ended"):
+                read(source)
 
 
 @pytest.mark.parametrize("cxsmiles, plain", [("CCO |$;;$|", "CCO"), ("C[C@H](O)CC |o1:1,r|", "C[C@H](O)CC"),
