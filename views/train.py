@@ -92,7 +92,8 @@ if name != run.name:
     st.rerun()
 link(b, "views/predict.py", "Predict with this run", ":material/science:", predict=run.id,
      disabled=run.status != "finished" or not run.model_path or model_kind(run.method) == "backbone")
-if c.button("Delete run", disabled=run.status in ("queued", "running"), help="Its rows and files; cannot be undone."):
+if c.button("Delete run", disabled=run.status in ("queued", "running"),
+            help="Its rows and files (and uploads no other run needs); cannot be undone."):
     discard_kept(store(), run)  # a stopped library prediction's finished chunks, kept for a rerun
     store().delete(run.id)
     st.rerun()

@@ -29,6 +29,7 @@ __all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES", "Tables", "K
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "diverged", "cancelled", "interrupted")
 ACTIVE_STATUSES = ("queued", "running")
+UPLOAD_GRACE = 3600.0  # seconds an unreferenced upload is kept: a page saves it before its run is submitted
 
 
 def default_home() -> Path:
@@ -132,9 +133,26 @@ class RunStore:
         folder = self.home / "uploads"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / (hashlib.sha256(data).hexdigest()[:16] + suffix)
-        if not path.exists():
+        if path.exists():
+            path.touch()  # uploaded again: fresh, so a prune before its run is submitted keeps it
+        else:
             path.write_bytes(data)
         return path
+
+    def prune_uploads(self) -> list[Path]:
+        """Delete kept uploads that no run's spec names, unless saved within :data:`UPLOAD_GRACE` seconds (a page
+        may have saved one for a run not yet submitted); returns what was deleted."""
+        folder = self.home / "uploads"
+        if not folder.is_dir():
+            return []
+        with self._session() as session:
+            specs = "\n".join(session.scalars(select(RunRow.spec)))
+        cutoff = time.time() - UPLOAD_GRACE
+        stale = [path for path in folder.iterdir()
+                 if path.is_file() and path.name not in specs and path.stat().st_mtime < cutoff]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     # -- writing -------------------------------------------------------------------------------
     def create_run(self, spec: dict[str, Any], method: str, name: str = "") -> str:
@@ -257,6 +275,7 @@ class RunStore:
                 session.execute(delete(table).where(table.run_id == run_id))
             session.execute(delete(RunRow).where(RunRow.id == run_id))
         shutil.rmtree(self.home / run_id, ignore_errors=True)
+        self.prune_uploads()
 
     def export_model(self, run_id: str, destination: str | Path, description: str = "") -> Path:
         """Copy a finished run's model folder to ``destination`` with ``metrics.json`` (spec, metrics, versions)."""

@@ -1,4 +1,7 @@
 """The run store's contract: lifecycle, named tables, per-molecule rows, rename and delete."""
+import os
+import time
+
 import pandas as pd
 import pytest
 
@@ -6,6 +9,7 @@ from chemlm_engine.spec import DataSpec, JobSpec, TrainConfig
 from chemlm_engine.errors import RunNotFoundError, StoreError
 from chemlm_engine.compare import run_summary, runs_frame
 from chemlm_engine.store import RunStore, Tables
+from chemlm_engine.store.runs import UPLOAD_GRACE
 
 
 def _run(store: RunStore) -> str:
@@ -126,3 +130,23 @@ def test_an_upload_is_kept_under_its_content_so_a_path_means_one_files_bytes(tmp
     first = store.save_upload(b"smiles\nCCO\n")
     assert first.read_bytes() == b"smiles\nCCO\n" and first.parent == tmp_path / "uploads"
     assert store.save_upload(b"smiles\nCCO\n") == first and store.save_upload(b"smiles\nCCN\n") != first
+
+
+def test_deleting_a_run_deletes_the_uploads_no_run_names_once_they_are_older_than_the_grace(tmp_path):
+    store = RunStore(home=tmp_path)
+    kept, orphan, fresh = (store.save_upload(f"smiles\n{s}\n".encode()) for s in ("CCO", "CCN", "CCC"))
+    spec = JobSpec(method="predict", options={"model": "m", "source": str(kept)}).to_dict()
+    user = store.create_run(spec, "predict")
+    doomed = _run(store)
+    old = time.time() - UPLOAD_GRACE - 60
+    for path in (kept, orphan):
+        os.utime(path, (old, old))
+    store.cancel(doomed)
+    store.delete(doomed)
+    assert kept.exists() and fresh.exists() and not orphan.exists()
+    store.save_upload(b"smiles\nCCO\n")  # uploaded again: fresh, kept after its run is gone
+    store.cancel(user)
+    store.delete(user)
+    assert kept.exists()
+    os.utime(kept, (old, old))
+    assert store.prune_uploads() == [kept] and not kept.exists()
