@@ -5,7 +5,6 @@ Pages and the CLI only read it; jobs write it. SQLite runs in WAL mode so reads 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -24,12 +23,12 @@ from sqlalchemy.orm import Session
 from ..spec.config import JobSpec
 from ..errors import ConfigError, RunNotFoundError, StoreError
 from .schema import EpochRow, Kinds, MoleculeRow, RunRow, TableRow, Tables, prepare_schema, sqlite_pragmas
+from .uploads import prune_uploads, save_upload
 
 __all__ = ["RunStore", "RunRecord", "default_home", "RUN_STATUSES", "Tables", "Kinds"]
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "diverged", "cancelled", "interrupted")
 ACTIVE_STATUSES = ("queued", "running")
-UPLOAD_GRACE = 3600.0  # seconds an unreferenced upload is kept: a page saves it before its run is submitted
 
 
 def default_home() -> Path:
@@ -128,31 +127,14 @@ class RunStore:
         return path
 
     def save_upload(self, data: bytes, suffix: str = ".csv") -> Path:
-        """Keep an uploaded file beside the runs so a background job (and a page rerun) can read it; named by its
-        content, so a path always means one file's bytes."""
-        folder = self.home / "uploads"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / (hashlib.sha256(data).hexdigest()[:16] + suffix)
-        if path.exists():
-            path.touch()  # uploaded again: fresh, so a prune before its run is submitted keeps it
-        else:
-            path.write_bytes(data)
-        return path
+        """Keep an uploaded file beside the runs so a background job (and a page rerun) can read it."""
+        return save_upload(self.home / "uploads", data, suffix)
 
     def prune_uploads(self) -> list[Path]:
-        """Delete kept uploads that no run's spec names, unless saved within :data:`UPLOAD_GRACE` seconds (a page
-        may have saved one for a run not yet submitted); returns what was deleted."""
-        folder = self.home / "uploads"
-        if not folder.is_dir():
-            return []
+        """Delete kept uploads that no run names (see :func:`uploads.prune_uploads`); returns what was deleted."""
         with self._session() as session:
             specs = "\n".join(session.scalars(select(RunRow.spec)))
-        cutoff = time.time() - UPLOAD_GRACE
-        stale = [path for path in folder.iterdir()
-                 if path.is_file() and path.name not in specs and path.stat().st_mtime < cutoff]
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return stale
+        return prune_uploads(self.home / "uploads", specs)
 
     # -- writing -------------------------------------------------------------------------------
     def create_run(self, spec: dict[str, Any], method: str, name: str = "") -> str:

@@ -9,7 +9,7 @@ LAYERS = [
     ("foundation", {"errors", "tokenizer", "ionisation", "depict", "molecules", "filekinds", "sdfile", "sheets", "tables", "guard", "methods",
                     "methods.influence.solvers"}),
     ("spec and store", {"spec", "spec.config", "spec.options", "spec.job_options", "spec.registry", "store",
-                        "store.runs", "store.schema"}),
+                        "store.runs", "store.schema", "store.uploads"}),
     ("data and features", {"data", "descriptors", "training_set", "methods.pretrain.corpus",
                            "methods.pretrain.drug_corpus"}),
     ("models", {"model", "inference", "training", "costs", "compare", "predict", "predict.batch", "predict.domain",

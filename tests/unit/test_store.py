@@ -9,7 +9,7 @@ from chemlm_engine.spec import DataSpec, JobSpec, TrainConfig
 from chemlm_engine.errors import RunNotFoundError, StoreError
 from chemlm_engine.compare import run_summary, runs_frame
 from chemlm_engine.store import RunStore, Tables
-from chemlm_engine.store.runs import UPLOAD_GRACE
+from chemlm_engine.store.uploads import UPLOAD_GRACE
 
 
 def _run(store: RunStore) -> str:
