@@ -2,10 +2,14 @@
 (streamed to Parquet chunk by chunk, progress and Cancel in the jobs panel), downloadable when done."""
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import plotly.express as px
 import streamlit as st
 
+from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.library import active_twin, annotated_library, kept_rows
+from chemlm_engine.library_results import library_window, predictions_of
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
 from chemlm_engine.store import RunRecord
 from chemlm_engine.filekinds import is_sd_file, saved_suffix
@@ -14,6 +18,7 @@ from views.common import model_choices, run_label, store, submit
 from views.live import live_jobs
 
 CSV_ROWS = 200_000  # more rows: Parquet only (a CSV is built in the server's memory when it is downloaded)
+SHOWN_ROWS = 100  # rows of a logD window shown with their structures (all of them download)
 
 
 def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) -> None:
@@ -69,3 +74,58 @@ def library_results() -> None:
         if rows <= CSV_ROWS and is_sd_file(source) and Path(source).exists():
             c.download_button("Download (SD file)", lambda: annotated_library(output, source),
                               f"predictions-{run.id}.sdf", "chemical/x-mdl-sdfile", key="library-sdf")
+        _browse(run, output)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _predictions(output: str, written: float) -> tuple[np.ndarray, np.ndarray]:  # written: a new file, a new entry
+    return predictions_of(output)
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the rows in the window …")
+def _window(output: str, written: float, low: float, high: float, inside_only: bool,
+            limit: int | None) -> tuple[pd.DataFrame, int]:
+    return library_window(output, low, high, inside_only, limit)
+
+
+def _browse(run: RunRecord, output: Path) -> None:
+    """The library's predicted logD distribution, and its rows in a logD window (structures, download)."""
+    written = output.stat().st_mtime
+    values, domain = _predictions(str(output), written)
+    if not len(values):
+        st.caption("No row of this library could be predicted (the downloads say why, row by row).")
+        return
+    low, high = float(np.floor(values.min() * 10) / 10), float(np.ceil(values.max() * 10) / 10)
+    edges = np.linspace(low, high, 41)
+    bars = pd.DataFrame([{"logD": (a + b) / 2, "molecules": n, "domain": place}
+                         for place in ("inside", "outside", "unknown")
+                         for a, b, n in zip(edges, edges[1:], np.histogram(values[domain == place], edges)[0])])
+    st.plotly_chart(px.bar(bars[bars["molecules"] > 0], x="logD", y="molecules", color="domain", height=260,
+                           labels={"logD": "predicted logD"}), key=f"library-distribution-{run.id}")
+    a, b = st.columns([3, 2], vertical_alignment="bottom")
+    window = a.slider("Predicted logD window", low, max(high, low + 0.1), (low, max(high, low + 0.1)), 0.1,
+                      key=f"library-window-{run.id}")
+    inside_only = b.checkbox("Inside the applicability domain only", key=f"library-inside-{run.id}",
+                             disabled=not (domain != "unknown").any())
+    shown, count = _window(str(output), written, *window, inside_only, SHOWN_ROWS)
+    st.caption(f"{count:,} of {len(values):,} predicted molecules in the window"
+               + (f"; the first {len(shown):,} in input order below" if count else ""))
+    if not count:
+        return
+    shown.insert(1, "structure", [molecule_image_uri(s, (200, 140)) for s in shown["canonical_smiles"]])
+    results = shown.columns.get_loc("canonical_smiles")  # the file's own columns come before it
+    order = ["row", "structure", *shown.columns[2:results], "prediction", "uncertainty", "interval_low",
+             "interval_high", "in_domain", "similarity", "warnings"]
+    st.dataframe(shown, hide_index=True, row_height=80, height=min(90 + 81 * len(shown), 520),
+                 column_order=[c for c in order if c in shown.columns], column_config={
+                     "structure": st.column_config.ImageColumn("structure", width=120),
+                     "prediction": st.column_config.NumberColumn("logD", format="%.2f"),
+                     "uncertainty": st.column_config.NumberColumn("±", format="%.2f"),
+                     "interval_low": st.column_config.NumberColumn("90 % from", format="%.2f"),
+                     "interval_high": st.column_config.NumberColumn("to", format="%.2f"),
+                     "similarity": st.column_config.NumberColumn("similarity", format="%.2f")})
+    if count <= CSV_ROWS:  # built on click, from the file, not kept in the page
+        st.download_button(f"Download the {count:,} rows in the window (CSV)",
+                           lambda: write_csv(library_window(output, *window, inside_only)[0]),
+                           f"predictions-{run.id}-logD-{window[0]:g}-to-{window[1]:g}.csv", "text/csv",
+                           key="library-window-csv")

@@ -486,4 +486,32 @@ def test_a_finished_library_prediction_of_an_sd_file_downloads_as_an_sd_file_too
     at = _app("views/predict.py")
     assert not at.exception
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Download (Parquet)", "Download (CSV)", "Download (SD file)"]
+    assert labels[:3] == ["Download (Parquet)", "Download (CSV)", "Download (SD file)"]
+
+
+def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_logd_window(home, finished_run):
+    import pandas as pd
+
+    store = RunStore(home=home)
+    names = [f"Z{i}" for i in range(8)]
+    smiles = ["CCO", "c1ccccc1O", "CCCCCCCC", "CC(=O)O", "c1ccncc1", "CCN(CC)CC", "OCC(O)CO", "C1CC1N("]
+    source = store.save_upload(("id,smiles\n" + "".join(f"{n},{s}\n" for n, s in zip(names, smiles))).encode())
+    options = {"model": store.get_run(finished_run).model_path, "source": str(source)}
+    run = store.get_run(run_job(JobSpec(method="predict", name="predict vendor.csv", options=options), store))
+    assert run.status == "finished", run.error
+    output = pd.read_parquet(run.info["output"])
+    at = _app("views/predict.py")
+    assert not at.exception
+    assert "7 of 7 predicted molecules in the window" in " ".join(c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1
+    window = at.slider(key=f"library-window-{run.id}")
+    low, high = window.value
+    middle = round(float(output["prediction"].median()), 1)
+    window.set_value((low, middle)).run()
+    expected = int((output["prediction"] <= middle).sum())  # inclusive, the invalid row (NaN) never
+    assert 0 < expected < 7
+    assert f"{expected} of 7 predicted molecules in the window" in " ".join(c.value for c in at.caption)
+    shown = at.dataframe[-1].value
+    assert shown["row"].tolist() == [i + 1 for i in output.index[output["prediction"] <= middle]]
+    assert shown["id"].tolist() == [names[i] for i in output.index[output["prediction"] <= middle]]
+    assert widget(at, "download_button", f"Download the {expected} rows in the window").label

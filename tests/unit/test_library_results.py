@@ -1,0 +1,45 @@
+"""A finished library prediction read in batches: its distribution and the rows in a logD window."""
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from chemlm_engine import library_results
+from chemlm_engine.library_results import library_window, predictions_of
+
+
+def _output(path, in_domain=(True, False, None, True, True, False, True)):
+    """A library's output as the streamed path writes it: the file's columns, then the results (None: invalid)."""
+    predictions = [1.0, 2.0, None, 3.0, 2.5, 1.5, 0.5]
+    table = pa.table({"id": [f"Z{i}" for i in range(7)], "smiles": ["C"] * 7, "canonical_smiles": ["C"] * 7,
+                      "prediction": pa.array(predictions, pa.float64()),
+                      "in_domain": pa.array([None if p is None else d for p, d in zip(predictions, in_domain)],
+                                            pa.bool_())})
+    pq.write_table(table, path)
+    return path
+
+
+def test_the_window_keeps_input_order_and_row_numbers_across_batches_and_counts_past_its_limit(tmp_path,
+                                                                                            monkeypatch):
+    monkeypatch.setattr(library_results, "WINDOW_BATCH", 3)  # four rows of the window in three batches
+    output = _output(tmp_path / "predictions.parquet")
+    rows, count = library_window(output, 1.0, 2.5)
+    assert count == 4 and rows["row"].tolist() == [1, 2, 5, 6] and rows["id"].tolist() == ["Z0", "Z1", "Z4", "Z5"]
+    assert list(rows.columns[:3]) == ["row", "id", "smiles"]
+    first, count = library_window(output, 1.0, 2.5, limit=3)
+    assert count == 4 and first["row"].tolist() == [1, 2, 5]
+    inside, count = library_window(output, 1.0, 2.5, inside_only=True)
+    assert count == 2 and inside["row"].tolist() == [1, 5]
+    none, count = library_window(output, 5.0, 6.0)
+    assert count == 0 and none.empty and list(none.columns) == ["row", "id", "smiles", "canonical_smiles",
+                                                              "prediction", "in_domain"]
+
+
+def test_the_distribution_leaves_out_invalid_rows_and_says_where_no_domain_was_known(tmp_path):
+    values, domain = predictions_of(_output(tmp_path / "a.parquet"))
+    assert values.tolist() == [1.0, 2.0, 3.0, 2.5, 1.5, 0.5]
+    assert domain.tolist() == ["inside", "outside", "inside", "inside", "outside", "inside"]
+    _, unknown = predictions_of(_output(tmp_path / "b.parquet", in_domain=(None,) * 7))  # no training set saved
+    assert set(unknown) == {"unknown"}
+    frame = pd.read_parquet(tmp_path / "a.parquet")
+    assert np.isnan(frame["prediction"][2])  # the invalid row is in the file, one row per input
