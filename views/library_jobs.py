@@ -101,7 +101,8 @@ def _browse(run: RunRecord, output: Path) -> None:
                          for place in ("inside", "outside", "unknown")
                          for a, b, n in zip(edges, edges[1:], np.histogram(values[domain == place], edges)[0])])
     st.plotly_chart(px.bar(bars[bars["molecules"] > 0], x="logD", y="molecules", color="domain", height=260,
-                           labels={"logD": "predicted logD"}), key=f"library-distribution-{run.id}")
+                           labels={"logD": "predicted logD"}).update_layout(margin={"t": 10, "b": 0}),
+                    key=f"library-distribution-{run.id}")
     a, b = st.columns([3, 2], vertical_alignment="bottom")
     window = a.slider("Predicted logD window", low, max(high, low + 0.1), (low, max(high, low + 0.1)), 0.1,
                       key=f"library-window-{run.id}")
