@@ -14,8 +14,10 @@ from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
 from chemlm_engine.store import RunRecord
 from chemlm_engine.filekinds import is_sd_file, saved_suffix
 from chemlm_engine.tables import write_csv
-from views.common import model_choices, run_label, store, submit
+from views.common import model_choices, run_label, store, submit, warm_explanations
+from views.forms import NAME_COLUMNS
 from views.live import live_jobs
+from views.why import why_this_prediction
 
 CSV_ROWS = 200_000  # more rows: Parquet only (a CSV is built in the server's memory when it is downloaded)
 SHOWN_ROWS = 100  # rows of a logD window shown with their structures (all of them download)
@@ -130,3 +132,13 @@ def _browse(run: RunRecord, output: Path) -> None:
                            lambda: write_csv(library_window(output, *window, inside_only)[0]),
                            f"predictions-{run.id}-logD-{window[0]:g}-to-{window[1]:g}.csv", "text/csv",
                            key="library-window-csv")
+    _why(shown, columns=list(shown.columns[2:results]), folder=run.info["model"], key=f"library-why-{run.id}")
+
+
+def _why(shown: pd.DataFrame, columns: list[str], folder: str, key: str) -> None:
+    """"Why this prediction?" for the window's rows shown: named by the file's name or ID column."""
+    name = next((c for c in columns if c.strip().lower() in NAME_COLUMNS), None)
+    warm_explanations(folder)  # a finished library is read now: "Why?" should answer at once
+    why_this_prediction(shown.assign(name=shown[name].fillna("").astype(str) if name else "",
+                                     domain=shown["in_domain"].map({True: "✓ in domain", False: "⚠ outside"})),
+                        folder, key)

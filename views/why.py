@@ -8,12 +8,16 @@ from chemlm_engine.predict import DOMAIN_SIMILARITY
 from views.common import explanation, explanations_warming, molecule_cards, plain
 
 
-def why_this_prediction(ok: pd.DataFrame, folder: str) -> None:
-    """A row picker over the predicted rows ``ok`` of model ``folder``, and the chosen row's explanation."""
+def why_this_prediction(ok: pd.DataFrame, folder: str, key: str = "why-row") -> None:
+    """A row picker (widget ``key``) over the predicted rows ``ok`` of model ``folder``, and the chosen row's
+    explanation."""
     st.subheader("Why this prediction?")
-    why = st.selectbox("Explain a result row", [None, *ok.index], format_func=lambda i: "choose a row" if i is None else
-                       f"row {ok.loc[i, 'row']} · {ok.loc[i, 'name'] or ok.loc[i, 'canonical_smiles']} · "
-                       f"logD {ok.loc[i, 'prediction']:.2f}")
+    def label(i) -> str:
+        return "choose a row" if i is None else (f"row {ok.loc[i, 'row']} · "
+                                                 f"{ok.loc[i, 'name'] or ok.loc[i, 'canonical_smiles']} · "
+                                                 f"logD {ok.loc[i, 'prediction']:.2f}")
+
+    why = st.selectbox("Explain a result row", [None, *ok.index], key=key, format_func=label)
     if why is None:
         return
     first = explanations_warming(folder)

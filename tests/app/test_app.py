@@ -515,3 +515,8 @@ def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_
     assert shown["row"].tolist() == [i + 1 for i in output.index[output["prediction"] <= middle]]
     assert shown["id"].tolist() == [names[i] for i in output.index[output["prediction"] <= middle]]
     assert widget(at, "download_button", f"Download the {expected} rows in the window").label
+    why = at.selectbox(key=f"library-why-{run.id}")
+    assert why.options[1].startswith(f"row {shown['row'][0]} · {shown['id'][0]} · logD")
+    why.set_value(0).run()  # "Why?" for a library row: its atoms and training molecules
+    assert not at.exception
+    assert any("Training molecules behind it" in m.value for m in at.markdown)
