@@ -18,10 +18,12 @@ WINDOW_BATCH = 65_536  # rows read at a time: memory stays flat for any library
 def predictions_of(output: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Every predicted row's logD and its place against the applicability domain ("inside", "outside", or
     "unknown" where the model saved no training set); rows without a prediction are left out."""
-    table = pq.read_table(output, columns=["prediction", "in_domain"])
+    table = pq.read_table(output, columns=["prediction"])
     predicted = table.column("prediction").is_valid()
     values = table.column("prediction").filter(predicted).to_numpy(zero_copy_only=False).astype(np.float64)
-    inside = table.column("in_domain").filter(predicted).cast(pa.bool_())
+    if "in_domain" not in pq.read_schema(output).names:  # written before the applicability domain was
+        return values, np.full(len(values), "unknown")
+    inside = pq.read_table(output, columns=["in_domain"]).column("in_domain").filter(predicted).cast(pa.bool_())
     known = inside.is_valid().to_numpy(zero_copy_only=False)
     flags = pc.fill_null(inside, False).to_numpy(zero_copy_only=False).astype(bool)
     return values, np.where(known, np.where(flags, "inside", "outside"), "unknown")
@@ -36,7 +38,7 @@ def library_window(output: str | Path, low: float, high: float, inside_only: boo
     for batch in pq.ParquetFile(output).iter_batches(batch_size=WINDOW_BATCH):
         prediction = batch.column("prediction")
         keep = pc.and_(pc.greater_equal(prediction, low), pc.less_equal(prediction, high))
-        if inside_only:
+        if inside_only and "in_domain" in batch.schema.names:
             keep = pc.and_(keep, pc.equal(batch.column("in_domain"), True))
         keep = pc.fill_null(keep, False)
         rows = pc.indices_nonzero(keep).to_numpy()

@@ -140,5 +140,6 @@ def _why(shown: pd.DataFrame, columns: list[str], folder: str, key: str) -> None
     name = next((c for c in columns if c.strip().lower() in NAME_COLUMNS), None)
     warm_explanations(folder)  # a finished library is read now: "Why?" should answer at once
     why_this_prediction(shown.assign(name=shown[name].fillna("").astype(str) if name else "",
-                                     domain=shown["in_domain"].map({True: "✓ in domain", False: "⚠ outside"})),
+                                     domain=shown.get("in_domain", pd.Series()).map({True: "✓ in domain",
+                                                                                     False: "⚠ outside"})),
                         folder, key)

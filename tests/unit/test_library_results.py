@@ -43,3 +43,12 @@ def test_the_distribution_leaves_out_invalid_rows_and_says_where_no_domain_was_k
     assert set(unknown) == {"unknown"}
     frame = pd.read_parquet(tmp_path / "a.parquet")
     assert np.isnan(frame["prediction"][2])  # the invalid row is in the file, one row per input
+
+
+def test_an_output_written_before_the_applicability_domain_still_reads(tmp_path):
+    output = tmp_path / "old.parquet"
+    pq.write_table(pq.read_table(_output(tmp_path / "new.parquet")).drop(["in_domain"]), output)
+    values, domain = predictions_of(output)
+    assert len(values) == 6 and set(domain) == {"unknown"}
+    rows, count = library_window(output, 1.0, 2.5, inside_only=True)  # nothing known to be inside: no filter
+    assert count == 4 and rows["row"].tolist() == [1, 2, 5, 6]
