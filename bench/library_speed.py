@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from peak_memory import peak_resident_mb
 
 
 def build_library(size: int, path: Path, seed: int = 0) -> None:
@@ -71,7 +71,7 @@ def measure(model: str, library: Path, executor: str, work: Path) -> dict:
     else:
         summary = predict_library(model, library, output.with_suffix(".parquet"))
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_resident_mb()
     row = {"rows": summary.rows, "invalid": summary.invalid, "seconds": seconds,
            "molecules_per_s": summary.rows / seconds, "peak_rss_mb": peak_mb, "threads": torch.get_num_threads()}
     if executor == "local":  # the floor: the members' forward passes alone, tokens and descriptors ready
