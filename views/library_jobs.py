@@ -117,10 +117,15 @@ def _browse(run: RunRecord, output: Path) -> None:
         return
     shown.insert(1, "structure", [molecule_image_uri(s, (200, 140)) for s in shown["canonical_smiles"]])
     results = shown.columns.get_loc("canonical_smiles")  # the file's own columns come before it
-    order = ["row", "structure", *shown.columns[2:results], "prediction", "uncertainty", "interval_low",
-             "interval_high", "in_domain", "similarity", "warnings"]
+    own = list(shown.columns[2:results])
+    known = shown["in_domain"] if "in_domain" in shown else pd.Series(None, index=shown.index, dtype=object)
+    shown["domain"] = known.map({True: "✓ in domain", False: "⚠ outside"}).fillna("–")
+    name = next((c for c in own if c.strip().lower() in NAME_COLUMNS), None)  # the file's name or ID column
+    # as in the page's own results: what a chemist reads first, then the file's other columns (its SMILES among them)
+    order = ["row", "structure", name, "prediction", "uncertainty", "interval_low", "interval_high", "domain",
+             "similarity", *own, "warnings"]
     st.dataframe(shown, hide_index=True, row_height=80, height=min(90 + 81 * len(shown), 520),
-                 column_order=[c for c in order if c in shown.columns], column_config={
+                 column_order=[c for c in dict.fromkeys(order) if c in shown.columns], column_config={
                      "structure": st.column_config.ImageColumn("structure", width=120),
                      "prediction": st.column_config.NumberColumn("logD", format="%.2f"),
                      "uncertainty": st.column_config.NumberColumn("±", format="%.2f"),
@@ -132,14 +137,6 @@ def _browse(run: RunRecord, output: Path) -> None:
                            lambda: write_csv(library_window(output, *window, inside_only)[0]),
                            f"predictions-{run.id}-logD-{window[0]:g}-to-{window[1]:g}.csv", "text/csv",
                            key="library-window-csv")
-    _why(shown, columns=list(shown.columns[2:results]), folder=run.info["model"], key=f"library-why-{run.id}")
-
-
-def _why(shown: pd.DataFrame, columns: list[str], folder: str, key: str) -> None:
-    """"Why this prediction?" for the window's rows shown: named by the file's name or ID column."""
-    name = next((c for c in columns if c.strip().lower() in NAME_COLUMNS), None)
-    warm_explanations(folder)  # a finished library is read now: "Why?" should answer at once
-    why_this_prediction(shown.assign(name=shown[name].fillna("").astype(str) if name else "",
-                                     domain=shown.get("in_domain", pd.Series()).map({True: "✓ in domain",
-                                                                                     False: "⚠ outside"})),
-                        folder, key)
+    warm_explanations(run.info["model"])  # a finished library is read now: "Why?" should answer at once
+    why_this_prediction(shown.assign(name=shown[name].fillna("").astype(str) if name else ""), run.info["model"],
+                        key=f"library-why-{run.id}")
