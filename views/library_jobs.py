@@ -137,6 +137,9 @@ def _browse(run: RunRecord, output: Path) -> None:
                            lambda: write_csv(library_window(output, *window, inside_only)[0]),
                            f"predictions-{run.id}-logD-{window[0]:g}-to-{window[1]:g}.csv", "text/csv",
                            key="library-window-csv")
+    else:
+        st.caption(f"Over {CSV_ROWS:,} rows in the window: narrow it to download them as CSV, or take the whole "
+                   "library as Parquet (above).")
     warm_explanations(run.info["model"])  # a finished library is read now: "Why?" should answer at once
     why_this_prediction(shown.assign(name=shown[name].fillna("").astype(str) if name else ""), run.info["model"],
                         key=f"library-why-{run.id}")
