@@ -1,5 +1,5 @@
 """SD files (``.sdf``, as vendors, ChEMBL and PubChem ship libraries; a single ``.mol`` too) read as table records:
-per record its molecule as SMILES, its title as ``name``, then its data fields, in the first readable record's order.
+per record its molecule as SMILES, its title as ``name``, then the data fields, in order of first appearance.
 Records are read without sanitising (linear in the molecule): chemistry (valences, standardisation) is checked later,
 per molecule, by the guarded preparation every SMILES goes through, so an SD record and a SMILES line get the same
 errors. A record RDKit cannot parse at all is a row with its problem. Predictions go back into a copy of the file as
@@ -7,6 +7,7 @@ data fields of its records."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -20,6 +21,7 @@ __all__ = ["sd_records", "count_sd_records", "annotated_sd", "write_sd"]
 
 UNREADABLE = "cannot read this SD record (not a valid molfile)"
 _END = b"$$$$"
+_FIELD = re.compile(rb">[^<]*<(.+)>")  # a data field's header line: its name between the first < and the last >
 
 
 def _records(binary: IO[bytes]) -> Iterator[list[bytes]]:
@@ -63,23 +65,36 @@ def _fields(mol: Chem.Mol, data: list[str]) -> tuple[list[str], str | None]:
     return values, problem
 
 
+def _field_names(binary: IO[bytes]) -> tuple[list[str], int]:
+    """The data fields of all records, in order of first appearance, and how many records there are: read from the
+    field header lines (``>  <name>`` after ``M  END`` or a value's blank line) without parsing the molecules, with
+    RDKit's rule for the name (from the first ``<`` to the last ``>``)."""
+    names: dict[str, None] = {}
+    count = 0
+    for count, record in enumerate(_records(binary), 1):
+        in_data = expecting = False
+        for line in record:
+            if not in_data:
+                in_data = expecting = line.startswith(b"M  END")
+            elif expecting and (field := _FIELD.match(line)):
+                names.setdefault(field.group(1).decode("utf-8", "replace"), None)
+                expecting = False
+            elif not line.strip():  # a value ends with a blank line; the next field's header may follow
+                expecting = True
+    return list(names), count
+
+
 def sd_records(binary: IO[bytes]) -> Iterator[tuple[list[str], str | None]]:
-    """A header (``smiles``, ``name`` and the data fields of the first readable record), then per record its fields
-    and what is wrong with it (``None``: nothing); fields that only later records have are not read."""
-    data: list[str] | None = None
-    unreadable_first = 0  # records before the first readable one: the header waits for it
+    """A header (``smiles``, ``name`` and every data field any record has, in order of first appearance), then per
+    record its fields (blank where it lacks one) and what is wrong with it (``None``: nothing). The file is read
+    twice: once for the field names, so that a field only later records have (a merged library) is read too."""
+    data, records = _field_names(binary)
+    if not records:
+        return
+    binary.seek(0)
+    yield ["smiles", "name", *data], None
     for mol in map(_molecule, _records(binary)):
-        if data is None:
-            if mol is None:
-                unreadable_first += 1
-                continue
-            data = list(mol.GetPropNames())
-            yield ["smiles", "name", *data], None
-            yield from [([], UNREADABLE)] * unreadable_first
         yield ([], UNREADABLE) if mol is None else _fields(mol, data)
-    if data is None and unreadable_first:
-        yield ["smiles", "name"], None
-        yield from [([], UNREADABLE)] * unreadable_first
 
 
 def count_sd_records(binary: IO[bytes]) -> int:

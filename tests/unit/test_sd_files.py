@@ -153,3 +153,19 @@ def test_a_single_molfile_without_a_terminator_is_one_row(tmp_path):
                                           ("archive.gz", ".gz")])
 def test_a_saved_upload_keeps_the_suffix_that_says_its_kind(name, suffix, tmp_path):
     assert saved_suffix(name) == suffix
+
+
+def test_a_field_only_later_records_have_is_read_and_a_value_line_is_not_a_field(tmp_path):
+    path = tmp_path / "merged.sdf"  # two vendors' files joined: the second adds a field
+    second = _block("CCN", "ethylamine", {"ID": "B1", "Supplier": "Acme"}).replace(
+        ">  <Supplier>", ">  <note>\n> 10 µM, see <assay>\n\n>  <Supplier>")  # a value line that looks like a header
+    path.write_text(_block("CCO", "ethanol", {"ID": "A1"}) + UNPARSEABLE + second)
+    table = read_table(path)
+    assert table.frame.columns.tolist() == ["smiles", "name", "ID", "note", "Supplier"] == columns_of(path)
+    assert table.frame.to_dict("list") == {"smiles": ["CCO", "", "CCN"], "name": ["ethanol", "", "ethylamine"],
+                                           "ID": ["A1", "", "B1"], "note": ["", "", "> 10 µM, see <assay>"],
+                                           "Supplier": ["", "", "Acme"]}
+    assert count_rows(path) == 3
+    packed = tmp_path / "merged.sdf.gz"  # the field names are read in a pass of their own: compressed too
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    assert read_table(packed).frame.equals(table.frame)
