@@ -48,7 +48,7 @@ def predict(
     from .errors import OutputError
     from .spec import DEFAULT_REGRESSOR
     from .filekinds import is_excel, is_parquet, is_sd_file
-    from .sdfile import write_sd
+    from .sdfile import frame_rows, write_sd
     from .tables import check_output, count_rows, write_csv, write_xlsx, written_aside
 
     if not smiles and input is None:
@@ -64,12 +64,24 @@ def predict(
     from .predict.domain import TrainingReference, add_applicability_domain
     from .predict.ensemble import load_predictor
     from .predict.batch import measured_metrics, predict_csv, predict_smiles, result_columns, user_table
+    from .library import annotated_library
 
     if input is not None and (executor == "ray" or is_parquet(input) or
                               (output is not None and output.suffix == ".parquet")):
         _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
         return
-    if input is not None and count_rows(input) > _IN_MEMORY_ROWS:  # a CSV result is built in memory, in one go
+    many = input is not None and count_rows(input) > _IN_MEMORY_ROWS  # a CSV result is built in memory, in one go
+    if many and sd_output:  # streamed to Parquet beside it, then copied record by record: any size
+        assert input is not None and output is not None
+        results = output.with_name(output.name + ".parquet")
+        _predict_library(folder, input, results, smiles_column, executor, ray_address, workers, trust_remote_code)
+        with written_aside(output) as aside:
+            annotated_library(results, input, aside)
+        typer.echo(f"wrote {output} (its records with the results as chemlm_* fields; the results as a table: "
+                   f"{results.name})" + ("; over this many rows the metrics against --measured-column are not "
+                                         "computed" if measured_column else ""), err=True)
+        return
+    if many and input is not None:
         typer.echo(f"note: {input.name} has over {_IN_MEMORY_ROWS:,} rows: --output predictions.parquet streams it in "
                    "constant memory and resumes after an interruption", err=True)
     regressor = load_predictor(folder, trust_remote_code=trust_remote_code)
@@ -95,7 +107,7 @@ def predict(
         with written_aside(output) as aside:
             if sd_output:  # the record already holds the file's own fields: only the results are added
                 assert input is not None
-                write_sd(frame[result_columns(frame)], input, aside)
+                write_sd(input, *frame_rows(frame[result_columns(frame)]), aside)
             elif is_excel(output):
                 write_xlsx(user_table(frame), aside)
             else:

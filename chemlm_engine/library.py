@@ -75,11 +75,15 @@ def predict_frame(model, frame: pd.DataFrame, smiles_column: str, problems: list
     return out
 
 
-def annotated_library(output: str | Path, source: str | Path) -> bytes:
+def annotated_library(output: str | Path, source: str | Path, target: Path | None = None) -> bytes | None:
     """The SD file ``source`` with the results of its streamed prediction ``output`` (the file's own columns first, as
-    :func:`predict_frame` writes them, then the results) added to each record."""
-    frame = pd.read_parquet(output)
-    return write_sd(frame.iloc[:, len(columns_of(source)):], source)
+    :func:`predict_frame` writes them, then the results) added to each record: its bytes, or, given a ``target``,
+    written there batch by batch (constant memory for any size)."""
+    results = pq.ParquetFile(output)
+    columns = results.schema_arrow.names[len(columns_of(source)):]
+    rows = (row for batch in results.iter_batches(columns=columns)
+            for row in zip(*(batch.column(name).to_pylist() for name in columns)))
+    return write_sd(source, columns, rows, target)
 
 
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -17,7 +17,7 @@ from rdkit import Chem, rdBase
 
 from .filekinds import open_bytes
 
-__all__ = ["sd_records", "count_sd_records", "annotated_sd", "write_sd"]
+__all__ = ["sd_records", "count_sd_records", "annotated_sd", "write_sd", "frame_rows"]
 
 UNREADABLE = "cannot read this SD record (not a valid molfile)"
 _END = b"$$$$"
@@ -110,12 +110,13 @@ def _tag(name: str, value: object) -> bytes | None:
     return f">  <{name}>\n{' '.join(text.splitlines())}\n\n".encode()
 
 
-def annotated_sd(binary: IO[bytes], fields: pd.DataFrame, prefix: str = "chemlm_") -> Iterator[bytes]:
+def annotated_sd(binary: IO[bytes], columns: Sequence[str], rows: Iterable[tuple],
+                 prefix: str = "chemlm_") -> Iterator[bytes]:
     """The SD file's records byte for byte (coordinates, data fields, unreadable ones too), each followed by its row
-    of ``fields`` as data fields named ``prefix + column`` (missing values left out), in order: one row per record, as
-    :func:`sd_records` read them."""
-    rows = fields.itertuples(index=False, name=None)
-    names = [prefix + column for column in fields.columns]
+    of ``rows`` (values in the order of ``columns``) as data fields named ``prefix + column`` (missing values left
+    out), in order: one row per record, as :func:`sd_records` read them."""
+    rows = iter(rows)
+    names = [prefix + column for column in columns]
     for record in _records(binary):
         row = next(rows, None)
         if row is None:
@@ -130,11 +131,19 @@ def annotated_sd(binary: IO[bytes], fields: pd.DataFrame, prefix: str = "chemlm_
         raise ValueError("the SD file has fewer records than there are rows to add")
 
 
-def write_sd(results: pd.DataFrame, source: str | Path | IO, target: Path | None = None) -> bytes:
-    """A copy of the SD file ``source`` with a row of ``results`` added to each record as data fields: its bytes,
-    written to ``target`` too if given."""
+def write_sd(source: str | Path | IO, columns: Sequence[str], rows: Iterable[tuple],
+             target: Path | None = None) -> bytes | None:
+    """A copy of the SD file ``source`` with a row of ``rows`` added to each record as data fields (see
+    :func:`annotated_sd`): its bytes, or, given a ``target``, written there record by record (any size)."""
     with open_bytes(source) as original:
-        data = b"".join(annotated_sd(original, results))
-    if target is not None:
-        target.write_bytes(data)
-    return data
+        records = annotated_sd(original, columns, rows)
+        if target is None:
+            return b"".join(records)
+        with open(target, "wb") as out:
+            out.writelines(records)
+    return None
+
+
+def frame_rows(frame: pd.DataFrame) -> tuple[list[str], Iterator[tuple]]:
+    """A table's columns and rows as :func:`write_sd` takes them."""
+    return list(frame.columns), frame.itertuples(index=False, name=None)

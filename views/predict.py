@@ -10,7 +10,7 @@ from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, 
                                    parse_pasted, predict_csv, predict_smiles, result_columns, user_table)
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import TABLE_TYPES, is_sd_file
-from chemlm_engine.sdfile import write_sd
+from chemlm_engine.sdfile import frame_rows, write_sd
 from chemlm_engine.tables import write_csv, write_xlsx
 from views.common import fmt3, load_model, model_choices, parity_plot, plain, training_reference, warm_explanations
 from views.forms import column_pickers, upload_too_big
@@ -169,5 +169,5 @@ st.download_button("Download all rows (Excel workbook)", lambda: write_xlsx(user
                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", on_click="ignore")
 if upload is not None and is_sd_file(upload):  # the records as uploaded (coordinates, fields), the results added
     st.download_button("Download as an SD file (your records, each with its results as chemlm_* fields)",
-                       write_sd(result[result_columns(result)], upload), "predictions.sdf",
+                       write_sd(upload, *frame_rows(result[result_columns(result)])), "predictions.sdf",
                        "chemical/x-mdl-sdfile", on_click="ignore")

@@ -227,6 +227,25 @@ def test_predict_writes_an_sd_input_back_with_its_predictions_in_each_record(reg
     assert not any(m.HasProp("chemlm_name") or m.HasProp("chemlm_row") for m in written)  # the record's own: not again
 
 
+def test_a_large_sd_input_is_written_back_through_the_streamed_path_with_the_same_fields(regressor_dir, tmp_path,
+                                                                                      monkeypatch):
+    from rdkit import Chem
+
+    from chemlm_engine import cli_predict
+
+    with Chem.SDWriter(str(tmp_path / "vendor.sdf")) as writer:
+        for smiles in ("CCO", "c1ccccc1O", "C(C)(C)(C)(C)C"):  # the last one is invalid chemistry: an error row
+            writer.write(Chem.MolFromSmiles(smiles, sanitize=False))
+    command = ["predict", "--model", str(regressor_dir), "--input", str(tmp_path / "vendor.sdf"), "--output"]
+    assert runner.invoke(app, [*command, str(tmp_path / "small.sdf")]).exit_code == 0  # in memory
+    monkeypatch.setattr(cli_predict, "_IN_MEMORY_ROWS", 2)  # "large": over this many rows
+    result = runner.invoke(app, [*command, str(tmp_path / "large.sdf")])
+    assert result.exit_code == 0, result.output
+    assert "large.sdf.parquet" in result.output and (tmp_path / "large.sdf.parquet").exists()
+    small, large = ((tmp_path / f"{name}.sdf").read_text().split("$$$$\n") for name in ("small", "large"))
+    assert len(large) == 4 and large == small  # the same records, fields and values as the in-memory path wrote
+
+
 def test_predict_writes_an_excel_workbook(regressor_dir, tmp_path):
     from chemlm_engine.tables import read_table
 

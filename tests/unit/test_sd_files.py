@@ -14,7 +14,7 @@ from chemlm_engine.model import RegressionModel
 from chemlm_engine.molecules import canonicalize, prepare_smiles
 from chemlm_engine.predict import predict_csv, result_columns
 from chemlm_engine.filekinds import saved_suffix
-from chemlm_engine.sdfile import write_sd
+from chemlm_engine.sdfile import frame_rows, write_sd
 from chemlm_engine.tables import columns_of, count_rows, read_table
 
 UNPARSEABLE = "no atoms here\n\n\n  X\nM  END\n$$$$\n"  # its counts line is not a molfile's
@@ -104,8 +104,9 @@ def test_predictions_go_back_into_a_copy_of_the_sd_file_record_by_record(regress
     path.write_bytes(gzip.compress(_library().encode()))
     frame = predict_csv(regressor, path)
     results = frame[result_columns(frame)]
-    write_sd(results, path, tmp_path / "annotated.sdf")
-    assert write_sd(results, path) == (tmp_path / "annotated.sdf").read_bytes()  # or in memory, for a download
+    write_sd(path, *frame_rows(results), tmp_path / "annotated.sdf")
+    in_memory = write_sd(path, *frame_rows(results))  # for a download
+    assert in_memory == (tmp_path / "annotated.sdf").read_bytes()
     written = (tmp_path / "annotated.sdf").read_text()
     originals = _library().split("$$$$\n")[:-1]
     copies = written.split("$$$$\n")[:-1]
@@ -117,7 +118,7 @@ def test_predictions_go_back_into_a_copy_of_the_sd_file_record_by_record(regress
     assert "chemlm_prediction>" not in copies[2] and "chemlm_error>\ncannot read this SD record" in copies[2]
     assert "valence" in copies[4].split("chemlm_error>\n")[1]
     with pytest.raises(ValueError, match="more records"):
-        write_sd(results[:4], path, tmp_path / "short.sdf")
+        write_sd(path, *frame_rows(results[:4]), tmp_path / "short.sdf")
 
 
 def test_records_before_the_first_readable_one_are_rows_and_a_file_of_none_is_empty(tmp_path):
@@ -138,7 +139,7 @@ def test_blank_records_are_none_and_reading_counting_and_annotating_agree(tmp_pa
     table = read_table(path)
     assert table.frame["name"].tolist() == ["ethylamine"] * 2 and table.problems == [None, None]
     assert count_rows(path) == 2
-    write_sd(pd.DataFrame({"prediction": [1.0, 2.0]}), path, tmp_path / "out.sdf")
+    write_sd(path, ["prediction"], [(1.0,), (2.0,)], tmp_path / "out.sdf")
     assert read_table(tmp_path / "out.sdf").frame["chemlm_prediction"].tolist() == ["1", "2"]
 
 
