@@ -487,6 +487,12 @@ def test_a_finished_library_prediction_of_an_sd_file_downloads_as_an_sd_file_too
     assert not at.exception
     labels = [b.label for b in at.get("download_button")]
     assert labels[:3] == ["Download (Parquet)", "Download (CSV)", "Download (SD file)"]
+    from chemlm_engine.library import annotated_library
+    from views.library_jobs import _sd_copy
+
+    output = Path(run.info["output"])
+    assert _sd_copy(output, str(source)) == annotated_library(output, source)  # what the button downloads
+    assert output.with_suffix(".sdf").exists()  # written once, beside the run's Parquet, record by record
 
 
 def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_logd_window(home, finished_run):
