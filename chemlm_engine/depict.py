@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 
 from rdkit import Chem, rdBase
@@ -14,6 +15,11 @@ def molecule_image_uri(smiles: str | None, size: tuple[int, int] = (220, 160)) -
     """PNG depiction of a molecule as a ``data:image/png;base64,…`` URI; ``None`` if it cannot be parsed."""
     if not isinstance(smiles, str) or not smiles:  # missing values arrive from pandas as NaN
         return None
+    return _image_uri(smiles, size)
+
+
+@functools.lru_cache(maxsize=4096)  # ~4 ms a picture: a page rerun draws each molecule once (~35 MB at most)
+def _image_uri(smiles: str, size: tuple[int, int]) -> str | None:
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles)
     if mol is None:
