@@ -66,8 +66,9 @@ def library_results() -> None:
         st.caption(library_summary(run))
         a, b, c = st.columns(3)
         # The file's bytes, not a deferred callable: a deferred button was seen disabled for a minute in the test
-        # suite (never alone); the CSV, built on click, stays deferred.
-        a.download_button("Download (Parquet)", output.read_bytes(), f"predictions-{run.id}.parquet",
+        # suite (never alone); a large one is read on click, not held in memory on every rerun (a million rows ~100 MB).
+        parquet = output.read_bytes() if output.stat().st_size <= 20e6 else output.read_bytes
+        a.download_button("Download (Parquet)", parquet, f"predictions-{run.id}.parquet",
                           "application/vnd.apache.parquet", key="library-parquet")
         if rows <= CSV_ROWS:
             b.download_button("Download (CSV)", lambda: write_csv(pd.read_parquet(output)), f"predictions-{run.id}.csv",
