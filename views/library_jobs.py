@@ -20,6 +20,7 @@ from views.live import live_jobs
 from views.why import why_this_prediction
 
 CSV_ROWS = 200_000  # more rows: Parquet only (a CSV is built in the server's memory when it is downloaded)
+HELD_BYTES = 20e6  # a Parquet output up to this size is passed to its download button as bytes, a larger one on click
 SHOWN_ROWS = 100  # rows of a logD window shown with their structures (all of them download)
 
 
@@ -67,7 +68,7 @@ def library_results() -> None:
         a, b, c = st.columns(3)
         # The file's bytes, not a deferred callable: a deferred button was seen disabled for a minute in the test
         # suite (never alone); a large one is read on click, not held in memory on every rerun (a million rows ~100 MB).
-        parquet = output.read_bytes() if output.stat().st_size <= 20e6 else output.read_bytes
+        parquet = output.read_bytes() if output.stat().st_size <= HELD_BYTES else output.read_bytes
         a.download_button("Download (Parquet)", parquet, f"predictions-{run.id}.parquet",
                           "application/vnd.apache.parquet", key="library-parquet")
         if rows <= CSV_ROWS:

@@ -510,9 +510,13 @@ def test_a_finished_library_prediction_of_an_sd_file_downloads_as_an_sd_file_too
     assert output.with_suffix(".sdf").exists()  # written once, beside the run's Parquet, record by record
 
 
-def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_logd_window(home, finished_run):
+def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_logd_window(home, finished_run,
+                                                                                            monkeypatch):
     import pandas as pd
 
+    from views import library_jobs
+
+    monkeypatch.setattr(library_jobs, "HELD_BYTES", 0)  # as a large output: its Parquet read on click
     store = RunStore(home=home)
     names = [f"Z{i}" for i in range(8)]
     smiles = ["CCO", "c1ccccc1O", "CCCCCCCC", "CC(=O)O", "c1ccncc1", "CCN(CC)CC", "OCC(O)CO", "C1CC1N("]
@@ -524,6 +528,7 @@ def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_
     at = _app("views/predict.py")
     assert not at.exception
     assert "7 of 7 predicted molecules in the window" in " ".join(c.value for c in at.caption)
+    assert widget(at, "download_button", "Download (Parquet)").label
     assert len(at.get("plotly_chart")) == 1
     window = at.slider(key=f"library-window-{run.id}")
     low, high = window.value
