@@ -16,6 +16,7 @@ from chemlm_engine.filekinds import is_sd_file, saved_suffix
 from chemlm_engine.tables import write_csv, written_aside
 from views.common import model_choices, run_label, store, submit, warm_explanations
 from views.forms import NAME_COLUMNS
+from views.kept import kept
 from views.live import live_jobs
 from views.why import why_this_prediction
 
@@ -118,10 +119,12 @@ def _browse(run: RunRecord, output: Path) -> None:
                            labels={"logD": "predicted logD"}).update_layout(margin={"t": 10, "b": 0}),
                     key=f"library-distribution-{run.id}")
     a, b = st.columns([3, 2], vertical_alignment="bottom")
-    window = a.slider("Predicted logD window", low, max(high, low + 0.1), (low, max(high, low + 0.1)), 0.1,
-                      key=f"library-window-{run.id}")
-    inside_only = b.checkbox("Inside the applicability domain only", key=f"library-inside-{run.id}",
-                             disabled=not (domain != "unknown").any())
+    high = max(high, low + 0.1)
+    keep_window = kept(f"library-window-{run.id}")  # the window and filter outlive a visit to another page
+    st.session_state.setdefault(keep_window["key"], (low, high))
+    window = a.slider("Predicted logD window", low, high, step=0.1, **keep_window)
+    inside_only = b.checkbox("Inside the applicability domain only", disabled=not (domain != "unknown").any(),
+                             **kept(f"library-inside-{run.id}"))
     shown, count = _window(str(output), written, *window, inside_only, SHOWN_ROWS)
     st.caption(f"{count:,} of {len(values):,} predicted molecules in the window"
                + (f"; the first {len(shown):,} in input order below" if count else ""))

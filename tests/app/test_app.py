@@ -541,6 +541,10 @@ def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_
     assert shown["row"].tolist() == [i + 1 for i in output.index[output["prediction"] <= middle]]
     assert shown["id"].tolist() == [names[i] for i in output.index[output["prediction"] <= middle]]
     assert widget(at, "download_button", f"Download the {expected} rows in the window").label
+    at.switch_page("views/train.py").run()
+    at.switch_page("views/predict.py").run()  # back: the window is as it was left
+    assert at.slider(key=f"library-window-{run.id}").value == (low, middle)
+    assert f"{expected} of 7 predicted molecules in the window" in " ".join(c.value for c in at.caption)
     why = at.selectbox(key=f"library-why-{run.id}")
     assert why.options[1].startswith(f"row {shown['row'][0]} · {shown['id'][0]} · logD")
     why.set_value(0).run()  # "Why?" for a library row: its atoms and training molecules
