@@ -52,6 +52,8 @@ def read(output: Path) -> None:
     print(f"memory after imports: {peak_resident_mb():.0f} MB")
     for what, reading in (("distribution (predictions_of)", lambda: predictions_of(output)),
                           ("window 1-3, inside the domain, first 100", lambda: library_window(output, 1, 3, True, 100)),
+                          ("window 1-3, the 100 most certain", lambda: library_window(output, 1, 3, False, 100,
+                                                                                     "most certain first")),
                           ("window 2.0-2.1, every row", lambda: library_window(output, 2.0, 2.1))):
         start = time.perf_counter()
         result = reading()

@@ -10,9 +10,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["WINDOW_BATCH", "predictions_of", "library_window"]
+__all__ = ["WINDOW_BATCH", "ORDERS", "predictions_of", "library_window"]
 
 WINDOW_BATCH = 65_536  # rows read at a time: memory stays flat for any library
+# How the first rows of a window are chosen: a column and its direction (None: input order)
+ORDERS = {"input order": None, "highest logD first": ("prediction", "descending"),
+          "lowest logD first": ("prediction", "ascending"), "most certain first": ("uncertainty", "ascending")}
 
 
 def predictions_of(output: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -30,25 +33,38 @@ def predictions_of(output: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def library_window(output: str | Path, low: float, high: float, inside_only: bool = False,
-                   limit: int | None = None) -> tuple[pd.DataFrame, int]:
+                   limit: int | None = None, order: str = "input order") -> tuple[pd.DataFrame, int]:
     """The rows predicted between ``low`` and ``high`` (inclusive; inside the applicability domain only if asked),
-    in input order with their 1-based ``row`` first: the first ``limit`` of them (None: all), and how many there are."""
-    found: list[pd.DataFrame] = []
-    count = start = collected = 0
+    with their 1-based ``row`` first: the first ``limit`` of them (None: all) in one of the :data:`ORDERS` (input
+    order where the file lacks its column: one model has no members' spread), and how many there are."""
+    sort = ORDERS[order]
+    if sort is not None and sort[0] not in pq.read_schema(output).names:
+        sort = None
+    found = pd.DataFrame(columns=["row", *pq.read_schema(output).names])
+    count = start = 0
     for batch in pq.ParquetFile(output).iter_batches(batch_size=WINDOW_BATCH):
-        prediction = batch.column("prediction")
-        keep = pc.and_(pc.greater_equal(prediction, low), pc.less_equal(prediction, high))
-        if inside_only and "in_domain" in batch.schema.names:
-            keep = pc.and_(keep, pc.equal(batch.column("in_domain"), True))
-        keep = pc.fill_null(keep, False)
-        rows = pc.indices_nonzero(keep).to_numpy()
-        wanted = len(rows) if limit is None else min(len(rows), limit - collected)
-        if wanted > 0:
-            chosen = batch.take(pa.array(rows[:wanted])).to_pandas()
-            chosen.insert(0, "row", rows[:wanted] + start + 1)
-            found.append(chosen)
-            collected += wanted
+        rows = _in_window(batch, low, high, inside_only)
         count += len(rows)
+        if sort is not None and limit is not None and len(rows) > limit:  # only this batch's best can be among them
+            keys = batch.column(sort[0]).take(pa.array(rows))
+            rows = rows[pc.array_sort_indices(keys, order=sort[1]).to_numpy()[:limit]]
+        wanted = rows if sort is not None or limit is None else rows[:max(0, limit - len(found))]
+        if len(wanted):
+            chosen = batch.take(pa.array(wanted)).to_pandas()
+            chosen.insert(0, "row", wanted + start + 1)
+            found = chosen if found.empty else pd.concat([found, chosen], ignore_index=True)
+            if sort is not None:
+                found = found.sort_values([sort[0], "row"], ascending=[sort[1] == "ascending", True],
+                                          ignore_index=True)
+                found = found if limit is None else found.head(limit)
         start += batch.num_rows
-    columns = ["row", *pq.read_schema(output).names]
-    return (pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=columns)), count
+    return found, count
+
+
+def _in_window(batch: pa.RecordBatch, low: float, high: float, inside_only: bool) -> np.ndarray:
+    """Positions of the batch's rows predicted in ``[low, high]`` (and inside the domain, if asked and known)."""
+    prediction = batch.column("prediction")
+    keep = pc.and_(pc.greater_equal(prediction, low), pc.less_equal(prediction, high))
+    if inside_only and "in_domain" in batch.schema.names:
+        keep = pc.and_(keep, pc.equal(batch.column("in_domain"), True))
+    return pc.indices_nonzero(pc.fill_null(keep, False)).to_numpy()

@@ -9,7 +9,7 @@ import streamlit as st
 
 from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.library import active_twin, annotated_library, kept_rows
-from chemlm_engine.library_results import library_window, predictions_of
+from chemlm_engine.library_results import ORDERS, library_window, predictions_of
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
 from chemlm_engine.store import RunRecord
 from chemlm_engine.filekinds import is_sd_file, saved_suffix
@@ -98,9 +98,9 @@ def _predictions(output: str, written: float) -> tuple[np.ndarray, np.ndarray]: 
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the rows in the window …")
-def _window(output: str, written: float, low: float, high: float, inside_only: bool,
-            limit: int | None) -> tuple[pd.DataFrame, int]:
-    return library_window(output, low, high, inside_only, limit)
+def _window(output: str, written: float, low: float, high: float, inside_only: bool, limit: int | None,
+            order: str) -> tuple[pd.DataFrame, int]:
+    return library_window(output, low, high, inside_only, limit, order)
 
 
 def _browse(run: RunRecord, output: Path) -> None:
@@ -118,16 +118,19 @@ def _browse(run: RunRecord, output: Path) -> None:
     st.plotly_chart(px.bar(bars[bars["molecules"] > 0], x="logD", y="molecules", color="domain", height=260,
                            labels={"logD": "predicted logD"}).update_layout(margin={"t": 10, "b": 0}),
                     key=f"library-distribution-{run.id}")
-    a, b = st.columns([3, 2], vertical_alignment="bottom")
+    a, b, c = st.columns([5, 3, 2], vertical_alignment="bottom")
     high = max(high, low + 0.1)
     keep_window = kept(f"library-window-{run.id}")  # the window and filter outlive a visit to another page
     st.session_state.setdefault(keep_window["key"], (low, high))
     window = a.slider("Predicted logD window", low, high, step=0.1, **keep_window)
-    inside_only = b.checkbox("Inside the applicability domain only", disabled=not (domain != "unknown").any(),
+    inside_only = b.checkbox("Inside the domain only", disabled=not (domain != "unknown").any(),
+                             help="Only molecules inside the applicability domain: a training molecule is similar.",
                              **kept(f"library-inside-{run.id}"))
-    shown, count = _window(str(output), written, *window, inside_only, SHOWN_ROWS)
+    order = c.selectbox("Rows shown", list(ORDERS), **kept(f"library-order-{run.id}"),
+                        help="Which of the window's rows the table shows (the download holds all, in this order).")
+    shown, count = _window(str(output), written, *window, inside_only, SHOWN_ROWS, order)
     st.caption(f"{count:,} of {len(values):,} predicted molecules in the window"
-               + (f"; the first {len(shown):,} in input order below" if count else ""))
+               + (f"; the first {len(shown):,} ({order}) below" if count else ""))
     if not count:
         return
     shown.insert(1, "structure", [molecule_image_uri(s, (200, 140)) for s in shown["canonical_smiles"]])
@@ -149,7 +152,7 @@ def _browse(run: RunRecord, output: Path) -> None:
                      "similarity": st.column_config.NumberColumn("similarity", format="%.2f")})
     if count <= CSV_ROWS:  # built on click, from the file, not kept in the page
         st.download_button(f"Download the {count:,} rows in the window (CSV)",
-                           lambda: write_csv(library_window(output, *window, inside_only)[0]),
+                           lambda: write_csv(library_window(output, *window, inside_only, order=order)[0]),
                            f"predictions-{run.id}-logD-{window[0]:g}-to-{window[1]:g}.csv", "text/csv",
                            key="library-window-csv")
     else:

@@ -545,6 +545,10 @@ def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_
     at.switch_page("views/predict.py").run()  # back: the window is as it was left
     assert at.slider(key=f"library-window-{run.id}").value == (low, middle)
     assert f"{expected} of 7 predicted molecules in the window" in " ".join(c.value for c in at.caption)
+    at.selectbox(key=f"library-order-{run.id}").set_value("highest logD first").run()
+    ranked = at.dataframe[-1].value
+    assert ranked["prediction"].tolist() == sorted(shown["prediction"], reverse=True)
+    at.selectbox(key=f"library-order-{run.id}").set_value("input order").run()
     why = at.selectbox(key=f"library-why-{run.id}")
     assert why.options[1].startswith(f"row {shown['row'][0]} · {shown['id'][0]} · logD")
     why.set_value(0).run()  # "Why?" for a library row: its atoms and training molecules

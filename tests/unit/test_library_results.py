@@ -52,3 +52,18 @@ def test_an_output_written_before_the_applicability_domain_still_reads(tmp_path)
     assert len(values) == 6 and set(domain) == {"unknown"}
     rows, count = library_window(output, 1.0, 2.5, inside_only=True)  # nothing known to be inside: no filter
     assert count == 4 and rows["row"].tolist() == [1, 2, 5, 6]
+
+
+def test_the_first_rows_of_a_window_can_be_its_highest_lowest_or_most_certain_across_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(library_results, "WINDOW_BATCH", 3)
+    output = _output(tmp_path / "one-model.parquet")  # window 1.0-2.5: rows 1, 2, 5, 6 (1.0, 2.0, 2.5, 1.5)
+    assert library_window(output, 1.0, 2.5, limit=2, order="highest logD first")[0]["row"].tolist() == [5, 2]
+    lowest, count = library_window(output, 1.0, 2.5, limit=3, order="lowest logD first")
+    assert count == 4 and lowest["row"].tolist() == [1, 6, 2]
+    assert library_window(output, 1.0, 2.5, order="highest logD first")[0]["row"].tolist() == [5, 2, 6, 1]
+    # one model has no members' spread: its rows stay in input order
+    assert library_window(output, 1.0, 2.5, limit=2, order="most certain first")[0]["row"].tolist() == [1, 2]
+    spread = pq.read_table(output).append_column("uncertainty", pa.array([0.3, 0.1, None, 0.2, 0.1, 0.05, 0.4]))
+    pq.write_table(spread, tmp_path / "ensemble.parquet")
+    certain, _ = library_window(tmp_path / "ensemble.parquet", 1.0, 2.5, limit=3, order="most certain first")
+    assert certain["row"].tolist() == [6, 2, 5]  # 0.05, then the tie at 0.1 in input order
