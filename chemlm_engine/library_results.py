@@ -37,10 +37,11 @@ def library_window(output: str | Path, low: float, high: float, inside_only: boo
     """The rows predicted between ``low`` and ``high`` (inclusive; inside the applicability domain only if asked),
     with their 1-based ``row`` first: the first ``limit`` of them (None: all) in one of the :data:`ORDERS` (input
     order where the file lacks its column: one model has no members' spread), and how many there are."""
+    names = pq.read_schema(output).names
     sort = ORDERS[order]
-    if sort is not None and sort[0] not in pq.read_schema(output).names:
+    if sort is not None and sort[0] not in names:
         sort = None
-    found = pd.DataFrame(columns=["row", *pq.read_schema(output).names])
+    found = pd.DataFrame(columns=["row", *names])
     count = start = 0
     for batch in pq.ParquetFile(output).iter_batches(batch_size=WINDOW_BATCH):
         rows = _in_window(batch, low, high, inside_only)

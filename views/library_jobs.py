@@ -18,7 +18,7 @@ from views.common import model_choices, run_label, store, submit, warm_explanati
 from views.forms import NAME_COLUMNS
 from views.kept import kept
 from views.live import live_jobs
-from views.why import why_this_prediction
+from views.why import domain_flags, why_this_prediction
 
 CSV_ROWS = 200_000  # more rows: Parquet only (a CSV is built in the server's memory when it is downloaded)
 HELD_BYTES = 20e6  # a Parquet output up to this size is passed to its download button as bytes, a larger one on click
@@ -137,7 +137,7 @@ def _browse(run: RunRecord, output: Path) -> None:
     results = shown.columns.get_loc("canonical_smiles")  # the file's own columns come before it
     own = list(shown.columns[2:results])
     known = shown["in_domain"] if "in_domain" in shown else pd.Series(None, index=shown.index, dtype=object)
-    shown["domain"] = known.map({True: "✓ in domain", False: "⚠ outside"}).fillna("–")
+    shown["domain"] = domain_flags(known)
     name = next((c for c in own if c.strip().lower() in NAME_COLUMNS), None)  # the file's name or ID column
     # as in the page's own results: what a chemist reads first, then the file's other columns (its SMILES among them)
     order = ["row", "structure", name, "prediction", "uncertainty", "interval_low", "interval_high", "domain",

@@ -16,7 +16,7 @@ from views.common import fmt3, load_model, model_choices, parity_plot, plain, tr
 from views.forms import column_pickers, upload_too_big
 from views.kept import kept
 from views.library_jobs import library_results, offer_library_job
-from views.why import why_this_prediction
+from views.why import domain_flags, why_this_prediction
 
 PICTURED = 500  # result rows drawn with their structure and nearest training molecule
 
@@ -106,7 +106,7 @@ notes = [f"{n:,} molecule{'s' * (n > 1)} {what}" for n, what in (
     (int(ok["standardization"].notna().sum()), "standardised: salts removed, charges neutralised (its column)")) if n]
 if notes:
     st.info("; ".join(notes) + ".")
-ok["domain"] = ok["in_domain"].map({True: "✓ in domain", False: "⚠ outside"}).fillna("–")
+ok["domain"] = domain_flags(ok["in_domain"])
 if "interval_low" in ok:
     ok["interval"] = [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(ok["interval_low"], ok["interval_high"])]
 tabs = st.tabs(["Results", "Structures", f"Invalid rows ({len(bad)})", "Distribution"]

@@ -8,6 +8,14 @@ from chemlm_engine.predict import DOMAIN_SIMILARITY
 from views.common import explanation, explanations_warming, molecule_cards, plain
 
 
+OUTSIDE = "⚠ outside"
+
+
+def domain_flags(in_domain: pd.Series) -> pd.Series:
+    """The ``domain`` column the result tables show and :func:`why_this_prediction` reads ("–": not known)."""
+    return in_domain.map({True: "✓ in domain", False: OUTSIDE}).fillna("–")
+
+
 def why_this_prediction(ok: pd.DataFrame, folder: str, key: str = "why-row") -> None:
     """A row picker (widget ``key``) over the predicted rows ``ok`` of model ``folder``, and the chosen row's
     explanation."""
@@ -30,7 +38,7 @@ def why_this_prediction(ok: pd.DataFrame, folder: str, key: str = "why-row") -> 
             st.stop()
     if isinstance(ok.loc[why, "warnings"], str):  # the explanation is of what the model read
         st.warning(plain(ok.loc[why, "warnings"]))
-    if ok.loc[why, "domain"] == "⚠ outside":
+    if ok.loc[why, "domain"] == OUTSIDE:
         st.warning(f"Outside the applicability domain: no training molecule is similar (best Tanimoto "
                    f"{ok.loc[why, 'similarity']:.2f} < {DOMAIN_SIMILARITY}). The model extrapolates here, and the "
                    "training molecules below explain what it learned, not a close precedent.")
