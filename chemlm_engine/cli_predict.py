@@ -75,8 +75,7 @@ def predict(
         assert input is not None and output is not None
         results = output.with_name(output.name + ".parquet")
         _predict_library(folder, input, results, smiles_column, executor, ray_address, workers, trust_remote_code)
-        with written_aside(output) as aside:
-            annotated_library(results, input, aside)
+        annotated_library(results, input, output)
         typer.echo(f"wrote {output} (its records with the results as chemlm_* fields; the results as a table: "
                    f"{results.name})" + ("; over this many rows the metrics against --measured-column are not "
                                          "computed" if measured_column else ""), err=True)

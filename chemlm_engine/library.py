@@ -27,7 +27,7 @@ from .spec import PredictOptions
 from .store import ACTIVE_STATUSES, RunRecord, RunStore
 from .filekinds import is_parquet
 from .sdfile import write_sd
-from .tables import columns_of, count_rows, iter_table, pick_column
+from .tables import columns_of, count_rows, iter_table, pick_column, written_aside
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
            "smiles_column_of", "job_parts", "kept_rows", "active_twin", "discard_kept", "annotated_library"]
@@ -78,12 +78,15 @@ def predict_frame(model, frame: pd.DataFrame, smiles_column: str, problems: list
 def annotated_library(output: str | Path, source: str | Path, target: Path | None = None) -> bytes | None:
     """The SD file ``source`` with the results of its streamed prediction ``output`` (the file's own columns first, as
     :func:`predict_frame` writes them, then the results) added to each record: its bytes, or, given a ``target``,
-    written there batch by batch (constant memory for any size)."""
+    written there batch by batch (constant memory for any size; the file appears only once whole)."""
     results = pq.ParquetFile(output)
     columns = results.schema_arrow.names[len(columns_of(source)):]
     rows = (row for batch in results.iter_batches(columns=columns)
             for row in zip(*(batch.column(name).to_pylist() for name in columns)))
-    return write_sd(source, columns, rows, target)
+    if target is None:
+        return write_sd(source, columns, rows)
+    with written_aside(target) as aside:
+        return write_sd(source, columns, rows, aside)
 
 
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:

@@ -13,7 +13,7 @@ from chemlm_engine.library_results import ORDERS, library_window, predictions_of
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
 from chemlm_engine.store import RunRecord
 from chemlm_engine.filekinds import is_sd_file, saved_suffix
-from chemlm_engine.tables import write_csv, written_aside
+from chemlm_engine.tables import write_csv
 from views.common import model_choices, run_label, store, submit, warm_explanations
 from views.forms import NAME_COLUMNS
 from views.kept import kept
@@ -87,8 +87,7 @@ def _sd_copy(output: Path, source: str) -> bytes:
     took 3.4 GB for 200,000 records, `bench/sd_writeback.py`), then read for the download."""
     copy = output.with_suffix(".sdf")
     if not copy.exists():
-        with written_aside(copy) as aside:
-            annotated_library(output, source, aside)
+        annotated_library(output, source, copy)
     return copy.read_bytes()
 
 
