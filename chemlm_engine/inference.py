@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import os
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -30,6 +31,11 @@ PREDICT_BATCH = {"cpu": 32, "cuda": 256}
 # compiled kernels (one per shape, up to 1,024) grows more slowly with a library (10,000 rows: peak 1.79 -> 1.62 GB,
 # same speed). In fp32 the padding only cost time (5 % more forward) and saved no memory (bench/library_speed.py).
 PAD_MULTIPLE = 8
+# oneDNN keeps every kernel it compiles (one per matrix shape) until 1,024 are cached: a library's varied batch shapes
+# filled that with ~0.4 GB by 30,000 rows (bf16). Fewer are enough: a batch reuses its own shapes, and rebuilding one
+# cost no measurable time there (bench/library_memory.py). oneDNN reads this when it builds its first kernel, after
+# this import; a user's own setting wins.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
 
 def pad_multiple(device: torch.device, precision: str) -> int:

@@ -29,14 +29,17 @@ def test_an_interrupted_library_resumes_without_predicting_written_rows_again(re
     real = library.predict_frame
     monkeypatch.setattr(library, "predict_frame", lambda model, chunk, *a: predicted.append(len(chunk)) or
                         real(model, chunk, *a))
+    returned: list[int] = []  # each predicted chunk hands the memory it freed back to the system
+    monkeypatch.setattr(library, "_return_freed_memory", lambda: returned.append(len(predicted)))
 
     output = tmp_path / "out.parquet"
     with pytest.raises(KeyboardInterrupt):
         predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(40))
-    assert not output.exists() and sum(predicted) == 40
+    assert not output.exists() and sum(predicted) == 40 and returned == [1, 2, 3, 4]
     predicted.clear()
     summary = predict_library(regressor_dir, source, output, chunk_rows=10)
     assert sum(predicted) == 52 and summary.resumed_rows == 40  # only what was not written yet
+    assert returned[4:] == [1, 2, 3, 4, 5, 6]
     out = pd.read_parquet(output)
     assert summary.rows == len(out) == 92 and summary.invalid == whole.invalid == 2
     valid = out["error"].isna()  # the applicability domain, as on the Predict page; none for an invalid row
