@@ -19,7 +19,8 @@ from torch import nn
 from .model import RegressionModel
 from .molecules import randomize_smiles
 
-__all__ = ["PREDICT_BATCH", "PAD_MULTIPLE", "pad_multiple", "cpu_has_native_bf16", "resolve_precision", "autocast",
+__all__ = ["PREDICT_BATCH", "PREDICT_TOKENS", "PAD_MULTIPLE", "pad_multiple", "cpu_has_native_bf16",
+           "resolve_precision", "autocast",
            "prediction_precision", "runnable",
            "encode_smiles", "encode_spellings", "collate", "predict_encoded", "predict_values", "mc_dropout",
            "last_layer_inputs"]
@@ -27,6 +28,9 @@ __all__ = ["PREDICT_BATCH", "PAD_MULTIPLE", "pad_multiple", "cpu_has_native_bf16
 # Molecules per forward pass at prediction, by device: batches are length-sorted and on a CPU small ones pad least
 # (32 ran faster than 128 and than 16 on this project's 2-core CPU); a GPU wants more work per launch.
 PREDICT_BATCH = {"cpu": 32, "cuda": 256}
+# ... and at most this many tokens per batch (its longest molecule's times its size): 256 molecules of 300-512 tokens,
+# 32 at a time, held 0.27-0.44 GB more than 8 at a time and ran no faster (int8 on AVX2: 5.6 s against 4.6 s).
+PREDICT_TOKENS = {"cpu": 32 * 128, "cuda": 256 * 512}
 # In bf16, prediction pads each batch to a multiple of 8 tokens: far fewer distinct shapes, so oneDNN's cache of
 # compiled kernels (one per shape, up to 1,024) grows more slowly with a library (10,000 rows: peak 1.79 -> 1.62 GB,
 # same speed). In fp32 the padding only cost time (5 % more forward) and saved no memory (bench/library_speed.py).
@@ -130,18 +134,23 @@ def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], ba
     """Predictions in label units, in input order (length-sorted internally for speed).
 
     ``features``: the model's per-molecule head inputs (:meth:`RegressionModel.molecule_features`), row for
-    row with ``encoded``. ``batch_size`` defaults to :data:`PREDICT_BATCH` of the model's device.
+    row with ``encoded``. ``batch_size`` (default :data:`PREDICT_BATCH` of the model's device) molecules at a time,
+    fewer where they are long (:data:`PREDICT_TOKENS`).
     """
     device = next(model.parameters()).device
     batch_size = batch_size or PREDICT_BATCH.get(device.type, PREDICT_BATCH["cpu"])
+    tokens = PREDICT_TOKENS.get(device.type, PREDICT_TOKENS["cpu"])
     was_training = model.training
     model.eval()
     order = np.argsort([len(e) for e in encoded], kind="stable")
     out = np.empty(len(encoded), dtype=np.float64)
     pad_id, multiple = model.tokenizer.pad_token_id, pad_multiple(device, model.inference_precision)
     run = runnable(model)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    start = 0
+    while start < len(order):
+        longest = len(encoded[order[min(start + batch_size, len(order)) - 1]])  # sorted: a full batch's last
+        idx = order[start:start + max(1, min(batch_size, tokens // max(longest, 1)))]
+        start += len(idx)
         input_ids, mask = collate([encoded[i] for i in idx], pad_id, device, multiple)
         with autocast(device, model.inference_precision):
             pred = run.to_label_units(run(input_ids, mask, None if features is None else features[idx]))

@@ -7,6 +7,7 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 from chemlm_engine import inference
 from chemlm_engine.inference import predict_values, prediction_precision, runnable
+from chemlm_engine.model import RegressionModel
 from chemlm_engine.predict import load_predictor
 
 
@@ -62,3 +63,19 @@ def test_int8_is_refused_off_the_cpu(regressor_dir):
     model.to("meta")
     with pytest.raises(ValueError, match="CPU"):
         runnable(model)
+
+
+def test_long_molecules_are_predicted_fewer_at_a_time_and_the_same_as_alone(monkeypatch, regressor_dir, lipo):
+    model = RegressionModel.load(regressor_dir)
+    model.inference_precision = "fp32"
+    encoded = sorted(inference.encode_smiles(model.tokenizer, lipo.smiles[:40], model.max_tokens), key=len)
+    alone = np.array([inference.predict_encoded(model, [ids], batch_size=1)[0] for ids in encoded])
+    budget = 16 * len(encoded[15])  # the 16 shortest fit
+    monkeypatch.setitem(inference.PREDICT_TOKENS, "cpu", budget)
+    batches: list[list[int]] = []
+    real = inference.collate
+    monkeypatch.setattr(inference, "collate", lambda ids, *a: batches.append([len(i) for i in ids]) or real(ids, *a))
+    predicted = inference.predict_encoded(model, encoded, batch_size=16)
+    assert len(batches[0]) == 16 and len(batches) > 3  # more batches than 40 molecules 16 at a time
+    assert all(len(b) * max(b) <= budget for b in batches) and sum(map(len, batches)) == len(encoded)
+    np.testing.assert_allclose(predicted, alone, atol=1e-5)
