@@ -28,12 +28,14 @@ __all__ = ["PREDICT_BATCH", "PREDICT_TOKENS", "PAD_MULTIPLE", "pad_multiple", "c
 # Molecules per forward pass at prediction, by device: batches are length-sorted and on a CPU small ones pad least
 # (32 ran faster than 128 and than 16 on this project's 2-core CPU); a GPU wants more work per launch.
 PREDICT_BATCH = {"cpu": 32, "cuda": 256}
-# ... and at most this many tokens per batch (its longest molecule's times its size): 256 molecules of 300-512 tokens,
-# 32 at a time, held 0.27-0.44 GB more than 8 at a time and ran no faster (int8 on AVX2: 5.6 s against 4.6 s).
+# ... and at most this many tokens per batch (its longest molecule's times its size): 256 molecules of 300-512 tokens
+# through one member, 32 at a time, peaked 0.13-0.27 GB higher than 8 at a time and ran no faster (int8 on AVX2
+# kernels: 5.6 s against 4.6 s). Molecules of up to 128 tokens (all but 3 of Lipophilicity's 4,200) go 32 at a time.
 PREDICT_TOKENS = {"cpu": 32 * 128, "cuda": 256 * 512}
 # In bf16, prediction pads each batch to a multiple of 8 tokens: far fewer distinct shapes, so oneDNN's cache of
-# compiled kernels (one per shape, up to 1,024) grows more slowly with a library (10,000 rows: peak 1.79 -> 1.62 GB,
-# same speed). In fp32 the padding only cost time (5 % more forward) and saved no memory (bench/library_speed.py).
+# compiled kernels (one per shape; capped below since) grows more slowly with a library (10,000 rows: peak 1.79 ->
+# 1.62 GB, same speed). In fp32 the padding only cost time (5 % more forward) and saved no memory
+# (bench/library_speed.py).
 PAD_MULTIPLE = 8
 # oneDNN keeps every kernel it compiles (one per matrix shape) until 1,024 are cached: a library's varied batch shapes
 # filled that with ~0.4 GB by 30,000 rows (bf16). Fewer are enough: a batch reuses its own shapes, and rebuilding one
