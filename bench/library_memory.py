@@ -8,13 +8,17 @@ Lipophilicity molecule), and its peak.
 Resumes: the trace is written after every chunk to --output (default bench/results/library_memory.json) and the
 prediction itself resumes from its finished chunks; a resumed process starts a new `process` number in the trace
 (its memory starts afresh). Prints resident memory at round row counts and the growth per 100,000 rows after the
-first 50,000 (when the descriptor cache is full).
+first 50,000 (when the descriptor cache is full), and whether Python's own objects grew with it (their count and
+pymalloc's blocks after each chunk): flat objects with growing memory mean allocator fragmentation, not state that
+grows with the library.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,7 +62,8 @@ def main() -> None:
         if trace and done <= trace[-1]["rows"]:
             return  # a chunk an earlier process predicted
         trace.append({"process": process, "rows": done, "rss_mb": round(resident_mb(), 1),
-                      "seconds": round(time.perf_counter() - started, 1)})
+                      "seconds": round(time.perf_counter() - started, 1), "python_objects": len(gc.get_objects()),
+                      "python_blocks": sys.getallocatedblocks()})
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=1))
@@ -77,6 +82,11 @@ def main() -> None:
         slope = np.polyfit(rows[late], rss[late], 1)[0] * 100_000
         print(f"\nafter 50,000 rows: {slope:+.0f} MB per 100,000 rows (least squares over {late.sum()} chunks); "
               f"peak of the last process {result.get('peak_rss_mb', float('nan')):.0f} MB")
+        counted = [t for t, keep in zip(trace, late) if keep and "python_objects" in t]
+        if len(counted) > 2:
+            for key in ("python_objects", "python_blocks"):
+                print(f"{key} from {counted[0]['rows']:,} to {counted[-1]['rows']:,} rows: "
+                      f"{counted[0][key]:,} -> {counted[-1][key]:,}")
 
 
 if __name__ == "__main__":
