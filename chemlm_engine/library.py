@@ -64,11 +64,20 @@ def _return_freed_memory() -> None:
     molecules of every size come and go with each chunk; glibc keeps what they freed, scattered, so a stream's
     resident memory crept up chunk after chunk (30,000 rows: 1.17 -> 1.71 GB; with this after each chunk, and
     oneDNN's kernel cache capped in ``inference``, 0.83 -> 0.93 GB at the same speed; bench/library_memory.py)."""
-    if hasattr(_PROCESS_SYMBOLS, "malloc_trim"):
-        _PROCESS_SYMBOLS.malloc_trim(0)
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
-_PROCESS_SYMBOLS = ctypes.CDLL(None)  # the C library's among them
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl) or the process has no symbols to
+    look it up in (Windows: ``CDLL(None)`` raises)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 def predict_frame(model, frame: pd.DataFrame, smiles_column: str, problems: list[str | None] | None = None,
