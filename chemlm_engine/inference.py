@@ -9,7 +9,7 @@ import functools
 import os
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from .molecules import randomize_smiles
 __all__ = ["PREDICT_BATCH", "PREDICT_TOKENS", "PAD_MULTIPLE", "pad_multiple", "cpu_has_native_bf16",
            "resolve_precision", "autocast",
            "prediction_precision", "runnable",
-           "encode_smiles", "encode_spellings", "collate", "predict_encoded", "predict_values", "mc_dropout",
+           "encode_smiles", "encode_spellings", "collate", "prediction_batches", "predict_encoded", "predict_values", "mc_dropout",
            "last_layer_inputs"]
 
 # Molecules per forward pass at prediction, by device: batches are length-sorted and on a CPU small ones pad least
@@ -130,6 +130,21 @@ def collate(encoded: Sequence[Sequence[int]], pad_id: int, device: torch.device,
     return input_ids.to(device), mask.to(device)
 
 
+def prediction_batches(lengths: Sequence[int], device: torch.device, batch_size: int | None = None) -> Iterator[
+        np.ndarray]:
+    """Indices of molecules with these token counts, batch by batch in length order (little padding): ``batch_size``
+    (default :data:`PREDICT_BATCH` of the device) at a time, fewer where they are long (:data:`PREDICT_TOKENS`)."""
+    batch_size = batch_size or PREDICT_BATCH.get(device.type, PREDICT_BATCH["cpu"])
+    tokens = PREDICT_TOKENS.get(device.type, PREDICT_TOKENS["cpu"])
+    order = np.argsort(lengths, kind="stable")
+    start = 0
+    while start < len(order):
+        longest = lengths[order[min(start + batch_size, len(order)) - 1]]  # sorted: a full batch's last
+        idx = order[start:start + max(1, min(batch_size, tokens // max(longest, 1)))]
+        start += len(idx)
+        yield idx
+
+
 @torch.no_grad()
 def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], batch_size: int | None = None,
                     features: torch.Tensor | None = None) -> np.ndarray:
@@ -140,19 +155,12 @@ def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], ba
     fewer where they are long (:data:`PREDICT_TOKENS`).
     """
     device = next(model.parameters()).device
-    batch_size = batch_size or PREDICT_BATCH.get(device.type, PREDICT_BATCH["cpu"])
-    tokens = PREDICT_TOKENS.get(device.type, PREDICT_TOKENS["cpu"])
     was_training = model.training
     model.eval()
-    order = np.argsort([len(e) for e in encoded], kind="stable")
     out = np.empty(len(encoded), dtype=np.float64)
     pad_id, multiple = model.tokenizer.pad_token_id, pad_multiple(device, model.inference_precision)
     run = runnable(model)
-    start = 0
-    while start < len(order):
-        longest = len(encoded[order[min(start + batch_size, len(order)) - 1]])  # sorted: a full batch's last
-        idx = order[start:start + max(1, min(batch_size, tokens // max(longest, 1)))]
-        start += len(idx)
+    for idx in prediction_batches([len(e) for e in encoded], device, batch_size):
         input_ids, mask = collate([encoded[i] for i in idx], pad_id, device, multiple)
         with autocast(device, model.inference_precision):
             pred = run.to_label_units(run(input_ids, mask, None if features is None else features[idx]))
@@ -237,18 +245,15 @@ def mc_dropout(model: RegressionModel, smiles: Sequence[str], passes: int = 20, 
 @torch.no_grad()
 def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int | None = None) -> np.ndarray:
     """The inputs of the head's last linear layer per molecule, with a bias column (eval mode, in the model's
-    inference precision: the features of the predictions it explains; length-sorted batches, little padding)."""
+    inference precision: the features of the predictions it explains; in :func:`prediction_batches`)."""
     model.eval()
     device = next(model.parameters()).device
-    batch_size = batch_size or PREDICT_BATCH.get(device.type, PREDICT_BATCH["cpu"])
     encoded = encode_smiles(model.tokenizer, smiles, model.max_tokens)
     features = model.molecule_features(smiles)
-    order = np.argsort([len(e) for e in encoded], kind="stable")
     x = np.empty((len(smiles), model.output_layer.in_features), dtype=np.float64)
     multiple = pad_multiple(device, model.inference_precision)
     run = runnable(model)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in prediction_batches([len(e) for e in encoded], device, batch_size):
         ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device, multiple)
         with autocast(device, model.inference_precision):
             pooled = run.encode(ids, mask)

@@ -79,3 +79,19 @@ def test_long_molecules_are_predicted_fewer_at_a_time_and_the_same_as_alone(monk
     assert len(batches[0]) == 16 and len(batches) > 3  # more batches than 40 molecules 16 at a time
     assert all(len(b) * max(b) <= budget for b in batches) and sum(map(len, batches)) == len(encoded)
     np.testing.assert_allclose(predicted, alone, atol=1e-5)
+
+
+def test_the_students_features_keep_to_the_same_token_budget(monkeypatch, regressor_dir, lipo):
+    model = RegressionModel.load(regressor_dir)
+    model.inference_precision = "fp32"
+    smiles = list(lipo.smiles[:40])
+    alone = np.vstack([inference.last_layer_inputs(model, [s]) for s in smiles])
+    lengths = sorted(len(ids) for ids in inference.encode_smiles(model.tokenizer, smiles, model.max_tokens))
+    budget = 16 * lengths[15]
+    monkeypatch.setitem(inference.PREDICT_TOKENS, "cpu", budget)
+    batches: list[list[int]] = []
+    real = inference.collate
+    monkeypatch.setattr(inference, "collate", lambda ids, *a: batches.append([len(i) for i in ids]) or real(ids, *a))
+    together = inference.last_layer_inputs(model, smiles, batch_size=16)
+    assert len(batches) > 3 and all(len(b) * max(b) <= budget for b in batches)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
