@@ -22,8 +22,8 @@ from .molecules import randomize_smiles
 __all__ = ["PREDICT_BATCH", "PREDICT_TOKENS", "PAD_MULTIPLE", "pad_multiple", "cpu_has_native_bf16",
            "resolve_precision", "autocast",
            "prediction_precision", "runnable",
-           "encode_smiles", "encode_spellings", "collate", "prediction_batches", "predict_encoded", "predict_values", "mc_dropout",
-           "last_layer_inputs"]
+           "encode_smiles", "encode_spellings", "collate", "prediction_batches", "predict_encoded", "predict_values",
+           "mc_dropout", "last_layer_inputs"]
 
 # Molecules per forward pass at prediction, by device: batches are length-sorted and on a CPU small ones pad least
 # (32 ran faster than 128 and than 16 on this project's 2-core CPU); a GPU wants more work per launch.
