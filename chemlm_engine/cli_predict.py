@@ -161,7 +161,7 @@ def explain(
 
 def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
                      address: str | None, workers: int, trust_remote_code: bool) -> None:
-    from .library import predict_library, predict_library_ray
+    from .library import library_rows, parts_of, parts_rows, predict_library, predict_library_ray
 
     if output is None:
         raise typer.BadParameter("library prediction writes Parquet: give --output")
@@ -179,8 +179,9 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
             summary = predict_library(folder, source, output, smiles_column, progress=report,
                                       trust_remote_code=trust_remote_code)
         except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on, not a traceback
-            bar.close()
-            typer.echo(f"interrupted: {bar.n:,} of {bar.total or 0:,} rows written (kept in "
+            bar.close()  # counted on disk: Ctrl-C may land between a part's write and the bar's update
+            kept, total = parts_rows(parts_of(output)), library_rows(source)
+            typer.echo(f"interrupted: {kept:,} of {total:,} rows written (kept in "
                        f"{output.name}.parts/); the same command resumes after them", err=True)
             raise typer.Exit(130) from None
         finally:  # an error (an unreadable file) is then said on a line of its own

@@ -31,7 +31,8 @@ from .sdfile import write_sd
 from .tables import columns_of, count_rows, iter_table, pick_column, written_aside
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
-           "smiles_column_of", "job_parts", "kept_rows", "active_twin", "discard_kept", "annotated_library"]
+           "smiles_column_of", "library_rows", "parts_of", "parts_rows", "job_parts", "kept_rows", "active_twin",
+           "discard_kept", "annotated_library"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def smiles_column_of(path: Path, wanted: str | None = None) -> str:
     return pick_column(columns_of(path), wanted, SMILES_COLUMNS, "SMILES")
 
 
-def _row_count(path: Path) -> int:
+def library_rows(path: Path) -> int:
+    """The rows of a library file (CSV or Parquet)."""
     return pq.ParquetFile(path).metadata.num_rows if is_parquet(path) else count_rows(path)
 
 
@@ -191,10 +193,10 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
                 "model": str(Path(model_dir).resolve()), "column": column, "chunk_rows": chunk_rows,
                 "format": _PARTS_FORMAT}
     output.parent.mkdir(parents=True, exist_ok=True)
-    parts, finished = _parts_folder(parts or output.with_name(output.name + ".parts"), manifest)
+    parts, finished = _parts_folder(parts or parts_of(output), manifest)
     model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
     reference = TrainingReference.load(model_dir)
-    total, done, started = _row_count(source), 0, time.time()
+    total, done, started = library_rows(source), 0, time.time()
     for i, (chunk, problems) in enumerate(_chunks(source, chunk_rows)):
         done += len(chunk)
         if i >= finished:  # the chunks before were written by an interrupted run
@@ -270,7 +272,16 @@ def discard_kept(store: RunStore, run: RunRecord) -> None:
 
 def kept_rows(store: RunStore, options: dict) -> int:
     """Rows that a stopped library job with these options predicted and kept (a new job does not redo them)."""
-    parts = job_parts(store, options)
+    return parts_rows(job_parts(store, options))
+
+
+def parts_of(output: Path) -> Path:
+    """Where a library run writing ``output`` keeps its finished chunks until the file is whole."""
+    return output.with_name(output.name + ".parts")
+
+
+def parts_rows(parts: Path) -> int:
+    """Rows in the whole parts of a parts folder (0 if there is none): what an interrupted run kept."""
     return sum(pq.ParquetFile(part).metadata.num_rows for part in parts.glob("part-*.parquet")) if parts.is_dir() \
         else 0
 

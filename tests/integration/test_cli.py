@@ -197,6 +197,22 @@ def test_ctrl_c_on_a_library_says_what_is_kept_without_tracebacks_and_the_same_c
     assert len(pd.read_parquet(output)) == rows
 
 
+def test_ctrl_c_between_a_written_part_and_the_progress_bar_still_counts_that_part(regressor_dir, tmp_path,
+                                                                                  monkeypatch):
+    from chemlm_engine import library
+
+    source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
+    pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "CC(=O)O"]}).to_csv(source, index=False)
+
+    def interrupted_after_the_write() -> None:  # the part is whole on disk; the bar has not been told yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(library, "_return_freed_memory", interrupted_after_the_write)
+    result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "--input", str(source),
+                                 "--output", str(output)])
+    assert result.exit_code == 130 and "interrupted: 3 of 3 rows written" in result.stderr, result.stderr
+
+
 def test_runs_list_shows_a_library_prediction_without_a_recipe_and_survives_an_unreadable_spec(tmp_path, monkeypatch):
     monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "home"))
     store = RunStore(home=tmp_path / "home")
