@@ -125,8 +125,9 @@ def main() -> None:
         known.add(key)
         args.output.write_text(json.dumps(rows, indent=2))
     args.output.write_text(json.dumps(rows, indent=2))
-    print_summary([r for r in rows if r["split"] == args.split and r["epochs"] == args.epochs and r["seed"] in args.seeds
-                   and row_key(r)[5:] == (args.backbone, args.subset)], args.split, args.epochs)
+    print_summary([r for r in rows if r["split"] == args.split and r["epochs"] == args.epochs
+                   and r["seed"] in args.seeds and row_key(r)[5:] == (args.backbone, args.subset)],
+                  args.split, args.epochs)
 
 
 if __name__ == "__main__":

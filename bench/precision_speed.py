@@ -33,7 +33,8 @@ def main() -> None:
     encoded = encode_smiles(model.tokenizer, data.smiles[:args.molecules], model.max_tokens)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     device = torch.device("cpu")
-    results = {"cpu_native_bf16": cpu_has_native_bf16(), "molecules": args.molecules, "threads": torch.get_num_threads()}
+    results = {"cpu_native_bf16": cpu_has_native_bf16(), "molecules": args.molecules,
+               "threads": torch.get_num_threads()}
     for precision in ("fp32", "bf16"):
         times = []
         for _ in range(args.repeats):

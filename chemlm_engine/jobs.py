@@ -41,9 +41,10 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
 
     ``data`` is the job's data as :func:`check_job_data` returned it where the caller checked it already (the
     manager at submit): it is not loaded again. Without it and without ``run_id`` the data is checked first and
-    a job that cannot train raises :class:`DataError` before any run is created. A cancelled job is stored as ``cancelled``, an interrupted one (SIGINT /
-    SIGTERM) as ``interrupted``, a diverged one as ``diverged`` and a crashed one as ``failed`` with its
-    traceback; all re-raise so the caller sees what happened, and none leaves a partial model folder.
+    a job that cannot train raises :class:`DataError` before any run is created. A cancelled job is stored as
+    ``cancelled``, an interrupted one (SIGINT / SIGTERM) as ``interrupted``, a diverged one as ``diverged`` and a
+    crashed one as ``failed`` with its traceback; all re-raise so the caller sees what happened, and none leaves a
+    partial model folder.
     """
     checked = data if data is not None else check_job_data(spec) if run_id is None else None
     run_id = run_id or store.create_run(spec.to_dict(), spec.method, spec.name)

@@ -45,9 +45,10 @@ if metrics_file.exists():
     st.write(metrics.get("description", ""))
     names = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "mse": "MSE", "coverage": "90 % interval coverage",
              "mean_width": "mean interval width"}
-    shown = {**metrics["test"], **{key: metrics.get("metrics", {}).get(name)
-                                   for key, name in (("coverage", "interval_coverage"), ("mean_width", "interval_width"))
-                                   if metrics.get("metrics", {}).get(name) is not None}}
+    extra = metrics.get("metrics", {})
+    shown = {**metrics["test"], **{key: extra[name] for key, name in (("coverage", "interval_coverage"),
+                                                                      ("mean_width", "interval_width"))
+                                   if extra.get(name) is not None}}
     st.dataframe(pd.DataFrame([{names.get(k, k): sig3(v) for k, v in shown.items()}]), hide_index=True)
 else:
     st.info("No embedded regressor is shipped yet: choose a finished run on the Predict page.")

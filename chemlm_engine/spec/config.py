@@ -19,8 +19,8 @@ from ..molecules import Standardization
 EXECUTORS = ("process", "thread", "ray")
 O = TypeVar("O", bound=MethodOptions)
 
-__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "EMBEDDED_BACKBONE", "DEFAULT_REGRESSOR", "FAST_REGRESSOR", "DataSpec", "ModelSpec",
-           "TrainConfig", "JobSpec", "EXECUTORS"]
+__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "EMBEDDED_BACKBONE", "DEFAULT_REGRESSOR", "FAST_REGRESSOR", "DataSpec",
+           "ModelSpec", "TrainConfig", "JobSpec", "EXECUTORS"]
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 # A team may fine-tune from its own backbone by default (a folder or hub id); the app's forms and the CLI follow.
