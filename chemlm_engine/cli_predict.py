@@ -180,9 +180,9 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
                                       trust_remote_code=trust_remote_code)
         except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on, not a traceback
             bar.close()  # counted on disk: Ctrl-C may land between a part's write and the bar's update
-            kept, total = parts_rows(parts_of(output)), library_rows(source)
-            typer.echo(f"interrupted: {kept:,} of {total:,} rows written (kept in "
-                       f"{output.name}.parts/); the same command resumes after them", err=True)
+            kept = parts_of(output)
+            typer.echo(f"interrupted: {parts_rows(kept):,} of {library_rows(source):,} rows written (kept in "
+                       f"{kept.name}/); the same command resumes after them", err=True)
             raise typer.Exit(130) from None
         finally:  # an error (an unreadable file) is then said on a line of its own
             bar.close()
