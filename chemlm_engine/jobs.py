@@ -49,7 +49,8 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
     checked = data if data is not None else check_job_data(spec) if run_id is None else None
     run_id = run_id or store.create_run(spec.to_dict(), spec.method, spec.name)
     ctx = JobContext(spec, store, run_id, cancel or threading.Event(), progress, mapper)
-    store.start(run_id, package_versions())
+    if not store.start(run_id, package_versions()):
+        raise JobCancelledError(f"run {run_id} was not started: it is {store.get_run(run_id).status}")
     try:
         data = checked or check_job_data(spec)
         if METHODS[spec.method].needs_data:

@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import create_engine, delete, event, select, update
+from sqlalchemy import CursorResult, create_engine, delete, event, select, update
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
@@ -149,9 +149,15 @@ class RunStore:
         with self._session(write=True) as session:
             session.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
 
-    def start(self, run_id: str, versions: dict[str, str]) -> None:
-        self._update(run_id, status="running", started_at=time.time(), pid=os.getpid(), host=socket.gethostname(),
-                     versions=json.dumps(versions), message="starting")
+    def start(self, run_id: str, versions: dict[str, str]) -> bool:
+        """Mark a queued run running; False, and nothing changed, when it is no longer queued (a page or another
+        manager cancelled it after its worker looked): a cancel is never overwritten by a late start."""
+        with self._session(write=True) as session:
+            queued = update(RunRow).where(RunRow.id == run_id, RunRow.status == "queued")
+            started = session.execute(queued.values(status="running", started_at=time.time(), pid=os.getpid(),
+                                                    host=socket.gethostname(), versions=json.dumps(versions),
+                                                    message="starting"))
+            return bool(cast(CursorResult, started).rowcount)
 
     def set_progress(self, run_id: str, fraction: float, message: str = "") -> bool:
         """Record progress; returns whether someone asked to cancel the run (see :meth:`request_cancel`)."""

@@ -100,6 +100,16 @@ def test_cancelled_run_job_raises_and_is_recorded(tiny_backbone, store):
     assert store.runs()[0].status == "cancelled"
 
 
+def test_a_run_cancelled_after_its_worker_looked_is_not_started(tiny_backbone, store):
+    spec = _spec(tiny_backbone)
+    run_id = store.create_run(spec.to_dict(), spec.method)
+    store.request_cancel(run_id)  # e.g. from another manager, between the worker's check and the start
+    with pytest.raises(JobCancelledError, match="not started: it is cancelled"):
+        run_job(spec, store, run_id)
+    record = store.get_run(run_id)
+    assert record.status == "cancelled" and record.started_at is None and store.epochs(run_id).empty
+
+
 def test_runs_left_running_by_a_dead_process_are_interrupted(store):
     run_id = store.create_run({}, "baseline")
     store._update(run_id, status="running", pid=2**22 + 12345)  # no such process
