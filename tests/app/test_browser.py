@@ -102,13 +102,13 @@ def _choose(page, box, name, tries: int = 5) -> None:
     option.click()
 
 
-def _click_until(target, shows, tries: int = 3) -> None:
-    """Click ``target`` until the page shows ``shows``: like a selectbox's, a click that lands while the page is
-    still rerunning (the jobs panel refreshes every 2 s here) can be lost."""
+def _click_until(target, shows, tries: int = 3, state: str = "visible") -> None:
+    """Click ``target`` until ``shows`` reaches ``state`` (shown, or with "detached" gone): like a selectbox's, a
+    click that lands while the page is still rerunning (the jobs panel refreshes every 2 s here) can be lost."""
     for attempt in range(1, tries + 1):
         target.click()
         try:
-            shows.wait_for(timeout=20_000)
+            shows.wait_for(state=state, timeout=20_000)
             return
         except PlaywrightTimeout:
             if attempt == tries:
@@ -275,8 +275,7 @@ def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tm
     assert not any("None" in r for r in runs_table.all_inner_texts())  # no metric yet reads "—"
     page.wait_for_timeout(2500)
     _shot(page, tmp_path, "train.png", top=page.get_by_text("Running jobs"))
-    page.get_by_role("button", name="Cancel").first.click()
-    page.get_by_text("Running jobs").wait_for(state="detached", timeout=60_000)
+    _click_until(page.get_by_role("button", name="Cancel").first, page.get_by_text("Running jobs"), state="detached")
     # the page reruns when the run ends: the runs table says so
     expect(runs_table.filter(has_text="cancelled").filter(has_text="200")).not_to_have_count(0, timeout=60_000)
 
