@@ -6,7 +6,7 @@ from chemlm_engine.compare import METRICS, MIN_SEEDS, reference_choices, runs_ta
 from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
 from views.common import store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
-from views.live import METRIC_LABELS, live_jobs
+from views.live import METRIC_LABELS, announce, live_jobs
 
 st.title("Compare methods")
 st.caption(f"Runs are grouped by everything in their configuration except the seed. A difference is called only "
@@ -28,8 +28,8 @@ with st.expander("Run the full comparison"):
                        train=TrainConfig(epochs=epochs))
         specs = suite_specs(base, list(range(n_seeds)))
         cost_caption(specs)
-        if st.button("Queue the suite", type="primary") and submit(*specs):
-            st.success(f"Queued {len(specs)} runs; results appear below as they finish.")
+        if st.button("Queue the suite", type="primary") and (queued := submit(*specs)):
+            announce(queued[0], f"You queued {len(specs)} runs, this one first; results appear below as they finish.")
 
 live_jobs()
 table = runs_table(store().runs(status="finished"))

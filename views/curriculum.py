@@ -8,7 +8,7 @@ from chemlm_engine.data import length_bins
 from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, curriculum_for, find_pairs, paired_specs
 from views.common import split_data, store, submit
 from views.forms import cost_caption, epochs_input, launch_form
-from views.live import METRIC_LABELS, live_jobs, sig3
+from views.live import METRIC_LABELS, announce, live_jobs, sig3
 
 st.title("Curriculum learning")
 st.caption("Easy molecules first: each epoch admits molecules up to a difficulty threshold that rises from "
@@ -31,8 +31,8 @@ spec = JobSpec(method="curriculum", options={"difficulty": measure, "pacing": pa
                train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=data.split_seed))
 cost_caption(list(paired_specs(spec)))
 if st.button("Launch curriculum and baseline runs", type="primary", disabled=not backbone):
-    if submit(*paired_specs(spec)):
-        st.success("Queued a curriculum run and a baseline with the same data, seed and epochs.")
+    for run_id in submit(*paired_specs(spec)) or []:
+        announce(run_id, "You queued a curriculum run and a baseline with the same data, seed and epochs.")
 live_jobs(("curriculum", "baseline"))
 
 results, plan_tab = st.tabs(["Curriculum vs baseline", "SMILES length and pacing"])  # results first: no scrolling

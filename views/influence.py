@@ -9,7 +9,7 @@ from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from chemlm_engine.tables import write_csv
 from views.common import molecule_cards, plain, run_label, store, submit
 from views.forms import cost_caption, quick_note, quick_toggle
-from views.live import live_jobs, sig3, status_text
+from views.live import announce, live_jobs, sig3, status_text
 
 DRIFT_LIMIT = 0.05  # LiSSA's estimate still moving by more than this over its last steps: not settled
 
@@ -63,7 +63,7 @@ with st.expander("Launch an influence job", expanded=not finished or st.session_
                                   "name": f"influence of {base.id}"})
         cost_caption([spec])
         if st.button("Launch", type="primary", disabled=not ks) and (queued := submit(spec)):
-            st.success(f"Queued run {queued[0]}.")
+            announce(queued[0], "You queued this run: it runs in the background, and this card follows it.")
 
 live_jobs(("influence",))
 runs = [r for r in store().runs() if r.method == "influence"]

@@ -17,7 +17,7 @@ from chemlm_engine.tables import write_csv
 from views.common import model_choices, run_label, store, submit, warm_explanations
 from views.forms import NAME_COLUMNS
 from views.kept import kept
-from views.live import live_jobs
+from views.live import announce, live_jobs
 from views.why import domain_flags, why_this_prediction
 
 CSV_ROWS = 200_000  # more rows: Parquet only (a CSV is built in the server's memory when it is downloaded)
@@ -35,13 +35,13 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
         # the kind of file and its compression (library.smi.gz): the job reads it as the page did
         source = store().save_upload(upload.getvalue(), saved_suffix(upload.name))
         options = {"model": folder, "source": str(source), "smiles_column": smiles_column}
-        if running := active_twin(store().runs(), options):  # a second click (the first one's message is gone)
+        if running := active_twin(store().runs(), options):  # a second click on the same file and model
             st.info(f"This file is being predicted with this model already: run {running.id}, below.")
         elif queued := submit(JobSpec(method="predict", name=f"predict {upload.name}", options=options)):
             kept = kept_rows(store(), options)
-            st.success(f"Queued run {queued[0]}: follow it below; its results are downloadable here when done."
-                       + (f" It continues after the {kept:,} rows a stopped run of this file and model predicted."
-                          if kept else ""))
+            announce(queued[0], "You queued this prediction: its results are downloadable on this page when done."
+                     + (f" It continues after the {kept:,} rows a stopped run of this file and model predicted."
+                        if kept else ""))
 
 
 def library_summary(run: RunRecord) -> str:

@@ -61,6 +61,12 @@ def _curve(run_id: str, n_epochs: int, n_live: int) -> tuple[str, pd.DataFrame] 
     return stage, pd.concat(parts).sort_values("epoch").set_index("epoch")
 
 
+def announce(run_id: str, text: str) -> None:
+    """What a click queued, said in that run's live card for as long as the run is queued or running: said where the
+    click was, it would be gone at the page's next rerun, which the run's start itself causes."""
+    st.session_state.setdefault("announced", {})[run_id] = text
+
+
 @st.fragment(run_every=LIVE_REFRESH_S)
 def live_jobs(methods: tuple[str, ...] | None = None) -> None:
     """Active runs (of ``methods``) with progress, ETA, curve and Cancel. Refreshes itself (``LIVE_REFRESH_S``), reruns
@@ -74,8 +80,11 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
     if not active:
         return
     st.subheader("Running jobs")
+    announced = st.session_state.get("announced", {})
     for run in active:
         with st.container(border=True):
+            if run.id in announced:
+                st.success(announced[run.id])
             cols = st.columns([4, 1])
             cols[0].markdown(f"**{run_label(run)}** · {status_text(run)} · {eta_text(run)}")
             if cols[1].button("Cancel", key=f"cancel-{run.id}"):

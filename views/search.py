@@ -10,7 +10,7 @@ from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
 from views.common import LIVE_REFRESH_S, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form
 from views.links import link
-from views.live import live_jobs
+from views.live import announce, live_jobs
 
 SETTINGS = ("learning_rate", "head_hidden", "dropout", "batch_size", "descriptors")  # + each method's SEARCH
 
@@ -34,7 +34,7 @@ with st.expander("Launch a search", expanded=not searches or st.session_state.ge
                        train=TrainConfig(epochs=epochs, seed=data.split_seed))
         cost_caption([spec])
     if st.button("Launch", type="primary", disabled=spec is None) and (queued := submit(spec)):
-        st.success(f"Queued search {queued[0]}: its trials appear below as they start.")
+        announce(queued[0], "You queued this search: its trials appear below as they start.")
 
 live_jobs(("search",))
 if not searches:

@@ -11,7 +11,7 @@ from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, r
 from views.forms import cost_caption, epochs_input, launch_form, quick_note
 from views.library_jobs import library_summary
 from views.links import link
-from views.live import live_jobs, metrics_row, runs_overview, status_text
+from views.live import announce, live_jobs, metrics_row, runs_overview, status_text
 
 st.title("Train")
 
@@ -60,7 +60,7 @@ if problem:
 else:
     cost_caption([spec])
 if st.button("Start training", type="primary", disabled=problem is not None) and (queued := submit(spec)):
-    st.success(f"Queued run {queued[0]}. It trains in the background; follow it below.")
+    announce(queued[0], "You queued this run: it trains in the background, and this card follows it.")
 
 live_jobs()  # refreshes itself; reruns the page when a run finishes, so the sections below update
 

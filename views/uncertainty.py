@@ -12,7 +12,7 @@ from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
 from views.common import run_label, store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_note, quick_toggle
-from views.live import live_jobs
+from views.live import announce, live_jobs
 
 ACTIVE = tuple(m for m, entry in METHODS.items() if issubclass(entry.options, UncertaintyOptions))
 NAMES = {"isal": "ISAL", "uncertainty": "uncertainty sampling", "random": "random"}  # strategies, in words
@@ -64,7 +64,7 @@ with st.expander("Launch an active-learning run",
                        train=TrainConfig(epochs=epochs, seed=data.split_seed))
         cost_caption([spec])
     if st.button("Launch", type="primary", disabled=spec is None) and (queued := submit(spec)):
-        st.success(f"Queued run {queued[0]}.")
+        announce(queued[0], "You queued this run: it runs in the background, and this card follows it.")
 
 live_jobs(ACTIVE)
 runs = [r for r in store().runs(status="finished") if r.method in ACTIVE]

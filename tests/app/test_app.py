@@ -149,7 +149,7 @@ def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_back
     assert any("This launch" in i.value and "1 fit, 160 molecule-epochs" in i.value for i in at.info)
     widget(at, "button", "Start training").click().run()
     assert not at.exception
-    assert "Queued run" in at.success[0].value
+    assert "You queued this run" in at.success[0].value
     store = RunStore(home=home)
     run_id = store.runs()[0].id
     deadline = time.time() + 240
@@ -163,6 +163,24 @@ def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_back
     assert any({"train_mse", "val_mse", "val_r2"} <= set(df.columns) for df in detail)
     overview = next(df for df in detail if "learning_rate" in df.columns)
     assert overview[["subset", "epochs"]].iloc[0].tolist() == ["100", 2]
+
+
+def test_what_a_click_queued_stays_in_its_runs_card_while_the_run_is_active(home, tiny_backbone):
+    at = _app("views/train.py")
+    use_backbone(at, tiny_backbone)
+    widget(at, "number_input", "Epochs").set_value(500).run()  # long enough to be active throughout
+    widget(at, "button", "Start training").click().run()
+    run_id = RunStore(home=home).runs()[0].id
+    said = "You queued this run: it trains in the background, and this card follows it."
+    assert [s.value for s in at.success] == [said]
+    at.run()  # a rerun the click did not cause (the live card reruns the page when the run starts)
+    assert [s.value for s in at.success] == [said]
+    from views.common import get_manager
+
+    get_manager(str(home)).cancel(run_id)
+    assert get_manager(str(home)).wait(run_id, timeout=120).status == "cancelled"
+    at.run()  # an ended run has no card, and nothing says it was queued any more
+    assert not at.success
 
 
 def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, finished_run):
@@ -208,7 +226,7 @@ def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbo
     widget(at, "number_input", "Epochs").set_value(1).run()
     assert any("2 fits" in i.value for i in at.info)
     widget(at, "button", "Launch curriculum").click().run()
-    assert not at.exception and "Queued a curriculum run and a baseline" in at.success[0].value
+    assert not at.exception and "You queued a curriculum run and a baseline" in at.success[0].value
     store = RunStore(home=home)
     runs = store.runs()
     assert sorted(r.method for r in runs) == ["baseline", "curriculum"]

@@ -263,8 +263,8 @@ def test_train_dashboard_shows_a_running_job_in_a_real_browser(app_url, page, tm
     page.wait_for_timeout(1000)
     page.get_by_text("This launch").wait_for()
     page.get_by_role("button", name="Start training").click()
-    # the live card, refreshed by itself ("Queued run", said on the click, may be gone at its first tick)
-    page.get_by_text("Running jobs").wait_for(timeout=60_000)
+    page.get_by_text("Running jobs").wait_for(timeout=60_000)  # the live card, refreshed by itself
+    expect(page.get_by_text("You queued this run: it trains in the background")).to_be_visible()
     page.get_by_text("Live curve").click()
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=120_000)
     runs_table = page.locator('[data-testid="stDataFrame"]').first.locator('[role="row"]')
