@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
+from playwright.sync_api import Error as PlaywrightError, TimeoutError as PlaywrightTimeout, expect
 from rdkit import Chem
 
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
@@ -121,15 +121,16 @@ def _visit(page, link: str, shows) -> None:
 
 def _download(page, button: str, tries: int = 3) -> Path:
     """Click a download button and return the file. The jobs panel reruns the page (up to 10 s) after a job ends,
-    and a click that lands in that rerun is lost: click again. A button the rerun has not redrawn yet is stale (it
-    would download what the page showed before, e.g. the previous library): wait until none is."""
+    and a click that lands in that rerun is lost, or its file, built on click, is dropped by the rerun and the
+    download canceled: click again. A button the rerun has not redrawn yet is stale (it would download what the
+    page showed before, e.g. the previous library): wait until none is."""
     for attempt in range(1, tries + 1):
         page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=30_000)
         try:
             with page.expect_download(timeout=15_000) as download:
                 page.get_by_role("button", name=button).click()
             return Path(download.value.path())
-        except PlaywrightTimeout:
+        except PlaywrightError:  # a timeout (the click was lost) or "canceled" (its file was dropped)
             if attempt == tries:
                 raise
 
@@ -170,9 +171,7 @@ def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, t
         page.wait_for_timeout(1000)
     assert "None" not in grid.locator('[role="gridcell"]').all_inner_texts()
     _shot(page, tmp_path, "predict.png", top=page.locator('[data-testid="stMetric"]'))
-    with page.expect_download() as download:
-        page.get_by_role("button", name="Download all rows (CSV").click()
-    saved = pd.read_csv(download.value.path())
+    saved = pd.read_csv(_download(page, "Download all rows (CSV"))
     assert list(saved.columns[:5]) == ["row", "ID", "smiles", "logD", "note"]  # the file's own columns, as named
     workbook = pd.read_excel(_download(page, "Download all rows (Excel workbook)"))  # built on click
     assert workbook.columns.tolist() == saved.columns.tolist() and workbook["ID"].tolist() == saved["ID"].tolist()
