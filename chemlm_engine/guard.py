@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -101,10 +102,12 @@ _MAIN_LOCK = threading.Lock()
 def engine_main() -> Iterator[None]:
     """Start spawned processes inside this: a spawned child first imports the parent's ``__main__``, and during a
     Streamlit script run that is the page script itself, which the child would run again in bare mode (~40
-    "missing ScriptRunContext" warnings per job, seconds of work). Meanwhile ``__main__`` is this module."""
+    "missing ScriptRunContext" warnings per job, seconds of work). Meanwhile ``__main__`` is a module without a
+    file or name, so a child imports none (naming an engine module made a forkserver's job, which had imported it
+    already, run it again: runpy's "found in sys.modules … unpredictable behaviour" warning on every job)."""
     with _MAIN_LOCK:
         saved = sys.modules["__main__"]
-        sys.modules["__main__"] = sys.modules[__name__]
+        sys.modules["__main__"] = types.ModuleType("__main__")
         try:
             yield
         finally:

@@ -1,5 +1,6 @@
 """The Predict page's library jobs: an upload too big to predict while the page waits runs as a background job
 (streamed to Parquet chunk by chunk, progress and Cancel in the jobs panel), downloadable when done."""
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,10 @@ def _window(output: str, written: float, low: float, high: float, inside_only: b
     return library_window(output, low, high, inside_only, limit, order)
 
 
+def _window_csv(output: Path, window: tuple[float, float], inside_only: bool, order: str) -> str | None:
+    return write_csv(library_window(output, *window, inside_only, order=order)[0])
+
+
 def _browse(run: RunRecord, output: Path) -> None:
     """The library's predicted logD distribution, and its rows in a logD window (structures, download)."""
     written = output.stat().st_mtime
@@ -139,10 +144,10 @@ def _browse(run: RunRecord, output: Path) -> None:
     shown["domain"] = domain_flags(known)
     name = next((c for c in own if c.strip().lower() in NAME_COLUMNS), None)  # the file's name or ID column
     # as in the page's own results: what a chemist reads first, then the file's other columns (its SMILES among them)
-    order = ["row", "structure", name, "prediction", "uncertainty", "interval_low", "interval_high", "domain",
-             "similarity", *own, "warnings"]
+    columns = ["row", "structure", name, "prediction", "uncertainty", "interval_low", "interval_high", "domain",
+               "similarity", *own, "warnings"]
     st.dataframe(shown, hide_index=True, row_height=80, height=min(90 + 81 * len(shown), 520),
-                 column_order=[c for c in dict.fromkeys(order) if c in shown.columns], column_config={
+                 column_order=[c for c in dict.fromkeys(columns) if c in shown.columns], column_config={
                      "structure": st.column_config.ImageColumn("structure", width=120),
                      "prediction": st.column_config.NumberColumn("logD", format="%.2f"),
                      "uncertainty": st.column_config.NumberColumn("±", format="%.2f"),
@@ -151,7 +156,7 @@ def _browse(run: RunRecord, output: Path) -> None:
                      "similarity": st.column_config.NumberColumn("similarity", format="%.2f")})
     if count <= CSV_ROWS:  # built on click, from the file, not kept in the page
         st.download_button(f"Download the {count:,} rows in the window (CSV)",
-                           lambda: write_csv(library_window(output, *window, inside_only, order=order)[0]),
+                           partial(_window_csv, output, window, inside_only, order),
                            f"predictions-{run.id}-logD-{window[0]:g}-to-{window[1]:g}.csv", "text/csv",
                            key="library-window-csv")
     else:

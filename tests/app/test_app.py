@@ -5,6 +5,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from rdkit import Chem
 from streamlit.testing.v1 import AppTest
 
@@ -535,6 +536,14 @@ def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_
     from views import library_jobs
 
     monkeypatch.setattr(library_jobs, "HELD_BYTES", 0)  # as a large output: its Parquet read on click
+    downloads = {}  # label -> the data the page gave its download button (a callable: built on click)
+
+    def recording(label, data, *args, **kwargs):
+        downloads[label] = data
+        return button(label, data, *args, **kwargs)
+
+    button = st.download_button
+    monkeypatch.setattr(st, "download_button", recording)
     store = RunStore(home=home)
     names = [f"Z{i}" for i in range(8)]
     smiles = ["CCO", "c1ccccc1O", "CCCCCCCC", "CC(=O)O", "c1ccncc1", "CCN(CC)CC", "OCC(O)CO", "C1CC1N("]
@@ -558,7 +567,9 @@ def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_
     shown = at.dataframe[-1].value
     assert shown["row"].tolist() == [i + 1 for i in output.index[output["prediction"] <= middle]]
     assert shown["id"].tolist() == [names[i] for i in output.index[output["prediction"] <= middle]]
-    assert widget(at, "download_button", f"Download the {expected} rows in the window").label
+    # what the button downloads (built on click; AppTest never clicks it): the window's rows, all of them
+    window_csv = pd.read_csv(io.StringIO(downloads[f"Download the {expected} rows in the window (CSV)"]()))
+    assert window_csv["row"].tolist() == shown["row"].tolist()
     at.switch_page("views/train.py").run()
     at.switch_page("views/predict.py").run()  # back: the window is as it was left
     assert at.slider(key=f"library-window-{run.id}").value == (low, middle)

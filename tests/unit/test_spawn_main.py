@@ -24,3 +24,14 @@ def test_spawned_helpers_do_not_import_the_page_running_as_main(tmp_path, monkey
     descriptors._reset_pool()
     assert sys.modules["__main__"] is fake  # restored
     assert not marker.exists()
+
+
+def test_a_spawned_child_is_told_to_import_no_main_module():
+    """A forkserver's job has the engine imported: a main module named to it would be executed a second time."""
+    import multiprocessing.spawn
+
+    from chemlm_engine.guard import engine_main
+
+    with engine_main():
+        told = multiprocessing.spawn.get_preparation_data("job")
+    assert not {"init_main_from_name", "init_main_from_path"} & told.keys()
