@@ -58,10 +58,10 @@ def job_list() -> None:
         st.progress(run.progress, text=f"{run.id} · {run.method} · {run.status}")
 
 
+# Before the page: a page that ends with st.stop ends the script run, and nothing after it is drawn. A job the page
+# queues now is listed at the panel's next refresh; the page's own live card shows it at once.
+with st.sidebar:
+    job_list()
 new_run()  # the Predict page hands a returning widget its kept value (views/kept.py)
 receive()  # what a link from another page carried ("Predict with this run", "Try it", …)
-try:
-    page.run()
-finally:  # after the page: a job it just queued is listed at once (also when the page ends with st.stop)
-    with st.sidebar:
-        job_list()
+page.run()

@@ -49,8 +49,13 @@ def _label(row: dict) -> str:
 
 def _setting(column: str, value: object) -> str:
     if column == "options":  # stored as JSON: shown as key=value
-        return ", ".join(f"{k}={v}" for k, v in json.loads(str(value) or "{}").items()) or "default options"
-    return f"{column} {value}"
+        return ", ".join(f"{k}={_short(v)}" for k, v in json.loads(str(value) or "{}").items()) or "default options"
+    return f"{column} {_short(value)}"
+
+
+def _short(value: object) -> str:
+    """A setting as a chart label reads it: a search's learning rate 0.00042319495174775315 as 0.000423."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def run_summary(run: RunRecord) -> dict[str, Any]:

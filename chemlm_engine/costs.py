@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ChemLMError
 from .spec import JobSpec
 from .store import RunStore
 
@@ -59,18 +60,29 @@ def _train_size(spec: JobSpec) -> int:
     return math.ceil(total * spec.data.fractions[0])
 
 
+def _times_one_fit(run) -> bool:
+    """Whether a run's ``train_seconds`` timed one fit of ``n_train`` × ``epochs_run`` and nothing else (not a
+    sweep's five fits, not masked-LM epochs before the fit)."""
+    try:
+        options = JobSpec.from_dict(run.spec).method_options
+    except (ChemLMError, TypeError, ValueError):  # a spec an older or newer version wrote
+        return False
+    return options.fits() == 1 and options.cost_note() is None
+
+
 def _measured_speed(store: RunStore, backbone: str) -> tuple[float, float, int] | None:
-    """Molecule-epochs per second over this store's last finished single-fit runs of ``backbone``, and the
-    median seconds such a run spent outside its epochs."""
-    work = seconds = 0.0
+    """Molecule-epochs per second of this store's last finished single-fit runs of ``backbone`` (the median: one
+    run slowed by other work on the cores does not set it), and the median seconds such a run spent outside its
+    epochs."""
     runs = [r for r in store.runs(status="finished") if r.spec.get("model", {}).get("backbone") == backbone
-            and r.metrics.get("train_seconds") and r.info.get("n_train") and r.metrics.get("epochs_run")][:10]
-    for run in runs:
-        work += run.info["n_train"] * run.metrics["epochs_run"]
-        seconds += run.metrics["train_seconds"]
+            and r.metrics.get("train_seconds") and r.info.get("n_train") and r.metrics.get("epochs_run")
+            and _times_one_fit(r)][:10]
+    if not runs:
+        return None
+    speed = float(np.median([r.info["n_train"] * r.metrics["epochs_run"] / r.metrics["train_seconds"] for r in runs]))
     outside = [r.duration - r.metrics["train_seconds"] for r in runs if r.duration is not None]
     start = max(float(np.median(outside)), 0.0) if outside else _GUESS_START
-    return (work / seconds, start, len(runs)) if runs and seconds > 0 else None
+    return speed, start, len(runs)
 
 
 def estimate_cost(specs: Sequence[JobSpec], store: RunStore) -> Cost:

@@ -21,10 +21,10 @@ import pandas as pd
 from .errors import JobCancelledError, SearchError
 from .pipeline import JobContext, SplitData
 from .spec import METHODS, JobSpec, SearchOptions
-from .store import ACTIVE_STATUSES, RunStore, Tables
+from .store import ACTIVE_STATUSES, RunRecord, RunStore, Tables
 
 __all__ = ["default_space", "trial_spec", "refit_spec", "run_search", "run_search_job", "stored_trials", "SearchResult",
-           "TrialRecord"]
+           "TrialRecord", "trial_status"]
 
 _MODEL_KEYS = ("head_hidden", "dropout", "descriptors")
 _TRAIN_KEYS = ("learning_rate", "batch_size", "epochs", "weight_decay")
@@ -52,6 +52,7 @@ def trial_spec(base: JobSpec, config: dict[str, Any]) -> JobSpec:
 
 
 _ASHA_STOP = "stopped early by ASHA after"
+_BUDGET_CUT = "cut by the search's time budget after"
 
 TrialRecord = Mapping[str, Any]
 """A trial that ended (all its epochs, or stopped by ASHA): ``config``, ``epochs`` ([epoch, validation MSE] pairs),
@@ -61,7 +62,7 @@ TrialRecord = Mapping[str, Any]
 def _stop_reason(epochs: int, budget_ends: float | None) -> str:
     """Why Ray Tune stopped a trial after ``epochs``: ASHA, or the search's time budget once it has run out."""
     if budget_ends is not None and time.time() >= budget_ends:
-        return f"cut by the search's time budget after {epochs} epoch(s)"
+        return f"{_BUDGET_CUT} {epochs} epoch(s)"
     return f"{_ASHA_STOP} {epochs} epoch(s): its validation MSE was behind the other trials'"
 
 
@@ -168,6 +169,17 @@ def _trial_recorder(on_trial: Callable[[dict[str, Any]], None]) -> Any:
                           "seconds": float(last.get("time_total_s", 0.0))})
 
     return TrialRecorder()
+
+
+def trial_status(run: RunRecord) -> str:
+    """A trial's status in words: a trial the search stopped is "stopped by ASHA" or "cut by the time budget", not
+    "interrupted" (which a chemist reads as a crash)."""
+    message = run.message or ""
+    if run.status == "interrupted" and message.startswith(_ASHA_STOP):
+        return "stopped by ASHA"
+    if run.status == "interrupted" and message.startswith(_BUDGET_CUT):
+        return "cut by the time budget"
+    return run.status
 
 
 def stored_trials(store: RunStore, name: str) -> list[dict[str, Any]]:

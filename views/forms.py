@@ -86,9 +86,10 @@ def column_pickers(upload, value: str | None = "measured") -> dict[str, str | No
                                index=_index(optional, MEASURED_COLUMNS))
         picked.update(name_column=None if name == "(none)" else name,
                       measured_column=None if measured == "(none)" else measured)
-    elif value == "label":
-        picked["label_column"] = b.selectbox("Label column", columns, index=_index(columns, LABEL_COLUMNS,
-                                                                                   min(1, len(columns) - 1)))
+    elif value == "label":  # a known name, else the first column that is not the SMILES column
+        other = next((i for i, c in enumerate(columns) if c != picked["smiles_column"]), 0)
+        picked["label_column"] = b.selectbox("Label column", columns,
+                                             index=_index(columns, (*LABEL_COLUMNS, *MEASURED_COLUMNS), other))
     return picked
 
 

@@ -9,6 +9,7 @@ so that the user's own choices on the page are not overridden on the next rerun.
 import streamlit as st
 
 from chemlm_engine.errors import RunNotFoundError
+from chemlm_engine.spec import DEFAULT_REGRESSOR
 from chemlm_engine.store import RunRecord
 from views.common import store
 from views.kept import saved
@@ -21,7 +22,10 @@ O=C([O-])c1ccccc1O.[Na+] sodium-salicylate
 CN1CCC[C@H]1c1cccnc1 nicotine
 C1CC broken-ring
 FC(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)S(=O)(=O)O PFOS"""
-PRESETS = {"example": {saved("predict_text"): EXAMPLE_SMILES}, "quick": {"quick": True}}  # ?preset=…: Home's "Try it"
+# ?preset=…: Home's "Try it". The example is pasted for the embedded default model that Home describes, whatever
+# model and input mode Predict was left with.
+PRESETS = {"example": {saved("predict_text"): EXAMPLE_SMILES, saved("predict_folder"): DEFAULT_REGRESSOR,
+                       saved("predict_mode"): "Paste SMILES"}, "quick": {"quick": True}}
 
 
 def link(container, page: str, label: str, icon: str, help: str | None = None, disabled: bool = False,

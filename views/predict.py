@@ -86,9 +86,9 @@ if clicked and has_input:
         st.error(plain(exc))
     bar.empty()
 
-library_results()
 result = st.session_state.get("predictions")
 if result is None:
+    library_results()
     st.stop()
 if not has_input:
     st.caption("The results of your last prediction (an uploaded file is not kept when you visit another page).")
@@ -102,7 +102,8 @@ cols[2].metric("Outside the domain", f"{outside:,}", help=f"Tanimoto similarity 
                "training molecule (Morgan radius 2): treat these predictions with care.")
 cols[3].metric("Median logD", fmt3(ok["prediction"].median()) if len(ok) else "–")
 notes = [f"{n:,} molecule{'s' * (n > 1)} {what}" for n, what in (
-    (int(ok["warnings"].notna().sum()), "the model cannot read exactly as written (see the warnings column)"),
+    (int(ok["warnings"].notna().sum()),
+     "with a warning: read in part, or too large for some descriptors (the warnings column)"),
     (int(ok["standardization"].notna().sum()), "standardised: salts removed, charges neutralised (its column)")) if n]
 if notes:
     st.info("; ".join(notes) + ".")
@@ -180,3 +181,4 @@ if upload is not None and is_sd_file(upload):  # the records as uploaded (coordi
     st.download_button("Download as an SD file (your records, each with its results as chemlm_* fields)",
                        write_sd(upload, *frame_rows(result[result_columns(result)])), "predictions.sdf",
                        "chemical/x-mdl-sdfile", on_click="ignore")
+library_results()  # below what was just predicted, which a chemist reads first

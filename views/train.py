@@ -44,7 +44,7 @@ with right:
                                              "screen: the student then follows the teacher there."):
             options["transfer"] = str(store().save_upload(transfer.getvalue(), saved_suffix(transfer.name)))
 
-spec, problem = None, "Upload a file or pick the bundled data." if data is None else \
+spec, problem = None, "Upload a file that has usable molecules (above) or pick the bundled data." if data is None else \
     "Name a backbone folder or hub id." if not backbone else None
 if problem is None:
     try:

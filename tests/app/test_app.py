@@ -141,6 +141,13 @@ def test_sidebar_shows_device_store_and_jobs(home):
     assert "Device" in captions and str(home) in captions and "Jobs" in captions
 
 
+@pytest.mark.parametrize("page", ["views/predict.py", "views/influence.py", "views/search.py"])
+def test_the_jobs_panel_is_drawn_on_a_page_that_ends_early(home, page):  # st.stop: nothing after it is drawn
+    RunStore(home=home).create_run(JobSpec().to_dict(), "baseline", "waiting")  # queued: no worker in AppTest
+    at = _app(page)
+    assert "**Jobs:** 1 active" in [c.value for c in at.sidebar.caption]
+
+
 def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_backbone):
     at = _app("views/train.py")
     use_backbone(at, tiny_backbone)
@@ -392,6 +399,19 @@ def test_home_try_it_fills_predict_with_the_example_and_train_with_the_quick_pre
     assert any("This launch" in i.value and "720 molecule-epochs" in i.value for i in at.info)  # 240 × 3
 
 
+def test_try_it_pastes_the_example_for_the_default_model_whatever_predict_was_left_with(home, finished_run):
+    from chemlm_engine.spec import DEFAULT_REGRESSOR
+
+    at = _app("views/predict.py")
+    at.selectbox(key="predict_folder").set_value(RunStore(home=home).get_run(finished_run).model_path).run()
+    at.radio(key="predict_mode").set_value("Upload a file").run()
+    at.switch_page("views/home.py").run()
+    at = follow(at, "Try it", "predict")
+    assert at.selectbox(key="predict_folder").value == DEFAULT_REGRESSOR
+    assert at.radio(key="predict_mode").value == "Paste SMILES"
+    assert at.text_area[0].value.startswith("CC(=O)Oc1ccccc1C(=O)O aspirin")
+
+
 def test_user_text_in_messages_is_shown_as_text_not_markdown():
     from markdown_it import MarkdownIt
 
@@ -422,6 +442,28 @@ def test_an_upload_too_big_for_the_page_offers_the_background_job_and_the_librar
     record = Chem.MolToMolBlock(Chem.MolFromSmiles("CCO")).encode() + b"$$$$\n"  # an SD record: a dozen lines
     assert upload_too_big(_upload(record * PAGE_ROWS, "lib.sdf")) is None  # counted in records, not lines
     assert f"{PAGE_ROWS + 1:,} rows" in upload_too_big(_upload(record * (PAGE_ROWS + 1), "lib.sdf"))
+
+
+def _training_file_columns(header: bytes) -> tuple[str, str]:
+    """The SMILES and label columns Train pre-sets for an uploaded file with this header."""
+    def form(header: bytes) -> None:
+        import io
+
+        from views.forms import column_pickers
+
+        upload = io.BytesIO(header + b"\n")
+        upload.name = "mine.csv"
+        column_pickers(upload, value="label")
+
+    at = AppTest.from_function(form, args=(header,)).run()
+    return at.selectbox[0].value, at.selectbox[1].value
+
+
+def test_train_presets_the_label_to_a_column_other_than_the_smiles():
+    assert _training_file_columns(b"compound_id,SMILES,measured,batch") == ("SMILES", "measured")
+    assert _training_file_columns(b"smiles,pIC50") == ("smiles", "pIC50")  # no known name: not the SMILES column
+    assert _training_file_columns(b"value,smiles") == ("smiles", "value")
+    assert _training_file_columns(b"smiles,id,logD") == ("smiles", "logD")
 
 
 def test_a_running_library_prediction_offers_no_live_curve_and_a_running_fit_does(home):

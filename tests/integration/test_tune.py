@@ -217,3 +217,18 @@ def test_a_trial_stopped_once_the_time_budget_ran_out_says_so_and_is_not_replaye
     _close_trials(store, "cut-search", None, budget_ends=time.time() - 1)
     assert store.get_run(running).message == "cut by the search's time budget after 0 epoch(s)"
     assert stored_trials(store, "cut-search") == []  # neither counts as ended on its own terms
+
+
+def test_a_trial_the_search_stopped_says_why_instead_of_interrupted(tmp_path):
+    from chemlm_engine.store import RunStore
+    from chemlm_engine.tune import _stop_reason, trial_status
+
+    store = RunStore(home=tmp_path)
+    runs = [store.create_run(JobSpec().to_dict(), "baseline", f"trial {i}") for i in range(3)]
+    for run in runs:
+        store.start(run, {})
+    store.interrupt(runs[0], _stop_reason(1, None))
+    store.interrupt(runs[1], _stop_reason(1, time.time() - 1))
+    store.interrupt(runs[2], "its process died")
+    assert [trial_status(store.get_run(r)) for r in runs] == ["stopped by ASHA", "cut by the time budget",
+                                                              "interrupted"]

@@ -20,3 +20,13 @@ def test_the_reference_is_the_most_seeded_configuration_and_full_fine_tuning_amo
     lora_twice = _table([("baseline", "baseline", 0), ("lora", "lora", 0), ("lora", "lora", 1),
                          ("ensemble", "ensemble", 0), ("ensemble", "ensemble", 0)])
     assert reference_choices(lora_twice) == ["lora", "baseline", "ensemble"]
+
+
+def test_what_tells_configurations_apart_is_written_as_a_chart_reads_it():
+    """A search's trials differ in learning rates like 0.00042319495174775315: labels keep three digits."""
+    table = _table([("a", "baseline", 0), ("b", "baseline", 0)])
+    table["learning_rate"] = [0.00042319495174775315, 1e-4]
+    table["options"] = ['{"dropout": 0.123456789}', '{}']
+    differs = summarize(table).set_index("config")["differs"]
+    assert differs["a"] == "learning_rate 0.000423 · dropout=0.123"
+    assert differs["b"] == "learning_rate 0.0001 · default options"

@@ -26,3 +26,21 @@ def test_the_time_comes_from_runs_measured_here_else_a_stated_guess(tmp_path):
     assert 8000 / 50 <= cost.seconds < 8000 / 50 + 2  # this run spent ~0 s outside its epochs
     store.create_run(spec.to_dict(), "baseline")  # queued
     assert "after the 1 job already queued or running" in estimate_cost([spec], store).describe()
+
+
+def test_only_runs_that_timed_one_plain_fit_set_the_speed(tmp_path):
+    store = RunStore(home=tmp_path)
+    spec = JobSpec(data=DataSpec(subset=500), model=ModelSpec(backbone="some/backbone"), train=TrainConfig(epochs=10))
+
+    def finished(job: JobSpec, seconds: float) -> None:
+        run = store.create_run(job.to_dict(), job.method)
+        store.set_info(run, n_train=100)
+        store.start(run, {})
+        store.finish(run, {"train_seconds": seconds, "epochs_run": 5})
+
+    for seconds in (10.0, 10.0, 100.0):  # 50 molecule-epochs/s twice, once slowed by other work
+        finished(spec, seconds)
+    finished(JobSpec(method="uncertainty", model=spec.model, options={"sweep": [25, 64]}), 500.0)  # five fits
+    finished(JobSpec(method="mlm", model=spec.model), 400.0)  # masked-LM epochs before its fit
+    cost = estimate_cost([spec], store)
+    assert "at 50 molecule-epochs/s" in cost.basis and "measured in 3 earlier runs" in cost.basis
