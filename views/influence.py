@@ -34,7 +34,8 @@ with st.expander("Launch an influence job", expanded=not finished or st.session_
                 "recipe and seed are reused.")
     else:
         quick = quick_toggle()
-        base = st.selectbox("Base run (recipe, data, split and seed)", finished, format_func=run_label)
+        plain_first = sorted(finished, key=lambda r: r.method != "baseline")  # a plain fine-tune is the usual base
+        base = st.selectbox("Base run (recipe, data, split and seed)", plain_first, format_func=run_label)
         upload = st.file_uploader("External pool: CSV (or SMILES / SD file) with SMILES and labels (leave empty for "
                                   "the default held-out 30 % of the training split)", type=TABLE_TYPES)
         c1, c2, c3 = st.columns(3)

@@ -71,6 +71,8 @@ runs = [r for r in store().runs(status="finished") if r.method in ACTIVE]
 if not runs:
     st.info("No finished active-learning run yet.")
     st.stop()
+# newest first, random controls last: the page opens on a run whose list of what to measure next is worth reading
+runs.sort(key=lambda r: r.spec.get("options", {}).get("strategy") == "random")
 run = st.selectbox("Run", runs, format_func=run_label)
 quick_note(run.spec)
 pool = store().molecules(run.id, Kinds.POOL_UNCERTAINTY)

@@ -278,6 +278,24 @@ def test_active_learning_page_shows_isal_against_both_controls_and_what_to_measu
     assert any(b.label.startswith("Download the molecules to measure next") for b in at.get("download_button"))
 
 
+def test_active_learning_and_influence_open_on_the_runs_worth_reading_first(home):
+    store = RunStore(home=home)
+
+    def finished(method: str, options: dict) -> str:
+        run = store.create_run(JobSpec(method=method, options=options).to_dict(), method, method)
+        store.start(run, {})
+        store.finish(run, {})
+        return run
+
+    sampled = finished("uncertainty", {"strategy": "uncertainty"})
+    finished("uncertainty", {"strategy": "random"})  # the newest: the suite queues the control after
+    assert _app("views/uncertainty.py").selectbox[0].value.id == sampled
+    baseline = finished("baseline", {})
+    finished("lora", {})  # newer, and no plain fine-tune
+    at = _app("views/influence.py")
+    assert widget(at, "selectbox", "Base run").value.id == baseline
+
+
 def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(home, tiny_backbone, tmp_path, lipo):
     pool = tmp_path / "candidates.smi"  # a SMILES file, as a chemist's list of candidates often is
     pool.write_text("".join(f"{s} cand-{i}\n" for i, s in enumerate(lipo.smiles[-30:])))
