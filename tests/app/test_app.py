@@ -495,6 +495,9 @@ def test_a_running_library_prediction_offers_no_live_curve_and_a_running_fit_doe
     assert not at.exception and {b.key for b in at.button if b.label == "Cancel"} == {f"cancel-{fit}",
                                                                                       f"cancel-{library}"}
     assert [t.key for t in at.toggle if t.label == "Live curve"] == [f"curve-{fit}"]
+    at.button(key=f"cancel-{fit}").click().run()  # the job stops at its next batch; its card says so at once
+    card = next(m.value for m in at.markdown if fit in m.value)
+    assert "cancelling" in card and "cancelling" not in next(m.value for m in at.markdown if library in m.value)
 
 
 def test_the_runs_table_lists_a_library_prediction_and_a_spec_this_version_cannot_read(home):
