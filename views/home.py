@@ -27,7 +27,7 @@ PAGES = [
     ("views/compare.py", "Compare", ":material/leaderboard:", "runs grouped by configuration, mean ± std over seeds, "
      "paired differences with a test.", ""),
     ("views/search.py", "Search", ":material/tune:", "a recipe's hyperparameters on the validation split (Ray Tune, "
-     "ASHA), every trial a run.", ""),
+     "ASHA), every trial a run.", "quick"),
 ]
 for path, title, icon, purpose, preset in PAGES:
     left, right = st.columns([5, 1], vertical_alignment="center")

@@ -415,6 +415,8 @@ def test_home_try_it_fills_predict_with_the_example_and_train_with_the_quick_pre
     at = follow(_app("views/home.py"), "Try it", "train")
     assert at.title[0].value == "Train" and widget(at, "toggle", "Quick try").value
     assert any("This launch" in i.value and "720 molecule-epochs" in i.value for i in at.info)  # 240 × 3
+    at = follow(_app("views/home.py"), "Try it", "search")
+    assert at.title[0].value == "Hyperparameter search" and widget(at, "toggle", "Quick try").value
 
 
 def test_try_it_pastes_the_example_for_the_default_model_whatever_predict_was_left_with(home, finished_run):
