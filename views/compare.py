@@ -59,11 +59,13 @@ st.dataframe(shown, hide_index=True, column_order=[
     "verdict": st.column_config.TextColumn(f"vs the reference ({METRIC_LABELS[metric]})", width="medium"),
     "p": st.column_config.TextColumn("p (paired t)"),
     "trainable_params": st.column_config.NumberColumn("trainable params", format="%d")})
-figure = px.bar(summary, x="differs" if summary["differs"].any() else "config", y=metric, error_y=f"{metric}_std",
-                hover_data=["seeds"],
+# bars across, their labels on the left: long rotated labels under upright bars squeezed the bars into a corner
+shown = "differs" if summary["differs"].any() else "config"
+figure = px.bar(summary, y=shown, x=metric, error_x=f"{metric}_std", hover_data=["seeds"], orientation="h",
                 title=f"{METRIC_LABELS[metric]}: mean ± std over seeds (no bar for std with one seed)",
-                labels={"config": "", "differs": "", metric: METRIC_LABELS[metric]})
-st.plotly_chart(figure.update_xaxes(tickangle=-20))
+                labels={shown: "", metric: METRIC_LABELS[metric]}, height=180 + 40 * len(summary))
+# every configuration named (plotly would drop labels it finds crowded), in the table's order from the top
+st.plotly_chart(figure.update_yaxes(autorange="reversed", tickmode="array", tickvals=summary[shown].tolist()))
 with st.expander("Full configurations"):
     st.dataframe(summary[["differs", "config"]], hide_index=True)
 with st.expander(f"All {len(table)} runs"):
