@@ -138,7 +138,7 @@ def train(
     from .spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
 
     if spec_file is not None:
-        _run(JobSpec.from_json(spec_file.read_text()), _store(db), executor, ray_address)
+        _run(JobSpec.from_file(spec_file), _store(db), executor, ray_address)
         return
 
     options = {}

@@ -59,6 +59,7 @@ def predict(
                           "in its records; otherwise, or with --executor ray, write .csv or .parquet")
     if output is not None and executor != "ray":  # Ray writes a folder of parts
         check_output(output)
+        _check_output_kind(output, library=input is not None and is_parquet(input))
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
     # the model's imports (torch, transformers: seconds) only once the arguments are known to be good
     from .predict.domain import TrainingReference, add_applicability_domain
@@ -66,8 +67,10 @@ def predict(
     from .predict.batch import measured_metrics, predict_csv, predict_smiles, result_columns, user_table
     from .library import annotated_library
 
-    if input is not None and (executor == "ray" or is_parquet(input) or
-                              (output is not None and output.suffix == ".parquet")):
+    if input is not None and (executor == "ray" or is_parquet(input) or (output is not None and is_parquet(output))):
+        if name_column or measured_column:  # the library keeps every column of the file as it is
+            typer.echo("note: a library prediction keeps every column of the file; --name-column and "
+                       "--measured-column are not used (no metrics: compare the Parquet's columns)", err=True)
         _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
         return
     many = input is not None and count_rows(input) > _IN_MEMORY_ROWS  # a CSV result is built in memory, in one go
@@ -109,6 +112,8 @@ def predict(
                 write_sd(input, *frame_rows(frame[result_columns(frame)]), aside)
             elif is_excel(output):
                 write_xlsx(user_table(frame), aside)
+            elif is_parquet(output):  # pasted SMILES (a file to .parquet streams as a library, above)
+                user_table(frame).to_parquet(aside, index=False)
             else:
                 write_csv(user_table(frame), aside)
         n_bad = int(frame["error"].notna().sum())
@@ -157,6 +162,22 @@ def explain(
                            "warnings": warning,
                            "csv": str(output.with_suffix(".csv")),
                            "png": str(output.with_suffix(".png"))}))
+
+
+_OUTPUT_KINDS = (".csv", ".parquet", ".xlsx", ".sdf")
+
+
+def _check_output_kind(output: Path, library: bool) -> None:
+    """:class:`OutputError` for an output name whose kind would not be what is written (a CSV named .json)."""
+    from .errors import OutputError
+
+    suffix = output.suffix.lower()
+    if suffix not in _OUTPUT_KINDS:
+        raise OutputError(f"{output}: name the output .csv, .parquet or .xlsx (.sdf for an SD input); "
+                          f"{suffix or 'no suffix'} is not written")
+    if library and suffix != ".parquet":
+        raise OutputError(f"{output}: a Parquet input is predicted as a library and written as Parquet: name the "
+                          "output .parquet")
 
 
 def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,

@@ -201,3 +201,21 @@ class JobSpec:
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
         return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> JobSpec:
+        """A spec a user hands in (``chemlm train --spec``): unlike a stored one, a file that is not a spec is an
+        error, not the default job (a stored spec's unknown fields are dropped so that old runs still list)."""
+        try:
+            raw = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read the spec {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"the spec {path} is not JSON: {exc}") from None
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(raw) - set(fields)) if isinstance(raw, dict) else []
+        if not isinstance(raw, dict) or unknown or "method" not in raw:
+            found = f" (unknown: {', '.join(unknown)})" if unknown else ""
+            raise ConfigError(f"{path} is not a job spec{found}: a JSON object of {', '.join(fields)}, as `chemlm "
+                              "tune` writes it")
+        return cls.from_dict(raw)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from ..spec.config import JobSpec
-from ..errors import ConfigError, RunNotFoundError, StoreError
+from ..errors import ConfigError, OutputError, RunNotFoundError, StoreError
 from .schema import EpochRow, Kinds, MoleculeRow, RunRow, TableRow, Tables, prepare_schema, sqlite_pragmas
 from .uploads import prune_uploads, save_upload
 
@@ -100,6 +100,9 @@ class RunStore:
         except (ArgumentError, NoSuchModuleError) as exc:
             raise StoreError(f"cannot open the run store {url!r}: {exc}; give a SQLAlchemy URL such as "
                              "sqlite:///path/to/runs.db") from None
+        except ImportError as exc:  # a known database whose driver is not installed (postgresql+psycopg)
+            raise StoreError(f"cannot open the run store {url!r}: its driver is not installed ({exc}); install it "
+                             "(e.g. pip install 'psycopg[binary]') or use sqlite:///path/to/runs.db") from None
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", sqlite_pragmas)
         try:
@@ -273,6 +276,11 @@ class RunStore:
         if record.status != "finished" or not record.model_path:
             raise RunNotFoundError(f"run {run_id} has no finished model (status {record.status})")
         destination = Path(destination)
+        if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+            # merged into another model's files, the folder would hold two models (an ensemble.json beside an old
+            # regressor.json): which one loads would depend on the files, not on the user
+            raise OutputError(f"{destination} {'is not empty' if destination.is_dir() else 'is a file'}: export into "
+                              "a new or empty folder")
         shutil.copytree(record.model_path, destination, dirs_exist_ok=True)
         test = {k[len("test_"):]: v for k, v in record.metrics.items() if k.startswith("test_")}
         (destination / "metrics.json").write_text(json.dumps(

@@ -67,6 +67,8 @@ def test_cli_train_predict_and_runs(tiny_backbone, tmp_path, monkeypatch):
     assert exported.exit_code == 0, exported.output
     metrics = json.loads((tmp_path / "exported" / "metrics.json").read_text())
     assert metrics["test"]["rmse"] == summary["test_rmse"] and (tmp_path / "exported" / "regressor.json").exists()
+    again = runner.invoke(app, ["export", summary["run_id"], str(tmp_path / "exported")])  # never merged into a model
+    assert again.exit_code != 0 and "is not empty: export into a new or empty folder" in str(again.exception)
 
 
 def test_cli_reports_an_unknown_model_clearly(tmp_path, monkeypatch):
@@ -276,3 +278,19 @@ def test_predict_writes_an_excel_workbook(regressor_dir, tmp_path):
     assert back["input"].tolist() == ["CCO", "C1CC"] and math.isfinite(float(back["prediction"][0]))
     assert back["prediction"][1] == ""
     assert "parse" in back["error"][1]
+
+
+def test_the_output_is_of_the_kind_its_name_says(regressor_dir, tmp_path):
+    """Pasted SMILES to .parquet were written as CSV, and a library to .PARQUET as CSV (the suffix read in lower
+    case only)."""
+    pasted = tmp_path / "pasted.parquet"
+    result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "-s", "CCO", "-s", "C1CC",
+                                 "-o", str(pasted)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(pasted)
+    assert table["input"].tolist() == ["CCO", "C1CC"] and table["error"].notna().tolist() == [False, True]
+    source, library = tmp_path / "library.csv", tmp_path / "LIBRARY.PARQUET"
+    pd.DataFrame({"smiles": ["CCO", "CCN"]}).to_csv(source, index=False)
+    result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "-i", str(source), "-o", str(library)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(library)["smiles"].tolist() == ["CCO", "CCN"]

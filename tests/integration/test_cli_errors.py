@@ -52,6 +52,15 @@ ONE_LINE_ERRORS = {
     "unknown split": (["train", "--split", "diagonal", "--subset", "50"], "diagonal", None),
     "SD output of a CSV": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/out.sdf"],
                            "an SD output is a copy of the SD input", "{tmp}/out.sdf"),
+    "output of no kind written": (["predict", "-s", "CCO", "--output", "{tmp}/out.json"],
+                                  "name the output .csv, .parquet or .xlsx", "{tmp}/out.json"),
+    "Parquet input to a CSV": (["predict", "--input", "{tmp}/lib.parquet", "--output", "{tmp}/out.csv"],
+                               "written as Parquet: name the output .parquet", "{tmp}/out.csv"),
+    "spec file missing": (["train", "--spec", "{tmp}/nospec.json"], "cannot read the spec", None),
+    "spec not JSON": (["train", "--spec", "{tmp}/garbage.json"], "is not JSON", None),
+    "spec of something else": (["train", "--spec", "{tmp}/other.json"], "is not a job spec (unknown: not)", None),
+    "database driver missing": (["runs", "list", "--db", "postgresql+psycopg://user@host/chemlm"],
+                                "its driver is not installed", None),
 }
 
 
@@ -65,6 +74,8 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
         home.write_text("not a folder")
     _model_without_training_set(tmp_path / "noset")
     (tmp_path / "d.csv").write_text("smiles,y\nCCO,1\nCCC,2\n")
+    (tmp_path / "garbage.json").write_text("{not json")
+    (tmp_path / "other.json").write_text('{"not": "a spec"}')
     result = subprocess.run([sys.executable, "-m", "chemlm_engine", *args], capture_output=True, text=True,
                             env={**os.environ, "CHEMLM_HOME": str(home)}, cwd=ROOT, timeout=300,
                             preexec_fn=_small_files if case == "output write fails" else None)
