@@ -185,7 +185,9 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
     from .library import library_rows, parts_of, parts_rows, predict_library, predict_library_ray
 
     if output is None:
-        raise typer.BadParameter("library prediction writes Parquet: give --output")
+        from .errors import OutputError
+
+        raise OutputError("a library prediction writes Parquet: give --output predictions.parquet")
     if executor == "ray":
         summary = predict_library_ray(folder, source, output, smiles_column, workers=workers, address=address,
                                       trust_remote_code=trust_remote_code)
@@ -224,7 +226,7 @@ def resolve_model(model: str, db: str | None) -> Path:
 
         record = RunStore(db).get_run(model)
     except RunNotFoundError:
-        raise typer.BadParameter(f"{model!r} is neither a model folder nor a run id") from None
+        raise RunNotFoundError(f"{model!r} is neither a model folder nor a run id") from None
     if not record.model_path:
-        raise typer.BadParameter(f"run {model} has no saved model (status {record.status})")
+        raise RunNotFoundError(f"run {model} has no saved model (status {record.status})")
     return Path(record.model_path)

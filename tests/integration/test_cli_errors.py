@@ -56,6 +56,8 @@ ONE_LINE_ERRORS = {
                                   "name the output .csv, .parquet or .xlsx", "{tmp}/out.json"),
     "Parquet input to a CSV": (["predict", "--input", "{tmp}/lib.parquet", "--output", "{tmp}/out.csv"],
                                "written as Parquet: name the output .parquet", "{tmp}/out.csv"),
+    "library without an output": (["predict", "--input", "{tmp}/lib.parquet"], "give --output predictions.parquet",
+                                  None),
     "spec file missing": (["train", "--spec", "{tmp}/nospec.json"], "cannot read the spec", None),
     "spec not JSON": (["train", "--spec", "{tmp}/garbage.json"], "is not JSON", None),
     "spec of something else": (["train", "--spec", "{tmp}/other.json"], "is not a job spec (unknown: not)", None),
