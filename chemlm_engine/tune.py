@@ -187,8 +187,8 @@ def stored_trials(store: RunStore, name: str) -> list[dict[str, Any]]:
     finished, or stopped by ASHA (not cancelled, failed or cut off)."""
     records = []
     for run in store.runs():
-        asha = run.status == "interrupted" and (run.message or "").startswith(_ASHA_STOP)
-        if run.info.get("search") != name or "trial_config" not in run.info or not (run.status == "finished" or asha):
+        ended = trial_status(run) in ("finished", "stopped by ASHA")
+        if run.info.get("search") != name or "trial_config" not in run.info or not ended:
             continue
         epochs = store.epochs(run.id)
         measured = epochs[epochs["val_mse"].notna()] if "val_mse" in epochs else epochs.iloc[:0]

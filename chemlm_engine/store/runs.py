@@ -101,8 +101,7 @@ class RunStore:
             raise StoreError(f"cannot open the run store {url!r}: {exc}; give a SQLAlchemy URL such as "
                              "sqlite:///path/to/runs.db") from None
         except ImportError as exc:  # a known database whose driver is not installed (postgresql+psycopg)
-            raise StoreError(f"cannot open the run store {url!r}: its driver is not installed ({exc}); install it "
-                             "(e.g. pip install 'psycopg[binary]') or use sqlite:///path/to/runs.db") from None
+            raise StoreError(f"cannot open the run store {url!r}: its driver is not installed ({exc})") from None
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", sqlite_pragmas)
         try:
@@ -276,9 +275,7 @@ class RunStore:
         if record.status != "finished" or not record.model_path:
             raise RunNotFoundError(f"run {run_id} has no finished model (status {record.status})")
         destination = Path(destination)
-        if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
-            # merged into another model's files, the folder would hold two models (an ensemble.json beside an old
-            # regressor.json): which one loads would depend on the files, not on the user
+        if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):  # never two models
             raise OutputError(f"{destination} {'is not empty' if destination.is_dir() else 'is a file'}: export into "
                               "a new or empty folder")
         shutil.copytree(record.model_path, destination, dirs_exist_ok=True)
