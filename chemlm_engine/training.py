@@ -197,8 +197,10 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
         train_mse = loss_sum / max(n_seen, 1) * label_var
         if val is not None and val_encoded is not None and len(val_encoded) > 0:
             val_metrics = regression_metrics(val.labels, predict_encoded(evaluated, val_encoded, features=val_features))
-        else:
-            val_metrics = {"mse": train_mse, "rmse": math.sqrt(train_mse), "mae": math.nan, "r2": math.nan}
+            score = val_metrics["mse"]
+        else:  # no validation split (training on training + validation): none reported, the training MSE tracked
+            val_metrics = {"mse": math.nan, "rmse": math.nan, "mae": math.nan, "r2": math.nan}
+            score = train_mse
         metrics = EpochMetrics(epoch, train_mse, val_metrics["mse"], val_metrics["rmse"], val_metrics["mae"],
                                val_metrics["r2"], scheduler.get_last_lr()[0], time.time() - epoch_start,
                                int(len(indices)))
@@ -206,8 +208,8 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
         log.info("epoch %d: %s", epoch, metrics)
         if callbacks.on_epoch is not None:
             callbacks.on_epoch(metrics)
-        if metrics.val_mse < best_mse:
-            best_mse, best_epoch, stale = metrics.val_mse, epoch, 0
+        if score < best_mse:
+            best_mse, best_epoch, stale = score, epoch, 0
             keep = val_encoded is not None and config.select_best
             best_state = copy.deepcopy(evaluated.state_dict()) if keep else None
         else:

@@ -126,7 +126,11 @@ def test_the_tune_command_writes_the_best_spec_that_train_reproduces(tiny_backbo
     assert refit.method_options.train_on_val and refit.train.epochs == best_epoch
     assert refit.model == spec.model and refit.data == spec.data
     done = CliRunner().invoke(app, ["train", "--spec", summary["refit_spec"]])
-    assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "finished", done.output
+    finished = json.loads(done.stdout.strip().splitlines()[-1])
+    assert finished["status"] == "finished", done.output
+    # trained on training + validation: no validation score is reported (it was the training MSE under that name)
+    refitted = RunStore(home=tmp_path / "runs").get_run(finished["run_id"])
+    assert refitted.metrics.get("val_mse") is None and refitted.metrics["train_mse"] > 0
 
 
 @pytest.mark.ray
