@@ -13,8 +13,17 @@ from .errors import DataError
 __all__ = ["sheet_records", "count_sheet_rows"]
 
 
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
+def _text(cell) -> str:
+    """A cell's value as text; a whole number under a zero-padding format ("00000", the way IDs are kept) with the
+    zeros Excel shows, so that the ID joins back (7 as 00007)."""
+    value = cell.value
+    if value is None:
+        return ""
+    padding = getattr(cell, "number_format", "") or ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and set(padding) == {"0"} \
+            and float(value).is_integer() and value >= 0:
+        return str(int(value)).zfill(len(padding))
+    return str(value)
 
 
 def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
@@ -28,8 +37,8 @@ def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
         raise DataError(f"cannot read the Excel workbook ({exc}): save it again as .xlsx, or as CSV UTF-8") from None
     try:
         blank, started = 0, False  # blank rows since the last filled one: rows only between filled ones
-        for row in book.worksheets[0].iter_rows(values_only=True):
-            cells = [_text(value) for value in row]
+        for row in book.worksheets[0].iter_rows():
+            cells = [_text(cell) for cell in row]
             while cells and not cells[-1].strip():  # the sheet's width is its widest row's, not this row's fields
                 cells.pop()
             if not cells:

@@ -1,5 +1,5 @@
 """Excel workbooks as chemists keep compound lists: the first sheet read as a table, one row per sheet row between
-the header and the last filled row, numbers as the text Excel shows."""
+the header and the last filled row, numbers as their values (IDs kept with a zero-padding format's zeros)."""
 import io
 
 import pandas as pd
@@ -43,6 +43,19 @@ def test_the_first_sheet_is_a_table_from_its_header_to_its_last_filled_row(tmp_p
     upload = io.BytesIO((tmp_path / "compounds.xlsx").read_bytes())
     upload.name = "compounds.xlsx"  # as the app's upload has it
     assert columns_of(upload) == ["ID", "SMILES", "logD"] and count_rows(upload) == 4
+
+
+def test_an_id_kept_with_leading_zeros_keeps_them(tmp_path):
+    """Excel keeps such IDs as numbers shown through a "00000" format: read as 7, they would not join back."""
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["ID", "SMILES", "mass"])
+    sheet.append([7, "CCO", 1234.5])
+    sheet["A2"].number_format = "00000"
+    sheet["C2"].number_format = "#,##0.00"  # a display format of a measured value: its value, not the thousands mark
+    book.save(tmp_path / "ids.xlsx")
+    assert read_table(tmp_path / "ids.xlsx").frame.to_dict("list") == {"ID": ["00007"], "SMILES": ["CCO"],
+                                                                       "mass": ["1234.5"]}
 
 
 def test_a_workbook_is_predicted_alike_on_the_page_path_and_the_library_path(regressor, regressor_dir, tmp_path):
