@@ -3,6 +3,7 @@ this machine measured in earlier runs of the same backbone (a stated rough guess
 from __future__ import annotations
 
 import math
+from itertools import islice
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,19 +65,19 @@ def _times_one_fit(run) -> bool:
     """Whether a run's ``train_seconds`` timed one fit of ``n_train`` × ``epochs_run`` and nothing else (not a
     sweep's five fits, not masked-LM epochs before the fit)."""
     try:
-        options = JobSpec.from_dict(run.spec).method_options
+        spec = JobSpec.from_dict(run.spec)
+        return fits_of(spec) == 1 and spec.method_options.cost_note() is None
     except (ChemLMError, TypeError, ValueError):  # a spec an older or newer version wrote
         return False
-    return options.fits() == 1 and options.cost_note() is None
 
 
 def _measured_speed(store: RunStore, backbone: str) -> tuple[float, float, int] | None:
     """Molecule-epochs per second of this store's last finished single-fit runs of ``backbone`` (the median: one
     run slowed by other work on the cores does not set it), and the median seconds such a run spent outside its
     epochs."""
-    runs = [r for r in store.runs(status="finished") if r.spec.get("model", {}).get("backbone") == backbone
-            and r.metrics.get("train_seconds") and r.info.get("n_train") and r.metrics.get("epochs_run")
-            and _times_one_fit(r)][:10]
+    runs = list(islice((r for r in store.runs(status="finished") if r.spec.get("model", {}).get("backbone") == backbone
+                        and r.metrics.get("train_seconds") and r.info.get("n_train") and r.metrics.get("epochs_run")
+                        and _times_one_fit(r)), 10))  # the newest ten: older specs are not parsed at all
     if not runs:
         return None
     speed = float(np.median([r.info["n_train"] * r.metrics["epochs_run"] / r.metrics["train_seconds"] for r in runs]))

@@ -60,12 +60,12 @@ st.dataframe(shown, hide_index=True, column_order=[
     "p": st.column_config.TextColumn("p (paired t)"),
     "trainable_params": st.column_config.NumberColumn("trainable params", format="%d")})
 # bars across, their labels on the left: long rotated labels under upright bars squeezed the bars into a corner
-shown = "differs" if summary["differs"].any() else "config"
-figure = px.bar(summary, y=shown, x=metric, error_x=f"{metric}_std", hover_data=["seeds"], orientation="h",
+named_by = "differs" if summary["differs"].any() else "config"
+figure = px.bar(summary, y=named_by, x=metric, error_x=f"{metric}_std", hover_data=["seeds"], orientation="h",
                 title=f"{METRIC_LABELS[metric]}: mean ± std over seeds (no bar for std with one seed)",
-                labels={shown: "", metric: METRIC_LABELS[metric]}, height=180 + 40 * len(summary))
+                labels={named_by: "", metric: METRIC_LABELS[metric]}, height=180 + 40 * len(summary))
 # every configuration named (plotly would drop labels it finds crowded), in the table's order from the top
-st.plotly_chart(figure.update_yaxes(autorange="reversed", tickmode="array", tickvals=summary[shown].tolist()))
+st.plotly_chart(figure.update_yaxes(autorange="reversed", tickmode="array", tickvals=summary[named_by].tolist()))
 with st.expander("Full configurations"):
     st.dataframe(summary[["differs", "config"]], hide_index=True)
 with st.expander(f"All {len(table)} runs"):
