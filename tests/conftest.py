@@ -71,6 +71,13 @@ def regressor_dir(tmp_path_factory, tiny_backbone, lipo) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _run_store_home(tmp_path, monkeypatch):
+    """Every test's default run store is its own: a store opened from a --db URL alone, or by the app, keeps its
+    run folders in $CHEMLM_HOME (default ./runs), which is otherwise the checkout."""
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "chemlm-home"))
+
+
 @pytest.fixture()
 def store(tmp_path) -> RunStore:
     return RunStore(home=tmp_path / "runs")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from chemlm_engine.spec import DataSpec, JobSpec
 from chemlm_engine.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +62,8 @@ ONE_LINE_ERRORS = {
     "spec file missing": (["train", "--spec", "{tmp}/nospec.json"], "cannot read the spec", None),
     "spec not JSON": (["train", "--spec", "{tmp}/garbage.json"], "is not JSON", None),
     "spec of something else": (["train", "--spec", "{tmp}/other.json"], "is not a job spec (unknown: not)", None),
+    "settings beside a spec": (["train", "--spec", "{tmp}/spec.json", "--epochs", "3", "--no-augment"],
+                               "--spec runs the file as written, so --epochs, --augment would be ignored", None),
     "database driver missing": (["runs", "list", "--db", "postgresql+psycopg://user@host/chemlm"],
                                 "its driver is not installed", None),
 }
@@ -78,6 +81,7 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
     (tmp_path / "d.csv").write_text("smiles,y\nCCO,1\nCCC,2\n")
     (tmp_path / "garbage.json").write_text("{not json")
     (tmp_path / "other.json").write_text('{"not": "a spec"}')
+    (tmp_path / "spec.json").write_text(JobSpec(method="baseline", data=DataSpec(subset=50)).to_json())
     result = subprocess.run([sys.executable, "-m", "chemlm_engine", *args], capture_output=True, text=True,
                             env={**os.environ, "CHEMLM_HOME": str(home)}, cwd=ROOT, timeout=300,
                             preexec_fn=_small_files if case == "output write fails" else None)
