@@ -64,7 +64,8 @@ def predict(
     # the model's imports (torch, transformers: seconds) only once the arguments are known to be good
     from .predict.domain import TrainingReference, add_applicability_domain
     from .predict.ensemble import load_predictor
-    from .predict.batch import measured_metrics, predict_csv, predict_smiles, result_columns, user_table
+    from .predict.batch import (measured_metrics, predict_csv, predict_smiles, result_columns, unread_measured,
+                                user_table)
     from .library import annotated_library
 
     if input is not None and (executor == "ray" or is_parquet(input) or (output is not None and is_parquet(output))):
@@ -103,6 +104,8 @@ def predict(
     if measured_column:
         metrics = measured_metrics(frame)
         typer.echo("against measured: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()), err=True)
+        if unread_measured(frame):
+            typer.echo(f"note: {unread_measured(frame)}", err=True)
     if output is None:
         typer.echo(write_csv(user_table(frame)), nl=False)
     else:

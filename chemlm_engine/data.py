@@ -21,7 +21,7 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 from .errors import DataError, OutputError
 from .guard import prepare_all
 from .molecules import Standardization
-from .tables import pick_column, read_table, written_aside
+from .tables import numbers, pick_column, read_table, written_aside
 
 __all__ = [
     "RowIssue", "DataReport", "MoleculeData", "Split",
@@ -141,7 +141,7 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
             raise
         label_col, frame = "__no_label__", frame.assign(__no_label__=np.nan)
     report = DataReport(n_rows=len(frame))
-    labels = pd.to_numeric(frame[label_col], errors="coerce")
+    labels = numbers(frame[label_col])
     first_row: dict[str, int] = {}
     grouped: dict[str, list[float]] = {}
     names: dict[str, str] = {}

@@ -29,7 +29,7 @@ from .sdfile import count_sd_records, sd_records
 from .sheets import count_sheet_rows, sheet_records
 
 __all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "write_csv", "defuse", "FORMULA_STARTS",
-           "check_output", "written_aside", "pick_column", "DELIMITERS", "write_xlsx", "EXCEL_ROWS"]
+           "check_output", "written_aside", "pick_column", "DELIMITERS", "write_xlsx", "EXCEL_ROWS", "numbers"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -312,3 +312,19 @@ def pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence
                         f"add a header line (e.g. smiles,name) or give a SMILES file the extension .smi")
     raise DataError(f"no {what} column found (looked for {', '.join(candidates)}); columns are {list(columns)}: "
                     "name it explicitly")
+
+
+_DECIMAL_COMMA = r"^\s*[+-]?\d*,\d+\s*$"
+
+
+def numbers(cells: pd.Series) -> pd.Series:
+    """A column of measured values as floats (blank or text cells: NaN). Values written with decimal commas
+    (``-0,52``, as a spreadsheet in most of Europe saves them) are read as such, unless they could be thousands
+    separators instead: when a number in the column has a decimal point, or every comma has three digits after it."""
+    values = pd.to_numeric(cells, errors="coerce")
+    text = cells.astype(str).str.strip()
+    commas = text[values.isna() & text.str.match(_DECIMAL_COMMA)]
+    if (commas.empty or text[values.notna()].str.contains(".", regex=False).any()
+            or (commas.str.split(",").str[-1].str.len() == 3).all()):
+        return values.astype(float)
+    return values.fillna(pd.to_numeric(commas.str.replace(",", ".", regex=False))).astype(float)

@@ -7,7 +7,8 @@ import streamlit as st
 
 from chemlm_engine.depict import grid_image, molecule_image_uri
 from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, is_ensemble, measured_metrics,
-                                   parse_pasted, predict_csv, predict_smiles, result_columns, user_table)
+                                   parse_pasted, predict_csv, predict_smiles, result_columns, unread_measured,
+                                   user_table)
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import TABLE_TYPES, is_sd_file
 from chemlm_engine.sdfile import frame_rows, write_sd
@@ -165,6 +166,8 @@ with tabs[3]:
 if "measured" in result:
     with tabs[4]:
         metrics = measured_metrics(result)
+        if unread_measured(result):
+            st.warning(f"{unread_measured(result)}.")
         if metrics["n"] < 2:
             st.caption("Fewer than two rows have both a prediction and a measured value.")
         else:

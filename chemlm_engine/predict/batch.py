@@ -16,11 +16,11 @@ from ..inference import mc_dropout, predict_values
 from ..model import RegressionModel
 from ..molecules import split_smiles_line
 from ..guard import prepare_all
-from ..tables import pick_column, read_table
+from ..tables import numbers, pick_column, read_table
 from ..training import regression_metrics
 
 __all__ = ["predict_smiles", "predict_csv", "user_table", "result_columns", "parse_pasted", "token_warnings",
-           "molecule_warnings", "measured_metrics", "PREDICTION_COLUMNS"]
+           "molecule_warnings", "measured_metrics", "unread_measured", "PREDICTION_COLUMNS"]
 
 
 def parse_pasted(text: str) -> tuple[list[str], list[str]]:
@@ -158,11 +158,17 @@ def predict_csv(model: RegressionModel | Ensemble, source: str | Path | IO, smil
     names = table.frame[name_column].tolist() if name_column else None
     result = predict_smiles(model, table.frame[column].tolist(), names, mc_passes=mc_passes, problems=table.problems,
                             progress=progress)
+    unread = pd.Series([], dtype=str)
     if measured_column:
-        result["measured"] = pd.to_numeric(table.frame[measured_column], errors="coerce").to_numpy()
+        raw = table.frame[measured_column]
+        result["measured"] = numbers(raw).to_numpy()
+        unread = raw[result["measured"].isna().to_numpy() & (raw.str.strip() != "").to_numpy()]
     passed = table.frame.rename(columns=lambda c: f"{c} (input)" if c in result.columns else c)
     out = pd.concat([result, passed], axis=1)
     out.attrs["input_columns"] = list(passed.columns)  # for user_table: the file's own columns, in its order
+    if len(unread):
+        out.attrs["measured_note"] = (f"{len(unread):,} measured value{'s are' if len(unread) > 1 else ' is'} not "
+                                      f"a number (e.g. {unread.iloc[0]!r}), left out of the metrics")
     return out
 
 
@@ -185,6 +191,11 @@ def result_columns(frame: pd.DataFrame) -> list[str]:
     """What a prediction added to a file's own columns (for an SD file: the fields written back into its records)."""
     own = frame.attrs.get("input_columns") or []
     return [c for c in frame.columns if c not in own and c not in ("row", *_PAGE_COPIES)]
+
+
+def unread_measured(frame: pd.DataFrame) -> str | None:
+    """What :func:`predict_csv` could not read as a number in the measured column (None: every filled cell)."""
+    return frame.attrs.get("measured_note")
 
 
 def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:

@@ -131,17 +131,18 @@ def test_predict_csv_keeps_columns_reports_progress_and_measured(tiny_backbone, 
     from chemlm_engine.spec.config import DataSpec, JobSpec, ModelSpec, TrainConfig
     from chemlm_engine.jobs import run_job
     from chemlm_engine.model import RegressionModel
-    from chemlm_engine.predict.batch import predict_csv
+    from chemlm_engine.predict.batch import predict_csv, unread_measured
 
     run = store.get_run(run_job(JobSpec(data=DataSpec(subset=80), model=ModelSpec(backbone=str(tiny_backbone),
                                         head_hidden=8), train=TrainConfig(epochs=1)), store))
-    (tmp_path / "in.csv").write_text("ID;SMILES;exp;note\nm1;CCO;0.1;a\nm2;C1CC;1.0;b\n" +
+    (tmp_path / "in.csv").write_text("ID;SMILES;exp;note\nm1;CCO;0,1;a\nm2;C1CC;n.d.;b\n" +
                                      "".join(f"x{i};{'C' * (i + 1)}O;;c\n" for i in range(300)))
     seen = []
     out = predict_csv(RegressionModel.load(run.model_path), tmp_path / "in.csv", name_column="ID",
                       measured_column="exp", progress=lambda done, total: seen.append((done, total)))
     assert out["name"].tolist()[:2] == ["m1", "m2"] and out["note"].tolist()[:2] == ["a", "b"]
-    assert out["measured"].notna().sum() == 2 and len(out) == 302
+    assert out["measured"].tolist()[0] == 0.1 and out["measured"].notna().sum() == 1 and len(out) == 302
+    assert unread_measured(out) == "1 measured value is not a number (e.g. 'n.d.'), left out of the metrics"
     # counts up from 0 in about ten steps (distinct valid molecules: m1 and x1 are both CCO), however few there are
     assert seen[0] == (0, 300) and seen[-1] == (300, 300) and len(seen) == 11
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)

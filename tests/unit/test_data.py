@@ -53,6 +53,15 @@ def test_candidates_may_lack_labels_but_not_a_number_where_one_is_given():
         read_csv(io.StringIO("smiles\nCCO\n"))
 
 
+def test_labels_saved_with_decimal_commas_are_read_as_numbers_unless_they_could_be_thousands():
+    data, report = read_csv(io.StringIO("smiles;logd\nCCO;-0,31\nCCN;1,5\nCCC;2\nCCCC;n.d.\n"))
+    assert data.labels.tolist() == [-0.31, 1.5, 2.0] and [i.row for i in report.unlabeled] == [4]
+    _, report = read_csv(io.StringIO('smiles,y\nCCO,"1,250"\nCCN,"2,000"\nCCC,3\n'))  # three digits after commas
+    assert [i.row for i in report.unlabeled] == [1, 2]
+    _, report = read_csv(io.StringIO("smiles;logd\nCCO;0,5\nCCN;1.5\nCCC;2\n"))  # a decimal point in the column
+    assert [i.row for i in report.unlabeled] == [1]
+
+
 def test_canonicalize_gives_one_form_per_molecule():
     assert canonicalize("OCC") == canonicalize("C(O)C") == "CCO"
     with pytest.raises(InvalidSmilesError, match="empty"):
