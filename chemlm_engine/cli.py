@@ -209,8 +209,11 @@ def influence(
 @app.command()
 def export(run_id: str, destination: Path, description: str = typer.Option("", help="One line for the app."),
            db: str | None = typer.Option(None)) -> None:
-    """Copy a finished run's model folder to DESTINATION with ``metrics.json`` (spec and test metrics)."""
-    _store(db).export_model(run_id, destination, description)
+    """Copy a finished run's model folder to DESTINATION with ``metrics.json`` (spec and test metrics); an adapter
+    model (LoRA, IA3) takes a copy of its base backbone along when that is a folder on this machine."""
+    from .export import bundle_base_backbones
+
+    bundle_base_backbones(_store(db).export_model(run_id, destination, description))
     typer.echo(f"exported {run_id} to {destination}")
 
 

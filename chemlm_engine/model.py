@@ -284,7 +284,10 @@ class RegressionModel(nn.Module):
     def _assemble(cls, folder: Path, meta: dict, trust_remote_code: bool) -> RegressionModel:
         """Backbone, tokenizer, head and scalers of a folder whose ``regressor.json`` says ``meta``."""
         adapter = meta.get("adapter", False)
-        base = meta["backbone_source"] if adapter else str(folder / "backbone")
+        base = str(folder / "backbone")
+        if adapter:  # the backbone its adapter adapts: a copy inside the folder (export.py), a folder or a hub id
+            inside = folder / meta["backbone_source"]
+            base = str(inside) if inside.is_dir() else meta["backbone_source"]
         spec = ModelSpec(backbone=base, trust_remote_code=trust_remote_code, pooling=meta["pooling"],
                          dropout=meta["dropout"], head_hidden=meta["head_hidden"],
                          descriptors=meta.get("descriptors", False), tta=meta.get("tta", 0))

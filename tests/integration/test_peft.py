@@ -69,6 +69,27 @@ def test_strategy_run_saves_reloads_and_predicts_identically(method, tiny_backbo
     np.testing.assert_allclose(reloaded["prediction"], stored["prediction"], rtol=1e-5, atol=1e-5)
 
 
+def test_an_exported_lora_model_carries_its_base_backbone_and_predicts_without_the_original(tiny_backbone, store,
+                                                                                         tmp_path):
+    import shutil
+
+    from chemlm_engine.export import BASE_BACKBONE, bundle_base_backbones
+
+    base = shutil.copytree(tiny_backbone, tmp_path / "my-backbone")
+    spec = JobSpec(method="lora", data=DataSpec(subset=100), options={"rank": 4},
+                   model=ModelSpec(backbone=str(base), head_hidden=16), train=TrainConfig(epochs=1))
+    record = store.get_run(run_job(spec, store))
+    smiles = store.molecules(record.id, "prediction")["smiles"].tolist()
+    before = predict_smiles(RegressionModel.load(record.model_path), smiles)["prediction"]
+    exported = store.export_model(record.id, tmp_path / "exported")
+    assert bundle_base_backbones(exported) == [exported]
+    shutil.rmtree(base)  # the machine the folder travels to has no such folder
+    moved = shutil.move(exported, tmp_path / "elsewhere")
+    assert (moved / BASE_BACKBONE / "config.json").exists() and (moved / "adapter").is_dir()
+    after = predict_smiles(RegressionModel.load(moved), smiles)["prediction"]
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+
+
 def test_lora_rank_sweep_is_one_job_with_a_table(tiny_backbone, store):
     spec = JobSpec(method="lora", data=DataSpec(subset=80), options={"sweep_ranks": [2, 4]},
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=1))
