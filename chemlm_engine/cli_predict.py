@@ -160,7 +160,8 @@ def explain(
     with written_aside(output.with_suffix(".csv")) as table, written_aside(output.with_suffix(".png")) as picture:
         write_csv(result.top(top), table)
         picture.write_bytes(result.picture)
-    typer.echo(json.dumps({"smiles": prepared.smiles, "prediction": result.prediction,
+    typer.echo(json.dumps({"smiles": prepared.smiles, "standardization": "; ".join(prepared.changes) or None,
+                           "prediction": result.prediction,
                            "baseline": float(result.atoms["baseline"]), "trees": float(result.atoms["trees"]),
                            "warnings": warning,
                            "csv": str(output.with_suffix(".csv")),
