@@ -37,7 +37,8 @@ def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
         raise DataError(f"cannot read the Excel workbook ({exc}): save it again as .xlsx, or as CSV UTF-8") from None
     try:
         blank, started = 0, False  # blank rows since the last filled one: rows only between filled ones
-        for row in book.worksheets[0].iter_rows():
+        sheet = book.worksheets[0]
+        for row in sheet.iter_rows(min_col=sheet.min_column):  # a table that starts in column B starts there
             cells = [_text(cell) for cell in row]
             while cells and not cells[-1].strip():  # the sheet's width is its widest row's, not this row's fields
                 cells.pop()

@@ -266,8 +266,24 @@ def write_xlsx(frame: pd.DataFrame, target: str | Path | IO | None = None) -> by
     if len(frame) > EXCEL_ROWS:
         raise OutputError(f"{len(frame):,} rows do not fit a sheet (at most {EXCEL_ROWS:,}): write .csv or .parquet")
     out = io.BytesIO()
-    _defused(frame, storable).to_excel(out if target is None else target, index=False, engine="openpyxl")
+    _defused(_numbers_as_numbers(frame), storable).to_excel(out if target is None else target, index=False, engine="openpyxl")
     return out.getvalue() if target is None else None
+
+
+_PLAIN_NUMBER = r"^-?(0|[1-9]\d{0,14})(\.\d+)?$"  # no leading zero (an ID), no more digits than a float keeps
+
+
+def _numbers_as_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each text column whose every filled cell is a plain number stored as numbers: a workbook
+    cell holding "1.5" as text does not sum or sort as one. A column with any other cell (00007) stays text."""
+    out = frame.copy()
+    for i in range(frame.shape[1]):
+        cells = frame.iloc[:, i]
+        if pd.api.types.is_string_dtype(cells.dtype) and cells.map(lambda v: isinstance(v, str)).all():
+            filled = cells[cells.str.strip() != ""]
+            if len(filled) and filled.str.match(_PLAIN_NUMBER).all():
+                out.isetitem(i, pd.to_numeric(cells.where(cells.str.strip() != "")))
+    return out
 
 
 def check_output(path: Path) -> None:

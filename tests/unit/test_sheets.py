@@ -70,6 +70,24 @@ def test_a_workbook_is_predicted_alike_on_the_page_path_and_the_library_path(reg
     assert streamed["prediction"][0] == pytest.approx(page["prediction"][0], abs=1e-5)
 
 
+def test_a_table_that_starts_below_and_right_of_a1_starts_there(tmp_path):
+    book = Workbook()
+    book.active["B3"], book.active["C3"], book.active["B4"], book.active["C4"] = "SMILES", "logD", "CCO", -0.3
+    book.save(tmp_path / "offset.xlsx")
+    assert read_table(tmp_path / "offset.xlsx").frame.to_dict("list") == {"SMILES": ["CCO"], "logD": ["-0.3"]}
+
+
+def test_the_users_numbers_are_written_as_numbers_and_ids_as_text(tmp_path):
+    """A file's own columns are read as text; written back into a workbook, a column of plain numbers is numbers
+    again (it sums and sorts), while IDs with leading zeros or anything else that is not a number stay text."""
+    from openpyxl import load_workbook
+
+    frame = pd.DataFrame({"ID": ["00007", "12"], "logD": ["1.5", ""], "count": ["3", "-12"], "note": ["1.5", "n.d."]})
+    write_xlsx(frame, tmp_path / "out.xlsx")
+    rows = list(load_workbook(tmp_path / "out.xlsx").active.iter_rows(min_row=2, values_only=True))
+    assert rows == [("00007", 1.5, 3, "1.5"), ("12", None, -12, "n.d.")]
+
+
 def test_a_file_that_is_not_a_workbook_is_one_clear_error(tmp_path):
     path = tmp_path / "compounds.xlsx"
     path.write_text("smiles\nCCO\n")  # a CSV given the wrong name
