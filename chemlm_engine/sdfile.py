@@ -65,23 +65,39 @@ def _fields(mol: Chem.Mol, data: list[str]) -> tuple[list[str], str | None]:
     return values, problem
 
 
+def _text_fields(record: list[bytes]) -> dict[str, str]:
+    """A record's data fields read from its text, without parsing the molecule: the field header lines (``>  <name>``
+    after ``M  END`` or a value's blank line) with RDKit's rule for the name (from the first ``<`` to the last ``>``),
+    each followed by its value's lines."""
+    fields: dict[str, list[str]] = {}
+    in_data = expecting = False
+    current: list[str] | None = None
+    for line in record:
+        if not in_data:
+            in_data = expecting = line.startswith(b"M  END")
+        elif expecting and (field := _FIELD.match(line)):
+            current = fields.setdefault(field.group(1).decode("utf-8", "replace"), [])
+            expecting = False
+        elif not line.strip():  # a value ends with a blank line; the next field's header may follow
+            current, expecting = None, True
+        elif current is not None and not line.startswith(_END):
+            current.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+    return {name: "\n".join(lines) for name, lines in fields.items()}
+
+
 def _field_names(binary: IO[bytes]) -> tuple[list[str], int]:
-    """The data fields of all records, in order of first appearance, and how many records there are: read from the
-    field header lines (``>  <name>`` after ``M  END`` or a value's blank line) without parsing the molecules, with
-    RDKit's rule for the name (from the first ``<`` to the last ``>``)."""
+    """The data fields of all records, in order of first appearance, and how many records there are."""
     names: dict[str, None] = {}
     count = 0
     for count, record in enumerate(_records(binary), 1):
-        in_data = expecting = False
-        for line in record:
-            if not in_data:
-                in_data = expecting = line.startswith(b"M  END")
-            elif expecting and (field := _FIELD.match(line)):
-                names.setdefault(field.group(1).decode("utf-8", "replace"), None)
-                expecting = False
-            elif not line.strip():  # a value ends with a blank line; the next field's header may follow
-                expecting = True
+        names.update(dict.fromkeys(_text_fields(record)))
     return list(names), count
+
+
+def _unreadable(record: list[bytes], data: list[str]) -> list[str]:
+    """A record RDKit cannot parse: no molecule, but its title and data fields as written."""
+    fields = _text_fields(record)
+    return ["", record[0].decode("utf-8", "replace").rstrip("\r\n"), *(fields.get(name, "") for name in data)]
 
 
 def sd_records(binary: IO[bytes]) -> Iterator[tuple[list[str], str | None]]:
@@ -93,8 +109,9 @@ def sd_records(binary: IO[bytes]) -> Iterator[tuple[list[str], str | None]]:
         return
     binary.seek(0)
     yield ["smiles", "name", *data], None
-    for mol in map(_molecule, _records(binary)):
-        yield ([], UNREADABLE) if mol is None else _fields(mol, data)
+    for record in _records(binary):
+        mol = _molecule(record)
+        yield (_unreadable(record, data), UNREADABLE) if mol is None else _fields(mol, data)
 
 
 def count_sd_records(binary: IO[bytes]) -> int:

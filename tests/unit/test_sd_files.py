@@ -18,6 +18,7 @@ from chemlm_engine.sdfile import frame_rows, write_sd
 from chemlm_engine.tables import columns_of, count_rows, read_table
 
 UNPARSEABLE = "no atoms here\n\n\n  X\nM  END\n$$$$\n"  # its counts line is not a molfile's
+UNPARSEABLE_WITH_FIELDS = UNPARSEABLE.replace("$$$$", ">  <ID>\nV3\n\n>  <logD>\n2.0\n\n$$$$")  # kept as written
 
 
 def _block(smiles: str, name: str, fields: dict[str, str], embed: bool = False, sanitize: bool = True) -> str:
@@ -38,7 +39,7 @@ def _block(smiles: str, name: str, fields: dict[str, str], embed: bool = False, 
 def _library() -> str:
     return (_block("c1ccccc1O", "phenol", {"ID": "V1", "logD": "1.5"})
             + _block("C[C@H](N)C(=O)O", "L-alanine", {"ID": "V2", "logD": "-2.9"}, embed=True)
-            + UNPARSEABLE
+            + UNPARSEABLE_WITH_FIELDS
             + _block("CCO.[Na+].[Cl-]", "ethanol, salted", {"ID": "V4"})  # no logD: that cell stays blank
             + _block("C(C)(C)(C)(C)C", "pentavalent", {"ID": "V5", "logD": "0"}, sanitize=False))
 
@@ -54,8 +55,8 @@ def test_an_sd_file_is_a_table_of_one_row_per_record(tmp_path):
     table = read_table(path)
     frame = table.frame
     assert list(frame.columns) == ["smiles", "name", "ID", "logD"]
-    assert frame["name"].tolist() == ["phenol", "L-alanine", "", "ethanol, salted", "pentavalent"]
-    assert frame["ID"].tolist() == ["V1", "V2", "", "V4", "V5"] and frame["logD"].tolist()[3] == ""
+    assert frame["name"].tolist() == ["phenol", "L-alanine", "no atoms here", "ethanol, salted", "pentavalent"]
+    assert frame["ID"].tolist() == ["V1", "V2", "V3", "V4", "V5"] and frame["logD"].tolist()[2:4] == ["2.0", ""]
     assert table.problems[2] == "cannot read this SD record (not a valid molfile)"
     assert [p for i, p in enumerate(table.problems) if i != 2] == [None] * 4
     # the stereocentre read from 3D coordinates, the hydrogens folded in
@@ -86,7 +87,7 @@ def test_an_sd_file_is_predicted_alike_on_the_page_path_and_the_library_path(reg
     summary = predict_library(regressor_dir, path, tmp_path / "out.parquet", chunk_rows=2)
     streamed = pd.read_parquet(tmp_path / "out.parquet")
     assert summary.rows == len(streamed) == 5 and summary.invalid == 2
-    assert streamed["ID"].tolist() == ["V1", "V2", "", "V4", "V5"]
+    assert streamed["ID"].tolist() == ["V1", "V2", "V3", "V4", "V5"]
     assert streamed["prediction"].tolist()[:2] == pytest.approx(page["prediction"].tolist()[:2], abs=1e-5)
     annotated = io.BytesIO(annotated_library(tmp_path / "out.parquet", path))  # the app's download of a library job
     annotated.name = "predictions.sdf"
@@ -125,7 +126,8 @@ def test_records_before_the_first_readable_one_are_rows_and_a_file_of_none_is_em
     path = tmp_path / "late.sdf"
     path.write_text(UNPARSEABLE + _block("CCN", "ethylamine", {"ID": "A"}))
     table = read_table(path)
-    assert table.frame.to_dict("list") == {"smiles": ["", "CCN"], "name": ["", "ethylamine"], "ID": ["", "A"]}
+    assert table.frame.to_dict("list") == {"smiles": ["", "CCN"], "name": ["no atoms here", "ethylamine"],
+                                           "ID": ["", "A"]}
     assert table.problems[0].startswith("cannot read this SD record") and table.problems[1] is None
     path.write_text("")
     with pytest.raises(DataError, match="empty"):
@@ -163,7 +165,7 @@ def test_a_field_only_later_records_have_is_read_and_a_value_line_is_not_a_field
     path.write_text(_block("CCO", "ethanol", {"ID": "A1"}) + UNPARSEABLE + second)
     table = read_table(path)
     assert table.frame.columns.tolist() == ["smiles", "name", "ID", "note", "Supplier"] == columns_of(path)
-    assert table.frame.to_dict("list") == {"smiles": ["CCO", "", "CCN"], "name": ["ethanol", "", "ethylamine"],
+    assert table.frame.to_dict("list") == {"smiles": ["CCO", "", "CCN"], "name": ["ethanol", "no atoms here", "ethylamine"],
                                            "ID": ["A1", "", "B1"], "note": ["", "", "> 10 µM, see <assay>"],
                                            "Supplier": ["", "", "Acme"]}
     assert count_rows(path) == 3
