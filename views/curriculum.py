@@ -51,7 +51,7 @@ with plan_tab:
 with results:
     pairs = find_pairs(store().runs())
     if not pairs:
-        st.caption("No pair launched yet.")
+        st.caption("No curriculum run yet: launch one with its baseline above.")
     else:
         chosen = st.selectbox("Pair", list(pairs), format_func=lambda p: " / ".join(
             f"{r.method} {r.status}" for r in pairs[p]) + f" · launched {pairs[p][0].id[:15]}"

@@ -107,12 +107,23 @@ def paired_specs(spec: JobSpec) -> tuple[JobSpec, JobSpec]:
 
 
 def find_pairs(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
-    """Pair id -> the runs launched by :func:`paired_specs`."""
+    """Pair id -> its runs: those launched together by :func:`paired_specs`, then each curriculum run launched
+    otherwise (the Compare suite, the CLI) with the newest plain fine-tune of the same data, model, recipe and seed
+    where there is one (``runs`` newest first, as the store lists them)."""
     pairs: dict[str, list[RunRecord]] = {}
     for run in runs:
         if run.name.startswith(_PAIR):
             pairs.setdefault(run.name[len(_PAIR):], []).append(run)
+    alone = [r for r in runs if not r.name.startswith(_PAIR)]
+    for run in alone:
+        if run.method == "curriculum":
+            twin = next((r for r in alone if r.method == "baseline" and _same_recipe(r.spec, run.spec)), None)
+            pairs[run.id] = [run, *([twin] if twin else [])]
     return pairs
+
+
+def _same_recipe(a: dict, b: dict) -> bool:
+    return all(a.get(part) == b.get(part) for part in ("data", "model", "train"))
 
 
 def run_curriculum(ctx: JobContext, data: SplitData, opts: CurriculumOptions) -> dict[str, float]:

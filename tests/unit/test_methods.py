@@ -108,3 +108,25 @@ def test_a_team_sets_the_default_backbone_by_environment(tmp_path):
     ours = subprocess.run([sys.executable, "-c", code], env={**env, "CHEMLM_DEFAULT_BACKBONE": str(tmp_path)},
                           capture_output=True, text=True, check=True)
     assert ours.stdout.split() == [str(tmp_path), embedded]
+
+
+def test_curriculum_runs_launched_anywhere_are_paired_with_their_baseline(store):
+    from dataclasses import replace
+
+    from chemlm_engine.methods.curriculum import find_pairs, paired_specs
+    from chemlm_engine.spec import TrainConfig
+
+    curriculum = JobSpec(method="curriculum")
+    for spec in paired_specs(curriculum):  # the Curriculum page's pair
+        store.create_run(spec.to_dict(), spec.method, spec.name)
+    twin = replace(curriculum, method="baseline", options={})
+    other_seed = replace(twin, train=TrainConfig(seed=1))
+    ids = {name: store.create_run(spec.to_dict(), spec.method, name) for name, spec in (
+        ("baseline", twin), ("baseline, seed 1", other_seed), ("suite curriculum", curriculum),
+        ("no twin", replace(curriculum, train=TrainConfig(epochs=3))))}
+    pairs = find_pairs(store.runs())
+    assert len(pairs) == 3
+    assert [r.id for r in pairs[ids["suite curriculum"]]] == [ids["suite curriculum"], ids["baseline"]]
+    assert [r.id for r in pairs[ids["no twin"]]] == [ids["no twin"]]
+    launched = next(runs for key, runs in pairs.items() if key not in ids.values())
+    assert sorted(r.method for r in launched) == ["baseline", "curriculum"]
