@@ -103,7 +103,10 @@ class PredictOptions(MethodOptions):  # a library predicted in the background (t
     chunk_rows: int = 1000  # rows per chunk: progress, cancel and resume points
 
     def validate(self) -> None:
-        _check(bool(self.model and self.source) and self.chunk_rows >= 1, "a model, a source and chunk_rows ≥ 1")
+        missing = [name for name in ("model", "source") if not getattr(self, name)]
+        _check(not missing, f"a library prediction needs the options {' and '.join(missing)} (a model folder and the "
+                            "file to predict); from the command line: predict --input FILE --output OUT.parquet")
+        _check(self.chunk_rows >= 1, f"option 'chunk_rows' must be ≥ 1, not {self.chunk_rows}")
 
     def fits(self) -> int:
         return 0

@@ -64,6 +64,8 @@ ONE_LINE_ERRORS = {
     "spec of something else": (["train", "--spec", "{tmp}/other.json"], "is not a job spec (unknown: not)", None),
     "settings beside a spec": (["train", "--spec", "{tmp}/spec.json", "--epochs", "3", "--no-augment"],
                                "--spec runs the file as written, so --epochs, --augment would be ignored", None),
+    "library prediction as training": (["train", "--method", "predict"],
+                                       "a library prediction needs the options model and source", None),
     "database driver missing": (["runs", "list", "--db", "postgresql+psycopg://user@host/chemlm"],
                                 "its driver is not installed", None),
 }
