@@ -17,6 +17,7 @@ from transformers.utils import logging as hf_logging
 from .spec import ModelSpec
 from .descriptors import DESCRIPTOR_NAMES, DescriptorScaler
 from .errors import ChemLMError, ModelLoadError
+from .hub import OFFLINE_HINT, hub_unreachable
 from .molecules import Standardization
 from .training_set import content_digest, load_training_set, save_training_set  # re-exported
 
@@ -70,11 +71,15 @@ def load_backbone(name_or_path: str | Path, trust_remote_code: bool = False, mas
     source = str(name_or_path)
     check_backbone_folder(source)
     auto = AutoModelForMaskedLM if masked_lm else AutoModel
+    cached_only = hub_unreachable(source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                  local_files_only=cached_only)
         with _quiet_loading():  # an encoder loaded from a masked-LM checkpoint leaves the LM head unused
-            model = auto.from_pretrained(source, trust_remote_code=trust_remote_code)
+            model = auto.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=cached_only)
     except (OSError, ValueError) as exc:
+        if cached_only:
+            raise ModelLoadError(f"cannot load backbone {source!r}: {OFFLINE_HINT}") from None
         hint = " (this model ships its own code: enable trust_remote_code)" if "trust_remote_code" in str(exc) else ""
         raise ModelLoadError(f"cannot load backbone {source!r}: {exc}{hint}") from exc
     if not masked_lm and getattr(model, "pooler", None) is not None:
@@ -294,7 +299,8 @@ class RegressionModel(nn.Module):
         # Ensemble members share one tokenizer, saved in the ensemble's folder.
         tokenizer_dir = folder if (folder / "tokenizer_config.json").exists() else folder.parent
         with _quiet_loading():
-            backbone = AutoModel.from_pretrained(base, trust_remote_code=spec.trust_remote_code, dtype=torch.float32)
+            backbone = AutoModel.from_pretrained(base, trust_remote_code=spec.trust_remote_code, dtype=torch.float32,
+                                                 local_files_only=hub_unreachable(base))
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=spec.trust_remote_code)
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None
