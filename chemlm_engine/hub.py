@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-__all__ = ["hub_unreachable", "OFFLINE_HINT"]
+__all__ = ["hub_unreachable", "is_cached", "OFFLINE_HINT"]
 
 OFFLINE_HINT = ("the Hugging Face hub cannot be reached from this machine and the model is not in its local cache: "
                 "download it once where there is a network (it is then cached), or give a model folder")
@@ -25,13 +25,25 @@ def hub_unreachable(source: str) -> bool:
         return False
     from huggingface_hub import constants
 
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    endpoint = urlparse(constants.ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
     when, reachable = _SEEN.get(host, (0.0, True))
     if time.monotonic() - when > 60:
         try:
-            socket.create_connection((host, 443), timeout=_PROBE_TIMEOUT_S).close()
+            socket.create_connection((host, endpoint.port or 443), timeout=_PROBE_TIMEOUT_S).close()
             reachable = True
         except OSError:
             reachable = False
         _SEEN[host] = (time.monotonic(), reachable)
     return not reachable
+
+
+def is_cached(hub_id: str) -> bool:
+    """Whether huggingface_hub's local cache holds this model's ``config.json`` (it was downloaded before)."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+    except HFValidationError:  # not a valid hub id at all
+        return False

@@ -17,7 +17,7 @@ from transformers.utils import logging as hf_logging
 from .spec import ModelSpec
 from .descriptors import DESCRIPTOR_NAMES, DescriptorScaler
 from .errors import ChemLMError, ModelLoadError
-from .hub import OFFLINE_HINT, hub_unreachable
+from .hub import OFFLINE_HINT, hub_unreachable, is_cached
 from .molecules import Standardization
 from .training_set import content_digest, load_training_set, save_training_set  # re-exported
 
@@ -54,7 +54,10 @@ def _looks_like_a_path(name: str) -> bool:
 
 
 def check_backbone_folder(source: str) -> None:
-    """:class:`ModelLoadError` for a backbone named by a path that is not a folder (a hub id is left to the hub)."""
+    """:class:`ModelLoadError` for a backbone named by a path that is not a folder, or by a hub id that is neither
+    cached nor reachable."""
+    if not _looks_like_a_path(source) and hub_unreachable(source) and not is_cached(source):
+        raise ModelLoadError(f"cannot load backbone {source!r}: {OFFLINE_HINT}")
     if _looks_like_a_path(source) and not Path(source).is_dir():
         what = "is a file, not a folder" if Path(source).exists() else "does not exist"
         raise ModelLoadError(f"cannot load backbone: folder {source} {what}; give a model folder (a Hugging Face "

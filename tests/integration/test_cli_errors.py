@@ -66,6 +66,8 @@ ONE_LINE_ERRORS = {
                                "--spec runs the file as written, so --epochs, --augment would be ignored", None),
     "library prediction as training": (["train", "--method", "predict"],
                                        "a library prediction needs the options model and source", None),
+    "hub backbone without a network": (["train", "--backbone", "no-such-org/no-such-model", "--subset", "50"],
+                                       "cannot be reached from this machine", None),
     "database driver missing": (["runs", "list", "--db", "postgresql+psycopg://user@host/chemlm"],
                                 "its driver is not installed", None),
 }
@@ -85,7 +87,8 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
     (tmp_path / "other.json").write_text('{"not": "a spec"}')
     (tmp_path / "spec.json").write_text(JobSpec(method="baseline", data=DataSpec(subset=50)).to_json())
     result = subprocess.run([sys.executable, "-m", "chemlm_engine", *args], capture_output=True, text=True,
-                            env={**os.environ, "CHEMLM_HOME": str(home)}, cwd=ROOT, timeout=300,
+                            env={**os.environ, "CHEMLM_HOME": str(home), "HF_ENDPOINT": "https://127.0.0.1:9"},
+                            cwd=ROOT, timeout=300,
                             preexec_fn=_small_files if case == "output write fails" else None)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr
