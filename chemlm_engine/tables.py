@@ -266,7 +266,8 @@ def write_xlsx(frame: pd.DataFrame, target: str | Path | IO | None = None) -> by
     if len(frame) > EXCEL_ROWS:
         raise OutputError(f"{len(frame):,} rows do not fit a sheet (at most {EXCEL_ROWS:,}): write .csv or .parquet")
     out = io.BytesIO()
-    _defused(_numbers_as_numbers(frame), storable).to_excel(out if target is None else target, index=False, engine="openpyxl")
+    _defused(_numbers_as_numbers(frame), storable).to_excel(out if target is None else target, index=False,
+                                                            engine="openpyxl")
     return out.getvalue() if target is None else None
 
 

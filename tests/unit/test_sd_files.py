@@ -165,7 +165,8 @@ def test_a_field_only_later_records_have_is_read_and_a_value_line_is_not_a_field
     path.write_text(_block("CCO", "ethanol", {"ID": "A1"}) + UNPARSEABLE + second)
     table = read_table(path)
     assert table.frame.columns.tolist() == ["smiles", "name", "ID", "note", "Supplier"] == columns_of(path)
-    assert table.frame.to_dict("list") == {"smiles": ["CCO", "", "CCN"], "name": ["ethanol", "no atoms here", "ethylamine"],
+    assert table.frame.to_dict("list") == {"smiles": ["CCO", "", "CCN"],
+                                           "name": ["ethanol", "no atoms here", "ethylamine"],
                                            "ID": ["A1", "", "B1"], "note": ["", "", "> 10 µM, see <assay>"],
                                            "Supplier": ["", "", "Acme"]}
     assert count_rows(path) == 3
