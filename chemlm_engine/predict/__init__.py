@@ -9,6 +9,6 @@ from .explain import Explanation, explain, prepare_explanations
 
 __all__ = ["PREDICTION_COLUMNS", "measured_metrics", "molecule_warnings", "parse_pasted", "predict_csv",
            "predict_smiles", "result_columns", "unread_measured", "user_table", "DOMAIN_SIMILARITY",
-           "TrainingReference", "add_applicability_domain", "nearest_neighbours", "Conformal", "Ensemble", "is_ensemble",
-           "load_predictor",
+           "TrainingReference", "add_applicability_domain", "nearest_neighbours", "Conformal", "Ensemble",
+           "is_ensemble", "load_predictor",
            "Explanation", "explain", "prepare_explanations"]
