@@ -21,7 +21,8 @@ __all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "run_summary", "runs_frame", "r
 METRICS = ("test_r2", "test_rmse", "test_mae", "test_mse")
 # What must be equal for two runs to be repeats of one configuration (seeds aside).
 CONFIG_COLUMNS = ("method", "backbone", "dataset", "split", "subset", "epochs", "learning_rate", "batch_size",
-                  "descriptors", "augment", "standardize", "options")
+                  "descriptors", "augment", "standardize", "options", "other")
+_DATA_COLUMNS = ("dataset", "split", "subset", "standardize")  # what decides which molecules a run is tested on
 MIN_SEEDS = 3  # fewer seeds than this: the spread is not estimated well enough to call a difference
 # The comparison users know: (label, method, options), the uncertainty pair told apart by strategy.
 SUITE: tuple[tuple[str, str, dict], ...] = (
@@ -41,7 +42,7 @@ def _label(row: dict) -> str:
     """A configuration in words: method, data, recipe, and its non-default options."""
     options = json.loads(row["options"] or "{}")
     extras = [*(["descriptors"] if row["descriptors"] else []), *(["augmented"] if row["augment"] else []),
-              *(f"{k}={v}" for k, v in options.items())]
+              *(f"{k}={v}" for k, v in options.items()), *([row["other"]] if row.get("other") else [])]
     subset = f"{row['subset']:,} mol" if row["subset"] else "all"
     return (f"{row['method']} · {row['backbone']} · {row['dataset']} {row['split']} ({subset}) · "
             f"{row['epochs']} ep · lr {row['learning_rate']:g}" + (f" · {', '.join(extras)}" if extras else ""))
@@ -50,6 +51,8 @@ def _label(row: dict) -> str:
 def _setting(column: str, value: object) -> str:
     if column == "options":  # stored as JSON: shown as key=value
         return ", ".join(f"{k}={_short(v)}" for k, v in json.loads(str(value) or "{}").items()) or "default options"
+    if column == "other":
+        return str(value) or "default settings"
     return f"{column} {_short(value)}"
 
 
@@ -101,12 +104,16 @@ def paired_delta(table: pd.DataFrame, config: str, reference: str, metric: str =
     """``metric`` of ``config`` minus ``reference`` on the seeds both have (seed and split seed equal): mean Δ,
     its 95 % confidence interval and the paired t-test's p-value (with at least 2 pairs)."""
     key = ["seed", "split_seed"]
-    a = table[table["config"] == config].drop_duplicates(key).set_index(key)[metric]
-    b = table[table["config"] == reference].drop_duplicates(key).set_index(key)[metric]
-    both = a.index.intersection(b.index)
+    ours, theirs = table[table["config"] == config], table[table["config"] == reference]
+    a = ours.drop_duplicates(key).set_index(key)[metric]
+    b = theirs.drop_duplicates(key).set_index(key)[metric]
+    # a seed is a pair only on the same molecules: not across data sets, split kinds or subsets
+    data = [c for c in _DATA_COLUMNS if c in table]
+    same_data = ours[data].astype(str).head(1).values.tolist() == theirs[data].astype(str).head(1).values.tolist()
+    both = a.index.intersection(b.index) if same_data else a.index[:0]
     diff = (a[both] - b[both]).to_numpy(dtype=float)
     out = {"pairs": len(diff), "delta": float(diff.mean()) if len(diff) else np.nan, "ci_low": np.nan,
-           "ci_high": np.nan, "p_value": np.nan}
+           "ci_high": np.nan, "p_value": np.nan, "other_data": not same_data}
     if len(diff) >= 2:
         sem = diff.std(ddof=1) / np.sqrt(len(diff))
         half = stats.t.ppf(0.975, len(diff) - 1) * sem
@@ -118,6 +125,8 @@ def paired_delta(table: pd.DataFrame, config: str, reference: str, metric: str =
 def _verdict(delta: dict, is_reference: bool) -> str:
     if is_reference:
         return "reference"
+    if delta.get("other_data"):
+        return "tested on other molecules than the reference (data set, split or subset): not compared"
     if delta["pairs"] == 0:
         return "no seed in common with the reference: not compared"
     if delta["pairs"] < MIN_SEEDS:

@@ -120,9 +120,11 @@ def runs_overview(runs: list[RunRecord]) -> None:
             frame[label] = frame[key].map(lambda v: "—" if sig3(v) is None else f"{sig3(v):g}")
     frame["duration_s"] = frame["duration_s"].map(lambda s: "—" if sig3(s) is None else f"{s:,.0f}")
     columns = ["id", "name", "method", "status", "split", "seed", "subset", "epochs", "learning_rate", "R²", "RMSE",
-               "MAE", "duration_s", "options"]
+               "MAE", "duration_s", "options", "other"]
     st.dataframe(frame, hide_index=True, height=min(40 + 35 * len(frame), 320),
                  column_order=[c for c in columns if c in frame],
                  column_config={"duration_s": st.column_config.TextColumn("duration (s)"),
+                                "other": st.column_config.TextColumn("other settings", help="settings that differ "
+                                                                     "from their defaults, beyond those shown"),
                                 "learning_rate": st.column_config.NumberColumn("lr", format="%.0e"),
                                 "subset": st.column_config.TextColumn("subset", help="molecules drawn at random")})

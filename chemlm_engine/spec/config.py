@@ -140,6 +140,12 @@ class TrainConfig:
             raise ConfigError("layer_decay must be in (0, 1] and ema_decay in [0, 1)")
 
 
+# What JobSpec.summary shows in columns of their own (or leaves out: seeds, the backbone's trust), per part
+_SUMMARY_COLUMNS = {"data": {"source", "split", "split_seed", "subset", "standardize"},
+                    "model": {"backbone", "descriptors", "trust_remote_code"},
+                    "train": {"seed", "epochs", "learning_rate", "batch_size", "augment"}}
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One job: a method applied to data with a model and recipe. ``options`` holds the settings given for the
@@ -172,16 +178,26 @@ class JobSpec:
 
     def summary(self) -> dict[str, Any]:
         """The configuration as flat table columns: what distinguishes one kind of run from another (the seed
-        aside). ``options`` lists those that differ from their defaults (JSON), so equal settings compare equal."""
+        aside). ``options`` lists those that differ from their defaults (JSON), so equal settings compare equal;
+        ``other`` every other setting that differs from its default (pooling=cls, dropout=0.2, …)."""
         options = self.method_options.changed()
         training = {"backbone": Path(self.model.backbone).name or self.model.backbone,
                     "dataset": Path(self.data.source).name, "split": self.data.split, "seed": self.train.seed,
                     "subset": self.data.subset, "epochs": self.train.epochs, "learning_rate": self.train.learning_rate,
                     "batch_size": self.train.batch_size, "descriptors": self.model.descriptors,
-                    "augment": self.train.augment, "standardize": self.data.standardize}
+                    "augment": self.train.augment, "standardize": self.data.standardize, "other": self._other()}
         if not METHODS[self.method].needs_data:  # its options name what it reads (a library): no recipe to show
             training = dict.fromkeys(training)
         return {"method": self.method, **training, "options": json.dumps(options, sort_keys=True) if options else ""}
+
+    def _other(self) -> str:
+        """The settings :meth:`summary` has no column of, where they differ from their defaults (seeds aside)."""
+        default = JobSpec(method=self.method)
+        changed = [f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+                   for part, shown in _SUMMARY_COLUMNS.items()
+                   for key, value in dataclasses.asdict(getattr(self, part)).items()
+                   if key not in shown and value != getattr(getattr(default, part), key)]
+        return ", ".join(changed)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JobSpec:

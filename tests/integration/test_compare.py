@@ -8,10 +8,12 @@ from chemlm_engine.jobs import run_job
 
 
 def _tiny_runs(store, backbone):
-    """Two seeds of full fine-tuning at one learning rate, one run at another, one LoRA run."""
-    for method, seed, lr in [("baseline", 0, 1e-4), ("baseline", 1, 1e-4), ("baseline", 0, 1e-3), ("lora", 0, 1e-4)]:
+    """Two seeds of full fine-tuning at one learning rate, one run at another, one with CLS pooling, one LoRA run."""
+    for method, seed, lr, pooling in [("baseline", 0, 1e-4, "mean"), ("baseline", 1, 1e-4, "mean"),
+                                      ("baseline", 0, 1e-3, "mean"), ("baseline", 0, 1e-4, "cls"),
+                                      ("lora", 0, 1e-4, "mean")]:
         run_job(JobSpec(method=method, data=DataSpec(subset=60, split_seed=seed),
-                        model=ModelSpec(backbone=str(backbone), head_hidden=8),
+                        model=ModelSpec(backbone=str(backbone), head_hidden=8, pooling=pooling),
                         train=TrainConfig(epochs=1, seed=seed, learning_rate=lr)), store)
 
 
@@ -19,10 +21,13 @@ def test_runs_are_grouped_by_full_configuration_never_pooled(tiny_backbone, stor
     _tiny_runs(store, tiny_backbone)
     table = runs_table(store.runs())
     summary = summarize(table).set_index("config")
-    assert len(summary) == 3 and sorted(summary["seeds"]) == [1, 1, 2]  # lr 1e-3 is not pooled with lr 1e-4
+    # neither lr 1e-3 nor CLS pooling is pooled with the mean-pooled lr 1e-4 runs
+    assert len(summary) == 4 and sorted(summary["seeds"]) == [1, 1, 1, 2]
     two = summary[summary["seeds"] == 2].iloc[0]
     assert "lr 0.0001" in two.name and two["method"] == "baseline"
-    assert two["differs"] == "method baseline · learning_rate 0.0001"
+    assert two["differs"] == "method baseline · learning_rate 0.0001 · head_hidden=8"
+    assert summary[summary.index.str.contains("pooling=cls")]["differs"].tolist() == [
+        "method baseline · learning_rate 0.0001 · pooling=cls, head_hidden=8"]
     values = table[table["config"] == two.name]["test_r2"]
     assert two["test_r2"] == values.mean() and np.isclose(two["test_r2_std"], values.std(ddof=1))
     single = summary[summary["seeds"] == 1]

@@ -22,6 +22,16 @@ def test_the_reference_is_the_most_seeded_configuration_and_full_fine_tuning_amo
     assert reference_choices(lora_twice) == ["lora", "baseline", "ensemble"]
 
 
+def test_runs_on_other_molecules_are_never_paired_with_the_reference():
+    table = _table([(c, "baseline", s) for c in ("all", "subset") for s in (0, 1, 2)])
+    table["dataset"], table["split"], table["standardize"] = "lipophilicity", "random", True
+    table["subset"] = [None] * 3 + [300] * 3
+    subset = summarize(table, reference="all").set_index("config").loc["subset"]
+    assert subset["pairs"] == 0 and subset["verdict"].startswith("tested on other molecules than the reference")
+    table["subset"] = None  # the same molecules: paired on each seed
+    assert summarize(table, reference="all").set_index("config").loc["subset", "pairs"] == 3
+
+
 def test_what_tells_configurations_apart_is_written_as_a_chart_reads_it():
     """A search's trials differ in learning rates like 0.00042319495174775315: labels keep three digits."""
     table = _table([("a", "baseline", 0), ("b", "baseline", 0)])
