@@ -107,19 +107,24 @@ def paired_specs(spec: JobSpec) -> tuple[JobSpec, JobSpec]:
 
 
 def find_pairs(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
-    """Pair id -> its runs: those launched together by :func:`paired_specs`, then each curriculum run launched
-    otherwise (the Compare suite, the CLI) with the newest plain fine-tune of the same data, model, recipe and seed
-    where there is one (``runs`` newest first, as the store lists them)."""
+    """Pair id -> its runs, the curriculum run first: those launched together by :func:`paired_specs` (known by the
+    name in their spec, which a rename leaves alone), then each curriculum run launched otherwise (the Compare
+    suite, the CLI) with the newest finished plain fine-tune of the same data, model, recipe and seed where there is
+    one (``runs`` newest first, as the store lists them)."""
     pairs: dict[str, list[RunRecord]] = {}
+    alone = []
     for run in runs:
-        if run.name.startswith(_PAIR):
-            pairs.setdefault(run.name[len(_PAIR):], []).append(run)
-    alone = [r for r in runs if not r.name.startswith(_PAIR)]
+        launched_as = str(run.spec.get("name", ""))
+        if launched_as.startswith(_PAIR):
+            pairs.setdefault(launched_as[len(_PAIR):], []).append(run)
+        else:
+            alone.append(run)
     for run in alone:
         if run.method == "curriculum":
-            twin = next((r for r in alone if r.method == "baseline" and _same_recipe(r.spec, run.spec)), None)
+            twin = next((r for r in alone if r.method == "baseline" and r.status == "finished"
+                         and _same_recipe(r.spec, run.spec)), None)
             pairs[run.id] = [run, *([twin] if twin else [])]
-    return pairs
+    return {key: sorted(pair, key=lambda r: r.method != "curriculum") for key, pair in pairs.items()}
 
 
 def _same_recipe(a: dict, b: dict) -> bool:

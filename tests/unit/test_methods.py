@@ -124,9 +124,15 @@ def test_curriculum_runs_launched_anywhere_are_paired_with_their_baseline(store)
     ids = {name: store.create_run(spec.to_dict(), spec.method, name) for name, spec in (
         ("baseline", twin), ("baseline, seed 1", other_seed), ("suite curriculum", curriculum),
         ("no twin", replace(curriculum, train=TrainConfig(epochs=3))))}
+    store.cancel(store.create_run(twin.to_dict(), "baseline", "cancelled"), "cancelled")  # newest, not finished
+    for run in store.runs():
+        if run.id not in ids.values() and run.name != "cancelled":
+            store.rename(run.id, "my pair")  # a rename leaves the pair as it was launched
+    for run_id in ids.values():
+        store.finish(run_id, {"test_r2": 0.5}, None)
     pairs = find_pairs(store.runs())
     assert len(pairs) == 3
     assert [r.id for r in pairs[ids["suite curriculum"]]] == [ids["suite curriculum"], ids["baseline"]]
     assert [r.id for r in pairs[ids["no twin"]]] == [ids["no twin"]]
     launched = next(runs for key, runs in pairs.items() if key not in ids.values())
-    assert sorted(r.method for r in launched) == ["baseline", "curriculum"]
+    assert [r.method for r in launched] == ["curriculum", "baseline"]
