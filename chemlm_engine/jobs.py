@@ -46,7 +46,7 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
     crashed one as ``failed`` with its traceback; all re-raise so the caller sees what happened, and none leaves a
     partial model folder.
     """
-    checked = data if data is not None else check_job_data(spec) if run_id is None else None
+    checked = data if data is not None else check_job_data(spec, store) if run_id is None else None
     run_id = run_id or store.create_run(spec.to_dict(), spec.method, spec.name)
     ctx = JobContext(spec, store, run_id, cancel or threading.Event(), progress, mapper)
     if not store.start(run_id, package_versions()):

@@ -65,9 +65,10 @@ def load_pool(ctx: JobContext, data: SplitData, path: str, labels_required: bool
 MIN_SPLIT_SIZES = {"train": 8, "val": 2, "test": 2}
 
 
-def check_job_data(spec: JobSpec) -> SplitData:
+def check_job_data(spec: JobSpec, store: RunStore | None = None) -> SplitData:
     """The job's data, or :class:`DataError` saying why it cannot train (checked before a run is created; so is a
-    backbone folder that does not exist); no molecules for a method that does not train on it (its options name its
+    backbone folder that does not exist, and, given the ``store`` its runs are named in, what the method itself
+    checks: a distillation's teacher); no molecules for a method that does not train on it (its options name its
     input)."""
     if not METHODS[spec.method].needs_data:
         empty = MoleculeData([], np.zeros(0))
@@ -83,6 +84,9 @@ def check_job_data(spec: JobSpec) -> SplitData:
     if np.ptp(labels) <= 1e-6 * max(1.0, float(np.abs(labels).max())):  # below float32's resolution
         raise DataError(f"every training label is {labels[0]:g}" + (f" (they vary by {np.ptp(labels):.2g} only)"
                         if np.ptp(labels) else "") + ": nothing to learn")
+    method_check = METHODS[spec.method].load_check()
+    if method_check is not None and store is not None:
+        method_check(spec, data, store)
     return data
 
 

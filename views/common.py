@@ -130,7 +130,7 @@ def _check(spec_json: str) -> tuple[SplitData | None, str | None]:
     """The job's data checked once per spec (uploads are stored by content: a path names one file's data), or
     why it cannot train. A copy per call: a job never shares it with the page."""
     try:
-        return check_job_data(JobSpec.from_json(spec_json)), None
+        return check_job_data(JobSpec.from_json(spec_json), store()), None
     except ChemLMError as exc:
         return None, str(exc)
 

@@ -23,13 +23,13 @@ from ..inference import last_layer_inputs
 from ..model import best_device
 from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
 from ..predict.domain import TrainingReference
-from ..predict.ensemble import Conformal, Ensemble, SpreadModel
-from ..spec import DistillOptions
+from ..predict.ensemble import ENSEMBLE_FILE, Conformal, Ensemble, SpreadModel, is_ensemble
+from ..spec import DistillOptions, JobSpec
 from ..store import Kinds, RunStore
 from ..training import regression_metrics
 from .ensemble import calibration_split, interval_quality
 
-__all__ = ["run_distill", "teacher_folder"]
+__all__ = ["run_distill", "teacher_folder", "check_teacher"]
 
 
 def teacher_folder(store: RunStore, teacher: str) -> Path:
@@ -50,6 +50,14 @@ def _check_unseen(folder: Path, data: SplitData) -> None:
     if seen:
         raise DataError(f"the teacher trained on {len(seen)} of this job's test molecules: distil it on the data, "
                         "split and seed it was trained with")
+
+
+def check_teacher(spec: JobSpec, data: SplitData, store: RunStore) -> None:
+    """Before a run: the teacher is an ensemble and never saw this job's test molecules."""
+    folder = teacher_folder(store, spec.options_of(DistillOptions).teacher)
+    if not is_ensemble(folder):
+        raise ConfigError(f"{folder} is not a deep ensemble (no {ENSEMBLE_FILE}): nothing to distil")
+    _check_unseen(folder, data)
 
 
 def run_distill(ctx: JobContext, data: SplitData, opts: DistillOptions) -> dict[str, float]:

@@ -192,11 +192,11 @@ class JobSpec:
 
     def _other(self) -> str:
         """The settings :meth:`summary` has no column of, where they differ from their defaults (seeds aside)."""
-        default = JobSpec(method=self.method)
+        defaults = {"data": DataSpec(), "model": ModelSpec(), "train": TrainConfig()}
         changed = [f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
                    for part, shown in _SUMMARY_COLUMNS.items()
                    for key, value in dataclasses.asdict(getattr(self, part)).items()
-                   if key not in shown and value != getattr(getattr(default, part), key)]
+                   if key not in shown and value != getattr(defaults[part], key)]
         return ", ".join(changed)
 
     @classmethod

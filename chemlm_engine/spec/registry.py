@@ -31,10 +31,15 @@ class Method:
     needs_base_run: bool = False  # launched from a finished single regressor (its data, recipe and seed)
     needs_data: bool = True  # trains on the spec's data (checked before the run); False: the options name its input
     needs_teacher: bool = False  # learns from a finished ensemble (option ``teacher``), which the form offers
+    check: str = ""  # entry point "module:function(spec, data, store)" raising why the job cannot run, before a run
 
     def load(self) -> Callable:
         """Import the run function (only a job needs it)."""
         return EntryPoint(name="", value=self.run, group="chemlm.methods").load()
+
+    def load_check(self) -> Callable | None:
+        """Import the method's own check before a run (None: the data check is all)."""
+        return EntryPoint(name="", value=self.check, group="chemlm.methods").load() if self.check else None
 
 
 _PEFT = "chemlm_engine.methods.peft:run_strategy"
@@ -57,7 +62,8 @@ METHODS: dict[str, Method] = {
     "ensemble": Method("deep ensemble (conformal intervals)", EnsembleOptions,
                        "chemlm_engine.methods.ensemble:run_ensemble", model="ensemble"),
     "distill": Method("distilled ensemble (one student, the members' spread, conformal intervals)", DistillOptions,
-                      "chemlm_engine.methods.distill:run_distill", model="ensemble", needs_teacher=True),
+                      "chemlm_engine.methods.distill:run_distill", model="ensemble", needs_teacher=True,
+                      check="chemlm_engine.methods.distill:check_teacher"),
     "search": Method("hyperparameter search (Ray Tune, ASHA, validation split)", SearchOptions,
                      "chemlm_engine.tune:run_search_job", model="scores"),
     "pretrain": Method("pretraining a new backbone (masked LM + descriptors)", PretrainOptions,
