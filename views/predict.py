@@ -148,10 +148,13 @@ with tabs[0]:
                      "measured": st.column_config.NumberColumn("measured", format="%.2f")})
 with tabs[1]:
     page = ok.head(40)
-    st.caption(f"The first {len(page)} predicted molecules (name · logD ± uncertainty · ⚠ outside the domain).")
+    st.caption(f"The first {len(page)} predicted molecules (name: logD +/- uncertainty, and whether it is outside "
+               "the applicability domain).")
     if len(page):
         spread = page["uncertainty"] if "uncertainty" in page else [None] * len(page)
-        legends = [f"{n or f'row {r}'} · {p:.2f}" + (f" ± {u:.2f}" if pd.notna(u) else "") + " ⚠" * (d[0] == "⚠")
+        # plain ASCII: the drawing's font has no ·, ± or ⚠ (they vanished from the legends)
+        legends = [f"{n or f'row {r}'}: {p:.2f}" + (f" +/- {u:.2f}" if pd.notna(u) else "")
+                   + " (outside domain)" * (d[0] == "⚠")
                    for n, r, p, u, d in zip(page["name"], page["row"], page["prediction"], spread, page["domain"])]
         st.image(grid_image(page["canonical_smiles"].tolist(), legends))
 with tabs[2]:

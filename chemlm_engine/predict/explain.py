@@ -40,6 +40,7 @@ from .ensemble import Ensemble
 from .trees import Trees
 from ..inference import last_layer_inputs
 from ..model import RegressionModel, content_digest
+from ..depict import placeholder_png, too_large_to_draw
 from ..errors import OutputError
 from ..tables import written_aside
 from ..training_set import missing_training_set
@@ -235,6 +236,8 @@ def draw_atom_contributions(smiles: str, atoms: np.ndarray, size: tuple[int, int
     (intensity relative to the largest share)."""
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles)
+    if too_large_to_draw(mol):
+        return placeholder_png(f"atom map {too_large_to_draw(mol)}", size)
     scale = float(np.abs(atoms).max()) or 1.0
     colours = {}
     for i, w in enumerate(atoms):
