@@ -101,9 +101,11 @@ def _parse(text: str) -> Chem.Mol:
             Chem.SanitizeMol(mol)
         except Exception as exc:  # RDKit raises several sanitisation exception types
             raise InvalidSmilesError(f"invalid chemistry: {exc}") from None
-    if mol.GetNumAtoms() == 0:
-        raise InvalidSmilesError("no atoms")
-    return mol
+        if mol.GetNumAtoms() == 0:
+            raise InvalidSmilesError("no atoms")
+        # hydrogens written as atoms ([H]OC([H])[H]) are the same molecule: folded in, as an SD file's are (the
+        # model's vocabulary reads [H] as unknown); RDKit keeps those that carry an isotope or define stereo
+        return Chem.RemoveHs(mol)
 
 
 def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, list[str]]:

@@ -131,6 +131,13 @@ def test_text_rdkit_would_misread_is_an_error(text, reason):
         canonicalize(text)
 
 
+@pytest.mark.parametrize("text, same_as", [("[H]C([H])([H])C([H])([H])O[H]", "CCO"), ("[H]/C(C)=C(/[H])C", "C/C=C/C"),
+                                           ("F[C@]([H])(Cl)Br", "F[C@H](Cl)Br")])
+def test_hydrogens_written_as_atoms_are_the_same_molecule(text, same_as):
+    assert canonicalize(text) == canonicalize(same_as)  # not a string of [H] the model reads as unknown
+    assert canonicalize("[2H]C([2H])([2H])O") == "[2H]C([2H])([2H])O"  # an isotope is kept
+
+
 def test_unknown_tokens_and_truncation_are_warned(regressor):
     long_chain = "C" * (regressor.max_tokens + 50)
     result = predict_smiles(regressor, ["[Gd+3]", "[Xe]", "CCO", long_chain, "C" * 3000])
