@@ -1,16 +1,24 @@
 """Excel workbooks (``.xlsx``: how chemists keep compound lists) read as table records: the first sheet, its first row
 the header, every later row a record with its cells as text (the values Excel last computed, not formulas). Read as
 they stream (openpyxl's read-only mode), so a long sheet takes constant memory. Blank rows inside the sheet are
-rows (the reader calls them empty); blank rows after the last filled one are formatting, not rows."""
+rows (the reader calls them empty); blank rows after the last filled one are formatting, not rows. Results are written
+back as a workbook whose text cells are text, never formulas, and whose plain numbers are numbers."""
 from __future__ import annotations
 
+import math
+import re
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
+
+import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["sheet_records", "count_sheet_rows"]
+__all__ = ["sheet_records", "count_sheet_rows", "write_sheet"]
+
+_PLAIN_NUMBER = re.compile(r"-?(0|[1-9]\d{0,14})(\.\d+)?")  # no leading zero (an ID), no more digits than a float
 
 
 def _text(cell) -> str:
@@ -61,3 +69,33 @@ def sheet_records(binary: IO[bytes]) -> Iterator[tuple[list[str], str | None]]:
 def count_sheet_rows(binary: IO[bytes]) -> int:
     """How many data rows :func:`sheet_records` will read (the header not counted)."""
     return max(sum(1 for _ in _rows(binary)) - 1, 0)
+
+
+def write_sheet(frame: pd.DataFrame, target: str | Path | IO) -> None:
+    """``frame`` as a workbook of one sheet, streamed (openpyxl's write-only mode). A text cell that reads as a plain
+    number (the file's own columns are read as text) is stored as that number, so that it sums and sorts; IDs with
+    leading zeros (00007) and all other text stay text, with no apostrophe shown, and a text starting with ``=`` is
+    stored as text, never run as a formula."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet()
+
+    def cell(value: object) -> object:
+        if isinstance(value, str):
+            storable = ILLEGAL_CHARACTERS_RE.sub("", value)  # control characters a workbook cannot hold
+            if _PLAIN_NUMBER.fullmatch(storable):
+                return float(storable) if "." in storable else int(storable)
+            text = WriteOnlyCell(sheet, storable)
+            text.data_type = "s"  # openpyxl would store "=HYPERLINK(…)" as a formula
+            return text
+        if hasattr(value, "item"):  # numpy scalars
+            value = value.item()
+        return None if isinstance(value, float) and math.isnan(value) or value is pd.NA else value
+
+    sheet.append([cell(str(name)) for name in frame.columns])
+    for row in frame.itertuples(index=False, name=None):
+        sheet.append([cell(value) for value in row])
+    book.save(target)

@@ -13,7 +13,7 @@ import csv
 import io
 import itertools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -26,7 +26,7 @@ from .errors import DataError, OutputError
 from .filekinds import DAMAGED, file_name, is_excel, is_parquet, is_sd_file, is_smiles_file, open_bytes
 from .molecules import is_molecule, split_smiles_line
 from .sdfile import count_sd_records, sd_records
-from .sheets import count_sheet_rows, sheet_records
+from .sheets import count_sheet_rows, sheet_records, write_sheet
 
 __all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "write_csv", "defuse", "FORMULA_STARTS",
            "check_output", "written_aside", "pick_column", "DELIMITERS", "write_xlsx", "EXCEL_ROWS", "numbers"]
@@ -233,15 +233,12 @@ def defuse(value: object) -> object:
     return value
 
 
-def _defused(frame: pd.DataFrame, clean: Callable[[object], object] | None = None) -> pd.DataFrame:
-    """``frame`` with its text cells and column names cleaned (``clean``, if given) and defused (:func:`defuse`)."""
-    def safe(value: object) -> object:
-        return defuse(clean(value) if clean else value)
-
-    out = frame.rename(columns=safe)
+def _defused(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its text cells and column names defused (:func:`defuse`)."""
+    out = frame.rename(columns=defuse)
     for i in range(frame.shape[1]):
         if not pd.api.types.is_numeric_dtype(frame.dtypes.iloc[i]):
-            out.isetitem(i, frame.iloc[:, i].map(safe))
+            out.isetitem(i, frame.iloc[:, i].map(defuse))
     return out
 
 
@@ -255,36 +252,13 @@ EXCEL_ROWS = 1_048_575  # a sheet's rows below its header
 
 
 def write_xlsx(frame: pd.DataFrame, target: str | Path | IO | None = None) -> bytes | None:
-    """An Excel workbook of one sheet (no decimal-comma or leading-zero surprises, as a CSV opened in Excel has):
-    formulas defused as in :func:`write_csv`, characters a workbook cannot hold (control characters) left out. Its
-    bytes when no ``target`` is given."""
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
-    def storable(value: object) -> object:
-        return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
-
+    """An Excel workbook of one sheet (no decimal-comma or leading-zero surprises, as a CSV opened in Excel has;
+    see :func:`~chemlm_engine.sheets.write_sheet`). Its bytes when no ``target`` is given."""
     if len(frame) > EXCEL_ROWS:
         raise OutputError(f"{len(frame):,} rows do not fit a sheet (at most {EXCEL_ROWS:,}): write .csv or .parquet")
     out = io.BytesIO()
-    _defused(_numbers_as_numbers(frame), storable).to_excel(out if target is None else target, index=False,
-                                                            engine="openpyxl")
+    write_sheet(frame, out if target is None else target)
     return out.getvalue() if target is None else None
-
-
-_PLAIN_NUMBER = r"^-?(0|[1-9]\d{0,14})(\.\d+)?$"  # no leading zero (an ID), no more digits than a float keeps
-
-
-def _numbers_as_numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with each text column whose every filled cell is a plain number stored as numbers: a workbook
-    cell holding "1.5" as text does not sum or sort as one. A column with any other cell (00007) stays text."""
-    out = frame.copy()
-    for i in range(frame.shape[1]):
-        cells = frame.iloc[:, i]
-        if pd.api.types.is_string_dtype(cells.dtype) and cells.map(lambda v: isinstance(v, str)).all():
-            filled = cells[cells.str.strip() != ""]
-            if len(filled) and filled.str.match(_PLAIN_NUMBER).all():
-                out.isetitem(i, pd.to_numeric(cells.where(cells.str.strip() != "")))
-    return out
 
 
 def check_output(path: Path) -> None:

@@ -82,10 +82,11 @@ def test_the_users_numbers_are_written_as_numbers_and_ids_as_text(tmp_path):
     again (it sums and sorts), while IDs with leading zeros or anything else that is not a number stay text."""
     from openpyxl import load_workbook
 
-    frame = pd.DataFrame({"ID": ["00007", "12"], "logD": ["1.5", ""], "count": ["3", "-12"], "note": ["1.5", "n.d."]})
+    frame = pd.DataFrame({"ID": ["00007", "A-12"], "logD": ["1.5", ""], "count": ["3", "-12"],
+                          "note": ["-1 from lit", "n.d."]})
     write_xlsx(frame, tmp_path / "out.xlsx")
     rows = list(load_workbook(tmp_path / "out.xlsx").active.iter_rows(min_row=2, values_only=True))
-    assert rows == [("00007", 1.5, 3, "1.5"), ("12", None, -12, "n.d.")]
+    assert rows == [("00007", 1.5, 3, "-1 from lit"), ("A-12", None, -12, "n.d.")]  # no apostrophe before "-1"
 
 
 def test_a_file_that_is_not_a_workbook_is_one_clear_error(tmp_path):
@@ -104,7 +105,11 @@ def test_results_written_as_a_workbook_read_back_alike_with_formulas_defused(tmp
     download = io.BytesIO(write_xlsx(frame))  # or its bytes, for the page's download
     download.name = "predictions.xlsx"
     pd.testing.assert_frame_equal(read_table(download).frame, back)
-    assert back["ID"].tolist() == ["007", "'=HYPERLINK(\"http://x\")", "tabbell"]  # text stays text, never a formula
+    assert back["ID"].tolist() == ["007", "=HYPERLINK(\"http://x\")", "tabbell"]  # as written, no apostrophe added
     assert back["prediction"].tolist() == ["1.25", "", "-0.5"] and back["in_domain"].tolist() == ["True", "False", ""]
+    from openpyxl import load_workbook
+
+    cell = load_workbook(tmp_path / "out.xlsx").active["A3"]
+    assert cell.data_type == "s" and cell.value.startswith("=")  # text, never a formula Excel would run
     with pytest.raises(OutputError, match="do not fit a sheet"):
         write_xlsx(pd.DataFrame({"x": range(EXCEL_ROWS + 1)}), tmp_path / "huge.xlsx")
