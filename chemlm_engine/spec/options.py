@@ -238,7 +238,10 @@ class InfluenceOptions(MethodOptions):
         return 2 + 2 * len(self.k)  # the base model, the whole-pool control, top-k and random per k
 
     def cost_note(self) -> str | None:
-        return "plus the inverse-HVP solve (LiSSA: minutes at the default scope)"
+        solve = {"lissa": f"LiSSA, {self.repeats} × {self.depth} steps: minutes at scope last_layer",
+                 "cg": f"conjugate gradients, at most {self.cg_iterations} iterations",
+                 "exact": "the exact Hessian: seconds at scope head, out of reach beyond"}[self.solver]
+        return f"plus the inverse-HVP solve ({solve})"
 
 
 @dataclass(frozen=True)

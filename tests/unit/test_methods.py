@@ -26,6 +26,8 @@ def test_what_a_job_costs_comes_from_its_options():
     assert parse_options("uncertainty", {"rounds": 3}).fits() == 1 + 3
     assert parse_options("isal", {"sweep": [25, 64]}).fits() == 1 + 3 * 2  # ISAL, uncertainty and random per N
     assert "inverse-HVP" in parse_options("isal").cost_note()
+    assert "LiSSA" in parse_options("influence").cost_note()  # the note follows the chosen solver
+    assert "conjugate gradients, at most 50" in parse_options("influence", {"solver": "cg"}).cost_note()
     assert parse_options("lora", {"sweep_ranks": [2, 4]}).fits() == 2 and parse_options("bitfit").fits() == 1
     assert parse_options("pretrain").fits() == 0 and "4,500 pretraining steps" in parse_options("pretrain").cost_note()
     assert parse_options("baseline").cost_note() is None and "inverse-HVP" in parse_options("influence").cost_note()
