@@ -108,6 +108,10 @@ def _parse(text: str) -> Chem.Mol:
         return Chem.RemoveHs(mol)
 
 
+def _organic(mol: Chem.Mol) -> bool:
+    return any(atom.GetAtomicNum() == 6 for atom in mol.GetAtoms())
+
+
 def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, list[str]]:
     changes: list[str] = []
     with rdBase.BlockLogs():
@@ -115,9 +119,16 @@ def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, li
         if len(fragments) > 1:
             mol = rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol)
             kept = Chem.MolToSmiles(mol)
-            removed = [Chem.MolToSmiles(f) for f in fragments]
-            removed.remove(kept)
-            changes.append(f"removed {'.'.join(removed)}")
+            others = [(Chem.MolToSmiles(f), f) for f in fragments]
+            copies = sum(text == kept for text, _ in others) - 1  # a 2:1 salt holds the molecule twice
+            removed = [text for text, _ in others if text != kept]
+            # a pamoate's or a co-crystal's other half may be the compound itself: the larger part is not always it
+            rivals = [text for text, f in others if text != kept and _organic(f)
+                      and f.GetNumHeavyAtoms() >= max(6, mol.GetNumHeavyAtoms() // 2)]
+            gone = [*([".".join(removed)] if removed else []),
+                    *([f"{copies} more {'copy' if copies == 1 else 'copies'} of the kept molecule"] if copies else [])]
+            changes.append(f"removed {' and '.join(gone)}" + (f" (kept the larger of {1 + len(rivals)} organic "
+                                                             "parts: check that it is the compound)" if rivals else ""))
         before = Chem.MolToSmiles(mol)
         mol = rdMolStandardize.Uncharger(canonicalOrder=True).uncharge(mol)
         if Chem.MolToSmiles(mol) != before:

@@ -138,6 +138,17 @@ def test_hydrogens_written_as_atoms_are_the_same_molecule(text, same_as):
     assert canonicalize("[2H]C([2H])([2H])O") == "[2H]C([2H])([2H])O"  # an isotope is kept
 
 
+@pytest.mark.parametrize("salt, says", [
+    ("CC(=O)[O-].CC(=O)[O-].[Ca+2]", "removed [Ca+2] and 1 more copy of the kept molecule"),  # not "removed" itself
+    ("CN1CCCN=C1/C=C/c1cccs1.OC(=O)c1cc2ccccc2c(Cc2c3ccccc3cc(C(O)=O)c2O)c1O",  # pyrantel pamoate: pamoic acid kept
+     "removed CN1CCCN=C1/C=C/c1cccs1 (kept the larger of 2 organic parts: check that it is the compound)"),
+    ("OC(=O)c1ccccc1.[Na+]", "removed [Na+]")])
+def test_what_standardisation_removed_is_said_as_a_chemist_reads_it(salt, says):
+    from chemlm_engine.molecules import Standardization, prepare_smiles
+
+    assert prepare_smiles(salt, Standardization()).changes[0] == says
+
+
 def test_unknown_tokens_and_truncation_are_warned(regressor):
     long_chain = "C" * (regressor.max_tokens + 50)
     result = predict_smiles(regressor, ["[Gd+3]", "[Xe]", "CCO", long_chain, "C" * 3000])
