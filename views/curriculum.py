@@ -62,7 +62,8 @@ with results:
             if not epochs_frame.empty:
                 curves.append(epochs_frame.assign(method=run.method))
             table.append({"method": run.method, "status": run.status,
-                          **{label: sig3(run.metrics.get(key)) for key, label in METRIC_LABELS.items()}})
+                          **{label: "—" if sig3(run.metrics.get(key)) is None else f"{sig3(run.metrics.get(key)):g}"
+                             for key, label in METRIC_LABELS.items()}})  # text: "—", not "None", where none
         st.dataframe(pd.DataFrame(table), hide_index=True)
         if curves:
             frame = pd.concat(curves).melt(id_vars=["epoch", "method"], value_vars=["train_mse", "val_mse"],
