@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from .cli_predict import explain, one_of, predict
+from .cli_predict import explain, one_of, predict, refuse_settings_beside
 from .cli_tune import tune
 from .errors import ChemLMError
 from .spec import EXECUTORS, METHODS, TrainConfig
@@ -139,7 +139,7 @@ def train(
     from .spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
 
     if spec_file is not None:
-        _refuse_settings_beside(ctx, "spec_file", "db", "executor", "ray_address")
+        refuse_settings_beside(ctx, "spec_file", "db", "executor", "ray_address")
         _run(JobSpec.from_file(spec_file), _store(db), executor, ray_address)
         return
 
@@ -159,17 +159,6 @@ def train(
                                      patience=patience, seed=seed, precision=precision, augment=augment,
                                      layer_decay=layer_decay, ema_decay=ema_decay))
     _run(spec, _store(db), executor, ray_address)
-
-
-def _refuse_settings_beside(ctx: typer.Context, *allowed: str) -> None:
-    """A spec file is run as written: a setting typed beside it would be silently ignored, so it is refused."""
-    from .errors import ConfigError
-
-    given = [p.opts[0] for p in ctx.command.params if p.name not in allowed
-             and getattr(ctx.get_parameter_source(p.name), "name", None) == "COMMANDLINE"]  # typer vendors click
-    if given:
-        raise ConfigError(f"--spec runs the file as written, so {', '.join(given)} would be ignored: change the "
-                          "setting in the file, or leave --spec out")
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""The CLI's prediction commands (registered on its app by :mod:`~chemlm_engine.cli`): ``predict`` and ``explain``."""
+"""The CLI's prediction commands (registered on its app by :mod:`~chemlm_engine.cli`): ``predict`` and ``explain``;
+and the option checks every command shares (:func:`one_of`, :func:`refuse_settings_beside`)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-__all__ = ["predict", "explain", "resolve_model", "one_of"]
+__all__ = ["predict", "explain", "resolve_model", "one_of", "refuse_settings_beside"]
 
 
 def one_of(*choices: str):
@@ -17,6 +18,17 @@ def one_of(*choices: str):
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
         return value
     return check
+
+
+def refuse_settings_beside(ctx: typer.Context, *allowed: str) -> None:
+    """A spec file is run as written: a setting typed beside it would be silently ignored, so it is refused."""
+    from .errors import ConfigError
+
+    given = [p.opts[0] for p in ctx.command.params if p.name not in allowed
+             and getattr(ctx.get_parameter_source(p.name), "name", None) == "COMMANDLINE"]  # typer vendors click
+    if given:
+        raise ConfigError(f"--spec runs the file as written, so {', '.join(given)} would be ignored: change the "
+                          "setting in the file, or leave --spec out")
 
 
 _IN_MEMORY_ROWS = 100_000  # more input rows than this: say that the streamed path exists
