@@ -193,8 +193,7 @@ class JobSpec:
     def _other(self) -> str:
         """The settings :meth:`summary` has no column of, where they differ from their defaults (seeds aside)."""
         defaults = {"data": DataSpec(), "model": ModelSpec(), "train": TrainConfig()}
-        changed = [f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
-                   for part, shown in _SUMMARY_COLUMNS.items()
+        changed = [f"{key}={value}" for part, shown in _SUMMARY_COLUMNS.items()  # exact: it tells configurations apart
                    for key, value in dataclasses.asdict(getattr(self, part)).items()
                    if key not in shown and value != getattr(defaults[part], key)]
         return ", ".join(changed)
