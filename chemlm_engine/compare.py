@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .spec import JobSpec
 from .store import RunRecord
 
-__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "run_summary", "runs_frame", "runs_table", "summarize", "paired_delta",
+__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "STOPPED_ON_PURPOSE", "status_words", "run_summary", "runs_frame", "runs_table", "summarize", "paired_delta",
            "suite_specs", "MIN_SEEDS", "launched_trusting", "reference_choices"]
 
 METRICS = ("test_r2", "test_rmse", "test_mae", "test_mse")
@@ -61,14 +61,29 @@ def _short(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+# A search stores the trials it stops on purpose as "interrupted" with one of these messages (tune.py); shown in
+# words, since "interrupted" reads as a crash.
+STOPPED_ON_PURPOSE = {"stopped early by ASHA after": "stopped by ASHA",
+                      "cut by the search's time budget after": "cut by the time budget"}
+
+
+def status_words(run: RunRecord) -> str:
+    """The run's status as tables and pages show it: a search trial stopped on purpose says why."""
+    if run.status == "interrupted":
+        for prefix, words in STOPPED_ON_PURPOSE.items():
+            if (run.message or "").startswith(prefix):
+                return words
+    return run.status
+
+
 def run_summary(run: RunRecord) -> dict[str, Any]:
-    """The run as one table row: id, status, its configuration (:meth:`JobSpec.summary`), test metrics, size,
+    """The run as one table row: id, status (in words), its configuration (:meth:`JobSpec.summary`), test metrics, size,
     time. A spec written by a version whose settings do not validate now still gives a row, saying so."""
     try:
         config = JobSpec.from_dict(run.spec).summary()
     except (ConfigError, TypeError, ValueError) as exc:
         config = {"method": run.method, "options": f"(not readable now: {exc})"}
-    return {"id": run.id, "name": run.name, "status": run.status, **config,
+    return {"id": run.id, "name": run.name, "status": status_words(run), **config,
             **{f"test_{k}": run.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
             "trainable_params": run.info.get("trainable_params"), "duration_s": run.duration,
             "created": pd.Timestamp(run.created_at, unit="s")}

@@ -18,13 +18,14 @@ from typing import Any
 
 import pandas as pd
 
+from .compare import STOPPED_ON_PURPOSE, status_words
 from .errors import JobCancelledError, SearchError
 from .pipeline import JobContext, SplitData
 from .spec import METHODS, JobSpec, SearchOptions
-from .store import ACTIVE_STATUSES, RunRecord, RunStore, Tables
+from .store import ACTIVE_STATUSES, RunStore, Tables
 
 __all__ = ["default_space", "trial_spec", "refit_spec", "run_search", "run_search_job", "stored_trials", "SearchResult",
-           "TrialRecord", "trial_status"]
+           "TrialRecord"]
 
 _MODEL_KEYS = ("head_hidden", "dropout", "descriptors")
 _TRAIN_KEYS = ("learning_rate", "batch_size", "epochs", "weight_decay")
@@ -51,8 +52,7 @@ def trial_spec(base: JobSpec, config: dict[str, Any]) -> JobSpec:
                    options={**base.options, **options})
 
 
-_ASHA_STOP = "stopped early by ASHA after"
-_BUDGET_CUT = "cut by the search's time budget after"
+_ASHA_STOP, _BUDGET_CUT = STOPPED_ON_PURPOSE  # the messages of the trials a search stops: status_words reads them
 
 TrialRecord = Mapping[str, Any]
 """A trial that ended (all its epochs, or stopped by ASHA): ``config``, ``epochs`` ([epoch, validation MSE] pairs),
@@ -171,23 +171,12 @@ def _trial_recorder(on_trial: Callable[[dict[str, Any]], None]) -> Any:
     return TrialRecorder()
 
 
-def trial_status(run: RunRecord) -> str:
-    """A trial's status in words: a trial the search stopped is "stopped by ASHA" or "cut by the time budget", not
-    "interrupted" (which a chemist reads as a crash)."""
-    message = run.message or ""
-    if run.status == "interrupted" and message.startswith(_ASHA_STOP):
-        return "stopped by ASHA"
-    if run.status == "interrupted" and message.startswith(_BUDGET_CUT):
-        return "cut by the time budget"
-    return run.status
-
-
 def stored_trials(store: RunStore, name: str) -> list[dict[str, Any]]:
     """:data:`TrialRecord` s of the trials of search ``name`` that the store holds as ended on their own terms:
     finished, or stopped by ASHA (not cancelled, failed or cut off)."""
     records = []
     for run in store.runs():
-        ended = trial_status(run) in ("finished", "stopped by ASHA")
+        ended = status_words(run) in ("finished", "stopped by ASHA")
         if run.info.get("search") != name or "trial_config" not in run.info or not ended:
             continue
         epochs = store.epochs(run.id)

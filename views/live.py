@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from chemlm_engine.compare import runs_frame
+from chemlm_engine.compare import runs_frame, status_words
 from chemlm_engine.spec import model_kind
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord, Tables
 from views.common import LIVE_REFRESH_S, manager, run_label, store
@@ -26,7 +26,7 @@ def sig3(value):
 def status_text(run: RunRecord) -> str:
     """One consistent status line: the status, then what the run last said when that adds something."""
     extra = run.message if run.message and run.message != run.status else ""
-    return f"**{run.status}**" + (f" · {extra}" if extra else "")
+    return f"**{status_words(run)}**" + (f" · {extra}" if extra else "")
 
 
 def eta_text(run: RunRecord) -> str:

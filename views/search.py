@@ -5,9 +5,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from chemlm_engine.compare import status_words
 from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, searchable
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
-from chemlm_engine.tune import trial_status
 from views.common import LIVE_REFRESH_S, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form
 from views.links import link
@@ -52,7 +52,7 @@ def trials_frame(search: RunRecord) -> pd.DataFrame:
             continue
         epochs = store().epochs(run.id)
         scored = epochs[epochs["val_mse"].notna()] if "val_mse" in epochs else epochs.iloc[:0]
-        rows.append({"run": run.id, "status": trial_status(run), **run.info.get("trial_config", {}),
+        rows.append({"run": run.id, "status": status_words(run), **run.info.get("trial_config", {}),
                      "val_r2": scored["val_r2"].max() if len(scored) else None,
                      "val_mse": scored["val_mse"].min() if len(scored) else None, "epochs": len(scored)})
     return pd.DataFrame(rows)

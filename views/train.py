@@ -2,6 +2,7 @@
 import plotly.express as px
 import streamlit as st
 
+from chemlm_engine.compare import status_words
 from chemlm_engine.spec import DEFAULT_REGRESSOR, METHODS, JobSpec, ModelSpec, TrainConfig, model_kind
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.library import discard_kept
@@ -73,7 +74,7 @@ if not runs:
 runs_overview(runs)
 
 st.subheader("Run detail")
-labels = {r.id: f"{run_label(r)} · {r.status}" for r in runs}
+labels = {r.id: f"{run_label(r)} · {status_words(r)}" for r in runs}
 run = store().get_run(st.selectbox("Run", list(labels), format_func=labels.get, key="detail-run"))
 st.markdown(status_text(run))
 quick_note(run.spec)

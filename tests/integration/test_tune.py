@@ -225,7 +225,8 @@ def test_a_trial_stopped_once_the_time_budget_ran_out_says_so_and_is_not_replaye
 
 def test_a_trial_the_search_stopped_says_why_instead_of_interrupted(tmp_path):
     from chemlm_engine.store import RunStore
-    from chemlm_engine.tune import _stop_reason, trial_status
+    from chemlm_engine.compare import runs_frame, status_words
+    from chemlm_engine.tune import _stop_reason
 
     store = RunStore(home=tmp_path)
     runs = [store.create_run(JobSpec().to_dict(), "baseline", f"trial {i}") for i in range(3)]
@@ -234,5 +235,8 @@ def test_a_trial_the_search_stopped_says_why_instead_of_interrupted(tmp_path):
     store.interrupt(runs[0], _stop_reason(1, None))
     store.interrupt(runs[1], _stop_reason(1, time.time() - 1))
     store.interrupt(runs[2], "its process died")
-    assert [trial_status(store.get_run(r)) for r in runs] == ["stopped by ASHA", "cut by the time budget",
+    assert [status_words(store.get_run(r)) for r in runs] == ["stopped by ASHA", "cut by the time budget",
                                                               "interrupted"]
+    # the run tables (Train page, `chemlm runs list`) say the same
+    assert runs_frame([store.get_run(r) for r in runs])["status"].tolist() == ["stopped by ASHA",
+                                                                               "cut by the time budget", "interrupted"]
