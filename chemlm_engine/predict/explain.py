@@ -15,6 +15,8 @@ TRAK-style projections of more layers because this subspace is small enough (≤
 the ``[MASK]`` embedding (special tokens and the RDKit descriptors of a descriptor model are held fixed), 32
 midpoint steps; each atom token's share is mapped to its atom (RDKit keeps the SMILES order). The shares sum to
 ``f(molecule) − f(baseline)`` (completeness, up to the step error); bond and ring tokens are reported together.
+They are computed in fp32 (gradients); the prediction reported is the one ``predict`` gives, in its precision (bf16
+or int8 where chosen), within ~0.01 of the attributions' own end.
 
 Ensembles: the prediction is the members' mean, so both attributions are the members' means (exact by linearity).
 An ensemble with trees predicts ``(1 − w) · members + w · trees``: the attributions are the members' scaled by
@@ -38,7 +40,7 @@ from safetensors.numpy import save_file
 from .domain import TrainingReference, fingerprints
 from .ensemble import Ensemble
 from .trees import Trees
-from ..inference import last_layer_inputs
+from ..inference import last_layer_inputs, predict_values
 from ..model import RegressionModel, content_digest
 from ..depict import placeholder_png, too_large_to_draw
 from ..errors import OutputError
@@ -267,6 +269,13 @@ class Explanation:
                           t.nlargest(k, "similarity").assign(role="nearest")], ignore_index=True)
 
 
+def _prediction(predictor: RegressionModel | Ensemble, smiles: str) -> float:
+    """The number prediction gives for this (canonical) SMILES, so that "Why?" never shows another one."""
+    if isinstance(predictor, Ensemble):
+        return float(predictor.predict([smiles])[0][0])
+    return float(predict_values(predictor, [smiles])[0])
+
+
 def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str) -> Explanation:
     """Both attributions for one (canonical) SMILES, and the atom map."""
     reference = TrainingReference.load(folder)  # read once: contributions and similarities both need it
@@ -276,6 +285,7 @@ def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: s
     training["similarity"] = training["smiles"].map(dict(zip(reference.smiles, similarity)))
     atoms = atom_contributions(predictor, smiles)
     trees = f"of which trees {atoms['trees']:+.2f}; " if atoms["trees"] else ""  # held fixed: in both ends
-    legend = f"logD {atoms['prediction']:.2f} ({trees}baseline {atoms['baseline']:.2f}); red raises, blue lowers"
-    return Explanation(smiles, float(atoms["prediction"]), atoms, training,
+    prediction = _prediction(predictor, smiles)
+    legend = f"logD {prediction:.2f} ({trees}baseline {atoms['baseline']:.2f}); red raises, blue lowers"
+    return Explanation(smiles, prediction, atoms, training,
                        draw_atom_contributions(smiles, atoms["atoms"], legend=legend))

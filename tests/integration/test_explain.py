@@ -10,6 +10,7 @@ from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.predict.explain import (CACHE_FILE, AttributionCache, atom_contributions, explain, removal_effects,
                                    training_contributions)
 from chemlm_engine.inference import predict_values
+from chemlm_engine.predict import predict_smiles
 from chemlm_engine.jobs import run_job
 from chemlm_engine.model import RegressionModel, load_training_set
 
@@ -86,6 +87,8 @@ def test_explain_gives_the_atom_map_and_the_training_table(trained):
     model, folder = trained
     result = explain(model, folder, "CCOc1ccccc1")
     assert result.picture[:4] == b"\x89PNG" and {"contribution", "similarity", "label"} <= set(result.training)
+    # the number prediction gives, in its own precision (the attributions run in fp32): "Why?" never shows another
+    assert result.prediction == predict_smiles(model, ["CCOc1ccccc1"])["prediction"][0]
     assert result.training["contribution"].abs().is_monotonic_decreasing
 
 
