@@ -29,8 +29,8 @@ _CXSMILES = re.compile(r"(\S+)(\s+\|[^|]*\|(?=\s|$))?")
 class Standardization:
     """How a molecule is cleaned before it is canonicalised (the same in training and prediction).
 
-    ``enabled``: keep the largest organic fragment (drops counter-ions and solvents) and neutralise charges
-    that can be neutralised. ``tautomer``: also replace it by RDKit's canonical tautomer (slower).
+    ``enabled``: keep the largest organic fragment (drops counter-ions and solvents), drop isotope labels (a
+    deuterated or ¹³C-labelled compound is predicted as its parent) and neutralise charges that can be neutralised. ``tautomer``: also replace it by RDKit's canonical tautomer (slower).
     """
 
     enabled: bool = True
@@ -129,6 +129,10 @@ def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, li
                     *([f"{copies} more {'copy' if copies == 1 else 'copies'} of the kept molecule"] if copies else [])]
             changes.append(f"removed {' and '.join(gone)}" + (f" (kept the larger of {1 + len(rivals)} organic "
                                                              "parts: check that it is the compound)" if rivals else ""))
+        labels = sorted({f"[{a.GetIsotope()}{a.GetSymbol()}]" for a in mol.GetAtoms() if a.GetIsotope()})
+        if labels:  # the model's vocabulary reads [13CH3] as unknown, and logD barely moves with isotopes
+            mol = Chem.RemoveHs(rdMolStandardize.IsotopeParent(mol, skipStandardize=True))  # [2H] → H: folded in
+            changes.append(f"removed isotope labels ({', '.join(labels)})")
         before = Chem.MolToSmiles(mol)
         mol = rdMolStandardize.Uncharger(canonicalOrder=True).uncharge(mol)
         if Chem.MolToSmiles(mol) != before:

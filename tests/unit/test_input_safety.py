@@ -149,6 +149,15 @@ def test_what_standardisation_removed_is_said_as_a_chemist_reads_it(salt, says):
     assert prepare_smiles(salt, Standardization()).changes[0] == says
 
 
+def test_an_isotope_labelled_compound_is_predicted_as_its_parent_and_says_so():
+    from chemlm_engine.molecules import Standardization, prepare_smiles
+
+    labelled = prepare_smiles("[2H]C([2H])([2H])Oc1ccc(C[C@H]([2H])N)cc1[13CH3]", Standardization())
+    assert labelled.smiles == canonicalize("COc1ccc(CCN)cc1C")  # the stereo centre only the label made is gone too
+    assert labelled.changes == ("removed isotope labels ([13C], [2H])",)
+    assert prepare_smiles("[18F]c1ccccc1", Standardization(enabled=False)).smiles == "[18F]c1ccccc1"  # as trained
+
+
 def test_unknown_tokens_and_truncation_are_warned(regressor):
     long_chain = "C" * (regressor.max_tokens + 50)
     result = predict_smiles(regressor, ["[Gd+3]", "[Xe]", "CCO", long_chain, "C" * 3000])
