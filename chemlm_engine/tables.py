@@ -1,8 +1,8 @@
-"""User tables in and out. Every data row of an input file becomes exactly one row, in order: a blank row is kept
-(its problem is "empty"), a row with more fields than the header is reported, never read shifted. Encoding (UTF-8
-with or without BOM, UTF-16 with BOM) and delimiter (comma, semicolon, tab) are sniffed. A SMILES file (``.smi``, as
-ZINC, Enamine and RDKit write them) is a table too: per line a SMILES (or CXSMILES) and an optional name after
-whitespace; its first line is a header only if it is not a molecule. So are an SD file (a row per record, see
+"""User tables in and out. Every data row of an input file becomes exactly one row, in order: a blank row before
+data is kept (its problem is "empty"; the blank lines that end a file are none), a row with more fields than the header
+is reported, never read shifted. Encoding (UTF-8 with or without BOM, UTF-16 with BOM) and delimiter (comma,
+semicolon, tab) are sniffed. A SMILES file (``.smi``, as ZINC, Enamine and RDKit write them) is a table too: per line a
+SMILES (or CXSMILES) and an optional name after whitespace; its first line is a header only if it is not a molecule. So are an SD file (a row per record, see
 :mod:`~chemlm_engine.sdfile`) and an Excel workbook (its first sheet, see :mod:`~chemlm_engine.sheets`).
 Written CSV quotes every field holding a line break, so a bare ``\\r`` round-trips."""
 from __future__ import annotations
@@ -140,6 +140,19 @@ def _text_records(binary: IO[bytes], smiles_file: bool) -> tuple[Iterator[tuple[
     return (_smiles_records(text) if smiles_file else _records(text, _delimiter(sample))), encoding
 
 
+def _between_data(records: Iterator[tuple[list[str], str | None]]) -> Iterator[tuple[list[str], str | None]]:
+    """The records with each blank one as ``([], "empty")``, where data follows it: the blank lines that end a file
+    are no rows (as a workbook's trailing empty rows are none)."""
+    blank = 0
+    for fields, problem in records:
+        if problem is None and not any(f.strip() for f in fields):
+            blank += 1
+            continue
+        yield from [([], "empty")] * blank
+        blank = 0
+        yield fields, problem
+
+
 def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Table]:
     """Read a CSV, SMILES, SD or Excel file (path or file object) in chunks of ``chunk_rows`` rows (module doc)."""
     binary = open_bytes(source)
@@ -160,10 +173,8 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
         rows: list[list[str]] = []
         problems: list[str | None] = []
         first = 1
-        for fields, problem in records:
-            if problem is None and not any(f.strip() for f in fields):
-                fields, problem = [], "empty"
-            elif problem is None and len(fields) > len(columns):
+        for fields, problem in _between_data(records):
+            if problem is None and len(fields) > len(columns):
                 problem = f"{len(fields)} fields but the header has {len(columns)} (a stray delimiter?)"
             rows.append((fields + [""] * len(columns))[:len(columns)])
             problems.append(problem)
@@ -194,7 +205,10 @@ def count_rows(path: str | Path | IO) -> int:
             if is_excel(path):
                 return count_sheet_rows(handle)
             first = handle.readline()
-            lines = bool(first) + sum(1 for _ in handle)
+            lines = trailing = 0  # the blank lines that end the file are no rows (_between_data)
+            for line in handle:
+                lines, trailing = lines + 1, trailing + 1 if not line.strip(b" \t\r\n,;\x00") else 0
+            lines += bool(first) - trailing
     except DAMAGED as exc:  # named as iter_table names it (an upload by its file name, not its object)
         raise DataError(f"cannot read {file_name(path) or 'the file'}: {exc}") from None
     if not is_smiles_file(path):

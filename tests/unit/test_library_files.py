@@ -38,6 +38,15 @@ def test_a_smiles_file_with_a_header_line_takes_its_column_names(tmp_path):
     assert table.problems == [None, None, "empty", None, None] and count_rows(path) == 5
 
 
+@pytest.mark.parametrize("name, text", [("lib.csv", "smiles,name\nCCO,a\n\nCCN,b\n\n,\n  \n"),
+                                        ("lib.smi", "CCO a\n\nCCN b\n\n\n"), ("lib.tsv", "smiles\tname\nCCO\ta\n\t\nCCN\tb\n\t\n")])
+def test_the_blank_lines_that_end_a_file_are_no_rows(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    table = read_table(path)
+    assert table.problems == [None, "empty", None] and count_rows(path) == 3  # a blank line between data is a row
+
+
 def test_a_smiles_file_without_a_header_starts_with_a_molecule(tmp_path):
     path = tmp_path / "plain.smi"
     path.write_bytes(b"\xef\xbb\xbf" + RDKIT_STYLE.encode())  # with a BOM and Windows line ends
