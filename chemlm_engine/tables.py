@@ -2,9 +2,9 @@
 data is kept (its problem is "empty"; the blank lines that end a file are none), a row with more fields than the header
 is reported, never read shifted. Encoding (UTF-8 with or without BOM, UTF-16 with BOM) and delimiter (comma,
 semicolon, tab) are sniffed. A SMILES file (``.smi``, as ZINC, Enamine and RDKit write them) is a table too: per line a
-SMILES (or CXSMILES) and an optional name after whitespace; its first line is a header only if it is not a molecule. So are an SD file (a row per record, see
-:mod:`~chemlm_engine.sdfile`) and an Excel workbook (its first sheet, see :mod:`~chemlm_engine.sheets`).
-Written CSV quotes every field holding a line break, so a bare ``\\r`` round-trips."""
+SMILES (or CXSMILES) and an optional name after whitespace; its first line is a header only if it is not a molecule.
+So are an SD file (a row per record, see :mod:`~chemlm_engine.sdfile`) and an Excel workbook (its first sheet, see
+:mod:`~chemlm_engine.sheets`). Written CSV quotes every field holding a line break, so a bare ``\\r`` round-trips."""
 from __future__ import annotations
 
 import codecs

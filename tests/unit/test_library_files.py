@@ -39,7 +39,8 @@ def test_a_smiles_file_with_a_header_line_takes_its_column_names(tmp_path):
 
 
 @pytest.mark.parametrize("name, text", [("lib.csv", "smiles,name\nCCO,a\n\nCCN,b\n\n,\n  \n"),
-                                        ("lib.smi", "CCO a\n\nCCN b\n\n\n"), ("lib.tsv", "smiles\tname\nCCO\ta\n\t\nCCN\tb\n\t\n")])
+                                        ("lib.smi", "CCO a\n\nCCN b\n\n\n"),
+                                        ("lib.tsv", "smiles\tname\nCCO\ta\n\t\nCCN\tb\n\t\n")])
 def test_the_blank_lines_that_end_a_file_are_no_rows(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)
