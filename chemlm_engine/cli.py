@@ -95,12 +95,16 @@ def _store(db: str | None):
     return RunStore(db)
 
 
+_TRAINED = [name for name, entry in METHODS.items() if entry.model in ("regressor", "ensemble")]  # train's own
+
+
 @app.command()
 def train(
     ctx: typer.Context,
     backbone: str = typer.Option(None, help="Model folder or hub id (default: the embedded ChemLM-mini)."),
-    method: str = typer.Option("baseline", help=f"{' | '.join(METHODS)} (method settings with --option KEY=VALUE, "
-                               "checked against the method's options)."),
+    method: str = typer.Option("baseline", help=f"{' | '.join(_TRAINED)} (method settings with --option KEY=VALUE, "
+                               "checked against the method's options). Influence scores, a search, a pretraining and "
+                               "a library prediction have their own commands: influence, tune, pretrain, predict."),
     epochs: int = typer.Option(_RECIPE.epochs),
     seed: int = typer.Option(0, help="Seed for the split, initialisation and batch order."),
     data: str = typer.Option("lipophilicity", help="'lipophilicity' (bundled) or a CSV (SMILES, SD) file."),

@@ -83,6 +83,19 @@ def _cli(*args: str, env_home, timeout: float = 120) -> subprocess.CompletedProc
                           env=env, timeout=timeout, cwd=ROOT)
 
 
+def test_train_help_lists_the_methods_train_runs_and_names_the_other_commands():
+    from typer.testing import CliRunner
+
+    from chemlm_engine.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "400"}).output.split())
+    listed = re.search(r"--method <str> ([a-z0-9 |-]+) \(", text)
+    assert listed is not None, text
+    assert "lora" in listed[1].split(" | ") and not {"search", "pretrain", "predict", "influence"} & set(
+        listed[1].split(" | ")), listed[1]
+    assert "own commands: influence, tune, pretrain, predict" in text
+
+
 def test_a_user_error_is_one_line_and_exit_code_2(tmp_path):
     result = _cli("train", "--learning-rate", "nan", env_home=tmp_path)
     assert result.returncode == 2
