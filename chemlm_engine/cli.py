@@ -16,9 +16,10 @@ from .cli_tune import tune
 from .errors import ChemLMError
 from .spec import EXECUTORS, METHODS, TrainConfig
 
-app = typer.Typer(help="ChemLM Studio engine: fine-tune chemical language models from the command line.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-runs_app = typer.Typer(help="Inspect stored runs.", no_args_is_help=True)
+# markdown: the commands' docstrings mark names as ``code``, which the default markup mode prints with its backticks
+app = typer.Typer(rich_markup_mode="markdown", no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="ChemLM Studio engine: fine-tune chemical language models from the command line.")
+runs_app = typer.Typer(rich_markup_mode="markdown", help="Inspect stored runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.command()(predict)
 app.command()(explain)
