@@ -14,7 +14,7 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 from .errors import InvalidSmilesError
 
 __all__ = ["MAX_SMILES_LENGTH", "Standardization", "PreparedSmiles", "check_smiles_text", "split_smiles_line",
-           "is_molecule", "prepare_smiles", "canonicalize", "try_canonicalize", "randomize_smiles"]
+           "is_molecule", "carbon_free", "prepare_smiles", "canonicalize", "try_canonicalize", "randomize_smiles"]
 
 # RDKit's recursive SMILES writer overflows the stack (a segfault that kills the whole process, app server
 # included) somewhere between 15,000 and 20,000 chained atoms, and parsing 100,000 characters takes minutes.
@@ -110,6 +110,13 @@ def _parse(text: str) -> Chem.Mol:
 
 def _organic(mol: Chem.Mol) -> bool:
     return any(atom.GetAtomicNum() == 6 for atom in mol.GetAtoms())
+
+
+def carbon_free(smiles: str) -> bool:
+    """Whether a (canonical) SMILES has no carbon atom: water, ammonia, a metal salt's inorganic part."""
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles, sanitize=False)  # read back only to count atoms: no need to sanitise
+    return mol is not None and not _organic(mol)
 
 
 def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, list[str]]:

@@ -14,7 +14,7 @@ from .ensemble import Ensemble
 from ..errors import DataError
 from ..inference import mc_dropout, predict_values
 from ..model import RegressionModel
-from ..molecules import split_smiles_line
+from ..molecules import carbon_free, split_smiles_line
 from ..guard import prepare_all
 from ..tables import numbers, pick_column, read_table
 from ..training import regression_metrics
@@ -57,12 +57,18 @@ def token_warnings(tokenizer, smiles: Sequence[str], max_tokens: int) -> list[st
 
 def molecule_warnings(model: RegressionModel | Ensemble, canonical: Sequence[str],
                       heavy_atoms: Sequence[int]) -> list[str | None]:
-    """What the model cannot read exactly as written, per canonical SMILES: unknown tokens, truncation and,
-    for a descriptor model, the descriptors skipped for a large molecule."""
+    """What the model cannot read exactly as written, per canonical SMILES: unknown tokens, truncation, for a
+    descriptor model the descriptors skipped for a large molecule, and a molecule without carbon (a logD model of
+    organic compounds extrapolates there: cisplatin standardises to ammonia)."""
     described = (model.members[0] if isinstance(model, Ensemble) else model).spec.descriptors
     notes = zip(token_warnings(model.tokenizer, canonical, model.max_tokens),
-                (size_warning(n) if described else None for n in heavy_atoms))
-    return ["; ".join(n for n in pair if n) or None for pair in notes]
+                (size_warning(n) if described else None for n in heavy_atoms),
+                (_INORGANIC if carbon_free(s) else None for s in canonical))
+    return ["; ".join(n for n in notes_of_one if n) or None for notes_of_one in notes]
+
+
+_INORGANIC = ("no carbon atom: unlike every molecule the model learned from (organic compounds), so the prediction "
+              "means little")
 
 
 PREDICTION_COLUMNS = ["row", "name", "input", "canonical_smiles", "prediction", "error", "warnings",

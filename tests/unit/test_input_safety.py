@@ -158,6 +158,12 @@ def test_an_isotope_labelled_compound_is_predicted_as_its_parent_and_says_so():
     assert prepare_smiles("[18F]c1ccccc1", Standardization(enabled=False)).smiles == "[18F]c1ccccc1"  # as trained
 
 
+def test_a_molecule_without_carbon_is_predicted_with_a_warning(regressor):
+    result = predict_smiles(regressor, ["O", "N.N.Cl[Pt]Cl", "CCO", "ClC(Cl)(Cl)Cl"])  # cisplatin keeps its ammonia
+    assert result["canonical_smiles"].tolist()[:2] == ["O", "N"] and result["prediction"].notna().all()
+    assert ["no carbon atom" in str(w) for w in result["warnings"]] == [True, True, False, False]
+
+
 def test_unknown_tokens_and_truncation_are_warned(regressor):
     long_chain = "C" * (regressor.max_tokens + 50)
     result = predict_smiles(regressor, ["[Gd+3]", "[Xe]", "CCO", long_chain, "C" * 3000])
