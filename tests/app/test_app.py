@@ -177,13 +177,17 @@ def test_what_a_click_queued_stays_in_its_runs_card_while_the_run_is_active(home
     # on a thread: the page's manager is the one that cancels it below, and no job process has to start first (a
     # forkserver importing the engine under a loaded CI took over the 120 s this test waits for the cancel)
     monkeypatch.setenv("CHEMLM_EXECUTOR", "thread")
+    earlier = RunStore(home=home).create_run(JobSpec().to_dict(), "baseline", "earlier")
+    RunStore(home=home).cancel(earlier)
     at = _app("views/train.py")
     use_backbone(at, tiny_backbone)
     widget(at, "number_input", "Epochs").set_value(500).run()  # long enough to be active throughout
+    assert at.selectbox(key="detail-run").value == earlier
     widget(at, "button", "Start training").click().run()
     run_id = RunStore(home=home).runs()[0].id
     said = "You queued this run: it trains in the background, and this card follows it."
     assert [s.value for s in at.success] == [said]
+    assert at.selectbox(key="detail-run").value == run_id  # the run detail follows the new run too
     at.run()  # a rerun the click did not cause (the live card reruns the page when the run starts)
     assert [s.value for s in at.success] == [said]
     from views.common import get_manager
