@@ -45,8 +45,13 @@ with right:
                                              "screen: the student then follows the teacher there."):
             options["transfer"] = str(store().save_upload(transfer.getvalue(), saved_suffix(transfer.name)))
 
+    if quick and method == "search":
+        options["num_samples"] = 4  # as the Search page's quick try
+
 spec, problem = None, "Upload a file that has usable molecules (above) or pick the bundled data." if data is None else \
-    "Name a backbone folder or hub id." if not backbone else None
+    "Name a backbone folder or hub id." if not backbone else \
+    "Pretraining has no quick try: it prepares the 1.6 M MOSES molecules first, then trains for hours on a CPU. " \
+    "Turn the quick try off to launch it." if quick and model_kind(method) == "backbone" else None
 if problem is None:
     try:
         spec = JobSpec(method=method, data=data, options=options,

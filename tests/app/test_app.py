@@ -655,3 +655,16 @@ def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_
     why.set_value(0).run()  # "Why?" for a library row: its atoms and training molecules
     assert not at.exception
     assert any("Training molecules behind it" in m.value for m in at.markdown)
+
+
+def test_the_train_pages_quick_try_shrinks_a_search_and_refuses_a_pretraining(home, tiny_backbone):
+    at = _app("views/train.py")
+    use_backbone(at, tiny_backbone)
+    at.toggle(key="quick").set_value(True).run()
+    widget(at, "selectbox", "Method").set_value("search").run()
+    assert any("**This launch:** 4 fits" in i.value for i in at.info)  # 4 trials, as the Search page's quick try
+    widget(at, "selectbox", "Method").set_value("pretrain").run()
+    assert any("Pretraining has no quick try" in w.value for w in at.warning)
+    assert widget(at, "button", "Start training").disabled
+    at.toggle(key="quick").set_value(False).run()
+    assert not at.warning and not widget(at, "button", "Start training").disabled
