@@ -75,9 +75,12 @@ def _cancel(run_id: str) -> None:
 
 @st.fragment(run_every=LIVE_REFRESH_S)
 def live_jobs(methods: tuple[str, ...] | None = None) -> None:
-    """Active runs (of ``methods``) with progress, ETA, curve and Cancel. Refreshes itself (``LIVE_REFRESH_S``), reruns
-    the whole page once when one of them starts or ends, so the statuses and results below agree with it."""
-    active = [r for r in store().runs() if r.status in ACTIVE_STATUSES and (methods is None or r.method in methods)]
+    """Active runs (of ``methods``, and those this session's clicks queued) with progress, ETA, curve and Cancel.
+    Refreshes itself (``LIVE_REFRESH_S``), reruns the whole page once when one of them starts or ends, so the
+    statuses and results below agree with it."""
+    announced = st.session_state.get("announced", {})  # what this session's clicks queued shows on any page
+    active = [r for r in store().runs() if r.status in ACTIVE_STATUSES
+              and (methods is None or r.method in methods or r.id in announced)]
     key, now = f"active-{methods}", {r.id: r.status for r in active}
     before = st.session_state.get(key)
     st.session_state[key] = now
@@ -86,7 +89,6 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
     if not active:
         return
     st.subheader("Running jobs")
-    announced = st.session_state.get("announced", {})
     cancelled = st.session_state.setdefault("cancelled", set())  # a job stops at its next batch: say so meanwhile
     for run in active:
         with st.container(border=True):

@@ -92,8 +92,9 @@ a, b, c = st.columns(3)
 link(a, "views/train.py", "Open the best trial's run", ":material/model_training:", open=best)
 b.download_button("Download its spec (JSON)", best_spec, f"best-spec-{search.id}.json", "application/json")
 if refit and c.button("Train it on training + validation, test once") and (queued := submit(JobSpec.from_dict(refit))):
-    st.success(f"Queued run {queued[0]}: the best recipe for {refit['train']['epochs']} epochs (the best trial's), "
-               "on training + validation. Every trial was scored on the test split too, but none was chosen by it "
-               "(validation only): report this run's test metrics as the search's result.")
+    announce(queued[0], f"You queued the best recipe for {refit['train']['epochs']} epochs (the best trial's) on "
+             "training + validation. Every trial was scored on the test split too, but none was chosen by it "
+             "(validation only): report this run's test metrics as the search's result.")
+    st.rerun()  # its live card above follows it
 st.caption("Retrain it anywhere with `chemlm train --spec best-spec.json`; `chemlm tune` also writes "
            "`best-spec.refit.json`, the same on training + validation.")

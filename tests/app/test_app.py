@@ -318,12 +318,15 @@ def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(
 
 
 @pytest.mark.ray
-def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone):
+def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone, monkeypatch):
+    monkeypatch.setenv("CHEMLM_EXECUTOR", "thread")  # the page's manager cancels the refit below, at once
     spec = JobSpec(method="search", data=DataSpec(subset=80), train=TrainConfig(epochs=2, batch_size=16),
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
                    options={"num_samples": 2, "cpus_per_trial": 1})
     search = RunStore(home=home).get_run(run_job(spec, RunStore(home=home)))
     assert search.status == "finished", search.error
+    refit = search.info["refit_spec"]
+    RunStore(home=home).set_info(search.id, refit_spec={**refit, "train": {**refit["train"], "epochs": 500}})  # long
     at = _app("views/search.py")
     assert not at.exception
     trials = next(d.value for d in at.dataframe if "val_mse" in d.value.columns)
@@ -332,8 +335,13 @@ def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone
     assert any("Best on validation" in s.value for s in at.success)
     next(b for b in at.button if b.label.startswith("Train it on training + validation")).click().run()
     queued = next(r for r in RunStore(home=home).runs() if r.spec["options"].get("train_on_val"))
-    assert queued.spec["train"]["epochs"] == search.info["refit_spec"]["train"]["epochs"]
-    assert any("on training + validation" in s.value for s in at.success)
+    assert queued.spec["train"]["epochs"] == 500
+    # the refit, a baseline run, has its live card on this page (which otherwise follows searches), with what it is
+    assert any("You queued the best recipe for 500 epochs" in s.value for s in at.success)
+    from views.common import get_manager
+
+    get_manager(str(home)).cancel(queued.id)
+    assert get_manager(str(home)).wait(queued.id, timeout=120).status == "cancelled"
     at = follow(at, "Open the best trial's run", "train")
     assert at.title[0].value == "Train" and at.selectbox(key="detail-run").value == search.metrics["best_run_id"]
 
