@@ -4,7 +4,7 @@ import streamlit as st
 
 from chemlm_engine.compare import status_words
 from chemlm_engine.spec import DEFAULT_REGRESSOR, METHODS, JobSpec, ModelSpec, TrainConfig, model_kind
-from chemlm_engine.errors import ChemLMError
+from chemlm_engine.errors import ChemLMError, RunNotFoundError
 from chemlm_engine.library import discard_kept
 from chemlm_engine.store import Kinds
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
@@ -79,9 +79,38 @@ if not runs:
     st.stop()
 runs_overview(runs)
 
+
+
+def _delete(run_id: str) -> None:
+    """Delete's callback, given the run on screen when it was clicked: never whichever run the rerun selects (the
+    newest, when another tab deleted the one shown)."""
+    try:
+        run = store().get_run(run_id)
+        discard_kept(store(), run)  # a stopped library prediction's finished chunks, kept for a rerun
+        store().delete(run_id)
+    except RunNotFoundError:
+        st.session_state["detail-note"] = f"Not deleted: run {run_id} was deleted already (in another tab?)."
+    except ChemLMError as exc:
+        st.session_state["detail-note"] = f"Not deleted: {exc}"
+    st.session_state.pop("detail-shown", None)
+
+
+def _rename(run_id: str, key: str) -> None:
+    """Rename's callback: only an edit renames (a stale field in another tab never writes its text back)."""
+    try:
+        store().rename(run_id, st.session_state[key])
+    except ChemLMError as exc:
+        st.session_state["detail-note"] = f"Not renamed: {exc}"
+
+
 st.subheader("Run detail")
 labels = {r.id: f"{run_label(r)} · {status_words(r)}" for r in runs}
+if (gone := st.session_state.get("detail-shown")) is not None and gone not in labels:
+    st.session_state["detail-note"] = f"Run {gone}, shown here before, was deleted elsewhere."
+if note := st.session_state.pop("detail-note", None):
+    st.warning(plain(note))
 run = store().get_run(st.selectbox("Run", list(labels), format_func=labels.get, key="detail-run"))
+st.session_state["detail-shown"] = run.id
 st.markdown(status_text(run))
 quick_note(run.spec)
 if run.status in ("failed", "diverged"):
@@ -93,17 +122,12 @@ if model_kind(run.method) == "predictions":  # a library prediction: no training
 elif run.metrics:
     st.dataframe(metrics_row(run), hide_index=True)
 a, b, c = st.columns([3, 2, 1.3], vertical_alignment="bottom")
-name = a.text_input("Name", value=run.name, key=f"name-{run.id}")
-if name != run.name:
-    store().rename(run.id, name)
-    st.rerun()
+st.session_state[f"name-{run.id}"] = run.name  # as stored now: another tab may have renamed it
+a.text_input("Name", key=f"name-{run.id}", on_change=_rename, args=(run.id, f"name-{run.id}"))
 link(b, "views/predict.py", "Predict with this run", ":material/science:", predict=run.id,
      disabled=run.status != "finished" or not run.model_path or model_kind(run.method) == "backbone")
-if c.button("Delete run", disabled=run.status in ("queued", "running"),
-            help="Its rows and files (and uploads no other run needs); cannot be undone."):
-    discard_kept(store(), run)  # a stopped library prediction's finished chunks, kept for a rerun
-    store().delete(run.id)
-    st.rerun()
+c.button("Delete run", disabled=run.status in ("queued", "running"), on_click=_delete, args=(run.id,),
+         help="Its rows and files (and uploads no other run needs); cannot be undone.")
 
 epochs_frame = store().epochs(run.id)
 if not epochs_frame.empty:

@@ -676,3 +676,24 @@ def test_the_train_pages_quick_try_shrinks_a_search_and_refuses_a_pretraining(ho
     assert widget(at, "button", "Start training").disabled
     at.toggle(key="quick").set_value(False).run()
     assert not at.warning and not widget(at, "button", "Start training").disabled
+
+
+def test_delete_and_rename_act_on_the_run_on_screen_even_when_another_tab_changed_the_store(home):
+    store = RunStore(home=home)
+    older, shown, newest = (store.create_run(JobSpec().to_dict(), "baseline", name) for name in ("a", "b", "c"))
+    for run_id in (older, shown, newest):
+        store.cancel(run_id)
+    at = _app("views/train.py")
+    at.selectbox(key="detail-run").set_value(shown).run()
+    store.rename(shown, "renamed in another tab")
+    at.toggle(key="quick").set_value(True).run()  # any rerun: the stale name field writes nothing back
+    assert store.get_run(shown).name == "renamed in another tab"
+    assert at.text_input(key=f"name-{shown}").value == "renamed in another tab"
+    at.text_input(key=f"name-{shown}").set_value("mine").run()  # an edit renames
+    assert store.get_run(shown).name == "mine"
+    store.delete(shown)  # another tab deletes it: this one still shows it until it reruns
+    widget(at, "button", "Delete run").click().run()
+    assert not at.exception and {r.id for r in store.runs()} == {older, newest}  # the newest is not deleted instead
+    assert any("Not deleted" in w.value for w in at.warning)
+    widget(at, "button", "Delete run").click().run()  # now the newest is on screen: it goes, as asked
+    assert [r.id for r in store.runs()] == [older] and not at.warning
