@@ -1,5 +1,8 @@
 """The app's pages through Streamlit's AppTest (no browser)."""
 import io
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -697,3 +700,15 @@ def test_delete_and_rename_act_on_the_run_on_screen_even_when_another_tab_change
     assert any("Not deleted" in w.value for w in at.warning)
     widget(at, "button", "Delete run").click().run()  # now the newest is on screen: it goes, as asked
     assert [r.id for r in store.runs()] == [older] and not at.warning
+
+
+def test_a_run_whose_cli_process_died_is_shown_interrupted_not_running_forever(home):
+    at = _app("views/train.py")  # the app and its manager are up before the run starts
+    code = ("from chemlm_engine.spec import JobSpec; from chemlm_engine.store import RunStore; s = RunStore(); "
+            "r = s.create_run(JobSpec().to_dict(), 'baseline', 'a CLI run'); s.start(r, {}); print(r)")
+    run_id = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "CHEMLM_HOME": str(home)}).stdout.strip()  # it exits: as if killed
+    assert RunStore(home=home).get_run(run_id).status == "running"
+    at.run()
+    assert RunStore(home=home).get_run(run_id).status == "interrupted"
+    assert "**Jobs:** none active" in [c.value for c in at.sidebar.caption]
