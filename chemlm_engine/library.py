@@ -188,8 +188,10 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
     if not source.exists():
         raise DataError(f"no such library file: {source}")
     column = smiles_column_of(source, smiles_column)
-    stat = source.stat()
-    manifest = {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+    # the input's bytes, not its modification time: the app saves an upload again (touching it) on every click
+    with open(source, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    manifest = {"source": str(source.resolve()), "size": source.stat().st_size, "sha256": digest,
                 "model": str(Path(model_dir).resolve()), "column": column, "chunk_rows": chunk_rows,
                 "format": _PARTS_FORMAT}
     output.parent.mkdir(parents=True, exist_ok=True)

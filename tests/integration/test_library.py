@@ -68,6 +68,19 @@ def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(regressor_
     assert pd.read_parquet(output)["smiles"].tolist() == lipo.smiles[100:125]
 
 
+def test_a_library_saved_again_with_the_same_bytes_resumes(regressor_dir, lipo, tmp_path):
+    import os
+    import time
+
+    source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
+    source.write_text("smiles\n" + "\n".join(lipo.smiles[:30]) + "\n")
+    with pytest.raises(KeyboardInterrupt):
+        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(20))
+    later = time.time() + 60
+    os.utime(source, (later, later))  # the app saves an upload again, touching it, on every click
+    assert predict_library(regressor_dir, source, output, chunk_rows=10).resumed_rows == 20
+
+
 def test_a_library_job_streams_to_its_run_and_stops_between_chunks_when_cancelled(regressor_dir, lipo, tmp_path, store):
     import threading
 
