@@ -43,12 +43,19 @@ def _run(run_id: str | None) -> RunRecord | None:
 
 
 def receive() -> None:
-    """What a link carried, as session state; unknown presets and runs are ignored."""
+    """What a link carried, as session state; an unknown preset is ignored, a run that no longer exists (a link
+    kept from before it was deleted) is said, above the page, never silently replaced by another model."""
     carried = {name: st.query_params.get(name) for name in ("preset", "predict", "open")}
     for name in carried:
         st.query_params.pop(name, None)
     st.session_state.update(PRESETS.get(carried["preset"] or "", {}))
-    if (run := _run(carried["predict"])) and run.model_path:
-        st.session_state[saved("predict_folder")] = run.model_path  # Predict checks that it is one of its choices
-    if run := _run(carried["open"]):
-        st.session_state["detail-run"] = run.id
+    predicted, opened = _run(carried["predict"]), _run(carried["open"])
+    if predicted is not None and predicted.model_path:
+        st.session_state[saved("predict_folder")] = predicted.model_path  # Predict checks that it is one of its choices
+    elif carried["predict"]:
+        st.warning(f"Run {carried['predict']} from this link no longer exists (or has no model): pick the model "
+                   "to predict with below.")
+    if opened is not None:
+        st.session_state["detail-run"] = opened.id
+    elif carried["open"]:
+        st.warning(f"Run {carried['open']} from this link no longer exists.")

@@ -71,9 +71,9 @@ def test_every_page_renders_without_exceptions(page, home, finished_run):
     assert at.title[0].value == TITLES[page]
 
 
-def test_a_link_carries_its_choice_once_and_ignores_unknown_ones(home, finished_run):
+def test_a_link_carries_its_choice_once_and_says_when_its_run_is_gone(home, finished_run):
     """What "Predict with this run" puts in the URL becomes Predict's choice, and leaves the URL, so that the user's
-    own choice is not overridden on the next rerun."""
+    own choice is not overridden on the next rerun. A link to a run deleted since says so (no silent other model)."""
     at = follow(_app("views/train.py"), "Predict with this run", "predict")
     assert not at.exception and at.query_params == {}
     run = RunStore(home=home).get_run(finished_run)
@@ -81,6 +81,9 @@ def test_a_link_carries_its_choice_once_and_ignores_unknown_ones(home, finished_
     at.query_params.update(predict="no-such-run", open="no-such-run", preset="no-such-preset")
     at.switch_page("views/train.py").run()
     assert not at.exception and at.query_params == {}
+    assert [w.value for w in at.warning][:2] == [
+        "Run no-such-run from this link no longer exists (or has no model): pick the model to predict with below.",
+        "Run no-such-run from this link no longer exists."]
 
 
 def test_predict_gets_its_choices_back_when_streamlit_drops_its_widgets_state(home, finished_run):
