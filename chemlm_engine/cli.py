@@ -236,13 +236,14 @@ def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = ty
 
 @runs_app.command("show")
 def runs_show(run_id: str, db: str | None = typer.Option(None)) -> None:
-    """One run as one JSON document (for ``jq`` or ``json.load``): spec, status, metrics, per-epoch rows, error."""
+    """One run as one JSON document (for ``jq`` or ``json.load``): spec, status, what it last said (why it stopped),
+    metrics, per-epoch rows, error."""
     store = _store(db)
     store.mark_interrupted()
     record = store.get_run(run_id)
     epochs = json.loads(store.epochs(run_id).to_json(orient="records"))  # NaN as null
-    typer.echo(json.dumps({"id": record.id, "status": record.status, "method": record.method,
-                           "metrics": record.metrics, "info": record.info, "spec": record.spec,
+    typer.echo(json.dumps({"id": record.id, "status": record.status, "message": record.message,
+                           "method": record.method, "metrics": record.metrics, "info": record.info, "spec": record.spec,
                            "versions": record.versions, "model_path": record.model_path, "epochs": epochs,
                            "error": record.error, "traceback": record.traceback}, indent=2))
 

@@ -127,6 +127,8 @@ def test_sigterm_marks_a_cli_run_interrupted_and_kill_9_is_reconciled(tiny_backb
             assert "interrupted" in _cli("runs", "list", env_home=home).stdout  # ... until someone looks
         record = store.runs()[0]
         assert (record.status, record.message) == ("interrupted", expected)
+        shown = json.loads(_cli("runs", "show", record.id, env_home=home).stdout)
+        assert (shown["status"], shown["message"]) == ("interrupted", expected)  # why it stopped, on the CLI too
         assert not (home / record.id).exists()
 
 
