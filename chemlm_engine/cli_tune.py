@@ -3,6 +3,8 @@ validation split, printing the best configuration as the command that reproduces
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import typer
@@ -32,14 +34,31 @@ def tune(
     with Ray Tune (random search, ASHA early stopping); every trial is a run. Writes the best spec and prints the
     command that reproduces it, and (baseline, ensemble) its refit on training + validation for the best trial's
     epochs, to be tested once; the test split is never used to choose."""
-    from .spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+    from .errors import JobCancelledError
+    from .spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig, parse_options
     from .store import RunStore
+    from .tables import check_output
     from .tune import run_search
 
+    check_output(output)  # before the search, not after it
+    parse_options("search", {"method": method, "num_samples": num_samples, "cpus_per_trial": cpus_per_trial})
+    if Path(data).exists():  # the trials run in Ray workers, whose working folder is not this one
+        data = str(Path(data).resolve())
     base = JobSpec(method=method, data=DataSpec(source=data, split=split, split_seed=seed, subset=subset),
                    model=ModelSpec(backbone=backbone or DEFAULT_BACKBONE), train=TrainConfig(epochs=epochs, seed=seed))
-    result = run_search(base, RunStore(db), name, num_samples, time_budget, address=ray_address,
-                        cpus_per_trial=cpus_per_trial)
+    # Ctrl-C cancels the search as the app's Cancel does (its trials say so, and the same name resumes it), instead
+    # of Ray Tune's own handler ending it as if complete, its cut-off trials taken for ASHA's stops
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, _: interrupted.append(number))
+    try:
+        result = run_search(base, RunStore(db), name, num_samples, time_budget, address=ray_address,
+                            cpus_per_trial=cpus_per_trial, should_stop=lambda: bool(interrupted))
+    except JobCancelledError:
+        typer.echo(f"interrupted: search {name!r} stopped, no spec written; the same command resumes it", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
     output.write_text(result.best_spec.to_json())
     typer.echo(result.trials.to_string(index=False, float_format=lambda v: f"{v:.4g}"), err=True)
     typer.echo(f"best: run {result.best_run_id}, validation MSE {result.best_val_mse:.4f} at epoch "

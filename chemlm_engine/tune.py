@@ -180,7 +180,9 @@ def stored_trials(store: RunStore, name: str) -> list[dict[str, Any]]:
         if run.info.get("search") != name or "trial_config" not in run.info or not ended:
             continue
         epochs = store.epochs(run.id)
-        measured = epochs[epochs["val_mse"].notna()] if "val_mse" in epochs else epochs.iloc[:0]
+        if "val_mse" not in epochs or epochs["val_mse"].isna().all():  # cut off before its first epoch: trains again
+            continue
+        measured = epochs[epochs["val_mse"].notna()]
         records.append({"config": run.info["trial_config"], "run_id": run.id, "seconds": run.duration or 0.0,
                         "epochs": [[int(e), float(v)] for e, v in zip(measured["epoch"], measured["val_mse"])]})
     return records
@@ -252,7 +254,7 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
     _close_trials(store, name, stop_seen[0] if stop_seen else None, budget_ends)
     if stop_seen:
         raise JobCancelledError(f"search {name!r} cancelled; run it again under the same name to resume it")
-    statuses = {r["run_id"]: "replayed" for r in replay} | {r.id: r.status for r in store.runs()}
+    statuses = {r["run_id"]: "replayed" for r in replay} | {r.id: status_words(r) for r in store.runs()}
     rows, configs = [], {}
     for result in (results[i] for i in range(len(results))):
         history = result.metrics_dataframe

@@ -240,3 +240,42 @@ def test_a_trial_the_search_stopped_says_why_instead_of_interrupted(tmp_path):
     # the run tables (Train page, `chemlm runs list`) say the same
     assert runs_frame([store.get_run(r) for r in runs])["status"].tolist() == ["stopped by ASHA",
                                                                                "cut by the time budget", "interrupted"]
+
+
+@pytest.mark.ray
+def test_ctrl_c_on_the_tune_command_cancels_the_search_and_writes_no_spec(tiny_backbone, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from chemlm_engine.store import RunStore
+
+    home, best = tmp_path / "runs", tmp_path / "best.json"
+    args = [sys.executable, "-m", "chemlm_engine", "tune", "--backbone", str(tiny_backbone), "--subset", "200",
+            "--epochs", "200", "--num-samples", "2", "--cpus-per-trial", "1", "--name", "ctrl-c", "-o", str(best)]
+    process = subprocess.Popen(args, env={**os.environ, "CHEMLM_HOME": str(home)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    store, deadline = RunStore(home=home), time.time() + 240
+    while not any(len(store.epochs(r.id)) for r in store.runs() if r.status == "running"):  # a trial measured
+        assert time.time() < deadline and process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=180)
+    assert process.returncode == 130, err[-2000:]
+    assert "interrupted: search 'ctrl-c' stopped, no spec written" in err and not best.exists()
+    trials = [r for r in store.runs() if r.info.get("search") == "ctrl-c"]
+    assert trials and {r.status for r in trials} == {"cancelled"}, [(r.status, r.message) for r in trials]
+
+
+
+def test_a_trial_cut_off_before_its_first_epoch_trains_again_instead_of_breaking_the_resume(tmp_path):
+    from chemlm_engine.store import RunStore
+    from chemlm_engine.tune import _stop_reason, stored_trials
+
+    store = RunStore(home=tmp_path)
+    run = store.create_run(JobSpec().to_dict(), "baseline", "trial")
+    store.set_info(run, search="cut", trial_config={"learning_rate": 1e-4})
+    store.start(run, {})
+    store.interrupt(run, _stop_reason(0, None))  # what a killed search left: no epoch was ever measured
+    assert stored_trials(store, "cut") == []  # not replayed (nor a KeyError): it trains again
