@@ -57,7 +57,7 @@ def predict(
     """Predict logD for SMILES: one output row per input, with ``error`` for rows that cannot be predicted,
     ``warnings`` for what the model cannot read as written, ``standardization`` for what was cleaned and the
     nearest training molecule (``similarity``, ``in_domain``) where the model folder saved its training set."""
-    from .errors import OutputError
+    from .errors import ConfigError, OutputError
     from .spec import DEFAULT_REGRESSOR
     from .filekinds import is_excel, is_parquet, is_sd_file
     from .sdfile import frame_rows, write_sd
@@ -65,6 +65,10 @@ def predict(
 
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
+    if smiles and input is not None:
+        raise ConfigError("give --smiles or --input, not both (add the molecules to the file)")
+    if smiles and (smiles_column or name_column or measured_column):  # the columns of a file, which there is not
+        raise ConfigError("--smiles-column, --name-column and --measured-column name columns of --input")
     sd_output = output is not None and is_sd_file(output)
     if sd_output and (input is None or not is_sd_file(input) or executor == "ray"):
         raise OutputError(f"{output}: an SD output is a copy of the SD input (--input FILE.sdf) with the predictions "

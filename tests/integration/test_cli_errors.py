@@ -64,6 +64,9 @@ ONE_LINE_ERRORS = {
     "spec of something else": (["train", "--spec", "{tmp}/other.json"], "is not a job spec (unknown: not)", None),
     "settings beside a spec": (["train", "--spec", "{tmp}/spec.json", "--epochs", "3", "--no-augment"],
                                "--spec runs the file as written, so --epochs, --augment would be ignored", None),
+    "predict both --smiles and --input": (["predict", "-s", "CCO", "--input", "{tmp}/d.csv"], "not both", None),
+    "predict --smiles with a file's column": (["predict", "-s", "CCO", "--measured-column", "y"],
+                                              "name columns of --input", None),
     "tune a method no search can tune": (["tune", "--method", "pretrain"], "option 'method' must be one of", None),
     "tune into a missing folder": (["tune", "-o", "{tmp}/no-folder/best.json"], "folder {tmp}/no-folder does not "
                                    "exist", "{tmp}/no-folder/best.json"),
