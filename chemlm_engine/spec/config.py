@@ -8,10 +8,11 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+import typing
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
-from .options import MethodOptions
+from .options import MethodOptions, coerce
 from .registry import METHODS, parse_options
 from ..molecules import Standardization
 
@@ -233,4 +234,19 @@ class JobSpec:
             found = f" (unknown: {', '.join(unknown)})" if unknown else ""
             raise ConfigError(f"{path} is not a job spec{found}: a JSON object of {', '.join(fields)}, as `chemlm "
                               "tune` writes it")
+        for part, kind in (("data", DataSpec), ("model", ModelSpec), ("train", TrainConfig)):
+            _check_section(path, part, kind, raw.get(part, {}))
         return cls.from_dict(raw)
+
+
+def _check_section(path: str | Path, part: str, kind: type, section: Any) -> None:
+    """A hand-written spec's section, as strictly as options are checked: no misspelt setting is silently dropped
+    (a stored spec's are, so that old runs still list), and every value has its setting's type."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: {part} must be a JSON object of settings, not {json.dumps(section)}")
+    hints = typing.get_type_hints(kind)
+    if unknown := sorted(set(section) - set(hints)):
+        raise ConfigError(f"{path}: {part} has no setting {', '.join(unknown)} (misspelt?); its settings: "
+                          f"{', '.join(hints)}")
+    for name, value in section.items():
+        coerce(f"{part}.{name}", value, hints[name], what=f"{path}: setting")

@@ -29,7 +29,7 @@ class MethodOptions:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+            object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), hints[f.name]))
         self.validate()
 
     def validate(self) -> None:
@@ -68,26 +68,27 @@ class MethodOptions:
         return {k: v for k, v in self.to_dict().items() if v != defaults[k]}
 
 
-def _coerce(name: str, value: Any, hint: Any) -> Any:
+def coerce(name: str, value: Any, hint: Any, what: str = "option") -> Any:
+    """``value`` (as JSON gives it) as the declared type ``hint``, or :class:`ConfigError` naming the ``what``."""
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         if type(None) in allowed:
             return None
-        raise ConfigError(f"option {name!r} needs a value")
+        raise ConfigError(f"{what} {name!r} needs a value")
     kind = next(t for t in allowed if t is not type(None))
     if typing.get_origin(kind) is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"option {name!r} must be a list, not {value!r}")
-        return tuple(_coerce(name, v, typing.get_args(kind)[0]) for v in value)
+            raise ConfigError(f"{what} {name!r} must be a list, not {value!r}")
+        return tuple(coerce(name, v, typing.get_args(kind)[0], what) for v in value)
     if kind is bool and isinstance(value, bool) or kind is str and isinstance(value, str):
         return value
     if kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
         if kind is int and not float(value).is_integer():
-            raise ConfigError(f"option {name!r} must be a whole number, not {value!r}")
+            raise ConfigError(f"{what} {name!r} must be a whole number, not {value!r}")
         if kind is float and not math.isfinite(value):
-            raise ConfigError(f"option {name!r} must be a finite number, not {value!r}")
+            raise ConfigError(f"{what} {name!r} must be a finite number, not {value!r}")
         return kind(value)
-    raise ConfigError(f"option {name!r} must be {getattr(kind, '__name__', kind)}, not {value!r}")
+    raise ConfigError(f"{what} {name!r} must be {getattr(kind, '__name__', kind)}, not {value!r}")
 
 
 def _check(condition: bool, message: str) -> None:

@@ -67,6 +67,10 @@ ONE_LINE_ERRORS = {
     "predict both --smiles and --input": (["predict", "-s", "CCO", "--input", "{tmp}/d.csv"], "not both", None),
     "predict --smiles with a file's column": (["predict", "-s", "CCO", "--measured-column", "y"],
                                               "name columns of --input", None),
+    "spec with a misspelt setting": (["train", "--spec", "{tmp}/typo.json"], "train has no setting epoch (misspelt?)",
+                                     None),
+    "spec with a wrong type": (["train", "--spec", "{tmp}/type.json"], "setting 'train.epochs' must be int, not 'two'",
+                               None),
     "tune a method no search can tune": (["tune", "--method", "pretrain"], "option 'method' must be one of", None),
     "tune into a missing folder": (["tune", "-o", "{tmp}/no-folder/best.json"], "folder {tmp}/no-folder does not "
                                    "exist", "{tmp}/no-folder/best.json"),
@@ -91,6 +95,8 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
     (tmp_path / "d.csv").write_text("smiles,y\nCCO,1\nCCC,2\n")
     (tmp_path / "garbage.json").write_text("{not json")
     (tmp_path / "other.json").write_text('{"not": "a spec"}')
+    (tmp_path / "typo.json").write_text('{"method": "baseline", "train": {"epoch": 1}}')  # a stored one's is dropped
+    (tmp_path / "type.json").write_text('{"method": "baseline", "train": {"epochs": "two"}}')
     (tmp_path / "spec.json").write_text(JobSpec(method="baseline", data=DataSpec(subset=50)).to_json())
     result = subprocess.run([sys.executable, "-m", "chemlm_engine", *args], capture_output=True, text=True,
                             env={**os.environ, "CHEMLM_HOME": str(home), "HF_ENDPOINT": "https://127.0.0.1:9"},
