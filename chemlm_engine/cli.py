@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from .cli_predict import explain, one_of, predict, refuse_settings_beside
 from .cli_tune import tune
-from .errors import ChemLMError
-from .spec import EXECUTORS, METHODS, TrainConfig
+from .errors import ChemLMError, ConfigError
+from .spec import EXECUTORS, METHODS, TrainConfig, model_kind
 
 # markdown: the commands' docstrings mark names as ``code``, which the default markup mode prints with its backticks
 app = typer.Typer(rich_markup_mode="markdown", no_args_is_help=True, pretty_exceptions_enable=False,
@@ -191,10 +191,12 @@ def influence(
 
     store = _store(db)
     base = store.get_run(base_run)
+    if base.status != "finished" or model_kind(base.method) != "regressor" or base.spec["model"].get("descriptors"):
+        raise ConfigError(f"run {base_run} is a {base.status} {base.method} run: the base of an influence job is a "
+                          "finished single model without descriptors (the Influence page lists them)")
     options = {"k": k, "solver": solver, "scope": scope, "damping": damping, "scale": scale, "depth": depth,
                "repeats": repeats, "corrupt_fraction": corrupt_fraction, "skip_suspects": skip_suspects,
-               "score_shards": score_shards,
-               **({"pool": str(pool)} if pool else {})}
+               "score_shards": score_shards, **({"pool": str(pool)} if pool else {})}
     spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
                               "name": f"influence of {base_run}"})
     _run(spec, store, executor, ray_address)

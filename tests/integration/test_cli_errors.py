@@ -71,6 +71,8 @@ ONE_LINE_ERRORS = {
                                      None),
     "spec with a wrong type": (["train", "--spec", "{tmp}/type.json"], "setting 'train.epochs' must be int, not 'two'",
                                None),
+    "influence of an unfinished run": (["influence", "A-CANCELLED-RUN"], "the base of an influence job is a finished single "
+                                       "model", None),
     "tune a method no search can tune": (["tune", "--method", "pretrain"], "option 'method' must be one of", None),
     "tune into a missing folder": (["tune", "-o", "{tmp}/no-folder/best.json"], "folder {tmp}/no-folder does not "
                                    "exist", "{tmp}/no-folder/best.json"),
@@ -91,6 +93,10 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
     home = tmp_path / "home"
     if case == "CHEMLM_HOME is a file":
         home.write_text("not a folder")
+    if "A-CANCELLED-RUN" in args:
+        cancelled = RunStore(home=home).create_run(JobSpec().to_dict(), "baseline", "stopped")
+        RunStore(home=home).cancel(cancelled)
+        args = [cancelled if a == "A-CANCELLED-RUN" else a for a in args]
     _model_without_training_set(tmp_path / "noset")
     (tmp_path / "d.csv").write_text("smiles,y\nCCO,1\nCCC,2\n")
     (tmp_path / "garbage.json").write_text("{not json")
