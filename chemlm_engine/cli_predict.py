@@ -145,8 +145,9 @@ def predict(
 def explain(
     smiles: str = typer.Option(..., "--smiles", "-s", help="The molecule to explain."),
     model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
-    top: int = typer.Option(10, help="Training molecules per list (pushing up, pushing down, nearest)."),
-    output: Path = typer.Option(Path("explanation"), help="Writes OUTPUT.csv (training molecules) and OUTPUT.png."),
+    top: int = typer.Option(10, min=1, help="Training molecules per list (pushing up, pushing down, nearest)."),
+    output: Path = typer.Option(Path("explanation"), help="Writes OUTPUT.csv (training molecules) and OUTPUT.png "
+                                "(OUTPUT may end in .csv or .png; any other dot is part of the name)."),
     trust_remote_code: bool = typer.Option(False, help="Let the model folder run code it ships."),
     db: str | None = typer.Option(None),
 ) -> None:
@@ -156,7 +157,9 @@ def explain(
     from .tables import check_output, write_csv, written_aside
     from .training_set import TRAINING_SET_FILE, missing_training_set
 
-    check_output(output.with_suffix(".csv"))
+    stem = output.with_suffix("") if output.suffix.lower() in (".csv", ".png") else output  # why/ibu.v1 stays whole
+    csv_path, png_path = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".png")
+    check_output(csv_path)
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
     if not (folder / TRAINING_SET_FILE).exists():
         raise missing_training_set(folder)
@@ -173,15 +176,14 @@ def explain(
     if warning:  # the same words predict gives: the explanation is of what the model read
         typer.echo(f"warning: {warning}", err=True)
     result = explain_prediction(predictor, folder, prepared.smiles)
-    with written_aside(output.with_suffix(".csv")) as table, written_aside(output.with_suffix(".png")) as picture:
+    with written_aside(csv_path) as table, written_aside(png_path) as picture:
         write_csv(result.top(top), table)
         picture.write_bytes(result.picture)
     typer.echo(json.dumps({"smiles": prepared.smiles, "standardization": "; ".join(prepared.changes) or None,
                            "prediction": result.prediction,
                            "baseline": float(result.atoms["baseline"]), "trees": float(result.atoms["trees"]),
                            "warnings": warning,
-                           "csv": str(output.with_suffix(".csv")),
-                           "png": str(output.with_suffix(".png"))}))
+                           "csv": str(csv_path), "png": str(png_path)}))
 
 
 _OUTPUT_KINDS = (".csv", ".parquet", ".xlsx", ".sdf")

@@ -112,6 +112,11 @@ def test_the_explain_command_writes_a_csv_and_a_png(trained, tmp_path):
     assert (tmp_path / "why.png").read_bytes()[:4] == b"\x89PNG"
     bad = CliRunner().invoke(app, ["explain", "--model", folder, "--smiles", "C1CC"])
     assert bad.exit_code == 2
+    assert CliRunner().invoke(app, ["explain", "--model", folder, "--smiles", "CCO", "--top", "0"]).exit_code == 2
+    dotted = CliRunner().invoke(app, ["explain", "--model", folder, "--smiles", "CCO", "--top", "1",
+                                      "--output", str(tmp_path / "ethanol.v1")])  # a version, not a suffix
+    assert json.loads(dotted.stdout.strip().splitlines()[-1])["csv"] == str(tmp_path / "ethanol.v1.csv")
+    assert (tmp_path / "ethanol.v1.png").exists()
 
 
 @pytest.mark.parametrize("tamper", ["truncated", "not safetensors", "zeroed residuals", "permuted rows", "fewer rows",
