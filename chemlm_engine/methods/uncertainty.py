@@ -61,7 +61,7 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
     with ``strategy``, the pool scored again by each round's model.
     """
     seed = ctx.spec.train.seed
-    strategies, sweep = opts.STRATEGIES, list(opts.sweep)
+    strategies, sweep = opts.STRATEGIES, sorted(set(opts.sweep))  # the largest N last: its model is kept
     rounds = 1 if sweep else opts.rounds
     # A user's pool: labelled, acquisition is simulated (labels revealed when acquired); with any label missing,
     # the pool is the chemist's candidates, ranked once by a model trained on all of the training split.
@@ -112,7 +112,9 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
             "n": point[0], "strategy": point[1],
             **{key: m[key] for key in ("train_mse", "val_mse", "test_mse", "test_r2")}})[kept]
         model = RegressionModel.load(ctx.artifacts / "model")
-        _record_acquired(ctx, pool, scored, scored.pick(strategies[0], sweep[-1], seed), strategies[0], 1)
+        chosen = scored.pick(strategies[0], sweep[-1], seed)
+        labelled = labelled.concat(pool.subset(chosen))  # what the kept model trained on (n_labelled)
+        _record_acquired(ctx, pool, scored, chosen, strategies[0], 1)
     elif candidates:  # nothing to reveal: the initial model (all the labels there are) ranks the pool once
         _record_acquired(ctx, pool, scored, scored.pick(opts.strategy, min(opts.acquire, len(pool)), seed),
                          opts.strategy, 1)

@@ -62,12 +62,14 @@ def test_sweep_runs_uncertainty_and_random_at_every_n(tiny_backbone, store):
     spec = JobSpec(method="uncertainty", data=DataSpec(subset=150),
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
                    train=TrainConfig(epochs=1, batch_size=16),
-                   options={"initial_size": 30, "sweep": [10, 40], "passes": 3})
+                   options={"initial_size": 30, "sweep": [40, 10], "passes": 3})  # in any order
     record = store.get_run(run_job(spec, store))
     table = store.table(record.id, Tables.SWEEP)
     assert list(zip(table["n"], table["strategy"])) == [(10, "uncertainty"), (10, "random"), (40, "uncertainty"),
                                                        (40, "random")]
     assert table[["train_mse", "val_mse", "test_mse", "test_r2"]].notna().all().all()
+    # the model kept (and its metrics) is the largest N with the method's own strategy: 30 + 40 labelled molecules
+    assert record.metrics["n_labelled"] == 70 and record.metrics["test_mse"] == table["test_mse"].iloc[2]
 
 
 def test_isal_scores_are_the_expected_influence_over_the_predictive_distribution(tiny_backbone, lipo):
