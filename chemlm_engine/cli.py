@@ -24,8 +24,7 @@ app.add_typer(runs_app, name="runs")
 app.command()(predict)
 app.command()(explain)
 app.command()(tune)
-_debug = {"on": False}
-_RECIPE = TrainConfig()  # the recipe's defaults, written once (spec/config.py)
+_debug, _RECIPE = {"on": False}, TrainConfig()  # --debug; the recipe's defaults, written once (spec/config.py)
 
 
 def main() -> None:
@@ -221,13 +220,14 @@ def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = ty
     from .compare import runs_frame
 
     frame = runs_frame(store.runs())
-    if as_json:
+    if as_json:  # options as an object, not JSON text inside JSON
+        frame["options"] = [json.loads(o) if str(o).startswith("{") else {} for o in frame.get("options", [])]
         typer.echo(frame.to_json(orient="records", date_format="iso"))
     elif frame.empty:
         typer.echo("no runs yet")
     else:
-        formats = {"id": "", "method": "", "status": "", "backbone": "", "split": "", "seed": ".0f", "test_mse": ".3f",
-                   "test_r2": ".3f", "duration_s": ".3f"}
+        formats = {"id": "", "name": "", "method": "", "status": "", "backbone": "", "split": "", "subset": ".0f",
+                   "seed": ".0f", "test_mse": ".3f", "test_r2": ".3f", "duration_s": ".0f"}
         # reindexed: a store whose specs this version cannot read has no backbone or split columns at all; "–" for
         # what a run lacks (a library prediction has no recipe, a failed run no metrics)
         shown = frame.reindex(columns=list(formats))

@@ -61,6 +61,9 @@ def test_cli_train_predict_and_runs(tiny_backbone, tmp_path, monkeypatch):
 
     listing = runner.invoke(app, ["runs", "list", "--json"])
     assert json.loads(listing.output)[0]["id"] == summary["run_id"]
+    assert json.loads(listing.output)[0]["options"] == {}  # an object for jq, not JSON text inside JSON
+    table = runner.invoke(app, ["runs", "list"]).output.splitlines()
+    assert table[0].split()[:2] == ["id", "name"] and "100" in table[1].split()  # the subset, which tells runs apart
     shown = runner.invoke(app, ["runs", "show", summary["run_id"]])
     assert shown.exit_code == 0 and json.loads(shown.output)["epochs"][0]["val_mse"] > 0  # one JSON document
     exported = runner.invoke(app, ["export", summary["run_id"], str(tmp_path / "exported")])
@@ -244,7 +247,7 @@ def test_runs_list_shows_a_library_prediction_without_a_recipe_and_survives_an_u
     library = JobSpec(method="predict", options={"model": "assets/lipo-regressor", "source": "library.csv"})
     library_id = store.create_run(library.to_dict(), "predict", "a library")
     line = next(row for row in runner.invoke(app, ["runs", "list"]).output.splitlines() if library_id in row)
-    assert "random" not in line and line.split()[3:6] == ["–", "–", "–"]  # backbone, split, seed: none
+    assert "random" not in line and line.split()[5:9] == ["–"] * 4  # after "a library": backbone, split, subset, seed
 
 
 def test_predict_writes_an_sd_input_back_with_its_predictions_in_each_record(regressor_dir, tmp_path):
