@@ -110,7 +110,18 @@ def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
         summary = run_summary(run)
         if "backbone" not in summary:  # a spec this version cannot read: not comparable
             continue
-        rows.append({**summary, "config": _label(summary), "split_seed": run.spec["data"]["split_seed"]})
+        spec = JobSpec.from_dict(run.spec)
+        rows.append({**summary, "split_seed": spec.data.split_seed,
+                     "backbone_path": spec.model.backbone, "dataset_path": spec.data.source})
+    # a folder's name stands for the folder unless two runs' folders share it: then their paths tell them apart
+    for column in ("backbone", "dataset"):
+        paths: dict[str, set[str]] = {}
+        for row in rows:
+            paths.setdefault(row[column], set()).add(row[f"{column}_path"])
+        for row in rows:
+            row[column] = row[f"{column}_path"] if len(paths[row[column]]) > 1 else row[column]
+    for row in rows:
+        row["config"] = _label(row)
     return pd.DataFrame(rows, columns=["config", "id", *CONFIG_COLUMNS, "seed", "split_seed", *METRICS,
                                        "trainable_params", "duration_s"])
 

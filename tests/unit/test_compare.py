@@ -40,3 +40,19 @@ def test_what_tells_configurations_apart_is_written_as_a_chart_reads_it():
     differs = summarize(table).set_index("config")["differs"]
     assert differs["a"] == "learning_rate 0.000423 · dropout=0.123"
     assert differs["b"] == "learning_rate 0.0001 · default options"
+
+
+def test_two_backbone_folders_of_the_same_name_are_two_configurations(tmp_path):
+    from chemlm_engine.compare import runs_table
+    from chemlm_engine.spec import JobSpec, ModelSpec
+    from chemlm_engine.store import RunStore
+
+    store = RunStore(home=tmp_path)
+    for folder in ("team-a/chemlm-mini", "team-b/chemlm-mini", "team-b/chemlm-mini"):
+        run = store.create_run(JobSpec(model=ModelSpec(backbone=folder)).to_dict(), "baseline")
+        store.finish(run, {"test_r2": 0.5}, None)
+    run = store.create_run(JobSpec(model=ModelSpec(backbone="team-c/other-lm")).to_dict(), "baseline")
+    store.finish(run, {"test_r2": 0.5}, None)
+    table = runs_table(store.runs())
+    assert table["config"].nunique() == 3  # not merged into one "chemlm-mini" configuration
+    assert set(table["backbone"]) == {"team-a/chemlm-mini", "team-b/chemlm-mini", "other-lm"}  # short where unique
