@@ -15,8 +15,9 @@ from .errors import ConfigError
 from .spec import JobSpec
 from .store import RunRecord
 
-__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "STOPPED_ON_PURPOSE", "status_words", "run_summary", "runs_frame", "runs_table", "summarize", "paired_delta",
-           "suite_specs", "MIN_SEEDS", "launched_trusting", "reference_choices"]
+__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "STOPPED_ON_PURPOSE", "status_words", "run_summary", "runs_frame",
+           "runs_table", "summarize", "paired_delta", "suite_specs", "MIN_SEEDS", "launched_trusting",
+           "reference_choices"]
 
 METRICS = ("test_r2", "test_rmse", "test_mae", "test_mse")
 # What must be equal for two runs to be repeats of one configuration (seeds aside).
