@@ -30,7 +30,8 @@ class Standardization:
     """How a molecule is cleaned before it is canonicalised (the same in training and prediction).
 
     ``enabled``: keep the largest organic fragment (drops counter-ions and solvents), drop isotope labels (a
-    deuterated or ¹³C-labelled compound is predicted as its parent) and neutralise charges that can be neutralised. ``tautomer``: also replace it by RDKit's canonical tautomer (slower).
+    deuterated or ¹³C-labelled compound is predicted as its parent) and neutralise charges that can be neutralised.
+    ``tautomer``: also replace it by RDKit's canonical tautomer (slower).
     """
 
     enabled: bool = True

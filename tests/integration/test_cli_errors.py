@@ -71,8 +71,8 @@ ONE_LINE_ERRORS = {
                                      None),
     "spec with a wrong type": (["train", "--spec", "{tmp}/type.json"], "setting 'train.epochs' must be int, not 'two'",
                                None),
-    "influence of an unfinished run": (["influence", "A-CANCELLED-RUN"], "the base of an influence job is a finished single "
-                                       "model", None),
+    "influence of an unfinished run": (["influence", "A-CANCELLED-RUN"], "the base of an influence job is a "
+                                       "finished single model", None),
     "tune a method no search can tune": (["tune", "--method", "pretrain"], "option 'method' must be one of", None),
     "tune into a missing folder": (["tune", "-o", "{tmp}/no-folder/best.json"], "folder {tmp}/no-folder does not "
                                    "exist", "{tmp}/no-folder/best.json"),
