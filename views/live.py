@@ -115,8 +115,11 @@ def runs_overview(runs: list[RunRecord]) -> None:
     """Every run with what distinguishes it (method, split, subset, epochs, learning rate) and its test metrics."""
     frame = runs_frame(runs)
     if "subset" in frame:  # absent when no run's spec is readable by this version; none without a split (a library)
-        frame["subset"] = [None if pd.isna(split) else "all" if pd.isna(n) else f"{int(n):,}"
+        frame["subset"] = ["—" if pd.isna(split) else "all" if pd.isna(n) else f"{int(n):,}"
                            for n, split in zip(frame["subset"], frame["split"])]
+    for column, shown in (("split", "{}"), ("seed", "{:.0f}"), ("epochs", "{:.0f}"), ("learning_rate", "{:.0e}")):
+        if column in frame:  # a library prediction has no recipe: "—", as for a missing metric
+            frame[column] = frame[column].map(lambda v, shown=shown: "—" if pd.isna(v) else shown.format(v))
     for key, label in METRIC_LABELS.items():  # text: a run without the metric yet shows "—", not "None"
         if key in frame:
             frame[label] = frame[key].map(lambda v: "—" if sig3(v) is None else f"{sig3(v):g}")
@@ -128,5 +131,5 @@ def runs_overview(runs: list[RunRecord]) -> None:
                  column_config={"duration_s": st.column_config.TextColumn("duration (s)"),
                                 "other": st.column_config.TextColumn("other settings", help="settings that differ "
                                                                      "from their defaults, beyond those shown"),
-                                "learning_rate": st.column_config.NumberColumn("lr", format="%.0e"),
+                                "learning_rate": st.column_config.TextColumn("lr"),
                                 "subset": st.column_config.TextColumn("subset", help="molecules drawn at random")})

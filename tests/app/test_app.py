@@ -176,7 +176,7 @@ def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_back
     assert any("R²" in df.columns and df["R²"].notna().all() for df in detail)
     assert any({"train_mse", "val_mse", "val_r2"} <= set(df.columns) for df in detail)
     overview = next(df for df in detail if "learning_rate" in df.columns)
-    assert overview[["subset", "epochs"]].iloc[0].tolist() == ["100", 2]
+    assert overview[["subset", "epochs", "learning_rate"]].iloc[0].tolist() == ["100", "2", "1e-04"]
 
 
 def test_what_a_click_queued_stays_in_its_runs_card_while_the_run_is_active(home, tiny_backbone, monkeypatch):
@@ -535,7 +535,7 @@ def test_the_runs_table_lists_a_library_prediction_and_a_spec_this_version_canno
     assert not at.exception
     table = at.dataframe[0].value.set_index("id")
     assert '"source": "library.csv"' in table.loc[library, "options"]
-    assert table.loc[library, ["split", "seed", "subset", "epochs"]].isna().all()  # it trained nothing
+    assert table.loc[library, ["split", "seed", "subset", "epochs", "learning_rate"]].tolist() == ["—"] * 5  # no recipe
     assert table.loc[unreadable, "options"].startswith("(not readable now")
     at.selectbox(key="detail-run").set_value(library).run()
     assert not at.dataframe[1:] and any("3 rows (1 invalid)" in c.value for c in at.caption)  # no training metrics
