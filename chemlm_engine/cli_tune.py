@@ -41,7 +41,8 @@ def tune(
     from .tune import run_search
 
     check_output(output)  # before the search, not after it
-    parse_options("search", {"method": method, "num_samples": num_samples, "cpus_per_trial": cpus_per_trial})
+    parse_options("search", {"method": method, "num_samples": num_samples, "cpus_per_trial": cpus_per_trial,
+                             "time_budget_s": time_budget})  # what the app's search job checks, before a Ray start
     if Path(data).exists():  # the trials run in Ray workers, whose working folder is not this one
         data = str(Path(data).resolve())
     base = JobSpec(method=method, data=DataSpec(source=data, split=split, split_seed=seed, subset=subset),
