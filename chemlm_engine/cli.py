@@ -239,15 +239,12 @@ def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = ty
 @runs_app.command("show")
 def runs_show(run_id: str, db: str | None = typer.Option(None)) -> None:
     """One run as one JSON document (for ``jq`` or ``json.load``): spec, status, what it last said (why it stopped),
-    metrics, per-epoch rows, error."""
+    metrics, per-epoch rows, result tables (a sweep's points, a search's trials), acquired molecules, error."""
+    from .compare import run_document
+
     store = _store(db)
     store.mark_interrupted()
-    record = store.get_run(run_id)
-    epochs = json.loads(store.epochs(run_id).to_json(orient="records"))  # NaN as null
-    typer.echo(json.dumps({"id": record.id, "status": record.status, "message": record.message,
-                           "method": record.method, "metrics": record.metrics, "info": record.info, "spec": record.spec,
-                           "versions": record.versions, "model_path": record.model_path, "epochs": epochs,
-                           "error": record.error, "traceback": record.traceback}, indent=2))
+    typer.echo(json.dumps(run_document(store, run_id), indent=2))
 
 
 @app.command()

@@ -13,9 +13,9 @@ from scipy import stats
 
 from .errors import ConfigError
 from .spec import JobSpec
-from .store import RunRecord
+from .store import Kinds, RunRecord, RunStore, Tables
 
-__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "STOPPED_ON_PURPOSE", "status_words", "run_summary", "runs_frame",
+__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "STOPPED_ON_PURPOSE", "status_words", "run_summary", "run_document", "runs_frame",
            "runs_table", "summarize", "paired_delta", "suite_specs", "MIN_SEEDS", "launched_trusting",
            "reference_choices"]
 
@@ -88,6 +88,26 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
             **{f"test_{k}": run.metrics.get(f"test_{k}") for k in ("mse", "rmse", "mae", "r2")},
             "trainable_params": run.info.get("trainable_params"), "duration_s": run.duration,
             "created": pd.Timestamp(run.created_at, unit="s")}
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(frame.to_json(orient="records"))  # NaN as null
+
+
+def run_document(store: RunStore, run_id: str) -> dict[str, Any]:
+    """One run as plain JSON data (``chemlm runs show``): spec, status, what it last said (why it stopped), metrics,
+    per-epoch rows, its result tables (a sweep's points, a search's trials …), the molecules an active-learning run
+    acquired (the list to measure next), error."""
+    record = store.get_run(run_id)
+    tables = {name: _records(store.table(run_id, name)) for name in (Tables.SWEEP, Tables.TRIALS, Tables.SOLVER,
+                                                                      Tables.CURRICULUM_PLAN)}
+    acquired = store.molecules(run_id, Kinds.ACQUIRED)
+    return {"id": record.id, "status": record.status, "message": record.message, "method": record.method,
+            "metrics": record.metrics, "info": record.info, "spec": record.spec, "versions": record.versions,
+            "model_path": record.model_path, "epochs": _records(store.epochs(run_id)),
+            "tables": {name: rows for name, rows in tables.items() if rows},
+            "acquired": _records(acquired.drop(columns=["kind", "split"])) if len(acquired) else [],
+            "error": record.error, "traceback": record.traceback}
 
 
 def launched_trusting(runs: list[RunRecord], folder: str) -> bool:

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,11 @@ def test_sweep_runs_uncertainty_and_random_at_every_n(tiny_backbone, store):
     assert table[["train_mse", "val_mse", "test_mse", "test_r2"]].notna().all().all()
     # the model kept (and its metrics) is the largest N with the method's own strategy: 30 + 40 labelled molecules
     assert record.metrics["n_labelled"] == 70 and record.metrics["test_mse"] == table["test_mse"].iloc[2]
+    from chemlm_engine.compare import run_document  # what `chemlm runs show` prints
+
+    document = json.loads(json.dumps(run_document(store, record.id)))
+    assert len(document["tables"]["sweep"]) == 4 and len(document["acquired"]) == 40  # the list to measure next
+    assert {"smiles", "score", "strategy"} <= set(document["acquired"][0])
 
 
 def test_isal_scores_are_the_expected_influence_over_the_predictive_distribution(tiny_backbone, lipo):
