@@ -82,6 +82,7 @@ if clicked and has_input:
         bar.progress(1.0, text="Checking the applicability domain …")
         st.session_state["predictions"] = add_applicability_domain(result, training_reference(folder))
         st.session_state["predictions_key"], st.session_state["predictions_setup"] = key, setup
+        st.session_state.pop("why-row", None)  # a row number of the old results: "Why?" starts unchosen
         warm_explanations(folder)  # while the chemist reads the table: "Why?" then answers at once
     except ChemLMError as exc:
         st.error(plain(exc))
