@@ -63,9 +63,14 @@ def upload_too_big(upload) -> str | None:
             "`chemlm predict --input FILE --output predictions.parquet` (`--executor ray` spreads it over a cluster).")
 
 
+def _plain_name(column: str) -> str:
+    """A column name as the known names are written: "Compound ID" and "Measured logD" read compound_id, measured_logd."""
+    return "_".join(column.lower().replace("-", " ").split())
+
+
 def _index(options: list[str], candidates: tuple[str, ...], default: int = 0) -> int:
-    lower = [o.lower() for o in options]
-    return next((lower.index(c.lower()) for c in candidates if c.lower() in lower), default)
+    plain = [_plain_name(o) for o in options]
+    return next((plain.index(c.lower()) for c in candidates if c.lower() in plain), default)
 
 
 def column_pickers(upload, value: str | None = "measured") -> dict[str, str | None] | None:

@@ -718,3 +718,10 @@ def test_a_run_whose_cli_process_died_is_shown_interrupted_not_running_forever(h
     at.run()
     assert RunStore(home=home).get_run(run_id).status == "interrupted"
     assert "**Jobs:** none active" in [c.value for c in at.sidebar.caption]
+
+
+def test_upload_columns_named_as_chemists_write_them_are_preselected():
+    from views.forms import MEASURED_COLUMNS, NAME_COLUMNS, SMILES_COLUMNS, _index
+
+    columns = ["(none)", "Smiles", "Compound ID", "Measured logD", "Project"]
+    assert [_index(columns, known) for known in (SMILES_COLUMNS, NAME_COLUMNS, MEASURED_COLUMNS)] == [1, 2, 3]
