@@ -64,7 +64,7 @@ def upload_too_big(upload) -> str | None:
 
 
 def _plain_name(column: str) -> str:
-    """A column name as the known names are written: "Compound ID" and "Measured logD" read compound_id, measured_logd."""
+    """A column name as the known names are written: "Compound ID", "Measured logD" read compound_id, measured_logd."""
     return "_".join(column.lower().replace("-", " ").split())
 
 

@@ -107,7 +107,7 @@ shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["smiles"]])
 gain = SCORES[METHODS[run.method].options.STRATEGIES[0]]
 columns = [c for c in ("structure", "smiles", "score", "prediction", "uncertainty", "label", "round") if c in shown]
 st.dataframe(shown[columns], hide_index=True, row_height=80,
-             column_config={"structure": st.column_config.ImageColumn(), "score": gain, "label": "measured",
+             column_config={"structure": st.column_config.ImageColumn(width=120), "score": gain, "label": "measured",
                             "uncertainty": "± (MC std)"})
 st.download_button("Download the molecules to measure next (CSV)",
                    write_csv(acquired.drop(columns=["kind", "split"], errors="ignore")
