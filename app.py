@@ -63,6 +63,6 @@ def job_list() -> None:
 # queues now is listed at the panel's next refresh; the page's own live card shows it at once.
 with st.sidebar:
     job_list()
-new_run()  # the Predict page hands a returning widget its kept value (views/kept.py)
+new_run(page.url_path)  # a page hands a returning widget its kept value (views/kept.py)
 receive()  # what a link from another page carried ("Predict with this run", "Try it", …)
 page.run()

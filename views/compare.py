@@ -6,6 +6,7 @@ from chemlm_engine.compare import METRICS, MIN_SEEDS, reference_choices, runs_ta
 from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
 from views.common import store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
+from views.kept import kept
 from views.live import METRIC_LABELS, announce, live_jobs
 
 st.title("Compare methods")
@@ -36,8 +37,10 @@ table = runs_table(store().runs(status="finished"))
 if table.empty:
     st.info("No finished runs yet.")
     st.stop()
-reference = st.selectbox("Reference configuration", reference_choices(table))
-metric = st.radio("Metric", list(METRICS), horizontal=True, format_func=METRIC_LABELS.get)
+choices = reference_choices(table)
+reference = st.selectbox("Reference configuration", choices, **kept("compare_reference", choices))
+metric = st.radio("Metric", list(METRICS), horizontal=True, format_func=METRIC_LABELS.get,
+                  **kept("compare_metric", METRICS))
 summary = summarize(table, reference, metric)
 
 

@@ -8,6 +8,7 @@ from chemlm_engine.data import length_bins
 from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, curriculum_for, find_pairs, paired_specs
 from views.common import split_data, store, submit
 from views.forms import cost_caption, epochs_input, launch_form
+from views.kept import kept
 from views.live import METRIC_LABELS, announce, live_jobs, sig3
 
 st.title("Curriculum learning")
@@ -17,8 +18,9 @@ st.caption("Easy molecules first: each epoch admits molecules up to a difficulty
 quick, data, backbone, trust, right = launch_form()
 with right:
     measure = st.selectbox("Difficulty", DIFFICULTIES, format_func=lambda d: d.replace("_", " "),
-                           help="Token count uses the tokenizer of the chosen backbone.")
-    pacing = st.selectbox("Pacing", PACINGS)
+                           help="Token count uses the tokenizer of the chosen backbone.",
+                           **kept("curriculum_difficulty", DIFFICULTIES))
+    pacing = st.selectbox("Pacing", PACINGS, **kept("curriculum_pacing", PACINGS))
     c1, c2 = st.columns(2)
     epochs = epochs_input(quick, container=c1)
     batch_size = int(c2.number_input("Batch size", 1, 512, 32))

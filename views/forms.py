@@ -14,6 +14,7 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import TABLE_TYPES, is_compressed, is_excel, is_parquet, is_sd_file, saved_suffix
 from chemlm_engine.tables import columns_of, count_rows
 from views.common import plain, run_label, store
+from views.kept import kept
 
 NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "zinc_id",
                 "idnumber", "title")
@@ -110,7 +111,7 @@ def quick_note(spec: dict) -> None:
 
 
 def quick_toggle() -> bool:
-    return st.toggle(f"Quick try ({QUICK['subset']} molecules, {QUICK['epochs']} epochs)", key="quick",
+    return st.toggle(f"Quick try ({QUICK['subset']} molecules, {QUICK['epochs']} epochs)", **kept("quick"),
                      help="A small, fast version of the job to see what it does before spending the full cost.")
 
 

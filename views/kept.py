@@ -1,4 +1,5 @@
-"""Choices that outlive a visit to another page: the Predict page's model, input mode and pasted SMILES.
+"""Choices that outlive a visit to another page: Predict's model, input mode and pasted SMILES, Compare's reference and
+metric, Curriculum's difficulty and pacing, and the quick try that several pages share.
 
 Streamlit forgets a widget's value once a run does not show it, and its ``persist_state`` did not always keep it:
 the sidebar's live panel reruns on a timer, and a pasted text came back empty about one return to Predict in
@@ -12,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 _RUN = "kept-run"  # full runs of the app so far (app.py counts them; the sidebar's timed fragment does not)
+_PAGE = "kept-page"  # the page of this run: a widget key several pages share (the quick try) is new on each
 
 
 def saved(key: str) -> str:
@@ -19,20 +21,21 @@ def saved(key: str) -> str:
     return f"kept-{key}"
 
 
-def new_run() -> None:
-    """Count a full run of the app (call once per run, before the page)."""
+def new_run(page: str = "") -> None:
+    """Count a full run of the app, showing ``page`` (call once per run, before the page)."""
     st.session_state[_RUN] = st.session_state.get(_RUN, 0) + 1
+    st.session_state[_PAGE] = page
 
 
 def kept(key: str, choices: Collection[Any] | None = None) -> dict[str, Any]:
     """``key`` and ``on_change`` for a widget whose value is kept; a kept value no longer among ``choices`` (a
     deleted model) is dropped, and the widget shows its default."""
     value = st.session_state.get(saved(key))
-    run = st.session_state.get(_RUN, 0)
+    run = st.session_state.get(_RUN, 0), st.session_state.get(_PAGE, "")
     # Not shown by the last run (another page, the other input mode): the browser mounts it afresh and may show its
     # default even where the server's state already holds the value (a click that came back with a stale state).
     shown = f"shown-in-run-{key}"  # not under saved()'s prefix: no widget key can name it
-    returning = st.session_state.get(shown) != run - 1
+    returning = st.session_state.get(shown) != (run[0] - 1, run[1])  # or shown last run, but on another page
     st.session_state[shown] = run
     if choices is not None and value not in choices:  # none kept, or a model deleted since
         st.session_state.pop(saved(key), None)

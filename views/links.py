@@ -25,7 +25,7 @@ FC(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)C(F)(F)S(=O)(=O)O PFOS"""
 # ?preset=…: Home's "Try it". The example is pasted for the embedded default model that Home describes, whatever
 # model and input mode Predict was left with.
 PRESETS = {"example": {saved("predict_text"): EXAMPLE_SMILES, saved("predict_folder"): DEFAULT_REGRESSOR,
-                       saved("predict_mode"): "Paste SMILES"}, "quick": {"quick": True}}
+                       saved("predict_mode"): "Paste SMILES"}, "quick": {"quick": True, saved("quick"): True}}
 
 
 def link(container, page: str, label: str, icon: str, help: str | None = None, disabled: bool = False,

@@ -725,3 +725,24 @@ def test_upload_columns_named_as_chemists_write_them_are_preselected():
 
     columns = ["(none)", "Smiles", "Compound ID", "Measured logD", "Project"]
     assert [_index(columns, known) for known in (SMILES_COLUMNS, NAME_COLUMNS, MEASURED_COLUMNS)] == [1, 2, 3]
+
+
+def test_compare_and_curriculum_keep_their_choices_across_a_visit_to_another_page(home):
+    store = RunStore(home=home)
+    for method in ("baseline", "lora"):
+        run = store.create_run(JobSpec(method=method).to_dict(), method)
+        store.finish(run, {"test_r2": 0.5, "test_rmse": 1.0, "test_mae": 0.8, "test_mse": 1.0}, None)
+    at = _app("views/compare.py")
+    reference = widget(at, "selectbox", "Reference configuration")
+    other = next(o for o in reference.options if o != reference.value)
+    reference.set_value(other).run()
+    widget(at, "radio", "Metric").set_value("test_rmse").run()
+    at.switch_page("views/curriculum.py").run()
+    widget(at, "selectbox", "Pacing").set_value("sqrt").run()
+    at.toggle(key="quick").set_value(True).run()
+    at.switch_page("views/home.py").run()
+    at.switch_page("views/compare.py").run()
+    assert widget(at, "selectbox", "Reference configuration").value == other
+    assert widget(at, "radio", "Metric").value == "test_rmse"
+    at.switch_page("views/curriculum.py").run()
+    assert widget(at, "selectbox", "Pacing").value == "sqrt" and at.toggle(key="quick").value
