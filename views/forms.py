@@ -110,8 +110,9 @@ def quick_note(spec: dict) -> None:
                 "says little about the method; launch the full run for a number worth comparing.")
 
 
-def quick_toggle() -> bool:
-    return st.toggle(f"Quick try ({QUICK['subset']} molecules, {QUICK['epochs']} epochs)", **kept("quick"),
+def quick_toggle(what: str = f"{QUICK['subset']} molecules, {QUICK['epochs']} epochs") -> bool:
+    """The quick-try switch (one value for every page); ``what``: what it shrinks on this page."""
+    return st.toggle(f"Quick try ({what})", **kept("quick"),
                      help="A small, fast version of the job to see what it does before spending the full cost.")
 
 

@@ -33,9 +33,11 @@ with st.expander("Launch an influence job", expanded=not finished or st.session_
         st.info("Train a base run first (Train page; a single model without descriptors): its data, split, "
                 "recipe and seed are reused.")
     else:
-        quick = quick_toggle()
-        plain_first = sorted(finished, key=lambda r: r.method != "baseline")  # a plain fine-tune is the usual base
-        base = st.selectbox("Base run (recipe, data, split and seed)", plain_first, format_func=run_label)
+        # the job keeps its base run's molecules and epochs: the quick try shrinks the scoring and the k-sweep
+        quick = quick_toggle("2 k values, a faster solver; the base run's molecules and epochs")
+        plain_first = {r.id: r for r in sorted(finished, key=lambda r: r.method != "baseline")}  # plain fine-tune 1st
+        base = plain_first[st.selectbox("Base run (recipe, data, split and seed)", list(plain_first),
+                                        format_func=lambda i: run_label(plain_first[i]), key="influence-base")]
         upload = st.file_uploader("External pool: CSV (or SMILES / SD file) with SMILES and labels (leave empty for "
                                   "the default held-out 30 % of the training split)", type=TABLE_TYPES)
         c1, c2, c3 = st.columns(3)

@@ -309,7 +309,13 @@ def test_active_learning_and_influence_open_on_the_runs_worth_reading_first(home
     baseline = finished("baseline", {})
     finished("lora", {})  # newer, and no plain fine-tune
     at = _app("views/influence.py")
-    assert widget(at, "selectbox", "Base run").value.id == baseline
+    assert widget(at, "selectbox", "Base run").value == baseline
+    lora = next(r.id for r in store.runs() if r.method == "lora")
+    widget(at, "selectbox", "Base run").set_value(lora).run()
+    finished("baseline", {})  # another run finishes meanwhile: the choice stays
+    at.run()
+    assert widget(at, "selectbox", "Base run").value == lora
+    assert widget(at, "toggle", "Quick try").label.startswith("Quick try (2 k values")  # not "300 molecules" here
 
 
 def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(home, tiny_backbone, tmp_path, lipo):
