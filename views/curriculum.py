@@ -7,7 +7,7 @@ from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import length_bins
 from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, curriculum_for, find_pairs, paired_specs
 from views.common import split_data, store, submit
-from views.forms import cost_caption, epochs_input, launch_form
+from views.forms import cost_caption, epochs_input, launch_form, quick_note
 from views.kept import kept
 from views.live import METRIC_LABELS, announce, live_jobs, sig3
 
@@ -67,6 +67,7 @@ with results:
                           **{label: "—" if sig3(run.metrics.get(key)) is None else f"{sig3(run.metrics.get(key)):g}"
                              for key, label in METRIC_LABELS.items()}})  # text: "—", not "None", where none
         st.dataframe(pd.DataFrame(table), hide_index=True)
+        quick_note(pairs[chosen][0].spec)
         if curves:
             frame = pd.concat(curves).melt(id_vars=["epoch", "method"], value_vars=["train_mse", "val_mse"],
                                            var_name="curve", value_name="MSE")

@@ -752,3 +752,14 @@ def test_compare_and_curriculum_keep_their_choices_across_a_visit_to_another_pag
     assert widget(at, "radio", "Metric").value == "test_rmse"
     at.switch_page("views/curriculum.py").run()
     assert widget(at, "selectbox", "Pacing").value == "sqrt" and at.toggle(key="quick").value
+
+
+def test_a_quick_curriculum_pair_says_its_numbers_say_little(home):
+    from chemlm_engine.methods.curriculum import paired_specs
+
+    store = RunStore(home=home)
+    for spec in paired_specs(JobSpec(method="curriculum", data=DataSpec(subset=300), train=TrainConfig(epochs=3))):
+        run = store.create_run(spec.to_dict(), spec.method, spec.name)
+        store.finish(run, {"test_r2": 0.1}, None)
+    at = _app("views/curriculum.py")
+    assert not at.exception and any(i.value.startswith("A quick try") for i in at.info)
