@@ -15,8 +15,8 @@ from .errors import ConfigError
 from .spec import JobSpec
 from .store import Kinds, RunRecord, RunStore, Tables
 
-__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "STOPPED_ON_PURPOSE", "status_words", "run_summary", "run_document", "runs_frame",
-           "runs_table", "summarize", "paired_delta", "suite_specs", "MIN_SEEDS", "launched_trusting",
+__all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "STOPPED_ON_PURPOSE", "status_words", "run_summary", "run_document",
+           "runs_frame", "runs_table", "summarize", "paired_delta", "suite_specs", "MIN_SEEDS", "launched_trusting",
            "reference_choices"]
 
 METRICS = ("test_r2", "test_rmse", "test_mae", "test_mse")
