@@ -31,12 +31,12 @@ def kept(key: str, choices: Collection[Any] | None = None) -> dict[str, Any]:
     """``key`` and ``on_change`` for a widget whose value is kept; a kept value no longer among ``choices`` (a
     deleted model) is dropped, and the widget shows its default."""
     value = st.session_state.get(saved(key))
-    run = st.session_state.get(_RUN, 0), st.session_state.get(_PAGE, "")
+    now = st.session_state.get(_RUN, 0), st.session_state.get(_PAGE, "")  # this run of the app, and its page
     # Not shown by the last run (another page, the other input mode): the browser mounts it afresh and may show its
     # default even where the server's state already holds the value (a click that came back with a stale state).
     shown = f"shown-in-run-{key}"  # not under saved()'s prefix: no widget key can name it
-    returning = st.session_state.get(shown) != (run[0] - 1, run[1])  # or shown last run, but on another page
-    st.session_state[shown] = run
+    returning = st.session_state.get(shown) != (now[0] - 1, now[1])  # or shown last run, but on another page
+    st.session_state[shown] = now
     if choices is not None and value not in choices:  # none kept, or a model deleted since
         st.session_state.pop(saved(key), None)
         if st.session_state.get(key) not in choices:

@@ -6,9 +6,9 @@ import json
 import logging
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-import typing
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
