@@ -58,7 +58,11 @@ def test_any_bytes_as_a_csv_give_a_clear_error_or_one_row_per_record(model, payl
 def test_every_line_of_a_hand_written_csv_is_one_row_in_order(model, rows):
     text = "smiles,note\n" + "".join(f"{s},{n}\n" for s, n in rows)
     out = predict_csv(model, io.StringIO(text))
+    while rows and not (rows[-1][0].strip() or rows[-1][1].strip()):  # but the blank lines that end the file
+        rows = rows[:-1]
     assert len(out) == len(rows) and out["input"].tolist() == [s for s, _ in rows]
+    if not rows:  # a header and blank lines: no row
+        return
     readable = [s in ("CCO", "c1ccccc1O", "CC(=O)[O-].[Na+]") for s, _ in rows]
     assert out["prediction"].notna().tolist() == readable  # one bad row never fails its batch
     assert np.isfinite(out.loc[out["prediction"].notna(), "prediction"]).all()
