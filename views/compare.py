@@ -55,9 +55,10 @@ shown[f"Δ {METRIC_LABELS[metric]}"] = [
     for p, d, lo, hi in zip(summary["pairs"], summary[f"delta_{metric}"], summary[f"ci_low_{metric}"],
                             summary[f"ci_high_{metric}"])]
 shown["p"] = ["" if p != p else f"{p:.3f}" for p in summary[f"p_value_{metric}"]]  # no "None" where untested
+# what answers "is it better?" first (the chosen metric, its paired Δ and p), so that a laptop's width shows it
 st.dataframe(shown, hide_index=True, column_order=[
-    "differs", "seeds", "verdict", *(METRIC_LABELS[m] for m in METRICS), f"Δ {METRIC_LABELS[metric]}", "pairs",
-    "p", "trainable_params"], column_config={
+    "differs", "seeds", "verdict", METRIC_LABELS[metric], f"Δ {METRIC_LABELS[metric]}", "p", "pairs",
+    *(METRIC_LABELS[m] for m in METRICS if m != metric), "trainable_params"], column_config={
     "differs": st.column_config.TextColumn("configuration (what differs)", width="medium"),
     "verdict": st.column_config.TextColumn(f"vs the reference ({METRIC_LABELS[metric]})", width="medium"),
     "p": st.column_config.TextColumn("p (paired t)"),

@@ -142,8 +142,9 @@ def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
                                                               value=0, step=100))
     if quick:
         c.caption(f"Subset: {QUICK['subset']} molecules (quick try)")
-    standardize = st.checkbox("Standardise molecules (largest organic fragment, neutralised)", value=True,
-                              help="RDKit rdMolStandardize, recorded with the model: prediction repeats it.")
+    standardize = st.checkbox("Standardise molecules", value=True,  # the details in the help: a label that fits
+                              help="Largest organic fragment, isotope labels dropped, neutralised (RDKit "
+                                   "rdMolStandardize); recorded with the model: prediction repeats it.")
     tautomer = st.checkbox("… and use the canonical tautomer", value=False, disabled=not standardize)
     return DataSpec(source=source, split=split, split_seed=split_seed, subset=subset or None, standardize=standardize,
                     tautomer=tautomer and standardize, **columns)

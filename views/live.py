@@ -124,8 +124,9 @@ def runs_overview(runs: list[RunRecord]) -> None:
         if key in frame:
             frame[label] = frame[key].map(lambda v: "—" if sig3(v) is None else f"{sig3(v):g}")
     frame["duration_s"] = frame["duration_s"].map(lambda s: "—" if sig3(s) is None else f"{s:,.0f}")
-    columns = ["id", "name", "method", "status", "split", "seed", "subset", "epochs", "learning_rate", "R²", "RMSE",
-               "MAE", "duration_s", "options", "other"]
+    # the results before the recipe: a laptop's width shows them without scrolling sideways
+    columns = ["id", "name", "method", "status", "R²", "RMSE", "MAE", "split", "seed", "subset", "epochs",
+               "learning_rate", "duration_s", "options", "other"]
     st.dataframe(frame, hide_index=True, height=min(40 + 35 * len(frame), 320),
                  column_order=[c for c in columns if c in frame],
                  column_config={"duration_s": st.column_config.TextColumn("duration (s)"),

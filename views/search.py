@@ -88,10 +88,11 @@ best = search.metrics["best_run_id"]
 st.success(f"Best on validation: trial {best} (validation MSE {search.metrics['best_val_mse']:.3f}).")
 best_spec = json.dumps(search.info["best_spec"], indent=1)
 refit = search.info.get("refit_spec")
-a, b, c = st.columns(3)
+a, b = st.columns(2)
 link(a, "views/train.py", "Open the best trial's run", ":material/model_training:", open=best)
 b.download_button("Download its spec (JSON)", best_spec, f"best-spec-{search.id}.json", "application/json")
-if refit and c.button("Train it on training + validation, test once") and (queued := submit(JobSpec.from_dict(refit))):
+# on a row of its own: in a third column its label was cut at a laptop's width
+if refit and st.button("Train it on training + validation, test once") and (queued := submit(JobSpec.from_dict(refit))):
     announce(queued[0], f"You queued the best recipe for {refit['train']['epochs']} epochs (the best trial's) on "
              "training + validation. Every trial was scored on the test split too, but none was chosen by it "
              "(validation only): report this run's test metrics as the search's result.")

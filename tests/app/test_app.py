@@ -341,7 +341,8 @@ def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone
     search = RunStore(home=home).get_run(run_job(spec, RunStore(home=home)))
     assert search.status == "finished", search.error
     refit = search.info["refit_spec"]
-    RunStore(home=home).set_info(search.id, refit_spec={**refit, "train": {**refit["train"], "epochs": 500}})  # long
+    hours = {**refit, "train": {**refit["train"], "epochs": 50_000}}  # still running when cancelled below
+    RunStore(home=home).set_info(search.id, refit_spec=hours)
     at = _app("views/search.py")
     assert not at.exception
     trials = next(d.value for d in at.dataframe if "val_mse" in d.value.columns)
@@ -350,9 +351,9 @@ def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone
     assert any("Best on validation" in s.value for s in at.success)
     next(b for b in at.button if b.label.startswith("Train it on training + validation")).click().run()
     queued = next(r for r in RunStore(home=home).runs() if r.spec["options"].get("train_on_val"))
-    assert queued.spec["train"]["epochs"] == 500
+    assert queued.spec["train"]["epochs"] == 50_000
     # the refit, a baseline run, has its live card on this page (which otherwise follows searches), with what it is
-    assert any("You queued the best recipe for 500 epochs" in s.value for s in at.success)
+    assert any("You queued the best recipe for 50000 epochs" in s.value for s in at.success)
     from views.common import get_manager
 
     get_manager(str(home)).cancel(queued.id)
