@@ -279,3 +279,22 @@ def test_a_trial_cut_off_before_its_first_epoch_trains_again_instead_of_breaking
     store.start(run, {})
     store.interrupt(run, _stop_reason(0, None))  # what a killed search left: no epoch was ever measured
     assert stored_trials(store, "cut") == []  # not replayed (nor a KeyError): it trains again
+
+
+def test_the_tune_command_hands_the_ray_trials_a_data_path_they_can_open_from_their_own_folder(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import chemlm_engine.tune
+    from chemlm_engine.cli import app
+
+    (tmp_path / "mine.csv").write_text("smiles,y\nCCO,1\n")
+    monkeypatch.chdir(tmp_path)
+    handed: list[JobSpec] = []
+
+    def record(base, *args, **kwargs):  # instead of a search: what the trials would be given
+        handed.append(base)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chemlm_engine.tune, "run_search", record)
+    CliRunner().invoke(app, ["tune", "--data", "mine.csv", "-o", "best.json"])
+    assert handed and handed[0].data.source == str(tmp_path / "mine.csv")  # absolute: Ray workers run elsewhere
