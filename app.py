@@ -52,8 +52,9 @@ except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached must
 @st.fragment(run_every=LIVE_REFRESH_S)
 def job_list() -> None:
     manager().active()  # lets the Ray executor record tasks that died without a word
-    store().mark_interrupted()  # and a run whose process died elsewhere (a killed CLI) is no longer "running"
     active = [r for r in store().runs() if r.status in ("queued", "running")]
+    if active and store().mark_interrupted():  # a run whose process died elsewhere (a killed CLI): not "running"
+        active = [r for r in store().runs() if r.status in ("queued", "running")]
     st.caption(f"**Jobs:** {len(active) or 'none'} active")
     for run in active:
         st.progress(run.progress, text=f"{run.id} · {run.method} · {run.status}")
