@@ -60,9 +60,12 @@ TrialRecord = Mapping[str, Any]
 
 
 def _stop_reason(epochs: int, budget_ends: float | None) -> str:
-    """Why Ray Tune stopped a trial after ``epochs``: ASHA, or the search's time budget once it has run out."""
+    """Why Ray Tune stopped a trial after ``epochs``: ASHA, or the search's time budget once it has run out. ASHA
+    judges reported epochs only: a trial stopped before its first was stopped by the search ending, not by ASHA."""
     if budget_ends is not None and time.time() >= budget_ends:
         return f"{_BUDGET_CUT} {epochs} epoch(s)"
+    if epochs == 0:
+        return "stopped by the search before its first epoch"
     return f"{_ASHA_STOP} {epochs} epoch(s): its validation MSE was behind the other trials'"
 
 

@@ -279,6 +279,9 @@ def test_a_trial_cut_off_before_its_first_epoch_trains_again_instead_of_breaking
     store.start(run, {})
     store.interrupt(run, _stop_reason(0, None))  # what a killed search left: no epoch was ever measured
     assert stored_trials(store, "cut") == []  # not replayed (nor a KeyError): it trains again
+    from chemlm_engine.compare import status_words
+
+    assert status_words(store.get_run(run)) == "interrupted"  # ASHA judges measured epochs only: not an ASHA stop
 
 
 def test_the_tune_command_hands_the_ray_trials_a_data_path_they_can_open_from_their_own_folder(tmp_path, monkeypatch):
