@@ -43,10 +43,10 @@ def tune(
     check_output(output)  # before the search, not after it
     parse_options("search", {"method": method, "num_samples": num_samples, "cpus_per_trial": cpus_per_trial,
                              "time_budget_s": time_budget})  # what the app's search job checks, before a Ray start
-    if Path(data).exists():  # the trials run in Ray workers, whose working folder is not this one
-        data = str(Path(data).resolve())
+    # paths made absolute: the trials run in Ray workers, whose working folder is not this one
     base = JobSpec(method=method, data=DataSpec(source=data, split=split, split_seed=seed, subset=subset),
-                   model=ModelSpec(backbone=backbone or DEFAULT_BACKBONE), train=TrainConfig(epochs=epochs, seed=seed))
+                   model=ModelSpec(backbone=backbone or DEFAULT_BACKBONE),
+                   train=TrainConfig(epochs=epochs, seed=seed)).with_absolute_paths()
     # Ctrl-C cancels the search as the app's Cancel does (its trials say so, and the same name resumes it), instead
     # of Ray Tune's own handler ending it as if complete, its cut-off trials taken for ASHA's stops
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"

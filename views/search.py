@@ -71,9 +71,10 @@ def trials_view(search: RunRecord) -> None:
     settings = [s for s in (*SETTINGS, *own) if s in trials and trials[s].nunique() > 1]
     if len(scored) and settings:
         x = st.radio("Setting", settings, horizontal=True, key="search-x")
-        st.plotly_chart(px.scatter(scored, x=x, y="val_r2", color="status", hover_data=["run", "epochs"],
-                                   log_x=x == "learning_rate", labels={"val_r2": "best validation R²"},
-                                   title=f"{len(trials)} trials: {x} against validation R²"))
+        chart = px.scatter(scored, x=x, y="val_r2", color="status", hover_data=["run", "epochs"],
+                           log_x=x == "learning_rate", labels={"val_r2": "best validation R²"},
+                           title=f"{len(trials)} trials: {x} against validation R²")
+        st.plotly_chart(chart.update_xaxes(exponentformat="e"))  # 1e-5, not plotly's SI "10μ"
     st.dataframe(trials.sort_values("val_mse"), hide_index=True,
                  column_config={"learning_rate": st.column_config.NumberColumn(format="%.1e")})
 

@@ -93,8 +93,9 @@ sweep_table = store().table(run.id, Tables.SWEEP)
 if not sweep_table.empty:
     st.subheader(f"N-sweep: {' vs '.join(NAMES.get(s, s) for s in sweep_table['strategy'].unique())}")
     c, d = st.columns(2)
-    c.plotly_chart(px.line(sweep_table, x="n", y="test_mse", color="strategy", markers=True, log_x=True))
-    d.plotly_chart(px.line(sweep_table, x="n", y="test_r2", color="strategy", markers=True, log_x=True))
+    axes = {"n": "molecules acquired from the pool", "test_mse": "test MSE", "test_r2": "test R²"}
+    c.plotly_chart(px.line(sweep_table, x="n", y="test_mse", color="strategy", markers=True, log_x=True, labels=axes))
+    d.plotly_chart(px.line(sweep_table, x="n", y="test_r2", color="strategy", markers=True, log_x=True, labels=axes))
     st.dataframe(sweep_table, hide_index=True)
 
 st.subheader(f"Measure these next ({len(acquired)} selected)")

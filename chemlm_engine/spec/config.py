@@ -174,6 +174,16 @@ class JobSpec:
             raise ConfigError(f"method {self.method!r} has {type(options).__name__}, not {kind.__name__}")
         return options
 
+    def with_absolute_paths(self) -> JobSpec:
+        """This spec with every file or folder it names relative to the working folder made absolute: a run
+        recorded from one folder is re-run, inspected or built on from any other (the app, another shell)."""
+        kinds = self.method_options
+        options = {key: _absolute(value, always=key in kinds.OUTPUTS) if key in (*kinds.PATHS, *kinds.OUTPUTS)
+                   and isinstance(value, str) else value for key, value in self.options.items()}
+        source = self.data.source if self.data.source == DataSpec.source else _absolute(self.data.source)
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, source=source), options=options,
+                                   model=dataclasses.replace(self.model, backbone=_absolute(self.model.backbone)))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -237,6 +247,12 @@ class JobSpec:
         for part, kind in (("data", DataSpec), ("model", ModelSpec), ("train", TrainConfig)):
             _check_section(path, part, kind, raw.get(part, {}))
         return cls.from_dict(raw)
+
+
+def _absolute(name: str, always: bool = False) -> str:
+    """``name`` as an absolute path where it names an existing file or folder (``always``: a folder to be written);
+    else as it is (a hub id, a run id)."""
+    return os.path.abspath(name) if name and (always or os.path.exists(name)) else name
 
 
 def _check_section(path: str | Path, part: str, kind: type, section: Any) -> None:

@@ -16,6 +16,8 @@ class PretrainOptions(MethodOptions):
     """Pretraining a SMILES BERT: masked LM plus descriptor regression. The architecture is used only when a
     new model is created; the job's data (Lipophilicity by default) is left out of the corpus."""
 
+    PATHS, OUTPUTS = ("corpus", "init_from"), ("output",)
+
     corpus: str | None = None  # CSV with a SMILES column; default: MOSES from the `molsets` package
     output: str | None = None  # model folder (resumes from its checkpoint); default: the run's own folder
     init_from: str | None = None  # masked-LM folder to continue from (its architecture and tokenizer)
@@ -97,6 +99,8 @@ class SearchOptions(MethodOptions):
 
 @dataclass(frozen=True)
 class PredictOptions(MethodOptions):  # a library predicted in the background (the Predict page's large uploads)
+    PATHS = ("model", "source")
+
     model: str = ""  # model folder (a regressor or an ensemble)
     source: str = ""  # CSV or Parquet file
     smiles_column: str | None = None  # default: detected

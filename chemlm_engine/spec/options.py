@@ -25,6 +25,10 @@ class MethodOptions:
 
     # Options a hyperparameter search may vary, with the values it tries (``chemlm tune``; besides the recipe's)
     SEARCH: ClassVar[dict[str, tuple]] = {}
+    # Options that may name a file or folder (made absolute where one exists: else an id) and folders the job
+    # writes (always made absolute): a run recorded in one folder is usable from any (JobSpec.with_absolute_paths)
+    PATHS: ClassVar[tuple[str, ...]] = ()
+    OUTPUTS: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -138,6 +142,7 @@ class CurriculumOptions(MethodOptions):
 
 @dataclass(frozen=True)
 class UncertaintyOptions(MethodOptions):
+    PATHS = ("pool",)
     # What a sweep compares, first the method's own (its largest N is the model kept); strategy picks one.
     STRATEGIES: ClassVar[tuple[str, ...]] = ("uncertainty", "random")
     strategy: str = "uncertainty"  # uncertainty | random (the control)
@@ -205,6 +210,7 @@ class LoraOptions(MethodOptions):
 
 @dataclass(frozen=True)
 class InfluenceOptions(MethodOptions):
+    PATHS = ("pool",)
     pool: str | None = None  # CSV of external molecules; default: a held-out pool_fraction of the training split
     pool_fraction: float = 0.3
     corrupt_fraction: float = 0.0  # labels of this share of the pool shifted by ±3σ (do the scores find them?)
@@ -275,6 +281,8 @@ class DistillOptions(MethodOptions):
     """One student regressor learns a finished ensemble's mean (on the job's training molecules and, with
     ``train_on_val``, its validation ones); a ridge on the student's last-layer inputs learns the members' spread;
     the conformal interval is recalibrated on molecules neither saw. One forward pass instead of the members'."""
+
+    PATHS = ("teacher", "transfer")
 
     teacher: str = ""  # a finished ensemble run's id, or an ensemble folder
     coverage: float = 0.9

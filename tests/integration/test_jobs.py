@@ -67,6 +67,22 @@ def test_the_data_is_loaded_and_checked_once_from_submit_to_the_finished_run(tin
     assert store.get_run(run_id).info["n_train"] == 96
 
 
+def test_files_named_relative_to_the_working_folder_are_recorded_absolute(tiny_backbone, store, lipo, tmp_path,
+                                                                           monkeypatch):
+    """A run started from one folder is re-run or built on from any other (the app, another shell, a worker)."""
+    (tmp_path / "mine.csv").write_text("smiles,logD\n" + "".join(
+        f"{s},{y}\n" for s, y in zip(lipo.smiles[:60], lipo.labels[:60])))
+    monkeypatch.chdir(tmp_path)
+    spec = _spec(os.path.relpath(tiny_backbone), epochs=1, source="mine.csv", subset=None)
+    by_job = store.get_run(run_job(spec, store)).spec
+    manager = JobManager(store)
+    by_manager = manager.wait(manager.submit(spec), timeout=300)
+    assert by_manager.status == "finished"
+    for recorded in (by_job, by_manager.spec):
+        assert recorded["data"]["source"] == str(tmp_path / "mine.csv")
+        assert recorded["model"]["backbone"] == str(tiny_backbone)
+
+
 def test_cancel_stops_a_running_job_within_a_batch(tiny_backbone, store):
     manager = JobManager(store)
     run_id = manager.submit(_spec(tiny_backbone, epochs=200, subset=400))

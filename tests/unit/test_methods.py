@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from chemlm_engine.spec import METHODS, InfluenceOptions, JobSpec, LoraOptions, UncertaintyOptions, parse_options
+from chemlm_engine.spec import (METHODS, DataSpec, InfluenceOptions, JobSpec, LoraOptions, ModelSpec, UncertaintyOptions,
+                                parse_options)
 from chemlm_engine.errors import ConfigError
 
 
@@ -138,3 +139,22 @@ def test_curriculum_runs_launched_anywhere_are_paired_with_their_baseline(store)
     assert [r.id for r in pairs[ids["no twin"]]] == [ids["no twin"]]
     launched = next(runs for key, runs in pairs.items() if key not in ids.values())
     assert [r.method for r in launched] == ["curriculum", "baseline"]
+
+
+def test_a_spec_names_its_files_absolute_and_leaves_hub_ids_run_ids_and_the_bundled_data_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("pool.csv", "library.csv"):
+        (tmp_path / name).write_text("smiles\nCCO\n")
+    (tmp_path / "backbone").mkdir()
+    (tmp_path / "lipophilicity").mkdir()  # a folder named like the bundled data set does not replace it
+    spec = JobSpec(method="influence", data=DataSpec(source="pool.csv"), model=ModelSpec(backbone="backbone"),
+                   options={"pool": "pool.csv", "k": [4]}).with_absolute_paths()
+    assert (spec.data.source, spec.model.backbone, spec.options) == (
+        str(tmp_path / "pool.csv"), str(tmp_path / "backbone"), {"pool": str(tmp_path / "pool.csv"), "k": [4]})
+    kept = JobSpec(method="distill", model=ModelSpec(backbone="ibm/MoLFormer-XL-both-10pct"),
+                   options={"teacher": "20261206-101010-abcdef", "transfer": "library.csv"}).with_absolute_paths()
+    assert (kept.data.source, kept.model.backbone, kept.options["teacher"]) == (
+        "lipophilicity", "ibm/MoLFormer-XL-both-10pct", "20261206-101010-abcdef")
+    assert kept.options["transfer"] == str(tmp_path / "library.csv")
+    pretrain = JobSpec(method="pretrain", options={"output": "out", "corpus": "pool.csv"}).with_absolute_paths()
+    assert pretrain.options == {"output": str(tmp_path / "out"), "corpus": str(tmp_path / "pool.csv")}  # written
