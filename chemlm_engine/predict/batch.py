@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..data import SMILES_COLUMNS
 from ..descriptors import size_warning
+from .domain import DOMAIN_COLUMNS
 from .ensemble import Ensemble
 from ..errors import DataError
 from ..inference import mc_dropout, predict_values
@@ -169,7 +170,8 @@ def predict_csv(model: RegressionModel | Ensemble, source: str | Path | IO, smil
         raw = table.frame[measured_column]
         result["measured"] = numbers(raw).to_numpy()
         unread = raw[result["measured"].isna().to_numpy() & (raw.str.strip() != "").to_numpy()]
-    passed = table.frame.rename(columns=lambda c: f"{c} (input)" if c in result.columns else c)
+    ours = {*result.columns, *DOMAIN_COLUMNS}  # the domain's are added later; a file's own keep their values
+    passed = table.frame.rename(columns=lambda c: f"{c} (input)" if c in ours else c)
     out = pd.concat([result, passed], axis=1)
     out.attrs["input_columns"] = list(passed.columns)  # for user_table: the file's own columns, in its order
     if len(unread):

@@ -20,7 +20,8 @@ from chemlm_engine.jobs import run_job
 from chemlm_engine.library import predict_library
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.molecules import MAX_SMILES_LENGTH, canonicalize, prepare_smiles
-from chemlm_engine.predict import PREDICTION_COLUMNS, predict_csv, predict_smiles, user_table
+from chemlm_engine.predict import (PREDICTION_COLUMNS, add_applicability_domain, predict_csv, predict_smiles,
+                                   user_table)
 from chemlm_engine.store import RunStore
 from chemlm_engine.tables import read_table, write_csv
 
@@ -288,6 +289,15 @@ def test_the_library_keeps_the_users_own_prediction_and_error_columns(regressor_
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert out["prediction (input)"].tolist() == ["old", "old2"] and out["error (input)"].tolist() == ["none", "none2"]
     assert out["prediction"].notna().tolist() == [True, False] and out["error"].isna().tolist() == [True, False]
+
+
+def test_a_files_columns_named_like_the_domain_ones_keep_their_values(regressor, tmp_path):
+    path = tmp_path / "again.csv"  # e.g. an earlier prediction fed back in, its columns edited
+    path.write_text("smiles,similarity,in_domain,nearest_training_smiles\nCCO,99,my flag,MINE\n")
+    out = user_table(add_applicability_domain(predict_csv(regressor, path), None))
+    assert out[["similarity (input)", "in_domain (input)", "nearest_training_smiles (input)"]].values.tolist() == [
+        ["99", "my flag", "MINE"]]
+    assert out["similarity"].isna().all() and list(out.columns).count("similarity") == 1
 
 
 def test_a_molecule_standardisation_cannot_write_back_is_an_error_row(regressor, tmp_path):
