@@ -82,15 +82,17 @@ _MALLOC_TRIM = _malloc_trim()
 
 
 def predict_frame(model, frame: pd.DataFrame, smiles_column: str, problems: list[str | None] | None = None,
-                  reference: TrainingReference | None = None) -> pd.DataFrame:
+                  reference: TrainingReference | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """The input rows with ``canonical_smiles``, ``prediction``, ``error`` (why a row has no prediction),
     ``warnings``, ``standardization`` and the applicability domain against ``reference`` (the model's training
-    molecules; empty without) appended; see :func:`~chemlm_engine.predict.batch.predict_smiles`."""
+    molecules; empty without) appended; see :func:`~chemlm_engine.predict.batch.predict_smiles` (and its
+    ``progress``)."""
     out = frame.reset_index(drop=True)
     if _PROBLEM_COLUMN in out.columns:
         problems = [p or None for p in out.pop(_PROBLEM_COLUMN)]
-    result = add_applicability_domain(predict_smiles(model, out[smiles_column].tolist(), problems=problems),
-                                      reference)
+    result = add_applicability_domain(predict_smiles(model, out[smiles_column].tolist(), problems=problems,
+                                                     progress=progress), reference)
     added = result.columns.drop(["row", "name", "input"])  # an ensemble adds uncertainty and interval
     out = out.rename(columns=lambda c: f"{c} (input)" if c in added else c)  # the user's own columns stay
     for column in added:
@@ -181,7 +183,7 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
                     chunk_rows: int = 4096, progress: Callable[[int, int], None] | None = None,
                     trust_remote_code: bool = False, parts: Path | None = None) -> LibrarySummary:
     """Predict every row of ``source`` chunk by chunk into one Parquet file; ``progress(rows_done, rows_total)``
-    after each chunk. Each finished chunk is kept (in ``parts``, by default ``OUTPUT.parts/``) until the file is
+    at the start and as each chunk goes on. Each finished chunk is kept (in ``parts``, by default ``OUTPUT.parts/``) until the file is
     complete, so a run interrupted at any point resumes where it stopped: rows already written are not predicted
     again."""
     source, output = Path(source), Path(output)
@@ -199,11 +201,18 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
     model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
     reference = TrainingReference.load(model_dir)
     total, done, started = library_rows(source), 0, time.time()
+    if progress is not None:
+        progress(0, total)
     for i, (chunk, problems) in enumerate(_chunks(source, chunk_rows)):
-        done += len(chunk)
+        before, done = done, done + len(chunk)
+
+        def within(molecules: int, of: int, before: int = before, rows: int = len(chunk)) -> None:
+            if progress is not None:  # the chunk's share of its distinct molecules, in rows
+                progress(before + rows * molecules // max(of, 1), total)
+
         if i >= finished:  # the chunks before were written by an interrupted run
             part = parts / f"part-{i:06d}.parquet"
-            predicted = predict_frame(model, chunk, column, problems, reference)
+            predicted = predict_frame(model, chunk, column, problems, reference, within)
             pq.write_table(_to_arrow(predicted), part.with_suffix(".tmp"))
             part.with_suffix(".tmp").replace(part)  # a part exists only once it is whole
             _return_freed_memory()
@@ -236,7 +245,7 @@ def _join_parts(parts: list[Path], output: Path) -> int:
 
 def run_library_job(ctx: JobContext, data: SplitData, opts: PredictOptions) -> dict[str, float]:
     """A library prediction as a background job (``data`` is empty: the options name the input), written to the
-    run's ``predictions.parquet``; cancelled between chunks."""
+    run's ``predictions.parquet``; cancelled within a chunk (its finished chunks kept for a rerun)."""
     def report(done: int, total: int) -> None:
         ctx.progress(done / max(total, 1), f"predicted {done:,} of {total:,} rows")
         ctx.check_cancel()

@@ -12,6 +12,7 @@ from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, read_csv
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import TABLE_TYPES, is_compressed, is_excel, is_parquet, is_sd_file, saved_suffix
+from chemlm_engine.molecules import is_molecule
 from chemlm_engine.tables import columns_of, count_rows
 from views.common import plain, run_label, store
 from views.kept import kept
@@ -69,7 +70,7 @@ def _plain_name(column: str) -> str:
     return "_".join(column.lower().replace("-", " ").split())
 
 
-def _index(options: list[str], candidates: tuple[str, ...], default: int = 0) -> int:
+def _index(options: list[str], candidates: tuple[str, ...], default: int | None = 0) -> int | None:
     plain = [_plain_name(o) for o in options]
     return next((plain.index(c.lower()) for c in candidates if c.lower() in plain), default)
 
@@ -85,7 +86,8 @@ def column_pickers(upload, value: str | None = "measured") -> dict[str, str | No
         return None
     optional = ["(none)", *columns]
     a, b, c = st.columns(3)
-    picked = {"smiles_column": a.selectbox("SMILES column", columns, index=_index(columns, SMILES_COLUMNS))}
+    picked = {"smiles_column": a.selectbox("SMILES column", columns, index=_index(columns, SMILES_COLUMNS, None),
+                                           placeholder="Choose the column")}
     if value == "measured":
         name = b.selectbox("Name / ID column", optional, index=_index(optional, NAME_COLUMNS))
         measured = c.selectbox("Measured value column (optional)", optional,
@@ -96,6 +98,10 @@ def column_pickers(upload, value: str | None = "measured") -> dict[str, str | No
         other = next((i for i, c in enumerate(columns) if c != picked["smiles_column"]), 0)
         picked["label_column"] = b.selectbox("Label column", columns,
                                              index=_index(columns, (*LABEL_COLUMNS, *MEASURED_COLUMNS), other))
+    if picked["smiles_column"] is None:  # never a guess: a column of IDs read as SMILES predicts "B" as boron
+        st.warning(f"The first line ({', '.join(columns)}) is a molecule, not a header: add one (e.g. smiles,name)."
+                   if any(map(is_molecule, columns)) else "Which column holds the SMILES? Choose it above.")
+        return None
     return picked
 
 

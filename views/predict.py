@@ -45,7 +45,8 @@ else:
         too_big = upload_too_big(upload)  # a library job keeps every column: it asks for the SMILES column only
         columns = column_pickers(upload, value=None if too_big else "measured")
         if too_big:
-            offer_library_job(upload, folder, (columns or {}).get("smiles_column"), too_big)
+            if columns is not None:  # a readable file with its SMILES column
+                offer_library_job(upload, folder, columns["smiles_column"], too_big)
             library_results()
             st.stop()  # nothing below applies to a library
 
@@ -64,8 +65,9 @@ if st.session_state.get("predictions_key") != key and (has_input or st.session_s
 
 # Never disabled: a click that also commits a freshly pasted text must not be lost.
 clicked = st.button("Predict", type="primary")
-if clicked and not has_input:
-    st.warning("Paste SMILES or upload a CSV first.")
+if clicked and not has_input:  # an upload that cannot be predicted yet says why above
+    st.warning("Paste SMILES or upload a CSV first." if upload is None else "This file cannot be predicted yet: see "
+               "the message under it.")
 if clicked and has_input:
     bar = st.progress(0.0, text="Loading the model and reading the molecules â€¦")
 
@@ -106,7 +108,7 @@ cols[3].metric("Median logD", fmt3(ok["prediction"].median()) if len(ok) else "â
 notes = [f"{n:,} molecule{'s' * (n > 1)} {what}" for n, what in (
     (int(ok["warnings"].notna().sum()),
      "with a warning: read in part, or too large for some descriptors (the warnings column)"),
-    (int(ok["standardization"].notna().sum()), "standardised: salts removed, charges neutralised (its column)")) if n]
+    (int(ok["standardization"].notna().sum()), "standardised as the training data was (what changed: the standardization column)")) if n]
 if notes:
     st.info("; ".join(notes) + ".")
 ok["domain"] = domain_flags(ok["in_domain"])

@@ -495,19 +495,35 @@ def test_an_upload_too_big_for_the_page_offers_the_background_job_and_the_librar
     assert f"{PAGE_ROWS + 1:,} rows" in upload_too_big(_upload(record * (PAGE_ROWS + 1), "lib.sdf"))
 
 
-def _training_file_columns(header: bytes) -> tuple[str, str]:
-    """The SMILES and label columns Train pre-sets for an uploaded file with this header."""
-    def form(header: bytes) -> None:
+def _pickers(header: bytes, value: str = "label") -> AppTest:
+    """The column pickers for an uploaded file with this header (``value="label"``: Train's, "measured": Predict's)."""
+    def form(header: bytes, value: str) -> None:
         import io
 
         from views.forms import column_pickers
 
         upload = io.BytesIO(header + b"\n")
         upload.name = "mine.csv"
-        column_pickers(upload, value="label")
+        column_pickers(upload, value=value)
 
-    at = AppTest.from_function(form, args=(header,)).run()
+    return AppTest.from_function(form, args=(header, value)).run()
+
+
+def _training_file_columns(header: bytes) -> tuple[str, str]:
+    """The SMILES and label columns Train pre-sets for an uploaded file with this header."""
+    at = _pickers(header)
     return at.selectbox[0].value, at.selectbox[1].value
+
+
+def test_no_smiles_column_is_guessed():
+    """The CLI refuses a file without a known SMILES column; the pages ask, and a column of IDs is never read as
+    SMILES on a guess (an ID "B" would be predicted as boron)."""
+    for value in ("label", "measured"):
+        at = _pickers(b"compound,value", value)
+        assert at.selectbox[0].value is None and "Which column holds the SMILES" in at.warning[0].value
+    headless = _pickers(b"CCO,1.5", "measured")
+    assert "is a molecule, not a header" in headless.warning[0].value
+    assert not _pickers(b"SMILES,value", "measured").warning
 
 
 def test_train_presets_the_label_to_a_column_other_than_the_smiles():

@@ -34,8 +34,8 @@ def test_an_interrupted_library_resumes_without_predicting_written_rows_again(re
 
     output = tmp_path / "out.parquet"
     with pytest.raises(KeyboardInterrupt):
-        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(40))
-    assert not output.exists() and sum(predicted) == 40 and returned == [1, 2, 3, 4]
+        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(41))
+    assert not output.exists() and sum(predicted) == 50 and returned == [1, 2, 3, 4]  # stopped within the fifth
     predicted.clear()
     summary = predict_library(regressor_dir, source, output, chunk_rows=10)
     assert sum(predicted) == 52 and summary.resumed_rows == 40  # only what was not written yet
@@ -54,14 +54,14 @@ def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(regressor_
     source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
     source.write_text("smiles\n" + "\n".join(lipo.smiles[:30]) + "\n")
     with pytest.raises(KeyboardInterrupt):
-        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(20))
+        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(21))
     manifest = Path(f"{output}.parts") / "manifest.json"
     written = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({k: v for k, v in written.items() if k != "format"}))  # parts of older code
     summary = predict_library(regressor_dir, source, output, chunk_rows=10)
     assert summary.resumed_rows == 0 and "similarity" in pd.read_parquet(output)  # not mixed in: other columns
     with pytest.raises(KeyboardInterrupt):
-        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(20))
+        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(21))
     source.write_text("smiles\n" + "\n".join(lipo.smiles[100:125]) + "\n")  # edited in between
     summary = predict_library(regressor_dir, source, output, chunk_rows=10)
     assert summary.resumed_rows == 0
@@ -75,13 +75,13 @@ def test_a_library_saved_again_with_the_same_bytes_resumes(regressor_dir, lipo, 
     source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
     source.write_text("smiles\n" + "\n".join(lipo.smiles[:30]) + "\n")
     with pytest.raises(KeyboardInterrupt):
-        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(20))
+        predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(21))
     later = time.time() + 60
     os.utime(source, (later, later))  # the app saves an upload again, touching it, on every click
     assert predict_library(regressor_dir, source, output, chunk_rows=10).resumed_rows == 20
 
 
-def test_a_library_job_streams_to_its_run_and_stops_between_chunks_when_cancelled(regressor_dir, lipo, tmp_path, store):
+def test_a_library_job_streams_to_its_run_and_stops_within_a_chunk_when_cancelled(regressor_dir, lipo, tmp_path, store):
     import threading
 
     from chemlm_engine.errors import JobCancelledError
@@ -103,12 +103,12 @@ def test_a_library_job_streams_to_its_run_and_stops_between_chunks_when_cancelle
 
     with pytest.raises(JobCancelledError):
         run_job(spec, store, cancel=cancel, progress=cancel_at_40_percent)
-    assert max(heard) < 0.5  # the next chunk was not predicted
+    assert max(heard) < 0.5  # stopped inside the second chunk: the third was not predicted
     stopped = next(r for r in store.runs() if r.status == "cancelled")
     assert not (store.home / stopped.id).exists()  # no half-written output kept
-    assert kept_rows(store, spec.options) == 20  # but its finished chunks wait in the store, keyed by the options
+    assert kept_rows(store, spec.options) == 10  # but its finished chunks wait in the store, keyed by the options
     again = store.get_run(run_job(spec, store))  # the user starts the same file with the same model again
-    assert again.metrics["resumed_rows"] == 20 and again.metrics["rows"] == 45
+    assert again.metrics["resumed_rows"] == 10 and again.metrics["rows"] == 45
     pd.testing.assert_frame_equal(pd.read_parquet(again.info["output"]), pd.read_parquet(run.info["output"]))
     assert not job_parts(store, spec.options).exists()  # gone once the file is whole
     other = JobSpec(method="predict", options={**spec.options, "chunk_rows": 15})
