@@ -4,10 +4,8 @@ test-time augmentation, MC dropout."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import os
-import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,6 +15,7 @@ import torch
 from torch import nn
 
 from .model import RegressionModel
+from .quantise import int8_twin
 from .molecules import randomize_smiles
 
 __all__ = ["PREDICT_BATCH", "PREDICT_TOKENS", "PAD_MULTIPLE", "pad_multiple", "cpu_has_native_bf16",
@@ -74,9 +73,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def prediction_precision(device: torch.device) -> str:
     """What a model loaded for prediction computes in: bf16 autocast where the hardware has it (``"auto"``), else
-    ``"int8"`` on a CPU: its backbone's linear layers dynamically quantised. Under AVX2 kernels one member's forward
-    pass ran 1.35x faster than in fp32 (bench/forward_levers.py), and the shipped ensemble's test R² moved 0.6954 ->
-    0.6950, its coverage not at all (README, "Prediction speed"). Training and its validation stay in fp32."""
+    ``"int8"`` on a CPU: its backbone's linear layers quantised with pinned input ranges (:mod:`.quantise`). Under AVX2
+    kernels one member's forward pass ran 1.2x faster than in fp32 (bench/int8_determinism.py), and the shipped
+    ensemble's test R² moved 0.7495 -> 0.7493 (README, "Prediction speed"). Training and its validation stay in fp32."""
     return "int8" if device.type == "cpu" and resolve_precision("auto", device) == "fp32" else "auto"
 
 
@@ -87,7 +86,7 @@ _INT8_TWINS: weakref.WeakKeyDictionary[RegressionModel, tuple[tuple[int, ...], R
 
 def runnable(model: RegressionModel) -> RegressionModel:
     """The module a prediction runs: ``model`` itself, or in ``"int8"`` precision its twin whose backbone's linear
-    layers are quantised to int8 (dynamic: activations quantised per batch), rebuilt whenever a weight of
+    layers are quantised to int8 (:func:`~.quantise.int8_twin`), rebuilt whenever a weight of
     ``model`` has changed since (an optimiser step or a load bumps the tensors' version counters)."""
     if model.inference_precision != "int8":
         return model
@@ -96,12 +95,7 @@ def runnable(model: RegressionModel) -> RegressionModel:
     version = tuple(p._version for p in model.parameters())
     cached = _INT8_TWINS.get(model)
     if cached is None or cached[0] != version:
-        twin = copy.deepcopy(model).eval()
-        twin.inference_precision = "fp32"
-        with warnings.catch_warnings():  # torch.ao.quantization is deprecated for torchao; torch 2.13 still has it
-            warnings.simplefilter("ignore")
-            torch.ao.quantization.quantize_dynamic(twin.backbone, {nn.Linear}, dtype=torch.qint8, inplace=True)
-        cached = _INT8_TWINS[model] = version, twin
+        cached = _INT8_TWINS[model] = version, int8_twin(model)
     return cached[1]
 
 

@@ -95,3 +95,15 @@ def test_the_students_features_keep_to_the_same_token_budget(monkeypatch, regres
     together = inference.last_layer_inputs(model, smiles, batch_size=16)
     assert len(batches) > 3 and all(len(b) * max(b) <= budget for b in batches)
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_an_int8_prediction_does_not_depend_on_the_molecules_it_is_batched_with(regressor_dir, lipo):
+    """Dynamic quantisation scales a batch by its own extremes: each layer's range is pinned instead, so a molecule
+    gets one number whichever file, and whichever neighbours in it, it comes with."""
+    model = load_predictor(regressor_dir, "cpu")
+    model.inference_precision = "int8"
+    probe = list(lipo.smiles[:8])
+    alone = np.array([predict_values(model, [s])[0] for s in probe])
+    for neighbours in (lipo.smiles[100:140], sorted(lipo.smiles[:400], key=len)[-24:]):  # other sizes and extremes
+        beside = predict_values(model, probe + list(neighbours))[:8]  # per-batch scales: off by ~0.6 % of the spread
+        np.testing.assert_allclose(beside, alone, rtol=0, atol=1e-3 * _spread(alone))

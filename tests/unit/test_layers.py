@@ -12,7 +12,7 @@ LAYERS = [
                         "store.runs", "store.schema", "store.uploads"}),
     ("data and features", {"data", "descriptors", "training_set", "methods.pretrain.corpus",
                            "methods.pretrain.drug_corpus"}),
-    ("models", {"model", "export", "inference", "training", "costs", "compare", "predict", "predict.batch",
+    ("models", {"model", "export", "quantise", "inference", "training", "costs", "compare", "predict", "predict.batch",
                 "predict.domain", "predict.ensemble", "predict.explain", "predict.trees"}),
     ("methods and jobs", {"pipeline", "jobs", "methods.baseline", "methods.curriculum", "methods.distill",
                           "methods.ensemble", "methods.mlm", "methods.peft", "methods.uncertainty", "methods.influence",
