@@ -182,13 +182,18 @@ def stored_trials(store: RunStore, name: str) -> list[dict[str, Any]]:
         ended = status_words(run) in ("finished", "stopped by ASHA")
         if run.info.get("search") != name or "trial_config" not in run.info or not ended:
             continue
-        epochs = store.epochs(run.id)
-        if "val_mse" not in epochs or epochs["val_mse"].isna().all():  # cut off before its first epoch: trains again
+        measured = _measured_epochs(store, run.id)
+        if measured.empty:  # cut off before its first epoch: trains again
             continue
-        measured = epochs[epochs["val_mse"].notna()]
         records.append({"config": run.info["trial_config"], "run_id": run.id, "seconds": run.duration or 0.0,
                         "epochs": [[int(e), float(v)] for e, v in zip(measured["epoch"], measured["val_mse"])]})
     return records
+
+
+def _measured_epochs(store: RunStore, run_id: str) -> pd.DataFrame:
+    """The epochs a run measured its validation MSE at, as the run recorded them."""
+    epochs = store.epochs(run_id)
+    return epochs[epochs["val_mse"].notna()] if "val_mse" in epochs else epochs.iloc[:0]
 
 
 def _close_trials(store: RunStore, name: str, cancelled_at: float | None, budget_ends: float | None = None) -> None:
@@ -265,6 +270,10 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
         if run_id is None or history is None or history.empty:
             continue
         configs[run_id] = result.config or {}
+        # the run's own epochs where the store has it: a stop Tune decided after the run had trained on (epochs
+        # shorter than a progress report's second) leaves Tune's history shorter than what the run measured
+        measured = _measured_epochs(store, run_id)
+        history = measured if len(measured) else history
         best = history.loc[history["val_mse"].idxmin()]
         rows.append({"run_id": run_id, **configs[run_id], "val_mse": float(best["val_mse"]),
                      "best_epoch": int(best["epoch"]), "epochs_run": len(history),

@@ -41,6 +41,9 @@ def test_a_search_records_every_trial_and_returns_the_best_on_validation(tiny_ba
     assert set(trials["run_id"]) <= set(runs)  # every trial is a run in the store, grouped by the search
     assert all(runs[i].info["search"] == "tiny-search" and runs[i].status in ("finished", "interrupted")
                for i in trials["run_id"])
+    for row in trials.itertuples():  # the table says what each run measured, as `runs show` does
+        measured = store.epochs(row.run_id)["val_mse"].dropna()
+        assert row.epochs_run == len(measured) and row.val_mse == pytest.approx(measured.min())
     best = runs[result.best_run_id]
     assert result.best_spec.train.learning_rate == best.spec["train"]["learning_rate"]
     assert result.best_val_mse == pytest.approx(store.epochs(best.id)["val_mse"].min())
