@@ -14,7 +14,7 @@ from .spec import JobSpec
 from .data import data_hash
 from .errors import JobCancelledError, TrainingDivergedError
 from .spec import METHODS
-from .pipeline import JobContext, ProgressFn, SplitData, check_job_data, load_split_data
+from .pipeline import JobContext, ProgressFn, SplitData, as_recorded, check_job_data, load_split_data
 from .store import RunStore
 
 __all__ = ["run_job", "package_versions", "load_split_data", "check_job_data"]
@@ -49,6 +49,8 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
     if run_id is None:  # recorded here (a run the manager queued was recorded by it)
         spec = spec.with_absolute_paths()
     checked = data if data is not None else check_job_data(spec, store) if run_id is None else None
+    if checked is not None and run_id is None:
+        spec = as_recorded(spec, checked)
     run_id = run_id or store.create_run(spec.to_dict(), spec.method, spec.name)
     ctx = JobContext(spec, store, run_id, cancel or threading.Event(), progress, mapper)
     if not store.start(run_id, package_versions()):

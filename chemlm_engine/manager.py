@@ -21,7 +21,7 @@ from .spec import EXECUTORS, JobSpec
 from .errors import JobCancelledError
 from .guard import engine_main
 from .jobs import check_job_data, run_job
-from .pipeline import SplitData
+from .pipeline import SplitData, as_recorded
 from .store import ACTIVE_STATUSES, RunStore
 
 __all__ = ["JobManager", "EXECUTORS"]
@@ -89,6 +89,7 @@ class JobManager:
         the worker does not load it again (on Ray, where a worker may be another machine, the task loads it)."""
         spec = spec.with_absolute_paths()  # a worker process or Ray task may work in another folder
         data = data if data is not None else check_job_data(spec, self.store)
+        spec = as_recorded(spec, data)
         run_id = self.store.create_run(spec.to_dict(), spec.method, spec.name)
         if self._ray is not None:
             self._ray.submit(run_id, spec)

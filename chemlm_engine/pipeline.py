@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,15 @@ def load_pool(ctx: JobContext, data: SplitData, path: str, labels_required: bool
 
 # Fewest molecules per part with which a fit, model selection and a test R² mean anything.
 MIN_SPLIT_SIZES = {"train": 8, "val": 2, "test": 2}
+
+
+def as_recorded(spec: JobSpec, data: SplitData) -> JobSpec:
+    """The spec a run records, given its checked data: a subset larger than the data is no subset (the run trained
+    on every molecule, and compares with the runs that did)."""
+    molecules = len(data.train) + len(data.val) + len(data.test)  # after the subset: its size where it took one
+    if spec.data.subset is None or spec.data.subset <= molecules or not METHODS[spec.method].needs_data:
+        return spec
+    return replace(spec, data=replace(spec.data, subset=None))
 
 
 def check_job_data(spec: JobSpec, store: RunStore | None = None) -> SplitData:

@@ -83,6 +83,20 @@ def test_files_named_relative_to_the_working_folder_are_recorded_absolute(tiny_b
         assert recorded["model"]["backbone"] == str(tiny_backbone)
 
 
+def test_a_subset_as_large_as_the_data_is_recorded_as_none(tiny_backbone, store, lipo, tmp_path):
+    """It trained on every molecule: it says so, and compares with the runs that did."""
+    (tmp_path / "mine.csv").write_text("smiles,logD\n" + "".join(
+        f"{s},{y}\n" for s, y in zip(lipo.smiles[:60], lipo.labels[:60])))
+    spec = _spec(tiny_backbone, epochs=1, source=str(tmp_path / "mine.csv"), subset=1_000_000)
+    manager = JobManager(store)
+    for run_id in (run_job(spec, store), manager.submit(spec)):
+        record = manager.wait(run_id, timeout=300)
+        assert record.status == "finished" and record.spec["data"]["subset"] is None
+        assert record.info["n_train"] == 48
+    smaller = store.get_run(run_job(replace(spec, data=replace(spec.data, subset=50)), store))
+    assert smaller.spec["data"]["subset"] == 50 and smaller.info["n_train"] == 40
+
+
 def test_cancel_stops_a_running_job_within_a_batch(tiny_backbone, store):
     manager = JobManager(store)
     run_id = manager.submit(_spec(tiny_backbone, epochs=200, subset=400))
