@@ -48,11 +48,20 @@ def load_split_data(spec: DataSpec) -> SplitData:
     return SplitData(data.subset(split.train), data.subset(split.val), data.subset(split.test), report)
 
 
+def read_pool(spec: JobSpec, path: str, labels_required: bool = True) -> tuple[MoleculeData, DataReport]:
+    """A method's pool file, standardised like the job's data; :class:`DataError` for a missing, unreadable or empty
+    one (methods check it before a run is created). Without ``labels_required`` a molecule's label may be missing
+    (NaN): candidates not yet measured."""
+    pool, report = read_csv(path, standardization=spec.data.standardization, labels_required=labels_required)
+    if not len(pool):
+        raise DataError(f"the pool {Path(path).name} has no usable molecule: {report.summary()}")
+    return pool, report
+
+
 def load_pool(ctx: JobContext, data: SplitData, path: str, labels_required: bool = True) -> MoleculeData:
-    """An external pool CSV, standardised like the job's data, minus every molecule of the training,
-    validation and test splits (a test molecule must never be trained on); records what it dropped.
-    Without ``labels_required`` a molecule's label may be missing (NaN): candidates not yet measured."""
-    pool, report = read_csv(path, standardization=ctx.spec.data.standardization, labels_required=labels_required)
+    """:func:`read_pool`, minus every molecule of the training, validation and test splits (a test molecule must
+    never be trained on); records what it dropped."""
+    pool, report = read_pool(ctx.spec, path, labels_required)
     known = set(data.train.smiles) | set(data.val.smiles) | set(data.test.smiles)
     keep = [i for i, s in enumerate(pool.smiles) if s not in known]
     dropped = {part: len(set(pool.smiles) & set(getattr(data, part).smiles)) for part in ("train", "val", "test")}

@@ -12,9 +12,9 @@ from ..data import MoleculeData
 from ..errors import DataError
 from ..inference import mc_dropout
 from ..model import RegressionModel
-from ..pipeline import JobContext, SplitData, load_pool, train_and_evaluate
-from ..store import Kinds
-from ..spec import IsalOptions, UncertaintyOptions
+from ..pipeline import JobContext, SplitData, load_pool, read_pool, train_and_evaluate
+from ..store import Kinds, RunStore
+from ..spec import IsalOptions, JobSpec, UncertaintyOptions
 from .influence.isal import expected_influence
 from .selection import select_random, select_top
 
@@ -51,6 +51,23 @@ def _score_pool(model: RegressionModel, smiles: list[str], opts: UncertaintyOpti
     return scored
 
 
+def _initial_size(opts: UncertaintyOptions, n_train: int, own_pool: bool, candidates: bool) -> int:
+    """The labelled start: every training molecule when the pool is unmeasured candidates, else ``initial_size``
+    (default: 500, at most a quarter of the training split); :class:`DataError` when the split cannot give it."""
+    size = n_train if candidates else opts.initial_size if opts.initial_size is not None else min(500, n_train // 4)
+    most = n_train - (not own_pool)  # the training split's own pool needs one molecule left
+    if not 0 < size <= most:
+        raise DataError(f"initial_size must be between 1 and {most} (the training split), got {size}")
+    return size
+
+
+def check_active_learning(spec: JobSpec, data: SplitData, store: RunStore) -> None:
+    """Before a run: the pool file can be read and the training split gives the labelled start."""
+    opts = spec.options_of(UncertaintyOptions)
+    pool = read_pool(spec, opts.pool, labels_required=False)[0] if opts.pool else None
+    _initial_size(opts, len(data.train), pool is not None, pool is not None and bool(np.isnan(pool.labels).any()))
+
+
 def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptions) -> dict[str, float]:
     """Active learning: uncertainty sampling (MC dropout) or ISAL (expected influence), with their controls.
 
@@ -71,11 +88,7 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
         raise DataError("the pool has molecules without a label: a sweep or more than one round reveals the labels "
                         "of what it acquires, so every pool molecule needs one; without labels the run ranks the "
                         "pool once (what to measure next)")
-    initial_size = len(data.train) if candidates else \
-        opts.initial_size if opts.initial_size is not None else min(500, len(data.train) // 4)
-    most = len(data.train) - (user_pool is None)  # the training split's own pool needs one molecule left
-    if not 0 < initial_size <= most:
-        raise DataError(f"initial_size must be between 1 and {most} (the training split), got {initial_size}")
+    initial_size = _initial_size(opts, len(data.train), user_pool is not None, candidates)
     initial_ids = select_random(len(data.train), initial_size, seed)
     labelled = data.train.subset(np.sort(initial_ids))
     pool = user_pool if user_pool is not None else \

@@ -43,6 +43,7 @@ class Method:
 
 
 _PEFT = "chemlm_engine.methods.peft:run_strategy"
+_ACTIVE_CHECK = "chemlm_engine.methods.uncertainty:check_active_learning"
 METHODS: dict[str, Method] = {
     "baseline": Method("baseline (full fine-tuning)", BaselineOptions, "chemlm_engine.methods.baseline:run_baseline"),
     "mlm": Method("MLM then regression (masked LM on the task SMILES first)", MlmOptions,
@@ -50,15 +51,16 @@ METHODS: dict[str, Method] = {
     "curriculum": Method("curriculum (short SMILES first)", CurriculumOptions,
                          "chemlm_engine.methods.curriculum:run_curriculum"),
     "isal": Method("ISAL: influence selection for active learning", IsalOptions,
-                   "chemlm_engine.methods.uncertainty:run_active_learning"),
+                   "chemlm_engine.methods.uncertainty:run_active_learning", check=_ACTIVE_CHECK),
     "uncertainty": Method("uncertainty sampling (active learning)", UncertaintyOptions,
-                          "chemlm_engine.methods.uncertainty:run_active_learning"),
+                          "chemlm_engine.methods.uncertainty:run_active_learning", check=_ACTIVE_CHECK),
     "bitfit": Method("BitFit (biases + head)", MethodOptions, _PEFT),
     "lora": Method("LoRA (low-rank adapters on q, k, v)", LoraOptions, _PEFT),
     "ia3": Method("IA3 (keys, values, feed-forward)", MethodOptions, _PEFT),
     "ia3-pooled": Method("IA3 pooled (one scaling vector)", MethodOptions, _PEFT),
     "influence": Method("influence selection (held-out pool)", InfluenceOptions,
-                        "chemlm_engine.methods.influence.job:run_influence", model="scores", needs_base_run=True),
+                        "chemlm_engine.methods.influence.job:run_influence", model="scores", needs_base_run=True,
+                        check="chemlm_engine.methods.influence.job:check_pool"),
     "ensemble": Method("deep ensemble (conformal intervals)", EnsembleOptions,
                        "chemlm_engine.methods.ensemble:run_ensemble", model="ensemble"),
     "distill": Method("distilled ensemble (one student, the members' spread, conformal intervals)", DistillOptions,

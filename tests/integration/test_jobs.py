@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from chemlm_engine.spec import METHODS, DataSpec, JobSpec, ModelSpec, TrainConfig
-from chemlm_engine.errors import JobCancelledError
+from chemlm_engine.errors import DataError, JobCancelledError
 from chemlm_engine.inference import predict_values
 from chemlm_engine.jobs import run_job
 from chemlm_engine.manager import JobManager
@@ -95,6 +95,21 @@ def test_a_subset_as_large_as_the_data_is_recorded_as_none(tiny_backbone, store,
         assert record.info["n_train"] == 48
     smaller = store.get_run(run_job(replace(spec, data=replace(spec.data, subset=50)), store))
     assert smaller.spec["data"]["subset"] == 50 and smaller.info["n_train"] == 40
+
+
+def test_a_pool_or_start_the_method_cannot_use_is_refused_before_a_run_is_recorded(tiny_backbone, store, tmp_path):
+    (tmp_path / "empty.csv").write_text("smiles,logD\n")
+    (tmp_path / "nosmiles.csv").write_text("foo,bar\nA,1\n")
+    for method, pool in (("influence", "missing.csv"), ("influence", "empty.csv"), ("uncertainty", "nosmiles.csv")):
+        spec = replace(_spec(tiny_backbone, epochs=1), method=method, options={"pool": str(tmp_path / pool)})
+        with pytest.raises(DataError):
+            run_job(spec, store)
+        with pytest.raises(DataError):
+            JobManager(store).submit(spec)
+    start = replace(_spec(tiny_backbone, epochs=1, subset=50), method="isal", options={"initial_size": 100_000})
+    with pytest.raises(DataError, match="initial_size"):
+        run_job(start, store)
+    assert store.runs() == []  # nothing to clutter the run list
 
 
 def test_cancel_stops_a_running_job_within_a_batch(tiny_backbone, store):

@@ -11,14 +11,21 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ...pipeline import JobContext, SplitData, load_pool, train_and_evaluate
+from ...pipeline import JobContext, SplitData, load_pool, read_pool, train_and_evaluate
 from ..selection import select_random
-from ...store import Kinds, Tables
-from ...spec import InfluenceOptions
+from ...store import Kinds, RunStore, Tables
+from ...spec import InfluenceOptions, JobSpec
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
                      self_influence)
 from .solvers import LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad, norm_drift
 from .tracked import TransformerInfluence
+
+
+def check_pool(spec: JobSpec, data: SplitData, store: RunStore) -> None:
+    """Before a run: the pool file, if one is named, can be read and holds labelled molecules."""
+    opts = spec.options_of(InfluenceOptions)
+    if opts.pool:
+        read_pool(spec, opts.pool)
 
 
 def _solve(influence: TransformerInfluence, train_inputs, g_val: torch.Tensor, opts: InfluenceOptions,
