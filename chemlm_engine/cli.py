@@ -147,9 +147,13 @@ def train(
         _run(JobSpec.from_file(spec_file), _store(db), executor, ray_address)
         return
 
-    options = {}
-    for item in option:
-        key, _, value = item.partition("=")
+    if method in METHODS and method not in _TRAINED:  # an unknown name: the registry's error lists them all
+        raise ConfigError(f"{method} has its own command: chemlm {'tune' if method == 'search' else method} "
+                          f"(train runs {', '.join(_TRAINED)})")
+    options: dict = {}
+    for key, _, value in (item.partition("=") for item in option):
+        if key in options:
+            raise ConfigError(f"--option {key} is given twice: give each option once")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -333,8 +337,7 @@ def corpus(
                               f"{start_name} ({len(sample):,} sampled)": corpus_statistics(sample, tokenizer),
                               "Lipophilicity": corpus_statistics(lipophilicity, tokenizer)})
     output.with_suffix(".md").write_text(f"# Pretraining corpus\n\n`chemlm corpus --size {size} --seed {seed} "
-                                         f"--workers {workers}`: "
-                                         "share of molecules per bin.\n\n" + table + "\n")
+                                         f"--workers {workers}`: share of molecules per bin.\n\n{table}\n")
     typer.echo(json.dumps({"molecules": len(molecules), "csv": str(output), "card": str(output.with_suffix(".md"))}))
 
 

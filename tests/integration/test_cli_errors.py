@@ -76,8 +76,12 @@ ONE_LINE_ERRORS = {
     "tune a method no search can tune": (["tune", "--method", "pretrain"], "option 'method' must be one of", None),
     "tune into a missing folder": (["tune", "-o", "{tmp}/no-folder/best.json"], "folder {tmp}/no-folder does not "
                                    "exist", "{tmp}/no-folder/best.json"),
-    "library prediction as training": (["train", "--method", "predict"],
-                                       "a library prediction needs the options model and source", None),
+    "library prediction as training": (["train", "--method", "predict"], "predict has its own command: chemlm "
+                                       "predict", None),
+    "a search as training": (["train", "--method", "search", "--subset", "50"], "chemlm tune (train runs baseline",
+                             None),
+    "an option given twice": (["train", "--method", "lora", "--option", "rank=4", "--option", "rank=8"],
+                              "--option rank is given twice", None),
     "hub backbone without a network": (["train", "--backbone", "no-such-org/no-such-model", "--subset", "50"],
                                        "cannot be reached from this machine", None),
     "database driver missing": (["runs", "list", "--db", "postgresql+psycopg://user@host/chemlm"],
