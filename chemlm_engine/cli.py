@@ -21,9 +21,8 @@ app = typer.Typer(rich_markup_mode="markdown", no_args_is_help=True, pretty_exce
                   help="ChemLM Studio engine: fine-tune chemical language models from the command line.")
 runs_app = typer.Typer(rich_markup_mode="markdown", help="Inspect stored runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
-app.command()(predict)
-app.command()(explain)
-app.command()(tune)
+for command in (predict, explain, tune):  # each in a module of its own
+    app.command()(command)
 _debug, _RECIPE = {"on": False}, TrainConfig()  # --debug; the recipe's defaults, written once (spec/config.py)
 
 
@@ -224,8 +223,9 @@ def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = ty
     from .compare import runs_frame
 
     frame = runs_frame(store.runs())
-    if as_json:  # options as an object, not JSON text inside JSON
+    if as_json:  # options as an object, not JSON text inside JSON; counts as whole numbers
         frame["options"] = [json.loads(o) if str(o).startswith("{") else {} for o in frame.get("options", [])]
+        frame = frame.astype({c: "Int64" for c in ("subset", "seed", "epochs", "trainable_params") if c in frame})
         typer.echo(frame.to_json(orient="records", date_format="iso"))
     elif frame.empty:
         typer.echo("no runs yet")

@@ -62,6 +62,7 @@ def test_cli_train_predict_and_runs(tiny_backbone, tmp_path, monkeypatch):
     listing = runner.invoke(app, ["runs", "list", "--json"])
     assert json.loads(listing.output)[0]["id"] == summary["run_id"]
     assert json.loads(listing.output)[0]["options"] == {}  # an object for jq, not JSON text inside JSON
+    assert repr(json.loads(listing.output)[0]["subset"]) == "100"  # a count, not 100.0
     table = runner.invoke(app, ["runs", "list"]).output.splitlines()
     assert table[0].split()[:2] == ["id", "name"] and "100" in table[1].split()  # the subset, which tells runs apart
     shown = runner.invoke(app, ["runs", "show", summary["run_id"]])
