@@ -88,6 +88,7 @@ def _delete(run_id: str) -> None:
         run = store().get_run(run_id)
         discard_kept(store(), run)  # a stopped library prediction's finished chunks, kept for a rerun
         store().delete(run_id)
+        st.toast(f"Deleted run {run_id}.")
     except RunNotFoundError:
         st.session_state["detail-note"] = f"Not deleted: run {run_id} was deleted already (in another tab?)."
     except ChemLMError as exc:
@@ -126,8 +127,9 @@ st.session_state[f"name-{run.id}"] = run.name  # as stored now: another tab may 
 a.text_input("Name", key=f"name-{run.id}", on_change=_rename, args=(run.id, f"name-{run.id}"))
 link(b, "views/predict.py", "Predict with this run", ":material/science:", predict=run.id,
      disabled=run.status != "finished" or not run.model_path or model_kind(run.method) == "backbone")
-c.button("Delete run", disabled=run.status in ("queued", "running"), on_click=_delete, args=(run.id,),
-         help="Its rows and files (and uploads no other run needs); cannot be undone.")
+with c.popover("Delete run", disabled=run.status in ("queued", "running")):  # asked once more: it cannot be undone
+    st.caption(f"Run {run.id}: its rows and files (and uploads no other run needs) go for good.")
+    st.button("Yes, delete it", type="primary", on_click=_delete, args=(run.id,))
 
 epochs_frame = store().epochs(run.id)
 if not epochs_frame.empty:

@@ -598,7 +598,7 @@ def test_deleting_a_stopped_library_prediction_forgets_the_chunks_it_kept(home):
     store.delete(rerun)
     at = _app("views/train.py")
     at.selectbox(key="detail-run").set_value(stopped).run()
-    widget(at, "button", "Delete run").click().run()
+    widget(at, "button", "Yes, delete it").click().run()
     assert not at.exception and store.runs() == [] and not kept.exists()
 
 
@@ -724,10 +724,10 @@ def test_delete_and_rename_act_on_the_run_on_screen_even_when_another_tab_change
     at.text_input(key=f"name-{shown}").set_value("mine").run()  # an edit renames
     assert store.get_run(shown).name == "mine"
     store.delete(shown)  # another tab deletes it: this one still shows it until it reruns
-    widget(at, "button", "Delete run").click().run()
+    widget(at, "button", "Yes, delete it").click().run()
     assert not at.exception and {r.id for r in store.runs()} == {older, newest}  # the newest is not deleted instead
     assert any("Not deleted" in w.value for w in at.warning)
-    widget(at, "button", "Delete run").click().run()  # now the newest is on screen: it goes, as asked
+    widget(at, "button", "Yes, delete it").click().run()  # now the newest is on screen: it goes, as asked
     assert [r.id for r in store.runs()] == [older] and not at.warning
 
 
