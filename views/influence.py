@@ -7,7 +7,7 @@ from chemlm_engine.spec import JobSpec, model_kind
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from chemlm_engine.tables import write_csv
-from views.common import molecule_cards, plain, run_label, store, submit
+from views.common import molecule_cards, plain, pool_problem, run_label, store, submit
 from views.forms import cost_caption, quick_note, quick_toggle
 from views.live import announce, live_jobs, sig3, status_text
 
@@ -65,7 +65,8 @@ with st.expander("Launch an influence job", expanded=not finished or st.session_
         spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
                                   "name": f"influence of {base.id}"})
         cost_caption([spec])
-        if st.button("Launch", type="primary", disabled=not ks) and (queued := submit(spec)):
+        problem = pool_problem(spec, upload is not None)
+        if st.button("Launch", type="primary", disabled=not ks or bool(problem)) and (queued := submit(spec)):
             announce(queued[0], "You queued this run: it runs in the background, and this card follows it.")
 
 live_jobs(("influence",))

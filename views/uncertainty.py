@@ -10,7 +10,7 @@ from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
-from views.common import run_label, store, submit
+from views.common import pool_problem, run_label, store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_note, quick_toggle
 from views.live import announce, live_jobs
 
@@ -63,7 +63,8 @@ with st.expander("Launch an active-learning run",
                        model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                        train=TrainConfig(epochs=epochs, seed=data.split_seed))
         cost_caption([spec])
-    if st.button("Launch", type="primary", disabled=spec is None) and (queued := submit(spec)):
+    problem = pool_problem(spec, upload is not None)
+    if st.button("Launch", type="primary", disabled=spec is None or bool(problem)) and (queued := submit(spec)):
         announce(queued[0], "You queued this run: it runs in the background, and this card follows it.")
 
 live_jobs(ACTIVE)

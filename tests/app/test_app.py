@@ -780,3 +780,21 @@ def test_a_quick_curriculum_pair_says_its_numbers_say_little(home):
         store.finish(run, {"test_r2": 0.1}, None)
     at = _app("views/curriculum.py")
     assert not at.exception and any(i.value.startswith("A quick try") for i in at.info)
+
+
+def test_a_pool_file_the_job_cannot_use_is_said_before_launch(home, finished_run, tmp_path):
+    def form(base_id: str, pool: str) -> None:
+        import streamlit as st
+
+        from chemlm_engine.spec import JobSpec
+        from views.common import pool_problem, store
+
+        spec = JobSpec.from_dict({**store().get_run(base_id).spec, "method": "influence", "options": {"pool": pool}})
+        st.write(f"problem: {pool_problem(spec, uploaded=True)}")
+
+    (tmp_path / "nosmiles.csv").write_text("foo,bar\nA,1\n")
+    (tmp_path / "good.csv").write_text("smiles,logD\nCCO,-0.3\nc1ccccc1O,1.5\n")
+    bad = AppTest.from_function(form, args=(finished_run, str(tmp_path / "nosmiles.csv"))).run()
+    assert "Cannot start" in bad.error[0].value and "no SMILES column" in bad.error[0].value
+    good = AppTest.from_function(form, args=(finished_run, str(tmp_path / "good.csv"))).run()
+    assert not good.error and "problem: None" in good.markdown[0].value
