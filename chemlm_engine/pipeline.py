@@ -2,6 +2,7 @@
 regressor and record it. Methods (``methods/``) compose these; ``jobs`` dispatches to them."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,10 +22,13 @@ from .store import RunStore, Kinds, Tables
 from .inference import predict_values, resolve_precision
 from .training import EpochMetrics, TrainCallbacks, fit, regression_metrics
 
-__all__ = ["SplitData", "load_split_data", "check_job_data", "load_pool", "JobContext", "train_and_evaluate",
+__all__ = ["SplitData", "load_split_data", "check_job_data", "as_recorded", "read_pool", "load_pool", "JobContext", "train_and_evaluate",
            "ProgressFn", "MIN_SPLIT_SIZES"]
 
 ProgressFn = Callable[[float, str], None]
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,6 +66,10 @@ def load_pool(ctx: JobContext, data: SplitData, path: str, labels_required: bool
     """:func:`read_pool`, minus every molecule of the training, validation and test splits (a test molecule must
     never be trained on); records what it dropped."""
     pool, report = read_pool(ctx.spec, path, labels_required)
+    unused = report.invalid + (report.unlabeled if labels_required else [])
+    if unused:  # said where the user looks (a command's stderr); the run's info keeps the whole report
+        log.warning("pool %s: %s; not used: %s", Path(path).name, report.summary(),
+                    ", ".join(f"row {i.row} ({i.reason})" for i in unused[:5]) + (" …" if len(unused) > 5 else ""))
     known = set(data.train.smiles) | set(data.val.smiles) | set(data.test.smiles)
     keep = [i for i, s in enumerate(pool.smiles) if s not in known]
     dropped = {part: len(set(pool.smiles) & set(getattr(data, part).smiles)) for part in ("train", "val", "test")}

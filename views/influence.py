@@ -78,6 +78,8 @@ st.markdown(status_text(run))
 quick_note(run.spec)
 if run.status in ("failed", "diverged"):
     st.error(plain(run.error))
+if report := run.info.get("pool_report"):  # what the pool file gave: no row dropped without a word
+    st.caption(f"Pool file: {report}; {run.info.get('pool_dropped_known', 0)} already in the job's own data.")
 scores = store().molecules(run.id, Kinds.INFLUENCE)
 if scores.empty:
     st.stop()

@@ -123,6 +123,21 @@ def test_influence_job_scores_the_pool_and_runs_the_k_sweep_with_controls(tiny_b
                                                                for k in (8, 48, 48 - n_suspects)}
 
 
+def test_pool_rows_not_used_and_a_k_beyond_the_pool_are_said(tiny_backbone, store, tmp_path, caplog):
+    pool = tmp_path / "mixed.csv"
+    pool.write_text("smiles,logD\nCCCCCCCO,2.1\nOCCCCCO,0.2\nCCCCCCCCN,1.7\nnot a smiles,1.0\nCCCCOC(=O)C,\n")
+    spec = JobSpec(method="influence", data=DataSpec(subset=120),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=8), train=TrainConfig(epochs=1),
+                   options={"pool": str(pool), "solver": "cg", "k": [2, 50]})
+    with caplog.at_level("WARNING"):
+        record = store.get_run(run_job(spec, store))
+    said = caplog.text
+    assert record.status == "finished" and record.metrics["n_pool"] == 3
+    assert "pool mixed.csv" in said and "row 4" in said and "row 5" in said  # 1-based data rows of the file
+    assert "the pool has 3 molecules, so the sweep runs k = 2, 3" in said
+    assert "1 invalid SMILES, 1 unlabeled" in record.info["pool_report"]
+
+
 def test_scope_all_tracks_lora_adapters(tiny_backbone, lipo):
     from chemlm_engine.methods.peft import apply_strategy
     from chemlm_engine.model import count_parameters

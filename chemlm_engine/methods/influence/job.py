@@ -2,6 +2,7 @@
 controls, record everything."""
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,6 +20,8 @@ from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_mo
                      self_influence)
 from .solvers import LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad, norm_drift
 from .tracked import TransformerInfluence
+
+log = logging.getLogger(__name__)
 
 
 def check_pool(spec: JobSpec, data: SplitData, store: RunStore) -> None:
@@ -60,6 +63,9 @@ def run_influence(ctx: JobContext, data: SplitData, opts: InfluenceOptions) -> d
         labels, corrupted = corrupt_labels(pool.labels, opts.corrupt_fraction, seed)
         pool = replace(pool, labels=labels)
     ks = sorted({min(k, len(pool)) for k in opts.k})
+    if max(opts.k) > len(pool):
+        log.warning("k %s: the pool has %d molecules, so the sweep runs k = %s", ", ".join(map(str, opts.k)),
+                    len(pool), ", ".join(map(str, ks)))
     n_fits = 2 + 2 * len(ks)
     span = lambda i: (i / n_fits, (i + 1) / n_fits)  # noqa: E731
 
