@@ -4,6 +4,7 @@ matching seeds with a paired t-test. Nothing is called better from a single run.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -52,8 +53,8 @@ def _label(row: dict) -> str:
 def _setting(column: str, value: object) -> str:
     if column == "options":  # stored as JSON: shown as key=value
         return ", ".join(f"{k}={_short(v)}" for k, v in json.loads(str(value) or "{}").items()) or "default options"
-    if column == "other":
-        return str(value) or "default settings"
+    if column == "other":  # exact where stored (it tells configurations apart); three digits where read
+        return re.sub(r"\d*\.\d{4,}(e-?\d+)?", lambda m: _short(float(m[0])), str(value)) or "default settings"
     return f"{column} {_short(value)}"
 
 
@@ -198,7 +199,7 @@ def reference_choices(table: pd.DataFrame) -> list[str]:
 
 
 def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "test_r2") -> pd.DataFrame:
-    """Per configuration: what sets it apart from the others shown (``differs``), seeds, mean and sample std
+    """Per configuration: what sets it apart from the reference (``differs``), seeds, mean and sample std
     (undefined with one seed) of every metric, and the paired Δ ``metric`` to ``reference`` (default: the first of
     :func:`reference_choices`) with its CI, p and verdict."""
     if table.empty:
@@ -210,13 +211,16 @@ def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "
     for m in METRICS:
         out[m] = grouped[m].mean()
         out[f"{m}_std"] = grouped[m].std(ddof=1)
+    configs = set(out.index)
+    base = reference if reference is not None and reference in configs else reference_choices(table)[0]
     varying = [c for c in CONFIG_COLUMNS if c in table and table[c].astype(str).nunique() > 1]
     settings = grouped[varying].first() if varying else None
-    out["differs"] = ["" if settings is None else " · ".join(_setting(c, settings.loc[config, c]) for c in varying)
-                      for config in out.index]  # only what tells the configurations on show apart
+    # what sets each configuration apart from the reference (a search's many trials would otherwise each spell out
+    # every setting that varies anywhere)
+    out["differs"] = ["" if settings is None else "the reference" if config == base else " · ".join(
+        _setting(c, settings.loc[config, c]) for c in varying
+        if str(settings.loc[config, c]) != str(settings.loc[base, c])) for config in out.index]
     out = out.reset_index().sort_values(["seeds", metric], ascending=False, kind="stable").reset_index(drop=True)
-    configs = set(out["config"])
-    base = reference if reference is not None and reference in configs else reference_choices(table)[0]
     deltas = [paired_delta(table, c, base, metric) if c != base else
               {"pairs": 0, "delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
               for c in out["config"]]

@@ -32,14 +32,19 @@ def test_runs_on_other_molecules_are_never_paired_with_the_reference():
     assert summarize(table, reference="all").set_index("config").loc["subset", "pairs"] == 3
 
 
-def test_what_tells_configurations_apart_is_written_as_a_chart_reads_it():
-    """A search's trials differ in learning rates like 0.00042319495174775315: labels keep three digits."""
-    table = _table([("a", "baseline", 0), ("b", "baseline", 0)])
-    table["learning_rate"] = [0.00042319495174775315, 1e-4]
-    table["options"] = ['{"dropout": 0.123456789}', '{}']
-    differs = summarize(table).set_index("config")["differs"]
+def test_what_sets_a_configuration_apart_from_the_reference_is_written_as_a_chart_reads_it():
+    """A search's trials differ in learning rates like 0.00042319495174775315: labels keep three digits, and name
+    only what differs from the reference (not every setting that varies among the trials)."""
+    table = _table([("a", "baseline", 0), ("b", "baseline", 0), ("c", "baseline", 0)])
+    table["learning_rate"] = [0.00042319495174775315, 1e-4, 1e-4]
+    table["options"] = ['{"dropout": 0.123456789}', '{}', '{}']
+    table["other"] = ["", "", "pooling=cls, dropout=0.2164465020582245"]
+    differs = summarize(table, reference="b").set_index("config")["differs"]
     assert differs["a"] == "learning_rate 0.000423 · dropout=0.123"
-    assert differs["b"] == "learning_rate 0.0001 · default options"
+    assert differs["b"] == "the reference"
+    assert differs["c"] == "pooling=cls, dropout=0.216"
+    against_a = summarize(table, reference="a").set_index("config")["differs"]
+    assert against_a["b"] == "learning_rate 0.0001 · default options"
 
 
 def test_two_backbone_folders_of_the_same_name_are_two_configurations(tmp_path):
