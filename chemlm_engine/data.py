@@ -307,10 +307,15 @@ def make_split(data: MoleculeData, kind: str = "random", fractions: tuple[float,
 
 
 def length_bins(smiles: Sequence[str], n_bins: int = 20) -> pd.DataFrame:
-    """Equal-width SMILES-length bins: bin range, frequency and cumulative frequency."""
+    """At most ``n_bins`` equal-width SMILES-length bins of whole characters (a bin holds the lengths ``bin_start``
+    to ``bin_end``, both included): frequency and cumulative frequency."""
     lengths = np.array([len(s) for s in smiles])
-    counts, edges = np.histogram(lengths, bins=n_bins)
-    return pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "frequency": counts,
+    width = max(1, -(-(int(lengths.max()) - int(lengths.min()) + 1) // n_bins))
+    edges = int(lengths.min()) + width * np.arange(n_bins + 1)
+    counts, _ = np.histogram(lengths, bins=edges)
+    used = int(np.flatnonzero(counts).max()) + 1  # no empty bins after the longest molecule
+    counts, edges = counts[:used], edges[:used + 1]
+    return pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:] - 1, "frequency": counts,
                          "cumulative_frequency": np.cumsum(counts)})
 
 

@@ -41,7 +41,7 @@ results, plan_tab = st.tabs(["Curriculum vs baseline", "SMILES length and pacing
 with plan_tab:
     everything = splits.train.smiles + splits.val.smiles + splits.test.smiles
     bins = length_bins(everything, 20)
-    bins["bin"] = [f"{a:.0f}–{b:.0f}" for a, b in zip(bins.bin_start, bins.bin_end)]
+    bins["bin"] = [f"{a}–{b}" for a, b in zip(bins.bin_start, bins.bin_end)]
     a, b = st.columns([3, 2])
     a.plotly_chart(px.bar(bins, x="bin", y="frequency", title=f"{len(everything)} molecules, 20 equal-width bins"))
     b.dataframe(bins[["bin", "frequency", "cumulative_frequency"]], hide_index=True, height=420)
