@@ -16,7 +16,7 @@ from chemlm_engine.store import RunRecord
 from chemlm_engine.filekinds import is_sd_file, saved_suffix
 from chemlm_engine.tables import write_csv
 from views.common import model_choices, run_label, store, submit, warm_explanations
-from views.forms import NAME_COLUMNS
+from views.uploads import name_column
 from views.kept import kept
 from views.live import announce, live_jobs
 from views.why import domain_flags, why_this_prediction
@@ -142,7 +142,7 @@ def _browse(run: RunRecord, output: Path) -> None:
     own = list(shown.columns[2:results])
     known = shown["in_domain"] if "in_domain" in shown else pd.Series(None, index=shown.index, dtype=object)
     shown["domain"] = domain_flags(known)
-    name = next((c for c in own if c.strip().lower() in NAME_COLUMNS), None)  # the file's name or ID column
+    name = name_column(list(own))  # the file's name or ID column
     # as in the page's own results: what a chemist reads first, then the file's other columns (its SMILES among them)
     columns = ["row", "structure", name, "prediction", "uncertainty", "interval_low", "interval_high", "domain",
                "similarity", *own, "warnings"]

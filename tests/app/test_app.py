@@ -481,7 +481,7 @@ def _upload(data: bytes, name: str) -> io.BytesIO:
 
 
 def test_an_upload_too_big_for_the_page_offers_the_background_job_and_the_library_command():
-    from views.forms import PAGE_ROWS, upload_too_big
+    from views.uploads import PAGE_ROWS, upload_too_big
 
     small = b"smiles\n" + b"CCO\n" * PAGE_ROWS
     assert upload_too_big(_upload(small, "small.csv")) is None
@@ -500,7 +500,7 @@ def _pickers(header: bytes, value: str = "label") -> AppTest:
     def form(header: bytes, value: str) -> None:
         import io
 
-        from views.forms import column_pickers
+        from views.uploads import column_pickers
 
         upload = io.BytesIO(header + b"\n")
         upload.name = "mine.csv"
@@ -744,10 +744,14 @@ def test_a_run_whose_cli_process_died_is_shown_interrupted_not_running_forever(h
 
 
 def test_upload_columns_named_as_chemists_write_them_are_preselected():
-    from views.forms import MEASURED_COLUMNS, NAME_COLUMNS, SMILES_COLUMNS, _index
+    from views.uploads import MEASURED_COLUMNS, NAME_COLUMNS, SMILES_COLUMNS, _index, name_column
 
     columns = ["(none)", "Smiles", "Compound ID", "Measured logD", "Project"]
     assert [_index(columns, known) for known in (SMILES_COLUMNS, NAME_COLUMNS, MEASURED_COLUMNS)] == [1, 2, 3]
+    # no known name: a column named like an ID (a vendor's) names the molecules; a word that ends in "id" does not
+    assert name_column(["smiles", "acid", "vendor_id", "logD"]) == "vendor_id"
+    assert name_column(["SMILES", "Catalog ID"]) == "Catalog ID" and name_column(["smiles", "acid", "y"]) is None
+    assert name_column(["ID", "vendor_id"]) == "ID"
 
 
 def test_compare_and_curriculum_keep_their_choices_across_a_visit_to_another_page(home):
