@@ -22,8 +22,8 @@ from .store import RunStore, Kinds, Tables
 from .inference import predict_values, resolve_precision
 from .training import EpochMetrics, TrainCallbacks, fit, regression_metrics
 
-__all__ = ["SplitData", "load_split_data", "check_job_data", "as_recorded", "read_pool", "load_pool", "JobContext", "train_and_evaluate",
-           "ProgressFn", "MIN_SPLIT_SIZES"]
+__all__ = ["SplitData", "load_split_data", "check_job_data", "as_recorded", "read_pool", "load_pool", "JobContext",
+           "train_and_evaluate", "ProgressFn", "MIN_SPLIT_SIZES"]
 
 ProgressFn = Callable[[float, str], None]
 

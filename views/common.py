@@ -140,15 +140,6 @@ def job_problem(spec_json: str) -> str | None:
     return _check(spec_json)[1]
 
 
-def pool_problem(spec: JobSpec | None, uploaded: bool) -> str | None:
-    """Why a job cannot use the pool file just uploaded (no SMILES or label column, no molecule, …), said on the
-    page before Launch; ``None`` when it can, or when nothing was uploaded."""
-    problem = job_problem(spec.to_json()) if spec is not None and uploaded else None
-    if problem:
-        st.error(f"Cannot start: {plain(problem)}")
-    return problem
-
-
 @st.cache_resource(max_entries=8)
 def training_reference(folder: str) -> TrainingReference | None:
     """The training molecules saved with a model folder, with their fingerprints (None when it has none)."""

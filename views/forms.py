@@ -10,7 +10,7 @@ from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import read_csv
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
-from views.common import plain, run_label, store
+from views.common import job_problem, plain, run_label, store
 from views.kept import kept
 from views.uploads import column_pickers
 
@@ -108,3 +108,12 @@ def launch_form():
     with right:
         backbone, trust = backbone_picker()
     return quick, data, backbone, trust, right
+
+
+def pool_problem(spec: JobSpec | None, uploaded: bool) -> str | None:
+    """Why a job cannot use the pool file just uploaded (no SMILES or label column, no molecule, …), said on the
+    page before Launch; ``None`` when it can, or when nothing was uploaded."""
+    problem = job_problem(spec.to_json()) if spec is not None and uploaded else None
+    if problem:
+        st.error(f"Cannot start: {plain(problem)}")
+    return problem

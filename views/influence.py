@@ -7,8 +7,8 @@ from chemlm_engine.spec import JobSpec, model_kind
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from chemlm_engine.tables import write_csv
-from views.common import molecule_cards, plain, pool_problem, run_label, store, submit
-from views.forms import cost_caption, quick_note, quick_toggle
+from views.common import molecule_cards, plain, run_label, store, submit
+from views.forms import cost_caption, pool_problem, quick_note, quick_toggle
 from views.live import announce, live_jobs, sig3, status_text
 
 DRIFT_LIMIT = 0.05  # LiSSA's estimate still moving by more than this over its last steps: not settled

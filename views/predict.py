@@ -108,7 +108,8 @@ cols[3].metric("Median logD", fmt3(ok["prediction"].median()) if len(ok) else "â
 notes = [f"{n:,} molecule{'s' * (n > 1)} {what}" for n, what in (
     (int(ok["warnings"].notna().sum()),
      "with a warning: read in part, or too large for some descriptors (the warnings column)"),
-    (int(ok["standardization"].notna().sum()), "standardised as the training data was (what changed: the standardization column)")) if n]
+    (int(ok["standardization"].notna().sum()),
+     "standardised as the training data was (what changed: the standardization column)")) if n]
 if notes:
     st.info("; ".join(notes) + ".")
 ok["domain"] = domain_flags(ok["in_domain"])

@@ -10,8 +10,9 @@ from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
-from views.common import pool_problem, run_label, store, submit
-from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_note, quick_toggle
+from views.common import run_label, store, submit
+from views.forms import (backbone_picker, cost_caption, data_form, epochs_input, pool_problem, quick_note,
+                         quick_toggle)
 from views.live import announce, live_jobs
 
 ACTIVE = tuple(m for m, entry in METHODS.items() if issubclass(entry.options, UncertaintyOptions))

@@ -791,7 +791,8 @@ def test_a_pool_file_the_job_cannot_use_is_said_before_launch(home, finished_run
         import streamlit as st
 
         from chemlm_engine.spec import JobSpec
-        from views.common import pool_problem, store
+        from views.common import store
+        from views.forms import pool_problem
 
         spec = JobSpec.from_dict({**store().get_run(base_id).spec, "method": "influence", "options": {"pool": pool}})
         st.write(f"problem: {pool_problem(spec, uploaded=True)}")

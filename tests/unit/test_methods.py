@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from chemlm_engine.spec import (METHODS, DataSpec, InfluenceOptions, JobSpec, LoraOptions, ModelSpec, UncertaintyOptions,
-                                parse_options)
+from chemlm_engine.spec import (METHODS, DataSpec, InfluenceOptions, JobSpec, LoraOptions, ModelSpec,
+                                UncertaintyOptions, parse_options)
 from chemlm_engine.errors import ConfigError
 
 
