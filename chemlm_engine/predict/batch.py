@@ -15,7 +15,7 @@ from .ensemble import Ensemble
 from ..errors import DataError
 from ..inference import mc_dropout, predict_values
 from ..model import RegressionModel
-from ..molecules import carbon_free, split_smiles_line
+from ..molecules import carbon_free, one_enantiomer, split_smiles_line
 from ..guard import prepare_all
 from ..tables import numbers, pick_column, read_table
 from ..training import regression_metrics
@@ -115,8 +115,10 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
     if canonical:
         frame.loc[valid, "warnings"] = molecule_warnings(model, canonical, [sizes[i] for i in valid])
     ensemble = isinstance(model, Ensemble)
-    # A molecule listed twice (or as two salts of one parent) is predicted once, and its rows agree.
-    unique = list(dict.fromkeys(canonical))
+    # A molecule listed twice (or as two salts of one parent, or as either enantiomer) is predicted once, and its
+    # rows agree.
+    read_as = {text: one_enantiomer(text) for text in set(canonical)}
+    unique = list(dict.fromkeys(read_as[text] for text in canonical))
     mean, std = np.zeros(len(unique)), np.full(len(unique), np.nan)
     chunk = max(16, min(_CHUNK, -(-len(unique) // 10)))  # a small batch still counts up in ~10 steps
     if progress is not None:
@@ -136,7 +138,7 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
         if progress is not None:
             progress(min(start + chunk, len(unique)), len(unique))
     position = {text: i for i, text in enumerate(unique)}
-    back = [position[text] for text in canonical]
+    back = [position[read_as[text]] for text in canonical]
     mean, std = mean[back], std[back]
     frame.loc[valid, "prediction"] = mean
     if ensemble or mc_passes > 1:

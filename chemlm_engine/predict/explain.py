@@ -42,6 +42,7 @@ from .ensemble import Ensemble
 from .trees import Trees
 from ..inference import last_layer_inputs, predict_values
 from ..model import RegressionModel, content_digest
+from ..molecules import one_enantiomer
 from ..depict import placeholder_png, too_large_to_draw
 from ..errors import OutputError
 from ..tables import written_aside
@@ -271,6 +272,7 @@ class Explanation:
 
 def _prediction(predictor: RegressionModel | Ensemble, smiles: str) -> float:
     """The number prediction gives for this (canonical) SMILES, so that "Why?" never shows another one."""
+    smiles = one_enantiomer(smiles)  # as prediction reads it
     if isinstance(predictor, Ensemble):
         return float(predictor.predict([smiles])[0][0])
     return float(predict_values(predictor, [smiles])[0])

@@ -90,6 +90,8 @@ def test_explain_gives_the_atom_map_and_the_training_table(trained):
     # the number prediction gives, in its own precision (the attributions run in fp32): "Why?" never shows another
     assert result.prediction == predict_smiles(model, ["CCOc1ccccc1"])["prediction"][0]
     assert result.training["contribution"].abs().is_monotonic_decreasing
+    for chiral in ("C[C@H](N)C(=O)O", "C[C@@H](N)C(=O)O"):  # either enantiomer, as prediction reads it
+        assert explain(model, folder, chiral).prediction == predict_smiles(model, [chiral])["prediction"][0]
 
 
 def test_the_explain_command_writes_a_csv_and_a_png(trained, tmp_path):

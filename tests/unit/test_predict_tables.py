@@ -97,3 +97,25 @@ def test_a_damaged_fingerprint_cache_is_rebuilt_never_trusted(tmp_path, tamper):
     assert TrainingReference.load(tmp_path).fingerprints == domain.fingerprints(smiles)
     with np.load(path) as rebuilt:  # and the file is whole again
         assert np.array_equal(rebuilt["bits"], bits) and rebuilt["checksum"] == checksum
+
+
+def test_enantiomers_are_read_as_one_molecule_diastereomers_as_two():
+    from chemlm_engine.molecules import canonicalize, one_enantiomer
+
+    s, r = canonicalize("C[C@H](N)C(=O)O"), canonicalize("C[C@@H](N)C(=O)O")
+    assert one_enantiomer(s) == one_enantiomer(r) in (s, r)
+    threonines = [canonicalize(t) for t in ("C[C@@H](O)[C@H](N)C(=O)O", "C[C@H](O)[C@H](N)C(=O)O")]
+    assert len({one_enantiomer(t) for t in threonines}) == 2  # diastereomers: their logD may differ
+    meso = canonicalize("O[C@H](C(=O)O)[C@@H](O)C(=O)O")  # meso-tartaric acid is its own mirror image
+    assert one_enantiomer(meso) == meso and one_enantiomer("CCO") == "CCO"
+
+
+def test_both_enantiomers_get_one_prediction_and_keep_their_own_smiles(regressor_dir):
+    from chemlm_engine.predict import load_predictor, predict_smiles
+
+    model = load_predictor(regressor_dir, "cpu")
+    model.inference_precision = "fp32"
+    frame = predict_smiles(model, ["C[C@H](N)C(=O)O", "CCO", "C[C@@H](N)C(=O)O", "C(C)(N)C(=O)O"])
+    assert frame.loc[0, "prediction"] == frame.loc[2, "prediction"]
+    assert frame.loc[0, "canonical_smiles"] != frame.loc[2, "canonical_smiles"]  # the rows say what was asked
+    assert frame.loc[3, "prediction"] != frame.loc[0, "prediction"]  # no stereo marks: another input to the model
