@@ -204,7 +204,7 @@ def _check_output_kind(output: Path, library: bool) -> None:
 
 def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
                      address: str | None, workers: int, trust_remote_code: bool) -> None:
-    from .library import library_rows, parts_of, parts_rows, predict_library, predict_library_ray
+    from .library import CHUNK_ROWS, library_rows, parts_of, parts_rows, predict_library, predict_library_ray
 
     if output is None:
         from .errors import OutputError
@@ -226,8 +226,10 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
         except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on, not a traceback
             bar.close()  # counted on disk: Ctrl-C may land between a part's write and the bar's update
             kept = parts_of(output)
-            typer.echo(f"interrupted: {parts_rows(kept):,} of {library_rows(source):,} rows written (kept in "
-                       f"{kept.name}/); the same command resumes after them", err=True)
+            written = parts_rows(kept)
+            typer.echo(f"interrupted: {written:,} of {library_rows(source):,} rows written" + (
+                f" (kept in {kept.name}/); the same command resumes after them" if written else
+                f" (rows are kept a chunk of {CHUNK_ROWS:,} at a time): the same command starts again"), err=True)
             raise typer.Exit(130) from None
         finally:  # an error (an unreadable file) is then said on a line of its own
             bar.close()

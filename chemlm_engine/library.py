@@ -32,7 +32,7 @@ from .tables import columns_of, count_rows, iter_table, pick_column, written_asi
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
            "smiles_column_of", "library_rows", "parts_of", "parts_rows", "job_parts", "kept_rows", "active_twin",
-           "discard_kept", "annotated_library"]
+           "discard_kept", "annotated_library", "CHUNK_ROWS"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ _PROBLEM_COLUMN = "__row_problem__"
 # Ray Data writes several Parquet files that readers may list in any order: every output row carries its
 # 1-based input row number, so the input order can always be restored.
 INPUT_ROW = "input_row"
+CHUNK_ROWS = 4096  # rows predicted and written at a time: the steps of progress, resume and memory
 
 
 def _return_freed_memory() -> None:
@@ -180,7 +181,7 @@ def _parts_folder(folder: Path, manifest: dict) -> tuple[Path, int]:
 
 
 def predict_library(model_dir: str | Path, source: str | Path, output: str | Path, smiles_column: str | None = None,
-                    chunk_rows: int = 4096, progress: Callable[[int, int], None] | None = None,
+                    chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int], None] | None = None,
                     trust_remote_code: bool = False, parts: Path | None = None) -> LibrarySummary:
     """Predict every row of ``source`` chunk by chunk into one Parquet file; ``progress(rows_done, rows_total)``
     at the start and as each chunk goes on. Each finished chunk is kept (in ``parts``, by default

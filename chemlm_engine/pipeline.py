@@ -66,7 +66,7 @@ def load_pool(ctx: JobContext, data: SplitData, path: str, labels_required: bool
     """:func:`read_pool`, minus every molecule of the training, validation and test splits (a test molecule must
     never be trained on); records what it dropped."""
     pool, report = read_pool(ctx.spec, path, labels_required)
-    unused = report.invalid + (report.unlabeled if labels_required else [])
+    unused = sorted(report.invalid + (report.unlabeled if labels_required else []), key=lambda issue: issue.row)
     if unused:  # said where the user looks (a command's stderr); the run's info keeps the whole report
         log.warning("pool %s: %s; not used: %s", Path(path).name, report.summary(),
                     ", ".join(f"row {i.row} ({i.reason})" for i in unused[:5]) + (" …" if len(unused) > 5 else ""))

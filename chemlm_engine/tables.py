@@ -316,7 +316,7 @@ def pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence
         raise DataError(f"no {what} column found: the first line ({', '.join(columns)}) is a molecule, not a header; "
                         f"add a header line (e.g. smiles,name) or give a SMILES file the extension .smi")
     raise DataError(f"no {what} column found (looked for {', '.join(candidates)}); columns are {list(columns)}: "
-                    "name it explicitly")
+                    f"name the column {candidates[0]}, or name yours where the command asks (--{what.lower()}-column)")
 
 
 _DECIMAL_COMMA = r"^\s*[+-]?\d*,\d+\s*$"

@@ -1,6 +1,7 @@
 """Active learning: MC-dropout uncertainty sampling and ISAL (expected influence), with a random control."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 
@@ -17,6 +18,8 @@ from ..store import Kinds, RunStore
 from ..spec import IsalOptions, JobSpec, UncertaintyOptions
 from .influence.isal import expected_influence
 from .selection import select_random, select_top
+
+log = logging.getLogger(__name__)
 
 __all__ = ["mc_dropout", "run_active_learning"]
 
@@ -96,6 +99,12 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
     ctx.store.set_info(ctx.run_id, pool_molecules=len(pool), pool_labelled=not candidates)
     if len(pool) == 0:
         raise DataError("the acquisition pool is empty")
+    if candidates:  # one blank label decides how the whole pool is used: say so
+        log.warning("pool: %d of %d molecules have no label, so the pool is your candidates: ranked once, by a model "
+                    "trained on the whole training split (label every molecule to simulate acquisition)",
+                    int(np.isnan(pool.labels).sum()), len(pool))
+    if not sweep and opts.acquire > len(pool):
+        log.warning("acquire %d: the pool has %d molecules, so %d are acquired", opts.acquire, len(pool), len(pool))
     n_fits = 1 if candidates else opts.fits()
     span = lambda k: (k / n_fits, (k + 1) / n_fits)  # noqa: E731 - progress share of the k-th fit
 

@@ -237,6 +237,23 @@ def test_ctrl_c_between_a_written_part_and_the_progress_bar_still_counts_that_pa
     result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "--input", str(source),
                                  "--output", str(output)])
     assert result.exit_code == 130 and "interrupted: 3 of 3 rows written" in result.stderr, result.stderr
+    assert "the same command resumes after them" in result.stderr
+
+
+def test_ctrl_c_before_the_first_chunk_is_written_says_the_command_starts_again(regressor_dir, tmp_path, monkeypatch):
+    from chemlm_engine import library
+
+    source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
+    pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "CC(=O)O"]}).to_csv(source, index=False)
+
+    def interrupted_while_predicting(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(library, "predict_frame", interrupted_while_predicting)
+    result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "--input", str(source),
+                                 "--output", str(output)])
+    assert result.exit_code == 130 and "interrupted: 0 of 3 rows written" in result.stderr, result.stderr
+    assert "a chunk of 4,096 at a time): the same command starts again" in result.stderr
 
 
 def test_runs_list_shows_a_library_prediction_without_a_recipe_and_survives_an_unreadable_spec(tmp_path, monkeypatch):

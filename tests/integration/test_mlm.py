@@ -118,6 +118,18 @@ def test_pretokenised_batches_equal_tokenised_ones(lipo):
     assert masked.any() and not masked[direct["attention_mask"] == 0].any()  # padding is never a target
 
 
+def test_a_corpus_with_nothing_left_after_the_task_molecules_is_a_clear_error(lipo):
+    from chemlm_engine.errors import DataError
+    from chemlm_engine.methods.pretrain.corpus import MoleculeStream
+
+    task = set(lipo.smiles[:40])  # e.g. a corpus cut from the fine-tuning data itself
+    with pytest.raises(DataError, match="no molecule to pretrain on"):
+        MoleculeStream(prepare_corpus(lipo.smiles[:40], exclude=task, workers=1), seed=0)
+    raw = MoleculeStream(list(lipo.smiles[:40]) + ["not a smiles"], seed=0, exclude=task)
+    with pytest.raises(DataError, match="no molecule to pretrain on"):  # streamed: no endless search
+        raw.take(8)
+
+
 def test_pretraining_on_a_prepared_corpus_learns(lipo, tmp_path):
     corpus = prepare_corpus(lipo.smiles[:200], workers=1)
     steps = []

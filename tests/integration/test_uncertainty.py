@@ -118,15 +118,17 @@ def test_isal_sweep_runs_isal_uncertainty_and_random_on_the_same_initial_model(t
 
 
 def test_isal_ranks_a_chemists_unlabelled_pool_once_with_a_model_of_all_the_training_split(tiny_backbone, store,
-                                                                                         tmp_path, lipo):
+                                                                                         tmp_path, lipo, caplog):
     candidates = tmp_path / "candidates.csv"
     candidates.write_text("smiles\n" + "\n".join(lipo.smiles[:25] + ["not a smiles"]) + "\n")  # no label column
     spec = JobSpec(method="isal", data=DataSpec(subset=150),
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16, dropout=0.2),
                    train=TrainConfig(epochs=1, batch_size=16),
                    options={"pool": str(candidates), "acquire": 10, "passes": 4})
-    record = store.get_run(run_job(spec, store))
+    with caplog.at_level("WARNING"):
+        record = store.get_run(run_job(spec, store))
     assert record.status == "finished", record.error
+    assert "have no label, so the pool is your candidates: ranked once" in caplog.text  # said, not silently
     assert record.metrics["n_labelled"] == 120  # every labelled training molecule, nothing acquired into it
     assert record.info["pool_labelled"] is False
     assert record.info["pool_molecules"] + record.info["pool_dropped_known"] == 25  # those of the splits dropped

@@ -39,8 +39,8 @@ def _evaluations(folder: Path, final: dict[str, float], steps: int) -> str:
 
 def write_model_card(folder: str | Path, spec: JobSpec, opts: PretrainOptions, result: PretrainResult,
                      corpus: Sequence[str], task: Sequence[str], task_name: str, tokenizer) -> Path:
-    """Write ``MODEL_CARD.md`` and the job's spec (``pretrain_spec.json``: ``chemlm train --spec`` trains the
-    same model again) into the pretrained model's ``folder``; ``corpus`` as trained on, ``task`` the molecules
+    """Write ``MODEL_CARD.md`` and the job's spec (``pretrain_spec.json``: ``chemlm train --spec`` continues it in
+    its folder; a copy with another ``output`` trains it anew) into the pretrained model's ``folder``; ``corpus`` as trained on, ``task`` the molecules
     left out of it (the fine-tuning data, ``task_name``)."""
     folder = Path(folder)
     (folder / SPEC).write_text(spec.to_json())
@@ -81,7 +81,8 @@ left out as {task_name} molecules: {result.excluded:,} |
 
 ## Reproduce
 
-`chemlm train --spec {SPEC}` (this folder's copy of the job's spec; it resumes from `checkpoint/` if one is left).
+`chemlm train --spec {SPEC}` (this folder's copy of the job's spec) continues this model here, from `checkpoint/`;
+to train it anew, set `options.output` in a copy of the spec to a new folder.
 """
     (folder / CARD).write_text(card)
     return folder / CARD

@@ -15,6 +15,7 @@ from rdkit.Chem import Crippen, Descriptors, Lipinski, rdMolDescriptors
 from sklearn.preprocessing import StandardScaler
 
 from ...descriptors import DESCRIPTOR_NAMES, describe_mol
+from ...errors import DataError
 from ...ionisation import count_ionisable
 
 
@@ -167,6 +168,9 @@ class MoleculeStream:
             self.excluded, self.invalid = corpus.excluded, corpus.invalid
         else:
             self.smiles = corpus
+        if not len(self.smiles):
+            raise DataError(f"no molecule to pretrain on: the corpus is empty after {self.invalid:,} invalid SMILES and "
+                            f"{self.excluded:,} of the fine-tuning data's molecules (always left out) were removed")
         self.order = np.random.default_rng(seed).permutation(len(self.smiles))
         self.exclude = exclude or set()
         self.cursor = 0
@@ -182,6 +186,9 @@ class MoleculeStream:
         desc: list[np.ndarray] = []
         with rdBase.BlockLogs():
             while len(out) < n:
+                if not out and self.cursor >= len(self.order) and self.invalid + self.excluded >= self.cursor:
+                    raise DataError("no molecule to pretrain on: every SMILES of the corpus is invalid or one of the "
+                                    "fine-tuning data's molecules (always left out)")
                 described = _describe(self.smiles[self.order[self.cursor % len(self.order)]], self.targets)
                 self.cursor += 1
                 if described is None:
