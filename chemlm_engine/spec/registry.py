@@ -69,7 +69,8 @@ METHODS: dict[str, Method] = {
     "search": Method("hyperparameter search (Ray Tune, ASHA, validation split)", SearchOptions,
                      "chemlm_engine.tune:run_search_job", model="scores"),
     "pretrain": Method("pretraining a new backbone (masked LM + descriptors)", PretrainOptions,
-                       "chemlm_engine.methods.pretrain.job:run_pretraining", model="backbone"),
+                       "chemlm_engine.methods.pretrain.job:run_pretraining", model="backbone",
+                       check="chemlm_engine.methods.pretrain.job:check_corpus"),
     "predict": Method("library prediction (streamed to Parquet)", PredictOptions,
                       "chemlm_engine.library:run_library_job", model="predictions", needs_data=False),
 }

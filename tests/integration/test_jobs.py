@@ -106,6 +106,10 @@ def test_a_pool_or_start_the_method_cannot_use_is_refused_before_a_run_is_record
             run_job(spec, store)
         with pytest.raises(DataError):
             JobManager(store).submit(spec)
+    (tmp_path / "corpus.csv").write_text("name,value\nA,1\n")
+    for corpus in ("missing.csv", "corpus.csv"):  # a pretraining's corpus: none, or without a SMILES column
+        with pytest.raises(DataError):
+            run_job(JobSpec(method="pretrain", options={"corpus": str(tmp_path / corpus), "max_steps": 1}), store)
     start = replace(_spec(tiny_backbone, epochs=1, subset=50), method="isal", options={"initial_size": 100_000})
     with pytest.raises(DataError, match="initial_size"):
         run_job(start, store)

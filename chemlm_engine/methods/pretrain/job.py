@@ -7,14 +7,22 @@ from transformers import AutoTokenizer
 
 from ...data import SMILES_COLUMNS
 from ...pipeline import JobContext, SplitData
-from ...store import Tables
-from ...tables import pick_column, read_table
+from ...errors import DataError
+from ...store import RunStore, Tables
+from ...tables import columns_of, pick_column, read_table
 from .card import write_model_card
 from .corpus import PreparedCorpus, load_moses_smiles, prepare_corpus
 from .trainer import pretrain
-from ...spec import DataSpec, PretrainOptions
+from ...spec import DataSpec, JobSpec, PretrainOptions
 
 __all__ = ["run_pretraining"]
+
+
+def check_corpus(spec: JobSpec, data: SplitData, store: RunStore) -> None:
+    """Before a run: a corpus file, if one is named, can be read and has a SMILES column."""
+    opts = spec.options_of(PretrainOptions)
+    if opts.corpus:
+        pick_column(columns_of(opts.corpus), None, SMILES_COLUMNS, "SMILES")
 
 
 def _corpus(path: str | None) -> list[str]:
@@ -38,6 +46,9 @@ def run_pretraining(ctx: JobContext, data: SplitData, opts: PretrainOptions) -> 
         ctx.progress(0.0, "preparing the corpus (canonical SMILES and descriptors, once)", force=True)
         prepared = prepare_corpus(_corpus(opts.corpus), exclude=set(task), workers=opts.workers,
                                   targets=opts.descriptor_targets)
+        if not prepared.smiles:  # before anything is written
+            raise DataError(f"no molecule to pretrain on: of the corpus, {prepared.invalid:,} SMILES are invalid and "
+                            f"{prepared.excluded:,} are the fine-tuning data's molecules (always left out)")
         output.mkdir(parents=True, exist_ok=True)
         prepared.save(cache)
     ctx.store.set_info(ctx.run_id, corpus_molecules=len(prepared.smiles), corpus_excluded=prepared.excluded,
