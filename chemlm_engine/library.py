@@ -275,10 +275,12 @@ def active_twin(runs: list[RunRecord], options: dict) -> RunRecord | None:
 
 
 def discard_kept(store: RunStore, run: RunRecord) -> None:
-    """Forget what a stopped library job kept for a later one (its user deletes it), unless a job with its options
-    is queued or running and writing there."""
+    """Forget what a stopped library job kept for a later one (its user deletes it), unless another unfinished job
+    with its options (queued, running, or stopped too: its rows may be among those kept) is still listed."""
     options = run.spec.get("options", {})
-    if run.method == "predict" and run.status != "finished" and active_twin(store.runs(), options) is None:
+    others = [r for r in store.runs() if r.id != run.id and r.method == "predict" and r.status != "finished"
+              and r.spec.get("options") == options]
+    if run.method == "predict" and run.status != "finished" and not others:
         shutil.rmtree(job_parts(store, options), ignore_errors=True)
 
 

@@ -89,6 +89,7 @@ def _delete(run_id: str) -> None:
         discard_kept(store(), run)  # a stopped library prediction's finished chunks, kept for a rerun
         store().delete(run_id)
         st.toast(f"Deleted run {run_id}.")
+        st.session_state["detail-note"] = None
     except RunNotFoundError:
         st.session_state["detail-note"] = f"Not deleted: run {run_id} was deleted already (in another tab?)."
     except ChemLMError as exc:
@@ -108,6 +109,7 @@ st.subheader("Run detail")
 labels = {r.id: f"{run_label(r)} · {status_words(r)}" for r in runs}
 if (gone := st.session_state.get("detail-shown")) is not None and gone not in labels:
     st.session_state["detail-note"] = f"Run {gone}, shown here before, was deleted elsewhere."
+deleting = "detail-note" in st.session_state  # a Delete was just clicked: the run shown now is another one
 if note := st.session_state.pop("detail-note", None):
     st.warning(plain(note))
 run = store().get_run(st.selectbox("Run", list(labels), format_func=labels.get, key="detail-run"))
@@ -127,7 +129,8 @@ st.session_state[f"name-{run.id}"] = run.name  # as stored now: another tab may 
 a.text_input("Name", key=f"name-{run.id}", on_change=_rename, args=(run.id, f"name-{run.id}"))
 link(b, "views/predict.py", "Predict with this run", ":material/science:", predict=run.id,
      disabled=run.status != "finished" or not run.model_path or model_kind(run.method) == "backbone")
-with c.popover("Delete run", disabled=run.status in ("queued", "running")):  # asked once more: it cannot be undone
+# asked once more (it cannot be undone), and closed after a Delete: an open one would offer the next run at one click
+with c.popover("Delete run", disabled=run.status in ("queued", "running") or deleting):
     st.caption(f"Run {run.id}: its rows and files (and uploads no other run needs) go for good.")
     st.button("Yes, delete it", type="primary", on_click=_delete, args=(run.id,))
 

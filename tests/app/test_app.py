@@ -595,6 +595,8 @@ def test_deleting_a_stopped_library_prediction_forgets_the_chunks_it_kept(home):
     discard_kept(store, store.get_run(stopped))
     assert kept.exists()  # a queued (or running) job with the same options continues from them
     store.cancel(rerun)
+    discard_kept(store, store.get_run(stopped))
+    assert kept.exists()  # the later run stopped too: its rows may be among those kept
     store.delete(rerun)
     at = _app("views/train.py")
     at.selectbox(key="detail-run").set_value(stopped).run()
@@ -727,8 +729,15 @@ def test_delete_and_rename_act_on_the_run_on_screen_even_when_another_tab_change
     widget(at, "button", "Yes, delete it").click().run()
     assert not at.exception and {r.id for r in store.runs()} == {older, newest}  # the newest is not deleted instead
     assert any("Not deleted" in w.value for w in at.warning)
+    assert _delete_popover(at).disabled  # closed: the run shown now is another, and one click must not delete it
+    at.selectbox(key="detail-run").set_value(newest).run()  # the user picks (or sees) the run to delete
+    assert not _delete_popover(at).disabled
     widget(at, "button", "Yes, delete it").click().run()  # now the newest is on screen: it goes, as asked
     assert [r.id for r in store.runs()] == [older] and not at.warning
+
+
+def _delete_popover(at: AppTest):
+    return next(p.proto.popover for p in at.get("popover") if p.proto.popover.label == "Delete run")
 
 
 def test_a_run_whose_cli_process_died_is_shown_interrupted_not_running_forever(home):
