@@ -96,8 +96,10 @@ if not sweep_table.empty:
     st.subheader(f"N-sweep: {' vs '.join(NAMES.get(s, s) for s in sweep_table['strategy'].unique())}")
     c, d = st.columns(2)
     axes = {"n": "molecules acquired from the pool", "test_mse": "test MSE", "test_r2": "test R²"}
-    c.plotly_chart(px.line(sweep_table, x="n", y="test_mse", color="strategy", markers=True, log_x=True, labels=axes))
-    d.plotly_chart(px.line(sweep_table, x="n", y="test_r2", color="strategy", markers=True, log_x=True, labels=axes))
+    sizes = sorted(sweep_table["n"].unique())  # the sweep's own sizes on the (log) axis, not 40, 60, 80
+    for column, metric in ((c, "test_mse"), (d, "test_r2")):
+        column.plotly_chart(px.line(sweep_table, x="n", y=metric, color="strategy", markers=True, log_x=True,
+                                    labels=axes).update_xaxes(tickvals=sizes))
     st.dataframe(sweep_table, hide_index=True)
 
 st.subheader(f"Measure these next ({len(acquired)} selected)")

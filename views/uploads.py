@@ -94,7 +94,8 @@ def column_pickers(upload, value: str | None = "measured") -> dict[str, str | No
     picked = {"smiles_column": a.selectbox("SMILES column", columns, index=_index(columns, SMILES_COLUMNS, None),
                                            placeholder="Choose the column")}
     if value == "measured":
-        name = b.selectbox("Name / ID column", optional, index=optional.index(name_column(columns) or "(none)"))
+        others = [c for c in columns if c != picked["smiles_column"]]  # never the SMILES again
+        name = b.selectbox("Name / ID column", optional, index=optional.index(name_column(others) or "(none)"))
         measured = c.selectbox("Measured value column (optional)", optional,
                                index=_index(optional, MEASURED_COLUMNS))
         picked.update(name_column=None if name == "(none)" else name,
@@ -103,8 +104,11 @@ def column_pickers(upload, value: str | None = "measured") -> dict[str, str | No
         other = next((i for i, c in enumerate(columns) if c != picked["smiles_column"]), 0)
         picked["label_column"] = b.selectbox("Label column", columns,
                                              index=_index(columns, (*LABEL_COLUMNS, *MEASURED_COLUMNS), other))
-    if picked["smiles_column"] is None:  # never a guess: a column of IDs read as SMILES predicts "B" as boron
-        st.warning(f"The first line ({', '.join(columns)}) is a molecule, not a header: add one (e.g. smiles,name)."
-                   if any(map(is_molecule, columns)) else "Which column holds the SMILES? Choose it above.")
+    smiles = picked["smiles_column"]
+    if smiles is None:  # never a guess: a column of IDs read as SMILES predicts "B" as boron
+        st.warning("Which column holds the SMILES? Choose it above.")
         return None
+    if is_molecule(smiles):  # "CCO": a file without a header (its first row would be lost), or a header like "CN"
+        st.warning(f"This column's name, {smiles}, reads as a molecule: if the file has no header line, its first "
+                   "row is taken as the header and not predicted; add one (e.g. smiles,name) to keep it.")
     return picked

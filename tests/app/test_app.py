@@ -521,8 +521,11 @@ def test_no_smiles_column_is_guessed():
     for value in ("label", "measured"):
         at = _pickers(b"compound,value", value)
         assert at.selectbox[0].value is None and "Which column holds the SMILES" in at.warning[0].value
-    headless = _pickers(b"CCO,1.5", "measured")
-    assert "is a molecule, not a header" in headless.warning[0].value
+    headless = _pickers(b"CCO,ethanol", "measured")
+    assert "Which column holds the SMILES" in headless.warning[0].value
+    headless.selectbox[0].set_value("CCO").run()  # chosen: still said, since the first row would not be predicted
+    assert "reads as a molecule: if the file has no header line" in headless.warning[0].value
+    assert headless.selectbox[1].value == "(none)"  # the name column is never the SMILES column
     assert not _pickers(b"SMILES,value", "measured").warning
 
 
