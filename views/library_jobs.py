@@ -1,5 +1,6 @@
 """The Predict page's library jobs: an upload too big to predict while the page waits runs as a background job
 (streamed to Parquet chunk by chunk, progress and Cancel in the jobs panel), downloadable when done."""
+import time
 from functools import partial
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
 from chemlm_engine.store import RunRecord
 from chemlm_engine.filekinds import is_sd_file, saved_suffix
 from chemlm_engine.tables import write_csv
-from views.common import model_choices, run_label, store, submit, warm_explanations
+from views.common import model_choices, plain, run_label, store, submit, warm_explanations
 from views.uploads import name_column
 from views.kept import kept
 from views.live import announce, live_jobs
@@ -57,6 +58,10 @@ def library_summary(run: RunRecord) -> str:
 def library_results() -> None:
     """Library jobs running (progress, Cancel) and finished (downloads)."""
     live_jobs(("predict",))
+    day_ago = time.time() - 86_400
+    for failed in [r for r in store().runs(status="failed") if r.method == "predict" and r.created_at > day_ago][:3]:
+        st.error(f"The background prediction {run_label(failed)} failed: {plain(failed.error)} (its run, with the "
+                 "whole message, is on the Train page)")
     done = [r for r in store().runs(status="finished")
             if r.method == "predict" and r.info.get("output") and Path(r.info["output"]).exists()]
     if not done:

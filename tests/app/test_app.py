@@ -815,3 +815,13 @@ def test_a_pool_file_the_job_cannot_use_is_said_before_launch(home, finished_run
     assert "Cannot start" in bad.error[0].value and "no SMILES column" in bad.error[0].value
     good = AppTest.from_function(form, args=(finished_run, str(tmp_path / "good.csv"))).run()
     assert not good.error and "problem: None" in good.markdown[0].value
+
+
+def test_a_failed_background_prediction_is_said_on_the_predict_page(home):
+    store = RunStore(home=home)
+    options = {"model": "assets/lipo-regressor", "source": str(store.save_upload(b"smiles\nCCO\n"))}
+    failed = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "lib.csv")
+    store.start(failed, {})
+    store.fail(failed, "ImportError: cannot import name 'x'", "Traceback …")
+    at = _app("views/predict.py")
+    assert any("failed" in e.value and "cannot import name 'x'" in e.value for e in at.error)
