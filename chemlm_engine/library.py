@@ -201,24 +201,20 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
     parts, finished = _parts_folder(parts or parts_of(output), manifest)
     model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
     reference = TrainingReference.load(model_dir)
+    report: Callable[[int, int], None] = progress or (lambda _done, _total: None)
     total, done, started = library_rows(source), 0, time.time()
-    if progress is not None:
-        progress(0, total)
+    report(0, total)
     for i, (chunk, problems) in enumerate(_chunks(source, chunk_rows)):
         before, done = done, done + len(chunk)
-
-        def within(molecules: int, of: int, before: int = before, rows: int = len(chunk)) -> None:
-            if progress is not None:  # the chunk's share of its distinct molecules, in rows
-                progress(before + rows * molecules // max(of, 1), total)
-
         if i >= finished:  # the chunks before were written by an interrupted run
             part = parts / f"part-{i:06d}.parquet"
+            def within(m: int, of: int, b: int = before, n: int = len(chunk)) -> None:  # its molecules, in rows
+                report(b + n * m // max(of, 1), total)
             predicted = predict_frame(model, chunk, column, problems, reference, within)
             pq.write_table(_to_arrow(predicted), part.with_suffix(".tmp"))
             part.with_suffix(".tmp").replace(part)  # a part exists only once it is whole
             _return_freed_memory()
-        if progress is not None:
-            progress(done, total)
+        report(done, total)
     invalid = _join_parts(sorted(parts.glob("part-*.parquet")), output)
     shutil.rmtree(parts)
     return LibrarySummary(done, invalid, time.time() - started, str(output), resumed_rows=min(finished * chunk_rows,
@@ -252,6 +248,8 @@ def run_library_job(ctx: JobContext, data: SplitData, opts: PredictOptions) -> d
         ctx.check_cancel()
 
     output = ctx.artifacts / "predictions.parquet"
+    if kept := kept_rows(ctx.store, ctx.spec.options):  # a stopped run's rows: not this run's work, nor in its ETA
+        ctx.store.set_info(ctx.run_id, progress_from=kept / max(library_rows(Path(opts.source)), 1))
     trusted = launched_trusting(ctx.store.runs(status="finished"), opts.model)  # as the Predict page loads it
     summary = predict_library(opts.model, opts.source, output, opts.smiles_column, opts.chunk_rows, report, trusted,
                               parts=job_parts(ctx.store, ctx.spec.options))

@@ -34,9 +34,10 @@ def eta_text(run: RunRecord) -> str:
     if run.started_at is None:
         return "waiting in the queue"
     elapsed = time.time() - run.started_at
-    if run.progress <= 0.01:
+    own = run.progress - float(run.info.get("progress_from", 0.0))  # a resumed job's kept share is not its work
+    if own <= 0.01:
         return f"{elapsed:.0f} s elapsed"
-    return f"{elapsed:.0f} s elapsed · about {elapsed * (1 - run.progress) / run.progress:.0f} s left"
+    return f"{elapsed:.0f} s elapsed · about {elapsed * (1 - run.progress) / own:.0f} s left"
 
 
 def metrics_row(run: RunRecord) -> pd.DataFrame:
