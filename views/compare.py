@@ -59,7 +59,7 @@ shown["p"] = ["" if p != p else f"{p:.3f}" for p in summary[f"p_value_{metric}"]
 st.dataframe(shown, hide_index=True, column_order=[
     "differs", "seeds", "verdict", METRIC_LABELS[metric], f"Δ {METRIC_LABELS[metric]}", "p", "pairs",
     *(METRIC_LABELS[m] for m in METRICS if m != metric), "trainable_params"], column_config={
-    "differs": st.column_config.TextColumn("configuration (what differs from the reference)", width="large"),
+    "differs": st.column_config.TextColumn("configuration (what differs from the reference)", width="medium"),
     "verdict": st.column_config.TextColumn(f"vs the reference ({METRIC_LABELS[metric]})", width="medium"),
     "p": st.column_config.TextColumn("p (paired t)"),
     "trainable_params": st.column_config.NumberColumn("trainable params", format="%d")})
