@@ -199,6 +199,9 @@ class JobSpec:
                     "augment": self.train.augment, "standardize": self.data.standardize, "other": self._other()}
         if not METHODS[self.method].needs_data:  # its options name what it reads (a library): no recipe to show
             training = dict.fromkeys(training)
+        elif METHODS[self.method].model == "backbone":  # a pretraining's settings are its options, not a fine-tuning's
+            training.update(dict.fromkeys(("backbone", "epochs", "learning_rate", "batch_size", "descriptors",
+                                           "augment")))
         return {"method": self.method, **training, "options": json.dumps(options, sort_keys=True) if options else ""}
 
     def _other(self) -> str:

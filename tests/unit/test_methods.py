@@ -158,3 +158,10 @@ def test_a_spec_names_its_files_absolute_and_leaves_hub_ids_run_ids_and_the_bund
     assert kept.options["transfer"] == str(tmp_path / "library.csv")
     pretrain = JobSpec(method="pretrain", options={"output": "out", "corpus": "pool.csv"}).with_absolute_paths()
     assert pretrain.options == {"output": str(tmp_path / "out"), "corpus": str(tmp_path / "pool.csv")}  # written
+
+
+def test_a_pretraining_is_summarised_by_its_own_settings_not_a_fine_tunings():
+    summary = JobSpec(method="pretrain", options={"max_steps": 5, "hidden_size": 32}).summary()
+    assert {k: summary[k] for k in ("backbone", "epochs", "learning_rate", "batch_size")} == dict.fromkeys(
+        ("backbone", "epochs", "learning_rate", "batch_size"))
+    assert summary["dataset"] == "lipophilicity" and '"max_steps": 5' in summary["options"]  # what it leaves out
