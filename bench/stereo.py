@@ -1,8 +1,8 @@
 """Does the default model treat stereo as chemistry does? Enantiomers have one logD; the model reads stereo marks. On
 the 798 molecules the default never trained on (random split seed 0: calibration part and test split), each chiral
 one is predicted as given, averaged with its mirror image (every tetrahedral centre inverted), as whichever of the
-two has the smaller SMILES (so both enantiomers get one number), and with its stereo removed: R² per part, MAE on the chiral molecules, and how far the mirror image and the stereo-free form move
-the prediction.
+two has the smaller SMILES (so both enantiomers get one number), and with its stereo removed: R² per part, MAE on
+the chiral molecules, and how far the mirror image and the stereo-free form move the prediction.
 
     .venv/bin/python bench/stereo.py
 """

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from chemlm_engine import cli_predict
@@ -223,37 +224,26 @@ def test_ctrl_c_on_a_library_says_what_is_kept_without_tracebacks_and_the_same_c
     assert len(pd.read_parquet(output)) == rows
 
 
-def test_ctrl_c_between_a_written_part_and_the_progress_bar_still_counts_that_part(regressor_dir, tmp_path,
-                                                                                  monkeypatch):
+@pytest.mark.parametrize("stopped_in, said", [
+    # after a part's write, before the bar heard of it: the part on disk still counts
+    ("_return_freed_memory", ("interrupted: 3 of 3 rows written", "the same command resumes after them")),
+    # before any part was written: nothing to resume after
+    ("predict_frame", ("interrupted: 0 of 3 rows written", "a chunk of 4,096 at a time): the same command starts")),
+])
+def test_ctrl_c_on_a_library_counts_the_rows_on_disk_and_says_how_to_go_on(regressor_dir, tmp_path, monkeypatch,
+                                                                          stopped_in, said):
     from chemlm_engine import library
 
     source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
     pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "CC(=O)O"]}).to_csv(source, index=False)
 
-    def interrupted_after_the_write() -> None:  # the part is whole on disk; the bar has not been told yet
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(library, "_return_freed_memory", interrupted_after_the_write)
+    monkeypatch.setattr(library, stopped_in, interrupted)
     result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "--input", str(source),
                                  "--output", str(output)])
-    assert result.exit_code == 130 and "interrupted: 3 of 3 rows written" in result.stderr, result.stderr
-    assert "the same command resumes after them" in result.stderr
-
-
-def test_ctrl_c_before_the_first_chunk_is_written_says_the_command_starts_again(regressor_dir, tmp_path, monkeypatch):
-    from chemlm_engine import library
-
-    source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
-    pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "CC(=O)O"]}).to_csv(source, index=False)
-
-    def interrupted_while_predicting(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(library, "predict_frame", interrupted_while_predicting)
-    result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "--input", str(source),
-                                 "--output", str(output)])
-    assert result.exit_code == 130 and "interrupted: 0 of 3 rows written" in result.stderr, result.stderr
-    assert "a chunk of 4,096 at a time): the same command starts again" in result.stderr
+    assert result.exit_code == 130 and all(words in result.stderr for words in said), result.stderr
 
 
 def test_runs_list_shows_a_library_prediction_without_a_recipe_and_survives_an_unreadable_spec(tmp_path, monkeypatch):

@@ -40,8 +40,8 @@ def _evaluations(folder: Path, final: dict[str, float], steps: int) -> str:
 def write_model_card(folder: str | Path, spec: JobSpec, opts: PretrainOptions, result: PretrainResult,
                      corpus: Sequence[str], task: Sequence[str], task_name: str, tokenizer) -> Path:
     """Write ``MODEL_CARD.md`` and the job's spec (``pretrain_spec.json``: ``chemlm train --spec`` continues it in
-    its folder; a copy with another ``output`` trains it anew) into the pretrained model's ``folder``; ``corpus`` as trained on, ``task`` the molecules
-    left out of it (the fine-tuning data, ``task_name``)."""
+    its folder; a copy with another ``output`` trains it anew) into the pretrained model's ``folder``; ``corpus`` as
+    trained on, ``task`` the molecules left out of it (the fine-tuning data, ``task_name``)."""
     folder = Path(folder)
     (folder / SPEC).write_text(spec.to_json())
     config = json.loads((folder / "config.json").read_text())

@@ -169,8 +169,8 @@ class MoleculeStream:
         else:
             self.smiles = corpus
         if not len(self.smiles):
-            raise DataError(f"no molecule to pretrain on: the corpus is empty after {self.invalid:,} invalid SMILES and "
-                            f"{self.excluded:,} of the fine-tuning data's molecules (always left out) were removed")
+            raise DataError(f"no molecule to pretrain on: the corpus is empty after {self.invalid:,} invalid SMILES "
+                            f"and {self.excluded:,} of the fine-tuning data's molecules (always left out) were removed")
         self.order = np.random.default_rng(seed).permutation(len(self.smiles))
         self.exclude = exclude or set()
         self.cursor = 0
