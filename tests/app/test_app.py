@@ -356,8 +356,10 @@ def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone
     assert any("You queued the best recipe for 50000 epochs" in s.value for s in at.success)
     from views.common import get_manager
 
-    get_manager(str(home)).cancel(queued.id)
-    assert get_manager(str(home)).wait(queued.id, timeout=120).status == "cancelled"
+    page_manager = get_manager(str(home), "thread", None)  # the page's own (cached by its arguments as passed)
+    assert queued.id in page_manager.active()  # so the cancel is its event, at the next batch
+    page_manager.cancel(queued.id)
+    assert page_manager.wait(queued.id, timeout=120).status == "cancelled"
     at = follow(at, "Open the best trial's run", "train")
     assert at.title[0].value == "Train" and at.selectbox(key="detail-run").value == search.metrics["best_run_id"]
 
