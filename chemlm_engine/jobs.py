@@ -46,10 +46,9 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
     crashed one as ``failed`` with its traceback; all re-raise so the caller sees what happened, and none leaves a
     partial model folder.
     """
+    checked = data
     if run_id is None:  # recorded here (a run the manager queued was recorded by it)
-        spec = spec.with_absolute_paths()
-    checked = data if data is not None else check_job_data(spec, store) if run_id is None else None
-    if checked is not None and run_id is None:
+        checked = data if data is not None else check_job_data(spec, store)
         spec = as_recorded(spec, checked)
     run_id = run_id or store.create_run(spec.to_dict(), spec.method, spec.name)
     ctx = JobContext(spec, store, run_id, cancel or threading.Event(), progress, mapper)

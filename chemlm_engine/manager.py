@@ -87,9 +87,8 @@ class JobManager:
         """Check the job's data (raises :class:`DataError` if it cannot train; ``data``: already checked by the
         caller with :func:`check_job_data`), queue it; returns its run id. The checked data goes with the job:
         the worker does not load it again (on Ray, where a worker may be another machine, the task loads it)."""
-        spec = spec.with_absolute_paths()  # a worker process or Ray task may work in another folder
         data = data if data is not None else check_job_data(spec, self.store)
-        spec = as_recorded(spec, data)
+        spec = as_recorded(spec, data)  # its paths absolute: a worker process or Ray task may work in another folder
         run_id = self.store.create_run(spec.to_dict(), spec.method, spec.name)
         if self._ray is not None:
             self._ray.submit(run_id, spec)

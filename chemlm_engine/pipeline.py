@@ -83,8 +83,10 @@ MIN_SPLIT_SIZES = {"train": 8, "val": 2, "test": 2}
 
 
 def as_recorded(spec: JobSpec, data: SplitData) -> JobSpec:
-    """The spec a run records, given its checked data: a subset larger than the data is no subset (the run trained
-    on every molecule, and compares with the runs that did)."""
+    """The spec a run records, given its checked data: the files and folders it names as absolute paths (usable from
+    any folder: :meth:`~.spec.config.JobSpec.with_absolute_paths`), and a subset larger than the data as none (the
+    run trained on every molecule, and compares with the runs that did)."""
+    spec = spec.with_absolute_paths()
     molecules = len(data.train) + len(data.val) + len(data.test)  # after the subset: its size where it took one
     if spec.data.subset is None or spec.data.subset <= molecules or not METHODS[spec.method].needs_data:
         return spec
