@@ -25,7 +25,7 @@ from .tables import numbers, pick_column, read_table, written_aside
 
 __all__ = [
     "RowIssue", "DataReport", "MoleculeData", "Split",
-    "load_lipophilicity", "read_csv", "molecules_from_frame", "label_outliers",
+    "load_lipophilicity", "lipophilicity_csv", "read_csv", "molecules_from_frame", "label_outliers",
     "random_split", "scaffold_split", "make_split", "length_bins", "data_hash", "MAX_ABS_LABEL",
 ]
 
@@ -214,9 +214,14 @@ def _lipophilicity_cache(text: str, standardization: Standardization) -> Path:
     return cache_dir() / f"lipophilicity-{key.hexdigest()[:20]}.json"
 
 
+def lipophilicity_csv() -> str:
+    """The bundled Lipophilicity CSV's text, as the ``chemloader`` package ships it (not standardised)."""
+    return (importlib.resources.files("chemloader") / "datasets" / "_local" / "Lipophilicity.csv").read_text()
+
+
 @lru_cache(maxsize=2)
 def _lipophilicity(standardization: Standardization) -> tuple[MoleculeData, DataReport]:
-    text = (importlib.resources.files("chemloader") / "datasets" / "_local" / "Lipophilicity.csv").read_text()
+    text = lipophilicity_csv()
     cached = _lipophilicity_cache(text, standardization)
     try:
         raw = json.loads(cached.read_text())
