@@ -60,6 +60,7 @@ def tune(
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGINT, previous)
+    output = output.resolve()  # the summary names files a script can open from any folder
     output.write_text(result.best_spec.to_json())
     typer.echo(result.trials.to_string(index=False, float_format=lambda v: f"{v:.4g}"), err=True)
     typer.echo(f"best: run {result.best_run_id}, validation MSE {result.best_val_mse:.4f} at epoch "

@@ -110,10 +110,12 @@ def test_the_tune_command_writes_the_best_spec_that_train_reproduces(tiny_backbo
 
     monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "runs"))
     best = tmp_path / "best.json"
+    monkeypatch.chdir(tmp_path)
     out = CliRunner().invoke(app, ["tune", "--backbone", str(tiny_backbone), "--subset", "80", "--epochs", "2",
-                                   "--num-samples", "2", "--cpus-per-trial", "1", "--name", "cli", "-o", str(best)])
+                                   "--num-samples", "2", "--cpus-per-trial", "1", "--name", "cli", "-o", "best.json"])
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["spec"] == str(best) and Path(summary["refit_spec"]).is_absolute()  # written relative, named whole
     assert summary["trials"] == 2 and "chemlm train --spec" in out.stderr
     spec = JobSpec.from_json(best.read_text())
     assert spec.data.subset == 80 and spec.model.backbone == str(tiny_backbone)
