@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from chemlm_engine.compare import runs_frame, status_words
+from chemlm_engine.errors import RunNotFoundError
 from chemlm_engine.spec import model_kind
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord, Tables
 from views.common import LIVE_REFRESH_S, manager, run_label, store
@@ -74,6 +75,16 @@ def _cancel(run_id: str) -> None:
     st.session_state.setdefault("cancelled", set()).add(run_id)
 
 
+def _ended_text(run_id: str) -> str:
+    """How a run that left the running jobs ended: its card goes, so the page says why."""
+    try:
+        run = store().get_run(run_id)
+    except RunNotFoundError:
+        return f"run {run_id}: deleted"
+    extra = run.message if run.message and run.message != run.status else ""
+    return f"{run_label(run)}: {status_words(run)}" + (f" · {extra}" if extra else "")
+
+
 @st.fragment(run_every=LIVE_REFRESH_S)
 def live_jobs(methods: tuple[str, ...] | None = None) -> None:
     """Active runs (of ``methods``, and those this session's clicks queued) with progress, ETA, curve and Cancel.
@@ -85,7 +96,10 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
     key, now = f"active-{methods}", {r.id: r.status for r in active}
     before = st.session_state.get(key)
     st.session_state[key] = now
+    for text in st.session_state.pop("ended", []):  # said after the rerun below, which would drop it if said before
+        st.toast(text)
     if any(now.get(run_id) != status for run_id, status in (before or {}).items()):
+        st.session_state["ended"] = [_ended_text(run_id) for run_id in before or {} if run_id not in now]
         st.rerun(scope="app")  # one started or ended: the runs table and results below say so too
     if not active:
         return
