@@ -39,7 +39,10 @@ def kept(key: str, choices: Collection[Any] | None = None) -> dict[str, Any]:
     st.session_state[shown] = now
     if choices is not None and value not in choices:  # none kept, or a model deleted since
         st.session_state.pop(saved(key), None)
-        if st.session_state.get(key) not in choices:
+        if value is not None and choices:  # deleted since (in another tab?): the browser would still show it
+            st.session_state[gone(key)] = value
+            st.session_state[key] = next(iter(choices))  # so the widget shows the default it now uses
+        elif st.session_state.get(key) not in choices:
             st.session_state.pop(key, None)
     elif value is not None and (returning or st.session_state.get(key) != value):
         st.session_state[key] = value  # only then: a value set here is sent to the browser, over what is typed
@@ -48,3 +51,22 @@ def kept(key: str, choices: Collection[Any] | None = None) -> dict[str, Any]:
         st.session_state[saved(key)] = st.session_state[key]
 
     return {"key": key, "on_change": save}
+
+
+def gone(key: str) -> str:
+    """The session key set (to the value) when widget ``key``'s kept value was no longer among its choices."""
+    return f"gone-{key}"
+
+
+def labelled_selectbox(label: str, labels: dict[Any, str], key: str, **kwargs: Any) -> Any:
+    """A selectbox of ``labels``' keys shown by their labels, which may change while one is chosen (a run renamed,
+    finished): the browser holds the chosen label, which then matches no option, and Streamlit would fall back to
+    the first option at the next rerun. The chosen key is handed to the widget again whenever its label changed."""
+    shown = f"label-of-{key}"
+    if (last := st.session_state.get(shown)) is not None:
+        value, text = last
+        if value in labels and labels[value] != text and st.session_state.get(key) in (value, text):
+            st.session_state[key] = value
+    chosen = st.selectbox(label, list(labels), format_func=labels.get, key=key, **kwargs)
+    st.session_state[shown] = (chosen, labels.get(chosen))
+    return chosen

@@ -15,7 +15,7 @@ from chemlm_engine.sdfile import frame_rows, write_sd
 from chemlm_engine.tables import write_csv, write_xlsx
 from views.common import fmt3, load_model, model_choices, parity_plot, plain, training_reference, warm_explanations
 from views.uploads import column_pickers, upload_too_big
-from views.kept import kept
+from views.kept import gone, kept, labelled_selectbox
 from views.library_jobs import library_results, offer_library_job
 from views.why import domain_flags, why_this_prediction
 
@@ -28,7 +28,10 @@ if not choices:
     st.stop()
 # Keyed by folder, not label (a label may change); kept while other pages show, as are the input mode and text.
 labels = {folder: label for label, folder in choices.items()}
-folder = st.selectbox("Model", list(labels), format_func=labels.get, **kept("predict_folder", labels))
+folder = labelled_selectbox("Model", labels, **kept("predict_folder", labels))
+if deleted := st.session_state.pop(gone("predict_folder"), None):
+    st.warning(f"The model chosen before is gone (its run was deleted, in another tab?): {labels[folder]} is chosen "
+               "now. Press Predict again to predict with it, or choose another.")
 
 modes = ["Paste SMILES", "Upload a file"]
 mode = st.radio("Input", modes, horizontal=True, **kept("predict_mode", modes))
@@ -68,7 +71,7 @@ clicked = st.button("Predict", type="primary")
 if clicked and not has_input:  # an upload that cannot be predicted yet says why above
     st.warning("Paste SMILES or upload a CSV first." if upload is None else "This file cannot be predicted yet: see "
                "the message under it.")
-if clicked and has_input:
+if clicked and has_input and not deleted:  # the model just changed under the click: not what the user chose
     bar = st.progress(0.0, text="Loading the model and reading the molecules …")
 
     def report(done: int, total: int) -> None:

@@ -10,6 +10,7 @@ from chemlm_engine.store import Kinds
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note
+from views.kept import labelled_selectbox
 from views.library_jobs import library_summary
 from views.links import link
 from views.live import announce, live_jobs, metrics_row, runs_overview, status_text
@@ -112,7 +113,7 @@ if (gone := st.session_state.get("detail-shown")) is not None and gone not in la
 deleting = "detail-note" in st.session_state  # a Delete was just clicked: the run shown now is another one
 if note := st.session_state.pop("detail-note", None):
     st.warning(plain(note))
-run = store().get_run(st.selectbox("Run", list(labels), format_func=labels.get, key="detail-run"))
+run = store().get_run(labelled_selectbox("Run", labels, key="detail-run"))
 st.session_state["detail-shown"] = run.id
 st.markdown(status_text(run))
 quick_note(run.spec)
@@ -125,12 +126,14 @@ if model_kind(run.method) == "predictions":  # a library prediction: no training
 elif run.metrics:
     st.dataframe(metrics_row(run), hide_index=True)
 a, b, c = st.columns([3, 2, 1.3], vertical_alignment="bottom")
-st.session_state[f"name-{run.id}"] = run.name  # as stored now: another tab may have renamed it
+if st.session_state.get(f"name-{run.id}") != run.name:  # as stored now: another tab may have renamed it
+    st.session_state[f"name-{run.id}"] = run.name  # (only then: a value set on every run reruns the page endlessly)
 a.text_input("Name", key=f"name-{run.id}", on_change=_rename, args=(run.id, f"name-{run.id}"))
 link(b, "views/predict.py", "Predict with this run", ":material/science:", predict=run.id,
      disabled=run.status != "finished" or not run.model_path or model_kind(run.method) == "backbone")
-# asked once more (it cannot be undone), and closed after a Delete: an open one would offer the next run at one click
-with c.popover("Delete run", disabled=run.status in ("queued", "running") or deleting):
+# asked once more (it cannot be undone), one per run: an open one would offer the next run at one click after a Delete
+with c.popover("Delete run", disabled=run.status in ("queued", "running") or deleting,
+               key=f"delete-{run.id}"):
     st.caption(f"Run {run.id}: its rows and files (and uploads no other run needs) go for good.")
     st.button("Yes, delete it", type="primary", on_click=_delete, args=(run.id,))
 

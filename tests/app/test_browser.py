@@ -342,6 +342,49 @@ def test_predict_with_this_run_keeps_the_run_the_first_click_and_the_input_acros
     assert page.get_by_role("combobox", name="Model").input_value() == chosen
 
 
+def test_a_chosen_run_survives_a_rename_its_deletion_is_said_and_a_delete_asks_again_for_the_next(app_url, page,
+                                                                                                   tmp_path):
+    store = RunStore(home=tmp_path / "runs")
+    trained = store.runs()[0].id
+    later = []
+    for name in ("another run", "the newest run"):  # newer than the trained one: the run detail opens on the newest
+        later.append(store.create_run(JobSpec().to_dict(), "baseline", name))
+        store.start(later[-1], {})
+        store.finish(later[-1], {"test_r2": 0.5})
+    page.goto(f"{app_url}/train")
+    box = page.get_by_role("combobox", name="Run")
+    expect(box).to_have_value(re.compile(later[1]))
+    page.get_by_text("Full spec, versions and run info").wait_for()
+    page.wait_for_timeout(1000)  # the page's first run has ended: a rerun would close the list as it is clicked
+    _choose(page, box, re.compile(trained))
+    name = page.get_by_label("Name")
+    name.fill("renamed")
+    name.press("Enter")  # its label changes: the browser's copy of the old one matched nothing, and the newest showed
+    expect(box).to_have_value(re.compile(f"^renamed · {trained}"))
+    _click_until(page.get_by_text("Quick try").first, page.get_by_text("Quick try").first)  # any later rerun
+    page.wait_for_timeout(2000)
+    expect(box).to_have_value(re.compile(f"^renamed · {trained}"))
+    # Predict with it, then it is deleted elsewhere: the next click says so instead of using the default silently
+    page.get_by_role("link", name="Predict with this run").click()
+    model_box = page.get_by_role("combobox", name="Model")
+    expect(model_box).to_have_value(re.compile(trained))
+    page.get_by_label("One SMILES per line").fill("CCO ethanol")
+    store.delete(trained)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    page.get_by_text("The model chosen before is gone").wait_for()
+    expect(model_box).to_have_value(re.compile("^Embedded default"))
+    expect(page.get_by_text("Outside the domain", exact=True)).to_have_count(0)  # nothing predicted on that click
+    # a Delete leaves no confirmation open for the run shown next
+    page.goto(f"{app_url}/train")
+    expect(box).to_have_value(re.compile(later[1]))
+    page.get_by_role("button", name="Delete run").click()
+    page.get_by_role("button", name="Yes, delete it").click()
+    expect(box).to_have_value(re.compile(later[0]))
+    page.wait_for_timeout(3000)
+    expect(page.get_by_role("button", name="Yes, delete it")).to_have_count(0)
+    assert [run.id for run in store.runs()] == [later[0]]
+
+
 def test_why_shows_progress_the_first_time_and_answers_from_the_cache_after(app_url, page):
     """On the tiny run (the shipped ensemble's first cache is 5 passes over 3,360 molecules: minutes on a loaded CI
     machine; bench/app_speed.py times it)."""
