@@ -229,12 +229,13 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
             written = parts_rows(kept)
             typer.echo(f"interrupted: {written:,} of {library_rows(source):,} rows written" + (
                 f" (kept in {kept.name}/); the same command resumes after them" if written else
-                f" (rows are kept a chunk of {CHUNK_ROWS:,} at a time): the same command starts again"), err=True)
+                f": rows are kept {CHUNK_ROWS:,} at a time, none was complete; the same command starts again"),
+                err=True)
             raise typer.Exit(130) from None
         finally:  # an error (an unreadable file) is then said on a line of its own
             bar.close()
-    resumed = f", {summary.resumed_rows} of them written before an interruption" if summary.resumed_rows else ""
-    typer.echo(f"wrote {summary.rows} rows ({summary.invalid} invalid{resumed}) to {summary.output} in "
+    resumed = f", {summary.resumed_rows:,} of them written before an interruption" if summary.resumed_rows else ""
+    typer.echo(f"wrote {summary.rows:,} rows ({summary.invalid:,} invalid{resumed}) to {summary.output} in "
                f"{summary.seconds:.1f} s ({summary.rows_per_second:.0f} molecules/s)", err=True)
 
 

@@ -13,6 +13,7 @@ import csv
 import io
 import itertools
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,12 +235,14 @@ def read_table(source: str | Path | IO) -> Table:
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_COMMA_NUMBER = re.compile(r"[+-]?\d*,\d+")  # -0,3: a number where the decimal separator is a comma
 
 
 def defuse(value: object) -> object:
     """``value`` with a leading ``'`` when a spreadsheet would run it as a formula (``=HYPERLINK(…)``); a number
-    (``-1.5``) stays as it is. The original is the cell without its first ``'``."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    (``-1.5``, or ``-1,5`` as a decimal-comma locale writes it) stays as it is. The original is the cell without its
+    first ``'``."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _COMMA_NUMBER.fullmatch(value):
         try:
             float(value)
         except ValueError:
@@ -300,6 +303,10 @@ def written_aside(path: Path) -> Iterator[Path]:
             aside.unlink()
 
 
+_COLUMN_OPTIONS = {"SMILES": "train and predict can also be told it: --smiles-column",
+                   "label": "train can also be told it: --label-column"}
+
+
 def pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str) -> str:
     """``wanted`` if given (it must exist), else the first of ``candidates`` present (case-insensitive)."""
     if wanted is not None:
@@ -315,11 +322,9 @@ def pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence
     if any(is_molecule(split_smiles_line(name)[0]) for name in columns):
         raise DataError(f"no {what} column found: the first line ({', '.join(columns)}) is a molecule, not a header; "
                         f"add a header line (e.g. smiles,name) or give a SMILES file the extension .smi")
+    hint = _COLUMN_OPTIONS.get(what)  # where a command can be told the column; pools and corpora cannot
     raise DataError(f"no {what} column found (looked for {', '.join(candidates)}); columns are {list(columns)}: "
-                    f"name the column {candidates[0]}, or name yours where the command asks (--{what.lower()}-column)")
-
-
-_DECIMAL_COMMA = r"^\s*[+-]?\d*,\d+\s*$"
+                    f"rename yours to {candidates[0]}" + (f" ({hint})" if hint else ""))
 
 
 def numbers(cells: pd.Series) -> pd.Series:
@@ -328,7 +333,7 @@ def numbers(cells: pd.Series) -> pd.Series:
     separators instead: when a number in the column has a decimal point, or every comma has three digits after it."""
     values = pd.to_numeric(cells, errors="coerce")
     text = cells.astype(str).str.strip()
-    commas = text[values.isna() & text.str.match(_DECIMAL_COMMA)]
+    commas = text[values.isna() & text.str.match(r"^\s*[+-]?\d*,\d+\s*$")]
     if (commas.empty or text[values.notna()].str.contains(".", regex=False).any()
             or (commas.str.split(",").str[-1].str.len() == 3).all()):
         return values.astype(float)

@@ -163,7 +163,7 @@ def parity_plot(frame: pd.DataFrame, measured: str, predicted: str, title: str):
 def device_label() -> str:
     if torch.cuda.is_available():
         return f"CUDA · {torch.cuda.get_device_name(0)}"
-    return f"CPU · {torch.get_num_threads()} threads"
+    return f"CPU · {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() > 1)}"
 
 
 def model_choices() -> dict[str, str]:

@@ -110,7 +110,12 @@ st.caption("Your candidates, ranked by a model trained on all of the labelled tr
 shown = acquired.sort_values("score", ascending=False).head(200)
 shown.insert(0, "structure", [molecule_image_uri(s) for s in shown["smiles"]])
 gain = SCORES[METHODS[run.method].options.STRATEGIES[0]]
-columns = [c for c in ("structure", "smiles", "score", "prediction", "uncertainty", "label", "round") if c in shown]
+# ranked by the spread itself (uncertainty sampling): one column, not the same numbers twice
+ranked_by_spread = "uncertainty" in acquired and acquired["score"].equals(acquired["uncertainty"])
+if ranked_by_spread:
+    acquired = acquired.drop(columns="score")
+columns = [c for c in ("structure", "smiles", "score", "prediction", "uncertainty", "label", "round")
+           if c in shown and not (c == "score" and ranked_by_spread)]
 st.dataframe(shown[columns], hide_index=True, row_height=80,
              column_config={"structure": st.column_config.ImageColumn(width=120), "score": gain, "label": "measured",
                             "uncertainty": "± (MC std)"})

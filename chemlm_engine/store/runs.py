@@ -272,8 +272,10 @@ class RunStore:
         import shutil
 
         record = self.get_run(run_id)
-        if record.status != "finished" or not record.model_path:
+        if record.status != "finished":
             raise RunNotFoundError(f"run {run_id} has no finished model (status {record.status})")
+        if not record.model_path:  # a library prediction, a search: finished, but nothing to export
+            raise RunNotFoundError(f"run {run_id} ({record.method}) made no model to export")
         destination = Path(destination)
         if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):  # never two models
             raise OutputError(f"{destination} {'is not empty' if destination.is_dir() else 'is a file'}: export into "

@@ -274,7 +274,8 @@ def test_uncertainty_page_shows_a_finished_sweep(home, tiny_backbone):
     assert at.selectbox[0].value.id == run_id
     tables = [d.value for d in at.dataframe]
     assert any(list(t.columns[:2]) == ["n", "strategy"] and len(t) == 4 for t in tables)
-    assert any("structure" in t.columns and len(t) == 20 for t in tables)
+    listed = next(t for t in tables if "structure" in t.columns)
+    assert len(listed) == 20 and "score" not in listed and listed["uncertainty"].is_monotonic_decreasing  # once
     assert any("Spearman" in p.proto.spec for p in at.get("plotly_chart"))
 
 

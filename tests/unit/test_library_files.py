@@ -63,8 +63,10 @@ def test_the_same_lines_as_a_csv_are_told_their_first_line_is_a_molecule(tmp_pat
     path.write_text(RDKIT_STYLE)
     with pytest.raises(DataError, match="is a molecule, not a header.*extension .smi"):
         pick_column(columns_of(path), None, ("smiles",), "SMILES")
-    with pytest.raises(DataError, match="looked for smiles"):  # a real header keeps the usual message
+    with pytest.raises(DataError, match="looked for smiles.*rename yours to smiles.*--smiles-column"):  # a header
         pick_column(["id", "structure"], None, ("smiles",), "SMILES")
+    with pytest.raises(DataError, match=r"rename yours to measured$"):  # no command takes an option for this one
+        pick_column(["id", "value"], None, ("measured",), "measured value")
 
 
 def test_an_uploaded_file_is_read_as_the_kind_its_name_says(tmp_path):

@@ -58,6 +58,16 @@ def test_rename_and_delete_remove_rows_and_files(tmp_path):
     assert store.molecules(run_id).empty and not (tmp_path / run_id).exists()
 
 
+def test_exporting_a_run_without_a_model_says_which_of_the_two_reasons_it_is(tmp_path):
+    store = RunStore(home=tmp_path)
+    queued, finished = _run(store), _run(store)
+    store.finish(finished, {"rows": 10})  # as a library prediction finishes: results, no model folder
+    with pytest.raises(RunNotFoundError, match="no finished model \\(status queued\\)"):
+        store.export_model(queued, tmp_path / "out")
+    with pytest.raises(RunNotFoundError, match="made no model to export"):
+        store.export_model(finished, tmp_path / "out")
+
+
 def test_a_run_whose_stored_options_no_longer_validate_still_lists(tmp_path):
     store = RunStore(home=tmp_path)
     spec = JobSpec(method="ia3").to_dict()
