@@ -94,11 +94,19 @@ def is_molecule(text: str) -> bool:
     return prepare_smiles(text, Standardization(enabled=False)).smiles is not None
 
 
+def _parse_error(log: str) -> str:
+    """RDKit's reason for a SMILES it cannot parse ("unclosed ring", "extra open parentheses") and where."""
+    said = re.search(r"SMILES Parse Error: (.+?)(?: while parsing| for input|:?\n|$)", log)
+    where = re.search(r"around position (\d+)", log)
+    return (f"cannot parse SMILES: {said[1] if said else 'syntax error'}"
+            + (f" (around character {where[1]})" if where else ""))
+
+
 def _parse(text: str) -> Chem.Mol:
-    with rdBase.BlockLogs():
+    with rdBase.BlockLogs(), rdBase.CaptureErrorLog() as log:
         mol = Chem.MolFromSmiles(text, sanitize=False)
         if mol is None:
-            raise InvalidSmilesError("cannot parse SMILES (syntax error)")
+            raise InvalidSmilesError(_parse_error(log.messages))
         try:
             Chem.SanitizeMol(mol)
         except Exception as exc:  # RDKit raises several sanitisation exception types

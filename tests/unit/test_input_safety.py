@@ -340,3 +340,10 @@ def test_a_saved_prediction_keeps_the_files_own_columns_and_names(regressor, tmp
     path.write_text("smiles,name,input\nCCO,ethanol,a\n")  # columns named as the page's copies (a .smi has "name")
     saved = user_table(predict_csv(regressor, path, name_column="name"))
     assert list(saved.columns[:4]) == ["row", "smiles", "name", "input"] and saved["input"].tolist() == ["a"]
+
+
+@pytest.mark.parametrize("smiles, said", [("C1CC", "cannot parse SMILES: unclosed ring"),
+                                          ("CC(C", "cannot parse SMILES: extra open parentheses (around character 3)"),
+                                          ("123", "cannot parse SMILES: syntax error (around character 1)")])
+def test_an_unparseable_smiles_says_rdkits_reason_and_where(smiles, said):
+    assert prepare_smiles(smiles).error == said  # what to fix, not only "syntax error"
