@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..data import SMILES_COLUMNS
 from ..descriptors import size_warning
-from .domain import DOMAIN_COLUMNS
+from .domain import DOMAIN_COLUMNS, TRUNCATED
 from .ensemble import Ensemble
 from ..errors import DataError
 from ..inference import mc_dropout, predict_values
@@ -51,7 +51,7 @@ def token_warnings(tokenizer, smiles: Sequence[str], max_tokens: int) -> list[st
         if unknown:
             notes.append(f"unknown to the model, read as {tokenizer.unk_token}: {', '.join(unknown)}")
         if len(ids) > max_tokens:
-            notes.append(f"truncated: {len(ids):,} tokens, the model reads only the first {max_tokens}")
+            notes.append(f"{TRUNCATED} {len(ids):,} tokens, the model reads only the first {max_tokens}")
         out.append("; ".join(notes) or None)
     return out
 

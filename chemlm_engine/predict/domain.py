@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # Below this Tanimoto similarity to the nearest training molecule (Morgan radius 2, 2048 bits) a
 # prediction is flagged as outside the applicability domain: such pairs rarely share a chemical series.
 DOMAIN_SIMILARITY = 0.3
+# A molecule the model read only in part (its SMILES truncated) is outside the domain whatever its similarity.
+TRUNCATED = "truncated:"
 DOMAIN_COLUMNS = ("nearest_training_smiles", "nearest_training_label", "similarity", "in_domain")
 FINGERPRINT_FILE = "training_fingerprints.npz"
 _BITS = 2048
@@ -141,7 +143,8 @@ def _nearest_by_matrix(query: Sequence[str], reference: TrainingReference) -> tu
 def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference | None,
                              threshold: float = DOMAIN_SIMILARITY) -> pd.DataFrame:
     """Add the nearest training molecule, its similarity, its measured value (``nearest_training_label``, when
-    the labels were saved) and ``in_domain`` to a prediction table (left empty without a reference)."""
+    the labels were saved) and ``in_domain`` to a prediction table (left empty without a reference): similar
+    enough to a training molecule, and read whole by the model."""
     out = frame.copy()
     for column in DOMAIN_COLUMNS:
         out[column] = None if column in ("nearest_training_smiles", "in_domain") else np.nan
@@ -150,5 +153,6 @@ def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference |
         nn = nearest_neighbours(out.loc[valid, "canonical_smiles"].tolist(), reference)
         for column in ("nearest_training_smiles", "similarity", "nearest_training_label"):
             out.loc[valid, column] = nn[column].to_numpy()
-        out.loc[valid, "in_domain"] = nn["similarity"].to_numpy() >= threshold
+        read_whole = ~out.loc[valid, "warning"].fillna("").str.contains(TRUNCATED) if "warning" in out else True
+        out.loc[valid, "in_domain"] = (nn["similarity"].to_numpy() >= threshold) & read_whole
     return out

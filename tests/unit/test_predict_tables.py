@@ -18,6 +18,13 @@ def test_the_nearest_training_molecule_comes_with_its_measured_value():
     assert add_applicability_domain(frame, None)["in_domain"].isna().all()  # no training set: no verdict
 
 
+def test_a_molecule_the_model_read_only_in_part_is_outside_the_domain_however_similar():
+    frame = pd.DataFrame({"canonical_smiles": ["CCCCO", "CCCCO"], "error": [None, None],
+                          "warning": [None, "truncated: 3,510 tokens, the model reads only the first 512"]})
+    out = add_applicability_domain(frame, TrainingReference.from_smiles(["CCCCO"], [1.5]))
+    assert out["similarity"].tolist() == [1.0, 1.0] and out["in_domain"].tolist() == [True, False]
+
+
 @pytest.mark.parametrize("matrix_min", [0, 1000])
 def test_the_nearest_neighbour_search_gives_rdkits_tanimoto_maximum(lipo, monkeypatch, matrix_min):
     """Both searches (the matrix product for many queries, one by one for few) find, for every query, RDKit's best
