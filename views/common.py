@@ -1,10 +1,10 @@
 """Shared Streamlit plumbing for the pages: one store and one JobManager per process, cached models."""
 from __future__ import annotations
 
-import logging
 import os
 import re
-import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +13,7 @@ import streamlit as st
 import torch
 
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, DataSpec, JobSpec, model_kind
-from chemlm_engine.predict import (Ensemble, Explanation, TrainingReference, explain, load_predictor,
-                                   prepare_explanations)
+from chemlm_engine.predict import Ensemble, TrainingReference, load_predictor
 from chemlm_engine.compare import launched_trusting
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.jobs import SplitData, check_job_data, load_split_data
@@ -29,7 +28,7 @@ DEFAULT_MODEL_LABEL = SHIPPED_MODELS[DEFAULT_REGRESSOR]
 # How often the live panels look at the store. 10 s: on 2 cores faster page redraws slow the job they watch
 # (bench/app_speed.py); a machine with cores to spare (or the browser tests' tiny jobs) can poll faster.
 LIVE_REFRESH_S = max(float(os.environ.get("CHEMLM_LIVE_REFRESH_S") or 10), 1.0)  # at least 1 s
-log = logging.getLogger(__name__)
+REPEAT_S = 10.0  # a second click on the same launch within this is a double click (a loaded machine reruns slowly)
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -54,17 +53,23 @@ def get_manager(home: str, executor: str = "thread", ray_address: str | None = N
 
 def submit(*specs: JobSpec) -> list[str] | None:
     """Queue jobs with the data the page already checked (it is not loaded again); a job that cannot train
-    (too few molecules, constant labels, …) is an error on the page."""
+    (too few molecules, constant labels, …) is an error on the page. The same jobs clicked again within
+    ``REPEAT_S`` (a double click) are queued once: the first click's runs are returned."""
+    key = "".join(replace(spec, name="").to_json() for spec in specs)  # a pair's name is drawn anew on each click
+    if (last := st.session_state.get("queued")) and last[0] == key and time.time() - last[1] < REPEAT_S:
+        return last[2]
     checked = [_check(spec.to_json()) for spec in specs]
     problem = next((problem for _, problem in checked if problem), None)
     if problem is not None:
         st.error(f"Cannot start: {plain(problem)}")
         return None
     try:
-        return [manager().submit(spec, data) for spec, (data, _) in zip(specs, checked)]
+        queued = [manager().submit(spec, data) for spec, (data, _) in zip(specs, checked)]
     except ChemLMError as exc:
         st.error(f"Cannot start: {plain(exc)}")
         return None
+    st.session_state["queued"] = (key, time.time(), queued)
+    return queued
 
 
 def store() -> RunStore:
@@ -85,44 +90,12 @@ def manager() -> JobManager:
 @st.cache_resource(max_entries=4)
 def load_model(folder: str) -> RegressionModel | Ensemble:
     """A model folder; its code runs only for a run the user launched with 'Trust remote code' ticked."""
-    return load_predictor(folder, trust_remote_code=_trusted(folder))
+    return load_predictor(folder, trust_remote_code=trusted(folder))
 
 
-def _trusted(folder: str) -> bool:
+def trusted(folder: str) -> bool:
+    """Whether ``folder``'s code may run: a run the user launched with 'Trust remote code' ticked made it."""
     return launched_trusting(store().runs(status="finished"), folder)
-
-
-@st.cache_resource(show_spinner=False)
-def _warming() -> dict[str, threading.Thread]:
-    return {}
-
-
-def warm_explanations(folder: str) -> None:
-    """Build the model's attribution caches in the background (once per model and app process), so that "Why?"
-    answers at once. A model of its own: a prediction with MC dropout must not switch dropout on under it."""
-    def build(trusted: bool) -> None:  # no st.* in here: it runs outside the page's script thread
-        try:
-            prepare_explanations(load_predictor(folder, trust_remote_code=trusted), folder)
-        except Exception as exc:  # noqa: BLE001 - only a head start: "Why?" builds what is missing, says errors
-            log.warning("could not prepare the explanations of %s: %s", folder, exc)
-
-    threads = _warming()
-    if folder not in threads:
-        threads[folder] = threading.Thread(target=build, args=(_trusted(folder),), name="warm-explanations",
-                                           daemon=True)
-        threads[folder].start()
-
-
-def explanations_warming(folder: str) -> bool:
-    """Whether the background build of ``folder``'s attribution caches is still running."""
-    thread = _warming().get(folder)
-    return thread is not None and thread.is_alive()
-
-
-@st.cache_resource(max_entries=32, show_spinner=False)
-def explanation(folder: str, smiles: str) -> Explanation:
-    """Why the model in ``folder`` predicts what it does for ``smiles`` (cached per molecule)."""
-    return explain(load_model(folder), folder, smiles)
 
 
 @st.cache_data(max_entries=8, show_spinner="Checking the data …")

@@ -16,11 +16,11 @@ from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, JobSpec
 from chemlm_engine.store import RunRecord
 from chemlm_engine.filekinds import is_sd_file, saved_suffix
 from chemlm_engine.tables import write_csv
-from views.common import model_choices, plain, run_label, store, submit, warm_explanations
+from views.common import model_choices, plain, run_label, store, submit
 from views.uploads import name_column
 from views.kept import kept
 from views.live import announce, live_jobs
-from views.why import domain_flags, why_this_prediction
+from views.why import domain_flags, warm_explanations, why_this_prediction
 
 CSV_ROWS = 200_000  # more rows: Parquet only (a CSV is built in the server's memory when it is downloaded)
 HELD_BYTES = 20e6  # a Parquet output up to this size is passed to its download button as bytes, a larger one on click

@@ -13,11 +13,11 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import TABLE_TYPES, is_sd_file
 from chemlm_engine.sdfile import frame_rows, write_sd
 from chemlm_engine.tables import write_csv, write_xlsx
-from views.common import fmt3, load_model, model_choices, parity_plot, plain, training_reference, warm_explanations
+from views.common import fmt3, load_model, model_choices, parity_plot, plain, training_reference
 from views.uploads import column_pickers, upload_too_big
 from views.kept import gone, kept, labelled_selectbox
 from views.library_jobs import library_results, offer_library_job
-from views.why import domain_flags, why_this_prediction
+from views.why import domain_flags, warm_explanations, why_this_prediction
 
 PICTURED = 500  # result rows drawn with their structure and nearest training molecule
 

@@ -1,14 +1,51 @@
 """Why this prediction: the atoms (integrated gradients) and the training molecules (leave-one-out through the last
 layer) behind one predicted row of the Predict page."""
+import logging
+import threading
+
 import pandas as pd
 import streamlit as st
 
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.predict import DOMAIN_SIMILARITY
-from views.common import explanation, explanations_warming, molecule_cards, plain
-
+from chemlm_engine.predict import DOMAIN_SIMILARITY, Explanation, explain, load_predictor, prepare_explanations
+from views.common import load_model, molecule_cards, plain, trusted
 
 OUTSIDE = "⚠ outside"
+log = logging.getLogger(__name__)
+
+
+@st.cache_resource(show_spinner=False)
+def _warming() -> dict[str, threading.Thread]:
+    return {}
+
+
+def warm_explanations(folder: str) -> None:
+    """Build the model's attribution caches in the background (once per model and app process), so that "Why?"
+    answers at once. A model of its own: a prediction with MC dropout must not switch dropout on under it."""
+    def build(trusted: bool) -> None:  # no st.* in here: it runs outside the page's script thread
+        try:
+            prepare_explanations(load_predictor(folder, trust_remote_code=trusted), folder)
+        except Exception as exc:  # noqa: BLE001 - only a head start: "Why?" builds what is missing, says errors
+            log.warning("could not prepare the explanations of %s: %s", folder, exc)
+
+    threads = _warming()
+    if folder not in threads:
+        threads[folder] = threading.Thread(target=build, args=(trusted(folder),), name="warm-explanations",
+                                           daemon=True)
+        threads[folder].start()
+
+
+def explanations_warming(folder: str) -> bool:
+    """Whether the background build of ``folder``'s attribution caches is still running."""
+    thread = _warming().get(folder)
+    return thread is not None and thread.is_alive()
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def explanation(folder: str, smiles: str) -> Explanation:
+    """Why the model in ``folder`` predicts what it does for ``smiles`` (cached per molecule)."""
+    return explain(load_model(folder), folder, smiles)
+
 
 
 def domain_flags(in_domain: pd.Series) -> pd.Series:

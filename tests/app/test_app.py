@@ -250,6 +250,7 @@ def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbo
     widget(at, "number_input", "Epochs").set_value(1).run()
     assert any("2 fits" in i.value for i in at.info)
     widget(at, "button", "Launch curriculum").click().run()
+    widget(at, "button", "Launch curriculum").click().run()  # a double click queues the pair once
     assert not at.exception and "You queued a curriculum run and a baseline" in at.success[0].value
     store = RunStore(home=home)
     runs = store.runs()
