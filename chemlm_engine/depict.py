@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import textwrap
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from rdkit import Chem, rdBase
 from rdkit.Chem import Draw
 
@@ -25,7 +26,11 @@ def too_large_to_draw(mol: Chem.Mol) -> str | None:
 def placeholder_png(text: str, size: tuple[int, int]) -> bytes:
     """A white picture of ``size`` saying ``text``, in place of a drawing."""
     image = Image.new("RGB", size, "white")
-    ImageDraw.Draw(image).text((8, size[1] // 2 - 6), text, fill=(90, 90, 90))
+    points = max(11, size[1] // 12)  # PIL's bitmap default was too small to read
+    fits = max(10, int((size[0] - 16) / (0.55 * points)))  # characters a line holds
+    text = "\n".join(textwrap.fill(line, fits) for line in text.splitlines())
+    ImageDraw.Draw(image).multiline_text((8, size[1] // 3), text, fill=(90, 90, 90),
+                                         font=ImageFont.load_default(size=points))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -55,11 +60,19 @@ def _image_uri(smiles: str, size: tuple[int, int]) -> str | None:
 
 
 def grid_image(smiles: list[str], legends: list[str], per_row: int = 5, size: tuple[int, int] = (240, 190)):
-    """A grid picture of molecules with a legend under each (a PIL image); unparsable ones are left blank, and so
-    are those too large to draw (their legend says so)."""
+    """A grid picture of molecules with a legend under each (a PIL image); one that cannot be read or is too large
+    to draw is a cell with its legend and the reason."""
+    cells = [_cell(text, legend, size) for text, legend in zip(smiles, legends)]
+    grid = Image.new("RGB", (per_row * size[0], max(1, -(-len(cells) // per_row)) * size[1]), "white")
+    for i, cell in enumerate(cells):
+        grid.paste(cell, ((i % per_row) * size[0], (i // per_row) * size[1]))
+    return grid
+
+
+def _cell(smiles: str | None, legend: str, size: tuple[int, int]) -> Image.Image:
     with rdBase.BlockLogs():
-        mols = [Chem.MolFromSmiles(s) if isinstance(s, str) else None for s in smiles]
-    large = [None if m is None else too_large_to_draw(m) for m in mols]
-    return Draw.MolsToGridImage([m if m is not None and not why else Chem.Mol() for m, why in zip(mols, large)],
-                                molsPerRow=per_row, subImgSize=size,
-                                legends=[f"{legend} ({why})" if why else legend for legend, why in zip(legends, large)])
+        mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) else None
+    why = "cannot be read" if mol is None else too_large_to_draw(mol)
+    if why:  # RDKit's grid drew such a cell blank, legend and all
+        return Image.open(io.BytesIO(placeholder_png(f"{legend}\n({why})", size))).convert("RGB")
+    return Draw.MolToImage(mol, size=size, legend=legend).convert("RGB")

@@ -27,10 +27,11 @@ def test_a_molecule_too_large_to_lay_out_is_never_handed_to_rdkits_drawing(monke
 
 
 def test_the_grid_and_the_atom_map_say_why_a_molecule_is_not_drawn(monkeypatch):
-    seen = []
-    monkeypatch.setattr(depict.Draw, "MolsToGridImage", lambda mols, legends=None, **_: seen.extend(
-        zip([m.GetNumAtoms() for m in mols], legends)))
-    grid_image(["CCO", HUGE], ["ethanol", "chain"])
-    assert seen == [(3, "ethanol"), (0, f"chain (not drawn: {DRAW_LIMIT + 1} heavy atoms (over {DRAW_LIMIT}))")]
+    said, placeholder = [], depict.placeholder_png
+    monkeypatch.setattr(depict, "placeholder_png", lambda text, size: said.append(text) or placeholder(text, size))
+    grid = grid_image(["CCO", HUGE, "C1CC"], ["ethanol", "chain", "broken"], per_row=3, size=(240, 190))
+    assert said == [f"chain\n(not drawn: {DRAW_LIMIT + 1} heavy atoms (over {DRAW_LIMIT}))", "broken\n(cannot be read)"]
+    assert grid.size == (720, 190)  # RDKit's own grid drew those two cells blank, legend and all
+    assert all(len(set(grid.crop((x, 0, x + 240, 190)).getdata())) > 1 for x in (0, 240, 480))
     picture = Image.open(io.BytesIO(draw_atom_contributions(HUGE, np.ones(DRAW_LIMIT + 1), size=(460, 340))))
     assert picture.size == (460, 340) and len(set(picture.getdata())) > 1  # the note is written on it
