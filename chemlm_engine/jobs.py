@@ -9,8 +9,9 @@ import threading
 import traceback
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 
-from .spec import JobSpec
+from .spec import DataSpec, JobSpec
 from .data import data_hash
 from .errors import JobCancelledError, TrainingDivergedError
 from .spec import METHODS
@@ -60,6 +61,9 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
             store.set_info(run_id, data_hash=data_hash(data.train.concat(data.val).concat(data.test)),
                            n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
                            data_report=data.report.summary())
+            report = data.report
+            if spec.data.source != DataSpec.source and (report.invalid or report.unlabeled or report.duplicates):
+                log.warning("data %s: %s", Path(spec.data.source).name, report.summary())  # said, not only stored
         ctx.check_cancel()
         metrics = METHODS[spec.method].load()(ctx, data, spec.method_options)
         model_dir = ctx.artifacts / "model"

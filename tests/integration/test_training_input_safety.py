@@ -26,6 +26,23 @@ def test_standardisation_can_be_turned_off_and_is_recorded(tiny_backbone, store,
     assert predict_smiles(model, ["CC(=O)[O-].[Na+]"])["canonical_smiles"][0] == "CC(=O)[O-].[Na+]"
 
 
+def test_what_a_users_file_lost_is_said_where_the_command_prints(tiny_backbone, store, tmp_path, caplog):
+    csv = tmp_path / "messy.csv"
+    smiles = ["C" * k + "N" for k in range(1, 24)]
+    pd.DataFrame({"smiles": smiles + ["C1CC", "CCN"], "y": [*np.linspace(0, 3, len(smiles)), 1.0, ""]}).to_csv(
+        csv, index=False)
+    spec = JobSpec(data=DataSpec(source=str(csv)), model=ModelSpec(backbone=str(tiny_backbone), head_hidden=8),
+                   train=TrainConfig(epochs=1))
+    with caplog.at_level("WARNING", logger="chemlm_engine.jobs"):
+        run_job(spec, store)
+    said = [r.getMessage() for r in caplog.records if r.name == "chemlm_engine.jobs"]
+    assert said == ["data messy.csv: 25 rows: 1 invalid SMILES, 1 unlabeled, 0 duplicates merged, 0 standardised"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="chemlm_engine.jobs"):  # the bundled data set: nothing to say
+        run_job(JobSpec(data=DataSpec(subset=40), model=spec.model, train=spec.train), store)
+    assert not [r for r in caplog.records if r.name == "chemlm_engine.jobs"]
+
+
 @pytest.mark.parametrize("labels, reason", [([2.0] * 30, "nothing to learn"), ([1.0, 2.0, 3.0], "too few"),
                                             ([1.0], "too few"), ([1.0, 2.0], "too few")])
 def test_untrainable_data_is_refused_before_a_run_is_created(tiny_backbone, store, tmp_path, labels, reason):
