@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -256,8 +257,6 @@ class RunStore:
 
     def delete(self, run_id: str) -> None:
         """Remove a run that is not active: its rows in every table and its files."""
-        import shutil
-
         if self.get_run(run_id).status in ACTIVE_STATUSES:
             raise StoreError(f"run {run_id} is still active: cancel it first")
         with self._session(write=True) as session:
@@ -269,13 +268,10 @@ class RunStore:
 
     def export_model(self, run_id: str, destination: str | Path, description: str = "") -> Path:
         """Copy a finished run's model folder to ``destination`` with ``metrics.json`` (spec, metrics, versions)."""
-        import shutil
-
         record = self.get_run(run_id)
-        if record.status != "finished":
-            raise RunNotFoundError(f"run {run_id} has no finished model (status {record.status})")
-        if not record.model_path:  # a library prediction, a search: finished, but nothing to export
-            raise RunNotFoundError(f"run {run_id} ({record.method}) made no model to export")
+        if record.status != "finished" or not record.model_path:  # a library prediction finishes with no model
+            why = f"status {record.status}" if record.status != "finished" else f"a {record.method} run makes none"
+            raise RunNotFoundError(f"run {run_id} has no model to export ({why})")
         destination = Path(destination)
         if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):  # never two models
             raise OutputError(f"{destination} {'is not empty' if destination.is_dir() else 'is a file'}: export into "

@@ -228,7 +228,8 @@ def test_ctrl_c_on_a_library_says_what_is_kept_without_tracebacks_and_the_same_c
     # after a part's write, before the bar heard of it: the part on disk still counts
     ("_return_freed_memory", ("interrupted: 3 of 3 rows written", "the same command resumes after them")),
     # before any part was written: nothing to resume after
-    ("predict_frame", ("interrupted: 0 of 3 rows written: rows are kept 4,096 at a time, none was", "the same command starts")),
+    ("predict_frame", ("interrupted: 0 of 3 rows written: rows are kept 4,096 at a time, none was",
+                       "the same command starts")),
 ])
 def test_ctrl_c_on_a_library_counts_the_rows_on_disk_and_says_how_to_go_on(regressor_dir, tmp_path, monkeypatch,
                                                                           stopped_in, said):

@@ -316,7 +316,8 @@ def test_labels_beyond_float32_are_reported_not_trained(tmp_path):
 
 def test_formula_cells_are_defused_in_written_csv(tmp_path):
     frame = pd.DataFrame({"=name": ['=HYPERLINK("http://x")', "+cmd", "@SUM(A1)", "-2+3+cmd|' /C calc'!A0", "ok"],
-                          "value": ["-1.5", "+2", "-0,3", "\t=1", "-1,5+cmd"], "prediction": [-1.5, 2.0, 3.0, 4.0, 5.0]})
+                          "value": ["-1.5", "+2", "-0,3", "\t=1", "-1,5+cmd"],
+                          "prediction": [-1.5, 2.0, 3.0, 4.0, 5.0]})
     back = read_table(io.StringIO(write_csv(frame))).frame
     assert list(back.columns) == ["'=name", "value", "prediction"]
     assert back["'=name"].tolist() == ['\'=HYPERLINK("http://x")', "'+cmd", "'@SUM(A1)", "'-2+3+cmd|' /C calc'!A0",

@@ -60,11 +60,13 @@ def test_rename_and_delete_remove_rows_and_files(tmp_path):
 
 def test_exporting_a_run_without_a_model_says_which_of_the_two_reasons_it_is(tmp_path):
     store = RunStore(home=tmp_path)
-    queued, finished = _run(store), _run(store)
+    queued = _run(store)
+    library = JobSpec(method="predict", options={"model": "assets/lipo-regressor", "source": "library.csv"})
+    finished = store.create_run(library.to_dict(), "predict", "a library")
     store.finish(finished, {"rows": 10})  # as a library prediction finishes: results, no model folder
-    with pytest.raises(RunNotFoundError, match="no finished model \\(status queued\\)"):
+    with pytest.raises(RunNotFoundError, match="no model to export \\(status queued\\)"):
         store.export_model(queued, tmp_path / "out")
-    with pytest.raises(RunNotFoundError, match="made no model to export"):
+    with pytest.raises(RunNotFoundError, match="no model to export \\(a predict run makes none\\)"):
         store.export_model(finished, tmp_path / "out")
 
 
