@@ -61,12 +61,12 @@ def gone(key: str) -> str:
 def labelled_selectbox(label: str, labels: dict[Any, str], key: str, **kwargs: Any) -> Any:
     """A selectbox of ``labels``' keys shown by their labels, which may change while one is chosen (a run renamed,
     finished): the browser holds the chosen label, which then matches no option, and Streamlit would fall back to
-    the first option at the next rerun. The chosen key is handed to the widget again whenever its label changed."""
-    shown = f"label-of-{key}"
-    if (last := st.session_state.get(shown)) is not None:
-        value, text = last
-        if value in labels and labels[value] != text and st.session_state.get(key) in (value, text):
-            st.session_state[key] = value
-    chosen = st.selectbox(label, list(labels), format_func=labels.get, key=key, **kwargs)
-    st.session_state[shown] = (chosen, labels.get(chosen))
-    return chosen
+    the first option. So the chosen key is handed to the widget on every run (the browser always shows its label as
+    it is now), and a label the browser sends that matches nothing keeps the key chosen before."""
+    chosen = f"chosen-{key}"
+    if (current := st.session_state.get(key)) in labels:
+        st.session_state[key] = current
+    elif st.session_state.get(chosen) in labels:
+        st.session_state[key] = st.session_state[chosen]
+    st.session_state[chosen] = st.selectbox(label, list(labels), format_func=labels.get, key=key, **kwargs)
+    return st.session_state[chosen]
