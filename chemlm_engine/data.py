@@ -31,6 +31,20 @@ __all__ = [
 
 SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles")
 LABEL_COLUMNS = ("exp", "label", "Label", "y", "target", "logD", "logd")
+NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "zinc_id",
+                "idnumber", "title")
+
+
+def plain_column_name(column: str) -> str:
+    """A column name as the known names are written: "Compound ID", "Measured logD" read compound_id, measured_logd."""
+    return "_".join(column.lower().replace("-", " ").split())
+
+
+def name_column(columns: Sequence[str]) -> str | None:
+    """The column of names or IDs: a known name first, else one named like an ID (vendor_id, Catalog ID)."""
+    plain = [plain_column_name(c) for c in columns]
+    known = next((plain.index(name) for name in NAME_COLUMNS if name in plain), None)
+    return columns[known] if known is not None else next((c for c, p in zip(columns, plain) if p.endswith("_id")), None)
 
 
 @dataclass(frozen=True)
@@ -187,10 +201,12 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
 def read_csv(source: str | Path | IO, smiles_col: str | None = None, label_col: str | None = None,
              standardization: Standardization = Standardization(),
              labels_required: bool = True) -> tuple[MoleculeData, DataReport]:
-    """Read a user CSV (path or file object); see :func:`molecules_from_frame`."""
+    """Read a user CSV (path or file object); see :func:`molecules_from_frame`. A molecule's name is its file's
+    name / ID column (:func:`name_column`) where there is one, else its row number."""
     table = read_table(source)
-    return molecules_from_frame(table.frame, smiles_col, label_col, standardization=standardization,
-                                problems=table.problems, labels_required=labels_required)
+    return molecules_from_frame(table.frame, smiles_col, label_col, name_column(list(table.frame.columns)),
+                                standardization=standardization, problems=table.problems,
+                                labels_required=labels_required)
 
 
 def cache_dir() -> Path:

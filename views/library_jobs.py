@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from chemlm_engine.data import name_column
 from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.library import active_twin, annotated_library, kept_rows
 from chemlm_engine.library_results import ORDERS, library_window, predictions_of
@@ -17,7 +18,6 @@ from chemlm_engine.store import RunRecord
 from chemlm_engine.filekinds import is_sd_file, saved_suffix
 from chemlm_engine.tables import write_csv
 from views.common import model_choices, plain, run_label, store, submit
-from views.uploads import name_column
 from views.kept import kept
 from views.live import announce, live_jobs
 from views.why import domain_flags, warm_explanations, why_this_prediction

@@ -114,13 +114,17 @@ gain = SCORES[METHODS[run.method].options.STRATEGIES[0]]
 ranked_by_spread = "uncertainty" in acquired and acquired["score"].equals(acquired["uncertainty"])
 if ranked_by_spread:
     acquired = acquired.drop(columns="score")
-columns = [c for c in ("structure", "smiles", "score", "prediction", "uncertainty", "label", "round")
+columns = [c for c in ("structure", "name", "smiles", "score", "prediction", "uncertainty", "label", "round")
            if c in shown and not (c == "score" and ranked_by_spread)]
+if report := run.info.get("pool_report"):  # what of the user's file could not be used is kept with the run
+    st.caption(f"Your pool file: {report}.")
 st.dataframe(shown[columns], hide_index=True, row_height=80,
              column_config={"structure": st.column_config.ImageColumn(width=120), "score": gain, "label": "measured",
-                            "uncertainty": "± (MC std)"})
-st.download_button("Download the molecules to measure next (CSV)",
-                   write_csv(acquired.drop(columns=["kind", "split"], errors="ignore")
+                            "uncertainty": "± (MC std)", "name": st.column_config.TextColumn(
+                                "name", help="The pool file's name / ID column, or its row number")})
+listed = acquired.drop(columns=["kind", "split"], errors="ignore")
+st.download_button("Download the molecules to measure next (CSV)",  # the pool file's ID first: how to find it again
+                   write_csv(listed[[*(["name"] if "name" in listed else []), *listed.columns.drop("name", "ignore")]]
                              .rename(columns={"score": gain.replace(" ", "_"), "label": "measured"})),
                    f"measure-next-{run.id}.csv", "text/csv", type="primary")
 st.download_button("Download the test set's uncertainties (CSV)", write_csv(test), f"uncertainty-{run.id}.csv",

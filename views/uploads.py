@@ -7,15 +7,13 @@ import os
 
 import streamlit as st
 
-from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS
+from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, name_column, plain_column_name
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import is_compressed, is_excel, is_parquet, is_sd_file
 from chemlm_engine.molecules import is_molecule
 from chemlm_engine.tables import columns_of, count_rows
 from views.common import plain
 
-NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "zinc_id",
-                "idnumber", "title")
 MEASURED_COLUMNS = ("measured", "measured_logd", "logd", "logd7.4", "logd_7.4", *LABEL_COLUMNS)
 
 
@@ -62,22 +60,9 @@ def upload_too_big(upload) -> str | None:
             "`chemlm predict --input FILE --output predictions.parquet` (`--executor ray` spreads it over a cluster).")
 
 
-def _plain_name(column: str) -> str:
-    """A column name as the known names are written: "Compound ID", "Measured logD" read compound_id, measured_logd."""
-    return "_".join(column.lower().replace("-", " ").split())
-
-
 def _index(options: list[str], candidates: tuple[str, ...], default: int | None = 0) -> int | None:
-    plain = [_plain_name(o) for o in options]
+    plain = [plain_column_name(o) for o in options]
     return next((plain.index(c.lower()) for c in candidates if c.lower() in plain), default)
-
-
-def name_column(columns: list[str]) -> str | None:
-    """The column of names or IDs: a known name first, else one named like an ID (vendor_id, Catalog ID)."""
-    plain = [_plain_name(c) for c in columns]
-    known = _index(columns, NAME_COLUMNS, None)
-    return columns[known] if known is not None else next(
-        (c for c, p in zip(columns, plain) if p.endswith("_id")), None)
 
 
 def column_pickers(upload, value: str | None = "measured") -> dict[str, str | None] | None:

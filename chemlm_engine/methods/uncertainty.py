@@ -166,4 +166,6 @@ def _record_acquired(ctx: JobContext, pool: MoleculeData, scored: _Scored, chose
     at = chosen if local is None else local
     ctx.store.add_molecules(ctx.run_id, Kinds.ACQUIRED, pd.DataFrame(
         {"smiles": [pool.smiles[i] for i in chosen], "label": pool.labels[chosen], "score": scored.score(how)[at],
-         "prediction": scored.mean[at], "uncertainty": scored.std[at], "strategy": how, "round": round_}))
+         "prediction": scored.mean[at], "uncertainty": scored.std[at], "strategy": how, "round": round_,
+         # the pool file's own ID (or row number): how a chemist finds the molecule again
+         **({"name": [pool.names[i] for i in chosen]} if pool.names else {})}))

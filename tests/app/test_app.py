@@ -322,7 +322,7 @@ def test_active_learning_and_influence_open_on_the_runs_worth_reading_first(home
 
 def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(home, tiny_backbone, tmp_path, lipo):
     pool = tmp_path / "candidates.smi"  # a SMILES file, as a chemist's list of candidates often is
-    pool.write_text("".join(f"{s} cand-{i}\n" for i, s in enumerate(lipo.smiles[-30:])))
+    pool.write_text("".join(f"{s} cand-{i}\n" for i, s in enumerate(lipo.smiles[-30:])) + "C1CC cand-broken\n")
     spec = JobSpec(method="isal", data=DataSpec(subset=120),
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=1),
                    options={"pool": str(pool), "acquire": 8, "passes": 3})
@@ -332,6 +332,9 @@ def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(
     assert any("Your candidates, ranked by a model trained on all" in c.value for c in at.caption)
     listed = next(d.value for d in at.dataframe if "structure" in d.value.columns)
     assert len(listed) == 8 and listed["label"].isna().all() and listed["score"].is_monotonic_decreasing
+    chosen = {f"cand-{i}": s for i, s in enumerate(lipo.smiles[-30:])}
+    assert all(name in chosen for name in listed["name"])  # each with the chemist's own ID
+    assert any("Your pool file: 31 rows: 1 invalid SMILES" in c.value for c in at.caption)
 
 
 @pytest.mark.ray
@@ -766,7 +769,8 @@ def test_a_run_whose_cli_process_died_is_shown_interrupted_not_running_forever(h
 
 
 def test_upload_columns_named_as_chemists_write_them_are_preselected():
-    from views.uploads import MEASURED_COLUMNS, NAME_COLUMNS, SMILES_COLUMNS, _index, name_column
+    from chemlm_engine.data import NAME_COLUMNS, SMILES_COLUMNS, name_column
+    from views.uploads import MEASURED_COLUMNS, _index
 
     columns = ["(none)", "Smiles", "Compound ID", "Measured logD", "Project"]
     assert [_index(columns, known) for known in (SMILES_COLUMNS, NAME_COLUMNS, MEASURED_COLUMNS)] == [1, 2, 3]
