@@ -82,6 +82,8 @@ def _ended_text(run_id: str) -> str:
     except RunNotFoundError:
         return f"run {run_id}: deleted"
     extra = run.message if run.message and run.message != run.status else ""
+    if run.status in ("failed", "diverged") and run.error:  # why, in a line: the whole error is in its run detail
+        extra = run.error.strip().splitlines()[0][:160]
     return f"{run_label(run)}: {status_words(run)}" + (f" · {extra}" if extra else "")
 
 

@@ -12,6 +12,7 @@ from views.common import LIVE_REFRESH_S, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form
 from views.links import link
 from views.live import announce, live_jobs
+from views.kept import labelled_selectbox
 
 SETTINGS = ("learning_rate", "head_hidden", "dropout", "batch_size", "descriptors")  # + each method's SEARCH
 
@@ -41,7 +42,8 @@ live_jobs(("search",))
 if not searches:
     st.info("No search yet.")
     st.stop()
-search = st.selectbox("Search", searches, format_func=lambda r: f"{run_label(r)} · {r.status}")
+search = {r.id: r for r in searches}[labelled_selectbox("Search", {r.id: f"{run_label(r)} · {r.status}"
+                                                                    for r in searches}, key="search-run")]
 
 
 def trials_frame(search: RunRecord) -> pd.DataFrame:

@@ -110,7 +110,6 @@ st.subheader("Run detail")
 labels = {r.id: f"{run_label(r)} · {status_words(r)}" for r in runs}
 if (gone := st.session_state.get("detail-shown")) is not None and gone not in labels:
     st.session_state["detail-note"] = f"Run {gone}, shown here before, was deleted elsewhere."
-deleting = "detail-note" in st.session_state  # a Delete was just clicked: the run shown now is another one
 if note := st.session_state.pop("detail-note", None):
     st.warning(plain(note))
 run = store().get_run(labelled_selectbox("Run", labels, key="detail-run"))
@@ -126,14 +125,12 @@ if model_kind(run.method) == "predictions":  # a library prediction: no training
 elif run.metrics:
     st.dataframe(metrics_row(run), hide_index=True)
 a, b, c = st.columns([3, 2, 1.3], vertical_alignment="bottom")
-if st.session_state.get(f"name-{run.id}") != run.name:  # as stored now: another tab may have renamed it
-    st.session_state[f"name-{run.id}"] = run.name  # (only then: a value set on every run reruns the page endlessly)
+st.session_state[f"name-{run.id}"] = run.name  # as stored now: another tab may have renamed it
 a.text_input("Name", key=f"name-{run.id}", on_change=_rename, args=(run.id, f"name-{run.id}"))
 link(b, "views/predict.py", "Predict with this run", ":material/science:", predict=run.id,
      disabled=run.status != "finished" or not run.model_path or model_kind(run.method) == "backbone")
 # asked once more (it cannot be undone), one per run: an open one would offer the next run at one click after a Delete
-with c.popover("Delete run", disabled=run.status in ("queued", "running") or deleting,
-               key=f"delete-{run.id}"):
+with c.popover("Delete run", disabled=run.status in ("queued", "running"), key=f"delete-{run.id}"):
     st.caption(f"Run {run.id}: its rows and files (and uploads no other run needs) go for good.")
     st.button("Yes, delete it", type="primary", on_click=_delete, args=(run.id,))
 

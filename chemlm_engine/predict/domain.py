@@ -153,6 +153,6 @@ def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference |
         nn = nearest_neighbours(out.loc[valid, "canonical_smiles"].tolist(), reference)
         for column in ("nearest_training_smiles", "similarity", "nearest_training_label"):
             out.loc[valid, column] = nn[column].to_numpy()
-        read_whole = ~out.loc[valid, "warning"].fillna("").str.contains(TRUNCATED) if "warning" in out else True
+        read_whole = ~out.loc[valid, "warnings"].fillna("").str.contains(TRUNCATED) if "warnings" in out else True
         out.loc[valid, "in_domain"] = (nn["similarity"].to_numpy() >= threshold) & read_whole
     return out

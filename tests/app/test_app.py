@@ -272,7 +272,7 @@ def test_uncertainty_page_shows_a_finished_sweep(home, tiny_backbone):
     run_id = run_job(spec, RunStore(home=home))
     at = _app("views/uncertainty.py")
     assert not at.exception
-    assert at.selectbox[0].value.id == run_id
+    assert at.selectbox[0].value == run_id
     tables = [d.value for d in at.dataframe]
     assert any(list(t.columns[:2]) == ["n", "strategy"] and len(t) == 4 for t in tables)
     listed = next(t for t in tables if "structure" in t.columns)
@@ -307,7 +307,7 @@ def test_active_learning_and_influence_open_on_the_runs_worth_reading_first(home
 
     sampled = finished("uncertainty", {"strategy": "uncertainty"})
     finished("uncertainty", {"strategy": "random"})  # the newest: the suite queues the control after
-    assert _app("views/uncertainty.py").selectbox[0].value.id == sampled
+    assert _app("views/uncertainty.py").selectbox[0].value == sampled
     baseline = finished("baseline", {})
     finished("lora", {})  # newer, and no plain fine-tune
     at = _app("views/influence.py")
@@ -563,6 +563,10 @@ def test_a_running_library_prediction_offers_no_live_curve_and_a_running_fit_doe
     assert {b.key for b in at.button if b.label == "Cancel"} == {f"cancel-{library}"}
     at.run()  # said once
     assert not at.toast
+    store.fail(library, "ModelLoadError: no model in /tmp/x\nmore lines", "Traceback …")  # a failure says why
+    at.run()
+    said = [t.value for t in at.toast]
+    assert said == [f"a library · {library} · predict: failed · ModelLoadError: no model in /tmp/x"]
 
 
 def test_the_runs_table_lists_a_library_prediction_and_a_spec_this_version_cannot_read(home):
@@ -745,7 +749,9 @@ def test_delete_and_rename_act_on_the_run_on_screen_even_when_another_tab_change
     widget(at, "button", "Yes, delete it").click().run()
     assert not at.exception and {r.id for r in store.runs()} == {older, newest}  # the newest is not deleted instead
     assert any("Not deleted" in w.value for w in at.warning)
-    assert _delete_popover(at).disabled  # closed: the run shown now is another, and one click must not delete it
+    now = at.selectbox(key="detail-run").value  # another run: its own confirmation, closed (one click must not
+    assert now != shown and not _delete_popover(at).open  # delete it; the browser test checks it stays closed there)
+    assert any(c.value.startswith(f"Run {now}: its rows") for c in at.caption)
     at.selectbox(key="detail-run").set_value(newest).run()  # the user picks (or sees) the run to delete
     assert not _delete_popover(at).disabled
     widget(at, "button", "Yes, delete it").click().run()  # now the newest is on screen: it goes, as asked

@@ -20,7 +20,7 @@ def test_the_nearest_training_molecule_comes_with_its_measured_value():
 
 def test_a_molecule_the_model_read_only_in_part_is_outside_the_domain_however_similar():
     frame = pd.DataFrame({"canonical_smiles": ["CCCCO", "CCCCO"], "error": [None, None],
-                          "warning": [None, "truncated: 3,510 tokens, the model reads only the first 512"]})
+                          "warnings": [None, "truncated: 3,510 tokens, the model reads only the first 512"]})
     out = add_applicability_domain(frame, TrainingReference.from_smiles(["CCCCO"], [1.5]))
     assert out["similarity"].tolist() == [1.0, 1.0] and out["in_domain"].tolist() == [True, False]
 
