@@ -97,7 +97,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['variant']} | {row['threads']} | {row['forward_alone_s']:.2f} "
-              f"| {row['descriptors_alone_s']:.2f} | {row['forward_beside_descriptors_s']:.2f} | {row['both_s']:.2f} | {row['both_s'] / floor:.2f}x |")
+              f"| {row['descriptors_alone_s']:.2f} | {row['forward_beside_descriptors_s']:.2f} "
+              f"| {row['both_s']:.2f} | {row['both_s'] / floor:.2f}x |")
 
 
 if __name__ == "__main__":
