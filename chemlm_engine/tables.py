@@ -333,7 +333,7 @@ def numbers(cells: pd.Series) -> pd.Series:
     separators instead: when a number in the column has a decimal point, or every comma has three digits after it."""
     values = pd.to_numeric(cells, errors="coerce")
     text = cells.astype(str).str.strip()
-    commas = text[values.isna() & text.str.match(r"^\s*[+-]?\d*,\d+\s*$")]
+    commas = text[values.isna() & text.str.fullmatch(_COMMA_NUMBER)]
     if (commas.empty or text[values.notna()].str.contains(".", regex=False).any()
             or (commas.str.split(",").str[-1].str.len() == 3).all()):
         return values.astype(float)
