@@ -10,7 +10,7 @@ from chemlm_engine.tables import write_csv
 from views.common import molecule_cards, plain, run_label, store, submit
 from views.forms import cost_caption, pool_problem, quick_note, quick_toggle
 from views.live import announce, live_jobs, sig3, status_text
-from views.kept import labelled_selectbox
+from views.kept import run_selectbox
 
 DRIFT_LIMIT = 0.05  # LiSSA's estimate still moving by more than this over its last steps: not settled
 
@@ -74,8 +74,7 @@ live_jobs(("influence",))
 runs = [r for r in store().runs() if r.method == "influence"]
 if not runs:
     st.stop()
-labels = {r.id: f"{run_label(r)} · {r.status}" for r in runs}
-run = {r.id: r for r in runs}[labelled_selectbox("Influence run", labels, key="influence-run")]
+run = run_selectbox("Influence run", runs, lambda r: f"{run_label(r)} · {r.status}", key="influence-run")
 st.markdown(status_text(run))
 quick_note(run.spec)
 if run.status in ("failed", "diverged"):

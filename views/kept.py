@@ -7,10 +7,12 @@ fifteen (the browser test's steps with a 1 s refresh; in CI the page came back i
 lives under a plain session key, which no widget cleanup touches, and is handed to the widget before it renders:
 when Streamlit has dropped or changed its state, and when the widget comes back after a run that did not show it.
 """
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import streamlit as st
+
+from chemlm_engine.store import RunRecord
 
 _RUN = "kept-run"  # full runs of the app so far (app.py counts them; the sidebar's timed fragment does not)
 _PAGE = "kept-page"  # the page of this run: a widget key several pages share (the quick try) is new on each
@@ -70,3 +72,10 @@ def labelled_selectbox(label: str, labels: dict[Any, str], key: str, **kwargs: A
         st.session_state[key] = st.session_state[chosen]
     st.session_state[chosen] = st.selectbox(label, list(labels), format_func=labels.get, key=key, **kwargs)
     return st.session_state[chosen]
+
+
+def run_selectbox(label: str, runs: Sequence[RunRecord], label_of: Callable[[RunRecord], str],
+                  key: str) -> RunRecord:
+    """:func:`labelled_selectbox` over runs (keyed by id, shown by ``label_of``): the chosen run."""
+    by_id = {run.id: run for run in runs}
+    return by_id[labelled_selectbox(label, {run.id: label_of(run) for run in runs}, key=key)]

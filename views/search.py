@@ -12,7 +12,7 @@ from views.common import LIVE_REFRESH_S, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form
 from views.links import link
 from views.live import announce, live_jobs
-from views.kept import labelled_selectbox
+from views.kept import run_selectbox
 
 SETTINGS = ("learning_rate", "head_hidden", "dropout", "batch_size", "descriptors")  # + each method's SEARCH
 
@@ -42,8 +42,7 @@ live_jobs(("search",))
 if not searches:
     st.info("No search yet.")
     st.stop()
-search = {r.id: r for r in searches}[labelled_selectbox("Search", {r.id: f"{run_label(r)} · {r.status}"
-                                                                    for r in searches}, key="search-run")]
+search = run_selectbox("Search", searches, lambda r: f"{run_label(r)} · {r.status}", key="search-run")
 
 
 def trials_frame(search: RunRecord) -> pd.DataFrame:

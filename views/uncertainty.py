@@ -14,7 +14,7 @@ from views.common import run_label, store, submit
 from views.forms import (backbone_picker, cost_caption, data_form, epochs_input, pool_problem, quick_note,
                          quick_toggle)
 from views.live import announce, live_jobs
-from views.kept import labelled_selectbox
+from views.kept import run_selectbox
 
 ACTIVE = tuple(m for m, entry in METHODS.items() if issubclass(entry.options, UncertaintyOptions))
 NAMES = {"isal": "ISAL", "uncertainty": "uncertainty sampling", "random": "random"}  # strategies, in words
@@ -76,7 +76,7 @@ if not runs:
     st.stop()
 # newest first, random controls last: the page opens on a run whose list of what to measure next is worth reading
 runs.sort(key=lambda r: r.spec.get("options", {}).get("strategy") == "random")
-run = {r.id: r for r in runs}[labelled_selectbox("Run", {r.id: run_label(r) for r in runs}, key="al-run")]
+run = run_selectbox("Run", runs, run_label, key="al-run")
 quick_note(run.spec)
 pool = store().molecules(run.id, Kinds.POOL_UNCERTAINTY)
 test = store().molecules(run.id, Kinds.TEST_UNCERTAINTY)

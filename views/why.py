@@ -22,9 +22,9 @@ def _warming() -> dict[str, threading.Thread]:
 def warm_explanations(folder: str) -> None:
     """Build the model's attribution caches in the background (once per model and app process), so that "Why?"
     answers at once. A model of its own: a prediction with MC dropout must not switch dropout on under it."""
-    def build(trusted: bool) -> None:  # no st.* in here: it runs outside the page's script thread
+    def build(trust: bool) -> None:  # no st.* in here: it runs outside the page's script thread
         try:
-            prepare_explanations(load_predictor(folder, trust_remote_code=trusted), folder)
+            prepare_explanations(load_predictor(folder, trust_remote_code=trust), folder)
         except Exception as exc:  # noqa: BLE001 - only a head start: "Why?" builds what is missing, says errors
             log.warning("could not prepare the explanations of %s: %s", folder, exc)
 
