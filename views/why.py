@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from chemlm_engine.errors import ChemLMError
-from chemlm_engine.predict import DOMAIN_SIMILARITY, Explanation, explain, load_predictor, prepare_explanations
+from chemlm_engine.predict import (DOMAIN_SIMILARITY, Explanation, explain, load_predictor, prepare_explanations,
+                                   signed)
 from views.common import load_model, molecule_cards, plain, trusted
 
 OUTSIDE = "⚠ outside"
@@ -81,7 +82,7 @@ def why_this_prediction(ok: pd.DataFrame, folder: str, key: str = "why-row") -> 
                    "training molecules below explain what it learned, not a close precedent.")
     left, right = st.columns([2, 3])
     left.image(reason.picture, caption="Atoms: red raises the predicted logD, blue lowers it (integrated gradients "
-               f"from a [MASK] baseline; bonds and rings together {reason.atoms['other']:+.2f})")
+               f"from a [MASK] baseline; bonds and rings together {signed(reason.atoms['other'])})")
     right.markdown("**Training molecules behind it.** Contribution = how much this prediction would drop (or rise) "
                    "if the model had been trained without that molecule (leave-one-out through its last layer, in "
                    f"logD units). One molecule among {len(reason.training):,} moves a fit little, so the sizes are "

@@ -49,7 +49,7 @@ from ..tables import written_aside
 from ..training_set import missing_training_set
 
 __all__ = ["CACHE_FILE", "AttributionCache", "removal_effects", "training_contributions", "atom_contributions",
-           "draw_atom_contributions", "Explanation", "explain", "prepare_explanations"]
+           "draw_atom_contributions", "Explanation", "explain", "prepare_explanations", "signed"]
 
 CACHE_FILE = "attribution.safetensors"
 DAMPING = 1e-3  # λ relative to the mean diagonal of XᵀX: keeps A well conditioned, changes scores by < 0.1 %
@@ -278,6 +278,11 @@ def _prediction(predictor: RegressionModel | Ensemble, smiles: str) -> float:
     return float(predict_values(predictor, [smiles])[0])
 
 
+def signed(value: float) -> str:
+    """A logD contribution with its sign, to 2 decimals; one that rounds to zero reads +0.00, not -0.00."""
+    return f"{round(value, 2) + 0.0:+.2f}"
+
+
 def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str) -> Explanation:
     """Both attributions for one (canonical) SMILES, and the atom map."""
     reference = TrainingReference.load(folder)  # read once: contributions and similarities both need it
@@ -286,7 +291,7 @@ def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: s
     similarity = DataStructs.BulkTanimotoSimilarity(fingerprints([smiles])[0], reference.fingerprints)
     training["similarity"] = training["smiles"].map(dict(zip(reference.smiles, similarity)))
     atoms = atom_contributions(predictor, smiles)
-    trees = f"of which trees {atoms['trees']:+.2f}; " if atoms["trees"] else ""  # held fixed: in both ends
+    trees = f"of which trees {signed(atoms['trees'])}; " if atoms["trees"] else ""  # held fixed: in both ends
     prediction = _prediction(predictor, smiles)
     legend = f"logD {prediction:.2f} ({trees}baseline {atoms['baseline']:.2f}); red raises, blue lowers"
     return Explanation(smiles, prediction, atoms, training,

@@ -1,5 +1,6 @@
 """The app's pages through Streamlit's AppTest (no browser)."""
 import io
+import json
 import os
 import subprocess
 import sys
@@ -633,6 +634,20 @@ def test_a_damaged_model_folder_is_a_message_on_the_predict_page(home, finished_
     widget(at, "button", "Predict").click().run()
     assert not at.exception
     assert any("head.safetensors" in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
+
+
+def test_a_run_with_many_stages_draws_each_stage_in_its_own_colour(home):  # an influence run's k-sweep: 12
+    store = RunStore(home=home)
+    run_id = store.create_run(JobSpec().to_dict(), "influence", "sweep")
+    for stage in range(12):
+        for epoch in (1, 2):
+            store.add_epoch(run_id, epoch, {"train_mse": 1.0 / epoch, "val_mse": 1.2 / epoch}, stage=f"top-{stage}")
+    at = _app("views/train.py")
+    at.selectbox(key="detail-run").set_value(run_id).run()
+    chart = json.loads(next(p.proto.spec for p in at.get("plotly_chart") if "Loss by epoch" in p.proto.spec))
+    colours = {trace["line"]["color"] for trace in chart["data"]}
+    dashes = {trace["name"].split(", ")[1]: trace["line"]["dash"] for trace in chart["data"]}
+    assert len(colours) == 12 and dashes == {"train_mse": "solid", "val_mse": "dot"}
 
 
 def test_a_quick_try_says_its_r2_means_little(home, finished_run):  # 80 molecules, 1 epoch

@@ -8,7 +8,7 @@ from rdkit import Chem
 
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.predict.explain import (CACHE_FILE, AttributionCache, atom_contributions, explain, removal_effects,
-                                   training_contributions)
+                                          signed, training_contributions)
 from chemlm_engine.inference import predict_values
 from chemlm_engine.predict import predict_smiles
 from chemlm_engine.jobs import run_job
@@ -30,6 +30,10 @@ def test_removal_effects_are_exact_leave_one_out_for_ridge_regression():
     effects = removal_effects(x, inverse, x @ theta - y, leverage, query)
     refit = [query @ fit(np.delete(np.arange(40), z)) - query @ theta for z in range(40)]
     np.testing.assert_allclose(effects, refit, rtol=1e-9, atol=1e-12)
+
+
+def test_a_contribution_that_rounds_to_zero_reads_plus_zero_not_minus_zero():
+    assert [signed(v) for v in (-0.003, 0.004, -0.0, 0.126, -1.5)] == ["+0.00", "+0.00", "+0.00", "+0.13", "-1.50"]
 
 
 def test_sign_convention_a_molecule_above_its_prediction_pushes_similar_predictions_up():
