@@ -119,6 +119,8 @@ columns = [c for c in ("structure", "name", "smiles", "score", "prediction", "un
            if c in shown and not (c == "score" and ranked_by_spread)]
 if report := run.info.get("pool_report"):  # what of the user's file could not be used is kept with the run
     st.caption(f"Your pool file: {report}.")
+if note := run.info.get("acquire_note"):
+    st.info(f"Acquire: {note}.")
 st.dataframe(shown[columns], hide_index=True, row_height=80,
              column_config={"structure": st.column_config.ImageColumn(width=120), "score": gain, "label": "measured",
                             "uncertainty": "± (MC std)", "name": st.column_config.TextColumn(

@@ -104,7 +104,9 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
                     "trained on the whole training split (label every molecule to simulate acquisition)",
                     int(np.isnan(pool.labels).sum()), len(pool))
     if not sweep and opts.acquire > len(pool):
-        log.warning("acquire %d: the pool has %d molecules, so %d are acquired", opts.acquire, len(pool), len(pool))
+        note = f"{opts.acquire} asked for, but the pool has {len(pool)} molecules: all of them are acquired"
+        log.warning("acquire %s", note)
+        ctx.store.set_info(ctx.run_id, acquire_note=note)  # the page says it beside the list, not only the log
     n_fits = 1 if candidates else opts.fits()
     span = lambda k: (k / n_fits, (k + 1) / n_fits)  # noqa: E731 - progress share of the k-th fit
 

@@ -327,7 +327,7 @@ def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(
     spec = JobSpec(method="isal", data=DataSpec(subset=120),
                    model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16), train=TrainConfig(epochs=1),
                    options={"pool": str(pool), "acquire": 8, "passes": 3})
-    run_job(spec, RunStore(home=home))
+    run_id = run_job(spec, RunStore(home=home))
     at = _app("views/uncertainty.py")
     assert not at.exception
     assert any("Your candidates, ranked by a model trained on all" in c.value for c in at.caption)
@@ -336,6 +336,11 @@ def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(
     chosen = {f"cand-{i}": s for i, s in enumerate(lipo.smiles[-30:])}
     assert all(name in chosen for name in listed["name"])  # each with the chemist's own ID
     assert any("Your pool file: 31 rows: 1 invalid SMILES" in c.value for c in at.caption)
+    assert not any(i.value.startswith("Acquire") for i in at.info)
+    RunStore(home=home).set_info(run_id, acquire_note="50 asked for, but the pool has 30 molecules: all of them "
+                                                      "are acquired")  # as the job records it (engine test)
+    assert "Acquire: 50 asked for, but the pool has 30 molecules: all of them are acquired." in [
+        i.value for i in at.run().info]
 
 
 @pytest.mark.ray

@@ -136,7 +136,23 @@ def test_isal_ranks_a_chemists_unlabelled_pool_once_with_a_model_of_all_the_trai
     scored = store.molecules(record.id, "pool_isal")
     assert record.info["pool_molecules"] == len(scored) >= 10
     assert len(acquired) == 10 and acquired["label"].isna().all() and acquired["prediction"].notna().all()
+    assert "acquire_note" not in record.info  # 10 of the pool's molecules, as asked
     assert acquired["score"].min() >= scored["score"].nlargest(10).min() - 1e-12
     with_sweep = JobSpec.from_dict({**spec.to_dict(), "options": {"pool": str(candidates), "sweep": [5]}})
     with pytest.raises(DataError, match="without a label"):  # a sweep would need the labels it reveals
         run_job(with_sweep, store)
+
+
+def test_asking_for_more_than_the_pool_holds_acquires_all_of_it_and_says_so_with_the_run(tiny_backbone, store,
+                                                                                        tmp_path, lipo):
+    candidates = tmp_path / "candidates.csv"
+    candidates.write_text("smiles\n" + "\n".join(lipo.smiles[-12:]) + "\n")
+    spec = JobSpec(method="uncertainty", data=DataSpec(subset=80),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16, dropout=0.2),
+                   train=TrainConfig(epochs=1, batch_size=16),
+                   options={"pool": str(candidates), "acquire": 50, "passes": 2})
+    record = store.get_run(run_job(spec, store))
+    assert record.status == "finished", record.error
+    pool = record.info["pool_molecules"]
+    assert len(store.molecules(record.id, "acquired")) == pool
+    assert record.info["acquire_note"] == f"50 asked for, but the pool has {pool} molecules: all of them are acquired"
