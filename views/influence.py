@@ -129,9 +129,11 @@ with tabs[3]:
     sweep = store().table(run.id, Tables.SWEEP)
     if not sweep.empty:
         st.markdown("**k-sweep**: retrained with the influence top-k, k random pool molecules, or the whole pool")
-        c, d = st.columns(2)
-        c.plotly_chart(px.line(sweep, x="k", y="test_mse", color="selection", markers=True))
-        d.plotly_chart(px.line(sweep, x="k", y="test_r2", color="selection", markers=True))
+        for column, metric in zip(st.columns(2), ("test_mse", "test_r2")):
+            chart = px.line(sweep, x="k", y=metric, color="selection", markers=True)
+            if (base := run.metrics.get(f"base_{metric}")) is not None:  # k = 0: what every selection must beat
+                chart.add_hline(base, line_dash="dash", line_color="grey", annotation_text="no pool molecule")
+            column.plotly_chart(chart)
         st.dataframe(sweep, hide_index=True)
 with tabs[4]:
     st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "suspect", "corrupted"]],

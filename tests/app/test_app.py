@@ -426,8 +426,6 @@ def test_compare_page_renders_grouped_results(tiny_backbone, tmp_path, monkeypat
 
 
 def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatch):
-    import json
-
     from typer.testing import CliRunner
 
     from chemlm_engine.cli import app
@@ -450,6 +448,9 @@ def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatc
     assert len(cards) == 30 and cards[0].startswith("**#1** · score")  # helpful, harmful, suspects: 10 each
     assert any("AUROC" in m.label for m in at.metric)
     assert any(m.label == "Suspected mislabelled" and m.value.endswith("of 28") for m in at.metric)
+    sweep_charts = [json.loads(p.proto.spec) for p in at.get("plotly_chart") if '"selection"' in p.proto.spec]
+    base = RunStore(home=tmp_path / "runs").runs()[0].metrics  # the influence run, newest first
+    assert [c["layout"]["shapes"][0]["y0"] for c in sweep_charts] == [base["base_test_mse"], base["base_test_r2"]]
 
 
 def test_home_try_it_fills_predict_with_the_example_and_train_with_the_quick_preset(home):
