@@ -3,12 +3,13 @@ and the option checks every command shares (:func:`one_of`, :func:`refuse_settin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from tqdm import tqdm
 
-__all__ = ["predict", "explain", "resolve_model", "one_of", "refuse_settings_beside"]
+__all__ = ["predict", "explain", "resolve_model", "one_of", "refuse_settings_beside", "library_bar"]
 
 
 def one_of(*choices: str):
@@ -202,6 +203,21 @@ def _check_output_kind(output: Path, library: bool) -> None:
                           "output .parquet")
 
 
+def library_bar(**options) -> tuple[tqdm, Callable[[int, int], None]]:
+    """A progress bar for a library and the callback that moves it. The rows a resumed run finds written count
+    as done from the start, not towards its speed."""
+    bar = tqdm(unit="mol", desc="predict", **options)
+
+    def report(done: int, total: int) -> None:
+        if bar.total is None:  # the first report: what an earlier run wrote
+            bar.reset(total)
+            bar.initial = bar.n = bar.last_print_n = done
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, report
+
+
 def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
                      address: str | None, workers: int, trust_remote_code: bool) -> None:
     from .library import CHUNK_ROWS, library_rows, parts_of, parts_rows, predict_library, predict_library_ray
@@ -214,12 +230,7 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
         summary = predict_library_ray(folder, source, output, smiles_column, workers=workers, address=address,
                                       trust_remote_code=trust_remote_code)
     else:
-        bar = tqdm(unit="mol", desc="predict")
-
-        def report(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+        bar, report = library_bar()
         try:
             summary = predict_library(folder, source, output, smiles_column, progress=report,
                                       trust_remote_code=trust_remote_code)

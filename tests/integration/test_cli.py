@@ -1,3 +1,4 @@
+import io
 import json
 import math
 import os
@@ -222,6 +223,16 @@ def test_ctrl_c_on_a_library_says_what_is_kept_without_tracebacks_and_the_same_c
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and f"{kept:,} of them written before an interruption" in again.stderr, again.stderr
     assert len(pd.read_parquet(output)) == rows
+
+
+def test_a_resumed_library_counts_only_its_own_rows_towards_its_speed():
+    from chemlm_engine.cli_predict import library_bar
+
+    bar, report = library_bar(file=io.StringIO())
+    report(4096, 10_000)  # written before an interruption
+    report(4352, 10_000)
+    assert (bar.n, bar.total) == (4352, 10_000) and bar.n - bar.format_dict["initial"] == 256  # the rate's rows
+    bar.close()
 
 
 @pytest.mark.parametrize("stopped_in, said", [
