@@ -3,13 +3,14 @@ and the option checks every command shares (:func:`one_of`, :func:`refuse_settin
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from tqdm import tqdm
 
-__all__ = ["predict", "explain", "resolve_model", "one_of", "refuse_settings_beside", "library_bar"]
+__all__ = ["predict", "explain", "resolve_model", "one_of", "refuse_settings_beside", "library_bar", "wrote"]
 
 
 def one_of(*choices: str):
@@ -105,17 +106,24 @@ def predict(
         typer.echo(f"note: {input.name} has over {_IN_MEMORY_ROWS:,} rows: --output predictions.parquet streams it in "
                    "constant memory and resumes after an interruption", err=True)
     regressor = load_predictor(folder, trust_remote_code=trust_remote_code)
+    started = time.time()
     bar = tqdm(desc="predict", unit="mol", disable=None)  # on a terminal only: stdout may be the CSV
 
     def report(done: int, total: int) -> None:
         bar.total, bar.n = total, done
         bar.refresh()
 
-    if input is not None:
-        frame = predict_csv(regressor, input, smiles_column, name_column, measured_column=measured_column,
-                            progress=report)
-    else:
-        frame = predict_smiles(regressor, smiles, progress=report)
+    try:
+        if input is not None:
+            frame = predict_csv(regressor, input, smiles_column, name_column, measured_column=measured_column,
+                                progress=report)
+        else:
+            frame = predict_smiles(regressor, smiles, progress=report)
+    except KeyboardInterrupt:  # Ctrl-C: nothing is kept on this path; say so, and which path keeps rows
+        bar.close()
+        typer.echo("interrupted: nothing written (this output is written whole at the end); --output NAME.parquet "
+                   "keeps rows as they are predicted, and the same command then resumes after them", err=True)
+        raise typer.Exit(130) from None
     bar.close()
     frame = add_applicability_domain(frame, TrainingReference.load(folder))
     if measured_column:
@@ -136,11 +144,7 @@ def predict(
                 user_table(frame).to_parquet(aside, index=False)
             else:
                 write_csv(user_table(frame), aside)
-        n_bad = int(frame["error"].notna().sum())
-        n_warned = int(frame["warnings"].notna().sum())
-        n_outside = int((frame["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not outside
-        typer.echo(f"wrote {len(frame)} rows ({n_bad} invalid, {n_warned} with warnings, {n_outside} outside the "
-                   f"applicability domain) to {output}", err=True)
+        typer.echo(wrote(frame, output, time.time() - started), err=True)
 
 
 def explain(
@@ -209,9 +213,9 @@ def library_bar(**options) -> tuple[tqdm, Callable[[int, int], None]]:
     bar = tqdm(unit="mol", desc="predict", **options)
 
     def report(done: int, total: int) -> None:
-        if bar.total is None:  # the first report: what an earlier run wrote
-            bar.reset(total)
+        if bar.total is None:  # the first report: what an earlier run wrote; this run's clock starts now
             bar.initial = bar.n = bar.last_print_n = done
+            bar.start_t = bar.last_print_t = time.time()
         bar.total = total
         bar.update(done - bar.n)
 
@@ -220,7 +224,8 @@ def library_bar(**options) -> tuple[tqdm, Callable[[int, int], None]]:
 
 def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
                      address: str | None, workers: int, trust_remote_code: bool) -> None:
-    from .library import CHUNK_ROWS, library_rows, parts_of, parts_rows, predict_library, predict_library_ray
+    from .library import CHUNK_ROWS, parts_of, parts_rows, predict_library, predict_library_ray
+    from .library_input import library_rows
 
     if output is None:
         from .errors import OutputError
@@ -245,9 +250,21 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
             raise typer.Exit(130) from None
         finally:  # an error (an unreadable file) is then said on a line of its own
             bar.close()
-    resumed = f", {summary.resumed_rows:,} of them written before an interruption" if summary.resumed_rows else ""
-    typer.echo(f"wrote {summary.rows:,} rows ({summary.invalid:,} invalid{resumed}) to {summary.output} in "
-               f"{summary.seconds:.1f} s ({summary.rows_per_second:.0f} molecules/s)", err=True)
+    import pyarrow.parquet as pq
+
+    results = pq.read_table(summary.output, columns=["error", "warnings", "in_domain"]).to_pandas()
+    typer.echo(wrote(results, summary.output, summary.seconds, summary.resumed_rows), err=True)
+
+
+def wrote(results, output: Path | str, seconds: float, resumed: int = 0) -> str:
+    """The line a prediction to a file ends with, whatever the file's kind: its rows, the invalid ones, those with
+    warnings and those outside the applicability domain, where, how fast, and what an interrupted run had written."""
+    rows, new = len(results), len(results) - resumed
+    outside = int((results["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not outside
+    return (f"wrote {rows:,} rows to {output} in {seconds:.1f} s ({new / max(seconds, 1e-9):.0f} molecules/s): "
+            f"{int(results['error'].notna().sum()):,} invalid, {int(results['warnings'].notna().sum()):,} with "
+            f"warnings, {outside:,} outside the applicability domain"
+            + (f"; {resumed:,} of the rows were written before an interruption, not predicted again" if resumed else ""))
 
 
 def resolve_model(model: str, db: str | None) -> Path:

@@ -9,7 +9,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .compare import launched_trusting
-from .data import SMILES_COLUMNS
 from .errors import DataError
 from .pipeline import JobContext, SplitData
 from .predict.batch import predict_smiles
@@ -26,12 +25,12 @@ from .predict.domain import DOMAIN_COLUMNS, TrainingReference, add_applicability
 from .predict.ensemble import load_predictor
 from .spec import PredictOptions
 from .store import ACTIVE_STATUSES, RunRecord, RunStore
-from .filekinds import is_parquet
 from .sdfile import write_sd
-from .tables import columns_of, count_rows, iter_table, pick_column, written_aside
+from .library_input import chunks, library_rows, smiles_column_of
+from .tables import written_aside
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
-           "smiles_column_of", "library_rows", "parts_of", "parts_rows", "job_parts", "kept_rows", "active_twin",
+           "parts_of", "parts_rows", "job_parts", "kept_rows", "active_twin",
            "discard_kept", "annotated_library", "CHUNK_ROWS"]
 
 
@@ -52,12 +51,9 @@ OUTPUT_COLUMNS = ("canonical_smiles", "prediction", "error", "warnings", "standa
 _NOT_TEXT = {"prediction": pa.float64(), "similarity": pa.float64(), "nearest_training_label": pa.float64(),
              "in_domain": pa.bool_()}
 # What a part of an interrupted run holds: parts written by code with other columns are not mixed in.
-_PARTS_FORMAT = 2  # 2: with the applicability domain
+_PARTS_FORMAT = 3  # 2: with the applicability domain; 3: the input's row first, number columns as numbers
 # Row problems found while reading a CSV (blank, ragged) travel to Ray workers in this column.
 _PROBLEM_COLUMN = "__row_problem__"
-# Ray Data writes several Parquet files that readers may list in any order: every output row carries its
-# 1-based input row number, so the input order can always be restored.
-INPUT_ROW = "input_row"
 CHUNK_ROWS = 4096  # rows predicted and written at a time: the steps of progress, resume and memory
 
 
@@ -106,7 +102,8 @@ def annotated_library(output: str | Path, source: str | Path, target: Path | Non
     :func:`predict_frame` writes them, then the results) added to each record: its bytes, or, given a ``target``,
     written there batch by batch (constant memory for any size; the file appears only once whole)."""
     results = pq.ParquetFile(output)
-    columns = results.schema_arrow.names[len(columns_of(source)):]
+    names = results.schema_arrow.names
+    columns = names[names.index("canonical_smiles"):]  # what the prediction added (a file's own copy is renamed)
     rows = (row for batch in results.iter_batches(columns=columns)
             for row in zip(*(batch.column(name).to_pylist() for name in columns)))
     if target is None:
@@ -124,38 +121,15 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     return table
 
 
-def smiles_column_of(path: Path, wanted: str | None = None) -> str:
-    """The SMILES column of a library file (auto-detected unless named)."""
-    return pick_column(columns_of(path), wanted, SMILES_COLUMNS, "SMILES")
-
-
-def library_rows(path: Path) -> int:
-    """The rows of a library file (CSV or Parquet)."""
-    return pq.ParquetFile(path).metadata.num_rows if is_parquet(path) else count_rows(path)
-
-
-def _chunks(path: Path, rows: int) -> Iterator[tuple[pd.DataFrame, list[str | None] | None]]:
-    """Batches of input rows with their reading problems (CSV: blank or ragged rows; Parquet: none)."""
-    if is_parquet(path):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield batch.to_pandas(), None
-    else:
-        for table in iter_table(path, rows):
-            yield table.frame, table.problems
-
-
-def _stage(source: Path, target: Path, chunk_rows: int = 65536) -> None:
-    """Stream the input into one Parquet file for Ray Data, read by the same chunk reader as the local path,
-    with ``input_row`` (1-based) and, for CSV, the row-problem column."""
+def _stage(source: Path, target: Path, column: str, chunk_rows: int = 65536) -> None:
+    """Stream the input into one Parquet file for Ray Data, read by the same chunk reader as the local path (its
+    ``row`` restores the input order), with the row-problem column of a text file."""
     writer: pq.ParquetWriter | None = None
-    done = 0
     try:
-        for chunk, problems in _chunks(source, chunk_rows):
+        for chunk, problems in chunks(source, chunk_rows, column):
             frame = chunk.reset_index(drop=True)
             if problems is not None:
                 frame[_PROBLEM_COLUMN] = [p or "" for p in problems]
-            frame.insert(0, INPUT_ROW, range(done + 1, done + 1 + len(frame)))
-            done += len(frame)
             arrow = pa.Table.from_pandas(frame, preserve_index=False)
             writer = writer or pq.ParquetWriter(target, arrow.schema)
             writer.write_table(arrow.cast(writer.schema))
@@ -184,7 +158,7 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
                     chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int], None] | None = None,
                     trust_remote_code: bool = False, parts: Path | None = None) -> LibrarySummary:
     """Predict every row of ``source`` chunk by chunk into one Parquet file; ``progress(rows_done, rows_total)``
-    at the start and as each chunk goes on. Each finished chunk is kept (in ``parts``, by default
+    at the start (the rows an interrupted run wrote) and as each chunk goes on. Each finished chunk is kept (in ``parts``, by default
     ``OUTPUT.parts/``) until the file is complete, so a run interrupted at any point resumes where it stopped: rows
     already written are not predicted again."""
     source, output = Path(source), Path(output)
@@ -203,17 +177,18 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
     reference = TrainingReference.load(model_dir)
     report: Callable[[int, int], None] = progress or (lambda _done, _total: None)
     total, done, started = library_rows(source), 0, time.time()
-    report(0, total)
-    for i, (chunk, problems) in enumerate(_chunks(source, chunk_rows)):
+    report(parts_rows(parts), total)  # what an interrupted run wrote is done from the start
+    for i, (chunk, problems) in enumerate(chunks(source, chunk_rows, column)):
         before, done = done, done + len(chunk)
-        if i >= finished:  # the chunks before were written by an interrupted run
-            part = parts / f"part-{i:06d}.parquet"
-            def within(m: int, of: int, b: int = before, n: int = len(chunk)) -> None:  # its molecules, in rows
-                report(b + n * m // max(of, 1), total)
-            predicted = predict_frame(model, chunk, column, problems, reference, within)
-            pq.write_table(_to_arrow(predicted), part.with_suffix(".tmp"))
-            part.with_suffix(".tmp").replace(part)  # a part exists only once it is whole
-            _return_freed_memory()
+        if i < finished:  # written by an interrupted run
+            continue
+        part = parts / f"part-{i:06d}.parquet"
+        def within(m: int, of: int, b: int = before, n: int = len(chunk)) -> None:  # its molecules, in rows
+            report(b + n * m // max(of, 1), total)
+        predicted = predict_frame(model, chunk, column, problems, reference, within)
+        pq.write_table(_to_arrow(predicted), part.with_suffix(".tmp"))
+        part.with_suffix(".tmp").replace(part)  # a part exists only once it is whole
+        _return_freed_memory()
         report(done, total)
     invalid = _join_parts(sorted(parts.glob("part-*.parquet")), output)
     shutil.rmtree(parts)
@@ -335,7 +310,7 @@ def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: s
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     started = time.time()
     staged = Path(output_dir).with_name(Path(output_dir).name + ".input.parquet")
-    _stage(source, staged)
+    _stage(source, staged, column)
     dataset = ray.data.read_parquet(str(staged))
     predicted = dataset.map_batches(_LibraryPredictor, fn_constructor_args=(str(Path(model_dir).resolve()), column,
                                                                            cpus_per_worker, trust_remote_code),

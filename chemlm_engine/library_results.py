@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 __all__ = ["WINDOW_BATCH", "ORDERS", "predictions_of", "library_window"]
 
+_WHOLE_NUMBERS = {pa.int64(): pd.Int64Dtype()}  # a blank cell in a column of whole numbers: still whole numbers
 WINDOW_BATCH = 65_536  # rows read at a time: memory stays flat for any library
 # How the first rows of a window are chosen: a column and its direction (None: input order)
 ORDERS = {"input order": None, "highest logD first": ("prediction", "descending"),
@@ -38,10 +39,11 @@ def library_window(output: str | Path, low: float, high: float, inside_only: boo
     with their 1-based ``row`` first: the first ``limit`` of them (None: all) in one of the :data:`ORDERS` (input
     order where the file lacks its column: one model has no members' spread), and how many there are."""
     names = pq.read_schema(output).names
+    numbered = "row" in names  # written with the input's row first; an older file: counted here
     sort = ORDERS[order]
     if sort is not None and sort[0] not in names:
         sort = None
-    found = pd.DataFrame(columns=["row", *names])
+    found = pd.DataFrame(columns=names if numbered else ["row", *names])
     count = start = 0
     for batch in pq.ParquetFile(output).iter_batches(batch_size=WINDOW_BATCH):
         rows = _in_window(batch, low, high, inside_only)
@@ -51,8 +53,9 @@ def library_window(output: str | Path, low: float, high: float, inside_only: boo
             rows = rows[pc.array_sort_indices(keys, order=sort[1]).to_numpy()[:limit]]
         wanted = rows if sort is not None or limit is None else rows[:max(0, limit - len(found))]
         if len(wanted):
-            chosen = batch.take(pa.array(wanted)).to_pandas()
-            chosen.insert(0, "row", wanted + start + 1)
+            chosen = batch.take(pa.array(wanted)).to_pandas(types_mapper=_WHOLE_NUMBERS.get)
+            if not numbered:
+                chosen.insert(0, "row", wanted + start + 1)
             found = chosen if found.empty else pd.concat([found, chosen], ignore_index=True)
             if sort is not None:
                 found = found.sort_values([sort[0], "row"], ascending=[sort[1] == "ascending", True],

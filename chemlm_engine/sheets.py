@@ -16,9 +16,9 @@ import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["sheet_records", "count_sheet_rows", "write_sheet"]
+__all__ = ["sheet_records", "count_sheet_rows", "write_sheet", "PLAIN_NUMBER"]
 
-_PLAIN_NUMBER = re.compile(r"-?(0|[1-9]\d{0,14})(\.\d+)?")  # no leading zero (an ID), no more digits than a float
+PLAIN_NUMBER = re.compile(r"-?(0|[1-9]\d{0,14})(\.\d+)?")  # no leading zero (an ID), no more digits than a float
 
 
 def _text(cell) -> str:
@@ -86,7 +86,7 @@ def write_sheet(frame: pd.DataFrame, target: str | Path | IO) -> None:
     def cell(value: object) -> object:
         if isinstance(value, str):
             storable = ILLEGAL_CHARACTERS_RE.sub("", value)  # control characters a workbook cannot hold
-            if _PLAIN_NUMBER.fullmatch(storable):
+            if PLAIN_NUMBER.fullmatch(storable):
                 return float(storable) if "." in storable else int(storable)
             text = WriteOnlyCell(sheet, storable)
             text.data_type = "s"  # openpyxl would store "=HYPERLINK(…)" as a formula

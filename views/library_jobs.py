@@ -55,6 +55,22 @@ def library_summary(run: RunRecord) -> str:
             f"{run.metrics['molecules_per_s']:.0f} molecules/s{kept}; one row per input row, in order.")
 
 
+def _stopped(since: float) -> None:
+    """Say what a library job cancelled or interrupted since ``since`` kept, and how to go on from it (unless a later
+    job with the same file and model is queued, running or done)."""
+    runs = [r for r in store().runs() if r.method == "predict"]
+    for run in [r for r in runs if r.status in ("cancelled", "interrupted") and r.created_at > since][:3]:
+        options = run.spec.get("options") or {}
+        if any(r.created_at > run.created_at and r.spec.get("options") == options
+               and r.status in ("queued", "running", "finished") for r in runs):
+            continue
+        kept = kept_rows(store(), options)
+        st.info(f"The background prediction {run_label(run)} was {run.status}: " + (
+            f"its first {kept:,} rows are kept. Upload the same file with the same model and predict it in the "
+            "background again: it continues after them." if kept else "it stopped before a chunk of rows was "
+            "complete, so nothing was kept."))
+
+
 def library_results() -> None:
     """Library jobs running (progress, Cancel) and finished (downloads)."""
     live_jobs(("predict",))
@@ -62,6 +78,7 @@ def library_results() -> None:
     for failed in [r for r in store().runs(status="failed") if r.method == "predict" and r.created_at > day_ago][:3]:
         st.error(f"The background prediction {run_label(failed)} failed: {plain(failed.error)} (its run, with the "
                  "whole message, is on the Train page)")
+    _stopped(day_ago)
     done = [r for r in store().runs(status="finished")
             if r.method == "predict" and r.info.get("output") and Path(r.info["output"]).exists()]
     if not done:
@@ -79,8 +96,9 @@ def library_results() -> None:
         a.download_button("Download (Parquet)", parquet, f"predictions-{run.id}.parquet",
                           "application/vnd.apache.parquet", key="library-parquet")
         if rows <= CSV_ROWS:
-            b.download_button("Download (CSV)", lambda: write_csv(pd.read_parquet(output)), f"predictions-{run.id}.csv",
-                              "text/csv", key="library-csv")
+            # nullable types: a blank in a column of whole numbers leaves the others 12, not 12.0
+            whole = lambda: write_csv(pd.read_parquet(output, dtype_backend="numpy_nullable"))  # noqa: E731
+            b.download_button("Download (CSV)", whole, f"predictions-{run.id}.csv", "text/csv", key="library-csv")
         source = (run.spec.get("options") or {}).get("source") or ""  # a spec from elsewhere may lack it
         if rows <= CSV_ROWS and is_sd_file(source) and Path(source).exists():
             c.download_button("Download (SD file)", lambda: _sd_copy(output, source),

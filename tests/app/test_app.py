@@ -8,6 +8,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import streamlit as st
 from rdkit import Chem
@@ -608,6 +609,24 @@ def test_a_second_click_on_a_library_that_is_being_predicted_queues_nothing(home
     assert active_twin(store.runs(), options) is None  # done: predicting it again is the user's call
 
 
+def test_a_cancelled_library_prediction_says_on_the_predict_page_what_it_kept_and_how_to_go_on(home):
+    from chemlm_engine.library import job_parts
+
+    store = RunStore(home=home)
+    options = {"model": "assets/lipo-regressor", "source": str(store.save_upload(b"smiles\nCCO\nCCN\nCCC\n"))}
+    stopped = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "predict a.csv")
+    store.cancel(stopped)
+    kept = job_parts(store, options)
+    kept.mkdir(parents=True)
+    pd.DataFrame({"row": [1, 2]}).to_parquet(kept / "part-000000.parquet")
+    said = [i.value for i in _app("views/predict.py").info if "was cancelled" in i.value]
+    assert said == [f"The background prediction predict a.csv · {stopped} · predict was cancelled: its first 2 rows "
+                    "are kept. Upload the same file with the same model and predict it in the background again: it "
+                    "continues after them."]
+    store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "again")  # continuing it
+    assert not [i.value for i in _app("views/predict.py").info if "was cancelled" in i.value]
+
+
 def test_deleting_a_stopped_library_prediction_forgets_the_chunks_it_kept(home):
     from chemlm_engine.library import discard_kept, job_parts
 
@@ -686,8 +705,6 @@ def test_a_finished_library_prediction_of_an_sd_file_downloads_as_an_sd_file_too
 
 def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_logd_window(home, finished_run,
                                                                                             monkeypatch):
-    import pandas as pd
-
     from views import library_jobs
 
     monkeypatch.setattr(library_jobs, "HELD_BYTES", 0)  # as a large output: its Parquet read on click

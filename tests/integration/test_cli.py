@@ -57,7 +57,8 @@ def test_cli_train_predict_and_runs(tiny_backbone, tmp_path, monkeypatch):
     pd.DataFrame({"id": ["a", "b", "c"], "SMILES": ["CCN", "C1CC", "CC(=O)O"]}).to_parquet(tmp_path / "lib.parquet")
     result = runner.invoke(app, ["predict", "--model", summary["run_id"], "--input", str(tmp_path / "lib.parquet"),
                                  "--output", str(tmp_path / "out.parquet")])
-    assert result.exit_code == 0 and "3 rows (1 invalid)" in result.output
+    assert result.exit_code == 0 and re.search(r"wrote 3 rows to .* molecules/s\): 1 invalid, 0 with warnings, "
+                                               r"\d outside the applicability domain\n", result.stderr), result.stderr
     library = pd.read_parquet(tmp_path / "out.parquet")
     assert list(library["id"]) == ["a", "b", "c"] and library["prediction"].notna().tolist() == [True, False, True]
 
@@ -221,7 +222,10 @@ def test_ctrl_c_on_a_library_says_what_is_kept_without_tracebacks_and_the_same_c
     kept = int(said[1].replace(",", ""))  # one chunk, or two where Ctrl-C landed after the next one was written
     assert kept in (4096, 8192) and kept == sum(len(pd.read_parquet(p)) for p in first.parent.glob("part-*.parquet"))
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and f"{kept:,} of them written before an interruption" in again.stderr, again.stderr
+    said = f"; {kept:,} of the rows were written before an interruption, not predicted again"
+    assert again.returncode == 0 and said in again.stderr, again.stderr
+    resumed_bar = next(line for line in again.stderr.splitlines() if "/12288" in line)  # the first drawing:
+    assert f"{kept}/12288" in resumed_bar and "?mol/s" in resumed_bar, resumed_bar  # kept rows done, no speed yet
     assert len(pd.read_parquet(output)) == rows
 
 
@@ -256,6 +260,23 @@ def test_ctrl_c_on_a_library_counts_the_rows_on_disk_and_says_how_to_go_on(regre
     result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "--input", str(source),
                                  "--output", str(output)])
     assert result.exit_code == 130 and all(words in result.stderr for words in said), result.stderr
+
+
+def test_ctrl_c_on_a_prediction_written_whole_says_nothing_was_kept_and_which_output_keeps_rows(regressor_dir,
+                                                                                              tmp_path, monkeypatch):
+    source = tmp_path / "library.csv"
+    source.write_text("smiles\nCCO\nCCN\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    from chemlm_engine.predict import batch
+
+    monkeypatch.setattr(batch, "predict_csv", interrupted)  # imported by the command when it runs
+    result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "--input", str(source),
+                                 "--output", str(tmp_path / "out.csv")])
+    assert result.exit_code == 130 and not (tmp_path / "out.csv").exists()
+    assert "interrupted: nothing written" in result.stderr and "--output NAME.parquet keeps rows" in result.stderr
 
 
 def test_runs_list_shows_a_library_prediction_without_a_recipe_and_survives_an_unreadable_spec(tmp_path, monkeypatch):

@@ -108,8 +108,8 @@ def test_library_prediction_on_ray_equals_the_local_predictor_row_for_row(local_
     remote = predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray", batch_rows=400)
     assert (local.rows, local.invalid) == (remote.rows, remote.invalid) == (1507, 4)
     a = pd.read_parquet(tmp_path / "local.parquet")
-    b = pd.read_parquet(tmp_path / "ray").sort_values("input_row", ignore_index=True)
-    assert b["input_row"].tolist() == list(range(1, 1508))
+    b = pd.read_parquet(tmp_path / "ray").sort_values("row", ignore_index=True)
+    assert a["row"].tolist() == b["row"].tolist() == list(range(1, 1508))  # the input's rows, in both
     assert list(b["id"][:5]) == ["a", "", "c", "d", "e"] and b["error"][1] == "empty"
     assert list(a["id"]) == list(b["id"]) and list(a["error"].fillna("")) == list(b["error"].fillna(""))
     np.testing.assert_allclose(b["prediction"], a["prediction"], rtol=1e-5, equal_nan=True)

@@ -38,8 +38,10 @@ def test_an_interrupted_library_resumes_without_predicting_written_rows_again(re
         predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(41))
     assert not output.exists() and sum(predicted) == 50 and returned == [1, 2, 3, 4]  # stopped within the fifth
     predicted.clear()
-    summary = predict_library(regressor_dir, source, output, chunk_rows=10)
+    heard: list[int] = []
+    summary = predict_library(regressor_dir, source, output, chunk_rows=10, progress=lambda done, _: heard.append(done))
     assert sum(predicted) == 52 and summary.resumed_rows == 40  # only what was not written yet
+    assert heard[0] == 40 and heard == sorted(heard) and heard[-1] == 92  # the kept rows are done from the start
     assert returned[4:] == [1, 2, 3, 4, 5, 6]
     out = pd.read_parquet(output)
     assert summary.rows == len(out) == 92 and summary.invalid == whole.invalid == 2

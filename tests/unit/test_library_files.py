@@ -14,6 +14,7 @@ from rdkit import Chem
 
 from chemlm_engine.errors import DataError, InvalidSmilesError
 from chemlm_engine.library import predict_library
+from chemlm_engine.library_results import library_window
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.molecules import canonicalize, prepare_smiles, split_smiles_line
 from chemlm_engine.predict import parse_pasted, predict_csv
@@ -158,3 +159,25 @@ def test_splitting_any_line_keeps_the_line_in_order_and_never_raises(line):
     smiles, name = split_smiles_line(line)
     assert smiles == smiles.strip() and name == name.strip() and not (name and not smiles)
     assert " ".join(line.split()).startswith(" ".join(f"{smiles} {name}".split()))
+
+
+def test_a_text_librarys_number_columns_come_out_as_numbers_and_its_ids_as_text(regressor_dir, tmp_path):
+    source = tmp_path / "vendor.csv"
+    source.write_text("compound_id,SMILES,price,stock,plate,note,row\n"
+                      "00007,CCO,0.134,12,A1,,r1\n"
+                      "00008,c1ccccc1O,1,,7,,r2\n"
+                      "00009,CC(=O)O,-2.5,3,B2,,r3\n")
+    output = tmp_path / "out.parquet"
+    predict_library(regressor_dir, source, output, chunk_rows=2)  # the types hold across chunks
+    frame = pd.read_parquet(output, dtype_backend="numpy_nullable")
+    assert frame["price"].tolist() == [0.134, 1.0, -2.5] and str(frame["price"].dtype) == "Float64"
+    assert frame["stock"].tolist() == [12, pd.NA, 3] and str(frame["stock"].dtype) == "Int64"
+    # leading zeros (IDs), a column with text among its numbers, and a column with nothing in it stay text
+    assert frame["compound_id"].tolist() == ["00007", "00008", "00009"]
+    assert frame["plate"].tolist() == ["A1", "7", "B2"] and frame["note"].tolist() == ["", "", ""]
+    # the input's row first, as a CSV or Excel output has it; the file's own "row" kept under another name
+    assert list(frame.columns[:3]) == ["row", "compound_id", "SMILES"] and frame["row"].tolist() == [1, 2, 3]
+    assert frame["row (input)"].tolist() == ["r1", "r2", "r3"] and frame["prediction"].notna().all()
+    window, count = library_window(output, -100, 100, inside_only=False, order="highest logD first")
+    assert count == 3 and sorted(window["row"]) == [1, 2, 3] and window["stock"].isna().sum() == 1
+    assert window.set_index("row").loc[1, "stock"] == 12 and str(window["stock"].dtype) == "Int64"
