@@ -264,7 +264,8 @@ def wrote(results, output: Path | str, seconds: float, resumed: int = 0) -> str:
     return (f"wrote {rows:,} rows to {output} in {seconds:.1f} s ({new / max(seconds, 1e-9):.0f} molecules/s): "
             f"{int(results['error'].notna().sum()):,} invalid, {int(results['warnings'].notna().sum()):,} with "
             f"warnings, {outside:,} outside the applicability domain"
-            + (f"; {resumed:,} of the rows were written before an interruption, not predicted again" if resumed else ""))
+            + (f"; {resumed:,} of the rows were written before an interruption, not predicted again"
+               if resumed else ""))
 
 
 def resolve_model(model: str, db: str | None) -> Path:

@@ -158,9 +158,9 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
                     chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int], None] | None = None,
                     trust_remote_code: bool = False, parts: Path | None = None) -> LibrarySummary:
     """Predict every row of ``source`` chunk by chunk into one Parquet file; ``progress(rows_done, rows_total)``
-    at the start (the rows an interrupted run wrote) and as each chunk goes on. Each finished chunk is kept (in ``parts``, by default
-    ``OUTPUT.parts/``) until the file is complete, so a run interrupted at any point resumes where it stopped: rows
-    already written are not predicted again."""
+    at the start (the rows an interrupted run wrote) and as each chunk goes on. Each finished chunk is kept (in
+    ``parts``, by default ``OUTPUT.parts/``) until the file is complete, so a run interrupted at any point resumes
+    where it stopped: rows already written are not predicted again."""
     source, output = Path(source), Path(output)
     if not source.exists():
         raise DataError(f"no such library file: {source}")
