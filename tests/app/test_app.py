@@ -609,16 +609,22 @@ def test_a_second_click_on_a_library_that_is_being_predicted_queues_nothing(home
     assert active_twin(store.runs(), options) is None  # done: predicting it again is the user's call
 
 
-def test_a_cancelled_library_prediction_says_on_the_predict_page_what_it_kept_and_how_to_go_on(home):
+def _stopped_library(store: RunStore, name: str) -> tuple[str, dict, Path]:
+    """A cancelled library prediction, its options and the folder of the chunks it kept (one chunk, 2 rows)."""
     from chemlm_engine.library import job_parts
 
-    store = RunStore(home=home)
     options = {"model": "assets/lipo-regressor", "source": str(store.save_upload(b"smiles\nCCO\nCCN\nCCC\n"))}
-    stopped = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "predict a.csv")
+    stopped = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", name)
     store.cancel(stopped)
     kept = job_parts(store, options)
     kept.mkdir(parents=True)
     pd.DataFrame({"row": [1, 2]}).to_parquet(kept / "part-000000.parquet")
+    return stopped, options, kept
+
+
+def test_a_cancelled_library_prediction_says_on_the_predict_page_what_it_kept_and_how_to_go_on(home):
+    store = RunStore(home=home)
+    stopped, options, _ = _stopped_library(store, "predict a.csv")
     said = [i.value for i in _app("views/predict.py").info if "was cancelled" in i.value]
     assert said == [f"The background prediction predict a.csv · {stopped} · predict was cancelled: its first 2 rows "
                     "are kept. Upload the same file with the same model and predict it in the background again: it "
@@ -628,15 +634,10 @@ def test_a_cancelled_library_prediction_says_on_the_predict_page_what_it_kept_an
 
 
 def test_deleting_a_stopped_library_prediction_forgets_the_chunks_it_kept(home):
-    from chemlm_engine.library import discard_kept, job_parts
+    from chemlm_engine.library import discard_kept
 
     store = RunStore(home=home)
-    options = {"model": "assets/lipo-regressor", "source": str(store.save_upload(b"smiles\nCCO\n"))}
-    stopped = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "a library")
-    store.cancel(stopped)
-    kept = job_parts(store, options)
-    kept.mkdir(parents=True)
-    (kept / "part-000000.parquet").write_bytes(b"a finished chunk")
+    stopped, options, kept = _stopped_library(store, "a library")
     rerun = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "again")
     discard_kept(store, store.get_run(stopped))
     assert kept.exists()  # a queued (or running) job with the same options continues from them
