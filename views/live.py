@@ -42,7 +42,10 @@ def eta_text(run: RunRecord) -> str:
 
 
 def metrics_row(run: RunRecord) -> pd.DataFrame:
-    return pd.DataFrame([{label: sig3(run.metrics.get(key)) for key, label in METRIC_LABELS.items()}])
+    """The run's metrics, 3 significant digits; those its method does not report (an influence run has no best
+    epoch) are left out rather than shown as None."""
+    values = {label: sig3(run.metrics.get(key)) for key, label in METRIC_LABELS.items()}
+    return pd.DataFrame([{label: value for label, value in values.items() if value is not None}])
 
 
 @st.cache_data(max_entries=32)

@@ -139,9 +139,11 @@ if not epochs_frame.empty:
     curves = epochs_frame.melt(id_vars=["stage", "epoch"], value_vars=["train_mse", "val_mse"], var_name="curve",
                                value_name="MSE")
     # a colour per stage once there are more stages than dash patterns read apart (an influence run's k-sweep: 12)
-    by_stage = epochs_frame["stage"].nunique() > 2
+    stages = epochs_frame["stage"].nunique()
+    by_stage = stages > 2
     st.plotly_chart(px.line(curves, x="epoch", y="MSE", color="stage" if by_stage else "curve",
-                            line_dash="curve" if by_stage else "stage", markers=True, height=300,
+                            line_dash="curve" if by_stage else "stage", markers=True,
+                            height=max(300, 40 * stages + 80),  # the legend: two lines a stage, all in view
                             color_discrete_sequence=px.colors.qualitative.Dark24, title="Loss by epoch")
                     .update_xaxes(dtick=1), key="losses")
     with st.expander(f"Per-epoch metrics ({len(epochs_frame)} rows)"):

@@ -668,8 +668,12 @@ def test_a_run_with_many_stages_draws_each_stage_in_its_own_colour(home):  # an 
     for stage in range(12):
         for epoch in (1, 2):
             store.add_epoch(run_id, epoch, {"train_mse": 1.0 / epoch, "val_mse": 1.2 / epoch}, stage=f"top-{stage}")
+    store.start(run_id, {})
+    store.finish(run_id, {"test_r2": 0.5123, "test_mse": 1.0})  # no best epoch: an influence run reports none
     at = _app("views/train.py")
     at.selectbox(key="detail-run").set_value(run_id).run()
+    detail = next(d.value for d in at.dataframe if "MSE" in d.value.columns and "id" not in d.value.columns)
+    assert detail.to_dict("records") == [{"R²": 0.512, "MSE": 1.0}]  # what it reports; no None columns
     chart = json.loads(next(p.proto.spec for p in at.get("plotly_chart") if "Loss by epoch" in p.proto.spec))
     colours = {trace["line"]["color"] for trace in chart["data"]}
     dashes = {trace["name"].split(", ")[1]: trace["line"]["dash"] for trace in chart["data"]}
