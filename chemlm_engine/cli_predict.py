@@ -107,7 +107,8 @@ def predict(
                    "constant memory and resumes after an interruption", err=True)
     regressor = load_predictor(folder, trust_remote_code=trust_remote_code)
     started = time.time()
-    bar = tqdm(desc="predict", unit="mol", disable=None)  # on a terminal only: stdout may be the CSV
+    # on a terminal only (stdout may be the CSV); it counts distinct molecules: a repeated one is predicted once
+    bar = tqdm(desc="predict (distinct molecules)", unit="mol", disable=None)
 
     def report(done: int, total: int) -> None:
         bar.total, bar.n = total, done

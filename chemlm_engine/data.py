@@ -23,11 +23,9 @@ from .guard import prepare_all
 from .molecules import Standardization
 from .tables import numbers, pick_column, read_table, written_aside
 
-__all__ = [
-    "RowIssue", "DataReport", "MoleculeData", "Split",
-    "load_lipophilicity", "lipophilicity_csv", "read_csv", "molecules_from_frame", "label_outliers",
-    "random_split", "scaffold_split", "make_split", "length_bins", "data_hash", "MAX_ABS_LABEL",
-]
+__all__ = ["RowIssue", "DataReport", "MoleculeData", "Split", "load_lipophilicity", "lipophilicity_csv", "read_csv",
+           "molecules_from_frame", "label_outliers", "random_split", "scaffold_split", "make_split", "length_bins",
+           "data_hash", "MAX_ABS_LABEL"]
 
 SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles")
 LABEL_COLUMNS = ("exp", "label", "Label", "y", "target", "logD", "logd")
@@ -66,6 +64,7 @@ class DataReport:
     duplicates: list[RowIssue] = field(default_factory=list)
     standardized: list[RowIssue] = field(default_factory=list)
     outliers: list[RowIssue] = field(default_factory=list)
+    to_measure: int = 0  # rows kept without a label: candidates (where labels are not required)
 
     def to_frame(self) -> pd.DataFrame:
         """All issues as one table with a ``kind`` column."""
@@ -77,7 +76,8 @@ class DataReport:
 
     def summary(self) -> str:
         text = (f"{self.n_rows} rows: {len(self.invalid)} invalid SMILES, {len(self.unlabeled)} unlabeled, "
-                f"{len(self.duplicates)} duplicates merged, {len(self.standardized)} standardised")
+                f"{len(self.duplicates)} duplicates merged, {len(self.standardized)} standardised"
+                + (f"; {self.to_measure} without a label, kept as candidates to measure" if self.to_measure else ""))
         if self.outliers:
             text += f"; {len(self.outliers)} label outlier(s): " + "; ".join(
                 f"row {i.row} {i.reason}" for i in self.outliers[:3]) + (" ..." if len(self.outliers) > 3 else "")
@@ -173,6 +173,7 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
         missing = pd.isna(raw_label) or str(raw_label).strip() == ""
         if missing and not labels_required:
             label = np.nan
+            report.to_measure += 1
         elif pd.isna(label) or not np.isfinite(label) or abs(label) > MAX_ABS_LABEL:
             why = "missing label" if missing else \
                 f"label {raw_label!r} is not a number" if not np.isfinite(label) else \

@@ -116,7 +116,8 @@ ranked_by_spread = "uncertainty" in acquired and acquired["score"].equals(acquir
 if ranked_by_spread:
     acquired = acquired.drop(columns="score")
 columns = [c for c in ("structure", "name", "smiles", "score", "prediction", "uncertainty", "label", "round")
-           if c in shown and not (c == "score" and ranked_by_spread)]
+           if c in shown and not (c == "score" and ranked_by_spread)
+           and not (c == "label" and shown["label"].isna().all())]  # candidates: nothing measured yet
 if report := run.info.get("pool_report"):  # what of the user's file could not be used is kept with the run
     st.caption(f"Your pool file: {report}.")
 if note := run.info.get("acquire_note"):

@@ -96,5 +96,5 @@ def why_this_prediction(ok: pd.DataFrame, folder: str, key: str = "why-row") -> 
                           "and the features it shares, not its similarity alone"}
     for role in ("pushes up", "pushes down", "nearest"):
         st.markdown(f"**{role.capitalize()}**: {meaning[role]}.")
-        molecule_cards(top[top["role"] == role], lambda r: f"contribution **{r['contribution']:+.3f}**  \n"
+        molecule_cards(top[top["role"] == role], lambda r: f"contribution **{signed(r['contribution'], 3)}**  \n"
                        f"measured logD {r['label']:.2f} · similarity {r['similarity']:.2f}")

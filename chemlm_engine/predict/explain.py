@@ -278,9 +278,9 @@ def _prediction(predictor: RegressionModel | Ensemble, smiles: str) -> float:
     return float(predict_values(predictor, [smiles])[0])
 
 
-def signed(value: float) -> str:
-    """A logD contribution with its sign, to 2 decimals; one that rounds to zero reads +0.00, not -0.00."""
-    return f"{round(value, 2) + 0.0:+.2f}"
+def signed(value: float, decimals: int = 2) -> str:
+    """A logD contribution with its sign; one that rounds to zero reads +0.00, not -0.00."""
+    return f"{round(value, decimals) + 0.0:+.{decimals}f}"
 
 
 def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str) -> Explanation:

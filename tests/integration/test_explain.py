@@ -34,6 +34,7 @@ def test_removal_effects_are_exact_leave_one_out_for_ridge_regression():
 
 def test_a_contribution_that_rounds_to_zero_reads_plus_zero_not_minus_zero():
     assert [signed(v) for v in (-0.003, 0.004, -0.0, 0.126, -1.5)] == ["+0.00", "+0.00", "+0.00", "+0.13", "-1.50"]
+    assert [signed(v, 3) for v in (-0.0004, -0.0126)] == ["+0.000", "-0.013"]
 
 
 def test_sign_convention_a_molecule_above_its_prediction_pushes_similar_predictions_up():

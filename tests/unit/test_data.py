@@ -47,8 +47,12 @@ def test_candidates_may_lack_labels_but_not_a_number_where_one_is_given():
     data, report = read_csv(io.StringIO(text), labels_required=False)
     assert data.smiles == ["CCO", "c1ccccc1", "CCN"] and np.isnan(data.labels[1:]).all()
     assert [i.row for i in report.unlabeled] == [3]  # a typo is still reported, a blank is a candidate
-    data, _ = read_csv(io.StringIO("smiles\nCCO\nOCC\n"), labels_required=False)  # no label column at all
+    assert report.summary().endswith("1 unlabeled, 0 duplicates merged, 0 standardised; 2 without a label, kept as "
+                                     "candidates to measure")
+    data, report = read_csv(io.StringIO("smiles\nCCO\nOCC\n"), labels_required=False)  # no label column at all
     assert data.smiles == ["CCO"] and np.isnan(data.labels).all()
+    assert report.summary().endswith("1 duplicates merged, 0 standardised; 2 without a label, kept as candidates "
+                                     "to measure")
     with pytest.raises(DataError, match="label column"):
         read_csv(io.StringIO("smiles\nCCO\n"))
 
