@@ -243,8 +243,9 @@ def _lipophilicity(standardization: Standardization) -> tuple[MoleculeData, Data
     try:
         raw = json.loads(cached.read_text())
         kept = raw["report"]
-        report = DataReport(kept.pop("n_rows"), **{kind: [RowIssue(**issue) for issue in issues]
-                                                   for kind, issues in kept.items()})
+        report = DataReport(kept.pop("n_rows"), to_measure=kept.pop("to_measure", 0))
+        for kind, issues in kept.items():
+            setattr(report, kind, [RowIssue(**issue) for issue in issues])
         return MoleculeData(raw["smiles"], np.asarray(raw["labels"], dtype=np.float64), raw["names"]), report
     except (OSError, ValueError, KeyError, TypeError):
         pass  # not cached yet, or unreadable: read it afresh
