@@ -220,7 +220,9 @@ def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "
     out["differs"] = ["" if settings is None else "the reference" if config == base else " · ".join(
         _setting(c, settings.loc[config, c]) for c in varying
         if str(settings.loc[config, c]) != str(settings.loc[base, c])) for config in out.index]
-    out = out.reset_index().sort_values(["seeds", metric], ascending=False, kind="stable").reset_index(drop=True)
+    # most seeds first, then the best first: R² high, the errors low
+    out = out.reset_index().sort_values(["seeds", metric], ascending=[False, metric != "test_r2"],
+                                        kind="stable").reset_index(drop=True)
     deltas = [paired_delta(table, c, base, metric) if c != base else
               {"pairs": 0, "delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
               for c in out["config"]]

@@ -19,11 +19,12 @@ QUICK = {"subset": 300, "epochs": 3}  # the "quick try" preset of every launch f
 
 
 def quick_note(spec: dict) -> None:
-    """Say so when a run is a quick try: its numbers show the pipeline works, not how good the method is."""
-    if (spec.get("data", {}).get("subset") or 10**9) <= QUICK["subset"] and \
-            spec.get("train", {}).get("epochs", 99) <= QUICK["epochs"]:
-        st.info("A quick try: it shows that the pipeline runs end to end. On so few molecules and epochs its R² "
-                "says little about the method; launch the full run for a number worth comparing.")
+    """Say so when a run is as small as a quick try: its numbers show the pipeline works, not how good the method is."""
+    subset, epochs = spec.get("data", {}).get("subset") or 10**9, spec.get("train", {}).get("epochs", 99)
+    if subset <= QUICK["subset"] and epochs <= QUICK["epochs"]:
+        st.info(f"A small run ({subset:,} molecules, {epochs} epoch{'s' * (epochs != 1)}, the size of a quick try): "
+                "it shows that the pipeline runs end to end. On so few molecules and epochs its R² says little about "
+                "the method; launch the full run for a number worth comparing.")
 
 
 def quick_toggle(what: str = f"{QUICK['subset']} molecules, {QUICK['epochs']} epochs") -> bool:

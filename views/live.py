@@ -44,7 +44,8 @@ def eta_text(run: RunRecord) -> str:
 def metrics_row(run: RunRecord) -> pd.DataFrame:
     """The run's metrics, 3 significant digits; those its method does not report (an influence run has no best
     epoch) are left out rather than shown as None."""
-    values = {label: sig3(run.metrics.get(key)) for key, label in METRIC_LABELS.items()}
+    own = {"mlm_eval_loss": "MLM eval loss"}  # an MLM run's unsupervised stage: did it learn?
+    values = {label: sig3(run.metrics.get(key)) for key, label in {**METRIC_LABELS, **own}.items()}
     return pd.DataFrame([{label: value for label, value in values.items() if value is not None}])
 
 

@@ -137,7 +137,7 @@ with c.popover("Delete run", disabled=run.status in ("queued", "running"), key=f
 epochs_frame = store().epochs(run.id)
 if not epochs_frame.empty:
     curves = epochs_frame.melt(id_vars=["stage", "epoch"], value_vars=["train_mse", "val_mse"], var_name="curve",
-                               value_name="MSE")
+                               value_name="MSE").replace({"curve": {"train_mse": "training", "val_mse": "validation"}})
     # a colour per stage once there are more stages than dash patterns read apart (an influence run's k-sweep: 12)
     stages = epochs_frame["stage"].nunique()
     by_stage = stages > 2

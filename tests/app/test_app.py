@@ -670,21 +670,21 @@ def test_a_run_with_many_stages_draws_each_stage_in_its_own_colour(home):  # an 
         for epoch in (1, 2):
             store.add_epoch(run_id, epoch, {"train_mse": 1.0 / epoch, "val_mse": 1.2 / epoch}, stage=f"top-{stage}")
     store.start(run_id, {})
-    store.finish(run_id, {"test_r2": 0.5123, "test_mse": 1.0})  # no best epoch: an influence run reports none
+    store.finish(run_id, {"test_r2": 0.5123, "test_mse": 1.0, "mlm_eval_loss": 2.4719})  # no best epoch
     at = _app("views/train.py")
     at.selectbox(key="detail-run").set_value(run_id).run()
     detail = next(d.value for d in at.dataframe if "MSE" in d.value.columns and "id" not in d.value.columns)
-    assert detail.to_dict("records") == [{"R²": 0.512, "MSE": 1.0}]  # what it reports; no None columns
+    assert detail.to_dict("records") == [{"R²": 0.512, "MSE": 1.0, "MLM eval loss": 2.47}]  # no None columns
     chart = json.loads(next(p.proto.spec for p in at.get("plotly_chart") if "Loss by epoch" in p.proto.spec))
     colours = {trace["line"]["color"] for trace in chart["data"]}
     dashes = {trace["name"].split(", ")[1]: trace["line"]["dash"] for trace in chart["data"]}
-    assert len(colours) == 12 and dashes == {"train_mse": "solid", "val_mse": "dot"}
+    assert len(colours) == 12 and dashes == {"training": "solid", "validation": "dot"}
 
 
 def test_a_quick_try_says_its_r2_means_little(home, finished_run):  # 80 molecules, 1 epoch
     at = _app("views/train.py")
     assert not at.exception
-    assert any("A quick try" in i.value for i in at.info)
+    assert any(i.value.startswith("A small run (80 molecules, 1 epoch, the size of a quick try)") for i in at.info)
 
 
 def test_a_finished_library_prediction_of_an_sd_file_downloads_as_an_sd_file_too(home, finished_run):
@@ -859,7 +859,7 @@ def test_a_quick_curriculum_pair_says_its_numbers_say_little(home):
         run = store.create_run(spec.to_dict(), spec.method, spec.name)
         store.finish(run, {"test_r2": 0.1}, None)
     at = _app("views/curriculum.py")
-    assert not at.exception and any(i.value.startswith("A quick try") for i in at.info)
+    assert not at.exception and any(i.value.startswith("A small run (300 molecules, 3 epochs") for i in at.info)
 
 
 def test_a_pool_file_the_job_cannot_use_is_said_before_launch(home, finished_run, tmp_path):

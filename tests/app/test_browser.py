@@ -433,4 +433,4 @@ def test_quick_presets_finish_with_an_answer_the_page_reads(app_url, page, tmp_p
     page.wait_for_timeout(1500)
     page.get_by_role("button", name="Launch").click()
     page.get_by_text("N-sweep: ISAL vs uncertainty sampling vs random").wait_for(timeout=180_000)
-    page.get_by_text("A quick try").first.wait_for()  # and says what a quick try's numbers mean
+    page.get_by_text("the size of a quick try").first.wait_for()  # and says what a quick try's numbers mean

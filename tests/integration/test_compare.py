@@ -32,6 +32,9 @@ def test_runs_are_grouped_by_full_configuration_never_pooled(tiny_backbone, stor
     single = summary[summary["seeds"] == 1]
     assert single["test_r2_std"].isna().all()  # no spread from one run
     assert (single["verdict"] == "1 paired seed(s): too few to tell (run ≥ 3)").all()
+    for metric, best_first in (("test_r2", "descending"), ("test_mse", "ascending")):  # R² high, errors low first
+        singles = summarize(table, metric=metric).query("seeds == 1")[metric]
+        assert singles.is_monotonic_decreasing if best_first == "descending" else singles.is_monotonic_increasing
 
 
 def _synthetic(deltas: list[float]) -> pd.DataFrame:
