@@ -261,10 +261,11 @@ def wrote(results, output: Path | str, seconds: float, resumed: int = 0) -> str:
     """The line a prediction to a file ends with, whatever the file's kind: its rows, the invalid ones, those with
     warnings and those outside the applicability domain, where, how fast, and what an interrupted run had written."""
     rows, new = len(results), len(results) - resumed
+    invalid, warned = int(results["error"].notna().sum()), int(results["warnings"].notna().sum())
     outside = int((results["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not outside
     return (f"wrote {rows:,} row{'s' * (rows != 1)} to {output} in {seconds:.1f} s "
-            f"({new / max(seconds, 1e-9):.0f} molecules/s): {int(results['error'].notna().sum()):,} invalid, {int(results['warnings'].notna().sum()):,} with "
-            f"warnings, {outside:,} outside the applicability domain"
+            f"({new / max(seconds, 1e-9):.0f} molecules/s): {invalid:,} invalid, {warned:,} with warnings, "
+            f"{outside:,} outside the applicability domain"
             + (f"; {resumed:,} of the rows were written before an interruption, not predicted again"
                if resumed else ""))
 
