@@ -39,8 +39,14 @@ with st.expander("Launch a search", expanded=not searches or st.session_state.ge
         announce(queued[0], "You queued this search: its trials appear below as they start.")
 
 live_jobs(("search",))
+# `chemlm tune` groups its trials by name, with no search run of its own: point to them rather than say "none"
+from_cli = sorted({r.info["search"] for r in store().runs() if isinstance(r.info.get("search"), str)} -
+                  {r.id for r in searches})
+if from_cli:
+    st.caption(f"Searches run with `chemlm tune` ({', '.join(from_cli[:5])}): their trials are runs named "
+               "\"NAME trial\" on the Train and Compare pages; the command printed the best one.")
 if not searches:
-    st.info("No search yet.")
+    st.info("No search launched from this page yet.")
     st.stop()
 search = run_selectbox("Search", searches, lambda r: f"{run_label(r)} · {r.status}", key="search-run")
 

@@ -681,6 +681,15 @@ def test_a_run_with_many_stages_draws_each_stage_in_its_own_colour(home):  # an 
     assert len(colours) == 12 and dashes == {"training": "solid", "validation": "dot"}
 
 
+def test_the_search_page_points_to_the_trials_of_a_search_run_from_the_command_line(home):
+    store = RunStore(home=home)
+    trial = store.create_run(JobSpec().to_dict(), "baseline", "qa-search trial")
+    store.set_info(trial, search="qa-search")  # as `chemlm tune --name qa-search` records its trials
+    at = _app("views/search.py")
+    assert "No search launched from this page yet." in [i.value for i in at.info]
+    assert any(c.value.startswith("Searches run with `chemlm tune` (qa-search)") for c in at.caption)
+
+
 def test_a_quick_try_says_its_r2_means_little(home, finished_run):  # 80 molecules, 1 epoch
     at = _app("views/train.py")
     assert not at.exception
