@@ -65,7 +65,7 @@ st.dataframe(shown, hide_index=True, column_order=[
     "trainable_params": st.column_config.NumberColumn("trainable params", format="%d")})
 st.caption("Means ± std are over each configuration's own seeds; Δ, its 95 % interval and p pair a configuration "
            "with the reference on the seeds both have (pairs), so a mean and a Δ can disagree when the reference has "
-           "seeds the other lacks. Rows: most seeds first, then best first.")
+           "seeds the other lacks. Rows: most seeds first, then by the metric (R² high to low, errors low to high).")
 # bars across, their labels on the left: long rotated labels under upright bars squeezed the bars into a corner
 named_by = "differs" if summary["differs"].any() else "config"
 figure = px.bar(summary, y=named_by, x=metric, error_x=f"{metric}_std", hover_data=["seeds"], orientation="h",
