@@ -176,8 +176,8 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
     model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
     reference = TrainingReference.load(model_dir)
     report: Callable[[int, int], None] = progress or (lambda _done, _total: None)
-    total, done, started = library_rows(source), 0, time.time()
-    report(parts_rows(parts), total)  # what an interrupted run wrote is done from the start
+    total, done, started, resumed = library_rows(source), 0, time.time(), parts_rows(parts)
+    report(resumed, total)  # what an interrupted run wrote is done from the start
     for i, (chunk, problems) in enumerate(chunks(source, chunk_rows, column)):
         before, done = done, done + len(chunk)
         if i < finished:  # written by an interrupted run
@@ -192,8 +192,7 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
         report(done, total)
     invalid = _join_parts(sorted(parts.glob("part-*.parquet")), output)
     shutil.rmtree(parts)
-    return LibrarySummary(done, invalid, time.time() - started, str(output), resumed_rows=min(finished * chunk_rows,
-                                                                                             done))
+    return LibrarySummary(done, invalid, time.time() - started, str(output), resumed_rows=resumed)
 
 
 def _join_parts(parts: list[Path], output: Path) -> int:
