@@ -19,7 +19,7 @@ from .quantise import int8_twin
 from .molecules import randomize_smiles
 
 __all__ = ["PREDICT_BATCH", "PREDICT_TOKENS", "PAD_MULTIPLE", "pad_multiple", "cpu_has_native_bf16",
-           "resolve_precision", "autocast",
+           "cpu_has_amx", "resolve_precision", "autocast",
            "prediction_precision", "runnable",
            "encode_smiles", "encode_spellings", "collate", "prediction_batches", "predict_encoded", "predict_values",
            "mc_dropout", "last_layer_inputs"]
@@ -49,19 +49,29 @@ def pad_multiple(device: torch.device, precision: str) -> int:
 
 
 @functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags, empty where PyTorch is held below AVX512 kernels (``ATEN_CPU_CAPABILITY=avx2``, as on
+    most laptops; how this project measures that kind of CPU on another, with ``ONEDNN_MAX_CPU_ISA=AVX2
+    MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2`` so that matrix products, int8 ones too, are held
+    as well): bf16 is then computed emulated, whatever the CPU has."""
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return frozenset()
+    try:
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return frozenset()
+
+
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 training steps are then faster than fp32 (1.3x here, bench/precision_speed.py);
-    emulated bf16 is slower. PyTorch held to AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``, as on most laptops; how
-    this project measures that kind of CPU on another, with ``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
-    FBGEMM_ENABLE_INSTRUCTIONS=AVX2`` so that matrix products, int8 ones too, are held as well) computes bf16
-    emulated, whatever the CPU has."""
-    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    emulated bf16 is slower."""
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def cpu_has_amx() -> bool:
+    """AMX tiles (Intel Xeon since Sapphire Rapids): prediction is faster there in bf16 than in int8 (the shipped
+    ensemble: 127 against 102 molecules / s, bench/predict_speed.py)."""
+    return "amx_bf16" in _cpu_flags()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -72,11 +82,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def prediction_precision(device: torch.device) -> str:
-    """What a model loaded for prediction computes in: bf16 autocast where the hardware has it (``"auto"``), else
-    ``"int8"`` on a CPU: its backbone's linear layers quantised with pinned input ranges (:mod:`.quantise`). Under AVX2
-    kernels one member's forward pass ran 1.2x faster than in fp32 (bench/int8_determinism.py), and the shipped
-    ensemble's test R² moved 0.7495 -> 0.7493 (README, "Prediction speed"). Training and its validation stay in fp32."""
-    return "int8" if device.type == "cpu" and resolve_precision("auto", device) == "fp32" else "auto"
+    """What a model loaded for prediction computes in: bf16 autocast on CUDA and on a CPU with AMX (``"auto"``), else
+    ``"int8"``: its backbone's linear layers quantised with pinned input ranges (:mod:`.quantise`). Without AMX int8
+    is the faster: under AVX2 kernels one member's forward pass ran 1.2x faster than in fp32
+    (bench/int8_determinism.py); on an AMD EPYC with AVX512-BF16 but no AMX the shipped ensemble predicted 88-102
+    molecules / s in int8 against 82-85 in bf16 (bench/predict_speed.py). Its test R² moved 0.7495 -> 0.7493 (README,
+    "Prediction speed"). Training and its validation stay in fp32, or bf16 where native."""
+    return "auto" if device.type == "cuda" or cpu_has_amx() else "int8"
 
 
 # Beside the models, not in them: a model that is copied or pickled (Ray) carries no twin along.

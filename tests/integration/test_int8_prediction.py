@@ -15,17 +15,21 @@ def _spread(values: np.ndarray) -> float:
     return float(values.max() - values.min())
 
 
-def test_a_cpu_without_native_bf16_predicts_in_int8_and_one_with_it_in_bf16(monkeypatch):
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
-    assert prediction_precision(torch.device("cpu")) == "int8"
-    assert inference.resolve_precision("auto", torch.device("cpu")) == "fp32"  # training stays fp32
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
-    assert prediction_precision(torch.device("cpu")) == "auto"
+def test_a_cpu_predicts_in_int8_unless_it_has_amx_and_trains_in_bf16_where_that_is_native(monkeypatch):
+    cpu = torch.device("cpu")
+    for native_bf16, amx, predicts, trains in ((False, False, "int8", "fp32"),  # AVX2 only
+                                               (True, False, "int8", "bf16"),  # AVX512-BF16 without AMX (AMD Zen 4)
+                                               (True, True, "auto", "bf16")):  # Intel Xeon with AMX
+        monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: native_bf16)
+        monkeypatch.setattr(inference, "cpu_has_amx", lambda: amx)
+        assert prediction_precision(cpu) == predicts
+        assert inference.resolve_precision("auto", cpu) == trains
+        assert inference.resolve_precision(prediction_precision(cpu), cpu) == ("bf16" if amx else "int8")
     assert prediction_precision(torch.device("cuda")) == "auto"
 
 
-def test_load_predictor_quantises_on_a_cpu_without_native_bf16(monkeypatch, regressor_dir, lipo):
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+def test_load_predictor_quantises_on_a_cpu_without_amx(monkeypatch, regressor_dir, lipo):
+    monkeypatch.setattr(inference, "cpu_has_amx", lambda: False)
     model = load_predictor(regressor_dir, "cpu")
     assert model.inference_precision == "int8"
     smiles = lipo.smiles[:64]

@@ -114,12 +114,12 @@ def test_pytorch_held_to_avx2_kernels_trains_in_fp32_and_predicts_in_int8_as_a_p
     import subprocess
     import sys
 
-    check = ("import torch; from chemlm_engine.inference import cpu_has_native_bf16, resolve_precision, "
+    check = ("import torch; from chemlm_engine.inference import cpu_has_amx, cpu_has_native_bf16, resolve_precision, "
              "prediction_precision; cpu = torch.device('cpu'); "
-             "print(cpu_has_native_bf16(), resolve_precision('auto', cpu), prediction_precision(cpu))")
+             "print(cpu_has_native_bf16(), cpu_has_amx(), resolve_precision('auto', cpu), prediction_precision(cpu))")
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True,
                          env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}).stdout.split()
-    assert out == ["False", "fp32", "int8"]  # bf16 would be emulated there: several times slower than fp32
+    assert out == ["False", "False", "fp32", "int8"]  # bf16 would be emulated there: several times slower than fp32
 
 
 def test_layer_decay_slows_each_lower_layer_and_the_embeddings_most(tiny_backbone):
