@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "chemlm-library-memory")
     parser.add_argument("--output", type=Path, default=Path("bench/results/library_memory.json"))
     args = parser.parse_args()
-    from chemlm_engine.inference import cpu_has_native_bf16
+    from chemlm_engine.inference import cpu_kind
     from chemlm_engine.library import predict_library
     from chemlm_engine.spec import DEFAULT_REGRESSOR
 
@@ -53,7 +53,7 @@ def main() -> None:
     trace = saved.get("trace", []) if saved.get("rows") == args.rows else []
     process = 1 + max((t["process"] for t in trace), default=0)
     result = {"rows": args.rows, "chunk_rows": args.chunk_rows, "model": args.model or DEFAULT_REGRESSOR,
-              "cpu": "AVX512-BF16 (bf16 autocast)" if cpu_has_native_bf16() else "no native bf16 (int8 linear layers)",
+              "cpu": cpu_kind(),
               "trace": trace}
     print(f"CPU: {result['cpu']}", flush=True)
     started = time.perf_counter()

@@ -8,7 +8,7 @@ against the members' bare forward passes on the same molecules (the floor on thi
         .venv/bin/python bench/library_speed.py ...   # as on a CPU without AVX512 (all four): int8 linear layers
 
 Every measurement runs in a fresh process (its peak resident memory is its own; for Ray, the driver's only).
-Prints the CPU kind (native bf16 or not: the prediction precision follows it) and a table; resumes from its JSON
+Prints the CPU kind (AMX, AVX512-BF16 or neither: the prediction precision follows it) and a table; resumes from its JSON
 (one row per finished measurement; --output, default bench/results/library_speed.json). The library is cached
 under --work.
 """
@@ -105,7 +105,7 @@ def main() -> None:
         job = json.loads(args.measure)
         print(json.dumps(measure(job["model"], Path(job["library"]), job["executor"], Path(job["work"]))))
         return
-    from chemlm_engine.inference import cpu_has_native_bf16
+    from chemlm_engine.inference import cpu_kind
     from chemlm_engine.spec import DEFAULT_REGRESSOR
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def main() -> None:
     library = args.work / f"library-{args.size}.csv"
     if not library.exists():
         build_library(args.size, library)
-    cpu = "AVX512-BF16 (bf16 autocast)" if cpu_has_native_bf16() else "no native bf16 (int8 linear layers)"
+    cpu = cpu_kind()
     print(f"CPU: {cpu}", flush=True)
     member = str(one_member(ensemble, args.work / "one-member"))
     plan = [("ensemble", ensemble, "local", args.size), ("one member", member, "local", args.size),

@@ -20,7 +20,7 @@ from rdkit import Chem
 from chemlm_engine import descriptors
 from chemlm_engine.spec import DEFAULT_REGRESSOR
 from chemlm_engine.predict import load_predictor, predict_smiles
-from chemlm_engine.inference import cpu_has_native_bf16
+from chemlm_engine.inference import cpu_kind
 
 _ALA, _PHE = "N[C@@H](C)C(=O)", "N[C@@H](Cc1ccccc1)C(=O)"
 
@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     predictor = load_predictor(args.model, "cpu")
     predict_smiles(predictor, ["CCO"])  # warm-up
-    cpu = "AVX512-BF16 (bf16 native)" if cpu_has_native_bf16() else "no native bf16 (int8 linear layers)"
+    cpu = cpu_kind()
     rows = []
     for kind, smiles in molecules():
         mol = Chem.MolFromSmiles(smiles)

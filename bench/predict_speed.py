@@ -26,7 +26,8 @@ from chemlm_engine import descriptors
 from chemlm_engine.spec import DEFAULT_REGRESSOR
 from chemlm_engine.data import load_lipophilicity
 from chemlm_engine.predict import Ensemble, TrainingReference, add_applicability_domain, load_predictor, predict_smiles
-from chemlm_engine.inference import cpu_has_native_bf16, predict_values, prediction_precision, resolve_precision
+from chemlm_engine.inference import (cpu_has_native_bf16, cpu_kind, predict_values, prediction_precision,
+                                    resolve_precision)
 
 
 def matmul_gflops(dtype: torch.dtype, reps: int = 20) -> float:
@@ -48,6 +49,14 @@ def matmul_gflops(dtype: torch.dtype, reps: int = 20) -> float:
         for _ in range(reps):
             product(a)
     return 2 * 2048 * 768 * 768 * reps / (time.perf_counter() - start) / 1e9
+
+
+def cpu_model() -> str:
+    """The CPU's name as /proc/cpuinfo gives it ("AMD EPYC ...", "Intel(R) Xeon(R) ...")."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 def measure(folder: str, smiles: list[str], precision: str) -> dict:
@@ -95,11 +104,11 @@ def main() -> None:
     lipo, _ = load_lipophilicity()
     smiles = lipo.smiles[-args.n:]
     precisions = ["fp32", "int8"] + (["bf16"] if cpu_has_native_bf16() else [])
-    print(f"CPU: {torch.backends.cpu.get_cpu_capability()} kernels, "
-          f"{'native bf16' if cpu_has_native_bf16() else 'no native bf16'}; matrix products fp32 "
+    cpu = f"{cpu_model()}, {torch.backends.cpu.get_cpu_capability()} kernels, {cpu_kind()}"
+    print(f"CPU: {cpu}; matrix products fp32 "
           f"{matmul_gflops(torch.float32):.0f} GFLOP/s, bf16 {matmul_gflops(torch.bfloat16):.0f} GFLOP/s, "
           f"int8 {matmul_gflops(torch.qint8):.0f} GOP/s")
-    rows = [measure(folder, smiles, precision) for folder in args.models for precision in precisions]
+    rows = [{**measure(folder, smiles, precision), "cpu": cpu} for folder in args.models for precision in precisions]
     print("| model | kind | precision | molecules | threads | predict (s) | nearest neighbour (s) | total (s) "
           "| molecules / s | model alone, per member (molecules / s) | total ÷ bare forward "
           "| + MC dropout, T=20 (s) |")

@@ -19,7 +19,7 @@ from .quantise import int8_twin
 from .molecules import randomize_smiles
 
 __all__ = ["PREDICT_BATCH", "PREDICT_TOKENS", "PAD_MULTIPLE", "pad_multiple", "cpu_has_native_bf16",
-           "cpu_has_amx", "resolve_precision", "autocast",
+           "cpu_has_amx", "cpu_kind", "resolve_precision", "autocast",
            "prediction_precision", "runnable",
            "encode_smiles", "encode_spellings", "collate", "prediction_batches", "predict_encoded", "predict_values",
            "mc_dropout", "last_layer_inputs"]
@@ -72,6 +72,13 @@ def cpu_has_amx() -> bool:
     """AMX tiles (Intel Xeon since Sapphire Rapids): prediction is faster there in bf16 than in int8 (the shipped
     ensemble: 127 against 102 molecules / s, bench/predict_speed.py)."""
     return "amx_bf16" in _cpu_flags()
+
+
+def cpu_kind() -> str:
+    """This CPU as prediction sees it, with the precision it predicts in (benchmarks print it)."""
+    if cpu_has_amx():
+        return "AMX (bf16 autocast)"
+    return f"{'AVX512-BF16 without AMX' if cpu_has_native_bf16() else 'no native bf16'} (int8 linear layers)"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

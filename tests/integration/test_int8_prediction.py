@@ -25,6 +25,7 @@ def test_a_cpu_predicts_in_int8_unless_it_has_amx_and_trains_in_bf16_where_that_
         assert prediction_precision(cpu) == predicts
         assert inference.resolve_precision("auto", cpu) == trains
         assert inference.resolve_precision(prediction_precision(cpu), cpu) == ("bf16" if amx else "int8")
+        assert inference.cpu_kind().endswith("(bf16 autocast)" if amx else "(int8 linear layers)")  # as benches say
     assert prediction_precision(torch.device("cuda")) == "auto"
 
 
