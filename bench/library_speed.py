@@ -8,7 +8,7 @@ against the members' bare forward passes on the same molecules (the floor on thi
         .venv/bin/python bench/library_speed.py ...   # as on a CPU without AVX512 (all four): int8 linear layers
 
 Every measurement runs in a fresh process (its peak resident memory is its own; for Ray, the driver's only).
-Prints the CPU kind (AMX, AVX512-BF16 or neither: the prediction precision follows it) and a table; resumes from its JSON
+Prints the CPU kind (AMX, AVX512-BF16 or neither: prediction precision follows it) and a table; resumes from its JSON
 (one row per finished measurement; --output, default bench/results/library_speed.json). The library is cached
 under --work.
 """

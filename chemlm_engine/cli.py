@@ -314,7 +314,8 @@ def corpus(
     from transformers import AutoTokenizer
 
     from .spec import DEFAULT_BACKBONE
-    from .data import SMILES_COLUMNS, load_lipophilicity
+    from .columns import SMILES_COLUMNS
+    from .data import load_lipophilicity
     from .methods.pretrain import load_moses_smiles
     from .methods.pretrain.drug_corpus import CorpusRecipe, build_corpus_parallel, corpus_statistics, \
         statistics_table

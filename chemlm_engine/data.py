@@ -18,6 +18,7 @@ import pandas as pd
 from rdkit import rdBase
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
+from .columns import LABEL_COLUMNS, SMILES_COLUMNS, name_column, value_column
 from .errors import DataError, OutputError
 from .guard import prepare_all
 from .molecules import Standardization
@@ -26,24 +27,6 @@ from .tables import numbers, pick_column, read_table, written_aside
 __all__ = ["RowIssue", "DataReport", "MoleculeData", "Split", "load_lipophilicity", "lipophilicity_csv", "read_csv",
            "molecules_from_frame", "label_outliers", "random_split", "scaffold_split", "make_split", "length_bins",
            "data_hash", "MAX_ABS_LABEL"]
-
-SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles")
-LABEL_COLUMNS = ("exp", "label", "Label", "y", "target", "logD", "logd")
-NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "zinc_id",
-                "idnumber", "title")
-
-
-def plain_column_name(column: str) -> str:
-    """A column name as the known names are written: "Compound ID", "Measured logD" read compound_id, measured_logd."""
-    return "_".join(column.lower().replace("-", " ").split())
-
-
-def name_column(columns: Sequence[str]) -> str | None:
-    """The column of names or IDs: a known name first, else one named like an ID (vendor_id, Catalog ID)."""
-    plain = [plain_column_name(c) for c in columns]
-    known = next((plain.index(name) for name in NAME_COLUMNS if name in plain), None)
-    return columns[known] if known is not None else next((c for c, p in zip(columns, plain) if p.endswith("_id")), None)
-
 
 @dataclass(frozen=True)
 class RowIssue:
@@ -149,7 +132,8 @@ def molecules_from_frame(frame: pd.DataFrame, smiles_col: str | None = None, lab
     """
     smiles_col = pick_column(list(frame.columns), smiles_col, SMILES_COLUMNS, "SMILES")
     try:
-        label_col = pick_column(list(frame.columns), label_col, LABEL_COLUMNS, "label")
+        others = [c for c in frame.columns if c != smiles_col]
+        label_col = pick_column(list(frame.columns), label_col or value_column(others), LABEL_COLUMNS, "label")
     except DataError:
         if labels_required or label_col is not None:
             raise

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .data import SMILES_COLUMNS
+from .columns import SMILES_COLUMNS
 from .filekinds import is_parquet
 from .sheets import PLAIN_NUMBER
 from .tables import columns_of, count_rows, iter_table, pick_column

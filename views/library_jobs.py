@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.data import name_column
+from chemlm_engine.columns import name_column
 from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.library import active_twin, annotated_library, kept_rows
 from chemlm_engine.library_results import ORDERS, library_window, predictions_of

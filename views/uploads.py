@@ -7,15 +7,12 @@ import os
 
 import streamlit as st
 
-from chemlm_engine.data import LABEL_COLUMNS, SMILES_COLUMNS, name_column, plain_column_name
+from chemlm_engine.columns import SMILES_COLUMNS, name_column, plain_column_name, value_column
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import is_compressed, is_excel, is_parquet, is_sd_file
 from chemlm_engine.molecules import is_molecule
 from chemlm_engine.tables import columns_of, count_rows
 from views.common import plain
-
-MEASURED_COLUMNS = ("measured", "measured_logd", "logd", "logd7.4", "logd_7.4", *LABEL_COLUMNS)
-
 
 def _named(data: bytes, name: str) -> io.BytesIO:
     buffer = io.BytesIO(data)
@@ -82,13 +79,13 @@ def column_pickers(upload, value: str | None = "measured") -> dict[str, str | No
         others = [c for c in columns if c != picked["smiles_column"]]  # never the SMILES again
         name = b.selectbox("Name / ID column", optional, index=optional.index(name_column(others) or "(none)"))
         measured = c.selectbox("Measured value column (optional)", optional,
-                               index=_index(optional, MEASURED_COLUMNS))
+                               index=optional.index(value_column(others) or "(none)"))
         picked.update(name_column=None if name == "(none)" else name,
                       measured_column=None if measured == "(none)" else measured)
-    elif value == "label":  # a known name, else the first column that is not the SMILES column
-        other = next((i for i, c in enumerate(columns) if c != picked["smiles_column"]), 0)
-        picked["label_column"] = b.selectbox("Label column", columns,
-                                             index=_index(columns, (*LABEL_COLUMNS, *MEASURED_COLUMNS), other))
+    elif value == "label":  # named as a measured value, else the first column that is neither SMILES nor an ID
+        others = [c for c in columns if c != picked["smiles_column"]]
+        label = value_column(others) or next((c for c in others if c != name_column(others)), None) or columns[0]
+        picked["label_column"] = b.selectbox("Label column", columns, index=columns.index(label))
     smiles = picked["smiles_column"]
     if smiles is None:  # never a guess: a column of IDs read as SMILES predicts "B" as boron
         st.warning("Which column holds the SMILES? Choose it above.")

@@ -8,7 +8,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from ..data import SMILES_COLUMNS
+from ..columns import SMILES_COLUMNS
 from ..descriptors import size_warning
 from .domain import DOMAIN_COLUMNS, TRUNCATED
 from .ensemble import Ensemble

@@ -550,6 +550,15 @@ def test_train_presets_the_label_to_a_column_other_than_the_smiles():
     assert _training_file_columns(b"smiles,pIC50") == ("smiles", "pIC50")  # no known name: not the SMILES column
     assert _training_file_columns(b"value,smiles") == ("smiles", "value")
     assert _training_file_columns(b"smiles,id,logD") == ("smiles", "logD")
+    # a chemist's own names: the ID before the value is not the label, a value named "logD7.4 (exp)" is
+    assert _training_file_columns(b"ID,SMILES,logD7.4 (exp)") == ("SMILES", "logD7.4 (exp)")
+    assert _training_file_columns(b"Compound ID,smiles,solubility") == ("smiles", "solubility")
+
+
+def test_predict_presets_a_measured_column_named_as_chemists_name_it():
+    at = _pickers(b"Compound ID,SMILES,logD7.4 (exp),Project", "measured")
+    assert [box.value for box in at.selectbox] == ["SMILES", "Compound ID", "logD7.4 (exp)"]
+    assert _pickers(b"Compound ID,SMILES,clogP", "measured").selectbox[2].value == "(none)"  # computed: not measured
 
 
 def test_a_running_library_prediction_offers_no_live_curve_and_a_running_fit_does(home):
@@ -828,7 +837,7 @@ def test_a_run_whose_cli_process_died_is_shown_interrupted_not_running_forever(h
 
 
 def test_upload_columns_named_as_chemists_write_them_are_preselected():
-    from chemlm_engine.data import NAME_COLUMNS, SMILES_COLUMNS, name_column
+    from chemlm_engine.columns import NAME_COLUMNS, SMILES_COLUMNS, name_column
     from views.uploads import MEASURED_COLUMNS, _index
 
     columns = ["(none)", "Smiles", "Compound ID", "Measured logD", "Project"]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from ...data import SMILES_COLUMNS
+from ...columns import SMILES_COLUMNS
 from ...pipeline import JobContext, SplitData
 from ...errors import DataError
 from ...store import RunStore, Tables
