@@ -13,7 +13,7 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import TABLE_TYPES, is_sd_file
 from chemlm_engine.sdfile import frame_rows, write_sd
 from chemlm_engine.tables import write_csv, write_xlsx
-from views.common import fmt3, load_model, model_choices, parity_plot, plain, training_reference
+from views.common import fmt3, load_model, measured_summary, model_choices, parity_plot, plain, training_reference
 from views.uploads import column_pickers, upload_too_big
 from views.kept import gone, kept, labelled_selectbox
 from views.library_jobs import library_results, offer_library_job
@@ -181,8 +181,7 @@ if "measured" in result:
         if metrics["n"] < 2:
             st.caption("Fewer than two rows have both a prediction and a measured value.")
         else:
-            st.markdown(" · ".join(f"**{name}** {fmt3(metrics[key])}" for name, key in (
-                ("n", "n"), ("R²", "r2"), ("RMSE", "rmse"), ("MAE", "mae"))))
+            measured_summary(metrics)
             st.plotly_chart(parity_plot(ok.dropna(subset=["measured"]), "measured", "prediction", "Your data"))
 why_this_prediction(ok, folder)
 st.download_button("Download all rows (CSV: your columns as in your file, then the results)",

@@ -209,9 +209,14 @@ def unread_measured(frame: pd.DataFrame) -> str | None:
 
 
 def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:
-    """MSE / RMSE / MAE / R² (and n) of the predictions against a ``measured`` column, on rows that have both."""
+    """MSE / RMSE / MAE / R² (and n) of the predictions against a ``measured`` column, on rows that have both; with
+    intervals also ``coverage``: the share of those measured values inside their interval."""
     both = frame["prediction"].notna() & frame["measured"].notna()
     if both.sum() < 2:
         return {"n": int(both.sum())}
-    return {"n": int(both.sum()), **regression_metrics(frame.loc[both, "measured"].to_numpy(float),
-                                                       frame.loc[both, "prediction"].to_numpy(float))}
+    measured = frame.loc[both, "measured"].to_numpy(float)
+    metrics = {"n": int(both.sum()), **regression_metrics(measured, frame.loc[both, "prediction"].to_numpy(float))}
+    if "interval_low" in frame:
+        inside = (frame.loc[both, "interval_low"] <= measured) & (measured <= frame.loc[both, "interval_high"])
+        metrics["coverage"] = float(inside.mean())
+    return metrics

@@ -921,3 +921,16 @@ def test_a_resumed_library_job_estimates_its_time_from_its_own_work():
     assert 305 <= left <= 320
     fresh = SimpleNamespace(started_at=time.time() - 20, progress=0.5, info={})
     assert 19 <= int(re.search(r"about (\d+) s left", eta_text(fresh))[1]) <= 21
+
+
+def test_intervals_that_hold_too_few_measured_values_are_called_too_narrow_for_the_data():
+    def summary(coverage: float, n: int) -> None:
+        from views.common import measured_summary
+
+        measured_summary({"n": n, "r2": 0.5, "rmse": 1.0, "mae": 0.8, "coverage": coverage})
+
+    shifted = AppTest.from_function(summary, args=(0.67, 296)).run()
+    assert "inside the 90% interval** 67%" in shifted.markdown[0].value
+    assert "Only 67% of your measured values" in shifted.warning[0].value
+    assert not AppTest.from_function(summary, args=(0.87, 296)).run().warning  # within chance of 90 % on 296
+    assert not AppTest.from_function(summary, args=(0.67, 6)).run().warning  # 4 of 6: chance can do that

@@ -85,6 +85,13 @@ def test_measured_metrics_use_rows_with_both_values_only():
     metrics = measured_metrics(frame)
     assert metrics["n"] == 2 and np.isclose(metrics["mae"], 0.25) and np.isclose(metrics["mse"], 0.125)
     assert measured_metrics(frame.iloc[:1]) == {"n": 1}
+    assert "coverage" not in metrics  # no intervals: nothing to cover
+
+
+def test_measured_metrics_say_how_many_measured_values_their_interval_holds():
+    frame = pd.DataFrame({"prediction": [1.0, 2.0, 3.0, 4.0, 5.0], "measured": [1.2, 3.5, 3.0, np.nan, 5.0],
+                          "interval_low": [0.5, 1.5, 2.5, 3.5, 5.0], "interval_high": [1.5, 2.5, 3.5, 4.5, 6.0]})
+    assert measured_metrics(frame)["coverage"] == 0.75  # 3.5 lies outside; the bound itself counts as inside
 
 
 @pytest.mark.parametrize("tamper", ["dtype", "width", "fewer rows", "zeroed", "permuted", "no checksum", "truncated"])
