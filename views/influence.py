@@ -68,7 +68,8 @@ with st.expander("Launch an influence job", expanded=not finished or st.session_
         cost_caption([spec])
         problem = pool_problem(spec, upload is not None)
         if st.button("Launch", type="primary", disabled=not ks or bool(problem)) and (queued := submit(spec)):
-            announce(queued[0], "You queued this run: it runs in the background, and this card follows it.")
+            announce(queued[0], "You queued this run: it runs in the background, and this card follows it.",
+                     follow="influence-run")
 
 live_jobs(("influence",))
 runs = [r for r in store().runs() if r.method == "influence"]

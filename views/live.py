@@ -67,10 +67,13 @@ def _curve(run_id: str, n_epochs: int, n_live: int) -> tuple[str, pd.DataFrame] 
     return stage, pd.concat(parts).sort_values("epoch").set_index("epoch")
 
 
-def announce(run_id: str, text: str) -> None:
+def announce(run_id: str, text: str, follow: str | None = None) -> None:
     """What a click queued, said in that run's live card for as long as the run is queued or running: said where the
-    click was, it would be gone at the page's next rerun, which the run's start itself causes."""
+    click was, it would be gone at the page's next rerun, which the run's start itself causes. ``follow``: the key
+    of the page's run selector (below the launch form), which then shows this run, not the one chosen before."""
     st.session_state.setdefault("announced", {})[run_id] = text
+    if follow:
+        st.session_state[follow] = run_id
 
 
 def _cancel(run_id: str) -> None:

@@ -36,7 +36,7 @@ with st.expander("Launch a search", expanded=not searches or st.session_state.ge
                        train=TrainConfig(epochs=epochs, seed=data.split_seed))
         cost_caption([spec])
     if st.button("Launch", type="primary", disabled=spec is None) and (queued := submit(spec)):
-        announce(queued[0], "You queued this search: its trials appear below as they start.")
+        announce(queued[0], "You queued this search: its trials appear below as they start.", follow="search-run")
 
 live_jobs(("search",))
 # `chemlm tune` groups its trials by name, with no search run of its own: point to them rather than say "none"

@@ -67,8 +67,8 @@ if problem:
 else:
     cost_caption([spec])
 if st.button("Start training", type="primary", disabled=problem is not None) and (queued := submit(spec)):
-    announce(queued[0], "You queued this run: it trains in the background, and this card follows it.")
-    st.session_state["detail-run"] = queued[0]  # and so does the run detail below
+    announce(queued[0], "You queued this run: it trains in the background, and this card follows it.",
+             follow="detail-run")  # and so does the run detail below
 
 live_jobs()  # refreshes itself; reruns the page when a run finishes, so the sections below update
 

@@ -67,7 +67,8 @@ with st.expander("Launch an active-learning run",
         cost_caption([spec])
     problem = pool_problem(spec, upload is not None)
     if st.button("Launch", type="primary", disabled=spec is None or bool(problem)) and (queued := submit(spec)):
-        announce(queued[0], "You queued this run: it runs in the background, and this card follows it.")
+        announce(queued[0], "You queued this run: it runs in the background, and this card follows it.",
+                 follow="al-run")
 
 live_jobs(ACTIVE)
 runs = [r for r in store().runs(status="finished") if r.method in ACTIVE]

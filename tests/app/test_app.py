@@ -934,3 +934,27 @@ def test_intervals_that_hold_too_few_measured_values_are_called_too_narrow_for_t
     assert "Only 67% of your measured values" in shifted.warning[0].value
     assert not AppTest.from_function(summary, args=(0.87, 296)).run().warning  # within chance of 90 % on 296
     assert not AppTest.from_function(summary, args=(0.67, 6)).run().warning  # 4 of 6: chance can do that
+
+
+def test_a_launch_shows_its_own_run_in_the_pages_run_selector_not_the_one_chosen_before(home):
+    store = RunStore(home=home)
+    older = store.create_run(JobSpec().to_dict(), "influence", "an older run")
+    newer = store.create_run(JobSpec().to_dict(), "influence", "the quick try")
+
+    def page(home: str, older: str, newer: str) -> None:
+        import streamlit as st
+
+        from chemlm_engine.store import RunStore
+        from views.kept import run_selectbox
+        from views.live import announce
+
+        runs = RunStore(home=home).runs()
+        if st.button("Launch"):  # as the page's launch form: it queues the newer run
+            announce(newer, "You queued this run", follow="influence-run")
+        st.markdown(f"showing {run_selectbox('Influence run', runs, lambda r: r.name, key='influence-run').id}")
+
+    at = AppTest.from_function(page, args=(str(home), older, newer)).run()
+    at.selectbox(key="influence-run").set_value(older).run()
+    assert at.markdown[0].value == f"showing {older}"
+    at.button[0].click().run()
+    assert at.markdown[0].value == f"showing {newer}"
