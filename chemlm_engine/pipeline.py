@@ -73,6 +73,9 @@ def load_pool(ctx: JobContext, data: SplitData, path: str, labels_required: bool
     known = set(data.train.smiles) | set(data.val.smiles) | set(data.test.smiles)
     keep = [i for i, s in enumerate(pool.smiles) if s not in known]
     dropped = {part: len(set(pool.smiles) & set(getattr(data, part).smiles)) for part in ("train", "val", "test")}
+    if len(keep) < len(pool):
+        log.warning("pool %s: %d of its molecules already in the job's data (%s), left out", Path(path).name,
+                    len(pool) - len(keep), ", ".join(f"{part} {n}" for part, n in dropped.items() if n))
     ctx.store.set_info(ctx.run_id, pool_report=report.summary(), pool_dropped=dropped,
                        pool_dropped_known=len(pool) - len(keep))
     return pool.subset(keep)

@@ -184,3 +184,11 @@ def measured_summary(metrics: dict[str, float], promised: float = 0.9) -> None:
                    "fewer than chance explains: the intervals were calibrated on molecules and measurements like the "
                    "training data's, and yours differ (another assay or protocol, another chemical series). Read "
                    "them as too narrow for your data.")
+
+
+def pool_caption(run: RunRecord) -> None:
+    """What a run's pool file gave, no row left out without a word: its report, and the molecules left out because
+    the job's own data holds them."""
+    if report := run.info.get("pool_report"):
+        st.caption(f"Your pool file: {report}; {run.info.get('pool_dropped_known', 0)} already in the job's own data "
+                   "(training, validation or test), left out.")

@@ -7,7 +7,7 @@ from chemlm_engine.spec import JobSpec, model_kind
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from chemlm_engine.tables import write_csv
-from views.common import molecule_cards, plain, run_label, store, submit
+from views.common import molecule_cards, plain, pool_caption, run_label, store, submit
 from views.forms import cost_caption, pool_problem, quick_note, quick_toggle
 from views.live import announce, live_jobs, sig3, status_text
 from views.kept import run_selectbox
@@ -80,8 +80,7 @@ st.markdown(status_text(run))
 quick_note(run.spec)
 if run.status in ("failed", "diverged"):
     st.error(plain(run.error))
-if report := run.info.get("pool_report"):  # what the pool file gave: no row dropped without a word
-    st.caption(f"Pool file: {report}; {run.info.get('pool_dropped_known', 0)} already in the job's own data.")
+pool_caption(run)
 scores = store().molecules(run.id, Kinds.INFLUENCE)
 if scores.empty:
     st.stop()

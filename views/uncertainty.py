@@ -10,7 +10,7 @@ from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
-from views.common import run_label, store, submit
+from views.common import pool_caption, run_label, store, submit
 from views.forms import (backbone_picker, cost_caption, data_form, epochs_input, pool_problem, quick_note,
                          quick_toggle)
 from views.live import announce, live_jobs
@@ -119,8 +119,7 @@ if ranked_by_spread:
 columns = [c for c in ("structure", "name", "smiles", "score", "prediction", "uncertainty", "label", "round")
            if c in shown and not (c == "score" and ranked_by_spread)
            and not (c == "label" and shown["label"].isna().all())]  # candidates: nothing measured yet
-if report := run.info.get("pool_report"):  # what of the user's file could not be used is kept with the run
-    st.caption(f"Your pool file: {report}.")
+pool_caption(run)
 if note := run.info.get("acquire_note"):
     st.info(f"Acquire: {note}.")
 st.dataframe(shown[columns], hide_index=True, row_height=80,

@@ -338,6 +338,9 @@ def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(
     assert all(name in chosen for name in listed["name"])  # each with the chemist's own ID
     assert any("Your pool file: 31 rows: 1 invalid SMILES" in c.value and "30 without a label, kept as candidates"
                in c.value for c in at.caption)
+    # three of the last 30 Lipophilicity molecules are in the job's 120: said, not left out silently
+    assert any("; 3 already in the job's own data (training, validation or test), left out" in c.value
+               for c in at.caption)
     assert not any(i.value.startswith("Acquire") for i in at.info)
     RunStore(home=home).set_info(run_id, acquire_note="50 asked for, but the pool has 30 molecules: all of them "
                                                       "are acquired")  # as the job records it (engine test)
