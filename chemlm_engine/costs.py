@@ -98,8 +98,8 @@ def estimate_cost(specs: Sequence[JobSpec], store: RunStore) -> Cost:
                  f"earlier run{'s' * (n != 1)} here")
     else:
         speed, start = _GUESS_SPEED, _GUESS_START
-        basis = (f"a rough guess for {Path(specs[0].model.backbone).name if specs else ''} on 2 CPU cores, "
-                 f"start-up included; no run finished here yet")
+        name = Path(specs[0].model.backbone).name if specs else ""
+        basis = f"a rough guess for {name} on 2 CPU cores, start-up included; no run of {name} finished here yet"
     seconds = work / speed + start * len(specs) if work else None
     waiting = sum(r.status in ("queued", "running") for r in store.runs())
     if waiting:
