@@ -59,7 +59,8 @@ class DataReport:
 
     def summary(self) -> str:
         text = (f"{self.n_rows} rows: {len(self.invalid)} invalid SMILES, {len(self.unlabeled)} unlabeled, "
-                f"{len(self.duplicates)} duplicates merged, {len(self.standardized)} standardised"
+                f"{len(self.duplicates)} duplicate{'s' * (len(self.duplicates) != 1)} merged, "
+                f"{len(self.standardized)} standardised"
                 + (f"; {self.to_measure} without a label, kept as candidates to measure" if self.to_measure else ""))
         if self.outliers:
             text += f"; {len(self.outliers)} label outlier(s): " + "; ".join(

@@ -51,7 +51,7 @@ def test_candidates_may_lack_labels_but_not_a_number_where_one_is_given():
                                      "candidates to measure")
     data, report = read_csv(io.StringIO("smiles\nCCO\nOCC\n"), labels_required=False)  # no label column at all
     assert data.smiles == ["CCO"] and np.isnan(data.labels).all()
-    assert report.summary().endswith("1 duplicates merged, 0 standardised; 2 without a label, kept as candidates "
+    assert report.summary().endswith("1 duplicate merged, 0 standardised; 2 without a label, kept as candidates "
                                      "to measure")
     with pytest.raises(DataError, match="label column"):
         read_csv(io.StringIO("smiles\nCCO\n"))
