@@ -127,8 +127,11 @@ elif run.metrics:
 a, b, c = st.columns([3, 2, 1.3], vertical_alignment="bottom")
 st.session_state[f"name-{run.id}"] = run.name  # as stored now: another tab may have renamed it
 a.text_input("Name", key=f"name-{run.id}", on_change=_rename, args=(run.id, f"name-{run.id}"))
-link(b, "views/predict.py", "Predict with this run", ":material/science:", predict=run.id,
-     disabled=run.status != "finished" or not run.model_path or model_kind(run.method) == "backbone")
+cannot = ("A pretraining run gives a backbone: fine-tune it on the Train page first." if model_kind(run.method) ==
+          "backbone" else f"Available when the run has finished (it is {run.status})." if run.status != "finished"
+          else None if run.model_path else "This run saved no model.")
+link(b, "views/predict.py", "Predict with this run", ":material/science:", help=cannot, predict=run.id,
+     disabled=cannot is not None)
 # asked once more (it cannot be undone), one per run: an open one would offer the next run at one click after a Delete
 with c.popover("Delete run", disabled=run.status in ("queued", "running"), key=f"delete-{run.id}"):
     st.caption(f"Run {run.id}: its rows and files (and uploads no other run needs) go for good.")

@@ -88,6 +88,18 @@ def test_a_link_carries_its_choice_once_and_says_when_its_run_is_gone(home, fini
         "Run no-such-run from this link no longer exists."]
 
 
+def test_predict_with_a_run_that_has_not_finished_says_when_it_will_be_offered(home, finished_run):
+    store = RunStore(home=home)
+    queued = store.create_run(JobSpec().to_dict(), "baseline", "waiting")
+    at = _app("views/train.py")
+    widget(at, "selectbox", "Run").set_value(queued).run()
+    link = next(e.proto for e in at.get("page_link") if e.proto.label == "Predict with this run")
+    assert link.disabled and link.help == "Available when the run has finished (it is queued)."
+    widget(at, "selectbox", "Run").set_value(finished_run).run()
+    link = next(e.proto for e in at.get("page_link") if e.proto.label == "Predict with this run")
+    assert not link.disabled and not link.help
+
+
 def test_predict_gets_its_choices_back_when_streamlit_drops_its_widgets_state(home, finished_run):
     """Streamlit may drop a widget's state while another page shows (in the browser the sidebar's timed rerun raced
     it): the model and the pasted text come back from their kept copies; a kept model deleted since is dropped."""
