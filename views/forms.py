@@ -44,6 +44,7 @@ def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
         if columns is None:
             return None
         source = str(store().save_upload(upload.getvalue(), saved_suffix(upload.name)))
+        st.session_state.setdefault("upload-names", {})[source] = upload.name  # saved by content: the name is here
         try:
             data, report = read_csv(source, columns["smiles_column"], columns["label_column"])
         except ChemLMError as exc:
@@ -65,6 +66,15 @@ def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
     tautomer = st.checkbox("… and use the canonical tautomer", value=False, disabled=not standardize)
     return DataSpec(source=source, split=split, split_seed=split_seed, subset=subset or None, standardize=standardize,
                     tautomer=tautomer and standardize, **columns)
+
+
+def run_name(data: DataSpec, backbone: str) -> str:
+    """A run's name as launched: the uploaded file's own name and a backbone other than the default, so that runs on
+    other files or backbones tell apart in every list of runs (the name can be changed later)."""
+    parts = [st.session_state.get("upload-names", {}).get(data.source, "")]
+    if backbone != DEFAULT_BACKBONE:
+        parts.append(Path(backbone).name or backbone)
+    return " · ".join(part for part in parts if part)
 
 
 def epochs_input(quick: bool, default: int = 20, container=st) -> int:

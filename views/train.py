@@ -9,7 +9,7 @@ from chemlm_engine.library import discard_kept
 from chemlm_engine.store import Kinds
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
-from views.forms import cost_caption, epochs_input, launch_form, quick_note
+from views.forms import cost_caption, epochs_input, launch_form, quick_note, run_name
 from views.kept import labelled_selectbox
 from views.library_jobs import library_summary
 from views.links import link
@@ -55,7 +55,7 @@ spec, problem = None, "Upload a file that has usable molecules (above) or pick t
     "Turn the quick try off to launch it." if quick and model_kind(method) == "backbone" else None
 if problem is None:
     try:
-        spec = JobSpec(method=method, data=data, options=options,
+        spec = JobSpec(method=method, data=data, options=options, name=run_name(data, backbone),
                        model=ModelSpec(backbone=backbone, trust_remote_code=trust, descriptors=descriptors),
                        train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                                          seed=data.split_seed))

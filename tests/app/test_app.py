@@ -191,6 +191,25 @@ def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_back
     assert any({"train_mse", "val_mse", "val_r2"} <= set(df.columns) for df in detail)
     overview = next(df for df in detail if "learning_rate" in df.columns)
     assert overview[["subset", "epochs", "learning_rate"]].iloc[0].tolist() == ["100", "2", "1e-04"]
+    # which data and backbone: runs on other files or backbones tell apart (the tiny backbone is named)
+    table = next(d for d in at.dataframe if "learning_rate" in d.value.columns)
+    assert {"dataset", "backbone"} <= set(table.proto.column_order)
+    assert overview["backbone"].iloc[0] == tiny_backbone.name and overview["name"].iloc[0] == tiny_backbone.name
+
+
+def test_a_run_launched_on_an_uploaded_file_is_named_after_the_file_and_a_backbone_not_the_default():
+    def launched() -> None:
+        import streamlit as st
+
+        from chemlm_engine.spec import DEFAULT_BACKBONE, DataSpec
+        from views.forms import run_name
+
+        st.session_state["upload-names"] = {"/runs/uploads/ab12.csv": "train_mine.csv"}  # as the data form records it
+        st.markdown(run_name(DataSpec(source="/runs/uploads/ab12.csv"), "/tmp/qa-tiny-backbone"))
+        st.markdown(run_name(DataSpec(), DEFAULT_BACKBONE) or "(no name)")
+
+    assert [m.value for m in AppTest.from_function(launched).run().markdown] == [
+        "train_mine.csv · qa-tiny-backbone", "(no name)"]
 
 
 def test_what_a_click_queued_stays_in_its_runs_card_while_the_run_is_active(home, tiny_backbone, monkeypatch):
