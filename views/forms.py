@@ -11,7 +11,7 @@ from chemlm_engine.data import read_csv
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from views.common import job_problem, plain, run_label, store
-from views.kept import kept
+from views.kept import kept, kept_here
 from views.uploads import column_pickers
 
 
@@ -36,6 +36,7 @@ def quick_toggle(what: str = f"{QUICK['subset']} molecules, {QUICK['epochs']} ep
 def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
     """Dataset (bundled or an uploaded CSV with its columns picked and its row report shown), split, seed,
     subset and standardisation as a ``DataSpec``; ``None`` while no usable file is uploaded."""
+    # not kept: an uploaded file is not (Streamlit forgets it with the page), and a quick try starts from the bundled
     choice = st.radio("Dataset", ["Bundled Lipophilicity (4,200 molecules)", "Upload a file"], horizontal=True)
     source, columns = "lipophilicity", {}
     if choice == "Upload a file":
@@ -54,16 +55,17 @@ def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
         if len(report.to_frame()):
             st.dataframe(report.to_frame(), hide_index=True, height=180)
     a, b, c = st.columns(3)
-    split = a.radio("Split (80/10/10)", ["random", "scaffold"], horizontal=True)
-    split_seed = int(b.number_input("Seed", min_value=0, value=0, step=1)) if seed else 0
+    split = a.radio("Split (80/10/10)", ["random", "scaffold"], horizontal=True,
+                    **kept_here("split", choices=["random", "scaffold"]))
+    split_seed = int(b.number_input("Seed", min_value=0, step=1, **kept_here("seed", ("value", 0)))) if seed else 0
     subset = QUICK["subset"] if quick else int(c.number_input("Random subset of N molecules (0 = all)", min_value=0,
-                                                              value=0, step=100))
+                                                              step=100, **kept_here("subset", ("value", 0))))
     if quick:
         c.caption(f"Subset: {QUICK['subset']} molecules (quick try)")
-    standardize = st.checkbox("Standardise molecules", value=True,  # the details in the help: a label that fits
+    standardize = st.checkbox("Standardise molecules", **kept_here("standardize", ("value", True)),
                               help="Largest organic fragment, isotope labels dropped, neutralised (RDKit "
                                    "rdMolStandardize); recorded with the model: prediction repeats it.")
-    tautomer = st.checkbox("… and use the canonical tautomer", value=False, disabled=not standardize)
+    tautomer = st.checkbox("… and use the canonical tautomer", disabled=not standardize, **kept_here("tautomer"))
     return DataSpec(source=source, split=split, split_seed=split_seed, subset=subset or None, standardize=standardize,
                     tautomer=tautomer and standardize, **columns)
 
@@ -81,7 +83,7 @@ def epochs_input(quick: bool, default: int = 20, container=st) -> int:
     if quick:
         container.caption(f"Epochs: {QUICK['epochs']} (quick try)")
         return QUICK["epochs"]
-    return int(container.number_input("Epochs", 1, 500, default))
+    return int(container.number_input("Epochs", 1, 500, **kept_here("epochs", ("value", default))))
 
 
 def cost_caption(specs: list[JobSpec]) -> None:
@@ -98,12 +100,14 @@ def backbone_picker() -> tuple[str, bool]:
     default = "Embedded ChemLM-mini" if DEFAULT_BACKBONE == EMBEDDED_BACKBONE else \
         f"Default ({Path(DEFAULT_BACKBONE).name})"  # $CHEMLM_DEFAULT_BACKBONE
     kinds = [default, *(["A pretraining run"] if pretrained else []), "Local folder or hub id"]
-    kind = st.radio("Backbone", kinds, horizontal=True)
+    kind = st.radio("Backbone", kinds, horizontal=True, **kept_here("backbone-kind", choices=kinds))
     if kind == default:
         return DEFAULT_BACKBONE, False
     if kind == "A pretraining run":
-        return pretrained[st.selectbox("Pretraining run", list(pretrained))], False
-    backbone = st.text_input("Folder path or hub id", placeholder="ibm/MoLFormer-XL-both-10pct").strip()
+        return pretrained[st.selectbox("Pretraining run", list(pretrained),
+                                       **kept_here("pretraining-run", choices=list(pretrained)))], False
+    backbone = st.text_input("Folder path or hub id", placeholder="ibm/MoLFormer-XL-both-10pct",
+                             **kept_here("backbone-path")).strip()
     trust = st.checkbox("Trust remote code", help="Some hub models (MoLFormer-XL) ship their own Python code. "
                         "Enabling this runs that code on this machine: only do it for models you trust.")
     return backbone, trust

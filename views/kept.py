@@ -55,6 +55,18 @@ def kept(key: str, choices: Collection[Any] | None = None) -> dict[str, Any]:
     return {"key": key, "on_change": save}
 
 
+def kept_here(name: str, default: tuple[str, Any] | None = None,
+              choices: Collection[Any] | None = None) -> dict[str, Any]:
+    """:func:`kept` for a widget of a form that several pages show (data, backbone, epochs …): each page keeps its own
+    choice. ``default``: the widget's default as ``(argument, value)``, e.g. ``("value", 20)``, passed only while no
+    value is kept (Streamlit warns when a widget gets a default and a value set by the app)."""
+    key = f"{st.session_state.get(_PAGE, '')}:{name}"
+    kwargs = kept(key, choices)
+    if default is not None and saved(key) not in st.session_state:
+        kwargs[default[0]] = default[1]
+    return kwargs
+
+
 def gone(key: str) -> str:
     """The session key set (to the value) when widget ``key``'s kept value was no longer among its choices."""
     return f"gone-{key}"

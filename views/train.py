@@ -10,7 +10,7 @@ from chemlm_engine.store import Kinds
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note, run_name
-from views.kept import labelled_selectbox
+from views.kept import kept_here, labelled_selectbox
 from views.library_jobs import library_summary
 from views.links import link
 from views.live import announce, live_jobs, metrics_row, runs_overview, status_text
@@ -24,13 +24,15 @@ with right:
     # a library prediction is launched from the Predict page, with the file it reads
     trainable = [m for m in METHODS if model_kind(m) != "predictions"]
     method = st.selectbox("Method", trainable, format_func=lambda m: METHODS[m].label,
+                          **kept_here("method", choices=trainable),
                           help="Method settings take their defaults here; the Curriculum, Uncertainty and Influence "
                                "pages set them.")
     c1, c2, c3 = st.columns(3)
     epochs = epochs_input(quick, container=c1)
-    learning_rate = float(c2.number_input("Learning rate", 1e-6, 1e-1, 1e-4, format="%.0e"))
-    batch_size = int(c3.number_input("Batch size", 1, 512, 32))
-    descriptors = st.checkbox("RDKit 2D descriptors in the head", value=False,
+    learning_rate = float(c2.number_input("Learning rate", 1e-6, 1e-1, format="%.0e",
+                                          **kept_here("learning-rate", ("value", 1e-4))))
+    batch_size = int(c3.number_input("Batch size", 1, 512, **kept_here("batch-size", ("value", 32))))
+    descriptors = st.checkbox("RDKit 2D descriptors in the head", **kept_here("descriptors"),
                               help="The pooled embedding plus 215 standardised RDKit descriptors (the shipped model's "
                                    "configuration: +0.08 R² on the random split, see the README).")
     options = {}

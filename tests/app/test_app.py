@@ -871,11 +871,12 @@ def test_a_run_whose_cli_process_died_is_shown_interrupted_not_running_forever(h
 
 
 def test_upload_columns_named_as_chemists_write_them_are_preselected():
-    from chemlm_engine.columns import NAME_COLUMNS, SMILES_COLUMNS, name_column
-    from views.uploads import MEASURED_COLUMNS, _index
+    from chemlm_engine.columns import NAME_COLUMNS, SMILES_COLUMNS, name_column, value_column
+    from views.uploads import _index
 
     columns = ["(none)", "Smiles", "Compound ID", "Measured logD", "Project"]
-    assert [_index(columns, known) for known in (SMILES_COLUMNS, NAME_COLUMNS, MEASURED_COLUMNS)] == [1, 2, 3]
+    assert [_index(columns, known) for known in (SMILES_COLUMNS, NAME_COLUMNS)] == [1, 2]
+    assert value_column(columns) == "Measured logD"
     # no known name: a column named like an ID (a vendor's) names the molecules; a word that ends in "id" does not
     assert name_column(["smiles", "acid", "vendor_id", "logD"]) == "vendor_id"
     assert name_column(["SMILES", "Catalog ID"]) == "Catalog ID" and name_column(["smiles", "acid", "y"]) is None
@@ -901,6 +902,25 @@ def test_compare_and_curriculum_keep_their_choices_across_a_visit_to_another_pag
     assert widget(at, "radio", "Metric").value == "test_rmse"
     at.switch_page("views/curriculum.py").run()
     assert widget(at, "selectbox", "Pacing").value == "sqrt" and at.toggle(key="quick").value
+
+
+def test_train_keeps_its_form_across_a_visit_to_another_page_and_each_page_its_own(home, tiny_backbone):
+    at = _app("views/train.py")
+    use_backbone(at, tiny_backbone)
+    choices = {("radio", "Split"): "scaffold", ("number_input", "Seed"): 2, ("number_input", "Random subset"): 500,
+               ("checkbox", "Standardise molecules"): False, ("number_input", "Epochs"): 7,
+               ("number_input", "Learning rate"): 3e-4, ("number_input", "Batch size"): 16,
+               ("checkbox", "RDKit 2D descriptors"): True, ("selectbox", "Method"): "lora"}
+    for (kind, label), value in choices.items():
+        widget(at, kind, label).set_value(value).run()
+    at.switch_page("views/curriculum.py").run()  # the same form there: its own choices, the defaults
+    assert widget(at, "radio", "Split").value == "random" and widget(at, "number_input", "Epochs").value == 20
+    at.switch_page("views/predict.py").run()
+    at.switch_page("views/train.py").run()
+    assert not at.exception
+    assert {key: widget(at, *key).value for key in choices} == choices
+    assert widget(at, "text_input", "Folder path").value == str(tiny_backbone)
+    assert not any("default value but also had its value set" in w.value for w in at.warning)
 
 
 def test_a_quick_curriculum_pair_says_its_numbers_say_little(home):
