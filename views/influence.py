@@ -7,12 +7,12 @@ from chemlm_engine.spec import JobSpec, model_kind
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from chemlm_engine.tables import write_csv
+from chemlm_engine.methods.influence.solvers import DRIFT_LIMIT
 from views.common import molecule_cards, plain, pool_caption, run_label, store, submit
 from views.forms import cost_caption, pool_problem, quick_note, quick_toggle
 from views.live import announce, live_jobs, sig3, status_text
 from views.kept import run_selectbox
 
-DRIFT_LIMIT = 0.05  # LiSSA's estimate still moving by more than this over its last steps: not settled
 
 st.title("Influence-based data selection")
 with st.expander("What the scores mean, and what to do with them", expanded=not store().runs()):

@@ -18,7 +18,8 @@ from ...store import Kinds, RunStore, Tables
 from ...spec import InfluenceOptions, JobSpec
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
                      self_influence)
-from .solvers import LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad, norm_drift
+from .solvers import (DRIFT_LIMIT, LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad,
+                      norm_drift)
 from .tracked import TransformerInfluence
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,13 @@ def run_influence(ctx: JobContext, data: SplitData, opts: InfluenceOptions) -> d
         {"smiles": pool.smiles, "label": pool.labels, "score": scores, "rank": ranks,
          "self_influence": suspicion, "suspect": suspect, "corrupted": corrupted}))
     metrics: dict[str, float | str] = {f"base_{k}": v for k, v in base_metrics.items() if k.startswith("test_")}
+    drift = norm_drift(solved.trace)
     metrics.update({"n_pool": len(pool), "n_params_tracked": influence.n_params, "solver": solved.method,
-                    "n_suspects": int(suspect.sum()), "solver_norm_drift": norm_drift(solved.trace)})
+                    "n_suspects": int(suspect.sum()), "solver_norm_drift": drift})
+    if drift > DRIFT_LIMIT:  # the page says it above the scores; a command says it here
+        log.warning("the inverse-HVP estimate (%s) had not settled (its norm still moved %.0f%% over the last fifth of the steps): "
+                    "rerun with more depth, a larger scale or damping, or --solver cg, before acting on these scores",
+                    solved.method, 100 * drift)
     if corrupted.any():
         # How well each ranking finds the corrupted labels (0.5 = chance)
         metrics["mislabel_auroc"] = float(roc_auc_score(corrupted, suspicion))
