@@ -136,7 +136,7 @@ class RegressionModel(nn.Module):
         # Fitted on the training split by ``fit`` when ``spec.descriptors``; saved with the model.
         self.descriptor_scaler: DescriptorScaler | None = None
         # Prediction runs in bf16 where the hardware computes it natively (as training does), unless set to fp32;
-        # "int8" quantises the backbone's linear layers (load_predictor's choice on CPUs without native bf16).
+        # "int8" quantises the backbone's linear layers (load_predictor's choice on CPUs without AMX).
         self.inference_precision = "auto"
         self.register_buffer("label_mean", torch.zeros(()))
         self.register_buffer("label_std", torch.ones(()))

@@ -1,4 +1,4 @@
-"""int8 prediction on a CPU without native bf16: the backbone's linear layers quantised to int8 by PyTorch's dynamic
+"""int8 prediction on a CPU without AMX: the backbone's linear layers quantised to int8 by PyTorch's dynamic
 quantisation (FBGEMM), each with its input range pinned to one calibrated once, so that a molecule's prediction is
 its own. Dynamic quantisation scales a batch's activations by the batch's own extremes: a molecule's prediction then
 moved with the molecules it happened to be batched with (the shipped ensemble on AVX2 kernels: 99 of 200 predictions

@@ -199,7 +199,7 @@ def is_ensemble(folder: str | Path) -> bool:
 def load_predictor(folder: str | Path, device: torch.device | str | None = None,
                    trust_remote_code: bool = False) -> RegressionModel | Ensemble:
     """A regressor or an ensemble folder, whichever ``folder`` holds, in its device's prediction precision
-    (:func:`~chemlm_engine.inference.prediction_precision`: int8 linear layers on a CPU without native bf16)."""
+    (:func:`~chemlm_engine.inference.prediction_precision`: int8 linear layers on a CPU without AMX)."""
     folder = Path(folder)
     predictor = (Ensemble.load(folder, device or best_device(), trust_remote_code) if is_ensemble(folder)
                  else RegressionModel.load(folder, device, trust_remote_code))
