@@ -5,6 +5,7 @@ import contextlib
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from .errors import ChemLMError, ModelLoadError
 from .hub import OFFLINE_HINT, hub_unreachable, is_cached
 from .molecules import Standardization
 from .training_set import content_digest, load_training_set, save_training_set  # re-exported
+
+# peft reads transformers 5's deprecated `is_gradient_checkpointing` when it wraps or loads an adapter: not the user's
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 __all__ = ["load_backbone", "check_backbone_folder", "RegressionModel", "best_device", "check_format",
            "count_parameters", "save_training_set", "load_training_set", "content_digest"]

@@ -99,3 +99,15 @@ def test_lora_rank_sweep_is_one_job_with_a_table(tiny_backbone, store):
     assert table["rank"].tolist() == [2, 4]
     assert table["trainable_params"].iloc[1] > table["trainable_params"].iloc[0]
     assert table[["train_mse", "val_mse", "test_r2"]].notna().all().all()
+
+
+def test_an_adapter_prints_no_warning_about_transformers_internals(tiny_backbone):
+    import subprocess
+    import sys
+
+    check = ("from chemlm_engine.model import RegressionModel; from chemlm_engine.spec import ModelSpec; "
+             "from chemlm_engine.methods.peft import apply_strategy; "
+             f"apply_strategy(RegressionModel.from_spec(ModelSpec(backbone={str(tiny_backbone)!r}), seed=0), 'lora')")
+    # in a process of its own: the test suite ignores FutureWarnings, a command does not
+    run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert "is_gradient_checkpointing" not in run.stderr, run.stderr
