@@ -9,6 +9,7 @@ Ray is imported lazily, as in :mod:`~chemlm_engine.cluster`: nothing else needs 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -221,7 +222,12 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
     interrupted, saying so. Once ``should_stop()`` (polled about once a second) the search and its running
     trials stop: :class:`JobCancelledError`. ``on_trial`` gets a :data:`TrialRecord` for each trial that ends;
     trials in ``replay`` (records of this search from before) are not trained again."""
+    # Quiet: Tune's JSON and CSV loggers only (its results come from them), not TensorBoard's, which warns that
+    # tensorboardX is missing; and the classic reporter, which honours verbose=0 (the new one prints a configuration box)
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
 
@@ -256,7 +262,8 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
                                                                            reduction_factor=3)),
                        run_config=tune.RunConfig(name=name, storage_path=str(folder.parent), verbose=0,
                                                  stop=_cancel_stopper(stop_now),
-                                                 callbacks=[_trial_recorder(on_trial)] if on_trial else []))
+                                                 callbacks=[JsonLoggerCallback(), CSVLoggerCallback(),
+                                                            *([_trial_recorder(on_trial)] if on_trial else [])]))
     results = tuner.fit()
     stop_now(every_s=0.0)
     _close_trials(store, name, stop_seen[0] if stop_seen else None, budget_ends)
