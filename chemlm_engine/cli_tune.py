@@ -69,8 +69,8 @@ def tune(
     if refit_spec is not None:
         refit = output.with_suffix(".refit.json")
         refit.write_text(refit_spec.to_json())
-        epochs = f"{result.best_epoch} epoch{'s' * (result.best_epoch != 1)}"
-        typer.echo(f"or train it on training + validation for {epochs} and test it once with\n"
+        refit_epochs = f"{result.best_epoch} epoch{'s' * (result.best_epoch != 1)}"
+        typer.echo(f"or train it on training + validation for {refit_epochs} and test it once with\n"
                    f"  chemlm train --spec {refit}", err=True)
     typer.echo(json.dumps({"search": name, "best_run_id": result.best_run_id, "best_val_mse": result.best_val_mse,
                            "spec": str(output), "refit_spec": refit and str(refit), "trials": len(result.trials)}))
