@@ -119,8 +119,12 @@ def launched_trusting(runs: list[RunRecord], folder: str) -> bool:
 
 
 def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
-    """One row per run (:func:`run_summary`), in the order given."""
-    return pd.DataFrame([run_summary(r) for r in runs])
+    """One row per run (:func:`run_summary`), in the order given; a file uploaded in the app named as it was uploaded
+    (``data_file``; the store keeps it under its content's hash)."""
+    frame = pd.DataFrame([run_summary(r) for r in runs])
+    if "dataset" in frame:
+        frame["dataset"] = [r.info.get("data_file") or name for r, name in zip(runs, frame["dataset"])]
+    return frame
 
 
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:

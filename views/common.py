@@ -68,6 +68,10 @@ def submit(*specs: JobSpec) -> list[str] | None:
     except ChemLMError as exc:
         st.error(f"Cannot start: {plain(exc)}")
         return None
+    uploaded = st.session_state.get("upload-names", {})  # the data form's uploads, under the names they came with
+    for spec, run_id in zip(specs, queued):
+        if spec.data.source in uploaded:
+            store().set_info(run_id, data_file=uploaded[spec.data.source])
     st.session_state["queued"] = (key, time.time(), queued)
     return queued
 

@@ -59,11 +59,13 @@ if ensemble:
     st.caption("An ensemble (the default blends in descriptor trees) or its student: mean ± spread, 90 % interval.")
 
 # Results belong to one input and setup (model, option); with no input (uploads are not kept) they stay with the setup.
+# Another file, even one whose SMILES column is not chosen yet, is another input: the last file's results go.
 has_input = bool(text.strip() or (upload and columns is not None))
 uploaded = hashlib.sha256(upload.getvalue()).hexdigest() if upload else ""
 setup = (folder, passes)
 key = hashlib.sha256(repr((mode, text, uploaded, columns, setup)).encode()).hexdigest()
-if st.session_state.get("predictions_key") != key and (has_input or st.session_state.get("predictions_setup") != setup):
+if st.session_state.get("predictions_key") != key and (has_input or upload is not None
+                                                       or st.session_state.get("predictions_setup") != setup):
     st.session_state.pop("predictions", None)
 
 # Never disabled: a click that also commits a freshly pasted text must not be lost.

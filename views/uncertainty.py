@@ -12,8 +12,8 @@ from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
 from views.common import pool_caption, run_label, store, submit
 from views.forms import (backbone_picker, cost_caption, data_form, epochs_input, pool_problem, quick_note,
-                         quick_toggle)
-from views.live import announce, live_jobs
+                         quick_toggle, run_name)
+from views.live import announce, live_jobs, status_text
 from views.kept import run_selectbox
 
 ACTIVE = tuple(m for m, entry in METHODS.items() if issubclass(entry.options, UncertaintyOptions))
@@ -61,7 +61,7 @@ with st.expander("Launch an active-learning run",
                        {"acquire": acquire, "rounds": rounds, "strategy": strategy})
         if upload is not None:
             options["pool"] = str(store().save_upload(upload.getvalue(), saved_suffix(upload.name)))
-        spec = JobSpec(method=method, options=options, data=data,
+        spec = JobSpec(method=method, options=options, data=data, name=run_name(data, backbone),
                        model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                        train=TrainConfig(epochs=epochs, seed=data.split_seed))
         cost_caption([spec])
@@ -71,13 +71,18 @@ with st.expander("Launch an active-learning run",
                  follow="al-run")
 
 live_jobs(ACTIVE)
-runs = [r for r in store().runs(status="finished") if r.method in ACTIVE]
+# queued and running ones too: a launch shows its own run, whose results appear here when it finishes
+runs = [r for r in store().runs() if r.method in ACTIVE and r.status in ("queued", "running", "finished")]
 if not runs:
-    st.info("No finished active-learning run yet.")
+    st.info("No active-learning run yet.")
     st.stop()
-# newest first, random controls last: the page opens on a run whose list of what to measure next is worth reading
-runs.sort(key=lambda r: r.spec.get("options", {}).get("strategy") == "random")
-run = run_selectbox("Run", runs, run_label, key="al-run")
+# newest first, active and random controls last: the page opens on a run whose list to measure is worth reading
+runs.sort(key=lambda r: (r.status != "finished", r.spec.get("options", {}).get("strategy") == "random"))
+run = run_selectbox("Run", runs, lambda r: run_label(r) + ("" if r.status == "finished" else f" · {r.status}"),
+                    key="al-run")
+if run.status != "finished":
+    st.markdown(status_text(run))
+    st.stop()
 quick_note(run.spec)
 pool = store().molecules(run.id, Kinds.POOL_UNCERTAINTY)
 test = store().molecules(run.id, Kinds.TEST_UNCERTAINTY)

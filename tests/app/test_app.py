@@ -1012,3 +1012,13 @@ def test_a_launch_shows_its_own_run_in_the_pages_run_selector_not_the_one_chosen
     assert at.markdown[0].value == f"showing {older}"
     at.button[0].click().run()
     assert at.markdown[0].value == f"showing {newer}"
+
+
+def test_active_learning_follows_a_launched_run_while_it_waits_in_the_queue(home):
+    queued = RunStore(home=home).create_run(JobSpec(method="uncertainty").to_dict(), "uncertainty", "just launched")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["al-run"] = queued  # as the page's Launch leaves it (announce(..., follow="al-run"))
+    at.run()
+    at.switch_page("views/uncertainty.py").run()
+    assert not at.exception and widget(at, "selectbox", "Run").value == queued
+    assert any(m.value.startswith("**queued") for m in at.markdown)  # its status until its results are there

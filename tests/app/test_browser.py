@@ -229,6 +229,11 @@ def test_a_smiles_file_is_predicted_on_the_page_and_a_parquet_library_in_the_bac
                                                             "results as chemlm_* fields)"))))
     assert [m.GetProp("logD") for m in annotated] == ["-0.3", "-0.7"]
     assert all(m.HasProp("chemlm_prediction") and m.HasProp("chemlm_in_domain") for m in annotated)
+    unread = tmp_path / "next.csv"  # another file, its SMILES column not chosen yet: the SD file's results go
+    unread.write_text("compound,Structure\nA,CCO\n")
+    page.locator('input[type="file"]').set_input_files(str(unread))
+    page.get_by_text("Which column holds the SMILES").wait_for()
+    expect(page.get_by_text("Against measured", exact=True)).to_have_count(0)
     library = tmp_path / "library.parquet"
     pd.DataFrame({"ID": ["P1", "P2"], "SMILES": ["CCO", "CCN"]}).to_parquet(library)
     page.locator('input[type="file"]').set_input_files(str(library))

@@ -1,6 +1,7 @@
 """The run store's contract: lifecycle, named tables, per-molecule rows, rename and delete."""
 import os
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -162,3 +163,14 @@ def test_deleting_a_run_deletes_the_uploads_no_run_names_once_they_are_older_tha
     assert kept.exists()
     os.utime(kept, (old, old))
     assert store.prune_uploads() == [kept] and not kept.exists()
+
+
+def test_the_runs_table_names_an_uploaded_file_as_it_was_uploaded(tmp_path):
+    store = RunStore(home=tmp_path)
+    upload = str(store.save_upload(b"smiles,y\nCCO,1\n", ".csv"))  # kept under its content's hash
+    named = store.create_run(JobSpec(data=DataSpec(source=upload)).to_dict(), "baseline")
+    store.set_info(named, data_file="mine.csv")  # as the app records it when it queues the run
+    unnamed = store.create_run(JobSpec(data=DataSpec(source=upload)).to_dict(), "baseline")  # a command's run
+    bundled = store.create_run(JobSpec().to_dict(), "baseline")
+    by_id = runs_frame(store.runs()).set_index("id")["dataset"]
+    assert (by_id[named], by_id[unnamed], by_id[bundled]) == ("mine.csv", Path(upload).name, "lipophilicity")
