@@ -149,8 +149,8 @@ def runs_overview(runs: list[RunRecord]) -> None:
             frame[label] = frame[key].map(lambda v: "—" if sig3(v) is None else f"{sig3(v):g}")
     frame["duration_s"] = frame["duration_s"].map(lambda s: "—" if sig3(s) is None else f"{s:,.0f}")
     # the results before the recipe: a laptop's width shows them without scrolling sideways
-    columns = ["id", "name", "method", "status", "R²", "RMSE", "MAE", "dataset", "backbone", "split", "seed", "subset",
-               "epochs", "learning_rate", "duration_s", "options", "other"]
+    columns = ["id", "name", "method", "status", "R²", "RMSE", "MAE", "split", "seed", "subset", "epochs",
+               "learning_rate", "duration_s", "dataset", "backbone", "options", "other"]
     st.dataframe(frame, hide_index=True, height=min(40 + 35 * len(frame), 320),
                  column_order=[c for c in columns if c in frame],
                  column_config={"duration_s": st.column_config.TextColumn("duration (s)"),

@@ -12,7 +12,7 @@ from chemlm_engine.errors import DataError
 from chemlm_engine.library import annotated_library, predict_library
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.molecules import canonicalize, prepare_smiles
-from chemlm_engine.predict import predict_csv, result_columns
+from chemlm_engine.predict import load_predictor, predict_csv, result_columns
 from chemlm_engine.filekinds import saved_suffix
 from chemlm_engine.sdfile import frame_rows, write_sd
 from chemlm_engine.tables import columns_of, count_rows, read_table
@@ -76,10 +76,11 @@ def test_a_record_gets_the_error_its_molecule_gets_as_smiles():
     assert "valence" in prepare_smiles("C(C)(C)(C)(C)C").error
 
 
-def test_an_sd_file_is_predicted_alike_on_the_page_path_and_the_library_path(regressor, regressor_dir, tmp_path):
+def test_an_sd_file_is_predicted_alike_on_the_page_path_and_the_library_path(regressor_dir, tmp_path):
     path = tmp_path / "vendor.sdf"
     path.write_text(_library())
-    page = predict_csv(regressor, path, name_column="name", measured_column="logD")
+    model = load_predictor(regressor_dir, "cpu")  # as the app loads it: the precision the library path uses
+    page = predict_csv(model, path, name_column="name", measured_column="logD")
     assert page["prediction"].notna().tolist() == [True, True, False, True, False]
     assert page["measured"].tolist()[:2] == [1.5, -2.9]
     assert page["standardization"][3] == "removed [Na+].[Cl-]"

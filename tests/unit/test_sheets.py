@@ -10,7 +10,7 @@ from openpyxl.styles import Font
 from chemlm_engine.errors import DataError, OutputError
 from chemlm_engine.library import predict_library
 from chemlm_engine.model import RegressionModel
-from chemlm_engine.predict import predict_csv
+from chemlm_engine.predict import load_predictor, predict_csv
 from chemlm_engine.tables import EXCEL_ROWS, columns_of, count_rows, read_table, write_xlsx
 
 
@@ -58,9 +58,10 @@ def test_an_id_kept_with_leading_zeros_keeps_them(tmp_path):
                                                                        "mass": ["1234.5"]}
 
 
-def test_a_workbook_is_predicted_alike_on_the_page_path_and_the_library_path(regressor, regressor_dir, tmp_path):
+def test_a_workbook_is_predicted_alike_on_the_page_path_and_the_library_path(regressor_dir, tmp_path):
     _workbook(tmp_path / "compounds.xlsx")
-    page = predict_csv(regressor, tmp_path / "compounds.xlsx", name_column="ID", measured_column="logD")
+    model = load_predictor(regressor_dir, "cpu")  # as the app loads it: the precision the library path uses
+    page = predict_csv(model, tmp_path / "compounds.xlsx", name_column="ID", measured_column="logD")
     assert page["prediction"].notna().tolist() == [True, False, True, False]
     assert page["error"][1] == "empty" and "parse" in page["error"][3]
     assert page["measured"].tolist()[0] == 1.5
