@@ -317,8 +317,7 @@ def corpus(
     from .columns import SMILES_COLUMNS
     from .data import load_lipophilicity
     from .methods.pretrain import load_moses_smiles
-    from .methods.pretrain.drug_corpus import CorpusRecipe, build_corpus_parallel, corpus_statistics, \
-        statistics_table
+    from .methods.pretrain.drug_corpus import CorpusRecipe, build_corpus_parallel, corpus_statistics, statistics_table
     from .molecules import Standardization
     from .tables import check_output, pick_column, read_table, write_csv, written_aside
 
