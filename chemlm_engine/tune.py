@@ -223,7 +223,7 @@ def run_search(base: JobSpec, store: RunStore, name: str, num_samples: int, time
     trials stop: :class:`JobCancelledError`. ``on_trial`` gets a :data:`TrialRecord` for each trial that ends;
     trials in ``replay`` (records of this search from before) are not trained again."""
     # Quiet: Tune's JSON and CSV loggers only (its results come from them), not TensorBoard's, which warns that
-    # tensorboardX is missing; and the classic reporter, which honours verbose=0 (the new one prints a configuration box)
+    # tensorboardX is missing; and the classic reporter, which honours verbose=0 (the new one prints a settings box)
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune

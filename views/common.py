@@ -51,6 +51,9 @@ def get_manager(home: str, executor: str = "thread", ray_address: str | None = N
     return JobManager(get_store(home), executor=executor, ray_address=ray_address)
 
 
+UPLOAD_NAMES = "upload-names"  # session key: a launch form's uploads, saved under their content's hash, by their names
+
+
 def submit(*specs: JobSpec) -> list[str] | None:
     """Queue jobs with the data the page already checked (it is not loaded again); a job that cannot train
     (too few molecules, constant labels, …) is an error on the page. The same jobs clicked again within
@@ -68,7 +71,7 @@ def submit(*specs: JobSpec) -> list[str] | None:
     except ChemLMError as exc:
         st.error(f"Cannot start: {plain(exc)}")
         return None
-    uploaded = st.session_state.get("upload-names", {})  # the data form's uploads, under the names they came with
+    uploaded = st.session_state.get(UPLOAD_NAMES, {})
     for spec, run_id in zip(specs, queued):
         if spec.data.source in uploaded:
             store().set_info(run_id, data_file=uploaded[spec.data.source])

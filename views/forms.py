@@ -10,7 +10,7 @@ from chemlm_engine.costs import estimate_cost
 from chemlm_engine.data import read_csv
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
-from views.common import job_problem, plain, run_label, store
+from views.common import UPLOAD_NAMES, job_problem, plain, run_label, store
 from views.kept import kept, kept_here
 from views.uploads import column_pickers
 
@@ -45,7 +45,7 @@ def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
         if columns is None:
             return None
         source = str(store().save_upload(upload.getvalue(), saved_suffix(upload.name)))
-        st.session_state.setdefault("upload-names", {})[source] = upload.name  # saved by content: the name is here
+        st.session_state.setdefault(UPLOAD_NAMES, {})[source] = upload.name
         try:
             data, report = read_csv(source, columns["smiles_column"], columns["label_column"])
         except ChemLMError as exc:
@@ -73,7 +73,7 @@ def data_form(quick: bool, seed: bool = True) -> DataSpec | None:
 def run_name(data: DataSpec, backbone: str) -> str:
     """A run's name as launched: the uploaded file's own name and a backbone other than the default, so that runs on
     other files or backbones tell apart in every list of runs (the name can be changed later)."""
-    parts = [st.session_state.get("upload-names", {}).get(data.source, "")]
+    parts = [st.session_state.get(UPLOAD_NAMES, {}).get(data.source, "")]
     if backbone != DEFAULT_BACKBONE:
         parts.append(Path(backbone).name or backbone)
     return " · ".join(part for part in parts if part)

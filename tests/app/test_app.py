@@ -202,9 +202,10 @@ def test_a_run_launched_on_an_uploaded_file_is_named_after_the_file_and_a_backbo
         import streamlit as st
 
         from chemlm_engine.spec import DEFAULT_BACKBONE, DataSpec
+        from views.common import UPLOAD_NAMES
         from views.forms import run_name
 
-        st.session_state["upload-names"] = {"/runs/uploads/ab12.csv": "train_mine.csv"}  # as the data form records it
+        st.session_state[UPLOAD_NAMES] = {"/runs/uploads/ab12.csv": "train_mine.csv"}  # as the data form records it
         st.markdown(run_name(DataSpec(source="/runs/uploads/ab12.csv"), "/tmp/qa-tiny-backbone"))
         st.markdown(run_name(DataSpec(), DEFAULT_BACKBONE) or "(no name)")
 

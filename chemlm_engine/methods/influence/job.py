@@ -102,9 +102,9 @@ def run_influence(ctx: JobContext, data: SplitData, opts: InfluenceOptions) -> d
     metrics.update({"n_pool": len(pool), "n_params_tracked": influence.n_params, "solver": solved.method,
                     "n_suspects": int(suspect.sum()), "solver_norm_drift": drift})
     if drift > DRIFT_LIMIT:  # the page says it above the scores; a command says it here
-        log.warning("the inverse-HVP estimate (%s) had not settled (its norm still moved %.0f%% over the last fifth of the steps): "
-                    "rerun with more depth, a larger scale or damping, or --solver cg, before acting on these scores",
-                    solved.method, 100 * drift)
+        log.warning("the inverse-HVP estimate (%s) had not settled (its norm still moved %.0f%% over the last fifth "
+                    "of the steps): rerun with more depth, a larger scale or damping, or --solver cg, before acting "
+                    "on these scores", solved.method, 100 * drift)
     if corrupted.any():
         # How well each ranking finds the corrupted labels (0.5 = chance)
         metrics["mislabel_auroc"] = float(roc_auc_score(corrupted, suspicion))

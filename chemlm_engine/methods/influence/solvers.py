@@ -114,7 +114,8 @@ DRIFT_LIMIT = 0.05  # an estimate whose norm still moves more than this over its
 
 def norm_drift(trace: list[dict[str, float]], tail: float = 0.2) -> float:
     """How much the estimate's norm still moved over the last ``tail`` of each repeat's steps (relative change,
-    worst repeat): near 0 when the recursion has settled; above :data:`DRIFT_LIMIT` the scores are not to be trusted yet."""
+    worst repeat): near 0 when the recursion has settled; above :data:`DRIFT_LIMIT` the scores are not to be
+    trusted yet."""
     drift = 0.0
     for repeat in {row["repeat"] for row in trace}:
         norms = [row["norm"] for row in trace if row["repeat"] == repeat]
