@@ -188,9 +188,8 @@ def measured_summary(metrics: dict[str, float], promised: float = 0.9) -> None:
         f" · **inside the {promised:.0%} interval** {metrics['coverage']:.0%}" if "coverage" in metrics else ""))
     if metrics.get("coverage", 1.0) < promised - 2 * (promised * (1 - promised) / metrics["n"]) ** 0.5:
         st.warning(f"Only {metrics['coverage']:.0%} of your measured values lie inside their {promised:.0%} interval, "
-                   "fewer than chance explains: the intervals were calibrated on molecules and measurements like the "
-                   "training data's, and yours differ (another assay or protocol, another chemical series). Read "
-                   "them as too narrow for your data.")
+                   "fewer than chance explains: the intervals were calibrated on data like the training data, and "
+                   "yours differ (another assay or protocol, another series). Read them as too narrow for your data.")
 
 
 def pool_caption(run: RunRecord) -> None:
