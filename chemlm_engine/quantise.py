@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import copy
 import io
+import sys
 import warnings
+from typing import cast
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from .data import lipophilicity_csv
 from .model import RegressionModel
@@ -79,6 +82,10 @@ def int8_twin(model: RegressionModel) -> RegressionModel:
     """A copy of ``model`` (on a CPU) whose backbone's linear layers compute in int8 with pinned input ranges."""
     twin = copy.deepcopy(model).eval()
     twin.inference_precision = "fp32"
+    if "peft" in sys.modules and isinstance(twin.backbone, sys.modules["peft"].PeftModel):
+        # peft's adapter layers read their own weights (LoRA's lora_A.weight), which a quantised layer has not:
+        # merged into the layers they adapt, the same function (fp32 rounding apart) is plain linear layers
+        twin.backbone = cast(PreTrainedModel, twin.backbone.merge_and_unload())
     ranges = _input_ranges(twin)
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated for torchao; torch 2.13 still has it
         warnings.simplefilter("ignore")

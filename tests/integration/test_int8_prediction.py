@@ -7,7 +7,9 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 from chemlm_engine import inference
 from chemlm_engine.inference import predict_values, prediction_precision, runnable
+from chemlm_engine.methods.peft import apply_strategy
 from chemlm_engine.model import RegressionModel
+from chemlm_engine.spec import ModelSpec
 from chemlm_engine.predict import load_predictor
 
 
@@ -43,6 +45,28 @@ def test_load_predictor_quantises_on_a_cpu_without_amx(monkeypatch, regressor_di
     assert _spread(exact) > 0
     assert np.abs(quantised - exact).max() < 0.1 * _spread(exact)
     assert not np.array_equal(quantised, exact)  # it really ran the int8 layers
+
+
+@pytest.mark.parametrize("strategy", ["lora", "ia3"])
+def test_an_adapter_model_predicts_in_int8_with_its_adapters(strategy, tiny_backbone, lipo):
+    model = RegressionModel.from_spec(ModelSpec(backbone=str(tiny_backbone), head_hidden=8), seed=0)
+    model = apply_strategy(model, strategy, rank=4)
+    model.set_label_scaler(lipo.labels)
+    size = {"lora": 0.2, "ia3": 2.0}[strategy]  # IA3's scales act on a tiny untrained model's small activations
+    with torch.no_grad():  # adapters as training leaves them: changing the backbone's output (LoRA's B starts at 0)
+        for name, weight in model.backbone.named_parameters():
+            if "lora_" in name or "ia3_" in name:
+                weight.add_(size * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+    smiles = lipo.smiles[:64]
+    model.inference_precision = "fp32"
+    exact = predict_values(model, smiles)
+    with model.backbone.disable_adapter():
+        without_adapters = predict_values(model, smiles)
+    model.inference_precision = "int8"
+    quantised = predict_values(model, smiles)  # LoRA's layers read lora_A.weight: a quantised one had none
+    assert np.abs(quantised - exact).max() < 0.1 * _spread(exact)
+    assert np.abs(without_adapters - exact).max() > 5 * np.abs(quantised - exact).max()
+    assert type(model.backbone).__name__.startswith("Peft")  # the model itself keeps its adapters, trainable
 
 
 def test_int8_prediction_follows_weights_changed_after_it(regressor_dir, lipo):
