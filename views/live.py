@@ -107,9 +107,9 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
     st.session_state[key] = now
     for text in st.session_state.pop("ended", []):  # said after the rerun below, which would drop it if said before
         st.toast(text)
-    if any(now.get(run_id) != status for run_id, status in (before or {}).items()):
-        st.session_state["ended"] = [_ended_text(run_id) for run_id in before or {} if run_id not in now]
-        st.rerun(scope="app")  # one started or ended: the runs table and results below say so too
+    if before is not None and (set(now) - set(before) or any(now.get(i) != s for i, s in before.items())):
+        st.session_state["ended"] = [_ended_text(run_id) for run_id in before if run_id not in now]
+        st.rerun(scope="app")  # one was queued, started or ended: the sidebar, runs table and results say so too
     if not active:
         return
     st.subheader("Running jobs")
@@ -133,6 +133,16 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
                     # long form without gaps: only the series that have points are drawn and listed
                     points = curve[1].reset_index().melt(id_vars="epoch", var_name="series", value_name="MSE")
                     st.line_chart(points.dropna(), x="epoch", y="MSE", color="series", height=220)
+
+
+@st.fragment(run_every=LIVE_REFRESH_S)
+def live_status(run_id: str) -> None:
+    """A queued or running run's status line, kept up to date as its live card is (a line drawn with the page stood
+    still at the epoch the page was last drawn in)."""
+    try:
+        st.markdown(status_text(store().get_run(run_id)))
+    except RunNotFoundError:
+        st.markdown(f"run {run_id}: deleted")
 
 
 def runs_overview(runs: list[RunRecord]) -> None:

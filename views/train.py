@@ -6,14 +6,14 @@ from chemlm_engine.compare import status_words
 from chemlm_engine.spec import DEFAULT_REGRESSOR, METHODS, JobSpec, ModelSpec, TrainConfig, model_kind
 from chemlm_engine.errors import ChemLMError, RunNotFoundError
 from chemlm_engine.library import discard_kept
-from chemlm_engine.store import Kinds
+from chemlm_engine.store import ACTIVE_STATUSES, Kinds
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note, run_name
 from views.kept import kept_here, labelled_selectbox
 from views.library_jobs import library_summary
 from views.links import link
-from views.live import announce, live_jobs, metrics_row, runs_overview, status_text
+from views.live import announce, live_jobs, live_status, metrics_row, runs_overview, status_text
 
 st.title("Train")
 
@@ -116,7 +116,10 @@ if note := st.session_state.pop("detail-note", None):
     st.warning(plain(note))
 run = store().get_run(labelled_selectbox("Run", labels, key="detail-run"))
 st.session_state["detail-shown"] = run.id
-st.markdown(status_text(run))
+if run.status in ACTIVE_STATUSES:
+    live_status(run.id)
+else:
+    st.markdown(status_text(run))
 quick_note(run.spec)
 if run.status in ("failed", "diverged"):
     st.error(plain(run.error))

@@ -178,6 +178,7 @@ def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_back
     widget(at, "button", "Start training").click().run()
     assert not at.exception
     assert "You queued this run" in at.success[0].value
+    assert "**Jobs:** 1 active" in [c.value for c in at.sidebar.caption]  # the panel, drawn first, says it at once
     store = RunStore(home=home)
     run_id = store.runs()[0].id
     deadline = time.time() + 240
