@@ -54,12 +54,23 @@ def _encoding(head: bytes) -> str:
 
 
 def _delimiter(sample: str) -> str:
-    """csv.Sniffer restricted to comma, semicolon and tab; else the one the header line uses most."""
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        header = sample.splitlines()[0] if sample else ""
-        return max(DELIMITERS, key=lambda d: (header.count(d), d == ","))
+    """Of comma, semicolon and tab, the one that splits the header into two or more columns and the sample's rows
+    into as many fields as the header (quotes respected), else into most; a one-column file is read on commas.
+    csv.Sniffer judged by quotes: one quoted cell holding a comma (``"salt, HCl"``) made a semicolon file one
+    column."""
+    lines = sample.splitlines()
+    lines = lines[:-1] if len(lines) > 1 else lines  # the sample may end inside a row
+
+    def fit(delimiter: str) -> tuple[bool, float, int, bool]:
+        try:
+            widths = [len(row) for row in csv.reader(lines, delimiter=delimiter) if row]
+        except csv.Error:  # e.g. a cell over csv's field size limit
+            return False, 0.0, 0, False
+        if not widths:
+            return False, 0.0, 0, delimiter == ","
+        agree = sum(width == widths[0] for width in widths) / len(widths)
+        return widths[0] > 1, agree, widths[0], delimiter == ","
+    return max(DELIMITERS, key=fit)
 
 
 def _is_header(line: str) -> bool:

@@ -230,6 +230,15 @@ def test_encodings_and_delimiters_are_sniffed(tmp_path, encoding, bom, delimiter
     assert list(frame.columns) == ["smiles", "name"] and frame["name"].tolist() == ["ethanol", "ethylamine"]
 
 
+def test_a_semicolon_file_with_commas_inside_quoted_cells_and_decimal_commas_is_read_on_semicolons(tmp_path):
+    path = tmp_path / "euro.csv"  # as Excel saves a table in German: the sniffer took it for one column
+    path.write_bytes(codecs.BOM_UTF8 + 'Compound_ID;SMILES;logD (pH 7,4);Projekt\nA-1;CCO;1,2;Säure, "x"\n'
+                     'A-2;CCN;-0,3;B\nA-3;c1ccccc1;2,1;"C; D"\n'.encode())
+    frame = read_table(path).frame
+    assert list(frame.columns) == ["Compound_ID", "SMILES", "logD (pH 7,4)", "Projekt"]
+    assert frame["Projekt"].tolist() == ['Säure, "x"', "B", "C; D"] and frame["logD (pH 7,4)"][1] == "-0,3"
+
+
 @pytest.mark.parametrize("payload, reason", [("smiles\nCCO\nCé\n".encode("latin-1"), "not UTF-8"),
                                              (b"PK\x03\x04\x00\x00binary", "not UTF-8|binary"),
                                              (b"", "empty")])
