@@ -113,6 +113,8 @@ def _parse(text: str) -> Chem.Mol:
             raise InvalidSmilesError(f"invalid chemistry: {exc}") from None
         if mol.GetNumAtoms() == 0:
             raise InvalidSmilesError("no atoms")
+        if any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms()):
+            raise InvalidSmilesError("a wildcard or attachment point (*): a fragment or a query, not a whole molecule")
         # hydrogens written as atoms ([H]OC([H])[H]) are the same molecule: folded in, as an SD file's are (the
         # model's vocabulary reads [H] as unknown); RDKit keeps those that carry an isotope or define stereo
         return Chem.RemoveHs(mol)
@@ -127,6 +129,10 @@ def carbon_free(smiles: str) -> bool:
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles, sanitize=False)  # read back only to count atoms: no need to sanitise
     return mol is not None and not _organic(mol)
+
+
+_NOT_METALS = {1, 2, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 33, 34, 35, 36, 52, 53, 54, 85, 86}
+_COUNTER_IONS = {3, 11, 19, 37, 55, 12, 20, 38, 56}  # Li Na K Rb Cs, Mg Ca Sr Ba: a salt's, not a complex's
 
 
 def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, list[str]]:
@@ -146,6 +152,11 @@ def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, li
                     *([f"{copies} more {'copy' if copies == 1 else 'copies'} of the kept molecule"] if copies else [])]
             changes.append(f"removed {' and '.join(gone)}" + (f" (kept the larger of {1 + len(rivals)} organic "
                                                              "parts: check that it is the compound)" if rivals else ""))
+            metals = sorted({a.GetSymbol() for text, f in others if text != kept for a in f.GetAtoms()
+                             if a.GetAtomicNum() not in _NOT_METALS | _COUNTER_IONS})
+            if metals:  # a complex's logD is not its ligand's: the number is for what is left
+                changes.append(f"removed the metal ({', '.join(metals)}): predicted as the part left, not as a "
+                               "complex or salt of the metal")
         labels = sorted({f"[{a.GetIsotope()}{a.GetSymbol()}]" for a in mol.GetAtoms() if a.GetIsotope()})
         if labels:  # the model's vocabulary reads [13CH3] as unknown, and logD barely moves with isotopes
             mol = Chem.RemoveHs(rdMolStandardize.IsotopeParent(mol, skipStandardize=True))  # [2H] → H: folded in

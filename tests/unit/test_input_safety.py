@@ -148,6 +148,22 @@ def test_what_standardisation_removed_is_said_as_a_chemist_reads_it(salt, says):
     from chemlm_engine.molecules import Standardization, prepare_smiles
 
     assert prepare_smiles(salt, Standardization()).changes[0] == says
+    assert not any("metal" in change for change in prepare_smiles(salt, Standardization()).changes)
+
+
+@pytest.mark.parametrize("complex_, metals", [("[Gd+3].[O-]C(=O)CN(CC(=O)[O-])CCN(CC(=O)[O-])CC(=O)[O-]", "Gd"),
+                                             ("N.N.Cl[Pt]Cl", "Pt"), ("CC(=O)[O-].CC(=O)[O-].[Cu+2].[Na+]", "Cu")])
+def test_a_removed_metal_is_said_to_leave_the_ligand_predicted_alone(complex_, metals):
+    from chemlm_engine.molecules import Standardization, prepare_smiles
+
+    said = prepare_smiles(complex_, Standardization()).changes
+    assert f"removed the metal ({metals}): predicted as the part left, not as a complex or salt of the metal" in said
+
+
+@pytest.mark.parametrize("fragment", ["*CC*", "[1*]c1ccccc1", "CC(=O)[*:1]"])
+def test_a_fragment_with_wildcards_is_an_error_not_a_molecule(fragment):
+    with pytest.raises(InvalidSmilesError, match="wildcard or attachment point"):
+        canonicalize(fragment)
 
 
 def test_an_isotope_labelled_compound_is_predicted_as_its_parent_and_says_so():
