@@ -187,7 +187,8 @@ def explain(
         picture.write_bytes(result.picture)
     typer.echo(json.dumps({"smiles": prepared.smiles, "standardization": "; ".join(prepared.changes) or None,
                            "prediction": result.prediction,
-                           "baseline": float(result.atoms["baseline"]), "trees": float(result.atoms["trees"]),
+                           **{part: None if result.atoms is None else float(result.atoms[part])  # None: too large
+                              for part in ("baseline", "trees")},  # to draw, so not attributed
                            "warnings": warning,
                            "csv": str(csv_path), "png": str(png_path)}))
 

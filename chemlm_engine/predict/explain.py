@@ -257,7 +257,7 @@ def draw_atom_contributions(smiles: str, atoms: np.ndarray, size: tuple[int, int
 class Explanation:
     smiles: str
     prediction: float
-    atoms: dict  # see atom_contributions
+    atoms: dict | None  # see atom_contributions; None for a molecule too large to draw (not attributed)
     training: pd.DataFrame  # every training molecule: smiles, label, contribution, similarity
     picture: bytes  # the atom map (PNG)
 
@@ -290,9 +290,13 @@ def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: s
     assert reference is not None  # training_contributions refuses a folder without a training set
     similarity = DataStructs.BulkTanimotoSimilarity(fingerprints([smiles])[0], reference.fingerprints)
     training["similarity"] = training["smiles"].map(dict(zip(reference.smiles, similarity)))
+    prediction = _prediction(predictor, smiles)
+    with rdBase.BlockLogs():
+        unmapped = too_large_to_draw(Chem.MolFromSmiles(smiles))
+    if unmapped:  # integrated gradients through every member took minutes on such a molecule, for no map
+        return Explanation(smiles, prediction, None, training, placeholder_png(f"atom map {unmapped}", (460, 340)))
     atoms = atom_contributions(predictor, smiles)
     trees = f"of which trees {signed(atoms['trees'])}; " if atoms["trees"] else ""  # held fixed: in both ends
-    prediction = _prediction(predictor, smiles)
     legend = f"logD {prediction:.2f} ({trees}baseline {atoms['baseline']:.2f}); red raises, blue lowers"
     return Explanation(smiles, prediction, atoms, training,
                        draw_atom_contributions(smiles, atoms["atoms"], legend=legend))

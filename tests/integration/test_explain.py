@@ -1,5 +1,6 @@
 """Why this prediction: training-molecule attribution (exact leave-one-out for ridge, sign convention, cache)
 and atom attribution (integrated gradients add up)."""
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,16 @@ def test_explain_gives_the_atom_map_and_the_training_table(trained):
     assert result.training["contribution"].abs().is_monotonic_decreasing
     for chiral in ("C[C@H](N)C(=O)O", "C[C@@H](N)C(=O)O"):  # either enantiomer, as prediction reads it
         assert explain(model, folder, chiral).prediction == predict_smiles(model, [chiral])["prediction"][0]
+
+
+def test_a_molecule_too_large_to_draw_gets_its_training_molecules_without_integrated_gradients(trained, monkeypatch):
+    module = importlib.import_module("chemlm_engine.predict.explain")  # the package names its function explain too
+    model, folder = trained
+    monkeypatch.setattr(module, "_integrated_gradients", lambda *_: pytest.fail("attributed atoms it cannot draw"))
+    chain = "C" * 400  # over DRAW_LIMIT heavy atoms: minutes of integrated gradients through every member, no map
+    result = explain(model, folder, chain)
+    assert result.atoms is None and result.picture[:4] == b"\x89PNG" and len(result.training) > 0
+    assert result.prediction == predict_smiles(model, [chain])["prediction"][0]
 
 
 def test_the_explain_command_writes_a_csv_and_a_png(trained, tmp_path):
