@@ -51,13 +51,16 @@ def _run_with_progress(spec, store) -> None:
         bar.set_postfix_str(message, refresh=False)
         bar.refresh()
 
+    known = {r.id for r in store.runs()}
     try:
         run_id = run_job(spec, store, progress=report)
     except BaseException as exc:
         bar.leave = False  # the error is the last word, on a line of its own
         bar.close()
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM (typer exits 130 without a word)
-            typer.echo("interrupted: the run is stored as interrupted (chemlm runs list)", err=True)
+            new = [r.id for r in store.runs() if r.id not in known]  # none yet while its data was read
+            typer.echo(f"interrupted: run {new[0]} is stored as interrupted (chemlm runs list)" if new else
+                       "interrupted before the run was recorded (while its data was read): nothing stored", err=True)
         raise
     bar.close()
     record = store.get_run(run_id)
@@ -140,6 +143,7 @@ def train(
 ) -> None:
     """Fine-tune a regressor; prints a JSON line with the run id and test metrics last."""
     from .spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig
+    from .spec.options import options_from_text
 
     if spec_file is not None:
         refuse_settings_beside(ctx, "spec_file", "db", "executor", "ray_address")
@@ -149,15 +153,7 @@ def train(
     if method in METHODS and method not in _TRAINED:  # an unknown name: the registry's error lists them all
         raise ConfigError(f"{method} has its own command: chemlm {'tune' if method == 'search' else method} "
                           f"(train runs {', '.join(_TRAINED)})")
-    options: dict = {}
-    for key, _, value in (item.partition("=") for item in option):
-        if key in options:
-            raise ConfigError(f"--option {key} is given twice: give each option once")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    spec = JobSpec(method=method, name=name, options=options,
+    spec = JobSpec(method=method, name=name, options=options_from_text(option),
                    data=DataSpec(source=data, smiles_column=smiles_column, label_column=label_column, split=split,
                                  split_seed=seed, subset=subset, standardize=standardize, tautomer=tautomer),
                    model=ModelSpec(backbone=backbone or DEFAULT_BACKBONE, trust_remote_code=trust_remote_code,

@@ -264,9 +264,10 @@ def wrote(results, output: Path | str, seconds: float, resumed: int = 0) -> str:
     rows, new = len(results), len(results) - resumed
     invalid, warned = int(results["error"].notna().sum()), int(results["warnings"].notna().sum())
     outside = int((results["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not outside
-    return (f"wrote {rows:,} row{'s' * (rows != 1)} to {output} in {seconds:.1f} s "
-            f"({new / max(seconds, 1e-9):.0f} molecules/s): {invalid:,} invalid, {warned:,} with warnings, "
-            f"{outside:,} outside the applicability domain"
+    rate = new / max(seconds, 1e-9)
+    speed = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a few slow molecules: 0.47 / s, not 0 / s
+    return (f"wrote {rows:,} row{'s' * (rows != 1)} to {output} in {seconds:.1f} s ({speed} molecules/s): "
+            f"{invalid:,} invalid, {warned:,} with warnings, {outside:,} outside the applicability domain"
             + (f"; {resumed:,} of the rows were written before an interruption, not predicted again"
                if resumed else ""))
 

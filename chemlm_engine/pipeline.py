@@ -56,7 +56,10 @@ def read_pool(spec: JobSpec, path: str, labels_required: bool = True) -> tuple[M
     """A method's pool file, standardised like the job's data; :class:`DataError` for a missing, unreadable or empty
     one (methods check it before a run is created). Without ``labels_required`` a molecule's label may be missing
     (NaN): candidates not yet measured."""
-    pool, report = read_csv(path, standardization=spec.data.standardization, labels_required=labels_required)
+    try:
+        pool, report = read_csv(path, standardization=spec.data.standardization, labels_required=labels_required)
+    except DataError as exc:  # which file: the job reads its data and its pool
+        raise DataError(f"the pool {Path(path).name}: {exc}") from None
     if not len(pool):
         raise DataError(f"the pool {Path(path).name} has no usable molecule: {report.summary()}")
     return pool, report

@@ -314,8 +314,8 @@ def written_aside(path: Path) -> Iterator[Path]:
             aside.unlink()
 
 
-_COLUMN_OPTIONS = {"SMILES": "train and predict can also be told it: --smiles-column",
-                   "label": "train can also be told it: --label-column"}
+_COLUMN_OPTIONS = {"SMILES": "train's --data and predict's --input can also be told it: --smiles-column",
+                   "label": "train's --data can also be told it: --label-column"}
 
 
 def pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str) -> str:

@@ -5,6 +5,7 @@ method takes which."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -14,7 +15,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError
 
-__all__ = ["MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions", "UncertaintyOptions", "IsalOptions",
+__all__ = ["options_from_text", "MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions", "UncertaintyOptions", "IsalOptions",
            "LoraOptions", "InfluenceOptions", "EnsembleOptions", "DistillOptions", "DIFFICULTIES", "PACINGS"]
 
 
@@ -70,6 +71,23 @@ class MethodOptions:
         instance: some methods' defaults alone do not validate (a library prediction names no model yet)."""
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         return {k: v for k, v in self.to_dict().items() if v != defaults[k]}
+
+
+def options_from_text(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` texts (the CLI's ``--option``) as a dict: each value read as JSON where it is JSON (``4``,
+    ``[2, 4]``, ``true``), else as the text itself; a key given twice or without ``=`` is an error."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise ConfigError(f"--option {item!r}: give KEY=VALUE, e.g. --option rank=4")
+        if key in options:
+            raise ConfigError(f"--option {key} is given twice: give each option once")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def coerce(name: str, value: Any, hint: Any, what: str = "option") -> Any:

@@ -82,6 +82,8 @@ ONE_LINE_ERRORS = {
                              None),
     "an option given twice": (["train", "--method", "lora", "--option", "rank=4", "--option", "rank=8"],
                               "--option rank is given twice", None),
+    "an option without a value": (["train", "--method", "lora", "--option", "rank"],
+                                  "--option 'rank': give KEY=VALUE, e.g. --option rank=4", None),
     "hub backbone without a network": (["train", "--backbone", "no-such-org/no-such-model", "--subset", "50"],
                                        "cannot be reached from this machine", None),
     "database driver missing": (["runs", "list", "--db", "postgresql+psycopg://user@host/chemlm"],
@@ -119,3 +121,25 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
         assert not Path(output).exists() and not list(Path(output).parent.glob(".*.partial"))
     if args[0] == "train" and home.is_dir():  # refused before a run exists: nothing failed in the store
         assert RunStore(home=home).runs() == []
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_ctrl_c_says_whether_a_run_was_stored(recorded, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from chemlm_engine import jobs
+    from chemlm_engine.cli import app
+
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path))
+
+    def interrupted(spec, store, **_):
+        if recorded:  # Ctrl-C in training: the run exists; before it, while its data is read, it does not
+            store.create_run(spec.to_dict(), spec.method, spec.name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "run_job", interrupted)
+    result = CliRunner().invoke(app, ["train", "--subset", "50"])
+    runs = RunStore(home=tmp_path).runs()
+    assert len(runs) == recorded
+    said = f"interrupted: run {runs[0].id} is stored as interrupted" if recorded else "before the run was recorded"
+    assert said in result.output

@@ -133,3 +133,11 @@ def test_both_enantiomers_get_one_prediction_and_keep_their_own_smiles(regressor
     assert frame.loc[0, "prediction"] == frame.loc[2, "prediction"]
     assert frame.loc[0, "canonical_smiles"] != frame.loc[2, "canonical_smiles"]  # the rows say what was asked
     assert frame.loc[3, "prediction"] != frame.loc[0, "prediction"]  # no stereo marks: another input to the model
+
+
+def test_the_summary_line_gives_a_slow_rate_in_two_digits_not_as_zero():
+    from chemlm_engine.cli_predict import wrote
+
+    results = pd.DataFrame({"error": [None, "bad"], "warnings": [None, None], "in_domain": [True, False]})
+    assert "(0.47 molecules/s): 1 invalid, 0 with warnings, 1 outside" in wrote(results, "out.csv", 4.3)
+    assert "(1,000 molecules/s)" in wrote(results.iloc[[0] * 1000], "out.csv", 1.0)
