@@ -22,7 +22,7 @@ with right:
                            **kept("curriculum_difficulty", DIFFICULTIES))
     pacing = st.selectbox("Pacing", PACINGS, **kept("curriculum_pacing", PACINGS))
     c1, c2 = st.columns(2)
-    epochs = epochs_input(quick, container=c1)
+    epochs = epochs_input(quick, container=c1, least=2)  # one epoch admits every molecule at once: no curriculum
     batch_size = int(c2.number_input("Batch size", 1, 512, 32))
 if data is None:
     st.stop()

@@ -79,11 +79,11 @@ def run_name(data: DataSpec, backbone: str) -> str:
     return " · ".join(part for part in parts if part)
 
 
-def epochs_input(quick: bool, default: int = 20, container=st) -> int:
+def epochs_input(quick: bool, default: int = 20, container=st, least: int = 1) -> int:
     if quick:
         container.caption(f"Epochs: {QUICK['epochs']} (quick try)")
         return QUICK["epochs"]
-    return int(container.number_input("Epochs", 1, 500, **kept_here("epochs", ("value", default))))
+    return int(container.number_input("Epochs", least, 500, **kept_here("epochs", ("value", default))))
 
 
 def cost_caption(specs: list[JobSpec]) -> None:

@@ -50,10 +50,11 @@ with st.expander("Launch an influence job", expanded=not finished or st.session_
                               help="Quick try: conjugate gradients on the whole (small) training set settle in ~50 "
                                    "steps where LiSSA's sampled recursion does not; LiSSA scales to large sets.")
         c4, c5, c6, c7 = st.columns(4)
+        lissa = {"disabled": solver != "lissa", "help": "LiSSA's own: the other solvers do not use it"}
         damping = c4.number_input("Damping", 0.0, 10.0, 0.01, format="%.3f")
-        scale = c5.number_input("LiSSA scale", 0.1, 1e6, 50.0)
-        depth = int(c6.number_input("LiSSA depth", 1, 10000, 50 if quick else 200))
-        repeats = int(c7.number_input("LiSSA repeats", 1, 20, 1 if quick else 2))
+        scale = c5.number_input("LiSSA scale", 0.1, 1e6, 50.0, **lissa)
+        depth = int(c6.number_input("LiSSA depth", 1, 10000, 50 if quick else 200, **lissa))
+        repeats = int(c7.number_input("LiSSA repeats", 1, 20, 1 if quick else 2, **lissa))
         ks = st.multiselect("k values for the sweep", [8, 16, 32, 64, 100, 200, 500],
                             default=[8, 16] if quick else [16, 32, 64, 100])
         skip = st.checkbox("Leave suspected mislabelled molecules out of the top-k",

@@ -11,7 +11,8 @@ from rdkit import Chem
 
 from ..spec import JobSpec
 from ..pipeline import JobContext, SplitData, train_and_evaluate
-from ..store import RunRecord, Tables
+from ..errors import ConfigError
+from ..store import RunRecord, RunStore, Tables
 from ..training import length_bucketed_batches
 from ..spec import DIFFICULTIES, PACINGS, CurriculumOptions
 
@@ -129,6 +130,13 @@ def find_pairs(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
 
 def _same_recipe(a: dict, b: dict) -> bool:
     return all(a.get(part) == b.get(part) for part in ("data", "model", "train"))
+
+
+def check_epochs(spec: JobSpec, data: SplitData, store: RunStore) -> None:
+    """Before a run: a curriculum paces its molecules over epochs; with one, every molecule is admitted at once."""
+    if spec.train.epochs < 2:
+        raise ConfigError("a curriculum needs at least 2 epochs: with 1 it admits every molecule at once, which is "
+                          "plain fine-tuning (method baseline)")
 
 
 def run_curriculum(ctx: JobContext, data: SplitData, opts: CurriculumOptions) -> dict[str, float]:

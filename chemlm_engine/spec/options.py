@@ -246,6 +246,17 @@ class InfluenceOptions(MethodOptions):
     score_shards: int = 1  # on a cluster: the pool is scored in this many shards
     skip_suspects: bool = False  # leave suspected mislabelled molecules out of the top-k
 
+    _LISSA: ClassVar[tuple[str, ...]] = ("scale", "depth", "repeats", "lissa_batch_size", "seed")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # another solver's settings change nothing: kept at their defaults, so that runs differing only there are
+        # one configuration (Compare groups runs by their options) and a run does not record what it did not use
+        unused = {"lissa": ("cg_iterations",), "cg": self._LISSA, "exact": (*self._LISSA, "cg_iterations")}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in unused[self.solver]:
+            object.__setattr__(self, name, defaults[name])
+
     def validate(self) -> None:
         _choice("solver", self.solver, ("lissa", "cg", "exact"))
         _choice("curvature", self.curvature, ("gauss-newton", "hessian"))

@@ -56,3 +56,13 @@ def test_curriculum_run_trains_end_to_end_and_stores_metrics(tiny_backbone, stor
     train = store.epochs(run_id, stage="train")
     assert plan["admissible"].tolist() == train["n_train"].tolist()
     assert plan["admissible"].iloc[0] < plan["admissible"].iloc[-1] == 120
+
+
+def test_a_one_epoch_curriculum_is_refused_before_a_run_exists(tiny_backbone, store):
+    from chemlm_engine.errors import ConfigError
+
+    spec = JobSpec(method="curriculum", data=DataSpec(subset=150), model=ModelSpec(backbone=str(tiny_backbone)),
+                   train=TrainConfig(epochs=1))
+    with pytest.raises(ConfigError, match="at least 2 epochs"):
+        run_job(spec, store)  # it would admit every molecule at once: a baseline run named curriculum
+    assert store.runs() == []

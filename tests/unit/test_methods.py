@@ -165,3 +165,9 @@ def test_a_pretraining_is_summarised_by_its_own_settings_not_a_fine_tunings():
     assert {k: summary[k] for k in ("backbone", "epochs", "learning_rate", "batch_size")} == dict.fromkeys(
         ("backbone", "epochs", "learning_rate", "batch_size"))
     assert summary["dataset"] == "lipophilicity" and '"max_steps": 5' in summary["options"]  # what it leaves out
+
+
+def test_influence_options_keep_another_solvers_settings_at_their_defaults():
+    assert InfluenceOptions(solver="cg", depth=50, repeats=1, scale=3.0).changed() == {"solver": "cg"}
+    assert InfluenceOptions(depth=50, cg_iterations=9).changed() == {"depth": 50}  # LiSSA's own kept
+    assert InfluenceOptions(solver="exact", cg_iterations=9, seed=3).changed() == {"solver": "exact"}
