@@ -18,7 +18,7 @@ from .store import Kinds, RunRecord, RunStore, Tables
 
 __all__ = ["METRICS", "SUITE", "CONFIG_COLUMNS", "STOPPED_ON_PURPOSE", "status_words", "run_summary", "run_document",
            "runs_frame", "runs_table", "summarize", "paired_delta", "suite_specs", "MIN_SEEDS", "launched_trusting",
-           "reference_choices"]
+           "reference_choices", "readable", "repeated_seeds"]
 
 METRICS = ("test_r2", "test_rmse", "test_mae", "test_mse")
 # What must be equal for two runs to be repeats of one configuration (seeds aside).
@@ -46,16 +46,29 @@ def _label(row: dict) -> str:
     extras = [*(["descriptors"] if row["descriptors"] else []), *(["augmented"] if row["augment"] else []),
               *(f"{k}={v}" for k, v in options.items()), *([row["other"]] if row.get("other") else [])]
     subset = f"{row['subset']:,} mol" if row["subset"] else "all"
-    return (f"{row['method']} · {row['backbone']} · {row['dataset']} {row['split']} ({subset}) · "
-            f"{row['epochs']} ep · lr {row['learning_rate']:g}" + (f" · {', '.join(extras)}" if extras else ""))
+    standardised = "" if row["standardize"] else ", not standardised"
+    return (f"{row['method']} · {row['backbone']} · {row['dataset']} {row['split']} ({subset}{standardised}) · "
+            f"{row['epochs']} ep · lr {row['learning_rate']:g} · batch {row['batch_size']}"
+            + (f" · {', '.join(extras)}" if extras else ""))
 
 
 def _setting(column: str, value: object) -> str:
     if column == "options":  # stored as JSON: shown as key=value
         return ", ".join(f"{k}={_short(v)}" for k, v in json.loads(str(value) or "{}").items()) or "default options"
     if column == "other":  # exact where stored (it tells configurations apart); three digits where read
-        return re.sub(r"\d*\.\d{4,}(e-?\d+)?", lambda m: _short(float(m[0])), str(value)) or "default settings"
+        return readable(str(value)) or "default settings"
     return f"{column} {_short(value)}"
+
+
+def readable(config: str) -> str:
+    """A configuration's words with long decimals in three digits (lr 0.000187899 → 0.000188), for a menu: the
+    exact words stay the configuration's identity."""
+    return re.sub(r"\d*\.\d{4,}(e-?\d+)?", lambda m: _short(float(m[0])), config)
+
+
+def repeated_seeds(table: pd.DataFrame) -> int:
+    """How many finished runs repeat a configuration's seed (the newest of each counts; see :func:`summarize`)."""
+    return len(table) - len(_one_per_seed(table))
 
 
 def _short(value: object) -> str:

@@ -2,7 +2,8 @@
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.compare import METRICS, MIN_SEEDS, reference_choices, runs_table, suite_specs, summarize
+from chemlm_engine.compare import (METRICS, MIN_SEEDS, readable, reference_choices, repeated_seeds, runs_table,
+                                   suite_specs, summarize)
 from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
 from views.common import store, submit
 from views.forms import backbone_picker, cost_caption, data_form, epochs_input, quick_toggle
@@ -38,7 +39,8 @@ if table.empty:
     st.info("No finished runs yet.")
     st.stop()
 choices = reference_choices(table)
-reference = st.selectbox("Reference configuration", choices, **kept("compare_reference", choices))
+reference = st.selectbox("Reference configuration", choices, format_func=readable,
+                         **kept("compare_reference", choices))
 metric = st.radio("Metric", list(METRICS), horizontal=True, format_func=METRIC_LABELS.get,
                   **kept("compare_metric", METRICS))
 summary = summarize(table, reference, metric)
@@ -75,5 +77,8 @@ figure = px.bar(summary, y=named_by, x=metric, error_x=f"{metric}_std", hover_da
 st.plotly_chart(figure.update_yaxes(autorange="reversed", tickmode="array", tickvals=summary[named_by].tolist()))
 with st.expander("Full configurations"):
     st.dataframe(summary[["differs", "config"]], hide_index=True)
+if repeats := repeated_seeds(table):
+    st.caption(f"{repeats} run{'s repeat' if repeats > 1 else ' repeats'} a configuration on a seed it already has "
+               "(a curriculum pair's baseline beside a plain run, a run started twice): the newest of each counts.")
 with st.expander(f"All {len(table)} runs"):
     st.dataframe(table, hide_index=True)

@@ -61,3 +61,25 @@ def test_two_backbone_folders_of_the_same_name_are_two_configurations(tmp_path):
     table = runs_table(store.runs())
     assert table["config"].nunique() == 3  # not merged into one "chemlm-mini" configuration
     assert set(table["backbone"]) == {"team-a/chemlm-mini", "team-b/chemlm-mini", "other-lm"}  # short where unique
+
+
+def test_runs_differing_only_in_batch_size_or_standardisation_are_two_configurations(tmp_path):
+    from chemlm_engine.compare import runs_table
+    from chemlm_engine.spec import DataSpec, JobSpec, TrainConfig
+    from chemlm_engine.store import RunStore
+
+    store = RunStore(home=tmp_path)
+    for spec in (JobSpec(), JobSpec(train=TrainConfig(batch_size=16)), JobSpec(data=DataSpec(standardize=False))):
+        run = store.create_run(spec.to_dict(), "baseline")
+        store.finish(run, {"test_r2": 0.5}, None)
+    configs = runs_table(store.runs())["config"]
+    assert configs.nunique() == 3  # grouped as one, their seeds were pooled across batch sizes
+    assert configs.str.contains("batch 16").sum() == 1 and configs.str.contains("not standardised").sum() == 1
+
+
+def test_a_menu_reads_a_configuration_in_three_digits_and_repeated_seeds_are_counted():
+    from chemlm_engine.compare import readable, repeated_seeds
+
+    assert readable("baseline · lr 0.000187899 · dropout=0.012292057180858407") == \
+        "baseline · lr 0.000188 · dropout=0.0123"
+    assert repeated_seeds(_table([("a", "baseline", 0), ("a", "baseline", 0), ("a", "baseline", 1)])) == 1
