@@ -120,7 +120,7 @@ def train(
     learning_rate: float = typer.Option(_RECIPE.learning_rate),
     batch_size: int = typer.Option(_RECIPE.batch_size),
     patience: int = typer.Option(_RECIPE.patience, help="Early-stopping patience in epochs (0 = off)."),
-    pooling: str = typer.Option("mean"),
+    pooling: str = typer.Option("mean", help="mean | cls: how the head reads the backbone's tokens."),
     descriptors: bool = typer.Option(False, help="Feed standardised RDKit 2D descriptors to the head too."),
     augment: bool = typer.Option(_RECIPE.augment,
                                  help="SMILES enumeration: a random spelling of every molecule each epoch."),
@@ -150,9 +150,10 @@ def train(
         _run(JobSpec.from_file(spec_file), _store(db), executor, ray_address)
         return
 
-    if method in METHODS and method not in _TRAINED:  # an unknown name: the registry's error lists them all
+    if method not in _TRAINED:  # listing what train runs, not the jobs of other commands
         raise ConfigError(f"{method} has its own command: chemlm {'tune' if method == 'search' else method} "
-                          f"(train runs {', '.join(_TRAINED)})")
+                          f"(train runs {', '.join(_TRAINED)})" if method in METHODS else
+                          f"unknown method {method!r}; train runs {', '.join(_TRAINED)}")
     spec = JobSpec(method=method, name=name, options=options_from_text(option),
                    data=DataSpec(source=data, smiles_column=smiles_column, label_column=label_column, split=split,
                                  split_seed=seed, subset=subset, standardize=standardize, tautomer=tautomer),

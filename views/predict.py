@@ -142,7 +142,8 @@ with tabs[0]:
              *(["measured"] if "measured" in result else []), "similarity", "nearest_training_label", "nearest",
              *user]
     rest = ["warnings", "standardization", "input", "canonical_smiles"]
-    st.dataframe(shown, hide_index=True, row_height=80, height=min(90 + 81 * len(shown), 620),
+    # room for the rows, the header and a horizontal scrollbar (more room looked like an empty row)
+    st.dataframe(shown, hide_index=True, row_height=80, height=min(52 + 81 * len(shown), 620),
                  column_order=[c for c in dict.fromkeys(first + rest) if c in shown.columns], column_config={
                      "row": st.column_config.NumberColumn("row", width="small"),
                      "structure": st.column_config.ImageColumn("structure", width=120),  # 4 more columns at 900 px

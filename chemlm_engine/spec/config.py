@@ -126,6 +126,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be positive")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be 0 (off) or a number of epochs, not {self.patience}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}")
         numbers = {"learning_rate": self.learning_rate, "head_learning_rate": self.head_learning_rate,

@@ -127,7 +127,7 @@ def test_sigterm_marks_a_cli_run_interrupted_and_kill_9_is_reconciled(tiny_backb
         process.send_signal(sig)
         err = process.communicate(timeout=60)[1]
         if sig == signal.SIGTERM:  # stopped like Ctrl-C: exit 130 and one line, no traceback
-            assert process.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted: the run is")
+            assert process.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted: run ")
             assert "Traceback" not in err
         if sig == signal.SIGKILL:
             assert store.runs()[0].status == "running"  # nobody was left to say otherwise ...

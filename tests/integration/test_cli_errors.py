@@ -82,6 +82,8 @@ ONE_LINE_ERRORS = {
                              None),
     "an option given twice": (["train", "--method", "lora", "--option", "rank=4", "--option", "rank=8"],
                               "--option rank is given twice", None),
+    "a misspelt method": (["train", "--method", "lroa"], "unknown method 'lroa'; train runs baseline, mlm", None),
+    "a negative patience": (["train", "--patience", "-1"], "patience must be 0 (off) or a number of epochs", None),
     "an option without a value": (["train", "--method", "lora", "--option", "rank"],
                                   "--option 'rank': give KEY=VALUE, e.g. --option rank=4", None),
     "hub backbone without a network": (["train", "--backbone", "no-such-org/no-such-model", "--subset", "50"],
