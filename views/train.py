@@ -120,7 +120,8 @@ if run.status in ACTIVE_STATUSES:
     live_status(run.id)
 else:
     st.markdown(status_text(run))
-quick_note(run.spec)
+if run.status == "finished":  # a cancelled or failed run has no R² to say little
+    quick_note(run.spec)
 if run.status in ("failed", "diverged"):
     st.error(plain(run.error))
     st.code(run.traceback or "", language="text")

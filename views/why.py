@@ -10,6 +10,7 @@ from chemlm_engine.errors import ChemLMError
 from chemlm_engine.predict import (DOMAIN_SIMILARITY, Explanation, explain, load_predictor, prepare_explanations,
                                    signed)
 from views.common import load_model, molecule_cards, plain, trusted
+from views.kept import kept
 
 OUTSIDE = "⚠ outside"
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ def why_this_prediction(ok: pd.DataFrame, folder: str, key: str = "why-row") -> 
                                                  f"{ok.loc[i, 'name'] or ok.loc[i, 'canonical_smiles']} · "
                                                  f"logD {ok.loc[i, 'prediction']:.2f}")
 
-    why = st.selectbox("Explain a result row", [None, *ok.index], key=key, format_func=label)
+    rows = [None, *ok.index]
+    why = st.selectbox("Explain a result row", rows, format_func=label, **kept(key, rows))  # kept across pages
     if why is None:
         return
     first = explanations_warming(folder)

@@ -255,6 +255,9 @@ def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, f
     assert not at.exception
     cards = [m.value for m in at.markdown if m.value.startswith("contribution **")]
     assert len(cards) == 15 and len(at.get("image")) >= 16  # 5 pushing up, 5 down, 5 nearest, the atom map
+    at.switch_page("views/train.py").run()
+    at.switch_page("views/predict.py").run()
+    assert widget(at, "selectbox", "Explain a result row").value == 0  # the explanation is still there
     at.text_area[0].set_value("CCCO propanol").run()  # a new input: the old results go
     assert not at.metric and not at.dataframe
     widget(at, "button", "Predict").click().run()  # and "Why?" does not explain the new row 0 under the old label
