@@ -54,10 +54,9 @@ def _encoding(head: bytes) -> str:
 
 
 def _delimiter(sample: str) -> str:
-    """Of comma, semicolon and tab, the one that splits the header into two or more columns and the sample's rows
-    into as many fields as the header (quotes respected), else into most; a one-column file is read on commas.
-    csv.Sniffer judged by quotes: one quoted cell holding a comma (``"salt, HCl"``) made a semicolon file one
-    column."""
+    """Of comma, semicolon and tab, the one that splits the rows into as many fields as the header, two or more
+    (quotes respected), and among those the header into most; else commas. csv.Sniffer judged by quotes alone: a cell
+    ``Säure, "x"`` made a semicolon file one column."""
     lines = sample.splitlines()
     lines = lines[:-1] if len(lines) > 1 else lines  # the sample may end inside a row
 

@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError
 
-__all__ = ["options_from_text", "MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions", "UncertaintyOptions", "IsalOptions",
-           "LoraOptions", "InfluenceOptions", "EnsembleOptions", "DistillOptions", "DIFFICULTIES", "PACINGS"]
+__all__ = ["options_from_text", "MethodOptions", "BaselineOptions", "MlmOptions", "CurriculumOptions",
+           "UncertaintyOptions", "IsalOptions", "LoraOptions", "InfluenceOptions", "EnsembleOptions", "DistillOptions",
+           "DIFFICULTIES", "PACINGS"]
 
 
 @dataclass(frozen=True)
