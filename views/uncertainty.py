@@ -121,7 +121,7 @@ gain = SCORES[METHODS[run.method].options.STRATEGIES[0]]
 ranked_by_spread = "uncertainty" in acquired and acquired["score"].equals(acquired["uncertainty"])
 if ranked_by_spread:
     acquired = acquired.drop(columns="score")
-columns = [c for c in ("structure", "name", "smiles", "score", "prediction", "uncertainty", "label", "round")
+columns = [c for c in ("structure", "name", "score", "prediction", "uncertainty", "label", "round", "smiles")
            if c in shown and not (c == "score" and ranked_by_spread)
            and not (c == "label" and shown["label"].isna().all())]  # candidates: nothing measured yet
 pool_caption(run)
@@ -129,6 +129,7 @@ if note := run.info.get("acquire_note"):
     st.info(f"Acquire: {note}.")
 st.dataframe(shown[columns], hide_index=True, row_height=80,
              column_config={"structure": st.column_config.ImageColumn(width=120), "score": gain, "label": "measured",
+                            "smiles": st.column_config.TextColumn("SMILES", width="medium"),  # last: it is long
                             "uncertainty": "± (MC std)", "name": st.column_config.TextColumn(
                                 "name", help="The pool file's name / ID column, or its row number")})
 listed = acquired.drop(columns=["kind", "split"], errors="ignore")
