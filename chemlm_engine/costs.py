@@ -1,4 +1,4 @@
-"""What a launch costs before it runs: fits × epochs × training molecules, and a time from the training speed
+"""What a launch costs before it runs: epochs × the training molecules of each fit, and a time from the training speed
 this machine measured in earlier runs of the same backbone (a stated rough guess when there are none)."""
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def _measured_speed(store: RunStore, backbone: str) -> tuple[float, float, int] 
 def estimate_cost(specs: Sequence[JobSpec], store: RunStore) -> Cost:
     """The cost of launching ``specs`` (same backbone assumed for the speed)."""
     fits = sum(fits_of(s) for s in specs)
-    work = sum(fits_of(s) * s.train.epochs * _train_size(s) for s in specs)
+    work = sum(sum(s.method_options.fit_sizes(_train_size(s))) * s.train.epochs for s in specs)
     extra = [note for note in dict.fromkeys(s.method_options.cost_note() for s in specs) if note]
     measured = _measured_speed(store, specs[0].model.backbone) if specs else None
     if measured is not None:

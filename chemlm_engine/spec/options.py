@@ -49,6 +49,10 @@ class MethodOptions:
         """How many regressors a job with these options trains (what its cost estimate counts)."""
         return 1
 
+    def fit_sizes(self, train: int) -> list[int]:
+        """The training molecules of each fit on a training split of ``train`` (what a cost estimate counts)."""
+        return [train] * self.fits()
+
     def cost_note(self) -> str | None:
         """Work a cost estimate does not count in fits × epochs, in words (``None``: none)."""
         return None
@@ -183,6 +187,14 @@ class UncertaintyOptions(MethodOptions):
 
     def fits(self) -> int:
         return 1 + (len(self.STRATEGIES) * len(self.sweep) if self.sweep else self.rounds)
+
+    def fit_sizes(self, train: int) -> list[int]:
+        # the labelled start (unmeasured candidates of a pool file: all of the split), then what each fit acquired
+        start = train if self.pool else self.initial_size or min(500, train // 4)
+        grown = ([n for _ in self.STRATEGIES for n in self.sweep] if self.sweep
+                 else [r * self.acquire for r in range(1, self.rounds + 1)])
+        # without a pool file the pool is the rest of the split; a file's size is not known here
+        return [start, *(start + n if self.pool else min(start + n, train) for n in grown)]
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,14 @@ def test_only_runs_that_timed_one_plain_fit_set_the_speed(tmp_path):
     finished(JobSpec(method="mlm", model=spec.model), 400.0)  # masked-LM epochs before its fit
     cost = estimate_cost([spec], store)
     assert "at 50 molecule-epochs/s" in cost.basis and "measured in 3 earlier runs" in cost.basis
+
+
+def test_active_learning_counts_what_each_fit_trains_on_not_the_whole_split(tmp_path):
+    store = RunStore(home=tmp_path)
+    data, train = DataSpec(subset=300), TrainConfig(epochs=3)  # 240 training molecules: a start of 60
+    swept = JobSpec(method="uncertainty", data=data, train=train, options={"sweep": [25, 50]})
+    assert estimate_cost([swept], store).molecule_epochs == 3 * (60 + 2 * (85 + 110))  # start, then both strategies
+    rounds = JobSpec(method="uncertainty", data=data, train=train, options={"initial_size": 50, "acquire": 100,
+                                                                            "rounds": 2})
+    assert estimate_cost([rounds], store).molecule_epochs == 3 * (50 + 150 + 240)  # the split holds no more
+    assert estimate_cost([JobSpec(data=data, train=train)], store).molecule_epochs == 3 * 240  # one plain fit
