@@ -43,7 +43,8 @@ def predict(
                                          "or Parquet with a SMILES column (any of them may be .gz / .bz2 / .xz)."),
     smiles_column: str | None = typer.Option(None),
     name_column: str | None = typer.Option(None, help="CSV column with molecule names (optional)."),
-    measured_column: str | None = typer.Option(None, help="CSV column with measured values: metrics for your data."),
+    measured_column: str | None = typer.Option(None, help="CSV column with measured values: metrics for your data "
+                                               "(default: a column named like logD7.4 (exp) or measured_logd)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: stdout); a .parquet "
                                        "file (a folder with --executor ray) streams a library of any size; an .xlsx "
                                        "is an Excel workbook; for an SD input, an .sdf is its copy with the "
@@ -117,7 +118,7 @@ def predict(
     try:
         if input is not None:
             frame = predict_csv(regressor, input, smiles_column, name_column, measured_column=measured_column,
-                                progress=report)
+                                progress=report, find_measured=True)
         else:
             frame = predict_smiles(regressor, smiles, progress=report)
     except KeyboardInterrupt:  # Ctrl-C: nothing is kept on this path; say so, and which path keeps rows
@@ -127,9 +128,10 @@ def predict(
         raise typer.Exit(130) from None
     bar.close()
     frame = add_applicability_domain(frame, TrainingReference.load(folder))
-    if measured_column:
+    if measured := frame.attrs.get("measured_column"):  # named, or found by its name as the Predict page finds it
         metrics = measured_metrics(frame)
-        typer.echo("against measured: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()), err=True)
+        typer.echo(f"against measured ({measured}): " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()),
+                   err=True)
         if unread_measured(frame):
             typer.echo(f"note: {unread_measured(frame)}", err=True)
     if output is None:

@@ -8,7 +8,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from ..columns import SMILES_COLUMNS
+from ..columns import SMILES_COLUMNS, value_column
 from ..descriptors import size_warning
 from .domain import DOMAIN_COLUMNS, TRUNCATED
 from .ensemble import Ensemble
@@ -153,14 +153,17 @@ def predict_smiles(model: RegressionModel | Ensemble, smiles: Sequence[str], nam
 
 def predict_csv(model: RegressionModel | Ensemble, source: str | Path | IO, smiles_column: str | None = None,
                 name_column: str | None = None, mc_passes: int = 0, measured_column: str | None = None,
-                progress: ProgressFn | None = None) -> pd.DataFrame:
+                progress: ProgressFn | None = None, find_measured: bool = False) -> pd.DataFrame:
     """Predict a CSV's SMILES column (auto-detected unless named); see :func:`predict_smiles`. One output
     row per data row of the file (blank and ragged rows get their error); the file's other columns follow,
     as they were. ``measured_column`` (numbers; blank or text cells become missing) is also copied to
-    ``measured``, for :func:`measured_metrics`."""
+    ``measured``, for :func:`measured_metrics`; ``find_measured``: without one named, a column named as measured
+    values are (``logD7.4 (exp)``, as the Predict page preselects it), recorded in ``attrs["measured_column"]``."""
     table = read_table(source)
     columns = list(table.frame.columns)
     column = pick_column(columns, smiles_column, SMILES_COLUMNS, "SMILES")
+    if measured_column is None and find_measured:
+        measured_column = value_column([c for c in columns if c not in (column, name_column)])
     for wanted, what in ((name_column, "name"), (measured_column, "measured")):
         if wanted is not None:
             pick_column(columns, wanted, (), what)  # an unknown column is a clear error
@@ -176,6 +179,7 @@ def predict_csv(model: RegressionModel | Ensemble, source: str | Path | IO, smil
     passed = table.frame.rename(columns=lambda c: f"{c} (input)" if c in ours else c)
     out = pd.concat([result, passed], axis=1)
     out.attrs["input_columns"] = list(passed.columns)  # for user_table: the file's own columns, in its order
+    out.attrs["measured_column"] = measured_column
     if len(unread):
         out.attrs["measured_note"] = (f"{len(unread):,} measured value{'s are' if len(unread) > 1 else ' is'} not "
                                       f"a number (e.g. {unread.iloc[0]!r}), left out of the metrics")

@@ -354,3 +354,18 @@ def test_the_output_is_of_the_kind_its_name_says(regressor_dir, tmp_path):
     result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "-i", str(source), "-o", str(library)])
     assert result.exit_code == 0, result.output
     assert pd.read_parquet(library)["smiles"].tolist() == ["CCO", "CCN"]
+
+
+def test_predict_finds_a_measured_column_by_its_name_as_the_predict_page_does(regressor_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from chemlm_engine.cli import app
+
+    (tmp_path / "mine.csv").write_text("Compound ID,SMILES,logD7.4 (exp)\nA,CCO,-0.3\nB,c1ccccc1O,1.5\nC,CCCCCC,3.1\n")
+    args = ["predict", "--model", str(regressor_dir), "-i", str(tmp_path / "mine.csv"), "-o", str(tmp_path / "o.csv")]
+    found = CliRunner().invoke(app, args)
+    assert found.exit_code == 0, found.output
+    assert "against measured (logD7.4 (exp)): n 3, mse" in found.output  # no --measured-column needed
+    (tmp_path / "plain.csv").write_text("smiles,name\nCCO,A\n")
+    plain = CliRunner().invoke(app, [*args[:4], str(tmp_path / "plain.csv"), "-o", str(tmp_path / "p.csv")])
+    assert plain.exit_code == 0 and "against measured" not in plain.output
