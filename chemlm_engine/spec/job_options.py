@@ -94,7 +94,7 @@ class SearchOptions(MethodOptions):
         return self.num_samples
 
     def cost_note(self) -> str | None:
-        return "at most: ASHA stops weak trials after a quarter of the epochs"
+        return "less where ASHA stops weak trials after a quarter of the epochs; more for starting Ray (tens of seconds)"
 
 
 @dataclass(frozen=True)
