@@ -94,7 +94,8 @@ class SearchOptions(MethodOptions):
         return self.num_samples
 
     def cost_note(self) -> str | None:
-        return "less where ASHA stops weak trials after a quarter of the epochs; more for starting Ray (tens of seconds)"
+        return ("less where ASHA stops weak trials after a quarter of the epochs; more for starting Ray (tens of "
+                "seconds)")
 
 
 @dataclass(frozen=True)
