@@ -15,7 +15,7 @@ from chemlm_engine.sdfile import frame_rows, write_sd
 from chemlm_engine.tables import write_csv, write_xlsx
 from views.common import fmt3, load_model, measured_summary, model_choices, parity_plot, plain, training_reference
 from views.uploads import column_pickers, upload_too_big
-from views.kept import gone, kept, labelled_selectbox, saved
+from views.kept import gone, kept, labelled_selectbox
 from views.library_jobs import library_results, offer_library_job
 from views.why import domain_flags, warm_explanations, why_this_prediction
 
@@ -89,8 +89,6 @@ if clicked and has_input and not deleted:  # the model just changed under the cl
         bar.progress(1.0, text="Checking the applicability domain …")
         st.session_state["predictions"] = add_applicability_domain(result, training_reference(folder))
         st.session_state["predictions_key"], st.session_state["predictions_setup"] = key, setup
-        for key in ("why-row", saved("why-row")):  # a row number of the old results: "Why?" starts unchosen
-            st.session_state.pop(key, None)
         warm_explanations(folder)  # while the chemist reads the table: "Why?" then answers at once
     except ChemLMError as exc:
         st.error(plain(exc))
@@ -187,7 +185,9 @@ if "measured" in result:
         else:
             measured_summary(metrics)
             st.plotly_chart(parity_plot(ok.dropna(subset=["measured"]), "measured", "prediction", "Your data"))
-why_this_prediction(ok, folder)
+# one picker per input and setup: new results start unchosen (a row number of the old ones would be another
+# molecule; the browser kept showing the old label on a reused picker), the same results keep their choice
+why_this_prediction(ok, folder, key=f"why-row-{st.session_state['predictions_key'][:16]}")
 st.download_button("Download all rows (CSV: your columns as in your file, then the results)",
                    write_csv(user_table(result)), "predictions.csv", "text/csv", on_click="ignore")
 # built on click, not on every rerun: a workbook of 5,000 rows takes ~1 s

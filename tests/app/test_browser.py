@@ -420,6 +420,12 @@ def test_why_shows_progress_the_first_time_and_answers_from_the_cache_after(app_
     # the second molecule came from the model's attribution cache: no cache-building message on the way
     assert page.get_by_text("Finishing the model's attribution cache").count() == 0
     assert page.get_by_text("read the ranking").count() == 1  # and the panel says what the sizes mean
+    page.get_by_label("One SMILES per line").fill("CCCC butane\nc1ccccc1 benzene")
+    page.get_by_role("button", name="Predict", exact=True).click()  # new results: the old row's label must go
+    expect(page.get_by_test_id("stMetricValue").first).to_have_text("2")  # the new results are drawn
+    picker = page.get_by_test_id("stSelectbox").filter(has_text="Explain a result row")
+    expect(picker).to_have_count(1)  # the rerun done: the old results' picker gone
+    expect(picker.get_by_role("combobox")).to_have_value("choose a row")  # not still "row 2 · phenol · …"
 
 
 def test_quick_presets_finish_with_an_answer_the_page_reads(app_url, page, tmp_path):
