@@ -147,13 +147,14 @@ def train(
 
     if spec_file is not None:
         refuse_settings_beside(ctx, "spec_file", "db", "executor", "ray_address")
-        _run(JobSpec.from_file(spec_file), _store(db), executor, ray_address)
-        return
-
+        method = (job := JobSpec.from_file(spec_file)).method
     if method not in _TRAINED:  # listing what train runs, not the jobs of other commands
         raise ConfigError(f"{method} has its own command: chemlm {'tune' if method == 'search' else method} "
                           f"(train runs {', '.join(_TRAINED)})" if method in METHODS else
                           f"unknown method {method!r}; train runs {', '.join(_TRAINED)}")
+    if spec_file is not None:
+        _run(job, _store(db), executor, ray_address)
+        return
     spec = JobSpec(method=method, name=name, options=options_from_text(option),
                    data=DataSpec(source=data, smiles_column=smiles_column, label_column=label_column, split=split,
                                  split_seed=seed, subset=subset, standardize=standardize, tautomer=tautomer),

@@ -43,13 +43,14 @@ with plan_tab:
     bins = length_bins(everything, 20)
     bins["bin"] = [f"{a}–{b}" for a, b in zip(bins.bin_start, bins.bin_end)]
     a, b = st.columns([3, 2])
-    title = f"{len(everything)} molecules, {len(bins)} equal-width bins of whole characters"  # at most 20
+    title = f"{len(everything):,} molecules, {len(bins)} equal-width bins of whole characters"  # at most 20
     a.plotly_chart(px.bar(bins, x="bin", y="frequency", title=title))
     b.dataframe(bins[["bin", "frequency", "cumulative_frequency"]], hide_index=True, height=420)
     plan = pd.DataFrame(curriculum_for(spec, splits.train.smiles).plan())
     a, b = st.columns(2)
-    a.plotly_chart(px.line(plan, x="epoch", y="threshold", markers=True,
-                           title=f"Pacing on the training split: admissible {measure.replace('_', ' ')}"))
+    a.plotly_chart(px.line(plan, x="epoch", y="threshold", markers=True,  # whole epochs on the axis
+                           title=f"Pacing on the training split: admissible {measure.replace('_', ' ')}")
+                   .update_xaxes(dtick=1))
     b.plotly_chart(px.bar(plan, x="epoch", y="admissible", title="Admissible training molecules"))
     st.caption(f"An epoch admits at least one batch ({batch_size} molecules, the easiest), even where fewer lie "
                "below its threshold.")

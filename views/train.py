@@ -29,7 +29,7 @@ with right:
                                "pages set them.")
     c1, c2, c3 = st.columns(3)
     epochs = epochs_input(quick, container=c1)
-    learning_rate = float(c2.number_input("Learning rate", 1e-6, 1e-1, format="%.0e",
+    learning_rate = float(c2.number_input("Learning rate", 1e-6, 1e-1, format="%.2e",  # 1.23e-04: as typed
                                           **kept_here("learning-rate", ("value", 1e-4))))
     batch_size = int(c3.number_input("Batch size", 1, 512, **kept_here("batch-size", ("value", 32))))
     descriptors = st.checkbox("RDKit 2D descriptors in the head", **kept_here("descriptors"),

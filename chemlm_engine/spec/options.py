@@ -286,6 +286,13 @@ class InfluenceOptions(MethodOptions):
     def fits(self) -> int:
         return 2 + 2 * len(self.k)  # the base model, the whole-pool control, top-k and random per k
 
+    def fit_sizes(self, train: int) -> list[int]:
+        # the base model without the held-out pool, the whole pool added back, then k of it per fit (top-k, random);
+        # a pool file's size is not known here
+        held = 0 if self.pool else int(train * self.pool_fraction)
+        base = train - held
+        return [base, base + held, *(base + (min(k, held) if held else k) for k in self.k for _ in ("top-k", "random"))]
+
     def cost_note(self) -> str | None:
         solve = {"lissa": f"LiSSA, {self.repeats} × {self.depth} steps: minutes at scope last_layer",
                  "cg": f"conjugate gradients, at most {self.cg_iterations} iterations",

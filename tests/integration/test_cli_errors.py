@@ -67,6 +67,8 @@ ONE_LINE_ERRORS = {
     "predict both --smiles and --input": (["predict", "-s", "CCO", "--input", "{tmp}/d.csv"], "not both", None),
     "predict --smiles with a file's column": (["predict", "-s", "CCO", "--measured-column", "y"],
                                               "name columns of --input", None),
+    "spec of another command's job": (["train", "--spec", "{tmp}/influence.json"], "influence has its own command",
+                                       None),
     "spec with a misspelt setting": (["train", "--spec", "{tmp}/typo.json"], "train has no setting epoch (misspelt?)",
                                      None),
     "spec with a wrong type": (["train", "--spec", "{tmp}/type.json"], "setting 'train.epochs' must be int, not 'two'",
@@ -110,6 +112,7 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
     (tmp_path / "garbage.json").write_text("{not json")
     (tmp_path / "other.json").write_text('{"not": "a spec"}')
     (tmp_path / "typo.json").write_text('{"method": "baseline", "train": {"epoch": 1}}')  # a stored one's is dropped
+    (tmp_path / "influence.json").write_text('{"method": "influence"}')  # as `runs show` gives an influence run's
     (tmp_path / "type.json").write_text('{"method": "baseline", "train": {"epochs": "two"}}')
     (tmp_path / "spec.json").write_text(JobSpec(method="baseline", data=DataSpec(subset=50)).to_json())
     result = subprocess.run([sys.executable, "-m", "chemlm_engine", *args], capture_output=True, text=True,

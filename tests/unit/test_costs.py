@@ -56,3 +56,10 @@ def test_active_learning_counts_what_each_fit_trains_on_not_the_whole_split(tmp_
                                                                             "rounds": 2})
     assert estimate_cost([rounds], store).molecule_epochs == 3 * (50 + 150 + 240)  # the split holds no more
     assert estimate_cost([JobSpec(data=data, train=train)], store).molecule_epochs == 3 * 240  # one plain fit
+
+
+def test_influence_counts_its_base_without_the_held_out_pool_and_k_added_back(tmp_path):
+    job = JobSpec(method="influence", data=DataSpec(subset=300), train=TrainConfig(epochs=3),
+                  options={"k": [8, 16]})  # 240 training molecules: 72 held out as the pool, a base of 168
+    cost = estimate_cost([job], RunStore(home=tmp_path))
+    assert cost.fits == 6 and cost.molecule_epochs == 3 * (168 + 240 + 2 * (168 + 8) + 2 * (168 + 16))
