@@ -131,8 +131,10 @@ def carbon_free(smiles: str) -> bool:
     return mol is not None and not _organic(mol)
 
 
-_NOT_METALS = {1, 2, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 33, 34, 35, 36, 52, 53, 54, 85, 86}
-_COUNTER_IONS = {3, 11, 19, 37, 55, 12, 20, 38, 56}  # Li Na K Rb Cs, Mg Ca Sr Ba: a salt's, not a complex's
+# atomic numbers whose removal is not "a metal removed": non-metals, and Li Na K Rb Cs, Mg Ca Sr Ba (a salt's
+# counter-ions, not a complex's metal)
+_UNSAID = {1, 2, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 33, 34, 35, 36, 52, 53, 54, 85, 86, 3, 11, 19, 37, 55, 12,
+           20, 38, 56}
 
 
 def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, list[str]]:
@@ -153,7 +155,7 @@ def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, li
             changes.append(f"removed {' and '.join(gone)}" + (f" (kept the larger of {1 + len(rivals)} organic "
                                                              "parts: check that it is the compound)" if rivals else ""))
             metals = sorted({a.GetSymbol() for text, f in others if text != kept for a in f.GetAtoms()
-                             if a.GetAtomicNum() not in _NOT_METALS | _COUNTER_IONS})
+                             if a.GetAtomicNum() not in _UNSAID})
             if metals:  # a complex's logD is not its ligand's: the number is for what is left
                 changes.append(f"removed the metal ({', '.join(metals)}): predicted as the part left, not as a "
                                "complex or salt of the metal")
