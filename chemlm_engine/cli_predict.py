@@ -151,20 +151,23 @@ def predict(
 
 
 def explain(
-    smiles: str = typer.Option(..., "--smiles", "-s", help="The molecule to explain."),
+    smiles: list[str] = typer.Option(..., "--smiles", "-s", help="The molecule to explain (one)."),
     model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
     top: int = typer.Option(10, min=1, help="Training molecules per list (pushing up, pushing down, nearest)."),
-    output: Path = typer.Option(Path("explanation"), help="Writes OUTPUT.csv (training molecules) and OUTPUT.png "
+    output: Path = typer.Option(Path("explanation"), "--output", "-o", help="Writes OUTPUT.csv (training molecules) and OUTPUT.png "
                                 "(OUTPUT may end in .csv or .png; any other dot is part of the name)."),
     trust_remote_code: bool = typer.Option(False, help="Let the model folder run code it ships."),
     db: str | None = typer.Option(None),
 ) -> None:
     """Why this prediction: the training molecules that push it up and down (leave-one-out on the head's last
     layer) and the atoms that drive it (integrated gradients), as a CSV and an atom map."""
+    from .errors import ConfigError, DataError
     from .spec import DEFAULT_REGRESSOR
     from .tables import check_output, write_csv, written_aside
     from .training_set import TRAINING_SET_FILE, missing_training_set
 
+    if len(smiles) > 1:  # typer would keep the last one only
+        raise ConfigError(f"explain takes one molecule (--smiles given {len(smiles)} times); predict takes many")
     stem = output.with_suffix("") if output.suffix.lower() in (".csv", ".png") else output  # why/ibu.v1 stays whole
     csv_path, png_path = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".png")
     check_output(csv_path)
@@ -177,9 +180,9 @@ def explain(
     from .predict.batch import molecule_warnings
 
     predictor = load_predictor(folder, trust_remote_code=trust_remote_code)
-    prepared = prepare_all([smiles], predictor.standardization)[0]
+    prepared = prepare_all(smiles, predictor.standardization)[0]
     if prepared.error or prepared.smiles is None:
-        raise typer.BadParameter(prepared.error or "not a molecule", param_hint="--smiles")
+        raise DataError(f"--smiles {smiles[0]}: {prepared.error or 'not a molecule'}")
     warning = molecule_warnings(predictor, [prepared.smiles], [prepared.heavy_atoms])[0]
     if warning:  # the same words predict gives: the explanation is of what the model read
         typer.echo(f"warning: {warning}", err=True)

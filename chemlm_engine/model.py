@@ -26,7 +26,7 @@ from .training_set import content_digest, load_training_set, save_training_set  
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 __all__ = ["load_backbone", "check_backbone_folder", "RegressionModel", "best_device", "check_format",
-           "count_parameters", "save_training_set", "load_training_set", "content_digest"]
+           "quiet_transformers", "count_parameters", "save_training_set", "load_training_set", "content_digest"]
 
 log = logging.getLogger(__name__)
 REGRESSOR_FILE = "regressor.json"
@@ -35,10 +35,11 @@ HEAD_FILE = "head.safetensors"
 
 
 @contextlib.contextmanager
-def _quiet_loading():
+def quiet_transformers():
+    """transformers' warnings and bars off: "Loading weights", "Writing model shards" per member bury the output."""
     previous, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar per member would bury the user's output
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
@@ -47,8 +48,7 @@ def _quiet_loading():
             hf_logging.enable_progress_bar()
 
 
-def best_device() -> torch.device:
-    """CUDA when present, else CPU."""
+def best_device() -> torch.device:  # CUDA when present, else CPU
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -82,7 +82,7 @@ def load_backbone(name_or_path: str | Path, trust_remote_code: bool = False, mas
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
                                                   local_files_only=cached_only)
-        with _quiet_loading():  # an encoder loaded from a masked-LM checkpoint leaves the LM head unused
+        with quiet_transformers():  # an encoder loaded from a masked-LM checkpoint leaves the LM head unused
             model = auto.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=cached_only)
     except (OSError, ValueError) as exc:
         if cached_only:
@@ -108,8 +108,7 @@ def check_format(meta: dict, name: str, version: int, path: Path) -> None:
                              f"{name}/{version} and older): upgrade chemlm_engine to load it")
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
+def count_parameters(model: nn.Module) -> tuple[int, int]:  # (trainable, total) parameter counts
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total
@@ -236,7 +235,8 @@ class RegressionModel(nn.Module):
         state = None
         if bf16_backbone and not adapter:
             state = {k: v.detach().to(torch.bfloat16) for k, v in self.backbone.state_dict().items()}
-        self.backbone.save_pretrained(folder / ("adapter" if adapter else "backbone"), state_dict=state)
+        with quiet_transformers():
+            self.backbone.save_pretrained(folder / ("adapter" if adapter else "backbone"), state_dict=state)
         if with_tokenizer:
             self.tokenizer.save_pretrained(folder)
         head_state = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
@@ -305,7 +305,7 @@ class RegressionModel(nn.Module):
                          descriptors=meta.get("descriptors", False), tta=meta.get("tta", 0))
         # Ensemble members share one tokenizer, saved in the ensemble's folder.
         tokenizer_dir = folder if (folder / "tokenizer_config.json").exists() else folder.parent
-        with _quiet_loading():
+        with quiet_transformers():
             backbone = AutoModel.from_pretrained(base, trust_remote_code=spec.trust_remote_code, dtype=torch.float32,
                                                  local_files_only=hub_unreachable(base))
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=spec.trust_remote_code)

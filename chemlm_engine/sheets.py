@@ -15,6 +15,7 @@ from typing import IO
 import pandas as pd
 
 from .errors import DataError
+from .filekinds import file_name
 
 __all__ = ["sheet_records", "count_sheet_rows", "write_sheet", "PLAIN_NUMBER"]
 
@@ -42,7 +43,8 @@ def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
     try:
         book = load_workbook(binary, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read the Excel workbook ({exc}): save it again as .xlsx, or as CSV UTF-8") from None
+        raise DataError(f"cannot read {file_name(binary) or 'the Excel workbook'} ({exc}): save it again as .xlsx, "
+                        "or as CSV UTF-8") from None
     try:
         blank, started = 0, False  # blank rows since the last filled one: rows only between filled ones
         sheet = book.worksheets[0]

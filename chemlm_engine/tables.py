@@ -234,7 +234,7 @@ def columns_of(source: str | Path | IO) -> list[str]:
     try:
         return pq.read_schema(source).names
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"cannot read the Parquet file: {exc}") from None
+        raise DataError(f"cannot read {file_name(source) or 'the Parquet file'}: {exc}") from None
 
 
 def read_table(source: str | Path | IO) -> Table:

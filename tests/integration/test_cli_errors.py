@@ -39,6 +39,10 @@ ONE_LINE_ERRORS = {
                            "{tmp}/out.csv"),
     "explain without training set": (["explain", "-s", "CCO", "--model", "{tmp}/noset", "--output", "{tmp}/why"],
                                      "has no saved training set", "{tmp}/why.csv"),
+    "explain two molecules": (["explain", "-s", "CCO", "-s", "CCC", "--output", "{tmp}/why"],
+                              "explain takes one molecule (--smiles given 2 times); predict takes many", "{tmp}/why.csv"),
+    "explain a non-molecule": (["explain", "-s", "C1CC", "-o", "{tmp}/why"], "--smiles C1CC: cannot parse SMILES: "
+                               "unclosed ring", "{tmp}/why.csv"),
     "unknown database scheme": (["runs", "list", "--db", "foo://bar"], "cannot open the run store 'foo://bar'",
                                 None),
     "CHEMLM_HOME is a file": (["runs", "list"], "is a file: point CHEMLM_HOME at a folder", None),

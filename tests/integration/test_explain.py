@@ -129,7 +129,7 @@ def test_the_explain_command_writes_a_csv_and_a_png(trained, tmp_path):
     assert table["role"].value_counts().to_dict() == {"pushes up": 3, "pushes down": 3, "nearest": 3}
     assert (tmp_path / "why.png").read_bytes()[:4] == b"\x89PNG"
     bad = CliRunner().invoke(app, ["explain", "--model", folder, "--smiles", "C1CC"])
-    assert bad.exit_code == 2
+    assert type(bad.exception).__name__ == "DataError", bad.output  # one line on stderr: tests/.../test_cli_errors
     assert CliRunner().invoke(app, ["explain", "--model", folder, "--smiles", "CCO", "--top", "0"]).exit_code == 2
     dotted = CliRunner().invoke(app, ["explain", "--model", folder, "--smiles", "CCO", "--top", "1",
                                       "--output", str(tmp_path / "ethanol.v1")])  # a version, not a suffix

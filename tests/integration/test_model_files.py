@@ -86,3 +86,10 @@ def test_a_model_folder_of_a_newer_format_is_refused_by_name(descriptor_model, t
     else:
         with pytest.raises(ModelLoadError, match=error):
             load_predictor(folder, "cpu")
+
+
+def test_saving_a_model_draws_no_progress_bar(descriptor_model, tmp_path, capfd):
+    """A job's log gets its own lines, not transformers' "Writing model shards" bar for every member saved."""
+    RegressionModel.load(descriptor_model, "cpu").save(tmp_path / "again")
+    assert (tmp_path / "again" / HEAD_FILE).exists()
+    assert "shards" not in capfd.readouterr().err

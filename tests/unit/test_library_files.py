@@ -80,7 +80,7 @@ def test_an_uploaded_file_is_read_as_the_kind_its_name_says(tmp_path):
     assert columns_of(parquet) == ["SMILES", "ID"]
     broken = io.BytesIO(b"not parquet at all")
     broken.name = "broken.parquet"
-    with pytest.raises(DataError, match="cannot read the Parquet file"):
+    with pytest.raises(DataError, match="cannot read broken.parquet"):
         columns_of(broken)
 
 

@@ -94,7 +94,7 @@ def test_a_file_that_is_not_a_workbook_is_one_clear_error(tmp_path):
     path = tmp_path / "compounds.xlsx"
     path.write_text("smiles\nCCO\n")  # a CSV given the wrong name
     for read in (read_table, count_rows):
-        with pytest.raises(DataError, match="cannot read the Excel workbook .*save it again as .xlsx, or as CSV"):
+        with pytest.raises(DataError, match="cannot read .*compounds.xlsx .*save it again as .xlsx, or as CSV"):
             read(path)
 
 

@@ -27,7 +27,7 @@ from transformers import (
 )
 
 from ...errors import JobCancelledError, TrainingDivergedError
-from ...model import best_device, load_backbone
+from ...model import best_device, load_backbone, quiet_transformers
 from ...tokenizer import build_smiles_tokenizer
 from ...inference import autocast
 from ...spec import PretrainOptions
@@ -161,7 +161,8 @@ def _save_checkpoint(ckpt: Path, model: PreTrainedModel, head: DescriptorHead | 
         return  # this step is saved already
     (target / _COMPLETE).unlink(missing_ok=True)
     shutil.rmtree(target, ignore_errors=True)
-    model.save_pretrained(target / "model")
+    with quiet_transformers():
+        model.save_pretrained(target / "model")
     tokenizer.save_pretrained(target / "model")
     if head is not None:
         head.save(target / "descriptor_head.safetensors")
@@ -306,7 +307,8 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
                 with (out / "eval_log.jsonl").open("a") as fh:
                     fh.write(json.dumps({"step": step, **metrics}) + "\n")
     metrics = _evaluate(model, head, batcher, eval_smiles, eval_desc if head else None, config.batch_size, names)
-    model.save_pretrained(out)
+    with quiet_transformers():
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     if head is not None and scaler is not None:
         head.save(out / "descriptor_head.safetensors")
