@@ -7,11 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
-from .model import REGRESSOR_FILE
+from .model import BASE_BACKBONE, REGRESSOR_FILE
 
-__all__ = ["BASE_BACKBONE", "bundle_base_backbones"]
-
-BASE_BACKBONE = "base-backbone"  # beside adapter/ in an exported regressor folder
+__all__ = ["bundle_base_backbones"]
 
 
 def bundle_base_backbones(folder: Path) -> list[Path]:

@@ -25,13 +25,14 @@ from .training_set import content_digest, load_training_set, save_training_set  
 # peft reads transformers 5's deprecated `is_gradient_checkpointing` when it wraps or loads an adapter: not the user's
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
-__all__ = ["load_backbone", "check_backbone_folder", "RegressionModel", "best_device", "check_format",
+__all__ = ["BASE_BACKBONE", "load_backbone", "check_backbone_folder", "RegressionModel", "best_device", "check_format",
            "quiet_transformers", "count_parameters", "save_training_set", "load_training_set", "content_digest"]
 
 log = logging.getLogger(__name__)
 REGRESSOR_FILE = "regressor.json"
 REGRESSOR_FORMAT = "chemlm-regressor", 1  # the folder layout this version writes and reads
 HEAD_FILE = "head.safetensors"
+BASE_BACKBONE = "base-backbone"  # an exported adapter model's copy of the backbone it adapts (export.py)
 
 
 @contextlib.contextmanager
@@ -131,11 +132,8 @@ class RegressionModel(nn.Module):
         self.spec = spec
         inputs = backbone.config.hidden_size + (len(DESCRIPTOR_NAMES) if spec.descriptors else 0)
         self.dropout = nn.Dropout(spec.dropout)
-        if spec.head_hidden > 0:
-            self.head = nn.Sequential(nn.Linear(inputs, spec.head_hidden), nn.GELU(), nn.Dropout(spec.dropout),
-                                      nn.Linear(spec.head_hidden, 1))
-        else:
-            self.head = nn.Sequential(nn.Linear(inputs, 1))
+        hidden = [nn.Linear(inputs, spec.head_hidden), nn.GELU(), nn.Dropout(spec.dropout)] if spec.head_hidden else []
+        self.head = nn.Sequential(*hidden, nn.Linear(spec.head_hidden or inputs, 1))
         # Fitted on the training split by ``fit`` when ``spec.descriptors``; saved with the model.
         self.descriptor_scaler: DescriptorScaler | None = None
         # Prediction runs in bf16 where the hardware computes it natively (as training does), unless set to fp32;
@@ -299,6 +297,8 @@ class RegressionModel(nn.Module):
         base = str(folder / "backbone")
         if adapter:  # the backbone its adapter adapts: a copy inside the folder (export.py), a folder or a hub id
             inside = folder / meta["backbone_source"]
+            if meta["backbone_source"] == BASE_BACKBONE and not inside.is_dir():  # not a hub id: a part left behind
+                raise ModelLoadError(f"{inside} is missing: copy the whole exported folder (its adapter adapts that)")
             base = str(inside) if inside.is_dir() else meta["backbone_source"]
         spec = ModelSpec(backbone=base, trust_remote_code=trust_remote_code, pooling=meta["pooling"],
                          dropout=meta["dropout"], head_hidden=meta["head_hidden"],

@@ -74,7 +74,9 @@ def test_an_exported_lora_model_carries_its_base_backbone_and_predicts_without_t
                                                                                          tmp_path):
     import shutil
 
-    from chemlm_engine.export import BASE_BACKBONE, bundle_base_backbones
+    from chemlm_engine.errors import ModelLoadError
+    from chemlm_engine.export import bundle_base_backbones
+    from chemlm_engine.model import BASE_BACKBONE
 
     base = shutil.copytree(tiny_backbone, tmp_path / "my-backbone")
     spec = JobSpec(method="lora", data=DataSpec(subset=100), options={"rank": 4},
@@ -89,6 +91,9 @@ def test_an_exported_lora_model_carries_its_base_backbone_and_predicts_without_t
     assert (moved / BASE_BACKBONE / "config.json").exists() and (moved / "adapter").is_dir()
     after = predict_smiles(RegressionModel.load(moved), smiles)["prediction"]
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+    shutil.rmtree(moved / BASE_BACKBONE)  # copied without it: said so, not taken for a hub id that cannot be reached
+    with pytest.raises(ModelLoadError, match=f"{moved / BASE_BACKBONE} is missing: copy the whole exported folder"):
+        RegressionModel.load(moved)
 
 
 def test_lora_rank_sweep_is_one_job_with_a_table(tiny_backbone, store):
