@@ -130,8 +130,12 @@ def predict(
     frame = add_applicability_domain(frame, TrainingReference.load(folder))
     if measured := frame.attrs.get("measured_column"):  # named, or found by its name as the Predict page finds it
         metrics = measured_metrics(frame)
+        seen = metrics.pop("in_training", 0)
         typer.echo(f"against measured ({measured}): " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()),
                    err=True)
+        if seen:
+            typer.echo(f"note: {seen:,} rows are molecules the model trained on (in_training): not in these numbers",
+                       err=True)
         if unread_measured(frame):
             typer.echo(f"note: {unread_measured(frame)}", err=True)
     if output is None:

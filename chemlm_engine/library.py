@@ -49,9 +49,10 @@ class LibrarySummary:
 
 OUTPUT_COLUMNS = ("canonical_smiles", "prediction", "error", "warnings", "standardization", *DOMAIN_COLUMNS)
 _NOT_TEXT = {"prediction": pa.float64(), "similarity": pa.float64(), "nearest_training_label": pa.float64(),
-             "in_domain": pa.bool_()}
+             "in_domain": pa.bool_(), "in_training": pa.bool_()}
 # What a part of an interrupted run holds: parts written by code with other columns are not mixed in.
-_PARTS_FORMAT = 3  # 2: with the applicability domain; 3: the input's row first, number columns as numbers
+# 2: with the applicability domain; 3: the input's row first, number columns as numbers; 4: with in_training
+_PARTS_FORMAT = 4
 # Row problems found while reading a CSV (blank, ragged) travel to Ray workers in this column.
 _PROBLEM_COLUMN = "__row_problem__"
 CHUNK_ROWS = 4096  # rows predicted and written at a time: the steps of progress, resume and memory

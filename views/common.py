@@ -29,8 +29,6 @@ DEFAULT_MODEL_LABEL = SHIPPED_MODELS[DEFAULT_REGRESSOR]
 # (bench/app_speed.py); a machine with cores to spare (or the browser tests' tiny jobs) can poll faster.
 LIVE_REFRESH_S = max(float(os.environ.get("CHEMLM_LIVE_REFRESH_S") or 10), 1.0)  # at least 1 s
 REPEAT_S = 10.0  # a second click on the same launch within this is a double click (a loaded machine reruns slowly)
-
-
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
@@ -186,6 +184,8 @@ def measured_summary(metrics: dict[str, float], promised: float = 0.9) -> None:
     st.markdown(" · ".join(f"**{name}** {fmt3(metrics[key])}" for name, key in (
         ("n", "n"), ("R²", "r2"), ("RMSE", "rmse"), ("MAE", "mae"))) + (
         f" · **inside the {promised:.0%} interval** {metrics['coverage']:.0%}" if "coverage" in metrics else ""))
+    if seen := metrics.get("in_training"):
+        st.caption(f"{seen:,} of your rows are molecules the model trained on: not in these numbers (in_training).")
     if metrics.get("coverage", 1.0) < promised - 2 * (promised * (1 - promised) / metrics["n"]) ** 0.5:
         st.warning(f"Only {metrics['coverage']:.0%} of your measured values lie inside their {promised:.0%} interval, "
                    "fewer than chance explains: the intervals were calibrated on data like the training data, and "

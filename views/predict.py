@@ -42,8 +42,7 @@ if mode == "Paste SMILES":
 else:
     upload = st.file_uploader("CSV with a SMILES column (every other column is kept in the results), a SMILES file "
                               "(.smi: a SMILES and a name per line), an SD file, an Excel workbook (.xlsx) or a "
-                              "Parquet library; compressed too",
-                              type=[*TABLE_TYPES, "parquet"])
+                              "Parquet library; compressed too", type=[*TABLE_TYPES, "parquet"])
     if upload is not None:
         too_big = upload_too_big(upload)  # a library job keeps every column: it asks for the SMILES column only
         columns = column_pickers(upload, value=None if too_big else "measured")
@@ -181,7 +180,8 @@ if "measured" in result:
         if unread_measured(result):
             st.warning(f"{unread_measured(result)}.")
         if metrics["n"] < 2:
-            st.caption("Fewer than two rows have both a prediction and a measured value.")
+            st.caption("Fewer than two rows have both a prediction and a measured value"
+                       + (" and a molecule the model was not trained on." if metrics.get("in_training") else "."))
         else:
             measured_summary(metrics)
             st.plotly_chart(parity_plot(ok.dropna(subset=["measured"]), "measured", "prediction", "Your data"))

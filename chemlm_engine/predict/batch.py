@@ -214,13 +214,17 @@ def unread_measured(frame: pd.DataFrame) -> str | None:
 
 def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:
     """MSE / RMSE / MAE / R² (and n) of the predictions against a ``measured`` column, on rows that have both; with
-    intervals also ``coverage``: the share of those measured values inside their interval."""
+    intervals also ``coverage``: the share of those measured values inside their interval. Rows whose molecule the
+    model trained on (``in_training``) are left out, their number as ``in_training``: a model scored on its own
+    training molecules looks far better than it is."""
     both = frame["prediction"].notna() & frame["measured"].notna()
+    seen = both & (frame["in_training"] == True) if "in_training" in frame else both & False  # noqa: E712 - None
+    both &= ~seen
     if both.sum() < 2:
-        return {"n": int(both.sum())}
+        return {"n": int(both.sum()), **({"in_training": int(seen.sum())} if seen.any() else {})}
     measured = frame.loc[both, "measured"].to_numpy(float)
     metrics = {"n": int(both.sum()), **regression_metrics(measured, frame.loc[both, "prediction"].to_numpy(float))}
     if "interval_low" in frame:
         inside = (frame.loc[both, "interval_low"] <= measured) & (measured <= frame.loc[both, "interval_high"])
         metrics["coverage"] = float(inside.mean())
-    return metrics
+    return {**metrics, **({"in_training": int(seen.sum())} if seen.any() else {})}

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 DOMAIN_SIMILARITY = 0.3
 # A molecule the model read only in part (its SMILES truncated) is outside the domain whatever its similarity.
 TRUNCATED = "truncated:"
-DOMAIN_COLUMNS = ("nearest_training_smiles", "nearest_training_label", "similarity", "in_domain")
+# in_training: the molecule itself (its canonical SMILES) is one the model was trained on
+DOMAIN_COLUMNS = ("nearest_training_smiles", "nearest_training_label", "similarity", "in_domain", "in_training")
 FINGERPRINT_FILE = "training_fingerprints.npz"
 _BITS = 2048
 _MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=_BITS)
@@ -143,11 +144,11 @@ def _nearest_by_matrix(query: Sequence[str], reference: TrainingReference) -> tu
 def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference | None,
                              threshold: float = DOMAIN_SIMILARITY) -> pd.DataFrame:
     """Add the nearest training molecule, its similarity, its measured value (``nearest_training_label``, when
-    the labels were saved) and ``in_domain`` to a prediction table (left empty without a reference): similar
-    enough to a training molecule, and read whole by the model."""
+    the labels were saved), ``in_domain`` (similar enough to a training molecule, and read whole by the model) and
+    ``in_training`` (a training molecule itself) to a prediction table (left empty without a reference)."""
     out = frame.copy()
     for column in DOMAIN_COLUMNS:
-        out[column] = None if column in ("nearest_training_smiles", "in_domain") else np.nan
+        out[column] = None if column in ("nearest_training_smiles", "in_domain", "in_training") else np.nan
     valid = out.index[out["error"].isna()]
     if len(valid) and reference is not None and reference.smiles:
         nn = nearest_neighbours(out.loc[valid, "canonical_smiles"].tolist(), reference)
@@ -155,4 +156,5 @@ def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference |
             out.loc[valid, column] = nn[column].to_numpy()
         read_whole = ~out.loc[valid, "warnings"].fillna("").str.contains(TRUNCATED) if "warnings" in out else True
         out.loc[valid, "in_domain"] = (nn["similarity"].to_numpy() >= threshold) & read_whole
+        out.loc[valid, "in_training"] = out.loc[valid, "canonical_smiles"].isin(set(reference.smiles)).to_numpy()
     return out

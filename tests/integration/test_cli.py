@@ -356,7 +356,7 @@ def test_the_output_is_of_the_kind_its_name_says(regressor_dir, tmp_path):
     assert pd.read_parquet(library)["smiles"].tolist() == ["CCO", "CCN"]
 
 
-def test_predict_finds_a_measured_column_by_its_name_as_the_predict_page_does(regressor_dir, tmp_path):
+def test_predict_finds_a_measured_column_by_its_name_as_the_predict_page_does(regressor_dir, lipo, tmp_path):
     from typer.testing import CliRunner
 
     from chemlm_engine.cli import app
@@ -366,6 +366,13 @@ def test_predict_finds_a_measured_column_by_its_name_as_the_predict_page_does(re
     found = CliRunner().invoke(app, args)
     assert found.exit_code == 0, found.output
     assert "against measured (logD7.4 (exp)): n 3, mse" in found.output  # no --measured-column needed
+    trained_on = lipo.smiles[:2]  # the fixture model's training set begins with these
+    (tmp_path / "seen.csv").write_text(f"SMILES,logD7.4 (exp)\n{trained_on[0]},1\n{trained_on[1]},2\nCCO,-0.3\n"
+                                       "c1ccccc1O,1.5\nCCCCCC,3.1\n")
+    seen = CliRunner().invoke(app, [*args[:4], str(tmp_path / "seen.csv"), "-o", str(tmp_path / "s.csv")])
+    assert "against measured (logD7.4 (exp)): n 3, mse" in seen.output, seen.output
+    assert "note: 2 rows are molecules the model trained on (in_training): not in these numbers" in seen.output
+    assert pd.read_csv(tmp_path / "s.csv")["in_training"].tolist() == [True, True, False, False, False]
     (tmp_path / "plain.csv").write_text("smiles,name\nCCO,A\n")
     plain = CliRunner().invoke(app, [*args[:4], str(tmp_path / "plain.csv"), "-o", str(tmp_path / "p.csv")])
     assert plain.exit_code == 0 and "against measured" not in plain.output

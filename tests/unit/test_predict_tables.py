@@ -18,6 +18,25 @@ def test_the_nearest_training_molecule_comes_with_its_measured_value():
     assert add_applicability_domain(frame, None)["in_domain"].isna().all()  # no training set: no verdict
 
 
+def test_a_training_molecule_itself_is_marked_not_its_stereoisomer_of_the_same_fingerprint():
+    frame = pd.DataFrame({"canonical_smiles": ["C[C@H](N)O", "C[C@@H](N)O", "CCO", None],
+                          "error": [None, None, None, "cannot parse"]})
+    out = add_applicability_domain(frame, TrainingReference.from_smiles(["C[C@H](N)O", "CCN"], [0.1, 0.2]))
+    assert out["similarity"].tolist()[:2] == [1.0, 1.0]  # Morgan bits do not tell the two apart
+    assert out["in_training"].tolist() == [True, False, False, None]
+    assert add_applicability_domain(frame, None)["in_training"].isna().all()  # no training set: not known
+
+
+def test_measured_metrics_leave_out_the_models_own_training_molecules():
+    """A chemist's file holding molecules the model trained on would score it on what it has seen."""
+    frame = pd.DataFrame({"prediction": [1.0, 2.0, 3.0, 4.0], "measured": [1.0, 2.5, 0.0, 9.0],
+                          "in_training": [False, False, True, None]})  # None: no training set saved
+    metrics = measured_metrics(frame)
+    assert metrics["n"] == 3 and metrics["in_training"] == 1 and np.isclose(metrics["mae"], (0 + 0.5 + 5) / 3)
+    assert measured_metrics(frame.iloc[[0, 2]]) == {"n": 1, "in_training": 1}
+    assert "in_training" not in measured_metrics(frame.iloc[[0, 1, 3]])
+
+
 def test_a_molecule_the_model_read_only_in_part_is_outside_the_domain_however_similar():
     frame = pd.DataFrame({"canonical_smiles": ["CCCCO", "CCCCO"], "error": [None, None],
                           "warnings": [None, "truncated: 3,510 tokens, the model reads only the first 512"]})
