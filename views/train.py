@@ -27,7 +27,7 @@ with right:
                           **kept_here("method", choices=trainable),
                           help="Method settings take their defaults here; the Curriculum, Uncertainty and Influence "
                                "pages set them.")
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = st.columns([1, 1.4, 1])  # the learning rate's 1.00e-04 needs the room
     epochs = epochs_input(quick, container=c1)
     learning_rate = float(c2.number_input("Learning rate", 1e-6, 1e-1, format="%.2e",  # 1.23e-04: as typed
                                           **kept_here("learning-rate", ("value", 1e-4))))
