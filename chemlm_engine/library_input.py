@@ -67,8 +67,11 @@ def chunks(path: Path, rows: int, smiles_column: str) -> Iterator[tuple[pd.DataF
         return frame
 
     if is_parquet(path):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=rows):
             yield numbered(batch.to_pandas()), None
+        if not parquet.metadata.num_rows:  # as a header-only CSV: one empty chunk, so an empty output with columns
+            yield numbered(parquet.schema_arrow.empty_table().to_pandas()), None
         return
     numbers = number_columns(path, smiles_column)
     for table in iter_table(path, rows):

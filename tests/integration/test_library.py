@@ -154,3 +154,12 @@ def test_a_molecule_named_by_several_rows_is_predicted_once_and_its_rows_agree(r
     same = frame.loc[[0, 2, 4]]
     assert same["prediction"].nunique() == 1 and same["uncertainty"].nunique() == 1
     assert frame.loc[2, "standardization"] == "removed Cl"
+
+
+def test_an_empty_parquet_library_writes_an_empty_output_with_the_columns(regressor_dir, tmp_path):
+    """As a header-only CSV does: zero rows in, zero rows out, the output's columns all there (it crashed)."""
+    source, output = tmp_path / "empty.parquet", tmp_path / "out.parquet"
+    pd.DataFrame({"smiles": pd.Series([], dtype=str), "ID": pd.Series([], dtype=str)}).to_parquet(source)
+    assert predict_library(regressor_dir, source, output).rows == 0
+    written = pd.read_parquet(output)
+    assert len(written) == 0 and {"row", "smiles", "ID", "prediction", "in_domain"} <= set(written.columns)
