@@ -264,6 +264,9 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
     import pyarrow.parquet as pq
 
     results = pq.read_table(summary.output, columns=["error", "warnings", "in_domain"]).to_pandas()
+    if summary.discarded_rows:
+        typer.echo(f"note: the {summary.discarded_rows:,} rows an interrupted run had written were for another "
+                   "input, model or version of ChemLM Studio: predicted afresh", err=True)
     typer.echo(wrote(results, summary.output, summary.seconds, summary.resumed_rows), err=True)
 
 

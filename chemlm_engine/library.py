@@ -41,6 +41,7 @@ class LibrarySummary:
     seconds: float
     output: str
     resumed_rows: int = 0  # written by an interrupted run before, not predicted again
+    discarded_rows: int = 0  # written by an interrupted run for another input, model or version: predicted afresh
 
     @property
     def rows_per_second(self) -> float:
@@ -139,20 +140,25 @@ def _stage(source: Path, target: Path, column: str, chunk_rows: int = 65536) -> 
             writer.close()
 
 
-def _parts_folder(folder: Path, manifest: dict) -> tuple[Path, int]:
+def _parts_folder(folder: Path, manifest: dict) -> tuple[Path, int, int]:
     """``folder``, where an interrupted prediction left its finished chunks, and how many there are; a folder
-    written for another input, model or chunk size is started afresh."""
+    written for another input, model or chunk size is started afresh (the third number: the rows it held)."""
+    discarded = 0
     if folder.exists():
         try:
             same = json.loads((folder / "manifest.json").read_text()) == manifest
         except (OSError, ValueError):
             same = False
         if same:
-            return folder, len(list(folder.glob("part-*.parquet")))
+            return folder, len(list(folder.glob("part-*.parquet"))), 0
+        try:
+            discarded = parts_rows(folder)
+        except (OSError, pa.ArrowException):  # damaged: its rows are not counted, the folder goes all the same
+            pass
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder, 0
+    return folder, 0, discarded
 
 
 def predict_library(model_dir: str | Path, source: str | Path, output: str | Path, smiles_column: str | None = None,
@@ -173,7 +179,7 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
                 "model": str(Path(model_dir).resolve()), "column": column, "chunk_rows": chunk_rows,
                 "format": _PARTS_FORMAT}
     output.parent.mkdir(parents=True, exist_ok=True)
-    parts, finished = _parts_folder(parts or parts_of(output), manifest)
+    parts, finished, discarded = _parts_folder(parts or parts_of(output), manifest)
     model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
     reference = TrainingReference.load(model_dir)
     report: Callable[[int, int], None] = progress or (lambda _done, _total: None)
@@ -193,7 +199,7 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
         report(done, total)
     invalid = _join_parts(sorted(parts.glob("part-*.parquet")), output)
     shutil.rmtree(parts)
-    return LibrarySummary(done, invalid, time.time() - started, str(output), resumed_rows=resumed)
+    return LibrarySummary(done, invalid, time.time() - started, str(output), resumed, discarded)
 
 
 def _join_parts(parts: list[Path], output: Path) -> int:

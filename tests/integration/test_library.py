@@ -67,7 +67,7 @@ def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(regressor_
         predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(21))
     source.write_text("smiles\n" + "\n".join(lipo.smiles[100:125]) + "\n")  # edited in between
     summary = predict_library(regressor_dir, source, output, chunk_rows=10)
-    assert summary.resumed_rows == 0
+    assert summary.resumed_rows == 0 and summary.discarded_rows == 20  # said, not silently redone
     assert pd.read_parquet(output)["smiles"].tolist() == lipo.smiles[100:125]
 
 
