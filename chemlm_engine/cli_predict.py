@@ -131,7 +131,9 @@ def predict(
     if measured := frame.attrs.get("measured_column"):  # named, or found by its name as the Predict page finds it
         metrics = measured_metrics(frame)
         seen = metrics.pop("in_training", 0)
-        typer.echo(f"against measured ({measured}): " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()),
+        typer.echo(f"against measured ({measured}): " + (", ".join(f"{k} {v:.3g}" for k, v in metrics.items())
+                   if metrics["n"] > 1 else f"{metrics['n']} row{'s' * (metrics['n'] != 1)} with a prediction and "
+                   "a measured value: no metrics"),
                    err=True)
         if seen:
             typer.echo(f"note: {seen:,} rows are molecules the model trained on (in_training): not in these numbers",
@@ -158,8 +160,9 @@ def explain(
     smiles: list[str] = typer.Option(..., "--smiles", "-s", help="The molecule to explain (one)."),
     model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
     top: int = typer.Option(10, min=1, help="Training molecules per list (pushing up, pushing down, nearest)."),
-    output: Path = typer.Option(Path("explanation"), "--output", "-o", help="Writes OUTPUT.csv (training molecules) and OUTPUT.png "
-                                "(OUTPUT may end in .csv or .png; any other dot is part of the name)."),
+    output: Path = typer.Option(Path("explanation"), "--output", "-o", help="Writes OUTPUT.csv (training "
+                                "molecules) and OUTPUT.png (OUTPUT may end in .csv or .png; any other dot is part of "
+                                "the name)."),
     trust_remote_code: bool = typer.Option(False, help="Let the model folder run code it ships."),
     db: str | None = typer.Option(None),
 ) -> None:

@@ -40,7 +40,8 @@ ONE_LINE_ERRORS = {
     "explain without training set": (["explain", "-s", "CCO", "--model", "{tmp}/noset", "--output", "{tmp}/why"],
                                      "has no saved training set", "{tmp}/why.csv"),
     "explain two molecules": (["explain", "-s", "CCO", "-s", "CCC", "--output", "{tmp}/why"],
-                              "explain takes one molecule (--smiles given 2 times); predict takes many", "{tmp}/why.csv"),
+                              "explain takes one molecule (--smiles given 2 times); predict takes many",
+                              "{tmp}/why.csv"),
     "explain a non-molecule": (["explain", "-s", "C1CC", "-o", "{tmp}/why"], "--smiles C1CC: cannot parse SMILES: "
                                "unclosed ring", "{tmp}/why.csv"),
     "unknown database scheme": (["runs", "list", "--db", "foo://bar"], "cannot open the run store 'foo://bar'",
