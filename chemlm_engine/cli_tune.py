@@ -64,7 +64,8 @@ def tune(
     output.write_text(result.best_spec.to_json())
     typer.echo(result.trials.to_string(index=False, float_format=lambda v: f"{v:.4g}"), err=True)
     typer.echo(f"best: run {result.best_run_id}, validation MSE {result.best_val_mse:.4f} at epoch "
-               f"{result.best_epoch}; reproduce it with\n  chemlm train --spec {output}", err=True)
+               f"{result.best_epoch}; train it again with (the same up to rounding where the thread count differs "
+               f"from the trial's)\n  chemlm train --spec {output}", err=True)
     refit, refit_spec = None, result.refit_spec
     if refit_spec is not None:
         refit = output.with_suffix(".refit.json")
