@@ -24,6 +24,9 @@ def sig3(value):
     return float(f"{value:.3g}")
 
 
+CANCELLING = "**cancelling**: it stops after its current batch"
+
+
 def status_text(run: RunRecord) -> str:
     """One consistent status line: the status, then what the run last said when that adds something."""
     extra = run.message if run.message and run.message != run.status else ""
@@ -119,8 +122,9 @@ def live_jobs(methods: tuple[str, ...] | None = None) -> None:
             if run.id in announced:
                 st.success(announced[run.id])
             cols = st.columns([4, 1])
-            status = "cancelling: it stops after its current batch" if run.id in cancelled else status_text(run)
-            cols[0].markdown(f"**{run_label(run)}** · {status} · {eta_text(run)}")
+            # cancelling: no time left to count down, the job stops at its next batch
+            status = CANCELLING if run.id in cancelled else f"{status_text(run)} · {eta_text(run)}"
+            cols[0].markdown(f"**{run_label(run)}** · {status}")
             cols[1].button("Cancel", key=f"cancel-{run.id}", on_click=_cancel, args=(run.id,))
             st.progress(run.progress, text=run.message)
             # The curve is on request: a browser redrawing a chart every few seconds takes CPU from the job when
@@ -140,7 +144,9 @@ def live_status(run_id: str) -> None:
     """A queued or running run's status line, kept up to date as its live card is (a line drawn with the page stood
     still at the epoch the page was last drawn in)."""
     try:
-        st.markdown(status_text(store().get_run(run_id)))
+        run = store().get_run(run_id)
+        st.markdown(CANCELLING if run_id in st.session_state.get("cancelled", ()) and run.status == "running"
+                    else status_text(run))  # as the live card says it
     except RunNotFoundError:
         st.markdown(f"run {run_id}: deleted")
 

@@ -615,6 +615,7 @@ def test_a_running_library_prediction_offers_no_live_curve_and_a_running_fit_doe
     at.button(key=f"cancel-{fit}").click().run()  # the job stops at its next batch; its card says so at once
     card = next(m.value for m in at.markdown if fit in m.value)
     assert "cancelling" in card and "cancelling" not in next(m.value for m in at.markdown if library in m.value)
+    assert "elapsed" not in card and "elapsed" in next(m.value for m in at.markdown if library in m.value)  # no ETA
     store.cancel(fit)  # it stopped: its card goes, and the page says how it ended instead of dropping it silently
     at.run()
     assert [t.value for t in at.toast] == [f"a fit · {fit} · baseline: cancelled · cancelled by user"]
