@@ -12,7 +12,7 @@ SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles")
 LABEL_COLUMNS = ("exp", "label", "Label", "y", "target", "logD", "logd")
 VALUE_COLUMNS = ("exp", "label", "y", "target", "logd", "measured", "measured_logd", "logd7.4", "logd_7.4")  # plain
 NAME_COLUMNS = ("name", "id", "compound_id", "compound", "cmpd_id", "molecule_id", "molecule", "chembl_id", "zinc_id",
-                "idnumber", "title")
+                "idnumber", "title", "cmpd_chemblid", "chemblid")  # CMPD_CHEMBLID: MoleculeNet's own files
 
 
 def plain_column_name(column: str) -> str:

@@ -70,8 +70,7 @@ if st.session_state.get("predictions_key") != key and (has_input or upload is no
 # Never disabled: a click that also commits a freshly pasted text must not be lost.
 clicked = st.button("Predict", type="primary")
 if clicked and not has_input:  # an upload that cannot be predicted yet says why above
-    st.warning("Paste SMILES or upload a CSV first." if upload is None else "This file cannot be predicted yet: see "
-               "the message under it.")
+    st.warning("Paste SMILES or upload a CSV first." if upload is None else "This file cannot be predicted yet: see above.")
 if clicked and has_input and not deleted:  # the model just changed under the click: not what the user chose
     bar = st.progress(0.0, text="Loading the model and reading the molecules …")
 
@@ -184,7 +183,8 @@ if "measured" in result:
                        + (" and a molecule the model was not trained on." if metrics.get("in_training") else "."))
         else:
             measured_summary(metrics)
-            st.plotly_chart(parity_plot(ok.dropna(subset=["measured"]), "measured", "prediction", "Your data"))
+            scored = ok[ok["measured"].notna() & ok["in_training"].ne(True)]  # the rows the numbers above count
+            st.plotly_chart(parity_plot(scored, "measured", "prediction", "Your data"))
 # one picker per input and setup: new results start unchosen (a row number of the old ones would be another
 # molecule; the browser kept showing the old label on a reused picker), the same results keep their choice
 why_this_prediction(ok, folder, key=f"why-row-{st.session_state['predictions_key'][:16]}")

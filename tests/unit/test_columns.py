@@ -21,6 +21,8 @@ def test_the_measured_value_column_is_found_by_its_name(columns, expected):
 def test_an_id_column_is_a_name_not_a_value():
     columns = ["Compound ID", "Structure", "logD7.4 (exp)"]
     assert name_column(columns) == "Compound ID" and value_column(columns) == "logD7.4 (exp)"
+    moleculenet = ["CMPD_CHEMBLID", "exp", "smiles"]  # Lipophilicity.csv's own header
+    assert name_column(moleculenet) == "CMPD_CHEMBLID" and value_column(moleculenet) == "exp"
 
 
 def test_training_data_reads_the_label_from_a_column_named_as_a_measured_value():
