@@ -239,6 +239,20 @@ def test_what_a_click_queued_stays_in_its_runs_card_while_the_run_is_active(home
     assert not at.success
 
 
+def test_predict_page_marks_a_molecule_the_model_trained_on(home, finished_run):
+    from chemlm_engine.predict.domain import TrainingReference
+
+    folder = RunStore(home=home).get_run(finished_run).model_path
+    trained_on = TrainingReference.load(folder).smiles[0]
+    at = _app("views/predict.py")
+    at.selectbox[0].set_value(folder).run()
+    at.text_area[0].set_value(f"{trained_on} seen\nCC(C)(C)c1ccc(O)cc1 new").run()
+    widget(at, "button", "Predict").click().run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("name")
+    assert table.loc["seen", "domain"] == "✓ training molecule" and table.loc["new", "domain"] != "✓ training molecule"
+
+
 def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, finished_run):
     at = _app("views/predict.py")
     at.selectbox[0].set_value(RunStore(home=home).get_run(finished_run).model_path).run()  # values are folders
