@@ -7,7 +7,7 @@ from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import length_bins
 from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, curriculum_for, find_pairs, paired_specs
 from views.common import split_data, store, submit
-from views.forms import cost_caption, epochs_input, launch_form, quick_note
+from views.forms import cost_caption, epochs_input, launch_form, quick_note, run_name
 from views.kept import kept
 from views.live import METRIC_LABELS, announce, live_jobs, sig3
 
@@ -29,7 +29,7 @@ if data is None:
 
 splits = split_data(data)
 spec = JobSpec(method="curriculum", options={"difficulty": measure, "pacing": pacing}, data=data,
-               model=ModelSpec(backbone=backbone, trust_remote_code=trust),
+               name=run_name(data, backbone), model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=data.split_seed))
 cost_caption(list(paired_specs(spec)))
 if st.button("Launch curriculum and baseline runs", type="primary", disabled=not backbone):

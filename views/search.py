@@ -9,7 +9,7 @@ from chemlm_engine.compare import status_words
 from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, searchable
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
 from views.common import LIVE_REFRESH_S, plain, run_label, store, submit
-from views.forms import cost_caption, epochs_input, launch_form
+from views.forms import cost_caption, epochs_input, launch_form, run_name
 from views.links import link
 from views.live import announce, live_jobs
 from views.kept import run_selectbox
@@ -32,7 +32,7 @@ with st.expander("Launch a search", expanded=not searches or st.session_state.ge
     spec = None
     if data is not None and backbone:
         spec = JobSpec(method="search", options={"method": method, "num_samples": samples}, data=data,
-                       model=ModelSpec(backbone=backbone, trust_remote_code=trust),
+                       name=run_name(data, backbone), model=ModelSpec(backbone=backbone, trust_remote_code=trust),
                        train=TrainConfig(epochs=epochs, seed=data.split_seed))
         cost_caption([spec])
     if st.button("Launch", type="primary", disabled=spec is None) and (queued := submit(spec)):

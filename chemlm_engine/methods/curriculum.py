@@ -102,8 +102,9 @@ def curriculum_for(spec: JobSpec, train_smiles: Sequence[str]) -> CurriculumSamp
 
 
 def paired_specs(spec: JobSpec) -> tuple[JobSpec, JobSpec]:
-    """A curriculum run and its baseline (same data, model, recipe and seed), named as one pair."""
-    name = f"{_PAIR}{uuid.uuid4().hex[:6]}"
+    """A curriculum run and its baseline (same data, model, recipe and seed), named as one pair (and as ``spec``
+    was: its file, its backbone)."""
+    name = f"{_PAIR}{uuid.uuid4().hex[:6]}" + (f" · {spec.name}" if spec.name else "")
     return replace(spec, name=name), replace(spec, method="baseline", options={}, name=name)
 
 

@@ -309,6 +309,7 @@ def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbo
     runs = store.runs()
     assert sorted(r.method for r in runs) == ["baseline", "curriculum"]
     assert runs[0].name == runs[1].name and runs[0].spec["train"] == runs[1].spec["train"]
+    assert runs[0].name.endswith(f" · {tiny_backbone.name}")  # told apart from the default backbone's pairs
     from views.common import get_manager
 
     for run in runs:  # full-size runs are not needed here: cancel them (through the store: any manager can)

@@ -139,6 +139,11 @@ def test_curriculum_runs_launched_anywhere_are_paired_with_their_baseline(store)
     assert [r.id for r in pairs[ids["no twin"]]] == [ids["no twin"]]
     launched = next(runs for key, runs in pairs.items() if key not in ids.values())
     assert [r.method for r in launched] == ["curriculum", "baseline"]
+    named = paired_specs(replace(curriculum, name="mine.csv · my-backbone"))  # the page's name: file, backbone
+    assert named[0].name == named[1].name and named[0].name.endswith(" · mine.csv · my-backbone")
+    for spec in named:
+        store.finish(store.create_run(spec.to_dict(), spec.method, spec.name), {"test_r2": 0.5}, None)
+    assert [r.method for r in find_pairs(store.runs())[named[0].name.split(":", 1)[1]]] == ["curriculum", "baseline"]
 
 
 def test_a_spec_names_its_files_absolute_and_leaves_hub_ids_run_ids_and_the_bundled_data_alone(tmp_path, monkeypatch):
