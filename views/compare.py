@@ -36,7 +36,8 @@ with st.expander("Run the full comparison"):
 live_jobs()
 table = runs_table(store().runs(status="finished"))
 if table.empty:
-    st.info("No finished runs yet.")
+    st.info("No finished training runs yet (library predictions fit nothing to compare): queue the suite above, or "
+            "train on the Train page.")
     st.stop()
 choices = reference_choices(table)
 reference = st.selectbox("Reference configuration", choices, format_func=readable,

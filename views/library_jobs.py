@@ -164,7 +164,8 @@ def _browse(run: RunRecord, output: Path) -> None:
     results = shown.columns.get_loc("canonical_smiles")  # the file's own columns come before it
     own = list(shown.columns[2:results])
     known = shown["in_domain"] if "in_domain" in shown else pd.Series(None, index=shown.index, dtype=object)
-    shown["domain"] = domain_flags(known)
+    trained_on = shown["in_training"].eq(True) if "in_training" in shown else False  # not in outputs before 6 Dec
+    shown["domain"] = domain_flags(known).mask(trained_on, "✓ training molecule")
     name = name_column(list(own))  # the file's name or ID column
     # as in the page's own results: what a chemist reads first, then the file's other columns (its SMILES among them)
     columns = ["row", "structure", name, "prediction", "uncertainty", "interval_low", "interval_high", "domain",
@@ -180,11 +181,13 @@ def _browse(run: RunRecord, output: Path) -> None:
     if count <= CSV_ROWS:  # built on click, from the file, not kept in the page
         st.download_button(f"Download the {count:,} rows in the window (CSV)",
                            partial(_window_csv, output, window, inside_only, order),
-                           f"predictions-{run.id}-logD-{window[0]:g}-to-{window[1]:g}.csv", "text/csv",
+                           f"predictions-{run.id}-logD-{window[0]:g}-to-{window[1]:g}{'-in-domain' * inside_only}.csv",
+                           "text/csv",
                            key="library-window-csv")
     else:
         st.caption(f"Over {CSV_ROWS:,} rows in the window: narrow it to download them as CSV, or take the whole "
                    "library as Parquet (above).")
     warm_explanations(run.info["model"])  # a finished library is read now: "Why?" should answer at once
-    why_this_prediction(shown.assign(name=shown[name].fillna("").astype(str) if name else ""), run.info["model"],
-                        key=f"library-why-{run.id}")
+    # picked by row number, not by place in the table: another order or window keeps the molecule, or drops it
+    why_this_prediction(shown.assign(name=shown[name].fillna("").astype(str) if name else "").set_index(
+        "row", drop=False), run.info["model"], key=f"library-why-{run.id}")

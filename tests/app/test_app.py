@@ -832,9 +832,13 @@ def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_
     at.selectbox(key=f"library-order-{run.id}").set_value("input order").run()
     why = at.selectbox(key=f"library-why-{run.id}")
     assert why.options[1].startswith(f"row {shown['row'][0]} · {shown['id'][0]} · logD")
-    why.set_value(0).run()  # "Why?" for a library row: its atoms and training molecules
+    lowest = shown.loc[shown["prediction"].idxmin()]  # first in input order only by chance, last once ranked
+    why.set_value(int(lowest["row"])).run()  # "Why?" for a library row: its atoms and training molecules
     assert not at.exception
     assert any("Training molecules behind it" in m.value for m in at.markdown)
+    at.selectbox(key=f"library-order-{run.id}").set_value("highest logD first").run()  # the same molecule explained
+    why = at.selectbox(key=f"library-why-{run.id}")
+    assert why.options[why.index].startswith(f"row {lowest['row']} · {lowest['id']} · logD"), why.options[why.index]
 
 
 def test_the_train_pages_quick_try_shrinks_a_search_and_refuses_a_pretraining(home, tiny_backbone):
