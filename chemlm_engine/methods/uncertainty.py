@@ -107,7 +107,12 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
         note = f"{opts.acquire} asked for, but the pool has {len(pool)} molecules: all of them are acquired"
         log.warning("acquire %s", note)
         ctx.store.set_info(ctx.run_id, acquire_note=note)  # the page says it beside the list, not only the log
-    n_fits = 1 if candidates else opts.fits()
+    if sweep and sweep[-1] > len(pool):  # as influence's k: a size the pool cannot give runs as the whole pool
+        sweep = sorted({min(n, len(pool)) for n in sweep})
+        note = f"the pool has {len(pool)} molecules, so the sweep runs N = {', '.join(map(str, sweep))}"
+        log.warning("sweep: %s", note)
+        ctx.store.set_info(ctx.run_id, acquire_note=note)
+    n_fits = 1 if candidates else 1 + len(strategies) * len(sweep) if sweep else opts.fits()
     span = lambda k: (k / n_fits, (k + 1) / n_fits)  # noqa: E731 - progress share of the k-th fit
 
     model, metrics = train_and_evaluate(ctx, replace(data, train=labelled), stage="initial", span=span(0),

@@ -218,13 +218,15 @@ class JobSpec:
     def from_dict(cls, raw: dict[str, Any]) -> JobSpec:
         """The spec as stored. Fields a newer or older version wrote and this one does not know are left out
         (logged); missing ones take their defaults, so any stored run can still be listed and compared."""
+        if not isinstance(options := raw.get("options", {}), dict):  # a list or a string: not name = value pairs
+            raise ConfigError(f"options must be a JSON object of settings, not {json.dumps(options)}")
         data = _known(DataSpec, raw.get("data", {}), "data")
         if "fractions" in data:
             data["fractions"] = tuple(data["fractions"])
         return cls(method=raw.get("method", "baseline"), data=DataSpec(**data),
                    model=ModelSpec(**_known(ModelSpec, raw.get("model", {}), "model")),
                    train=TrainConfig(**_known(TrainConfig, raw.get("train", {}), "train")),
-                   options=dict(raw.get("options", {})), name=raw.get("name", ""))
+                   options=dict(options), name=raw.get("name", ""))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

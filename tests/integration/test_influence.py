@@ -57,6 +57,14 @@ def test_last_layer_gradients_match_autograd_on_the_full_model(trained, lipo):
                                    rtol=1e-3, atol=1e-5)
 
 
+def test_a_scope_deeper_than_the_backbone_is_one_clear_error(trained):
+    from chemlm_engine.errors import ConfigError
+
+    assert TransformerInfluence(trained, "last_2").n_params > TransformerInfluence(trained, "last_layer").n_params
+    with pytest.raises(ConfigError, match="scope last_3: this backbone has 2 encoder layers"):
+        TransformerInfluence(trained, "last_3")  # was an IndexError when the first gradients were taken
+
+
 def test_convex_case_matches_leave_one_out_retraining():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 6))

@@ -79,6 +79,16 @@ def test_sweep_runs_uncertainty_and_random_at_every_n(tiny_backbone, store):
     assert {"smiles", "score", "strategy"} <= set(document["acquired"][0])
 
 
+def test_a_sweep_size_beyond_the_pool_runs_as_the_whole_pool_and_says_so(tiny_backbone, store):
+    spec = JobSpec(method="uncertainty", data=DataSpec(subset=60), train=TrainConfig(epochs=1, batch_size=16),
+                   model=ModelSpec(backbone=str(tiny_backbone), head_hidden=16),
+                   options={"initial_size": 20, "sweep": [10, 500], "passes": 2})  # 48 training molecules: pool 28
+    record = store.get_run(run_job(spec, store))
+    assert store.table(record.id, Tables.SWEEP)["n"].tolist() == [10, 10, 28, 28]  # what ran, not 500
+    assert record.info["acquire_note"] == "the pool has 28 molecules, so the sweep runs N = 10, 28"
+    assert record.metrics["n_labelled"] == 48
+
+
 def test_isal_scores_are_the_expected_influence_over_the_predictive_distribution(tiny_backbone, lipo):
     from chemlm_engine.methods.influence.isal import expected_influence
     from chemlm_engine.spec import IsalOptions

@@ -1,5 +1,6 @@
 """The method registry: typed, validated options; one list of methods read everywhere."""
 import json
+import re
 
 import pytest
 
@@ -111,6 +112,22 @@ def test_a_team_sets_the_default_backbone_by_environment(tmp_path):
     ours = subprocess.run([sys.executable, "-c", code], env={**env, "CHEMLM_DEFAULT_BACKBONE": str(tmp_path)},
                           capture_output=True, text=True, check=True)
     assert ours.stdout.split() == [str(tmp_path), embedded]
+
+
+@pytest.mark.parametrize("options", [[1], "x", None])
+def test_a_spec_whose_options_are_not_settings_is_one_clear_error(options):
+    said = f"options must be a JSON object of settings, not {json.dumps(options)}"
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        JobSpec.from_dict({"method": "baseline", "options": options})
+
+
+def test_the_exact_solver_above_its_size_says_which_solver_to_use():
+    import torch
+
+    from chemlm_engine.methods.influence.solvers import exact_solve
+
+    with pytest.raises(ConfigError, match="above 5 tracked parameters use the cg solver"):
+        exact_solve(lambda *_: None, (), torch.zeros(6), max_params=5)
 
 
 def test_curriculum_runs_launched_anywhere_are_paired_with_their_baseline(store):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import grad, jvp, vmap
 
-from ...errors import ChemLMError
+from ...errors import ChemLMError, ConfigError
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[..., torch.Tensor]  # (params, *batched_inputs) -> mean loss over the batch
@@ -197,8 +197,8 @@ def exact_solve(matvec: MatVec, inputs: tuple[torch.Tensor, ...], vector: torch.
     """Build the curvature matrix explicitly (one product per parameter) and solve; small subsets only."""
     size = vector.numel()
     if size > max_params:
-        raise ValueError(f"exact solve needs an explicit {size}×{size} matrix; use LiSSA or CG above "
-                         f"{max_params} parameters")
+        raise ConfigError(f"the exact solver needs an explicit {size}×{size} matrix: above {max_params} tracked "
+                          "parameters use the cg solver (or a smaller scope, e.g. head)")
     apply = _full_batch(matvec, inputs)
     eye = torch.eye(size, dtype=vector.dtype)
     matrix = torch.stack([apply(eye[i]) for i in range(size)])

@@ -70,6 +70,9 @@ class TransformerInfluence:
         else:
             n_layers = 0 if scope == "head" else 1 if scope == "last_layer" else int(scope.split("_")[1])
             layers = list(_encoder_layers(model.backbone))
+            if n_layers > len(layers):
+                raise ConfigError(f"scope {scope}: this backbone has {len(layers)} encoder layers (last_{len(layers)} "
+                                  "tracks them all)")
             self.n_layers = n_layers
             self.module = _Suffix(model, layers[len(layers) - n_layers:] if n_layers else [])
             self.params = {n: p.detach() for n, p in self.module.named_parameters()}
