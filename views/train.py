@@ -84,9 +84,21 @@ runs_overview(runs)
 
 
 
+def _picked_elsewhere(run_id: str, what: str) -> bool:
+    """Whether a click came from the controls of a run other than the one picked (a slow rerun still showed them):
+    then it does nothing, and says so."""
+    if (picked := st.session_state.get("detail-run")) in (None, run_id):
+        return False
+    st.session_state["detail-note"] = (f"Not {what}: the click reached run {run_id}'s controls while the page was "
+                                       f"changing to run {picked}. Nothing changed; try again.")
+    return True
+
+
 def _delete(run_id: str) -> None:
     """Delete's callback, given the run on screen when it was clicked: never whichever run the rerun selects (the
     newest, when another tab deleted the one shown)."""
+    if _picked_elsewhere(run_id, "deleted"):
+        return
     try:
         run = store().get_run(run_id)
         discard_kept(store(), run)  # a stopped library prediction's finished chunks, kept for a rerun
@@ -102,6 +114,8 @@ def _delete(run_id: str) -> None:
 
 def _rename(run_id: str, key: str) -> None:
     """Rename's callback: only an edit renames (a stale field in another tab never writes its text back)."""
+    if _picked_elsewhere(run_id, "renamed"):
+        return
     try:
         store().rename(run_id, st.session_state[key])
     except ChemLMError as exc:

@@ -874,6 +874,13 @@ def test_delete_and_rename_act_on_the_run_on_screen_even_when_another_tab_change
     now = at.selectbox(key="detail-run").value  # another run: its own confirmation, closed (one click must not
     assert now != shown and not _delete_popover(at).open  # delete it; the browser test checks it stays closed there)
     assert any(c.value.startswith(f"Run {now}: its rows") for c in at.caption)
+    at.selectbox(key="detail-run").set_value(older)  # picked, and the click lands before the page is redrawn:
+    widget(at, "button", "Yes, delete it").click().run()  # the old controls' click deletes nothing (it deleted `now`)
+    assert len(store.runs()) == 2 and any("the click reached run" in w.value and now.replace("-", "\\-") in w.value
+                                          for w in at.warning)  # plain(): Markdown escaped
+    at.text_input(key=f"name-{older}").set_value("typed")
+    at.selectbox(key="detail-run").set_value(newest).run()  # a name typed as the page changed: not written
+    assert store.get_run(older).name == "a" and any("Not renamed" in w.value for w in at.warning)
     at.selectbox(key="detail-run").set_value(newest).run()  # the user picks (or sees) the run to delete
     assert not _delete_popover(at).disabled
     widget(at, "button", "Yes, delete it").click().run()  # now the newest is on screen: it goes, as asked
