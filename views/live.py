@@ -47,8 +47,12 @@ def eta_text(run: RunRecord) -> str:
 def metrics_row(run: RunRecord) -> pd.DataFrame:
     """The run's metrics, 3 significant digits; those its method does not report (an influence run has no best
     epoch) are left out rather than shown as None."""
-    own = {"mlm_eval_loss": "MLM eval loss"}  # an MLM run's unsupervised stage: did it learn?
+    own = {"mlm_eval_loss": "MLM eval loss",  # an MLM run's unsupervised stage: did it learn?
+           "members": "members", "member_test_r2_mean": "members' mean R²",  # an ensemble: its intervals on test
+           "interval_coverage": "test inside its interval", "interval_width": "interval width (logD)"}
     values = {label: sig3(run.metrics.get(key)) for key, label in {**METRIC_LABELS, **own}.items()}
+    if run.info.get("trainable_pct", 100) < 100:  # BitFit, LoRA, IA3: what they train of the whole
+        values["trainable parameters"] = f"{run.info['trainable_params']:,} ({run.info['trainable_pct']:.2g} %)"
     return pd.DataFrame([{label: value for label, value in values.items() if value is not None}])
 
 

@@ -1055,3 +1055,21 @@ def test_active_learning_follows_a_launched_run_while_it_waits_in_the_queue(home
     at.switch_page("views/uncertainty.py").run()
     assert not at.exception and widget(at, "selectbox", "Run").value == queued
     assert any(m.value.startswith("**queued") for m in at.markdown)  # its status until its results are there
+
+
+def test_run_detail_shows_an_ensembles_intervals_and_an_adapters_share_of_parameters(home):
+    store = RunStore(home=home)
+    ensemble = store.create_run(JobSpec(method="ensemble").to_dict(), "ensemble", "five")
+    store.finish(ensemble, {"test_r2": 0.7, "members": 5, "member_test_r2_mean": 0.66, "interval_coverage": 0.91,
+                            "interval_width": 2.4}, None)
+    lora = store.create_run(JobSpec(method="lora").to_dict(), "lora", "adapters")
+    store.set_info(lora, trainable_params=11_777, total_params=39_233, trainable_pct=30.02)
+    store.finish(lora, {"test_r2": 0.5}, None)
+    at = _app("views/train.py")
+    at.selectbox(key="detail-run").set_value(ensemble).run()
+    shown = next(d.value for d in at.dataframe if "R²" in d.value.columns and len(d.value) == 1)
+    columns = ["members", "members' mean R²", "test inside its interval", "interval width (logD)"]
+    assert shown.iloc[0][columns].tolist() == [5, 0.66, 0.91, 2.4]
+    at.selectbox(key="detail-run").set_value(lora).run()
+    shown = next(d.value for d in at.dataframe if "R²" in d.value.columns and len(d.value) == 1)
+    assert shown.iloc[0]["trainable parameters"] == "11,777 (30 %)" and "members" not in shown
