@@ -68,8 +68,8 @@ left out as {task_name} molecules: {result.excluded:,} |
 {'a random SMILES spelling per draw' if opts.randomize_smiles else 'canonical SMILES'} |
 | optimisation | AdamW, learning rate {opts.learning_rate:g}, weight decay {opts.weight_decay:g}, \
 {opts.warmup_steps:,} warm-up steps, batch {opts.batch_size}, seed {opts.seed} |
-| budget | {result.steps:,} steps, {result.molecules_seen:,} molecules drawn, {result.seconds / 60:.1f} min \
-(this run's share, after any resume) |
+| budget | {result.steps:,} steps, {result.molecules_seen:,} training molecules drawn, {result.seconds / 60:.1f} \
+min (the minutes: this run's share, after any resume) |
 
 ## Corpus against {task_name} (share of molecules per bin)
 

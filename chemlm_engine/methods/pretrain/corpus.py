@@ -174,12 +174,25 @@ class MoleculeStream:
         self.order = np.random.default_rng(seed).permutation(len(self.smiles))
         self.exclude = exclude or set()
         self.cursor = 0
+        self.held = 0  # the first positions of the order, drawn by hold_out: never drawn again when the order wraps
+
+    def hold_out(self, n: int) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """The first ``n`` usable molecules, kept out of every later draw (an evaluation set)."""
+        taken = self.take(n)
+        self.held = self.cursor if self.cursor < len(self.order) else 0  # all of a tiny corpus: nothing left to hold
+        return taken
+
+    def _ids(self, positions: np.ndarray) -> np.ndarray:
+        """Corpus indices at cursor positions: past the end the order wraps around, without the held-out start."""
+        n, held = len(self.order), self.held
+        wrapped = np.where(positions < n, positions, held + (positions - n) % (n - held))
+        return self.order[wrapped]
 
     def take(self, n: int) -> tuple[list[str], np.ndarray, np.ndarray | None]:
         """Next ``n`` usable molecules (wrapping around at the end) with their raw descriptors and, for a
         prepared corpus, their positions in it."""
         if self.descriptors is not None:
-            ids = self.order[np.arange(self.cursor, self.cursor + n) % len(self.order)]
+            ids = self._ids(np.arange(self.cursor, self.cursor + n))
             self.cursor += n
             return [self.smiles[i] for i in ids], self.descriptors[ids], ids
         out: list[str] = []
@@ -189,7 +202,7 @@ class MoleculeStream:
                 if not out and self.cursor >= len(self.order) and self.invalid + self.excluded >= self.cursor:
                     raise DataError("no molecule to pretrain on: every SMILES of the corpus is invalid or one of the "
                                     "fine-tuning data's molecules (always left out)")
-                described = _describe(self.smiles[self.order[self.cursor % len(self.order)]], self.targets)
+                described = _describe(self.smiles[int(self._ids(np.array([self.cursor]))[0])], self.targets)
                 self.cursor += 1
                 if described is None:
                     self.invalid += 1

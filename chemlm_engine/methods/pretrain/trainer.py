@@ -227,7 +227,8 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
         raise ValueError(f"the prepared corpus holds {smiles.targets!r} targets, not {config.descriptor_targets!r}")
     names = target_names(config.descriptor_targets)
     stream = MoleculeStream(smiles, config.seed, exclude, config.descriptor_targets)
-    eval_smiles, eval_desc, _ = stream.take(min(config.n_eval, max(len(stream.smiles) // 10, 1)))
+    eval_smiles, eval_desc, _ = stream.hold_out(min(config.n_eval, max(len(stream.smiles) // 10, 1)))
+    held = stream.cursor  # the draws the evaluation set took: not training molecules
     use_descriptors = config.descriptor_weight > 0
     resume = _latest_checkpoint(ckpt)
     if resume is not None:
@@ -249,7 +250,7 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
             scaler = DescriptorScaler(state["scaler_mean"].numpy(), state["scaler_std"].numpy())
         else:
             stats_stream = MoleculeStream(smiles, config.seed, exclude, config.descriptor_targets)
-            stats_stream.cursor = stream.cursor  # statistics from training molecules, never the eval set
+            stats_stream.cursor, stats_stream.held = stream.cursor, stream.held  # training molecules, never eval
             _, train_desc, _ = stats_stream.take(min(config.n_descriptor_stats, len(stream.smiles)))
             scaler = DescriptorScaler.fit(train_desc)
         eval_desc = scaler.transform(eval_desc)
@@ -314,7 +315,7 @@ def pretrain(smiles: Sequence[str] | PreparedCorpus, output_dir: str | Path,
         head.save(out / "descriptor_head.safetensors")
         (out / "descriptor_scaler.json").write_text(json.dumps(
             {"names": names, "mean": scaler.mean.tolist(), "std": scaler.std.tolist()}, indent=2))
-    result = PretrainResult(step, float(ema or math.nan), metrics, stream.cursor, stream.excluded,
+    result = PretrainResult(step, float(ema or math.nan), metrics, stream.cursor - held, stream.excluded,
                             time.time() - start, str(out))
     (out / "pretrain_summary.json").write_text(json.dumps({**asdict(result), "config": asdict(config)}, indent=2))
     return result
