@@ -270,7 +270,9 @@ class RunStore:
         """Copy a finished run's model folder to ``destination`` with ``metrics.json`` (spec, metrics, versions)."""
         record = self.get_run(run_id)
         if record.status != "finished" or not record.model_path:  # a library prediction finishes with no model
-            why = f"status {record.status}" if record.status != "finished" else f"a {record.method} run makes none"
+            why = f"status {record.status}" if record.status != "finished" else (
+                f"a pretrain run writes a backbone, to {record.info['output']}: train on it with --backbone"
+                if record.method == "pretrain" and record.info.get("output") else f"a {record.method} run makes none")
             raise RunNotFoundError(f"run {run_id} has no model to export ({why})")
         destination = Path(destination)
         if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):  # never two models

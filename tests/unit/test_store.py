@@ -69,6 +69,11 @@ def test_exporting_a_run_without_a_model_says_which_of_the_two_reasons_it_is(tmp
         store.export_model(queued, tmp_path / "out")
     with pytest.raises(RunNotFoundError, match="no model to export \\(a predict run makes none\\)"):
         store.export_model(finished, tmp_path / "out")
+    pretrained = store.create_run(JobSpec(method="pretrain").to_dict(), "pretrain", "a backbone")
+    store.set_info(pretrained, output="/data/my-backbone")
+    store.finish(pretrained, {"steps": 10})  # its backbone is in its output folder, not a regressor to export
+    with pytest.raises(RunNotFoundError, match="a pretrain run writes a backbone, to /data/my-backbone: train on it"):
+        store.export_model(pretrained, tmp_path / "out")
 
 
 def test_a_run_whose_stored_options_no_longer_validate_still_lists(tmp_path):
