@@ -223,7 +223,8 @@ def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = ty
     frame = runs_frame(store.runs())
     if as_json:  # options as an object, not JSON text inside JSON; counts as whole numbers
         frame["options"] = [json.loads(o) if str(o).startswith("{") else {} for o in frame.get("options", [])]
-        frame = frame.astype({c: "Int64" for c in ("subset", "seed", "epochs", "trainable_params") if c in frame})
+        frame = frame.astype({c: "Int64" for c in ("subset", "seed", "epochs", "batch_size", "trainable_params")
+                              if c in frame})
         typer.echo(frame.to_json(orient="records", date_format="iso"))
     elif frame.empty:
         typer.echo("no runs yet")

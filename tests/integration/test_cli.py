@@ -68,6 +68,10 @@ def test_cli_train_predict_and_runs(tiny_backbone, tmp_path, monkeypatch):
     assert repr(json.loads(listing.output)[0]["subset"]) == "100"  # a count, not 100.0
     table = runner.invoke(app, ["runs", "list"]).output.splitlines()
     assert table[0].split()[:2] == ["id", "name"] and "100" in table[1].split()  # the subset, which tells runs apart
+    library_run = JobSpec(method="predict", options={"model": "assets/lipo-regressor", "source": "library.csv"})
+    RunStore().create_run(library_run.to_dict(), "predict", "a library")  # no recipe: its batch size is missing
+    counts = [run["batch_size"] for run in json.loads(runner.invoke(app, ["runs", "list", "--json"]).output)]
+    assert repr(counts) == "[None, 16]"  # a count, not 16.0, beside a run without one
     shown = runner.invoke(app, ["runs", "show", summary["run_id"]])
     assert shown.exit_code == 0 and json.loads(shown.output)["epochs"][0]["val_mse"] > 0  # one JSON document
     exported = runner.invoke(app, ["export", summary["run_id"], str(tmp_path / "exported")])
