@@ -70,7 +70,7 @@ if st.session_state.get("predictions_key") != key and (has_input or upload is no
 # Never disabled: a click that also commits a freshly pasted text must not be lost.
 clicked = st.button("Predict", type="primary")
 if clicked and not has_input:  # an upload that cannot be predicted yet says why above
-    st.warning("Paste SMILES or upload a CSV first." if upload is None else "This file cannot be predicted yet: see above.")
+    st.warning("Paste SMILES or upload a CSV first." if upload is None else "This file cannot be predicted: see above.")
 if clicked and has_input and not deleted:  # the model just changed under the click: not what the user chose
     bar = st.progress(0.0, text="Loading the model and reading the molecules …")
 
