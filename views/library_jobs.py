@@ -164,8 +164,7 @@ def _browse(run: RunRecord, output: Path) -> None:
     results = shown.columns.get_loc("canonical_smiles")  # the file's own columns come before it
     own = list(shown.columns[2:results])
     known = shown["in_domain"] if "in_domain" in shown else pd.Series(None, index=shown.index, dtype=object)
-    trained_on = shown["in_training"].eq(True) if "in_training" in shown else False  # not in outputs before 6 Dec
-    shown["domain"] = domain_flags(known).mask(trained_on, "✓ training molecule")
+    shown["domain"] = domain_flags(known, shown.get("in_training"))
     name = name_column(list(own))  # the file's name or ID column
     # as in the page's own results: what a chemist reads first, then the file's other columns (its SMILES among them)
     columns = ["row", "structure", name, "prediction", "uncertainty", "interval_low", "interval_high", "domain",

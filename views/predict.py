@@ -114,7 +114,7 @@ notes = [f"{n:,} molecule{'s' * (n > 1)} {what}" for n, what in (
      "standardised as the training data was (what changed: the standardization column)")) if n]
 if notes:
     st.info("; ".join(notes) + ".")
-ok["domain"] = domain_flags(ok["in_domain"]).mask(ok["in_training"].eq(True), "✓ training molecule")
+ok["domain"] = domain_flags(ok["in_domain"], ok["in_training"])
 if "interval_low" in ok:
     ok["interval"] = [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(ok["interval_low"], ok["interval_high"])]
 tabs = st.tabs(["Results", "Structures", f"Invalid rows ({len(bad)})", "Distribution"]

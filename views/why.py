@@ -50,9 +50,11 @@ def explanation(folder: str, smiles: str) -> Explanation:
 
 
 
-def domain_flags(in_domain: pd.Series) -> pd.Series:
-    """The ``domain`` column the result tables show and :func:`why_this_prediction` reads ("–": not known)."""
-    return in_domain.map({True: "✓ in domain", False: OUTSIDE}).fillna("–")
+def domain_flags(in_domain: pd.Series, in_training: pd.Series | None = None) -> pd.Series:
+    """The ``domain`` column the result tables show and :func:`why_this_prediction` reads ("–": not known); a
+    molecule the model trained on says so (``in_training``: absent from library outputs of before 6 December)."""
+    flags = in_domain.map({True: "✓ in domain", False: OUTSIDE}).fillna("–")
+    return flags if in_training is None else flags.mask(in_training.eq(True), "✓ training molecule")
 
 
 def why_this_prediction(ok: pd.DataFrame, folder: str, key: str = "why-row") -> None:

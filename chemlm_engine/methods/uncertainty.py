@@ -17,7 +17,7 @@ from ..pipeline import JobContext, SplitData, load_pool, read_pool, train_and_ev
 from ..store import Kinds, RunStore
 from ..spec import IsalOptions, JobSpec, UncertaintyOptions
 from .influence.isal import expected_influence
-from .selection import select_random, select_top
+from .selection import select_random, select_top, sizes_within
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,11 @@ def run_active_learning(ctx: JobContext, data: SplitData, opts: UncertaintyOptio
         log.warning("acquire %s", note)
         ctx.store.set_info(ctx.run_id, acquire_note=note)  # the page says it beside the list, not only the log
     if sweep and sweep[-1] > len(pool):  # as influence's k: a size the pool cannot give runs as the whole pool
-        sweep = sorted({min(n, len(pool)) for n in sweep})
+        sweep = sizes_within(sweep, len(pool))
         note = f"the pool has {len(pool)} molecules, so the sweep runs N = {', '.join(map(str, sweep))}"
         log.warning("sweep: %s", note)
         ctx.store.set_info(ctx.run_id, acquire_note=note)
-    n_fits = 1 if candidates else 1 + len(strategies) * len(sweep) if sweep else opts.fits()
+    n_fits = 1 if candidates else replace(opts, sweep=tuple(sweep)).fits()
     span = lambda k: (k / n_fits, (k + 1) / n_fits)  # noqa: E731 - progress share of the k-th fit
 
     model, metrics = train_and_evaluate(ctx, replace(data, train=labelled), stage="initial", span=span(0),

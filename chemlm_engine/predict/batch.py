@@ -218,7 +218,7 @@ def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:
     model trained on (``in_training``) are left out, their number as ``in_training``: a model scored on its own
     training molecules looks far better than it is."""
     both = frame["prediction"].notna() & frame["measured"].notna()
-    seen = both & (frame["in_training"] == True) if "in_training" in frame else both & False  # noqa: E712 - None
+    seen = both & frame["in_training"].eq(True) if "in_training" in frame else both & False  # None: not known
     both &= ~seen
     if both.sum() < 2:
         return {"n": int(both.sum()), **({"in_training": int(seen.sum())} if seen.any() else {})}

@@ -13,7 +13,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from ...pipeline import JobContext, SplitData, load_pool, read_pool, train_and_evaluate
-from ..selection import select_random
+from ..selection import select_random, sizes_within
 from ...store import Kinds, RunStore, Tables
 from ...spec import InfluenceOptions, JobSpec
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
@@ -63,7 +63,7 @@ def run_influence(ctx: JobContext, data: SplitData, opts: InfluenceOptions) -> d
     if opts.corrupt_fraction > 0:
         labels, corrupted = corrupt_labels(pool.labels, opts.corrupt_fraction, seed)
         pool = replace(pool, labels=labels)
-    ks = sorted({min(k, len(pool)) for k in opts.k})
+    ks = sizes_within(opts.k, len(pool))
     if max(opts.k) > len(pool):
         log.warning("k %s: the pool has %d molecules, so the sweep runs k = %s", ", ".join(map(str, opts.k)),
                     len(pool), ", ".join(map(str, ks)))
