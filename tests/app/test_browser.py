@@ -363,6 +363,7 @@ def test_a_chosen_run_survives_a_rename_its_deletion_is_said_and_a_delete_asks_a
     page.wait_for_timeout(1000)  # the page's first run has ended: a rerun would close the list as it is clicked
     _choose(page, box, re.compile(trained))
     name = page.get_by_label("Name")
+    expect(name).to_have_value(store.get_run(trained).name)  # the picked run's field, not the one shown before it
     for _ in range(3):  # typing that lands while the page reruns can be lost (a loaded CI machine): type again
         name.fill("renamed")
         name.press("Enter")
