@@ -88,18 +88,30 @@ def _screenshot_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def _settled(page) -> None:
+    """Wait until the page is not rerunning: while it does, elements below the point the script has reached may
+    belong to the page as it was (a new picker above shifts them) and a click there is lost or lands elsewhere."""
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"], "
+                           "[data-testid=\"stStatusWidgetRunningIcon\"], "
+                           "[data-testid=\"stStatusWidgetRunningManIcon\"]')", timeout=120_000)
+
+
 def _choose(page, box, name, tries: int = 5) -> None:
     """Pick an option of a Streamlit selectbox. A click that lands while the page is still rerunning opens no
-    list (seen under a loaded CI machine), so open it again until the option shows."""
+    list, or its pick is undone by the rerun (seen under a loaded CI machine): open it again until it holds."""
     option = page.get_by_role("option", name=name)
-    for _ in range(tries):
+    for attempt in range(1, tries + 1):
+        _settled(page)
         box.click()
         try:
             option.wait_for(timeout=10_000)
-            break
-        except PlaywrightTimeout:
+            option.click()
+            expect(box).to_have_value(name, timeout=20_000)
+            return
+        except (PlaywrightTimeout, AssertionError):
+            if attempt == tries:
+                raise
             page.keyboard.press("Escape")
-    option.click()
 
 
 def _click_until(target, shows, tries: int = 3, state: str = "visible") -> None:
@@ -207,7 +219,7 @@ def test_a_smiles_file_is_predicted_on_the_page_and_a_parquet_library_in_the_bac
     _click_until(page.get_by_text("Upload a file"), page.get_by_text("CSV with a SMILES column"))
     page.locator('input[type="file"]').set_input_files(str(smi))
     expect(page.get_by_role("combobox", name="Name / ID column")).to_have_value("name")  # picked for the user
-    page.wait_for_timeout(1000)
+    _settled(page)
     page.get_by_role("button", name="Predict", exact=True).click()
     page.get_by_text("Outside the domain", exact=True).wait_for()
     metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
@@ -220,7 +232,7 @@ def test_a_smiles_file_is_predicted_on_the_page_and_a_parquet_library_in_the_bac
             writer.write(mol)
     page.locator('input[type="file"]').set_input_files(str(sdf))
     expect(page.get_by_role("combobox", name="Measured value column (optional)")).to_have_value("logD")
-    page.wait_for_timeout(1000)
+    _settled(page)
     page.get_by_role("button", name="Predict", exact=True).click()
     page.get_by_text("Against measured", exact=True).wait_for()
     metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
