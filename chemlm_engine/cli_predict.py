@@ -83,8 +83,8 @@ def predict(
     # the model's imports (torch, transformers: seconds) only once the arguments are known to be good
     from .predict.domain import TrainingReference, add_applicability_domain
     from .predict.ensemble import load_predictor
-    from .predict.batch import (measured_metrics, predict_csv, predict_smiles, result_columns, unread_measured,
-                                user_table)
+    from .predict.batch import (measured_metrics, predict_csv, predict_smiles, result_columns, training_rows_note,
+                                unread_measured, user_table)
     from .library import annotated_library
 
     if input is not None and (executor == "ray" or is_parquet(input) or (output is not None and is_parquet(output))):
@@ -136,8 +136,7 @@ def predict(
                    "a measured value: no metrics"),
                    err=True)
         if seen:
-            typer.echo(f"note: {seen:,} rows are molecules the model trained on (in_training): not in these numbers",
-                       err=True)
+            typer.echo(f"note: {training_rows_note(int(seen))}", err=True)
         if unread_measured(frame):
             typer.echo(f"note: {unread_measured(frame)}", err=True)
     if output is None:

@@ -188,6 +188,11 @@ def prepare_smiles(text: object, standardization: Standardization = Standardizat
         try:  # every later step (model, fingerprints, descriptors) reads the canonical SMILES again
             _parse(canonical)
         except InvalidSmilesError as exc:  # e.g. [CH2+3]C, which neutralising turns into C[CH5]
+            metal = next((c for c in changes if c.startswith("removed the metal")), None)
+            if metal:  # ferrocene's rings: no molecule without the iron they are bound to
+                raise InvalidSmilesError(f"an organometallic: {metal.split(':')[0]} leaves {canonical}, which is no "
+                                         f"molecule on its own (RDKit: {exc}); a complex whose ligands need the "
+                                         "metal, as ferrocene's, is not predicted") from None
             made = "standardisation makes it" if changes else "its canonical form is"
             raise InvalidSmilesError(f"{made} {canonical}, which RDKit cannot read back ({exc})") from None
         return PreparedSmiles(raw, canonical, None, tuple(changes), mol.GetNumHeavyAtoms())

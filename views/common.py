@@ -13,7 +13,7 @@ import streamlit as st
 import torch
 
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, DataSpec, JobSpec, model_kind
-from chemlm_engine.predict import Ensemble, TrainingReference, load_predictor
+from chemlm_engine.predict import Ensemble, TrainingReference, load_predictor, training_rows_note
 from chemlm_engine.compare import launched_trusting
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.jobs import SplitData, check_job_data, load_split_data
@@ -185,7 +185,7 @@ def measured_summary(metrics: dict[str, float], promised: float = 0.9) -> None:
         ("n", "n"), ("R²", "r2"), ("RMSE", "rmse"), ("MAE", "mae"))) + (
         f" · **inside the {promised:.0%} interval** {metrics['coverage']:.0%}" if "coverage" in metrics else ""))
     if seen := metrics.get("in_training"):
-        st.caption(f"{seen:,} of your rows are molecules the model trained on: not in these numbers (in_training).")
+        st.caption(training_rows_note(seen) + ".")
     if metrics.get("coverage", 1.0) < promised - 2 * (promised * (1 - promised) / metrics["n"]) ** 0.5:
         st.warning(f"Only {metrics['coverage']:.0%} of your measured values lie inside their {promised:.0%} interval, "
                    "fewer than chance explains: the intervals were calibrated on data like the training data, and "

@@ -21,7 +21,7 @@ from ..tables import numbers, pick_column, read_table
 from ..training import regression_metrics
 
 __all__ = ["predict_smiles", "predict_csv", "user_table", "result_columns", "parse_pasted", "token_warnings",
-           "molecule_warnings", "measured_metrics", "unread_measured", "PREDICTION_COLUMNS"]
+           "molecule_warnings", "measured_metrics", "training_rows_note", "unread_measured", "PREDICTION_COLUMNS"]
 
 
 def parse_pasted(text: str) -> tuple[list[str], list[str]]:
@@ -228,3 +228,9 @@ def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:
         inside = (frame.loc[both, "interval_low"] <= measured) & (measured <= frame.loc[both, "interval_high"])
         metrics["coverage"] = float(inside.mean())
     return {**metrics, **({"in_training": int(seen.sum())} if seen.any() else {})}
+
+
+def training_rows_note(seen: int) -> str:
+    """What :func:`measured_metrics` left out as the model's own training molecules (``seen`` of them)."""
+    return (f"{seen:,} {'row is a molecule' if seen == 1 else 'rows are molecules'} the model trained on, or a "
+            "stereoisomer of one (in_training): not in these numbers")

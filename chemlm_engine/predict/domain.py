@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 DOMAIN_SIMILARITY = 0.3
 # A molecule the model read only in part (its SMILES truncated) is outside the domain whatever its similarity.
 TRUNCATED = "truncated:"
-# in_training: the molecule itself (its canonical SMILES) is one the model was trained on
+# in_training: the molecule, its stereochemistry aside, is one the model was trained on (enantiomers share their logD,
+# and neither the fingerprints nor the descriptors see stereochemistry: a racemate of a training molecule is one too)
 DOMAIN_COLUMNS = ("nearest_training_smiles", "nearest_training_label", "similarity", "in_domain", "in_training")
 FINGERPRINT_FILE = "training_fingerprints.npz"
 _BITS = 2048
@@ -42,6 +43,13 @@ def fingerprints(smiles: Sequence[str]) -> list:
     """Morgan fingerprints (radius 2, 2048 bits) of valid SMILES, for Tanimoto similarities."""
     with rdBase.BlockLogs():
         return [_MORGAN.GetFingerprint(Chem.MolFromSmiles(s)) for s in smiles]
+
+
+def _flat(smiles: str) -> str:
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles)
+    Chem.RemoveStereochemistry(mol)
+    return Chem.MolToSmiles(mol)
 
 
 def _packed(fps: list) -> np.ndarray:
@@ -63,6 +71,11 @@ class TrainingReference:
     def bit_matrix(self) -> np.ndarray:
         """The fingerprints as a float32 matrix of 0 / 1, one row per molecule, for :func:`nearest_neighbours`."""
         return np.unpackbits(self.bits, axis=1, bitorder="little").astype(np.float32)
+
+    @functools.cached_property
+    def flat_smiles(self) -> frozenset[str]:
+        """The molecules' canonical SMILES without stereochemistry."""
+        return frozenset(map(_flat, self.smiles))
 
     @classmethod
     def from_smiles(cls, smiles: Sequence[str],
@@ -145,7 +158,8 @@ def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference |
                              threshold: float = DOMAIN_SIMILARITY) -> pd.DataFrame:
     """Add the nearest training molecule, its similarity, its measured value (``nearest_training_label``, when
     the labels were saved), ``in_domain`` (similar enough to a training molecule, and read whole by the model) and
-    ``in_training`` (a training molecule itself) to a prediction table (left empty without a reference)."""
+    ``in_training`` (a training molecule itself, its stereochemistry aside) to a prediction table (left empty
+    without a reference)."""
     out = frame.copy()
     for column in DOMAIN_COLUMNS:
         out[column] = None if column in ("nearest_training_smiles", "in_domain", "in_training") else np.nan
@@ -156,5 +170,9 @@ def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference |
             out.loc[valid, column] = nn[column].to_numpy()
         read_whole = ~out.loc[valid, "warnings"].fillna("").str.contains(TRUNCATED) if "warnings" in out else True
         out.loc[valid, "in_domain"] = (nn["similarity"].to_numpy() >= threshold) & read_whole
-        out.loc[valid, "in_training"] = out.loc[valid, "canonical_smiles"].isin(set(reference.smiles)).to_numpy()
+        seen = out.loc[valid, "canonical_smiles"].isin(set(reference.smiles)).to_numpy().copy()
+        twins = ~seen & (nn["similarity"].to_numpy() == 1.0)  # a stereoisomer has the same fingerprint: only these
+        if twins.any():
+            seen[twins] = [_flat(s) in reference.flat_smiles for s in out.loc[valid[twins], "canonical_smiles"]]
+        out.loc[valid, "in_training"] = seen
     return out

@@ -375,7 +375,8 @@ def test_predict_finds_a_measured_column_by_its_name_as_the_predict_page_does(re
                                        "c1ccccc1O,1.5\nCCCCCC,3.1\n")
     seen = CliRunner().invoke(app, [*args[:4], str(tmp_path / "seen.csv"), "-o", str(tmp_path / "s.csv")])
     assert "against measured (logD7.4 (exp)): n 3, mse" in seen.output, seen.output
-    assert "note: 2 rows are molecules the model trained on (in_training): not in these numbers" in seen.output
+    assert "note: 2 rows are molecules the model trained on, or a stereoisomer of one (in_training): not in these " \
+           "numbers" in seen.output
     assert pd.read_csv(tmp_path / "s.csv")["in_training"].tolist() == [True, True, False, False, False]
     (tmp_path / "header.csv").write_text("SMILES,logD7.4 (exp)\n")  # nothing to score: said, not "n 0, ..."
     empty = CliRunner().invoke(app, [*args[:4], str(tmp_path / "header.csv"), "-o", str(tmp_path / "h.csv")])

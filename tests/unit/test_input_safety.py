@@ -160,6 +160,14 @@ def test_a_removed_metal_is_said_to_leave_the_ligand_predicted_alone(complex_, m
     assert f"removed the metal ({metals}): predicted as the part left, not as a complex or salt of the metal" in said
 
 
+@pytest.mark.parametrize("ferrocene", ["[cH-]1cccc1.[cH-]1cccc1.[Fe+2]", "[CH-]1C=CC=C1.[CH-]1C=CC=C1.[Fe+2]"])
+def test_an_organometallic_whose_ligand_needs_its_metal_is_an_error_that_names_the_metal(ferrocene):
+    from chemlm_engine.molecules import Standardization, prepare_smiles
+
+    error = prepare_smiles(ferrocene, Standardization()).error
+    assert error.startswith("an organometallic: removed the metal (Fe) leaves c1cccc1, which is no molecule on its own")
+
+
 @pytest.mark.parametrize("fragment", ["*CC*", "[1*]c1ccccc1", "CC(=O)[*:1]"])
 def test_a_fragment_with_wildcards_is_an_error_not_a_molecule(fragment):
     with pytest.raises(InvalidSmilesError, match="wildcard or attachment point"):

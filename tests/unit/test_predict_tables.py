@@ -18,12 +18,13 @@ def test_the_nearest_training_molecule_comes_with_its_measured_value():
     assert add_applicability_domain(frame, None)["in_domain"].isna().all()  # no training set: no verdict
 
 
-def test_a_training_molecule_itself_is_marked_not_its_stereoisomer_of_the_same_fingerprint():
-    frame = pd.DataFrame({"canonical_smiles": ["C[C@H](N)O", "C[C@@H](N)O", "CCO", None],
-                          "error": [None, None, None, "cannot parse"]})
+def test_a_training_molecule_is_marked_and_so_are_its_stereoisomers_and_its_racemate():
+    # enantiomers share their logD: a model scored on the mirror image of a training molecule is scored on it
+    frame = pd.DataFrame({"canonical_smiles": ["C[C@H](N)O", "C[C@@H](N)O", "CC(N)O", "CCO", "OCC(N)O", None],
+                          "error": [None, None, None, None, None, "cannot parse"]})
     out = add_applicability_domain(frame, TrainingReference.from_smiles(["C[C@H](N)O", "CCN"], [0.1, 0.2]))
-    assert out["similarity"].tolist()[:2] == [1.0, 1.0]  # Morgan bits do not tell the two apart
-    assert out["in_training"].tolist() == [True, False, False, None]
+    assert out["similarity"].tolist()[:3] == [1.0, 1.0, 1.0]  # Morgan bits do not tell the three apart
+    assert out["in_training"].tolist() == [True, True, True, False, False, None]
     assert add_applicability_domain(frame, None)["in_training"].isna().all()  # no training set: not known
 
 
