@@ -86,8 +86,9 @@ def why_this_prediction(ok: pd.DataFrame, folder: str, key: str = "why-row") -> 
                    "training molecules below explain what it learned, not a close precedent.")
     left, right = st.columns([2, 3])
     left.image(reason.picture, caption="Atoms: not attributed for a molecule too large to draw" if reason.atoms is None
-               else "Atoms: red raises the predicted logD, blue lowers it (integrated gradients from a [MASK] "
-               f"baseline; bonds and rings together {signed(reason.atoms['other'])})")
+               else "Atoms: red raises the predicted logD, blue lowers it (integrated gradients from the baseline, "
+               "the prediction with every atom masked: atoms, bonds and rings add up to logD − baseline; bonds and "
+               f"rings together {signed(reason.atoms['other'])})")
     right.markdown("**Training molecules behind it.** Contribution = how much this prediction would drop (or rise) "
                    "if the model had been trained without that molecule (leave-one-out through its last layer, in "
                    f"logD units). One molecule among {len(reason.training):,} moves a fit little, so the sizes are "
