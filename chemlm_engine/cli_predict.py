@@ -83,25 +83,26 @@ def predict(
     # the model's imports (torch, transformers: seconds) only once the arguments are known to be good
     from .predict.domain import TrainingReference, add_applicability_domain
     from .predict.ensemble import load_predictor
-    from .predict.batch import (measured_metrics, predict_csv, predict_smiles, result_columns, training_rows_note,
-                                unread_measured, user_table)
+    from .predict.batch import predict_csv, predict_smiles, result_columns, user_table
     from .library import annotated_library
 
-    if input is not None and (executor == "ray" or is_parquet(input) or (output is not None and is_parquet(output))):
-        if name_column or measured_column:  # the library keeps every column of the file as it is
-            typer.echo("note: a library prediction keeps every column of the file; --name-column and "
-                       "--measured-column are not used (no metrics: compare the Parquet's columns)", err=True)
-        _predict_library(folder, input, output, smiles_column, executor, ray_address, workers, trust_remote_code)
-        return
-    many = input is not None and count_rows(input) > _IN_MEMORY_ROWS  # a CSV result is built in memory, in one go
-    if many and sd_output:  # streamed to Parquet beside it, then copied record by record: any size
-        assert input is not None and output is not None
-        results = output.with_name(output.name + ".parquet")
-        _predict_library(folder, input, results, smiles_column, executor, ray_address, workers, trust_remote_code)
-        annotated_library(results, input, output)
-        typer.echo(f"wrote {output} (its records with the results as chemlm_* fields; the results as a table: "
-                   f"{results.name})" + ("; over this many rows the metrics against --measured-column are not "
-                                         "computed" if measured_column else ""), err=True)
+    library = input is not None and (executor == "ray" or is_parquet(input) or bool(output and is_parquet(output)))
+    many = not library and input is not None and count_rows(input) > _IN_MEMORY_ROWS  # a CSV result: in one go
+    if input is not None and (library or (many and sd_output)):
+        if name_column:  # the library keeps every column of the file as it is
+            typer.echo("note: a library prediction keeps every column of the file; --name-column is not used",
+                       err=True)
+        measured = _library_measured(input, smiles_column, measured_column)  # before the hours of predicting
+        results = output.with_name(output.name + ".parquet") if sd_output and output else output
+        results = _predict_library(folder, input, results, smiles_column, executor, ray_address, workers,
+                                   trust_remote_code)
+        if sd_output:  # streamed to Parquet beside it, then copied record by record: any size
+            assert output is not None
+            annotated_library(results, input, output)
+            typer.echo(f"wrote {output} (its records with the results as chemlm_* fields; the results as a table: "
+                       f"{results.name})", err=True)
+        if measured:
+            _say_metrics(_library_frame(results, measured))
         return
     if many and input is not None:
         typer.echo(f"note: {input.name} has over {_IN_MEMORY_ROWS:,} rows: --output predictions.parquet streams it in "
@@ -128,17 +129,8 @@ def predict(
         raise typer.Exit(130) from None
     bar.close()
     frame = add_applicability_domain(frame, TrainingReference.load(folder))
-    if measured := frame.attrs.get("measured_column"):  # named, or found by its name as the Predict page finds it
-        metrics = measured_metrics(frame)
-        seen = metrics.pop("in_training", 0)
-        typer.echo(f"against measured ({measured}): " + (", ".join(f"{k} {v:.3g}" for k, v in metrics.items())
-                   if metrics["n"] > 1 else f"{metrics['n']} row{'s' * (metrics['n'] != 1)} with a prediction and "
-                   "a measured value: no metrics"),
-                   err=True)
-        if seen:
-            typer.echo(f"note: {training_rows_note(int(seen))}", err=True)
-        if unread_measured(frame):
-            typer.echo(f"note: {unread_measured(frame)}", err=True)
+    if frame.attrs.get("measured_column"):  # named, or found by its name as the Predict page finds it
+        _say_metrics(frame)
     if output is None:
         typer.echo(write_csv(user_table(frame)), nl=False)
     else:
@@ -235,8 +227,52 @@ def library_bar(**options) -> tuple[tqdm, Callable[[int, int], None]]:
     return bar, report
 
 
+def _say_metrics(frame) -> None:
+    """The metrics against the measured column (``attrs["measured_column"]``), and what they left out."""
+    from .predict.batch import measured_metrics, training_rows_note, unread_measured
+
+    metrics = measured_metrics(frame)
+    seen = metrics.pop("in_training", 0)
+    typer.echo(f"against measured ({frame.attrs['measured_column']}): " + (
+        ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()) if metrics["n"] > 1
+        else f"{metrics['n']} row{'s' * (metrics['n'] != 1)} with a prediction and a measured value: no metrics"),
+        err=True)
+    if seen:
+        typer.echo(f"note: {training_rows_note(int(seen))}", err=True)
+    if unread_measured(frame):
+        typer.echo(f"note: {unread_measured(frame)}", err=True)
+
+
+def _library_measured(source: Path, smiles_column: str | None, wanted: str | None) -> str | None:
+    """A library's measured column: the one named (checked now), else one named as measured values are."""
+    from .columns import value_column
+    from .library_input import smiles_column_of
+    from .tables import columns_of, pick_column
+
+    columns = columns_of(source)
+    if wanted is not None:
+        return pick_column(columns, wanted, (), "measured")  # an unknown column is a clear error
+    return value_column([c for c in columns if c != smiles_column_of(source, smiles_column)])
+
+
+def _library_frame(results: Path, measured: str):
+    """The columns of a streamed prediction (a Parquet file or Ray's folder of parts) that its metrics read."""
+    import pyarrow.parquet as pq
+
+    from .predict.batch import read_measured
+
+    dataset = pq.ParquetDataset(results)
+    names = dataset.schema.names
+    kept = f"{measured} (input)" if f"{measured} (input)" in names else measured  # renamed beside a result's name
+    wanted = ["prediction", *(c for c in ("interval_low", "interval_high", "in_training") if c in names)]
+    frame = dataset.read(columns=[kept, *wanted]).to_pandas()
+    frame["measured"], note = read_measured(frame.pop(kept))
+    frame.attrs.update(measured_column=measured, **({"measured_note": note} if note else {}))
+    return frame
+
+
 def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
-                     address: str | None, workers: int, trust_remote_code: bool) -> None:
+                     address: str | None, workers: int, trust_remote_code: bool) -> Path:
     from .library import CHUNK_ROWS, parts_of, parts_rows, predict_library, predict_library_ray
     from .library_input import library_rows
 
@@ -270,6 +306,7 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
         typer.echo(f"note: the {summary.discarded_rows:,} rows an interrupted run had written were for another "
                    "input, model or version of ChemLM Studio: predicted afresh", err=True)
     typer.echo(wrote(results, summary.output, summary.seconds, summary.resumed_rows), err=True)
+    return Path(summary.output)
 
 
 def wrote(results, output: Path | str, seconds: float, resumed: int = 0) -> str:

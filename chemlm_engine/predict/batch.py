@@ -21,7 +21,8 @@ from ..tables import numbers, pick_column, read_table
 from ..training import regression_metrics
 
 __all__ = ["predict_smiles", "predict_csv", "user_table", "result_columns", "parse_pasted", "token_warnings",
-           "molecule_warnings", "measured_metrics", "training_rows_note", "unread_measured", "PREDICTION_COLUMNS"]
+           "molecule_warnings", "measured_metrics", "read_measured", "training_rows_note", "unread_measured",
+           "PREDICTION_COLUMNS"]
 
 
 def parse_pasted(text: str) -> tuple[list[str], list[str]]:
@@ -170,20 +171,27 @@ def predict_csv(model: RegressionModel | Ensemble, source: str | Path | IO, smil
     names = table.frame[name_column].tolist() if name_column else None
     result = predict_smiles(model, table.frame[column].tolist(), names, mc_passes=mc_passes, problems=table.problems,
                             progress=progress)
-    unread = pd.Series([], dtype=str)
+    note = None
     if measured_column:
-        raw = table.frame[measured_column]
-        result["measured"] = numbers(raw).to_numpy()
-        unread = raw[result["measured"].isna().to_numpy() & (raw.str.strip() != "").to_numpy()]
+        result["measured"], note = read_measured(table.frame[measured_column])
     ours = {*result.columns, *DOMAIN_COLUMNS}  # the domain's are added later; a file's own keep their values
     passed = table.frame.rename(columns=lambda c: f"{c} (input)" if c in ours else c)
     out = pd.concat([result, passed], axis=1)
     out.attrs["input_columns"] = list(passed.columns)  # for user_table: the file's own columns, in its order
     out.attrs["measured_column"] = measured_column
-    if len(unread):
-        out.attrs["measured_note"] = (f"{len(unread):,} measured value{'s are' if len(unread) > 1 else ' is'} not "
-                                      f"a number (e.g. {unread.iloc[0]!r}), left out of the metrics")
+    if note:
+        out.attrs["measured_note"] = note
     return out
+
+
+def read_measured(cells: pd.Series) -> tuple[np.ndarray, str | None]:
+    """A file's column of measured values as numbers (:func:`~chemlm_engine.tables.numbers`), and what could not
+    be read as one (None: every filled cell)."""
+    values = numbers(cells).to_numpy()
+    text = cells.astype("string").str.strip()  # a Parquet column of numbers holds no text: only its blanks
+    unread = cells[np.isnan(values) & text.notna().to_numpy() & (text != "").fillna(False).to_numpy()]
+    return values, (f"{len(unread):,} measured value{'s are' if len(unread) > 1 else ' is'} not a number (e.g. "
+                    f"{unread.iloc[0]!r}), left out of the metrics" if len(unread) else None)
 
 
 _PAGE_COPIES = ("name", "input", "measured")  # a prediction's copies of the file's own columns, for the page

@@ -313,6 +313,23 @@ def test_predict_writes_an_sd_input_back_with_its_predictions_in_each_record(reg
     assert not any(m.HasProp("chemlm_name") or m.HasProp("chemlm_row") for m in written)  # the record's own: not again
 
 
+def test_a_streamed_prediction_gives_the_same_metrics_line_as_a_csv_and_checks_the_column_first(regressor_dir, lipo,
+                                                                                                   tmp_path):
+    source = tmp_path / "mine.csv"  # a training molecule, two cells not numbers: each said on both paths
+    source.write_text(f"SMILES,logD7.4 (exp)\n{lipo.smiles[0]},1\nCCO,\"-0,3\"\nc1ccccc1O,1.5\nCCCCCC,3.1\nCCN,n/a\n")
+    said = {}
+    for suffix in ("csv", "parquet"):
+        result = runner.invoke(app, ["predict", "--model", str(regressor_dir), "-i", str(source), "-o",
+                                     str(tmp_path / f"out.{suffix}")])
+        assert result.exit_code == 0, result.output
+        said[suffix] = [line for line in result.stderr.splitlines() if "measured" in line or "trained on" in line]
+    assert said["parquet"] == said["csv"] and len(said["csv"]) == 3, said
+    assert said["csv"][0].startswith("against measured (logD7.4 (exp)): n 2, mse")  # -0,3 beside 1.5: not a number
+    wrong = runner.invoke(app, ["predict", "--model", str(regressor_dir), "-i", str(source), "-o",
+                                str(tmp_path / "again.parquet"), "--measured-column", "logd"])
+    assert "measured column 'logd' not found" in str(wrong.exception) and not (tmp_path / "again.parquet").exists()
+
+
 def test_a_large_sd_input_is_written_back_through_the_streamed_path_with_the_same_fields(regressor_dir, tmp_path,
                                                                                       monkeypatch):
     from rdkit import Chem
