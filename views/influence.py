@@ -130,6 +130,10 @@ with tabs[3]:
     sweep = store().table(run.id, Tables.SWEEP)
     if not sweep.empty:
         st.markdown("**k-sweep**: retrained with the influence top-k, k random pool molecules, or the whole pool")
+        if set(sweep["k"]) == {run.metrics.get("n_pool")}:  # each k asked for was cut to the pool's size
+            st.warning(f"Every k was the whole pool of {sweep['k'].iloc[0]} molecules: influence top-k, random k and "
+                       "the whole pool trained on the same molecules, so this sweep cannot tell them apart. Use a "
+                       "larger pool, or k below its size.")
         for column, metric in zip(st.columns(2), ("test_mse", "test_r2")):
             chart = px.line(sweep, x="k", y=metric, color="selection", markers=True)
             if (base := run.metrics.get(f"base_{metric}")) is not None:  # k = 0: what every selection must beat

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from chemlm_engine.spec import METHODS, DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.jobs import run_job
-from chemlm_engine.store import RunStore
+from chemlm_engine.store import Kinds, RunStore, Tables
 from views import kept as kept_module
 from views.kept import saved
 
@@ -372,6 +372,25 @@ def test_active_learning_and_influence_open_on_the_runs_worth_reading_first(home
     at.run()
     assert widget(at, "selectbox", "Base run").value == lora
     assert widget(at, "toggle", "Quick try").label.startswith("Quick try (2 k values")  # not "300 molecules" here
+
+
+def test_an_influence_sweep_whose_every_k_was_the_whole_pool_says_it_cannot_compare(home):
+    store = RunStore(home=home)
+
+    def influence_run(ks: list[int]) -> list[str]:  # a finished run on a pool of 3, its sweep at ``ks``; the warnings
+        run = store.create_run(JobSpec(method="influence").to_dict(), "influence", "small pool")
+        store.start(run, {})
+        store.add_molecules(run, Kinds.INFLUENCE, pd.DataFrame(
+            {"smiles": ["CCO", "CCN", "CCC"], "label": [0.1, 0.2, 1.0], "score": [0.3, 0.1, -0.2], "rank": [1, 2, 3],
+             "self_influence": [0.1, 0.2, 0.3], "suspect": [False] * 3, "corrupted": [False] * 3}))
+        store.add_table(run, Tables.SWEEP, [{"k": k, "selection": how, "val_mse": 1.0, "test_mse": 2.0, "test_r2": 0.1}
+                                            for k in ks for how in ("influence", "random", "all")])
+        store.finish(run, {"n_pool": 3, "n_suspects": 0})
+        return [w.value for w in _app("views/influence.py").warning]  # the newest run is the one shown
+
+    said = influence_run([3])
+    assert any(w.startswith("Every k was the whole pool of 3 molecules") for w in said), said
+    assert not any("Every k" in w for w in influence_run([2, 3]))  # k = 2 of 3: there is something to compare
 
 
 def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(home, tiny_backbone, tmp_path, lipo):

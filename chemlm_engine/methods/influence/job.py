@@ -23,6 +23,9 @@ from .solvers import (DRIFT_LIMIT, LissaConfig, SolveResult, conjugate_gradient,
 from .tracked import TransformerInfluence
 
 log = logging.getLogger(__name__)
+# said when every k is the whole pool: the three selections retrain on the same molecules
+WHOLE_POOL = (": influence top-k, random k and the whole pool are then the same molecules, so the sweep cannot tell "
+              "them apart (a larger pool, or k below its size)")
 
 
 def check_pool(spec: JobSpec, data: SplitData, store: RunStore) -> None:
@@ -65,8 +68,8 @@ def run_influence(ctx: JobContext, data: SplitData, opts: InfluenceOptions) -> d
         pool = replace(pool, labels=labels)
     ks = sizes_within(opts.k, len(pool))
     if max(opts.k) > len(pool):
-        log.warning("k %s: the pool has %d molecules, so the sweep runs k = %s", ", ".join(map(str, opts.k)),
-                    len(pool), ", ".join(map(str, ks)))
+        log.warning("k %s: the pool has %d molecules, so the sweep runs k = %s%s", ", ".join(map(str, opts.k)),
+                    len(pool), ", ".join(map(str, ks)), WHOLE_POOL if ks == [len(pool)] else "")
     n_fits = 2 + 2 * len(ks)
     span = lambda i: (i / n_fits, (i + 1) / n_fits)  # noqa: E731
 
