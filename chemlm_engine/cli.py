@@ -12,6 +12,7 @@ import typer
 from tqdm import tqdm
 
 from .cli_predict import explain, one_of, predict, refuse_settings_beside
+from .cli_runs import runs_app
 from .cli_tune import tune
 from .errors import ChemLMError, ConfigError
 from .spec import EXECUTORS, METHODS, TrainConfig, model_kind
@@ -19,7 +20,6 @@ from .spec import EXECUTORS, METHODS, TrainConfig, model_kind
 # markdown: the commands' docstrings mark names as ``code``, which the default markup mode prints with its backticks
 app = typer.Typer(rich_markup_mode="markdown", no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ChemLM Studio engine: fine-tune chemical language models from the command line.")
-runs_app = typer.Typer(rich_markup_mode="markdown", help="Inspect stored runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 for command in (predict, explain, tune):  # each in a module of its own
     app.command()(command)
@@ -211,43 +211,6 @@ def export(run_id: str, destination: Path, description: str = typer.Option("", h
 
     bundle_base_backbones(_store(db).export_model(run_id, destination, description))
     typer.echo(f"exported {run_id} to {destination}")
-
-
-@runs_app.command("list")
-def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = typer.Option(None)) -> None:
-    """All runs, newest first (runs whose process died are marked interrupted first)."""
-    store = _store(db)
-    store.mark_interrupted()
-    from .compare import runs_frame
-
-    frame = runs_frame(store.runs())
-    if as_json:  # options as an object, not JSON text inside JSON; counts as whole numbers
-        frame["options"] = [json.loads(o) if str(o).startswith("{") else {} for o in frame.get("options", [])]
-        frame = frame.astype({c: "Int64" for c in ("subset", "seed", "epochs", "batch_size", "trainable_params")
-                              if c in frame})
-        typer.echo(frame.to_json(orient="records", date_format="iso"))
-    elif frame.empty:
-        typer.echo("no runs yet")
-    else:
-        formats = {"id": "", "name": "", "method": "", "status": "", "backbone": "", "split": "", "subset": ".0f",
-                   "seed": ".0f", "test_mse": ".3f", "test_r2": ".3f", "duration_s": ".0f"}
-        # reindexed: a store whose specs this version cannot read has no backbone or split columns at all; "–" for
-        # what a run lacks (a library prediction has no recipe, a failed run no metrics)
-        shown = frame.reindex(columns=list(formats))
-        for column, spec in formats.items():
-            shown[column] = shown[column].map(lambda v, spec=spec: "–" if v is None or v != v else format(v, spec))
-        typer.echo(shown.to_string(index=False))
-
-
-@runs_app.command("show")
-def runs_show(run_id: str, db: str | None = typer.Option(None)) -> None:
-    """One run as one JSON document (for ``jq`` or ``json.load``): spec, status, what it last said (why it stopped),
-    metrics, per-epoch rows, result tables (a sweep's points, a search's trials), acquired molecules, error."""
-    from .compare import run_document
-
-    store = _store(db)
-    store.mark_interrupted()
-    typer.echo(json.dumps(run_document(store, run_id), indent=2))
 
 
 @app.command()

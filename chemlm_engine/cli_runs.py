@@ -1,0 +1,92 @@
+"""``chemlm runs``: list, show, rename and delete stored runs (a run named by its id or by its unique name)."""
+from __future__ import annotations
+
+import json
+
+import typer
+
+from .errors import ConfigError, RunNotFoundError
+
+__all__ = ["runs_app"]
+
+runs_app = typer.Typer(rich_markup_mode="markdown", help="Inspect, rename and delete stored runs.",
+                       no_args_is_help=True)
+
+
+def _store(db: str | None):
+    from .store import RunStore
+
+    return RunStore(db)
+
+
+def _run_id(store, run: str) -> str:
+    """The id of the run named ``run``: an id, or the name of exactly one run (as the app's run labels show it)."""
+    try:
+        return store.get_run(run).id
+    except RunNotFoundError:
+        named = [r.id for r in store.runs() if r.name == run.strip()]
+        if len(named) > 1:
+            raise ConfigError(f"{len(named)} runs are named {run!r} ({', '.join(named)}): give the id") from None
+        if not named:
+            raise
+        return named[0]
+
+
+@runs_app.command("list")
+def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = typer.Option(None)) -> None:
+    """All runs, newest first (runs whose process died are marked interrupted first)."""
+    store = _store(db)
+    store.mark_interrupted()
+    from .compare import runs_frame
+
+    frame = runs_frame(store.runs())
+    if as_json:  # options as an object, not JSON text inside JSON; counts as whole numbers
+        frame["options"] = [json.loads(o) if str(o).startswith("{") else {} for o in frame.get("options", [])]
+        frame = frame.astype({c: "Int64" for c in ("subset", "seed", "epochs", "batch_size", "trainable_params")
+                              if c in frame})
+        typer.echo(frame.to_json(orient="records", date_format="iso"))
+    elif frame.empty:
+        typer.echo("no runs yet")
+    else:
+        formats = {"id": "", "name": "", "method": "", "status": "", "backbone": "", "split": "", "subset": ".0f",
+                   "seed": ".0f", "test_mse": ".3f", "test_r2": ".3f", "duration_s": ".0f"}
+        # reindexed: a store whose specs this version cannot read has no backbone or split columns at all; "–" for
+        # what a run lacks (a library prediction has no recipe, a failed run no metrics)
+        shown = frame.reindex(columns=list(formats))
+        for column, spec in formats.items():
+            shown[column] = shown[column].map(lambda v, spec=spec: "–" if v is None or v != v else format(v, spec))
+        typer.echo(shown.to_string(index=False))
+
+
+@runs_app.command("show")
+def runs_show(run: str, db: str | None = typer.Option(None)) -> None:
+    """One run (id or name) as one JSON document (for ``jq`` or ``json.load``): spec, status, what it last said (why
+    it stopped), metrics, per-epoch rows, result tables (a sweep's points, a search's trials), acquired molecules,
+    error."""
+    from .compare import run_document
+
+    store = _store(db)
+    store.mark_interrupted()
+    typer.echo(json.dumps(run_document(store, _run_id(store, run)), indent=2))
+
+
+@runs_app.command("rename")
+def runs_rename(run: str, name: str, db: str | None = typer.Option(None)) -> None:
+    """Give a run (id or name) a new name: the app's labels and ``runs list`` show it."""
+    store = _store(db)
+    run_id = _run_id(store, run)
+    store.rename(run_id, name)
+    typer.echo(f"renamed {run_id} to {name.strip()!r}")
+
+
+@runs_app.command("delete")
+def runs_delete(run: str, yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask first."),
+                db: str | None = typer.Option(None)) -> None:
+    """Delete a run (id or name) that is not active: its rows in the store and its folder (model, results)."""
+    store = _store(db)
+    record = store.get_run(_run_id(store, run))
+    label = f"{record.id} ({record.method}{', ' + repr(record.name) if record.name else ''}, {record.status})"
+    if not yes and not typer.confirm(f"delete run {label} and its files?"):
+        raise typer.Exit(1)
+    store.delete(record.id)
+    typer.echo(f"deleted run {label}")

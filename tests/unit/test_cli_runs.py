@@ -1,0 +1,49 @@
+"""``chemlm runs``: a run named by its id or its unique name; rename and delete from the command line."""
+import json
+
+from typer.testing import CliRunner
+
+from chemlm_engine.cli import app
+from chemlm_engine.errors import ConfigError, RunNotFoundError, StoreError
+from chemlm_engine.spec import JobSpec
+from chemlm_engine.store import RunStore
+
+runner = CliRunner()
+
+
+def _finished(store: RunStore, name: str) -> str:
+    run = store.create_run(JobSpec().to_dict(), "baseline", name)
+    store.start(run, {})
+    store.finish(run, {"test_r2": 0.5})
+    return run
+
+
+def test_a_run_is_shown_renamed_and_deleted_by_its_id_or_its_unique_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path))
+    store = RunStore()
+    first, second = _finished(store, "qa-base"), _finished(store, "other")
+    shown = runner.invoke(app, ["runs", "show", "qa-base"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["id"] == first
+    renamed = runner.invoke(app, ["runs", "rename", first, "  kept  "])
+    assert renamed.exit_code == 0 and store.get_run(first).name == "kept"
+    (tmp_path / first).mkdir(exist_ok=True)
+    (tmp_path / first / "model.bin").write_bytes(b"weights")  # its files go with it
+    asked = runner.invoke(app, ["runs", "delete", "kept"], input="n\n")  # asks first; "no" keeps it
+    assert asked.exit_code == 1 and store.get_run(first).id == first
+    deleted = runner.invoke(app, ["runs", "delete", "kept"], input="y\n")
+    assert deleted.exit_code == 0 and f"deleted run {first}" in deleted.output
+    assert [r.id for r in store.runs()] == [second] and not (tmp_path / first).exists()
+    assert isinstance(runner.invoke(app, ["runs", "show", "kept"]).exception, RunNotFoundError)
+
+
+def test_a_name_two_runs_share_or_an_active_run_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path))
+    store = RunStore()
+    _finished(store, "twin")
+    _finished(store, "twin")
+    refused = runner.invoke(app, ["runs", "delete", "twin", "--yes"])
+    assert isinstance(refused.exception, ConfigError) and "2 runs are named 'twin'" in str(refused.exception)
+    running = store.create_run(JobSpec().to_dict(), "baseline", "busy")
+    store.start(running, {})
+    busy = runner.invoke(app, ["runs", "delete", running, "--yes"])
+    assert isinstance(busy.exception, StoreError) and len(store.runs()) == 3
