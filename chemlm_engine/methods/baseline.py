@@ -17,5 +17,6 @@ def run_baseline(ctx: JobContext, data: SplitData, opts: BaselineOptions) -> dic
     epochs (no model selection), as for a model that ships."""
     if opts.train_on_val:
         data = replace(data, train=data.train.concat(data.val), val=MoleculeData([], np.zeros(0)))
+        ctx.store.set_info(ctx.run_id, n_train=len(data.train), n_val=0)  # what it trained on, not the split's parts
     _, metrics = train_and_evaluate(ctx, data)
     return metrics

@@ -70,6 +70,7 @@ def run_distill(ctx: JobContext, data: SplitData, opts: DistillOptions) -> dict[
     transfer = load_pool(ctx, data, opts.transfer, labels_required=False) if opts.transfer else None
     if opts.train_on_val:
         data, calibration = calibration_split(data, opts.calibration_fraction, ctx.spec.data.split_seed)
+        ctx.store.set_info(ctx.run_id, n_train=len(data.train), n_val=0, n_calibration=len(calibration))
     else:
         calibration = data.val
     ctx.progress(0.0, "the teacher predicts the training molecules", force=True)

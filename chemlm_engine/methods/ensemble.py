@@ -63,6 +63,7 @@ def run_ensemble(ctx: JobContext, data: SplitData, opts: EnsembleOptions) -> dic
     n_members, coverage = opts.members, opts.coverage
     if opts.train_on_val:
         data, calibration = calibration_split(data, opts.calibration_fraction, ctx.spec.data.split_seed)
+        ctx.store.set_info(ctx.run_id, n_train=len(data.train), n_val=0, n_calibration=len(calibration))
     else:
         calibration = data.val
     members, member_r2 = [], []

@@ -332,6 +332,7 @@ def test_members_select_their_epoch_on_a_part_of_their_own_and_never_see_the_cal
     used = set().union(*(train | val for train, val, _ in seen))
     calibration = pooled - used  # what no member trained or selected on
     assert len(calibration) == record.metrics["calibration_molecules"]
+    assert record.info["n_train"] + record.info["n_calibration"] == len(pooled) and record.info["n_val"] == 0
     assert all(selecting and val and not train & val for train, val, selecting in seen)
     assert len({frozenset(val) for _, val, _ in seen}) == 3  # each member's own held-out part
     measured = dict(zip([*split.train.smiles, *split.val.smiles], [*split.train.labels, *split.val.labels]))

@@ -136,6 +136,8 @@ def test_the_tune_command_writes_the_best_spec_that_train_reproduces(tiny_backbo
     # trained on training + validation: no validation score is reported (it was the training MSE under that name)
     refitted = RunStore(home=tmp_path / "runs").get_run(finished["run_id"])
     assert refitted.metrics.get("val_mse") is None and refitted.metrics["train_mse"] > 0
+    trial = RunStore(home=tmp_path / "runs").get_run(summary["best_run_id"]).info
+    assert (refitted.info["n_train"], refitted.info["n_val"]) == (trial["n_train"] + trial["n_val"], 0)  # as trained
 
 
 @pytest.mark.ray
