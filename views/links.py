@@ -35,7 +35,8 @@ def link(container, page: str, label: str, icon: str, help: str | None = None, d
     container.page_link(page, label=label, icon=icon, help=help, disabled=disabled, query_params=carried)
 
 
-def _run(run_id: str | None) -> RunRecord | None:
+def stored_run(run_id: str | None) -> RunRecord | None:
+    """The stored run ``run_id``, or None (no id, or the run was deleted)."""
     try:
         return store().get_run(run_id) if run_id else None
     except RunNotFoundError:
@@ -49,7 +50,7 @@ def receive() -> None:
     for name in carried:
         st.query_params.pop(name, None)
     st.session_state.update(PRESETS.get(carried["preset"] or "", {}))
-    predicted, opened = _run(carried["predict"]), _run(carried["open"])
+    predicted, opened = stored_run(carried["predict"]), stored_run(carried["open"])
     if predicted is not None and predicted.model_path:
         st.session_state[saved("predict_folder")] = predicted.model_path  # Predict checks that it is one of its choices
     elif carried["predict"]:

@@ -10,7 +10,7 @@ from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, searcha
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
 from views.common import LIVE_REFRESH_S, plain, run_label, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, run_name
-from views.links import link
+from views.links import link, stored_run
 from views.live import announce, live_jobs
 from views.kept import run_selectbox
 
@@ -100,10 +100,18 @@ a, b = st.columns(2)
 link(a, "views/train.py", "Open the best trial's run", ":material/model_training:", open=best)
 b.download_button("Download its spec (JSON)", best_spec, f"best-spec-{search.id}.json", "application/json")
 # on a row of its own: in a third column its label was cut at a laptop's width
-if refit and st.button("Train it on training + validation, test once") and (queued := submit(JobSpec.from_dict(refit))):
+if refit and st.button("Train it on training + validation, test once") and (
+        queued := submit(JobSpec.from_dict({**refit, "name": f"refit of search {search.id}"}))):
+    store().set_info(search.id, refit_run=queued[0])  # said below once it has ended, however soon that is
     announce(queued[0], f"You queued the best recipe for {refit['train']['epochs']} epochs (the best trial's) on "
              "training + validation. Every trial was scored on the test split too, but none was chosen by it "
              "(validation only): report this run's test metrics as the search's result.")
     st.rerun()  # its live card above follows it
+if (refitted := stored_run(search.info.get("refit_run"))) is not None:
+    r2 = refitted.metrics.get("test_r2")
+    a, b = st.columns([3, 1])
+    a.markdown(f"**Refit on training + validation:** run {refitted.id} · {status_words(refitted)}"
+               + (f" · **test R² {r2:.3f}**: the search's result" if isinstance(r2, float) else ""))
+    link(b, "views/train.py", "Open the refit", ":material/model_training:", open=refitted.id)
 st.caption("Retrain it anywhere with `chemlm train --spec best-spec.json`; `chemlm tune` also writes "
            "`best-spec.refit.json`, the same on training + validation.")

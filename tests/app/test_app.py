@@ -447,6 +447,11 @@ def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone
     assert queued.id in page_manager.active()  # so the cancel is its event, at the next batch
     page_manager.cancel(queued.id)
     assert page_manager.wait(queued.id, timeout=120).status == "cancelled"
+    # the refit is named after its search, and said on the page once it has ended (however soon that was)
+    assert queued.name == f"refit of search {search.id}"
+    at.run()
+    assert any(m.value.startswith(f"**Refit on training + validation:** run {queued.id} · cancelled")
+               for m in at.markdown), [m.value for m in at.markdown]
     at = follow(at, "Open the best trial's run", "train")
     assert at.title[0].value == "Train" and at.selectbox(key="detail-run").value == search.metrics["best_run_id"]
 
