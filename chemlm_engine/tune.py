@@ -303,8 +303,12 @@ def run_search_job(ctx: JobContext, data: SplitData, opts: SearchOptions) -> dic
     ctx.progress(0.0, f"searching: {opts.num_samples} trials of {opts.method}", force=True)
 
     def progress_or_cancel() -> bool:  # the stopper's poll: the job's progress, and its cancel flag (process, Ray)
-        started = sum(r.info.get("search") == ctx.run_id for r in ctx.store.runs())  # ASHA's stops end only later
-        ctx.progress(max(started - 1, 0) / opts.num_samples, f"searching: trial {started} of {opts.num_samples}")
+        # counted by the trials that ended (ASHA's stops end only later): trials started side by side would make
+        # the share, so the page's time left, run ahead of the search
+        trials = [r.status for r in ctx.store.runs() if r.info.get("search") == ctx.run_id]
+        ended, running = sum(s not in ACTIVE_STATUSES for s in trials), sum(s in ACTIVE_STATUSES for s in trials)
+        ctx.progress(ended / opts.num_samples, f"searching: {ended} of {opts.num_samples} trials ended"
+                     + (f", {running} running" if running else ""))
         return ctx.cancel.is_set()
 
     result = run_search(base, ctx.store, ctx.run_id, opts.num_samples, opts.time_budget_s,

@@ -309,3 +309,29 @@ def test_the_tune_command_hands_the_ray_trials_a_data_path_they_can_open_from_th
     monkeypatch.setattr(chemlm_engine.tune, "run_search", record)
     CliRunner().invoke(app, ["tune", "--data", "mine.csv", "-o", "best.json"])
     assert handed and handed[0].data.source == str(tmp_path / "mine.csv")  # absolute: Ray workers run elsewhere
+
+
+def test_a_search_jobs_progress_counts_the_trials_that_ended_not_those_started(store, monkeypatch):
+    """Two trials side by side used to count as half the search done: the page's time left then ran ahead."""
+    import chemlm_engine.tune as tune
+    from chemlm_engine.pipeline import JobContext
+    from chemlm_engine.spec import SearchOptions
+
+    search = store.create_run(JobSpec(method="search").to_dict(), "search", "s")
+    said = []
+
+    def searching(base, store, name, *args, should_stop, **kwargs):
+        for ends in (True, False, False):  # one trial ended, two running
+            trial = store.create_run(JobSpec().to_dict(), "baseline", "s trial")
+            store.set_info(trial, search=name)
+            store.start(trial, {})
+            if ends:
+                store.finish(trial, {})
+        should_stop()
+        raise tune.SearchError("enough")
+
+    monkeypatch.setattr(tune, "run_search", searching)
+    ctx = JobContext(JobSpec(method="search"), store, search, on_progress=lambda *report: said.append(report))
+    with pytest.raises(tune.SearchError):
+        tune.run_search_job(ctx, None, SearchOptions(num_samples=4))
+    assert said[-1] == (0.25, "searching: 1 of 4 trials ended, 2 running")
