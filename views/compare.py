@@ -58,6 +58,7 @@ shown[f"Δ {METRIC_LABELS[metric]}"] = [
     for p, d, lo, hi in zip(summary["pairs"], summary[f"delta_{metric}"], summary[f"ci_low_{metric}"],
                             summary[f"ci_high_{metric}"])]
 shown["p"] = ["" if p != p else f"{p:.3f}" for p in summary[f"p_value_{metric}"]]  # no "None" where untested
+shown["pairs"] = ["–" if v == "reference" else f"{n}" for n, v in zip(summary["pairs"], summary["verdict"])]  # not 0
 # what answers "is it better?" first (the chosen metric, its paired Δ and p), so that a laptop's width shows it
 st.dataframe(shown, hide_index=True, column_order=[
     "differs", "seeds", "verdict", METRIC_LABELS[metric], f"Δ {METRIC_LABELS[metric]}", "p", "pairs",

@@ -504,6 +504,8 @@ def test_compare_page_renders_grouped_results(tiny_backbone, tmp_path, monkeypat
     assert len(summary) == 4 and sorted(summary["seeds"]) == [1, 1, 1, 2]  # CLS pooling is a configuration
     assert "best" not in " ".join(summary["verdict"]).lower()
     assert all(v == "reference" or "too few" in v for v in summary["verdict"])
+    reference = summary["verdict"] == "reference"  # it is not paired with itself: no "0 pairs" beside its seeds
+    assert summary.loc[reference, "pairs"].tolist() == ["–"] and summary.loc[~reference, "pairs"].isin(["0", "1"]).all()
 
 
 def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatch):
