@@ -60,7 +60,8 @@ def run_job(spec: JobSpec, store: RunStore, run_id: str | None = None, progress:
         if METHODS[spec.method].needs_data:
             store.set_info(run_id, data_hash=data_hash(data.train.concat(data.val).concat(data.test)),
                            n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
-                           data_report=data.report.summary())
+                           data_report=data.report.summary() + (f" (the whole file; the run used a subset of "
+                                                                f"{spec.data.subset:,})" if spec.data.subset else ""))
             report = data.report
             if spec.data.source != DataSpec.source and (report.invalid or report.unlabeled or report.duplicates):
                 log.warning("data %s: %s", Path(spec.data.source).name, report.summary())  # said, not only stored

@@ -138,6 +138,7 @@ def test_the_tune_command_writes_the_best_spec_that_train_reproduces(tiny_backbo
     assert refitted.metrics.get("val_mse") is None and refitted.metrics["train_mse"] > 0
     trial = RunStore(home=tmp_path / "runs").get_run(summary["best_run_id"]).info
     assert (refitted.info["n_train"], refitted.info["n_val"]) == (trial["n_train"] + trial["n_val"], 0)  # as trained
+    assert refitted.info["data_report"].endswith("(the whole file; the run used a subset of 80)")  # not its 80 rows
 
 
 @pytest.mark.ray
