@@ -188,14 +188,15 @@ def paired_delta(table: pd.DataFrame, config: str, reference: str, metric: str =
 
 
 def _verdict(delta: dict, is_reference: bool) -> str:
+    # the answer first: a narrow table cuts the end of the cell
     if is_reference:
         return "reference"
     if delta.get("other_data"):
-        return "tested on other molecules than the reference (data set, split or subset): not compared"
+        return "not compared: tested on other molecules than the reference (data set, split or subset)"
     if delta["pairs"] == 0:
-        return "no seed in common with the reference: not compared"
+        return "not compared: no seed in common with the reference"
     if delta["pairs"] < MIN_SEEDS:
-        return f"{delta['pairs']} paired seed(s): too few to tell (run ≥ {MIN_SEEDS})"
+        return f"too few to tell: {delta['pairs']} paired seed(s) (run ≥ {MIN_SEEDS})"
     if not delta["p_value"] < 0.05:
         return "no clear difference (p ≥ 0.05)"
     return "higher than the reference (p < 0.05)" if delta["delta"] > 0 else "lower than the reference (p < 0.05)"

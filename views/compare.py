@@ -63,7 +63,7 @@ shown["pairs"] = ["–" if v == "reference" else f"{n}" for n, v in zip(summary[
 st.dataframe(shown, hide_index=True, column_order=[
     "differs", "seeds", "verdict", METRIC_LABELS[metric], f"Δ {METRIC_LABELS[metric]}", "p", "pairs",
     *(METRIC_LABELS[m] for m in METRICS if m != metric), "trainable_params"], column_config={
-    "differs": st.column_config.TextColumn("configuration (what differs from the reference)", width="medium"),
+    "differs": st.column_config.TextColumn("what differs from the reference", width="medium"),
     "verdict": st.column_config.TextColumn(f"vs the reference ({METRIC_LABELS[metric]})", width="medium"),
     "p": st.column_config.TextColumn("p (paired t)"),
     "trainable_params": st.column_config.NumberColumn("trainable params", format="%d")})

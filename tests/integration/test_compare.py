@@ -31,7 +31,7 @@ def test_runs_are_grouped_by_full_configuration_never_pooled(tiny_backbone, stor
     assert two["test_r2"] == values.mean() and np.isclose(two["test_r2_std"], values.std(ddof=1))
     single = summary[summary["seeds"] == 1]
     assert single["test_r2_std"].isna().all()  # no spread from one run
-    assert (single["verdict"] == "1 paired seed(s): too few to tell (run ≥ 3)").all()
+    assert (single["verdict"] == "too few to tell: 1 paired seed(s) (run ≥ 3)").all()
     for metric, best_first in (("test_r2", "descending"), ("test_mse", "ascending")):  # R² high, errors low first
         singles = summarize(table, metric=metric).query("seeds == 1")[metric]
         assert singles.is_monotonic_decreasing if best_first == "descending" else singles.is_monotonic_increasing
@@ -58,7 +58,7 @@ def test_paired_delta_matches_a_paired_t_test_and_calls_only_clear_differences()
     noisy = summarize(_synthetic([0.1, -0.1, 0.05, -0.06]), reference="A").set_index("config")
     assert noisy.loc["B", "verdict"] == "no clear difference (p ≥ 0.05)"
     assert summarize(_synthetic([0.3, 0.3]), reference="A").set_index("config").loc["B", "verdict"].startswith(
-        "2 paired seed(s): too few")
+        "too few to tell: 2 paired seed(s)")
 
 
 def test_a_configuration_run_twice_on_one_seed_counts_once():
