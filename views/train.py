@@ -170,7 +170,8 @@ if not epochs_frame.empty:
                             color_discrete_sequence=px.colors.qualitative.Dark24, title="Loss by epoch")
                     .update_xaxes(dtick=1), key="losses")
     with st.expander(f"Per-epoch metrics ({len(epochs_frame)} rows)"):
-        st.dataframe(epochs_frame, hide_index=True)
+        # the schedule's rate as the epoch ended (a linear decay reaches 0 after the last), not the one it trained at
+        st.dataframe(epochs_frame.rename(columns={"learning_rate": "learning rate at epoch end"}), hide_index=True)
 preds = store().molecules(run.id, Kinds.PREDICTION)
 if not preds.empty:
     preds["residual"] = preds["prediction"] - preds["label"]

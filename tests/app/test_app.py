@@ -189,7 +189,8 @@ def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_back
     assert not at.exception
     detail = [d.value for d in at.dataframe]
     assert any("R²" in df.columns and df["R²"].notna().all() for df in detail)
-    assert any({"train_mse", "val_mse", "val_r2"} <= set(df.columns) for df in detail)
+    per_epoch = next(df for df in detail if {"train_mse", "val_mse", "val_r2"} <= set(df.columns))
+    assert per_epoch["learning rate at epoch end"].iloc[-1] < per_epoch["learning rate at epoch end"].iloc[0]
     overview = next(df for df in detail if "learning_rate" in df.columns)
     assert overview[["subset", "epochs", "learning_rate"]].iloc[0].tolist() == ["100", "2", "1e-04"]
     # which data and backbone: runs on other files or backbones tell apart (the tiny backbone is named)
