@@ -94,15 +94,16 @@ def predict(
                        err=True)
         measured = _library_measured(input, smiles_column, measured_column)  # before the hours of predicting
         results = output.with_name(output.name + ".parquet") if sd_output and output else output
-        results = _predict_library(folder, input, results, smiles_column, executor, ray_address, workers,
-                                   trust_remote_code)
+        results, summary = _predict_library(folder, input, results, smiles_column, executor, ray_address, workers,
+                                            trust_remote_code)
+        if measured:
+            _say_metrics(_library_frame(results, measured))
+        typer.echo(summary, err=True)  # the last line, as on the in-memory path
         if sd_output:  # streamed to Parquet beside it, then copied record by record: any size
             assert output is not None
             annotated_library(results, input, output)
             typer.echo(f"wrote {output} (its records with the results as chemlm_* fields; the results as a table: "
                        f"{results.name})", err=True)
-        if measured:
-            _say_metrics(_library_frame(results, measured))
         return
     if many and input is not None:
         typer.echo(f"note: {input.name} has over {_IN_MEMORY_ROWS:,} rows: --output predictions.parquet streams it in "
@@ -234,7 +235,7 @@ def _say_metrics(frame) -> None:
     metrics = measured_metrics(frame)
     seen = metrics.pop("in_training", 0)
     typer.echo(f"against measured ({frame.attrs['measured_column']}): " + (
-        ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()) if metrics["n"] > 1
+        ", ".join(f"{k} {v:,}" if k == "n" else f"{k} {v:.3g}" for k, v in metrics.items()) if metrics["n"] > 1
         else f"{metrics['n']} row{'s' * (metrics['n'] != 1)} with a prediction and a measured value: no metrics"),
         err=True)
     if seen:
@@ -272,7 +273,8 @@ def _library_frame(results: Path, measured: str):
 
 
 def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
-                     address: str | None, workers: int, trust_remote_code: bool) -> Path:
+                     address: str | None, workers: int, trust_remote_code: bool) -> tuple[Path, str]:
+    """The library predicted into ``output``; where it is, and the summary line to end with."""
     from .library import CHUNK_ROWS, parts_of, parts_rows, predict_library, predict_library_ray
     from .library_input import library_rows
 
@@ -302,11 +304,7 @@ def _predict_library(folder: Path, source: Path, output: Path | None, smiles_col
     import pyarrow.parquet as pq
 
     results = pq.read_table(summary.output, columns=["error", "warnings", "in_domain"]).to_pandas()
-    if summary.discarded_rows:
-        typer.echo(f"note: the {summary.discarded_rows:,} rows an interrupted run had written were for another "
-                   "input, model or version of ChemLM Studio: predicted afresh", err=True)
-    typer.echo(wrote(results, summary.output, summary.seconds, summary.resumed_rows), err=True)
-    return Path(summary.output)
+    return Path(summary.output), wrote(results, summary.output, summary.seconds, summary.resumed_rows)
 
 
 def wrote(results, output: Path | str, seconds: float, resumed: int = 0) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from .store import ACTIVE_STATUSES, RunRecord, RunStore
 from .sdfile import write_sd
 from .library_input import chunks, library_rows, smiles_column_of
 from .tables import written_aside
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
            "parts_of", "parts_rows", "job_parts", "kept_rows", "active_twin",
@@ -180,6 +183,9 @@ def predict_library(model_dir: str | Path, source: str | Path, output: str | Pat
                 "format": _PARTS_FORMAT}
     output.parent.mkdir(parents=True, exist_ok=True)
     parts, finished, discarded = _parts_folder(parts or parts_of(output), manifest)
+    if discarded:  # said now, not hours later with the summary: the user may have meant to resume them
+        log.warning("the %s rows an interrupted run had written were for another input, model or version of ChemLM "
+                    "Studio: discarded, predicted afresh", f"{discarded:,}")
     model = load_predictor(model_dir, trust_remote_code=trust_remote_code)
     reference = TrainingReference.load(model_dir)
     report: Callable[[int, int], None] = progress or (lambda _done, _total: None)

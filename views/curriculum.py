@@ -5,6 +5,7 @@ import streamlit as st
 
 from chemlm_engine.spec import JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import length_bins
+from chemlm_engine.readings import pair_reading
 from chemlm_engine.methods.curriculum import DIFFICULTIES, PACINGS, curriculum_for, find_pairs, paired_specs
 from views.common import split_data, store, submit
 from views.forms import cost_caption, epochs_input, launch_form, quick_note, run_name
@@ -46,6 +47,8 @@ with plan_tab:
     title = f"{len(everything):,} molecules, {len(bins)} equal-width bins of whole characters"  # at most 20
     a.plotly_chart(px.bar(bins, x="bin", y="frequency", title=title))
     b.dataframe(bins[["bin", "frequency", "cumulative_frequency"]], hide_index=True, height=420)
+    st.caption("The data and plan of the launch form above, before it runs (a run's own: its per-epoch table on "
+               "the Train page).")
     plan = pd.DataFrame(curriculum_for(spec, splits.train.smiles).plan())
     a, b = st.columns(2)
     a.plotly_chart(px.line(plan, x="epoch", y="threshold", markers=True,  # whole epochs on the axis
@@ -71,9 +74,15 @@ with results:
                           **{label: "—" if sig3(run.metrics.get(key)) is None else f"{sig3(run.metrics.get(key)):g}"
                              for key, label in METRIC_LABELS.items()}})  # text: "—", not "None", where none
         st.dataframe(pd.DataFrame(table), hide_index=True)
+        mse = {run.method: run.metrics.get("test_mse") for run in pairs[chosen]}
+        said = (f" {pair_reading('curriculum', mse['curriculum'], 'its baseline', mse['baseline'])}"
+                if mse.get("curriculum") is not None and mse.get("baseline") is not None else "")
+        st.caption("R², RMSE, MAE and MSE on the test split, val MSE on the validation split." + said)
         quick_note(pairs[chosen][0].spec)
         if curves:
             frame = pd.concat(curves).melt(id_vars=["epoch", "method"], value_vars=["train_mse", "val_mse"],
                                            var_name="curve", value_name="MSE")
             st.plotly_chart(px.line(frame, x="epoch", y="MSE", color="method", line_dash="curve", markers=True)
                             .update_xaxes(dtick=1))
+            st.caption("The curriculum's training MSE is over the molecules its epoch admitted (the easy ones "
+                       "first), the baseline's over all of them: compare the validation curves.")

@@ -6,6 +6,7 @@ import streamlit as st
 from chemlm_engine.spec import JobSpec, model_kind
 from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
+from chemlm_engine.readings import against_control
 from chemlm_engine.tables import write_csv
 from chemlm_engine.methods.influence.solvers import DRIFT_LIMIT
 from views.common import molecule_cards, plain, pool_caption, run_label, store, submit
@@ -140,6 +141,9 @@ with tabs[3]:
                 chart.add_hline(base, line_dash="dash", line_color="grey", annotation_text="no pool molecule")
             column.plotly_chart(chart)
         st.dataframe(sweep, hide_index=True)
+        arms = {"influence": "influence top-k", "random": "random k"}
+        if reading := against_control(sweep.replace({"selection": arms}), "k", "selection", *arms.values()):
+            st.caption(reading)
 with tabs[4]:
     st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "suspect", "corrupted"]],
                  hide_index=True)

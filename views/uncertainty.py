@@ -10,6 +10,7 @@ from chemlm_engine.store import Kinds, Tables
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
+from chemlm_engine.readings import against_control
 from views.common import pool_caption, run_label, store, submit
 from views.forms import (backbone_picker, cost_caption, data_form, epochs_input, pool_problem, quick_note,
                          quick_toggle, run_name)
@@ -108,8 +109,14 @@ if not sweep_table.empty:
         column.plotly_chart(px.line(sweep_table, x="n", y=metric, color="strategy", markers=True, log_x=True,
                                     labels=axes).update_xaxes(tickvals=sizes))
     st.dataframe(sweep_table, hide_index=True)
+    named = sweep_table.rename(columns={"n": "N"}).assign(strategy=sweep_table["strategy"].map(NAMES.get))
+    own = NAMES[METHODS[run.method].options.STRATEGIES[0]]  # the run's strategy, against random (its control)
+    if reading := against_control(named, "N", "strategy", own, "random"):
+        st.caption(reading)
 
-st.subheader(f"Measure these next ({len(acquired)} selected)")
+simulated = run.info.get("pool_labelled") is not False  # a pool with labels: the run simulated acquisition
+st.subheader(f"Acquired in the simulation ({len(acquired)}): the pool's labels were known" if simulated
+             else f"Measure these next ({len(acquired)} selected)")
 st.caption("Your candidates, ranked by a model trained on all of the labelled training molecules, with its "
            "prediction and MC-dropout spread." if run.info.get("pool_labelled") is False else
            "In the order the method ranks them, with the model's prediction and its MC-dropout spread; "
@@ -133,7 +140,8 @@ st.dataframe(shown[columns], hide_index=True, row_height=80,
                             "uncertainty": "± (MC std)", "name": st.column_config.TextColumn(
                                 "name", help="The pool file's name / ID column, or its row number")})
 listed = acquired.drop(columns=["kind", "split"], errors="ignore")
-st.download_button("Download the molecules to measure next (CSV)",  # the pool file's ID first: how to find it again
+st.download_button(f"Download the {'acquired molecules' if simulated else 'molecules to measure next'} (CSV)",
+                   # the pool file's ID first: how to find it again
                    write_csv(listed[[*(["name"] if "name" in listed else []), *listed.columns.drop("name", "ignore")]]
                              .rename(columns={"score": gain.replace(" ", "_"), "label": "measured"})),
                    f"measure-next-{run.id}.csv", "text/csv", type="primary")

@@ -53,7 +53,7 @@ def test_an_interrupted_library_resumes_without_predicting_written_rows_again(re
     assert not Path(f"{output}.parts").exists()
 
 
-def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(regressor_dir, lipo, tmp_path):
+def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(regressor_dir, lipo, tmp_path, caplog):
     source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
     source.write_text("smiles\n" + "\n".join(lipo.smiles[:30]) + "\n")
     with pytest.raises(KeyboardInterrupt):
@@ -66,8 +66,12 @@ def test_a_changed_library_starts_afresh_instead_of_mixing_two_inputs(regressor_
     with pytest.raises(KeyboardInterrupt):
         predict_library(regressor_dir, source, output, chunk_rows=10, progress=_interrupt_at(21))
     source.write_text("smiles\n" + "\n".join(lipo.smiles[100:125]) + "\n")  # edited in between
-    summary = predict_library(regressor_dir, source, output, chunk_rows=10)
+    said: list[bool] = []
+    with caplog.at_level("WARNING"):
+        summary = predict_library(regressor_dir, source, output, chunk_rows=10, progress=lambda *_: said.append(
+            "the 20 rows an interrupted run had written were for another input" in caplog.text))
     assert summary.resumed_rows == 0 and summary.discarded_rows == 20  # said, not silently redone
+    assert said[0]  # at the start, before any row is predicted (not hours later)
     assert pd.read_parquet(output)["smiles"].tolist() == lipo.smiles[100:125]
 
 
