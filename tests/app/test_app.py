@@ -348,7 +348,11 @@ def test_active_learning_page_shows_isal_against_both_controls_and_what_to_measu
     listed = next(t for t in tables if "structure" in t.columns)
     assert len(listed) == 20 and {"prediction", "uncertainty", "label"} <= set(listed.columns)
     assert listed["score"].is_monotonic_decreasing  # in the order ISAL ranks them
-    assert any(b.label.startswith("Download the molecules to measure next") for b in at.get("download_button"))
+    # the pool's labels were known: a simulation's picks, not molecules to measure next
+    assert "Acquired in the simulation (20): the pool's labels were known" in [h.value for h in at.subheader]
+    assert any(b.label.startswith("Download the acquired molecules") for b in at.get("download_button"))
+    assert any(c.value.startswith("ISAL had a lower test MSE than random at") and "One run on one seed" in c.value
+               for c in at.caption)  # and the sweep read out
 
 
 def test_active_learning_and_influence_open_on_the_runs_worth_reading_first(home):
@@ -392,6 +396,8 @@ def test_an_influence_sweep_whose_every_k_was_the_whole_pool_says_it_cannot_comp
     said = influence_run([3])
     assert any(w.startswith("Every k was the whole pool of 3 molecules") for w in said), said
     assert not any("Every k" in w for w in influence_run([2, 3]))  # k = 2 of 3: there is something to compare
+    assert any(c.value.startswith("influence top-k had a lower test MSE than random k at no size (k = 2: 2 vs 2; k = "
+                                  "3: 2 vs 2)") for c in _app("views/influence.py").caption)  # read out, one seed
 
 
 def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(home, tiny_backbone, tmp_path, lipo):
@@ -414,6 +420,8 @@ def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(
     assert any("; 3 already in the job's own data (training, validation or test), left out" in c.value
                for c in at.caption)
     assert not any(i.value.startswith("Acquire") for i in at.info)
+    assert "Measure these next (8 selected)" in [h.value for h in at.subheader]
+    assert any(b.label.startswith("Download the molecules to measure next") for b in at.get("download_button"))
     RunStore(home=home).set_info(run_id, acquire_note="50 asked for, but the pool has 30 molecules: all of them "
                                                       "are acquired")  # as the job records it (engine test)
     assert "Acquire: 50 asked for, but the pool has 30 molecules: all of them are acquired." in [
@@ -941,6 +949,19 @@ def test_upload_columns_named_as_chemists_write_them_are_preselected():
     assert name_column(["smiles", "acid", "vendor_id", "logD"]) == "vendor_id"
     assert name_column(["SMILES", "Catalog ID"]) == "Catalog ID" and name_column(["smiles", "acid", "y"]) is None
     assert name_column(["ID", "vendor_id"]) == "ID"
+
+
+def test_a_finished_curriculum_pair_is_read_out_on_its_test_mse_with_the_one_seed_caveat(home):
+    from chemlm_engine.methods.curriculum import paired_specs
+
+    store = RunStore(home=home)
+    for spec, mse in zip(paired_specs(JobSpec(method="curriculum")), (1.17, 1.08)):
+        run = store.create_run(spec.to_dict(), spec.method, spec.name)
+        store.start(run, {})
+        store.finish(run, {"test_r2": 0.1, "test_mse": mse})
+    captions = [c.value for c in _app("views/curriculum.py").caption]
+    assert any(c.startswith("R², RMSE, MAE and MSE on the test split") and "curriculum had no lower test MSE than "
+               "its baseline (1.17 vs 1.08). One run on one seed is no verdict" in c for c in captions), captions
 
 
 def test_compare_and_curriculum_keep_their_choices_across_a_visit_to_another_page(home):
