@@ -11,7 +11,7 @@ from chemlm_engine.tables import write_csv
 from chemlm_engine.methods.influence.solvers import DRIFT_LIMIT
 from views.common import molecule_cards, plain, pool_caption, run_label, store, submit
 from views.forms import cost_caption, pool_problem, quick_note, quick_toggle
-from views.live import announce, live_jobs, sig3, status_text
+from views.live import announce, live_jobs, status_text
 from views.kept import run_selectbox
 
 
@@ -108,8 +108,8 @@ def cards(frame: pd.DataFrame, title: str) -> None:
     """Molecule cards: structure, rank, score, measured label and flags."""
     st.markdown(f"**{title}**")
     molecule_cards(frame, lambda row: (
-        f"**#{int(row['rank'])}** · score {sig3(row['score'])}  \nlogD {row['label']:.2f} · self-infl. "
-        f"{sig3(row['self_influence'])}" + (" · ⚠ suspect" if row["suspect"] else "")
+        f"**#{int(row['rank'])}** · score {row['score']:.3g}  \nlogD {row['label']:.2f} · self-infl. "
+        f"{row['self_influence']:.3g}" + (" · ⚠ suspect" if row["suspect"] else "")
         + (" · corrupted" if row["corrupted"] else "")))
 
 
@@ -140,6 +140,9 @@ with tabs[3]:
             if (base := run.metrics.get(f"base_{metric}")) is not None:  # k = 0: what every selection must beat
                 chart.add_hline(base, line_dash="dash", line_color="grey", annotation_text="no pool molecule")
             column.plotly_chart(chart)
+        if not run.spec["options"].get("pool"):  # the pool was held out of the base run's training split
+            st.caption("Dashed: the model trained without any pool molecule, on the training split less the "
+                       "held-out pool (so not the base run's own test score, which trained on all of it).")
         st.dataframe(sweep, hide_index=True)
         arms = {"influence": "influence top-k", "random": "random k"}
         if reading := against_control(sweep.replace({"selection": arms}), "k", "selection", *arms.values()):
@@ -147,5 +150,6 @@ with tabs[3]:
 with tabs[4]:
     st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "suspect", "corrupted"]],
                  hide_index=True)
-st.download_button("Download scores (CSV)", write_csv(ranked), f"influence-{run.id}.csv",
+st.download_button("Download scores (CSV)", write_csv(ranked.dropna(axis="columns", how="all")),  # no empty columns
+                   f"influence-{run.id}.csv",
                    "text/csv", on_click="ignore")

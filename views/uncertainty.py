@@ -145,5 +145,6 @@ st.download_button(f"Download the {'acquired molecules' if simulated else 'molec
                    write_csv(listed[[*(["name"] if "name" in listed else []), *listed.columns.drop("name", "ignore")]]
                              .rename(columns={"score": gain.replace(" ", "_"), "label": "measured"})),
                    f"measure-next-{run.id}.csv", "text/csv", type="primary")
-st.download_button("Download the test set's uncertainties (CSV)", write_csv(test), f"uncertainty-{run.id}.csv",
+st.download_button("Download the test set's uncertainties (CSV)",  # named as the list above names the spread
+                   write_csv(test.rename(columns={"score": "uncertainty"})), f"uncertainty-{run.id}.csv",
                    "text/csv")

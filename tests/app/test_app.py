@@ -543,6 +543,7 @@ def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatc
     sweep_charts = [json.loads(p.proto.spec) for p in at.get("plotly_chart") if '"selection"' in p.proto.spec]
     base = RunStore(home=tmp_path / "runs").runs()[0].metrics  # the influence run, newest first
     assert [c["layout"]["shapes"][0]["y0"] for c in sweep_charts] == [base["base_test_mse"], base["base_test_r2"]]
+    assert any(c.value.startswith("Dashed: the model trained without any pool molecule") for c in at.caption)
 
 
 def test_home_try_it_fills_predict_with_the_example_and_train_with_the_quick_preset(home):
