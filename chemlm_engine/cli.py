@@ -12,7 +12,7 @@ import typer
 from tqdm import tqdm
 
 from .cli_predict import explain, one_of, predict, refuse_settings_beside
-from .cli_runs import runs_app
+from .cli_runs import open_store, runs_app
 from .cli_tune import tune
 from .errors import ChemLMError, ConfigError
 from .spec import EXECUTORS, METHODS, TrainConfig, model_kind
@@ -91,12 +91,6 @@ def _run(spec, store, executor: str = "thread", address: str | None = None) -> N
     typer.echo(json.dumps({"run_id": run_id, "status": record.status, **record.metrics}))
 
 
-def _store(db: str | None):
-    from .store import RunStore
-
-    return RunStore(db)
-
-
 _TRAINED = [name for name, entry in METHODS.items() if entry.model in ("regressor", "ensemble")]  # train's own
 
 
@@ -153,7 +147,7 @@ def train(
                           f"(train runs {', '.join(_TRAINED)})" if method in METHODS else
                           f"unknown method {method!r}; train runs {', '.join(_TRAINED)}")
     if spec_file is not None:
-        _run(job, _store(db), executor, ray_address)
+        _run(job, open_store(db), executor, ray_address)
         return
     spec = JobSpec(method=method, name=name, options=options_from_text(option),
                    data=DataSpec(source=data, smiles_column=smiles_column, label_column=label_column, split=split,
@@ -163,7 +157,7 @@ def train(
                    train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                                      patience=patience, seed=seed, precision=precision, augment=augment,
                                      layer_decay=layer_decay, ema_decay=ema_decay))
-    _run(spec, _store(db), executor, ray_address)
+    _run(spec, open_store(db), executor, ray_address)
 
 
 @app.command()
@@ -189,7 +183,7 @@ def influence(
     """Score external molecules by influence on the validation loss, retrain with the top-k, compare."""
     from .spec import JobSpec
 
-    store = _store(db)
+    store = open_store(db)
     base = store.get_run(base_run)
     if base.status != "finished" or model_kind(base.method) != "regressor" or base.spec["model"].get("descriptors"):
         raise ConfigError(f"run {base_run} is a {base.status} {base.method} run: the base of an influence job is a "
@@ -209,7 +203,7 @@ def export(run_id: str, destination: Path, description: str = typer.Option("", h
     model (LoRA, IA3) takes a copy of its base backbone along when that is a folder on this machine."""
     from .export import bundle_base_backbones
 
-    bundle_base_backbones(_store(db).export_model(run_id, destination, description))
+    bundle_base_backbones(open_store(db).export_model(run_id, destination, description))
     typer.echo(f"exported {run_id} to {destination}")
 
 
@@ -257,7 +251,7 @@ def pretrain(
                    randomize_smiles=randomize_smiles, micro_batch_size=micro_batch_size, time_budget_s=time_budget,
                    spellings_per_molecule=spellings)
     _run_with_progress(JobSpec(method="pretrain", name=name or f"pretrain {output.name}", options=options),
-                       _store(db))
+                       open_store(db))
 
 
 @app.command()

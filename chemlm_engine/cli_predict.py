@@ -92,8 +92,10 @@ def predict(
         if name_column:  # the library keeps every column of the file as it is
             typer.echo("note: a library prediction keeps every column of the file; --name-column is not used",
                        err=True)
+        if output is None:
+            raise OutputError("a library prediction writes Parquet: give --output predictions.parquet")
         measured = _library_measured(input, smiles_column, measured_column)  # before the hours of predicting
-        results = output.with_name(output.name + ".parquet") if sd_output and output else output
+        results = output.with_name(output.name + ".parquet") if sd_output else output
         results, summary = _predict_library(folder, input, results, smiles_column, executor, ray_address, workers,
                                             trust_remote_code)
         if measured:
@@ -272,16 +274,12 @@ def _library_frame(results: Path, measured: str):
     return frame
 
 
-def _predict_library(folder: Path, source: Path, output: Path | None, smiles_column: str | None, executor: str,
+def _predict_library(folder: Path, source: Path, output: Path, smiles_column: str | None, executor: str,
                      address: str | None, workers: int, trust_remote_code: bool) -> tuple[Path, str]:
     """The library predicted into ``output``; where it is, and the summary line to end with."""
     from .library import CHUNK_ROWS, parts_of, parts_rows, predict_library, predict_library_ray
     from .library_input import library_rows
 
-    if output is None:
-        from .errors import OutputError
-
-        raise OutputError("a library prediction writes Parquet: give --output predictions.parquet")
     if executor == "ray":
         summary = predict_library_ray(folder, source, output, smiles_column, workers=workers, address=address,
                                       trust_remote_code=trust_remote_code)

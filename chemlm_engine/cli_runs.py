@@ -7,13 +7,14 @@ import typer
 
 from .errors import ConfigError, RunNotFoundError
 
-__all__ = ["runs_app"]
+__all__ = ["open_store", "runs_app"]
 
 runs_app = typer.Typer(rich_markup_mode="markdown", help="Inspect, rename and delete stored runs.",
                        no_args_is_help=True)
 
 
-def _store(db: str | None):
+def open_store(db: str | None):
+    """The run store at SQLAlchemy URL ``db`` (default: ``$CHEMLM_HOME/runs.db``); imported on use (seconds)."""
     from .store import RunStore
 
     return RunStore(db)
@@ -35,7 +36,7 @@ def _run_id(store, run: str) -> str:
 @runs_app.command("list")
 def runs_list(as_json: bool = typer.Option(False, "--json"), db: str | None = typer.Option(None)) -> None:
     """All runs, newest first (runs whose process died are marked interrupted first)."""
-    store = _store(db)
+    store = open_store(db)
     store.mark_interrupted()
     from .compare import runs_frame
 
@@ -65,7 +66,7 @@ def runs_show(run: str, db: str | None = typer.Option(None)) -> None:
     error."""
     from .compare import run_document
 
-    store = _store(db)
+    store = open_store(db)
     store.mark_interrupted()
     typer.echo(json.dumps(run_document(store, _run_id(store, run)), indent=2))
 
@@ -73,7 +74,7 @@ def runs_show(run: str, db: str | None = typer.Option(None)) -> None:
 @runs_app.command("rename")
 def runs_rename(run: str, name: str, db: str | None = typer.Option(None)) -> None:
     """Give a run (id or name) a new name: the app's labels and ``runs list`` show it."""
-    store = _store(db)
+    store = open_store(db)
     run_id = _run_id(store, run)
     store.rename(run_id, name)
     typer.echo(f"renamed {run_id} to {name.strip()!r}")
@@ -83,7 +84,7 @@ def runs_rename(run: str, name: str, db: str | None = typer.Option(None)) -> Non
 def runs_delete(run: str, yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask first."),
                 db: str | None = typer.Option(None)) -> None:
     """Delete a run (id or name) that is not active: its rows in the store and its folder (model, results)."""
-    store = _store(db)
+    store = open_store(db)
     record = store.get_run(_run_id(store, run))
     label = f"{record.id} ({record.method}{', ' + repr(record.name) if record.name else ''}, {record.status})"
     if not yes and not typer.confirm(f"delete run {label} and its files?"):
