@@ -57,12 +57,12 @@ def library_summary(run: RunRecord) -> str:
 
 def _stopped(since: float) -> None:
     """Say what a library job cancelled or interrupted since ``since`` kept, and how to go on from it (unless a later
-    job with the same file and model is queued, running or done)."""
+    job with the same file and model took over: the rows kept are then that one's to say)."""
     runs = [r for r in store().runs() if r.method == "predict"]
     for run in [r for r in runs if r.status in ("cancelled", "interrupted") and r.created_at > since][:3]:
         options = run.spec.get("options") or {}
         if any(r.created_at > run.created_at and r.spec.get("options") == options
-               and r.status in ("queued", "running", "finished") for r in runs):
+               and r.status != "failed" for r in runs):
             continue
         kept = kept_rows(store(), options)
         st.info(f"The background prediction {run_label(run)} was {run.status}: " + (

@@ -731,8 +731,11 @@ def test_a_cancelled_library_prediction_says_on_the_predict_page_what_it_kept_an
     assert said == [f"The background prediction predict a.csv · {stopped} · predict was cancelled: its first 2 rows "
                     "are kept. Upload the same file with the same model and predict it in the background again: it "
                     "continues after them."]
-    store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "again")  # continuing it
+    again = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "again")  # continues
     assert not [i.value for i in _app("views/predict.py").info if "was cancelled" in i.value]
+    store.cancel(again)  # stopped too: the rows kept are the later run's to say, not both runs' (the same count)
+    said = [i.value for i in _app("views/predict.py").info if "was cancelled" in i.value]
+    assert len(said) == 1 and said[0].startswith(f"The background prediction again · {again} · predict was cancelled")
 
 
 def test_deleting_a_stopped_library_prediction_forgets_the_chunks_it_kept(home):
