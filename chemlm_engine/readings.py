@@ -10,6 +10,10 @@ ONE_SEED = ("One run on one seed is no verdict: the seed alone moves test metric
             "them on the Compare page.")
 
 
+def _label(metric: str) -> str:
+    return metric.replace("_mse", " MSE").replace("_", " ")  # test_mse -> "test MSE"
+
+
 def against_control(sweep: pd.DataFrame, size: str, arm_column: str, arm: str, control: str,
                     metric: str = "test_mse") -> str | None:
     """How often ``arm`` beat ``control`` on ``metric`` (lower is better) across the ``size`` points of ``sweep``
@@ -23,12 +27,10 @@ def against_control(sweep: pd.DataFrame, size: str, arm_column: str, arm: str, c
     wins = int((both[arm] < both[control]).sum())
     points = "; ".join(f"{size} = {n:g}: {a:.4g} vs {c:.4g}" for n, (a, c) in both.iterrows())
     where = "at every size" if wins == len(both) else "at no size" if wins == 0 else f"at {wins} of {len(both)} sizes"
-    label = metric.replace("_mse", " MSE").replace("_", " ")
-    return f"{arm} had a lower {label} than {control} {where} ({points}). {ONE_SEED}"
+    return f"{arm} had a lower {_label(metric)} than {control} {where} ({points}). {ONE_SEED}"
 
 
 def pair_reading(arm: str, arm_value: float, control: str, control_value: float, metric: str = "test_mse") -> str:
     """One run against its control (a curriculum and its baseline) on ``metric`` (lower is better)."""
-    label = metric.replace("_mse", " MSE").replace("_", " ")
-    return (f"{arm} had {'a lower' if arm_value < control_value else 'no lower'} {label} than {control} "
+    return (f"{arm} had {'a lower' if arm_value < control_value else 'no lower'} {_label(metric)} than {control} "
             f"({arm_value:.4g} vs {control_value:.4g}). {ONE_SEED}")

@@ -306,7 +306,8 @@ def run_search_job(ctx: JobContext, data: SplitData, opts: SearchOptions) -> dic
         # counted by the trials that ended (ASHA's stops end only later): trials started side by side would make
         # the share, so the page's time left, run ahead of the search
         trials = [r.status for r in ctx.store.runs() if r.info.get("search") == ctx.run_id]
-        ended, running = sum(s not in ACTIVE_STATUSES for s in trials), sum(s in ACTIVE_STATUSES for s in trials)
+        ended = sum(s not in ACTIVE_STATUSES for s in trials)
+        running = len(trials) - ended
         ctx.progress(ended / opts.num_samples, f"searching: {ended} of {opts.num_samples} trials ended"
                      + (f", {running} running" if running else ""))
         return ctx.cancel.is_set()
