@@ -85,6 +85,7 @@ def predict(
     from .predict.ensemble import load_predictor
     from .predict.batch import predict_csv, predict_smiles, result_columns, user_table
     from .library import annotated_library
+    from .library_results import measured_frame
 
     library = input is not None and (executor == "ray" or is_parquet(input) or bool(output and is_parquet(output)))
     many = not library and input is not None and count_rows(input) > _IN_MEMORY_ROWS  # a CSV result: in one go
@@ -99,7 +100,7 @@ def predict(
         results, summary = _predict_library(folder, input, results, smiles_column, executor, ray_address, workers,
                                             trust_remote_code)
         if measured:
-            _say_metrics(_library_frame(results, measured))
+            _say_metrics(measured_frame(results, measured))
         typer.echo(summary, err=True)  # the last line, as on the in-memory path
         if sd_output:  # streamed to Parquet beside it, then copied record by record: any size
             assert output is not None
@@ -256,22 +257,6 @@ def _library_measured(source: Path, smiles_column: str | None, wanted: str | Non
     if wanted is not None:
         return pick_column(columns, wanted, (), "measured")  # an unknown column is a clear error
     return value_column([c for c in columns if c != smiles_column_of(source, smiles_column)])
-
-
-def _library_frame(results: Path, measured: str):
-    """The columns of a streamed prediction (a Parquet file or Ray's folder of parts) that its metrics read."""
-    import pyarrow.parquet as pq
-
-    from .predict.batch import read_measured
-
-    dataset = pq.ParquetDataset(results)
-    names = dataset.schema.names
-    kept = f"{measured} (input)" if f"{measured} (input)" in names else measured  # renamed beside a result's name
-    wanted = ["prediction", *(c for c in ("interval_low", "interval_high", "in_training") if c in names)]
-    frame = dataset.read(columns=[kept, *wanted]).to_pandas()
-    frame["measured"], note = read_measured(frame.pop(kept))
-    frame.attrs.update(measured_column=measured, **({"measured_note": note} if note else {}))
-    return frame
 
 
 def _predict_library(folder: Path, source: Path, output: Path, smiles_column: str | None, executor: str,

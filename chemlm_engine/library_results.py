@@ -1,5 +1,6 @@
 """Reading a finished library prediction (one Parquet file, one row per input row) without loading it whole: the
-distribution of its predictions, and the rows in a logD window a chemist screens for."""
+distribution of its predictions, the rows in a logD window a chemist screens for, and the few columns that its
+metrics against a measured column of the input read."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["WINDOW_BATCH", "ORDERS", "predictions_of", "library_window"]
+__all__ = ["WINDOW_BATCH", "ORDERS", "predictions_of", "library_window", "input_columns", "measured_frame"]
 
 _WHOLE_NUMBERS = {pa.int64(): pd.Int64Dtype()}  # a blank cell in a column of whole numbers: still whole numbers
 WINDOW_BATCH = 65_536  # rows read at a time: memory stays flat for any library
@@ -72,3 +73,28 @@ def _in_window(batch: pa.RecordBatch, low: float, high: float, inside_only: bool
     if inside_only and "in_domain" in batch.schema.names:
         keep = pc.and_(keep, pc.equal(batch.column("in_domain"), True))
     return pc.indices_nonzero(pc.fill_null(keep, False)).to_numpy()
+
+
+def input_columns(output: str | Path) -> list[str]:
+    """The input file's own columns as the prediction kept them (between ``row`` and its results; one named as a
+    result column is kept as "NAME (input)"). ``output``: a Parquet file or Ray's folder of parts."""
+    names = pq.ParquetDataset(output).schema.names
+    end = names.index("canonical_smiles") if "canonical_smiles" in names else len(names)
+    return [n for n in names[:end] if n != "row"]
+
+
+def measured_frame(output: str | Path, measured: str) -> pd.DataFrame:
+    """What :func:`~chemlm_engine.predict.batch.measured_metrics` reads of a library prediction against its input's
+    column ``measured`` (named as in the input, or as :func:`input_columns` lists it): the predictions, intervals,
+    ``in_training`` and ``measured`` (numbers; ``attrs["measured_note"]`` says which cells were not), with the
+    1-based ``row``. Reads those few columns only: any size of library."""
+    from .predict.batch import read_measured  # torch and RDKit come with it: only when asked
+
+    dataset = pq.ParquetDataset(output)
+    names = dataset.schema.names
+    kept = f"{measured} (input)" if f"{measured} (input)" in names else measured
+    wanted = [c for c in ("row", "prediction", "interval_low", "interval_high", "in_training") if c in names]
+    frame = dataset.read(columns=[kept, *wanted]).to_pandas()
+    frame["measured"], note = read_measured(frame.pop(kept))
+    frame.attrs.update(measured_column=measured.removesuffix(" (input)"), **({"measured_note": note} if note else {}))
+    return frame

@@ -132,7 +132,7 @@ def fmt3(value) -> str:
 def parity_plot(frame: pd.DataFrame, measured: str, predicted: str, title: str):
     lo = float(min(frame[measured].min(), frame[predicted].min()))
     hi = float(max(frame[measured].max(), frame[predicted].max()))
-    figure = px.scatter(frame, x=measured, y=predicted, hover_data=["smiles"] if "smiles" in frame else None,
+    figure = px.scatter(frame, x=measured, y=predicted, hover_data=[c for c in ("smiles", "row") if c in frame],
                         opacity=0.6, title=title, labels={measured: "measured", predicted: "predicted"})
     figure.add_shape(type="line", x0=lo, y0=lo, x1=hi, y1=hi, line={"dash": "dash", "color": "grey"})
     return figure

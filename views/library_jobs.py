@@ -20,6 +20,7 @@ from chemlm_engine.tables import write_csv
 from views.common import model_choices, plain, run_label, store, submit
 from views.kept import kept
 from views.live import announce, live_jobs
+from views.measured import library_against_measured
 from views.why import domain_flags, warm_explanations, why_this_prediction
 
 CSV_ROWS = 200_000  # more rows: Parquet only (a CSV is built in the server's memory when it is downloaded)
@@ -103,6 +104,7 @@ def library_results() -> None:
         if rows <= CSV_ROWS and is_sd_file(source) and Path(source).exists():
             c.download_button("Download (SD file)", lambda: _sd_copy(output, source),
                               f"predictions-{run.id}.sdf", "chemical/x-mdl-sdfile", key="library-sdf")
+        library_against_measured(run, output)
         _browse(run, output)
 
 

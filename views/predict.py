@@ -6,17 +6,17 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.depict import grid_image, molecule_image_uri
-from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, is_ensemble, measured_metrics,
-                                   parse_pasted, predict_csv, predict_smiles, result_columns, unread_measured,
-                                   user_table)
+from chemlm_engine.predict import (DOMAIN_SIMILARITY, add_applicability_domain, is_ensemble, parse_pasted,
+                                   predict_csv, predict_smiles, result_columns, user_table)
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.filekinds import TABLE_TYPES, is_sd_file
 from chemlm_engine.sdfile import frame_rows, write_sd
 from chemlm_engine.tables import write_csv, write_xlsx
-from views.common import fmt3, load_model, measured_summary, model_choices, parity_plot, plain, training_reference
+from views.common import fmt3, load_model, model_choices, plain, training_reference
 from views.uploads import column_pickers, upload_too_big
 from views.kept import gone, kept, labelled_selectbox
 from views.library_jobs import library_results, offer_library_job
+from views.measured import against_measured
 from views.why import domain_flags, warm_explanations, why_this_prediction
 
 PICTURED = 500  # result rows drawn with their structure and nearest training molecule
@@ -175,16 +175,7 @@ with tabs[3]:
                                  labels={"prediction": "predicted logD"}))
 if "measured" in result:
     with tabs[4]:
-        metrics = measured_metrics(result)
-        if unread_measured(result):
-            st.warning(f"{unread_measured(result)}.")
-        if metrics["n"] < 2:
-            st.caption("Fewer than two rows have both a prediction and a measured value"
-                       + (" and a molecule the model was not trained on." if metrics.get("in_training") else "."))
-        else:
-            measured_summary(metrics)
-            scored = ok[ok["measured"].notna() & ok["in_training"].ne(True)]  # the rows the numbers above count
-            st.plotly_chart(parity_plot(scored, "measured", "prediction", "Your data"))
+        against_measured(ok, "Your data")
 # one picker per input and setup: new results start unchosen (a row number of the old ones would be another
 # molecule; the browser kept showing the old label on a reused picker), the same results keep their choice
 why_this_prediction(ok, folder, key=f"why-row-{st.session_state['predictions_key'][:16]}")

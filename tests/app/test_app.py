@@ -880,6 +880,25 @@ def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_
     assert why.options[why.index].startswith(f"row {lowest['row']} · {lowest['id']} · logD"), why.options[why.index]
 
 
+def test_a_finished_library_prediction_is_scored_against_a_measured_column_of_its_file(home, finished_run):
+    store = RunStore(home=home)
+    rows = [("CCO", "-0.3"), ("c1ccccc1O", "1.5"), ("CCCCCCCC", "n.d."), ("CC(=O)O", "-1.2"), ("c1ccncc1", "0.6"),
+            ("C1CC1N(", "2.0")]
+    source = store.save_upload(("smiles,measured_logd,batch\n" + "".join(f"{s},{v},7\n" for s, v in rows)).encode())
+    options = {"model": store.get_run(finished_run).model_path, "source": str(source)}
+    run = store.get_run(run_job(JobSpec(method="predict", name="predict assay.csv", options=options), store))
+    assert run.status == "finished", run.error
+    at = _app("views/predict.py")
+    assert not at.exception
+    picker = at.selectbox(key=f"library-measured-{run.id}")
+    assert picker.value == "measured_logd" and picker.options == ["(none)", "smiles", "measured_logd", "batch"]
+    assert any("**n** 4" in m.value and "**R²**" in m.value for m in at.markdown)  # not the text cell, the invalid row
+    assert any("n.d." in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == 2  # the parity plot and the distribution
+    picker.set_value("(none)").run()
+    assert not any("**R²**" in m.value for m in at.markdown) and len(at.get("plotly_chart")) == 1
+
+
 def test_the_train_pages_quick_try_shrinks_a_search_and_refuses_a_pretraining(home, tiny_backbone):
     at = _app("views/train.py")
     use_backbone(at, tiny_backbone)

@@ -67,3 +67,26 @@ def test_the_first_rows_of_a_window_can_be_its_highest_lowest_or_most_certain_ac
     pq.write_table(spread, tmp_path / "ensemble.parquet")
     certain, _ = library_window(tmp_path / "ensemble.parquet", 1.0, 2.5, limit=3, order="most certain first")
     assert certain["row"].tolist() == [6, 2, 5]  # 0.05, then the tie at 0.1 in input order
+
+
+def test_a_library_is_scored_against_a_measured_column_of_its_file_read_alone(tmp_path):
+    """The metrics of a streamed prediction read back from its output: the input's own columns (one renamed beside
+    a result column of the same name), cells that are not numbers said, the model's own training molecules left out."""
+    from chemlm_engine.library_results import input_columns, measured_frame
+    from chemlm_engine.predict.batch import measured_metrics
+
+    table = pa.table({"row": [1, 2, 3, 4, 5], "id": list("abcde"), "smiles": ["C"] * 5,
+                      "prediction (input)": ["1.5", "n.d.", "2.0", "", "4.5"], "canonical_smiles": ["C"] * 5,
+                      "prediction": pa.array([1.0, 2.0, 2.5, None, 3.0], pa.float64()),
+                      "interval_low": [0.0, 1.0, 1.0, None, 3.2], "interval_high": [2.0, 3.0, 4.0, None, 4.0],
+                      "in_training": [False, False, True, None, False]})
+    pq.write_table(table, tmp_path / "out.parquet")
+    assert input_columns(tmp_path / "out.parquet") == ["id", "smiles", "prediction (input)"]
+    frame = measured_frame(tmp_path / "out.parquet", "prediction")  # the input's name: its renamed column is read
+    assert frame["measured"].tolist()[::2] == [1.5, 2.0, 4.5] and np.isnan(frame["measured"][1])
+    assert frame["row"].tolist() == [1, 2, 3, 4, 5] and frame.attrs["measured_column"] == "prediction"
+    assert "n.d." in frame.attrs["measured_note"]
+    metrics = measured_metrics(frame)  # rows 1 and 5: row 3 is a training molecule, 2 and 4 lack a value
+    assert metrics["n"] == 2 and metrics["in_training"] == 1 and metrics["coverage"] == 0.5
+    assert metrics["mae"] == 1.0
+    assert measured_frame(tmp_path / "out.parquet", "prediction (input)")["measured"].equals(frame["measured"])

@@ -1,0 +1,57 @@
+"""Predictions against the user's measured values: the metrics, what they leave out, and the parity plot, for the
+page's own results and for a finished library (read from its Parquet output: a few columns, any size)."""
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from chemlm_engine.columns import value_column
+from chemlm_engine.library_results import input_columns, measured_frame
+from chemlm_engine.predict import measured_metrics, unread_measured
+from chemlm_engine.store import RunRecord
+from views.common import measured_summary, parity_plot
+from views.kept import kept
+
+PLOTTED = 5_000  # points of a parity plot at most: beyond, a seeded sample of the rows the metrics count
+NONE = "(none)"
+
+
+def against_measured(frame: pd.DataFrame, title: str, key: str | None = None) -> None:
+    """Metrics and parity plot of ``frame``'s predictions against its ``measured`` column."""
+    metrics = measured_metrics(frame)
+    if unread_measured(frame):
+        st.warning(f"{unread_measured(frame)}.")
+    if metrics["n"] < 2:
+        st.caption("Fewer than two rows have both a prediction and a measured value"
+                   + (" and a molecule the model was not trained on." if metrics.get("in_training") else "."))
+        return
+    measured_summary(metrics)
+    scored = frame[frame["prediction"].notna() & frame["measured"].notna()]
+    if "in_training" in scored:
+        scored = scored[scored["in_training"].ne(True)]  # the rows the numbers above count
+    shown = scored.sample(PLOTTED, random_state=0) if len(scored) > PLOTTED else scored
+    if len(shown) < len(scored):
+        st.caption(f"The plot shows {len(shown):,} of these {len(scored):,} rows, drawn at random; the numbers above "
+                   "count them all.")
+    st.plotly_chart(parity_plot(shown, "measured", "prediction", title), key=key)
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the measured values …")
+def _library_measured(output: str, written: float, column: str) -> pd.DataFrame:  # written: a new file, a new entry
+    return measured_frame(output, column)
+
+
+def library_against_measured(run: RunRecord, output: Path) -> None:
+    """The library's metrics against a column of its file, picked here (preset to one named as measured values are,
+    as the page presets it for a file it predicts itself)."""
+    columns = input_columns(output)
+    choices = [NONE, *columns]
+    picker = kept(f"library-measured-{run.id}", choices)
+    st.session_state.setdefault(picker["key"], value_column(columns) or NONE)
+    column = st.selectbox("Measured value column of your file (optional)", choices, **picker,
+                          help="Metrics and a parity plot of the predictions against it; the model's own training "
+                               "molecules are left out of them.")
+    if column != NONE:
+        with st.container(border=True):
+            against_measured(_library_measured(str(output), output.stat().st_mtime, column), "Your library",
+                             key=f"library-parity-{run.id}")
