@@ -238,7 +238,7 @@ def _say_metrics(frame) -> None:
     metrics = measured_metrics(frame)
     seen = metrics.pop("in_training", 0)
     typer.echo(f"against measured ({frame.attrs['measured_column']}): " + (
-        ", ".join(f"{k} {v:,}" if k == "n" else f"{k} {v:.3g}" for k, v in metrics.items()) if metrics["n"] > 1
+        ", ".join(f"{k} {v:,}" if k == "n" else f"{k} {v:.3f}" for k, v in metrics.items()) if metrics["n"] > 1
         else f"{metrics['n']} row{'s' * (metrics['n'] != 1)} with a prediction and a measured value: no metrics"),
         err=True)
     if seen:

@@ -13,7 +13,7 @@ import streamlit as st
 import torch
 
 from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, DataSpec, JobSpec, model_kind
-from chemlm_engine.predict import Ensemble, TrainingReference, load_predictor, training_rows_note
+from chemlm_engine.predict import Ensemble, TrainingReference, load_predictor
 from chemlm_engine.compare import launched_trusting
 from chemlm_engine.errors import ChemLMError
 from chemlm_engine.jobs import SplitData, check_job_data, load_split_data
@@ -176,20 +176,6 @@ def molecule_cards(frame: pd.DataFrame, caption, per_row: int = 5) -> None:
             with column.container(border=True):
                 st.image(molecule_image_uri(row["smiles"], (240, 170)) or "", width="stretch")
                 st.markdown(caption(row))
-
-
-def measured_summary(metrics: dict[str, float], promised: float = 0.9) -> None:
-    """The metrics against a user's measured values; where the intervals hold clearly fewer of them than promised
-    (beyond two binomial standard errors), the likely reason in words."""
-    st.markdown(" · ".join(f"**{name}** {fmt3(metrics[key])}" for name, key in (
-        ("n", "n"), ("R²", "r2"), ("RMSE", "rmse"), ("MAE", "mae"))) + (
-        f" · **inside the {promised:.0%} interval** {metrics['coverage']:.0%}" if "coverage" in metrics else ""))
-    if seen := metrics.get("in_training"):
-        st.caption(training_rows_note(seen) + ".")
-    if metrics.get("coverage", 1.0) < promised - 2 * (promised * (1 - promised) / metrics["n"]) ** 0.5:
-        st.warning(f"Only {metrics['coverage']:.0%} of your measured values lie inside their {promised:.0%} interval, "
-                   "fewer than chance explains: the intervals were calibrated on data like the training data, and "
-                   "yours differ (another assay or protocol, another series). Read them as too narrow for your data.")
 
 
 def pool_caption(run: RunRecord) -> None:

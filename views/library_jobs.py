@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from chemlm_engine.columns import name_column
+from chemlm_engine.columns import name_column, value_column
 from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.library import active_twin, annotated_library, kept_rows
 from chemlm_engine.library_results import ORDERS, library_window, predictions_of
@@ -21,6 +21,7 @@ from views.common import model_choices, plain, run_label, store, submit
 from views.kept import kept
 from views.live import announce, live_jobs
 from views.measured import library_against_measured
+from views.uploads import upload_columns
 from views.why import domain_flags, warm_explanations, why_this_prediction
 
 CSV_ROWS = 200_000  # more rows: Parquet only (a CSV is built in the server's memory when it is downloaded)
@@ -31,6 +32,9 @@ SHOWN_ROWS = 100  # rows of a logD window shown with their structures (all of th
 def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) -> None:
     """Say why the page will not predict ``upload`` itself and offer the background job."""
     st.info(why)
+    if measured := value_column([c for c in upload_columns(upload) if c != smiles_column]):
+        st.caption(f"Your column {measured} is kept with the results: once they are ready, pick it under \"Library "
+                   "predictions\" below for the metrics against it.")
     if folder == DEFAULT_REGRESSOR and Path(FAST_REGRESSOR).exists():
         st.caption("For a large library: the embedded one-pass student (Model, above) predicts about twice as fast "
                    "at the default's accuracy (README, \"One forward pass instead of five\").")

@@ -7,13 +7,32 @@ import streamlit as st
 
 from chemlm_engine.columns import value_column
 from chemlm_engine.library_results import input_columns, measured_frame
-from chemlm_engine.predict import measured_metrics, unread_measured
+from chemlm_engine.predict import measured_metrics, training_rows_note, unread_measured
 from chemlm_engine.store import RunRecord
-from views.common import measured_summary, parity_plot
+from views.common import parity_plot
 from views.kept import kept
 
 PLOTTED = 5_000  # points of a parity plot at most: beyond, a seeded sample of the rows the metrics count
 NONE = "(none)"
+
+
+def metrics_line(metrics: dict[str, float], promised: float = 0.9) -> str:
+    """The metrics in one line: the count whole, the others to three decimals (logD units, and R²)."""
+    return " · ".join([f"**n** {metrics['n']:,}", *(f"**{name}** {metrics[key]:.3f}" for name, key in (
+        ("R²", "r2"), ("RMSE", "rmse"), ("MAE", "mae")))] + (
+        [f"**inside the {promised:.0%} interval** {metrics['coverage']:.0%}"] if "coverage" in metrics else []))
+
+
+def measured_summary(metrics: dict[str, float], promised: float = 0.9) -> None:
+    """The metrics against a user's measured values; where the intervals hold clearly fewer of them than promised
+    (beyond two binomial standard errors), the likely reason in words."""
+    st.markdown(metrics_line(metrics, promised))
+    if seen := metrics.get("in_training"):
+        st.caption(training_rows_note(seen) + ".")
+    if metrics.get("coverage", 1.0) < promised - 2 * (promised * (1 - promised) / metrics["n"]) ** 0.5:
+        st.warning(f"Only {metrics['coverage']:.0%} of your measured values lie inside their {promised:.0%} interval, "
+                   "fewer than chance explains: the intervals were calibrated on data like the training data, and "
+                   "yours differ (another assay or protocol, another series). Read them as too narrow for your data.")
 
 
 def against_measured(frame: pd.DataFrame, title: str, key: str | None = None) -> None:

@@ -25,6 +25,11 @@ def _header(data: bytes, name: str) -> list[str]:
     return columns_of(_named(data, name))
 
 
+def upload_columns(upload) -> list[str]:
+    """An uploaded table's column names (read once per file: cached)."""
+    return _header(upload.getvalue(), upload.name)
+
+
 @st.cache_data(max_entries=8)
 def _sheet_rows(data: bytes, name: str) -> int:
     return count_rows(_named(data, name))
@@ -67,7 +72,7 @@ def column_pickers(upload, value: str | None = "measured") -> dict[str, str | No
     ``value="measured"`` is optional (Predict), ``"label"`` required (Train), ``None``: the SMILES column only.
     ``None`` (the reason shown) when the file cannot be read."""
     try:
-        columns = _header(upload.getvalue(), upload.name)
+        columns = upload_columns(upload)
     except ChemLMError as exc:
         st.error(plain(exc))
         return None

@@ -163,8 +163,8 @@ def prepare_explanations(predictor: RegressionModel | Ensemble, folder: str | Pa
 def training_contributions(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str,
                            reference: TrainingReference | None = None) -> pd.DataFrame:
     """Every training molecule of the model folder with its ``contribution`` to the prediction for ``smiles``
-    (label units; positive: pushes it up), sorted by size. ``reference``: the folder's training set, if already
-    loaded."""
+    (label units; positive: pushes it up), sorted by size, indexed by its place in the training set. ``reference``:
+    the folder's training set, if already loaded."""
     train_smiles, labels = _training_set(folder, reference)
     total = np.zeros(len(train_smiles))
     members = _members(predictor, folder)
@@ -175,7 +175,7 @@ def training_contributions(predictor: RegressionModel | Ensemble, folder: str | 
             * float(model.label_std)
     frame = pd.DataFrame({"smiles": train_smiles, "label": labels, "contribution": total / len(members)
                           * _members_share(predictor)})
-    return frame.reindex(frame["contribution"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+    return frame.reindex(frame["contribution"].abs().sort_values(ascending=False).index)
 
 
 def atom_contributions(predictor: RegressionModel | Ensemble, smiles: str, steps: int = 32) -> dict:
@@ -263,11 +263,12 @@ class Explanation:
 
     def top(self, k: int = 10) -> pd.DataFrame:
         """The ``k`` training molecules pushing the prediction up most, the ``k`` pushing it down most, and the
-        ``k`` nearest by similarity (for contrast), with a ``role`` column."""
+        ``k`` nearest by similarity (for contrast; of equals, the first in the training set, as the results' nearest
+        training molecule), with a ``role`` column."""
         t = self.training
         return pd.concat([t.nlargest(k, "contribution").assign(role="pushes up"),
                           t.nsmallest(k, "contribution").assign(role="pushes down"),
-                          t.nlargest(k, "similarity").assign(role="nearest")], ignore_index=True)
+                          t.sort_index().nlargest(k, "similarity").assign(role="nearest")], ignore_index=True)
 
 
 def _prediction(predictor: RegressionModel | Ensemble, smiles: str) -> float:

@@ -1083,7 +1083,7 @@ def test_a_resumed_library_job_estimates_its_time_from_its_own_work():
 
 def test_intervals_that_hold_too_few_measured_values_are_called_too_narrow_for_the_data():
     def summary(coverage: float, n: int) -> None:
-        from views.common import measured_summary
+        from views.measured import measured_summary
 
         measured_summary({"n": n, "r2": 0.5, "rmse": 1.0, "mae": 0.8, "coverage": coverage})
 

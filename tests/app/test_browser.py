@@ -197,12 +197,13 @@ def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, t
 
 def test_a_library_too_big_for_the_page_is_predicted_in_the_background_and_downloaded(app_url, page, tmp_path, lipo):
     library = tmp_path / "library.csv"
-    rows = [f"L{i},{lipo.smiles[i % 300]}" for i in range(PAGE_ROWS + 1)]
-    library.write_text("ID,smiles\n" + "\n".join(rows) + "\n")
+    rows = [f"L{i},{lipo.smiles[i % 300]},{lipo.labels[i % 300]}" for i in range(PAGE_ROWS + 1)]
+    library.write_text("ID,smiles,logD\n" + "\n".join(rows) + "\n")
     page.goto(f"{app_url}/predict")
     _click_until(page.get_by_text("Upload a file"), page.get_by_text("CSV with a SMILES column"))
     page.locator('input[type="file"]').set_input_files(str(library))
     page.get_by_text("predicts about twice as fast").wait_for()  # with the default model: the one-pass student
+    page.get_by_text("Your column logD is kept with the results").wait_for()
     _choose(page, page.get_by_role("combobox", name="Model"), re.compile("baseline"))  # the tiny trained run
     expect(page.get_by_text("predicts about twice as fast")).to_have_count(0)  # a run of its own: no such hint
     page.get_by_role("button", name="Predict it in the background").click()
@@ -210,6 +211,8 @@ def test_a_library_too_big_for_the_page_is_predicted_in_the_background_and_downl
     saved = pd.read_parquet(_download(page, "Download (Parquet)"))
     assert saved["ID"].tolist() == [f"L{i}" for i in range(PAGE_ROWS + 1)]  # one row per input row, in order
     assert saved["prediction"].notna().all()
+    expect(page.get_by_role("combobox", name="Measured value column of your file")).to_have_value("logD")
+    page.get_by_text(re.compile(r"n [\d,]+ · R² -?\d\.\d{3} · RMSE")).wait_for()  # scored against that column
 
 
 def test_a_smiles_file_is_predicted_on_the_page_and_a_parquet_library_in_the_background(app_url, page, tmp_path):

@@ -161,3 +161,22 @@ def test_the_summary_line_gives_a_slow_rate_in_two_digits_not_as_zero():
     results = pd.DataFrame({"error": [None, "bad"], "warnings": [None, None], "in_domain": [True, False]})
     assert "(0.47 molecules/s): 1 invalid, 0 with warnings, 1 outside" in wrote(results, "out.csv", 4.3)
     assert "(1,000 molecules/s)" in wrote(results.iloc[[0] * 1000], "out.csv", 1.0)
+
+
+def test_why_names_the_same_nearest_training_molecule_as_the_results_when_several_are_equally_similar():
+    """Three training molecules equally similar to ibuprofen (stereoisomers share their Morgan bits), ordered by
+    their contribution as "Why?" lists them: its nearest is the results' (the first of them in the training set)."""
+    from chemlm_engine.predict.explain import Explanation
+
+    training = ["O=C(O)[C@H](C)c1ccc(CC(C)C)cc1F", "O=C(O)[C@@H](C)c1ccc(CC(C)C)cc1F", "CCCCCC",
+                "O=C(O)C(C)c1ccc(CC(C)C)cc1F"]
+    query = "CC(C)Cc1ccc(C(C)C(=O)O)cc1"
+    reference = TrainingReference.from_smiles(training, [0.56, 0.51, 3.0, 0.78])
+    results = add_applicability_domain(pd.DataFrame({"canonical_smiles": [query], "error": [None]}), reference)
+    similarity = domain.nearest_neighbours(training, TrainingReference.from_smiles([query], [0.0]))["similarity"]
+    assert similarity[0] == similarity[1] == similarity[3] > similarity[2]  # a tie among three
+    frame = pd.DataFrame({"smiles": training, "label": [0.56, 0.51, 3.0, 0.78], "contribution": [0.1, -0.3, 0.0, 0.2],
+                          "similarity": similarity.to_numpy()})
+    why = Explanation(query, 1.0, None, frame.reindex([1, 3, 0, 2]), b"")  # by size of contribution
+    nearest = why.top(1).query("role == 'nearest'")
+    assert nearest["smiles"].tolist() == [results.loc[0, "nearest_training_smiles"]] == [training[0]]
