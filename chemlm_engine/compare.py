@@ -208,12 +208,16 @@ def _one_per_seed(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_choices(table: pd.DataFrame) -> list[str]:
-    """The configurations in the order a reference is offered: the most seeds first and, among equals, full
-    fine-tuning (what every method is measured against), then the order of the table."""
+    """The configurations in the order a reference is offered: first those tested on the molecules most others were
+    tested on (a reference alone on its data set, split or subset compares with nothing), then the most seeds and,
+    among equals, full fine-tuning (what every method is measured against), then the order of the table."""
     table = _one_per_seed(table)
     seeds = table["config"].value_counts(sort=False)
     baseline = set(table.loc[table["method"] == "baseline", "config"])
-    return sorted(table["config"].unique(), key=lambda c: (-seeds[c], c not in baseline))
+    molecules = table.drop_duplicates("config").set_index("config")[[c for c in _DATA_COLUMNS if c in table]]
+    tested_on = molecules.astype(str).agg("|".join, axis=1)
+    peers = tested_on.map(tested_on.value_counts())  # configurations tested on the same molecules, itself too
+    return sorted(table["config"].unique(), key=lambda c: (-peers[c], -seeds[c], c not in baseline))
 
 
 def summarize(table: pd.DataFrame, reference: str | None = None, metric: str = "test_r2") -> pd.DataFrame:
