@@ -12,7 +12,7 @@ import typer
 from tqdm import tqdm
 
 from .cli_predict import explain, one_of, predict, refuse_settings_beside
-from .cli_runs import open_store, runs_app
+from .cli_runs import open_store, run_id_of, runs_app
 from .cli_tune import tune
 from .errors import ChemLMError, ConfigError
 from .spec import EXECUTORS, METHODS, TrainConfig, model_kind
@@ -184,7 +184,7 @@ def influence(
     from .spec import JobSpec
 
     store = open_store(db)
-    base = store.get_run(base_run)
+    base = store.get_run(run_id_of(store, base_run))
     if base.status != "finished" or model_kind(base.method) != "regressor" or base.spec["model"].get("descriptors"):
         raise ConfigError(f"run {base_run} is a {base.status} {base.method} run: the base of an influence job is a "
                           "finished single model without descriptors (the Influence page lists them)")
@@ -192,7 +192,7 @@ def influence(
                "repeats": repeats, "corrupt_fraction": corrupt_fraction, "skip_suspects": skip_suspects,
                "score_shards": score_shards, **({"pool": str(pool)} if pool else {})}
     spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
-                              "name": f"influence of {base_run}"})
+                              "name": f"influence of {base.id}"})
     _run(spec, store, executor, ray_address)
 
 
@@ -203,7 +203,9 @@ def export(run_id: str, destination: Path, description: str = typer.Option("", h
     model (LoRA, IA3) takes a copy of its base backbone along when that is a folder on this machine."""
     from .export import bundle_base_backbones
 
-    bundle_base_backbones(open_store(db).export_model(run_id, destination, description))
+    store = open_store(db)
+    run_id = run_id_of(store, run_id)
+    bundle_base_backbones(store.export_model(run_id, destination, description))
     typer.echo(f"exported {run_id} to {destination}")
 
 

@@ -37,7 +37,7 @@ _IN_MEMORY_ROWS = 100_000  # more input rows than this: say that the streamed pa
 
 
 def predict(
-    model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
+    model: str = typer.Option(None, help="Model folder, or a run's id or name (default: the embedded lipo-regressor)."),
     smiles: list[str] = typer.Option([], "--smiles", "-s", help="SMILES to predict (repeatable)."),
     input: Path | None = typer.Option(None, "--input", "-i", help="CSV, SMILES file (.smi), SD file (.sdf) "
                                          "or Parquet with a SMILES column (any of them may be .gz / .bz2 / .xz)."),
@@ -153,7 +153,7 @@ def predict(
 
 def explain(
     smiles: list[str] = typer.Option(..., "--smiles", "-s", help="The molecule to explain (one)."),
-    model: str = typer.Option(None, help="Model folder or run id (default: the embedded lipo-regressor)."),
+    model: str = typer.Option(None, help="Model folder, or a run's id or name (default: the embedded lipo-regressor)."),
     top: int = typer.Option(10, min=1, help="Training molecules per list (pushing up, pushing down, nearest)."),
     output: Path = typer.Option(Path("explanation"), "--output", "-o", help="Writes OUTPUT.csv (training "
                                 "molecules) and OUTPUT.png (OUTPUT may end in .csv or .png; any other dot is part of "
@@ -311,12 +311,13 @@ def resolve_model(model: str, db: str | None) -> Path:
         return path
     from .errors import RunNotFoundError
 
-    try:
-        from .store import RunStore
+    from .cli_runs import open_store, run_id_of
 
-        record = RunStore(db).get_run(model)
+    store = open_store(db)
+    try:
+        record = store.get_run(run_id_of(store, model))
     except RunNotFoundError:
-        raise RunNotFoundError(f"{model!r} is neither a model folder nor a run id") from None
+        raise RunNotFoundError(f"{model!r} is neither a model folder nor a run's id or name") from None
     if not record.model_path:
         raise RunNotFoundError(f"run {model} has no saved model (status {record.status})")
     return Path(record.model_path)

@@ -7,7 +7,7 @@ import typer
 
 from .errors import ConfigError, RunNotFoundError
 
-__all__ = ["open_store", "runs_app"]
+__all__ = ["open_store", "run_id_of", "runs_app"]
 
 runs_app = typer.Typer(rich_markup_mode="markdown", help="Inspect, rename and delete stored runs.",
                        no_args_is_help=True)
@@ -20,7 +20,7 @@ def open_store(db: str | None):
     return RunStore(db)
 
 
-def _run_id(store, run: str) -> str:
+def run_id_of(store, run: str) -> str:
     """The id of the run named ``run``: an id, or the name of exactly one run (as the app's run labels show it)."""
     try:
         return store.get_run(run).id
@@ -68,14 +68,14 @@ def runs_show(run: str, db: str | None = typer.Option(None)) -> None:
 
     store = open_store(db)
     store.mark_interrupted()
-    typer.echo(json.dumps(run_document(store, _run_id(store, run)), indent=2))
+    typer.echo(json.dumps(run_document(store, run_id_of(store, run)), indent=2))
 
 
 @runs_app.command("rename")
 def runs_rename(run: str, name: str, db: str | None = typer.Option(None)) -> None:
     """Give a run (id or name) a new name: the app's labels and ``runs list`` show it."""
     store = open_store(db)
-    run_id = _run_id(store, run)
+    run_id = run_id_of(store, run)
     store.rename(run_id, name)
     typer.echo(f"renamed {run_id} to {name.strip()!r}")
 
@@ -85,7 +85,7 @@ def runs_delete(run: str, yes: bool = typer.Option(False, "--yes", "-y", help="D
                 db: str | None = typer.Option(None)) -> None:
     """Delete a run (id or name) that is not active: its rows in the store and its folder (model, results)."""
     store = open_store(db)
-    record = store.get_run(_run_id(store, run))
+    record = store.get_run(run_id_of(store, run))
     label = f"{record.id} ({record.method}{', ' + repr(record.name) if record.name else ''}, {record.status})"
     if not yes and not typer.confirm(f"delete run {label} and its files?"):
         raise typer.Exit(1)

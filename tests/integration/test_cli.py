@@ -85,7 +85,8 @@ def test_cli_train_predict_and_runs(tiny_backbone, tmp_path, monkeypatch):
 def test_cli_reports_an_unknown_model_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv("CHEMLM_HOME", str(tmp_path / "home"))
     result = _cli("predict", "--model", "no-such-run", "--smiles", "CCO", env_home=tmp_path / "home")
-    assert result.returncode == 2 and result.stderr == "error: 'no-such-run' is neither a model folder nor a run id\n"
+    assert result.returncode == 2
+    assert result.stderr == "error: 'no-such-run' is neither a model folder nor a run's id or name\n"
 
 
 def _cli(*args: str, env_home, timeout: float = 120) -> subprocess.CompletedProcess:

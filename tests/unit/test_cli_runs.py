@@ -47,3 +47,20 @@ def test_a_name_two_runs_share_or_an_active_run_is_refused(tmp_path, monkeypatch
     store.start(running, {})
     busy = runner.invoke(app, ["runs", "delete", running, "--yes"])
     assert isinstance(busy.exception, StoreError) and len(store.runs()) == 3
+
+
+def test_export_and_a_model_to_predict_with_are_named_by_a_runs_id_or_its_unique_name(tmp_path, monkeypatch):
+    from chemlm_engine.cli_predict import resolve_model
+
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path))
+    store = RunStore()
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    run = store.create_run(JobSpec().to_dict(), "baseline", "cli base")
+    store.start(run, {})
+    store.finish(run, {"test_r2": 0.5}, model_path=str(model))
+    assert resolve_model("cli base", None) == resolve_model(run, None) == model
+    exported = runner.invoke(app, ["export", "cli base", str(tmp_path / "out")])
+    assert exported.exit_code == 0 and f"exported {run} to" in exported.output, exported.output
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["run_id"] == run
