@@ -16,6 +16,10 @@ from views.uploads import column_pickers
 
 
 QUICK = {"subset": 300, "epochs": 3}  # the "quick try" preset of every launch form
+# What a quick try sets among a method's own settings, on the Train page as on the method's page: a quick
+# active-learning run's pool (~180 molecules) must outlast what it acquires, or every strategy acquires the same ones
+QUICK_OPTIONS = {"search": {"num_samples": 4},
+                 **{m: {"initial_size": 50, "acquire": 64} for m in ("uncertainty", "isal")}}
 
 
 def quick_note(spec: dict) -> None:

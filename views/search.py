@@ -9,7 +9,7 @@ from chemlm_engine.compare import status_words
 from chemlm_engine.spec import METHODS, JobSpec, ModelSpec, TrainConfig, searchable
 from chemlm_engine.store import ACTIVE_STATUSES, RunRecord
 from views.common import LIVE_REFRESH_S, plain, run_label, store, submit
-from views.forms import cost_caption, epochs_input, launch_form, run_name
+from views.forms import QUICK_OPTIONS, cost_caption, epochs_input, launch_form, run_name
 from views.links import link, stored_run
 from views.live import announce, live_jobs
 from views.kept import run_selectbox
@@ -27,7 +27,7 @@ with st.expander("Launch a search", expanded=not searches or st.session_state.ge
     with right:
         method = st.selectbox("Method searched", searchable())
         c1, c2 = st.columns(2)
-        samples = int(c1.number_input("Trials", 1, 500, 4 if quick else 20))
+        samples = int(c1.number_input("Trials", 1, 500, QUICK_OPTIONS["search"]["num_samples"] if quick else 20))
         epochs = epochs_input(quick, container=c2)
     spec = None
     if data is not None and backbone:

@@ -9,7 +9,7 @@ from chemlm_engine.library import discard_kept
 from chemlm_engine.store import ACTIVE_STATUSES, Kinds
 from chemlm_engine.filekinds import TABLE_TYPES, saved_suffix
 from views.common import DEFAULT_MODEL_LABEL, job_problem, parity_plot, plain, run_label, store, submit
-from views.forms import cost_caption, epochs_input, launch_form, quick_note, run_name
+from views.forms import QUICK_OPTIONS, cost_caption, epochs_input, launch_form, quick_note, run_name
 from views.kept import kept_here, labelled_selectbox
 from views.library_jobs import library_summary
 from views.links import link
@@ -48,8 +48,8 @@ with right:
                                              "screen: the student then follows the teacher there."):
             options["transfer"] = str(store().save_upload(transfer.getvalue(), saved_suffix(transfer.name)))
 
-    if quick and method == "search":
-        options["num_samples"] = 4  # as the Search page's quick try
+    if quick:
+        options.update(QUICK_OPTIONS.get(method, {}))  # as the method's own page sets them
 
 spec, problem = None, "Upload a file that has usable molecules (above) or pick the bundled data." if data is None else \
     "Name a backbone folder or hub id." if not backbone else \

@@ -12,8 +12,8 @@ from chemlm_engine.tables import write_csv
 from chemlm_engine.depict import molecule_image_uri
 from chemlm_engine.readings import against_control
 from views.common import pool_caption, run_label, store, submit
-from views.forms import (backbone_picker, cost_caption, data_form, epochs_input, pool_problem, quick_note,
-                         quick_toggle, run_name)
+from views.forms import (QUICK_OPTIONS, backbone_picker, cost_caption, data_form, epochs_input, pool_problem,
+                         quick_note, quick_toggle, run_name)
 from views.live import announce, live_jobs, status_text
 from views.kept import run_selectbox
 
@@ -36,7 +36,9 @@ with st.expander("Launch an active-learning run",
                                   help="Without labels the run trains on all of the training split and ranks your "
                                        "candidates once: what to measure next. With labels for every molecule, "
                                        "acquisition from them is simulated (labels revealed when acquired).")
-        initial = int(st.number_input("Initial labelled molecules", 10, 10000, 50 if quick else 500,
+        quick_options = QUICK_OPTIONS["uncertainty"]
+        initial = int(st.number_input("Initial labelled molecules", 10, 10000,
+                                      quick_options["initial_size"] if quick else 500,
                                       help="Ignored for unlabelled candidates: they are ranked by a model of all "
                                            "the training split."))
     with right:
@@ -49,7 +51,8 @@ with st.expander("Launch an active-learning run",
                             help=f"Answers 'does {strategies[0]} beat {' and '.join(strategies[1:])}?': every "
                                  "strategy acquires N molecules from the same initial model, for every N.")
         c1, c2, c3 = st.columns(3)
-        acquire = int(c1.number_input("Acquire N", 1, 10000, 64 if quick else 256, disabled=sweep))
+        acquire = int(c1.number_input("Acquire N", 1, 10000, quick_options["acquire"] if quick else 256,
+                                      disabled=sweep))
         rounds = int(c2.number_input("Rounds", 1, 20, 1, disabled=sweep))
         passes = int(c3.number_input("MC passes T", 2, 200, 20))
         c4, c5 = st.columns(2)

@@ -899,12 +899,15 @@ def test_a_finished_library_prediction_is_scored_against_a_measured_column_of_it
     assert not any("**R²**" in m.value for m in at.markdown) and len(at.get("plotly_chart")) == 1
 
 
-def test_the_train_pages_quick_try_shrinks_a_search_and_refuses_a_pretraining(home, tiny_backbone):
+def test_the_train_pages_quick_try_shrinks_a_search_and_active_learning_and_refuses_a_pretraining(home, tiny_backbone):
     at = _app("views/train.py")
     use_backbone(at, tiny_backbone)
     at.toggle(key="quick").set_value(True).run()
     widget(at, "selectbox", "Method").set_value("search").run()
     assert any("**This launch:** 4 fits" in i.value for i in at.info)  # 4 trials, as the Search page's quick try
+    widget(at, "selectbox", "Method").set_value("uncertainty").run()  # as the Active learning page's quick try:
+    # 50 labelled, then 64 of the ~190 left acquired (all of them, the strategies would not differ): 3 × (50 + 114)
+    assert any("**This launch:** 2 fits, 492 molecule-epochs" in i.value for i in at.info), [i.value for i in at.info]
     widget(at, "selectbox", "Method").set_value("pretrain").run()
     assert any("Pretraining has no quick try" in w.value for w in at.warning)
     assert widget(at, "button", "Start training").disabled
