@@ -58,6 +58,8 @@ def submit(*specs: JobSpec) -> list[str] | None:
     ``REPEAT_S`` (a double click) are queued once: the first click's runs are returned."""
     key = "".join(replace(spec, name="").to_json() for spec in specs)  # a pair's name is drawn anew on each click
     if (last := st.session_state.get("queued")) and last[0] == key and time.time() - last[1] < REPEAT_S:
+        st.info(f"The same launch clicked again within {REPEAT_S:.0f} s: taken as a double click, nothing more queued "
+                f"({', '.join(last[2])} already). To run it twice, click again a little later.")
         return last[2]
     checked = [_check(spec.to_json()) for spec in specs]
     problem = next((problem for _, problem in checked if problem), None)

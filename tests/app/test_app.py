@@ -306,6 +306,7 @@ def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbo
     widget(at, "button", "Launch curriculum").click().run()
     widget(at, "button", "Launch curriculum").click().run()  # a double click queues the pair once
     assert not at.exception and "You queued a curriculum run and a baseline" in at.success[0].value
+    assert any("taken as a double click, nothing more queued" in i.value for i in at.info)  # said, not silent
     store = RunStore(home=home)
     runs = store.runs()
     assert sorted(r.method for r in runs) == ["baseline", "curriculum"]
