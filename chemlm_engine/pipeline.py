@@ -135,6 +135,7 @@ class JobContext:
     on_progress: ProgressFn | None = None
     mapper: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None
     _last_write: float = 0.0
+    _timed: bool = False  # whether the run's ETA start is recorded
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         """``[fn(x) for x in items]`` — or fanned out as independent Ray tasks when the job runs on a
@@ -165,6 +166,10 @@ class JobContext:
         if self.on_progress is not None:
             self.on_progress(fraction, message)
         now = time.time()
+        if not self._timed and fraction > 0:  # its own work began: the ETA counts from here, not from loading a model
+            self._timed = True
+            if "eta_from" not in self.store.get_run(self.run_id).info:  # a sweep point on another worker: not again
+                self.store.set_info(self.run_id, eta_from=[now, fraction])
         if force or now - self._last_write > 0.5:
             self._last_write = now
             if self.store.set_progress(self.run_id, fraction, message):  # asked to stop, maybe by another manager

@@ -34,14 +34,17 @@ def status_text(run: RunRecord) -> str:
 
 
 def eta_text(run: RunRecord) -> str:
-    """Elapsed time and a linear ETA from the stored progress fraction."""
+    """Elapsed time and a linear ETA from the stored progress fraction, at the pace since the job's first progress
+    report (loading a model or starting helper processes is not its pace)."""
     if run.started_at is None:
         return "waiting in the queue"
     elapsed = time.time() - run.started_at
-    own = run.progress - float(run.info.get("progress_from", 0.0))  # a resumed job's kept share is not its work
+    # a resumed job's kept share is not its work either
+    since, done_then = run.info.get("eta_from") or (run.started_at, float(run.info.get("progress_from", 0.0)))
+    own = run.progress - done_then
     if own <= 0.01:
         return f"{elapsed:.0f} s elapsed"
-    return f"{elapsed:.0f} s elapsed · about {elapsed * (1 - run.progress) / own:.0f} s left"
+    return f"{elapsed:.0f} s elapsed · about {(time.time() - since) * (1 - run.progress) / own:.0f} s left"
 
 
 def metrics_row(run: RunRecord) -> pd.DataFrame:

@@ -1083,6 +1083,10 @@ def test_a_resumed_library_job_estimates_its_time_from_its_own_work():
     assert 305 <= left <= 320
     fresh = SimpleNamespace(started_at=time.time() - 20, progress=0.5, info={})
     assert 19 <= int(re.search(r"about (\d+) s left", eta_text(fresh))[1]) <= 21
+    # 75 s in, 100 of 5,300 rows done: the first 60 s loaded the model; the pace is that of the rows since
+    loaded = SimpleNamespace(started_at=time.time() - 75, progress=100 / 5300,
+                             info={"eta_from": [time.time() - 15, 20 / 5300]})
+    assert 970 <= int(re.search(r"about (\d+) s left", eta_text(loaded))[1]) <= 980  # 80 rows in 15 s: 5,200 left
 
 
 def test_intervals_that_hold_too_few_measured_values_are_called_too_narrow_for_the_data():
