@@ -215,7 +215,7 @@ def reference_choices(table: pd.DataFrame) -> list[str]:
     seeds = table["config"].value_counts(sort=False)
     baseline = set(table.loc[table["method"] == "baseline", "config"])
     molecules = table.drop_duplicates("config").set_index("config")[[c for c in _DATA_COLUMNS if c in table]]
-    tested_on = molecules.astype(str).agg("|".join, axis=1)
+    tested_on = pd.Series([repr(row) for row in molecules.itertuples(index=False, name=None)], molecules.index)
     peers = tested_on.map(tested_on.value_counts())  # configurations tested on the same molecules, itself too
     return sorted(table["config"].unique(), key=lambda c: (-peers[c], -seeds[c], c not in baseline))
 

@@ -29,6 +29,8 @@ DEFAULT_MODEL_LABEL = SHIPPED_MODELS[DEFAULT_REGRESSOR]
 # (bench/app_speed.py); a machine with cores to spare (or the browser tests' tiny jobs) can poll faster.
 LIVE_REFRESH_S = max(float(os.environ.get("CHEMLM_LIVE_REFRESH_S") or 10), 1.0)  # at least 1 s
 REPEAT_S = 10.0  # a second click on the same launch within this is a double click (a loaded machine reruns slowly)
+DOUBLE_CLICK = (f" Clicked again within {REPEAT_S:.0f} s: taken as a double click, nothing more queued (to run it "
+                "twice, click again a little later).")
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
@@ -55,12 +57,14 @@ UPLOAD_NAMES = "upload-names"  # session key: a launch form's uploads, saved und
 def submit(*specs: JobSpec) -> list[str] | None:
     """Queue jobs with the data the page already checked (it is not loaded again); a job that cannot train
     (too few molecules, constant labels, …) is an error on the page. The same jobs clicked again within
-    ``REPEAT_S`` (a double click) are queued once: the first click's runs are returned."""
+    ``REPEAT_S`` (a double click) are queued once: nothing is returned, and the first click's cards say so."""
     key = "".join(replace(spec, name="").to_json() for spec in specs)  # a pair's name is drawn anew on each click
     if (last := st.session_state.get("queued")) and last[0] == key and time.time() - last[1] < REPEAT_S:
-        st.info(f"The same launch clicked again within {REPEAT_S:.0f} s: taken as a double click, nothing more queued "
-                f"({', '.join(last[2])} already). To run it twice, click again a little later.")
-        return last[2]
+        # in the cards' announcements (views.live.announce): a note here would be gone at the queue's own rerun
+        announced = st.session_state.setdefault("announced", {})
+        for run_id in last[2]:
+            announced[run_id] = announced.get(run_id, "You queued this run.").split(DOUBLE_CLICK)[0] + DOUBLE_CLICK
+        return []
     checked = [_check(spec.to_json()) for spec in specs]
     problem = next((problem for _, problem in checked if problem), None)
     if problem is not None:

@@ -22,7 +22,7 @@ from views.kept import kept
 from views.live import announce, live_jobs
 from views.measured import library_against_measured
 from views.uploads import upload_columns
-from views.why import domain_flags, warm_explanations, why_this_prediction
+from views.why import DOMAIN_COLOURS, domain_flags, warm_explanations, why_this_prediction
 
 CSV_ROWS = 200_000  # more rows: Parquet only (a CSV is built in the server's memory when it is downloaded)
 HELD_BYTES = 20e6  # a Parquet output up to this size is passed to its download button as bytes, a larger one on click
@@ -71,8 +71,9 @@ def _stopped(since: float) -> None:
             continue
         kept = kept_rows(store(), options)
         st.info(f"The background prediction {run_label(run)} was {run.status}: " + (
-            f"its first {kept:,} rows are kept. Upload the same file with the same model and predict it in the "
-            "background again: it continues after them." if kept else "it stopped before a chunk of rows was "
+            f"its first {kept:,} rows are kept (whole chunks: rows of the chunk it stopped in are predicted again). "
+            "Upload the same file with the same model and predict it in the background again: it continues after "
+            "them." if kept else "it stopped before a chunk of rows was "
             "complete, so nothing was kept."))
 
 
@@ -149,6 +150,7 @@ def _browse(run: RunRecord, output: Path) -> None:
                          for place in ("inside", "outside", "unknown")
                          for a, b, n in zip(edges, edges[1:], np.histogram(values[domain == place], edges)[0])])
     st.plotly_chart(px.bar(bars[bars["molecules"] > 0], x="logD", y="molecules", color="domain", height=260,
+                           color_discrete_map=DOMAIN_COLOURS,
                            labels={"logD": "predicted logD"}).update_layout(margin={"t": 10, "b": 0}),
                     key=f"library-distribution-{run.id}")
     a, b, c = st.columns([5, 3, 2], vertical_alignment="bottom")

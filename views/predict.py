@@ -17,7 +17,7 @@ from views.uploads import column_pickers, upload_too_big
 from views.kept import gone, kept, labelled_selectbox
 from views.library_jobs import library_results, offer_library_job
 from views.measured import against_measured
-from views.why import domain_flags, warm_explanations, why_this_prediction
+from views.why import DOMAIN_COLOURS, domain_flags, warm_explanations, why_this_prediction
 
 PICTURED = 500  # result rows drawn with their structure and nearest training molecule
 
@@ -172,6 +172,7 @@ with tabs[2]:
         st.caption("Every row was predicted.")
 with tabs[3]:
     st.plotly_chart(px.histogram(ok, x="prediction", color="domain", nbins=40, height=320,
+                                 color_discrete_map=DOMAIN_COLOURS,
                                  labels={"prediction": "predicted logD"}))
 if "measured" in result:
     with tabs[4]:

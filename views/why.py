@@ -50,6 +50,11 @@ def explanation(folder: str, smiles: str) -> Explanation:
 
 
 
+# The flags in charts: outside the domain the one warning colour, a training molecule not another
+DOMAIN_COLOURS = {"✓ in domain": "#1f77b4", "inside": "#1f77b4", OUTSIDE: "#d62728", "outside": "#d62728",
+                  "✓ training molecule": "#2ca02c", "–": "#7f7f7f", "unknown": "#7f7f7f"}
+
+
 def domain_flags(in_domain: pd.Series, in_training: pd.Series | None = None) -> pd.Series:
     """The ``domain`` column the result tables show and :func:`why_this_prediction` reads ("–": not known); a
     molecule the model trained on says so (``in_training``: absent from library outputs of before 6 December)."""

@@ -306,7 +306,7 @@ def test_curriculum_page_shows_bins_pacing_and_launches_a_pair(home, tiny_backbo
     widget(at, "button", "Launch curriculum").click().run()
     widget(at, "button", "Launch curriculum").click().run()  # a double click queues the pair once
     assert not at.exception and "You queued a curriculum run and a baseline" in at.success[0].value
-    assert any("taken as a double click, nothing more queued" in i.value for i in at.info)  # said, not silent
+    assert all("taken as a double click, nothing more queued" in s.value for s in at.success)  # said, not silent
     store = RunStore(home=home)
     runs = store.runs()
     assert sorted(r.method for r in runs) == ["baseline", "curriculum"]
@@ -730,8 +730,8 @@ def test_a_cancelled_library_prediction_says_on_the_predict_page_what_it_kept_an
     stopped, options, _ = _stopped_library(store, "predict a.csv")
     said = [i.value for i in _app("views/predict.py").info if "was cancelled" in i.value]
     assert said == [f"The background prediction predict a.csv · {stopped} · predict was cancelled: its first 2 rows "
-                    "are kept. Upload the same file with the same model and predict it in the background again: it "
-                    "continues after them."]
+                    "are kept (whole chunks: rows of the chunk it stopped in are predicted again). Upload the same "
+                    "file with the same model and predict it in the background again: it continues after them."]
     again = store.create_run(JobSpec(method="predict", options=options).to_dict(), "predict", "again")  # continues
     assert not [i.value for i in _app("views/predict.py").info if "was cancelled" in i.value]
     store.cancel(again)  # stopped too: the rows kept are the later run's to say, not both runs' (the same count)
@@ -849,6 +849,10 @@ def test_a_finished_library_prediction_shows_its_distribution_and_the_rows_in_a_
     assert "7 of 7 predicted molecules in the window" in " ".join(c.value for c in at.caption)
     assert widget(at, "download_button", "Download (Parquet)").label
     assert len(at.get("plotly_chart")) == 1
+    from views.why import DOMAIN_COLOURS
+
+    bars = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # outside red, inside blue, whatever comes first
+    assert bars and all(t["marker"]["color"] == DOMAIN_COLOURS[t["name"]] for t in bars), bars
     window = at.slider(key=f"library-window-{run.id}")
     low, high = window.value
     middle = round(float(output["prediction"].median()), 1)
