@@ -160,11 +160,20 @@ def train(
     _run(spec, open_store(db), executor, ray_address)
 
 
+def _sizes(option: str, values: list[str]) -> list[int]:
+    """A sweep's sizes, given as the option repeated or as one comma-separated list."""
+    try:
+        return [int(v) for text in values for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} takes whole numbers, repeated or listed (16,32): not {' '.join(values)}") from None
+
+
 @app.command()
 def influence(
     base_run: str = typer.Argument(..., help="Finished run whose data, split, recipe and seed are reused."),
     pool: Path | None = typer.Option(None, help="CSV of external molecules (default: held-out 30 % of training)."),
-    k: list[int] = typer.Option([16, 32, 64, 100], "--k", help="Top-k sizes for the sweep (repeatable)."),
+    k: list[str] = typer.Option(["16", "32", "64", "100"], "--k",
+                                help="Top-k sizes for the sweep: repeated (--k 16 --k 32) or listed (--k 16,32)."),
     solver: str = typer.Option("lissa", help="lissa | cg | exact"),
     scope: str = typer.Option("last_layer", help="head | last_layer | last_N | all"),
     damping: float = typer.Option(0.01),
@@ -188,7 +197,7 @@ def influence(
     if base.status != "finished" or model_kind(base.method) != "regressor" or base.spec["model"].get("descriptors"):
         raise ConfigError(f"run {base_run} is a {base.status} {base.method} run: the base of an influence job is a "
                           "finished single model without descriptors (the Influence page lists them)")
-    options = {"k": k, "solver": solver, "scope": scope, "damping": damping, "scale": scale, "depth": depth,
+    options = {"k": _sizes("--k", k), "solver": solver, "scope": scope, "damping": damping, "scale": scale, "depth": depth,
                "repeats": repeats, "corrupt_fraction": corrupt_fraction, "skip_suspects": skip_suspects,
                "score_shards": score_shards, **({"pool": str(pool)} if pool else {})}
     spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,

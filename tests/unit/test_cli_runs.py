@@ -64,3 +64,18 @@ def test_export_and_a_model_to_predict_with_are_named_by_a_runs_id_or_its_unique
     exported = runner.invoke(app, ["export", "cli base", str(tmp_path / "out")])
     assert exported.exit_code == 0 and f"exported {run} to" in exported.output, exported.output
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["run_id"] == run
+
+
+def test_influence_takes_its_k_sizes_repeated_or_as_one_list(tmp_path, monkeypatch):
+    from chemlm_engine.cli import _sizes
+
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path))
+    assert _sizes("--k", ["8,16", "32"]) == _sizes("--k", ["8", "16", "32"]) == [8, 16, 32]
+    try:
+        _sizes("--k", ["8;16"])
+    except ConfigError as exc:
+        assert "--k takes whole numbers, repeated or listed (16,32): not 8;16" == str(exc)
+    else:
+        raise AssertionError("8;16 read as sizes")
+    listed = runner.invoke(app, ["influence", "no-such-run", "--k", "8,16"])  # read, then the run is looked up
+    assert isinstance(listed.exception, RunNotFoundError), listed.output
