@@ -1,4 +1,5 @@
 """Influence: which external molecules would help the model, which would hurt, and does selecting them pay?"""
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -96,12 +97,21 @@ elif drift is not None:
     st.success(f"The inverse-HVP estimate settled (its norm moved {drift:.1%} over the last fifth of the steps): the "
                "ranking reflects this model, not solver noise.")
 m0, m1, m2 = st.columns(3)
+threshold, reference = run.metrics.get("suspect_threshold"), run.metrics.get("n_reference")
 m0.metric("Suspected mislabelled", f"{int(scores['suspect'].sum())} of {len(scores)}",
-          help="Self-influence above the validation split's 99th percentile"
-               + (" (left out of the top-k)" if run.spec["options"].get("skip_suspects") else ""))
+          help="Self-influence above the 99th percentile of the validation split's"
+               + (f" {int(reference)} molecules ({threshold:.3g})" if reference else "")
+               + " (left out of the top-k)" * bool(run.spec["options"].get("skip_suspects")))
 if "mislabel_auroc" in run.metrics:
-    m1.metric("Corrupted labels found by self-influence (AUROC, chance = 0.5)", f"{run.metrics['mislabel_auroc']:.3f}")
-    m2.metric("… by a negative influence score (AUROC)", f"{run.metrics['mislabel_auroc_first_order']:.3f}")
+    m1.metric("Corrupted labels found (AUROC)", f"{run.metrics['mislabel_auroc']:.3f}",
+              help="How well self-influence ranks the corrupted labels above the others (chance = 0.5)")
+    m2.metric("… by a negative score (AUROC)", f"{run.metrics['mislabel_auroc_first_order']:.3f}",
+              help="How well a negative influence score (predicted to hurt) finds them (chance = 0.5)")
+    st.caption(f"For this check {int(scores['corrupted'].sum())} of the {len(scores)} pool labels were corrupted "
+               "(moved by ±3 standard deviations): the flag above is a threshold, the AUROC a ranking of all of them.")
+if reference and reference < 100:
+    st.caption(f"The flag's threshold is read from {int(reference)} validation molecules only (their 99th percentile "
+               "is about their largest): read it as rough, and the self-influence ranking as the better guide.")
 
 
 def cards(frame: pd.DataFrame, title: str) -> None:
@@ -114,13 +124,14 @@ def cards(frame: pd.DataFrame, title: str) -> None:
 
 
 ranked = scores.sort_values("rank")
-tabs = st.tabs(["Most helpful", "Most harmful", "Suspected mislabelled", "Scores and the k-sweep", "All molecules"])
+tabs = st.tabs(["Most helpful", "Most harmful", "Highest self-influence", "Scores and the k-sweep", "All molecules"])
 with tabs[0]:
     cards(ranked.head(10), "Adding these is predicted to lower the validation error most")
 with tabs[1]:
     cards(ranked.tail(10).iloc[::-1], "Adding these is predicted to raise it: check their labels and chemistry")
 with tabs[2]:
-    cards(scores.sort_values("self_influence", ascending=False).head(10), "Highest self-influence")
+    cards(scores.sort_values("self_influence", ascending=False).head(10),
+          "The labels to check first (⚠: over the suspect threshold)")
 with tabs[3]:
     a, b = st.columns(2)
     a.plotly_chart(px.histogram(scores, x="score", color="corrupted" if scores["corrupted"].any() else None,
@@ -145,8 +156,14 @@ with tabs[3]:
                        "held-out pool (so not the base run's own test score, which trained on all of it).")
         st.dataframe(sweep, hide_index=True)
         arms = {"influence": "influence top-k", "random": "random k"}
-        if reading := against_control(sweep.replace({"selection": arms}), "k", "selection", *arms.values()):
-            st.caption(reading)
+        whole = sweep["k"] >= run.metrics.get("n_pool", np.inf)  # every selection trained on the same molecules
+        if reading := against_control(sweep[~whole].replace({"selection": arms}), "k", "selection", *arms.values()):
+            st.caption(reading + (" k = the whole pool is left out of this reading: there top-k and random k are the "
+                                  "same molecules, and their difference is the retraining's noise." if whole.any()
+                                  else ""))
+        if "best_k" in run.metrics:
+            st.caption(f"The run's own test metrics (its label, the Compare page) are those of the top-k retrain at "
+                       f"k = {int(run.metrics['best_k'])}, the k with the lowest validation MSE.")
 with tabs[4]:
     st.dataframe(ranked[["rank", "smiles", "label", "score", "self_influence", "suspect", "corrupted"]],
                  hide_index=True)

@@ -397,8 +397,9 @@ def test_an_influence_sweep_whose_every_k_was_the_whole_pool_says_it_cannot_comp
     said = influence_run([3])
     assert any(w.startswith("Every k was the whole pool of 3 molecules") for w in said), said
     assert not any("Every k" in w for w in influence_run([2, 3]))  # k = 2 of 3: there is something to compare
-    assert any(c.value.startswith("influence top-k had a lower test MSE than random k at no size (k = 2: 2 vs 2; k = "
-                                  "3: 2 vs 2)") for c in _app("views/influence.py").caption)  # read out, one seed
+    captions = [c.value for c in _app("views/influence.py").caption]  # read out, one seed, the whole pool left out
+    assert any(c.startswith("influence top-k had a lower test MSE than random k at no size (k = 2: 2 vs 2).")
+               and "k = the whole pool is left out of this reading" in c for c in captions), captions
 
 
 def test_active_learning_page_lists_a_chemists_unlabelled_candidates_to_measure(home, tiny_backbone, tmp_path, lipo):
@@ -545,6 +546,13 @@ def test_influence_from_the_cli_and_the_page(tiny_backbone, tmp_path, monkeypatc
     base = RunStore(home=tmp_path / "runs").runs()[0].metrics  # the influence run, newest first
     assert [c["layout"]["shapes"][0]["y0"] for c in sweep_charts] == [base["base_test_mse"], base["base_test_r2"]]
     assert any(c.value.startswith("Dashed: the model trained without any pool molecule") for c in at.caption)
+    corrupted = int(RunStore(home=tmp_path / "runs").molecules(summary["run_id"], "influence")["corrupted"].sum())
+    captions = " ".join(c.value for c in at.caption)
+    assert f"For this check {corrupted} of the 28 pool labels were corrupted" in captions and corrupted > 0
+    assert f"read from {int(base['n_reference'])} validation molecules only" in captions  # 12: a rough threshold
+    assert "top-k retrain at k = 5, the k with the lowest validation MSE" in captions
+    flag = next(m for m in at.metric if m.label == "Suspected mislabelled")
+    assert f"validation split's {int(base['n_reference'])} molecules" in flag.help
 
 
 def test_home_try_it_fills_predict_with_the_example_and_train_with_the_quick_preset(home):

@@ -124,6 +124,9 @@ def test_influence_job_scores_the_pool_and_runs_the_k_sweep_with_controls(tiny_b
     assert 0 <= record.metrics["mislabel_auroc"] <= 1
     n_suspects = int(scores["suspect"].sum())
     assert record.metrics["n_suspects"] == n_suspects and n_suspects > 0
+    # the flag's threshold and what it was read from (the validation split) are recorded for the page to say
+    assert record.metrics["n_reference"] == record.info["n_val"] > 0
+    assert (scores["suspect"] == (scores["self_influence"] > record.metrics["suspect_threshold"])).all()
     sweep = store.table(record.id, Tables.SWEEP)
     # asked for 48 of 48: the influence pick is the pool minus its suspects; the controls keep them
     assert list(zip(sweep["k"], sweep["selection"])) == [(8, "influence"), (48 - n_suspects, "influence"),

@@ -17,7 +17,7 @@ from ..selection import select_random, sizes_within
 from ...store import Kinds, RunStore, Tables
 from ...spec import InfluenceOptions, JobSpec
 from .scores import (corrupt_labels, flag_suspects, last_layer_inverse, score_molecules, score_molecules_sharded,
-                     self_influence)
+                     self_influence, suspect_threshold)
 from .solvers import (DRIFT_LIMIT, LissaConfig, SolveResult, conjugate_gradient, exact_solve, lissa, mean_grad,
                       norm_drift)
 from .tracked import TransformerInfluence
@@ -96,14 +96,16 @@ def run_influence(ctx: JobContext, data: SplitData, opts: InfluenceOptions) -> d
         scores, suspicion = score_molecules(influence, pool.smiles, pool.labels, solved.vector, inverse)
     ranks = np.empty(len(scores), dtype=int)
     ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
-    suspect = flag_suspects(suspicion, self_influence(influence, val_inputs, inverse))
+    reference = self_influence(influence, val_inputs, inverse)
+    suspect = flag_suspects(suspicion, reference)
     ctx.store.add_molecules(ctx.run_id, Kinds.INFLUENCE, pd.DataFrame(
         {"smiles": pool.smiles, "label": pool.labels, "score": scores, "rank": ranks,
          "self_influence": suspicion, "suspect": suspect, "corrupted": corrupted}))
     metrics: dict[str, float | str] = {f"base_{k}": v for k, v in base_metrics.items() if k.startswith("test_")}
     drift = norm_drift(solved.trace)
     metrics.update({"n_pool": len(pool), "n_params_tracked": influence.n_params, "solver": solved.method,
-                    "n_suspects": int(suspect.sum()), "solver_norm_drift": drift})
+                    "n_suspects": int(suspect.sum()), "suspect_threshold": suspect_threshold(reference),
+                    "n_reference": len(reference), "solver_norm_drift": drift})
     if drift > DRIFT_LIMIT:  # the page says it above the scores; a command says it here
         log.warning("the inverse-HVP estimate (%s) had not settled (its norm still moved %.0f%% over the last fifth "
                     "of the steps): rerun with more depth, a larger scale or damping, or --solver cg, before acting "

@@ -58,11 +58,16 @@ def self_influence(influence: TransformerInfluence, pool_inputs: tuple[torch.Ten
     return ((g @ inverse) * g).sum(1).numpy()
 
 
+def suspect_threshold(reference_self_influence: np.ndarray, quantile: float = 0.99) -> float:
+    """The self-influence above which a pool molecule is suspected mislabelled: the ``quantile`` of a trusted
+    held-out set's (the validation split: same model, labels checked, never trained on)."""
+    return float(np.quantile(reference_self_influence, quantile))
+
+
 def flag_suspects(pool_self_influence: np.ndarray, reference_self_influence: np.ndarray,
                   quantile: float = 0.99) -> np.ndarray:
-    """Suspected mislabelled pool molecules: self-influence above the ``quantile`` of a trusted held-out
-    set's (the validation split: same model, labels checked, never trained on)."""
-    return pool_self_influence > np.quantile(reference_self_influence, quantile)
+    """Suspected mislabelled pool molecules: self-influence above :func:`suspect_threshold`."""
+    return pool_self_influence > suspect_threshold(reference_self_influence, quantile)
 
 
 def score_molecules(influence: TransformerInfluence, smiles: Sequence[str], labels: np.ndarray,
