@@ -60,7 +60,7 @@ def predict(
     """Predict logD for SMILES: one output row per input, with ``error`` for rows that cannot be predicted,
     ``warnings`` for what the model cannot read as written, ``standardization`` for what was cleaned and the
     nearest training molecule (``similarity``, ``in_domain``) where the model folder saved its training set."""
-    from .errors import ConfigError, OutputError
+    from .errors import ConfigError, DataError, OutputError
     from .spec import DEFAULT_REGRESSOR
     from .filekinds import is_excel, is_parquet, is_sd_file
     from .sdfile import frame_rows, write_sd
@@ -79,6 +79,8 @@ def predict(
     if output is not None and executor != "ray":  # Ray writes a folder of parts
         check_output(output)
         _check_output_kind(output, library=input is not None and is_parquet(input))
+    if input is not None and not input.is_file():  # said now, not after the seconds the imports below take
+        raise DataError(f"cannot open {input}: {'a folder' if input.is_dir() else 'no such file'}")
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
     # the model's imports (torch, transformers: seconds) only once the arguments are known to be good
     from .predict.domain import TrainingReference, add_applicability_domain
@@ -180,6 +182,8 @@ def explain(
     from .predict.explain import explain as explain_prediction
     from .guard import prepare_all
     from .predict.batch import molecule_warnings
+    from .predict.domain import TrainingReference, add_applicability_domain
+    import pandas as pd
 
     predictor = load_predictor(folder, trust_remote_code=trust_remote_code)
     prepared = prepare_all(smiles, predictor.standardization)[0]
@@ -189,6 +193,9 @@ def explain(
     if warning:  # the same words predict gives: the explanation is of what the model read
         typer.echo(f"warning: {warning}", err=True)
     result = explain_prediction(predictor, folder, prepared.smiles)
+    # where the molecule stands, as predict says it: a training molecule's explanation is of what it learned from it
+    domain = add_applicability_domain(pd.DataFrame({"canonical_smiles": [prepared.smiles], "error": [None]}),
+                                      TrainingReference.load(folder)).iloc[0]
     with written_aside(csv_path) as table, written_aside(png_path) as picture:
         write_csv(result.top(top), table)
         picture.write_bytes(result.picture)
@@ -196,7 +203,8 @@ def explain(
                            "prediction": result.prediction,
                            **{part: None if result.atoms is None else float(result.atoms[part])  # None: too large
                               for part in ("baseline", "trees")},  # to draw, so not attributed
-                           "warnings": warning,
+                           "warnings": warning, "similarity": float(domain["similarity"]),
+                           "in_domain": bool(domain["in_domain"]), "in_training": bool(domain["in_training"]),
                            "csv": str(csv_path), "png": str(png_path)}))
 
 
@@ -219,7 +227,7 @@ def _check_output_kind(output: Path, library: bool) -> None:
 def library_bar(**options) -> tuple[tqdm, Callable[[int, int], None]]:
     """A progress bar for a library and the callback that moves it. The rows a resumed run finds written count
     as done from the start, not towards its speed."""
-    bar = tqdm(unit="mol", desc="predict", **options)
+    bar = tqdm(unit="mol", desc="predict", disable=None, **options)  # on a terminal only, as the other paths
 
     def report(done: int, total: int) -> None:
         if bar.total is None:  # the first report: what an earlier run wrote; this run's clock starts now

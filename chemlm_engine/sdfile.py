@@ -1,5 +1,6 @@
 """SD files (``.sdf``, as vendors, ChEMBL and PubChem ship libraries; a single ``.mol`` too) read as table records:
-per record its molecule as SMILES, its title as ``name``, then the data fields, in order of first appearance.
+per record its molecule as SMILES, its title as ``name`` (``title`` beside a field called name), then the data
+fields, in order of first appearance.
 Records are read without sanitising (linear in the molecule): chemistry (valences, standardisation) is checked later,
 per molecule, by the guarded preparation every SMILES goes through, so an SD record and a SMILES line get the same
 errors. A record RDKit cannot parse at all is a row with its problem. Predictions go back into a copy of the file as
@@ -55,7 +56,7 @@ def _smiles(mol: Chem.Mol) -> tuple[str, str | None]:
 
 
 def _fields(mol: Chem.Mol, data: list[str]) -> tuple[list[str], str | None]:
-    smiles, problem = _smiles(mol)
+    smiles, problem = _smiles(mol) if mol.GetNumAtoms() else ("", "this SD record's molfile has no atoms")
     values = [smiles, mol.GetProp("_Name") if mol.HasProp("_Name") else ""]
     for name in data:
         try:
@@ -101,14 +102,15 @@ def _unreadable(record: list[bytes], data: list[str]) -> list[str]:
 
 
 def sd_records(binary: IO[bytes]) -> Iterator[tuple[list[str], str | None]]:
-    """A header (``smiles``, ``name`` and every data field any record has, in order of first appearance), then per
-    record its fields (blank where it lacks one) and what is wrong with it (``None``: nothing). The file is read
-    twice: once for the field names, so that a field only later records have (a merged library) is read too."""
+    """A header (``smiles``, the title's column and every data field any record has, in order of first appearance),
+    then per record its fields (blank where it lacks one) and what is wrong with it (``None``: nothing). The title's
+    column is ``name``, or ``title`` where a data field is called name: the file's own field keeps its name. The file
+    is read twice: once for the field names, so that a field only later records have (a merged library) is read too."""
     data, records = _field_names(binary)
     if not records:
         return
     binary.seek(0)
-    yield ["smiles", "name", *data], None
+    yield ["smiles", next(t for t in ("name", "title", "record title") if t not in data), *data], None
     for record in _records(binary):
         mol = _molecule(record)
         yield (_unreadable(record, data), UNREADABLE) if mol is None else _fields(mol, data)

@@ -56,6 +56,8 @@ ONE_LINE_ERRORS = {
     "unknown method option": (["train", "--subset", "50", "--option", "nosuch=1"], "nosuch", None),
     "unknown run": (["runs", "show", "no-such-run"], "no-such-run", None),
     "unknown split": (["train", "--split", "diagonal", "--subset", "50"], "diagonal", None),
+    "input missing": (["predict", "--input", "{tmp}/none.csv", "--output", "{tmp}/out.csv"],  # said before loading
+                      "cannot open {tmp}/none.csv: no such file", "{tmp}/out.csv"),
     "SD output of a CSV": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/out.sdf"],
                            "an SD output is a copy of the SD input", "{tmp}/out.sdf"),
     "output of no kind written": (["predict", "-s", "CCO", "--output", "{tmp}/out.json"],

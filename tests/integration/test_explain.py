@@ -135,6 +135,12 @@ def test_the_explain_command_writes_a_csv_and_a_png(trained, tmp_path):
                                       "--output", str(tmp_path / "ethanol.v1")])  # a version, not a suffix
     assert json.loads(dotted.stdout.strip().splitlines()[-1])["csv"] == str(tmp_path / "ethanol.v1.csv")
     assert (tmp_path / "ethanol.v1.png").exists()
+    trained_on = pd.read_csv(Path(folder) / "training_set.csv")["smiles"][0]  # where it stands, as predict says it
+    own = CliRunner().invoke(app, ["explain", "--model", folder, "--smiles", trained_on, "--top", "1",
+                                   "--output", str(tmp_path / "own")])
+    said = json.loads(own.stdout.strip().splitlines()[-1])
+    assert said["in_training"] is True and said["in_domain"] is True and said["similarity"] == 1.0
+    assert line["in_training"] is False and 0 <= line["similarity"] < 1
 
 
 @pytest.mark.parametrize("tamper", ["truncated", "not safetensors", "zeroed residuals", "permuted rows", "fewer rows",

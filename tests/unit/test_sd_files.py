@@ -174,3 +174,13 @@ def test_a_field_only_later_records_have_is_read_and_a_value_line_is_not_a_field
     packed = tmp_path / "merged.sdf.gz"  # the field names are read in a pass of their own: compressed too
     packed.write_bytes(gzip.compress(path.read_bytes()))
     assert read_table(packed).frame.equals(table.frame)
+
+
+def test_a_field_called_name_keeps_its_name_and_a_record_without_atoms_says_so(tmp_path):
+    path = tmp_path / "vendor.sdf"
+    path.write_text(_block("CCO", "ENM-001", {"name": "ethanol", "logD": "-0.3"})
+                    + _block("", "ENM-002", {"name": "nothing drawn"}))  # a record of no atoms
+    table = read_table(path)
+    assert list(table.frame.columns) == ["smiles", "title", "name", "logD"]  # not name and name.1
+    assert table.frame["name"].tolist() == ["ethanol", "nothing drawn"] and table.frame["title"][0] == "ENM-001"
+    assert table.problems == [None, "this SD record's molfile has no atoms"]
