@@ -1,7 +1,9 @@
-"""``chemlm runs``: list, show, rename and delete stored runs (a run named by its id or by its unique name)."""
+"""``chemlm runs``: list, show, rename and delete stored runs (a run named by its id or by its unique name), and
+write out a run's per-molecule results."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
@@ -91,3 +93,33 @@ def runs_delete(run: str, yes: bool = typer.Option(False, "--yes", "-y", help="D
         raise typer.Exit(1)
     store.delete(record.id)
     typer.echo(f"deleted run {label}")
+
+
+@runs_app.command("molecules")
+def runs_molecules(run: str, kind: str = typer.Argument("influence", help="influence (a pool's scores, ranks, "
+                                                        "self-influence and suspect flags), acquired, pool_uncertainty, "
+                                                        "pool_isal, prediction (the test split), test_uncertainty"),
+                   output: Path | None = typer.Option(None, "--output", "-o", help="A CSV file (default: stdout)."),
+                   db: str | None = typer.Option(None)) -> None:
+    """A run's (id or name) per-molecule results of one kind as CSV: what the Influence and Active learning pages
+    download."""
+    from .store import Kinds
+    from .tables import write_csv, written_aside
+
+    kinds = [value for name, value in vars(Kinds).items() if name.isupper()]
+    if kind not in kinds:
+        raise ConfigError(f"no kind {kind!r} of molecules: {', '.join(kinds)}")
+    store = open_store(db)
+    run_id = run_id_of(store, run)
+    frame = store.molecules(run_id, kind)
+    if frame.empty:
+        present = sorted(set(store.molecules(run_id).get("kind", [])))
+        raise ConfigError(f"run {run_id} has no {kind} molecules"
+                          + (f"; it has {', '.join(present)}" if present else "; it has none"))
+    frame = frame.drop(columns="kind").dropna(axis="columns", how="all")  # columns other kinds fill
+    if output is None:
+        typer.echo(write_csv(frame), nl=False)
+        return
+    with written_aside(output) as aside:
+        write_csv(frame, aside)
+    typer.echo(f"wrote {len(frame):,} {kind} molecules of run {run_id} to {output}", err=True)

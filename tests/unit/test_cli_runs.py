@@ -79,3 +79,28 @@ def test_influence_takes_its_k_sizes_repeated_or_as_one_list(tmp_path, monkeypat
         raise AssertionError("8;16 read as sizes")
     listed = runner.invoke(app, ["influence", "no-such-run", "--k", "8,16"])  # read, then the run is looked up
     assert isinstance(listed.exception, RunNotFoundError), listed.output
+
+
+def test_a_runs_scored_molecules_are_written_out_as_csv(tmp_path, monkeypatch):
+    import io
+
+    import pandas as pd
+
+    from chemlm_engine.store import Kinds
+
+    monkeypatch.setenv("CHEMLM_HOME", str(tmp_path))
+    store = RunStore()
+    run = _finished(store, "scored")
+    store.add_molecules(run, Kinds.INFLUENCE, pd.DataFrame(
+        {"smiles": ["CCO", "CCN"], "label": [0.1, 0.2], "score": [0.3, -0.1], "rank": [1, 2],
+         "self_influence": [0.1, 0.9], "suspect": [False, True], "corrupted": [False, False]}))
+    shown = runner.invoke(app, ["runs", "molecules", "scored"])
+    assert shown.exit_code == 0, shown.output
+    frame = pd.read_csv(io.StringIO(shown.stdout))
+    assert frame["smiles"].tolist() == ["CCO", "CCN"] and frame["suspect"].tolist() == [False, True]
+    assert "kind" not in frame and "prediction" not in frame  # no empty columns of other kinds
+    written = runner.invoke(app, ["runs", "molecules", run, "influence", "-o", str(tmp_path / "scores.csv")])
+    assert written.exit_code == 0 and pd.read_csv(tmp_path / "scores.csv").equals(frame)
+    none = runner.invoke(app, ["runs", "molecules", run, "acquired"])
+    assert isinstance(none.exception, ConfigError) and str(none.exception).endswith("; it has influence")
+    assert isinstance(runner.invoke(app, ["runs", "molecules", run, "nope"]).exception, ConfigError)
