@@ -59,9 +59,10 @@ def trials_frame(search: RunRecord) -> pd.DataFrame:
             continue
         epochs = store().epochs(run.id)
         scored = epochs[epochs["val_mse"].notna()] if "val_mse" in epochs else epochs.iloc[:0]
-        rows.append({"run": run.id, "status": status_words(run), **run.info.get("trial_config", {}),
+        # the results and the epochs (where ASHA stopped a trial) first: many settings push columns off screen
+        rows.append({"run": run.id, "status": status_words(run), "epochs": len(scored),
                      "val_r2": scored["val_r2"].max() if len(scored) else None,
-                     "val_mse": scored["val_mse"].min() if len(scored) else None, "epochs": len(scored)})
+                     "val_mse": scored["val_mse"].min() if len(scored) else None, **run.info.get("trial_config", {})})
     return pd.DataFrame(rows)
 
 

@@ -445,6 +445,7 @@ def test_search_page_shows_the_trials_and_opens_the_best_one(home, tiny_backbone
     assert not at.exception
     trials = next(d.value for d in at.dataframe if "val_mse" in d.value.columns)
     assert len(trials) == 2 and trials["val_mse"].is_monotonic_increasing
+    assert list(trials.columns[:5]) == ["run", "status", "epochs", "val_r2", "val_mse"]  # before the settings
     assert trials["run"].iloc[0] == search.metrics["best_run_id"]
     assert any("Best on validation" in s.value for s in at.success)
     next(b for b in at.button if b.label.startswith("Train it on training + validation")).click().run()
