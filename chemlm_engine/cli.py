@@ -197,8 +197,8 @@ def influence(
     if base.status != "finished" or model_kind(base.method) != "regressor" or base.spec["model"].get("descriptors"):
         raise ConfigError(f"run {base_run} is a {base.status} {base.method} run: the base of an influence job is a "
                           "finished single model without descriptors (the Influence page lists them)")
-    options = {"k": _sizes("--k", k), "solver": solver, "scope": scope, "damping": damping, "scale": scale, "depth": depth,
-               "repeats": repeats, "corrupt_fraction": corrupt_fraction, "skip_suspects": skip_suspects,
+    options = {"k": _sizes("--k", k), "solver": solver, "scope": scope, "damping": damping, "scale": scale,
+               "depth": depth, "repeats": repeats, "corrupt_fraction": corrupt_fraction, "skip_suspects": skip_suspects,
                "score_shards": score_shards, **({"pool": str(pool)} if pool else {})}
     spec = JobSpec.from_dict({**base.spec, "method": "influence", "options": options,
                               "name": f"influence of {base.id}"})

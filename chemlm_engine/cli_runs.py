@@ -96,9 +96,9 @@ def runs_delete(run: str, yes: bool = typer.Option(False, "--yes", "-y", help="D
 
 
 @runs_app.command("molecules")
-def runs_molecules(run: str, kind: str = typer.Argument("influence", help="influence (a pool's scores, ranks, "
-                                                        "self-influence and suspect flags), acquired, pool_uncertainty, "
-                                                        "pool_isal, prediction (the test split), test_uncertainty"),
+def runs_molecules(run: str, kind: str = typer.Argument("influence", help=(
+                       "influence (a pool's scores, ranks, self-influence and suspect flags), acquired, "
+                       "pool_uncertainty, pool_isal, prediction (the test split), test_uncertainty")),
                    output: Path | None = typer.Option(None, "--output", "-o", help="A CSV file (default: stdout)."),
                    db: str | None = typer.Option(None)) -> None:
     """A run's (id or name) per-molecule results of one kind as CSV: what the Influence and Active learning pages
