@@ -227,7 +227,7 @@ def _check_output_kind(output: Path, library: bool) -> None:
 def library_bar(**options) -> tuple[tqdm, Callable[[int, int], None]]:
     """A progress bar for a library and the callback that moves it. The rows a resumed run finds written count
     as done from the start, not towards its speed."""
-    bar = tqdm(unit="mol", desc="predict", disable=None, **options)  # on a terminal only, as the other paths
+    bar = tqdm(unit="mol", desc="predict", **options)  # in a log too: a library may run for hours under nohup
 
     def report(done: int, total: int) -> None:
         if bar.total is None:  # the first report: what an earlier run wrote; this run's clock starts now
@@ -241,18 +241,17 @@ def library_bar(**options) -> tuple[tqdm, Callable[[int, int], None]]:
 
 def _say_metrics(frame) -> None:
     """The metrics against the measured column (``attrs["measured_column"]``), and what they left out."""
-    from .predict.batch import measured_metrics, training_rows_note, unread_measured
+    from .predict.batch import measured_metrics, measured_notes
 
     metrics = measured_metrics(frame)
-    seen = metrics.pop("in_training", 0)
+    notes = measured_notes(frame, metrics)
+    metrics.pop("in_training", None)
     typer.echo(f"against measured ({frame.attrs['measured_column']}): " + (
         ", ".join(f"{k} {v:,}" if k == "n" else f"{k} {v:.3f}" for k, v in metrics.items()) if metrics["n"] > 1
         else f"{metrics['n']} row{'s' * (metrics['n'] != 1)} with a prediction and a measured value: no metrics"),
         err=True)
-    if seen:
-        typer.echo(f"note: {training_rows_note(int(seen))}", err=True)
-    if unread_measured(frame):
-        typer.echo(f"note: {unread_measured(frame)}", err=True)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
 
 
 def _library_measured(source: Path, smiles_column: str | None, wanted: str | None) -> str | None:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from chemlm_engine.columns import value_column
 from chemlm_engine.library_results import input_columns, measured_frame
-from chemlm_engine.predict import measured_metrics, training_rows_note, unread_measured
+from chemlm_engine.predict import measured_metrics, measured_notes, unread_measured
 from chemlm_engine.store import RunRecord
 from views.common import parity_plot
 from views.kept import kept
@@ -27,8 +27,6 @@ def measured_summary(metrics: dict[str, float], promised: float = 0.9) -> None:
     """The metrics against a user's measured values; where the intervals hold clearly fewer of them than promised
     (beyond two binomial standard errors), the likely reason in words."""
     st.markdown(metrics_line(metrics, promised))
-    if seen := metrics.get("in_training"):
-        st.caption(training_rows_note(seen) + ".")
     if metrics.get("coverage", 1.0) < promised - 2 * (promised * (1 - promised) / metrics["n"]) ** 0.5:
         st.warning(f"Only {metrics['coverage']:.0%} of your measured values lie inside their {promised:.0%} interval, "
                    "fewer than chance explains: the intervals were calibrated on data like the training data, and "
@@ -45,6 +43,9 @@ def against_measured(frame: pd.DataFrame, title: str, key: str | None = None) ->
                    + (" and a molecule the model was not trained on." if metrics.get("in_training") else "."))
         return
     measured_summary(metrics)
+    for note in measured_notes(frame, metrics):
+        if note != unread_measured(frame):  # a warning above
+            st.caption(f"{note[0].upper()}{note[1:]}.")
     scored = frame[frame["prediction"].notna() & frame["measured"].notna()]
     if "in_training" in scored:
         scored = scored[scored["in_training"].ne(True)]  # the rows the numbers above count

@@ -21,7 +21,8 @@ from ..tables import numbers, pick_column, read_table
 from ..training import regression_metrics
 
 __all__ = ["predict_smiles", "predict_csv", "user_table", "result_columns", "parse_pasted", "token_warnings",
-           "molecule_warnings", "measured_metrics", "read_measured", "training_rows_note", "unread_measured",
+           "molecule_warnings", "measured_metrics", "measured_notes", "read_measured", "training_rows_note",
+           "unread_measured",
            "PREDICTION_COLUMNS"]
 
 
@@ -236,6 +237,23 @@ def measured_metrics(frame: pd.DataFrame) -> dict[str, float]:
         inside = (frame.loc[both, "interval_low"] <= measured) & (measured <= frame.loc[both, "interval_high"])
         metrics["coverage"] = float(inside.mean())
     return {**metrics, **({"in_training": int(seen.sum())} if seen.any() else {})}
+
+
+FEW_SCORED = 10  # fewer rows scored against measured values than this: one more row moves the metrics by much
+
+
+def measured_notes(frame: pd.DataFrame, metrics: dict[str, float]) -> list[str]:
+    """What :func:`measured_metrics` left out, row for row, and how far to trust it, in the words both the command
+    line and the page use."""
+    notes = [training_rows_note(int(metrics["in_training"]))] if metrics.get("in_training") else []
+    if unread := unread_measured(frame):
+        notes.append(unread)
+    if without := int((frame["prediction"].notna() & frame["measured"].isna()).sum()):
+        notes.append(f"{without:,} predicted row{'s have' if without > 1 else ' has'} no measured value (a blank "
+                     "cell, or one that is not a number): not in these numbers")
+    if 2 <= metrics["n"] < FEW_SCORED:
+        notes.append(f"only {metrics['n']} rows are scored: on so few, one more row can move R² a long way")
+    return notes
 
 
 def training_rows_note(seen: int) -> str:

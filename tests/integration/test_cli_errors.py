@@ -116,6 +116,7 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
         args = [cancelled if a == "A-CANCELLED-RUN" else a for a in args]
     _model_without_training_set(tmp_path / "noset")
     (tmp_path / "d.csv").write_text("smiles,y\nCCO,1\nCCC,2\n")
+    (tmp_path / "lib.parquet").write_bytes(b"PAR1 never read: refused before")  # there, so not a missing input
     (tmp_path / "garbage.json").write_text("{not json")
     (tmp_path / "other.json").write_text('{"not": "a spec"}')
     (tmp_path / "typo.json").write_text('{"method": "baseline", "train": {"epoch": 1}}')  # a stored one's is dropped
