@@ -192,10 +192,11 @@ def explain(
     warning = molecule_warnings(predictor, [prepared.smiles], [prepared.heavy_atoms])[0]
     if warning:  # the same words predict gives: the explanation is of what the model read
         typer.echo(f"warning: {warning}", err=True)
-    result = explain_prediction(predictor, folder, prepared.smiles)
+    reference = TrainingReference.load(folder)
+    result = explain_prediction(predictor, folder, prepared.smiles, reference)
     # where the molecule stands, as predict says it: a training molecule's explanation is of what it learned from it
     domain = add_applicability_domain(pd.DataFrame({"canonical_smiles": [prepared.smiles], "error": [None]}),
-                                      TrainingReference.load(folder)).iloc[0]
+                                      reference).iloc[0]
     with written_aside(csv_path) as table, written_aside(png_path) as picture:
         write_csv(result.top(top), table)
         picture.write_bytes(result.picture)

@@ -284,9 +284,11 @@ def signed(value: float, decimals: int = 2) -> str:
     return f"{round(value, decimals) + 0.0:+.{decimals}f}"
 
 
-def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str) -> Explanation:
-    """Both attributions for one (canonical) SMILES, and the atom map."""
-    reference = TrainingReference.load(folder)  # read once: contributions and similarities both need it
+def explain(predictor: RegressionModel | Ensemble, folder: str | Path, smiles: str,
+            reference: TrainingReference | None = None) -> Explanation:
+    """Both attributions for one (canonical) SMILES, and the atom map. ``reference``: the folder's training set, if
+    already loaded."""
+    reference = reference or TrainingReference.load(folder)  # read once: contributions and similarities need it
     training = training_contributions(predictor, folder, smiles, reference)
     assert reference is not None  # training_contributions refuses a folder without a training set
     similarity = DataStructs.BulkTanimotoSimilarity(fingerprints([smiles])[0], reference.fingerprints)
