@@ -132,7 +132,7 @@ def test_sigterm_marks_a_cli_run_interrupted_and_kill_9_is_reconciled(tiny_backb
         process.send_signal(sig)
         err = process.communicate(timeout=60)[1]
         if sig == signal.SIGTERM:  # stopped like Ctrl-C: exit 130 and one line, no traceback
-            assert process.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted: run ")
+            assert process.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted: run "), err
             assert "Traceback" not in err
         if sig == signal.SIGKILL:
             assert store.runs()[0].status == "running"  # nobody was left to say otherwise ...
@@ -142,6 +142,26 @@ def test_sigterm_marks_a_cli_run_interrupted_and_kill_9_is_reconciled(tiny_backb
         shown = json.loads(_cli("runs", "show", record.id, env_home=home).stdout)
         assert (shown["status"], shown["message"]) == ("interrupted", expected)  # why it stopped, on the CLI too
         assert not (home / record.id).exists()
+
+
+def test_sigterm_inside_code_that_exec_compiled_still_exits_130(tiny_backbone, tmp_path):
+    """SIGTERM landing while a dataclass is made or an annotation read (code exec() / eval() compiled from a
+    string) made CPython 3.11 exit by SIGINT (-2) after the CLI had stopped cleanly with 130 (CI saw it once)."""
+    (tmp_path / "sigterm_in_exec.py").write_text(
+        "from chemlm_engine import cli\nfrom chemlm_engine.store import RunStore\n"
+        "set_info = RunStore.set_info\n\n"
+        "def set_info_then_sigterm(self, *args, **kwargs):\n"
+        "    set_info(self, *args, **kwargs)\n"
+        "    exec('import os, signal\\nos.kill(os.getpid(), signal.SIGTERM)\\nfor _ in range(10 ** 6): pass')\n\n"
+        "RunStore.set_info = set_info_then_sigterm\ncli.main()\n")
+    home = tmp_path / "home"
+    result = subprocess.run([sys.executable, "-m", "sigterm_in_exec", "train", "--backbone", str(tiny_backbone),
+                             "--epochs", "500", "--subset", "200", "--batch-size", "16"], cwd=tmp_path,
+                            env={**os.environ, "CHEMLM_HOME": str(home), "PYTHONPATH": str(ROOT)}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("interrupted: run ")
+    assert RunStore(home=home).runs()[0].status == "interrupted"
 
 
 def test_predict_refuses_a_folder_that_ships_code_without_the_flag(tmp_path):
