@@ -72,10 +72,12 @@ class TrainingReference:
         """The fingerprints as a float32 matrix of 0 / 1, one row per molecule, for :func:`nearest_neighbours`."""
         return np.unpackbits(self.bits, axis=1, bitorder="little").astype(np.float32)
 
-    @functools.cached_property
-    def flat_smiles(self) -> frozenset[str]:
-        """The molecules' canonical SMILES without stereochemistry."""
-        return frozenset(map(_flat, self.smiles))
+    def holds_stereoisomer(self, smiles: str) -> bool:
+        """Whether a molecule here is ``smiles`` but for its stereochemistry. Only those with its fingerprint are
+        compared (the fingerprints ignore stereochemistry): not the whole set's SMILES rewritten on first use."""
+        bits = _packed(fingerprints([smiles]))[0]
+        flat = _flat(smiles)
+        return any(_flat(self.smiles[i]) == flat for i in np.flatnonzero((self.bits == bits).all(axis=1)))
 
     @classmethod
     def from_smiles(cls, smiles: Sequence[str],
@@ -173,6 +175,6 @@ def add_applicability_domain(frame: pd.DataFrame, reference: TrainingReference |
         seen = out.loc[valid, "canonical_smiles"].isin(set(reference.smiles)).to_numpy().copy()
         twins = ~seen & (nn["similarity"].to_numpy() == 1.0)  # a stereoisomer has the same fingerprint: only these
         if twins.any():
-            seen[twins] = [_flat(s) in reference.flat_smiles for s in out.loc[valid[twins], "canonical_smiles"]]
+            seen[twins] = [reference.holds_stereoisomer(s) for s in out.loc[valid[twins], "canonical_smiles"]]
         out.loc[valid, "in_training"] = seen
     return out

@@ -28,6 +28,17 @@ def test_a_training_molecule_is_marked_and_so_are_its_stereoisomers_and_its_race
     assert add_applicability_domain(frame, None)["in_training"].isna().all()  # no training set: not known
 
 
+def test_only_training_molecules_with_the_fingerprint_of_a_twin_are_rewritten_without_stereochemistry(monkeypatch):
+    """The first prediction of a process paid ~1 s rewriting every training SMILES (3,402 for the default)."""
+    flattened = []
+    flat = domain._flat
+    monkeypatch.setattr(domain, "_flat", lambda smiles: flattened.append(smiles) or flat(smiles))
+    reference = TrainingReference.from_smiles(["C" * n + "O" for n in range(1, 40)] + ["C[C@H](N)O", "CCN"])
+    frame = pd.DataFrame({"canonical_smiles": ["C[C@@H](N)O", "CCCCO"], "error": [None, None]})
+    assert add_applicability_domain(frame, reference)["in_training"].tolist() == [True, True]
+    assert sorted(flattened) == ["C[C@@H](N)O", "C[C@H](N)O"]
+
+
 def test_measured_metrics_leave_out_the_models_own_training_molecules():
     """A chemist's file holding molecules the model trained on would score it on what it has seen."""
     frame = pd.DataFrame({"prediction": [1.0, 2.0, 3.0, 4.0], "measured": [1.0, 2.5, 0.0, 9.0],
