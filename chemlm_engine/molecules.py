@@ -131,6 +131,8 @@ def carbon_free(smiles: str) -> bool:
     return mol is not None and not _organic(mol)
 
 
+# one for every molecule: building it (its charge patterns) cost twice what it takes to neutralise one
+_UNCHARGER = rdMolStandardize.Uncharger(canonicalOrder=True)
 # atomic numbers whose removal is not "a metal removed": non-metals, and Li Na K Rb Cs, Mg Ca Sr Ba (a salt's
 # counter-ions, not a complex's metal)
 _UNSAID = {1, 2, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 33, 34, 35, 36, 52, 53, 54, 85, 86, 3, 11, 19, 37, 55, 12,
@@ -164,7 +166,7 @@ def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, li
             mol = Chem.RemoveHs(rdMolStandardize.IsotopeParent(mol, skipStandardize=True))  # [2H] → H: folded in
             changes.append(f"removed isotope labels ({', '.join(labels)})")
         before = Chem.MolToSmiles(mol)
-        mol = rdMolStandardize.Uncharger(canonicalOrder=True).uncharge(mol)
+        mol = _UNCHARGER.uncharge(mol)
         if Chem.MolToSmiles(mol) != before:
             changes.append("neutralised")
         if settings.tautomer:
