@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import signal
 import sys
-import threading
 from pathlib import Path
 
 import typer
 from tqdm import tqdm
 
+from .cli_interrupts import install as install_interrupts, interruption_said, say_interrupted
 from .cli_predict import explain, one_of, predict, refuse_settings_beside
 from .cli_runs import open_store, run_id_of, runs_app
 from .cli_tune import tune
@@ -28,25 +26,10 @@ for command in (predict, explain, tune):  # each in a module of its own
 _debug, _RECIPE = {"on": False}, TrainConfig()  # --debug; the recipe's defaults, written once (spec/config.py)
 
 
-def _interrupt(number: int, frame) -> None:
-    """SIGINT / SIGTERM: raise KeyboardInterrupt, but not inside code that exec() or eval() compiled from a string
-    (a dataclass being made, an annotation read, as lazy imports do): CPython then exits by SIGINT (-2) although
-    the CLI stopped cleanly with 130. There the signal comes again 10 ms later, once that code has returned."""
-    while frame is not None:
-        if frame.f_code.co_filename == "<string>":
-            again = threading.Timer(0.01, os.kill, (os.getpid(), number))
-            again.daemon = True  # a process already ending does not wait for it
-            again.start()
-            return
-        frame = frame.f_back
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     """Entry point: a user error (bad input, bad setting, missing run) is one line on stderr and exit code 2;
     ``--debug`` shows its traceback. SIGTERM stops a run like Ctrl-C: it is recorded as interrupted, exit 130."""
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, _interrupt)
+    install_interrupts()
     try:
         app()
     except ChemLMError as exc:
@@ -54,6 +37,10 @@ def main() -> None:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except SystemExit as exc:  # 130: interrupted, where no step had a word to say (a model loading, a file read)
+        if exc.code == 130 and not interruption_said():
+            say_interrupted("nothing written")
+        raise
 
 
 def _run_with_progress(spec, store) -> None:
@@ -76,8 +63,8 @@ def _run_with_progress(spec, store) -> None:
         bar.close()
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM (typer exits 130 without a word)
             new = [r.id for r in store.runs() if r.id not in known]  # none yet while its data was read
-            typer.echo(f"interrupted: run {new[0]} is stored as interrupted (chemlm runs list)" if new else
-                       "interrupted before the run was recorded (while its data was read): nothing stored", err=True)
+            say_interrupted(f"run {new[0]} is stored as interrupted (chemlm runs list)" if new else
+                            "before the run was recorded (while its data was read): nothing stored")
         raise
     bar.close()
     record = store.get_run(run_id)

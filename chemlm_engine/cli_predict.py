@@ -10,6 +10,8 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from .cli_interrupts import say_interrupted
+
 __all__ = ["predict", "explain", "resolve_model", "one_of", "refuse_settings_beside", "library_bar", "wrote"]
 
 
@@ -130,8 +132,8 @@ def predict(
             frame = predict_smiles(regressor, smiles, progress=report)
     except KeyboardInterrupt:  # Ctrl-C: nothing is kept on this path; say so, and which path keeps rows
         bar.close()
-        typer.echo("interrupted: nothing written (this output is written whole at the end); --output NAME.parquet "
-                   "keeps rows as they are predicted, and the same command then resumes after them", err=True)
+        say_interrupted("nothing written (this output is written whole at the end); --output NAME.parquet keeps "
+                        "rows as they are predicted, and the same command then resumes after them")
         raise typer.Exit(130) from None
     bar.close()
     frame = add_applicability_domain(frame, TrainingReference.load(folder))
@@ -285,10 +287,9 @@ def _predict_library(folder: Path, source: Path, output: Path, smiles_column: st
             bar.close()  # counted on disk: Ctrl-C may land between a part's write and the bar's update
             kept = parts_of(output)
             written = parts_rows(kept)
-            typer.echo(f"interrupted: {written:,} of {library_rows(source):,} rows written" + (
+            say_interrupted(f"{written:,} of {library_rows(source):,} rows written" + (
                 f" (kept in {kept.name}/); the same command resumes after them" if written else
-                f": rows are kept {CHUNK_ROWS:,} at a time, none was complete; the same command starts again"),
-                err=True)
+                f": rows are kept {CHUNK_ROWS:,} at a time, none was complete; the same command starts again"))
             raise typer.Exit(130) from None
         finally:  # an error (an unreadable file) is then said on a line of its own
             bar.close()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from .cli_interrupts import say_interrupted
+
 __all__ = ["tune"]
 
 
@@ -56,7 +58,7 @@ def tune(
         result = run_search(base, RunStore(db), name, num_samples, time_budget, address=ray_address,
                             cpus_per_trial=cpus_per_trial, should_stop=lambda: bool(interrupted))
     except JobCancelledError:
-        typer.echo(f"interrupted: search {name!r} stopped, no spec written; the same command resumes it", err=True)
+        say_interrupted(f"search {name!r} stopped, no spec written; the same command resumes it")
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -144,24 +144,49 @@ def test_sigterm_marks_a_cli_run_interrupted_and_kill_9_is_reconciled(tiny_backb
         assert not (home / record.id).exists()
 
 
+def _cli_patched(tmp_path, patch: str, *args: str) -> subprocess.CompletedProcess:
+    """The CLI run as ``python -m`` (as installed) after ``patch``, Python code that makes a signal come at a chosen
+    moment; CHEMLM_HOME is tmp_path / "home"."""
+    (tmp_path / "patched_cli.py").write_text(f"import os, signal\nfrom chemlm_engine import cli\n{patch}\ncli.main()\n")
+    return subprocess.run([sys.executable, "-m", "patched_cli", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "CHEMLM_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)},
+                          timeout=300)
+
+
+_TRAIN = ("train", "--epochs", "500", "--subset", "200", "--batch-size", "16", "--backbone")
+# a store method wrapped to send the process a signal on the way, as Ctrl-C or SIGTERM would at that moment
+_SIGNAL_IN = ("from chemlm_engine.store import RunStore\nkept_{method} = RunStore.{method}\n"
+              "def signalled_{method}(self, *args, **kwargs):\n    {before}\n"
+              "    return kept_{method}(self, *args, **kwargs)\nRunStore.{method} = signalled_{method}\n")
+
+
 def test_sigterm_inside_code_that_exec_compiled_still_exits_130(tiny_backbone, tmp_path):
     """SIGTERM landing while a dataclass is made or an annotation read (code exec() / eval() compiled from a
     string) made CPython 3.11 exit by SIGINT (-2) after the CLI had stopped cleanly with 130 (CI saw it once)."""
-    (tmp_path / "sigterm_in_exec.py").write_text(
-        "from chemlm_engine import cli\nfrom chemlm_engine.store import RunStore\n"
-        "set_info = RunStore.set_info\n\n"
-        "def set_info_then_sigterm(self, *args, **kwargs):\n"
-        "    set_info(self, *args, **kwargs)\n"
-        "    exec('import os, signal\\nos.kill(os.getpid(), signal.SIGTERM)\\nfor _ in range(10 ** 6): pass')\n\n"
-        "RunStore.set_info = set_info_then_sigterm\ncli.main()\n")
-    home = tmp_path / "home"
-    result = subprocess.run([sys.executable, "-m", "sigterm_in_exec", "train", "--backbone", str(tiny_backbone),
-                             "--epochs", "500", "--subset", "200", "--batch-size", "16"], cwd=tmp_path,
-                            env={**os.environ, "CHEMLM_HOME": str(home), "PYTHONPATH": str(ROOT)}, capture_output=True,
-                            text=True, timeout=300)
+    sigterm_in_exec = "exec('os.kill(os.getpid(), signal.SIGTERM)\\nfor _ in range(10 ** 6): pass')"
+    result = _cli_patched(tmp_path, _SIGNAL_IN.format(method="set_info", before=sigterm_in_exec),
+                          *_TRAIN, str(tiny_backbone))
     assert result.returncode == 130, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].startswith("interrupted: run ")
-    assert RunStore(home=home).runs()[0].status == "interrupted"
+    assert RunStore(home=tmp_path / "home").runs()[0].status == "interrupted"
+
+
+def test_a_second_ctrl_c_while_the_command_stops_is_ignored(tiny_backbone, tmp_path):
+    """Pressed twice, Ctrl-C cut short what the first one started: the run was never recorded as interrupted (and
+    the process could end by SIGINT, -2, instead of 130)."""
+    again = "os.kill(os.getpid(), signal.SIGINT)"
+    result = _cli_patched(tmp_path, _SIGNAL_IN.format(method="set_info", before=again)
+                          + _SIGNAL_IN.format(method="interrupt", before=again),
+                          *_TRAIN, str(tiny_backbone))
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert RunStore(home=tmp_path / "home").runs()[0].status == "interrupted"
+
+
+def test_an_interrupt_before_any_step_has_a_word_still_says_so(tmp_path):
+    """Ctrl-C while the model loads ended the command with 130 and not a word."""
+    load = "from chemlm_engine.predict import ensemble\nensemble.load_predictor = lambda *a, **k: os.kill(os.getpid(), 2)"
+    result = _cli_patched(tmp_path, load, "predict", "-s", "CCO")
+    assert result.returncode == 130 and result.stderr.strip() == "interrupted: nothing written", result.stderr
 
 
 def test_predict_refuses_a_folder_that_ships_code_without_the_flag(tmp_path):

@@ -21,7 +21,7 @@ LAYERS = [
                           "methods.pretrain", "methods.pretrain.trainer", "methods.pretrain.batches",
                           "methods.pretrain.job", "methods.pretrain.card"}),
     ("execution", {"cluster", "manager", "library", "library_input", "library_results", "tune"}),
-    ("entry points", {"cli_predict", "cli_tune", "cli_runs", "cli", "__main__", ""}),
+    ("entry points", {"cli_interrupts", "cli_predict", "cli_tune", "cli_runs", "cli", "__main__", ""}),
 ]
 LAYER = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 
