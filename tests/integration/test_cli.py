@@ -184,7 +184,8 @@ def test_a_second_ctrl_c_while_the_command_stops_is_ignored(tiny_backbone, tmp_p
 
 def test_an_interrupt_before_any_step_has_a_word_still_says_so(tmp_path):
     """Ctrl-C while the model loads ended the command with 130 and not a word."""
-    load = "from chemlm_engine.predict import ensemble\nensemble.load_predictor = lambda *a, **k: os.kill(os.getpid(), 2)"
+    load = ("from chemlm_engine.predict import ensemble\n"
+            "ensemble.load_predictor = lambda *a, **k: os.kill(os.getpid(), signal.SIGINT)")
     result = _cli_patched(tmp_path, load, "predict", "-s", "CCO")
     assert result.returncode == 130 and result.stderr.strip() == "interrupted: nothing written", result.stderr
 
