@@ -83,6 +83,8 @@ def predict(
         _check_output_kind(output, library=input is not None and is_parquet(input))
     if input is not None and not input.is_file():  # said now, not after the seconds the imports below take
         raise DataError(f"cannot open {input}: {'a folder' if input.is_dir() else 'no such file'}")
+    if input is not None:
+        _check_columns(input, smiles_column, measured_column)
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
     # the model's imports (torch, transformers: seconds) only once the arguments are known to be good
     from .predict.domain import TrainingReference, add_applicability_domain
@@ -255,6 +257,17 @@ def _say_metrics(frame) -> None:
         err=True)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
+
+
+def _check_columns(source: Path, smiles_column: str | None, measured_column: str | None) -> None:
+    """The SMILES column found and the measured column named, or a clear error before the model's imports."""
+    from .columns import SMILES_COLUMNS
+    from .tables import columns_of, pick_column
+
+    columns = columns_of(source)
+    pick_column(columns, smiles_column, SMILES_COLUMNS, "SMILES")
+    if measured_column is not None:
+        pick_column(columns, measured_column, (), "measured")
 
 
 def _library_measured(source: Path, smiles_column: str | None, wanted: str | None) -> str | None:

@@ -58,6 +58,12 @@ ONE_LINE_ERRORS = {
     "unknown split": (["train", "--split", "diagonal", "--subset", "50"], "diagonal", None),
     "input missing": (["predict", "--input", "{tmp}/none.csv", "--output", "{tmp}/out.csv"],  # said before loading
                       "cannot open {tmp}/none.csv: no such file", "{tmp}/out.csv"),
+    # before the model: here one that does not exist would be said first
+    "measured column missing": (["predict", "-i", "{tmp}/d.csv", "--measured-column", "logd", "--model", "{tmp}/no",
+                                 "-o", "{tmp}/out.csv"], "measured column 'logd' not found; columns are ['smiles', "
+                                "'y']", "{tmp}/out.csv"),
+    "SMILES column missing": (["predict", "-i", "{tmp}/d.csv", "--smiles-column", "smi", "--model", "{tmp}/no"],
+                              "SMILES column 'smi' not found", None),
     "SD output of a CSV": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/out.sdf"],
                            "an SD output is a copy of the SD input", "{tmp}/out.sdf"),
     "output of no kind written": (["predict", "-s", "CCO", "--output", "{tmp}/out.json"],
