@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
            "parts_of", "parts_rows", "job_parts", "kept_rows", "active_twin",
-           "discard_kept", "annotated_library", "CHUNK_ROWS"]
+           "discard_kept", "annotated_library", "progress_text", "CHUNK_ROWS"]
 
 
 @dataclass(frozen=True)
@@ -227,11 +227,18 @@ def _join_parts(parts: list[Path], output: Path) -> int:
     return invalid
 
 
+def progress_text(done: int, total: int, chunk_rows: int) -> str:
+    """A library job's progress, and what a Cancel now would keep: its whole chunks (the rows of the chunk it is in
+    are predicted, then dropped)."""
+    kept = done if done >= total else done - done % chunk_rows
+    return f"predicted {done:,} of {total:,} rows" + (f" ({kept:,} kept if cancelled now)" if kept < done else "")
+
+
 def run_library_job(ctx: JobContext, data: SplitData, opts: PredictOptions) -> dict[str, float]:
     """A library prediction as a background job (``data`` is empty: the options name the input), written to the
     run's ``predictions.parquet``; cancelled within a chunk (its finished chunks kept for a rerun)."""
     def report(done: int, total: int) -> None:
-        ctx.progress(done / max(total, 1), f"predicted {done:,} of {total:,} rows")
+        ctx.progress(done / max(total, 1), progress_text(done, total, opts.chunk_rows))
         ctx.check_cancel()
 
     output = ctx.artifacts / "predictions.parquet"

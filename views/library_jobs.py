@@ -46,9 +46,9 @@ def offer_library_job(upload, folder: str, smiles_column: str | None, why: str) 
             st.info(f"This file is being predicted with this model already: run {running.id}, below.")
         elif queued := submit(JobSpec(method="predict", name=f"predict {upload.name}", options=options)):
             kept = kept_rows(store(), options)
-            announce(queued[0], "You queued this prediction: its results are downloadable on this page when done."
-                     + (f" It continues after the {kept:,} rows a stopped run of this file and model predicted."
-                        if kept else ""))
+            announce(queued[0], "You queued this prediction: when done, its results are on the Predict page under "
+                     "Library predictions." + (f" It continues after the {kept:,} rows a stopped run of this file "
+                                               "and model predicted." if kept else ""))
 
 
 def library_summary(run: RunRecord) -> str:

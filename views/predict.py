@@ -80,8 +80,9 @@ if clicked and has_input and not deleted:  # the model just changed under the cl
     try:
         model = load_model(folder)
         if mode == "Paste SMILES":
-            smiles, names = parse_pasted(text)
+            smiles, names, lines = parse_pasted(text)
             result = predict_smiles(model, smiles, names, mc_passes=passes, progress=report)
+            result["row"] = lines  # the line in the box, blank ones skipped
         else:
             result = predict_csv(model, upload, mc_passes=passes, progress=report, **columns)
         bar.progress(1.0, text="Checking the applicability domain …")
@@ -151,7 +152,7 @@ with tabs[0]:
                      "similarity": st.column_config.NumberColumn("similarity", format="%.2f",
                                                                  help="Tanimoto to the nearest training molecule"),
                      "nearest": st.column_config.ImageColumn("nearest training molecule", width=120),
-                     "nearest_training_label": st.column_config.NumberColumn("its measured logD", format="%.2f"),
+                     "nearest_training_label": st.column_config.NumberColumn("nearest's measured logD", format="%.2f"),
                      "measured": st.column_config.NumberColumn("measured", format="%.2f")})
 with tabs[1]:
     page = ok.head(40)
@@ -166,7 +167,8 @@ with tabs[1]:
         st.image(grid_image(page["canonical_smiles"].tolist(), legends))
 with tabs[2]:
     if len(bad):
-        st.dataframe(bad[["row", "name", "input", "error"]], hide_index=True, width="stretch",
+        # the reason before the input: a 5,000-character SMILES pushed it out of view
+        st.dataframe(bad[["row", "name", "error", "input"]], hide_index=True, width="stretch",
                      column_config={"error": st.column_config.TextColumn("why it cannot be predicted", width="large")})
     else:
         st.caption("Every row was predicted.")

@@ -26,17 +26,19 @@ __all__ = ["predict_smiles", "predict_csv", "user_table", "result_columns", "par
            "PREDICTION_COLUMNS"]
 
 
-def parse_pasted(text: str) -> tuple[list[str], list[str]]:
-    """Split pasted text into SMILES and names: one molecule per line (CXSMILES too), optional name after a space or
-    tab."""
+def parse_pasted(text: str) -> tuple[list[str], list[str], list[int]]:
+    """Split pasted text into SMILES, names and the numbers of their lines: one molecule per line (CXSMILES too),
+    optional name after a space or tab; blank lines skipped (the line numbers say where each molecule was)."""
     smiles: list[str] = []
     names: list[str] = []
-    for line in text.splitlines():
+    lines: list[int] = []
+    for number, line in enumerate(text.splitlines(), 1):
         molecule, name = split_smiles_line(line)
         if molecule:
             smiles.append(molecule)
             names.append(name)
-    return smiles, names
+            lines.append(number)
+    return smiles, names, lines
 
 
 def token_warnings(tokenizer, smiles: Sequence[str], max_tokens: int) -> list[str | None]:

@@ -257,11 +257,12 @@ def test_predict_page_marks_a_molecule_the_model_trained_on(home, finished_run):
 def test_predict_page_predicts_pasted_smiles_and_reports_the_invalid_one(home, finished_run):
     at = _app("views/predict.py")
     at.selectbox[0].set_value(RunStore(home=home).get_run(finished_run).model_path).run()  # values are folders
-    at.text_area[0].set_value("CCO ethanol\nC1CC broken\nc1ccccc1O phenol").run()
+    at.text_area[0].set_value("CCO ethanol\n\nC1CC broken\nc1ccccc1O phenol").run()
     widget(at, "button", "Predict").click().run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Invalid"] == "1"
     table, bad = at.dataframe[0].value, at.dataframe[1].value
+    assert table["row"].tolist() == [1, 4] and bad["row"].tolist() == [3]  # lines of the box, the blank one skipped
     assert table["prediction"].notna().sum() == 2 and table["uncertainty"].notna().sum() == 2
     assert table["similarity"].notna().sum() == 2 and set(table["domain"]) <= {"✓ in domain", "⚠ outside"}
     assert bad["input"].tolist() == ["C1CC"] and bad["name"].tolist() == ["broken"]

@@ -150,7 +150,7 @@ def test_an_enamine_cxsmiles_file_is_a_tab_separated_table_with_a_header(regress
 
 def test_pasted_cxsmiles_keeps_its_extension_and_its_name():
     assert parse_pasted("CCO |$;;$| ethanol, 96 %\n\n  CCN  \nC[C@H](N)C(=O)O |&1:1|") == (
-        ["CCO |$;;$|", "CCN", "C[C@H](N)C(=O)O |&1:1|"], ["ethanol, 96 %", "", ""])
+        ["CCO |$;;$|", "CCN", "C[C@H](N)C(=O)O |&1:1|"], ["ethanol, 96 %", "", ""], [1, 3, 4])
 
 
 @settings(deadline=None)  # a loaded CI machine may stall one example: its time is not what this checks
@@ -181,3 +181,13 @@ def test_a_text_librarys_number_columns_come_out_as_numbers_and_its_ids_as_text(
     window, count = library_window(output, -100, 100, inside_only=False, order="highest logD first")
     assert count == 3 and sorted(window["row"]) == [1, 2, 3] and window["stock"].isna().sum() == 1
     assert window.set_index("row").loc[1, "stock"] == 12 and str(window["stock"].dtype) == "Int64"
+
+
+def test_a_library_jobs_progress_says_what_a_cancel_now_would_keep():
+    """"predicted 200 of 6,000 rows", then Cancel, then "nothing was kept": rows are kept a whole chunk at a time."""
+    from chemlm_engine.library import progress_text
+
+    assert progress_text(4200, 6000, 1000) == "predicted 4,200 of 6,000 rows (4,000 kept if cancelled now)"
+    assert progress_text(200, 6000, 1000) == "predicted 200 of 6,000 rows (0 kept if cancelled now)"
+    assert progress_text(4000, 6000, 1000) == "predicted 4,000 of 6,000 rows"  # a chunk just written
+    assert progress_text(6000, 6000, 4096) == "predicted 6,000 of 6,000 rows"  # the last, shorter chunk
