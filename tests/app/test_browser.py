@@ -176,8 +176,8 @@ def test_predict_an_upload_keeps_ids_and_plots_against_measured(app_url, page, t
     page.wait_for_timeout(3000)  # let the grid and the structure images paint
     grid = page.locator('[data-testid="stDataFrame"]').first
     # the grid renders (into its accessible table) only the columns in view: what a chemist reads first fits 1280 px
-    wanted, deadline = {"name", "logD", "90 % interval", "domain", "measured", "similarity", "nearest's measured logD"}, \
-        time.time() + 30
+    wanted = {"name", "logD", "90 % interval", "domain", "measured", "similarity", "nearest's measured logD"}
+    deadline = time.time() + 30
     while not wanted <= (shown := set(grid.locator('[role="columnheader"]').all_inner_texts())):
         assert time.time() < deadline, shown  # a loaded machine paints the grid late
         page.wait_for_timeout(1000)
