@@ -15,7 +15,7 @@ from .errors import InvalidSmilesError
 
 __all__ = ["MAX_SMILES_LENGTH", "Standardization", "PreparedSmiles", "check_smiles_text", "split_smiles_line",
            "is_molecule", "carbon_free", "prepare_smiles", "canonicalize", "try_canonicalize", "randomize_smiles",
-           "one_enantiomer"]
+           "one_enantiomer", "net_charge"]
 
 # RDKit's recursive SMILES writer overflows the stack (a segfault that kills the whole process, app server
 # included) somewhere between 15,000 and 20,000 chained atoms, and parsing 100,000 characters takes minutes.
@@ -129,6 +129,14 @@ def carbon_free(smiles: str) -> bool:
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles, sanitize=False)  # read back only to count atoms: no need to sanitise
     return mol is not None and not _organic(mol)
+
+
+def net_charge(smiles: str) -> int:
+    """The net formal charge of a (canonical) SMILES: not 0 for an ion neutralising leaves charged (a quaternary
+    ammonium, a pyridinium); a zwitterion's charges cancel."""
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles, sanitize=False)  # read back only to add charges up
+    return 0 if mol is None else sum(atom.GetFormalCharge() for atom in mol.GetAtoms())
 
 
 # one for every molecule: building it (its charge patterns) cost twice what it takes to neutralise one

@@ -15,7 +15,7 @@ from .ensemble import Ensemble
 from ..errors import DataError
 from ..inference import mc_dropout, predict_values
 from ..model import RegressionModel
-from ..molecules import carbon_free, one_enantiomer, split_smiles_line
+from ..molecules import carbon_free, net_charge, one_enantiomer, split_smiles_line
 from ..guard import prepare_all
 from ..tables import numbers, pick_column, read_table
 from ..training import regression_metrics
@@ -66,14 +66,22 @@ def molecule_warnings(model: RegressionModel | Ensemble, canonical: Sequence[str
     descriptor model the descriptors skipped for a large molecule, and a molecule without carbon (a logD model of
     organic compounds extrapolates there: cisplatin standardises to ammonia)."""
     described = (model.members[0] if isinstance(model, Ensemble) else model).spec.descriptors
+    when = "after standardisation" if model.standardization.enabled else "as given"
     notes = zip(token_warnings(model.tokenizer, canonical, model.max_tokens),
                 (size_warning(n) if described else None for n in heavy_atoms),
-                (_INORGANIC if carbon_free(s) else None for s in canonical))
+                (_INORGANIC if carbon_free(s) else None for s in canonical),
+                (_ion(net_charge(s), when) for s in canonical))
     return ["; ".join(n for n in notes_of_one if n) or None for notes_of_one in notes]
 
 
 _INORGANIC = ("no carbon atom: unlike every molecule the model learned from (organic compounds), so the prediction "
               "means little")
+
+
+def _ion(charge: int, when: str) -> str | None:
+    """A permanent ion (7 of Lipophilicity's 4,200 molecules are): a logD model has seen few, its number is rough."""
+    return None if charge == 0 else (f"an ion (net charge {charge:+d} {when}): few molecules a logD model learns "
+                                     "from are ions, so the prediction is rough")
 
 
 PREDICTION_COLUMNS = ["row", "name", "input", "canonical_smiles", "prediction", "error", "warnings",

@@ -189,6 +189,13 @@ def test_a_molecule_without_carbon_is_predicted_with_a_warning(regressor):
     assert ["no carbon atom" in str(w) for w in result["warnings"]] == [True, True, False, False]
 
 
+def test_a_permanent_ion_is_predicted_with_a_warning_and_a_neutralised_one_or_a_zwitterion_without(regressor):
+    """Benzyltrimethylammonium came out "in domain" without a word, like any neutral molecule."""
+    result = predict_smiles(regressor, ["C[N+](C)(C)Cc1ccccc1", "CC(=O)[O-].[Na+]", "C[N+](C)(C)CC(=O)[O-]"])
+    said = [str(w) for w in result["warnings"]]
+    assert "an ion (net charge +1 after standardisation)" in said[0] and said[1:] == ["None", "None"]
+
+
 def test_unknown_tokens_and_truncation_are_warned(regressor):
     long_chain = "C" * (regressor.max_tokens + 50)
     result = predict_smiles(regressor, ["[Gd+3]", "[Xe]", "CCO", long_chain, "C" * 3000])
