@@ -14,8 +14,8 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 from .errors import InvalidSmilesError
 
 __all__ = ["MAX_SMILES_LENGTH", "Standardization", "PreparedSmiles", "check_smiles_text", "split_smiles_line",
-           "is_molecule", "carbon_free", "prepare_smiles", "canonicalize", "try_canonicalize", "randomize_smiles",
-           "one_enantiomer", "net_charge"]
+           "is_molecule", "carbon_and_charge", "prepare_smiles", "canonicalize", "try_canonicalize", "randomize_smiles",
+           "one_enantiomer"]
 
 # RDKit's recursive SMILES writer overflows the stack (a segfault that kills the whole process, app server
 # included) somewhere between 15,000 and 20,000 chained atoms, and parsing 100,000 characters takes minutes.
@@ -124,19 +124,15 @@ def _organic(mol: Chem.Mol) -> bool:
     return any(atom.GetAtomicNum() == 6 for atom in mol.GetAtoms())
 
 
-def carbon_free(smiles: str) -> bool:
-    """Whether a (canonical) SMILES has no carbon atom: water, ammonia, a metal salt's inorganic part."""
+def carbon_and_charge(smiles: str) -> tuple[bool, int]:
+    """Whether a (canonical) SMILES has a carbon atom (water, ammonia, a metal salt's inorganic part have none), and
+    its net formal charge: not 0 for an ion neutralising leaves charged (a quaternary ammonium, a pyridinium); a
+    zwitterion's charges cancel. One read for both (no need to sanitise to count atoms and charges)."""
     with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles, sanitize=False)  # read back only to count atoms: no need to sanitise
-    return mol is not None and not _organic(mol)
-
-
-def net_charge(smiles: str) -> int:
-    """The net formal charge of a (canonical) SMILES: not 0 for an ion neutralising leaves charged (a quaternary
-    ammonium, a pyridinium); a zwitterion's charges cancel."""
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles, sanitize=False)  # read back only to add charges up
-    return 0 if mol is None else sum(atom.GetFormalCharge() for atom in mol.GetAtoms())
+        mol = Chem.MolFromSmiles(smiles, sanitize=False)
+    if mol is None:
+        return True, 0
+    return _organic(mol), sum(atom.GetFormalCharge() for atom in mol.GetAtoms())
 
 
 # one for every molecule: building it (its charge patterns) cost twice what it takes to neutralise one

@@ -15,7 +15,7 @@ from .ensemble import Ensemble
 from ..errors import DataError
 from ..inference import mc_dropout, predict_values
 from ..model import RegressionModel
-from ..molecules import carbon_free, net_charge, one_enantiomer, split_smiles_line
+from ..molecules import carbon_and_charge, one_enantiomer, split_smiles_line
 from ..guard import prepare_all
 from ..tables import numbers, pick_column, read_table
 from ..training import regression_metrics
@@ -67,10 +67,11 @@ def molecule_warnings(model: RegressionModel | Ensemble, canonical: Sequence[str
     organic compounds extrapolates there: cisplatin standardises to ammonia)."""
     described = (model.members[0] if isinstance(model, Ensemble) else model).spec.descriptors
     when = "after standardisation" if model.standardization.enabled else "as given"
+    read = [carbon_and_charge(s) for s in canonical]
     notes = zip(token_warnings(model.tokenizer, canonical, model.max_tokens),
                 (size_warning(n) if described else None for n in heavy_atoms),
-                (_INORGANIC if carbon_free(s) else None for s in canonical),
-                (_ion(net_charge(s), when) for s in canonical))
+                (None if organic else _INORGANIC for organic, _ in read),
+                (_ion(charge, when) for _, charge in read))
     return ["; ".join(n for n in notes_of_one if n) or None for notes_of_one in notes]
 
 
