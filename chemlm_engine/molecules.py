@@ -132,7 +132,7 @@ def carbon_and_charge(smiles: str) -> tuple[bool, int]:
         mol = Chem.MolFromSmiles(smiles, sanitize=False)
     if mol is None:
         return True, 0
-    return _organic(mol), sum(atom.GetFormalCharge() for atom in mol.GetAtoms())
+    return _organic(mol), Chem.GetFormalCharge(mol)
 
 
 # one for every molecule: building it (its charge patterns) cost twice what it takes to neutralise one
