@@ -10,7 +10,7 @@ import typer
 
 __all__ = ["install", "say_interrupted", "interruption_said"]
 
-_STATE = {"raised": False, "said": False}
+_STATE = {"said": False}
 
 
 def install() -> None:
@@ -20,12 +20,11 @@ def install() -> None:
 
 
 def _interrupt(number: int, frame) -> None:
-    """Raise KeyboardInterrupt once: a second Ctrl-C while the command stops (helpers ended, what was kept said: a
-    second or two) is ignored, or it would cut that short and end the process by SIGINT (-2). Not inside code that
-    exec() or eval() compiled from a string (a dataclass being made, an annotation read, as lazy imports do): CPython
-    then exits by SIGINT although the command stopped cleanly. There the signal comes again 10 ms later."""
-    if _STATE["raised"]:
-        return
+    """Raise KeyboardInterrupt once: later signals are ignored (SIG_IGN) while the command stops (helpers ended, what
+    was kept said, Python's own exit: a second or two), or one would cut that short and end the process by SIGINT (-2;
+    Python's exit puts a handler written in Python back to the default first). Not inside code that exec() or eval()
+    compiled from a string (a dataclass being made, an annotation read, as lazy imports do): CPython then exits by
+    SIGINT although the command stopped cleanly. There the signal comes again 10 ms later."""
     while frame is not None:
         if frame.f_code.co_filename == "<string>":
             again = threading.Timer(0.01, os.kill, (os.getpid(), number))
@@ -33,7 +32,8 @@ def _interrupt(number: int, frame) -> None:
             again.start()
             return
         frame = frame.f_back
-    _STATE["raised"] = True
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

@@ -132,10 +132,11 @@ def predict(
                                 progress=report, find_measured=True)
         else:
             frame = predict_smiles(regressor, smiles, progress=report)
-    except KeyboardInterrupt:  # Ctrl-C: nothing is kept on this path; say so, and which path keeps rows
+    except KeyboardInterrupt:  # Ctrl-C: nothing is kept on this path; say so, and for a file which path keeps rows
         bar.close()
-        say_interrupted("nothing written (this output is written whole at the end); --output NAME.parquet keeps "
-                        "rows as they are predicted, and the same command then resumes after them")
+        say_interrupted("nothing written" + ("" if input is None else " (this output is written whole at the end); "
+                                             "--output NAME.parquet keeps rows as they are predicted, and the same "
+                                             "command then resumes after them"))
         raise typer.Exit(130) from None
     bar.close()
     frame = add_applicability_domain(frame, TrainingReference.load(folder))
@@ -320,7 +321,8 @@ def wrote(results, output: Path | str, seconds: float, resumed: int = 0) -> str:
     outside = int((results["in_domain"] == False).sum())  # noqa: E712 - None (no training set) is not outside
     rate = new / max(seconds, 1e-9)
     speed = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a few slow molecules: 0.47 / s, not 0 / s
-    return (f"wrote {rows:,} row{'s' * (rows != 1)} to {output} in {seconds:.1f} s ({speed} molecules/s): "
+    of = f" on the {new:,} predicted now" if resumed else ""  # 6,000 rows at 88 / s in 21.7 s did not add up
+    return (f"wrote {rows:,} row{'s' * (rows != 1)} to {output} in {seconds:.1f} s ({speed} molecules/s{of}): "
             f"{invalid:,} invalid, {warned:,} with warnings, {outside:,} outside the applicability domain"
             + (f"; {resumed:,} of the rows were written before an interruption, not predicted again"
                if resumed else ""))

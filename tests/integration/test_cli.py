@@ -182,6 +182,25 @@ def test_a_second_ctrl_c_while_the_command_stops_is_ignored(tiny_backbone, tmp_p
     assert RunStore(home=tmp_path / "home").runs()[0].status == "interrupted"
 
 
+def test_a_second_ctrl_c_while_python_exits_is_ignored_too(tmp_path):
+    """Python's exit puts a handler written in Python back to the default: a second Ctrl-C then, as QA pressed it
+    0.2 s after the first while torch was being torn down, ended the process by SIGINT (-2)."""
+    late = ("from chemlm_engine.predict import ensemble\n"
+            "ensemble.load_predictor = lambda *a, **k: os.kill(os.getpid(), signal.SIGINT)\n"
+            "class Late:\n    def __del__(self):\n        os.kill(os.getpid(), signal.SIGINT)\n"
+            "torn_down_last = Late()\n")
+    result = _cli_patched(tmp_path, late, "predict", "-s", "CCO")
+    assert result.returncode == 130 and result.stderr.strip() == "interrupted: nothing written", result.stderr
+
+
+def test_an_interrupted_prediction_of_pasted_smiles_points_to_no_file_kind(tmp_path):
+    """--output NAME.parquet keeps the rows of a file as they are predicted: no hint for two SMILES on stdout."""
+    stop = ("from chemlm_engine.predict import batch\n"
+            "batch.prepare_all = lambda *a, **k: os.kill(os.getpid(), signal.SIGINT)")
+    result = _cli_patched(tmp_path, stop, "predict", "-s", "CCO", "-s", "CCN")
+    assert result.returncode == 130 and result.stderr.strip() == "interrupted: nothing written", result.stderr
+
+
 def test_an_interrupt_before_any_step_has_a_word_still_says_so(tmp_path):
     """Ctrl-C while the model loads ended the command with 130 and not a word."""
     load = ("from chemlm_engine.predict import ensemble\n"

@@ -172,6 +172,8 @@ def test_the_summary_line_gives_a_slow_rate_in_two_digits_not_as_zero():
     results = pd.DataFrame({"error": [None, "bad"], "warnings": [None, None], "in_domain": [True, False]})
     assert "(0.47 molecules/s): 1 invalid, 0 with warnings, 1 outside" in wrote(results, "out.csv", 4.3)
     assert "(1,000 molecules/s)" in wrote(results.iloc[[0] * 1000], "out.csv", 1.0)
+    # resumed: the rate of the rows predicted now, and said so (6,000 rows "at 88 / s" in 21.7 s did not add up)
+    assert "(100 molecules/s on the 500 predicted now)" in wrote(results.iloc[[0] * 1000], "out.csv", 5.0, 500)
 
 
 def test_why_names_the_same_nearest_training_molecule_as_the_results_when_several_are_equally_similar():
