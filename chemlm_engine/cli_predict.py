@@ -83,7 +83,8 @@ def predict(
         _check_output_kind(output, library=input is not None and is_parquet(input))
     if input is not None and not input.is_file():  # said now, not after the seconds the imports below take
         raise DataError(f"cannot open {input}: {'a folder' if input.is_dir() else 'no such file'}")
-    if input is not None:
+    library = input is not None and (executor == "ray" or is_parquet(input) or bool(output and is_parquet(output)))
+    if input is not None and not library:  # a library's own refusals (no --output …) come first, after the imports
         _check_columns(input, smiles_column, measured_column)
     folder = resolve_model(model or DEFAULT_REGRESSOR, db)
     # the model's imports (torch, transformers: seconds) only once the arguments are known to be good
@@ -93,7 +94,6 @@ def predict(
     from .library import annotated_library
     from .library_results import measured_frame
 
-    library = input is not None and (executor == "ray" or is_parquet(input) or bool(output and is_parquet(output)))
     many = not library and input is not None and count_rows(input) > _IN_MEMORY_ROWS  # a CSV result: in one go
     if input is not None and (library or (many and sd_output)):
         if name_column:  # the library keeps every column of the file as it is
