@@ -79,7 +79,7 @@ def predict(
         raise OutputError(f"{output}: an SD output is a copy of the SD input (--input FILE.sdf) with the predictions "
                           "in its records; otherwise, or with --executor ray, write .csv or .parquet")
     if output is not None and executor != "ray":  # Ray writes a folder of parts
-        check_output(output)
+        check_output(output, input)
         _check_output_kind(output, library=input is not None and is_parquet(input))
     if input is not None and not input.is_file():  # said now, not after the seconds the imports below take
         raise DataError(f"cannot open {input}: {'a folder' if input.is_dir() else 'no such file'}")

@@ -31,10 +31,12 @@ PREDICT_BATCH = {"cpu": 32, "cuda": 256}
 # through one member, 32 at a time, peaked 0.13-0.27 GB higher than 8 at a time and ran no faster (int8 on AVX2
 # kernels: 5.6 s against 4.6 s). Molecules of up to 128 tokens (all but 3 of Lipophilicity's 4,200) go 32 at a time.
 PREDICT_TOKENS = {"cpu": 32 * 128, "cuda": 256 * 512}
-# In bf16, prediction pads each batch to a multiple of 8 tokens: far fewer distinct shapes, so oneDNN's cache of
-# compiled kernels (one per shape; capped below since) grows more slowly with a library (10,000 rows: peak 1.79 ->
-# 1.62 GB, same speed). In fp32 the padding only cost time (5 % more forward) and saved no memory
-# (bench/library_speed.py).
+# In bf16 and int8, prediction pads each molecule to a multiple of 8 tokens, and a batch holds molecules of one padded
+# width only: a molecule's prediction is then its own, whatever it is batched with. Both round it: padded to another
+# width (a longer neighbour's), float noise in the attention crossed an int8 step and moved one member by 0.023
+# (a streamed library gave a molecule repeated 4,200 rows apart two values, 0.002 apart after the blend). Fewer
+# distinct shapes also keep oneDNN's cache of compiled kernels small (bf16, 10,000 rows: peak 1.79 -> 1.62 GB). In
+# fp32 nothing rounds the noise (~1e-6) up, and the padding only cost time (5 % more forward; bench/library_speed.py).
 PAD_MULTIPLE = 8
 # oneDNN keeps every kernel it compiles (one per matrix shape) until 1,024 are cached: a library's varied batch shapes
 # filled that with ~0.4 GB by 30,000 rows (bf16). Fewer are enough: a batch reuses its own shapes, and rebuilding one
@@ -44,8 +46,8 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
 
 def pad_multiple(device: torch.device, precision: str) -> int:
-    """The multiple of tokens a prediction batch is padded to (see :data:`PAD_MULTIPLE`)."""
-    return PAD_MULTIPLE if resolve_precision(precision, device) == "bf16" else 1
+    """The multiple of tokens a molecule is padded to for prediction (see :data:`PAD_MULTIPLE`)."""
+    return PAD_MULTIPLE if precision == "int8" or resolve_precision(precision, device) == "bf16" else 1
 
 
 @functools.cache
@@ -143,17 +145,22 @@ def collate(encoded: Sequence[Sequence[int]], pad_id: int, device: torch.device,
     return input_ids.to(device), mask.to(device)
 
 
-def prediction_batches(lengths: Sequence[int], device: torch.device, batch_size: int | None = None) -> Iterator[
-        np.ndarray]:
+def prediction_batches(lengths: Sequence[int], device: torch.device, batch_size: int | None = None,
+                       multiple: int = 1) -> Iterator[np.ndarray]:
     """Indices of molecules with these token counts, batch by batch in length order (little padding): ``batch_size``
-    (default :data:`PREDICT_BATCH` of the device) at a time, fewer where they are long (:data:`PREDICT_TOKENS`)."""
+    (default :data:`PREDICT_BATCH` of the device) at a time, fewer where they are long (:data:`PREDICT_TOKENS`).
+    With a ``multiple`` above 1 a batch holds molecules of one padded width only (their counts rounded up to it)."""
     batch_size = batch_size or PREDICT_BATCH.get(device.type, PREDICT_BATCH["cpu"])
     tokens = PREDICT_TOKENS.get(device.type, PREDICT_TOKENS["cpu"])
     order = np.argsort(lengths, kind="stable")
+    width = -(-np.asarray(lengths, dtype=int)[order] // multiple) * multiple if multiple > 1 else None
     start = 0
     while start < len(order):
-        longest = lengths[order[min(start + batch_size, len(order)) - 1]]  # sorted: a full batch's last
-        idx = order[start:start + max(1, min(batch_size, tokens // max(longest, 1)))]
+        end = min(start + batch_size, len(order))
+        if width is not None:  # sorted: the batch ends before the first wider molecule
+            end = start + int(np.searchsorted(width[start:end], width[start], side="right"))
+        longest = lengths[order[end - 1]] if width is None else width[end - 1]
+        idx = order[start:start + max(1, min(end - start, tokens // max(longest, 1)))]
         start += len(idx)
         yield idx
 
@@ -173,7 +180,7 @@ def predict_encoded(model: RegressionModel, encoded: Sequence[Sequence[int]], ba
     out = np.empty(len(encoded), dtype=np.float64)
     pad_id, multiple = model.tokenizer.pad_token_id, pad_multiple(device, model.inference_precision)
     run = runnable(model)
-    for idx in prediction_batches([len(e) for e in encoded], device, batch_size):
+    for idx in prediction_batches([len(e) for e in encoded], device, batch_size, multiple):
         input_ids, mask = collate([encoded[i] for i in idx], pad_id, device, multiple)
         with autocast(device, model.inference_precision):
             pred = run.to_label_units(run(input_ids, mask, None if features is None else features[idx]))
@@ -266,7 +273,7 @@ def last_layer_inputs(model: RegressionModel, smiles: list[str], batch_size: int
     x = np.empty((len(smiles), model.output_layer.in_features), dtype=np.float64)
     multiple = pad_multiple(device, model.inference_precision)
     run = runnable(model)
-    for idx in prediction_batches([len(e) for e in encoded], device, batch_size):
+    for idx in prediction_batches([len(e) for e in encoded], device, batch_size, multiple):
         ids, mask = collate([encoded[i] for i in idx], model.tokenizer.pad_token_id, device, multiple)
         with autocast(device, model.inference_precision):
             pooled = run.encode(ids, mask)

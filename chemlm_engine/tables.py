@@ -207,8 +207,7 @@ def iter_table(source: str | Path | IO, chunk_rows: int = 4096) -> Iterator[Tabl
 
 
 def count_rows(path: str | Path | IO) -> int:
-    """How many data rows :func:`iter_table` will read from ``path`` (or a named file object): fast, from its lines
-    (an SD file's records; a workbook's rows)."""
+    """How many data rows :func:`iter_table` will read from ``path`` (or a named file object), counted fast."""
     try:
         with open_bytes(path) as handle:
             if is_sd_file(path):
@@ -239,8 +238,7 @@ def columns_of(source: str | Path | IO) -> list[str]:
 
 def read_table(source: str | Path | IO) -> Table:
     """The whole CSV as one :class:`Table`."""
-    chunks = list(iter_table(source, chunk_rows=1 << 62))
-    return chunks[0]
+    return next(iter_table(source, chunk_rows=1 << 62))
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV injection").
@@ -250,8 +248,7 @@ _COMMA_NUMBER = re.compile(r"[+-]?\d*,\d+")  # -0,3: a number where the decimal 
 
 def defuse(value: object) -> object:
     """``value`` with a leading ``'`` when a spreadsheet would run it as a formula (``=HYPERLINK(…)``); a number
-    (``-1.5``, or ``-1,5`` as a decimal-comma locale writes it) stays as it is. The original is the cell without its
-    first ``'``."""
+    (``-1.5``, or ``-1,5`` in a decimal-comma locale) stays as it is; the original is the cell without the ``'``."""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _COMMA_NUMBER.fullmatch(value):
         try:
             float(value)
@@ -279,8 +276,8 @@ EXCEL_ROWS = 1_048_575  # a sheet's rows below its header
 
 
 def write_xlsx(frame: pd.DataFrame, target: str | Path | IO | None = None) -> bytes | None:
-    """An Excel workbook of one sheet (no decimal-comma or leading-zero surprises, as a CSV opened in Excel has;
-    see :func:`~chemlm_engine.sheets.write_sheet`). Its bytes when no ``target`` is given."""
+    """An Excel workbook of one sheet (no decimal-comma or leading-zero surprises: :func:`~.sheets.write_sheet`); its
+    bytes when no ``target`` is given."""
     if len(frame) > EXCEL_ROWS:
         raise OutputError(f"{len(frame):,} rows do not fit a sheet (at most {EXCEL_ROWS:,}): write .csv or .parquet")
     out = io.BytesIO()
@@ -288,8 +285,11 @@ def write_xlsx(frame: pd.DataFrame, target: str | Path | IO | None = None) -> by
     return out.getvalue() if target is None else None
 
 
-def check_output(path: Path) -> None:
-    """:class:`OutputError` now, before any work, for a result path that cannot be a file."""
+def check_output(path: Path, source: Path | None = None) -> None:
+    """:class:`OutputError` now, before any work, for a result path that cannot be a file or is the input itself."""
+    if source is not None and path.resolve() == source.resolve():  # it would lose a workbook's other sheets, formulas
+        raise OutputError(f"{path} is the input file: the results would replace it; name another, e.g. "
+                          f"{path.stem}-predictions{path.suffix}")
     if path.is_dir():
         raise OutputError(f"{path} is a folder: give a file name, e.g. {path / 'predictions.csv'}")
     if not path.parent.is_dir():

@@ -199,6 +199,17 @@ def test_test_time_augmentation_is_the_mean_over_spellings(tiny_backbone, lipo):
     assert not np.allclose(expected, plain)
 
 
+def test_a_molecules_random_spellings_and_augmented_prediction_are_its_own_wherever_it_is_listed(tiny_backbone,
+                                                                                                 lipo):
+    """The spellings were seeded by the molecule's place in the list: listed after others, it was read otherwise."""
+    smiles = list(lipo.smiles[:20])
+    assert randomize_smiles(smiles, seed=1)[5:] == randomize_smiles(smiles[5:], seed=1)
+    model = _tiny(tiny_backbone).eval()
+    model.inference_precision = "fp32"
+    np.testing.assert_allclose(predict_values(model, smiles, tta=3)[5:], predict_values(model, smiles[5:], tta=3),
+                               rtol=0, atol=1e-6)
+
+
 def test_ensemble_members_reading_smiles_alike_share_one_tokenisation(tiny_backbone, lipo, monkeypatch):
     """Members with one tokenizer, token limit and test-time augmentation are handed one tokenisation per
     spelling (not one per member) and predict what each predicts alone; a member that reads differently
@@ -228,7 +239,7 @@ def test_padding_batches_to_a_multiple_of_eight_tokens_changes_no_prediction(tin
     ids, mask = inference.collate([[5, 6, 7], [5] * 9], 0, torch.device("cpu"), 8)
     assert ids.shape == (2, 16) and mask.sum(1).tolist() == [3, 9] and (ids[mask == 0] == 0).all()
     cpu = torch.device("cpu")
-    assert (inference.pad_multiple(cpu, "bf16"), inference.pad_multiple(cpu, "fp32")) == (8, 1)
+    assert [inference.pad_multiple(cpu, p) for p in ("bf16", "int8", "fp32")] == [8, 8, 1]
     model = _tiny(tiny_backbone).eval()
     model.inference_precision = "fp32"  # exact arithmetic to compare; bf16 pads the same way
     smiles = lipo.smiles[:40]

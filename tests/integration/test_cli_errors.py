@@ -35,6 +35,9 @@ ONE_LINE_ERRORS = {
     "output folder missing": (["predict", "-s", "CCO", "--output", "{tmp}/nowhere/out.csv"],
                               "folder {tmp}/nowhere does not exist", "{tmp}/nowhere/out.csv"),
     "output is a folder": (["predict", "-s", "CCO", "--output", "{tmp}"], "is a folder: give a file name", None),
+    "output is the input": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/noset/../d.csv"],  # left as is
+                            "{tmp}/noset/../d.csv is the input file: the results would replace it; name another, e.g. "
+                            "d-predictions.csv", None),
     "output write fails": (["predict", *["-s", "CCO"] * 40, "--output", "{tmp}/out.csv"], "cannot write {tmp}/out.csv",
                            "{tmp}/out.csv"),
     "explain without training set": (["explain", "-s", "CCO", "--model", "{tmp}/noset", "--output", "{tmp}/why"],
@@ -138,6 +141,7 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     if output is not None:
         assert not Path(output).exists() and not list(Path(output).parent.glob(".*.partial"))
+    assert (tmp_path / "d.csv").read_text() == "smiles,y\nCCO,1\nCCC,2\n"
     if args[0] == "train" and home.is_dir():  # refused before a run exists: nothing failed in the store
         assert RunStore(home=home).runs() == []
 
