@@ -36,7 +36,8 @@ def _text(cell) -> str:
 
 
 def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
-    """The first sheet's rows as text, from its first filled row (the header) to its last, less trailing empty cells."""
+    """The first sheet's rows as text, from its first filled row (the header) to its last, from the header's first
+    filled cell (a table that starts in column B starts there), less trailing empty cells."""
     from openpyxl import load_workbook  # here: importing openpyxl costs every process that never reads a workbook
     from openpyxl.utils.exceptions import InvalidFileException
 
@@ -46,18 +47,20 @@ def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
         raise DataError(f"cannot read {file_name(binary) or 'the Excel workbook'} ({exc}): save it again as .xlsx, "
                         "or as CSV UTF-8") from None
     try:
-        blank, started = 0, False  # blank rows since the last filled one: rows only between filled ones
+        blank, first = 0, None  # blank rows since the last filled one: rows only between filled ones
         sheet = book.worksheets[0]
-        for row in sheet.iter_rows(min_col=sheet.min_column):  # a table that starts in column B starts there
+        for row in sheet.iter_rows(min_col=sheet.min_column):  # the sheet's recorded extent may hold empty columns
             cells = [_text(cell) for cell in row]
             while cells and not cells[-1].strip():  # the sheet's width is its widest row's, not this row's fields
                 cells.pop()
-            if not cells:
-                blank += started
+            if first is None and cells:  # the header
+                first = next(i for i, text in enumerate(cells) if text.strip())
+            if not cells[first or 0:]:
+                blank += first is not None
                 continue
             yield from [[]] * blank
-            blank, started = 0, True
-            yield cells
+            blank = 0
+            yield cells[first:]
     finally:
         book.close()
 

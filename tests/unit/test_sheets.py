@@ -76,6 +76,9 @@ def test_a_table_that_starts_below_and_right_of_a1_starts_there(tmp_path):
     book.active["B3"], book.active["C3"], book.active["B4"], book.active["C4"] = "SMILES", "logD", "CCO", -0.3
     book.save(tmp_path / "offset.xlsx")
     assert read_table(tmp_path / "offset.xlsx").frame.to_dict("list") == {"SMILES": ["CCO"], "logD": ["-0.3"]}
+    book.active["A9"].font = Font(bold=True)  # an empty but formatted cell: the sheet now reaches back to column A
+    book.save(tmp_path / "offset.xlsx")
+    assert read_table(tmp_path / "offset.xlsx").frame.to_dict("list") == {"SMILES": ["CCO"], "logD": ["-0.3"]}
 
 
 def test_the_users_numbers_are_written_as_numbers_and_ids_as_text(tmp_path):
