@@ -38,6 +38,8 @@ ONE_LINE_ERRORS = {
     "output is the input": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/noset/../d.csv"],  # left as is
                             "{tmp}/noset/../d.csv is the input file: the results would replace it; name another, e.g. "
                             "d-predictions.csv", None),
+    "output is a link to the input": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/hard.csv"],
+                                      "{tmp}/hard.csv is the input file", None),
     "output write fails": (["predict", *["-s", "CCO"] * 40, "--output", "{tmp}/out.csv"], "cannot write {tmp}/out.csv",
                            "{tmp}/out.csv"),
     "explain without training set": (["explain", "-s", "CCO", "--model", "{tmp}/noset", "--output", "{tmp}/why"],
@@ -125,6 +127,7 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
         args = [cancelled if a == "A-CANCELLED-RUN" else a for a in args]
     _model_without_training_set(tmp_path / "noset")
     (tmp_path / "d.csv").write_text("smiles,y\nCCO,1\nCCC,2\n")
+    os.link(tmp_path / "d.csv", tmp_path / "hard.csv")  # a hard link: the same file under another name
     (tmp_path / "lib.parquet").write_bytes(b"PAR1 never read: refused before")  # there, so not a missing input
     (tmp_path / "garbage.json").write_text("{not json")
     (tmp_path / "other.json").write_text('{"not": "a spec"}')
