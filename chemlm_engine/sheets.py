@@ -47,20 +47,22 @@ def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
         raise DataError(f"cannot read {file_name(binary) or 'the Excel workbook'} ({exc}): save it again as .xlsx, "
                         "or as CSV UTF-8") from None
     try:
-        blank, first = 0, None  # blank rows since the last filled one: rows only between filled ones
+        blank = 0  # blank rows since the last filled one: rows only between filled ones
+        left = None  # the header's first filled cell: the table's first column
         sheet = book.worksheets[0]
         for row in sheet.iter_rows(min_col=sheet.min_column):  # the sheet's recorded extent may hold empty columns
             cells = [_text(cell) for cell in row]
             while cells and not cells[-1].strip():  # the sheet's width is its widest row's, not this row's fields
                 cells.pop()
-            if first is None and cells:  # the header
-                first = next(i for i, text in enumerate(cells) if text.strip())
-            if not cells[first or 0:]:
-                blank += first is not None
+            if left is None and cells:
+                left = next(i for i, text in enumerate(cells) if text.strip())
+            cells = cells[left:]
+            if not cells:
+                blank += left is not None
                 continue
             yield from [[]] * blank
             blank = 0
-            yield cells[first:]
+            yield cells
     finally:
         book.close()
 

@@ -287,7 +287,7 @@ def write_xlsx(frame: pd.DataFrame, target: str | Path | IO | None = None) -> by
 
 def check_output(path: Path, source: Path | None = None) -> None:
     """:class:`OutputError` now, before any work, for a result path that cannot be a file or is the input itself."""
-    if source is not None and path.exists() and path.samefile(source):  # a link too; a workbook's sheets would be lost
+    if source is not None and path.exists() and source.exists() and path.samefile(source):  # by any path or link
         raise OutputError(f"{path} is the input file: the results would replace it; name another, e.g. "
                           f"{path.stem}-predictions{path.suffix}")
     if path.is_dir():

@@ -63,6 +63,8 @@ ONE_LINE_ERRORS = {
     "unknown split": (["train", "--split", "diagonal", "--subset", "50"], "diagonal", None),
     "input missing": (["predict", "--input", "{tmp}/none.csv", "--output", "{tmp}/out.csv"],  # said before loading
                       "cannot open {tmp}/none.csv: no such file", "{tmp}/out.csv"),
+    "input missing, output there": (["predict", "--input", "{tmp}/none.csv", "--output", "{tmp}/d.csv"],
+                                    "cannot open {tmp}/none.csv: no such file", None),
     # before the model: here one that does not exist would be said first
     "measured column missing": (["predict", "-i", "{tmp}/d.csv", "--measured-column", "logd", "--model", "{tmp}/no",
                                  "-o", "{tmp}/out.csv"], "measured column 'logd' not found; columns are ['smiles', "
