@@ -75,9 +75,12 @@ def predict(
     if smiles and (smiles_column or name_column or measured_column):  # the columns of a file, which there is not
         raise ConfigError("--smiles-column, --name-column and --measured-column name columns of --input")
     sd_output = output is not None and is_sd_file(output)
-    if sd_output and (input is None or not is_sd_file(input) or executor == "ray"):
+    if executor == "ray" and output is not None and output.suffix.lower() not in ("", ".parquet"):
+        raise OutputError(f"{output}: --executor ray writes a folder of Parquet files: name it e.g. predictions/ or "
+                          "predictions.parquet")
+    if sd_output and (input is None or not is_sd_file(input)):
         raise OutputError(f"{output}: an SD output is a copy of the SD input (--input FILE.sdf) with the predictions "
-                          "in its records; otherwise, or with --executor ray, write .csv or .parquet")
+                          "in its records; otherwise write .csv or .parquet")
     if output is not None and executor != "ray":  # Ray writes a folder of parts
         check_output(output, input)
         _check_output_kind(output, library=input is not None and is_parquet(input))

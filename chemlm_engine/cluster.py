@@ -13,14 +13,15 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .spec import JobSpec
-from .errors import JobCancelledError
+from .errors import ConfigError, JobCancelledError, OutputError
 
-__all__ = ["connect", "RayJobs", "ray_map"]
+__all__ = ["connect", "RayJobs", "ray_map", "empty_folder", "actors_fit"]
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -36,6 +37,27 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     if not ray.is_initialized():  # workers import the installed package (`make setup` installs it editable)
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
+
+
+def empty_folder(output_dir: Path) -> None:
+    """:class:`OutputError` for an output that already holds something: Ray Data adds its parts beside what is there
+    (a rerun into the same folder held every row twice)."""
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise OutputError(f"{output_dir} already holds {'files' if output_dir.is_dir() else 'a file'}: Ray adds its "
+                          "parts beside what is there; remove it or name another folder")
+
+
+def actors_fit(workers: int, cpus_per_worker: int) -> None:
+    """:class:`ConfigError` where ``workers`` actors would take every CPU of the local Ray: Ray Data's read and write
+    tasks, which need one more, would wait forever (``--workers 2`` on 2 CPUs hung without a word)."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 0)
+    spare = int(cpus - 1) // cpus_per_worker
+    if workers > spare:
+        raise ConfigError(f"{workers} worker{'s' * (workers > 1)} of {cpus_per_worker} CPU leave none of this "
+                          f"machine's {cpus:g} CPUs to read the file, and Ray Data would wait forever: "
+                          + (f"use --workers {spare}" if spare else "a local Ray needs 2 CPUs or more"))
 
 
 def _gpus_per_task() -> int:

@@ -317,15 +317,18 @@ def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: s
     each where the cluster has GPUs), written incrementally as Parquet files under ``output_dir``; every row
     carries ``input_row`` (readers may list the files in any order: sort by it). Ray Data shows its own progress
     bar. Size the cluster for the actors *and* Ray Data's read tasks (one CPU each): on a 2-CPU Ray, one worker."""
-    from .cluster import _gpus_per_task, connect
+    from .cluster import _gpus_per_task, actors_fit, connect, empty_folder
 
     source = Path(source).resolve()
     if not source.exists():
         raise DataError(f"no such library file: {source}")
     column = smiles_column_of(source, smiles_column)
+    empty_folder(Path(output_dir))
     connect(address)  # before anything imports Ray: a local Ray then listens on loopback only
     import ray
 
+    if address is None:  # a cluster may be sized, or grow, as its owner decides
+        actors_fit(workers, cpus_per_worker)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     started = time.time()
     staged = Path(output_dir).with_name(Path(output_dir).name + ".input.parquet")

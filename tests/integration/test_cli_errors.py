@@ -38,6 +38,8 @@ ONE_LINE_ERRORS = {
     "output is the input": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/noset/../d.csv"],  # left as is
                             "{tmp}/noset/../d.csv is the input file: the results would replace it; name another, e.g. "
                             "d-predictions.csv", None),
+    "ray output named as a CSV": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/r.csv", "--executor", "ray"],
+                                  "{tmp}/r.csv: --executor ray writes a folder of Parquet files", "{tmp}/r.csv"),
     "output is a link to the input": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/hard.csv"],
                                       "{tmp}/hard.csv is the input file", None),
     "output write fails": (["predict", *["-s", "CCO"] * 40, "--output", "{tmp}/out.csv"], "cannot write {tmp}/out.csv",

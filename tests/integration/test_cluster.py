@@ -117,6 +117,20 @@ def test_library_prediction_on_ray_equals_the_local_predictor_row_for_row(local_
     assert a["similarity"].notna().sum() == 1503
 
 
+def test_a_ray_library_refuses_a_folder_that_holds_files_and_workers_that_leave_no_cpu_to_read(local_ray, tmp_path):
+    """A rerun into the same folder held every row twice; --workers 2 on a 2-CPU Ray waited forever, silently."""
+    from chemlm_engine.errors import ConfigError, OutputError
+
+    (tmp_path / "lib.csv").write_text("smiles\nCCO\n")
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "part-0.parquet").write_bytes(b"an earlier run's")
+    with pytest.raises(OutputError, match="already holds files: Ray adds its parts beside what is there"):
+        predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray")
+    with pytest.raises(ConfigError, match="2 workers of 1 CPU leave none of this machine's 2 CPUs .* use --workers 1"):
+        predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "fresh", workers=2)
+    assert not (tmp_path / "fresh").exists()
+
+
 def test_a_local_ray_listens_on_loopback_only():
     import subprocess
     import sys
