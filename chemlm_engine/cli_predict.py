@@ -11,8 +11,9 @@ import typer
 from tqdm import tqdm
 
 from .cli_interrupts import say_interrupted
+from .cli_runs import resolve_model
 
-__all__ = ["predict", "explain", "resolve_model", "one_of", "refuse_settings_beside", "library_bar", "wrote"]
+__all__ = ["predict", "explain", "one_of", "refuse_settings_beside", "library_bar", "wrote"]
 
 
 def one_of(*choices: str):
@@ -329,22 +330,3 @@ def wrote(results, output: Path | str, seconds: float, resumed: int = 0) -> str:
             f"{invalid:,} invalid, {warned:,} with warnings, {outside:,} outside the applicability domain"
             + (f"; {resumed:,} of the rows were written before an interruption, not predicted again"
                if resumed else ""))
-
-
-def resolve_model(model: str, db: str | None) -> Path:
-    """A model folder, or the model of a stored run."""
-    path = Path(model)
-    if path.exists():
-        return path
-    from .errors import RunNotFoundError
-
-    from .cli_runs import open_store, run_id_of
-
-    store = open_store(db)
-    try:
-        record = store.get_run(run_id_of(store, model))
-    except RunNotFoundError:
-        raise RunNotFoundError(f"{model!r} is neither a model folder nor a run's id or name") from None
-    if not record.model_path:
-        raise RunNotFoundError(f"run {model} has no saved model (status {record.status})")
-    return Path(record.model_path)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from .errors import ConfigError, RunNotFoundError
+from .errors import ConfigError, ModelLoadError, RunNotFoundError
 
-__all__ = ["open_store", "run_id_of", "runs_app"]
+__all__ = ["open_store", "run_id_of", "resolve_model", "runs_app"]
 
 runs_app = typer.Typer(rich_markup_mode="markdown", help="Inspect, rename and delete stored runs.",
                        no_args_is_help=True)
@@ -123,3 +123,22 @@ def runs_molecules(run: str, kind: str = typer.Argument("influence", help=(
     with written_aside(output) as aside:
         write_csv(frame, aside)
     typer.echo(f"wrote {len(frame):,} {kind} molecules of run {run_id} to {output}", err=True)
+
+
+def resolve_model(model: str, db: str | None) -> Path:
+    """A model folder, or the model of a stored run."""
+    from .spec import ENSEMBLE_FILE, REGRESSOR_FILE
+
+    path = Path(model)
+    if path.exists():  # a folder that is no model is said now, not after the seconds of the model's imports
+        if not any((path / name).is_file() for name in (REGRESSOR_FILE, ENSEMBLE_FILE)):
+            raise ModelLoadError(f"{path} is not a ChemLM model folder (no {REGRESSOR_FILE} or {ENSEMBLE_FILE})")
+        return path
+    store = open_store(db)
+    try:
+        record = store.get_run(run_id_of(store, model))
+    except RunNotFoundError:
+        raise RunNotFoundError(f"{model!r} is neither a model folder nor a run's id or name") from None
+    if not record.model_path:
+        raise RunNotFoundError(f"run {model} has no saved model (status {record.status})")
+    return Path(record.model_path)

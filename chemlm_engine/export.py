@@ -7,7 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from .model import BASE_BACKBONE, REGRESSOR_FILE
+from .model import BASE_BACKBONE
+from .spec import REGRESSOR_FILE
 
 __all__ = ["bundle_base_backbones"]
 

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from .spec import ModelSpec
+from .spec import REGRESSOR_FILE, ModelSpec
 from .descriptors import DESCRIPTOR_NAMES, DescriptorScaler
 from .errors import ChemLMError, ModelLoadError
 from .hub import OFFLINE_HINT, hub_unreachable, is_cached
@@ -29,7 +29,6 @@ __all__ = ["BASE_BACKBONE", "load_backbone", "check_backbone_folder", "Regressio
            "quiet_transformers", "count_parameters", "save_training_set", "load_training_set", "content_digest"]
 
 log = logging.getLogger(__name__)
-REGRESSOR_FILE = "regressor.json"
 REGRESSOR_FORMAT = "chemlm-regressor", 1  # the folder layout this version writes and reads
 HEAD_FILE = "head.safetensors"
 BASE_BACKBONE = "base-backbone"  # an exported adapter model's copy of the backbone it adapts (export.py)

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from ..errors import ModelLoadError
+from ..spec import ENSEMBLE_FILE
 from ..model import RegressionModel, best_device, check_format, save_training_set
 from ..inference import encode_spellings, last_layer_inputs, predict_values, prediction_precision
 from .trees import Trees
 
 __all__ = ["Conformal", "Ensemble", "SpreadModel", "load_predictor", "is_ensemble", "ENSEMBLE_FILE"]
 
-ENSEMBLE_FILE = "ensemble.json"
 # 2: a distilled ensemble's spread model; 3: trees blended in (the others still write 1)
 ENSEMBLE_FORMAT = "chemlm-ensemble", 3
 

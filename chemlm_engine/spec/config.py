@@ -20,8 +20,8 @@ from ..molecules import Standardization
 EXECUTORS = ("process", "thread", "ray")
 O = TypeVar("O", bound=MethodOptions)
 
-__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "EMBEDDED_BACKBONE", "DEFAULT_REGRESSOR", "FAST_REGRESSOR", "DataSpec",
-           "ModelSpec", "TrainConfig", "JobSpec", "EXECUTORS"]
+__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "EMBEDDED_BACKBONE", "DEFAULT_REGRESSOR", "FAST_REGRESSOR", "REGRESSOR_FILE",
+           "ENSEMBLE_FILE", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec", "EXECUTORS"]
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 # A team may fine-tune from its own backbone by default (a folder or hub id); the app's forms and the CLI follow.
@@ -29,6 +29,8 @@ EMBEDDED_BACKBONE = str(ASSETS_DIR / "chemlm-mini")
 DEFAULT_BACKBONE = os.environ.get("CHEMLM_DEFAULT_BACKBONE") or EMBEDDED_BACKBONE
 DEFAULT_REGRESSOR = str(ASSETS_DIR / "lipo-regressor")  # the shipped 5-member ensemble
 FAST_REGRESSOR = str(ASSETS_DIR / "lipo-regressor-fast")  # its distilled student: one forward pass instead of five
+# A model folder holds one of these: a fine-tuned regressor's settings, or an ensemble's members and calibration.
+REGRESSOR_FILE, ENSEMBLE_FILE = "regressor.json", "ensemble.json"
 log = logging.getLogger(__name__)
 
 

@@ -73,6 +73,9 @@ ONE_LINE_ERRORS = {
                                 "'y']", "{tmp}/out.csv"),
     "SMILES column missing": (["predict", "-i", "{tmp}/d.csv", "--smiles-column", "smi", "--model", "{tmp}/no"],
                               "SMILES column 'smi' not found", None),
+    "model folder that is no model": (["predict", "-s", "CCO", "--model", "{tmp}", "-o", "{tmp}/out.csv"],
+                                      "{tmp} is not a ChemLM model folder (no regressor.json or "
+                                      "ensemble.json)", "{tmp}/out.csv"),
     "SD output of a CSV": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/out.sdf"],
                            "an SD output is a copy of the SD input", "{tmp}/out.sdf"),
     "output of no kind written": (["predict", "-s", "CCO", "--output", "{tmp}/out.json"],

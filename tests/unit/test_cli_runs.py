@@ -1,5 +1,8 @@
 """``chemlm runs``: a run named by its id or its unique name; rename and delete from the command line."""
 import json
+import os
+import subprocess
+import sys
 
 from typer.testing import CliRunner
 
@@ -50,7 +53,7 @@ def test_a_name_two_runs_share_or_an_active_run_is_refused(tmp_path, monkeypatch
 
 
 def test_export_and_a_model_to_predict_with_are_named_by_a_runs_id_or_its_unique_name(tmp_path, monkeypatch):
-    from chemlm_engine.cli_predict import resolve_model
+    from chemlm_engine.cli_runs import resolve_model
 
     monkeypatch.setenv("CHEMLM_HOME", str(tmp_path))
     store = RunStore()
@@ -104,3 +107,13 @@ def test_a_runs_scored_molecules_are_written_out_as_csv(tmp_path, monkeypatch):
     none = runner.invoke(app, ["runs", "molecules", run, "acquired"])
     assert isinstance(none.exception, ConfigError) and str(none.exception).endswith("; it has influence")
     assert isinstance(runner.invoke(app, ["runs", "molecules", run, "nope"]).exception, ConfigError)
+
+
+def test_a_folder_that_is_no_model_is_refused_before_the_model_is_imported(tmp_path):
+    """Said at once: not after the seconds PyTorch and transformers take to import."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "chemlm_engine", "predict", "-s", "CCO",
+                             "--model", str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "CHEMLM_HOME": str(tmp_path / "home")})
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
+    assert result.returncode == 2 and f"error: {tmp_path} is not a ChemLM model folder" in result.stderr
+    assert "typer" in imported and "torch" not in imported and "transformers" not in imported
