@@ -1,10 +1,12 @@
-"""Excel workbooks (``.xlsx``: how chemists keep compound lists) read as table records: the first sheet, its first row
-the header, every later row a record with its cells as text (the values Excel last computed, not formulas). Read as
-they stream (openpyxl's read-only mode), so a long sheet takes constant memory. Blank rows inside the sheet are
-rows (the reader calls them empty); blank rows after the last filled one are formatting, not rows. Results are written
-back as a workbook whose text cells are text, never formulas, and whose plain numbers are numbers."""
+"""Excel workbooks (``.xlsx``: how chemists keep compound lists) read as table records: the first sheet, its first
+filled row the header (below a title or notes: the first that names a SMILES column), every later row a record with
+its cells as text (the values Excel last computed, not formulas). Read as they stream (openpyxl's read-only mode), so
+a long sheet takes constant memory. Blank rows inside the sheet are rows (the reader calls them empty); blank rows
+after the last filled one are formatting, not rows. Results are written back as a workbook whose text cells are text,
+never formulas, and whose plain numbers are numbers."""
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import zipfile
@@ -14,11 +16,14 @@ from typing import IO
 
 import pandas as pd
 
+from .columns import SMILES_COLUMNS, plain_column_name
 from .errors import DataError
 from .filekinds import file_name
 
 __all__ = ["sheet_records", "count_sheet_rows", "write_sheet", "PLAIN_NUMBER"]
 
+_SMILES_NAMES = {plain_column_name(name) for name in SMILES_COLUMNS}
+_HEADER_SEARCH = 10  # filled rows looked through for a header that names a SMILES column
 PLAIN_NUMBER = re.compile(r"-?(0|[1-9]\d{0,14})(\.\d+)?")  # no leading zero (an ID), no more digits than a float
 
 
@@ -35,9 +40,8 @@ def _text(cell) -> str:
     return str(value)
 
 
-def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
-    """The first sheet's rows as text, from its first filled row (the header) to its last, from the header's first
-    filled cell (a table that starts in column B starts there), less trailing empty cells."""
+def _sheet_rows(binary: IO[bytes]) -> Iterator[list[str]]:
+    """Every row of the first sheet as text, less trailing empty cells (a blank row is ``[]``)."""
     from openpyxl import load_workbook  # here: importing openpyxl costs every process that never reads a workbook
     from openpyxl.utils.exceptions import InvalidFileException
 
@@ -47,24 +51,44 @@ def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
         raise DataError(f"cannot read {file_name(binary) or 'the Excel workbook'} ({exc}): save it again as .xlsx, "
                         "or as CSV UTF-8") from None
     try:
-        blank = 0  # blank rows since the last filled one: rows only between filled ones
-        left = None  # the header's first filled cell: the table's first column
         sheet = book.worksheets[0]
         for row in sheet.iter_rows(min_col=sheet.min_column):  # the sheet's recorded extent may hold empty columns
             cells = [_text(cell) for cell in row]
             while cells and not cells[-1].strip():  # the sheet's width is its widest row's, not this row's fields
                 cells.pop()
-            if left is None and cells:
-                left = next(i for i, text in enumerate(cells) if text.strip())
-            cells = cells[left:]
-            if not cells:
-                blank += left is not None
-                continue
-            yield from [[]] * blank
-            blank = 0
             yield cells
     finally:
         book.close()
+
+
+def _names_smiles(cells: list[str]) -> bool:
+    return any(plain_column_name(cell) in _SMILES_NAMES for cell in cells)
+
+
+def _rows(binary: IO[bytes]) -> Iterator[list[str]]:
+    """The table's rows: its header first — the first filled row, or the first of the next few that names a SMILES
+    column (a title or notes above the table are not its header) — then every row to the last filled one, from the
+    header's first filled cell on (a table that starts in column B starts there)."""
+    rows = _sheet_rows(binary)
+    ahead: list[list[str]] = []  # the rows up to the header's search limit, held back while it is looked for
+    for cells in rows:
+        ahead.append(cells)
+        if _names_smiles(cells) or sum(map(bool, ahead)) == _HEADER_SEARCH:
+            break
+    filled = [i for i, cells in enumerate(ahead) if cells]
+    if not filled:
+        return
+    start = next((i for i in filled if _names_smiles(ahead[i])), filled[0])
+    left = next(i for i, text in enumerate(ahead[start]) if text.strip())  # the table's first column
+    blank = 0  # blank rows since the last filled one: rows only between filled ones
+    for cells in itertools.chain(ahead[start:], rows):
+        cells = cells[left:]
+        if not cells:
+            blank += 1
+            continue
+        yield from [[]] * blank
+        blank = 0
+        yield cells
 
 
 def sheet_records(binary: IO[bytes]) -> Iterator[tuple[list[str], str | None]]:

@@ -117,3 +117,17 @@ def test_results_written_as_a_workbook_read_back_alike_with_formulas_defused(tmp
     assert cell.data_type == "s" and cell.value.startswith("=")  # text, never a formula Excel would run
     with pytest.raises(OutputError, match="do not fit a sheet"):
         write_xlsx(pd.DataFrame({"x": range(EXCEL_ROWS + 1)}), tmp_path / "huge.xlsx")
+
+
+def test_a_title_and_notes_above_the_table_are_not_its_header(tmp_path):
+    book = Workbook()
+    sheet = book.active
+    sheet["A1"], sheet["A2"] = "My compounds", "sent by J. Smith, May"  # a title and a note, as chemists keep them
+    sheet["B4"], sheet["C4"], sheet["B5"], sheet["C5"], sheet["B7"] = "Compound ID", "Smiles", "CPD-1", "CCO", "CPD-2"
+    book.save(tmp_path / "titled.xlsx")
+    table = read_table(tmp_path / "titled.xlsx")
+    assert table.frame.to_dict("list") == {"Compound ID": ["CPD-1", "", "CPD-2"], "Smiles": ["CCO", "", ""]}
+    assert table.problems == [None, "empty", None] and count_rows(tmp_path / "titled.xlsx") == 3
+    sheet["C4"] = "Structure"  # no header names a SMILES column: the first filled row is the header, as always
+    book.save(tmp_path / "titled.xlsx")
+    assert columns_of(tmp_path / "titled.xlsx") == ["My compounds"]
