@@ -57,7 +57,7 @@ def job_list() -> None:
         active = [r for r in store().runs() if r.status in ("queued", "running")]
     st.caption(f"**Jobs:** {len(active) or 'none'} active")
     for run in active:
-        st.progress(run.progress, text=f"{run.id} · {run.method} · {run.status}")
+        st.progress(run.progress, text=f"{run.name or f'{run.method} {run.id}'} · {run.status}")  # as its card names it
 
 
 # Before the page: a page that ends with st.stop ends the script run, and nothing after it is drawn. A job the page

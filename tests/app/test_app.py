@@ -166,6 +166,7 @@ def test_the_jobs_panel_is_drawn_on_a_page_that_ends_early(home, page):  # st.st
     RunStore(home=home).create_run(JobSpec().to_dict(), "baseline", "waiting")  # queued: no worker in AppTest
     at = _app(page)
     assert "**Jobs:** 1 active" in [c.value for c in at.sidebar.caption]
+    assert [bar.proto.text for bar in at.sidebar.get("progress")] == ["waiting · queued"]  # named as its card names it
 
 
 def test_train_page_runs_a_job_to_finished_and_shows_its_metrics(home, tiny_backbone):
