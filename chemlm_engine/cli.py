@@ -290,7 +290,8 @@ def corpus(
     from .methods.pretrain import load_moses_smiles
     from .methods.pretrain.drug_corpus import CorpusRecipe, build_corpus_parallel, corpus_statistics, statistics_table
     from .molecules import Standardization
-    from .tables import check_output, pick_column, read_table, write_csv, written_aside
+    from .tables import pick_column, read_table, write_csv
+    from .outputs import check_output, written_aside
 
     check_output(output)
     if seeds is None:

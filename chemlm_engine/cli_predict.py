@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .cli_interrupts import say_interrupted
 from .cli_runs import resolve_model
@@ -67,7 +68,8 @@ def predict(
     from .spec import DEFAULT_REGRESSOR
     from .filekinds import is_excel, is_parquet, is_sd_file
     from .sdfile import frame_rows, write_sd
-    from .tables import check_output, count_rows, write_csv, write_xlsx, written_aside
+    from .tables import count_rows, write_csv, write_xlsx
+    from .outputs import check_output, written_aside
 
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
@@ -176,7 +178,8 @@ def explain(
     layer) and the atoms that drive it (integrated gradients), as a CSV and an atom map."""
     from .errors import ConfigError, DataError
     from .spec import DEFAULT_REGRESSOR
-    from .tables import check_output, write_csv, written_aside
+    from .tables import write_csv
+    from .outputs import check_output, written_aside
     from .training_set import TRAINING_SET_FILE, missing_training_set
 
     if len(smiles) > 1:  # typer would keep the last one only
@@ -299,8 +302,9 @@ def _predict_library(folder: Path, source: Path, output: Path, smiles_column: st
     else:
         bar, report = library_bar()
         try:
-            summary = predict_library(folder, source, output, smiles_column, progress=report,
-                                      trust_remote_code=trust_remote_code)
+            with logging_redirect_tqdm():  # a warning on a line of its own, not after the bar
+                summary = predict_library(folder, source, output, smiles_column, progress=report,
+                                          trust_remote_code=trust_remote_code)
         except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on, not a traceback
             bar.close()  # counted on disk: Ctrl-C may land between a part's write and the bar's update
             kept = parts_of(output)

@@ -104,7 +104,8 @@ def runs_molecules(run: str, kind: str = typer.Argument("influence", help=(
     """A run's (id or name) per-molecule results of one kind as CSV: what the Influence and Active learning pages
     download."""
     from .store import Kinds
-    from .tables import write_csv, written_aside
+    from .tables import write_csv
+    from .outputs import written_aside
 
     kinds = [value for name, value in vars(Kinds).items() if name.isupper()]
     if kind not in kinds:

@@ -39,7 +39,7 @@ def tune(
     from .errors import JobCancelledError
     from .spec import DEFAULT_BACKBONE, DataSpec, JobSpec, ModelSpec, TrainConfig, parse_options
     from .store import RunStore
-    from .tables import check_output
+    from .outputs import check_output
     from .tune import run_search
 
     check_output(output)  # before the search, not after it

@@ -22,7 +22,8 @@ from .columns import LABEL_COLUMNS, SMILES_COLUMNS, name_column, value_column
 from .errors import DataError, OutputError
 from .guard import prepare_all
 from .molecules import Standardization
-from .tables import numbers, pick_column, read_table, written_aside
+from .tables import numbers, pick_column, read_table
+from .outputs import written_aside
 
 __all__ = ["RowIssue", "DataReport", "MoleculeData", "Split", "load_lipophilicity", "lipophilicity_csv", "read_csv",
            "molecules_from_frame", "label_outliers", "random_split", "scaffold_split", "make_split", "length_bins",

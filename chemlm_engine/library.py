@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .compare import launched_trusting
-from .errors import DataError
+from .errors import DataError, OutputError
 from .pipeline import JobContext, SplitData
 from .predict.batch import predict_smiles
 from .predict.domain import DOMAIN_COLUMNS, TrainingReference, add_applicability_domain
@@ -28,7 +28,7 @@ from .spec import PredictOptions
 from .store import ACTIVE_STATUSES, RunRecord, RunStore
 from .sdfile import write_sd
 from .library_input import chunks, library_rows, smiles_column_of
-from .tables import written_aside
+from .outputs import written_aside
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,11 @@ def _parts_folder(folder: Path, manifest: dict) -> tuple[Path, int, int]:
         except (OSError, pa.ArrowException):  # damaged: its rows are not counted, the folder goes all the same
             pass
         shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    except OSError as exc:
+        raise OutputError(f"cannot write {folder}: {exc.strerror or exc}") from None
     return folder, 0, discarded
 
 

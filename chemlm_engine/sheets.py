@@ -6,6 +6,7 @@ after the last filled one are formatting, not rows. Results are written back as 
 never formulas, and whose plain numbers are numbers."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
@@ -126,7 +127,14 @@ def write_sheet(frame: pd.DataFrame, target: str | Path | IO) -> None:
             value = value.item()
         return None if isinstance(value, float) and math.isnan(value) or value is pd.NA else value
 
-    sheet.append([cell(str(name)) for name in frame.columns])
-    for row in frame.itertuples(index=False, name=None):
-        sheet.append([cell(value) for value in row])
-    book.save(target)
+    try:
+        sheet.append([cell(str(name)) for name in frame.columns])
+        for row in frame.itertuples(index=False, name=None):
+            sheet.append([cell(value) for value in row])
+        book.save(target)
+    except OSError:  # a full disk: openpyxl's half-written sheet would print another traceback when collected
+        for stream in (getattr(sheet, "_rows", None), getattr(getattr(sheet, "_writer", None), "xf", None)):
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.close()
+        raise

@@ -8,11 +8,9 @@ So are an SD file (a row per record, see :mod:`~chemlm_engine.sdfile`) and an Ex
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
 import io
 import itertools
-import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from .sdfile import count_sd_records, sd_records
 from .sheets import count_sheet_rows, sheet_records, write_sheet
 
 __all__ = ["Table", "read_table", "iter_table", "count_rows", "columns_of", "write_csv", "defuse", "FORMULA_STARTS",
-           "check_output", "written_aside", "pick_column", "DELIMITERS", "write_xlsx", "EXCEL_ROWS", "numbers"]
+           "pick_column", "DELIMITERS", "write_xlsx", "EXCEL_ROWS", "numbers"]
 
 DELIMITERS = ",;\t"
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -283,34 +281,6 @@ def write_xlsx(frame: pd.DataFrame, target: str | Path | IO | None = None) -> by
     out = io.BytesIO()
     write_sheet(frame, out if target is None else target)
     return out.getvalue() if target is None else None
-
-
-def check_output(path: Path, source: Path | None = None) -> None:
-    """:class:`OutputError` now, before any work, for a result path that cannot be a file or is the input itself."""
-    if source is not None and path.exists() and source.exists() and path.samefile(source):  # by any path or link
-        raise OutputError(f"{path} is the input file: the results would replace it; name another, e.g. "
-                          f"{path.stem}-predictions{path.suffix}")
-    if path.is_dir():
-        raise OutputError(f"{path} is a folder: give a file name, e.g. {path / 'predictions.csv'}")
-    if not path.parent.is_dir():
-        raise OutputError(f"folder {path.parent} does not exist: create it or choose another output path")
-
-
-@contextlib.contextmanager
-def written_aside(path: Path) -> Iterator[Path]:
-    """A temporary name next to ``path`` to write to, renamed to ``path`` only when writing succeeded: a failed
-    write (disk full, read-only) leaves no partial file and becomes one :class:`OutputError`. The temporary name is
-    the process's own, so processes writing the same path at once never rename each other's half-written file."""
-    check_output(path)
-    aside = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        yield aside
-        os.replace(aside, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            aside.unlink()
 
 
 _COLUMN_OPTIONS = {"SMILES": "train's --data and predict's --input can also be told it: --smiles-column",

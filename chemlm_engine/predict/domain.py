@@ -17,7 +17,7 @@ from rdkit.Chem import rdFingerprintGenerator
 
 from ..errors import OutputError
 from ..model import content_digest, load_training_set
-from ..tables import written_aside
+from ..outputs import written_aside
 
 __all__ = ["DOMAIN_COLUMNS", "DOMAIN_SIMILARITY", "FINGERPRINT_FILE", "fingerprints", "TrainingReference",
            "nearest_neighbours", "add_applicability_domain"]

@@ -45,7 +45,7 @@ from ..model import RegressionModel, content_digest
 from ..molecules import one_enantiomer
 from ..depict import placeholder_png, too_large_to_draw
 from ..errors import OutputError
-from ..tables import written_aside
+from ..outputs import written_aside
 from ..training_set import missing_training_set
 
 __all__ = ["CACHE_FILE", "AttributionCache", "removal_effects", "training_contributions", "atom_contributions",

@@ -309,6 +309,23 @@ def test_a_resumed_library_counts_only_its_own_rows_towards_its_speed():
     bar.close()
 
 
+def test_a_library_whose_kept_rows_are_discarded_says_so_on_a_line_of_its_own(regressor_dir, lipo, tmp_path):
+    """Not glued to the progress bar's line, where it was easy to miss."""
+    source, output = tmp_path / "library.csv", tmp_path / "out.parquet"
+    pd.DataFrame({"smiles": lipo.smiles[:20]}).to_csv(source, index=False)
+    parts = output.with_name(output.name + ".parts")
+    parts.mkdir()
+    (parts / "manifest.json").write_text('{"source": "another file"}')
+    pd.DataFrame({"row": range(1, 6)}).to_parquet(parts / "part-000000.parquet")
+    result = subprocess.run([sys.executable, "-m", "chemlm_engine", "predict", "--model", str(regressor_dir),
+                             "--input", str(source), "--output", str(output)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    said = [line.split("\r")[-1] for line in result.stderr.splitlines() if "were for another input" in line]
+    assert len(said) == 1 and "WARNING" in said[0] and "the 5 rows an interrupted run" in said[0], result.stderr
+    assert "mol/s" not in said[0] and len(pd.read_parquet(output)) == 20
+
+
 @pytest.mark.parametrize("stopped_in, said", [
     # after a part's write, before the bar heard of it: the part on disk still counts
     ("_return_freed_memory", ("interrupted: 3 of 3 rows written", "the same command resumes after them")),

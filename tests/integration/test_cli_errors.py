@@ -34,6 +34,12 @@ def _small_files() -> None:
 ONE_LINE_ERRORS = {
     "output folder missing": (["predict", "-s", "CCO", "--output", "{tmp}/nowhere/out.csv"],
                               "folder {tmp}/nowhere does not exist", "{tmp}/nowhere/out.csv"),
+    "output folder read-only": (["predict", "--input", "{tmp}/d.csv", "--output", "/sys/out.csv"],  # said before
+                                "cannot write /sys/out.csv: Permission denied", "/sys/out.csv"),  # the work, not after
+    "library output folder read-only": (["predict", "--input", "{tmp}/d.csv", "--output", "/sys/out.parquet"],
+                                        "cannot write /sys/out.parquet: Permission denied", "/sys/out.parquet"),
+    "output folder is a file": (["predict", "-s", "CCO", "--output", "{tmp}/d.csv/out.csv"],
+                                "folder {tmp}/d.csv is a file, not a folder", None),
     "output is a folder": (["predict", "-s", "CCO", "--output", "{tmp}"], "is a folder: give a file name", None),
     "output is the input": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/noset/../d.csv"],  # left as is
                             "{tmp}/noset/../d.csv is the input file: the results would replace it; name another, e.g. "
@@ -44,6 +50,8 @@ ONE_LINE_ERRORS = {
                                       "{tmp}/hard.csv is the input file", None),
     "output write fails": (["predict", *["-s", "CCO"] * 40, "--output", "{tmp}/out.csv"], "cannot write {tmp}/out.csv",
                            "{tmp}/out.csv"),
+    "workbook write fails": (["predict", *["-s", "CCO"] * 40, "--output", "{tmp}/out.xlsx"],
+                             "cannot write {tmp}/out.xlsx", "{tmp}/out.xlsx"),  # and no second traceback
     "explain without training set": (["explain", "-s", "CCO", "--model", "{tmp}/noset", "--output", "{tmp}/why"],
                                      "has no saved training set", "{tmp}/why.csv"),
     "explain two molecules": (["explain", "-s", "CCO", "-s", "CCC", "--output", "{tmp}/why"],
@@ -145,7 +153,7 @@ def test_a_user_error_is_one_line_exit_code_2_and_no_partial_output(case, tmp_pa
     result = subprocess.run([sys.executable, "-m", "chemlm_engine", *args], capture_output=True, text=True,
                             env={**os.environ, "CHEMLM_HOME": str(home), "HF_ENDPOINT": "https://127.0.0.1:9"},
                             cwd=ROOT, timeout=300,
-                            preexec_fn=_small_files if case == "output write fails" else None)
+                            preexec_fn=_small_files if case.endswith("write fails") else None)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr

@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[2] / "chemlm_engine"
 # Lowest first. Within a layer, modules may import each other (no circles: Python would fail).
 LAYERS = [
     ("foundation", {"errors", "columns", "tokenizer", "ionisation", "depict", "molecules", "filekinds", "sdfile",
-                    "sheets", "tables", "guard", "hub", "methods", "methods.influence.solvers", "readings"}),
+                    "sheets", "tables", "outputs", "guard", "hub", "methods", "methods.influence.solvers", "readings"}),
     ("spec and store", {"spec", "spec.config", "spec.options", "spec.job_options", "spec.registry", "store",
                         "store.runs", "store.schema", "store.uploads"}),
     ("data and features", {"data", "descriptors", "training_set", "methods.pretrain.corpus",
