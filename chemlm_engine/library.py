@@ -246,7 +246,7 @@ def run_library_job(ctx: JobContext, data: SplitData, opts: PredictOptions) -> d
 
     output = ctx.artifacts / "predictions.parquet"
     if kept := kept_rows(ctx.store, ctx.spec.options):  # a stopped run's rows: not this run's work, nor in its ETA
-        ctx.resumes(kept / max(library_rows(Path(opts.source)), 1))
+        ctx.store.set_info(ctx.run_id, progress_from=kept / max(library_rows(Path(opts.source)), 1))
     trusted = launched_trusting(ctx.store.runs(status="finished"), opts.model)  # as the Predict page loads it
     summary = predict_library(opts.model, opts.source, output, opts.smiles_column, opts.chunk_rows, report, trusted,
                               parts=job_parts(ctx.store, ctx.spec.options))

@@ -136,7 +136,6 @@ class JobContext:
     mapper: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None
     _last_write: float = 0.0
     _timed: bool = False  # whether the run's ETA start is recorded
-    _done_before: float = 0.0  # the share a stopped run had done, which this one resumes
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         """``[fn(x) for x in items]`` — or fanned out as independent Ray tasks when the job runs on a
@@ -167,8 +166,7 @@ class JobContext:
         if self.on_progress is not None:
             self.on_progress(fraction, message)
         now = time.time()
-        # its own work began (beyond a resumed run's share): the ETA counts from here, not from loading a model
-        if not self._timed and fraction > self._done_before:
+        if not self._timed and fraction > 0:  # its own work began: the ETA counts from here, not from loading a model
             self._timed = True
             if "eta_from" not in self.store.get_run(self.run_id).info:  # a sweep point on another worker: not again
                 self.store.set_info(self.run_id, eta_from=[now, fraction])
@@ -176,11 +174,6 @@ class JobContext:
             self._last_write = now
             if self.store.set_progress(self.run_id, fraction, message):  # asked to stop, maybe by another manager
                 self.cancel.set()
-
-    def resumes(self, fraction: float) -> None:
-        """This run continues a stopped one that had done ``fraction`` of the work: neither its work nor its pace."""
-        self._done_before = fraction
-        self.store.set_info(self.run_id, progress_from=fraction)
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():

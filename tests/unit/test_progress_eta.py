@@ -21,17 +21,3 @@ def test_the_first_progress_of_a_run_is_recorded_once_as_where_its_eta_starts(tm
     ctx.progress(0.2, "epoch 1", force=True)
     JobContext(spec, store, run).progress(0.3, "a sweep point on another worker", force=True)
     assert store.get_run(run).info["eta_from"] == [since, 0.1] and store.get_run(run).progress == 0.3
-
-
-def test_a_resumed_runs_eta_starts_with_its_own_work_not_with_the_share_it_found_done(tmp_path):
-    """A library job that continues a cancelled one reports the kept rows at once, before helpers start: its
-    pace is measured from its first own rows, as a fresh job's is."""
-    store = RunStore(home=tmp_path)
-    run = store.create_run(JobSpec().to_dict(), "predict", "resumed")
-    store.start(run, {})
-    ctx = JobContext(JobSpec(), store, run)
-    ctx.resumes(0.4)
-    ctx.progress(0.4, "predicted 1,000 of 2,500 rows")
-    assert "eta_from" not in store.get_run(run).info and store.get_run(run).info["progress_from"] == 0.4
-    ctx.progress(0.5, "predicted 1,250 of 2,500 rows")
-    assert store.get_run(run).info["eta_from"][1] == 0.5
