@@ -1,5 +1,5 @@
-"""Choices that outlive a visit to another page: Predict's model, input mode and pasted SMILES, Compare's reference and
-metric, Curriculum's difficulty and pacing, and the quick try that several pages share.
+"""Choices that outlive a visit to another page: Predict's model, input mode, pasted SMILES and MC-dropout option,
+Compare's reference and metric, Curriculum's difficulty and pacing, and the quick try that several pages share.
 
 Streamlit forgets a widget's value once a run does not show it, and its ``persist_state`` did not always keep it:
 the sidebar's live panel reruns on a timer, and a pasted text came back empty about one return to Predict in
@@ -29,9 +29,11 @@ def new_run(page: str = "") -> None:
     st.session_state[_PAGE] = page
 
 
-def kept(key: str, choices: Collection[Any] | None = None) -> dict[str, Any]:
+def kept(key: str, choices: Collection[Any] | None = None, default: tuple[str, Any] | None = None) -> dict[str, Any]:
     """``key`` and ``on_change`` for a widget whose value is kept; a kept value no longer among ``choices`` (a
-    deleted model) is dropped, and the widget shows its default."""
+    deleted model) is dropped, and the widget shows its default. ``default``: the widget's default as ``(argument,
+    value)``, e.g. ``("value", 20)``, passed only while no value is kept (Streamlit warns when a widget gets a
+    default and a value set by the app)."""
     value = st.session_state.get(saved(key))
     now = st.session_state.get(_RUN, 0), st.session_state.get(_PAGE, "")  # this run of the app, and its page
     # Not shown by the last run (another page, the other input mode): the browser mounts it afresh and may show its
@@ -52,19 +54,16 @@ def kept(key: str, choices: Collection[Any] | None = None) -> dict[str, Any]:
     def save() -> None:
         st.session_state[saved(key)] = st.session_state[key]
 
+    if default is not None and saved(key) not in st.session_state:
+        return {"key": key, "on_change": save, default[0]: default[1]}
     return {"key": key, "on_change": save}
 
 
 def kept_here(name: str, default: tuple[str, Any] | None = None,
               choices: Collection[Any] | None = None) -> dict[str, Any]:
     """:func:`kept` for a widget of a form that several pages show (data, backbone, epochs …): each page keeps its own
-    choice. ``default``: the widget's default as ``(argument, value)``, e.g. ``("value", 20)``, passed only while no
-    value is kept (Streamlit warns when a widget gets a default and a value set by the app)."""
-    key = f"{st.session_state.get(_PAGE, '')}:{name}"
-    kwargs = kept(key, choices)
-    if default is not None and saved(key) not in st.session_state:
-        kwargs[default[0]] = default[1]
-    return kwargs
+    choice."""
+    return kept(f"{st.session_state.get(_PAGE, '')}:{name}", choices, default)
 
 
 def gone(key: str) -> str:

@@ -26,7 +26,7 @@ choices = model_choices()
 if not choices:
     st.warning("No model available yet: train one on the Train page.")
     st.stop()
-# Keyed by folder, not label (a label may change); kept while other pages show, as are the input mode and text.
+# Keyed by folder, not label (a label may change); kept while other pages show, as are the input mode, text and option.
 labels = {folder: label for label, folder in choices.items()}
 folder = labelled_selectbox("Model", labels, **kept("predict_folder", labels))
 if deleted := st.session_state.pop(gone("predict_folder"), None):
@@ -53,7 +53,8 @@ else:
             st.stop()  # nothing below applies to a library
 
 ensemble = is_ensemble(folder)
-passes = 0 if ensemble else 20 * st.checkbox("MC-dropout uncertainty (20 stochastic passes)", value=True)
+passes = 0 if ensemble else 20 * st.checkbox("MC-dropout uncertainty (20 stochastic passes)",
+                                              **kept("predict_mc", default=("value", True)))
 if ensemble:
     st.caption("An ensemble (the default blends in descriptor trees) or its student: mean ± spread, 90 % interval.")
 

@@ -119,6 +119,24 @@ def test_predict_gets_its_choices_back_when_streamlit_drops_its_widgets_state(ho
     assert saved("predict_folder") not in at.session_state
 
 
+def test_predict_keeps_its_results_with_mc_dropout_switched_off_across_pages(home, finished_run):
+    """The checkbox was the one setting not kept: back from another page it was ticked again, so the setup looked
+    new and the results (and their "Why?") were dropped without a word."""
+    at = _app("views/predict.py")
+    widget(at, "selectbox", "Model").set_value(RunStore(home=home).get_run(finished_run).model_path).run()
+    at.text_area[0].set_value("CCO ethanol").run()
+    widget(at, "checkbox", "MC-dropout").set_value(False).run()
+    widget(at, "button", "Predict").click().run()
+    assert "uncertainty" not in at.dataframe[0].value  # no MC-dropout passes
+    at.switch_page("views/home.py").run()
+    for key in ("predict_folder", "predict_text", "predict_mc"):  # gone, as Streamlit's cleanup leaves them
+        if key in at.session_state:
+            del at.session_state[key]
+    at.switch_page("views/predict.py").run()
+    assert not at.exception and widget(at, "checkbox", "MC-dropout").value is False
+    assert at.dataframe[0].value["name"].tolist() == ["ethanol"]  # the results are still shown
+
+
 class _Recording(dict):
     """A session state that records its assignments: Streamlit sends a widget's assigned value to the browser."""
 
