@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .compare import launched_trusting
-from .errors import DataError, OutputError
+from .errors import ConfigError, DataError, OutputError
 from .pipeline import JobContext, SplitData
 from .predict.batch import predict_smiles
 from .predict.domain import DOMAIN_COLUMNS, TrainingReference, add_applicability_domain
@@ -32,9 +33,9 @@ from .outputs import written_aside
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job",
-           "parts_of", "parts_rows", "job_parts", "kept_rows", "active_twin",
-           "discard_kept", "annotated_library", "progress_text", "CHUNK_ROWS"]
+__all__ = ["LibrarySummary", "predict_frame", "predict_library", "predict_library_ray", "run_library_job", "parts_of",
+           "parts_rows", "job_parts", "kept_rows", "active_twin", "discard_kept", "annotated_library", "progress_text",
+           "CHUNK_ROWS"]
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,7 @@ _NOT_TEXT = {"prediction": pa.float64(), "similarity": pa.float64(), "nearest_tr
 # What a part of an interrupted run holds: parts written by code with other columns are not mixed in.
 # 2: with the applicability domain; 3: the input's row first, number columns as numbers; 4: with in_training
 _PARTS_FORMAT = 4
-# Row problems found while reading a CSV (blank, ragged) travel to Ray workers in this column.
-_PROBLEM_COLUMN = "__row_problem__"
+_PROBLEM_COLUMN = "__row_problem__"  # row problems found reading a CSV (blank, ragged) travel to Ray workers in it
 CHUNK_ROWS = 4096  # rows predicted and written at a time: the steps of progress, resume and memory
 
 
@@ -325,6 +325,8 @@ def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: s
     source = Path(source).resolve()
     if not source.exists():
         raise DataError(f"no such library file: {source}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be 1 or more, not {workers}")
     column = smiles_column_of(source, smiles_column)
     empty_folder(Path(output_dir))
     connect(address)  # before anything imports Ray: a local Ray then listens on loopback only
@@ -334,15 +336,15 @@ def predict_library_ray(model_dir: str | Path, source: str | Path, output_dir: s
         actors_fit(workers, cpus_per_worker)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     started = time.time()
-    staged = Path(output_dir).with_name(Path(output_dir).name + ".input.parquet")
-    _stage(source, staged, column)
-    dataset = ray.data.read_parquet(str(staged))
-    predicted = dataset.map_batches(_LibraryPredictor, fn_constructor_args=(str(Path(model_dir).resolve()), column,
-                                                                           cpus_per_worker, trust_remote_code),
-                                    batch_size=batch_rows, batch_format="pandas",
-                                    compute=ray.data.ActorPoolStrategy(size=workers),
-                                    num_cpus=cpus_per_worker, num_gpus=_gpus_per_task())
-    predicted.write_parquet(str(output_dir))
-    staged.unlink()
+    staged = Path(output_dir).with_name(f".{Path(output_dir).name}.{uuid.uuid4().hex[:8]}.input.parquet")
+    try:  # beside the output (a cluster's shared folder), under a name no file of the user's has
+        _stage(source, staged, column)
+        predictor = (str(Path(model_dir).resolve()), column, cpus_per_worker, trust_remote_code)
+        ray.data.read_parquet(str(staged)).map_batches(
+            _LibraryPredictor, fn_constructor_args=predictor, batch_size=batch_rows, batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
+            num_gpus=_gpus_per_task()).write_parquet(str(output_dir))
+    finally:  # interrupted or failed too: it is a whole copy of the library
+        staged.unlink(missing_ok=True)
     errors = pq.read_table(str(output_dir), columns=["error"]).column("error")
     return LibrarySummary(len(errors), len(errors) - errors.null_count, time.time() - started, str(output_dir))

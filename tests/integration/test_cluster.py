@@ -105,7 +105,10 @@ def test_library_prediction_on_ray_equals_the_local_predictor_row_for_row(local_
     body = "\n".join(f"m{i},{s}" for i, s in enumerate(smiles))
     (tmp_path / "lib.csv").write_text(f"id,smiles\na,CCO\n\nc,CCN\nd,CCC,extra\ne,c1ccccc1\n{body}\n")
     local = predict_library(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "local.parquet", chunk_rows=400)
+    pd.DataFrame({"note": ["the user's own"]}).to_parquet(tmp_path / "ray.input.parquet")  # where the input was staged
     remote = predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray", batch_rows=400)
+    assert pd.read_parquet(tmp_path / "ray.input.parquet")["note"].tolist() == ["the user's own"]  # not deleted
+    assert sorted(p.name for p in tmp_path.glob("*.parquet")) == ["local.parquet", "ray.input.parquet"]  # no copy left
     assert (local.rows, local.invalid) == (remote.rows, remote.invalid) == (1507, 4)
     a = pd.read_parquet(tmp_path / "local.parquet")
     b = pd.read_parquet(tmp_path / "ray").sort_values("row", ignore_index=True)
@@ -119,6 +122,8 @@ def test_library_prediction_on_ray_equals_the_local_predictor_row_for_row(local_
 
 def test_a_ray_library_refuses_a_folder_that_holds_files_and_workers_that_leave_no_cpu_to_read(local_ray, tmp_path):
     """A rerun into the same folder held every row twice; --workers 2 on a 2-CPU Ray waited forever, silently."""
+    from ray.exceptions import RayError
+
     from chemlm_engine.errors import ConfigError, OutputError
 
     (tmp_path / "lib.csv").write_text("smiles\nCCO\n")
@@ -128,7 +133,11 @@ def test_a_ray_library_refuses_a_folder_that_holds_files_and_workers_that_leave_
         predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "ray")
     with pytest.raises(ConfigError, match="2 workers of 1 CPU leave none of this machine's 2 CPUs .* use --workers 1"):
         predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "fresh", workers=2)
-    assert not (tmp_path / "fresh").exists()
+    with pytest.raises(ConfigError, match="--workers must be 1 or more, not 0"):  # it failed in Ray with a traceback
+        predict_library_ray(tmp_path / "model", tmp_path / "lib.csv", tmp_path / "fresh", workers=0)
+    with pytest.raises(RayError):  # a model Ray's actors cannot load: the staged copy of the library goes too
+        predict_library_ray(tmp_path / "nomodel", tmp_path / "lib.csv", tmp_path / "fresh")
+    assert not list(tmp_path.glob(".*")) and not list(tmp_path.glob("*.input.parquet"))
 
 
 def test_a_local_ray_listens_on_loopback_only():
