@@ -129,11 +129,26 @@ def _tag(name: str, value: object) -> bytes | None:
     return f">  <{name}>\n{' '.join(text.splitlines())}\n\n".encode()
 
 
+def _without_fields(body: list[bytes], prefix: bytes) -> list[bytes]:
+    """A record's lines less its data fields named ``prefix…`` (each to the blank line that ends it)."""
+    kept, dropping = [], False
+    for line in body:
+        if field := _FIELD.match(line):
+            dropping = field[1].startswith(prefix)
+        elif dropping and not line.strip():
+            dropping = False
+            continue
+        if not dropping:
+            kept.append(line)
+    return kept
+
+
 def annotated_sd(binary: IO[bytes], columns: Sequence[str], rows: Iterable[tuple],
                  prefix: str = "chemlm_") -> Iterator[bytes]:
     """The SD file's records byte for byte (coordinates, data fields, unreadable ones too), each followed by its row
     of ``rows`` (values in the order of ``columns``) as data fields named ``prefix + column`` (missing values left
-    out), in order: one row per record, as :func:`sd_records` read them."""
+    out), in order: one row per record, as :func:`sd_records` read them. Fields named ``prefix…`` that the file
+    already has (an earlier prediction's) are replaced, not repeated beside the new ones."""
     rows = iter(rows)
     names = [prefix + column for column in columns]
     for record in _records(binary):
@@ -141,6 +156,7 @@ def annotated_sd(binary: IO[bytes], columns: Sequence[str], rows: Iterable[tuple
         if row is None:
             raise ValueError("the SD file has more records than there are rows to add")
         body, end = (record[:-1], record[-1]) if record[-1].startswith(_END) else (record, _END + b"\n")
+        body = _without_fields(body, prefix.encode())
         yield from body
         if not body[-1].endswith(b"\n"):  # a last record that ends without a line break
             yield b"\n"

@@ -123,6 +123,19 @@ def test_predictions_go_back_into_a_copy_of_the_sd_file_record_by_record(regress
         write_sd(path, *frame_rows(results[:4]), tmp_path / "short.sdf")
 
 
+def test_an_sd_file_predicted_again_has_its_earlier_predictions_replaced_not_repeated(tmp_path):
+    """Another reader keeps the first of two fields of one name: it would read the earlier model's value."""
+    path = tmp_path / "vendor.sdf"
+    path.write_text(_library())
+    write_sd(path, ["prediction", "warnings"], [(1.0, "an old warning")] * 5, tmp_path / "once.sdf")
+    write_sd(tmp_path / "once.sdf", ["prediction", "warnings"], [(2.0, None)] * 5, tmp_path / "twice.sdf")
+    records = (tmp_path / "twice.sdf").read_text().split("$$$$\n")[:-1]
+    assert all(r.count("<chemlm_prediction>") == 1 and "<chemlm_prediction>\n2\n\n" in r for r in records)
+    back, original = read_table(tmp_path / "twice.sdf").frame, read_table(path).frame
+    assert "chemlm_warnings" not in back and back["chemlm_prediction"].tolist() == ["2"] * 5  # the old one not left
+    pd.testing.assert_frame_equal(back[original.columns], original)  # the file's own fields as they were
+
+
 def test_records_before_the_first_readable_one_are_rows_and_a_file_of_none_is_empty(tmp_path):
     path = tmp_path / "late.sdf"
     path.write_text(UNPARSEABLE + _block("CCN", "ethylamine", {"ID": "A"}))
