@@ -214,8 +214,10 @@ def explain(
         picture.write_bytes(result.picture)
     typer.echo(json.dumps({"smiles": prepared.smiles, "standardization": "; ".join(prepared.changes) or None,
                            "prediction": result.prediction,
-                           **{part: None if result.atoms is None else float(result.atoms[part])  # None: too large
-                              for part in ("baseline", "trees")},  # to draw, so not attributed
+                           # None: too large to draw, so not attributed; "trees" also where the model has none
+                           "baseline": None if result.atoms is None else float(result.atoms["baseline"]),
+                           "trees": None if result.atoms is None or getattr(predictor, "trees", None) is None
+                           else float(result.atoms["trees"]),
                            "warnings": warning, "similarity": float(domain["similarity"]),
                            "in_domain": bool(domain["in_domain"]), "in_training": bool(domain["in_training"]),
                            "csv": str(csv_path), "png": str(png_path)}))

@@ -125,6 +125,7 @@ def test_the_explain_command_writes_a_csv_and_a_png(trained, tmp_path):
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["smiles"] == "O=C(O)c1ccccc1"  # standardised as the model's training data was, and it says how
     assert line["standardization"] == "removed [Na+]", line
+    assert line["baseline"] is not None and line["trees"] is None  # a single model: no trees (it said 0.0)
     table = pd.read_csv(tmp_path / "why.csv")
     assert table["role"].value_counts().to_dict() == {"pushes up": 3, "pushes down": 3, "nearest": 3}
     assert (tmp_path / "why.png").read_bytes()[:4] == b"\x89PNG"
