@@ -128,11 +128,11 @@ def runs_molecules(run: str, kind: str = typer.Argument("influence", help=(
 
 def resolve_model(model: str, db: str | None) -> Path:
     """A model folder, or the model of a stored run."""
-    from .spec import ENSEMBLE_FILE, REGRESSOR_FILE
+    from .spec import ENSEMBLE_FILE, REGRESSOR_FILE, holds_model
 
     path = Path(model)
     if path.exists():  # a folder that is no model is said now, not after the seconds of the model's imports
-        if not any((path / name).is_file() for name in (REGRESSOR_FILE, ENSEMBLE_FILE)):
+        if not holds_model(path):
             raise ModelLoadError(f"{path} is not a ChemLM model folder (no {REGRESSOR_FILE} or {ENSEMBLE_FILE})")
         return path
     store = open_store(db)

@@ -12,8 +12,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from chemlm_engine.spec import (DEFAULT_REGRESSOR, ENSEMBLE_FILE, FAST_REGRESSOR, REGRESSOR_FILE, DataSpec, JobSpec,
-                                model_kind)
+from chemlm_engine.spec import DEFAULT_REGRESSOR, FAST_REGRESSOR, DataSpec, JobSpec, holds_model, model_kind
 from chemlm_engine.predict import Ensemble, TrainingReference, load_predictor
 from chemlm_engine.compare import launched_trusting
 from chemlm_engine.errors import ChemLMError
@@ -153,8 +152,7 @@ def device_label() -> str:
 
 def model_choices() -> dict[str, str]:
     """Label -> model folder: the embedded models (when shipped) and every finished run with a model."""
-    choices = {label: folder for folder, label in SHIPPED_MODELS.items()
-               if any(Path(folder, name).exists() for name in (REGRESSOR_FILE, ENSEMBLE_FILE))}
+    choices = {label: folder for folder, label in SHIPPED_MODELS.items() if holds_model(folder)}
     for run in store().runs(status="finished"):
         if model_kind(run.method) != "backbone" and run.model_path and Path(run.model_path).exists():
             choices[run_label(run)] = run.model_path

@@ -20,8 +20,9 @@ from ..molecules import Standardization
 EXECUTORS = ("process", "thread", "ray")
 O = TypeVar("O", bound=MethodOptions)
 
-__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "EMBEDDED_BACKBONE", "DEFAULT_REGRESSOR", "FAST_REGRESSOR", "REGRESSOR_FILE",
-           "ENSEMBLE_FILE", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec", "EXECUTORS"]
+__all__ = ["ASSETS_DIR", "DEFAULT_BACKBONE", "EMBEDDED_BACKBONE", "DEFAULT_REGRESSOR", "FAST_REGRESSOR",
+           "REGRESSOR_FILE", "ENSEMBLE_FILE", "holds_model", "DataSpec", "ModelSpec", "TrainConfig", "JobSpec",
+           "EXECUTORS"]
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 # A team may fine-tune from its own backbone by default (a folder or hub id); the app's forms and the CLI follow.
@@ -32,6 +33,11 @@ FAST_REGRESSOR = str(ASSETS_DIR / "lipo-regressor-fast")  # its distilled studen
 # A model folder holds one of these: a fine-tuned regressor's settings, or an ensemble's members and calibration.
 REGRESSOR_FILE, ENSEMBLE_FILE = "regressor.json", "ensemble.json"
 log = logging.getLogger(__name__)
+
+
+def holds_model(folder: str | Path) -> bool:
+    """Whether ``folder`` is a model folder: a regressor's or an ensemble's (told without loading anything)."""
+    return any(Path(folder, name).is_file() for name in (REGRESSOR_FILE, ENSEMBLE_FILE))
 
 
 def _known(kind: type, raw: dict[str, Any], where: str) -> dict[str, Any]:

@@ -114,6 +114,7 @@ def test_a_folder_that_is_no_model_is_refused_before_the_model_is_imported(tmp_p
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "chemlm_engine", "predict", "-s", "CCO",
                              "--model", str(tmp_path)], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "CHEMLM_HOME": str(tmp_path / "home")})
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time")}
     assert result.returncode == 2 and f"error: {tmp_path} is not a ChemLM model folder" in result.stderr
     assert "typer" in imported and "torch" not in imported and "transformers" not in imported
