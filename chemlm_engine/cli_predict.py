@@ -69,7 +69,7 @@ def predict(
     from .filekinds import is_excel, is_parquet, is_sd_file
     from .sdfile import frame_rows, write_sd
     from .tables import count_rows, write_csv, write_xlsx
-    from .outputs import check_output, written_aside
+    from .outputs import check_folder, check_output, written_aside
 
     if not smiles and input is None:
         raise typer.BadParameter("give --smiles or --input")
@@ -87,6 +87,8 @@ def predict(
     if output is not None and executor != "ray":  # Ray writes a folder of parts
         check_output(output, input)
         _check_output_kind(output, library=input is not None and is_parquet(input))
+    elif output is not None:
+        check_folder(output)
     if input is not None and not input.is_file():  # said now, not after the seconds the imports below take
         raise DataError(f"cannot open {input}: {'a folder' if input.is_dir() else 'no such file'}")
     library = input is not None and (executor == "ray" or is_parquet(input) or bool(output and is_parquet(output)))

@@ -20,6 +20,7 @@ import torch
 
 from .spec import JobSpec
 from .errors import ConfigError, JobCancelledError, OutputError
+from .outputs import check_folder
 
 __all__ = ["connect", "RayJobs", "ray_map", "empty_folder", "actors_fit"]
 
@@ -45,6 +46,7 @@ def empty_folder(output_dir: Path) -> None:
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise OutputError(f"{output_dir} already holds {'files' if output_dir.is_dir() else 'a file'}: Ray adds its "
                           "parts beside what is there; remove it or name another folder")
+    check_folder(output_dir)  # the folder it goes in, where the input is staged too
 
 
 def actors_fit(workers: int, cpus_per_worker: int) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["check_output", "written_aside"]
+__all__ = ["check_output", "check_folder", "written_aside"]
 
 
 def check_output(path: Path, source: Path | None = None) -> None:
@@ -20,10 +20,17 @@ def check_output(path: Path, source: Path | None = None) -> None:
                           f"{path.stem}-predictions{path.suffix}")
     if path.is_dir():
         raise OutputError(f"{path} is a folder: give a file name, e.g. {path / 'predictions.csv'}")
+    check_folder(path)
+
+
+def check_folder(path: Path) -> None:
+    """:class:`OutputError` now, before any work, where the folder ``path`` is to be written in is missing, is a file,
+    or cannot be written (read-only, no permission): not after the work."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputError(f"{path.parent} is a file, not a folder: choose another output path")
     if not path.parent.is_dir():
-        missing = "is a file, not a folder" if path.parent.exists() else "does not exist"
-        raise OutputError(f"folder {path.parent} {missing}: create it or choose another output path")
-    try:  # a folder the results cannot be written to (read-only, no permission): said before the work, not after
+        raise OutputError(f"folder {path.parent} does not exist: create it or choose another output path")
+    try:
         tempfile.TemporaryFile(dir=path.parent).close()
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -283,6 +283,10 @@ def write_xlsx(frame: pd.DataFrame, target: str | Path | IO | None = None) -> by
     return out.getvalue() if target is None else None
 
 
+# A one-column header that is not the column asked for: often a title above the table (sheets.py skips one only where
+# a later row names a SMILES column as the known names do).
+_TITLE_HINT = (" (a title above the table? The header is the first filled row, or in a workbook the first of its first "
+               "ten that names a column smiles: delete the rows above the header, or name the column SMILES)")
 _COLUMN_OPTIONS = {"SMILES": "train's --data and predict's --input can also be told it: --smiles-column",
                    "label": "train's --data can also be told it: --label-column"}
 
@@ -291,7 +295,8 @@ def pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence
     """``wanted`` if given (it must exist), else the first of ``candidates`` present (case-insensitive)."""
     if wanted is not None:
         if wanted not in columns:
-            raise DataError(f"{what} column {wanted!r} not found; columns are {list(columns)}")
+            raise DataError(f"{what} column {wanted!r} not found; columns are {list(columns)}"
+                            + (_TITLE_HINT if len(columns) == 1 else ""))
         return wanted
     lower = {c.lower(): c for c in columns}
     for name in candidates:

@@ -39,7 +39,11 @@ ONE_LINE_ERRORS = {
     "library output folder read-only": (["predict", "--input", "{tmp}/d.csv", "--output", "/sys/out.parquet"],
                                         "cannot write /sys/out.parquet: Permission denied", "/sys/out.parquet"),
     "output folder is a file": (["predict", "-s", "CCO", "--output", "{tmp}/d.csv/out.csv"],
-                                "folder {tmp}/d.csv is a file, not a folder", None),
+                                "{tmp}/d.csv is a file, not a folder: choose another output path", None),
+    "ray output folder read-only": (["predict", "--input", "{tmp}/d.csv", "--output", "/sys/rayout", "--executor",
+                                     "ray"], "cannot write /sys/rayout: Permission denied", None),  # before Ray starts
+    "ray output in a file": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/d.csv/out", "--executor", "ray"],
+                             "{tmp}/d.csv is a file, not a folder", None),
     "output is a folder": (["predict", "-s", "CCO", "--output", "{tmp}"], "is a folder: give a file name", None),
     "output is the input": (["predict", "--input", "{tmp}/d.csv", "--output", "{tmp}/noset/../d.csv"],  # left as is
                             "{tmp}/noset/../d.csv is the input file: the results would replace it; name another, e.g. "

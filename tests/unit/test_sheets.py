@@ -11,7 +11,7 @@ from chemlm_engine.errors import DataError, OutputError
 from chemlm_engine.library import predict_library
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.predict import load_predictor, predict_csv
-from chemlm_engine.tables import EXCEL_ROWS, columns_of, count_rows, read_table, write_xlsx
+from chemlm_engine.tables import EXCEL_ROWS, columns_of, count_rows, pick_column, read_table, write_xlsx
 
 
 def _workbook(path) -> None:
@@ -131,3 +131,5 @@ def test_a_title_and_notes_above_the_table_are_not_its_header(tmp_path):
     sheet["C4"] = "Structure"  # no header names a SMILES column: the first filled row is the header, as always
     book.save(tmp_path / "titled.xlsx")
     assert columns_of(tmp_path / "titled.xlsx") == ["My compounds"]
+    with pytest.raises(DataError, match=r"'Structure' not found; columns are \['My compounds'\] \(a title above"):
+        pick_column(columns_of(tmp_path / "titled.xlsx"), "Structure", ["smiles"], "SMILES")  # said, with the way out
