@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrai
 from transformers.utils import logging as hf_logging
 
 from .spec import REGRESSOR_FILE, ModelSpec
-from .descriptors import DESCRIPTOR_NAMES, DescriptorScaler
+from .descriptors import HEAD_DESCRIPTORS, DescriptorScaler
 from .errors import ChemLMError, ModelLoadError
 from .hub import OFFLINE_HINT, hub_unreachable, is_cached
 from .molecules import Standardization
@@ -124,12 +125,15 @@ class RegressionModel(nn.Module):
     label_mean: torch.Tensor  # buffers, declared for type checkers
     label_std: torch.Tensor
 
-    def __init__(self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> None:
+    def __init__(self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, spec: ModelSpec,
+                 descriptor_names: Sequence[str] = HEAD_DESCRIPTORS) -> None:
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.spec = spec
-        inputs = backbone.config.hidden_size + (len(DESCRIPTOR_NAMES) if spec.descriptors else 0)
+        # the RDKit descriptors the head reads when ``spec.descriptors`` (a saved model's own list when loaded)
+        self.descriptor_names = list(descriptor_names) if spec.descriptors else []
+        inputs = backbone.config.hidden_size + len(self.descriptor_names)
         self.dropout = nn.Dropout(spec.dropout)
         hidden = [nn.Linear(inputs, spec.head_hidden), nn.GELU(), nn.Dropout(spec.dropout)] if spec.head_hidden else []
         self.head = nn.Sequential(*hidden, nn.Linear(spec.head_hidden or inputs, 1))
@@ -314,7 +318,8 @@ class RegressionModel(nn.Module):
             from peft import PeftModel
 
             backbone = PeftModel.from_pretrained(backbone, folder / "adapter")
-        model = cls(backbone, tokenizer, spec)
+        scaler = DescriptorScaler.load(folder)
+        model = cls(backbone, tokenizer, spec, scaler.names if scaler is not None else HEAD_DESCRIPTORS)
         try:
             state = load_file(str(folder / HEAD_FILE))
         except Exception as exc:  # noqa: BLE001 - missing, truncated or not safetensors (SafetensorError)
@@ -333,7 +338,7 @@ class RegressionModel(nn.Module):
         model.label_mean.fill_(mean)
         model.label_std.fill_(std)
         model.standardization = Standardization.from_dict(meta.get("standardization"))
-        model.descriptor_scaler = DescriptorScaler.load(folder)
+        model.descriptor_scaler = scaler
         return model
 
 

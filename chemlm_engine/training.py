@@ -141,7 +141,7 @@ def fit(model: RegressionModel, train: MoleculeData, val: MoleculeData | None, c
     device = next(model.parameters()).device
     model.set_label_scaler(train.labels)
     if model.spec.descriptors:
-        model.descriptor_scaler = DescriptorScaler.fit(train.smiles)
+        model.descriptor_scaler = DescriptorScaler.fit(train.smiles, model.descriptor_names)
     train_features = model.molecule_features(train.smiles)
     val_features = model.molecule_features(val.smiles) if val is not None else None
     max_length = min(config.max_length, model.max_tokens)

@@ -17,6 +17,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from ..data import MoleculeData
+from ..descriptors import HEAD_DESCRIPTORS
 from ..predict.ensemble import Conformal, Ensemble
 from ..predict.trees import Trees
 from ..pipeline import JobContext, SplitData, train_and_evaluate
@@ -79,7 +80,9 @@ def run_ensemble(ctx: JobContext, data: SplitData, opts: EnsembleOptions) -> dic
     ensemble = Ensemble(members)
     if opts.tree_weight > 0:
         ctx.progress(0.99, "fitting the trees", force=True)
-        ensemble.trees = Trees.fit(data.train.smiles, data.train.labels, opts.tree_weight, ctx.spec.train.seed)
+        # the members' descriptors when they read any: computed once for both
+        names = members[0].descriptor_names or HEAD_DESCRIPTORS
+        ensemble.trees = Trees.fit(data.train.smiles, data.train.labels, opts.tree_weight, ctx.spec.train.seed, names)
     members_cal, cal_mean, cal_std = _members_and_blend(ensemble, calibration.smiles)
     ensemble.conformal = Conformal.calibrate(calibration.labels, cal_mean, cal_std, coverage)
     members_test, mean, std = _members_and_blend(ensemble, data.test.smiles)

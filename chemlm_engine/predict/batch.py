@@ -65,11 +65,11 @@ def molecule_warnings(model: RegressionModel | Ensemble, canonical: Sequence[str
     """What the model cannot read exactly as written, per canonical SMILES: unknown tokens, truncation, for a
     descriptor model the descriptors skipped for a large molecule, and a molecule without carbon (a logD model of
     organic compounds extrapolates there: cisplatin standardises to ammonia)."""
-    described = (model.members[0] if isinstance(model, Ensemble) else model).spec.descriptors
+    described = (model.members[0] if isinstance(model, Ensemble) else model).descriptor_names
     when = "after standardisation" if model.standardization.enabled else "as given"
     read = [carbon_and_charge(s) for s in canonical]
     notes = zip(token_warnings(model.tokenizer, canonical, model.max_tokens),
-                (size_warning(n) if described else None for n in heavy_atoms),
+                (size_warning(n, described) if described else None for n in heavy_atoms),
                 (None if organic else _INORGANIC for organic, _ in read),
                 (_ion(charge, when) for _, charge in read))
     return ["; ".join(n for n in notes_of_one if n) or None for notes_of_one in notes]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,7 @@ import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdFingerprintGenerator
 
-from ..descriptors import DESCRIPTOR_NAMES, describe
+from ..descriptors import DESCRIPTOR_NAMES, HEAD_DESCRIPTORS, describe
 from ..errors import ModelLoadError
 
 if TYPE_CHECKING:  # imported on use: prediction without trees does not load LightGBM
@@ -25,7 +25,7 @@ __all__ = ["TREES_FILE", "TREE_PARAMS", "Trees", "tree_features"]
 TREES_FILE = "trees.txt"
 _BITS = 2048
 _MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=_BITS)
-FEATURE_NAMES = [*DESCRIPTOR_NAMES, *(f"morgan_{i}" for i in range(_BITS))]
+_MORGAN_NAMES = [f"morgan_{i}" for i in range(_BITS)]
 # Chosen a priori (common LightGBM settings for a few thousand rows and a few thousand features), never on a test
 # split: many small steps, half the features per tree, and 80 % of the molecules per tree against over-fitting.
 TREE_PARAMS = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
@@ -33,34 +33,40 @@ TREE_PARAMS = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 3
 ROUNDS = 1000
 
 
-def tree_features(smiles: Sequence[str]) -> np.ndarray:
-    """Raw descriptors (NaN where missing: the trees route them) and radius-2 Morgan counts, one row per SMILES."""
+def tree_features(smiles: Sequence[str], names: Sequence[str] = HEAD_DESCRIPTORS) -> np.ndarray:
+    """Raw descriptors ``names`` (NaN where missing: the trees route them) and radius-2 Morgan counts, one row per
+    SMILES."""
     with rdBase.BlockLogs():
         counts = [_MORGAN.GetCountFingerprintAsNumPy(Chem.MolFromSmiles(s)) for s in smiles]
     morgan = np.stack(counts).astype(np.float32) if counts else np.zeros((0, _BITS), np.float32)
-    return np.hstack([describe(smiles).astype(np.float32), morgan])
+    return np.hstack([describe(smiles, names).astype(np.float32), morgan])
 
 
 @dataclass
 class Trees:
-    """A LightGBM booster over :func:`tree_features`, and the weight its prediction gets in a blend."""
+    """A LightGBM booster over :func:`tree_features` of ``descriptor_names``, and the weight its prediction gets in a
+    blend."""
 
     booster: lightgbm.Booster
     weight: float
+    descriptor_names: list[str] = field(default_factory=lambda: list(HEAD_DESCRIPTORS))
 
     @classmethod
-    def fit(cls, smiles: Sequence[str], labels: np.ndarray, weight: float, seed: int = 0) -> Trees:
+    def fit(cls, smiles: Sequence[str], labels: np.ndarray, weight: float, seed: int = 0,
+            descriptor_names: Sequence[str] = HEAD_DESCRIPTORS) -> Trees:
         import lightgbm
 
-        data = lightgbm.Dataset(tree_features(smiles), np.asarray(labels, dtype=np.float64),
-                                feature_name=FEATURE_NAMES, free_raw_data=True)
+        names = list(descriptor_names)
+        data = lightgbm.Dataset(tree_features(smiles, names), np.asarray(labels, dtype=np.float64),
+                                feature_name=[*names, *_MORGAN_NAMES], free_raw_data=True)
         params = {**TREE_PARAMS, "seed": seed, "num_threads": len(os.sched_getaffinity(0))}
-        return cls(lightgbm.train(params, data, num_boost_round=ROUNDS), weight)
+        return cls(lightgbm.train(params, data, num_boost_round=ROUNDS), weight, names)
 
     def predict(self, smiles: Sequence[str]) -> np.ndarray:
         if not smiles:
             return np.zeros(0)
-        return np.asarray(self.booster.predict(tree_features(smiles), num_threads=len(os.sched_getaffinity(0))))
+        features = tree_features(smiles, self.descriptor_names)
+        return np.asarray(self.booster.predict(features, num_threads=len(os.sched_getaffinity(0))))
 
     def blend(self, mean: np.ndarray, smiles: Sequence[str]) -> np.ndarray:
         """``(1 − weight) · mean + weight · trees``: the transformers' mean blended with the trees' prediction."""
@@ -79,7 +85,9 @@ class Trees:
             booster = lightgbm.Booster(model_file=str(path))
         except (OSError, lightgbm.basic.LightGBMError) as exc:
             raise ModelLoadError(f"cannot read {path}: {exc}") from None
-        if booster.feature_name() != FEATURE_NAMES:
+        names = booster.feature_name()
+        descriptor_names = names[:-_BITS]
+        if names[-_BITS:] != _MORGAN_NAMES or not set(descriptor_names) <= set(DESCRIPTOR_NAMES):
             raise ModelLoadError(f"{path} was fitted on other features (another RDKit's descriptor list?): "
                                  "train the ensemble again with this RDKit")
-        return cls(booster, weight)
+        return cls(booster, weight, descriptor_names)

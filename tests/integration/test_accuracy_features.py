@@ -11,7 +11,7 @@ from sklearn.metrics import r2_score
 
 from chemlm_engine.spec import DataSpec, JobSpec, ModelSpec, TrainConfig
 from chemlm_engine.data import MoleculeData
-from chemlm_engine.descriptors import DESCRIPTOR_NAMES, DescriptorScaler, describe
+from chemlm_engine.descriptors import DESCRIPTOR_NAMES, HEAD_DESCRIPTORS, DescriptorScaler, describe, size_warning
 from chemlm_engine.predict import Conformal, Ensemble, load_predictor, predict_smiles
 from chemlm_engine.jobs import run_job
 from chemlm_engine.model import RegressionModel
@@ -30,11 +30,34 @@ def _tiny(backbone, **model) -> RegressionModel:
 def test_descriptor_scaling_comes_from_the_training_split_only(lipo):
     train, other = lipo.smiles[:200], lipo.smiles[200:260]
     scaler = DescriptorScaler.fit(train)
-    raw = describe(train)
+    raw = describe(train, HEAD_DESCRIPTORS)
     np.testing.assert_allclose(scaler.mean, np.where(np.isnan(raw), scaler.median, raw).mean(axis=0))
     features = scaler.transform(other)
-    assert features.shape == (60, len(DESCRIPTOR_NAMES)) and np.isfinite(features).all()
+    assert features.shape == (60, len(HEAD_DESCRIPTORS)) and np.isfinite(features).all()
     assert np.abs(features).max() <= 10.0  # clipped
+
+
+def test_a_list_of_descriptors_gets_those_columns_alone_in_its_order_also_from_the_helper_process(lipo):
+    import chemlm_engine.descriptors as descriptors
+
+    smiles = lipo.smiles[:2 * descriptors._SHARE_MIN + 10]  # the helper process takes half
+    names = ["MolLogP", *HEAD_DESCRIPTORS[:3], "TPSA"]
+    descriptors._CACHE.clear()
+    try:
+        every, some, head = describe(smiles), describe(smiles, names), describe(smiles, HEAD_DESCRIPTORS)
+    finally:
+        descriptors._CACHE.clear()
+    columns = [DESCRIPTOR_NAMES.index(name) for name in names]
+    np.testing.assert_array_equal(some, every[:, columns])
+    np.testing.assert_array_equal(head, every[:, [DESCRIPTOR_NAMES.index(name) for name in HEAD_DESCRIPTORS]])
+    assert not any(name.startswith(("BCUT2D", "BertzCT", "SPS", "AvgIpc", "BalabanJ")) for name in HEAD_DESCRIPTORS)
+    assert len(HEAD_DESCRIPTORS) == len(DESCRIPTOR_NAMES) - 12
+
+
+def test_a_large_molecule_warning_counts_the_descriptors_its_model_skips():
+    every, head = size_warning(300, DESCRIPTOR_NAMES), size_warning(300, HEAD_DESCRIPTORS)
+    assert "46 descriptors" in every and "34 descriptors" in head
+    assert size_warning(300, ["MolLogP", "TPSA"]) is None and size_warning(50, DESCRIPTOR_NAMES) is None
 
 
 def test_descriptors_are_rdkits_own_values_also_when_the_helper_process_computes_half(lipo):
@@ -64,10 +87,10 @@ def test_the_descriptor_cache_keeps_the_latest_molecules_up_to_its_limit(lipo, m
     monkeypatch.setattr(descriptors, "_CACHE_LIMIT", 5)
     first = describe(lipo.smiles[:4])
     later = describe(lipo.smiles[4:7])
-    assert list(descriptors._CACHE) == lipo.smiles[2:7]  # the two oldest left
+    assert [text for _, text in descriptors._CACHE] == lipo.smiles[2:7]  # the two oldest left
     computed = []
-    monkeypatch.setattr(descriptors, "_compute", lambda smiles: computed.extend(smiles) or [
-        descriptors.describe_mol(Chem.MolFromSmiles(s)) for s in smiles])
+    monkeypatch.setattr(descriptors, "_compute", lambda smiles, columns: computed.extend(smiles) or [
+        descriptors.describe_mol(Chem.MolFromSmiles(s), columns) for s in smiles])
     again = describe(lipo.smiles[:7])
     assert computed == lipo.smiles[:2]  # only what had left the cache
     np.testing.assert_array_equal(again, np.vstack([first, later]))
@@ -79,9 +102,9 @@ class _Spy:
     def __init__(self, pool, handed: list[int]) -> None:
         self.pool, self.handed = pool, handed
 
-    def submit(self, fn, batch):
+    def submit(self, fn, batch, *args):
         self.handed.append(len(batch))
-        return self.pool.submit(fn, batch)
+        return self.pool.submit(fn, batch, *args)
 
 
 def test_a_prediction_in_chunks_gives_half_of_every_chunks_descriptors_to_the_helper(tiny_backbone, lipo, monkeypatch):
@@ -118,10 +141,10 @@ def test_descriptors_are_shared_among_as_many_processes_as_cores(lipo, monkeypat
         assert len(pool._processes) == 3  # all started up front, not on the first large batch
         monkeypatch.setattr(descriptors, "_pool", lambda: _Spy(pool, handed))
         smiles = lipo.smiles[:100]
-        shared = descriptors._compute(smiles)
+        shared = descriptors._compute(smiles, descriptors._ALL)
         assert handed == [25, 25, 25]
         np.testing.assert_array_equal(shared, descriptors._many(smiles))
-        descriptors._compute(smiles[:2 * descriptors._SHARE_MIN - 1])
+        descriptors._compute(smiles[:2 * descriptors._SHARE_MIN - 1], descriptors._ALL)
         assert handed == [25, 25, 25]  # too few to be worth a helper's round trip
     finally:
         descriptors._reset_pool()
@@ -131,7 +154,7 @@ def test_missing_descriptor_values_become_the_training_median(lipo, monkeypatch)
     import chemlm_engine.descriptors as descriptors
 
     scaler = DescriptorScaler.fit(lipo.smiles[:100])
-    monkeypatch.setattr(descriptors, "_one", lambda smiles: np.full(len(DESCRIPTOR_NAMES), np.nan))
+    monkeypatch.setattr(descriptors, "_one", lambda smiles, columns: np.full(len(columns), np.nan))
     descriptors._CACHE.clear()
     try:
         filled = scaler.transform(["CCO"])

@@ -93,3 +93,30 @@ def test_saving_a_model_draws_no_progress_bar(descriptor_model, tmp_path, capfd)
     RegressionModel.load(descriptor_model, "cpu").save(tmp_path / "again")
     assert (tmp_path / "again" / HEAD_FILE).exists()
     assert "shards" not in capfd.readouterr().err
+
+
+def test_a_model_keeps_the_descriptor_list_it_was_trained_with(tiny_backbone, lipo, tmp_path):
+    """New models read HEAD_DESCRIPTORS (not the costliest); a model saved with every descriptor (before the list
+    was cut) loads with its own list and predicts as it did; a list naming a descriptor this RDKit lacks is refused."""
+    from chemlm_engine.descriptors import DESCRIPTOR_NAMES, HEAD_DESCRIPTORS
+    from chemlm_engine.inference import predict_values
+
+    spec = ModelSpec(backbone=str(tiny_backbone), head_hidden=8, descriptors=True)
+    new = RegressionModel.from_spec(spec, seed=0)
+    assert new.descriptor_names == HEAD_DESCRIPTORS and new.head[0].in_features == 32 + len(HEAD_DESCRIPTORS)
+    older = RegressionModel(new.backbone, new.tokenizer, spec, DESCRIPTOR_NAMES)
+    older.set_label_scaler(lipo.labels[:40])
+    older.descriptor_scaler = DescriptorScaler.fit(lipo.smiles[:40], DESCRIPTOR_NAMES)
+    older.save(tmp_path / "older")
+    loaded = RegressionModel.load(tmp_path / "older", "cpu")
+    assert loaded.descriptor_names == DESCRIPTOR_NAMES and loaded.head[0].in_features == 32 + len(DESCRIPTOR_NAMES)
+    smiles = lipo.smiles[40:60]
+    older.eval()
+    loaded.inference_precision = older.inference_precision = "fp32"
+    np.testing.assert_allclose(predict_values(loaded, smiles), predict_values(older, smiles), rtol=1e-5)
+    path = tmp_path / "older" / DescriptorScaler.FILE
+    raw = json.loads(path.read_text())
+    raw["names"][3] = "NoSuchDescriptor"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ModelLoadError, match="this RDKit does not have .*NoSuchDescriptor"):
+        RegressionModel.load(tmp_path / "older", "cpu")

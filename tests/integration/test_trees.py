@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from chemlm_engine.descriptors import describe
+from chemlm_engine.descriptors import DESCRIPTOR_NAMES, HEAD_DESCRIPTORS, describe
 from chemlm_engine.errors import ModelLoadError
 from chemlm_engine.model import RegressionModel
 from chemlm_engine.predict import Conformal, Ensemble, load_predictor
@@ -23,9 +23,10 @@ def trees(lipo) -> Trees:
 
 def test_the_features_are_the_descriptors_then_morgan_counts_with_missing_values_kept(lipo):
     x = tree_features(["CCO", "C" * 200])
-    assert x.shape == (2, 215 + 2048)
-    np.testing.assert_array_equal(x[0, :215], describe(["CCO"])[0].astype(np.float32))
-    assert x[0, 215:].sum() >= Chem.MolFromSmiles("CCO").GetNumAtoms()  # counts: every atom's radius-0 environment
+    n = len(HEAD_DESCRIPTORS)
+    assert x.shape == (2, n + 2048)
+    np.testing.assert_array_equal(x[0, :n], describe(["CCO"], HEAD_DESCRIPTORS)[0].astype(np.float32))
+    assert x[0, n:].sum() >= Chem.MolFromSmiles("CCO").GetNumAtoms()  # counts: every atom's radius-0 environment
     assert np.isnan(x[1]).any() and not np.isnan(x[0]).any()  # a size-limited descriptor of a large molecule
 
 
@@ -42,6 +43,20 @@ def test_trees_learn_round_trip_and_refuse_another_feature_list(trees, lipo, tmp
     (tmp_path / TREES_FILE).write_text("not a model")
     with pytest.raises(ModelLoadError, match="cannot read"):
         Trees.load(tmp_path, weight=0.3)
+
+
+def test_trees_fitted_on_every_descriptor_still_load_and_predict_as_they_did(lipo, tmp_path):
+    """An ensemble's trees from before the cut list (every descriptor) keep theirs; new trees read HEAD_DESCRIPTORS."""
+    older = Trees.fit(lipo.smiles[:60], lipo.labels[:60], weight=0.5, seed=0, descriptor_names=DESCRIPTOR_NAMES)
+    assert older.booster.num_feature() == len(DESCRIPTOR_NAMES) + 2048
+    older.save(tmp_path)
+    again = Trees.load(tmp_path, weight=0.5)
+    assert again.descriptor_names == DESCRIPTOR_NAMES
+    np.testing.assert_allclose(again.predict(lipo.smiles[60:70]), older.predict(lipo.smiles[60:70]), rtol=1e-12)
+    text = (tmp_path / TREES_FILE).read_text()
+    (tmp_path / TREES_FILE).write_text(text.replace("BertzCT ", "NoSuchDescriptor ", 1))
+    with pytest.raises(ModelLoadError, match="other features"):
+        Trees.load(tmp_path, weight=0.5)
 
 
 def _members(backbone) -> list[RegressionModel]:
