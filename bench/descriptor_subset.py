@@ -35,7 +35,8 @@ def main() -> None:
         for seed in (0, 1, 2):
             split = make_split(data, kind, seed=seed)
             train, val = data.subset(split.train), data.subset(split.val)
-            x_train, x_val = trees.tree_features(train.smiles), trees.tree_features(val.smiles)
+            every = descriptors.DESCRIPTOR_NAMES
+            x_train, x_val = trees.tree_features(train.smiles, every), trees.tree_features(val.smiles, every)
             scores = []
             for columns in (slice(None), linear):
                 params = {**trees.TREE_PARAMS, "seed": seed, "num_threads": 2}

@@ -58,7 +58,8 @@ def main() -> None:
         assert isinstance(source, Ensemble) and source.trees is not None, f"{args.trees_from} has no trees"
         trees = source.trees
     else:
-        trees = Trees.fit(rest.train.smiles, rest.train.labels, options.tree_weight, seed=0)
+        names = ensemble.members[0].descriptor_names  # the members' descriptors, computed once for both
+        trees = Trees.fit(rest.train.smiles, rest.train.labels, options.tree_weight, seed=0, descriptor_names=names)
     fit_seconds = time.time() - started
     cal_mean, cal_std = ensemble.members_predict(calibration.smiles)
     test_mean, test_std = ensemble.members_predict(data.test.smiles)

@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -126,19 +125,19 @@ class RegressionModel(nn.Module):
     label_std: torch.Tensor
 
     def __init__(self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, spec: ModelSpec,
-                 descriptor_names: Sequence[str] = HEAD_DESCRIPTORS) -> None:
+                 descriptor_scaler: DescriptorScaler | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.spec = spec
-        # the RDKit descriptors the head reads when ``spec.descriptors`` (a saved model's own list when loaded)
-        self.descriptor_names = list(descriptor_names) if spec.descriptors else []
+        # Fitted on the training split by ``fit`` when ``spec.descriptors`` (or loaded): names what the head reads
+        self.descriptor_scaler = descriptor_scaler
+        names = descriptor_scaler.names if descriptor_scaler is not None else HEAD_DESCRIPTORS
+        self.descriptor_names = list(names) if spec.descriptors else []
         inputs = backbone.config.hidden_size + len(self.descriptor_names)
         self.dropout = nn.Dropout(spec.dropout)
         hidden = [nn.Linear(inputs, spec.head_hidden), nn.GELU(), nn.Dropout(spec.dropout)] if spec.head_hidden else []
         self.head = nn.Sequential(*hidden, nn.Linear(spec.head_hidden or inputs, 1))
-        # Fitted on the training split by ``fit`` when ``spec.descriptors``; saved with the model.
-        self.descriptor_scaler: DescriptorScaler | None = None
         # Prediction runs in bf16 where the hardware computes it natively (as training does), unless set to fp32;
         # "int8" quantises the backbone's linear layers (load_predictor's choice on CPUs without AMX).
         self.inference_precision = "auto"
@@ -249,9 +248,8 @@ class RegressionModel(nn.Module):
         if self.descriptor_scaler is not None:
             self.descriptor_scaler.save(folder)
         meta = {"format": "/".join(map(str, REGRESSOR_FORMAT)), "pooling": self.spec.pooling,
-                "dropout": self.spec.dropout,
-                "head_hidden": self.spec.head_hidden, "descriptors": self.spec.descriptors, "tta": self.spec.tta,
-                "backbone_source": self.spec.backbone,
+                "dropout": self.spec.dropout, "head_hidden": self.spec.head_hidden, "tta": self.spec.tta,
+                "descriptors": self.spec.descriptors, "backbone_source": self.spec.backbone,
                 "trust_remote_code": self.spec.trust_remote_code, "adapter": adapter,
                 "label_mean": float(self.label_mean), "label_std": float(self.label_std),
                 "standardization": self.standardization.to_dict()}
@@ -318,8 +316,7 @@ class RegressionModel(nn.Module):
             from peft import PeftModel
 
             backbone = PeftModel.from_pretrained(backbone, folder / "adapter")
-        scaler = DescriptorScaler.load(folder)
-        model = cls(backbone, tokenizer, spec, scaler.names if scaler is not None else HEAD_DESCRIPTORS)
+        model = cls(backbone, tokenizer, spec, DescriptorScaler.load(folder))
         try:
             state = load_file(str(folder / HEAD_FILE))
         except Exception as exc:  # noqa: BLE001 - missing, truncated or not safetensors (SafetensorError)
@@ -338,7 +335,6 @@ class RegressionModel(nn.Module):
         model.label_mean.fill_(mean)
         model.label_std.fill_(std)
         model.standardization = Standardization.from_dict(meta.get("standardization"))
-        model.descriptor_scaler = scaler
         return model
 
 

@@ -3,6 +3,7 @@ import plotly.express as px
 import streamlit as st
 
 from chemlm_engine.compare import status_words
+from chemlm_engine.descriptors import HEAD_DESCRIPTORS
 from chemlm_engine.spec import DEFAULT_REGRESSOR, METHODS, JobSpec, ModelSpec, TrainConfig, model_kind
 from chemlm_engine.errors import ChemLMError, RunNotFoundError
 from chemlm_engine.library import discard_kept
@@ -33,8 +34,8 @@ with right:
                                           **kept_here("learning-rate", ("value", 1e-4))))
     batch_size = int(c3.number_input("Batch size", 1, 512, **kept_here("batch-size", ("value", 32))))
     descriptors = st.checkbox("RDKit 2D descriptors in the head", **kept_here("descriptors"),
-                              help="The pooled embedding plus 215 standardised RDKit descriptors (the shipped model's "
-                                   "configuration: +0.08 R² on the random split, see the README).")
+                              help=f"The pooled embedding plus {len(HEAD_DESCRIPTORS)} standardised RDKit descriptors "
+                                   "(the shipped model's configuration: +0.08 R² on the random split, see the README).")
     options = {}
     if METHODS[method].needs_teacher:  # which ensemble the student learns from
         teachers = {DEFAULT_MODEL_LABEL: DEFAULT_REGRESSOR,
