@@ -174,8 +174,10 @@ def _reset_pool(wait: bool = False) -> None:
 def size_warning(heavy_atoms: int, names: Sequence[str] = HEAD_DESCRIPTORS) -> str | None:
     """What a model reading descriptors ``names`` cannot compute for a molecule of this size (None when it computes
     everything)."""
-    skipped = sum(name in SIZE_LIMITED for name in names)
-    if heavy_atoms <= LARGE_MOLECULE or not skipped:
+    if heavy_atoms <= LARGE_MOLECULE:
+        return None
+    skipped = len(set(names) & set(SIZE_LIMITED))
+    if not skipped:
         return None
     return (f"large molecule ({heavy_atoms:,} heavy atoms, over {LARGE_MOLECULE}): {skipped} descriptors "
             "whose cost grows faster than the molecule were skipped (the training median used instead)")

@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from rdkit import Chem, rdBase
-from rdkit.Chem import rdFingerprintGenerator
-
 from ..descriptors import DESCRIPTOR_NAMES, HEAD_DESCRIPTORS, describe
 from ..errors import ModelLoadError
+from .morgan import BITS, morgan_counts
 
 if TYPE_CHECKING:  # imported on use: prediction without trees does not load LightGBM
     import lightgbm
@@ -23,9 +21,7 @@ if TYPE_CHECKING:  # imported on use: prediction without trees does not load Lig
 __all__ = ["TREES_FILE", "TREE_PARAMS", "Trees", "tree_features"]
 
 TREES_FILE = "trees.txt"
-_BITS = 2048
-_MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=_BITS)
-_MORGAN_NAMES = [f"morgan_{i}" for i in range(_BITS)]
+_MORGAN_NAMES = [f"morgan_{i}" for i in range(BITS)]
 # Chosen a priori (common LightGBM settings for a few thousand rows and a few thousand features), never on a test
 # split: many small steps, half the features per tree, and 80 % of the molecules per tree against over-fitting.
 TREE_PARAMS = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
@@ -36,10 +32,7 @@ ROUNDS = 1000
 def tree_features(smiles: Sequence[str], names: Sequence[str] = HEAD_DESCRIPTORS) -> np.ndarray:
     """Raw descriptors ``names`` (NaN where missing: the trees route them) and radius-2 Morgan counts, one row per
     SMILES."""
-    with rdBase.BlockLogs():
-        counts = [_MORGAN.GetCountFingerprintAsNumPy(Chem.MolFromSmiles(s)) for s in smiles]
-    morgan = np.stack(counts).astype(np.float32) if counts else np.zeros((0, _BITS), np.float32)
-    return np.hstack([describe(smiles, names).astype(np.float32), morgan])
+    return np.hstack([describe(smiles, names).astype(np.float32), morgan_counts(smiles)])
 
 
 @dataclass
@@ -86,8 +79,8 @@ class Trees:
         except (OSError, lightgbm.basic.LightGBMError) as exc:
             raise ModelLoadError(f"cannot read {path}: {exc}") from None
         names = booster.feature_name()
-        descriptor_names = names[:-_BITS]
-        if names[-_BITS:] != _MORGAN_NAMES or not set(descriptor_names) <= set(DESCRIPTOR_NAMES):
+        descriptor_names = names[:-BITS]
+        if names[-BITS:] != _MORGAN_NAMES or not set(descriptor_names) <= set(DESCRIPTOR_NAMES):
             raise ModelLoadError(f"{path} was fitted on other features (another RDKit's descriptor list?): "
                                  "train the ensemble again with this RDKit")
         return cls(booster, weight, descriptor_names)

@@ -193,3 +193,28 @@ def test_why_names_the_same_nearest_training_molecule_as_the_results_when_severa
     why = Explanation(query, 1.0, None, frame.reindex([1, 3, 0, 2]), b"")  # by size of contribution
     nearest = why.top(1).query("role == 'nearest'")
     assert nearest["smiles"].tolist() == [results.loc[0, "nearest_training_smiles"]] == [training[0]]
+
+
+def test_morgan_counts_are_rdkits_counts_set_where_its_bits_are_and_computed_once(monkeypatch):
+    """The trees' counts and the nearest-neighbour bits come from one computation (kept for the next caller)."""
+    from rdkit import Chem
+    from rdkit.Chem import rdFingerprintGenerator
+
+    from chemlm_engine.predict import morgan
+
+    smiles = ["CCO", "O=C([O-])CC[NH3+]", "c1ccc2ccccc2c1", "C" * 300, "[Na+].[Cl-]", "CC(=O)Nc1ccc(O)cc1"]
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    monkeypatch.setattr(morgan, "_CACHE", {})
+    counts = morgan.morgan_counts(smiles)
+    for row, text in enumerate(smiles):
+        mol = Chem.MolFromSmiles(text)
+        np.testing.assert_array_equal(counts[row], generator.GetCountFingerprintAsNumPy(mol))
+        np.testing.assert_array_equal(counts[row] > 0, generator.GetFingerprintAsNumPy(mol) > 0)
+    assert counts[3].max() > 255  # a long chain's CH2 environment: counts are not clipped
+    monkeypatch.setattr(morgan.Chem, "MolFromSmiles", lambda _: pytest.fail("parsed again"))
+    np.testing.assert_array_equal(morgan.morgan_counts(smiles[::-1]), counts[::-1])
+    monkeypatch.undo()  # parse again, into a cache of two
+    monkeypatch.setattr(morgan, "_CACHE_LIMIT", 2)
+    monkeypatch.setattr(morgan, "_CACHE", {})
+    morgan.morgan_counts(smiles)
+    assert list(morgan._CACHE) == smiles[-2:]  # the latest kept
