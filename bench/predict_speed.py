@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from chemlm_engine import descriptors
+from chemlm_engine.predict import morgan
 from chemlm_engine.spec import DEFAULT_REGRESSOR
 from chemlm_engine.data import load_lipophilicity
 from chemlm_engine.predict import Ensemble, TrainingReference, add_applicability_domain, load_predictor, predict_smiles
@@ -67,7 +68,8 @@ def measure(folder: str, smiles: list[str], precision: str) -> dict:
         member.inference_precision = precision
     predict_smiles(predictor, smiles[:32])  # warm-up
     TrainingReference.load(folder)  # writes the fingerprint cache if the folder has none yet
-    descriptors._CACHE.clear()  # every row pays for its own descriptors, as a fresh request would
+    descriptors._CACHE.clear()  # every row pays for its own descriptors and fingerprints, as a fresh request would
+    morgan._CACHE.clear()
     start = time.perf_counter()
     frame = predict_smiles(predictor, smiles)
     predicted = time.perf_counter()

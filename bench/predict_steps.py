@@ -4,7 +4,7 @@ numbers behind issue #25's "whole path within 1.5x of the members' forward passe
     .venv/bin/python bench/predict_steps.py [--model assets/lipo-regressor] [--n 1000] [--repeats 2]
 
 The last ``--n`` Lipophilicity SMILES through ``predict_smiles`` and ``add_applicability_domain`` as the CLI runs them
-(descriptor cache cleared each repeat), each step timed where it is called: standardisation, warnings, enantiomers,
+(descriptor and fingerprint caches cleared each repeat), each step timed where it is called: standardisation, warnings, enantiomers,
 tokenisation, descriptors (shared with the helper processes), the members' forward passes (head included), the
 trees, the nearest-neighbour search. Then one member's forward pass with two torch threads and with one, and each
 descriptor function alone in this process on the same molecules (the parse not counted). Prints both and writes
@@ -23,6 +23,7 @@ import torch
 from rdkit import Chem, rdBase
 
 import chemlm_engine.descriptors as descriptors
+import chemlm_engine.predict.morgan as morgan
 import chemlm_engine.inference as inference
 import chemlm_engine.predict.batch as batch
 import chemlm_engine.predict.ensemble as ensemble
@@ -69,6 +70,7 @@ def main() -> None:
     for _ in range(args.repeats):
         STEPS.clear()
         descriptors._CACHE.clear()
+        morgan._CACHE.clear()
         start = time.perf_counter()
         frame = predict_smiles(predictor, smiles)
         predicted = time.perf_counter()

@@ -107,6 +107,7 @@ def _parse_error(log: str) -> str:
 # atoms (2 us against 44 for a drug-sized molecule; standardisation reads each molecule twice)
 _WILDCARD = Chem.MolFromSmarts("[#0]")
 _ISOTOPE = Chem.MolFromSmarts("[!0*]")  # an isotope label: any mass number but none
+_CHARGED = Chem.MolFromSmarts("[!+0]")  # what the uncharger changes: most molecules have none
 
 
 def _parse(text: str) -> Chem.Mol:
@@ -177,10 +178,11 @@ def _standardize(mol: Chem.Mol, settings: Standardization) -> tuple[Chem.Mol, li
         if labels:  # the model's vocabulary reads [13CH3] as unknown, and logD barely moves with isotopes
             mol = Chem.RemoveHs(rdMolStandardize.IsotopeParent(mol, skipStandardize=True))  # [2H] → H: folded in
             changes.append(f"removed isotope labels ({', '.join(labels)})")
-        before = Chem.MolToSmiles(mol)
-        mol = _UNCHARGER.uncharge(mol)
-        if Chem.MolToSmiles(mol) != before:
-            changes.append("neutralised")
+        if mol.HasSubstructMatch(_CHARGED):
+            before = Chem.MolToSmiles(mol)
+            mol = _UNCHARGER.uncharge(mol)
+            if Chem.MolToSmiles(mol) != before:
+                changes.append("neutralised")
         if settings.tautomer:
             before = Chem.MolToSmiles(mol)
             mol = rdMolStandardize.TautomerEnumerator().Canonicalize(mol)
