@@ -139,7 +139,7 @@ def start_helpers() -> None:
     _pool()
 
 
-def _compute(smiles: list[str], columns: tuple[int, ...]) -> np.ndarray:
+def _compute(smiles: list[str], columns: tuple[int, ...] = _ALL) -> np.ndarray:
     """Descriptors of many molecules, shared among this process and the helpers (a contiguous share each):
     RDKit's descriptor functions hold the interpreter lock, so threads cannot share the work; processes can."""
     shares = min(worker_processes(), len(smiles) // _SHARE_MIN)
