@@ -16,6 +16,7 @@ Prints a table and writes bench/results/predict_speed.json.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ def measure(folder: str, smiles: list[str], precision: str) -> dict:
     for member in members:
         member.inference_precision = precision
     predict_smiles(predictor, smiles[:32])  # warm-up
+    gc.freeze()  # as the CLI's predict does once its imports are done
     TrainingReference.load(folder)  # writes the fingerprint cache if the folder has none yet
     descriptors._CACHE.clear()  # every row pays for its own descriptors and fingerprints, as a fresh request would
     morgan._CACHE.clear()

@@ -485,3 +485,20 @@ def test_predict_finds_a_measured_column_by_its_name_as_the_predict_page_does(re
     (tmp_path / "plain.csv").write_text("smiles,name\nCCO,A\n")
     plain = CliRunner().invoke(app, [*args[:4], str(tmp_path / "plain.csv"), "-o", str(tmp_path / "p.csv")])
     assert plain.exit_code == 0 and "against measured" not in plain.output
+
+
+def test_predict_freezes_what_it_imported_out_of_the_full_garbage_collections(regressor_dir, tmp_path):
+    """A one-shot process: the imports' objects stay until it ends, so no full collection rescans them."""
+    import gc
+
+    from typer.testing import CliRunner
+
+    from chemlm_engine.cli import app
+
+    gc.unfreeze()
+    try:
+        result = CliRunner().invoke(app, ["predict", "--model", str(regressor_dir), "-s", "CCO"])
+        assert result.exit_code == 0, result.output
+        assert gc.get_freeze_count() > 100_000
+    finally:
+        gc.unfreeze()  # this test process goes on
