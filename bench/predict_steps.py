@@ -6,9 +6,9 @@ numbers behind issue #25's "whole path within 1.5x of the members' forward passe
 The last ``--n`` Lipophilicity SMILES through ``predict_smiles`` and ``add_applicability_domain`` as the CLI runs them
 (descriptor and fingerprint caches cleared each repeat), each step timed where it is called: standardisation,
 warnings, enantiomers, tokenisation, descriptors (shared with the helper processes), the members' forward passes (head
-included), the trees, the nearest-neighbour search. Then one member's forward pass with two torch threads and with one, and each
-descriptor function alone in this process on the same molecules (the parse not counted). Prints both and writes
-bench/results/predict_steps.json.
+included), the trees, the nearest-neighbour search. Then one member's forward pass with two torch threads and with
+one, and each descriptor function alone in this process on the same molecules (the parse not counted). Prints both
+and writes bench/results/predict_steps.json.
 """
 from __future__ import annotations
 

@@ -13,12 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 from rdkit import Chem, DataStructs, rdBase
-from rdkit.Chem import rdFingerprintGenerator
 
 from ..errors import OutputError
 from ..model import content_digest, load_training_set
 from ..outputs import written_aside
-from .morgan import BITS, morgan_counts
+from .morgan import BITS, MORGAN, morgan_counts
 
 __all__ = ["DOMAIN_COLUMNS", "DOMAIN_SIMILARITY", "FINGERPRINT_FILE", "fingerprints", "TrainingReference",
            "nearest_neighbours", "add_applicability_domain"]
@@ -34,7 +33,6 @@ TRUNCATED = "truncated:"
 # and neither the fingerprints nor the descriptors see stereochemistry: a racemate of a training molecule is one too)
 DOMAIN_COLUMNS = ("nearest_training_smiles", "nearest_training_label", "similarity", "in_domain", "in_training")
 FINGERPRINT_FILE = "training_fingerprints.npz"
-_MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=BITS)  # the bits of morgan_counts
 _QUERY_BLOCK = 256  # query molecules per matrix product: against 4,200 training molecules ~9 MB per float64 block
 _MATRIX_MIN = 64  # fewer queries are searched one by one: the matrix (34 MB for 4,200 molecules) costs ~30 ms
 
@@ -42,7 +40,7 @@ _MATRIX_MIN = 64  # fewer queries are searched one by one: the matrix (34 MB for
 def fingerprints(smiles: Sequence[str]) -> list:
     """Morgan fingerprints (radius 2, 2048 bits) of valid SMILES, for Tanimoto similarities."""
     with rdBase.BlockLogs():
-        return [_MORGAN.GetFingerprint(Chem.MolFromSmiles(s)) for s in smiles]
+        return [MORGAN.GetFingerprint(Chem.MolFromSmiles(s)) for s in smiles]
 
 
 def _flat(smiles: str) -> str:

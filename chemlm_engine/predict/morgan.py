@@ -9,10 +9,10 @@ import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdFingerprintGenerator
 
-__all__ = ["BITS", "morgan_counts"]
+__all__ = ["BITS", "MORGAN", "morgan_counts"]
 
 BITS = 2048
-_GENERATOR = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=BITS)
+MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=BITS)  # also the domain's bit vectors
 _CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # SMILES -> (bits set, their counts); oldest leave first
 _CACHE_LIMIT = 10_000  # ~0.4 kB each: more than a library chunk (4,096) or a request's molecules, ~4 MB
 
@@ -25,7 +25,7 @@ def morgan_counts(smiles: Sequence[str]) -> np.ndarray:
         for row, text in enumerate(smiles):
             kept = _CACHE.get(text)
             if kept is None:
-                counts = _GENERATOR.GetCountFingerprintAsNumPy(Chem.MolFromSmiles(text))
+                counts = MORGAN.GetCountFingerprintAsNumPy(Chem.MolFromSmiles(text))
                 where = np.flatnonzero(counts)
                 kept = _CACHE[text] = (where, counts[where])
                 if len(_CACHE) > _CACHE_LIMIT:

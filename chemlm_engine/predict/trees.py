@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +42,7 @@ class Trees:
 
     booster: lightgbm.Booster
     weight: float
-    descriptor_names: list[str] = field(default_factory=lambda: list(HEAD_DESCRIPTORS))
+    descriptor_names: list[str]
 
     @classmethod
     def fit(cls, smiles: Sequence[str], labels: np.ndarray, weight: float, seed: int = 0,
